@@ -1,0 +1,73 @@
+//! HTTP API (actix-web): routes of DESIGN.md section 6. Each handler authenticates with
+//! `auth::KeyRing::require` first (all but /healthz, /readyz, /metrics), then calls into
+//! `ingest`, `store`, and later stages. Handlers live in `api/*.rs` by resource.
+
+pub mod events;
+pub mod integrity;
+pub mod keys;
+pub mod ops;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use serde::de::DeserializeOwned;
+
+use crate::auth::KeyRing;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ingest::Masker;
+use crate::store::Store;
+use crate::store::sequencer::SequencerHandle;
+use crate::telemetry::Metrics;
+
+/// Everything a handler may need, shared by all workers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+    /// Read access to storage.
+    pub store: Store,
+    /// The single writer.
+    pub sequencer: SequencerHandle,
+    /// Secret/PII masking.
+    pub masker: Arc<Masker>,
+    /// API keys.
+    pub keys: KeyRing,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// HMAC key of checkpoints.
+    pub checkpoint_key: Arc<Vec<u8>>,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/v1/events", web::post().to(events::post_events))
+        .route("/v1/events", web::get().to(events::list_events))
+        .route("/v1/events/stats", web::get().to(events::stats))
+        .route("/v1/integrity/verify", web::get().to(integrity::verify))
+        .route("/v1/integrity/head", web::get().to(integrity::head))
+        .route("/v1/keys", web::post().to(keys::create))
+        .route("/v1/keys", web::get().to(keys::list))
+        .route("/v1/keys/{id}", web::delete().to(keys::revoke))
+        .default_service(web::to(ops::not_found));
+}
+
+/// Parses a query string into `T`, refusing unknown parameters with a 400 that names them.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))
+}
+
+/// Parses a time query parameter (RFC 3339 or epoch ms).
+pub fn parse_time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            crate::ingest::parse_time(v)
+                .ok_or_else(|| ApiError::bad_request(format!("`{name}` must be an RFC 3339 time or epoch milliseconds")))
+        })
+        .transpose()
+}

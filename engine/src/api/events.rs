@@ -1,0 +1,159 @@
+//! `POST /v1/events` (role: ingest), `GET /v1/events` and `GET /v1/events/stats` (role: read).
+//!
+//! Ingest reads the body under the configured limit (413 past it, before parsing), parses
+//! one object / an array / NDJSON, validates and masks every event (one 400 naming the index
+//! and field of every problem; nothing stored), then waits for the `Sequencer` to commit and
+//! answers 201 with each event's seq, in input order.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AppState, parse_query, parse_time_param};
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::ingest::{Problem, parse_body, validate_batch};
+use crate::store::{EventFilter, StatsFilter};
+use crate::telemetry::Metrics;
+
+/// Ingests a batch.
+#[tracing::instrument(skip_all)]
+pub async fn post_events(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Ingest)?;
+    let limit = state.config.body_limit_bytes;
+    let rejected = |e: ApiError| {
+        Metrics::add(&state.metrics.ingest_rejected, 1);
+        e
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(rejected(ApiError::too_large(limit)));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| rejected(ApiError::bad_request(format!("could not read the body: {e}"))))?;
+        if body.len() + chunk.len() > limit {
+            return Err(rejected(ApiError::too_large(limit)));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let ndjson = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl"));
+    let events = parse_body(&body, ndjson)
+        .and_then(|values| validate_batch(values, &state.masker))
+        .map_err(|problems| rejected(invalid(problems)))?;
+    let acks = state.sequencer.submit(events).await.inspect_err(|_| Metrics::add(&state.metrics.ingest_failed, 1))?;
+    let stored = acks.iter().filter(|a| !a.duplicate).count();
+    Metrics::add(&state.metrics.ingest_requests, 1);
+    Metrics::add(&state.metrics.events_stored, stored as u64);
+    Metrics::add(&state.metrics.events_duplicate, (acks.len() - stored) as u64);
+    Ok(HttpResponse::Created().json(json!({"stored": stored, "events": acks})))
+}
+
+fn invalid(problems: Vec<Problem>) -> ApiError {
+    let n = problems.len();
+    let shown: Vec<Problem> = problems.into_iter().take(1000).collect();
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", format!("{n} problem(s) in the request; nothing was stored"))
+        .with_details(serde_json::to_value(shown).unwrap_or(Value::Null))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    category: Option<String>,
+    action: Option<String>,
+    severity: Option<String>,
+    outcome: Option<String>,
+    organization_id: Option<String>,
+    user_id: Option<String>,
+    ip: Option<String>,
+    request_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Lists stored events, newest first, with cursor pagination.
+#[tracing::instrument(skip_all)]
+pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let q: ListQuery = parse_query(req.query_string())?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
+    }
+    let before_seq = q
+        .cursor
+        .as_deref()
+        .map(|c| c.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
+        .transpose()?;
+    let lower = |v: Option<String>| v.map(|s| s.to_ascii_lowercase());
+    let filter = EventFilter {
+        category: lower(q.category),
+        action: lower(q.action),
+        severity: lower(q.severity),
+        outcome: lower(q.outcome),
+        organization_id: q.organization_id,
+        user_id: q.user_id,
+        ip: q.ip.map(|ip| ip.parse::<std::net::IpAddr>().map(|a| a.to_string()).unwrap_or(ip)),
+        request_id: q.request_id,
+        since: parse_time_param("since", q.since.as_deref())?,
+        until: parse_time_param("until", q.until.as_deref())?,
+        before_seq,
+        limit,
+    };
+    let rows = state.store.query(&filter).await?;
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let events = rows.iter().map(|r| r.to_api_json()).collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(json!({"events": events, "next_cursor": next_cursor})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    since: Option<String>,
+    until: Option<String>,
+    organization_id: Option<String>,
+    bucket: Option<String>,
+    top: Option<i64>,
+}
+
+/// Aggregate statistics over a time range.
+#[tracing::instrument(skip_all)]
+pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let q: StatsQuery = parse_query(req.query_string())?;
+    let bucket_ms = match q.bucket.as_deref().unwrap_or("hour") {
+        "minute" => 60_000,
+        "hour" => 3_600_000,
+        "day" => 86_400_000,
+        _ => return Err(ApiError::bad_request("`bucket` must be minute, hour or day")),
+    };
+    let top = q.top.unwrap_or(10);
+    if !(1..=100).contains(&top) {
+        return Err(ApiError::bad_request("`top` must be between 1 and 100"));
+    }
+    let filter = StatsFilter {
+        since: parse_time_param("since", q.since.as_deref())?,
+        until: parse_time_param("until", q.until.as_deref())?,
+        organization_id: q.organization_id,
+        bucket_ms,
+        top,
+    };
+    Ok(HttpResponse::Ok().json(state.store.stats(&filter).await?))
+}

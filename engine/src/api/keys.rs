@@ -1,0 +1,82 @@
+//! `POST/GET /v1/keys`, `DELETE /v1/keys/{id}` (role: admin). The key secret is shown once,
+//! in the creation response; creation and revocation are events in the chain.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::auth::{Role, generate_key};
+use crate::error::ApiError;
+use crate::ingest::system_event;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    role: String,
+}
+
+/// Creates a key.
+#[tracing::instrument(skip_all)]
+pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Admin)?;
+    let input: CreateKey = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"name\", \"role\"}}: {e}")))?;
+    let role = Role::parse(&input.role)
+        .ok_or_else(|| ApiError::bad_request("`role` must be one of ingest, read, respond, admin"))?;
+    if input.name.is_empty() || input.name.len() > 128 {
+        return Err(ApiError::bad_request("`name` must be 1 to 128 bytes"));
+    }
+    let (id, secret) = generate_key();
+    let row = state.keys.insert(&id, &input.name, role, &secret).await?;
+    state
+        .sequencer
+        .submit(vec![system_event(
+            "api_key_management",
+            "api_key_created",
+            &who.key_id,
+            json!({"key_id": id, "name": input.name, "role": role.as_str()}),
+        )])
+        .await?;
+    tracing::info!(key_id = %id, role = role.as_str(), by = %who.key_id, "API key created");
+    Ok(HttpResponse::Created().json(json!({
+        "id": row.id, "name": row.name, "role": row.role, "key": secret,
+        "created_at": crate::ingest::format_rfc3339_ms(row.created_at),
+    })))
+}
+
+/// Lists keys (never their secrets or hashes).
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Admin)?;
+    let keys: Vec<_> = state
+        .store
+        .list_keys()
+        .await?
+        .into_iter()
+        .map(|k| {
+            json!({
+                "id": k.id, "name": k.name, "role": k.role,
+                "created_at": crate::ingest::format_rfc3339_ms(k.created_at),
+                "revoked_at": k.revoked_at.map(crate::ingest::format_rfc3339_ms),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"keys": keys})))
+}
+
+/// Revokes a key.
+#[tracing::instrument(skip_all)]
+pub async fn revoke(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Admin)?;
+    let id = path.into_inner();
+    if !state.keys.revoke(&id).await? {
+        return Err(ApiError::not_found(format!("no active key with id {id}")));
+    }
+    state
+        .sequencer
+        .submit(vec![system_event("api_key_management", "api_key_revoked", &who.key_id, json!({"key_id": id}))])
+        .await?;
+    tracing::info!(key_id = %id, by = %who.key_id, "API key revoked");
+    Ok(HttpResponse::Ok().json(json!({"id": id, "revoked": true})))
+}

@@ -1,0 +1,39 @@
+//! Unauthenticated operational endpoints: liveness, readiness, Prometheus metrics, and the
+//! JSON 404 for unknown routes.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "backend": state.store.backend()})),
+        Err(e) => {
+            tracing::warn!(error = %e, "Readiness check failed");
+            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable"}))
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = String::with_capacity(4096);
+    state.metrics.render(&mut out);
+    if let Ok(head) = state.store.head().await {
+        crate::telemetry::gauge(&mut out, "vigil_log_head_seq", "Seq of the last stored event.", head.seq);
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+}
+
+/// Any unknown route.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such endpoint"))
+}

@@ -1,0 +1,125 @@
+//! Assembles the running server from a `Config`: opens the store (migrating it), loads the
+//! server's own secrets from `data_dir`, bootstraps the first admin key, starts the
+//! `Sequencer`, and binds the actix-web server. Used by `vigil serve` and by the tests
+//! (which bind port 0).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use serde_json::json;
+
+use crate::api::{self, AppState};
+use crate::auth::{KeyRing, Role, generate_key, hash_key};
+use crate::config::Config;
+use crate::ingest::{Masker, system_event};
+use crate::store::Store;
+use crate::store::sequencer::{Sequencer, SequencerConfig};
+use crate::telemetry::Metrics;
+
+/// A started server.
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: std::net::SocketAddr,
+    /// Stops the server.
+    pub handle: actix_web::dev::ServerHandle,
+    /// Completes when the server has stopped.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The admin key generated at first start, if one was (printed once by `vigil serve`).
+    pub generated_admin_key: Option<String>,
+    /// Shared state (tests use it to reach the store directly).
+    pub state: AppState,
+}
+
+/// Starts everything; returns once the socket is bound.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mask_key = load_or_create_secret(&config.data_dir.join("mask.key"))?;
+    let checkpoint_key = load_or_create_secret(&config.data_dir.join("checkpoint.key"))?;
+    let store = Store::open(&config.database_url).await?;
+    tracing::info!(backend = store.backend(), "Store opened and migrated");
+    let sequencer = Sequencer::start(
+        store.clone(),
+        SequencerConfig {
+            max_group_events: config.store.max_group_events,
+            checkpoint_every_events: config.store.checkpoint_every_events,
+            checkpoint_every: Duration::from_secs(config.store.checkpoint_every_secs),
+            checkpoint_key: checkpoint_key.clone(),
+        },
+        None,
+    )
+    .await?;
+    let keys = KeyRing::load(store.clone()).await?;
+    let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
+    let state = AppState {
+        config: config.clone(),
+        store,
+        sequencer,
+        masker: Arc::new(Masker::new(&mask_key)),
+        keys,
+        metrics: Arc::new(Metrics::default()),
+        checkpoint_key: Arc::new(checkpoint_key),
+    };
+    let listener = TcpListener::bind(config.listen)?;
+    let addr = listener.local_addr()?;
+    let workers = if config.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.workers };
+    let data = web::Data::new(state.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
+        .workers(workers)
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(%addr, workers, "Vigil is listening");
+    Ok(RunningServer { addr, handle, task, generated_admin_key, state })
+}
+
+/// Makes sure an admin key exists: `VIGIL_ADMIN_KEY` when given (added if not yet stored),
+/// else a generated one when no admin key exists at all (returned to be printed once).
+async fn bootstrap_admin(
+    config: &Config,
+    keys: &KeyRing,
+    sequencer: &crate::store::sequencer::SequencerHandle,
+) -> anyhow::Result<Option<String>> {
+    let (id, secret, generated) = match &config.admin_key {
+        Some(key) if !keys.contains(key) => (format!("k_env_{}", &hex::encode(hash_key(key))[..12]), key.clone(), false),
+        None if !keys.has_admin() => {
+            let (id, secret) = generate_key();
+            (id, secret, true)
+        }
+        _ => return Ok(None),
+    };
+    keys.insert(&id, "bootstrap admin", Role::Admin, &secret).await?;
+    sequencer
+        .submit(vec![system_event(
+            "api_key_management",
+            "api_key_created",
+            "vigil",
+            json!({"key_id": id, "name": "bootstrap admin", "role": "admin"}),
+        )])
+        .await?;
+    tracing::info!(key_id = %id, "Bootstrap admin key created");
+    Ok(generated.then_some(secret))
+}
+
+/// Reads a 32-byte secret from `path`, creating it (mode 0600) on first start.
+fn load_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
+        Ok(_) => Err(std::io::Error::other(format!("{} is shorter than 32 bytes", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(path)?, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,197 @@
+//! API keys and roles. Keys look like `vgl_<64 hex>`; only their SHA-256 is stored. A
+//! presented key is hashed, looked up, and compared in constant time. Roles: `ingest`
+//! (POST events only), `read` (GET), `respond` (read + ack/resolve alerts), `admin`
+//! (everything). Every endpoint but /healthz, /readyz and /metrics calls [`KeyRing::require`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use actix_web::HttpRequest;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::store::{ApiKeyRow, Store, StoreError};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// POST /v1/events only.
+    Ingest,
+    /// Read events, integrity, rules, alerts.
+    Read,
+    /// Read, plus acknowledge and resolve alerts.
+    Respond,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ingest" => Some(Self::Ingest),
+            "read" => Some(Self::Read),
+            "respond" => Some(Self::Respond),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Read => "read",
+            Self::Respond => "respond",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Whether a key with this role may do what `needed` guards (least privilege: ingest
+    /// keys cannot read, read keys cannot write).
+    pub fn allows(self, needed: Role) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Respond => matches!(needed, Self::Respond | Self::Read),
+            Self::Read => needed == Self::Read,
+            Self::Ingest => needed == Self::Ingest,
+        }
+    }
+}
+
+/// Who made a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Key id.
+    pub key_id: String,
+    /// Its role.
+    pub role: Role,
+}
+
+#[derive(Clone)]
+struct ActiveKey {
+    id: String,
+    role: Role,
+    hash: [u8; 32],
+}
+
+/// The active keys, cached in memory (the database is the source of truth).
+#[derive(Clone)]
+pub struct KeyRing {
+    store: Store,
+    active: Arc<RwLock<HashMap<[u8; 32], ActiveKey>>>,
+}
+
+/// SHA-256 of a presented key.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A fresh random key and id.
+pub fn generate_key() -> (String, String) {
+    let mut secret = [0u8; 32];
+    let mut id = [0u8; 6];
+    getrandom::fill(&mut secret).expect("the OS random source works");
+    getrandom::fill(&mut id).expect("the OS random source works");
+    (format!("k_{}", hex::encode(id)), format!("vgl_{}", hex::encode(secret)))
+}
+
+impl KeyRing {
+    /// Loads the active keys.
+    pub async fn load(store: Store) -> Result<Self, StoreError> {
+        let ring = Self { store, active: Arc::default() };
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    /// Re-reads keys from the database (after a create or revoke).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let rows = self.store.list_keys().await?;
+        let active = rows
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .filter_map(|k| {
+                let hash: [u8; 32] = k.key_hash.as_slice().try_into().ok()?;
+                Some((hash, ActiveKey { id: k.id, role: Role::parse(&k.role)?, hash }))
+            })
+            .collect();
+        *self.active.write().expect("key ring lock") = active;
+        Ok(())
+    }
+
+    /// Whether any active admin key exists.
+    pub fn has_admin(&self) -> bool {
+        self.active.read().expect("key ring lock").values().any(|k| k.role == Role::Admin)
+    }
+
+    /// Whether this exact key is active.
+    pub fn contains(&self, key: &str) -> bool {
+        self.active.read().expect("key ring lock").contains_key(&hash_key(key))
+    }
+
+    /// Authenticates the request and checks its role.
+    pub fn require(&self, req: &HttpRequest, needed: Role) -> Result<Principal, ApiError> {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthorized)?;
+        let hash = hash_key(presented);
+        let found = self.active.read().expect("key ring lock").get(&hash).cloned();
+        let key = found.filter(|k| bool::from(k.hash.ct_eq(&hash))).ok_or_else(ApiError::unauthorized)?;
+        if !key.role.allows(needed) {
+            return Err(ApiError::forbidden(needed.as_str()));
+        }
+        Ok(Principal { key_id: key.id, role: key.role })
+    }
+
+    /// Stores a new key with the given secret.
+    pub async fn insert(&self, id: &str, name: &str, role: Role, secret: &str) -> Result<ApiKeyRow, StoreError> {
+        let row = ApiKeyRow {
+            id: id.into(),
+            name: name.into(),
+            role: role.as_str().into(),
+            key_hash: hash_key(secret).to_vec(),
+            created_at: crate::ingest::now_ms(),
+            revoked_at: None,
+        };
+        self.store.insert_key(&row).await?;
+        self.reload().await?;
+        Ok(row)
+    }
+
+    /// Revokes a key; false when it does not exist or is already revoked.
+    pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
+        let done = self.store.revoke_key(id, crate::ingest::now_ms()).await?;
+        self.reload().await?;
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_follow_least_privilege() {
+        assert!(Role::Admin.allows(Role::Ingest) && Role::Admin.allows(Role::Respond));
+        assert!(Role::Respond.allows(Role::Read) && !Role::Respond.allows(Role::Admin));
+        assert!(!Role::Read.allows(Role::Ingest) && !Role::Read.allows(Role::Respond));
+        assert!(!Role::Ingest.allows(Role::Read));
+    }
+
+    #[test]
+    fn generated_keys_are_unique_and_well_formed() {
+        let (id1, k1) = generate_key();
+        let (id2, k2) = generate_key();
+        assert_ne!(k1, k2);
+        assert_ne!(id1, id2);
+        assert!(k1.starts_with("vgl_") && k1.len() == 68);
+        assert_eq!(hash_key(&k1), hash_key(&k1.clone()));
+    }
+}

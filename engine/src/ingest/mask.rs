@@ -1,0 +1,994 @@
+//! Masking of sensitive values at ingest, before an event is hashed and stored.
+//!
+//! Policy version [`MASK_POLICY_VERSION`]: a JSON member whose key is on the denylist
+//! (password, secret, token, cookie, api_key, card, ...; compared after lowercasing and
+//! dropping separators, so snake_case, camelCase and kebab-case all match) is replaced whole.
+//! Every other string (and object key) is scanned by value detectors: Luhn-valid card numbers
+//! with a known IIN, JWTs, bearer tokens, well-known secret-key prefixes, PEM private keys,
+//! `key=value` / `key: value` pairs with a sensitive key, and passwords in URL userinfo; only
+//! the detected substring is replaced. Replacements are keyed HMAC pseudonyms
+//! `[masked:<kind>:<12 hex>]`, so equal secrets still correlate but cannot be recovered.
+//! Used by the ingest path (`ingest.rs`) and by anything that logs or echoes client input.
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// Bump whenever the masking rules change, so stored events can say which policy masked them.
+pub const MASK_POLICY_VERSION: u32 = 1;
+
+const PSEUDONYM_PREFIX: &[u8] = b"[masked:";
+
+/// Normalized key names that are sensitive only as the whole key.
+#[rustfmt::skip]
+const EXACT_KEYS: &[&str] = &[
+    "authheader", "card", "cardno", "ccnumber", "cvv", "cvv2", "cvc", "cvc2", "pan", "ssn",
+    "socialsecuritynumber", "pin", "otp", "totp", "mfacode", "securitycode", "bearer", "jwt",
+];
+/// Words that make a key sensitive wherever they occur in it (`user_password`,
+/// `passwordHash`, `X-Auth-Token`), unless only a benign qualifier follows them.
+#[rustfmt::skip]
+const STRONG_WORDS: &[&str] = &[
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "privatekey",
+    "authorization", "cookie", "credential", "cardnumber", "creditcard", "sessionid",
+    "signingkey", "encryptionkey",
+];
+/// Qualifiers after a strong word that name metadata, not the secret (`token_type`,
+/// `password_changed_at`, `secret_name`).
+#[rustfmt::skip]
+const BENIGN_TAILS: &[&str] = &[
+    "id", "ids", "type", "count", "length", "len", "policy", "expiry", "expires", "expiresat",
+    "expiresin", "expiration", "ttl", "changedat", "updatedat", "createdat", "rotatedat",
+    "lastusedat", "attempts", "strength", "required", "enabled", "present", "valid", "name",
+    "version",
+];
+/// Heads before a strong word that make the key a count (`max_tokens`, `num_secrets`).
+const COUNT_HEADS: &[&str] = &["max", "min", "num", "total"];
+/// Keys whose unquoted text value runs to the end of the line (HTTP header style).
+const LINE_VALUE_KEYS: &[&str] = &["cookie", "setcookie", "authorization", "proxyauthorization"];
+/// Well-known prefixes of secret keys (not publishable ones like Stripe's `pk_live_`).
+#[rustfmt::skip]
+const KEY_PREFIXES: &[&str] = &[
+    "sk_live_", "sk_test_", "rk_live_", "rk_test_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-",
+];
+
+/// Replaces sensitive values with keyed pseudonyms; cheap to clone and share.
+#[derive(Clone)]
+pub struct Masker {
+    /// HMAC state already keyed; cloned for every pseudonym.
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker").finish_non_exhaustive()
+    }
+}
+
+/// One detected sensitive byte range of a string.
+struct Hit {
+    start: usize,
+    end: usize,
+    kind: &'static str,
+    /// Value to pseudonymize instead of the raw text (card digits without separators).
+    canon: Option<String>,
+}
+
+impl Hit {
+    fn new(start: usize, end: usize, kind: &'static str) -> Self {
+        Hit {
+            start,
+            end,
+            kind,
+            canon: None,
+        }
+    }
+}
+
+impl Masker {
+    /// Builds a masker whose pseudonyms are keyed by `key` (any length).
+    pub fn new(key: &[u8]) -> Self {
+        let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+        Masker { mac }
+    }
+
+    /// True if a member named `key` must be masked whole, in any naming style.
+    pub fn is_sensitive_key(key: &str) -> bool {
+        let norm = normalize_key(key);
+        if EXACT_KEYS.contains(&norm.as_str()) {
+            return true;
+        }
+        STRONG_WORDS.iter().any(|word| {
+            norm.match_indices(word).any(|(i, _)| {
+                let (head, tail) = (&norm[..i], &norm[i + word.len()..]);
+                !BENIGN_TAILS.contains(&tail) && !COUNT_HEADS.iter().any(|h| head.ends_with(h))
+            })
+        })
+    }
+
+    /// Runs the value detectors over `s`; `Some(masked)` if anything was replaced.
+    pub fn mask_str(&self, s: &str) -> Option<String> {
+        let mut hits = Vec::new();
+        find_pem(s, &mut hits);
+        find_jwts(s, &mut hits);
+        find_bearer(s, &mut hits);
+        find_prefixed_keys(s, &mut hits);
+        find_cards(s, &mut hits);
+        find_pairs(s, &mut hits);
+        find_url_passwords(s, &mut hits);
+        if hits.is_empty() {
+            return None;
+        }
+        hits.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+        let mut merged: Vec<Hit> = Vec::with_capacity(hits.len());
+        for h in hits {
+            match merged.last_mut() {
+                Some(last) if h.start < last.end => {
+                    if h.end > last.end {
+                        last.end = h.end;
+                        last.canon = None;
+                    }
+                    // A specific detector names the kind better than the generic key match.
+                    if last.kind == "field" && h.kind != "field" {
+                        last.kind = h.kind;
+                        if (h.start, h.end) == (last.start, last.end) {
+                            last.canon = h.canon;
+                        }
+                    }
+                }
+                _ => merged.push(h),
+            }
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut pos = 0;
+        for h in merged {
+            // Detectors cut at ASCII bytes; widening to char boundaries is only a safety net.
+            let mut a = h.start.min(s.len()).max(pos);
+            while !s.is_char_boundary(a) {
+                a -= 1;
+            }
+            let mut b = h.end.min(s.len()).max(a);
+            while !s.is_char_boundary(b) {
+                b += 1;
+            }
+            out.push_str(&s[pos..a]);
+            out.push_str(&self.pseudonym(h.kind, h.canon.as_deref().unwrap_or(&s[a..b])));
+            pos = b;
+        }
+        out.push_str(&s[pos..]);
+        Some(out)
+    }
+
+    /// Masks `v` in place (see the module doc); returns how many values were masked.
+    pub fn mask_value(&self, v: &mut Value) -> usize {
+        let mut count = 0;
+        // An explicit stack: deeply nested input must not overflow the call stack.
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::String(s) => {
+                    if let Some(m) = self.mask_str(s) {
+                        *s = m;
+                        count += 1;
+                    }
+                }
+                Value::Number(n) => {
+                    if let Some(m) = self.mask_str(&n.to_string()) {
+                        *v = Value::String(m);
+                        count += 1;
+                    }
+                }
+                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Object(map) => {
+                    let renames: Vec<(String, String)> = map
+                        .keys()
+                        .filter_map(|k| self.mask_str(k).map(|m| (k.clone(), m)))
+                        .collect();
+                    for (old, new) in renames {
+                        if let Some(child) = map.remove(&old) {
+                            map.insert(new, child);
+                            count += 1;
+                        }
+                    }
+                    for (k, child) in map.iter_mut() {
+                        if Self::is_sensitive_key(k) {
+                            count += usize::from(self.mask_whole(child));
+                        } else {
+                            stack.push(child);
+                        }
+                    }
+                }
+                Value::Bool(_) | Value::Null => {}
+            }
+        }
+        count
+    }
+
+    /// `[masked:<kind>:<first 12 hex of HMAC-SHA256(key, value)>]`.
+    pub fn pseudonym(&self, kind: &str, value: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(value.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("[masked:{kind}:{}]", hex::encode(&tag[..6]))
+    }
+
+    /// Replaces a sensitive member's whole value; false if there was nothing to hide.
+    fn mask_whole(&self, v: &mut Value) -> bool {
+        let text = match v {
+            Value::String(s) if pseudonym_len(s.as_bytes()) == Some(s.len()) => return false,
+            Value::String(s) => std::mem::take(s),
+            Value::Number(n) => n.to_string(),
+            Value::Array(_) | Value::Object(_) => v.to_string(),
+            Value::Bool(_) | Value::Null => return false,
+        };
+        *v = Value::String(self.pseudonym("field", &text));
+        true
+    }
+}
+
+fn normalize_key(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Length of the pseudonym `[masked:<kind>:<12 hex>]` that `b` starts with, if any. Strict,
+/// so text merely starting with `[masked:` is still scanned.
+fn pseudonym_len(b: &[u8]) -> Option<usize> {
+    let rest = b.strip_prefix(PSEUDONYM_PREFIX)?;
+    let kind = rest.iter().take(17).position(|&c| c == b':')?;
+    let valid_kind = kind > 0
+        && rest[..kind]
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c == b'_');
+    let hex = rest.get(kind + 1..kind + 13)?;
+    let valid_hex = hex
+        .iter()
+        .all(|&c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    (valid_kind && valid_hex && rest.get(kind + 13) == Some(&b']'))
+        .then_some(PSEUDONYM_PREFIX.len() + kind + 14)
+}
+
+/// True if no ASCII letter or digit sits right before byte `i`.
+fn boundary_before(b: &[u8], i: usize) -> bool {
+    i == 0 || !b[i - 1].is_ascii_alphanumeric()
+}
+
+/// End of the run of bytes matching `pred` that starts at `i`.
+fn run_end(b: &[u8], i: usize, pred: impl Fn(u8) -> bool) -> usize {
+    let mut j = i.min(b.len());
+    while j < b.len() && pred(b[j]) {
+        j += 1;
+    }
+    j
+}
+
+fn find_from(s: &str, from: usize, pat: &str) -> Option<usize> {
+    let mut from = from.min(s.len());
+    while !s.is_char_boundary(from) {
+        from += 1;
+    }
+    s[from..].find(pat).map(|i| i + from)
+}
+
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `-----BEGIN <x> PRIVATE KEY-----` up to the matching END line, or to the end if truncated.
+fn find_pem(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(start) = find_from(s, from, "-----BEGIN ") {
+        let label = start + 11;
+        let window = &b[label..(label + 64).min(b.len())];
+        let private =
+            find_bytes(window, b"-----").is_some_and(|e| window[..e].ends_with(b"PRIVATE KEY"));
+        if !private {
+            from = label;
+            continue;
+        }
+        let end = match find_from(s, label, "-----END ") {
+            Some(e) => {
+                let tail = &b[e + 9..(e + 9 + 64).min(b.len())];
+                find_bytes(tail, b"-----").map_or(b.len(), |k| e + 9 + k + 5)
+            }
+            None => b.len(),
+        };
+        hits.push(Hit::new(start, end, "private_key"));
+        from = end;
+    }
+}
+
+fn is_b64url(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
+}
+
+/// Three (JWS) or more (JWE) dot-separated base64url segments, the first starting `eyJ`.
+fn find_jwts(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = find_from(s, from, "eyJ") {
+        if !boundary_before(b, i) {
+            from = i + 3;
+            continue;
+        }
+        let end = run_end(b, i, |c| is_b64url(c) || c == b'.');
+        let segs: Vec<&[u8]> = b[i..end].split(|&c| c == b'.').collect();
+        if segs.len() >= 3 && !segs[1].is_empty() {
+            hits.push(Hit::new(i, end, "jwt"));
+        }
+        from = end;
+    }
+}
+
+/// `Bearer <token>` (RFC 6750 token characters); masks the token, keeps the scheme.
+fn find_bearer(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i + 6 < b.len() {
+        if b[i..i + 6].eq_ignore_ascii_case(b"bearer") && boundary_before(b, i) {
+            let t = run_end(b, i + 6, |c| c == b' ' || c == b'\t');
+            let end = run_end(b, t, |c| {
+                c.is_ascii_alphanumeric() || b"-._~+/=".contains(&c)
+            });
+            let tok = &b[t..end];
+            // Prose ("Bearer tokens expire") is short and all letters; tokens are not.
+            let tokenish = tok.len() >= 24 || tok.iter().any(|c| !c.is_ascii_alphabetic());
+            if t > i + 6 && tok.len() >= 8 && tokenish {
+                hits.push(Hit::new(t, end, "bearer"));
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Secret keys with well-known prefixes, and AWS access key ids (`AKIA`/`ASIA` + 16).
+fn find_prefixed_keys(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if boundary_before(b, i) {
+            let rest = &b[i..];
+            if let Some(p) = KEY_PREFIXES.iter().find(|p| rest.starts_with(p.as_bytes())) {
+                let end = run_end(b, i + p.len(), is_b64url);
+                if end - i - p.len() >= 10 {
+                    hits.push(Hit::new(i, end, "secret_key"));
+                    i = end;
+                    continue;
+                }
+            }
+            if rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA") {
+                let end = run_end(b, i + 4, |c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                if end - i == 20 && (end == b.len() || !b[end].is_ascii_alphanumeric()) {
+                    hits.push(Hit::new(i, end, "secret_key"));
+                    i = end;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Card numbers: digit groups standing alone (no letter or digit glued on) and joined by
+/// single spaces or dashes, 13-19 digits in all, with a known IIN and a valid Luhn sum.
+fn find_cards(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut chain: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let end = run_end(b, i, |c| c.is_ascii_digit());
+        let alone = boundary_before(b, i) && (end == b.len() || !b[end].is_ascii_alphanumeric());
+        if alone && end - i <= 19 {
+            let joined = chain
+                .last()
+                .is_some_and(|&(_, e)| e + 1 == i && matches!(b[e], b' ' | b'-'));
+            if !joined {
+                card_chain(b, &chain, hits);
+                chain.clear();
+            }
+            chain.push((i, end));
+        } else {
+            card_chain(b, &chain, hits);
+            chain.clear();
+        }
+        i = end;
+    }
+    card_chain(b, &chain, hits);
+}
+
+/// Finds cards among consecutive groups of a chain, longest match from each start.
+fn card_chain(b: &[u8], chain: &[(usize, usize)], hits: &mut Vec<Hit>) {
+    let mut a = 0;
+    while a < chain.len() {
+        let mut digits = Vec::new();
+        let mut best = None;
+        for (k, &(gs, ge)) in chain[a..].iter().enumerate() {
+            digits.extend_from_slice(&b[gs..ge]);
+            if digits.len() > 19 {
+                break;
+            }
+            if digits.len() >= 13 && is_card(&digits) {
+                best = Some((
+                    a + k,
+                    digits.iter().map(|&c| char::from(c)).collect::<String>(),
+                ));
+            }
+        }
+        match best {
+            Some((last, canon)) => {
+                hits.push(Hit {
+                    start: chain[a].0,
+                    end: chain[last].1,
+                    kind: "card",
+                    canon: Some(canon),
+                });
+                a = last + 1;
+            }
+            None => a += 1,
+        }
+    }
+}
+
+/// `d`: 13-19 ASCII digits.
+fn is_card(d: &[u8]) -> bool {
+    let n = |k: usize| {
+        d[..k]
+            .iter()
+            .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'))
+    };
+    let iin = d[0] == b'4'
+        || (51..=55).contains(&n(2))
+        || (2221..=2720).contains(&n(4))
+        || matches!(n(2), 34 | 37 | 65 | 35 | 36 | 38 | 30)
+        || n(4) == 6011
+        || (644..=649).contains(&n(3));
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &c)| {
+            let x = u32::from(c - b'0');
+            if i % 2 == 1 {
+                if x * 2 > 9 { x * 2 - 9 } else { x * 2 }
+            } else {
+                x
+            }
+        })
+        .sum();
+    iin && sum.is_multiple_of(10)
+}
+
+fn is_key_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
+}
+
+/// `key=value`, `key: value`, `"key": "value"` with a sensitive key (query strings, log
+/// text, JSON or headers inside a string); masks the value only.
+fn find_pairs(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // Skip our own pseudonyms (`[masked:card:..]` must not read as `card: ..`).
+        if let Some(n) = pseudonym_len(&b[i..]) {
+            i += n;
+            continue;
+        }
+        if b[i] != b'=' && b[i] != b':' {
+            i += 1;
+            continue;
+        }
+        let sep = i;
+        i += 1;
+        let mut k_end = sep;
+        while k_end > 0 && sep - k_end < 8 && b[k_end - 1] == b' ' {
+            k_end -= 1;
+        }
+        if k_end > 0 && matches!(b[k_end - 1], b'"' | b'\'') {
+            k_end -= 1;
+        }
+        let mut k_start = k_end;
+        while k_start > 0 && k_end - k_start < 64 && is_key_char(b[k_start - 1]) {
+            k_start -= 1;
+        }
+        let key = s.get(k_start..k_end).unwrap_or("");
+        if key.is_empty() || !Masker::is_sensitive_key(key) {
+            continue;
+        }
+        let v = run_end(b, sep + 1, |c| c == b' ' || c == b'\t');
+        let (vs, ve) = if v < b.len() && matches!(b[v], b'"' | b'\'') {
+            let mut j = v + 1;
+            while j < b.len() && b[j] != b[v] {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            (v + 1, j.min(b.len()))
+        } else if LINE_VALUE_KEYS.contains(&normalize_key(key).as_str()) {
+            (v, run_end(b, v, |c| c != b'\n' && c != b'\r'))
+        } else {
+            (
+                v,
+                run_end(b, v, |c| {
+                    !c.is_ascii_whitespace() && !b"&\"'<>".contains(&c)
+                }),
+            )
+        };
+        if ve > vs && pseudonym_len(&b[vs..ve]) != Some(ve - vs) {
+            hits.push(Hit::new(vs, ve, "field"));
+        }
+        i = i.max(ve);
+    }
+}
+
+/// `scheme://user:password@host`: masks the password.
+fn find_url_passwords(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(p) = find_from(s, from, "://") {
+        let auth = p + 3;
+        let end = run_end(b, auth, |c| {
+            !matches!(c, b'/' | b'?' | b'#') && !c.is_ascii_whitespace()
+        });
+        if let Some(at) = b[auth..end].iter().rposition(|&c| c == b'@')
+            && let Some(colon) = b[auth..auth + at].iter().position(|&c| c == b':')
+            && colon + 1 < at
+        {
+            hits.push(Hit::new(auth + colon + 1, auth + at, "password"));
+        }
+        from = end.max(auth);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.\
+                       dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+
+    fn masker() -> Masker {
+        Masker::new(b"test-key")
+    }
+
+    /// Asserts `input` masks to exactly `before` + pseudonym(kind, value) + `after`.
+    fn expect(input: &str, before: &str, kind: &str, value: &str, after: &str) {
+        let m = masker();
+        let want = format!("{before}{}{after}", m.pseudonym(kind, value));
+        assert_eq!(
+            m.mask_str(input).as_deref(),
+            Some(want.as_str()),
+            "input {input:?}"
+        );
+        assert_no_fragment(&want, value);
+    }
+
+    /// No 6-character window of `secret` may survive in `out`.
+    fn assert_no_fragment(out: &str, secret: &str) {
+        let chars: Vec<char> = secret.chars().collect();
+        for w in chars.windows(6.min(chars.len())) {
+            let frag: String = w.iter().collect();
+            assert!(!out.contains(&frag), "{out:?} leaks {frag:?} of {secret:?}");
+        }
+    }
+
+    fn assert_unmasked(inputs: &[&str]) {
+        for s in inputs {
+            assert_eq!(masker().mask_str(s), None, "input {s:?}");
+        }
+    }
+
+    #[test]
+    fn keys_match_across_naming_styles() {
+        let keys = "password Password PASSWORD user_password userPassword user-password passwd \
+                    X-Api-Key apiKey api_key APIKEY client_secret clientSecret Set-Cookie \
+                    set_cookie cookie cookies accessToken refresh-token session_token token \
+                    authorization Proxy-Authorization auth_header card card_number cardNumber \
+                    CVV cvc pan ssn private_key privateKey secret password_hash credentials \
+                    x.api.key id_token_hint sessionId";
+        for k in keys.split_whitespace() {
+            assert!(Masker::is_sensitive_key(k), "{k} should be sensitive");
+        }
+    }
+
+    #[test]
+    fn ordinary_keys_are_not_sensitive() {
+        let keys = "username email event_id action span panel company cardinality token_count \
+                    max_tokens token_type password_changed_at secret_name api_key_id spin \
+                    pinned passage ip user_agent discard";
+        for k in keys.split_whitespace().chain([""]) {
+            assert!(!Masker::is_sensitive_key(k), "{k} should not be sensitive");
+        }
+    }
+
+    #[test]
+    fn cards_are_masked_in_any_format() {
+        let cards = "4111111111111111 4222222222222 5555555555554444 2221000000000009 \
+                     378282246310005 371449635398431 6011111111111117 6445644564456445 \
+                     3530111333300000 30569309025904 36227206271667 6500000000000002";
+        for card in cards.split_whitespace() {
+            expect(
+                &format!("paid with {card}, thanks"),
+                "paid with ",
+                "card",
+                card,
+                ", thanks",
+            );
+        }
+        // The pseudonym is over the digits, so formatting does not break correlation.
+        let digits = "4111111111111111";
+        expect("4111 1111 1111 1111", "", "card", digits, "");
+        expect("(4111-1111-1111-1111)", "(", "card", digits, ")");
+        expect(
+            "exp 12 4111 1111 1111 1111 25",
+            "exp 12 ",
+            "card",
+            digits,
+            " 25",
+        );
+        expect("x=4111111111111111.5", "x=", "card", digits, ".5");
+    }
+
+    #[test]
+    fn non_card_numbers_are_kept() {
+        assert_unmasked(&[
+            "4111111111111112",               // fails Luhn
+            "1700000000000 at 1700000000006", // epoch ms: not a card IIN
+            "1234567890123456",               // Luhn-valid, unknown IIN
+            "order 12345678 shipped",
+            "41111111111111111111", // 20 digits
+            "a4111111111111111 4111111111111111b",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "4111 1111 1111",
+        ]);
+    }
+
+    #[test]
+    fn jwts_are_masked() {
+        expect(&format!("jwt={JWT} ok"), "jwt=", "jwt", JWT, " ok");
+        let unsigned = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.";
+        expect(&format!("t {unsigned} x"), "t ", "jwt", unsigned, " x");
+        assert_unmasked(&[
+            "payload eyJmb28iOiJiYXIifQ== only",
+            "heyJude.abc.def",
+            "eyJab.eyJc",
+        ]);
+    }
+
+    #[test]
+    fn bearer_tokens_are_masked_but_prose_is_not() {
+        let tok = "abc.def-123_456~x/y=";
+        expect(
+            &format!("sent Bearer {tok} to api"),
+            "sent Bearer ",
+            "bearer",
+            tok,
+            " to api",
+        );
+        let alpha = "abcdefghijklmnopqrstuvwxyz";
+        expect(&format!("BEARER\t{alpha}"), "BEARER\t", "bearer", alpha, "");
+        assert_unmasked(&[
+            "Bearer tokens are used; bearer authentication failed",
+            "Bearer",
+        ]);
+        assert_unmasked(&["bearers abc12345678", "xbearer abc12345678", "Bearer abc1"]);
+    }
+
+    #[test]
+    fn prefixed_secret_keys_are_masked() {
+        let keys = "sk_live_4eC39HqLyjWDarjtT1zdp7dc sk_test_4eC39HqLyjWDarjtT1zdp7dc \
+                    rk_live_51H8abcdefghijklmnop ghp_16C7e42F292c6912E7710c838347Ae178B4a \
+                    github_pat_11ABCDEFG0123456789_abcdefghijklmnop glpat-abcdefghij0123456789 \
+                    xoxb-123456789012-abcdefghijkl xoxp-1234-5678-abcdefghij AKIAIOSFODNN7EXAMPLE";
+        for key in keys.split_whitespace() {
+            expect(&format!("cfg: {key}\n"), "cfg: ", "secret_key", key, "\n");
+            expect(
+                &format!("/hook/{key}?a=1"),
+                "/hook/",
+                "secret_key",
+                key,
+                "?a=1",
+            );
+        }
+        assert_unmasked(&[
+            "pk_live_4eC39HqLyjWDarjtT1zdp7dc sk_live_short task_live_abcdefghijklmnop",
+            "AKIAIOSFODNN7EXAMPLEX AKIAiosfodnn7example xAKIAIOSFODNN7EXAMPLE",
+        ]);
+    }
+
+    #[test]
+    fn pem_private_keys_are_masked() {
+        let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
+        for label in ["PRIVATE KEY", "RSA PRIVATE KEY", "OPENSSH PRIVATE KEY"] {
+            let pem = format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----");
+            expect(
+                &format!("key:\n{pem}\ndone"),
+                "key:\n",
+                "private_key",
+                &pem,
+                "\ndone",
+            );
+        }
+        // Truncated: everything from BEGIN on is masked.
+        let cut = format!("-----BEGIN EC PRIVATE KEY-----\n{body}");
+        expect(&format!("x {cut}"), "x ", "private_key", &cut, "");
+        let public = format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----");
+        assert_unmasked(&[
+            &public,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+        ]);
+    }
+
+    #[test]
+    fn sensitive_pairs_in_text_and_query_strings() {
+        expect(
+            "/reset?token=abc123&x=1",
+            "/reset?token=",
+            "field",
+            "abc123",
+            "&x=1",
+        );
+        expect(
+            "?a=1&api_key=k-9#frag",
+            "?a=1&api_key=",
+            "field",
+            "k-9#frag",
+            "",
+        );
+        expect(
+            "login password: hunter2 for bob",
+            "login password: ",
+            "field",
+            "hunter2",
+            " for bob",
+        );
+        expect(
+            r#"{"user":"bob","Password" : "hu\"nter2","n":1}"#,
+            r#"{"user":"bob","Password" : ""#,
+            "field",
+            r#"hu\"nter2"#,
+            r#"","n":1}"#,
+        );
+        expect(
+            "Cookie: sid=abc123; theme=dark\nHost: x",
+            "Cookie: ",
+            "field",
+            "sid=abc123; theme=dark",
+            "\nHost: x",
+        );
+        let basic = "Basic dXNlcjpwYXNzd29yZA==";
+        expect(
+            &format!("Authorization: {basic}"),
+            "Authorization: ",
+            "field",
+            basic,
+            "",
+        );
+        let dsn = "dsn postgres://app:s3cr3t-pw@db:5432/vigil";
+        expect(
+            dsn,
+            "dsn postgres://app:",
+            "password",
+            "s3cr3t-pw",
+            "@db:5432/vigil",
+        );
+        assert_unmasked(&[
+            "/search?q=token&page=2",
+            "user=bob&x=1",
+            "time: 12:30",
+            "token_type=bearer",
+        ]);
+        assert_unmasked(&[
+            "password=",
+            "password=[masked:field:0123456789ab]",
+            "https://host:8080/x",
+        ]);
+    }
+
+    #[test]
+    fn mask_value_walks_nested_details() {
+        let m = masker();
+        let mut v = json!({
+            "user": "bob", "count": 3, "ok": true,
+            "details": {
+                "userPassword": "hunter2",
+                "Cookie": {"sid": "abc"},
+                "pin": 1234,
+                "headers": [{"X-Api-Key": "k-123"}, "Bearer abcdef123456"],
+                "url": "/reset?token=abc123&x=1",
+                "token_type": "refresh",
+                "card_on_file": 4111111111111111_u64,
+                "empty": null,
+            },
+        });
+        let before = v.clone();
+        assert_eq!(m.mask_value(&mut v), 7);
+        let field = |s: &str| json!(m.pseudonym("field", s));
+        let d = &v["details"];
+        assert_eq!(d["userPassword"], field("hunter2"));
+        assert_eq!(d["Cookie"], field(r#"{"sid":"abc"}"#));
+        assert_eq!(d["pin"], field("1234"));
+        assert_eq!(d["headers"][0]["X-Api-Key"], field("k-123"));
+        assert_eq!(
+            d["headers"][1],
+            format!("Bearer {}", m.pseudonym("bearer", "abcdef123456"))
+        );
+        assert_eq!(
+            d["url"],
+            format!("/reset?token={}&x=1", m.pseudonym("field", "abc123"))
+        );
+        assert_eq!(d["card_on_file"], m.pseudonym("card", "4111111111111111"));
+        for (a, b) in [
+            (&d["token_type"], &before["details"]["token_type"]),
+            (&d["empty"], &Value::Null),
+        ] {
+            assert_eq!(a, b);
+        }
+        assert_eq!(
+            (&v["user"], &v["count"], &v["ok"]),
+            (&before["user"], &before["count"], &before["ok"])
+        );
+        // Masking is idempotent: a second pass finds nothing.
+        let once = v.clone();
+        assert_eq!(m.mask_value(&mut v), 0);
+        assert_eq!(v, once);
+    }
+
+    #[test]
+    fn forged_pseudonyms_do_not_hide_secrets() {
+        let forged = "[masked:field:0123456789ab]hunter2";
+        let m = masker();
+        let out = m.mask_str(&format!("password={forged}"));
+        assert_eq!(
+            out,
+            Some(format!("password={}", m.pseudonym("field", forged)))
+        );
+        let mut v = json!({"password": "[masked:hunter2]", "token": "[masked:field:0123456789ab]"});
+        assert_eq!(m.mask_value(&mut v), 1);
+        assert_eq!(v["password"], m.pseudonym("field", "[masked:hunter2]"));
+        assert_eq!(v["token"], "[masked:field:0123456789ab]");
+    }
+
+    #[test]
+    fn secret_object_keys_are_renamed() {
+        let mut v = json!({"sessions": {JWT: {"ip": "10.0.0.1"}}});
+        assert_eq!(masker().mask_value(&mut v), 1);
+        let text = v.to_string();
+        assert_no_fragment(&text, JWT);
+        assert!(text.contains(r#"{"ip":"10.0.0.1"}"#), "{text}");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let mut v = json!("password=hunter2");
+        for _ in 0..100_000 {
+            v = Value::Array(vec![v]);
+        }
+        assert_eq!(masker().mask_value(&mut v), 1);
+        // Drop iteratively too: serde_json's own Drop of a Value recurses.
+        let mut stack = vec![v];
+        while let Some(mut x) = stack.pop() {
+            if let Value::Array(a) = &mut x {
+                stack.append(a);
+            }
+        }
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_and_keyed() {
+        let (a, b) = (Masker::new(b"k1"), Masker::new(b"k2"));
+        let p = a.pseudonym("card", "4111111111111111");
+        assert_eq!(p, a.clone().pseudonym("card", "4111111111111111"));
+        assert_ne!(p, b.pseudonym("card", "4111111111111111"));
+        assert_ne!(p, a.pseudonym("card", "4111111111111112"));
+        let hex = p
+            .strip_prefix("[masked:card:")
+            .and_then(|r| r.strip_suffix(']'));
+        assert!(
+            hex.is_some_and(|h| h.len() == 12 && h.bytes().all(|c| c.is_ascii_hexdigit())),
+            "{p}"
+        );
+        assert_eq!(Masker::new(b"").pseudonym("field", "x").len(), 27);
+        assert_eq!(format!("{a:?}"), "Masker { .. }");
+    }
+
+    #[test]
+    fn multibyte_text_next_to_secrets() {
+        expect(
+            "日本4111111111111111ü",
+            "日本",
+            "card",
+            "4111111111111111",
+            "ü",
+        );
+        expect(
+            "é Bearer abc123def456 ß",
+            "é Bearer ",
+            "bearer",
+            "abc123def456",
+            " ß",
+        );
+        expect(
+            "мой password=пароль123€ ok",
+            "мой password=",
+            "field",
+            "пароль123€",
+            " ok",
+        );
+        expect(&format!("→{JWT}←"), "→", "jwt", JWT, "←");
+        expect("token=\"ü\\", "token=\"", "field", "ü\\", "");
+        expect(
+            "-----BEGIN ü PRIVATE KEY-----é",
+            "",
+            "private_key",
+            "-----BEGIN ü PRIVATE KEY-----é",
+            "",
+        );
+        assert_unmasked(&["日本語のテキスト", "€:€=€", "ü://ü@ü"]);
+    }
+
+    #[test]
+    fn never_panics_on_random_input() {
+        let pieces: Vec<&str> = "eyJ . - = : \" ' \\ é 日 € 😀 4 1 0 5 Bearer sk_live_ -----BEGIN \
+                                 PRIVATE KEY----- -----END [masked: ] & ?token password AKIA :// @ \
+                                 a Z _"
+            .split_whitespace()
+            .chain([" ", "\n", "\t"])
+            .collect();
+        let m = masker();
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..5000 {
+            let s: String = (0..next(60)).map(|_| pieces[next(pieces.len())]).collect();
+            if let Some(out) = m.mask_str(&s) {
+                assert!(out.contains("[masked:"), "{s:?} -> {out:?}");
+            }
+            let mut v = json!({ s.clone(): s, "password": "x" });
+            assert!(m.mask_value(&mut v) >= 1);
+        }
+    }
+
+    #[test]
+    fn large_adversarial_inputs_stay_fast() {
+        let m = masker();
+        let started = std::time::Instant::now();
+        let units = [
+            "=",
+            ":",
+            "token=",
+            "token:\"",
+            "eyJ",
+            "eyJ.",
+            "4 ",
+            "4-",
+            "1",
+            "-----BEGIN ",
+            "bearer ",
+            "[masked:",
+            "://@:",
+            "a",
+        ];
+        for unit in units {
+            let _ = m.mask_str(&unit.repeat(64 * 1024 / unit.len()));
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Validation and normalization of incoming events (DESIGN.md section 2).
+//!
+//! Every problem of every event is collected (index, field, problem) so one 400 names them
+//! all; a batch with any problem is refused whole. Valid events come out normalized
+//! (lowercase category/action/severity/outcome, epoch-ms timestamp, canonical IP text) and
+//! masked, ready for the `Sequencer`.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{Masker, now_ms};
+use crate::store::sequencer::NewEvent;
+
+/// One thing wrong with one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Position of the event in the request (0-based; NDJSON: line among non-empty lines).
+    pub index: usize,
+    /// The offending field (`geo.lat`, `details`, or `body` for the request itself).
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl Problem {
+    fn new(index: usize, field: &str, problem: impl Into<String>) -> Self {
+        Self { index, field: field.to_owned(), problem: problem.into() }
+    }
+}
+
+/// Optional plain string fields and their byte limits.
+const STRING_FIELDS: &[(&str, usize)] = &[
+    ("organization_id", 512),
+    ("user_id", 512),
+    ("session_id", 512),
+    ("api_key_id", 512),
+    ("request_id", 512),
+    ("source", 512),
+    ("resource", 512),
+    ("resource_type", 512),
+    ("reason", 512),
+    ("error_code", 512),
+    ("user_agent", 1024),
+];
+/// Free-text fields that run through the value detectors of the masker.
+const MASKED_TEXT_FIELDS: &[&str] = &["resource", "reason", "user_agent", "error_code", "source", "resource_type"];
+const KNOWN_FIELDS: &[&str] = &["event_id", "timestamp", "category", "action", "severity", "outcome", "ip", "geo", "details"];
+const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
+const OUTCOMES: &[&str] = &["success", "failure", "unknown"];
+/// Most events accepted in one request.
+pub const MAX_EVENTS_PER_REQUEST: usize = 100_000;
+const MAX_DETAILS_BYTES: usize = 64 * 1024;
+const MAX_DETAILS_DEPTH: usize = 16;
+
+/// Splits a request body into event values: NDJSON when the content type says so, else one
+/// JSON object or an array of them.
+pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, Vec<Problem>> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        vec![Problem::new(0, "body", format!("body is not valid UTF-8 (byte {})", e.valid_up_to()))]
+    })?;
+    let values = if ndjson {
+        let mut values = Vec::new();
+        let mut problems = Vec::new();
+        for (index, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            match serde_json::from_str::<Value>(line) {
+                Ok(v) => values.push(v),
+                Err(e) => problems.push(Problem::new(index, "body", format!("malformed JSON: {e}"))),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        values
+    } else {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => items,
+            Ok(v @ Value::Object(_)) => vec![v],
+            Ok(_) => return Err(vec![Problem::new(0, "body", "expected a JSON object or an array of objects")]),
+            Err(e) => return Err(vec![Problem::new(0, "body", format!("malformed JSON: {e}"))]),
+        }
+    };
+    if values.is_empty() {
+        return Err(vec![Problem::new(0, "body", "no events in the request")]);
+    }
+    if values.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(vec![Problem::new(0, "body", format!("more than {MAX_EVENTS_PER_REQUEST} events in one request"))]);
+    }
+    Ok(values)
+}
+
+/// Validates, normalizes and masks a batch. Either every event is good, or every problem
+/// found is returned and nothing may be stored.
+pub fn validate_batch(values: Vec<Value>, masker: &Masker) -> Result<Vec<NewEvent>, Vec<Problem>> {
+    let received_at = now_ms();
+    let mut problems = Vec::new();
+    let mut events = Vec::with_capacity(values.len());
+    for (index, value) in values.into_iter().enumerate() {
+        if let Some(ev) = validate_event(index, value, received_at, masker, &mut problems) {
+            events.push(ev);
+        }
+    }
+    if problems.is_empty() { Ok(events) } else { Err(problems) }
+}
+
+fn validate_event(
+    index: usize,
+    value: Value,
+    received_at: i64,
+    masker: &Masker,
+    problems: &mut Vec<Problem>,
+) -> Option<NewEvent> {
+    let Value::Object(mut obj) = value else {
+        problems.push(Problem::new(index, "body", "each event must be a JSON object"));
+        return None;
+    };
+    let before = problems.len();
+    let mut unknown: Vec<&String> = obj
+        .keys()
+        .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()) && !STRING_FIELDS.iter().any(|(f, _)| f == k))
+        .collect();
+    unknown.sort();
+    for key in unknown {
+        let shown: String = key.chars().take(64).collect();
+        problems.push(Problem::new(index, &shown, "unknown field (put extensions in `details`)"));
+    }
+    // Nulls mean "absent" for optional fields.
+    obj.retain(|_, v| !v.is_null());
+
+    let mut out = Map::new();
+    let mut client_id = false;
+    let event_id = match obj.remove("event_id") {
+        None => uuid::Uuid::now_v7().to_string(),
+        Some(Value::String(s)) if (1..=128).contains(&s.chars().count()) && !s.chars().any(char::is_control) => {
+            client_id = true;
+            s
+        }
+        Some(Value::String(_)) => {
+            problems.push(Problem::new(index, "event_id", "must be 1 to 128 characters, without control characters"));
+            String::new()
+        }
+        Some(_) => {
+            problems.push(Problem::new(index, "event_id", "must be a string"));
+            String::new()
+        }
+    };
+    let timestamp = match obj.remove("timestamp") {
+        None => Some(received_at),
+        Some(Value::String(s)) => super::parse_time(&s).filter(|_| s.parse::<i64>().is_err()).or_else(|| {
+            problems.push(Problem::new(index, "timestamp", "must be an RFC 3339 time or integer epoch milliseconds"));
+            None
+        }),
+        Some(Value::Number(n)) => n.as_i64().filter(|ms| (0..=super::MAX_TIME_MS).contains(ms)).or_else(|| {
+            problems.push(Problem::new(index, "timestamp", "epoch milliseconds must be an integer from 0 to year 9999"));
+            None
+        }),
+        Some(_) => {
+            problems.push(Problem::new(index, "timestamp", "must be an RFC 3339 string or integer epoch milliseconds"));
+            None
+        }
+    };
+    if let Some(ts) = timestamp {
+        out.insert("timestamp".into(), Value::from(ts));
+    }
+    match take_str(&mut obj, "category", index, problems) {
+        None => problems.push(Problem::new(index, "category", "is required")),
+        Some(s) => {
+            let s = s.to_ascii_lowercase();
+            if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                out.insert("category".into(), Value::String(s));
+            } else {
+                problems.push(Problem::new(index, "category", "must match [a-z0-9_]{1,64}"));
+            }
+        }
+    }
+    match take_str(&mut obj, "action", index, problems) {
+        None => problems.push(Problem::new(index, "action", "is required")),
+        Some(s) => {
+            let ok = (1..=128).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+            if ok {
+                out.insert("action".into(), Value::String(s.to_ascii_lowercase()));
+            } else {
+                problems.push(Problem::new(index, "action", "must match [A-Za-z0-9_.:-]{1,128}"));
+            }
+        }
+    }
+    for (field, allowed, default) in [("severity", SEVERITIES, "low"), ("outcome", OUTCOMES, "unknown")] {
+        let value = take_str(&mut obj, field, index, problems).map(|s| s.to_ascii_lowercase());
+        match value {
+            None => {
+                out.insert(field.into(), Value::String(default.into()));
+            }
+            Some(v) if allowed.contains(&v.as_str()) => {
+                out.insert(field.into(), Value::String(v));
+            }
+            Some(_) => problems.push(Problem::new(index, field, format!("must be one of {}", allowed.join(", ")))),
+        }
+    }
+    for (field, limit) in STRING_FIELDS {
+        if let Some(s) = take_str(&mut obj, field, index, problems) {
+            if s.len() > *limit {
+                problems.push(Problem::new(index, field, format!("longer than {limit} bytes")));
+            } else {
+                let s = if MASKED_TEXT_FIELDS.contains(field) { masker.mask_str(&s).unwrap_or(s) } else { s };
+                out.insert((*field).into(), Value::String(s));
+            }
+        }
+    }
+    if let Some(s) = take_str(&mut obj, "ip", index, problems) {
+        match s.parse::<IpAddr>() {
+            Ok(ip) => {
+                out.insert("ip".into(), Value::String(ip.to_string()));
+            }
+            Err(_) => problems.push(Problem::new(index, "ip", "is not a valid IPv4 or IPv6 address")),
+        }
+    }
+    if let Some(geo) = obj.remove("geo") {
+        if let Some(geo) = validate_geo(index, geo, problems) {
+            out.insert("geo".into(), Value::Object(geo));
+        }
+    }
+    if let Some(details) = obj.remove("details") {
+        match details {
+            Value::Object(_) => {
+                let depth = depth(&details);
+                let size = serde_json::to_vec(&details).map(|v| v.len()).unwrap_or(usize::MAX);
+                if depth > MAX_DETAILS_DEPTH {
+                    problems.push(Problem::new(index, "details", format!("nested {depth} deep (at most {MAX_DETAILS_DEPTH})")));
+                } else if size > MAX_DETAILS_BYTES {
+                    problems.push(Problem::new(index, "details", format!("{size} bytes serialized (at most {MAX_DETAILS_BYTES})")));
+                } else {
+                    let mut details = details;
+                    masker.mask_value(&mut details);
+                    out.insert("details".into(), details);
+                }
+            }
+            _ => problems.push(Problem::new(index, "details", "must be a JSON object")),
+        }
+    }
+    (problems.len() == before).then_some(NewEvent { event_id, client_id, received_at, fields: out })
+}
+
+/// Removes `field` and returns it when it is a string; records a problem when it is not.
+fn take_str(obj: &mut Map<String, Value>, field: &str, index: usize, problems: &mut Vec<Problem>) -> Option<String> {
+    match obj.remove(field)? {
+        Value::String(s) => Some(s),
+        _ => {
+            problems.push(Problem::new(index, field, "must be a string"));
+            None
+        }
+    }
+}
+
+fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
+    let Value::Object(mut geo) = geo else {
+        problems.push(Problem::new(index, "geo", "must be an object {country, city, lat, lon}"));
+        return None;
+    };
+    geo.retain(|_, v| !v.is_null());
+    let before = problems.len();
+    let mut out = Map::new();
+    for key in geo.keys().filter(|k| !matches!(k.as_str(), "country" | "city" | "lat" | "lon")) {
+        let shown: String = key.chars().take(64).collect();
+        problems.push(Problem::new(index, &format!("geo.{shown}"), "unknown field"));
+    }
+    match geo.remove("country") {
+        None => {}
+        Some(Value::String(c)) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            out.insert("country".into(), Value::String(c.to_ascii_uppercase()));
+        }
+        Some(_) => problems.push(Problem::new(index, "geo.country", "must be an ISO 3166 alpha-2 code")),
+    }
+    match geo.remove("city") {
+        None => {}
+        Some(Value::String(c)) if c.len() <= 512 => {
+            out.insert("city".into(), Value::String(c));
+        }
+        Some(_) => problems.push(Problem::new(index, "geo.city", "must be a string of at most 512 bytes")),
+    }
+    for (key, bound) in [("lat", 90.0), ("lon", 180.0)] {
+        match geo.remove(key) {
+            None => {}
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|x| (-bound..=bound).contains(&x)) => {
+                out.insert(key.into(), Value::Number(n));
+            }
+            Some(_) => problems.push(Problem::new(index, &format!("geo.{key}"), format!("must be a number from -{bound} to {bound}"))),
+        }
+    }
+    (problems.len() == before).then_some(out)
+}
+
+/// Nesting depth of a JSON value (a scalar is 0, `{}` is 1).
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn masker() -> Masker {
+        Masker::new(b"test-key")
+    }
+
+    fn one(v: Value) -> Result<NewEvent, Vec<Problem>> {
+        validate_batch(vec![v], &masker()).map(|mut e| e.remove(0))
+    }
+
+    fn fields_of(problems: &[Problem]) -> Vec<(usize, &str)> {
+        problems.iter().map(|p| (p.index, p.field.as_str())).collect()
+    }
+
+    #[test]
+    fn minimal_event_gets_defaults_and_is_normalized() {
+        let ev = one(json!({"category": "Authentication", "action": "Login_Failed", "ip": "2001:DB8::1"})).unwrap();
+        assert_eq!(ev.fields["category"], "authentication");
+        assert_eq!(ev.fields["action"], "login_failed");
+        assert_eq!(ev.fields["severity"], "low");
+        assert_eq!(ev.fields["outcome"], "unknown");
+        assert_eq!(ev.fields["ip"], "2001:db8::1");
+        assert!(ev.fields["timestamp"].is_i64());
+        assert!(!ev.client_id);
+        assert_eq!(uuid::Uuid::parse_str(&ev.event_id).unwrap().get_version_num(), 7);
+    }
+
+    #[test]
+    fn every_problem_of_every_event_is_named() {
+        let batch = vec![
+            json!({"category": "auth", "action": "ok"}),
+            json!({"category": "BAD CAT", "action": "x", "ip": "999.1.1.1", "severity": "urgent", "colour": "red"}),
+            json!({"action": "x", "timestamp": 1.5, "geo": {"lat": 91, "country": "USA", "alt": 3}}),
+            json!("not an object"),
+        ];
+        let problems = validate_batch(batch, &masker()).unwrap_err();
+        let fields = fields_of(&problems);
+        for expected in [
+            (1, "colour"),
+            (1, "category"),
+            (1, "severity"),
+            (1, "ip"),
+            (2, "category"),
+            (2, "timestamp"),
+            (2, "geo.alt"),
+            (2, "geo.country"),
+            (2, "geo.lat"),
+            (3, "body"),
+        ] {
+            assert!(fields.contains(&expected), "missing {expected:?} in {fields:?}");
+        }
+        assert!(!fields.iter().any(|(i, _)| *i == 0), "event 0 is valid: {fields:?}");
+    }
+
+    #[test]
+    fn wrong_types_and_oversized_strings_are_refused() {
+        let long = "x".repeat(513);
+        let problems =
+            one(json!({"category": "a", "action": 5, "user_id": long, "details": [1], "event_id": ""})).unwrap_err();
+        let fields = fields_of(&problems);
+        for f in ["action", "user_id", "details", "event_id"] {
+            assert!(fields.contains(&(0, f)), "{f} not reported: {fields:?}");
+        }
+    }
+
+    #[test]
+    fn details_depth_and_size_are_bounded() {
+        let mut deep = json!(1);
+        for _ in 0..17 {
+            deep = json!({ "a": deep });
+        }
+        let problems = one(json!({"category": "a", "action": "b", "details": deep})).unwrap_err();
+        assert_eq!(fields_of(&problems), vec![(0, "details")]);
+        let big = json!({"category": "a", "action": "b", "details": {"blob": "y".repeat(70_000)}});
+        assert_eq!(fields_of(&one(big).unwrap_err()), vec![(0, "details")]);
+    }
+
+    #[test]
+    fn timestamps_accept_rfc3339_and_epoch_ms_only() {
+        let ok = one(json!({"category": "a", "action": "b", "timestamp": "2026-01-02T03:04:05Z"})).unwrap();
+        assert_eq!(ok.fields["timestamp"], 1_767_323_045_000_i64);
+        let ok = one(json!({"category": "a", "action": "b", "timestamp": 1_700_000_000_000_i64})).unwrap();
+        assert_eq!(ok.fields["timestamp"], 1_700_000_000_000_i64);
+        for bad in [json!("2026-13-01T00:00:00Z"), json!("1700000000000"), json!(-1), json!(true)] {
+            let problems = one(json!({"category": "a", "action": "b", "timestamp": bad})).unwrap_err();
+            assert_eq!(fields_of(&problems), vec![(0, "timestamp")], "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_in_details_are_masked_before_storage() {
+        let ev = one(json!({"category": "a", "action": "b", "details": {"password": "hunter2", "note": "ok"}})).unwrap();
+        let stored = ev.fields["details"].to_string();
+        assert!(!stored.contains("hunter2"), "{stored}");
+        assert!(stored.contains("\"note\":\"ok\""), "{stored}");
+    }
+
+    #[test]
+    fn bodies_parse_as_object_array_or_ndjson() {
+        assert_eq!(parse_body(br#"{"a":1}"#, false).unwrap().len(), 1);
+        assert_eq!(parse_body(br#"[{"a":1},{"a":2}]"#, false).unwrap().len(), 2);
+        assert_eq!(parse_body(b"{\"a\":1}\n\n{\"a\":2}\n", true).unwrap().len(), 2);
+        let bad = parse_body(b"{\"a\":1}\n{oops\n", true).unwrap_err();
+        assert_eq!(fields_of(&bad), vec![(1, "body")]);
+        assert!(parse_body(b"[]", false).is_err());
+        assert!(parse_body(b"{\"a\":", false).is_err());
+        assert!(parse_body(b"42", false).is_err());
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(parse_body(deep.as_bytes(), false).is_err(), "serde_json's recursion limit refuses it");
+    }
+}

@@ -1,0 +1,16 @@
+//! Vigil: a security event server. Applications POST security events; Vigil stores them
+//! append-only with a SHA-256 hash chain, masks secrets, runs WebAssembly detection rules
+//! over them and turns findings into alerts.
+//!
+//! Modules follow the data path: `api` -> `ingest` -> `store` (then `rules` -> `detect` ->
+//! `alerts` -> `route` as they land), plus `config`, `auth`, `error`, `telemetry`, and `app`
+//! which assembles the running server.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;

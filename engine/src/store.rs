@@ -1,0 +1,331 @@
+//! Storage: the append-only event log with its hash chain, API keys and checkpoints.
+//!
+//! `ingest` hands validated, masked events to the `Sequencer` (store/sequencer.rs), the one
+//! writer per log, which assigns `seq`, builds the canonical bytes (store/canon.rs) and the
+//! chain (store/chain.rs) and writes one transaction per group through [`Store`], an enum
+//! over the two concrete backends (store/sqlite.rs, store/postgres.rs). `api` reads through
+//! the same enum.
+
+pub mod canon;
+pub mod chain;
+pub mod postgres;
+pub mod query;
+pub mod sequencer;
+pub mod sqlite;
+pub mod verify;
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+pub use query::{EventFilter, Stats, StatsFilter};
+
+/// Errors of the storage layer. Messages never reach API clients verbatim.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        /// The migration that failed.
+        version: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The database URL is not one we support.
+    #[error("unsupported database url (expected sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    /// Stored data is not what the store wrote (corruption or tampering).
+    #[error("corrupt row at seq {seq}: {problem}")]
+    Corrupt {
+        /// Where.
+        seq: i64,
+        /// What.
+        problem: String,
+    },
+    /// The sequencer is gone (server shutting down).
+    #[error("the sequencer has stopped")]
+    SequencerStopped,
+    /// I/O error (data directory, key files).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One row of the events table, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    /// Position in the log (1-based, gap-free).
+    pub seq: i64,
+    /// The hashed canonical bytes.
+    pub canon: Vec<u8>,
+    /// Hash of the previous row.
+    pub prev_hash: Vec<u8>,
+    /// Chain hash of this row.
+    pub hash: Vec<u8>,
+    /// Indexed columns (derived from canon at write time).
+    pub columns: IndexedColumns,
+}
+
+/// The columns that exist only to serve queries; each must equal its value in canon.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IndexedColumns {
+    /// event_id.
+    pub event_id: String,
+    /// timestamp, epoch ms.
+    pub ts: i64,
+    /// category.
+    pub category: String,
+    /// action.
+    pub action: String,
+    /// severity.
+    pub severity: String,
+    /// outcome.
+    pub outcome: String,
+    /// organization_id.
+    pub organization_id: Option<String>,
+    /// user_id.
+    pub user_id: Option<String>,
+    /// ip.
+    pub ip: Option<String>,
+    /// request_id.
+    pub request_id: Option<String>,
+}
+
+impl IndexedColumns {
+    /// Extracts the indexed columns from a canonical event object.
+    pub fn from_event(obj: &Map<String, Value>) -> Self {
+        let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            event_id: s("event_id").unwrap_or_default(),
+            ts: obj.get("timestamp").and_then(Value::as_i64).unwrap_or_default(),
+            category: s("category").unwrap_or_default(),
+            action: s("action").unwrap_or_default(),
+            severity: s("severity").unwrap_or_default(),
+            outcome: s("outcome").unwrap_or_default(),
+            organization_id: s("organization_id"),
+            user_id: s("user_id"),
+            ip: s("ip"),
+            request_id: s("request_id"),
+        }
+    }
+
+    fn pairs(&self) -> [(&'static str, String); 10] {
+        let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "<null>".into());
+        [
+            ("event_id", self.event_id.clone()),
+            ("timestamp", self.ts.to_string()),
+            ("category", self.category.clone()),
+            ("action", self.action.clone()),
+            ("severity", self.severity.clone()),
+            ("outcome", self.outcome.clone()),
+            ("organization_id", o(&self.organization_id)),
+            ("user_id", o(&self.user_id)),
+            ("ip", o(&self.ip)),
+            ("request_id", o(&self.request_id)),
+        ]
+    }
+}
+
+impl StoredRow {
+    /// Builds a row whose columns are derived from its canon (what the writer stores).
+    pub fn from_canon(seq: i64, canon: Vec<u8>, prev_hash: Vec<u8>, hash: Vec<u8>) -> Result<Self, StoreError> {
+        let obj = decode_canon(seq, &canon)?;
+        Ok(Self { seq, columns: IndexedColumns::from_event(&obj), canon, prev_hash, hash })
+    }
+
+    /// Every indexed column (including `seq`) whose value differs from canon:
+    /// `(column, value in canon, value in column)`.
+    pub fn column_mismatches(&self) -> Vec<(&'static str, String, String)> {
+        let obj = match serde_json::from_slice::<Value>(&self.canon) {
+            Ok(Value::Object(obj)) => obj,
+            _ => return vec![("canon", "a JSON object".into(), "undecodable bytes".into())],
+        };
+        let mut out = Vec::new();
+        let canon_seq = obj.get("seq").and_then(Value::as_i64);
+        if canon_seq != Some(self.seq) {
+            out.push(("seq", format!("{canon_seq:?}"), self.seq.to_string()));
+        }
+        let expected = IndexedColumns::from_event(&obj);
+        for ((name, want), (_, have)) in expected.pairs().into_iter().zip(self.columns.pairs()) {
+            if want != have {
+                out.push((name, want, have));
+            }
+        }
+        out
+    }
+
+    /// The event as returned by the API: decoded from canon, plus seq/hash/prev_hash, with
+    /// times rendered as RFC 3339 (UTC, millisecond precision).
+    pub fn to_api_json(&self) -> Result<Value, StoreError> {
+        let mut obj = decode_canon(self.seq, &self.canon)?;
+        for key in ["timestamp", "received_at"] {
+            if let Some(ms) = obj.get(key).and_then(Value::as_i64) {
+                obj.insert(key.into(), Value::String(crate::ingest::format_rfc3339_ms(ms)));
+            }
+        }
+        obj.insert("hash".into(), Value::String(hex::encode(&self.hash)));
+        obj.insert("prev_hash".into(), Value::String(hex::encode(&self.prev_hash)));
+        Ok(Value::Object(obj))
+    }
+}
+
+/// Decodes a canonical event.
+pub fn decode_canon(seq: i64, canon: &[u8]) -> Result<Map<String, Value>, StoreError> {
+    match serde_json::from_slice::<Value>(canon) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        _ => Err(StoreError::Corrupt { seq, problem: "canon is not a JSON object".into() }),
+    }
+}
+
+/// The head of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Last seq (0 when empty).
+    pub seq: i64,
+    /// Its hash (zeros when empty).
+    pub hash: [u8; 32],
+}
+
+/// A signed checkpoint row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Checkpoint id (1-based).
+    pub id: i64,
+    /// The seq it covers.
+    pub seq: i64,
+    /// The hash of that seq.
+    pub hash: Vec<u8>,
+    /// When it was made (epoch ms).
+    pub created_at: i64,
+    /// Previous checkpoint id (0 for the first).
+    pub prev_id: i64,
+    /// HMAC-SHA256 over the fields above.
+    pub signature: Vec<u8>,
+}
+
+/// A stored API key (the key itself is never stored, only its SHA-256).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRow {
+    /// Public id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Role name.
+    pub role: String,
+    /// SHA-256 of the key.
+    pub key_hash: Vec<u8>,
+    /// Creation time, epoch ms.
+    pub created_at: i64,
+    /// Revocation time, epoch ms.
+    pub revoked_at: Option<i64>,
+}
+
+/// The storage backend: one concrete store per database, no `sqlx::Any`.
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded SQLite.
+    Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL.
+    Postgres(postgres::PgStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (and migrates) the database named by `url`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::open(url).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(postgres::PgStore::open(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.chars().take(16).collect()))
+        }
+    }
+
+    /// Backend name for metrics and logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The last stored row's seq and hash.
+    pub async fn head(&self) -> Result<Head, StoreError> {
+        dispatch!(self, s => s.head().await)
+    }
+
+    /// Which of `event_ids` are already stored, with their seq.
+    pub async fn find_event_ids(&self, event_ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
+        if event_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        dispatch!(self, s => s.find_event_ids(event_ids).await)
+    }
+
+    /// Appends rows (and an optional checkpoint) in one transaction.
+    pub async fn append(&self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.append(rows, checkpoint).await)
+    }
+
+    /// Rows with `from <= seq <= to`, ascending, at most `limit`.
+    pub async fn scan(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredRow>, StoreError> {
+        dispatch!(self, s => s.scan(from, to, limit).await)
+    }
+
+    /// The row at `seq`, if any.
+    pub async fn row(&self, seq: i64) -> Result<Option<StoredRow>, StoreError> {
+        Ok(self.scan(seq, seq, 1).await?.into_iter().next())
+    }
+
+    /// Filtered query, newest first.
+    pub async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
+        dispatch!(self, s => s.query(filter).await)
+    }
+
+    /// Aggregate statistics.
+    pub async fn stats(&self, filter: &StatsFilter) -> Result<Stats, StoreError> {
+        dispatch!(self, s => s.stats(filter).await)
+    }
+
+    /// Checkpoints whose seq is within `[from, to]`, ascending.
+    pub async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.checkpoints(from, to).await)
+    }
+
+    /// The newest checkpoint.
+    pub async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.last_checkpoint().await)
+    }
+
+    /// Stores a new API key.
+    pub async fn insert_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_key(key).await)
+    }
+
+    /// All API keys (active and revoked).
+    pub async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        dispatch!(self, s => s.list_keys().await)
+    }
+
+    /// Marks a key revoked; false when no active key has that id.
+    pub async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_key(id, at).await)
+    }
+
+    /// Liveness of the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+}

@@ -1,0 +1,86 @@
+//! Canonical form of a stored event: the exact bytes that are hashed and kept in `canon`.
+//!
+//! The canonical form is compact JSON (no whitespace) of one object with:
+//! - object keys sorted by their UTF-8 bytes, at every depth (we sort ourselves, so the
+//!   result never depends on `serde_json`'s `preserve_order` feature);
+//! - times as integer epoch milliseconds (`timestamp`, `received_at`);
+//! - numbers printed by `serde_json` (integers as integers, floats in shortest round-trip
+//!   form via `ryu`), strings escaped by `serde_json`;
+//! - the server fields `seq`, `received_at`, `mask_policy` and `event_id` inside the object;
+//!   `hash` and `prev_hash` are not part of it (the chain is computed over it).
+//!
+//! Read by `store::chain` (hashing, verify), written by the `Sequencer`, decoded by queries.
+
+use serde_json::{Map, Value};
+
+/// Appends the canonical encoding of `value` to `out`.
+pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => write_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            // Writing a scalar into a Vec cannot fail.
+            serde_json::to_writer(&mut *out, scalar).expect("scalar serialization is infallible");
+        }
+    }
+}
+
+/// Appends the canonical encoding of an object (keys sorted) to `out`.
+pub fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_unstable();
+    out.push(b'{');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, key).expect("string serialization is infallible");
+        out.push(b':');
+        write_canonical(&map[key], out);
+    }
+    out.push(b'}');
+}
+
+/// Canonical bytes of an object.
+pub fn to_canonical(map: &Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(640);
+    write_object(map, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_sorted_at_every_depth_and_output_is_compact() {
+        let v = json!({"b": 1, "a": {"z": [3, {"y": true, "x": null}], "c": "s"}, "A": 1.5});
+        let mut out = Vec::new();
+        write_canonical(&v, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"A":1.5,"a":{"c":"s","z":[3,{"x":null,"y":true}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn canonical_form_is_stable_across_parse_and_reencode() {
+        let v = json!({"k": "caf\u{e9} \"q\" \n", "n": 1e-7, "i": -12});
+        let mut a = Vec::new();
+        write_canonical(&v, &mut a);
+        let back: Value = serde_json::from_slice(&a).unwrap();
+        let mut b = Vec::new();
+        write_canonical(&back, &mut b);
+        assert_eq!(a, b);
+    }
+}

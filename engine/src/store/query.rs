@@ -1,0 +1,149 @@
+//! Query shapes shared by both backends: event filters (GET /v1/events), statistics
+//! (GET /v1/events/stats), and the one SQL `WHERE` builder both backends use through
+//! sqlx's `QueryBuilder` (so placeholders are right for each database).
+
+use serde::Serialize;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+/// Filters of `GET /v1/events`. Results are newest first; `before_seq` is the cursor.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Exact category.
+    pub category: Option<String>,
+    /// Exact action.
+    pub action: Option<String>,
+    /// Exact severity.
+    pub severity: Option<String>,
+    /// Exact outcome.
+    pub outcome: Option<String>,
+    /// Exact organization id.
+    pub organization_id: Option<String>,
+    /// Exact user id.
+    pub user_id: Option<String>,
+    /// Exact ip.
+    pub ip: Option<String>,
+    /// Exact request id.
+    pub request_id: Option<String>,
+    /// timestamp >= since (epoch ms).
+    pub since: Option<i64>,
+    /// timestamp < until (epoch ms).
+    pub until: Option<i64>,
+    /// Only rows with seq < before_seq (pagination cursor).
+    pub before_seq: Option<i64>,
+    /// Max rows.
+    pub limit: i64,
+}
+
+/// Filters of `GET /v1/events/stats`.
+#[derive(Debug, Clone, Default)]
+pub struct StatsFilter {
+    /// timestamp >= since (epoch ms).
+    pub since: Option<i64>,
+    /// timestamp < until (epoch ms).
+    pub until: Option<i64>,
+    /// Restrict to one organization.
+    pub organization_id: Option<String>,
+    /// Width of time buckets, ms.
+    pub bucket_ms: i64,
+    /// How many top IPs / users to return.
+    pub top: i64,
+}
+
+/// A value and how many events carry it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Count {
+    /// The value.
+    pub value: String,
+    /// Number of events.
+    pub count: i64,
+}
+
+/// A time bucket.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Bucket {
+    /// Bucket start (RFC 3339).
+    pub start: String,
+    /// Number of events.
+    pub count: i64,
+}
+
+/// Response of `GET /v1/events/stats`.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Stats {
+    /// Events matched.
+    pub total: i64,
+    /// By category.
+    pub by_category: Vec<Count>,
+    /// By severity.
+    pub by_severity: Vec<Count>,
+    /// By outcome.
+    pub by_outcome: Vec<Count>,
+    /// By action.
+    pub by_action: Vec<Count>,
+    /// failures / total (0 when empty).
+    pub failure_rate: f64,
+    /// Events with severity high or critical.
+    pub high_risk: i64,
+    /// Most frequent IPs.
+    pub top_ips: Vec<Count>,
+    /// Most frequent users.
+    pub top_users: Vec<Count>,
+    /// Events per time bucket, ascending.
+    pub buckets: Vec<Bucket>,
+}
+
+/// The grouping columns of [`Stats`], in the order they are filled.
+pub const GROUPED_COLUMNS: [&str; 4] = ["category", "severity", "outcome", "action"];
+
+/// Appends ` WHERE ...` (always valid: starts with `1=1`) for an event filter.
+pub fn push_event_filter<DB: Database>(qb: &mut QueryBuilder<DB>, f: &EventFilter)
+where
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    qb.push(" WHERE 1=1");
+    let exact = [
+        ("category", &f.category),
+        ("action", &f.action),
+        ("severity", &f.severity),
+        ("outcome", &f.outcome),
+        ("organization_id", &f.organization_id),
+        ("user_id", &f.user_id),
+        ("ip", &f.ip),
+        ("request_id", &f.request_id),
+    ];
+    for (column, value) in exact {
+        if let Some(v) = value {
+            qb.push(format_args!(" AND {column} = ")).push_bind(v.clone());
+        }
+    }
+    push_time_range(qb, f.since, f.until);
+    if let Some(before) = f.before_seq {
+        qb.push(" AND seq < ").push_bind(before);
+    }
+}
+
+/// Appends ` WHERE ...` for a stats filter.
+pub fn push_stats_filter<DB: Database>(qb: &mut QueryBuilder<DB>, f: &StatsFilter)
+where
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    qb.push(" WHERE 1=1");
+    if let Some(org) = &f.organization_id {
+        qb.push(" AND organization_id = ").push_bind(org.clone());
+    }
+    push_time_range(qb, f.since, f.until);
+}
+
+fn push_time_range<DB: Database>(qb: &mut QueryBuilder<DB>, since: Option<i64>, until: Option<i64>)
+where
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    if let Some(since) = since {
+        qb.push(" AND ts >= ").push_bind(since);
+    }
+    if let Some(until) = until {
+        qb.push(" AND ts < ").push_bind(until);
+    }
+}

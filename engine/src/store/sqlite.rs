@@ -1,0 +1,305 @@
+//! SQLite backend (the embedded default): WAL, `synchronous=NORMAL`, one writer connection
+//! that takes `BEGIN IMMEDIATE` transactions (only the `Sequencer` appends events), a small
+//! read pool, multi-row INSERTs. Migrations come from `migrations/sqlite`, embedded.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::query::{self, Count, EventFilter, Stats, StatsFilter};
+use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow};
+
+/// The embedded migrations, in order: (version, description, sql).
+pub const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "events", include_str!("../../../migrations/sqlite/0001_events.sql"))];
+
+/// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
+const INSERT_CHUNK: usize = 500;
+
+/// SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database file (creating it and its directory), applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
+        migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(Self { writer, reader })
+    }
+
+    pub(super) async fn head(&self) -> Result<Head, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.writer).await?;
+        head_from(row.map(|r| (r.get::<i64, _>(0), r.get::<Vec<u8>, _>(1))))
+    }
+
+    pub(super) async fn find_event_ids(&self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("SELECT event_id, seq FROM events WHERE event_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.clone());
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&self.writer).await? {
+                found.insert(row.get(0), row.get(1));
+            }
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn append(&self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, \
+                 user_id, ip, request_id, canon, prev_hash, hash) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                let c = &r.columns;
+                b.push_bind(r.seq)
+                    .push_bind(c.event_id.clone())
+                    .push_bind(c.ts)
+                    .push_bind(c.category.clone())
+                    .push_bind(c.action.clone())
+                    .push_bind(c.severity.clone())
+                    .push_bind(c.outcome.clone())
+                    .push_bind(c.organization_id.clone())
+                    .push_bind(c.user_id.clone())
+                    .push_bind(c.ip.clone())
+                    .push_bind(c.request_id.clone())
+                    .push_bind(r.canon.clone())
+                    .push_bind(r.prev_hash.clone())
+                    .push_bind(r.hash.clone());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        if let Some(cp) = checkpoint {
+            sqlx::query("INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(cp.id)
+                .bind(cp.seq)
+                .bind(cp.hash.clone())
+                .bind(cp.created_at)
+                .bind(cp.prev_id)
+                .bind(cp.signature.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn scan(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
+             request_id, canon, prev_hash, hash FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(stored_row).collect())
+    }
+
+    pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
+             request_id, canon, prev_hash, hash FROM events",
+        );
+        query::push_event_filter(&mut qb, filter);
+        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(filter.limit);
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        Ok(rows.iter().map(stored_row).collect())
+    }
+
+    pub(super) async fn stats(&self, f: &StatsFilter) -> Result<Stats, StoreError> {
+        let mut stats = Stats::default();
+        let counts = |column: &str, limit: Option<i64>| {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {column}, COUNT(*) AS n FROM events"));
+            query::push_stats_filter(&mut qb, f);
+            qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column}"));
+            if let Some(limit) = limit {
+                qb.push(" LIMIT ").push_bind(limit);
+            }
+            qb
+        };
+        for (i, column) in query::GROUPED_COLUMNS.iter().enumerate() {
+            let found = fetch_counts(&self.reader, counts(column, None)).await?;
+            match i {
+                0 => stats.by_category = found,
+                1 => stats.by_severity = found,
+                2 => stats.by_outcome = found,
+                _ => stats.by_action = found,
+            }
+        }
+        stats.top_ips = fetch_counts(&self.reader, counts("ip", Some(f.top))).await?;
+        stats.top_users = fetch_counts(&self.reader, counts("user_id", Some(f.top))).await?;
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT COUNT(*), COALESCE(SUM(outcome = 'failure'), 0), COALESCE(SUM(severity IN ('high', 'critical')), 0) FROM events",
+        );
+        query::push_stats_filter(&mut qb, f);
+        let row = qb.build().fetch_one(&self.reader).await?;
+        let failures: i64 = row.get(1);
+        stats.total = row.get(0);
+        stats.high_risk = row.get(2);
+        stats.failure_rate = if stats.total > 0 { failures as f64 / stats.total as f64 } else { 0.0 };
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT (ts / ");
+        qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) FROM events");
+        query::push_stats_filter(&mut qb, f);
+        qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
+        stats.buckets = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| query::Bucket { start: crate::ingest::format_rfc3339_ms(r.get(0)), count: r.get(1) })
+            .collect();
+        Ok(stats)
+    }
+
+    pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints WHERE seq >= ? AND seq <= ? ORDER BY id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(checkpoint_row).collect())
+    }
+
+    pub(super) async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query("SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(row.as_ref().map(checkpoint_row))
+    }
+
+    pub(super) async fn insert_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_keys (id, name, role, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(key.id.clone())
+            .bind(key.name.clone())
+            .bind(key.role.clone())
+            .bind(key.key_hash.clone())
+            .bind(key.created_at)
+            .bind(key.revoked_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.writer)
+            .await?;
+        Ok(rows.iter().map(key_row).collect())
+    }
+
+    pub(super) async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id.to_owned())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS _vigil_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    for (version, description, sql) in MIGRATIONS {
+        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM _vigil_migrations WHERE version = ?")
+            .bind(*version)
+            .fetch_optional(pool)
+            .await?;
+        if done.is_some() {
+            continue;
+        }
+        let fail = |source| StoreError::Migration { version: format!("{version:04}_{description}"), source };
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(fail)?;
+        sqlx::query("INSERT INTO _vigil_migrations (version, description, applied_at) VALUES (?, ?, ?)")
+            .bind(*version)
+            .bind(*description)
+            .bind(crate::ingest::now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError> {
+    match row {
+        None => Ok(Head { seq: 0, hash: [0; 32] }),
+        Some((seq, hash)) => {
+            let hash = super::chain::to_hash(&hash).ok_or(StoreError::Corrupt { seq, problem: "hash is not 32 bytes".into() })?;
+            Ok(Head { seq, hash })
+        }
+    }
+}
+
+async fn fetch_counts(pool: &SqlitePool, mut qb: QueryBuilder<Sqlite>) -> Result<Vec<Count>, StoreError> {
+    let rows = qb.build().fetch_all(pool).await?;
+    Ok(rows.iter().map(|r| Count { value: r.get(0), count: r.get(1) }).collect())
+}
+
+fn stored_row(r: &SqliteRow) -> StoredRow {
+    StoredRow {
+        seq: r.get(0),
+        columns: IndexedColumns {
+            event_id: r.get(1),
+            ts: r.get(2),
+            category: r.get(3),
+            action: r.get(4),
+            severity: r.get(5),
+            outcome: r.get(6),
+            organization_id: r.get(7),
+            user_id: r.get(8),
+            ip: r.get(9),
+            request_id: r.get(10),
+        },
+        canon: r.get(11),
+        prev_hash: r.get(12),
+        hash: r.get(13),
+    }
+}
+
+fn checkpoint_row(r: &SqliteRow) -> Checkpoint {
+    Checkpoint { id: r.get(0), seq: r.get(1), hash: r.get(2), created_at: r.get(3), prev_id: r.get(4), signature: r.get(5) }
+}
+
+fn key_row(r: &SqliteRow) -> ApiKeyRow {
+    ApiKeyRow { id: r.get(0), name: r.get(1), role: r.get(2), key_hash: r.get(3), created_at: r.get(4), revoked_at: r.get(5) }
+}

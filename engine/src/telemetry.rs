@@ -1,0 +1,60 @@
+//! Logging setup (`tracing`, structured fields, `RUST_LOG`-style filter in `VIGIL_LOG`) and
+//! the Prometheus metrics rendered at `GET /metrics`. Counters are plain atomics bumped on
+//! the data path; other modules (rules, alerts) append their own series to the output.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Installs the global subscriber (once; later calls are ignored, as in tests).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events stored (new, not duplicates).
+    pub events_stored: AtomicU64,
+    /// Events answered as duplicates of a stored event_id.
+    pub events_duplicate: AtomicU64,
+    /// Ingest requests accepted.
+    pub ingest_requests: AtomicU64,
+    /// Ingest requests refused (400/413).
+    pub ingest_rejected: AtomicU64,
+    /// Ingest requests that failed on the server side.
+    pub ingest_failed: AtomicU64,
+    /// Integrity verifications run.
+    pub verify_runs: AtomicU64,
+    /// Integrity verifications that found failures.
+    pub verify_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of these counters.
+    pub fn render(&self, out: &mut String) {
+        let series: [(&str, &str, &AtomicU64); 7] = [
+            ("vigil_events_stored_total", "Events stored.", &self.events_stored),
+            ("vigil_events_duplicate_total", "Events answered as duplicates of a stored event_id.", &self.events_duplicate),
+            ("vigil_ingest_requests_total", "Ingest requests accepted.", &self.ingest_requests),
+            ("vigil_ingest_rejected_total", "Ingest requests refused as invalid (400/413).", &self.ingest_rejected),
+            ("vigil_ingest_failed_total", "Ingest requests that failed on the server side.", &self.ingest_failed),
+            ("vigil_verify_runs_total", "Integrity verifications run.", &self.verify_runs),
+            ("vigil_verify_failed_total", "Integrity verifications that found failures.", &self.verify_failed),
+        ];
+        for (name, help, value) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Appends one gauge in Prometheus text format.
+pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}

@@ -1,0 +1,430 @@
+//! One rule's state: every key of every kind, bounded in keys and bytes, LRU eviction.
+//!
+//! Each method is one state import of ABI.md, so the host's import functions are one-liners
+//! over a `StateStore` it keeps per rule name; [`crate::testing`] uses it the same way.
+//! Entries are keyed by (kind, window, key bytes); reads of missing keys create nothing.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::{Baseline, BaselineStats, DEFAULT_MAX_DISTINCT_VALUES, DistinctSet, LastSeen, WindowCounter};
+
+/// Longest key kept as is; longer keys are shortened by [`normalize_key`].
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// Bounds of one rule's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateLimits {
+    /// Most entries (each kind/window/key is one entry); default 100 000.
+    pub max_keys: usize,
+    /// Approximate byte budget of all entries; default 64 MiB.
+    pub max_bytes: usize,
+    /// Most values per distinct set; default 10 000.
+    pub max_distinct_values: usize,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        StateLimits { max_keys: 100_000, max_bytes: 64 << 20, max_distinct_values: DEFAULT_MAX_DISTINCT_VALUES }
+    }
+}
+
+/// Keys longer than [`MAX_KEY_BYTES`] become their first 223 bytes, `#` and 32 hex digits of
+/// two FNV-1a hashes of the whole key; shorter keys are unchanged.
+pub fn normalize_key(key: &[u8]) -> Cow<'_, [u8]> {
+    if key.len() <= MAX_KEY_BYTES {
+        return Cow::Borrowed(key);
+    }
+    let fnv = |basis: u64| key.iter().fold(basis, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    let mut out = key[..223].to_vec();
+    out.push(b'#');
+    out.extend_from_slice(format!("{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142)).as_bytes());
+    Cow::Owned(out)
+}
+
+const WINDOW: u8 = 1;
+const DISTINCT: u8 = 2;
+const LAST_SEEN: u8 = 3;
+const BASELINE: u8 = 4;
+const NIL: usize = usize::MAX;
+/// Rough per-entry overhead of the map slot and the list node.
+const ENTRY_OVERHEAD: usize = 64;
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Window(Box<WindowCounter>),
+    Distinct(DistinctSet),
+    LastSeen(LastSeen),
+    Baseline(Baseline),
+}
+
+impl Entry {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Entry::Window(w) => size_of_val(&**w),
+            Entry::Distinct(d) => d.approx_bytes(),
+            Entry::LastSeen(l) => l.approx_bytes(),
+            Entry::Baseline(_) => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    key: Box<[u8]>,
+    entry: Entry,
+    bytes: usize,
+    prev: usize,
+    next: usize,
+}
+
+/// The state of one rule. Not shared: wrap it in a lock to share it between workers.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    limits: StateLimits,
+    /// Encoded key (kind, window, key bytes) to node index.
+    map: HashMap<Box<[u8]>, usize>,
+    nodes: Vec<Option<Node>>,
+    free: Vec<usize>,
+    /// Most recently used.
+    head: usize,
+    /// Least recently used: evicted first.
+    tail: usize,
+    bytes: usize,
+    evictions: u64,
+    scratch: Vec<u8>,
+}
+
+impl Default for StateStore {
+    fn default() -> Self {
+        StateStore::new(StateLimits::default())
+    }
+}
+
+impl StateStore {
+    /// An empty store with these limits.
+    pub fn new(limits: StateLimits) -> StateStore {
+        StateStore {
+            limits,
+            map: HashMap::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            bytes: 0,
+            evictions: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> StateLimits {
+        self.limits
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Approximate bytes held (the metric, and what `max_bytes` bounds).
+    pub fn approx_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Entries evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Drops every entry (the eviction counter is kept).
+    pub fn clear(&mut self) {
+        *self = StateStore { evictions: self.evictions, ..StateStore::new(self.limits) };
+    }
+
+    /// `window_add`: adds `amount` (0: just read) for `key` at `time_ms`; returns the sum over
+    /// `(time_ms - window_ms, time_ms]` (see [`WindowCounter::add`]).
+    pub fn window_add(&mut self, window_ms: i64, key: &[u8], time_ms: i64, amount: i64) -> i64 {
+        let window_ms = window_ms.max(1);
+        let idx = if amount == 0 {
+            self.find(WINDOW, window_ms, key)
+        } else {
+            Some(self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(Box::new(WindowCounter::new(window_ms)))))
+        };
+        match idx.map(|i| self.entry_mut(i)) {
+            Some(Entry::Window(w)) => w.add(time_ms, amount),
+            _ => 0,
+        }
+    }
+
+    /// `distinct_add`: adds `value` (empty: just read) to `key`'s set at `time_ms`; returns
+    /// the number of distinct values in the window (see [`DistinctSet::add`]).
+    pub fn distinct_add(&mut self, window_ms: i64, key: &[u8], value: &[u8], time_ms: i64) -> i64 {
+        let window_ms = window_ms.max(1);
+        let max = self.limits.max_distinct_values;
+        let idx = if value.is_empty() {
+            self.find(DISTINCT, window_ms, key)
+        } else {
+            Some(self.find_or_insert(DISTINCT, window_ms, key, || {
+                Entry::Distinct(DistinctSet::with_max_values(window_ms, max))
+            }))
+        };
+        let Some(i) = idx else { return 0 };
+        let n = match self.entry_mut(i) {
+            Entry::Distinct(d) => d.add(time_ms, value),
+            _ => 0,
+        };
+        self.resized(i);
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
+
+    /// `last_seen_get`: the value and time last stored for `key`.
+    pub fn last_seen_get(&mut self, key: &[u8]) -> Option<(&[u8], i64)> {
+        let i = self.find(LAST_SEEN, 0, key)?;
+        match self.entry_mut(i) {
+            Entry::LastSeen(l) => Some((&l.value, l.time_ms)),
+            _ => None,
+        }
+    }
+
+    /// `last_seen_set`: stores `value` and `time_ms` for `key`.
+    pub fn last_seen_set(&mut self, key: &[u8], value: &[u8], time_ms: i64) {
+        let i = self.find_or_insert(LAST_SEEN, 0, key, || Entry::LastSeen(LastSeen::new(&[], time_ms)));
+        if let Entry::LastSeen(l) = self.entry_mut(i) {
+            l.set(value, time_ms);
+        }
+        self.resized(i);
+    }
+
+    /// `baseline_observe`: adds a sample to `key`'s running mean and variance.
+    pub fn baseline_observe(&mut self, key: &[u8], value: f64) {
+        let i = self.find_or_insert(BASELINE, 0, key, || Entry::Baseline(Baseline::new()));
+        if let Entry::Baseline(b) = self.entry_mut(i) {
+            b.observe(value);
+        }
+    }
+
+    /// `baseline_get`: count, mean and population stddev of `key`'s samples.
+    pub fn baseline_get(&mut self, key: &[u8]) -> BaselineStats {
+        match self.find(BASELINE, 0, key).map(|i| self.entry_mut(i)) {
+            Some(Entry::Baseline(b)) => b.stats(),
+            _ => BaselineStats::default(),
+        }
+    }
+
+    fn encode(&mut self, kind: u8, window_ms: i64, key: &[u8]) {
+        self.scratch.clear();
+        self.scratch.push(kind);
+        self.scratch.extend_from_slice(&window_ms.to_le_bytes());
+        self.scratch.extend_from_slice(&normalize_key(key));
+    }
+
+    fn find(&mut self, kind: u8, window_ms: i64, key: &[u8]) -> Option<usize> {
+        self.encode(kind, window_ms, key);
+        let i = *self.map.get(self.scratch.as_slice())?;
+        self.touch(i);
+        Some(i)
+    }
+
+    fn find_or_insert(&mut self, kind: u8, window_ms: i64, key: &[u8], make: impl FnOnce() -> Entry) -> usize {
+        if let Some(i) = self.find(kind, window_ms, key) {
+            return i;
+        }
+        if self.map.len() >= self.limits.max_keys.max(1) {
+            self.evict_lru();
+        }
+        let key: Box<[u8]> = self.scratch.as_slice().into();
+        let entry = make();
+        let bytes = 2 * key.len() + ENTRY_OVERHEAD + size_of::<Node>() + entry.heap_bytes();
+        let node = Node { key: key.clone(), entry, bytes, prev: NIL, next: NIL };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i] = Some(node);
+                i
+            }
+            None => {
+                self.nodes.push(Some(node));
+                self.nodes.len() - 1
+            }
+        };
+        self.map.insert(key, i);
+        self.push_front(i);
+        self.bytes += bytes;
+        self.enforce();
+        i
+    }
+
+    /// Re-measures entry `i` (the most recently used) after a change and enforces the budget.
+    fn resized(&mut self, i: usize) {
+        let node = self.node_mut(i);
+        let bytes = 2 * node.key.len() + ENTRY_OVERHEAD + size_of::<Node>() + node.entry.heap_bytes();
+        let old = std::mem::replace(&mut node.bytes, bytes);
+        self.bytes = self.bytes - old + bytes;
+        self.enforce();
+    }
+
+    /// Evicts least recently used entries until within limits, never the last (newest) one.
+    fn enforce(&mut self) {
+        while (self.map.len() > self.limits.max_keys || self.bytes > self.limits.max_bytes) && self.map.len() > 1 {
+            self.evict_lru();
+        }
+    }
+
+    fn evict_lru(&mut self) {
+        let i = self.tail;
+        if i == NIL {
+            return;
+        }
+        self.unlink(i);
+        if let Some(node) = self.nodes[i].take() {
+            self.map.remove(&node.key);
+            self.bytes -= node.bytes;
+            self.free.push(i);
+            self.evictions += 1;
+        }
+    }
+
+    fn node_mut(&mut self, i: usize) -> &mut Node {
+        self.nodes[i].as_mut().expect("state node indices in the map and list are live")
+    }
+
+    fn entry_mut(&mut self, i: usize) -> &mut Entry {
+        &mut self.node_mut(i).entry
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (prev, next) = {
+            let n = self.node_mut(i);
+            (n.prev, n.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.node_mut(prev).next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.node_mut(next).prev = prev;
+        }
+    }
+
+    fn push_front(&mut self, i: usize) {
+        let head = self.head;
+        {
+            let n = self.node_mut(i);
+            n.prev = NIL;
+            n.next = head;
+        }
+        if head != NIL {
+            self.node_mut(head).prev = i;
+        }
+        self.head = i;
+        if self.tail == NIL {
+            self.tail = i;
+        }
+    }
+
+    fn touch(&mut self, i: usize) {
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(max_keys: usize, max_bytes: usize) -> StateStore {
+        StateStore::new(StateLimits { max_keys, max_bytes, max_distinct_values: 100 })
+    }
+
+    #[test]
+    fn kinds_windows_and_keys_are_separate() {
+        let mut s = StateStore::default();
+        assert_eq!(s.window_add(300_000, b"ip:1", 0, 1), 1);
+        assert_eq!(s.window_add(3_600_000, b"ip:1", 0, 1), 1);
+        assert_eq!(s.window_add(300_000, b"ip:1", 1, 1), 2);
+        assert_eq!(s.window_add(300_000, b"ip:2", 1, 0), 0, "read of a missing key");
+        assert_eq!(s.distinct_add(60_000, b"ip:1", b"u1", 1), 1);
+        s.last_seen_set(b"ip:1", b"x", 7);
+        assert_eq!(s.last_seen_get(b"ip:1"), Some((b"x".as_slice(), 7)));
+        assert_eq!(s.last_seen_get(b"ip:2"), None);
+        s.baseline_observe(b"ip:1", 2.0);
+        s.baseline_observe(b"ip:1", 4.0);
+        assert_eq!(s.baseline_get(b"ip:1"), BaselineStats { count: 2, mean: 3.0, stddev: 1.0 });
+        assert_eq!(s.baseline_get(b"ip:2"), BaselineStats::default());
+        assert_eq!(s.len(), 5, "reads of missing keys create nothing");
+        assert!(s.approx_bytes() > 0);
+    }
+
+    #[test]
+    fn key_limit_evicts_least_recently_used() {
+        let mut s = small(3, usize::MAX);
+        for k in [b"a", b"b", b"c"] {
+            s.window_add(1000, k, 0, 1);
+        }
+        s.window_add(1000, b"a", 1, 0); // touch a: b is now the oldest
+        s.window_add(1000, b"d", 2, 1);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.evictions(), 1);
+        assert_eq!(s.window_add(1000, b"b", 3, 0), 0, "b was evicted");
+        assert_eq!(s.window_add(1000, b"a", 3, 0), 1, "a survived");
+        assert_eq!(s.window_add(1000, b"c", 3, 0), 1);
+    }
+
+    #[test]
+    fn byte_budget_evicts_and_accounts() {
+        let mut s = small(1000, 4096);
+        for i in 0..100u32 {
+            s.last_seen_set(&i.to_le_bytes(), &[0u8; 100], 0);
+            assert!(s.approx_bytes() <= 4096, "budget kept after {i}");
+        }
+        assert!(s.evictions() > 0);
+        assert!(s.last_seen_get(&99u32.to_le_bytes()).is_some(), "newest kept");
+        assert!(s.last_seen_get(&0u32.to_le_bytes()).is_none(), "oldest evicted");
+        // Growing one value past the whole budget keeps just that entry.
+        s.last_seen_set(b"big", &[1u8; 8192], 1);
+        assert_eq!(s.len(), 1);
+        s.clear();
+        assert!(s.is_empty());
+        assert_eq!(s.approx_bytes(), 0);
+    }
+
+    #[test]
+    fn distinct_sets_grow_in_the_accounting_and_respect_the_value_cap() {
+        let mut s = small(10, usize::MAX);
+        let before = {
+            s.distinct_add(60_000, b"k", b"v0", 0);
+            s.approx_bytes()
+        };
+        for i in 1..500 {
+            s.distinct_add(60_000, b"k", format!("v{i}").as_bytes(), i);
+        }
+        assert!(s.approx_bytes() > before);
+        assert_eq!(s.distinct_add(60_000, b"k", b"", 500), 100, "capped at max_distinct_values");
+    }
+
+    #[test]
+    fn long_keys_are_hashed_consistently() {
+        let long_a = vec![b'a'; 1000];
+        let mut long_b = long_a.clone();
+        long_b[999] = b'b';
+        let na = normalize_key(&long_a);
+        assert_eq!(na.len(), MAX_KEY_BYTES);
+        assert_eq!(na, normalize_key(&long_a));
+        assert_ne!(na, normalize_key(&long_b));
+        assert!(matches!(normalize_key(b"short"), Cow::Borrowed(_)));
+        let mut s = StateStore::default();
+        s.window_add(1000, &long_a, 0, 1);
+        assert_eq!(s.window_add(1000, &long_a, 0, 1), 2);
+        assert_eq!(s.window_add(1000, &long_b, 0, 1), 1);
+    }
+}
