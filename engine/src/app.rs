@@ -65,7 +65,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
-    let workers = if config.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.workers };
+    let workers =
+        if config.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.workers };
     let data = web::Data::new(state.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
         .workers(workers)
@@ -85,7 +86,9 @@ async fn bootstrap_admin(
     sequencer: &crate::store::sequencer::SequencerHandle,
 ) -> anyhow::Result<Option<String>> {
     let (id, secret, generated) = match &config.admin_key {
-        Some(key) if !keys.contains(key) => (format!("k_env_{}", &hex::encode(hash_key(key))[..12]), key.clone(), false),
+        Some(key) if !keys.contains(key) => {
+            (format!("k_env_{}", &hex::encode(hash_key(key))[..12]), key.clone(), false)
+        }
         None if !keys.has_admin() => {
             let (id, secret) = generate_key();
             (id, secret, true)

@@ -117,9 +117,8 @@ impl Config {
             None => Self::default(),
         };
         if let Some(listen) = env("VIGIL_LISTEN") {
-            config.listen = listen
-                .parse()
-                .map_err(|e| ConfigError::Invalid { key: "VIGIL_LISTEN", message: format!("{e}") })?;
+            config.listen =
+                listen.parse().map_err(|e| ConfigError::Invalid { key: "VIGIL_LISTEN", message: format!("{e}") })?;
         }
         if let Some(url) = env("VIGIL_DATABASE_URL") {
             config.database_url = url;
@@ -156,7 +155,10 @@ impl Config {
             return Err(ConfigError::Invalid { key: "store.max_group_events", message: "must be positive".into() });
         }
         if self.store.checkpoint_every_events <= 0 {
-            return Err(ConfigError::Invalid { key: "store.checkpoint_every_events", message: "must be positive".into() });
+            return Err(ConfigError::Invalid {
+                key: "store.checkpoint_every_events",
+                message: "must be positive".into(),
+            });
         }
         Ok(())
     }

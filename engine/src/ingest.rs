@@ -23,7 +23,8 @@ pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 /// Formats epoch ms as RFC 3339 UTC with millisecond precision (`2026-11-23T10:00:00.000Z`).
 pub fn format_rfc3339_ms(ms: i64) -> String {
     let clamped = ms.clamp(0, MAX_TIME_MS);
-    let t = OffsetDateTime::from_unix_timestamp_nanos(clamped as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let t =
+        OffsetDateTime::from_unix_timestamp_nanos(clamped as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
@@ -45,20 +46,6 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
     let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
     (0..=MAX_TIME_MS).contains(&ms).then_some(ms)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_round_trip_with_milliseconds() {
-        let ms = parse_time("2026-11-23T10:11:12.345+01:00").unwrap();
-        assert_eq!(format_rfc3339_ms(ms), "2026-11-23T09:11:12.345Z");
-        assert_eq!(parse_time("1700000000000"), Some(1_700_000_000_000));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("-5"), None);
-    }
 }
 
 /// An event the server itself writes into the chain (key created, rule deployed, ...).
@@ -84,5 +71,19 @@ pub fn system_event(
         client_id: false,
         received_at: now,
         fields,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip_with_milliseconds() {
+        let ms = parse_time("2026-11-23T10:11:12.345+01:00").unwrap();
+        assert_eq!(format_rfc3339_ms(ms), "2026-11-23T09:11:12.345Z");
+        assert_eq!(parse_time("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("-5"), None);
     }
 }

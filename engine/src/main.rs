@@ -42,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(key) = &server.generated_admin_key {
                 #[allow(clippy::print_stdout)]
                 {
-                    println!("\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n");
+                    println!(
+                        "\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n"
+                    );
                 }
             }
             let handle = server.handle.clone();

@@ -41,7 +41,11 @@ impl Metrics {
     pub fn render(&self, out: &mut String) {
         let series: [(&str, &str, &AtomicU64); 7] = [
             ("vigil_events_stored_total", "Events stored.", &self.events_stored),
-            ("vigil_events_duplicate_total", "Events answered as duplicates of a stored event_id.", &self.events_duplicate),
+            (
+                "vigil_events_duplicate_total",
+                "Events answered as duplicates of a stored event_id.",
+                &self.events_duplicate,
+            ),
             ("vigil_ingest_requests_total", "Ingest requests accepted.", &self.ingest_requests),
             ("vigil_ingest_rejected_total", "Ingest requests refused as invalid (400/413).", &self.ingest_rejected),
             ("vigil_ingest_failed_total", "Ingest requests that failed on the server side.", &self.ingest_failed),
@@ -49,7 +53,8 @@ impl Metrics {
             ("vigil_verify_failed_total", "Integrity verifications that found failures.", &self.verify_failed),
         ];
         for (name, help, value) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
         }
     }
 }

@@ -115,3 +115,7 @@ GRANT SELECT, INSERT ON events, checkpoints TO vigil_app;
 GRANT SELECT ON retention_floor TO vigil_app;
 GRANT SELECT, INSERT ON api_keys TO vigil_app;
 GRANT UPDATE (revoked_at) ON api_keys TO vigil_app;
+DO $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO vigil_app', current_schema());
+END $$;

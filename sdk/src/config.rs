@@ -104,8 +104,8 @@ mod tests {
 
     #[test]
     fn typed_keys_with_defaults() {
-        let c = Config::parse(r#"{"threshold": 5, "name": "x", "flag": true, "ratio": 0.5, "nested": {"a": 1}}"#)
-            .unwrap();
+        let c =
+            Config::parse(r#"{"threshold": 5, "name": "x", "flag": true, "ratio": 0.5, "nested": {"a": 1}}"#).unwrap();
         assert_eq!(c.i64_or("threshold", 1), Ok(5));
         assert_eq!(c.i64_or("missing", 7), Ok(7));
         assert_eq!(c.str_or("name", "y"), Ok("x"));

@@ -143,10 +143,10 @@ impl Value {
                 if !matches!(self.get(head), Some(Value::Object(_))) {
                     self.insert(head, Value::object());
                 }
-                if let Value::Object(entries) = self {
-                    if let Some((_, child)) = entries.iter_mut().rev().find(|(k, _)| k == head) {
-                        child.insert_path(rest, value);
-                    }
+                if let Value::Object(entries) = self
+                    && let Some((_, child)) = entries.iter_mut().rev().find(|(k, _)| k == head)
+                {
+                    child.insert_path(rest, value);
                 }
             }
         }
@@ -205,8 +205,7 @@ pub fn parse_i64(text: &str) -> Option<i64> {
     }
     let f: f64 = text.parse().ok()?;
     // 2^63 is exactly representable; anything at or past it does not fit.
-    (f.fract() == 0.0 && f >= -9.223_372_036_854_775_808e18 && f < 9.223_372_036_854_775_808e18)
-        .then_some(f as i64)
+    (f.fract() == 0.0 && f >= -9.223_372_036_854_775_808e18 && f < 9.223_372_036_854_775_808e18).then_some(f as i64)
 }
 
 /// Formats an `f64` the way `serde_json` does (`5.0`, `40.7128`, `1e16`); non-finite is `null`.

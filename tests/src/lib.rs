@@ -1,1 +1,213 @@
-//! placeholder
+//! Test support: `spawn_app(backend)` starts the real Vigil server in-process on port 0
+//! against a fresh database (a new SQLite file in a temp dir, or a new schema in the real
+//! PostgreSQL at 127.0.0.1:5432), with a known admin key, and gives an HTTP client for it.
+//! `both_backends!` turns one async test body into a SQLite test and a PostgreSQL test.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::Value;
+use vigil::app::RunningServer;
+use vigil::config::Config;
+
+/// Where PostgreSQL tests connect (override with `VIGIL_TEST_PG`).
+pub fn pg_base_url() -> String {
+    std::env::var("VIGIL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// The real PostgreSQL server.
+    Postgres,
+}
+
+/// A running server plus what a test needs to talk to it.
+pub struct TestApp {
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub base: String,
+    /// The admin key.
+    pub admin_key: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The database URL the server uses.
+    pub database_url: String,
+    /// The backend.
+    pub backend: Backend,
+    /// The server.
+    pub server: RunningServer,
+    /// Temp dir with the SQLite file and key files.
+    pub dir: PathBuf,
+    schema: Option<String>,
+}
+
+/// The admin key every test server is started with.
+pub const ADMIN_KEY: &str = "vgl_test_admin_key_0123456789abcdef";
+
+/// Starts a server with default settings on a fresh database.
+pub async fn spawn_app(backend: Backend) -> anyhow::Result<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts a server after letting the test adjust the config.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
+    vigil::telemetry::init_logging();
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let (database_url, schema) = match backend {
+        Backend::Sqlite => (format!("sqlite://{}", dir.join("vigil.db").display()), None),
+        Backend::Postgres => {
+            let schema = format!("vigil_t_{id}");
+            let mut conn = connect_pg(&pg_base_url()).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await?;
+            (format!("{}?options[search_path]={schema}", pg_base_url()), Some(schema))
+        }
+    };
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        database_url: database_url.clone(),
+        data_dir: dir.clone(),
+        workers: 2,
+        admin_key: Some(ADMIN_KEY.into()),
+        ..Config::default()
+    };
+    adjust(&mut config);
+    let server = vigil::app::start(config).await.context("server start")?;
+    Ok(TestApp {
+        base: format!("http://{}", server.addr),
+        admin_key: ADMIN_KEY.into(),
+        client: reqwest::Client::new(),
+        database_url,
+        backend,
+        server,
+        dir,
+        schema,
+    })
+}
+
+/// A direct PostgreSQL connection (as the superuser, bypassing the server).
+pub async fn connect_pg(url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await.with_context(|| "connect to PostgreSQL at 127.0.0.1:5432 (is it running?)")
+}
+
+impl TestApp {
+    /// URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST JSON to /v1/events with the admin key; returns (status, body).
+    pub async fn post_events(&self, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.send(self.client.post(self.url("/v1/events")).json(body), &self.admin_key).await
+    }
+
+    /// GET a path with the admin key; returns (status, body).
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        self.send(self.client.get(self.url(path)), &self.admin_key).await
+    }
+
+    /// Sends a request with a bearer key; returns (status, JSON body or Null).
+    pub async fn send(&self, req: reqwest::RequestBuilder, key: &str) -> anyhow::Result<(u16, Value)> {
+        let resp = req.bearer_auth(key).send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// Runs `GET /v1/integrity/verify` (whole log) and returns the report.
+    pub async fn verify(&self) -> anyhow::Result<Value> {
+        let (status, body) = self.get("/v1/integrity/verify").await?;
+        anyhow::ensure!(status == 200, "verify answered {status}: {body}");
+        Ok(body)
+    }
+
+    /// Creates a key with `role`; returns the secret.
+    pub async fn create_key(&self, role: &str) -> anyhow::Result<String> {
+        let (status, body) = self
+            .send(
+                self.client.post(self.url("/v1/keys")).json(&serde_json::json!({"name": role, "role": role})),
+                &self.admin_key,
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "create key answered {status}: {body}");
+        Ok(body["key"].as_str().context("key in response")?.to_owned())
+    }
+
+    /// Executes SQL directly on the test's database (bypassing the server).
+    pub async fn exec_sql(&self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::Connection;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database_url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database_url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(schema) = self.schema.take() {
+            // Best effort: drop the test's schema on a helper thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                rt.block_on(async {
+                    let mut conn = connect_pg(&pg_base_url()).await.ok()?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                        .execute(&mut conn)
+                        .await
+                        .ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// Defines `mod sqlite { #[tokio::test] fn name() }` and `mod postgres { ... }` running the
+/// same `async fn name(backend: Backend) -> anyhow::Result<()>` on each backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+
+/// A valid sample event.
+pub fn sample_event(i: usize) -> Value {
+    serde_json::json!({
+        "category": "authentication",
+        "action": if i.is_multiple_of(3) { "login_failed" } else { "login_success" },
+        "outcome": if i.is_multiple_of(3) { "failure" } else { "success" },
+        "severity": "medium",
+        "user_id": format!("user-{}", i % 7),
+        "ip": format!("10.0.{}.{}", i % 5, i % 250),
+        "timestamp": 1_767_225_600_000_i64 + i as i64 * 1000,
+        "details": {"attempt": i},
+    })
+}

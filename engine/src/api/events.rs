@@ -32,11 +32,8 @@ pub async fn post_events(
         Metrics::add(&state.metrics.ingest_rejected, 1);
         e
     };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(rejected(ApiError::too_large(limit)));
     }
@@ -67,8 +64,12 @@ pub async fn post_events(
 fn invalid(problems: Vec<Problem>) -> ApiError {
     let n = problems.len();
     let shown: Vec<Problem> = problems.into_iter().take(1000).collect();
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", format!("{n} problem(s) in the request; nothing was stored"))
-        .with_details(serde_json::to_value(shown).unwrap_or(Value::Null))
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_event",
+        format!("{n} problem(s) in the request; nothing was stored"),
+    )
+    .with_details(serde_json::to_value(shown).unwrap_or(Value::Null))
 }
 
 #[derive(Deserialize)]

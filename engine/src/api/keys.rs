@@ -67,7 +67,11 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 
 /// Revokes a key.
 #[tracing::instrument(skip_all)]
-pub async fn revoke(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Admin)?;
     let id = path.into_inner();
     if !state.keys.revoke(&id).await? {

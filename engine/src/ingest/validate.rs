@@ -46,7 +46,8 @@ const STRING_FIELDS: &[(&str, usize)] = &[
 ];
 /// Free-text fields that run through the value detectors of the masker.
 const MASKED_TEXT_FIELDS: &[&str] = &["resource", "reason", "user_agent", "error_code", "source", "resource_type"];
-const KNOWN_FIELDS: &[&str] = &["event_id", "timestamp", "category", "action", "severity", "outcome", "ip", "geo", "details"];
+const KNOWN_FIELDS: &[&str] =
+    &["event_id", "timestamp", "category", "action", "severity", "outcome", "ip", "geo", "details"];
 const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
 const OUTCOMES: &[&str] = &["success", "failure", "unknown"];
 /// Most events accepted in one request.
@@ -57,9 +58,8 @@ const MAX_DETAILS_DEPTH: usize = 16;
 /// Splits a request body into event values: NDJSON when the content type says so, else one
 /// JSON object or an array of them.
 pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, Vec<Problem>> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        vec![Problem::new(0, "body", format!("body is not valid UTF-8 (byte {})", e.valid_up_to()))]
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| vec![Problem::new(0, "body", format!("body is not valid UTF-8 (byte {})", e.valid_up_to()))])?;
     let values = if ndjson {
         let mut values = Vec::new();
         let mut problems = Vec::new();
@@ -152,7 +152,11 @@ fn validate_event(
             None
         }),
         Some(Value::Number(n)) => n.as_i64().filter(|ms| (0..=super::MAX_TIME_MS).contains(ms)).or_else(|| {
-            problems.push(Problem::new(index, "timestamp", "epoch milliseconds must be an integer from 0 to year 9999"));
+            problems.push(Problem::new(
+                index,
+                "timestamp",
+                "epoch milliseconds must be an integer from 0 to year 9999",
+            ));
             None
         }),
         Some(_) => {
@@ -167,7 +171,9 @@ fn validate_event(
         None => problems.push(Problem::new(index, "category", "is required")),
         Some(s) => {
             let s = s.to_ascii_lowercase();
-            if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            if (1..=64).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
                 out.insert("category".into(), Value::String(s));
             } else {
                 problems.push(Problem::new(index, "category", "must match [a-z0-9_]{1,64}"));
@@ -216,10 +222,8 @@ fn validate_event(
             Err(_) => problems.push(Problem::new(index, "ip", "is not a valid IPv4 or IPv6 address")),
         }
     }
-    if let Some(geo) = obj.remove("geo") {
-        if let Some(geo) = validate_geo(index, geo, problems) {
-            out.insert("geo".into(), Value::Object(geo));
-        }
+    if let Some(geo) = obj.remove("geo").and_then(|geo| validate_geo(index, geo, problems)) {
+        out.insert("geo".into(), Value::Object(geo));
     }
     if let Some(details) = obj.remove("details") {
         match details {
@@ -227,9 +231,17 @@ fn validate_event(
                 let depth = depth(&details);
                 let size = serde_json::to_vec(&details).map(|v| v.len()).unwrap_or(usize::MAX);
                 if depth > MAX_DETAILS_DEPTH {
-                    problems.push(Problem::new(index, "details", format!("nested {depth} deep (at most {MAX_DETAILS_DEPTH})")));
+                    problems.push(Problem::new(
+                        index,
+                        "details",
+                        format!("nested {depth} deep (at most {MAX_DETAILS_DEPTH})"),
+                    ));
                 } else if size > MAX_DETAILS_BYTES {
-                    problems.push(Problem::new(index, "details", format!("{size} bytes serialized (at most {MAX_DETAILS_BYTES})")));
+                    problems.push(Problem::new(
+                        index,
+                        "details",
+                        format!("{size} bytes serialized (at most {MAX_DETAILS_BYTES})"),
+                    ));
                 } else {
                     let mut details = details;
                     masker.mask_value(&mut details);
@@ -285,7 +297,11 @@ fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option
             Some(Value::Number(n)) if n.as_f64().is_some_and(|x| (-bound..=bound).contains(&x)) => {
                 out.insert(key.into(), Value::Number(n));
             }
-            Some(_) => problems.push(Problem::new(index, &format!("geo.{key}"), format!("must be a number from -{bound} to {bound}"))),
+            Some(_) => problems.push(Problem::new(
+                index,
+                &format!("geo.{key}"),
+                format!("must be a number from -{bound} to {bound}"),
+            )),
         }
     }
     (problems.len() == before).then_some(out)
@@ -394,7 +410,8 @@ mod tests {
 
     #[test]
     fn secrets_in_details_are_masked_before_storage() {
-        let ev = one(json!({"category": "a", "action": "b", "details": {"password": "hunter2", "note": "ok"}})).unwrap();
+        let ev =
+            one(json!({"category": "a", "action": "b", "details": {"password": "hunter2", "note": "ok"}})).unwrap();
         let stored = ev.fields["details"].to_string();
         assert!(!stored.contains("hunter2"), "{stored}");
         assert!(stored.contains("\"note\":\"ok\""), "{stored}");

@@ -67,10 +67,7 @@ mod tests {
         let v = json!({"b": 1, "a": {"z": [3, {"y": true, "x": null}], "c": "s"}, "A": 1.5});
         let mut out = Vec::new();
         write_canonical(&v, &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"A":1.5,"a":{"c":"s","z":[3,{"x":null,"y":true}]},"b":1}"#
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"A":1.5,"a":{"c":"s","z":[3,{"x":null,"y":true}]},"b":1}"#);
     }
 
     #[test]

@@ -76,14 +76,7 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// Starts verifying at `from_seq`, whose predecessor has hash `prev_hash`.
     pub fn new(from_seq: i64, prev_hash: [u8; 32]) -> Self {
-        Self {
-            next_seq: from_seq,
-            prev_hash,
-            verified: 0,
-            failures: Vec::new(),
-            failure_count: 0,
-            last: None,
-        }
+        Self { next_seq: from_seq, prev_hash, verified: 0, failures: Vec::new(), failure_count: 0, last: None }
     }
 
     /// Records a failure.
@@ -114,7 +107,12 @@ impl ChainVerifier {
             self.fail(row.seq, FailureKind::HashMismatch, hex::encode(recomputed), hex::encode(&row.hash));
         }
         for (column, expected, actual) in row.column_mismatches() {
-            self.fail(row.seq, FailureKind::ColumnMismatch, format!("{column}={expected}"), format!("{column}={actual}"));
+            self.fail(
+                row.seq,
+                FailureKind::ColumnMismatch,
+                format!("{column}={expected}"),
+                format!("{column}={actual}"),
+            );
         }
         self.prev_hash = stored.unwrap_or(recomputed);
         self.next_seq = row.seq + 1;

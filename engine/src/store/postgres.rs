@@ -40,7 +40,10 @@ impl PgStore {
             .await?;
         conn.close().await?;
         if !can_set {
-            tracing::warn!(role = APP_ROLE, "Database login cannot SET ROLE to the app role; running with the login's own privileges");
+            tracing::warn!(
+                role = APP_ROLE,
+                "Database login cannot SET ROLE to the app role; running with the login's own privileges"
+            );
         }
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -58,7 +61,8 @@ impl PgStore {
     }
 
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
         super::sqlite::head_from(row.map(|r| (r.get::<i64, _>(0), r.get::<Vec<u8>, _>(1))))
     }
 
@@ -111,12 +115,13 @@ impl PgStore {
     }
 
     pub(super) async fn scan(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("{SELECT_ROW} WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3")))
-            .bind(from)
-            .bind(to)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("{SELECT_ROW} WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3")))
+                .bind(from)
+                .bind(to)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(stored_row).collect())
     }
 
@@ -186,29 +191,35 @@ impl PgStore {
     }
 
     pub(super) async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let row = sqlx::query("SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(checkpoint_row))
     }
 
     pub(super) async fn insert_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_keys (id, name, role, key_hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(key.id.clone())
-            .bind(key.name.clone())
-            .bind(key.role.clone())
-            .bind(key.key_hash.clone())
-            .bind(key.created_at)
-            .bind(key.revoked_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, role, key_hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.id.clone())
+        .bind(key.name.clone())
+        .bind(key.role.clone())
+        .bind(key.key_hash.clone())
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub(super) async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(key_row).collect())
     }
 
@@ -291,9 +302,23 @@ fn stored_row(r: &PgRow) -> StoredRow {
 }
 
 fn checkpoint_row(r: &PgRow) -> Checkpoint {
-    Checkpoint { id: r.get(0), seq: r.get(1), hash: r.get(2), created_at: r.get(3), prev_id: r.get(4), signature: r.get(5) }
+    Checkpoint {
+        id: r.get(0),
+        seq: r.get(1),
+        hash: r.get(2),
+        created_at: r.get(3),
+        prev_id: r.get(4),
+        signature: r.get(5),
+    }
 }
 
 fn key_row(r: &PgRow) -> ApiKeyRow {
-    ApiKeyRow { id: r.get(0), name: r.get(1), role: r.get(2), key_hash: r.get(3), created_at: r.get(4), revoked_at: r.get(5) }
+    ApiKeyRow {
+        id: r.get(0),
+        name: r.get(1),
+        role: r.get(2),
+        key_hash: r.get(3),
+        created_at: r.get(4),
+        revoked_at: r.get(5),
+    }
 }

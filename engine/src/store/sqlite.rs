@@ -41,14 +41,16 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
-        let writer = SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(Self { writer, reader })
     }
 
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.writer).await?;
+        let row =
+            sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.writer).await?;
         head_from(row.map(|r| (r.get::<i64, _>(0), r.get::<Vec<u8>, _>(1))))
     }
 
@@ -95,15 +97,17 @@ impl SqliteStore {
             qb.build().execute(&mut *tx).await?;
         }
         if let Some(cp) = checkpoint {
-            sqlx::query("INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(cp.id)
-                .bind(cp.seq)
-                .bind(cp.hash.clone())
-                .bind(cp.created_at)
-                .bind(cp.prev_id)
-                .bind(cp.signature.clone())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(cp.id)
+            .bind(cp.seq)
+            .bind(cp.hash.clone())
+            .bind(cp.created_at)
+            .bind(cp.prev_id)
+            .bind(cp.signature.clone())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -190,29 +194,35 @@ impl SqliteStore {
     }
 
     pub(super) async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let row = sqlx::query("SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&self.writer)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.writer)
+        .await?;
         Ok(row.as_ref().map(checkpoint_row))
     }
 
     pub(super) async fn insert_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_keys (id, name, role, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(key.id.clone())
-            .bind(key.name.clone())
-            .bind(key.role.clone())
-            .bind(key.key_hash.clone())
-            .bind(key.created_at)
-            .bind(key.revoked_at)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, role, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.clone())
+        .bind(key.name.clone())
+        .bind(key.role.clone())
+        .bind(key.key_hash.clone())
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
     pub(super) async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
-            .fetch_all(&self.writer)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.writer)
+        .await?;
         Ok(rows.iter().map(key_row).collect())
     }
 
@@ -264,7 +274,8 @@ pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError>
     match row {
         None => Ok(Head { seq: 0, hash: [0; 32] }),
         Some((seq, hash)) => {
-            let hash = super::chain::to_hash(&hash).ok_or(StoreError::Corrupt { seq, problem: "hash is not 32 bytes".into() })?;
+            let hash = super::chain::to_hash(&hash)
+                .ok_or(StoreError::Corrupt { seq, problem: "hash is not 32 bytes".into() })?;
             Ok(Head { seq, hash })
         }
     }
@@ -297,9 +308,23 @@ fn stored_row(r: &SqliteRow) -> StoredRow {
 }
 
 fn checkpoint_row(r: &SqliteRow) -> Checkpoint {
-    Checkpoint { id: r.get(0), seq: r.get(1), hash: r.get(2), created_at: r.get(3), prev_id: r.get(4), signature: r.get(5) }
+    Checkpoint {
+        id: r.get(0),
+        seq: r.get(1),
+        hash: r.get(2),
+        created_at: r.get(3),
+        prev_id: r.get(4),
+        signature: r.get(5),
+    }
 }
 
 fn key_row(r: &SqliteRow) -> ApiKeyRow {
-    ApiKeyRow { id: r.get(0), name: r.get(1), role: r.get(2), key_hash: r.get(3), created_at: r.get(4), revoked_at: r.get(5) }
+    ApiKeyRow {
+        id: r.get(0),
+        name: r.get(1),
+        role: r.get(2),
+        key_hash: r.get(3),
+        created_at: r.get(4),
+        revoked_at: r.get(5),
+    }
 }

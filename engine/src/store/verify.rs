@@ -44,7 +44,12 @@ pub struct VerifyReport {
 }
 
 /// Verifies `[from, to]` (defaults: the whole log).
-pub async fn verify(store: &Store, from: Option<i64>, to: Option<i64>, checkpoint_key: &[u8]) -> Result<VerifyReport, StoreError> {
+pub async fn verify(
+    store: &Store,
+    from: Option<i64>,
+    to: Option<i64>,
+    checkpoint_key: &[u8],
+) -> Result<VerifyReport, StoreError> {
     let head = store.head().await?;
     let from = from.unwrap_or(1).max(1);
     let to = to.unwrap_or(head.seq).min(head.seq);
@@ -63,7 +68,11 @@ pub async fn verify(store: &Store, from: Option<i64>, to: Option<i64>, checkpoin
     for (i, cp) in checkpoints.iter().enumerate() {
         by_seq.entry(cp.seq).or_default().push(i);
         if !checkpoint_signature_ok(checkpoint_key, cp) {
-            checkpoint_failures.push((cp.seq, format!("checkpoint {} signature valid", cp.id), "signature invalid".to_owned()));
+            checkpoint_failures.push((
+                cp.seq,
+                format!("checkpoint {} signature valid", cp.id),
+                "signature invalid".to_owned(),
+            ));
         }
         if i > 0 && cp.prev_id != checkpoints[i - 1].id {
             checkpoint_failures.push((

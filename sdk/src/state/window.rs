@@ -11,9 +11,10 @@ pub const BUCKETS: usize = 60;
 pub struct WindowCounter {
     window_ms: i64,
     width_ms: i64,
-    /// Newest bucket index seen (`time_ms.div_euclid(width_ms)`).
-    head: i64,
-    /// `(bucket index, sum)`; a slot is live when its index is in `(head - BUCKETS, head]`.
+    /// Newest time seen.
+    latest_ms: i64,
+    /// `(bucket index, sum)`, bucket index = `time_ms.div_euclid(width_ms)`. The ring spans
+    /// at least the window, so every bucket inside the window ending at `latest_ms` is live.
     slots: [(i64, i64); BUCKETS],
 }
 
@@ -23,8 +24,8 @@ impl WindowCounter {
         let window_ms = window_ms.max(1);
         WindowCounter {
             window_ms,
-            width_ms: window_ms.div_ceil(BUCKETS as i64),
-            head: i64::MIN,
+            width_ms: (window_ms - 1) / BUCKETS as i64 + 1,
+            latest_ms: i64::MIN,
             slots: [(i64::MIN, 0); BUCKETS],
         }
     }
@@ -40,35 +41,42 @@ impl WindowCounter {
     }
 
     /// Adds `amount` (0: just read) at `time_ms` and returns the sum of the buckets inside
-    /// `(time_ms - window_ms, time_ms]`. An event older than the whole ring is ignored and
-    /// the current sum (ending at the newest time seen) is returned.
+    /// `(time_ms - window_ms, time_ms]`. An event older than the window ending at the newest
+    /// time seen is ignored, and the sum of that window is returned.
     pub fn add(&mut self, time_ms: i64, amount: i64) -> i64 {
+        self.latest_ms = self.latest_ms.max(time_ms);
         let idx = time_ms.div_euclid(self.width_ms);
-        if idx > self.head {
-            self.head = idx;
-        }
-        if idx <= self.head - BUCKETS as i64 {
-            return self.sum_ending(self.head);
+        if idx <= self.first_excluded(self.latest_ms) {
+            return self.sum();
         }
         if amount != 0 {
             let slot = &mut self.slots[idx.rem_euclid(BUCKETS as i64) as usize];
-            // A live slot with the same position is this bucket; anything else is older.
+            // The ring spans at least the window, so a slot holding another index holds an
+            // older, expired bucket.
             if slot.0 != idx {
                 *slot = (idx, 0);
             }
             slot.1 = slot.1.saturating_add(amount);
         }
-        self.sum_ending(idx)
+        self.sum_between(self.first_excluded(time_ms), idx)
     }
 
-    /// The current sum, ending at the newest time seen.
+    /// The sum of the window ending at the newest time seen.
     pub fn sum(&self) -> i64 {
-        self.sum_ending(self.head)
+        if self.latest_ms == i64::MIN {
+            return 0;
+        }
+        self.sum_between(self.first_excluded(self.latest_ms), self.latest_ms.div_euclid(self.width_ms))
     }
 
-    fn sum_ending(&self, idx: i64) -> i64 {
-        let lo = idx.saturating_sub(BUCKETS as i64);
-        self.slots.iter().filter(|(i, _)| *i > lo && *i <= idx).fold(0i64, |acc, (_, s)| acc.saturating_add(*s))
+    /// The newest bucket index outside the window ending at `time_ms`.
+    fn first_excluded(&self, time_ms: i64) -> i64 {
+        time_ms.saturating_sub(self.window_ms).div_euclid(self.width_ms)
+    }
+
+    /// Sum of the buckets with index in `(lo, hi]`.
+    fn sum_between(&self, lo: i64, hi: i64) -> i64 {
+        self.slots.iter().filter(|(i, _)| *i > lo && *i <= hi).fold(0i64, |acc, (_, s)| acc.saturating_add(*s))
     }
 }
 
@@ -117,6 +125,10 @@ mod tests {
         assert_eq!(w.add(-5, 3), 3);
         assert_eq!(w.add(-5, 4), 7);
         assert_eq!(w.add(-4, 1), 1);
+        let mut odd = WindowCounter::new(100_000);
+        assert_eq!(odd.bucket_width_ms(), 1_667);
+        odd.add(0, 1);
+        assert_eq!(odd.add(100_000, 1), 1, "the ring is wider than the window");
         let mut big = WindowCounter::new(3_600_000);
         assert_eq!(big.add(0, 1000), 1000);
         assert_eq!(big.add(1, 250), 1250);

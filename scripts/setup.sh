@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what Vigil needs beyond the Rust toolchain: the wasm32 target (rules compile to
+# WebAssembly) and, for the test suite, a running PostgreSQL at 127.0.0.1:5432.
+# Usage: scripts/setup.sh [--postgres]
+set -euo pipefail
+
+rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+    || rustup target add wasm32-unknown-unknown
+
+if [[ "${1:-}" == "--postgres" ]]; then
+    if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+            echo "PostgreSQL is not installed; installing it with apt-get" >&2
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        fi
+        version=$(ls /etc/postgresql | sort -V | tail -n 1)
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+        for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    fi
+    pg_isready -h 127.0.0.1 -p 5432
+    # Tests connect as postgres to database `test` (trust auth on this machine kind).
+    if ! psql -h 127.0.0.1 -U postgres -d test -tAc 'SELECT 1' >/dev/null 2>&1; then
+        psql -h 127.0.0.1 -U postgres -d postgres -c 'CREATE DATABASE test' >/dev/null
+    fi
+fi

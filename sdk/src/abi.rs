@@ -1,0 +1,22 @@
+//! The ABI layer: the `vigil` host imports of ABI.md behind safe functions.
+//!
+//! On `wasm32` these call the real imports (`abi/wasm.rs`); natively they call a stand-in
+//! host (`abi/native.rs`) backed by [`crate::state`], which [`crate::testing`] installs, so
+//! rules compile and unit-test on the build machine. [`crate::Event`] and
+//! [`crate::Context`] are the only callers.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod native;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use native::{
+    baseline_get, baseline_observe, distinct_add, emit_alert, field, last_seen_get, last_seen_set, log, route,
+    window_add,
+};
+#[cfg(target_arch = "wasm32")]
+pub(crate) use wasm::{
+    baseline_get, baseline_observe, distinct_add, emit_alert, field, last_seen_get, last_seen_set, log, route,
+    window_add,
+};

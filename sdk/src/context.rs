@@ -1,0 +1,225 @@
+//! What a rule can do while it evaluates one event: state, alerts, logs, routing.
+//!
+//! Every state call is made at the current event's time (never the wall clock) and goes to
+//! the host through [`crate::abi`]; the semantics are those of [`crate::state`].
+
+use crate::abi;
+use crate::alert::Alert;
+use crate::state::BaselineStats;
+use crate::time::parse_duration_ms;
+
+/// Log levels of the `log` import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// 0.
+    Error = 0,
+    /// 1.
+    Warn = 1,
+    /// 2.
+    Info = 2,
+    /// 3.
+    Debug = 3,
+}
+
+/// What the host did with an emitted alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitStatus {
+    /// Accepted.
+    Accepted,
+    /// Dropped by the per-rule rate limit.
+    RateLimited,
+    /// Refused as invalid (e.g. larger than 16 KiB).
+    Invalid,
+}
+
+/// A window length: milliseconds (`300_000`) or a duration text (`"5m"`, `"1h"`, `"30s"`).
+pub trait IntoWindowMs {
+    /// The window in ms. Panics on an unparsable text: a bug in the rule, caught by its tests.
+    fn window_ms(self) -> i64;
+}
+
+impl IntoWindowMs for i64 {
+    fn window_ms(self) -> i64 {
+        self
+    }
+}
+
+impl IntoWindowMs for u32 {
+    fn window_ms(self) -> i64 {
+        i64::from(self)
+    }
+}
+
+impl IntoWindowMs for i32 {
+    fn window_ms(self) -> i64 {
+        i64::from(self)
+    }
+}
+
+impl IntoWindowMs for std::time::Duration {
+    fn window_ms(self) -> i64 {
+        i64::try_from(self.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl IntoWindowMs for &str {
+    fn window_ms(self) -> i64 {
+        match parse_duration_ms(self) {
+            Some(ms) => ms,
+            None => panic!("invalid window {self:?} (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1d\")"),
+        }
+    }
+}
+
+/// The rule's handle on the host while it evaluates one event.
+#[derive(Debug)]
+pub struct Context {
+    index: u32,
+    seq: i64,
+    time_ms: i64,
+}
+
+impl Context {
+    pub(crate) fn new(index: u32, seq: i64, time_ms: i64) -> Context {
+        Context { index, seq, time_ms }
+    }
+
+    /// The current event's time (epoch ms): the clock of every state call.
+    pub fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+
+    /// The current event's seq.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// A sliding-window sum per key over the last `window`.
+    pub fn window(&self, window: impl IntoWindowMs) -> WindowHandle {
+        WindowHandle { window_ms: window.window_ms(), time_ms: self.time_ms }
+    }
+
+    /// A count of distinct values per key over the last `window`.
+    pub fn distinct(&self, window: impl IntoWindowMs) -> DistinctHandle {
+        DistinctHandle { window_ms: window.window_ms(), time_ms: self.time_ms }
+    }
+
+    /// The last value stored per key, with its time.
+    pub fn last_seen(&self) -> LastSeenHandle {
+        LastSeenHandle { time_ms: self.time_ms }
+    }
+
+    /// A running mean and standard deviation per key.
+    pub fn baseline(&self) -> BaselineHandle {
+        BaselineHandle
+    }
+
+    /// Emits an alert. When it names no event seq, the current event's seq is added.
+    pub fn emit(&self, alert: Alert) -> EmitStatus {
+        let alert = if alert.event_seqs.is_empty() { alert.event_seq(self.seq) } else { alert };
+        match abi::emit_alert(alert.to_json().as_bytes()) {
+            0 => EmitStatus::Accepted,
+            1 => EmitStatus::RateLimited,
+            _ => EmitStatus::Invalid,
+        }
+    }
+
+    /// Logs a message (the host truncates to 1 KiB and rate-limits).
+    pub fn log(&self, level: Level, msg: &str) {
+        abi::log(level as i32, msg.as_bytes());
+    }
+
+    /// Routing rules: delivers the current alert to `receiver`.
+    pub fn route(&self, receiver: &str) {
+        abi::route(self.index, receiver);
+    }
+}
+
+/// Sliding-window sums (see [`crate::state::WindowCounter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowHandle {
+    window_ms: i64,
+    time_ms: i64,
+}
+
+impl WindowHandle {
+    /// Adds `amount` for `key` at the event time; returns the sum over the window ending now.
+    pub fn add(&self, key: impl AsRef<[u8]>, amount: i64) -> i64 {
+        abi::window_add(self.window_ms, key.as_ref(), self.time_ms, amount)
+    }
+
+    /// The sum for `key` over the window ending now.
+    pub fn count(&self, key: impl AsRef<[u8]>) -> i64 {
+        self.add(key, 0)
+    }
+}
+
+/// Distinct-value counts (see [`crate::state::DistinctSet`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DistinctHandle {
+    window_ms: i64,
+    time_ms: i64,
+}
+
+impl DistinctHandle {
+    /// Adds `value` to `key`'s set; returns the distinct values in the window. An empty value
+    /// only reads.
+    pub fn add(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> i64 {
+        abi::distinct_add(self.window_ms, key.as_ref(), value.as_ref(), self.time_ms)
+    }
+
+    /// The distinct values of `key` in the window.
+    pub fn count(&self, key: impl AsRef<[u8]>) -> i64 {
+        self.add(key, b"")
+    }
+}
+
+/// A value remembered for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// The event time it was stored at.
+    pub time_ms: i64,
+}
+
+impl Seen {
+    /// The value as text (`None` if not UTF-8).
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
+    }
+}
+
+/// Last-seen values (see [`crate::state::LastSeen`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LastSeenHandle {
+    time_ms: i64,
+}
+
+impl LastSeenHandle {
+    /// The value last stored for `key`.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<Seen> {
+        abi::last_seen_get(key.as_ref()).map(|(value, time_ms)| Seen { value, time_ms })
+    }
+
+    /// Stores `value` for `key` at the event time.
+    pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        abi::last_seen_set(key.as_ref(), value.as_ref(), self.time_ms);
+    }
+}
+
+/// Running statistics (see [`crate::state::Baseline`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BaselineHandle;
+
+impl BaselineHandle {
+    /// Adds a sample for `key`.
+    pub fn observe(&self, key: impl AsRef<[u8]>, x: f64) {
+        abi::baseline_observe(key.as_ref(), x);
+    }
+
+    /// Count, mean and population stddev of `key`'s samples.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> BaselineStats {
+        abi::baseline_get(key.as_ref())
+    }
+}

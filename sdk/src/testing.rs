@@ -1,0 +1,244 @@
+//! Native test harness: runs a [`Rule`] on the build machine exactly as the host would.
+//!
+//! Events are filtered by the manifest's subscriptions ([`Manifest::matches`]), encoded into
+//! an input area with [`crate::record`], evaluated by the same [`Runtime`] the wasm exports
+//! use, against the same [`crate::state`]; the clock is the event time. Native only.
+
+mod event;
+
+pub use event::TestEvent;
+
+use crate::abi::native::{NativeHost, swap_host};
+use crate::alert::Alert;
+use crate::manifest::{Kind, Manifest};
+use crate::record::{LayoutError, RecordWriter, field_text};
+use crate::rule::{Rule, Runtime};
+use crate::state::{StateLimits, StateStore};
+use crate::{INPUT_AREA_BYTES, MAX_EVENTS_PER_CALL};
+
+/// What happened to a list of events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Per event: whether the subscriptions offered it to the rule.
+    pub offered: Vec<bool>,
+    /// Per event: the rule's verdict (`false` when not offered).
+    pub matched: Vec<bool>,
+    /// Alerts accepted, in order (severity and dedup key defaults filled in as by the host).
+    pub alerts: Vec<Alert>,
+    /// Routing rules: `(event position, receiver)`.
+    pub routes: Vec<(usize, String)>,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    /// Whether the subscriptions offered it to the rule.
+    pub offered: bool,
+    /// The rule's verdict.
+    pub matched: bool,
+    /// Alerts accepted.
+    pub alerts: Vec<Alert>,
+    /// Receivers named (routing rules).
+    pub routes: Vec<String>,
+}
+
+/// Runs rule `R` natively. State persists across calls, as in the host.
+#[derive(Debug)]
+pub struct Harness<R> {
+    manifest: Manifest,
+    config: String,
+    runtime: Option<Runtime<R>>,
+    host: NativeHost,
+    next_seq: i64,
+    clock_ms: i64,
+    max_batch: usize,
+    area: Vec<u8>,
+    verdicts: Vec<u8>,
+}
+
+impl<R: Rule> Default for Harness<R> {
+    fn default() -> Self {
+        Harness::new()
+    }
+}
+
+/// Puts a harness's host in place for one call and takes it back, even on panic.
+struct HostGuard<'a>(&'a mut NativeHost);
+
+impl<'a> HostGuard<'a> {
+    fn install(host: &'a mut NativeHost) -> HostGuard<'a> {
+        swap_host(host);
+        HostGuard(host)
+    }
+}
+
+impl Drop for HostGuard<'_> {
+    fn drop(&mut self) {
+        swap_host(self.0);
+    }
+}
+
+impl<R: Rule> Harness<R> {
+    /// A harness with configuration `{}`. Panics if the manifest is invalid.
+    pub fn new() -> Harness<R> {
+        let manifest = R::manifest();
+        if let Err(e) = manifest.validate() {
+            panic!("{e}");
+        }
+        let host = NativeHost { default_severity: Some(manifest.severity), ..NativeHost::default() };
+        Harness {
+            manifest,
+            config: "{}".to_owned(),
+            runtime: None,
+            host,
+            next_seq: 1,
+            clock_ms: 0,
+            max_batch: MAX_EVENTS_PER_CALL,
+            area: vec![0; INPUT_AREA_BYTES],
+            verdicts: vec![0; MAX_EVENTS_PER_CALL],
+        }
+    }
+
+    /// Sets the configuration JSON (the rule is initialised on first use).
+    pub fn config(mut self, json: &str) -> Harness<R> {
+        json.clone_into(&mut self.config);
+        self.runtime = None;
+        self
+    }
+
+    /// Sets the state limits (drops existing state).
+    pub fn state_limits(mut self, limits: StateLimits) -> Harness<R> {
+        self.host.state = StateStore::new(limits);
+        self
+    }
+
+    /// Most events per evaluate call (1..=4096; default 4096).
+    pub fn batch_size(mut self, n: usize) -> Harness<R> {
+        self.max_batch = n.clamp(1, MAX_EVENTS_PER_CALL);
+        self
+    }
+
+    /// Initialises the rule with the configuration, as `vigil_init` does.
+    pub fn init(&mut self) -> Result<(), String> {
+        let runtime = {
+            let _guard = HostGuard::install(&mut self.host);
+            Runtime::<R>::init(self.config.as_bytes())
+        };
+        self.runtime = Some(runtime?);
+        Ok(())
+    }
+
+    /// Re-initialises the rule keeping its state, as a hot reload does.
+    pub fn reload(&mut self) -> Result<(), String> {
+        self.runtime = None;
+        self.init()
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The rule's state.
+    pub fn state(&self) -> &StateStore {
+        &self.host.state
+    }
+
+    /// Log lines `(level, message)` so far.
+    pub fn logs(&self) -> &[(i32, String)] {
+        &self.host.logs
+    }
+
+    /// Alerts refused as invalid so far, with the reason.
+    pub fn invalid_alerts(&self) -> &[String] {
+        &self.host.invalid_alerts
+    }
+
+    /// Lazy `field` host calls so far (fields read without being declared).
+    pub fn lazy_field_reads(&self) -> u64 {
+        self.host.lazy_reads
+    }
+
+    /// Runs events, returning the alerts. Panics if the rule refuses its configuration.
+    pub fn run(&mut self, events: impl IntoIterator<Item = TestEvent>) -> Vec<Alert> {
+        self.run_detailed(events).alerts
+    }
+
+    /// Runs one event.
+    pub fn step(&mut self, event: TestEvent) -> Step {
+        let mut o = self.run_detailed([event]);
+        Step {
+            offered: o.offered[0],
+            matched: o.matched[0],
+            alerts: std::mem::take(&mut o.alerts),
+            routes: o.routes.into_iter().map(|(_, r)| r).collect(),
+        }
+    }
+
+    /// Runs events in batches as the host does, reporting everything.
+    pub fn run_detailed(&mut self, events: impl IntoIterator<Item = TestEvent>) -> Outcome {
+        if self.runtime.is_none()
+            && let Err(e) = self.init()
+        {
+            panic!("rule `{}` refused its configuration: {e}", self.manifest.name);
+        }
+        let mut outcome = Outcome::default();
+        let mut offered = Vec::new();
+        for (pos, mut ev) in events.into_iter().enumerate() {
+            let seq = ev.seq.unwrap_or(self.next_seq);
+            self.next_seq = self.next_seq.max(seq + 1);
+            self.clock_ms = ev.time_ms.unwrap_or(self.clock_ms);
+            ev.seq = Some(seq);
+            ev.time_ms = Some(self.clock_ms);
+            let text = |name| ev.text(name).unwrap_or_default();
+            let is_offered = self.manifest.kind == Kind::Routing
+                || self.manifest.matches(&text("category"), &text("action"), &text("outcome"));
+            outcome.offered.push(is_offered);
+            outcome.matched.push(false);
+            if is_offered {
+                offered.push((pos, ev));
+            }
+        }
+        let mut start = 0;
+        while start < offered.len() {
+            start += self.evaluate_batch(&offered[start..], &mut outcome);
+        }
+        outcome
+    }
+
+    /// Writes as many of `events` as fit into one batch and evaluates it; returns how many.
+    fn evaluate_batch(&mut self, events: &[(usize, TestEvent)], outcome: &mut Outcome) -> usize {
+        let max = events.len().min(self.max_batch);
+        let fields = &self.manifest.fields;
+        let mut writer = RecordWriter::new(&mut self.area, fields.len(), max).expect("batch fits the input area");
+        for (_, ev) in &events[..max] {
+            let texts: Vec<_> = fields.iter().map(|f| field_text(&ev.body, f)).collect();
+            let values: Vec<Option<&[u8]>> = texts.iter().map(|t| t.as_deref().map(str::as_bytes)).collect();
+            match writer.push(ev.seq.unwrap_or_default(), ev.time_ms.unwrap_or_default(), &values) {
+                Ok(()) => {}
+                Err(LayoutError::Full) if !writer.is_empty() => break,
+                Err(e) => panic!("event does not fit the {INPUT_AREA_BYTES}-byte input area: {e}"),
+            }
+        }
+        let n = writer.len();
+        let batch = &events[..n];
+        self.host.batch = batch.iter().map(|(_, ev)| ev.body.clone()).collect();
+        let runtime = self.runtime.as_mut().expect("initialised in run_detailed");
+        let result = {
+            let _guard = HostGuard::install(&mut self.host);
+            runtime.evaluate(&self.area, n, &mut self.verdicts)
+        };
+        if let Err(e) = result {
+            panic!("evaluate failed: {e}");
+        }
+        for (i, (pos, _)) in batch.iter().enumerate() {
+            outcome.matched[*pos] = self.verdicts[i] == 1;
+        }
+        outcome.alerts.append(&mut self.host.alerts);
+        for (index, receiver) in self.host.routes.drain(..) {
+            outcome.routes.push((batch[index as usize].0, receiver));
+        }
+        self.host.batch.clear();
+        n
+    }
+}
