@@ -2,10 +2,12 @@
 //! `auth::KeyRing::require` first (all but /healthz, /readyz, /metrics), then calls into
 //! `ingest`, `store`, and later stages. Handlers live in `api/*.rs` by resource.
 
+pub mod alerts;
 pub mod events;
 pub mod integrity;
 pub mod keys;
 pub mod ops;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -37,6 +39,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// HMAC key of checkpoints.
     pub checkpoint_key: Arc<Vec<u8>>,
+    /// Deployed rules.
+    pub rules: Arc<crate::rules::RuleRegistry>,
+    /// Detection progress.
+    pub detection: Arc<crate::detect::pipeline::PipelineStats>,
 }
 
 /// Registers every route.
@@ -49,10 +55,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/events/stats", web::get().to(events::stats))
         .route("/v1/integrity/verify", web::get().to(integrity::verify))
         .route("/v1/integrity/head", web::get().to(integrity::head))
+        .route("/v1/rules", web::get().to(rules::list))
+        .route("/v1/rules/{name}", web::get().to(rules::get))
+        .route("/v1/rules/{name}", web::put().to(rules::deploy))
+        .route("/v1/rules/{name}", web::delete().to(rules::delete))
+        .route("/v1/rules/{name}/stats", web::get().to(rules::stats))
+        .route("/v1/alerts", web::get().to(alerts::list))
+        .route("/v1/alerts/{id}", web::get().to(alerts::get))
         .route("/v1/keys", web::post().to(keys::create))
         .route("/v1/keys", web::get().to(keys::list))
         .route("/v1/keys/{id}", web::delete().to(keys::revoke))
         .default_service(web::to(ops::not_found));
+}
+
+/// Reads a request body, refusing it with 413 past `limit` bytes (checked on the declared
+/// length first, then while streaming).
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Parses a query string into `T`, refusing unknown parameters with a 400 that names them.

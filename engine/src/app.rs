@@ -14,7 +14,13 @@ use serde_json::json;
 use crate::api::{self, AppState};
 use crate::auth::{KeyRing, Role, generate_key, hash_key};
 use crate::config::Config;
+use crate::detect::pipeline::{self, PipelineStats};
+use crate::detect::replay;
 use crate::ingest::{Masker, system_event};
+use crate::rules::RuleRegistry;
+use crate::rules::module::{Sandbox, SandboxLimits};
+use crate::rules::registry::RegistryConfig;
+use crate::rules::watch::RulesDir;
 use crate::store::Store;
 use crate::store::sequencer::{Sequencer, SequencerConfig};
 use crate::telemetry::Metrics;
@@ -41,6 +47,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let checkpoint_key = load_or_create_secret(&config.data_dir.join("checkpoint.key"))?;
     let store = Store::open(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "Store opened and migrated");
+    let head_at_start = store.head().await?.seq;
+    let registry = Arc::new(build_registry(&config)?);
+    let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let sequencer = Sequencer::start(
         store.clone(),
         SequencerConfig {
@@ -49,9 +58,31 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             checkpoint_every: Duration::from_secs(config.store.checkpoint_every_secs),
             checkpoint_key: checkpoint_key.clone(),
         },
-        None,
+        Some(committed_tx),
     )
     .await?;
+    // Rules from the directory are active before detection starts, so replay covers them.
+    if let Some(dir) = &config.rules_dir {
+        let mut watcher = RulesDir::new(dir.clone(), registry.clone(), sequencer.clone());
+        let loaded = watcher.scan().await;
+        tracing::info!(dir = %dir.display(), loaded, "Rules directory loaded");
+        watcher.spawn(Duration::from_millis(config.rules.watch_interval_ms));
+    }
+    let detection = Arc::new(PipelineStats::default());
+    detection.last_seq.store(head_at_start as u64, std::sync::atomic::Ordering::Relaxed);
+    let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();
+    crate::alerts::spawn_writer(store.clone(), sequencer.clone(), results_rx);
+    let (replay_store, runtime, replay) =
+        (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
+    pipeline::spawn(registry.clone(), committed_rx, results_tx, detection.clone(), move |evaluator| {
+        let window = evaluator.longest_window_ms();
+        if replay && window > 0 {
+            match runtime.block_on(replay::rebuild_state(&replay_store, evaluator, head_at_start, window)) {
+                Ok(n) => tracing::info!(events = n, window_ms = window, "Rule state rebuilt from stored events"),
+                Err(e) => tracing::error!(error = %e, "Rule state replay failed; rules start with empty state"),
+            }
+        }
+    })?;
     let keys = KeyRing::load(store.clone()).await?;
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let state = AppState {
@@ -62,6 +93,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         keys,
         metrics: Arc::new(Metrics::default()),
         checkpoint_key: Arc::new(checkpoint_key),
+        rules: registry,
+        detection,
     };
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
@@ -76,6 +109,29 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let task = tokio::spawn(server);
     tracing::info!(%addr, workers, "Vigil is listening");
     Ok(RunningServer { addr, handle, task, generated_admin_key, state })
+}
+
+/// The sandbox and registry from `[rules]`.
+fn build_registry(config: &Config) -> anyhow::Result<RuleRegistry> {
+    let r = &config.rules;
+    let sandbox = Sandbox::new(SandboxLimits {
+        max_module_bytes: r.max_module_bytes,
+        memory_bytes: r.memory_limit_mb << 20,
+        tick: Duration::from_millis(r.epoch_tick_ms),
+        deadline_ticks: r.call_deadline_ms.div_ceil(r.epoch_tick_ms),
+        max_instances: r.max_rules * 2,
+    })?;
+    let rule_config = r
+        .config
+        .iter()
+        .map(|(name, table)| Ok((name.clone(), serde_json::to_string(table)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let state_limits = vigil_sdk::state::StateLimits {
+        max_keys: r.state_max_keys,
+        max_bytes: r.state_max_mb << 20,
+        ..Default::default()
+    };
+    Ok(RuleRegistry::new(sandbox, RegistryConfig { max_faults: r.max_faults, state_limits, rule_config }))
 }
 
 /// Makes sure an admin key exists: `VIGIL_ADMIN_KEY` when given (added if not yet stored),

@@ -59,6 +59,56 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// Sequencer and checkpoint settings.
     pub store: StoreConfig,
+    /// Rule sandbox, state and per-rule configuration.
+    pub rules: RulesConfig,
+}
+
+/// `[rules]` section: sandbox limits (named, with defaults), state bounds, and
+/// `[rules.config.<name>]` tables handed to each rule's init as JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Largest accepted module, bytes.
+    pub max_module_bytes: usize,
+    /// Linear memory cap per rule instance, MiB.
+    pub memory_limit_mb: usize,
+    /// Wall-clock budget of one rule call (init or one batch), ms; past it the call is
+    /// interrupted and counted as a fault.
+    pub call_deadline_ms: u64,
+    /// Period of the epoch ticker that enforces the deadline, ms.
+    pub epoch_tick_ms: u64,
+    /// Faults of one deployment before the rule is quarantined.
+    pub max_faults: u64,
+    /// Most rules loaded at once (sizes the instance pool).
+    pub max_rules: u32,
+    /// Most state entries per rule.
+    pub state_max_keys: usize,
+    /// Approximate state bytes per rule, MiB.
+    pub state_max_mb: usize,
+    /// How often the rules directory is polled, ms.
+    pub watch_interval_ms: u64,
+    /// Rebuild rule state from stored events at start.
+    pub replay_on_start: bool,
+    /// Per-rule configuration, e.g. `[rules.config.brute_force] short_threshold = 5`.
+    pub config: std::collections::HashMap<String, toml::Table>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            max_module_bytes: 16 << 20,
+            memory_limit_mb: 64,
+            call_deadline_ms: 200,
+            epoch_tick_ms: 10,
+            max_faults: 3,
+            max_rules: 64,
+            state_max_keys: 100_000,
+            state_max_mb: 64,
+            watch_interval_ms: 250,
+            replay_on_start: true,
+            config: Default::default(),
+        }
+    }
 }
 
 /// `[store]` section.
@@ -84,6 +134,7 @@ impl Default for Config {
             workers: 0,
             admin_key: None,
             store: StoreConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -158,6 +209,19 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "store.checkpoint_every_events",
                 message: "must be positive".into(),
+            });
+        }
+        let r = &self.rules;
+        if r.epoch_tick_ms == 0 || r.call_deadline_ms < r.epoch_tick_ms {
+            return Err(ConfigError::Invalid {
+                key: "rules.call_deadline_ms",
+                message: "must be at least one epoch tick".into(),
+            });
+        }
+        if !(1..=4096).contains(&r.memory_limit_mb) || r.max_rules == 0 || r.max_faults == 0 {
+            return Err(ConfigError::Invalid {
+                key: "rules",
+                message: "memory_limit_mb, max_rules and max_faults must be positive".into(),
             });
         }
         Ok(())

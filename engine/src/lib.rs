@@ -2,15 +2,18 @@
 //! append-only with a SHA-256 hash chain, masks secrets, runs WebAssembly detection rules
 //! over them and turns findings into alerts.
 //!
-//! Modules follow the data path: `api` -> `ingest` -> `store` (then `rules` -> `detect` ->
-//! `alerts` -> `route` as they land), plus `config`, `auth`, `error`, `telemetry`, and `app`
+//! Modules follow the data path: `api` -> `ingest` -> `store` -> `rules` -> `detect` -> `alerts`
+//! (`route` is a later stage), plus `config`, `auth`, `error`, `telemetry`, and `app`
 //! which assembles the running server.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod detect;
 pub mod error;
 pub mod ingest;
+pub mod rules;
 pub mod store;
 pub mod telemetry;

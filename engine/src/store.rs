@@ -289,6 +289,16 @@ impl Store {
         Ok(self.scan(seq, seq, 1).await?.into_iter().next())
     }
 
+    /// The smallest seq whose event time is at or after `ts` (epoch ms).
+    pub async fn first_seq_since(&self, ts: i64) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.first_seq_since(ts).await)
+    }
+
+    /// The latest event time in the log.
+    pub async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.max_ts().await)
+    }
+
     /// Filtered query, newest first.
     pub async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
         dispatch!(self, s => s.query(filter).await)
@@ -322,6 +332,20 @@ impl Store {
     /// Marks a key revoked; false when no active key has that id.
     pub async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
         dispatch!(self, s => s.revoke_key(id, at).await)
+    }
+
+    /// Stores an alert, or bumps the open alert with the same fingerprint (rule, severity,
+    /// dedup_key) last seen within `window_ms`. Returns the alert id.
+    pub async fn record_alert(&self, alert: &crate::alerts::AlertRow, window_ms: i64) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.record_alert(alert, window_ms).await)
+    }
+
+    /// Alerts matching a filter, newest first.
+    pub async fn list_alerts(
+        &self,
+        filter: &crate::alerts::AlertFilter,
+    ) -> Result<Vec<crate::alerts::AlertRow>, StoreError> {
+        dispatch!(self, s => s.list_alerts(filter).await)
     }
 
     /// Liveness of the database.

@@ -12,6 +12,13 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
 }
 
+/// Logging for tests: output goes through the test harness (shown only for failing tests).
+pub fn init_test_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_test_writer().try_init();
+}
+
 /// Server-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {

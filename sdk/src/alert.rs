@@ -67,8 +67,12 @@ impl Alert {
     }
 
     /// Adds a summary field (strings, numbers, booleans, `Option`s, `Vec`s, [`Value`]s).
+    /// `None` and null values are left out.
     pub fn field(mut self, name: &str, value: impl Into<Value>) -> Alert {
-        self.fields.push((name.to_owned(), value.into()));
+        let value = value.into();
+        if !value.is_null() {
+            self.fields.push((name.to_owned(), value));
+        }
         self
     }
 
@@ -175,6 +179,7 @@ mod tests {
             .field("ip", "1.2.3.4")
             .field("count", 6)
             .field("ratio", 0.5)
+            .field("absent", None::<&str>)
             .event_seqs([12, 15])
             .action("Block IP at the edge");
         let text = a.to_json();

@@ -1,7 +1,7 @@
 //! What a rule can do while it evaluates one event: state, alerts, logs, routing.
 //!
 //! Every state call is made at the current event's time (never the wall clock) and goes to
-//! the host through [`crate::abi`]; the semantics are those of [`crate::state`].
+//! the host through the ABI layer (`abi.rs`); the semantics are those of [`crate::state`].
 
 use crate::abi;
 use crate::alert::Alert;

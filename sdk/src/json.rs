@@ -205,7 +205,8 @@ pub fn parse_i64(text: &str) -> Option<i64> {
     }
     let f: f64 = text.parse().ok()?;
     // 2^63 is exactly representable; anything at or past it does not fit.
-    (f.fract() == 0.0 && f >= -9.223_372_036_854_775_808e18 && f < 9.223_372_036_854_775_808e18).then_some(f as i64)
+    let limit = 2f64.powi(63);
+    (f.fract() == 0.0 && (-limit..limit).contains(&f)).then_some(f as i64)
 }
 
 /// Formats an `f64` the way `serde_json` does (`5.0`, `40.7128`, `1e16`); non-finite is `null`.

@@ -242,3 +242,89 @@ impl<R: Rule> Harness<R> {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Alert, Config, Context, Event, Level, Subscription, Value};
+
+    /// Counts failed logins per user; reads `details.note` lazily; emits an oversized alert
+    /// when asked to.
+    struct Probe;
+
+    impl Rule for Probe {
+        fn manifest() -> Manifest {
+            Manifest::detection("probe").fields(["user_id"]).subscribe(Subscription::action("login_failed"))
+        }
+
+        fn init(config: &Config) -> Result<Probe, String> {
+            if config.bool_or("refuse", false)? { Err("refused on purpose".to_owned()) } else { Ok(Probe) }
+        }
+
+        fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
+            let user = ev.user_id().unwrap_or("-");
+            let n = ctx.window("1h").add(user, 1);
+            let note = ev.get("details.note").map(str::to_owned);
+            assert_eq!(ev.get("details.note").map(str::to_owned), note, "cached");
+            if note.as_deref() == Some("huge") {
+                ctx.emit(Alert::new("huge").field("blob", "x".repeat(20_000)));
+            }
+            ctx.log(Level::Debug, &format!("{user} {n}"));
+            ctx.emit(Alert::new(format!("{user} {n}")).field("note", note));
+            n % 2 == 1
+        }
+    }
+
+    fn fail(user: &str) -> TestEvent {
+        TestEvent::new("authentication", "login_failed").user(user)
+    }
+
+    #[test]
+    fn offers_by_subscription_and_reports_verdicts_and_defaults() {
+        let mut h = Harness::<Probe>::new();
+        let out = h.run_detailed([fail("a"), TestEvent::new("authentication", "login_success"), fail("a").seq(10)]);
+        assert_eq!(out.offered, [true, false, true]);
+        assert_eq!(out.matched, [true, false, false]);
+        assert_eq!(out.alerts.len(), 2);
+        assert_eq!(out.alerts[0].severity, Some(crate::Severity::P3), "manifest default");
+        assert_eq!(out.alerts[0].dedup_key.as_deref(), Some("a 1"), "title default");
+        assert_eq!(out.alerts[1].event_seqs, [10]);
+        assert_eq!(h.step(fail("a")).alerts[0].event_seqs, [11], "seqs continue after an explicit one");
+        assert_eq!(h.logs().len(), 3);
+    }
+
+    #[test]
+    fn lazy_fields_are_read_once_per_event_and_batches_agree() {
+        let events = || (0..10).map(|i| fail(if i % 3 == 0 { "x" } else { "y" }).detail("note", i).at_ms(i * 1000));
+        let mut one = Harness::<Probe>::new();
+        let mut small = Harness::<Probe>::new().batch_size(3);
+        let (a, b) = (one.run_detailed(events()), small.run_detailed(events()));
+        assert_eq!(a, b);
+        assert_eq!(one.lazy_field_reads(), 10);
+        assert_eq!(a.alerts[9].field_value("note").and_then(Value::as_str), Some("9"), "numbers arrive as JSON text");
+    }
+
+    #[test]
+    fn invalid_alerts_are_refused_state_survives_reload_and_config_is_checked() {
+        let mut h = Harness::<Probe>::new();
+        let alerts = h.run([fail("a").detail("note", "huge")]);
+        assert_eq!(alerts.len(), 1, "the oversized alert was refused");
+        assert_eq!(h.invalid_alerts().len(), 1);
+        h.reload().unwrap();
+        assert_eq!(h.run([fail("a")])[0].title, "a 2", "state kept across reload");
+        assert_eq!(h.state().len(), 1);
+        let mut refused = Harness::<Probe>::new().config(r#"{"refuse": true}"#);
+        assert_eq!(refused.init(), Err("refused on purpose".to_owned()));
+    }
+
+    #[test]
+    fn encodes_fields_like_the_host() {
+        let ev = TestEvent::new("c", "a").geo(40.7128, -74.0).detail("n", 5).detail_json("o", r#"{"k": [1, "x"]}"#);
+        assert_eq!(ev.text("geo.lat").as_deref(), Some("40.7128"));
+        assert_eq!(ev.text("geo.lon").as_deref(), Some("-74.0"));
+        assert_eq!(ev.text("details.o").as_deref(), Some(r#"{"k":[1,"x"]}"#));
+        assert_eq!(ev.text("details").as_deref(), Some(r#"{"n":5,"o":{"k":[1,"x"]}}"#));
+        let parsed = TestEvent::from_json(r#"{"action":"a","timestamp":"2024-03-04T09:15:00Z"}"#).unwrap();
+        assert_eq!(parsed.time_ms(), Some(crate::time::utc_ms(2024, 3, 4, 9, 15, 0)));
+    }
+}

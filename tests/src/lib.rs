@@ -40,6 +40,8 @@ pub struct TestApp {
     pub server: RunningServer,
     /// Temp dir with the SQLite file and key files.
     pub dir: PathBuf,
+    /// The configuration the server was started with.
+    pub config: Config,
     schema: Option<String>,
 }
 
@@ -53,7 +55,7 @@ pub async fn spawn_app(backend: Backend) -> anyhow::Result<TestApp> {
 
 /// Starts a server after letting the test adjust the config.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
-    vigil::telemetry::init_logging();
+    vigil::telemetry::init_test_logging();
     let id = uuid::Uuid::now_v7().simple().to_string();
     let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
     std::fs::create_dir_all(&dir)?;
@@ -75,7 +77,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         ..Config::default()
     };
     adjust(&mut config);
-    let server = vigil::app::start(config).await.context("server start")?;
+    let server = vigil::app::start(config.clone()).await.context("server start")?;
     Ok(TestApp {
         base: format!("http://{}", server.addr),
         admin_key: ADMIN_KEY.into(),
@@ -84,6 +86,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         backend,
         server,
         dir,
+        config,
         schema,
     })
 }
@@ -95,6 +98,28 @@ pub async fn connect_pg(url: &str) -> anyhow::Result<sqlx::PgConnection> {
 }
 
 impl TestApp {
+    /// Stops the server and starts a new one on the same database, data dir and config
+    /// (on a new port).
+    pub async fn restart(mut self) -> anyhow::Result<TestApp> {
+        self.server.handle.stop(true).await;
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse()?;
+        let server = vigil::app::start(config.clone()).await.context("server restart")?;
+        let schema = self.schema.take();
+        let dir = std::mem::replace(&mut self.dir, PathBuf::from("/nonexistent-vigil-test-dir"));
+        Ok(TestApp {
+            base: format!("http://{}", server.addr),
+            admin_key: self.admin_key.clone(),
+            client: reqwest::Client::new(),
+            database_url: self.database_url.clone(),
+            backend: self.backend,
+            server,
+            dir,
+            config,
+            schema,
+        })
+    }
+
     /// URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -196,6 +221,86 @@ macro_rules! both_backends {
             )+
         }
     };
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+}
+
+static BUILD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds a rules workspace (`rules` or `tests/rules`) from source for wasm32 in release
+/// mode, with extra cargo arguments, into its own target dir under `variant`; returns the
+/// directory holding the `.wasm` files.
+pub fn build_rules(workspace: &str, variant: &str, extra_args: &[&str]) -> anyhow::Result<PathBuf> {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    let target_dir = base.join("wasm-rules").join(variant);
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(repo_root().join(workspace))
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .arg(&target_dir)
+        .args(extra_args)
+        .status()
+        .context("run cargo to build rules")?;
+    anyhow::ensure!(
+        status.success(),
+        "building {workspace} for wasm32 failed (is the wasm32-unknown-unknown target installed? scripts/setup.sh adds it)"
+    );
+    Ok(target_dir.join("wasm32-unknown-unknown").join("release"))
+}
+
+/// The example rules of `rules/`, built from source; returns their directory.
+pub fn example_rules() -> anyhow::Result<PathBuf> {
+    build_rules("rules", "examples", &[])
+}
+
+/// Reads one built test rule (`tests/rules`), e.g. `test_rule("counter", "v1", &[])`.
+pub fn test_rule(name: &str, variant: &str, extra_args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let dir = build_rules("tests/rules", variant, extra_args)?;
+    std::fs::read(dir.join(format!("{name}.wasm"))).with_context(|| format!("read {name}.wasm"))
+}
+
+impl TestApp {
+    /// PUT a module as rule `name` with the admin key; returns (status, body).
+    pub async fn put_rule(&self, name: &str, wasm: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let req = self
+            .client
+            .put(self.url(&format!("/v1/rules/{name}")))
+            .header("content-type", "application/wasm")
+            .body(wasm);
+        self.send(req, &self.admin_key).await
+    }
+
+    /// Polls `GET path` until `done(body)` holds or `secs` pass; returns the last body.
+    pub async fn wait_for(&self, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let (_, body) = self.get(path).await?;
+            if done(&body) || std::time::Instant::now() > deadline {
+                return Ok(body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the detection pipeline has evaluated everything stored so far.
+    pub async fn detection_idle(&self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = self.client.get(self.url("/metrics")).send().await?.text().await?;
+            let lag = text
+                .lines()
+                .find_map(|l| l.strip_prefix("vigil_detection_lag_events "))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if lag == Some(0) {
+                return Ok(());
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "detection still lagging: {lag:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A valid sample event.

@@ -6,9 +6,8 @@
 //! answers 201 with each event's seq, in input order.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,28 +22,17 @@ use crate::telemetry::Metrics;
 #[tracing::instrument(skip_all)]
 pub async fn post_events(
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.keys.require(&req, Role::Ingest)?;
-    let limit = state.config.body_limit_bytes;
+    let body = super::read_body(&req, payload, state.config.body_limit_bytes).await.inspect_err(|_| {
+        Metrics::add(&state.metrics.ingest_rejected, 1);
+    })?;
     let rejected = |e: ApiError| {
         Metrics::add(&state.metrics.ingest_rejected, 1);
         e
     };
-    let declared =
-        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(rejected(ApiError::too_large(limit)));
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| rejected(ApiError::bad_request(format!("could not read the body: {e}"))))?;
-        if body.len() + chunk.len() > limit {
-            return Err(rejected(ApiError::too_large(limit)));
-        }
-        body.extend_from_slice(&chunk);
-    }
     let ndjson = req
         .headers()
         .get(CONTENT_TYPE)

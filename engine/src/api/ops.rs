@@ -29,7 +29,21 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.render(&mut out);
     if let Ok(head) = state.store.head().await {
         crate::telemetry::gauge(&mut out, "vigil_log_head_seq", "Seq of the last stored event.", head.seq);
+        let done = state.detection.last_seq.load(std::sync::atomic::Ordering::Relaxed) as i64;
+        crate::telemetry::gauge(
+            &mut out,
+            "vigil_detection_lag_events",
+            "Stored events not yet evaluated by rules.",
+            (head.seq - done).max(0),
+        );
     }
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_detection_processed_total",
+        "Events evaluated by the detection pipeline.",
+        state.detection.processed.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    state.rules.render_metrics(&mut out);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }
 

@@ -8,12 +8,16 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgPool, Postgres, QueryBuilder, Row};
 
+use crate::alerts::{AlertFilter, AlertRow};
+
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow};
 
 /// The embedded migrations, in order: (version, description, sql).
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "events", include_str!("../../../migrations/postgres/0001_events.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
+    (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
+];
 
 /// The application role the server acts as.
 pub const APP_ROLE: &str = "vigil_app";
@@ -125,6 +129,14 @@ impl PgStore {
         Ok(rows.iter().map(stored_row).collect())
     }
 
+    pub(super) async fn first_seq_since(&self, ts: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE ts >= $1").bind(ts).fetch_one(&self.pool).await?)
+    }
+
+    pub(super) async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.pool).await?)
+    }
+
     pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
         let mut qb = QueryBuilder::<Postgres>::new(SELECT_ROW);
         query::push_event_filter(&mut qb, filter);
@@ -232,6 +244,68 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(super) async fn record_alert(&self, a: &AlertRow, window_ms: i64) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let open: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, event_seqs FROM alerts WHERE rule = $1 AND severity = $2 AND dedup_key = $3 \
+             AND status = 'open' AND last_seen >= $4 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(a.rule.clone())
+        .bind(a.severity.clone())
+        .bind(a.dedup_key.clone())
+        .bind(a.first_seen - window_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id = match open {
+            Some((id, seqs)) => {
+                sqlx::query(
+                    "UPDATE alerts SET count = count + 1, last_seen = GREATEST(last_seen, $1), event_seqs = $2 WHERE id = $3",
+                )
+                .bind(a.last_seen)
+                .bind(crate::alerts::merge_seqs(&seqs, &a.event_seqs))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO alerts (rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, \
+                     first_seen, last_seen, event_seqs, fields, actions, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                )
+                .bind(a.rule.clone())
+                .bind(a.rule_version.clone())
+                .bind(a.rule_sha256.clone())
+                .bind(a.severity.clone())
+                .bind(a.title.clone())
+                .bind(a.dedup_key.clone())
+                .bind(a.status.clone())
+                .bind(a.count)
+                .bind(a.first_seen)
+                .bind(a.last_seen)
+                .bind(a.event_seqs.clone())
+                .bind(a.fields.clone())
+                .bind(a.actions.clone())
+                .bind(a.created_at)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, \
+             last_seen, event_seqs, fields, actions, created_at FROM alerts",
+        );
+        crate::alerts::push_alert_filter(&mut qb, f);
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(alert_row).collect())
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -320,5 +394,25 @@ fn key_row(r: &PgRow) -> ApiKeyRow {
         key_hash: r.get(3),
         created_at: r.get(4),
         revoked_at: r.get(5),
+    }
+}
+
+fn alert_row(r: &PgRow) -> AlertRow {
+    AlertRow {
+        id: r.get(0),
+        rule: r.get(1),
+        rule_version: r.get(2),
+        rule_sha256: r.get(3),
+        severity: r.get(4),
+        title: r.get(5),
+        dedup_key: r.get(6),
+        status: r.get(7),
+        count: r.get(8),
+        first_seen: r.get(9),
+        last_seen: r.get(10),
+        event_seqs: r.get(11),
+        fields: r.get(12),
+        actions: r.get(13),
+        created_at: r.get(14),
     }
 }

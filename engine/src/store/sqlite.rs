@@ -9,12 +9,16 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 
+use crate::alerts::{AlertFilter, AlertRow};
+
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow};
 
 /// The embedded migrations, in order: (version, description, sql).
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "events", include_str!("../../../migrations/sqlite/0001_events.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "events", include_str!("../../../migrations/sqlite/0001_events.sql")),
+    (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
+];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
 const INSERT_CHUNK: usize = 500;
@@ -126,6 +130,14 @@ impl SqliteStore {
         Ok(rows.iter().map(stored_row).collect())
     }
 
+    pub(super) async fn first_seq_since(&self, ts: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE ts >= ?").bind(ts).fetch_one(&self.reader).await?)
+    }
+
+    pub(super) async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.reader).await?)
+    }
+
     pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
@@ -235,6 +247,68 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(super) async fn record_alert(&self, a: &AlertRow, window_ms: i64) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let open: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, event_seqs FROM alerts WHERE rule = ? AND severity = ? AND dedup_key = ? \
+             AND status = 'open' AND last_seen >= ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(a.rule.clone())
+        .bind(a.severity.clone())
+        .bind(a.dedup_key.clone())
+        .bind(a.first_seen - window_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id = match open {
+            Some((id, seqs)) => {
+                sqlx::query(
+                    "UPDATE alerts SET count = count + 1, last_seen = MAX(last_seen, ?), event_seqs = ? WHERE id = ?",
+                )
+                .bind(a.last_seen)
+                .bind(crate::alerts::merge_seqs(&seqs, &a.event_seqs))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO alerts (rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, \
+                     first_seen, last_seen, event_seqs, fields, actions, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(a.rule.clone())
+                .bind(a.rule_version.clone())
+                .bind(a.rule_sha256.clone())
+                .bind(a.severity.clone())
+                .bind(a.title.clone())
+                .bind(a.dedup_key.clone())
+                .bind(a.status.clone())
+                .bind(a.count)
+                .bind(a.first_seen)
+                .bind(a.last_seen)
+                .bind(a.event_seqs.clone())
+                .bind(a.fields.clone())
+                .bind(a.actions.clone())
+                .bind(a.created_at)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, \
+             last_seen, event_seqs, fields, actions, created_at FROM alerts",
+        );
+        crate::alerts::push_alert_filter(&mut qb, f);
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        Ok(rows.iter().map(alert_row).collect())
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -326,5 +400,25 @@ fn key_row(r: &SqliteRow) -> ApiKeyRow {
         key_hash: r.get(3),
         created_at: r.get(4),
         revoked_at: r.get(5),
+    }
+}
+
+fn alert_row(r: &SqliteRow) -> AlertRow {
+    AlertRow {
+        id: r.get(0),
+        rule: r.get(1),
+        rule_version: r.get(2),
+        rule_sha256: r.get(3),
+        severity: r.get(4),
+        title: r.get(5),
+        dedup_key: r.get(6),
+        status: r.get(7),
+        count: r.get(8),
+        first_seen: r.get(9),
+        last_seen: r.get(10),
+        event_seqs: r.get(11),
+        fields: r.get(12),
+        actions: r.get(13),
+        created_at: r.get(14),
     }
 }

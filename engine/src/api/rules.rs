@@ -1,0 +1,98 @@
+//! `GET /v1/rules`, `GET /v1/rules/{name}`, `GET /v1/rules/{name}/stats` (role: read) and
+//! `PUT` / `DELETE /v1/rules/{name}` (role: admin). A PUT body is the `.wasm` module; it is
+//! compiled and validated on a blocking thread, then swapped in atomically. A refused module
+//! gets a 400 saying why, and the running version is untouched. Deploys and deletes are
+//! events in the chain carrying the module's SHA-256.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::{AppState, read_body};
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::ingest::system_event;
+use crate::rules::RuleError;
+
+fn rule_error(e: RuleError) -> ApiError {
+    match e {
+        RuleError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_rule", m),
+        RuleError::NotFound(name) => ApiError::not_found(format!("no rule named {name}")),
+        other => ApiError::internal(&other),
+    }
+}
+
+/// Lists rules.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    Ok(HttpResponse::Ok().json(json!({"rules": state.rules.describe()})))
+}
+
+/// One rule.
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let name = path.into_inner();
+    let rule = state.rules.describe_one(&name).ok_or_else(|| ApiError::not_found(format!("no rule named {name}")))?;
+    Ok(HttpResponse::Ok().json(rule))
+}
+
+/// A rule's counters and state size.
+pub async fn stats(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let name = path.into_inner();
+    let rule = state.rules.describe_one(&name).ok_or_else(|| ApiError::not_found(format!("no rule named {name}")))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "name": name, "status": rule["status"], "sha256": rule["sha256"], "version": rule["version"],
+        "stats": rule["stats"], "state": rule["state"],
+    })))
+}
+
+/// Deploys (or replaces) a rule.
+#[tracing::instrument(skip_all, fields(rule))]
+pub async fn deploy(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Admin)?;
+    let name = path.into_inner();
+    tracing::Span::current().record("rule", name.as_str());
+    let limit = state.config.rules.max_module_bytes;
+    let bytes = read_body(&req, payload, limit).await?;
+    let registry = state.rules.clone();
+    let expected = name.clone();
+    let deployed = tokio::task::spawn_blocking(move || registry.deploy(&bytes, Some(&expected), "api"))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(rule_error)?;
+    let details = json!({"rule": deployed.name, "version": deployed.version, "sha256": deployed.sha256,
+        "replaced": deployed.replaced, "source": "api"});
+    state.sequencer.submit(vec![system_event("configuration", "rule_deployed", &who.key_id, details)]).await?;
+    tracing::info!(version = %deployed.version, sha256 = %deployed.sha256, cached = deployed.cached, "Rule deployed");
+    let status = if deployed.replaced.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(HttpResponse::build(status).json(deployed))
+}
+
+/// Deletes a rule.
+#[tracing::instrument(skip_all)]
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Admin)?;
+    let name = path.into_inner();
+    let sha256 = state.rules.delete(&name).map_err(rule_error)?;
+    let details = json!({"rule": name, "sha256": sha256, "source": "api"});
+    state.sequencer.submit(vec![system_event("configuration", "rule_deleted", &who.key_id, details)]).await?;
+    Ok(HttpResponse::Ok().json(json!({"deleted": name, "sha256": sha256})))
+}

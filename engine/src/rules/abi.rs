@@ -1,0 +1,364 @@
+//! Host side of the rule ABI (`sdk/ABI.md`): the per-instance `HostState` and the `vigil`
+//! imports linked into every rule. Every pointer from the guest is bounds-checked (a bad
+//! one traps the guest, never the host); alerts and logs are copied out at once and capped;
+//! state calls go to the rule's `StateStore` (shared by all versions of a rule name).
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use vigil_sdk::state::StateStore;
+use wasmtime::{Caller, Engine, Linker, Memory, ResourceLimiter};
+
+use super::FieldPath;
+
+/// Most alerts one evaluate call may emit; more are dropped and counted.
+pub const MAX_ALERTS_PER_CALL: usize = 1000;
+/// Most log lines per call; more are dropped.
+pub const MAX_LOGS_PER_CALL: u32 = 20;
+/// Longest alert JSON accepted.
+pub const MAX_ALERT_BYTES: usize = 16 * 1024;
+/// Longest log line kept.
+pub const MAX_LOG_BYTES: usize = 1024;
+const MAX_WINDOW_MS: i64 = 31 * 86_400_000;
+
+/// An alert as emitted by a rule, validated and copied out of the guest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmittedAlert {
+    /// Title.
+    pub title: String,
+    /// P1..P4.
+    pub severity: String,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Summary fields.
+    pub fields: Value,
+    /// Triggering event seqs.
+    pub event_seqs: Vec<i64>,
+    /// Suggested actions.
+    pub actions: Vec<String>,
+}
+
+/// The error a guest gets when it grows memory past its cap (matched by type, not text).
+#[derive(Debug, thiserror::Error)]
+#[error("rule memory cap of {cap} bytes exceeded (wanted {desired})")]
+pub struct MemoryCapExceeded {
+    /// The cap.
+    pub cap: usize,
+    /// What the guest asked for.
+    pub desired: usize,
+}
+
+/// Per-instance resource caps: memory bytes, and at most one memory and a few small tables.
+#[derive(Debug, Clone, Copy)]
+pub struct InstanceCaps {
+    /// Linear memory cap, bytes.
+    pub memory_bytes: usize,
+}
+
+impl ResourceLimiter for InstanceCaps {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(MemoryCapExceeded { cap: self.memory_bytes, desired }.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// Data of one wasmtime `Store`: one rule instance.
+pub struct HostState {
+    /// Memory cap and friends.
+    pub limits: InstanceCaps,
+    /// The guest's memory, set right after instantiation.
+    pub memory: Option<Memory>,
+    /// Rule name (for logs).
+    pub rule: Arc<str>,
+    /// Default severity from the manifest.
+    pub default_severity: String,
+    /// The rule's state (shared across versions of the rule).
+    pub state: Arc<Mutex<StateStore>>,
+    /// Events of the current call, for lazy field reads.
+    pub batch: Vec<Arc<Map<String, Value>>>,
+    /// Alerts emitted during the current call.
+    pub alerts: Vec<EmittedAlert>,
+    /// Alerts dropped (rate limit or invalid) during the current call.
+    pub alerts_dropped: u64,
+    /// Log lines left for the current call.
+    pub logs_left: u32,
+    /// Last log line at error level (a panic message, typically).
+    pub last_error: Option<String>,
+    /// Receivers named by a routing rule during the current call: (record index, name).
+    pub routes: Vec<(usize, String)>,
+}
+
+impl HostState {
+    /// Fresh state for a new instance.
+    pub fn new(rule: Arc<str>, default_severity: String, state: Arc<Mutex<StateStore>>, memory_cap: usize) -> Self {
+        Self {
+            limits: InstanceCaps { memory_bytes: memory_cap },
+            memory: None,
+            rule,
+            default_severity,
+            state,
+            batch: Vec::new(),
+            alerts: Vec::new(),
+            alerts_dropped: 0,
+            logs_left: MAX_LOGS_PER_CALL,
+            last_error: None,
+            routes: Vec::new(),
+        }
+    }
+
+    /// Clears per-call buffers before a call.
+    pub fn begin_call(&mut self) {
+        self.alerts.clear();
+        self.alerts_dropped = 0;
+        self.logs_left = MAX_LOGS_PER_CALL;
+        self.routes.clear();
+    }
+}
+
+fn trap(msg: &str) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("vigil host: {msg}"))
+}
+
+fn range(data_len: usize, ptr: i32, len: i32) -> wasmtime::Result<std::ops::Range<usize>> {
+    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+    let end = ptr.checked_add(len).filter(|end| *end <= data_len).ok_or_else(|| trap("pointer out of bounds"))?;
+    Ok(ptr..end)
+}
+
+fn memory_and_state<'a>(caller: &'a mut Caller<'_, HostState>) -> wasmtime::Result<(&'a mut [u8], &'a mut HostState)> {
+    let memory = caller.data().memory.ok_or_else(|| trap("memory not ready"))?;
+    Ok(memory.data_and_store_mut(caller))
+}
+
+fn window(window_ms: i64) -> wasmtime::Result<i64> {
+    if (1..=MAX_WINDOW_MS).contains(&window_ms) { Ok(window_ms) } else { Err(trap("window_ms out of range")) }
+}
+
+/// Builds the linker with every import of ABI 1.x.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap("vigil", "log", |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+        let (data, host) = memory_and_state(&mut caller)?;
+        let r = range(data.len(), ptr, len.min(MAX_LOG_BYTES as i32))?;
+        let line = String::from_utf8_lossy(&data[r]).into_owned();
+        if level == 0 {
+            host.last_error = Some(line.clone());
+        }
+        if host.logs_left == 0 {
+            return Ok(());
+        }
+        host.logs_left -= 1;
+        let rule = &*host.rule;
+        match level {
+            0 => tracing::warn!(rule, message = %line, "Rule logged an error"),
+            1 => tracing::warn!(rule, message = %line, "Rule logged a warning"),
+            2 => tracing::info!(rule, message = %line, "Rule log"),
+            _ => tracing::debug!(rule, message = %line, "Rule log"),
+        }
+        Ok(())
+    })?;
+    linker.func_wrap("vigil", "emit_alert", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+        let (data, host) = memory_and_state(&mut caller)?;
+        let r = range(data.len(), ptr, len)?;
+        if host.alerts.len() >= MAX_ALERTS_PER_CALL {
+            host.alerts_dropped += 1;
+            return Ok(1);
+        }
+        match parse_alert(&data[r], &host.default_severity) {
+            Some(alert) => {
+                host.alerts.push(alert);
+                Ok(0)
+            }
+            None => {
+                host.alerts_dropped += 1;
+                Ok(2)
+            }
+        }
+    })?;
+    linker.func_wrap(
+        "vigil",
+        "field",
+        |mut caller: Caller<'_, HostState>, index: i32, name_ptr: i32, name_len: i32, out_ptr: i32, out_cap: i32| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let name = &data[range(data.len(), name_ptr, name_len)?];
+            let path = std::str::from_utf8(name).ok().and_then(|n| FieldPath::parse(n).ok());
+            let event = host.batch.get(index as u32 as usize);
+            let (Some(path), Some(event)) = (path, event) else { return Ok(-1) };
+            let Some(value) = path.lookup(event) else { return Ok(-1) };
+            let mut bytes = Vec::new();
+            super::encode_value(value, &mut bytes);
+            let out = range(data.len(), out_ptr, out_cap)?;
+            let n = bytes.len().min(out.len());
+            data[out.start..out.start + n].copy_from_slice(&bytes[..n]);
+            Ok(bytes.len() as i32)
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "window_add",
+        |mut caller: Caller<'_, HostState>, window_ms: i64, key_ptr: i32, key_len: i32, time_ms: i64, amount: i64| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            Ok(host.state.lock().expect("rule state lock").window_add(window(window_ms)?, key, time_ms, amount))
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "distinct_add",
+        |mut caller: Caller<'_, HostState>,
+         window_ms: i64,
+         key_ptr: i32,
+         key_len: i32,
+         val_ptr: i32,
+         val_len: i32,
+         time_ms: i64| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            let value = &data[range(data.len(), val_ptr, val_len)?];
+            Ok(host.state.lock().expect("rule state lock").distinct_add(window(window_ms)?, key, value, time_ms))
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "last_seen_get",
+        |mut caller: Caller<'_, HostState>, key_ptr: i32, key_len: i32, out_ptr: i32, out_cap: i32, time_ptr: i32| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = data[range(data.len(), key_ptr, key_len)?].to_vec();
+            let out = range(data.len(), out_ptr, out_cap)?;
+            let time_out = range(data.len(), time_ptr, 8)?;
+            let mut state = host.state.lock().expect("rule state lock");
+            let Some((value, time)) = state.last_seen_get(&key) else { return Ok(-1) };
+            let n = value.len().min(out.len());
+            data[out.start..out.start + n].copy_from_slice(&value[..n]);
+            data[time_out].copy_from_slice(&time.to_le_bytes());
+            Ok(value.len() as i32)
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "last_seen_set",
+        |mut caller: Caller<'_, HostState>, key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32, time_ms: i64| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            let value = &data[range(data.len(), val_ptr, val_len)?];
+            host.state.lock().expect("rule state lock").last_seen_set(key, value, time_ms);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "baseline_observe",
+        |mut caller: Caller<'_, HostState>, key_ptr: i32, key_len: i32, value: f64| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            if value.is_finite() {
+                host.state.lock().expect("rule state lock").baseline_observe(key, value);
+            }
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "baseline_get",
+        |mut caller: Caller<'_, HostState>, key_ptr: i32, key_len: i32, out_ptr: i32| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = data[range(data.len(), key_ptr, key_len)?].to_vec();
+            let out = range(data.len(), out_ptr, 16)?;
+            let stats = host.state.lock().expect("rule state lock").baseline_get(&key);
+            data[out.start..out.start + 8].copy_from_slice(&stats.mean.to_le_bytes());
+            data[out.start + 8..out.end].copy_from_slice(&stats.stddev.to_le_bytes());
+            Ok(stats.count as i64)
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "route",
+        |mut caller: Caller<'_, HostState>, index: i32, name_ptr: i32, name_len: i32| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let name = String::from_utf8_lossy(&data[range(data.len(), name_ptr, name_len.min(128))?]).into_owned();
+            if host.routes.len() < 64 {
+                host.routes.push((index as u32 as usize, name));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(linker)
+}
+
+/// The names of every import of ABI 1.x (module `vigil`).
+pub const IMPORTS: &[&str] = &[
+    "log",
+    "emit_alert",
+    "field",
+    "window_add",
+    "distinct_add",
+    "last_seen_get",
+    "last_seen_set",
+    "baseline_observe",
+    "baseline_get",
+    "route",
+];
+
+/// Parses and validates an alert emitted by a guest.
+pub fn parse_alert(bytes: &[u8], default_severity: &str) -> Option<EmittedAlert> {
+    if bytes.len() > MAX_ALERT_BYTES {
+        return None;
+    }
+    let Value::Object(obj) = serde_json::from_slice::<Value>(bytes).ok()? else { return None };
+    let title = obj.get("title")?.as_str()?.chars().take(512).collect::<String>();
+    if title.is_empty() {
+        return None;
+    }
+    let severity = match obj.get("severity").and_then(Value::as_str) {
+        None => default_severity.to_owned(),
+        Some(s @ ("P1" | "P2" | "P3" | "P4")) => s.to_owned(),
+        Some(_) => return None,
+    };
+    let dedup_key =
+        obj.get("dedup_key").and_then(Value::as_str).map_or_else(|| title.clone(), |s| s.chars().take(512).collect());
+    let fields = obj.get("fields").filter(|f| f.is_object()).cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    let event_seqs = obj
+        .get("event_seqs")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).take(1000).collect())
+        .unwrap_or_default();
+    let actions = obj
+        .get("actions")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).take(32).map(str::to_owned).collect())
+        .unwrap_or_default();
+    Some(EmittedAlert { title, severity, dedup_key, fields, event_seqs, actions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_are_validated_with_defaults() {
+        let a = parse_alert(br#"{"title":"Brute force","event_seqs":[3,4],"fields":{"ip":"1.2.3.4"}}"#, "P2").unwrap();
+        assert_eq!((a.severity.as_str(), a.dedup_key.as_str()), ("P2", "Brute force"));
+        assert_eq!(a.event_seqs, vec![3, 4]);
+        assert!(parse_alert(br#"{"title":""}"#, "P2").is_none());
+        assert!(parse_alert(br#"{"title":"x","severity":"P9"}"#, "P2").is_none());
+        assert!(parse_alert(b"not json", "P2").is_none());
+    }
+}

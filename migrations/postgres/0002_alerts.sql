@@ -1,0 +1,23 @@
+-- Alerts raised by detection rules (mutable: status, count, last_seen change over a lifecycle;
+-- every lifecycle step that matters is also an event in the chain).
+CREATE TABLE alerts (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rule         TEXT   NOT NULL,
+    rule_version TEXT   NOT NULL,
+    rule_sha256  TEXT   NOT NULL,
+    severity     TEXT   NOT NULL,
+    title        TEXT   NOT NULL,
+    dedup_key    TEXT   NOT NULL,
+    status       TEXT   NOT NULL DEFAULT 'open',
+    count        BIGINT NOT NULL DEFAULT 1,
+    first_seen   BIGINT NOT NULL,
+    last_seen    BIGINT NOT NULL,
+    event_seqs   TEXT   NOT NULL,
+    fields       TEXT   NOT NULL,
+    actions      TEXT   NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX alerts_fingerprint ON alerts (rule, severity, dedup_key, status);
+CREATE INDEX alerts_rule ON alerts (rule, id);
+CREATE INDEX alerts_status ON alerts (status, id);
+GRANT SELECT, INSERT, UPDATE ON alerts TO vigil_app;

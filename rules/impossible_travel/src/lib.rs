@@ -1,0 +1,158 @@
+//! `impossible_travel`: two logins of one user too far apart for the time between them.
+//!
+//! Remembers each user's last `action=login_success` location (`geo.lat`/`geo.lon`) and
+//! time; alerts (P2) when the great-circle (haversine) distance from it to the new login,
+//! over the time between them, needs more than `max_speed_kmh` (1000 km/h).
+
+use vigil_sdk::time::{DAY_MS, HOUR_MS};
+use vigil_sdk::{Alert, Config, Context, Event, Manifest, Rule, Severity, Subscription};
+
+/// Mean Earth radius.
+const EARTH_RADIUS_KM: f64 = 6371.0;
+
+/// The rule.
+pub struct ImpossibleTravel {
+    max_speed_kmh: f64,
+}
+
+impl Rule for ImpossibleTravel {
+    fn manifest() -> Manifest {
+        Manifest::detection(env!("CARGO_PKG_NAME"))
+            .version(env!("CARGO_PKG_VERSION"))
+            .description("Two logins of one user faster apart than 1000 km/h")
+            .severity(Severity::P2)
+            .mitre(["T1078"])
+            .fields(["user_id", "geo.lat", "geo.lon", "geo.country", "ip"])
+            .subscribe(Subscription::action("login_success"))
+            // Last-seen state is not windowed; a day of replay rebuilds what matters.
+            .windows_ms([DAY_MS])
+    }
+
+    fn init(config: &Config) -> Result<Self, String> {
+        config.deny_unknown(&["max_speed_kmh"])?;
+        let max_speed_kmh = config.f64_or("max_speed_kmh", 1000.0)?;
+        if max_speed_kmh.is_nan() || max_speed_kmh <= 0.0 {
+            return Err("max_speed_kmh must be positive".to_owned());
+        }
+        Ok(ImpossibleTravel { max_speed_kmh })
+    }
+
+    fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
+        let (Some(user), Some((lat, lon))) = (ev.user_id(), ev.geo()) else { return false };
+        let key = format!("user:{user}");
+        let last = ctx.last_seen();
+        let previous = last.get(&key).and_then(|seen| {
+            let (plat, plon, pseq) = parse_location(seen.as_str()?)?;
+            Some((plat, plon, pseq, seen.time_ms))
+        });
+        // Keep the newest login as the reference (late events do not move it back).
+        if previous.is_none_or(|(.., t)| ev.time_ms() >= t) {
+            last.set(&key, format!("{lat},{lon},{}", ev.seq()));
+        }
+        let Some((plat, plon, pseq, ptime)) = previous else { return false };
+        let km = haversine_km(plat, plon, lat, lon);
+        let hours = (ev.time_ms() - ptime).unsigned_abs() as f64 / HOUR_MS as f64;
+        let speed = if hours > 0.0 {
+            km / hours
+        } else if km > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        if speed <= self.max_speed_kmh {
+            return false;
+        }
+        let speed_field = if speed.is_finite() { Some(speed.round()) } else { None };
+        ctx.emit(
+            Alert::new(format!("Impossible travel: {user} logged in {:.0} km apart in {:.1} h", km, hours))
+                .severity(Severity::P2)
+                .dedup_key(format!("user:{user}"))
+                .field("user_id", user)
+                .field("distance_km", km.round())
+                .field("hours", (hours * 100.0).round() / 100.0)
+                .field("speed_kmh", speed_field)
+                .field("from", format!("{plat},{plon}"))
+                .field("to", format!("{lat},{lon}"))
+                .field("country", ev.get("geo.country"))
+                .field("ip", ev.ip())
+                .event_seqs([pseq, ev.seq()])
+                .action("Ask the user whether both logins were theirs")
+                .action("If not, end the user's sessions and reset the credentials")
+                .action("Check whether the new IP is a VPN or proxy"),
+        );
+        true
+    }
+}
+
+/// `"lat,lon,seq"` as stored by `evaluate`.
+fn parse_location(text: &str) -> Option<(f64, f64, i64)> {
+    let mut parts = text.split(',');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Great-circle distance in km between two points in degrees.
+pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+}
+
+vigil_sdk::export_rule!(ImpossibleTravel);
+
+#[cfg(test)]
+mod tests {
+    use vigil_sdk::testing::{Harness, TestEvent};
+
+    use super::*;
+
+    const NEW_YORK: (f64, f64) = (40.7128, -74.0060);
+    const LONDON: (f64, f64) = (51.5074, -0.1278);
+    const BOSTON: (f64, f64) = (42.3601, -71.0589);
+
+    fn login(user: &str, (lat, lon): (f64, f64), t: i64) -> TestEvent {
+        TestEvent::new("authentication", "login_success").user(user).geo(lat, lon).at_ms(t)
+    }
+
+    #[test]
+    fn haversine_new_york_london() {
+        let km = haversine_km(NEW_YORK.0, NEW_YORK.1, LONDON.0, LONDON.1);
+        assert!((km - 5570.0).abs() < 10.0, "{km}");
+    }
+
+    #[test]
+    fn new_york_then_london_an_hour_later_fires() {
+        let mut h = Harness::<ImpossibleTravel>::new();
+        let alerts = h.run([login("alice", NEW_YORK, 0), login("alice", LONDON, HOUR_MS)]);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].severity, Some(Severity::P2));
+        assert_eq!(alerts[0].event_seqs, [1, 2]);
+        assert_eq!(alerts[0].dedup_key.as_deref(), Some("user:alice"));
+    }
+
+    #[test]
+    fn plausible_trips_and_other_users_do_not_fire() {
+        let mut h = Harness::<ImpossibleTravel>::new();
+        let alerts = h.run([
+            // New York -> Boston (~300 km) in one hour: 300 km/h.
+            login("bob", NEW_YORK, 0),
+            login("bob", BOSTON, HOUR_MS),
+            // New York -> London in 8 hours: ~700 km/h, a flight.
+            login("bob", LONDON, 9 * HOUR_MS),
+            // Another user elsewhere at the same time.
+            login("carol", NEW_YORK, 9 * HOUR_MS),
+            // Same place, same time.
+            login("carol", NEW_YORK, 9 * HOUR_MS),
+        ]);
+        assert!(alerts.is_empty(), "{alerts:?}");
+    }
+
+    #[test]
+    fn logins_without_geo_are_ignored() {
+        let mut h = Harness::<ImpossibleTravel>::new();
+        let no_geo = TestEvent::new("authentication", "login_success").user("dave").at_ms(0);
+        assert!(!h.step(no_geo).matched);
+        assert!(h.run([login("dave", LONDON, 10), login("dave", LONDON, 20)]).is_empty());
+    }
+}
