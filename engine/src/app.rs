@@ -112,7 +112,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 }
 
 /// The sandbox and registry from `[rules]`.
-fn build_registry(config: &Config) -> anyhow::Result<RuleRegistry> {
+pub fn build_registry(config: &Config) -> anyhow::Result<RuleRegistry> {
     let r = &config.rules;
     let sandbox = Sandbox::new(SandboxLimits {
         max_module_bytes: r.max_module_bytes,

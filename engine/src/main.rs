@@ -1,4 +1,5 @@
-//! The `vigil` command line: `vigil serve` runs the server (see `vigil --help`).
+//! The `vigil` command line: `vigil serve` runs the server; `vigil rules ...` is the rule
+//! author's toolbox (see `vigil --help`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,22 +14,90 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args, Clone)]
+struct ServerArgs {
+    /// Address to listen on [env: VIGIL_LISTEN] (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// sqlite://PATH or postgres://... [env: VIGIL_DATABASE_URL] (default sqlite://data/vigil.db).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Directory of .wasm rules to load and watch [env: VIGIL_RULES_DIR].
+    #[arg(long)]
+    rules_dir: Option<PathBuf>,
+    /// TOML config file [env: VIGIL_CONFIG].
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn load(self) -> anyhow::Result<Config> {
+        Ok(Config::load(Overrides {
+            config: self.config,
+            listen: self.listen,
+            database_url: self.database_url,
+            rules_dir: self.rules_dir,
+        })?)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve {
-        /// Address to listen on [env: VIGIL_LISTEN] (default 127.0.0.1:8080).
+    Serve(ServerArgs),
+    /// Write, build, test, deploy and backtest rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Scaffold a rule crate `<dir>/<name>` on vigil-sdk, with tests.
+    New {
+        /// Rule name ([a-z0-9_]{1,64}); also the crate name.
+        name: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the rule crate at `--path` to wasm32 (release); prints module SHA-256s.
+    Build {
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Run the rule crate's native tests.
+    Test {
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Upload a module to a running server (PUT /v1/rules/{name}).
+    Deploy {
+        /// The .wasm file.
+        file: PathBuf,
+        /// Rule name (default: the file stem).
         #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// sqlite://PATH or postgres://... [env: VIGIL_DATABASE_URL] (default sqlite://data/vigil.db).
+        name: Option<String>,
+        /// Server URL.
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Admin API key.
+        #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
+        key: String,
+    },
+    /// Run a module over stored events and print the alerts it would raise (writes nothing).
+    Backtest {
+        /// The .wasm file.
+        file: PathBuf,
+        /// Start of the event-time range (RFC 3339 or epoch ms).
         #[arg(long)]
-        database_url: Option<String>,
-        /// Directory of .wasm rules to load and watch [env: VIGIL_RULES_DIR].
+        since: String,
+        /// End of the event-time range, exclusive (default: no end).
         #[arg(long)]
-        rules_dir: Option<PathBuf>,
-        /// TOML config file [env: VIGIL_CONFIG].
-        #[arg(long)]
-        config: Option<PathBuf>,
+        until: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -36,25 +105,54 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     vigil::telemetry::init_logging();
     match Cli::parse().command {
-        Command::Serve { listen, database_url, rules_dir, config } => {
-            let config = Config::load(Overrides { config, listen, database_url, rules_dir })?;
-            let server = vigil::app::start(config).await?;
-            if let Some(key) = &server.generated_admin_key {
-                #[allow(clippy::print_stdout)]
-                {
-                    println!(
-                        "\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n"
-                    );
-                }
+        Command::Serve(args) => serve(args.load()?).await,
+        Command::Rules { command } => match command {
+            RulesCommand::New { name, dir } => {
+                let root = vigil::cli::new_rule(&name, &dir)?;
+                eprintln!(
+                    "Created {}: `vigil rules test --path {0}` then `vigil rules build --path {0}`",
+                    root.display()
+                );
+                Ok(())
             }
-            let handle = server.handle.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("Shutting down");
-                handle.stop(true).await;
-            });
-            server.task.await??;
+            RulesCommand::Build { path } => vigil::cli::build(&path, None),
+            RulesCommand::Test { path } => vigil::cli::test(&path, None),
+            RulesCommand::Deploy { file, name, url, key } => vigil::cli::deploy(&file, name, &url, &key).await,
+            RulesCommand::Backtest { file, since, until, server } => {
+                let time = |s: &str| {
+                    vigil::ingest::parse_time(s)
+                        .ok_or_else(|| anyhow::anyhow!("{s:?} is not an RFC 3339 time or epoch ms"))
+                };
+                let until = until.as_deref().map(time).transpose()?;
+                let (seen, alerts) = vigil::cli::backtest(&file, time(&since)?, until, server.load()?).await?;
+                #[allow(clippy::print_stdout)]
+                for alert in &alerts {
+                    println!("{alert}");
+                }
+                eprintln!(
+                    "{seen} events evaluated; {} alerts would have been raised (nothing was written)",
+                    alerts.len()
+                );
+                Ok(())
+            }
+        },
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = vigil::app::start(config).await?;
+    if let Some(key) = &server.generated_admin_key {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n");
         }
     }
+    let handle = server.handle.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Shutting down");
+        handle.stop(true).await;
+    });
+    server.task.await??;
     Ok(())
 }
