@@ -1,0 +1,155 @@
+//! Criterion benchmarks of the data path, without HTTP or a database:
+//! - `chain/canonical_and_hash`: canonical encoding + chain hash of one ~600-byte event;
+//! - `chain/verify`: the `ChainVerifier` over stored rows (hash + column checks);
+//! - `rule_call/*`: one rule evaluating a batch of 1000 events (ns per event = time / 1000),
+//!   for a stateless rule (privilege_escalation) and a windowed-count rule (brute_force);
+//! - `detection/all_example_rules`: the `Evaluator` with every example rule loaded over a
+//!   W1-like mix (subscription index + every offered rule), reported as events/s.
+//!
+//! The example rules are built from source first (`rules/`, wasm32, release).
+//! Run with: `cargo bench -p vigil-engine --bench pipeline`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Map, Value, json};
+use vigil::config::Config;
+use vigil::detect::Evaluator;
+use vigil::rules::RuleRegistry;
+use vigil::store::StoredRow;
+use vigil::store::canon::to_canonical;
+use vigil::store::chain::{ChainVerifier, GENESIS, chain_hash};
+use vigil::store::sequencer::CommittedEvent;
+
+fn example_rules_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = base.join("wasm-rules/examples");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root.join("rules"))
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the example rules failed");
+    target.join("wasm32-unknown-unknown/release")
+}
+
+/// A W1-like event (about 600 bytes), deterministic in `i`.
+fn event(i: u64) -> Map<String, Value> {
+    let t = 1_736_244_000_000 + i as i64; // a Tuesday, 10:00 UTC
+    let user = format!("user-{:05}", i % 5000);
+    let (category, action, outcome) = match i % 20 {
+        0..=13 => ("authentication", "login_success", "success"),
+        14 | 15 => ("authentication", "login_failed", "failure"),
+        16 => ("authorization", "permission_denied", "failure"),
+        17 | 18 => ("data_access", "record_read", "success"),
+        _ => ("financial_operation", "payment_created", "success"),
+    };
+    let v = json!({
+        "event_id": format!("bench-{i}"), "timestamp": t, "received_at": t, "seq": i + 1, "mask_policy": 1,
+        "category": category, "action": action, "outcome": outcome, "severity": "low",
+        "user_id": user, "organization_id": format!("org-{}", i % 50), "session_id": format!("sess-{:08x}", i * 7919),
+        "request_id": format!("req-{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+        "source": "auth-service", "resource": format!("/api/v1/accounts/{}/profile", i % 5000), "resource_type": "account",
+        "geo": {"country": "FR", "city": "Paris", "lat": 48.8566, "lon": 2.3522},
+        "details": {"method": "password", "mfa": i.is_multiple_of(3), "record_count": 1 + i % 5, "sensitive": false,
+                     "required_role": "editor", "client_version": "4.2.1"},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn committed(n: u64, only: Option<&str>) -> Vec<CommittedEvent> {
+    (0..)
+        .map(event)
+        .filter(|e| only.is_none_or(|a| e["action"] == a))
+        .take(n as usize)
+        .enumerate()
+        .map(|(i, e)| CommittedEvent { seq: i as i64 + 1, event: Arc::new(e) })
+        .collect()
+}
+
+fn registry_with(dir: &std::path::Path, names: &[&str]) -> Arc<RuleRegistry> {
+    let registry = Arc::new(vigil::app::build_registry(&Config::default()).expect("registry"));
+    for name in names {
+        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("built rule");
+        registry.deploy(&bytes, Some(name), "bench").expect("deploy");
+    }
+    registry
+}
+
+fn chain(c: &mut Criterion) {
+    let mut group = c.benchmark_group("chain");
+    let obj = event(42);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("canonical_and_hash", |b| {
+        b.iter(|| {
+            let canon = to_canonical(std::hint::black_box(&obj));
+            chain_hash(&GENESIS, &canon)
+        })
+    });
+    let mut prev = GENESIS;
+    let rows: Vec<StoredRow> = (0..10_000)
+        .map(|i| {
+            let canon = to_canonical(&event(i));
+            let hash = chain_hash(&prev, &canon);
+            let row = StoredRow::from_canon(i as i64 + 1, canon, prev.to_vec(), hash.to_vec()).unwrap();
+            prev = hash;
+            row
+        })
+        .collect();
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            let mut v = ChainVerifier::new(1, GENESIS);
+            rows.iter().for_each(|r| v.check(r));
+            assert!(v.failures.is_empty());
+        })
+    });
+    group.finish();
+}
+
+fn rule_calls(c: &mut Criterion) {
+    let dir = example_rules_dir();
+    let mut group = c.benchmark_group("rule_call");
+    for (name, action) in [("privilege_escalation", "permission_denied"), ("brute_force", "login_failed")] {
+        let registry = registry_with(&dir, &[name]);
+        let events = committed(1000, Some(action));
+        let mut evaluator = Evaluator::new(registry);
+        group.throughput(Throughput::Elements(events.len() as u64));
+        group.bench_function(format!("{name}_x1000"), |b| b.iter(|| evaluator.evaluate(&events)));
+    }
+    group.finish();
+}
+
+fn detection(c: &mut Criterion) {
+    let dir = example_rules_dir();
+    let names = [
+        "brute_force",
+        "account_lockout",
+        "coordinated_attack",
+        "privilege_escalation",
+        "bulk_data_access",
+        "impossible_travel",
+        "api_key_anomaly",
+        "sql_injection_probe",
+        "after_hours_sensitive_access",
+        "default_router",
+    ];
+    let registry = registry_with(&dir, &names);
+    let events = committed(8192, None);
+    let mut evaluator = Evaluator::new(registry);
+    let mut group = c.benchmark_group("detection");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("all_example_rules_x8192", |b| b.iter(|| evaluator.evaluate(&events)));
+    group.finish();
+}
+
+criterion_group!(benches, chain, rule_calls, detection);
+criterion_main!(benches);
