@@ -251,7 +251,14 @@ impl RuleRegistry {
                 "the module's manifest names the rule {name:?}, but it was uploaded as {expected:?}"
             )));
         }
-        let state = self.states.lock().expect("states lock").entry(name.clone()).or_default().clone();
+        let limits = self.config.state_limits;
+        let state = self
+            .states
+            .lock()
+            .expect("states lock")
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(StateStore::new(limits))))
+            .clone();
         let stats = self.stats.lock().expect("stats lock").entry(name.clone()).or_default().clone();
         let rule = Arc::new(LoadedRule {
             compiled,
