@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# W1 ingest benchmark: starts a release server on a fresh database with the example rules
+# deployed, runs the load tool against it, prints the load tool's report.
+# Usage: scripts/bench-ingest.sh sqlite|postgres [load tool args, e.g. --events 200000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=${1:-sqlite}; shift || true
+scripts/setup.sh $([[ $backend == postgres ]] && echo --postgres)
+target=${CARGO_TARGET_DIR:-$(pwd)/target}
+(cd rules && cargo build --release --target wasm32-unknown-unknown --target-dir "$target/wasm-rules/examples" -q)
+rules_dir="$target/wasm-rules/examples/wasm32-unknown-unknown/release"
+cargo build --release -q -p vigil-engine -p vigil-examples --bins --examples
+work=$(mktemp -d /tmp/vigil-bench.XXXXXX)
+key="vgl_bench_$(date +%s%N)"
+port=$((20000 + RANDOM % 20000))
+case $backend in
+  sqlite) url="sqlite://$work/vigil.db" ;;
+  postgres)
+    db="vigil_bench_$(date +%s)"
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
+    url="postgres://postgres@127.0.0.1:5432/$db" ;;
+  *) echo "backend must be sqlite or postgres" >&2; exit 2 ;;
+esac
+cat > "$work/vigil.toml" <<TOML
+data_dir = "$work"
+TOML
+VIGIL_ADMIN_KEY=$key VIGIL_LOG=warn "$target/release/vigil" serve --listen 127.0.0.1:$port \
+  --database-url "$url" --rules-dir "$rules_dir" --config "$work/vigil.toml" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"; [[ $backend == postgres ]] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db" || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+"$target/release/examples/load" --url "http://127.0.0.1:$port" --key "$key" --server-pid $server "$@"
