@@ -151,5 +151,26 @@ fn detection(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chain, rule_calls, detection);
+fn ingest(c: &mut Criterion) {
+    let masker = vigil::ingest::Masker::new(b"bench-key");
+    let batch: Vec<Value> = (0..500)
+        .map(|i| {
+            let mut e = event(i);
+            for k in ["seq", "received_at", "mask_policy"] {
+                e.remove(k);
+            }
+            Value::Object(e)
+        })
+        .collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(500));
+    group.bench_function("parse_500", |b| b.iter(|| vigil::ingest::parse_body(&body, false).unwrap()));
+    group.bench_function("parse_validate_mask_500", |b| {
+        b.iter(|| vigil::ingest::validate_batch(vigil::ingest::parse_body(&body, false).unwrap(), &masker).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, chain, rule_calls, detection, ingest);
 criterion_main!(benches);

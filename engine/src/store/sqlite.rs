@@ -21,7 +21,21 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
-const INSERT_CHUNK: usize = 500;
+const INSERT_CHUNK: usize = 256;
+
+/// Splits `n` rows into statement sizes drawn from a few fixed values, so the handful of
+/// distinct multi-row INSERT texts stay in sqlx's prepared-statement cache instead of a new
+/// 3000-parameter statement being prepared for every group size.
+fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    for size in [INSERT_CHUNK, 64, 16, 4, 1] {
+        while n >= size {
+            sizes.push(size);
+            n -= size;
+        }
+    }
+    sizes
+}
 
 /// SQLite store.
 #[derive(Clone)]
@@ -39,7 +53,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Checkpoint the WAL every ~40 MB instead of every ~4 MB: index pages rewritten by
+            // many commits are copied back to the database once, not once per checkpoint.
+            .pragma("wal_autocheckpoint", "10000");
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
@@ -76,7 +93,10 @@ impl SqliteStore {
 
     pub(super) async fn append(&self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut start = 0;
+        for size in chunk_sizes(rows.len()) {
+            let chunk = &rows[start..start + size];
+            start += size;
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, \
                  user_id, ip, request_id, canon, prev_hash, hash) ",
@@ -420,5 +440,19 @@ fn alert_row(r: &SqliteRow) -> AlertRow {
         fields: r.get(12),
         actions: r.get(13),
         created_at: r.get(14),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_sizes;
+
+    #[test]
+    fn chunk_sizes_cover_every_row_with_few_distinct_statements() {
+        for n in [0, 1, 3, 255, 256, 257, 500, 5000, 12_345] {
+            let sizes = chunk_sizes(n);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| [256, 64, 16, 4, 1].contains(s)));
+        }
     }
 }
