@@ -71,7 +71,11 @@ fn committed(n: u64, only: Option<&str>) -> Vec<CommittedEvent> {
         .filter(|e| only.is_none_or(|a| e["action"] == a))
         .take(n as usize)
         .enumerate()
-        .map(|(i, e)| CommittedEvent { seq: i as i64 + 1, event: Arc::new(e) })
+        .map(|(i, e)| {
+            let (canon, span) = vigil::store::canon::to_canonical_with_span(&e, "details");
+            let details_json = span.map(|r| Arc::from(&canon[r]));
+            CommittedEvent { seq: i as i64 + 1, event: Arc::new(e), details_json }
+        })
         .collect()
 }
 

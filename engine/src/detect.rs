@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::rules::RuleRegistry;
 use crate::rules::abi::EmittedAlert;
-use crate::rules::instance::RuleInstance;
+use crate::rules::instance::{Batch, BatchColumns, RuleInstance};
 use crate::rules::registry::LoadedRule;
 use crate::store::sequencer::CommittedEvent;
 
@@ -66,6 +66,7 @@ pub struct Evaluator {
     registry: Arc<RuleRegistry>,
     instances: HashMap<u64, RuleInstance>,
     scratch: Vec<usize>,
+    columns: BatchColumns,
 }
 
 fn str_of<'a>(ev: &'a Map<String, Value>, key: &str) -> &'a str {
@@ -75,7 +76,7 @@ fn str_of<'a>(ev: &'a Map<String, Value>, key: &str) -> &'a str {
 impl Evaluator {
     /// A fresh evaluator.
     pub fn new(registry: Arc<RuleRegistry>) -> Self {
-        Self { registry, instances: HashMap::new(), scratch: Vec::new() }
+        Self { registry, instances: HashMap::new(), scratch: Vec::new(), columns: BatchColumns::default() }
     }
 
     /// Longest window the active detection rules declare, ms.
@@ -92,8 +93,10 @@ impl Evaluator {
             return out;
         }
         let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); set.detection.len()];
+        let mut times = Vec::with_capacity(events.len());
         for (i, ev) in events.iter().enumerate() {
             let e = &ev.event;
+            times.push(e.get("timestamp").and_then(Value::as_i64).unwrap_or(0));
             set.index.lookup(
                 &set.detection,
                 str_of(e, "category"),
@@ -105,9 +108,12 @@ impl Evaluator {
                 buckets[r].push(i);
             }
         }
+        let maps: Arc<[Arc<Map<String, Value>>]> = events.iter().map(|e| e.event.clone()).collect();
+        let batch = Batch { events, times: &times, maps: &maps };
+        self.columns.reset(events.len());
         for (rule, picked) in set.detection.iter().zip(buckets) {
             if !picked.is_empty() {
-                self.run_rule(rule, events, &picked, &mut out);
+                self.run_rule(rule, &batch, &picked, &mut out);
             }
         }
         // Drop instances of versions no longer active.
@@ -117,11 +123,7 @@ impl Evaluator {
         out
     }
 
-    fn run_rule(&mut self, rule: &Arc<LoadedRule>, events: &[CommittedEvent], picked: &[usize], out: &mut Evaluated) {
-        let seqs: Vec<i64> = picked.iter().map(|&i| events[i].seq).collect();
-        let times: Vec<i64> =
-            picked.iter().map(|&i| events[i].event.get("timestamp").and_then(Value::as_i64).unwrap_or(0)).collect();
-        let evs: Vec<Arc<Map<String, Value>>> = picked.iter().map(|&i| events[i].event.clone()).collect();
+    fn run_rule(&mut self, rule: &Arc<LoadedRule>, batch: &Batch<'_>, picked: &[usize], out: &mut Evaluated) {
         let instance = match self.instances.entry(rule.generation) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -134,8 +136,10 @@ impl Evaluator {
                 }
             }
         };
+        let fields = &rule.compiled.fields;
+        let col_ids: Vec<usize> = fields.iter().map(|f| self.columns.column(f)).collect();
         let started = Instant::now();
-        let result = instance.evaluate(&rule.compiled.fields, &seqs, &evs, &times);
+        let result = instance.evaluate(fields, &col_ids, picked, batch, &mut self.columns);
         let stats = &rule.stats;
         stats.time_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -150,9 +154,9 @@ impl Evaluator {
                     let at = alert
                         .event_seqs
                         .iter()
-                        .filter_map(|s| seqs.binary_search(s).ok().map(|i| times[i]))
+                        .filter_map(|s| picked.iter().find(|&&i| batch.events[i].seq == *s).map(|&i| batch.times[i]))
                         .max()
-                        .unwrap_or_else(|| times.last().copied().unwrap_or_else(crate::ingest::now_ms));
+                        .unwrap_or_else(|| picked.last().map_or_else(crate::ingest::now_ms, |&i| batch.times[i]));
                     out.alerts.push(RaisedAlert {
                         rule: rule.name().to_owned(),
                         rule_version: rule.compiled.manifest.version.clone(),

@@ -167,7 +167,7 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// A field name resolved once, so encoding an event does not parse names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FieldPath {
     /// A top-level member.
     Top(String),

@@ -139,6 +139,25 @@ impl StoredRow {
     /// Every indexed column (including `seq`) whose value differs from canon:
     /// `(column, value in canon, value in column)`.
     pub fn column_mismatches(&self) -> Vec<(&'static str, String, String)> {
+        // Fast path: borrow just the indexed members out of canon (no tree, no copies) and
+        // compare; the general path below runs only when something differs or is odd.
+        if let Ok(c) = serde_json::from_slice::<CanonIndexed<'_>>(&self.canon) {
+            let cols = &self.columns;
+            let same = c.seq == Some(self.seq)
+                && c.timestamp.unwrap_or_default() == cols.ts
+                && c.event_id.as_deref().unwrap_or_default() == cols.event_id
+                && c.category.as_deref().unwrap_or_default() == cols.category
+                && c.action.as_deref().unwrap_or_default() == cols.action
+                && c.severity.as_deref().unwrap_or_default() == cols.severity
+                && c.outcome.as_deref().unwrap_or_default() == cols.outcome
+                && c.organization_id.as_deref() == cols.organization_id.as_deref()
+                && c.user_id.as_deref() == cols.user_id.as_deref()
+                && c.ip.as_deref() == cols.ip.as_deref()
+                && c.request_id.as_deref() == cols.request_id.as_deref();
+            if same {
+                return Vec::new();
+            }
+        }
         let obj = match serde_json::from_slice::<Value>(&self.canon) {
             Ok(Value::Object(obj)) => obj,
             _ => return vec![("canon", "a JSON object".into(), "undecodable bytes".into())],
@@ -170,6 +189,31 @@ impl StoredRow {
         obj.insert("prev_hash".into(), Value::String(hex::encode(&self.prev_hash)));
         Ok(Value::Object(obj))
     }
+}
+
+/// The indexed members of a canonical event, borrowed (for verify's column check).
+#[derive(serde::Deserialize)]
+struct CanonIndexed<'a> {
+    seq: Option<i64>,
+    timestamp: Option<i64>,
+    #[serde(borrow)]
+    event_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    category: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    action: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    severity: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    outcome: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    organization_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    user_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    ip: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    request_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Decodes a canonical event.

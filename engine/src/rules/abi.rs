@@ -92,8 +92,10 @@ pub struct HostState {
     pub default_severity: String,
     /// The rule's state (shared across versions of the rule).
     pub state: Arc<Mutex<StateStore>>,
-    /// Events of the current call, for lazy field reads.
-    pub batch: Vec<Arc<Map<String, Value>>>,
+    /// Events of the current batch, for lazy field reads...
+    pub batch: Option<Arc<[Arc<Map<String, Value>>]>>,
+    /// ...and which of them the current call's records are.
+    pub picked: Vec<u32>,
     /// Alerts emitted during the current call.
     pub alerts: Vec<EmittedAlert>,
     /// Alerts dropped (rate limit or invalid) during the current call.
@@ -115,7 +117,8 @@ impl HostState {
             rule,
             default_severity,
             state,
-            batch: Vec::new(),
+            batch: None,
+            picked: Vec::new(),
             alerts: Vec::new(),
             alerts_dropped: 0,
             logs_left: MAX_LOGS_PER_CALL,
@@ -200,7 +203,10 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let name = &data[range(data.len(), name_ptr, name_len)?];
             let path = std::str::from_utf8(name).ok().and_then(|n| FieldPath::parse(n).ok());
-            let event = host.batch.get(index as u32 as usize);
+            let event = host
+                .picked
+                .get(index as u32 as usize)
+                .and_then(|&i| host.batch.as_ref().and_then(|b| b.get(i as usize)));
             let (Some(path), Some(event)) = (path, event) else { return Ok(-1) };
             let Some(value) = path.lookup(event) else { return Ok(-1) };
             let mut bytes = Vec::new();

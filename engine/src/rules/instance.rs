@@ -4,6 +4,7 @@
 //! and runs the guest under an epoch deadline. A fault (trap, timeout, memory cap, bad return)
 //! is reported and the caller drops the instance; a fresh one is made from `InstancePre`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -11,6 +12,7 @@ use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
 use super::abi::{EmittedAlert, HostState};
 use super::{FieldPath, Manifest, RuleError};
+use crate::store::sequencer::CommittedEvent;
 
 /// Budgets of one instance.
 #[derive(Debug, Clone, Copy)]
@@ -51,8 +53,75 @@ pub struct RuleInstance {
     input: (usize, usize),
     verdicts: (usize, usize),
     limits: InstanceLimits,
-    scratch: Vec<u8>,
     spans: Vec<(u32, u32)>,
+}
+
+/// One batch as every rule sees it.
+pub struct Batch<'a> {
+    /// The committed events.
+    pub events: &'a [CommittedEvent],
+    /// Their event times (epoch ms).
+    pub times: &'a [i64],
+    /// The events' objects, shared with instances for lazy field reads.
+    pub maps: &'a Arc<[Arc<Map<String, Value>>]>,
+}
+
+/// Span of an absent value.
+pub const ABSENT: (u32, u32) = (u32::MAX, u32::MAX);
+const PENDING: (u32, u32) = (u32::MAX, 0);
+
+/// Field values of one batch, encoded at most once per (field, event) and shared by all
+/// rules: a byte arena plus, per field, each event's span in it (computed on first use).
+#[derive(Default)]
+pub struct BatchColumns {
+    arena: Vec<u8>,
+    ids: HashMap<FieldPath, usize>,
+    columns: Vec<Vec<(u32, u32)>>,
+    len: usize,
+}
+
+impl BatchColumns {
+    /// Empties the columns for a batch of `len` events.
+    pub fn reset(&mut self, len: usize) {
+        self.arena.clear();
+        self.ids.clear();
+        self.columns.clear();
+        self.len = len;
+    }
+
+    /// The column of a field (created empty on first use).
+    pub fn column(&mut self, path: &FieldPath) -> usize {
+        if let Some(&id) = self.ids.get(path) {
+            return id;
+        }
+        self.columns.push(vec![PENDING; self.len]);
+        self.ids.insert(path.clone(), self.columns.len() - 1);
+        self.columns.len() - 1
+    }
+
+    /// The span of event `i`'s value in column `col` (encoding it now if needed).
+    pub fn span(&mut self, col: usize, i: usize, event: &CommittedEvent, path: &FieldPath) -> (u32, u32) {
+        let span = self.columns[col][i];
+        if span != PENDING {
+            return span;
+        }
+        let start = self.arena.len();
+        let found = match (path, &event.details_json) {
+            (FieldPath::Details, Some(json)) => {
+                self.arena.extend_from_slice(json);
+                true
+            }
+            _ => path.lookup(&event.event).map(|v| super::encode_value(v, &mut self.arena)).is_some(),
+        };
+        let span = if found { (start as u32, (self.arena.len() - start) as u32) } else { ABSENT };
+        self.columns[col][i] = span;
+        span
+    }
+
+    /// The bytes of a (present) span.
+    pub fn bytes(&self, span: (u32, u32)) -> &[u8] {
+        &self.arena[span.0 as usize..span.0 as usize + span.1 as usize]
+    }
 }
 
 /// Splits a packed `(ptr << 32) | len` pair.
@@ -159,33 +228,37 @@ impl RuleInstance {
             let why = store.data().last_error.clone().unwrap_or_default();
             return Err(invalid(format!("vigil_init refused the configuration (code {rc}): {why}")));
         }
-        let instance =
-            Self { store, memory, evaluate, input, verdicts, limits, scratch: Vec::new(), spans: Vec::new() };
+        let instance = Self { store, memory, evaluate, input, verdicts, limits, spans: Vec::new() };
         Ok((instance, manifest, minor))
     }
 
-    /// Evaluates events (all offered to this rule), in chunks that fit the input area.
+    /// Evaluates the batch events at `picked` (all offered to this rule), in chunks that
+    /// fit the input area. Field values come from `cols`, encoded once per batch for every
+    /// rule; `col_ids` are this rule's declared fields resolved in `cols`.
     pub fn evaluate(
         &mut self,
         fields: &[FieldPath],
-        seqs: &[i64],
-        events: &[Arc<Map<String, Value>>],
-        times: &[i64],
+        col_ids: &[usize],
+        picked: &[usize],
+        batch: &Batch<'_>,
+        cols: &mut BatchColumns,
     ) -> Result<BatchOutcome, Fault> {
         let mut outcome = BatchOutcome::default();
         let mut start = 0;
-        while start < events.len() {
-            let n = self.write_chunk(fields, &seqs[start..], &events[start..], &times[start..]);
+        while start < picked.len() {
+            let n = self.write_chunk(fields, col_ids, &picked[start..], batch, cols);
             if n == 0 {
                 // A single event larger than the whole input area: skip it for this rule.
-                tracing::warn!(rule = %self.store.data().rule, seq = seqs[start], "Event too large for the rule's input area");
+                let seq = batch.events[picked[start]].seq;
+                tracing::warn!(rule = %self.store.data().rule, seq, "Event too large for the rule's input area");
                 start += 1;
                 continue;
             }
             let host = self.store.data_mut();
             host.begin_call();
-            host.batch.clear();
-            host.batch.extend(events[start..start + n].iter().cloned());
+            host.batch = Some(batch.maps.clone());
+            host.picked.clear();
+            host.picked.extend(picked[start..start + n].iter().map(|&i| i as u32));
             self.store.set_epoch_deadline(self.limits.deadline_ticks);
             match self.evaluate.call(&mut self.store, n as i32) {
                 Ok(0) => {}
@@ -198,60 +271,65 @@ impl RuleInstance {
             outcome.alerts.append(&mut host.alerts);
             outcome.alerts_dropped += host.alerts_dropped;
             outcome.routes.extend(host.routes.drain(..).map(|(i, r)| (i + start, r)));
-            host.batch.clear();
+            host.batch = None;
             start += n;
         }
         Ok(outcome)
     }
 
-    /// Writes as many records as fit; returns how many.
+    /// Writes as many records as fit into the input area; returns how many.
     fn write_chunk(
         &mut self,
         fields: &[FieldPath],
-        seqs: &[i64],
-        events: &[Arc<Map<String, Value>>],
-        times: &[i64],
+        col_ids: &[usize],
+        picked: &[usize],
+        batch: &Batch<'_>,
+        cols: &mut BatchColumns,
     ) -> usize {
         let record = 16 + 8 * fields.len();
         let (cap_bytes, cap_events) = (self.input.1, self.verdicts.1);
-        self.scratch.clear();
         self.spans.clear();
+        let mut strings = 0usize;
         let mut n = 0;
-        for event in events.iter().take(cap_events) {
-            let mark = (self.scratch.len(), self.spans.len());
-            for path in fields {
-                match path.lookup(event) {
-                    None => self.spans.push((u32::MAX, u32::MAX)),
-                    Some(v) => {
-                        let at = self.scratch.len();
-                        super::encode_value(v, &mut self.scratch);
-                        self.spans.push((at as u32, (self.scratch.len() - at) as u32));
-                    }
+        for &ev in picked.iter().take(cap_events) {
+            let mark = self.spans.len();
+            let mut size = 0;
+            for (path, &col) in fields.iter().zip(col_ids) {
+                let span = cols.span(col, ev, &batch.events[ev], path);
+                if span != ABSENT {
+                    size += span.1 as usize;
                 }
+                self.spans.push(span);
             }
-            if 8 + (n + 1) * record + self.scratch.len() > cap_bytes {
-                self.scratch.truncate(mark.0);
-                self.spans.truncate(mark.1);
+            if 8 + (n + 1) * record + strings + size > cap_bytes {
+                self.spans.truncate(mark);
                 break;
             }
+            strings += size;
             n += 1;
         }
-        let strings_at = 8 + n * record;
         let data = &mut self.memory.data_mut(&mut self.store)[self.input.0..self.input.0 + cap_bytes];
         data[0..4].copy_from_slice(&(n as u32).to_le_bytes());
         data[4..8].copy_from_slice(&(fields.len() as u32).to_le_bytes());
-        for i in 0..n {
+        let mut at_string = 8 + n * record;
+        for (i, &ev) in picked[..n].iter().enumerate() {
             let at = 8 + i * record;
-            data[at..at + 8].copy_from_slice(&seqs[i].to_le_bytes());
-            data[at + 8..at + 16].copy_from_slice(&times[i].to_le_bytes());
-            for (f, &(off, len)) in self.spans[i * fields.len()..(i + 1) * fields.len()].iter().enumerate() {
+            data[at..at + 8].copy_from_slice(&batch.events[ev].seq.to_le_bytes());
+            data[at + 8..at + 16].copy_from_slice(&batch.times[ev].to_le_bytes());
+            for (f, &span) in self.spans[i * fields.len()..(i + 1) * fields.len()].iter().enumerate() {
                 let slot = at + 16 + f * 8;
-                let off = if len == u32::MAX { u32::MAX } else { strings_at as u32 + off };
+                let (off, len) = if span == ABSENT {
+                    (u32::MAX, u32::MAX)
+                } else {
+                    let bytes = cols.bytes(span);
+                    data[at_string..at_string + bytes.len()].copy_from_slice(bytes);
+                    at_string += bytes.len();
+                    ((at_string - bytes.len()) as u32, span.1)
+                };
                 data[slot..slot + 4].copy_from_slice(&off.to_le_bytes());
                 data[slot + 4..slot + 8].copy_from_slice(&len.to_le_bytes());
             }
         }
-        data[strings_at..strings_at + self.scratch.len()].copy_from_slice(&self.scratch);
         n
     }
 

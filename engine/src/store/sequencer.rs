@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
-use super::canon::to_canonical;
+use super::canon::to_canonical_with_span;
 use super::chain::chain_hash;
 use super::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRow};
 use crate::ingest::{MASK_POLICY_VERSION, now_ms};
@@ -52,6 +52,9 @@ pub struct CommittedEvent {
     pub seq: i64,
     /// The stored event object (canon, decoded).
     pub event: Arc<Map<String, Value>>,
+    /// The canonical JSON of `details`, when known (cut from the canonical bytes, so rules
+    /// that read the whole `details` need no serialization).
+    pub details_json: Option<Arc<[u8]>>,
 }
 
 /// Tunables of the sequencer.
@@ -192,7 +195,8 @@ impl Sequencer {
                 obj.insert("seq".into(), Value::from(seq));
                 obj.insert("received_at".into(), Value::from(ev.received_at));
                 obj.insert("mask_policy".into(), Value::from(MASK_POLICY_VERSION));
-                let canon = to_canonical(&obj);
+                let (canon, details) = to_canonical_with_span(&obj, "details");
+                let details_json = details.map(|r| Arc::from(&canon[r]));
                 let hash = chain_hash(&head.hash, &canon);
                 rows.push(StoredRow {
                     seq,
@@ -201,7 +205,7 @@ impl Sequencer {
                     prev_hash: head.hash.to_vec(),
                     hash: hash.to_vec(),
                 });
-                committed.push(CommittedEvent { seq, event: Arc::new(obj) });
+                committed.push(CommittedEvent { seq, event: Arc::new(obj), details_json });
                 known.insert(ev.event_id.clone(), seq);
                 batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
                 head = Head { seq, hash };
