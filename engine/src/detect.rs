@@ -108,7 +108,7 @@ impl Evaluator {
                 buckets[r].push(i);
             }
         }
-        let maps: Arc<[Arc<Map<String, Value>>]> = events.iter().map(|e| e.event.clone()).collect();
+        let maps: crate::rules::abi::SharedEvents = events.iter().map(|e| e.event.clone()).collect();
         let batch = Batch { events, times: &times, maps: &maps };
         self.columns.reset(events.len());
         for (rule, picked) in set.detection.iter().zip(buckets) {

@@ -80,6 +80,9 @@ impl ResourceLimiter for InstanceCaps {
     }
 }
 
+/// The events of one batch, shared by every rule instance evaluating it.
+pub type SharedEvents = Arc<[Arc<Map<String, Value>>]>;
+
 /// Data of one wasmtime `Store`: one rule instance.
 pub struct HostState {
     /// Memory cap and friends.
@@ -93,7 +96,7 @@ pub struct HostState {
     /// The rule's state (shared across versions of the rule).
     pub state: Arc<Mutex<StateStore>>,
     /// Events of the current batch, for lazy field reads...
-    pub batch: Option<Arc<[Arc<Map<String, Value>>]>>,
+    pub batch: Option<SharedEvents>,
     /// ...and which of them the current call's records are.
     pub picked: Vec<u32>,
     /// Alerts emitted during the current call.

@@ -63,7 +63,7 @@ pub struct Batch<'a> {
     /// Their event times (epoch ms).
     pub times: &'a [i64],
     /// The events' objects, shared with instances for lazy field reads.
-    pub maps: &'a Arc<[Arc<Map<String, Value>>]>,
+    pub maps: &'a super::abi::SharedEvents,
 }
 
 /// Span of an absent value.
