@@ -5,9 +5,7 @@
 //! is reported and the caller drops the instance; a fresh one is made from `InstancePre`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use serde_json::{Map, Value};
 use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
 use super::abi::{EmittedAlert, HostState};
