@@ -343,8 +343,16 @@ impl Store {
         dispatch!(self, s => s.max_ts().await)
     }
 
-    /// Filtered query, newest first.
+    /// Filtered query, newest first. A time filter is first turned into the seq range of
+    /// the matching events (one index-only pass over `ts`), so the newest-first walk over
+    /// seq touches only that range instead of sorting every match.
     pub async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
+        if filter.since.is_some() || filter.until.is_some() {
+            let bounds = dispatch!(self, s => s.seq_bounds(filter.since, filter.until).await)?;
+            let Some(range) = bounds else { return Ok(Vec::new()) };
+            let narrowed = EventFilter { seq_range: Some(range), ..filter.clone() };
+            return dispatch!(self, s => s.query(&narrowed).await);
+        }
         dispatch!(self, s => s.query(filter).await)
     }
 

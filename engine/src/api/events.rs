@@ -104,6 +104,7 @@ pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result
         since: parse_time_param("since", q.since.as_deref())?,
         until: parse_time_param("until", q.until.as_deref())?,
         before_seq,
+        seq_range: None,
         limit,
     };
     let rows = state.store.query(&filter).await?;

@@ -17,6 +17,7 @@ use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow};
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
     (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
+    (3, "severity_index", include_str!("../../../migrations/postgres/0003_severity_index.sql")),
 ];
 
 /// The application role the server acts as.
@@ -135,6 +136,13 @@ impl PgStore {
 
     pub(super) async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.pool).await?)
+    }
+
+    pub(super) async fn seq_bounds(&self, since: Option<i64>, until: Option<i64>) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT MIN(seq), MAX(seq) FROM events WHERE 1=1");
+        query::push_time_range(&mut qb, since, until);
+        let row = qb.build().fetch_one(&self.pool).await?;
+        Ok(row.get::<Option<i64>, _>(0).zip(row.get::<Option<i64>, _>(1)))
     }
 
     pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {

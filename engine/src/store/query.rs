@@ -30,6 +30,8 @@ pub struct EventFilter {
     pub until: Option<i64>,
     /// Only rows with seq < before_seq (pagination cursor).
     pub before_seq: Option<i64>,
+    /// Only rows with seq in this range (derived from since/until by `Store::query`).
+    pub seq_range: Option<(i64, i64)>,
     /// Max rows.
     pub limit: i64,
 }
@@ -121,6 +123,9 @@ where
     if let Some(before) = f.before_seq {
         qb.push(" AND seq < ").push_bind(before);
     }
+    if let Some((lo, hi)) = f.seq_range {
+        qb.push(" AND seq >= ").push_bind(lo).push(" AND seq <= ").push_bind(hi);
+    }
 }
 
 /// Appends ` WHERE ...` for a stats filter.
@@ -136,7 +141,7 @@ where
     push_time_range(qb, f.since, f.until);
 }
 
-fn push_time_range<DB: Database>(qb: &mut QueryBuilder<DB>, since: Option<i64>, until: Option<i64>)
+pub fn push_time_range<DB: Database>(qb: &mut QueryBuilder<DB>, since: Option<i64>, until: Option<i64>)
 where
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
