@@ -13,6 +13,7 @@ both_backends!(
     a_deleted_row_is_a_missing_seq,
     two_swapped_rows_are_both_named,
     a_forged_checkpoint_is_a_bad_checkpoint,
+    verify_spans_many_chunks_and_still_names_the_seq,
 );
 
 async fn seed(app: &TestApp, n: usize) -> anyhow::Result<Vec<i64>> {
@@ -189,5 +190,24 @@ async fn a_forged_checkpoint_is_a_bad_checkpoint(backend: Backend) -> anyhow::Re
     let found = failures(&report);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].1, "bad_checkpoint");
+    Ok(())
+}
+
+async fn verify_spans_many_chunks_and_still_names_the_seq(backend: Backend) -> anyhow::Result<()> {
+    // More rows than one verify chunk (10,000), so chunk boundaries and prefetching are used.
+    let app = spawn_app(backend).await?;
+    for b in 0..50 {
+        let batch: Vec<Value> = (0..500).map(|i| sample_event(b * 500 + i)).collect();
+        let (status, _) = app.post_events(&json!(batch)).await?;
+        anyhow::ensure!(status == 201);
+    }
+    let report = app.verify().await?;
+    assert_eq!(report["status"], "ok", "{}", report["failures"]);
+    assert_eq!(report["verified"].as_i64().unwrap(), report["head"]["seq"].as_i64().unwrap());
+    drop_guards(&app).await?;
+    app.exec_sql("UPDATE events SET ip = '192.0.2.250' WHERE seq = 15001").await?;
+    app.exec_sql("DELETE FROM events WHERE seq = 20000").await?;
+    let report = app.verify().await?;
+    assert_eq!(failures(&report), vec![(15001, "column_mismatch".to_owned()), (20000, "missing_seq".to_owned())]);
     Ok(())
 }

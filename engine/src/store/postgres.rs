@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
     (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
     (3, "severity_index", include_str!("../../../migrations/postgres/0003_severity_index.sql")),
+    (4, "request_index", include_str!("../../../migrations/postgres/0004_request_index.sql")),
 ];
 
 /// The application role the server acts as.
@@ -138,7 +139,11 @@ impl PgStore {
         Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.pool).await?)
     }
 
-    pub(super) async fn seq_bounds(&self, since: Option<i64>, until: Option<i64>) -> Result<Option<(i64, i64)>, StoreError> {
+    pub(super) async fn seq_bounds(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
         let mut qb = QueryBuilder::<Postgres>::new("SELECT MIN(seq), MAX(seq) FROM events WHERE 1=1");
         query::push_time_range(&mut qb, since, until);
         let row = qb.build().fetch_one(&self.pool).await?;

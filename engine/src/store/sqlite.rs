@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "events", include_str!("../../../migrations/sqlite/0001_events.sql")),
     (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
     (3, "severity_index", include_str!("../../../migrations/sqlite/0003_severity_index.sql")),
+    (4, "request_index", include_str!("../../../migrations/sqlite/0004_request_index.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -69,7 +70,9 @@ impl SqliteStore {
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         migrate(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.pragma("cache_size", "-8192").read_only(true))
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.pragma("cache_size", "-8192").read_only(true))
             .await?;
         Ok(Self { writer, reader })
     }
@@ -163,7 +166,11 @@ impl SqliteStore {
         Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.reader).await?)
     }
 
-    pub(super) async fn seq_bounds(&self, since: Option<i64>, until: Option<i64>) -> Result<Option<(i64, i64)>, StoreError> {
+    pub(super) async fn seq_bounds(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT MIN(seq), MAX(seq) FROM events WHERE 1=1");
         query::push_time_range(&mut qb, since, until);
         let row = qb.build().fetch_one(&self.reader).await?;

@@ -43,6 +43,15 @@ pub struct VerifyReport {
     pub failure_count: u64,
 }
 
+fn join_failed(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Io(std::io::Error::other(format!("verify task failed: {e}")))
+}
+
+fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Vec<super::StoredRow>, StoreError>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.scan(from, to, CHUNK).await })
+}
+
 /// Verifies `[from, to]` (defaults: the whole log).
 pub async fn verify(
     store: &Store,
@@ -82,20 +91,35 @@ pub async fn verify(
             ));
         }
     }
-    let mut next = from;
-    while next <= to {
-        let rows = store.scan(next, to, CHUNK).await?;
+    // Fetch the next chunk while the current one is hashed on a blocking thread, so the
+    // database read and the hashing overlap.
+    let mut pending = (from <= to).then(|| fetch(store, from, to));
+    while let Some(fetching) = pending.take() {
+        let rows = fetching.await.map_err(join_failed)??;
         let Some(last) = rows.last() else { break };
-        next = last.seq + 1;
-        for row in &rows {
-            verifier.check(row);
-            for &i in by_seq.get(&row.seq).map(Vec::as_slice).unwrap_or_default() {
+        if last.seq < to {
+            pending = Some(fetch(store, last.seq + 1, to));
+        }
+        let (back, found) = tokio::task::spawn_blocking(move || {
+            let mut verifier = verifier;
+            let mut found = Vec::new();
+            for row in &rows {
+                verifier.check(row);
+                found.push((row.seq, row.hash.clone()));
+            }
+            (verifier, found)
+        })
+        .await
+        .map_err(join_failed)?;
+        verifier = back;
+        for (seq, hash) in found.iter().filter(|(seq, _)| by_seq.contains_key(seq)) {
+            for &i in &by_seq[seq] {
                 let cp = &checkpoints[i];
-                if cp.hash != row.hash {
+                if &cp.hash != hash {
                     checkpoint_failures.push((
                         cp.seq,
                         format!("checkpoint {} hash={}", cp.id, hex::encode(&cp.hash)),
-                        format!("hash={}", hex::encode(&row.hash)),
+                        format!("hash={}", hex::encode(hash)),
                     ));
                 }
             }
