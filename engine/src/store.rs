@@ -46,6 +46,9 @@ pub enum StoreError {
         /// What.
         problem: String,
     },
+    /// A group commit failed; the batch was not stored (the cause is logged).
+    #[error("the batch could not be stored: {0}")]
+    WriteFailed(String),
     /// The sequencer is gone (server shutting down).
     #[error("the sequencer has stopped")]
     SequencerStopped,

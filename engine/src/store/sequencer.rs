@@ -158,7 +158,7 @@ impl Sequencer {
             Err(err) => {
                 tracing::error!(error = %err, "Commit failed; the batch was not stored");
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Corrupt { seq: self.head.seq, problem: err.to_string() }));
+                    let _ = job.reply.send(Err(StoreError::WriteFailed(err.to_string())));
                 }
             }
         }
