@@ -11,6 +11,7 @@ pub mod chain;
 pub mod postgres;
 pub mod query;
 pub mod sequencer;
+mod shared;
 pub mod sqlite;
 pub mod verify;
 

@@ -146,15 +146,13 @@ impl SqliteStore {
     }
 
     pub(super) async fn scan(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
-             request_id, canon, prev_hash, hash FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("{SELECT_EVENTS} WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?")))
+                .bind(from)
+                .bind(to)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
         Ok(rows.iter().map(stored_row).collect())
     }
 
@@ -164,73 +162,6 @@ impl SqliteStore {
 
     pub(super) async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.reader).await?)
-    }
-
-    pub(super) async fn seq_bounds(
-        &self,
-        since: Option<i64>,
-        until: Option<i64>,
-    ) -> Result<Option<(i64, i64)>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT MIN(seq), MAX(seq) FROM events WHERE 1=1");
-        query::push_time_range(&mut qb, since, until);
-        let row = qb.build().fetch_one(&self.reader).await?;
-        Ok(row.get::<Option<i64>, _>(0).zip(row.get::<Option<i64>, _>(1)))
-    }
-
-    pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
-             request_id, canon, prev_hash, hash FROM events",
-        );
-        query::push_event_filter(&mut qb, filter);
-        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(filter.limit);
-        let rows = qb.build().fetch_all(&self.reader).await?;
-        Ok(rows.iter().map(stored_row).collect())
-    }
-
-    pub(super) async fn stats(&self, f: &StatsFilter) -> Result<Stats, StoreError> {
-        let mut stats = Stats::default();
-        let counts = |column: &str, limit: Option<i64>| {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {column}, COUNT(*) AS n FROM events"));
-            query::push_stats_filter(&mut qb, f);
-            qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column}"));
-            if let Some(limit) = limit {
-                qb.push(" LIMIT ").push_bind(limit);
-            }
-            qb
-        };
-        for (i, column) in query::GROUPED_COLUMNS.iter().enumerate() {
-            let found = fetch_counts(&self.reader, counts(column, None)).await?;
-            match i {
-                0 => stats.by_category = found,
-                1 => stats.by_severity = found,
-                2 => stats.by_outcome = found,
-                _ => stats.by_action = found,
-            }
-        }
-        stats.top_ips = fetch_counts(&self.reader, counts("ip", Some(f.top))).await?;
-        stats.top_users = fetch_counts(&self.reader, counts("user_id", Some(f.top))).await?;
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT COUNT(*), COALESCE(SUM(outcome = 'failure'), 0), COALESCE(SUM(severity IN ('high', 'critical')), 0) FROM events",
-        );
-        query::push_stats_filter(&mut qb, f);
-        let row = qb.build().fetch_one(&self.reader).await?;
-        let failures: i64 = row.get(1);
-        stats.total = row.get(0);
-        stats.high_risk = row.get(2);
-        stats.failure_rate = if stats.total > 0 { failures as f64 / stats.total as f64 } else { 0.0 };
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT (ts / ");
-        qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) FROM events");
-        query::push_stats_filter(&mut qb, f);
-        qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
-        stats.buckets = qb
-            .build()
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(|r| query::Bucket { start: crate::ingest::format_rfc3339_ms(r.get(0)), count: r.get(1) })
-            .collect();
-        Ok(stats)
     }
 
     pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
@@ -286,68 +217,6 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn record_alert(&self, a: &AlertRow, window_ms: i64) -> Result<i64, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let open: Option<(i64, String)> = sqlx::query_as(
-            "SELECT id, event_seqs FROM alerts WHERE rule = ? AND severity = ? AND dedup_key = ? \
-             AND status = 'open' AND last_seen >= ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(a.rule.clone())
-        .bind(a.severity.clone())
-        .bind(a.dedup_key.clone())
-        .bind(a.first_seen - window_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let id = match open {
-            Some((id, seqs)) => {
-                sqlx::query(
-                    "UPDATE alerts SET count = count + 1, last_seen = MAX(last_seen, ?), event_seqs = ? WHERE id = ?",
-                )
-                .bind(a.last_seen)
-                .bind(crate::alerts::merge_seqs(&seqs, &a.event_seqs))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                id
-            }
-            None => {
-                sqlx::query_scalar(
-                    "INSERT INTO alerts (rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, \
-                     first_seen, last_seen, event_seqs, fields, actions, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(a.rule.clone())
-                .bind(a.rule_version.clone())
-                .bind(a.rule_sha256.clone())
-                .bind(a.severity.clone())
-                .bind(a.title.clone())
-                .bind(a.dedup_key.clone())
-                .bind(a.status.clone())
-                .bind(a.count)
-                .bind(a.first_seen)
-                .bind(a.last_seen)
-                .bind(a.event_seqs.clone())
-                .bind(a.fields.clone())
-                .bind(a.actions.clone())
-                .bind(a.created_at)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, \
-             last_seen, event_seqs, fields, actions, created_at FROM alerts",
-        );
-        crate::alerts::push_alert_filter(&mut qb, f);
-        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
-        let rows = qb.build().fetch_all(&self.reader).await?;
-        Ok(rows.iter().map(alert_row).collect())
-    }
-
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -394,73 +263,7 @@ pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError>
     }
 }
 
-async fn fetch_counts(pool: &SqlitePool, mut qb: QueryBuilder<Sqlite>) -> Result<Vec<Count>, StoreError> {
-    let rows = qb.build().fetch_all(pool).await?;
-    Ok(rows.iter().map(|r| Count { value: r.get(0), count: r.get(1) }).collect())
-}
-
-fn stored_row(r: &SqliteRow) -> StoredRow {
-    StoredRow {
-        seq: r.get(0),
-        columns: IndexedColumns {
-            event_id: r.get(1),
-            ts: r.get(2),
-            category: r.get(3),
-            action: r.get(4),
-            severity: r.get(5),
-            outcome: r.get(6),
-            organization_id: r.get(7),
-            user_id: r.get(8),
-            ip: r.get(9),
-            request_id: r.get(10),
-        },
-        canon: r.get(11),
-        prev_hash: r.get(12),
-        hash: r.get(13),
-    }
-}
-
-fn checkpoint_row(r: &SqliteRow) -> Checkpoint {
-    Checkpoint {
-        id: r.get(0),
-        seq: r.get(1),
-        hash: r.get(2),
-        created_at: r.get(3),
-        prev_id: r.get(4),
-        signature: r.get(5),
-    }
-}
-
-fn key_row(r: &SqliteRow) -> ApiKeyRow {
-    ApiKeyRow {
-        id: r.get(0),
-        name: r.get(1),
-        role: r.get(2),
-        key_hash: r.get(3),
-        created_at: r.get(4),
-        revoked_at: r.get(5),
-    }
-}
-
-fn alert_row(r: &SqliteRow) -> AlertRow {
-    AlertRow {
-        id: r.get(0),
-        rule: r.get(1),
-        rule_version: r.get(2),
-        rule_sha256: r.get(3),
-        severity: r.get(4),
-        title: r.get(5),
-        dedup_key: r.get(6),
-        status: r.get(7),
-        count: r.get(8),
-        first_seen: r.get(9),
-        last_seen: r.get(10),
-        event_seqs: r.get(11),
-        fields: r.get(12),
-        actions: r.get(13),
-        created_at: r.get(14),
-    }
-}
+super::shared::backend_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer, greatest: "MAX");
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,216 @@
+//! Queries whose SQL is the same on both backends, written once: `backend_queries!` expands
+//! to the filtered event query, statistics, alert storage and listing, and the row
+//! decoders, for one concrete store type (placeholders come from sqlx's `QueryBuilder`, so
+//! they are right for each database). Each backend file invokes it once.
+
+macro_rules! backend_queries {
+    ($store:ty, $db:ty, $row:ty, reader: $reader:ident, writer: $writer:ident, greatest: $greatest:literal) => {
+        const SELECT_EVENTS: &str = "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, \
+                                     user_id, ip, request_id, canon, prev_hash, hash FROM events";
+
+        impl $store {
+            pub(super) async fn seq_bounds(
+                &self,
+                since: Option<i64>,
+                until: Option<i64>,
+            ) -> Result<Option<(i64, i64)>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT MIN(seq), MAX(seq) FROM events WHERE 1=1");
+                query::push_time_range(&mut qb, since, until);
+                let row = qb.build().fetch_one(&self.$reader).await?;
+                Ok(row.get::<Option<i64>, _>(0).zip(row.get::<Option<i64>, _>(1)))
+            }
+
+            pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(SELECT_EVENTS);
+                query::push_event_filter(&mut qb, filter);
+                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(filter.limit);
+                let rows = qb.build().fetch_all(&self.$reader).await?;
+                Ok(rows.iter().map(stored_row).collect())
+            }
+
+            pub(super) async fn stats(&self, f: &StatsFilter) -> Result<Stats, StoreError> {
+                let mut stats = Stats::default();
+                let counts = |column: &str, limit: Option<i64>| {
+                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column}, COUNT(*) AS n FROM events"));
+                    query::push_stats_filter(&mut qb, f);
+                    qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column}"));
+                    if let Some(limit) = limit {
+                        qb.push(" LIMIT ").push_bind(limit);
+                    }
+                    qb
+                };
+                let mut grouped = Vec::new();
+                for column in query::GROUPED_COLUMNS {
+                    grouped.push(self.fetch_counts(counts(column, None)).await?);
+                }
+                let [by_category, by_severity, by_outcome, by_action]: [Vec<Count>; 4] =
+                    grouped.try_into().expect("four grouped columns");
+                (stats.by_category, stats.by_severity, stats.by_outcome, stats.by_action) =
+                    (by_category, by_severity, by_outcome, by_action);
+                stats.top_ips = self.fetch_counts(counts("ip", Some(f.top))).await?;
+                stats.top_users = self.fetch_counts(counts("user_id", Some(f.top))).await?;
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*), \
+                     CAST(COALESCE(SUM(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN severity IN ('high', 'critical') THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                     FROM events",
+                );
+                query::push_stats_filter(&mut qb, f);
+                let row = qb.build().fetch_one(&self.$reader).await?;
+                let failures: i64 = row.get(1);
+                stats.total = row.get(0);
+                stats.high_risk = row.get(2);
+                stats.failure_rate = if stats.total > 0 { failures as f64 / stats.total as f64 } else { 0.0 };
+                let mut qb = QueryBuilder::<$db>::new("SELECT (ts / ");
+                qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) FROM events");
+                query::push_stats_filter(&mut qb, f);
+                qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
+                stats.buckets = qb
+                    .build()
+                    .fetch_all(&self.$reader)
+                    .await?
+                    .iter()
+                    .map(|r| query::Bucket { start: crate::ingest::format_rfc3339_ms(r.get(0)), count: r.get(1) })
+                    .collect();
+                Ok(stats)
+            }
+
+            async fn fetch_counts(&self, mut qb: QueryBuilder<$db>) -> Result<Vec<Count>, StoreError> {
+                let rows = qb.build().fetch_all(&self.$reader).await?;
+                Ok(rows.iter().map(|r| Count { value: r.get(0), count: r.get(1) }).collect())
+            }
+
+            pub(super) async fn record_alert(&self, a: &AlertRow, window_ms: i64) -> Result<i64, StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                let mut qb = QueryBuilder::<$db>::new("SELECT id, event_seqs FROM alerts WHERE rule = ");
+                qb.push_bind(a.rule.clone())
+                    .push(" AND severity = ")
+                    .push_bind(a.severity.clone())
+                    .push(" AND dedup_key = ")
+                    .push_bind(a.dedup_key.clone())
+                    .push(" AND status = 'open' AND last_seen >= ")
+                    .push_bind(a.first_seen - window_ms)
+                    .push(" ORDER BY id DESC LIMIT 1");
+                let open: Option<(i64, String)> = qb.build_query_as().fetch_optional(&mut *tx).await?;
+                let id = match open {
+                    Some((id, seqs)) => {
+                        let mut qb = QueryBuilder::<$db>::new(concat!(
+                            "UPDATE alerts SET count = count + 1, last_seen = ",
+                            $greatest,
+                            "(last_seen, "
+                        ));
+                        qb.push_bind(a.last_seen)
+                            .push("), event_seqs = ")
+                            .push_bind(crate::alerts::merge_seqs(&seqs, &a.event_seqs))
+                            .push(" WHERE id = ")
+                            .push_bind(id);
+                        qb.build().execute(&mut *tx).await?;
+                        id
+                    }
+                    None => {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "INSERT INTO alerts (rule, rule_version, rule_sha256, severity, title, dedup_key, status, \
+                             count, first_seen, last_seen, event_seqs, fields, actions, created_at) ",
+                        );
+                        qb.push_values([a], |mut b, a| {
+                            b.push_bind(a.rule.clone())
+                                .push_bind(a.rule_version.clone())
+                                .push_bind(a.rule_sha256.clone())
+                                .push_bind(a.severity.clone())
+                                .push_bind(a.title.clone())
+                                .push_bind(a.dedup_key.clone())
+                                .push_bind(a.status.clone())
+                                .push_bind(a.count)
+                                .push_bind(a.first_seen)
+                                .push_bind(a.last_seen)
+                                .push_bind(a.event_seqs.clone())
+                                .push_bind(a.fields.clone())
+                                .push_bind(a.actions.clone())
+                                .push_bind(a.created_at);
+                        });
+                        qb.push(" RETURNING id");
+                        qb.build_query_scalar().fetch_one(&mut *tx).await?
+                    }
+                };
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, \
+                     last_seen, event_seqs, fields, actions, created_at FROM alerts",
+                );
+                crate::alerts::push_alert_filter(&mut qb, f);
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+                let rows = qb.build().fetch_all(&self.$reader).await?;
+                Ok(rows.iter().map(alert_row).collect())
+            }
+        }
+
+        fn stored_row(r: &$row) -> StoredRow {
+            StoredRow {
+                seq: r.get(0),
+                columns: IndexedColumns {
+                    event_id: r.get(1),
+                    ts: r.get(2),
+                    category: r.get(3),
+                    action: r.get(4),
+                    severity: r.get(5),
+                    outcome: r.get(6),
+                    organization_id: r.get(7),
+                    user_id: r.get(8),
+                    ip: r.get(9),
+                    request_id: r.get(10),
+                },
+                canon: r.get(11),
+                prev_hash: r.get(12),
+                hash: r.get(13),
+            }
+        }
+
+        fn checkpoint_row(r: &$row) -> Checkpoint {
+            Checkpoint {
+                id: r.get(0),
+                seq: r.get(1),
+                hash: r.get(2),
+                created_at: r.get(3),
+                prev_id: r.get(4),
+                signature: r.get(5),
+            }
+        }
+
+        fn key_row(r: &$row) -> ApiKeyRow {
+            ApiKeyRow {
+                id: r.get(0),
+                name: r.get(1),
+                role: r.get(2),
+                key_hash: r.get(3),
+                created_at: r.get(4),
+                revoked_at: r.get(5),
+            }
+        }
+
+        fn alert_row(r: &$row) -> AlertRow {
+            AlertRow {
+                id: r.get(0),
+                rule: r.get(1),
+                rule_version: r.get(2),
+                rule_sha256: r.get(3),
+                severity: r.get(4),
+                title: r.get(5),
+                dedup_key: r.get(6),
+                status: r.get(7),
+                count: r.get(8),
+                first_seen: r.get(9),
+                last_seen: r.get(10),
+                event_seqs: r.get(11),
+                fields: r.get(12),
+                actions: r.get(13),
+                created_at: r.get(14),
+            }
+        }
+    };
+}
+
+pub(crate) use backend_queries;
