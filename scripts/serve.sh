@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The example rules get their own target dir, whatever CARGO_TARGET_DIR says.
 rules_dir=rules/target/wasm32-unknown-unknown/release
-if [[ -f rules/Cargo.toml ]]; then
-    (cd rules && cargo build --release --target wasm32-unknown-unknown)
-fi
+(cd rules && cargo build --release --target wasm32-unknown-unknown --target-dir target)
 exec cargo run --release -p vigil-engine --bin vigil -- serve --rules-dir "$rules_dir" "$@"
