@@ -4,7 +4,9 @@
 //! - `rule_call/*`: one rule evaluating a batch of 1000 events (ns per event = time / 1000),
 //!   for a stateless rule (privilege_escalation) and a windowed-count rule (brute_force);
 //! - `detection/all_example_rules`: the `Evaluator` with every example rule loaded over a
-//!   W1-like mix (subscription index + every offered rule), reported as events/s.
+//!   W1-like mix (subscription index + every offered rule), reported as events/s;
+//! - `ingest/*`: parsing, validating and masking a 500-event request body;
+//! - `query_100k/*`: filtered newest-first pages from a SQLite store of 100,000 events.
 //!
 //! The example rules are built from source first (`rules/`, wasm32, release).
 //! Run with: `cargo bench -p vigil-engine --bench pipeline`
@@ -176,5 +178,49 @@ fn ingest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chain, rule_calls, detection, ingest);
+/// The query path on a SQLite store of 100,000 W1-like events (written straight through
+/// `Store::append`, as the sequencer does): filtered newest-first pages of 50.
+fn query_path(c: &mut Criterion) {
+    use vigil::store::{EventFilter, Store};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("vigil-bench-query-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = rt.block_on(Store::open(&format!("sqlite://{}/q.db", dir.display()))).unwrap();
+    let mut prev = GENESIS;
+    for chunk in (0..100_000u64).collect::<Vec<_>>().chunks(5000) {
+        let rows: Vec<StoredRow> = chunk
+            .iter()
+            .map(|&i| {
+                let canon = to_canonical(&event(i));
+                let hash = chain_hash(&prev, &canon);
+                let row = StoredRow::from_canon(i as i64 + 1, canon, prev.to_vec(), hash.to_vec()).unwrap();
+                prev = hash;
+                row
+            })
+            .collect();
+        rt.block_on(store.append(&rows, None)).unwrap();
+    }
+    let filters: Vec<(&str, EventFilter)> = vec![
+        ("user_id", EventFilter { user_id: Some("user-00042".into()), limit: 50, ..Default::default() }),
+        ("action", EventFilter { action: Some("permission_denied".into()), limit: 50, ..Default::default() }),
+        ("ip", EventFilter { ip: Some("10.0.1.44".into()), limit: 50, ..Default::default() }),
+        (
+            "time_window_1m",
+            EventFilter {
+                since: Some(1_736_244_030_000),
+                until: Some(1_736_244_090_000),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group("query_100k");
+    for (name, filter) in &filters {
+        group.bench_function(*name, |b| b.iter(|| rt.block_on(store.query(filter)).unwrap()));
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, chain, rule_calls, detection, ingest, query_path);
 criterion_main!(benches);
