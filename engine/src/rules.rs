@@ -13,7 +13,6 @@ pub mod module;
 pub mod registry;
 pub mod watch;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use registry::RuleRegistry;
@@ -36,108 +35,33 @@ pub enum RuleError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Kind of rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleKind {
-    /// Sees events, emits alerts.
-    Detection,
-    /// Sees alerts, names receivers.
-    Routing,
-}
+/// The manifest type is the SDK's own (`vigil_sdk::Manifest`), so the host and rule authors
+/// parse and validate manifests with the same code; the host adds its own checks on top
+/// ([`validate_manifest`]).
+pub use vigil_sdk::{Kind as RuleKind, Manifest, Subscription as Clause};
 
-/// One subscription clause: every non-empty list must contain the event's value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Clause {
-    /// Categories.
-    pub categories: Vec<String>,
-    /// Actions.
-    pub actions: Vec<String>,
-    /// Outcomes.
-    pub outcomes: Vec<String>,
-}
+/// Longest window a rule may declare (31 days).
+const MAX_WINDOW_MS: i64 = 31 * 86_400_000;
 
-impl Clause {
-    /// Whether an event with these values matches.
-    pub fn matches(&self, category: &str, action: &str, outcome: &str) -> bool {
-        let ok = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
-        ok(&self.categories, category) && ok(&self.actions, action) && ok(&self.outcomes, outcome)
+/// The SDK's manifest checks, plus the host's: every field resolves to a [`FieldPath`] and
+/// windows stay within 31 days.
+pub fn validate_manifest(m: &Manifest) -> Result<(), RuleError> {
+    m.validate().map_err(|e| RuleError::Invalid(format!("manifest: {}", e.0)))?;
+    if m.version.is_empty() || m.version.len() > 64 {
+        return Err(RuleError::Invalid("manifest: version must be 1 to 64 bytes".into()));
     }
+    for f in &m.fields {
+        FieldPath::parse(f).map_err(|e| RuleError::Invalid(format!("manifest: field {f:?}: {e}")))?;
+    }
+    if m.windows_ms.iter().any(|w| *w > MAX_WINDOW_MS) {
+        return Err(RuleError::Invalid("manifest: windows_ms must be at most 31 days".into()));
+    }
+    Ok(())
 }
 
-/// The manifest a rule exports (see `sdk/ABI.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Rule name, `[a-z0-9_]{1,64}`.
-    pub name: String,
-    /// Version string.
-    pub version: String,
-    /// Kind.
-    pub kind: RuleKind,
-    /// What it detects.
-    #[serde(default)]
-    pub description: String,
-    /// Default severity P1..P4.
-    #[serde(default = "default_severity")]
-    pub severity: String,
-    /// MITRE ATT&CK technique ids.
-    #[serde(default)]
-    pub mitre: Vec<String>,
-    /// Fields written into each record, in order.
-    #[serde(default)]
-    pub fields: Vec<String>,
-    /// Subscription clauses (any may match).
-    #[serde(default)]
-    pub subscribe: Vec<Clause>,
-    /// Windows the rule uses, ms (the longest drives replay at start).
-    #[serde(default)]
-    pub windows_ms: Vec<i64>,
-}
-
-fn default_severity() -> String {
-    "P3".into()
-}
-
-/// Most fields a rule may declare.
-pub const MAX_FIELDS: usize = 32;
-
-impl Manifest {
-    /// Checks the manifest's own consistency.
-    pub fn validate(&self) -> Result<(), RuleError> {
-        let bad = |m: String| Err(RuleError::Invalid(format!("manifest: {m}")));
-        if !(1..=64).contains(&self.name.len())
-            || !self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return bad(format!("name {:?} must match [a-z0-9_]{{1,64}}", self.name));
-        }
-        if self.version.is_empty() || self.version.len() > 64 {
-            return bad("version must be 1 to 64 bytes".into());
-        }
-        if !matches!(self.severity.as_str(), "P1" | "P2" | "P3" | "P4") {
-            return bad(format!("severity {:?} must be P1..P4", self.severity));
-        }
-        if self.fields.len() > MAX_FIELDS {
-            return bad(format!("{} fields declared (at most {MAX_FIELDS})", self.fields.len()));
-        }
-        for f in &self.fields {
-            FieldPath::parse(f).map_err(|m| RuleError::Invalid(format!("manifest: field {f:?}: {m}")))?;
-        }
-        if self.windows_ms.iter().any(|w| *w <= 0 || *w > 31 * 86_400_000) {
-            return bad("windows_ms must be between 1 ms and 31 days".into());
-        }
-        Ok(())
-    }
-
-    /// Longest declared window, ms.
-    pub fn longest_window_ms(&self) -> i64 {
-        self.windows_ms.iter().copied().max().unwrap_or(0)
-    }
-
-    /// Whether any clause matches.
-    pub fn wants(&self, category: &str, action: &str, outcome: &str) -> bool {
-        self.subscribe.iter().any(|c| c.matches(category, action, outcome))
-    }
+/// The manifest as JSON (for `GET /v1/rules`).
+pub fn manifest_json(m: &Manifest) -> Value {
+    serde_json::from_str(&m.to_json()).unwrap_or(Value::Null)
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -248,13 +172,5 @@ mod tests {
         assert!(FieldPath::parse("geo.alt").is_err());
         assert!(FieldPath::parse("password").is_err());
         assert!(FieldPath::parse("details..x").is_err());
-    }
-
-    #[test]
-    fn clauses_match_on_every_non_empty_list() {
-        let c = Clause { categories: vec!["authorization".into()], actions: vec![], outcomes: vec!["failure".into()] };
-        assert!(c.matches("authorization", "anything", "failure"));
-        assert!(!c.matches("authorization", "anything", "success"));
-        assert!(!c.matches("authentication", "anything", "failure"));
     }
 }

@@ -203,9 +203,10 @@ impl RuleInstance {
             .data(&store)
             .get(mptr..mptr.saturating_add(mlen))
             .ok_or_else(|| invalid("the manifest points outside memory".into()))?;
-        let manifest: Manifest = serde_json::from_slice(manifest_bytes)
-            .map_err(|e| invalid(format!("the manifest is not valid JSON of the expected shape: {e}")))?;
-        manifest.validate()?;
+        let text = std::str::from_utf8(manifest_bytes).map_err(|_| invalid("the manifest is not UTF-8".into()))?;
+        let manifest = Manifest::from_json(text)
+            .map_err(|e| invalid(format!("the manifest is not valid JSON of the expected shape: {}", e.0)))?;
+        super::validate_manifest(&manifest)?;
         let input = unpack(input_fn.call(&mut store, ()).map_err(|e| call_fault(&store, e, "vigil_input_area"))?);
         let verdicts = unpack(verdicts_fn.call(&mut store, ()).map_err(|e| call_fault(&store, e, "vigil_verdicts"))?);
         let mem_len = memory.data_size(&store);

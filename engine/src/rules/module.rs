@@ -170,7 +170,7 @@ impl Sandbox {
     ) -> Result<RuleInstance, RuleError> {
         let host = HostState::new(
             Arc::from(rule.manifest.name.as_str()),
-            rule.manifest.severity.clone(),
+            rule.manifest.severity.as_str().to_owned(),
             state,
             self.limits.memory_bytes,
         );

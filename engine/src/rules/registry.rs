@@ -124,7 +124,7 @@ impl SubscriptionIndex {
             .chain(self.by_outcome.get(outcome).map_or(empty, Vec::as_slice))
             .chain(&self.any);
         for &i in candidates {
-            if rules[i].compiled.manifest.wants(category, action, outcome) {
+            if rules[i].compiled.manifest.matches(category, action, outcome) {
                 out.push(i);
             }
         }
@@ -336,12 +336,12 @@ impl RuleRegistry {
     }
 
     fn describe_rule(&self, r: &LoadedRule) -> serde_json::Value {
-        let m = &r.compiled.manifest;
+        let m = super::manifest_json(&r.compiled.manifest);
         let state = r.state.lock().expect("rule state lock");
         serde_json::json!({
-            "name": m.name, "version": m.version, "kind": m.kind, "status": "active",
-            "sha256": r.sha256_hex(), "description": m.description, "severity": m.severity,
-            "mitre": m.mitre, "fields": m.fields, "subscribe": m.subscribe, "windows_ms": m.windows_ms,
+            "name": m["name"], "version": m["version"], "kind": m["kind"], "status": "active",
+            "sha256": r.sha256_hex(), "description": m["description"], "severity": m["severity"],
+            "mitre": m["mitre"], "fields": m["fields"], "subscribe": m["subscribe"], "windows_ms": m["windows_ms"],
             "abi_minor": r.compiled.abi_minor, "source": r.source,
             "deployed_at": crate::ingest::format_rfc3339_ms(r.deployed_at),
             "state": {"keys": state.len(), "bytes": state.approx_bytes(), "evictions": state.evictions()},
