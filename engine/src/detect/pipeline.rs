@@ -32,7 +32,7 @@ pub fn spawn(
     before: impl FnOnce(&mut Evaluator) + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("vigil-detect".into()).spawn(move || {
-        let mut evaluator = Evaluator::new(registry);
+        let mut evaluator = Evaluator::new(registry.clone());
         before(&mut evaluator);
         while let Some(mut batch) = committed.blocking_recv() {
             while batch.len() < COALESCE_EVENTS {
@@ -41,7 +41,20 @@ pub fn spawn(
                     Err(_) => break,
                 }
             }
-            let evaluated = evaluator.evaluate(&batch);
+            // A bug in host code must not end detection for good: contain a panic, log it,
+            // and start over with fresh instances (rule state lives in the registry).
+            let evaluated = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluator.evaluate(&batch)))
+            {
+                Ok(evaluated) => evaluated,
+                Err(_) => {
+                    tracing::error!(
+                        events = batch.len(),
+                        "Detection panicked on a batch; its events were not evaluated"
+                    );
+                    evaluator = Evaluator::new(registry.clone());
+                    super::Evaluated::default()
+                }
+            };
             stats.processed.fetch_add(batch.len() as u64, Ordering::Relaxed);
             if let Some(last) = batch.last() {
                 stats.last_seq.store(last.seq as u64, Ordering::Relaxed);

@@ -139,6 +139,12 @@ impl HostState {
     }
 }
 
+/// Locks a rule's state; a panic elsewhere while it was held leaves counters usable, so a
+/// poisoned lock is taken over rather than failing every later call.
+fn lock_state(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn trap(msg: &str) -> wasmtime::Error {
     wasmtime::Error::msg(format!("vigil host: {msg}"))
 }
@@ -226,7 +232,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         |mut caller: Caller<'_, HostState>, window_ms: i64, key_ptr: i32, key_len: i32, time_ms: i64, amount: i64| {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
-            Ok(host.state.lock().expect("rule state lock").window_add(window(window_ms)?, key, time_ms, amount))
+            Ok(lock_state(&host.state).window_add(window(window_ms)?, key, time_ms, amount))
         },
     )?;
     linker.func_wrap(
@@ -242,7 +248,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
             let value = &data[range(data.len(), val_ptr, val_len)?];
-            Ok(host.state.lock().expect("rule state lock").distinct_add(window(window_ms)?, key, value, time_ms))
+            Ok(lock_state(&host.state).distinct_add(window(window_ms)?, key, value, time_ms))
         },
     )?;
     linker.func_wrap(
@@ -253,7 +259,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let key = data[range(data.len(), key_ptr, key_len)?].to_vec();
             let out = range(data.len(), out_ptr, out_cap)?;
             let time_out = range(data.len(), time_ptr, 8)?;
-            let mut state = host.state.lock().expect("rule state lock");
+            let mut state = lock_state(&host.state);
             let Some((value, time)) = state.last_seen_get(&key) else { return Ok(-1) };
             let n = value.len().min(out.len());
             data[out.start..out.start + n].copy_from_slice(&value[..n]);
@@ -268,7 +274,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
             let value = &data[range(data.len(), val_ptr, val_len)?];
-            host.state.lock().expect("rule state lock").last_seen_set(key, value, time_ms);
+            lock_state(&host.state).last_seen_set(key, value, time_ms);
             Ok(())
         },
     )?;
@@ -279,7 +285,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
             if value.is_finite() {
-                host.state.lock().expect("rule state lock").baseline_observe(key, value);
+                lock_state(&host.state).baseline_observe(key, value);
             }
             Ok(())
         },
@@ -291,7 +297,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = data[range(data.len(), key_ptr, key_len)?].to_vec();
             let out = range(data.len(), out_ptr, 16)?;
-            let stats = host.state.lock().expect("rule state lock").baseline_get(&key);
+            let stats = lock_state(&host.state).baseline_get(&key);
             data[out.start..out.start + 8].copy_from_slice(&stats.mean.to_le_bytes());
             data[out.start + 8..out.end].copy_from_slice(&stats.stddev.to_le_bytes());
             Ok(stats.count as i64)

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
     (3, "severity_index", include_str!("../../../migrations/postgres/0003_severity_index.sql")),
     (4, "request_index", include_str!("../../../migrations/postgres/0004_request_index.sql")),
+    (5, "autovacuum", include_str!("../../../migrations/postgres/0005_autovacuum.sql")),
 ];
 
 /// The application role the server acts as.
@@ -232,4 +233,4 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
     Ok(())
 }
 
-super::shared::backend_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool, greatest: "GREATEST");
+super::shared::backend_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool, greatest: "GREATEST", fence: " OFFSET 0");

@@ -4,7 +4,10 @@
 //! they are right for each database). Each backend file invokes it once.
 
 macro_rules! backend_queries {
-    ($store:ty, $db:ty, $row:ty, reader: $reader:ident, writer: $writer:ident, greatest: $greatest:literal) => {
+    (
+        $store:ty, $db:ty, $row:ty,
+        reader: $reader:ident, writer: $writer:ident, greatest: $greatest:literal, fence: $fence:literal
+    ) => {
         const SELECT_EVENTS: &str = "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, \
                                      user_id, ip, request_id, canon, prev_hash, hash FROM events";
 
@@ -14,8 +17,12 @@ macro_rules! backend_queries {
                 since: Option<i64>,
                 until: Option<i64>,
             ) -> Result<Option<(i64, i64)>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("SELECT MIN(seq), MAX(seq) FROM events WHERE 1=1");
+                // The subquery, fenced on PostgreSQL with OFFSET 0, makes the planner read the
+                // window from the `ts` index; a bare MIN(seq) lets PostgreSQL walk the primary
+                // key from seq 1 until the first row in the window (400 ms at 1M events).
+                let mut qb = QueryBuilder::<$db>::new("SELECT MIN(seq), MAX(seq) FROM (SELECT seq FROM events WHERE 1=1");
                 query::push_time_range(&mut qb, since, until);
+                qb.push(concat!($fence, ") w"));
                 let row = qb.build().fetch_one(&self.$reader).await?;
                 Ok(row.get::<Option<i64>, _>(0).zip(row.get::<Option<i64>, _>(1)))
             }

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
     (3, "severity_index", include_str!("../../../migrations/sqlite/0003_severity_index.sql")),
     (4, "request_index", include_str!("../../../migrations/sqlite/0004_request_index.sql")),
+    (5, "autovacuum", include_str!("../../../migrations/sqlite/0005_autovacuum.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -263,7 +264,7 @@ pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError>
     }
 }
 
-super::shared::backend_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer, greatest: "MAX");
+super::shared::backend_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer, greatest: "MAX", fence: "");
 
 #[cfg(test)]
 mod tests {
