@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::api::{self, AppState};
 use crate::auth::{KeyRing, Role, generate_key, hash_key};
 use crate::config::Config;
-use crate::detect::pipeline::{self, PipelineStats};
+use crate::detect::pipeline::{Pipeline, PipelineStats};
 use crate::detect::replay;
 use crate::ingest::{Masker, system_event};
 use crate::rules::RuleRegistry;
@@ -49,7 +49,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     tracing::info!(backend = store.backend(), "Store opened and migrated");
     let head_at_start = store.head().await?.seq;
     let registry = Arc::new(build_registry(&config)?);
-    let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
+    let handoff = Arc::new(crate::store::sequencer::Handoff::default());
     let sequencer = Sequencer::start(
         store.clone(),
         SequencerConfig {
@@ -59,6 +60,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             checkpoint_key: checkpoint_key.clone(),
         },
         Some(committed_tx),
+        handoff.clone(),
     )
     .await?;
     // Rules from the directory are active before detection starts, so replay covers them.
@@ -74,7 +76,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     crate::alerts::spawn_writer(store.clone(), sequencer.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
-    pipeline::spawn(registry.clone(), committed_rx, results_tx, detection.clone(), move |evaluator| {
+    let pipeline = Pipeline {
+        registry: registry.clone(),
+        committed: committed_rx,
+        results: results_tx,
+        stats: detection.clone(),
+        store: store.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        handoff,
+    };
+    pipeline.spawn(move |evaluator| {
         let window = evaluator.longest_window_ms();
         if replay && window > 0 {
             match runtime.block_on(replay::rebuild_state(&replay_store, evaluator, head_at_start, window)) {

@@ -89,6 +89,9 @@ pub struct RulesConfig {
     pub watch_interval_ms: u64,
     /// Rebuild rule state from stored events at start.
     pub replay_on_start: bool,
+    /// Committed batches queued for detection; when full, ingest does not wait: detection
+    /// reads the skipped events back from the store.
+    pub detection_queue_batches: usize,
     /// Per-rule configuration, e.g. `[rules.config.brute_force] short_threshold = 5`.
     pub config: std::collections::HashMap<String, toml::Table>,
 }
@@ -106,6 +109,7 @@ impl Default for RulesConfig {
             state_max_mb: 64,
             watch_interval_ms: 250,
             replay_on_start: true,
+            detection_queue_batches: 1024,
             config: Default::default(),
         }
     }
@@ -218,10 +222,14 @@ impl Config {
                 message: "must be at least one epoch tick".into(),
             });
         }
-        if !(1..=4096).contains(&r.memory_limit_mb) || r.max_rules == 0 || r.max_faults == 0 {
+        if !(1..=4096).contains(&r.memory_limit_mb)
+            || r.max_rules == 0
+            || r.max_faults == 0
+            || r.detection_queue_batches == 0
+        {
             return Err(ConfigError::Invalid {
                 key: "rules",
-                message: "memory_limit_mb, max_rules and max_faults must be positive".into(),
+                message: "memory_limit_mb, max_rules, max_faults and detection_queue_batches must be positive".into(),
             });
         }
         Ok(())

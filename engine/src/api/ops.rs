@@ -43,6 +43,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Events evaluated by the detection pipeline.",
         state.detection.processed.load(std::sync::atomic::Ordering::Relaxed),
     );
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_detection_caught_up_total",
+        "Events detection read back from the store because its queue was full.",
+        state.detection.caught_up.load(std::sync::atomic::Ordering::Relaxed),
+    );
     state.rules.render_metrics(&mut out);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }

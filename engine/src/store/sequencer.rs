@@ -97,7 +97,17 @@ pub struct Sequencer {
     head: Head,
     last_checkpoint: Option<Checkpoint>,
     last_checkpoint_at: Instant,
-    committed: Option<mpsc::UnboundedSender<Vec<CommittedEvent>>>,
+    committed: Option<mpsc::Sender<Vec<CommittedEvent>>>,
+    handoff: Arc<Handoff>,
+}
+
+/// What the sequencer tells detection besides the batches themselves.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    /// Batches not handed over because detection's queue was full.
+    pub skipped: std::sync::atomic::AtomicU64,
+    /// Seq of the last committed event (detection catches up to it when idle).
+    pub head: std::sync::atomic::AtomicU64,
 }
 
 impl Sequencer {
@@ -105,13 +115,15 @@ impl Sequencer {
     pub async fn start(
         store: Store,
         config: SequencerConfig,
-        committed: Option<mpsc::UnboundedSender<Vec<CommittedEvent>>>,
+        committed: Option<mpsc::Sender<Vec<CommittedEvent>>>,
+        handoff: Arc<Handoff>,
     ) -> Result<SequencerHandle, StoreError> {
         let head = store.head().await?;
+        handoff.head.store(head.seq as u64, std::sync::atomic::Ordering::Relaxed);
         let last_checkpoint = store.last_checkpoint().await?;
         let (tx, rx) = mpsc::channel(1024);
         let sequencer =
-            Sequencer { store, config, head, last_checkpoint, last_checkpoint_at: Instant::now(), committed };
+            Sequencer { store, config, head, last_checkpoint, last_checkpoint_at: Instant::now(), committed, handoff };
         tokio::spawn(sequencer.run(rx));
         Ok(SequencerHandle { tx })
     }
@@ -164,11 +176,15 @@ impl Sequencer {
         }
     }
 
+    /// Hands committed events to detection without ever waiting: when detection's queue is
+    /// full the batch is skipped here, and detection reads the skipped seqs back from the
+    /// store when it notices the gap. Ingest never stalls on rules; no event goes unevaluated.
     fn publish(&self, committed: Vec<CommittedEvent>) {
         if let Some(tx) = &self.committed
             && !committed.is_empty()
+            && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(committed)
         {
-            let _ = tx.send(committed);
+            self.handoff.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -218,6 +234,7 @@ impl Sequencer {
         let checkpoint = self.checkpoint_due(head);
         self.store.append(&rows, checkpoint.as_ref()).await?;
         self.head = head;
+        self.handoff.head.store(head.seq as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(cp) = checkpoint {
             self.last_checkpoint = Some(cp);
             self.last_checkpoint_at = Instant::now();
