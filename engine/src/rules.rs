@@ -64,32 +64,6 @@ pub fn manifest_json(m: &Manifest) -> Value {
     serde_json::from_str(&m.to_json()).unwrap_or(Value::Null)
 }
 
-const TOP_LEVEL: &[&str] = &[
-    "event_id",
-    "category",
-    "action",
-    "severity",
-    "outcome",
-    "organization_id",
-    "user_id",
-    "session_id",
-    "api_key_id",
-    "request_id",
-    "source",
-    "resource",
-    "resource_type",
-    "reason",
-    "error_code",
-    "ip",
-    "user_agent",
-    // routing rules read alerts
-    "rule",
-    "title",
-    "dedup_key",
-    "status",
-    "count",
-];
-
 /// A field name resolved once, so encoding an event does not parse names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FieldPath {
@@ -106,13 +80,16 @@ pub enum FieldPath {
 impl FieldPath {
     /// Resolves a field name of the ABI.
     pub fn parse(name: &str) -> Result<Self, String> {
-        if TOP_LEVEL.contains(&name) {
+        // The SDK's field lists are the one source of truth: event fields for detection
+        // rules, alert fields for routing rules.
+        if vigil_sdk::manifest::EVENT_FIELDS.contains(&name) || vigil_sdk::manifest::ALERT_FIELDS.contains(&name) {
             return Ok(Self::Top(name.into()));
         }
         if let Some(member) = name.strip_prefix("geo.") {
-            return match member {
-                "country" | "city" | "lat" | "lon" => Ok(Self::Geo(member.into())),
-                _ => Err("geo has country, city, lat, lon".into()),
+            return if vigil_sdk::manifest::GEO_FIELDS.contains(&name) {
+                Ok(Self::Geo(member.into()))
+            } else {
+                Err("geo has country, city, lat, lon".into())
             };
         }
         if name == "details" {

@@ -137,59 +137,6 @@ impl PgStore {
         Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.pool).await?)
     }
 
-    pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints WHERE seq >= $1 AND seq <= $2 ORDER BY id",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(checkpoint_row).collect())
-    }
-
-    pub(super) async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(checkpoint_row))
-    }
-
-    pub(super) async fn insert_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, name, role, key_hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(key.id.clone())
-        .bind(key.name.clone())
-        .bind(key.role.clone())
-        .bind(key.key_hash.clone())
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub(super) async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(key_row).collect())
-    }
-
-    pub(super) async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(at)
-            .bind(id.to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -1,6 +1,6 @@
 //! Queries whose SQL is the same on both backends, written once: `backend_queries!` expands
-//! to the filtered event query, statistics, alert storage and listing, and the row
-//! decoders, for one concrete store type (placeholders come from sqlx's `QueryBuilder`, so
+//! to the filtered event query, statistics, checkpoints, API keys, alert storage and
+//! listing, and the row decoders, for one concrete store type (placeholders come from sqlx's `QueryBuilder`, so
 //! they are right for each database). Each backend file invokes it once.
 
 macro_rules! backend_queries {
@@ -141,6 +141,50 @@ macro_rules! backend_queries {
                 };
                 tx.commit().await?;
                 Ok(id)
+            }
+
+            pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints WHERE seq >= ",
+                );
+                qb.push_bind(from).push(" AND seq <= ").push_bind(to).push(" ORDER BY id");
+                Ok(qb.build().fetch_all(&self.$reader).await?.iter().map(checkpoint_row).collect())
+            }
+
+            pub(super) async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+                );
+                Ok(qb.build().fetch_optional(&self.$writer).await?.as_ref().map(checkpoint_row))
+            }
+
+            pub(super) async fn insert_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO api_keys (id, name, role, key_hash, created_at, revoked_at) ",
+                );
+                qb.push_values([key], |mut b, k| {
+                    b.push_bind(k.id.clone())
+                        .push_bind(k.name.clone())
+                        .push_bind(k.role.clone())
+                        .push_bind(k.key_hash.clone())
+                        .push_bind(k.created_at)
+                        .push_bind(k.revoked_at);
+                });
+                qb.build().execute(&self.$writer).await?;
+                Ok(())
+            }
+
+            pub(super) async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+                );
+                Ok(qb.build().fetch_all(&self.$writer).await?.iter().map(key_row).collect())
+            }
+
+            pub(super) async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE api_keys SET revoked_at = ");
+                qb.push_bind(at).push(" WHERE id = ").push_bind(id.to_owned()).push(" AND revoked_at IS NULL");
+                Ok(qb.build().execute(&self.$writer).await?.rows_affected() == 1)
             }
 
             pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
