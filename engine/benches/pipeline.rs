@@ -76,13 +76,13 @@ fn committed(n: u64, only: Option<&str>) -> Vec<CommittedEvent> {
         .map(|(i, e)| {
             let (canon, span) = vigil::store::canon::to_canonical_with_span(&e, "details");
             let details_json = span.map(|r| Arc::from(&canon[r]));
-            CommittedEvent { seq: i as i64 + 1, event: Arc::new(e), details_json }
+            CommittedEvent { seq: i as i64 + 1, event: Arc::new(e), details_json, size: canon.len() }
         })
         .collect()
 }
 
 fn registry_with(dir: &std::path::Path, names: &[&str]) -> Arc<RuleRegistry> {
-    let registry = Arc::new(vigil::app::build_registry(&Config::default()).expect("registry"));
+    let registry = Arc::new(vigil::app::build_registry(&Config::default(), None).expect("registry"));
     for name in names {
         let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("built rule");
         registry.deploy(&bytes, Some(name), "bench").expect("deploy");

@@ -10,9 +10,9 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use tokio::sync::mpsc;
 
 use crate::detect::{Evaluated, RaisedAlert};
-use crate::ingest::{format_rfc3339_ms, system_event};
-use crate::store::sequencer::SequencerHandle;
-use crate::store::{Store, StoreError};
+use crate::ingest::format_rfc3339_ms;
+use crate::rules::journal::RuleJournal;
+use crate::store::Store;
 
 /// Default dedup window (event time), ms.
 pub const DEDUP_WINDOW_MS: i64 = 3_600_000;
@@ -148,7 +148,7 @@ where
 
 /// The single writer of the alerts table: stores (deduplicated) alerts from the detection
 /// thread, and records quarantines in the chain with an alert of their own.
-pub fn spawn_writer(store: Store, sequencer: SequencerHandle, mut rx: mpsc::UnboundedReceiver<Evaluated>) {
+pub fn spawn_writer(store: Store, journal: RuleJournal, mut rx: mpsc::UnboundedReceiver<Evaluated>) {
     tokio::spawn(async move {
         while let Some(evaluated) = rx.recv().await {
             for raised in &evaluated.alerts {
@@ -157,7 +157,7 @@ pub fn spawn_writer(store: Store, sequencer: SequencerHandle, mut rx: mpsc::Unbo
                 }
             }
             for q in &evaluated.quarantined {
-                if let Err(e) = record_quarantine(&store, &sequencer, &q.rule, &q.sha256, &q.reason).await {
+                if let Err(e) = record_quarantine(&store, &journal, &q.rule, &q.sha256, &q.reason).await {
                     tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine");
                 }
             }
@@ -167,13 +167,13 @@ pub fn spawn_writer(store: Store, sequencer: SequencerHandle, mut rx: mpsc::Unbo
 
 async fn record_quarantine(
     store: &Store,
-    sequencer: &SequencerHandle,
+    journal: &RuleJournal,
     rule: &str,
     sha256: &str,
     reason: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), crate::rules::RuleError> {
     let details = json!({"rule": rule, "sha256": sha256, "reason": reason});
-    sequencer.submit(vec![system_event("configuration", "rule_quarantined", "vigil", details.clone())]).await?;
+    journal.quarantined(rule, sha256, reason).await?;
     let raised = RaisedAlert {
         rule: "vigil".into(),
         rule_version: env!("CARGO_PKG_VERSION").into(),

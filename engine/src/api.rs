@@ -41,6 +41,8 @@ pub struct AppState {
     pub checkpoint_key: Arc<Vec<u8>>,
     /// Deployed rules.
     pub rules: Arc<crate::rules::RuleRegistry>,
+    /// Where rule changes are recorded before they take effect.
+    pub rule_journal: crate::rules::journal::RuleJournal,
     /// Detection progress.
     pub detection: Arc<crate::detect::pipeline::PipelineStats>,
 }

@@ -4,7 +4,7 @@
 //! (which bind port 0).
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ use crate::detect::pipeline::{Pipeline, PipelineStats};
 use crate::detect::replay;
 use crate::ingest::{Masker, system_event};
 use crate::rules::RuleRegistry;
+use crate::rules::journal::RuleJournal;
 use crate::rules::module::{Sandbox, SandboxLimits};
+use crate::rules::limits::RateLimits;
 use crate::rules::registry::RegistryConfig;
 use crate::rules::watch::RulesDir;
 use crate::store::Store;
@@ -48,9 +50,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = Store::open(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "Store opened and migrated");
     let head_at_start = store.head().await?.seq;
-    let registry = Arc::new(build_registry(&config)?);
+    let artifact_key = load_or_create_secret(&config.data_dir.join("artifact.key"))?;
+    let registry = Arc::new(build_registry(&config, Some((config.data_dir.join("rule-artifacts"), artifact_key)))?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
-    let handoff = Arc::new(crate::store::sequencer::Handoff::default());
+    let handoff = Arc::new(crate::store::sequencer::Handoff::new(
+        config.rules.detection_queue_events as u64,
+        (config.rules.detection_queue_mb as u64) << 20,
+    ));
     let sequencer = Sequencer::start(
         store.clone(),
         SequencerConfig {
@@ -63,9 +69,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         handoff.clone(),
     )
     .await?;
-    // Rules from the directory are active before detection starts, so replay covers them.
+    // Stored rules, then rules from the directory, are active before detection starts, so
+    // replay covers them.
+    let rule_journal = RuleJournal::new(store.clone(), sequencer.clone());
+    let (active, quarantined) = rule_journal.restore(&registry).await?;
+    tracing::info!(active, quarantined, "Stored rules restored");
     if let Some(dir) = &config.rules_dir {
-        let mut watcher = RulesDir::new(dir.clone(), registry.clone(), sequencer.clone());
+        let mut watcher = RulesDir::new(dir.clone(), registry.clone(), rule_journal.clone());
         let loaded = watcher.scan().await;
         tracing::info!(dir = %dir.display(), loaded, "Rules directory loaded");
         watcher.spawn(Duration::from_millis(config.rules.watch_interval_ms));
@@ -73,7 +83,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let detection = Arc::new(PipelineStats::default());
     detection.last_seq.store(head_at_start as u64, std::sync::atomic::Ordering::Relaxed);
     let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();
-    crate::alerts::spawn_writer(store.clone(), sequencer.clone(), results_rx);
+    crate::alerts::spawn_writer(store.clone(), rule_journal.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
     let pipeline = Pipeline {
@@ -105,6 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         metrics: Arc::new(Metrics::default()),
         checkpoint_key: Arc::new(checkpoint_key),
         rules: registry,
+        rule_journal,
         detection,
     };
     let listener = TcpListener::bind(config.listen)?;
@@ -123,7 +134,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 }
 
 /// The sandbox and registry from `[rules]`.
-pub fn build_registry(config: &Config) -> anyhow::Result<RuleRegistry> {
+pub fn build_registry(config: &Config, artifact_cache: Option<(PathBuf, Vec<u8>)>) -> anyhow::Result<RuleRegistry> {
     let r = &config.rules;
     let sandbox = Sandbox::new(SandboxLimits {
         max_module_bytes: r.max_module_bytes,
@@ -131,6 +142,7 @@ pub fn build_registry(config: &Config) -> anyhow::Result<RuleRegistry> {
         tick: Duration::from_millis(r.epoch_tick_ms),
         deadline_ticks: r.call_deadline_ms.div_ceil(r.epoch_tick_ms),
         max_instances: r.max_rules * 2,
+        artifact_cache,
     })?;
     let rule_config = r
         .config
@@ -142,7 +154,18 @@ pub fn build_registry(config: &Config) -> anyhow::Result<RuleRegistry> {
         max_bytes: r.state_max_mb << 20,
         ..Default::default()
     };
-    Ok(RuleRegistry::new(sandbox, RegistryConfig { max_faults: r.max_faults, state_limits, rule_config }))
+    Ok(RuleRegistry::new(
+        sandbox,
+        RegistryConfig {
+            max_faults: r.max_faults,
+            fault_decay: Duration::from_secs(r.fault_decay_secs),
+            state_limits,
+            rate_limits: RateLimits { alerts_per_minute: r.alerts_per_minute, log_lines_per_minute: r.log_lines_per_minute },
+            batch_budget_base: Duration::from_millis(r.batch_budget_base_ms),
+            batch_budget_per_event: Duration::from_micros(r.batch_budget_per_event_us),
+            rule_config,
+        },
+    ))
 }
 
 /// Makes sure an admin key exists: `VIGIL_ADMIN_KEY` when given (added if not yet stored),

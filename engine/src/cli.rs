@@ -207,7 +207,7 @@ pub async fn backtest(
 ) -> anyhow::Result<(u64, Vec<serde_json::Value>)> {
     let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
     let store = Store::open(&config.database_url).await?;
-    let registry = Arc::new(crate::app::build_registry(&config)?);
+    let registry = Arc::new(crate::app::build_registry(&config, None)?);
     let rule = tokio::task::block_in_place(|| registry.deploy(&bytes, None, "backtest"))?;
     eprintln!(
         "Backtesting {} {} (sha256 {}) from {}",

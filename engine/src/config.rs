@@ -72,9 +72,21 @@ pub struct RulesConfig {
     pub max_module_bytes: usize,
     /// Linear memory cap per rule instance, MiB.
     pub memory_limit_mb: usize,
-    /// Wall-clock budget of one rule call (init or one batch), ms; past it the call is
-    /// interrupted and counted as a fault.
+    /// Wall-clock budget of a rule's init (at deploy and after a fault), ms; past it the
+    /// call is interrupted and the module refused or the fault counted.
     pub call_deadline_ms: u64,
+    /// Wall-clock budget of one rule over one detection batch: this base...
+    pub batch_budget_base_ms: u64,
+    /// ...plus this allowance per event offered to the rule, microseconds. Counted across
+    /// every call the batch takes, however the rule sizes its verdict array.
+    pub batch_budget_per_event_us: u64,
+    /// A rule's strikes are forgiven after this long without a fault, seconds.
+    pub fault_decay_secs: u64,
+    /// Alerts one rule may emit per minute (token bucket, burst of the same size); the
+    /// excess is dropped, counted and reported once as a P3 "alert flood" alert.
+    pub alerts_per_minute: u32,
+    /// Log lines one rule may write per minute (token bucket); the excess is dropped and counted.
+    pub log_lines_per_minute: u32,
     /// Period of the epoch ticker that enforces the deadline, ms.
     pub epoch_tick_ms: u64,
     /// Faults of one deployment before the rule is quarantined.
@@ -92,6 +104,10 @@ pub struct RulesConfig {
     /// Committed batches queued for detection; when full, ingest does not wait: detection
     /// reads the skipped events back from the store.
     pub detection_queue_batches: usize,
+    /// Most committed events queued for detection (the same skip-and-read-back when full).
+    pub detection_queue_events: usize,
+    /// Most bytes of committed events queued for detection, MiB.
+    pub detection_queue_mb: usize,
     /// Per-rule configuration, e.g. `[rules.config.brute_force] short_threshold = 5`.
     pub config: std::collections::HashMap<String, toml::Table>,
 }
@@ -102,6 +118,11 @@ impl Default for RulesConfig {
             max_module_bytes: 16 << 20,
             memory_limit_mb: 64,
             call_deadline_ms: 200,
+            batch_budget_base_ms: 50,
+            batch_budget_per_event_us: 100,
+            fault_decay_secs: 600,
+            alerts_per_minute: 600,
+            log_lines_per_minute: 60,
             epoch_tick_ms: 10,
             max_faults: 3,
             max_rules: 64,
@@ -110,6 +131,8 @@ impl Default for RulesConfig {
             watch_interval_ms: 250,
             replay_on_start: true,
             detection_queue_batches: 1024,
+            detection_queue_events: 65_536,
+            detection_queue_mb: 64,
             config: Default::default(),
         }
     }

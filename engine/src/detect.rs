@@ -21,7 +21,8 @@ use serde_json::{Map, Value};
 use crate::rules::RuleRegistry;
 use crate::rules::abi::EmittedAlert;
 use crate::rules::instance::{Batch, BatchColumns, RuleInstance};
-use crate::rules::registry::LoadedRule;
+use crate::rules::limits::batch_budget;
+use crate::rules::registry::{LoadedRule, RuleSet, SubscriptionIndex};
 use crate::store::sequencer::CommittedEvent;
 
 /// An alert as raised by a rule, with where it came from.
@@ -65,8 +66,9 @@ pub struct Evaluated {
 pub struct Evaluator {
     registry: Arc<RuleRegistry>,
     instances: HashMap<u64, RuleInstance>,
-    scratch: Vec<usize>,
     columns: BatchColumns,
+    /// The subscription index of the set it was built for (rebuilt when the set changes).
+    index: Option<(Arc<RuleSet>, SubscriptionIndex)>,
 }
 
 fn str_of<'a>(ev: &'a Map<String, Value>, key: &str) -> &'a str {
@@ -76,7 +78,7 @@ fn str_of<'a>(ev: &'a Map<String, Value>, key: &str) -> &'a str {
 impl Evaluator {
     /// A fresh evaluator.
     pub fn new(registry: Arc<RuleRegistry>) -> Self {
-        Self { registry, instances: HashMap::new(), scratch: Vec::new(), columns: BatchColumns::default() }
+        Self { registry, instances: HashMap::new(), columns: BatchColumns::default(), index: None }
     }
 
     /// Longest window the active detection rules declare, ms.
@@ -92,20 +94,18 @@ impl Evaluator {
             self.instances.clear();
             return out;
         }
+        if !self.index.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, &set)) {
+            self.index = Some((set.clone(), SubscriptionIndex::build(&set.detection)));
+        }
+        let index = &mut self.index.as_mut().expect("built above").1;
         let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); set.detection.len()];
         let mut times = Vec::with_capacity(events.len());
         for (i, ev) in events.iter().enumerate() {
             let e = &ev.event;
             times.push(e.get("timestamp").and_then(Value::as_i64).unwrap_or(0));
-            set.index.lookup(
-                &set.detection,
-                str_of(e, "category"),
-                str_of(e, "action"),
-                str_of(e, "outcome"),
-                &mut self.scratch,
-            );
-            for &r in &self.scratch {
-                buckets[r].push(i);
+            let wanted = index.lookup(str_of(e, "category"), str_of(e, "action"), str_of(e, "outcome"));
+            for &r in wanted.iter() {
+                buckets[r as usize].push(i);
             }
         }
         let maps: crate::rules::abi::SharedEvents = events.iter().map(|e| e.event.clone()).collect();
@@ -124,12 +124,14 @@ impl Evaluator {
     }
 
     fn run_rule(&mut self, rule: &Arc<LoadedRule>, batch: &Batch<'_>, picked: &[usize], out: &mut Evaluated) {
+        let stats = &rule.stats;
         let instance = match self.instances.entry(rule.generation) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                match self.registry.sandbox().instantiate(&rule.compiled, rule.state.clone()) {
+                match self.registry.sandbox().instantiate(&rule.compiled, rule.state.clone(), rule.governor.clone()) {
                     Ok(i) => v.insert(i),
                     Err(e) => {
+                        stats.skipped.fetch_add(picked.len() as u64, Ordering::Relaxed);
                         self.fault(rule, &format!("instantiation failed: {e}"), out);
                         return;
                     }
@@ -138,40 +140,46 @@ impl Evaluator {
         };
         let fields = &rule.compiled.fields;
         let col_ids: Vec<usize> = fields.iter().map(|f| self.columns.column(f)).collect();
+        let config = self.registry.config();
+        let budget = batch_budget(config.batch_budget_base, config.batch_budget_per_event, picked.len());
         let started = Instant::now();
-        let result = instance.evaluate(fields, &col_ids, picked, batch, &mut self.columns);
-        let stats = &rule.stats;
+        let (outcome, fault) = instance.evaluate(fields, &col_ids, picked, batch, &mut self.columns, budget);
         stats.time_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.events.fetch_add(picked.len() as u64, Ordering::Relaxed);
-        out.evaluations += picked.len() as u64;
-        match result {
-            Ok(outcome) => {
-                stats.matches.fetch_add(outcome.matched, Ordering::Relaxed);
-                stats.alerts.fetch_add(outcome.alerts.len() as u64, Ordering::Relaxed);
-                stats.alerts_dropped.fetch_add(outcome.alerts_dropped, Ordering::Relaxed);
-                for alert in outcome.alerts {
-                    let at = alert
-                        .event_seqs
-                        .iter()
-                        .filter_map(|s| picked.iter().find(|&&i| batch.events[i].seq == *s).map(|&i| batch.times[i]))
-                        .max()
-                        .unwrap_or_else(|| picked.last().map_or_else(crate::ingest::now_ms, |&i| batch.times[i]));
-                    out.alerts.push(RaisedAlert {
-                        rule: rule.name().to_owned(),
-                        rule_version: rule.compiled.manifest.version.clone(),
-                        rule_sha256: rule.sha256_hex(),
-                        alert,
-                        at,
-                    });
-                }
-            }
-            Err(fault) => {
-                // The instance may be corrupt: drop it; the next batch gets a fresh one.
-                self.instances.remove(&rule.generation);
-                tracing::warn!(rule = rule.name(), kind = fault.kind, detail = %fault.detail, "Rule faulted; its instance was reset");
-                self.fault(rule, &format!("{}: {}", fault.kind, fault.detail), out);
-            }
+        stats.skipped.fetch_add(outcome.skipped, Ordering::Relaxed);
+        stats.matches.fetch_add(outcome.matched, Ordering::Relaxed);
+        stats.alerts.fetch_add(outcome.alerts.len() as u64, Ordering::Relaxed);
+        stats.alerts_dropped.fetch_add(outcome.alerts_dropped, Ordering::Relaxed);
+        stats.alerts_rate_limited.fetch_add(outcome.alerts_rate_limited, Ordering::Relaxed);
+        stats.logs_dropped.fetch_add(outcome.logs_dropped, Ordering::Relaxed);
+        out.evaluations += outcome.evaluated;
+        let latest = picked.last().map_or_else(crate::ingest::now_ms, |&i| batch.times[i]);
+        for alert in outcome.alerts {
+            // Picked events are in seq order: each named seq is found by binary search.
+            let at = alert
+                .event_seqs
+                .iter()
+                .filter_map(|s| picked.binary_search_by_key(s, |&i| batch.events[i].seq).ok())
+                .map(|p| batch.times[picked[p]])
+                .max()
+                .unwrap_or(latest);
+            out.alerts.push(RaisedAlert {
+                rule: rule.name().to_owned(),
+                rule_version: rule.compiled.manifest.version.clone(),
+                rule_sha256: rule.sha256_hex(),
+                alert,
+                at,
+            });
+        }
+        if outcome.flood_started {
+            out.alerts.push(flood_alert(rule, self.registry.config().rate_limits.alerts_per_minute, latest));
+        }
+        if let Some(fault) = fault {
+            // The instance may be corrupt: drop it; the next batch gets a fresh one.
+            self.instances.remove(&rule.generation);
+            tracing::warn!(rule = rule.name(), kind = fault.kind, detail = ?fault.detail, skipped = outcome.skipped, "Rule faulted; its instance was reset");
+            self.fault(rule, &format!("{}: {}", fault.kind, fault.detail), out);
         }
     }
 
@@ -185,5 +193,27 @@ impl Evaluator {
                 reason: reason.into(),
             });
         }
+    }
+}
+
+/// The one P3 alert that reports a rule's alert flood (raised by Vigil itself).
+fn flood_alert(rule: &LoadedRule, per_minute: u32, at: i64) -> RaisedAlert {
+    let name = rule.name();
+    RaisedAlert {
+        rule: "vigil".into(),
+        rule_version: env!("CARGO_PKG_VERSION").into(),
+        rule_sha256: rule.sha256_hex(),
+        alert: EmittedAlert {
+            title: format!("Alert flood: rule {name} emitted more than {per_minute} alerts in a minute"),
+            severity: "P3".into(),
+            dedup_key: format!("alert_flood:{name}"),
+            fields: serde_json::json!({"rule": name, "alerts_per_minute": per_minute, "sha256": rule.sha256_hex()}),
+            event_seqs: vec![],
+            actions: vec![
+                format!("GET /v1/rules/{name}/stats shows how many alerts were dropped (alerts_rate_limited)"),
+                "Tune the rule's thresholds or dedup keys, or raise [rules] alerts_per_minute".into(),
+            ],
+        },
+        at,
     }
 }

@@ -9,6 +9,8 @@
 
 pub mod abi;
 pub mod instance;
+pub mod journal;
+pub mod limits;
 pub mod module;
 pub mod registry;
 pub mod watch;

@@ -271,6 +271,31 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<i64>,
 }
 
+/// A deployed rule module as stored in the `rules` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRule {
+    /// Rule name (manifest name).
+    pub name: String,
+    /// Lowercase hex SHA-256 of `module`.
+    pub sha256: String,
+    /// The `.wasm` bytes.
+    pub module: Vec<u8>,
+    /// Configuration JSON its init was given at deploy.
+    pub config: String,
+    /// `api` or `file:<path>`.
+    pub source: String,
+    /// Key id (or `rules_dir`) that deployed it.
+    pub actor: String,
+    /// When deployed, epoch ms.
+    pub deployed_at: i64,
+    /// `active` or `quarantined`.
+    pub status: String,
+    /// Why quarantined.
+    pub reason: Option<String>,
+    /// When the status was set, epoch ms.
+    pub status_at: i64,
+}
+
 /// The storage backend: one concrete store per database, no `sqlx::Any`.
 #[derive(Clone)]
 pub enum Store {
@@ -402,6 +427,34 @@ impl Store {
         filter: &crate::alerts::AlertFilter,
     ) -> Result<Vec<crate::alerts::AlertRow>, StoreError> {
         dispatch!(self, s => s.list_alerts(filter).await)
+    }
+
+    /// Stores (or replaces) the deployed module of a rule name.
+    pub async fn save_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save_rule(rule).await)
+    }
+
+    /// Sets the status of the stored version `sha256` of a rule; false when that version
+    /// is not the stored one.
+    pub async fn set_rule_status(
+        &self,
+        name: &str,
+        sha256: &str,
+        status: &str,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.set_rule_status(name, sha256, status, reason, at).await)
+    }
+
+    /// Removes a stored rule; false when none had that name.
+    pub async fn delete_rule(&self, name: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_rule(name).await)
+    }
+
+    /// Every stored rule, by name.
+    pub async fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        dispatch!(self, s => s.load_rules().await)
     }
 
     /// Liveness of the database.

@@ -12,6 +12,18 @@ use crate::severity::Severity;
 
 /// Most fields a manifest may declare.
 pub const MAX_FIELDS: usize = 32;
+/// Most subscription clauses a manifest may declare.
+pub const MAX_CLAUSES: usize = 64;
+/// Most values in one list (categories, actions or outcomes) of a clause.
+pub const MAX_CLAUSE_VALUES: usize = 256;
+/// Longest value in a subscription list, bytes (an action is at most 128 bytes).
+pub const MAX_CLAUSE_VALUE_BYTES: usize = 128;
+/// Most windows a manifest may declare.
+pub const MAX_WINDOWS: usize = 16;
+/// Most MITRE ATT&CK ids a manifest may declare.
+pub const MAX_MITRE: usize = 32;
+/// Longest description, bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 
 /// Top-level event fields a detection rule may declare (besides `geo.*` and `details*`).
 pub const EVENT_FIELDS: &[&str] = &[
@@ -253,6 +265,39 @@ impl Manifest {
             if self.fields[..i].contains(f) {
                 return bad(format!("field {f:?} declared twice"));
             }
+        }
+        if self.subscribe.len() > MAX_CLAUSES {
+            return bad(format!(
+                "{} subscription clauses declared, at most {MAX_CLAUSES} (limit: subscription clauses)",
+                self.subscribe.len()
+            ));
+        }
+        for (i, clause) in self.subscribe.iter().enumerate() {
+            for (list, values) in
+                [("categories", &clause.categories), ("actions", &clause.actions), ("outcomes", &clause.outcomes)]
+            {
+                if values.len() > MAX_CLAUSE_VALUES {
+                    return bad(format!(
+                        "subscription clause {i} lists {} {list}, at most {MAX_CLAUSE_VALUES} (limit: values per list)",
+                        values.len()
+                    ));
+                }
+                if let Some(v) = values.iter().find(|v| v.is_empty() || v.len() > MAX_CLAUSE_VALUE_BYTES) {
+                    return bad(format!(
+                        "subscription clause {i} has a {list} value of {} bytes, 1 to {MAX_CLAUSE_VALUE_BYTES} allowed (limit: value length)",
+                        v.len()
+                    ));
+                }
+            }
+        }
+        if self.windows_ms.len() > MAX_WINDOWS {
+            return bad(format!("{} windows declared, at most {MAX_WINDOWS}", self.windows_ms.len()));
+        }
+        if self.mitre.len() > MAX_MITRE || self.mitre.iter().any(|m| m.len() > 32) {
+            return bad(format!("at most {MAX_MITRE} MITRE ids of at most 32 bytes each"));
+        }
+        if self.description.len() > MAX_DESCRIPTION_BYTES {
+            return bad(format!("description is {} bytes, at most {MAX_DESCRIPTION_BYTES}", self.description.len()));
         }
         if let Some(w) = self.windows_ms.iter().find(|w| **w <= 0) {
             return bad(format!("window {w} ms must be positive"));

@@ -11,13 +11,13 @@ use serde_json::json;
 use super::{AppState, read_body};
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::ingest::system_event;
 use crate::rules::RuleError;
 
 fn rule_error(e: RuleError) -> ApiError {
     match e {
         RuleError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_rule", m),
         RuleError::NotFound(name) => ApiError::not_found(format!("no rule named {name}")),
+        RuleError::Store(e) => e.into(),
         other => ApiError::internal(&other),
     }
 }
@@ -68,15 +68,11 @@ pub async fn deploy(
     tracing::Span::current().record("rule", name.as_str());
     let limit = state.config.rules.max_module_bytes;
     let bytes = read_body(&req, payload, limit).await?;
-    let registry = state.rules.clone();
-    let expected = name.clone();
-    let deployed = tokio::task::spawn_blocking(move || registry.deploy(&bytes, Some(&expected), "api"))
+    let deployed = state
+        .rule_journal
+        .deploy(&state.rules, bytes.to_vec(), Some(name), "api", &who.key_id)
         .await
-        .map_err(|e| ApiError::internal(&e))?
         .map_err(rule_error)?;
-    let details = json!({"rule": deployed.name, "version": deployed.version, "sha256": deployed.sha256,
-        "replaced": deployed.replaced, "source": "api"});
-    state.sequencer.submit(vec![system_event("configuration", "rule_deployed", &who.key_id, details)]).await?;
     tracing::info!(version = %deployed.version, sha256 = %deployed.sha256, cached = deployed.cached, "Rule deployed");
     let status = if deployed.replaced.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok(HttpResponse::build(status).json(deployed))
@@ -91,8 +87,6 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Admin)?;
     let name = path.into_inner();
-    let sha256 = state.rules.delete(&name).map_err(rule_error)?;
-    let details = json!({"rule": name, "sha256": sha256, "source": "api"});
-    state.sequencer.submit(vec![system_event("configuration", "rule_deleted", &who.key_id, details)]).await?;
+    let sha256 = state.rule_journal.delete(&state.rules, &name, "api", &who.key_id).await.map_err(rule_error)?;
     Ok(HttpResponse::Ok().json(json!({"deleted": name, "sha256": sha256})))
 }

@@ -73,7 +73,10 @@ impl Pipeline {
                 None => {
                     match self.runtime.block_on(async { tokio::time::timeout(IDLE_CHECK, self.committed.recv()).await })
                     {
-                        Ok(Some(batch)) => batch,
+                        Ok(Some(batch)) => {
+                            self.handoff.release(&batch);
+                            batch
+                        }
                         Ok(None) => break,
                         Err(_idle) => {
                             // Nothing queued: if the sequencer skipped the last batches, read them now.
@@ -90,8 +93,12 @@ impl Pipeline {
             // Coalesce batches that follow on without a gap.
             while batch.len() < COALESCE_EVENTS {
                 match self.committed.try_recv() {
-                    Ok(more) if more.first().map(|e| e.seq) == batch.last().map(|e| e.seq + 1) => batch.extend(more),
+                    Ok(more) if more.first().map(|e| e.seq) == batch.last().map(|e| e.seq + 1) => {
+                        self.handoff.release(&more);
+                        batch.extend(more);
+                    }
                     Ok(more) => {
+                        self.handoff.release(&more);
                         held = Some(more);
                         break;
                     }

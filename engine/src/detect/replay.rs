@@ -32,7 +32,12 @@ pub async fn for_each_chunk(
         for row in &rows {
             let event = decode_canon(row.seq, &row.canon)?;
             if event.get("timestamp").and_then(Value::as_i64).unwrap_or(0) >= since_ms {
-                events.push(CommittedEvent { seq: row.seq, event: Arc::new(event), details_json: None });
+                events.push(CommittedEvent {
+                    seq: row.seq,
+                    event: Arc::new(event),
+                    details_json: None,
+                    size: row.canon.len(),
+                });
             }
         }
         total += events.len() as u64;

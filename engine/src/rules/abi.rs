@@ -1,20 +1,22 @@
 //! Host side of the rule ABI (`sdk/ABI.md`): the per-instance `HostState` and the `vigil`
 //! imports linked into every rule. Every pointer from the guest is bounds-checked (a bad
-//! one traps the guest, never the host); alerts and logs are copied out at once and capped;
-//! state calls go to the rule's `StateStore` (shared by all versions of a rule name).
+//! one traps the guest, never the host); alerts and logs are copied out at once, capped and
+//! rate-limited per rule name (`limits::Governor`), and log lines are escaped; state calls
+//! go to the rule's `StateStore` (shared by all versions of a rule name).
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use vigil_sdk::state::StateStore;
 use wasmtime::{Caller, Engine, Linker, Memory, ResourceLimiter};
 
 use super::FieldPath;
+use super::limits::{AlertAdmission, Governor};
 
-/// Most alerts one evaluate call may emit; more are dropped and counted.
-pub const MAX_ALERTS_PER_CALL: usize = 1000;
-/// Most log lines per call; more are dropped.
-pub const MAX_LOGS_PER_CALL: u32 = 20;
+/// Most event seqs one alert may name (more are dropped from the list).
+pub const MAX_ALERT_SEQS: usize = 100;
+
 /// Longest alert JSON accepted.
 pub const MAX_ALERT_BYTES: usize = 16 * 1024;
 /// Longest log line kept.
@@ -101,10 +103,16 @@ pub struct HostState {
     pub picked: Vec<u32>,
     /// Alerts emitted during the current call.
     pub alerts: Vec<EmittedAlert>,
-    /// Alerts dropped (rate limit or invalid) during the current call.
+    /// Alerts dropped as invalid during the current call.
     pub alerts_dropped: u64,
-    /// Log lines left for the current call.
-    pub logs_left: u32,
+    /// Alerts dropped by the rule's rate limit during the current call.
+    pub alerts_rate_limited: u64,
+    /// Set when the current call started a new alert flood (reported once).
+    pub flood_started: bool,
+    /// Log lines dropped by the rule's rate limit during the current call.
+    pub logs_dropped: u64,
+    /// The rule's rate limits (shared by every instance and version of the rule name).
+    pub governor: Arc<Mutex<Governor>>,
     /// Last log line at error level (a panic message, typically).
     pub last_error: Option<String>,
     /// Receivers named by a routing rule during the current call: (record index, name).
@@ -113,7 +121,13 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state for a new instance.
-    pub fn new(rule: Arc<str>, default_severity: String, state: Arc<Mutex<StateStore>>, memory_cap: usize) -> Self {
+    pub fn new(
+        rule: Arc<str>,
+        default_severity: String,
+        state: Arc<Mutex<StateStore>>,
+        governor: Arc<Mutex<Governor>>,
+        memory_cap: usize,
+    ) -> Self {
         Self {
             limits: InstanceCaps { memory_bytes: memory_cap },
             memory: None,
@@ -124,7 +138,10 @@ impl HostState {
             picked: Vec::new(),
             alerts: Vec::new(),
             alerts_dropped: 0,
-            logs_left: MAX_LOGS_PER_CALL,
+            alerts_rate_limited: 0,
+            flood_started: false,
+            logs_dropped: 0,
+            governor,
             last_error: None,
             routes: Vec::new(),
         }
@@ -134,7 +151,9 @@ impl HostState {
     pub fn begin_call(&mut self) {
         self.alerts.clear();
         self.alerts_dropped = 0;
-        self.logs_left = MAX_LOGS_PER_CALL;
+        self.alerts_rate_limited = 0;
+        self.flood_started = false;
+        self.logs_dropped = 0;
         self.routes.clear();
     }
 }
@@ -143,6 +162,10 @@ impl HostState {
 /// poisoned lock is taken over rather than failing every later call.
 fn lock_state(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
     state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock_governor(g: &Mutex<Governor>) -> std::sync::MutexGuard<'_, Governor> {
+    g.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn trap(msg: &str) -> wasmtime::Error {
@@ -174,24 +197,27 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         if level == 0 {
             host.last_error = Some(line.clone());
         }
-        if host.logs_left == 0 {
+        if !lock_governor(&host.governor).admit_log(Instant::now()) {
+            host.logs_dropped += 1;
             return Ok(());
         }
-        host.logs_left -= 1;
+        // `?` formats with Debug: control characters and quotes are escaped, so a rule
+        // cannot forge log lines or terminal escapes.
         let rule = &*host.rule;
         match level {
-            0 => tracing::warn!(rule, message = %line, "Rule logged an error"),
-            1 => tracing::warn!(rule, message = %line, "Rule logged a warning"),
-            2 => tracing::info!(rule, message = %line, "Rule log"),
-            _ => tracing::debug!(rule, message = %line, "Rule log"),
+            0 => tracing::warn!(rule, message = ?line, "Rule logged an error"),
+            1 => tracing::warn!(rule, message = ?line, "Rule logged a warning"),
+            2 => tracing::info!(rule, message = ?line, "Rule log"),
+            _ => tracing::debug!(rule, message = ?line, "Rule log"),
         }
         Ok(())
     })?;
     linker.func_wrap("vigil", "emit_alert", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
         let (data, host) = memory_and_state(&mut caller)?;
         let r = range(data.len(), ptr, len)?;
-        if host.alerts.len() >= MAX_ALERTS_PER_CALL {
-            host.alerts_dropped += 1;
+        if let AlertAdmission::Dropped { first } = lock_governor(&host.governor).admit_alert(Instant::now()) {
+            host.alerts_rate_limited += 1;
+            host.flood_started |= first;
             return Ok(1);
         }
         match parse_alert(&data[r], &host.default_severity) {
@@ -353,7 +379,7 @@ pub fn parse_alert(bytes: &[u8], default_severity: &str) -> Option<EmittedAlert>
     let event_seqs = obj
         .get("event_seqs")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).take(1000).collect())
+        .map(|a| a.iter().filter_map(Value::as_i64).take(MAX_ALERT_SEQS).collect())
         .unwrap_or_default();
     let actions = obj
         .get("actions")

@@ -1,10 +1,14 @@
 //! One long-lived instance of one rule version: instantiated from its `InstancePre`,
 //! initialised with its configuration, then reused across batches. `evaluate` writes many
 //! events per call into the guest's input area (record table + string area, `sdk/ABI.md`)
-//! and runs the guest under an epoch deadline. A fault (trap, timeout, memory cap, bad return)
-//! is reported and the caller drops the instance; a fresh one is made from `InstancePre`.
+//! and runs the guest under one time budget per batch, counted across every call the batch
+//! takes (the guest's verdict capacity sizes the calls, never the budget). A fault (trap,
+//! timeout, memory cap, bad return) ends the batch for this rule: the alerts it emitted
+//! before the fault are kept, its remaining events are skipped and counted, and the caller
+//! drops the instance; a fresh one is made from `InstancePre`.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
@@ -17,8 +21,10 @@ use crate::store::sequencer::CommittedEvent;
 pub struct InstanceLimits {
     /// Linear memory cap, bytes.
     pub memory_bytes: usize,
-    /// Epoch ticks allowed per call (init or one batch).
+    /// Epoch ticks allowed for init.
     pub deadline_ticks: u64,
+    /// The epoch tick period (to turn a batch budget into ticks).
+    pub tick: Duration,
 }
 
 /// What went wrong inside a rule call.
@@ -37,8 +43,18 @@ pub struct BatchOutcome {
     pub matched: u64,
     /// Alerts emitted.
     pub alerts: Vec<EmittedAlert>,
-    /// Alerts dropped by the per-call cap or as invalid.
+    /// Alerts dropped as invalid.
     pub alerts_dropped: u64,
+    /// Alerts dropped by the rule's rate limit.
+    pub alerts_rate_limited: u64,
+    /// A new alert flood began during this batch (reported once).
+    pub flood_started: bool,
+    /// Log lines dropped by the rule's rate limit.
+    pub logs_dropped: u64,
+    /// Events the rule evaluated to the end.
+    pub evaluated: u64,
+    /// Events not evaluated: after a fault, and events too large for the input area.
+    pub skipped: u64,
     /// Receivers named (routing rules): (index in the batch, receiver).
     pub routes: Vec<(usize, String)>,
 }
@@ -64,6 +80,9 @@ pub struct Batch<'a> {
     pub maps: &'a super::abi::SharedEvents,
 }
 
+/// Longest manifest JSON accepted, bytes.
+pub const MAX_MANIFEST_BYTES: usize = 256 << 10;
+
 /// Span of an absent value.
 pub const ABSENT: (u32, u32) = (u32::MAX, u32::MAX);
 const PENDING: (u32, u32) = (u32::MAX, 0);
@@ -79,8 +98,13 @@ pub struct BatchColumns {
 }
 
 impl BatchColumns {
-    /// Empties the columns for a batch of `len` events.
+    /// Empties the columns for a batch of `len` events. An arena grown by a spike (a batch
+    /// of huge values) is given back rather than kept for good.
     pub fn reset(&mut self, len: usize) {
+        const KEEP_BYTES: usize = 4 << 20;
+        if self.arena.capacity() > KEEP_BYTES {
+            self.arena = Vec::new();
+        }
         self.arena.clear();
         self.ids.clear();
         self.columns.clear();
@@ -199,6 +223,9 @@ impl RuleInstance {
         };
         let (mptr, mlen) =
             unpack(manifest_fn.call(&mut store, ()).map_err(|e| call_fault(&store, e, "vigil_manifest"))?);
+        if mlen > MAX_MANIFEST_BYTES {
+            return Err(invalid(format!("the manifest is {mlen} bytes, at most {MAX_MANIFEST_BYTES}")));
+        }
         let manifest_bytes = memory
             .data(&store)
             .get(mptr..mptr.saturating_add(mlen))
@@ -232,8 +259,10 @@ impl RuleInstance {
     }
 
     /// Evaluates the batch events at `picked` (all offered to this rule), in chunks that
-    /// fit the input area. Field values come from `cols`, encoded once per batch for every
-    /// rule; `col_ids` are this rule's declared fields resolved in `cols`.
+    /// fit the input area, within `budget` of wall-clock time for the whole batch. Field
+    /// values come from `cols`, encoded once per batch for every rule; `col_ids` are this
+    /// rule's declared fields resolved in `cols`. On a fault the outcome still holds what
+    /// the rule did before it.
     pub fn evaluate(
         &mut self,
         fields: &[FieldPath],
@@ -241,15 +270,25 @@ impl RuleInstance {
         picked: &[usize],
         batch: &Batch<'_>,
         cols: &mut BatchColumns,
-    ) -> Result<BatchOutcome, Fault> {
+        budget: Duration,
+    ) -> (BatchOutcome, Option<Fault>) {
         let mut outcome = BatchOutcome::default();
+        let deadline = Instant::now() + budget;
+        let tick = self.limits.tick.as_nanos().max(1);
         let mut start = 0;
+        let mut fault = None;
         while start < picked.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                fault = Some(Fault { kind: "timeout", detail: format!("batch budget of {budget:?} spent") });
+                break;
+            }
             let n = self.write_chunk(fields, col_ids, &picked[start..], batch, cols);
             if n == 0 {
                 // A single event larger than the whole input area: skip it for this rule.
                 let seq = batch.events[picked[start]].seq;
                 tracing::warn!(rule = %self.store.data().rule, seq, "Event too large for the rule's input area");
+                outcome.skipped += 1;
                 start += 1;
                 continue;
             }
@@ -258,22 +297,38 @@ impl RuleInstance {
             host.batch = Some(batch.maps.clone());
             host.picked.clear();
             host.picked.extend(picked[start..start + n].iter().map(|&i| i as u32));
-            self.store.set_epoch_deadline(self.limits.deadline_ticks);
-            match self.evaluate.call(&mut self.store, n as i32) {
+            // What is left of the batch budget, rounded up to whole ticks.
+            self.store.set_epoch_deadline(left.as_nanos().div_ceil(tick) as u64);
+            let result = self.evaluate.call(&mut self.store, n as i32);
+            let host = self.store.data_mut();
+            // Alerts emitted before a fault are kept.
+            outcome.alerts.append(&mut host.alerts);
+            outcome.alerts_dropped += host.alerts_dropped;
+            outcome.alerts_rate_limited += host.alerts_rate_limited;
+            outcome.flood_started |= host.flood_started;
+            outcome.logs_dropped += host.logs_dropped;
+            outcome.routes.extend(host.routes.drain(..).map(|(i, r)| (i + start, r)));
+            host.batch = None;
+            match result {
                 Ok(0) => {}
-                Ok(rc) => return Err(Fault { kind: "bad_return", detail: format!("vigil_evaluate returned {rc}") }),
-                Err(e) => return Err(classify(&e, self.store.data())),
+                Ok(rc) => {
+                    fault = Some(Fault { kind: "bad_return", detail: format!("vigil_evaluate returned {rc}") });
+                    break;
+                }
+                Err(e) => {
+                    fault = Some(classify(&e, self.store.data()));
+                    break;
+                }
             }
             let verdicts = &self.memory.data(&self.store)[self.verdicts.0..self.verdicts.0 + n];
             outcome.matched += verdicts.iter().filter(|v| **v != 0).count() as u64;
-            let host = self.store.data_mut();
-            outcome.alerts.append(&mut host.alerts);
-            outcome.alerts_dropped += host.alerts_dropped;
-            outcome.routes.extend(host.routes.drain(..).map(|(i, r)| (i + start, r)));
-            host.batch = None;
+            outcome.evaluated += n as u64;
             start += n;
         }
-        Ok(outcome)
+        if fault.is_some() {
+            outcome.skipped += (picked.len() - start) as u64;
+        }
+        (outcome, fault)
     }
 
     /// Writes as many records as fit into the input area; returns how many.

@@ -1,19 +1,26 @@
 //! The sandbox: one wasmtime `Engine` (cranelift, pooling allocator with copy-on-write
 //! memory init, epoch interruption driven by a ticker thread), the `Linker` of the rule ABI,
 //! and a moka cache of compiled modules keyed by SHA-256, so re-activating a version that
-//! was already compiled skips compilation. `Sandbox::compile` validates an upload fully
-//! (size, wasm validity, imports, exports, ABI version, manifest, a probing init) before
-//! anything is swapped in.
+//! was already compiled skips compilation, plus an on-disk artifact cache (keyed by SHA-256
+//! and the engine's compatibility hash, MAC-ed with a server key) so a restart does not
+//! recompile: artifacts are written only from Vigil's own compilation, and a file whose MAC
+//! does not verify is ignored, so uploaded bytes are never deserialized as native code.
+//! `Sandbox::compile` validates an upload fully (size, wasm validity, imports, exports, ABI
+//! version, manifest, a probing init) before anything is swapped in.
 
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig};
 
 use super::abi::{self, HostState};
 use super::instance::{InstanceLimits, RuleInstance};
+use super::limits::{Governor, RateLimits};
 use super::{FieldPath, Manifest, RuleError};
 
 /// Sandbox limits (from `[rules]` in the config).
@@ -29,6 +36,8 @@ pub struct SandboxLimits {
     pub deadline_ticks: u64,
     /// Most rule versions alive at once (sizes the instance pool; x2 for hot swap).
     pub max_instances: u32,
+    /// Where compiled artifacts are cached, with the key that MACs them (none: no disk cache).
+    pub artifact_cache: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl Default for SandboxLimits {
@@ -39,6 +48,7 @@ impl Default for SandboxLimits {
             tick: Duration::from_millis(10),
             deadline_ticks: 20,
             max_instances: 128,
+            artifact_cache: None,
         }
     }
 }
@@ -67,6 +77,8 @@ pub struct Sandbox {
     modules: moka::sync::Cache<[u8; 32], Module>,
     limits: SandboxLimits,
     stop_ticker: Arc<AtomicBool>,
+    /// Hex of the engine's precompile compatibility hash (part of artifact file names).
+    compat: String,
 }
 
 impl Drop for Sandbox {
@@ -103,7 +115,13 @@ impl Sandbox {
             })
             .map_err(|e| RuleError::Invalid(format!("epoch ticker: {e}")))?;
         let modules = moka::sync::Cache::builder().max_capacity(256).build();
-        Ok(Self { engine, linker, modules, limits, stop_ticker })
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let compat = format!("{:016x}", h.finish());
+        if let Some((dir, _)) = &limits.artifact_cache {
+            std::fs::create_dir_all(dir).map_err(|e| RuleError::Invalid(format!("artifact cache {dir:?}: {e}")))?;
+        }
+        Ok(Self { engine, linker, modules, limits, stop_ticker, compat })
     }
 
     /// The engine.
@@ -113,7 +131,11 @@ impl Sandbox {
 
     /// Per-instance budgets.
     pub fn instance_limits(&self) -> InstanceLimits {
-        InstanceLimits { memory_bytes: self.limits.memory_bytes, deadline_ticks: self.limits.deadline_ticks }
+        InstanceLimits {
+            memory_bytes: self.limits.memory_bytes,
+            deadline_ticks: self.limits.deadline_ticks,
+            tick: self.limits.tick,
+        }
     }
 
     /// Whether a module with this SHA-256 is already compiled.
@@ -136,8 +158,16 @@ impl Sandbox {
         let module = match self.modules.get(&sha256) {
             Some(m) => m,
             None => {
-                let m = Module::new(&self.engine, bytes)
-                    .map_err(|e| RuleError::Invalid(format!("not a valid WebAssembly module: {e:#}")))?;
+                let m = match self.load_artifact(&sha256) {
+                    Some(m) => m,
+                    None => {
+                        let m = Module::new(&self.engine, bytes)
+                            .map_err(|e| RuleError::Invalid(format!("not a valid WebAssembly module: {e:#}")))?;
+                        check_imports(&m)?;
+                        self.store_artifact(&sha256, &m);
+                        m
+                    }
+                };
                 check_imports(&m)?;
                 self.modules.insert(sha256, m.clone());
                 m
@@ -150,14 +180,16 @@ impl Sandbox {
         // Probe with an empty config to read the manifest, then start for real with the
         // rule's configured one.
         // Both probes use a throwaway state, so deploying cannot touch the live rule's state.
-        let scratch = || Arc::new(std::sync::Mutex::new(vigil_sdk::state::StateStore::default()));
-        let probe = HostState::new(Arc::from("(deploying)"), "P3".into(), scratch(), self.limits.memory_bytes);
+        let scratch = || Arc::new(Mutex::new(vigil_sdk::state::StateStore::default()));
+        let governor = || Arc::new(Mutex::new(Governor::new(RateLimits::default())));
+        let probe =
+            HostState::new(Arc::from("(deploying)"), "P3".into(), scratch(), governor(), self.limits.memory_bytes);
         let (_, manifest, abi_minor) = RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), "{}")?;
         let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();
         let config_json = config_for(&manifest.name).into();
         let rule = CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json };
         if &*rule.config_json != "{}" {
-            self.instantiate(&rule, scratch())?;
+            self.instantiate(&rule, scratch(), governor())?;
         }
         Ok(rule)
     }
@@ -166,15 +198,69 @@ impl Sandbox {
     pub fn instantiate(
         &self,
         rule: &CompiledRule,
-        state: Arc<std::sync::Mutex<vigil_sdk::state::StateStore>>,
+        state: Arc<Mutex<vigil_sdk::state::StateStore>>,
+        governor: Arc<Mutex<Governor>>,
     ) -> Result<RuleInstance, RuleError> {
         let host = HostState::new(
             Arc::from(rule.manifest.name.as_str()),
             rule.manifest.severity.as_str().to_owned(),
             state,
+            governor,
             self.limits.memory_bytes,
         );
         RuleInstance::start(&self.engine, &rule.pre, host, self.instance_limits(), &rule.config_json).map(|(i, _, _)| i)
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl Sandbox {
+    fn artifact_path(&self, sha256: &[u8; 32]) -> Option<(PathBuf, &[u8])> {
+        let (dir, key) = self.limits.artifact_cache.as_ref()?;
+        Some((dir.join(format!("{}-{}.cwasm", hex::encode(sha256), self.compat)), key))
+    }
+
+    fn artifact_mac(key: &[u8], sha256: &[u8; 32], artifact: &[u8]) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(b"vigil-artifact-v1");
+        mac.update(sha256);
+        mac.update(artifact);
+        mac
+    }
+
+    /// A module from the disk cache, if a file for this SHA-256 and engine exists and its
+    /// MAC verifies (anything else is ignored and recompiled).
+    fn load_artifact(&self, sha256: &[u8; 32]) -> Option<Module> {
+        let (path, key) = self.artifact_path(sha256)?;
+        let file = std::fs::read(&path).ok()?;
+        let (tag, artifact) = file.split_at_checked(32)?;
+        if Self::artifact_mac(key, sha256, artifact).verify_slice(tag).is_err() {
+            tracing::warn!(file = %path.display(), "Compiled rule artifact failed its MAC; recompiling");
+            return None;
+        }
+        // SAFETY: the bytes were produced by `Module::serialize` of this server's own
+        // compilation (the MAC, keyed by a server secret, proves it), for an engine with the
+        // same compatibility hash (part of the file name); wasmtime also checks the header.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize(&self.engine, artifact) };
+        module.map_err(|e| tracing::warn!(file = %path.display(), error = %e, "Unusable rule artifact; recompiling")).ok()
+    }
+
+    /// Writes a freshly compiled module to the disk cache (best effort: a failure only
+    /// costs a recompile at the next start).
+    fn store_artifact(&self, sha256: &[u8; 32], module: &Module) {
+        let Some((path, key)) = self.artifact_path(sha256) else { return };
+        let write = || -> std::io::Result<()> {
+            let artifact = module.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut file = Self::artifact_mac(key, sha256, &artifact).finalize().into_bytes().to_vec();
+            file.extend_from_slice(&artifact);
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &file)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(file = %path.display(), error = %e, "Could not cache a compiled rule artifact");
+        }
     }
 }
 

@@ -1,19 +1,24 @@
 //! The `RuleRegistry`: the active rule set, swapped atomically (arc-swap) on every deploy,
 //! delete and quarantine, so a batch in flight finishes on the set it started with and the
 //! next batch sees the new one: no event is skipped or evaluated twice. Holds the per-rule
-//! state (kept across hot reloads of the same rule name), per-rule statistics, and the
-//! subscription index that offers an event only to the rules that asked for it.
+//! state (kept across hot reloads of the same rule name), per-rule statistics and rate
+//! limits, and the subscription index that offers an event only to the rules that asked
+//! for it. Deploying is two steps, `prepare` (compile and validate) then `activate`, so the
+//! caller can record the change durably (`journal`) before it takes effect; the registry
+//! itself never touches the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use vigil_sdk::state::{StateLimits, StateStore};
 
+use super::limits::{Governor, RateLimits, Strikes};
 use super::module::{CompiledRule, Sandbox};
-use super::{RuleError, RuleKind};
+use super::{Clause, RuleError, RuleKind};
 
 /// Counters of one rule name (across its versions).
 #[derive(Debug, Default)]
@@ -26,8 +31,14 @@ pub struct RuleStats {
     pub matches: AtomicU64,
     /// Alerts emitted.
     pub alerts: AtomicU64,
-    /// Alerts dropped (cap or invalid).
+    /// Alerts dropped as invalid.
     pub alerts_dropped: AtomicU64,
+    /// Alerts dropped by the per-minute rate limit.
+    pub alerts_rate_limited: AtomicU64,
+    /// Log lines dropped by the rate limit.
+    pub logs_dropped: AtomicU64,
+    /// Events offered but not evaluated (after a fault in their batch, or too large).
+    pub skipped: AtomicU64,
     /// Faults (traps, timeouts, memory cap, bad returns).
     pub faults: AtomicU64,
     /// Time spent in the rule, ns.
@@ -39,7 +50,9 @@ impl RuleStats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         serde_json::json!({
             "calls": g(&self.calls), "events": g(&self.events), "matches": g(&self.matches),
-            "alerts": g(&self.alerts), "alerts_dropped": g(&self.alerts_dropped), "faults": g(&self.faults),
+            "alerts": g(&self.alerts), "alerts_dropped": g(&self.alerts_dropped),
+            "alerts_rate_limited": g(&self.alerts_rate_limited), "logs_dropped": g(&self.logs_dropped),
+            "skipped": g(&self.skipped), "faults": g(&self.faults),
             "time_ns": g(&self.time_ns),
             "ns_per_event": g(&self.time_ns).checked_div(g(&self.events)).unwrap_or(0),
         })
@@ -60,8 +73,10 @@ pub struct LoadedRule {
     pub state: Arc<Mutex<StateStore>>,
     /// The rule's counters.
     pub stats: Arc<RuleStats>,
-    /// Faults of this deployment (quarantine after `max_faults`).
-    pub strikes: AtomicU64,
+    /// The rule's rate limits (shared by all versions of the name).
+    pub governor: Arc<Mutex<Governor>>,
+    /// Faults of this deployment (quarantine after `max_faults` standing strikes).
+    pub strikes: Mutex<Strikes>,
     /// Set once quarantined (the set no longer holds it).
     pub quarantined: AtomicBool,
 }
@@ -78,58 +93,68 @@ impl LoadedRule {
     }
 }
 
-/// Index from event values to the detection rules that subscribed to them.
-#[derive(Default)]
-pub struct SubscriptionIndex {
-    by_action: HashMap<String, Vec<usize>>,
-    by_category: HashMap<String, Vec<usize>>,
-    by_outcome: HashMap<String, Vec<usize>>,
-    any: Vec<usize>,
+/// One subscription clause with its lists as sets (`None`: the list is empty, any value).
+struct ClauseSet {
+    categories: Option<HashSet<Box<str>>>,
+    actions: Option<HashSet<Box<str>>>,
+    outcomes: Option<HashSet<Box<str>>>,
 }
 
-impl SubscriptionIndex {
-    fn build(rules: &[Arc<LoadedRule>]) -> Self {
-        let mut index = Self::default();
-        for (i, rule) in rules.iter().enumerate() {
-            for clause in &rule.compiled.manifest.subscribe {
-                // Index each clause by its most selective non-empty list.
-                let (map, keys) = if !clause.actions.is_empty() {
-                    (&mut index.by_action, &clause.actions)
-                } else if !clause.categories.is_empty() {
-                    (&mut index.by_category, &clause.categories)
-                } else if !clause.outcomes.is_empty() {
-                    (&mut index.by_outcome, &clause.outcomes)
-                } else {
-                    index.any.push(i);
-                    continue;
-                };
-                for key in keys {
-                    map.entry(key.clone()).or_default().push(i);
-                }
-            }
-        }
-        index
+impl ClauseSet {
+    fn new(c: &Clause) -> Self {
+        let set = |list: &[String]| (!list.is_empty()).then(|| list.iter().map(|v| v.as_str().into()).collect());
+        Self { categories: set(&c.categories), actions: set(&c.actions), outcomes: set(&c.outcomes) }
     }
 
-    /// Appends to `out` the (deduplicated, ascending) indexes of rules that want this event.
-    pub fn lookup(&self, rules: &[Arc<LoadedRule>], category: &str, action: &str, outcome: &str, out: &mut Vec<usize>) {
-        out.clear();
-        let empty: &[usize] = &[];
-        let candidates = self
-            .by_action
-            .get(action)
-            .map_or(empty, Vec::as_slice)
-            .iter()
-            .chain(self.by_category.get(category).map_or(empty, Vec::as_slice))
-            .chain(self.by_outcome.get(outcome).map_or(empty, Vec::as_slice))
-            .chain(&self.any);
-        for &i in candidates {
-            if rules[i].compiled.manifest.matches(category, action, outcome) {
-                out.push(i);
-            }
+    fn matches(&self, category: &str, action: &str, outcome: &str) -> bool {
+        let ok = |set: &Option<HashSet<Box<str>>>, v: &str| set.as_ref().is_none_or(|s| s.contains(v));
+        ok(&self.categories, category) && ok(&self.actions, action) && ok(&self.outcomes, outcome)
+    }
+}
+
+/// Which detection rules want an event, decided from its (category, action, outcome). The
+/// answer for a triple is computed once (every clause of every rule checked with set
+/// lookups, a cost bounded by the manifest caps) and then memoised, so the per-event cost
+/// does not depend on how many clauses the rules declare. The memo is bounded.
+pub struct SubscriptionIndex {
+    rules: Vec<Vec<ClauseSet>>,
+    memo: HashMap<Box<str>, Arc<[u32]>, foldhash::fast::RandomState>,
+    key: String,
+}
+
+/// Most (category, action, outcome) triples memoised; past it the memo starts over.
+const MEMO_ENTRIES: usize = 4096;
+
+impl SubscriptionIndex {
+    /// The index of the detection rules of a set (in the set's order).
+    pub fn build(rules: &[Arc<LoadedRule>]) -> Self {
+        let rules = rules.iter().map(|r| r.compiled.manifest.subscribe.iter().map(ClauseSet::new).collect()).collect();
+        Self { rules, memo: HashMap::default(), key: String::new() }
+    }
+
+    /// The (ascending) indexes of the rules that want this event.
+    pub fn lookup(&mut self, category: &str, action: &str, outcome: &str) -> Arc<[u32]> {
+        // Categories, actions and outcomes never contain NUL (ingest validates them).
+        self.key.clear();
+        for part in [category, action, outcome] {
+            self.key.push_str(part);
+            self.key.push('\0');
         }
-        out.sort_unstable();
-        out.dedup();
+        if let Some(hit) = self.memo.get(self.key.as_str()) {
+            return hit.clone();
+        }
+        let wanted: Arc<[u32]> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, clauses)| clauses.iter().any(|c| c.matches(category, action, outcome)))
+            .map(|(i, _)| i as u32)
+            .collect();
+        if self.memo.len() >= MEMO_ENTRIES {
+            self.memo.clear();
+        }
+        self.memo.insert(self.key.as_str().into(), wanted.clone());
+        wanted
     }
 }
 
@@ -140,16 +165,13 @@ pub struct RuleSet {
     pub detection: Vec<Arc<LoadedRule>>,
     /// Routing rules.
     pub routing: Vec<Arc<LoadedRule>>,
-    /// Subscription index over `detection`.
-    pub index: SubscriptionIndex,
 }
 
 impl RuleSet {
     fn with(rules: Vec<Arc<LoadedRule>>) -> Self {
         let (detection, routing): (Vec<_>, Vec<_>) =
             rules.into_iter().partition(|r| r.compiled.manifest.kind == RuleKind::Detection);
-        let index = SubscriptionIndex::build(&detection);
-        Self { detection, routing, index }
+        Self { detection, routing }
     }
 
     fn all(&self) -> impl Iterator<Item = &Arc<LoadedRule>> {
@@ -186,17 +208,69 @@ pub struct Quarantine {
     pub reason: String,
     /// When (epoch ms).
     pub at: i64,
+    /// Where the quarantined version came from (`api`, `file:...`).
+    pub source: String,
 }
 
 /// Settings of the registry.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
-    /// Faults of one deployment before it is quarantined.
+    /// Standing strikes of one deployment before it is quarantined.
     pub max_faults: u64,
+    /// Strikes are forgiven after this long without a fault.
+    pub fault_decay: Duration,
     /// Bounds of each rule's state.
     pub state_limits: StateLimits,
+    /// Rate limits of each rule.
+    pub rate_limits: RateLimits,
+    /// Time budget of one rule over one batch: base...
+    pub batch_budget_base: Duration,
+    /// ...plus this per event offered.
+    pub batch_budget_per_event: Duration,
     /// Configuration JSON per rule name (`{}` when absent).
     pub rule_config: HashMap<String, String>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_faults: 3,
+            fault_decay: Duration::from_secs(600),
+            state_limits: StateLimits::default(),
+            rate_limits: RateLimits::default(),
+            batch_budget_base: Duration::from_millis(50),
+            batch_budget_per_event: Duration::from_micros(100),
+            rule_config: HashMap::new(),
+        }
+    }
+}
+
+/// A compiled, validated module not active yet (see [`RuleRegistry::prepare`]).
+pub struct Prepared {
+    compiled: CompiledRule,
+    cached: bool,
+}
+
+impl Prepared {
+    /// The rule name its manifest gives.
+    pub fn name(&self) -> &str {
+        &self.compiled.manifest.name
+    }
+
+    /// Its version.
+    pub fn version(&self) -> &str {
+        &self.compiled.manifest.version
+    }
+
+    /// Lowercase hex SHA-256 of the module.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.compiled.sha256)
+    }
+
+    /// The configuration JSON its init was given.
+    pub fn config_json(&self) -> &str {
+        &self.compiled.config_json
+    }
 }
 
 /// The registry.
@@ -205,6 +279,7 @@ pub struct RuleRegistry {
     current: ArcSwap<RuleSet>,
     states: Mutex<HashMap<String, Arc<Mutex<StateStore>>>>,
     stats: Mutex<HashMap<String, Arc<RuleStats>>>,
+    governors: Mutex<HashMap<String, Arc<Mutex<Governor>>>>,
     quarantined: Mutex<HashMap<String, Quarantine>>,
     swap: Mutex<()>,
     generation: AtomicU64,
@@ -219,6 +294,7 @@ impl RuleRegistry {
             current: ArcSwap::from_pointee(RuleSet::default()),
             states: Mutex::default(),
             stats: Mutex::default(),
+            governors: Mutex::default(),
             quarantined: Mutex::default(),
             swap: Mutex::default(),
             generation: AtomicU64::new(1),
@@ -231,43 +307,61 @@ impl RuleRegistry {
         &self.sandbox
     }
 
+    /// The settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
     /// The active set (a consistent snapshot).
     pub fn current(&self) -> Arc<RuleSet> {
         self.current.load_full()
     }
 
-    /// Compiles, validates and activates a module. CPU heavy: call from a blocking thread.
-    /// When `expected_name` is given the manifest name must equal it.
-    pub fn deploy(&self, bytes: &[u8], expected_name: Option<&str>, source: &str) -> Result<Deployed, RuleError> {
+    /// Compiles and validates a module without activating it. CPU heavy: call from a
+    /// blocking thread. When `expected_name` is given the manifest name must equal it.
+    pub fn prepare(&self, bytes: &[u8], expected_name: Option<&str>) -> Result<Prepared, RuleError> {
         let sha: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), bytes)).into();
         let cached = self.sandbox.is_cached(&sha);
         let config = |name: &str| self.config.rule_config.get(name).cloned().unwrap_or_else(|| "{}".into());
         let compiled = self.sandbox.compile(bytes, &config)?;
-        let name = compiled.manifest.name.clone();
         if let Some(expected) = expected_name
-            && expected != name
+            && expected != compiled.manifest.name
         {
             return Err(RuleError::Invalid(format!(
-                "the module's manifest names the rule {name:?}, but it was uploaded as {expected:?}"
+                "the module's manifest names the rule {:?}, but it was uploaded as {expected:?}",
+                compiled.manifest.name
             )));
         }
+        Ok(Prepared { compiled, cached })
+    }
+
+    /// Compiles, validates and activates a module at once (tools and benchmarks; the
+    /// server records the change between [`Self::prepare`] and [`Self::activate`]).
+    pub fn deploy(&self, bytes: &[u8], expected_name: Option<&str>, source: &str) -> Result<Deployed, RuleError> {
+        let prepared = self.prepare(bytes, expected_name)?;
+        Ok(self.activate(prepared, source, crate::ingest::now_ms()))
+    }
+
+    fn shared<T>(map: &Mutex<HashMap<String, Arc<T>>>, name: &str, make: impl FnOnce() -> T) -> Arc<T> {
+        map.lock().expect("registry map lock").entry(name.to_owned()).or_insert_with(|| Arc::new(make())).clone()
+    }
+
+    /// Swaps a prepared module in (replacing any version of the same name, and lifting a
+    /// quarantine of the name). `deployed_at` is epoch ms.
+    pub fn activate(&self, prepared: Prepared, source: &str, deployed_at: i64) -> Deployed {
+        let Prepared { compiled, cached } = prepared;
+        let name = compiled.manifest.name.clone();
         let limits = self.config.state_limits;
-        let state = self
-            .states
-            .lock()
-            .expect("states lock")
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(StateStore::new(limits))))
-            .clone();
-        let stats = self.stats.lock().expect("stats lock").entry(name.clone()).or_default().clone();
+        let rate_limits = self.config.rate_limits;
         let rule = Arc::new(LoadedRule {
             compiled,
             generation: self.generation.fetch_add(1, Ordering::Relaxed),
-            deployed_at: crate::ingest::now_ms(),
+            deployed_at,
             source: source.into(),
-            state,
-            stats,
-            strikes: AtomicU64::new(0),
+            state: Self::shared(&self.states, &name, || Mutex::new(StateStore::new(limits))),
+            stats: Self::shared(&self.stats, &name, RuleStats::default),
+            governor: Self::shared(&self.governors, &name, || Mutex::new(Governor::new(rate_limits))),
+            strikes: Mutex::default(),
             quarantined: AtomicBool::new(false),
         });
         let _guard = self.swap.lock().expect("swap lock");
@@ -285,7 +379,45 @@ impl RuleRegistry {
         rules.sort_by(|a, b| a.name().cmp(b.name()));
         self.current.store(Arc::new(RuleSet::with(rules)));
         self.quarantined.lock().expect("quarantine lock").remove(&name);
-        Ok(deployed)
+        deployed
+    }
+
+    /// Marks a rule name quarantined without running it (a stored quarantine coming back
+    /// at start, or a stored rule that can no longer be compiled).
+    pub fn restore_quarantine(&self, name: &str, quarantine: Quarantine) {
+        let _guard = self.swap.lock().expect("swap lock");
+        let old = self.current.load_full();
+        if old.all().any(|r| r.name() == name) {
+            let rules = old.all().filter(|r| r.name() != name).cloned().collect();
+            self.current.store(Arc::new(RuleSet::with(rules)));
+        }
+        self.quarantined.lock().expect("quarantine lock").insert(name.into(), quarantine);
+    }
+
+    /// The name of the active or quarantined rule whose module has this SHA-256 (hex).
+    pub fn rule_with_sha(&self, sha256_hex: &str) -> Option<String> {
+        if let Some(r) = self.current().all().find(|r| r.sha256_hex() == sha256_hex) {
+            return Some(r.name().to_owned());
+        }
+        let q = self.quarantined.lock().expect("quarantine lock");
+        q.iter().find(|(_, q)| q.sha256 == sha256_hex).map(|(name, _)| name.clone())
+    }
+
+    /// (source, name, SHA-256 hex) of every active and quarantined rule.
+    pub fn sources(&self) -> Vec<(String, String, String)> {
+        let mut out: Vec<_> =
+            self.current().all().map(|r| (r.source.clone(), r.name().to_owned(), r.sha256_hex())).collect();
+        let q = self.quarantined.lock().expect("quarantine lock");
+        out.extend(q.iter().map(|(name, q)| (q.source.clone(), name.clone(), q.sha256.clone())));
+        out
+    }
+
+    /// The SHA-256 (hex) of the active or quarantined version of `name`.
+    pub fn sha_of(&self, name: &str) -> Option<String> {
+        if let Some(r) = self.current().all().find(|r| r.name() == name) {
+            return Some(r.sha256_hex());
+        }
+        self.quarantined.lock().expect("quarantine lock").get(name).map(|q| q.sha256.clone())
     }
 
     /// Removes a rule (and its state). Returns the removed version's SHA-256.
@@ -304,11 +436,12 @@ impl RuleRegistry {
         Ok(removed.sha256_hex())
     }
 
-    /// Counts a fault of `rule`; when it reaches the limit, the rule is taken out of the set
-    /// and `true` is returned (once).
+    /// Counts a fault of `rule`; when its standing strikes reach the limit, the rule is
+    /// taken out of the set and `true` is returned (once). Strikes older than the decay
+    /// interval are forgiven, so rare poison events never quarantine a good rule.
     pub fn strike(&self, rule: &LoadedRule, reason: &str) -> bool {
         rule.stats.faults.fetch_add(1, Ordering::Relaxed);
-        let strikes = rule.strikes.fetch_add(1, Ordering::Relaxed) + 1;
+        let strikes = rule.strikes.lock().expect("strikes lock").strike(Instant::now(), self.config.fault_decay);
         if strikes < self.config.max_faults || rule.quarantined.swap(true, Ordering::SeqCst) {
             return false;
         }
@@ -318,7 +451,12 @@ impl RuleRegistry {
         self.current.store(Arc::new(RuleSet::with(rules)));
         self.quarantined.lock().expect("quarantine lock").insert(
             rule.name().into(),
-            Quarantine { sha256: rule.sha256_hex(), reason: reason.into(), at: crate::ingest::now_ms() },
+            Quarantine {
+                sha256: rule.sha256_hex(),
+                reason: reason.into(),
+                at: crate::ingest::now_ms(),
+                source: rule.source.clone(),
+            },
         );
         true
     }
@@ -345,6 +483,7 @@ impl RuleRegistry {
             "abi_minor": r.compiled.abi_minor, "source": r.source,
             "deployed_at": crate::ingest::format_rfc3339_ms(r.deployed_at),
             "state": {"keys": state.len(), "bytes": state.approx_bytes(), "evictions": state.evictions()},
+            "strikes": r.strikes.lock().expect("strikes lock").current(Instant::now(), self.config.fault_decay),
             "stats": r.stats.snapshot(),
         })
     }
@@ -365,6 +504,8 @@ impl RuleRegistry {
         let set = self.current();
         let _ = writeln!(out, "# TYPE vigil_rule_events_total counter\n# TYPE vigil_rule_faults_total counter");
         let _ = writeln!(out, "# TYPE vigil_rule_alerts_total counter\n# TYPE vigil_rule_state_keys gauge");
+        let _ = writeln!(out, "# TYPE vigil_rule_ns_per_event gauge\n# TYPE vigil_rule_skipped_events_total counter");
+        let _ = writeln!(out, "# TYPE vigil_rule_alerts_rate_limited_total counter");
         for r in set.all() {
             let (name, s) = (r.name(), &r.stats);
             let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -374,6 +515,10 @@ impl RuleRegistry {
             let _ = writeln!(out, "vigil_rule_alerts_total{{rule=\"{name}\"}} {}", g(&s.alerts));
             let _ = writeln!(out, "vigil_rule_faults_total{{rule=\"{name}\"}} {}", g(&s.faults));
             let _ = writeln!(out, "vigil_rule_time_ns_total{{rule=\"{name}\"}} {}", g(&s.time_ns));
+            let ns_per_event = g(&s.time_ns).checked_div(g(&s.events)).unwrap_or(0);
+            let _ = writeln!(out, "vigil_rule_ns_per_event{{rule=\"{name}\"}} {ns_per_event}");
+            let _ = writeln!(out, "vigil_rule_skipped_events_total{{rule=\"{name}\"}} {}", g(&s.skipped));
+            let _ = writeln!(out, "vigil_rule_alerts_rate_limited_total{{rule=\"{name}\"}} {}", g(&s.alerts_rate_limited));
             let _ = writeln!(out, "vigil_rule_state_keys{{rule=\"{name}\"}} {keys}");
         }
     }

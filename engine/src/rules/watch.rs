@@ -1,23 +1,29 @@
 //! The watched rules directory (`--rules-dir`): every `*.wasm` file is deployed at start and
 //! the directory is polled (default every 250 ms), so a new or changed file is active within a
-//! second and a removed file's rule is deleted. A file that fails validation is logged and
-//! the previous version keeps running. Deploys and deletes are recorded in the chain.
+//! second and a removed file's rule is deleted. Files are tracked by content (SHA-256) and
+//! rules by manifest name, so a rename, an atomic replace with the same bytes, or a restart
+//! keeps the rule, its state and its quarantine; a rule is deleted only when no file in the
+//! directory provides it any more. A file that fails validation is logged, recorded in the
+//! chain (`rule_refused`) and the previous version keeps running. Deploys and deletes go
+//! through the `RuleJournal`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::RuleRegistry;
-use crate::ingest::system_event;
-use crate::store::sequencer::SequencerHandle;
+use super::journal::RuleJournal;
 
 #[derive(Clone, PartialEq)]
 struct Seen {
     modified: Option<SystemTime>,
     len: u64,
+    /// SHA-256 (hex) of the bytes last read.
+    sha256: Option<String>,
+    /// The rule this file provides.
     rule: Option<String>,
 }
 
@@ -25,17 +31,25 @@ struct Seen {
 pub struct RulesDir {
     dir: PathBuf,
     registry: Arc<RuleRegistry>,
-    sequencer: SequencerHandle,
+    journal: RuleJournal,
     seen: HashMap<PathBuf, Seen>,
 }
 
 impl RulesDir {
-    /// A watcher of `dir` (nothing loaded yet).
-    pub fn new(dir: PathBuf, registry: Arc<RuleRegistry>, sequencer: SequencerHandle) -> Self {
-        Self { dir, registry, sequencer, seen: HashMap::new() }
+    /// A watcher of `dir`. Rules the registry holds from files of this directory (restored
+    /// from the store) are known already: their files are not deployed again.
+    pub fn new(dir: PathBuf, registry: Arc<RuleRegistry>, journal: RuleJournal) -> Self {
+        let mut seen = HashMap::new();
+        for (source, rule, sha256) in registry.sources() {
+            if let Some(path) = source.strip_prefix("file:") {
+                let seen_before = Seen { modified: None, len: 0, sha256: Some(sha256), rule: Some(rule) };
+                seen.insert(PathBuf::from(path), seen_before);
+            }
+        }
+        Self { dir, registry, journal, seen }
     }
 
-    /// One pass: deploys new and changed files, deletes rules whose file disappeared.
+    /// One pass: deploys new and changed files, deletes rules no file provides any more.
     /// Returns the number of rules deployed.
     pub async fn scan(&mut self) -> usize {
         let mut present = Vec::new();
@@ -61,9 +75,20 @@ impl RulesDir {
             if previous.as_ref().is_some_and(|p| p.modified == meta.modified().ok() && p.len == meta.len()) {
                 continue;
             }
-            let mut seen =
-                Seen { modified: meta.modified().ok(), len: meta.len(), rule: previous.and_then(|p| p.rule) };
-            if let Some(rule) = self.deploy_file(path).await {
+            let Ok(bytes) = tokio::fs::read(path).await else { continue };
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let mut seen = Seen {
+                modified: meta.modified().ok(),
+                len: meta.len(),
+                sha256: Some(sha256.clone()),
+                rule: previous.as_ref().and_then(|p| p.rule.clone()),
+            };
+            if previous.as_ref().is_some_and(|p| p.sha256.as_deref() == Some(&sha256)) {
+                // Touched but unchanged (or known from before a restart).
+            } else if let Some(rule) = self.registry.rule_with_sha(&sha256) {
+                // The same module under another name (a rename) or already restored: adopt it.
+                seen.rule = Some(rule);
+            } else if let Some(rule) = self.deploy_file(path, bytes, &sha256).await {
                 seen.rule = Some(rule);
                 deployed += 1;
             }
@@ -71,48 +96,37 @@ impl RulesDir {
         }
         let gone: Vec<PathBuf> = self.seen.keys().filter(|p| !present.contains(p)).cloned().collect();
         for path in gone {
-            if let Some(rule) = self.seen.remove(&path).and_then(|s| s.rule) {
+            let Some(rule) = self.seen.remove(&path).and_then(|s| s.rule) else { continue };
+            let still_provided = self.seen.values().any(|s| s.rule.as_deref() == Some(rule.as_str()));
+            if !still_provided {
                 self.delete_rule(&rule, &path).await;
             }
         }
         deployed
     }
 
-    async fn deploy_file(&self, path: &Path) -> Option<String> {
-        let bytes = tokio::fs::read(path).await.ok()?;
-        let registry = self.registry.clone();
+    async fn deploy_file(&self, path: &Path, bytes: Vec<u8>, sha256: &str) -> Option<String> {
         let source = format!("file:{}", path.display());
-        let result = tokio::task::spawn_blocking(move || registry.deploy(&bytes, None, &source)).await.ok()?;
-        match result {
+        match self.journal.deploy(&self.registry, bytes, None, &source, "rules_dir").await {
             Ok(d) => {
                 tracing::info!(rule = %d.name, version = %d.version, sha256 = %d.sha256, file = %path.display(), "Rule deployed from the rules directory");
-                let details = json!({"rule": d.name, "version": d.version, "sha256": d.sha256,
-                    "replaced": d.replaced, "source": format!("file:{}", path.display())});
-                if let Err(e) = self
-                    .sequencer
-                    .submit(vec![system_event("configuration", "rule_deployed", "rules_dir", details)])
-                    .await
-                {
-                    tracing::error!(error = %e, "Could not record a rule deploy in the chain");
-                }
                 Some(d.name)
             }
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "Rule file refused; the previous version (if any) keeps running");
+                if let Err(e) = self.journal.refused(&source, sha256, &e.to_string()).await {
+                    tracing::error!(error = %e, "Could not record a refused rule file in the chain");
+                }
                 None
             }
         }
     }
 
     async fn delete_rule(&self, rule: &str, path: &Path) {
-        if let Ok(sha256) = self.registry.delete(rule) {
-            tracing::info!(rule, file = %path.display(), "Rule file removed; rule deleted");
-            let details = json!({"rule": rule, "sha256": sha256, "source": format!("file:{}", path.display())});
-            if let Err(e) =
-                self.sequencer.submit(vec![system_event("configuration", "rule_deleted", "rules_dir", details)]).await
-            {
-                tracing::error!(error = %e, "Could not record a rule delete in the chain");
-            }
+        let source = format!("file:{}", path.display());
+        match self.journal.delete(&self.registry, rule, &source, "rules_dir").await {
+            Ok(_) => tracing::info!(rule, file = %path.display(), "Rule file removed; rule deleted"),
+            Err(e) => tracing::error!(rule, error = %e, "Could not delete the rule of a removed file"),
         }
     }
 

@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgPool, Postgres, QueryBuilder, 
 use crate::alerts::{AlertFilter, AlertRow};
 
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
-use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow};
+use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
 
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "severity_index", include_str!("../../../migrations/postgres/0003_severity_index.sql")),
     (4, "request_index", include_str!("../../../migrations/postgres/0004_request_index.sql")),
     (5, "autovacuum", include_str!("../../../migrations/postgres/0005_autovacuum.sql")),
+    (6, "rules", include_str!("../../../migrations/postgres/0006_rules.sql")),
 ];
 
 /// The application role the server acts as.

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -55,6 +56,8 @@ pub struct CommittedEvent {
     /// The canonical JSON of `details`, when known (cut from the canonical bytes, so rules
     /// that read the whole `details` need no serialization).
     pub details_json: Option<Arc<[u8]>>,
+    /// Bytes of its canonical form (what the detection hand-off is bounded by).
+    pub size: usize,
 }
 
 /// Tunables of the sequencer.
@@ -101,13 +104,59 @@ pub struct Sequencer {
     handoff: Arc<Handoff>,
 }
 
-/// What the sequencer tells detection besides the batches themselves.
-#[derive(Debug, Default)]
+/// What the sequencer tells detection besides the batches themselves, and the bound of the
+/// hand-off in events and bytes (besides the channel's bound in batches).
+#[derive(Debug)]
 pub struct Handoff {
     /// Batches not handed over because detection's queue was full.
-    pub skipped: std::sync::atomic::AtomicU64,
+    pub skipped: AtomicU64,
     /// Seq of the last committed event (detection catches up to it when idle).
-    pub head: std::sync::atomic::AtomicU64,
+    pub head: AtomicU64,
+    /// Events queued for detection now.
+    pub queued_events: AtomicU64,
+    /// Canonical bytes queued for detection now.
+    pub queued_bytes: AtomicU64,
+    max_events: u64,
+    max_bytes: u64,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Self::new(65_536, 64 << 20)
+    }
+}
+
+impl Handoff {
+    /// A hand-off holding at most `max_events` events and `max_bytes` canonical bytes.
+    pub fn new(max_events: u64, max_bytes: u64) -> Self {
+        Self {
+            skipped: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            queued_events: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
+            max_events,
+            max_bytes,
+        }
+    }
+
+    /// Reserves room for a batch; false (nothing reserved) when it would pass a bound.
+    /// Only the sequencer reserves, so check-then-add cannot overshoot.
+    fn reserve(&self, events: u64, bytes: u64) -> bool {
+        let (e, b) = (self.queued_events.load(Ordering::Acquire), self.queued_bytes.load(Ordering::Acquire));
+        if e + events > self.max_events || b + bytes > self.max_bytes {
+            return false;
+        }
+        self.queued_events.fetch_add(events, Ordering::AcqRel);
+        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        true
+    }
+
+    /// Gives back the room of a batch detection took off the queue.
+    pub fn release(&self, batch: &[CommittedEvent]) {
+        let bytes: usize = batch.iter().map(|e| e.size).sum();
+        self.queued_events.fetch_sub(batch.len() as u64, Ordering::AcqRel);
+        self.queued_bytes.fetch_sub(bytes as u64, Ordering::AcqRel);
+    }
 }
 
 impl Sequencer {
@@ -119,7 +168,7 @@ impl Sequencer {
         handoff: Arc<Handoff>,
     ) -> Result<SequencerHandle, StoreError> {
         let head = store.head().await?;
-        handoff.head.store(head.seq as u64, std::sync::atomic::Ordering::Relaxed);
+        handoff.head.store(head.seq as u64, Ordering::Relaxed);
         let last_checkpoint = store.last_checkpoint().await?;
         let (tx, rx) = mpsc::channel(1024);
         let sequencer =
@@ -180,11 +229,21 @@ impl Sequencer {
     /// full the batch is skipped here, and detection reads the skipped seqs back from the
     /// store when it notices the gap. Ingest never stalls on rules; no event goes unevaluated.
     fn publish(&self, committed: Vec<CommittedEvent>) {
-        if let Some(tx) = &self.committed
-            && !committed.is_empty()
-            && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(committed)
-        {
-            self.handoff.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(tx) = &self.committed else { return };
+        if committed.is_empty() {
+            return;
+        }
+        let (events, bytes) = (committed.len() as u64, committed.iter().map(|e| e.size as u64).sum::<u64>());
+        if !self.handoff.reserve(events, bytes) {
+            self.handoff.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(e) = tx.try_send(committed) {
+            let batch = match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+            };
+            self.handoff.release(&batch);
+            self.handoff.skipped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -213,6 +272,7 @@ impl Sequencer {
                 obj.insert("mask_policy".into(), Value::from(MASK_POLICY_VERSION));
                 let (canon, details) = to_canonical_with_span(&obj, "details");
                 let details_json = details.map(|r| Arc::from(&canon[r]));
+                let size = canon.len();
                 let hash = chain_hash(&head.hash, &canon);
                 rows.push(StoredRow {
                     seq,
@@ -221,7 +281,7 @@ impl Sequencer {
                     prev_hash: head.hash.to_vec(),
                     hash: hash.to_vec(),
                 });
-                committed.push(CommittedEvent { seq, event: Arc::new(obj), details_json });
+                committed.push(CommittedEvent { seq, event: Arc::new(obj), details_json, size });
                 known.insert(ev.event_id.clone(), seq);
                 batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
                 head = Head { seq, hash };
@@ -234,7 +294,7 @@ impl Sequencer {
         let checkpoint = self.checkpoint_due(head);
         self.store.append(&rows, checkpoint.as_ref()).await?;
         self.head = head;
-        self.handoff.head.store(head.seq as u64, std::sync::atomic::Ordering::Relaxed);
+        self.handoff.head.store(head.seq as u64, Ordering::Relaxed);
         if let Some(cp) = checkpoint {
             self.last_checkpoint = Some(cp);
             self.last_checkpoint_at = Instant::now();

@@ -187,6 +187,82 @@ macro_rules! backend_queries {
                 Ok(qb.build().execute(&self.$writer).await?.rows_affected() == 1)
             }
 
+            pub(super) async fn save_rule(&self, r: &StoredRule) -> Result<(), StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO rules (name, sha256, module, config, source, actor, deployed_at, status, reason, status_at) ",
+                );
+                qb.push_values([r], |mut b, r| {
+                    b.push_bind(r.name.clone())
+                        .push_bind(r.sha256.clone())
+                        .push_bind(r.module.clone())
+                        .push_bind(r.config.clone())
+                        .push_bind(r.source.clone())
+                        .push_bind(r.actor.clone())
+                        .push_bind(r.deployed_at)
+                        .push_bind(r.status.clone())
+                        .push_bind(r.reason.clone())
+                        .push_bind(r.status_at);
+                });
+                qb.push(
+                    " ON CONFLICT (name) DO UPDATE SET sha256 = excluded.sha256, module = excluded.module, \
+                     config = excluded.config, source = excluded.source, actor = excluded.actor, \
+                     deployed_at = excluded.deployed_at, status = excluded.status, reason = excluded.reason, \
+                     status_at = excluded.status_at",
+                );
+                qb.build().execute(&self.$writer).await?;
+                Ok(())
+            }
+
+            pub(super) async fn set_rule_status(
+                &self,
+                name: &str,
+                sha256: &str,
+                status: &str,
+                reason: Option<&str>,
+                at: i64,
+            ) -> Result<bool, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE rules SET status = ");
+                qb.push_bind(status.to_owned())
+                    .push(", reason = ")
+                    .push_bind(reason.map(str::to_owned))
+                    .push(", status_at = ")
+                    .push_bind(at)
+                    .push(" WHERE name = ")
+                    .push_bind(name.to_owned())
+                    .push(" AND sha256 = ")
+                    .push_bind(sha256.to_owned());
+                Ok(qb.build().execute(&self.$writer).await?.rows_affected() == 1)
+            }
+
+            pub(super) async fn delete_rule(&self, name: &str) -> Result<bool, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("DELETE FROM rules WHERE name = ");
+                qb.push_bind(name.to_owned());
+                Ok(qb.build().execute(&self.$writer).await?.rows_affected() == 1)
+            }
+
+            pub(super) async fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT name, sha256, module, config, source, actor, deployed_at, status, reason, status_at \
+                     FROM rules ORDER BY name",
+                );
+                let rows = qb.build().fetch_all(&self.$writer).await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| StoredRule {
+                        name: r.get(0),
+                        sha256: r.get(1),
+                        module: r.get(2),
+                        config: r.get(3),
+                        source: r.get(4),
+                        actor: r.get(5),
+                        deployed_at: r.get(6),
+                        status: r.get(7),
+                        reason: r.get(8),
+                        status_at: r.get(9),
+                    })
+                    .collect())
+            }
+
             pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, \

@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 use crate::alerts::{AlertFilter, AlertRow};
 
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
-use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow};
+use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
 
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "severity_index", include_str!("../../../migrations/sqlite/0003_severity_index.sql")),
     (4, "request_index", include_str!("../../../migrations/sqlite/0004_request_index.sql")),
     (5, "autovacuum", include_str!("../../../migrations/sqlite/0005_autovacuum.sql")),
+    (6, "rules", include_str!("../../../migrations/sqlite/0006_rules.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).

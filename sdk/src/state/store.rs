@@ -3,14 +3,46 @@
 //! Each method is one state import of ABI.md, so the host's import functions are one-liners
 //! over a `StateStore` it keeps per rule name; [`crate::testing`] uses it the same way.
 //! Entries are keyed by (kind, window, key bytes); reads of missing keys create nothing.
+//! Everything a rule (or the events it reads) controls is bounded: keys longer than
+//! [`MAX_KEY_BYTES`] and distinct-set values longer than [`MAX_DISTINCT_VALUE_BYTES`] are
+//! replaced by a keyed 128-bit hash (seeded per process, so collisions cannot be crafted),
+//! last-seen values longer than [`MAX_LAST_SEEN_BYTES`] likewise, and the byte budget counts
+//! the newest entry too: an entry that alone exceeds it is not kept.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
 
 use super::{Baseline, BaselineStats, DEFAULT_MAX_DISTINCT_VALUES, DistinctSet, LastSeen, WindowCounter};
 
 /// Longest key kept as is; longer keys are shortened by [`normalize_key`].
 pub const MAX_KEY_BYTES: usize = 256;
+/// Longest distinct-set value kept as is; longer values are replaced by their keyed hash.
+pub const MAX_DISTINCT_VALUE_BYTES: usize = 64;
+/// Longest last-seen value kept as is; longer values are replaced by their keyed hash.
+pub const MAX_LAST_SEEN_BYTES: usize = 1024;
+
+/// A keyed 128-bit hash of `bytes`, the seed drawn once per process.
+fn digest128(bytes: &[u8]) -> [u8; 16] {
+    static SEED: OnceLock<RandomState> = OnceLock::new();
+    let seed = SEED.get_or_init(RandomState::new);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&seed.hash_one((0u8, bytes)).to_le_bytes());
+    out[8..].copy_from_slice(&seed.hash_one((1u8, bytes)).to_le_bytes());
+    out
+}
+
+/// `bytes` itself when at most `max` bytes long, else `#` and its keyed 128-bit hash.
+pub fn bounded_value(bytes: &[u8], max: usize) -> Cow<'_, [u8]> {
+    if bytes.len() <= max {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(17);
+    out.push(b'#');
+    out.extend_from_slice(&digest128(bytes));
+    Cow::Owned(out)
+}
 
 /// Bounds of one rule's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,15 +62,16 @@ impl Default for StateLimits {
 }
 
 /// Keys longer than [`MAX_KEY_BYTES`] become their first 223 bytes, `#` and 32 hex digits of
-/// two FNV-1a hashes of the whole key; shorter keys are unchanged.
+/// the keyed 128-bit hash of the whole key; shorter keys are unchanged.
 pub fn normalize_key(key: &[u8]) -> Cow<'_, [u8]> {
     if key.len() <= MAX_KEY_BYTES {
         return Cow::Borrowed(key);
     }
-    let fnv = |basis: u64| key.iter().fold(basis, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     let mut out = key[..223].to_vec();
     out.push(b'#');
-    out.extend_from_slice(format!("{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142)).as_bytes());
+    for b in digest128(key) {
+        out.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
     Cow::Owned(out)
 }
 
@@ -154,7 +187,7 @@ impl StateStore {
         let idx = if amount == 0 {
             self.find(WINDOW, window_ms, key)
         } else {
-            Some(self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(Box::new(WindowCounter::new(window_ms)))))
+            self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(Box::new(WindowCounter::new(window_ms))))
         };
         match idx.map(|i| self.entry_mut(i)) {
             Some(Entry::Window(w)) => w.add(time_ms, amount),
@@ -166,13 +199,15 @@ impl StateStore {
     /// the number of distinct values in the window (see [`DistinctSet::add`]).
     pub fn distinct_add(&mut self, window_ms: i64, key: &[u8], value: &[u8], time_ms: i64) -> i64 {
         let window_ms = window_ms.max(1);
+        let value = bounded_value(value, MAX_DISTINCT_VALUE_BYTES);
+        let value = value.as_ref();
         let max = self.limits.max_distinct_values;
         let idx = if value.is_empty() {
             self.find(DISTINCT, window_ms, key)
         } else {
-            Some(self.find_or_insert(DISTINCT, window_ms, key, || {
+            self.find_or_insert(DISTINCT, window_ms, key, || {
                 Entry::Distinct(DistinctSet::with_max_values(window_ms, max))
-            }))
+            })
         };
         let Some(i) = idx else { return 0 };
         let n = match self.entry_mut(i) {
@@ -194,7 +229,11 @@ impl StateStore {
 
     /// `last_seen_set`: stores `value` and `time_ms` for `key`.
     pub fn last_seen_set(&mut self, key: &[u8], value: &[u8], time_ms: i64) {
-        let i = self.find_or_insert(LAST_SEEN, 0, key, || Entry::LastSeen(LastSeen::new(&[], time_ms)));
+        let value = bounded_value(value, MAX_LAST_SEEN_BYTES);
+        let value = value.as_ref();
+        let Some(i) = self.find_or_insert(LAST_SEEN, 0, key, || Entry::LastSeen(LastSeen::new(&[], time_ms))) else {
+            return;
+        };
         if let Entry::LastSeen(l) = self.entry_mut(i) {
             l.set(value, time_ms);
         }
@@ -203,7 +242,7 @@ impl StateStore {
 
     /// `baseline_observe`: adds a sample to `key`'s running mean and variance.
     pub fn baseline_observe(&mut self, key: &[u8], value: f64) {
-        let i = self.find_or_insert(BASELINE, 0, key, || Entry::Baseline(Baseline::new()));
+        let Some(i) = self.find_or_insert(BASELINE, 0, key, || Entry::Baseline(Baseline::new())) else { return };
         if let Entry::Baseline(b) = self.entry_mut(i) {
             b.observe(value);
         }
@@ -231,9 +270,11 @@ impl StateStore {
         Some(i)
     }
 
-    fn find_or_insert(&mut self, kind: u8, window_ms: i64, key: &[u8], make: impl FnOnce() -> Entry) -> usize {
+    /// The entry for the key, created when missing; `None` when a new entry alone would
+    /// exceed the byte budget (it is not kept).
+    fn find_or_insert(&mut self, kind: u8, window_ms: i64, key: &[u8], make: impl FnOnce() -> Entry) -> Option<usize> {
         if let Some(i) = self.find(kind, window_ms, key) {
-            return i;
+            return Some(i);
         }
         if self.map.len() >= self.limits.max_keys.max(1) {
             self.evict_lru();
@@ -256,7 +297,7 @@ impl StateStore {
         self.push_front(i);
         self.bytes += bytes;
         self.enforce();
-        i
+        self.is_live(i).then_some(i)
     }
 
     /// Re-measures entry `i` (the most recently used) after a change and enforces the budget.
@@ -268,11 +309,17 @@ impl StateStore {
         self.enforce();
     }
 
-    /// Evicts least recently used entries until within limits, never the last (newest) one.
+    /// Evicts least recently used entries until within limits. The newest entry counts
+    /// too: one that alone exceeds the byte budget is evicted as well (it is the most
+    /// recently used, so it goes last).
     fn enforce(&mut self) {
-        while (self.map.len() > self.limits.max_keys || self.bytes > self.limits.max_bytes) && self.map.len() > 1 {
+        while (self.map.len() > self.limits.max_keys || self.bytes > self.limits.max_bytes) && !self.map.is_empty() {
             self.evict_lru();
         }
+    }
+
+    fn is_live(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(Option::is_some)
     }
 
     fn evict_lru(&mut self) {
@@ -390,9 +437,10 @@ mod tests {
         assert!(s.evictions() > 0);
         assert!(s.last_seen_get(&99u32.to_le_bytes()).is_some(), "newest kept");
         assert!(s.last_seen_get(&0u32.to_le_bytes()).is_none(), "oldest evicted");
-        // Growing one value past the whole budget keeps just that entry.
+        // A value past the whole budget is not kept, and everything older made room for it.
         s.last_seen_set(b"big", &[1u8; 8192], 1);
-        assert_eq!(s.len(), 1);
+        assert!(s.approx_bytes() <= 4096, "the newest entry counts against the budget");
+        assert!(s.last_seen_get(b"big").map(|(v, _)| v.len()) != Some(8192));
         s.clear();
         assert!(s.is_empty());
         assert_eq!(s.approx_bytes(), 0);
@@ -410,6 +458,29 @@ mod tests {
         }
         assert!(s.approx_bytes() > before);
         assert_eq!(s.distinct_add(60_000, b"k", b"", 500), 100, "capped at max_distinct_values");
+    }
+
+    #[test]
+    fn long_values_are_hashed_and_an_entry_past_the_budget_is_not_kept() {
+        let mut s = small(100, usize::MAX);
+        let long = vec![b'x'; 10_000];
+        let mut other = long.clone();
+        other[9_999] = b'y';
+        assert_eq!(s.distinct_add(60_000, b"k", &long, 0), 1);
+        assert_eq!(s.distinct_add(60_000, b"k", &long, 1), 1, "the same long value counts once");
+        assert_eq!(s.distinct_add(60_000, b"k", &other, 2), 2, "a different long value counts");
+        assert!(s.approx_bytes() < 2_000, "long values are stored as hashes: {}", s.approx_bytes());
+        s.last_seen_set(b"l", &long, 3);
+        let (v, t) = s.last_seen_get(b"l").unwrap();
+        assert_eq!((v.len(), t), (17, 3));
+        assert_eq!(s.last_seen_get(b"l").unwrap().0, bounded_value(&long, MAX_LAST_SEEN_BYTES).as_ref());
+        // A budget smaller than one window counter: nothing is kept, nothing panics.
+        let mut tiny = small(100, 512);
+        assert_eq!(tiny.window_add(1000, b"a", 0, 1), 0);
+        assert!(tiny.is_empty() && tiny.approx_bytes() == 0);
+        tiny.baseline_observe(b"b", 1.0);
+        tiny.last_seen_set(b"c", b"v", 0);
+        assert!(tiny.approx_bytes() <= 512);
     }
 
     #[test]

@@ -1,0 +1,145 @@
+//! Making rule changes durable: the narrow interface between the registry (which never
+//! holds the store) and storage. A deploy is compiled and validated first
+//! (`RuleRegistry::prepare`), then its module is stored in the `rules` table and its chain
+//! event written, and only then activated: a change takes effect after it is recorded.
+//! Deletes and quarantines are recorded the same way, and `restore` brings every stored
+//! rule back at start with its SHA-256 and status (a quarantined rule stays quarantined
+//! until it is redeployed). Used by `api::rules`, `watch` and `alerts`.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::registry::{Deployed, Quarantine};
+use super::{RuleError, RuleRegistry};
+use crate::ingest::{now_ms, system_event};
+use crate::store::sequencer::SequencerHandle;
+use crate::store::{Store, StoredRule};
+
+/// Records rule changes in the store and the chain.
+#[derive(Clone)]
+pub struct RuleJournal {
+    store: Store,
+    sequencer: SequencerHandle,
+}
+
+impl RuleJournal {
+    /// A journal writing to `store` and the chain of `sequencer`.
+    pub fn new(store: Store, sequencer: SequencerHandle) -> Self {
+        Self { store, sequencer }
+    }
+
+    async fn chain(&self, action: &str, actor: &str, details: serde_json::Value) -> Result<(), RuleError> {
+        self.sequencer.submit(vec![system_event("configuration", action, actor, details)]).await?;
+        Ok(())
+    }
+
+    /// Compiles `bytes` (off the async runtime), stores the module, writes the
+    /// `rule_deployed` chain event, then activates it.
+    pub async fn deploy(
+        &self,
+        registry: &Arc<RuleRegistry>,
+        bytes: Vec<u8>,
+        expected_name: Option<String>,
+        source: &str,
+        actor: &str,
+    ) -> Result<Deployed, RuleError> {
+        let (compiling, module) = (registry.clone(), bytes.clone());
+        let prepared = tokio::task::spawn_blocking(move || compiling.prepare(&module, expected_name.as_deref()))
+            .await
+            .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))??;
+        let (name, sha256) = (prepared.name().to_owned(), prepared.sha256_hex());
+        let replaced = registry.sha_of(&name);
+        let at = now_ms();
+        self.store
+            .save_rule(&StoredRule {
+                name: name.clone(),
+                sha256: sha256.clone(),
+                module: bytes,
+                config: prepared.config_json().to_owned(),
+                source: source.to_owned(),
+                actor: actor.to_owned(),
+                deployed_at: at,
+                status: "active".into(),
+                reason: None,
+                status_at: at,
+            })
+            .await?;
+        let details = json!({"rule": name, "version": prepared.version(), "sha256": sha256,
+            "replaced": replaced, "source": source});
+        self.chain("rule_deployed", actor, details).await?;
+        Ok(registry.activate(prepared, source, at))
+    }
+
+    /// Deletes a rule: the stored module, then the chain event, then the live rule.
+    pub async fn delete(
+        &self,
+        registry: &RuleRegistry,
+        name: &str,
+        source: &str,
+        actor: &str,
+    ) -> Result<String, RuleError> {
+        let sha256 = registry.sha_of(name).ok_or_else(|| RuleError::NotFound(name.into()))?;
+        self.store.delete_rule(name).await?;
+        self.chain("rule_deleted", actor, json!({"rule": name, "sha256": sha256, "source": source})).await?;
+        registry.delete(name)
+    }
+
+    /// Records a quarantine (the registry has already taken the rule out of the set).
+    pub async fn quarantined(&self, name: &str, sha256: &str, reason: &str) -> Result<(), RuleError> {
+        self.chain("rule_quarantined", "vigil", json!({"rule": name, "sha256": sha256, "reason": reason})).await?;
+        if !self.store.set_rule_status(name, sha256, "quarantined", Some(reason), now_ms()).await? {
+            tracing::warn!(rule = name, sha256, "Quarantined rule version is not the stored one; status not persisted");
+        }
+        Ok(())
+    }
+
+    /// Records a module from the rules directory that was refused (so operators, and
+    /// tests, can tell "refused" from "not scanned yet").
+    pub async fn refused(&self, file: &str, sha256: &str, reason: &str) -> Result<(), RuleError> {
+        self.chain("rule_refused", "rules_dir", json!({"file": file, "sha256": sha256, "reason": reason})).await
+    }
+
+    /// Brings every stored rule back: active ones activated with their stored SHA-256,
+    /// quarantined ones held quarantined. A stored module that no longer compiles (or whose
+    /// bytes do not match its SHA-256) is held quarantined with the reason, never dropped
+    /// silently. Returns (active, quarantined).
+    pub async fn restore(&self, registry: &Arc<RuleRegistry>) -> Result<(usize, usize), RuleError> {
+        let rows = self.store.load_rules().await?;
+        let (mut active, mut quarantined) = (0, 0);
+        for row in rows {
+            let (compiling, module, name) = (registry.clone(), row.module.clone(), row.name.clone());
+            let prepared = tokio::task::spawn_blocking(move || compiling.prepare(&module, Some(&name)))
+                .await
+                .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))?;
+            let quarantine = |reason: String| Quarantine {
+                sha256: row.sha256.clone(),
+                reason,
+                at: row.status_at,
+                source: row.source.clone(),
+            };
+            match prepared {
+                Ok(p) if p.sha256_hex() != row.sha256 => {
+                    tracing::error!(rule = %row.name, "Stored rule module does not match its SHA-256; held quarantined");
+                    let reason = format!("stored module hashes to {}, not the recorded SHA-256", p.sha256_hex());
+                    registry.restore_quarantine(&row.name, quarantine(reason));
+                    quarantined += 1;
+                }
+                Ok(p) if row.status == "active" => {
+                    registry.activate(p, &row.source, row.deployed_at);
+                    active += 1;
+                }
+                Ok(_) => {
+                    registry.restore_quarantine(&row.name, quarantine(row.reason.clone().unwrap_or_default()));
+                    quarantined += 1;
+                }
+                Err(e) => {
+                    tracing::error!(rule = %row.name, error = %e, "Stored rule could not be restored; held quarantined");
+                    registry.restore_quarantine(&row.name, quarantine(format!("could not be restored at start: {e}")));
+                    quarantined += 1;
+                }
+            }
+        }
+        Ok((active, quarantined))
+    }
+}
