@@ -19,8 +19,8 @@ use crate::detect::replay;
 use crate::ingest::{Masker, system_event};
 use crate::rules::RuleRegistry;
 use crate::rules::journal::RuleJournal;
-use crate::rules::module::{Sandbox, SandboxLimits};
 use crate::rules::limits::RateLimits;
+use crate::rules::module::{Sandbox, SandboxLimits};
 use crate::rules::registry::RegistryConfig;
 use crate::rules::watch::RulesDir;
 use crate::store::Store;
@@ -160,7 +160,10 @@ pub fn build_registry(config: &Config, artifact_cache: Option<(PathBuf, Vec<u8>)
             max_faults: r.max_faults,
             fault_decay: Duration::from_secs(r.fault_decay_secs),
             state_limits,
-            rate_limits: RateLimits { alerts_per_minute: r.alerts_per_minute, log_lines_per_minute: r.log_lines_per_minute },
+            rate_limits: RateLimits {
+                alerts_per_minute: r.alerts_per_minute,
+                log_lines_per_minute: r.log_lines_per_minute,
+            },
             batch_budget_base: Duration::from_millis(r.batch_budget_base_ms),
             batch_budget_per_event: Duration::from_micros(r.batch_budget_per_event_us),
             rule_config,

@@ -118,7 +118,7 @@ impl Default for RulesConfig {
             max_module_bytes: 16 << 20,
             memory_limit_mb: 64,
             call_deadline_ms: 200,
-            batch_budget_base_ms: 50,
+            batch_budget_base_ms: 200,
             batch_budget_per_event_us: 100,
             fault_decay_secs: 600,
             alerts_per_minute: 600,

@@ -120,6 +120,48 @@ impl TestApp {
         })
     }
 
+    /// Starts a second server on the same database and data dir without stopping this one
+    /// (nothing is flushed or shut down: what a new process sees after a kill -9). This
+    /// server is left running, stopped later with its runtime.
+    pub async fn start_beside(mut self) -> anyhow::Result<TestApp> {
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse()?;
+        let server = vigil::app::start(config.clone()).await.context("second server start")?;
+        let schema = self.schema.take();
+        let dir = std::mem::replace(&mut self.dir, PathBuf::from("/nonexistent-vigil-test-dir"));
+        std::mem::forget(self);
+        Ok(TestApp {
+            base: format!("http://{}", server.addr),
+            admin_key: ADMIN_KEY.into(),
+            client: reqwest::Client::new(),
+            database_url: config.database_url.clone(),
+            backend: if config.database_url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres },
+            server,
+            dir,
+            config,
+            schema,
+        })
+    }
+
+    /// (name, sha256, status) of every row of the `rules` table, read directly.
+    pub async fn stored_rules(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        use sqlx::{Connection, Row};
+        let sql = "SELECT name, sha256, status FROM rules ORDER BY name";
+        let rows: Vec<(String, String, String)> = match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database_url).await?;
+                let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
+                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database_url).await?;
+                let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
+                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+            }
+        };
+        Ok(rows)
+    }
+
     /// URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -65,7 +65,10 @@ async fn example_rules_detect_out_of_the_box(backend: Backend) -> anyhow::Result
         "bulk_data_access",
         "coordinated_attack",
         "default_router",
+        "error_spike",
         "impossible_travel",
+        "new_country_login",
+        "pii_export_by_non_admin",
         "privilege_escalation",
         "sql_injection_probe",
     ] {
@@ -265,19 +268,27 @@ async fn a_version_swap_under_concurrent_ingest_evaluates_every_event_exactly_on
             anyhow::Ok(())
         }));
     }
-    let mut swaps = 0;
+    let mut deployed = vec![app.get("/v1/rules/counter").await?.1["sha256"].as_str().unwrap_or("").to_owned()];
     for bytes in [v2.clone(), v1, v2] {
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
         let (status, body) = app.put_rule("counter", bytes).await?;
         assert_eq!(status, 200, "{body}");
-        swaps += 1;
+        assert_eq!(body["replaced"].as_str(), deployed.last().map(String::as_str), "each swap replaces the last");
+        deployed.push(body["sha256"].as_str().unwrap().to_owned());
     }
     for t in tasks {
         t.await??;
     }
     app.detection_idle().await?;
     let total = (CLIENTS * BATCHES * PER_BATCH) as i64;
-    assert_eq!(swaps, 3);
+    assert_ne!(deployed[0], deployed[1], "v1 and v2 are different modules");
+    let chain: Vec<String> = chain_actions(&app, "rule_deployed")
+        .await?
+        .iter()
+        .rev()
+        .map(|e| e["details"]["sha256"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(chain, deployed, "four deploys in the chain, in order");
     assert_eq!(rule_stat(&app, "counter", "events").await?, total, "every event offered exactly once across versions");
     assert_eq!(rule_stat(&app, "counter", "matches").await?, total);
     let (_, one) = app.get("/v1/rules/counter").await?;
@@ -296,12 +307,28 @@ async fn a_watched_rules_directory_deploys_and_removes_rules(backend: Backend) -
     let body = app.wait_for("/v1/rules", 5, |b| b["rules"].as_array().is_some_and(|r| r.len() == 1)).await?;
     assert_eq!(body["rules"][0]["name"], "counter", "{body}");
     assert!(body["rules"][0]["source"].as_str().unwrap().ends_with("counter.wasm"));
-    // A broken file is refused; the running version stays.
+    // A broken file is refused (and the refusal recorded); the running version stays.
     std::fs::write(watched.join("counter.wasm"), b"garbage")?;
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let refused = app
+        .wait_for("/v1/events?action=rule_refused", 5, |b| b["events"].as_array().is_some_and(|e| !e.is_empty()))
+        .await?;
+    assert_eq!(refused["events"].as_array().unwrap().len(), 1, "{refused}");
+    assert!(refused["events"][0]["details"]["reason"].as_str().unwrap().contains("not a valid WebAssembly module"));
     let (_, still) = app.get("/v1/rules/counter").await?;
     assert_eq!(still["sha256"], body["rules"][0]["sha256"]);
-    std::fs::remove_file(watched.join("counter.wasm"))?;
+    // A rename keeps the rule, its state and its counters: nothing is deleted or redeployed.
+    std::fs::write(watched.join("counter.wasm"), test_rule("counter", "v1", &["-p", "counter"])?)?;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    post_ok(&app, json!([auth(1), auth(2)])).await?;
+    app.detection_idle().await?;
+    std::fs::rename(watched.join("counter.wasm"), watched.join("renamed.wasm"))?;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    post_ok(&app, json!([auth(3)])).await?;
+    app.detection_idle().await?;
+    assert_eq!(rule_stat(&app, "counter", "events").await?, 3, "the renamed rule kept running");
+    assert!(chain_actions(&app, "rule_deleted").await?.is_empty(), "a rename deletes nothing");
+    assert_eq!(chain_actions(&app, "rule_deployed").await?.len(), 1, "and redeploys nothing");
+    std::fs::remove_file(watched.join("renamed.wasm"))?;
     let gone = app.wait_for("/v1/rules", 5, |b| b["rules"] == json!([])).await?;
     assert_eq!(gone["rules"], json!([]));
     // The delete is recorded in the chain right after the swap.
@@ -318,26 +345,29 @@ async fn state_survives_a_hot_reload_and_a_restart(backend: Backend) -> anyhow::
     let brute = std::fs::read(dir.join("brute_force.wasm"))?;
     let app = spawn_app(backend).await?;
     app.put_rule("brute_force", brute.clone()).await?;
-    post_ok(&app, json!((0..3).map(|i| failed_login("203.0.113.50", "x", T0 + i * 1000)).collect::<Vec<_>>())).await?;
+    let fail = |range: std::ops::Range<i64>| {
+        json!(range.map(|i| failed_login("203.0.113.50", "x", T0 + i * 1000)).collect::<Vec<_>>())
+    };
+    post_ok(&app, fail(0..3)).await?;
     app.detection_idle().await?;
-    // Hot reload of the same rule keeps its windows.
-    app.put_rule("brute_force", brute).await?;
-    post_ok(&app, json!((3..5).map(|i| failed_login("203.0.113.50", "x", T0 + i * 1000)).collect::<Vec<_>>())).await?;
-    app.detection_idle().await?;
-    let (_, none) = app.get("/v1/alerts?rule=brute_force").await?;
-    assert_eq!(alerts_of(&none).len(), 0, "5 failures: not yet");
-    // Restart with the rule in a rules dir: state is rebuilt by replay.
-    let rules_dir = tempdir("restart")?;
-    std::fs::copy(dir.join("brute_force.wasm"), rules_dir.join("brute_force.wasm"))?;
-    let mut app = app;
-    app.config.rules_dir = Some(rules_dir.clone());
-    let app = app.restart().await?;
-    post_ok(&app, json!([failed_login("203.0.113.50", "x", T0 + 6000)])).await?;
+    // Hot reload of the same rule keeps its windows: 3 + 3 failures cross the 5-minute
+    // threshold only if the first 3 are still counted.
+    let (status, reloaded) = app.put_rule("brute_force", brute).await?;
+    assert_eq!(status, 200, "{reloaded}");
+    post_ok(&app, fail(3..6)).await?;
     let body = app.wait_for("/v1/alerts?rule=brute_force", 10, |b| !alerts_of(b).is_empty()).await?;
     let alerts = alerts_of(&body);
-    assert_eq!(alerts.len(), 1, "the 6th failure after a restart crosses the threshold: {body}");
+    assert_eq!(alerts.len(), 1, "the 6th failure, after a reload, crosses the threshold: {body}");
     assert_eq!(alerts[0]["dedup_key"], "ip:203.0.113.50");
-    let _ = std::fs::remove_dir_all(&rules_dir);
+    // Restart: the rule comes back from the store (no rules directory) and replay rebuilds
+    // its 1-hour window: 6 + 15 failures cross the 1-hour threshold (> 20) only if the
+    // first 6 are counted again.
+    let app = app.restart().await?;
+    post_ok(&app, fail(6..21)).await?;
+    let body = app.wait_for("/v1/alerts?rule=brute_force", 10, |b| alerts_of(b).len() == 2).await?;
+    let p1: Vec<Value> = alerts_of(&body).into_iter().filter(|a| a["severity"] == "P1").collect();
+    assert_eq!(p1.len(), 1, "the 21st failure after a restart crosses the 1-hour threshold: {body}");
+    assert_eq!(p1[0]["dedup_key"], "ip:203.0.113.50:1h");
     Ok(())
 }
 

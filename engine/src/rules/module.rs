@@ -243,7 +243,9 @@ impl Sandbox {
         // same compatibility hash (part of the file name); wasmtime also checks the header.
         #[allow(unsafe_code)]
         let module = unsafe { Module::deserialize(&self.engine, artifact) };
-        module.map_err(|e| tracing::warn!(file = %path.display(), error = %e, "Unusable rule artifact; recompiling")).ok()
+        module
+            .map_err(|e| tracing::warn!(file = %path.display(), error = %e, "Unusable rule artifact; recompiling"))
+            .ok()
     }
 
     /// Writes a freshly compiled module to the disk cache (best effort: a failure only

@@ -238,7 +238,7 @@ impl Default for RegistryConfig {
             fault_decay: Duration::from_secs(600),
             state_limits: StateLimits::default(),
             rate_limits: RateLimits::default(),
-            batch_budget_base: Duration::from_millis(50),
+            batch_budget_base: Duration::from_millis(200),
             batch_budget_per_event: Duration::from_micros(100),
             rule_config: HashMap::new(),
         }
@@ -518,7 +518,8 @@ impl RuleRegistry {
             let ns_per_event = g(&s.time_ns).checked_div(g(&s.events)).unwrap_or(0);
             let _ = writeln!(out, "vigil_rule_ns_per_event{{rule=\"{name}\"}} {ns_per_event}");
             let _ = writeln!(out, "vigil_rule_skipped_events_total{{rule=\"{name}\"}} {}", g(&s.skipped));
-            let _ = writeln!(out, "vigil_rule_alerts_rate_limited_total{{rule=\"{name}\"}} {}", g(&s.alerts_rate_limited));
+            let _ =
+                writeln!(out, "vigil_rule_alerts_rate_limited_total{{rule=\"{name}\"}} {}", g(&s.alerts_rate_limited));
             let _ = writeln!(out, "vigil_rule_state_keys{{rule=\"{name}\"}} {keys}");
         }
     }
