@@ -18,11 +18,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use vigil::config::Config;
 use vigil::detect::Evaluator;
+use vigil::event::CommittedEvent;
 use vigil::rules::RuleRegistry;
 use vigil::store::StoredRow;
 use vigil::store::canon::to_canonical;
 use vigil::store::chain::{ChainVerifier, GENESIS, chain_hash};
-use vigil::store::sequencer::CommittedEvent;
 
 fn example_rules_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

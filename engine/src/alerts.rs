@@ -10,7 +10,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use tokio::sync::mpsc;
 
 use crate::detect::{Evaluated, RaisedAlert};
-use crate::ingest::format_rfc3339_ms;
+use crate::event::format_rfc3339_ms;
 use crate::rules::journal::RuleJournal;
 use crate::store::Store;
 
@@ -86,7 +86,7 @@ impl AlertRow {
             event_seqs: serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into()),
             fields: r.alert.fields.to_string(),
             actions: serde_json::to_string(&r.alert.actions).unwrap_or_else(|_| "[]".into()),
-            created_at: crate::ingest::now_ms(),
+            created_at: crate::event::now_ms(),
         }
     }
 }
@@ -186,7 +186,7 @@ async fn record_quarantine(
             event_seqs: vec![],
             actions: vec![format!("Fix and redeploy {rule}; GET /v1/rules/{rule}/stats shows its faults")],
         },
-        at: crate::ingest::now_ms(),
+        at: crate::event::now_ms(),
     };
     store.record_alert(&AlertRow::from_raised(&raised), DEDUP_WINDOW_MS).await?;
     Ok(())

@@ -108,7 +108,7 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
 pub fn parse_time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
-            crate::ingest::parse_time(v).ok_or_else(|| {
+            crate::event::parse_time(v).ok_or_else(|| {
                 ApiError::bad_request(format!("`{name}` must be an RFC 3339 time or epoch milliseconds"))
             })
         })

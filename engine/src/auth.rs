@@ -157,7 +157,7 @@ impl KeyRing {
             name: name.into(),
             role: role.as_str().into(),
             key_hash: hash_key(secret).to_vec(),
-            created_at: crate::ingest::now_ms(),
+            created_at: crate::event::now_ms(),
             revoked_at: None,
         };
         self.store.insert_key(&row).await?;
@@ -167,7 +167,7 @@ impl KeyRing {
 
     /// Revokes a key; false when it does not exist or is already revoked.
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
-        let done = self.store.revoke_key(id, crate::ingest::now_ms()).await?;
+        let done = self.store.revoke_key(id, crate::event::now_ms()).await?;
         self.reload().await?;
         Ok(done)
     }

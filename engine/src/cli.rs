@@ -214,7 +214,7 @@ pub async fn backtest(
         rule.name,
         rule.version,
         rule.sha256,
-        crate::ingest::format_rfc3339_ms(since)
+        crate::event::format_rfc3339_ms(since)
     );
     let mut evaluator = Evaluator::new(registry);
     let head = store.head().await?.seq;
@@ -230,7 +230,7 @@ pub async fn backtest(
             raised.push(serde_json::json!({
                 "rule": a.rule, "rule_version": a.rule_version, "rule_sha256": a.rule_sha256,
                 "severity": a.alert.severity, "title": a.alert.title, "dedup_key": a.alert.dedup_key,
-                "at": crate::ingest::format_rfc3339_ms(a.at), "event_seqs": a.alert.event_seqs,
+                "at": crate::event::format_rfc3339_ms(a.at), "event_seqs": a.alert.event_seqs,
                 "fields": a.alert.fields, "actions": a.alert.actions,
             }));
         }

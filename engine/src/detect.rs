@@ -18,12 +18,12 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::event::CommittedEvent;
 use crate::rules::RuleRegistry;
 use crate::rules::abi::EmittedAlert;
 use crate::rules::instance::{Batch, BatchColumns, RuleInstance};
 use crate::rules::limits::batch_budget;
 use crate::rules::registry::{LoadedRule, RuleSet, SubscriptionIndex};
-use crate::store::sequencer::CommittedEvent;
 
 /// An alert as raised by a rule, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +154,7 @@ impl Evaluator {
         stats.alerts_rate_limited.fetch_add(outcome.alerts_rate_limited, Ordering::Relaxed);
         stats.logs_dropped.fetch_add(outcome.logs_dropped, Ordering::Relaxed);
         out.evaluations += outcome.evaluated;
-        let latest = picked.last().map_or_else(crate::ingest::now_ms, |&i| batch.times[i]);
+        let latest = picked.last().map_or_else(crate::event::now_ms, |&i| batch.times[i]);
         for alert in outcome.alerts {
             // Picked events are in seq order: each named seq is found by binary search.
             let at = alert

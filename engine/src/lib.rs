@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod event;
 pub mod ingest;
 pub mod rules;
 pub mod store;

@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
             RulesCommand::Deploy { file, name, url, key } => vigil::cli::deploy(&file, name, &url, &key).await,
             RulesCommand::Backtest { file, since, until, server } => {
                 let time = |s: &str| {
-                    vigil::ingest::parse_time(s)
+                    vigil::event::parse_time(s)
                         .ok_or_else(|| anyhow::anyhow!("{s:?} is not an RFC 3339 time or epoch ms"))
                 };
                 let until = until.as_deref().map(time).transpose()?;

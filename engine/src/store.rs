@@ -186,7 +186,7 @@ impl StoredRow {
         let mut obj = decode_canon(self.seq, &self.canon)?;
         for key in ["timestamp", "received_at"] {
             if let Some(ms) = obj.get(key).and_then(Value::as_i64) {
-                obj.insert(key.into(), Value::String(crate::ingest::format_rfc3339_ms(ms)));
+                obj.insert(key.into(), Value::String(crate::event::format_rfc3339_ms(ms)));
             }
         }
         obj.insert("hash".into(), Value::String(hex::encode(&self.hash)));

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::AppState;
 use crate::auth::{Role, generate_key};
 use crate::error::ApiError;
-use crate::ingest::system_event;
+use crate::event::system_event;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +42,7 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     tracing::info!(key_id = %id, role = role.as_str(), by = %who.key_id, "API key created");
     Ok(HttpResponse::Created().json(json!({
         "id": row.id, "name": row.name, "role": row.role, "key": secret,
-        "created_at": crate::ingest::format_rfc3339_ms(row.created_at),
+        "created_at": crate::event::format_rfc3339_ms(row.created_at),
     })))
 }
 
@@ -57,8 +57,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .map(|k| {
             json!({
                 "id": k.id, "name": k.name, "role": k.role,
-                "created_at": crate::ingest::format_rfc3339_ms(k.created_at),
-                "revoked_at": k.revoked_at.map(crate::ingest::format_rfc3339_ms),
+                "created_at": crate::event::format_rfc3339_ms(k.created_at),
+                "revoked_at": k.revoked_at.map(crate::event::format_rfc3339_ms),
             })
         })
         .collect();

@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 
 use super::replay::for_each_chunk;
 use super::{Evaluated, Evaluator};
+use crate::event::CommittedEvent;
 use crate::rules::RuleRegistry;
 use crate::store::Store;
-use crate::store::sequencer::{CommittedEvent, Handoff};
+use crate::store::sequencer::Handoff;
 
 /// Most events evaluated per pass (smaller batches from the sequencer are coalesced).
 const COALESCE_EVENTS: usize = 8192;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{Evaluated, Evaluator};
-use crate::store::sequencer::CommittedEvent;
+use crate::event::CommittedEvent;
 use crate::store::{Store, StoreError, decode_canon};
 
 const CHUNK: i64 = 5000;
@@ -59,7 +59,7 @@ pub async fn rebuild_state(
     if window_ms <= 0 || head_seq == 0 {
         return Ok(0);
     }
-    let from = first_seq_received_since(store, crate::ingest::now_ms() - window_ms, head_seq).await?;
+    let from = first_seq_received_since(store, crate::event::now_ms() - window_ms, head_seq).await?;
     for_each_chunk(store, from, head_seq, i64::MIN, |events| {
         let _discarded: Evaluated = evaluator.evaluate(&events);
     })

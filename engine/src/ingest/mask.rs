@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 /// Bump whenever the masking rules change, so stored events can say which policy masked them.
-pub const MASK_POLICY_VERSION: u32 = 1;
+pub use crate::event::MASK_POLICY_VERSION;
 
 const PSEUDONYM_PREFIX: &[u8] = b"[masked:";
 

@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Masker, now_ms};
-use crate::store::sequencer::NewEvent;
+use super::Masker;
+use crate::event::NewEvent;
+use crate::event::{MAX_TIME_MS, now_ms, parse_time};
 
 /// One thing wrong with one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,11 +148,11 @@ fn validate_event(
     };
     let timestamp = match obj.remove("timestamp") {
         None => Some(received_at),
-        Some(Value::String(s)) => super::parse_time(&s).filter(|_| s.parse::<i64>().is_err()).or_else(|| {
+        Some(Value::String(s)) => parse_time(&s).filter(|_| s.parse::<i64>().is_err()).or_else(|| {
             problems.push(Problem::new(index, "timestamp", "must be an RFC 3339 time or integer epoch milliseconds"));
             None
         }),
-        Some(Value::Number(n)) => n.as_i64().filter(|ms| (0..=super::MAX_TIME_MS).contains(ms)).or_else(|| {
+        Some(Value::Number(n)) => n.as_i64().filter(|ms| (0..=MAX_TIME_MS).contains(ms)).or_else(|| {
             problems.push(Problem::new(
                 index,
                 "timestamp",

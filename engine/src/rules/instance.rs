@@ -14,7 +14,7 @@ use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
 use super::abi::{EmittedAlert, HostState};
 use super::{FieldPath, Manifest, RuleError};
-use crate::store::sequencer::CommittedEvent;
+use crate::event::CommittedEvent;
 
 /// Budgets of one instance.
 #[derive(Debug, Clone, Copy)]

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::registry::{Deployed, Quarantine};
 use super::{RuleError, RuleRegistry};
-use crate::ingest::{now_ms, system_event};
+use crate::event::{now_ms, system_event};
 use crate::store::sequencer::SequencerHandle;
 use crate::store::{Store, StoredRule};
 

@@ -339,7 +339,7 @@ impl RuleRegistry {
     /// server records the change between [`Self::prepare`] and [`Self::activate`]).
     pub fn deploy(&self, bytes: &[u8], expected_name: Option<&str>, source: &str) -> Result<Deployed, RuleError> {
         let prepared = self.prepare(bytes, expected_name)?;
-        Ok(self.activate(prepared, source, crate::ingest::now_ms()))
+        Ok(self.activate(prepared, source, crate::event::now_ms()))
     }
 
     fn shared<T>(map: &Mutex<HashMap<String, Arc<T>>>, name: &str, make: impl FnOnce() -> T) -> Arc<T> {
@@ -454,7 +454,7 @@ impl RuleRegistry {
             Quarantine {
                 sha256: rule.sha256_hex(),
                 reason: reason.into(),
-                at: crate::ingest::now_ms(),
+                at: crate::event::now_ms(),
                 source: rule.source.clone(),
             },
         );
@@ -481,7 +481,7 @@ impl RuleRegistry {
             "sha256": r.sha256_hex(), "description": m["description"], "severity": m["severity"],
             "mitre": m["mitre"], "fields": m["fields"], "subscribe": m["subscribe"], "windows_ms": m["windows_ms"],
             "abi_minor": r.compiled.abi_minor, "source": r.source,
-            "deployed_at": crate::ingest::format_rfc3339_ms(r.deployed_at),
+            "deployed_at": crate::event::format_rfc3339_ms(r.deployed_at),
             "state": {"keys": state.len(), "bytes": state.approx_bytes(), "evictions": state.evictions()},
             "strikes": r.strikes.lock().expect("strikes lock").current(Instant::now(), self.config.fault_decay),
             "stats": r.stats.snapshot(),

@@ -172,7 +172,7 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
         sqlx::query("INSERT INTO _vigil_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
             .bind(*version)
             .bind(*description)
-            .bind(crate::ingest::now_ms())
+            .bind(crate::event::now_ms())
             .execute(&mut *tx)
             .await
             .map_err(fail)?;

@@ -13,27 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 use super::canon::to_canonical_with_span;
 use super::chain::chain_hash;
 use super::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRow};
-use crate::ingest::{MASK_POLICY_VERSION, now_ms};
-
-/// A validated, masked event ready to be sequenced.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    /// The event id (client's, or a server-made UUIDv7).
-    pub event_id: String,
-    /// Whether the client supplied `event_id` (only those can be duplicates).
-    pub client_id: bool,
-    /// Receipt time, epoch ms.
-    pub received_at: i64,
-    /// Normalized fields of section 2 (timestamp as epoch ms), without server fields.
-    pub fields: Map<String, Value>,
-}
+use crate::event::{CommittedEvent, MASK_POLICY_VERSION, NewEvent, now_ms};
 
 /// The answer for one submitted event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -44,20 +31,6 @@ pub struct Ack {
     pub seq: i64,
     /// True when the event_id was already stored and nothing new was written.
     pub duplicate: bool,
-}
-
-/// An event just committed, as offered to detection.
-#[derive(Debug, Clone)]
-pub struct CommittedEvent {
-    /// Its seq.
-    pub seq: i64,
-    /// The stored event object (canon, decoded).
-    pub event: Arc<Map<String, Value>>,
-    /// The canonical JSON of `details`, when known (cut from the canonical bytes, so rules
-    /// that read the whole `details` need no serialization).
-    pub details_json: Option<Arc<[u8]>>,
-    /// Bytes of its canonical form (what the detection hand-off is bounded by).
-    pub size: usize,
 }
 
 /// Tunables of the sequencer.

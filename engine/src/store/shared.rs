@@ -77,7 +77,7 @@ macro_rules! backend_queries {
                     .fetch_all(&self.$reader)
                     .await?
                     .iter()
-                    .map(|r| query::Bucket { start: crate::ingest::format_rfc3339_ms(r.get(0)), count: r.get(1) })
+                    .map(|r| query::Bucket { start: crate::event::format_rfc3339_ms(r.get(0)), count: r.get(1) })
                     .collect();
                 Ok(stats)
             }

@@ -192,7 +192,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO _vigil_migrations (version, description, applied_at) VALUES (?, ?, ?)")
             .bind(*version)
             .bind(*description)
-            .bind(crate::ingest::now_ms())
+            .bind(crate::event::now_ms())
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
