@@ -75,8 +75,7 @@ fn committed(n: u64, only: Option<&str>) -> Vec<CommittedEvent> {
         .enumerate()
         .map(|(i, e)| {
             let (canon, span) = vigil::store::canon::to_canonical_with_span(&e, "details");
-            let details_json = span.map(|r| Arc::from(&canon[r]));
-            CommittedEvent { seq: i as i64 + 1, event: Arc::new(e), details_json, size: canon.len() }
+            CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len())
         })
         .collect()
 }
@@ -126,10 +125,10 @@ fn rule_calls(c: &mut Criterion) {
     let mut group = c.benchmark_group("rule_call");
     for (name, action) in [("privilege_escalation", "permission_denied"), ("brute_force", "login_failed")] {
         let registry = registry_with(&dir, &[name]);
-        let events = committed(1000, Some(action));
+        let mut events = committed(1000, Some(action));
         let mut evaluator = Evaluator::new(registry);
         group.throughput(Throughput::Elements(events.len() as u64));
-        group.bench_function(format!("{name}_x1000"), |b| b.iter(|| evaluator.evaluate(&events)));
+        group.bench_function(format!("{name}_x1000"), |b| b.iter(|| evaluator.evaluate(&mut events)));
     }
     group.finish();
 }
@@ -149,11 +148,11 @@ fn detection(c: &mut Criterion) {
         "default_router",
     ];
     let registry = registry_with(&dir, &names);
-    let events = committed(8192, None);
+    let mut events = committed(8192, None);
     let mut evaluator = Evaluator::new(registry);
     let mut group = c.benchmark_group("detection");
     group.throughput(Throughput::Elements(events.len() as u64));
-    group.bench_function("all_example_rules_x8192", |b| b.iter(|| evaluator.evaluate(&events)));
+    group.bench_function("all_example_rules_x8192", |b| b.iter(|| evaluator.evaluate(&mut events)));
     group.finish();
 }
 

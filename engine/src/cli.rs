@@ -225,7 +225,7 @@ pub async fn backtest(
     for_each_chunk(&store, from, head, since, |mut events| {
         events.retain(|e| e.event.get("timestamp").and_then(serde_json::Value::as_i64).is_some_and(|t| t < until));
         seen += events.len() as u64;
-        let out = tokio::task::block_in_place(|| evaluator.evaluate(&events));
+        let out = tokio::task::block_in_place(|| evaluator.evaluate(&mut events));
         for a in out.alerts {
             raised.push(serde_json::json!({
                 "rule": a.rule, "rule_version": a.rule_version, "rule_sha256": a.rule_sha256,

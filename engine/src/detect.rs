@@ -16,12 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use serde_json::{Map, Value};
-
 use crate::event::CommittedEvent;
+use crate::event::{SLOT_ACTION, SLOT_CATEGORY, SLOT_OUTCOME};
 use crate::rules::RuleRegistry;
 use crate::rules::abi::EmittedAlert;
-use crate::rules::instance::{Batch, BatchColumns, RuleInstance};
+use crate::rules::instance::{BatchColumns, RuleInstance};
 use crate::rules::limits::batch_budget;
 use crate::rules::registry::{LoadedRule, RuleSet, SubscriptionIndex};
 
@@ -69,16 +68,14 @@ pub struct Evaluator {
     columns: BatchColumns,
     /// The subscription index of the set it was built for (rebuilt when the set changes).
     index: Option<(Arc<RuleSet>, SubscriptionIndex)>,
-}
-
-fn str_of<'a>(ev: &'a Map<String, Value>, key: &str) -> &'a str {
-    ev.get(key).and_then(Value::as_str).unwrap_or("")
+    /// Per rule, the batch positions of the events it is offered (reused across batches).
+    buckets: Vec<Vec<usize>>,
 }
 
 impl Evaluator {
     /// A fresh evaluator.
     pub fn new(registry: Arc<RuleRegistry>) -> Self {
-        Self { registry, instances: HashMap::new(), columns: BatchColumns::default(), index: None }
+        Self { registry, instances: HashMap::new(), columns: BatchColumns::default(), index: None, buckets: Vec::new() }
     }
 
     /// Longest window the active detection rules declare, ms.
@@ -86,8 +83,10 @@ impl Evaluator {
         self.registry.current().longest_window_ms()
     }
 
-    /// Evaluates a batch of committed events against the current rule set.
-    pub fn evaluate(&mut self, events: &[CommittedEvent]) -> Evaluated {
+    /// Evaluates a batch of committed events against the current rule set. The events are
+    /// lent to each rule's instance during its calls (for lazy field reads) and are back,
+    /// unchanged, when this returns.
+    pub fn evaluate(&mut self, events: &mut Vec<CommittedEvent>) -> Evaluated {
         let set = self.registry.current();
         let mut out = Evaluated::default();
         if set.detection.is_empty() {
@@ -98,24 +97,39 @@ impl Evaluator {
             self.index = Some((set.clone(), SubscriptionIndex::build(&set.detection)));
         }
         let index = &mut self.index.as_mut().expect("built above").1;
-        let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); set.detection.len()];
-        let mut times = Vec::with_capacity(events.len());
+        let buckets = &mut self.buckets;
+        buckets.iter_mut().for_each(Vec::clear);
+        buckets.resize_with(set.detection.len(), Vec::new);
+        let mut last: Option<(&[u8], &[u8], &[u8], Arc<[u32]>)> = None;
         for (i, ev) in events.iter().enumerate() {
-            let e = &ev.event;
-            times.push(e.get("timestamp").and_then(Value::as_i64).unwrap_or(0));
-            let wanted = index.lookup(str_of(e, "category"), str_of(e, "action"), str_of(e, "outcome"));
+            let f = &ev.flat;
+            let key = (
+                f.get(SLOT_CATEGORY).unwrap_or(b""),
+                f.get(SLOT_ACTION).unwrap_or(b""),
+                f.get(SLOT_OUTCOME).unwrap_or(b""),
+            );
+            // Runs of events of one kind are common: reuse the previous answer.
+            let wanted = match &last {
+                Some((c, a, o, w)) if (*c, *a, *o) == key => w.clone(),
+                _ => {
+                    let w = index.lookup(f.str(SLOT_CATEGORY), f.str(SLOT_ACTION), f.str(SLOT_OUTCOME));
+                    last = Some((key.0, key.1, key.2, w.clone()));
+                    w
+                }
+            };
             for &r in wanted.iter() {
                 buckets[r as usize].push(i);
             }
         }
-        let maps: crate::rules::abi::SharedEvents = events.iter().map(|e| e.event.clone()).collect();
-        let batch = Batch { events, times: &times, maps: &maps };
+        drop(last);
         self.columns.reset(events.len());
-        for (rule, picked) in set.detection.iter().zip(buckets) {
+        let buckets = std::mem::take(&mut self.buckets);
+        for (rule, picked) in set.detection.iter().zip(&buckets) {
             if !picked.is_empty() {
-                self.run_rule(rule, &batch, &picked, &mut out);
+                self.run_rule(rule, events, picked, &mut out);
             }
         }
+        self.buckets = buckets;
         // Drop instances of versions no longer active.
         if self.instances.len() > set.detection.len() {
             self.instances.retain(|g, _| set.detection.iter().any(|r| r.generation == *g));
@@ -123,12 +137,18 @@ impl Evaluator {
         out
     }
 
-    fn run_rule(&mut self, rule: &Arc<LoadedRule>, batch: &Batch<'_>, picked: &[usize], out: &mut Evaluated) {
+    fn run_rule(
+        &mut self,
+        rule: &Arc<LoadedRule>,
+        events: &mut Vec<CommittedEvent>,
+        picked: &[usize],
+        out: &mut Evaluated,
+    ) {
         let stats = &rule.stats;
         let instance = match self.instances.entry(rule.generation) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                match self.registry.sandbox().instantiate(&rule.compiled, rule.state.clone(), rule.governor.clone()) {
+                match self.registry.sandbox().instantiate(&rule.compiled, rule.governor.clone()) {
                     Ok(i) => v.insert(i),
                     Err(e) => {
                         stats.skipped.fetch_add(picked.len() as u64, Ordering::Relaxed);
@@ -139,11 +159,13 @@ impl Evaluator {
             }
         };
         let fields = &rule.compiled.fields;
-        let col_ids: Vec<usize> = fields.iter().map(|f| self.columns.column(f)).collect();
+        let col_ids: Vec<usize> =
+            fields.iter().map(|f| if f.slot().is_some() { usize::MAX } else { self.columns.column(f) }).collect();
         let config = self.registry.config();
         let budget = batch_budget(config.batch_budget_base, config.batch_budget_per_event, picked.len());
         let started = Instant::now();
-        let (outcome, fault) = instance.evaluate(fields, &col_ids, picked, batch, &mut self.columns, budget);
+        let (outcome, fault) =
+            instance.evaluate(fields, &col_ids, picked, events, &mut self.columns, budget, &rule.state);
         stats.time_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.events.fetch_add(picked.len() as u64, Ordering::Relaxed);
@@ -154,14 +176,14 @@ impl Evaluator {
         stats.alerts_rate_limited.fetch_add(outcome.alerts_rate_limited, Ordering::Relaxed);
         stats.logs_dropped.fetch_add(outcome.logs_dropped, Ordering::Relaxed);
         out.evaluations += outcome.evaluated;
-        let latest = picked.last().map_or_else(crate::event::now_ms, |&i| batch.times[i]);
+        let latest = picked.last().map_or_else(crate::event::now_ms, |&i| events[i].flat.time_ms);
         for alert in outcome.alerts {
             // Picked events are in seq order: each named seq is found by binary search.
             let at = alert
                 .event_seqs
                 .iter()
-                .filter_map(|s| picked.binary_search_by_key(s, |&i| batch.events[i].seq).ok())
-                .map(|p| batch.times[picked[p]])
+                .filter_map(|s| picked.binary_search_by_key(s, |&i| events[i].seq).ok())
+                .map(|p| events[picked[p]].flat.time_ms)
                 .max()
                 .unwrap_or(latest);
             out.alerts.push(RaisedAlert {

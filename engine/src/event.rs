@@ -32,13 +32,134 @@ pub struct NewEvent {
 pub struct CommittedEvent {
     /// Its seq.
     pub seq: i64,
-    /// The stored event object (canon, decoded).
+    /// The stored event object (canon, decoded): for lazy reads of `details` paths.
     pub event: Arc<Map<String, Value>>,
-    /// The canonical JSON of `details`, when known (cut from the canonical bytes, so rules
-    /// that read the whole `details` need no serialization).
-    pub details_json: Option<Arc<[u8]>>,
+    /// Every field a rule can declare, flat, built once at commit and shared by all rules.
+    pub flat: FlatEvent,
     /// Bytes of its canonical form (what the detection hand-off is bounded by).
     pub size: usize,
+}
+
+impl CommittedEvent {
+    /// A committed event; `details_json` is the canonical JSON of `details` when the caller
+    /// has it (cut from the canonical bytes), else it is serialized here.
+    pub fn new(seq: i64, event: Map<String, Value>, details_json: Option<&[u8]>, size: usize) -> Self {
+        let flat = FlatEvent::new(&event, details_json);
+        Self { seq, event: Arc::new(event), flat, size }
+    }
+}
+
+/// Field names of the flat event's slots, in slot order: the top-level fields, `geo.*`,
+/// then `details` (the whole object as compact JSON). Dotted `details` paths have no slot.
+pub const FLAT_FIELDS: [&str; FLAT_SLOTS] = [
+    "event_id",
+    "category",
+    "action",
+    "severity",
+    "outcome",
+    "organization_id",
+    "user_id",
+    "session_id",
+    "api_key_id",
+    "request_id",
+    "source",
+    "resource",
+    "resource_type",
+    "reason",
+    "error_code",
+    "ip",
+    "user_agent",
+    "geo.country",
+    "geo.city",
+    "geo.lat",
+    "geo.lon",
+    "details",
+];
+/// Number of slots of a flat event.
+pub const FLAT_SLOTS: usize = 22;
+/// Slot of `category`.
+pub const SLOT_CATEGORY: usize = 1;
+/// Slot of `action`.
+pub const SLOT_ACTION: usize = 2;
+/// Slot of `outcome`.
+pub const SLOT_OUTCOME: usize = 4;
+const SLOT_GEO: usize = 17;
+const SLOT_DETAILS: usize = 21;
+const ABSENT: (u32, u32) = (0, u32::MAX);
+
+/// The slot of a field name, if it has one.
+pub fn flat_slot(name: &str) -> Option<usize> {
+    FLAT_FIELDS.iter().position(|f| *f == name)
+}
+
+/// An event as rules read it: the value bytes of every slot in one buffer (a string is its
+/// text, a number or boolean its JSON text, an object compact JSON; `null` is absent) and
+/// a span per slot, plus the event time. Reading a field is an index, never a lookup.
+#[derive(Debug, Clone)]
+pub struct FlatEvent {
+    bytes: Box<[u8]>,
+    spans: [(u32, u32); FLAT_SLOTS],
+    /// Event time, epoch ms (0 when absent).
+    pub time_ms: i64,
+}
+
+impl FlatEvent {
+    /// Flattens a stored event object (one pass over its members).
+    pub fn new(event: &Map<String, Value>, details_json: Option<&[u8]>) -> Self {
+        let mut bytes = Vec::with_capacity(256);
+        let mut spans = [ABSENT; FLAT_SLOTS];
+        let mut time_ms = 0;
+        fn put(spans: &mut [(u32, u32); FLAT_SLOTS], slot: usize, v: &Value, bytes: &mut Vec<u8>) {
+            let start = bytes.len();
+            match v {
+                Value::Null => return,
+                Value::String(s) => bytes.extend_from_slice(s.as_bytes()),
+                other => serde_json::to_writer(&mut *bytes, other).expect("writing JSON to a Vec cannot fail"),
+            }
+            spans[slot] = (start as u32, (bytes.len() - start) as u32);
+        }
+        for (key, value) in event {
+            match key.as_str() {
+                "timestamp" => time_ms = value.as_i64().unwrap_or(0),
+                "geo" => {
+                    if let Value::Object(geo) = value {
+                        for (k, v) in geo {
+                            if let Some(i) = FLAT_FIELDS[SLOT_GEO..SLOT_DETAILS].iter().position(|f| &f[4..] == k) {
+                                put(&mut spans, SLOT_GEO + i, v, &mut bytes);
+                            }
+                        }
+                    }
+                }
+                "details" => match details_json {
+                    Some(json) => {
+                        let start = bytes.len();
+                        bytes.extend_from_slice(json);
+                        spans[SLOT_DETAILS] = (start as u32, json.len() as u32);
+                    }
+                    None => put(&mut spans, SLOT_DETAILS, value, &mut bytes),
+                },
+                k => {
+                    if let Some(i) = FLAT_FIELDS[..SLOT_GEO].iter().position(|f| *f == k) {
+                        put(&mut spans, i, value, &mut bytes);
+                    }
+                }
+            }
+        }
+        Self { bytes: bytes.into_boxed_slice(), spans, time_ms }
+    }
+
+    /// The bytes of slot `slot` (see [`FLAT_FIELDS`]), `None` when absent.
+    #[inline]
+    pub fn get(&self, slot: usize) -> Option<&[u8]> {
+        let (start, len) = self.spans[slot];
+        (len != u32::MAX).then(|| &self.bytes[start as usize..start as usize + len as usize])
+    }
+
+    /// The text of slot `slot`, `""` when absent.
+    #[inline]
+    pub fn str(&self, slot: usize) -> &str {
+        self.get(slot).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    }
 }
 
 /// Wall-clock now, epoch ms (used for `received_at` and bookkeeping, never for ordering).

@@ -15,7 +15,7 @@ pub mod module;
 pub mod registry;
 pub mod watch;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use registry::RuleRegistry;
 
@@ -66,15 +66,15 @@ pub fn manifest_json(m: &Manifest) -> Value {
     serde_json::from_str(&m.to_json()).unwrap_or(Value::Null)
 }
 
-/// A field name resolved once, so encoding an event does not parse names.
+/// A field name resolved once per rule version, so reading an event never parses names:
+/// most fields are a slot of the flat event (an index), the rest are read from the event
+/// object (dotted `details` paths, and the alert fields of routing records).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FieldPath {
-    /// A top-level member.
+    /// A slot of [`crate::event::FlatEvent`].
+    Slot(usize),
+    /// A top-level member without a slot.
     Top(String),
-    /// `geo.<member>`.
-    Geo(String),
-    /// The whole `details` object.
-    Details,
     /// A dotted path inside `details`.
     DetailsPath(Vec<String>),
 }
@@ -82,20 +82,16 @@ pub enum FieldPath {
 impl FieldPath {
     /// Resolves a field name of the ABI.
     pub fn parse(name: &str) -> Result<Self, String> {
+        if let Some(slot) = crate::event::flat_slot(name) {
+            return Ok(Self::Slot(slot));
+        }
         // The SDK's field lists are the one source of truth: event fields for detection
         // rules, alert fields for routing rules.
-        if vigil_sdk::manifest::EVENT_FIELDS.contains(&name) || vigil_sdk::manifest::ALERT_FIELDS.contains(&name) {
+        if vigil_sdk::manifest::ALERT_FIELDS.contains(&name) {
             return Ok(Self::Top(name.into()));
         }
-        if let Some(member) = name.strip_prefix("geo.") {
-            return if vigil_sdk::manifest::GEO_FIELDS.contains(&name) {
-                Ok(Self::Geo(member.into()))
-            } else {
-                Err("geo has country, city, lat, lon".into())
-            };
-        }
-        if name == "details" {
-            return Ok(Self::Details);
+        if name.starts_with("geo.") {
+            return Err("geo has country, city, lat, lon".into());
         }
         if let Some(path) = name.strip_prefix("details.") {
             let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
@@ -107,15 +103,28 @@ impl FieldPath {
         Err("unknown field".into())
     }
 
-    /// The value of this field in an event, if present and not null.
-    pub fn lookup<'a>(&self, event: &'a Map<String, Value>) -> Option<&'a Value> {
-        let v = match self {
-            Self::Top(k) => event.get(k),
-            Self::Geo(k) => event.get("geo").and_then(|g| g.get(k)),
-            Self::Details => event.get("details"),
-            Self::DetailsPath(parts) => parts.iter().try_fold(event.get("details")?, |v, p| v.get(p)),
+    /// Whether the value is a slot of the flat event (no lookup needed).
+    pub fn slot(&self) -> Option<usize> {
+        match self {
+            Self::Slot(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Appends the ABI byte form of this field of `event` to `out`; false when absent.
+    pub fn encode(&self, event: &crate::event::CommittedEvent, out: &mut Vec<u8>) -> bool {
+        let value = match self {
+            Self::Slot(slot) => return event.flat.get(*slot).map(|b| out.extend_from_slice(b)).is_some(),
+            Self::Top(k) => event.event.get(k),
+            Self::DetailsPath(parts) => parts.iter().fold(event.event.get("details"), |v, p| v.and_then(|v| v.get(p))),
         };
-        v.filter(|v| !v.is_null())
+        match value.filter(|v| !v.is_null()) {
+            Some(v) => {
+                encode_value(v, out);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -135,21 +144,21 @@ mod tests {
     #[test]
     fn field_paths_resolve_and_read_values() {
         let ev = json!({"ip": "1.2.3.4", "geo": {"lat": 40.5}, "details": {"a": {"b": [1, 2]}, "n": null}});
-        let ev = ev.as_object().unwrap();
+        let Value::Object(map) = ev else { unreachable!() };
+        let ev = crate::event::CommittedEvent::new(1, map, None, 0);
         let read = |name: &str| {
             let mut out = Vec::new();
-            FieldPath::parse(name).unwrap().lookup(ev).map(|v| {
-                encode_value(v, &mut out);
-                String::from_utf8(out).unwrap()
-            })
+            FieldPath::parse(name).unwrap().encode(&ev, &mut out).then(|| String::from_utf8(out).unwrap())
         };
         assert_eq!(read("ip").as_deref(), Some("1.2.3.4"));
         assert_eq!(read("geo.lat").as_deref(), Some("40.5"));
         assert_eq!(read("details.a.b").as_deref(), Some("[1,2]"));
+        assert_eq!(read("details").as_deref(), Some(r#"{"a":{"b":[1,2]},"n":null}"#));
         assert_eq!(read("details.n"), None);
         assert_eq!(read("user_id"), None);
         assert!(FieldPath::parse("geo.alt").is_err());
         assert!(FieldPath::parse("password").is_err());
         assert!(FieldPath::parse("details..x").is_err());
+        assert_eq!(FieldPath::parse("action").unwrap().slot(), Some(crate::event::SLOT_ACTION));
     }
 }

@@ -113,7 +113,7 @@ impl Pipeline {
             if first > last + 1 && !self.catch_up(&mut evaluator, last + 1, first - 1) {
                 break;
             }
-            if !self.evaluate(&mut evaluator, &batch) {
+            if !self.evaluate(&mut evaluator, &mut batch) {
                 break;
             }
         }
@@ -125,9 +125,9 @@ impl Pipeline {
     fn catch_up(&self, evaluator: &mut Evaluator, from: i64, to: i64) -> bool {
         tracing::warn!(from, to, "Detection queue was full; evaluating the skipped events from the store");
         let mut delivered = true;
-        let read = self.runtime.block_on(for_each_chunk(&self.store, from, to, i64::MIN, |events| {
+        let read = self.runtime.block_on(for_each_chunk(&self.store, from, to, i64::MIN, |mut events| {
             self.stats.caught_up.fetch_add(events.len() as u64, Ordering::Relaxed);
-            delivered &= self.evaluate(evaluator, &events);
+            delivered &= self.evaluate(evaluator, &mut events);
         }));
         if let Err(e) = read {
             tracing::error!(error = %e, from, to, "Could not read skipped events back; they were not evaluated");
@@ -136,20 +136,22 @@ impl Pipeline {
     }
 
     /// Evaluates one run of consecutive events. False when results can no longer be delivered.
-    fn evaluate(&self, evaluator: &mut Evaluator, batch: &[CommittedEvent]) -> bool {
+    fn evaluate(&self, evaluator: &mut Evaluator, batch: &mut Vec<CommittedEvent>) -> bool {
         // A bug in host code must not end detection for good: contain a panic, log it, and
-        // start over with fresh instances (rule state lives in the registry).
+        // start over with fresh instances (rule state lives in the registry, but a rule's
+        // state lent to its instance when the panic struck is lost with the instance).
+        let (count, last) = (batch.len(), batch.last().map(|e| e.seq));
         let evaluated = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluator.evaluate(batch))) {
             Ok(evaluated) => evaluated,
             Err(_) => {
-                tracing::error!(events = batch.len(), "Detection panicked on a batch; its events were not evaluated");
+                tracing::error!(events = count, "Detection panicked on a batch; its events were not evaluated");
                 *evaluator = Evaluator::new(self.registry.clone());
                 Evaluated::default()
             }
         };
-        self.stats.processed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if let Some(last) = batch.last() {
-            self.stats.last_seq.store(last.seq as u64, Ordering::Relaxed);
+        self.stats.processed.fetch_add(count as u64, Ordering::Relaxed);
+        if let Some(last) = last {
+            self.stats.last_seq.store(last as u64, Ordering::Relaxed);
         }
         evaluated.alerts.is_empty() && evaluated.quarantined.is_empty() || self.results.send(evaluated).is_ok()
     }

@@ -3,8 +3,6 @@
 //! brute-force window nor re-raises old alerts); and for `vigil rules backtest`, which prints
 //! the alerts a rule would have raised. Both read events decoded from `canon`, in seq order.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use super::{Evaluated, Evaluator};
@@ -32,12 +30,7 @@ pub async fn for_each_chunk(
         for row in &rows {
             let event = decode_canon(row.seq, &row.canon)?;
             if event.get("timestamp").and_then(Value::as_i64).unwrap_or(0) >= since_ms {
-                events.push(CommittedEvent {
-                    seq: row.seq,
-                    event: Arc::new(event),
-                    details_json: None,
-                    size: row.canon.len(),
-                });
+                events.push(CommittedEvent::new(row.seq, event, None, row.canon.len()));
             }
         }
         total += events.len() as u64;
@@ -60,8 +53,8 @@ pub async fn rebuild_state(
         return Ok(0);
     }
     let from = first_seq_received_since(store, crate::event::now_ms() - window_ms, head_seq).await?;
-    for_each_chunk(store, from, head_seq, i64::MIN, |events| {
-        let _discarded: Evaluated = evaluator.evaluate(&events);
+    for_each_chunk(store, from, head_seq, i64::MIN, |mut events| {
+        let _discarded: Evaluated = evaluator.evaluate(&mut events);
     })
     .await
 }

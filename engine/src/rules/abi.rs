@@ -13,6 +13,7 @@ use wasmtime::{Caller, Engine, Linker, Memory, ResourceLimiter};
 
 use super::FieldPath;
 use super::limits::{AlertAdmission, Governor};
+use crate::event::CommittedEvent;
 
 /// Most event seqs one alert may name (more are dropped from the list).
 pub const MAX_ALERT_SEQS: usize = 100;
@@ -82,9 +83,6 @@ impl ResourceLimiter for InstanceCaps {
     }
 }
 
-/// The events of one batch, shared by every rule instance evaluating it.
-pub type SharedEvents = Arc<[Arc<Map<String, Value>>]>;
-
 /// Data of one wasmtime `Store`: one rule instance.
 pub struct HostState {
     /// Memory cap and friends.
@@ -95,10 +93,11 @@ pub struct HostState {
     pub rule: Arc<str>,
     /// Default severity from the manifest.
     pub default_severity: String,
-    /// The rule's state (shared across versions of the rule).
-    pub state: Arc<Mutex<StateStore>>,
-    /// Events of the current batch, for lazy field reads...
-    pub batch: Option<SharedEvents>,
+    /// The rule's state, owned by the instance while it evaluates a batch (it lives in the
+    /// registry, shared across versions of the rule, between batches).
+    pub state: StateStore,
+    /// Events of the current batch (lent for the call), for lazy field reads...
+    pub batch: Vec<CommittedEvent>,
     /// ...and which of them the current call's records are.
     pub picked: Vec<u32>,
     /// Alerts emitted during the current call.
@@ -121,20 +120,14 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state for a new instance.
-    pub fn new(
-        rule: Arc<str>,
-        default_severity: String,
-        state: Arc<Mutex<StateStore>>,
-        governor: Arc<Mutex<Governor>>,
-        memory_cap: usize,
-    ) -> Self {
+    pub fn new(rule: Arc<str>, default_severity: String, governor: Arc<Mutex<Governor>>, memory_cap: usize) -> Self {
         Self {
             limits: InstanceCaps { memory_bytes: memory_cap },
             memory: None,
             rule,
             default_severity,
-            state,
-            batch: None,
+            state: StateStore::default(),
+            batch: Vec::new(),
             picked: Vec::new(),
             alerts: Vec::new(),
             alerts_dropped: 0,
@@ -156,12 +149,6 @@ impl HostState {
         self.logs_dropped = 0;
         self.routes.clear();
     }
-}
-
-/// Locks a rule's state; a panic elsewhere while it was held leaves counters usable, so a
-/// poisoned lock is taken over rather than failing every later call.
-fn lock_state(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn lock_governor(g: &Mutex<Governor>) -> std::sync::MutexGuard<'_, Governor> {
@@ -238,14 +225,12 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let name = &data[range(data.len(), name_ptr, name_len)?];
             let path = std::str::from_utf8(name).ok().and_then(|n| FieldPath::parse(n).ok());
-            let event = host
-                .picked
-                .get(index as u32 as usize)
-                .and_then(|&i| host.batch.as_ref().and_then(|b| b.get(i as usize)));
+            let event = host.picked.get(index as u32 as usize).and_then(|&i| host.batch.get(i as usize));
             let (Some(path), Some(event)) = (path, event) else { return Ok(-1) };
-            let Some(value) = path.lookup(event) else { return Ok(-1) };
             let mut bytes = Vec::new();
-            super::encode_value(value, &mut bytes);
+            if !path.encode(event, &mut bytes) {
+                return Ok(-1);
+            }
             let out = range(data.len(), out_ptr, out_cap)?;
             let n = bytes.len().min(out.len());
             data[out.start..out.start + n].copy_from_slice(&bytes[..n]);
@@ -258,7 +243,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         |mut caller: Caller<'_, HostState>, window_ms: i64, key_ptr: i32, key_len: i32, time_ms: i64, amount: i64| {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
-            Ok(lock_state(&host.state).window_add(window(window_ms)?, key, time_ms, amount))
+            Ok(host.state.window_add(window(window_ms)?, key, time_ms, amount))
         },
     )?;
     linker.func_wrap(
@@ -274,7 +259,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
             let value = &data[range(data.len(), val_ptr, val_len)?];
-            Ok(lock_state(&host.state).distinct_add(window(window_ms)?, key, value, time_ms))
+            Ok(host.state.distinct_add(window(window_ms)?, key, value, time_ms))
         },
     )?;
     linker.func_wrap(
@@ -285,7 +270,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let key = data[range(data.len(), key_ptr, key_len)?].to_vec();
             let out = range(data.len(), out_ptr, out_cap)?;
             let time_out = range(data.len(), time_ptr, 8)?;
-            let mut state = lock_state(&host.state);
+            let state = &mut host.state;
             let Some((value, time)) = state.last_seen_get(&key) else { return Ok(-1) };
             let n = value.len().min(out.len());
             data[out.start..out.start + n].copy_from_slice(&value[..n]);
@@ -300,7 +285,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
             let value = &data[range(data.len(), val_ptr, val_len)?];
-            lock_state(&host.state).last_seen_set(key, value, time_ms);
+            host.state.last_seen_set(key, value, time_ms);
             Ok(())
         },
     )?;
@@ -311,7 +296,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
             if value.is_finite() {
-                lock_state(&host.state).baseline_observe(key, value);
+                host.state.baseline_observe(key, value);
             }
             Ok(())
         },
@@ -323,7 +308,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = data[range(data.len(), key_ptr, key_len)?].to_vec();
             let out = range(data.len(), out_ptr, 16)?;
-            let stats = lock_state(&host.state).baseline_get(&key);
+            let stats = host.state.baseline_get(&key);
             data[out.start..out.start + 8].copy_from_slice(&stats.mean.to_le_bytes());
             data[out.start + 8..out.end].copy_from_slice(&stats.stddev.to_le_bytes());
             Ok(stats.count as i64)

@@ -15,6 +15,7 @@ use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, Val};
 use super::abi::{EmittedAlert, HostState};
 use super::{FieldPath, Manifest, RuleError};
 use crate::event::CommittedEvent;
+use vigil_sdk::state::StateStore;
 
 /// Budgets of one instance.
 #[derive(Debug, Clone, Copy)]
@@ -67,17 +68,6 @@ pub struct RuleInstance {
     input: (usize, usize),
     verdicts: (usize, usize),
     limits: InstanceLimits,
-    spans: Vec<(u32, u32)>,
-}
-
-/// One batch as every rule sees it.
-pub struct Batch<'a> {
-    /// The committed events.
-    pub events: &'a [CommittedEvent],
-    /// Their event times (epoch ms).
-    pub times: &'a [i64],
-    /// The events' objects, shared with instances for lazy field reads.
-    pub maps: &'a super::abi::SharedEvents,
 }
 
 /// Longest manifest JSON accepted, bytes.
@@ -87,8 +77,9 @@ pub const MAX_MANIFEST_BYTES: usize = 256 << 10;
 pub const ABSENT: (u32, u32) = (u32::MAX, u32::MAX);
 const PENDING: (u32, u32) = (u32::MAX, 0);
 
-/// Field values of one batch, encoded at most once per (field, event) and shared by all
-/// rules: a byte arena plus, per field, each event's span in it (computed on first use).
+/// Values of the fields that have no slot in the flat event (dotted `details` paths),
+/// encoded at most once per (field, event) and shared by all rules: a byte arena plus, per
+/// field, each event's span in it (computed on first use). Slot fields never come here.
 #[derive(Default)]
 pub struct BatchColumns {
     arena: Vec<u8>,
@@ -128,21 +119,16 @@ impl BatchColumns {
             return span;
         }
         let start = self.arena.len();
-        let found = match (path, &event.details_json) {
-            (FieldPath::Details, Some(json)) => {
-                self.arena.extend_from_slice(json);
-                true
-            }
-            _ => path.lookup(&event.event).map(|v| super::encode_value(v, &mut self.arena)).is_some(),
-        };
+        let found = path.encode(event, &mut self.arena);
         let span = if found { (start as u32, (self.arena.len() - start) as u32) } else { ABSENT };
         self.columns[col][i] = span;
         span
     }
 
-    /// The bytes of a (present) span.
-    pub fn bytes(&self, span: (u32, u32)) -> &[u8] {
-        &self.arena[span.0 as usize..span.0 as usize + span.1 as usize]
+    /// The bytes of event `i` in column `col`, once [`Self::span`] computed them.
+    pub fn cached(&self, col: usize, i: usize) -> Option<&[u8]> {
+        let span = self.columns[col][i];
+        (span != ABSENT && span != PENDING).then(|| &self.arena[span.0 as usize..span.0 as usize + span.1 as usize])
     }
 }
 
@@ -254,39 +240,47 @@ impl RuleInstance {
             let why = store.data().last_error.clone().unwrap_or_default();
             return Err(invalid(format!("vigil_init refused the configuration (code {rc}): {why}")));
         }
-        let instance = Self { store, memory, evaluate, input, verdicts, limits, spans: Vec::new() };
+        let instance = Self { store, memory, evaluate, input, verdicts, limits };
         Ok((instance, manifest, minor))
     }
 
     /// Evaluates the batch events at `picked` (all offered to this rule), in chunks that
-    /// fit the input area, within `budget` of wall-clock time for the whole batch. Field
-    /// values come from `cols`, encoded once per batch for every rule; `col_ids` are this
-    /// rule's declared fields resolved in `cols`. On a fault the outcome still holds what
-    /// the rule did before it.
+    /// fit the input area, within `budget` of wall-clock time for the whole batch. Declared
+    /// fields are slots of each event's flat form, copied once into guest memory; fields
+    /// without a slot come from `cols` (shared by every rule of the batch; `col_ids` are
+    /// this rule's columns, `usize::MAX` for slot fields). The events are lent to the host
+    /// state for lazy field reads during each call and handed back. On a fault the
+    /// outcome still holds what the rule did before it.
+    #[allow(clippy::too_many_arguments)]
     pub fn evaluate(
         &mut self,
         fields: &[FieldPath],
         col_ids: &[usize],
         picked: &[usize],
-        batch: &Batch<'_>,
+        events: &mut Vec<CommittedEvent>,
         cols: &mut BatchColumns,
         budget: Duration,
+        state: &std::sync::Mutex<StateStore>,
     ) -> (BatchOutcome, Option<Fault>) {
         let mut outcome = BatchOutcome::default();
         let deadline = Instant::now() + budget;
         let tick = self.limits.tick.as_nanos().max(1);
         let mut start = 0;
         let mut fault = None;
+        // The rule's state moves into the instance for the batch (no lock per import) and
+        // back after it, whatever happens inside.
+        let mut guard = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.store.data_mut().state = std::mem::take(&mut *guard);
         while start < picked.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 fault = Some(Fault { kind: "timeout", detail: format!("batch budget of {budget:?} spent") });
                 break;
             }
-            let n = self.write_chunk(fields, col_ids, &picked[start..], batch, cols);
+            let n = self.write_chunk(fields, col_ids, &picked[start..], events, cols);
             if n == 0 {
                 // A single event larger than the whole input area: skip it for this rule.
-                let seq = batch.events[picked[start]].seq;
+                let seq = events[picked[start]].seq;
                 tracing::warn!(rule = %self.store.data().rule, seq, "Event too large for the rule's input area");
                 outcome.skipped += 1;
                 start += 1;
@@ -294,13 +288,14 @@ impl RuleInstance {
             }
             let host = self.store.data_mut();
             host.begin_call();
-            host.batch = Some(batch.maps.clone());
+            host.batch = std::mem::take(events);
             host.picked.clear();
             host.picked.extend(picked[start..start + n].iter().map(|&i| i as u32));
             // What is left of the batch budget, rounded up to whole ticks.
             self.store.set_epoch_deadline(left.as_nanos().div_ceil(tick) as u64);
             let result = self.evaluate.call(&mut self.store, n as i32);
             let host = self.store.data_mut();
+            *events = std::mem::take(&mut host.batch);
             // Alerts emitted before a fault are kept.
             outcome.alerts.append(&mut host.alerts);
             outcome.alerts_dropped += host.alerts_dropped;
@@ -308,7 +303,6 @@ impl RuleInstance {
             outcome.flood_started |= host.flood_started;
             outcome.logs_dropped += host.logs_dropped;
             outcome.routes.extend(host.routes.drain(..).map(|(i, r)| (i + start, r)));
-            host.batch = None;
             match result {
                 Ok(0) => {}
                 Ok(rc) => {
@@ -325,6 +319,7 @@ impl RuleInstance {
             outcome.evaluated += n as u64;
             start += n;
         }
+        *guard = std::mem::take(&mut self.store.data_mut().state);
         if fault.is_some() {
             outcome.skipped += (picked.len() - start) as u64;
         }
@@ -337,48 +332,55 @@ impl RuleInstance {
         fields: &[FieldPath],
         col_ids: &[usize],
         picked: &[usize],
-        batch: &Batch<'_>,
+        events: &[CommittedEvent],
         cols: &mut BatchColumns,
     ) -> usize {
         let record = 16 + 8 * fields.len();
         let (cap_bytes, cap_events) = (self.input.1, self.verdicts.1);
-        self.spans.clear();
+        // First pass: how many records fit (and encode the few fields without a slot).
         let mut strings = 0usize;
         let mut n = 0;
         for &ev in picked.iter().take(cap_events) {
-            let mark = self.spans.len();
+            let event = &events[ev];
             let mut size = 0;
             for (path, &col) in fields.iter().zip(col_ids) {
-                let span = cols.span(col, ev, &batch.events[ev], path);
-                if span != ABSENT {
-                    size += span.1 as usize;
-                }
-                self.spans.push(span);
+                size += match path.slot() {
+                    Some(slot) => event.flat.get(slot).map_or(0, <[u8]>::len),
+                    None => match cols.span(col, ev, event, path) {
+                        ABSENT => 0,
+                        (_, len) => len as usize,
+                    },
+                };
             }
             if 8 + (n + 1) * record + strings + size > cap_bytes {
-                self.spans.truncate(mark);
                 break;
             }
             strings += size;
             n += 1;
         }
+        // Second pass: one copy of each value into the guest.
         let data = &mut self.memory.data_mut(&mut self.store)[self.input.0..self.input.0 + cap_bytes];
         data[0..4].copy_from_slice(&(n as u32).to_le_bytes());
         data[4..8].copy_from_slice(&(fields.len() as u32).to_le_bytes());
         let mut at_string = 8 + n * record;
         for (i, &ev) in picked[..n].iter().enumerate() {
+            let event = &events[ev];
             let at = 8 + i * record;
-            data[at..at + 8].copy_from_slice(&batch.events[ev].seq.to_le_bytes());
-            data[at + 8..at + 16].copy_from_slice(&batch.times[ev].to_le_bytes());
-            for (f, &span) in self.spans[i * fields.len()..(i + 1) * fields.len()].iter().enumerate() {
+            data[at..at + 8].copy_from_slice(&event.seq.to_le_bytes());
+            data[at + 8..at + 16].copy_from_slice(&event.flat.time_ms.to_le_bytes());
+            for (f, (path, &col)) in fields.iter().zip(col_ids).enumerate() {
                 let slot = at + 16 + f * 8;
-                let (off, len) = if span == ABSENT {
-                    (u32::MAX, u32::MAX)
-                } else {
-                    let bytes = cols.bytes(span);
-                    data[at_string..at_string + bytes.len()].copy_from_slice(bytes);
-                    at_string += bytes.len();
-                    ((at_string - bytes.len()) as u32, span.1)
+                let value = match path.slot() {
+                    Some(s) => event.flat.get(s),
+                    None => cols.cached(col, ev),
+                };
+                let (off, len) = match value {
+                    Some(bytes) => {
+                        data[at_string..at_string + bytes.len()].copy_from_slice(bytes);
+                        at_string += bytes.len();
+                        ((at_string - bytes.len()) as u32, bytes.len() as u32)
+                    }
+                    None => (u32::MAX, u32::MAX),
                 };
                 data[slot..slot + 4].copy_from_slice(&off.to_le_bytes());
                 data[slot + 4..slot + 8].copy_from_slice(&len.to_le_bytes());

@@ -180,31 +180,25 @@ impl Sandbox {
         // Probe with an empty config to read the manifest, then start for real with the
         // rule's configured one.
         // Both probes use a throwaway state, so deploying cannot touch the live rule's state.
-        let scratch = || Arc::new(Mutex::new(vigil_sdk::state::StateStore::default()));
+        // Probes use a throwaway governor (and never see the live rule's state).
         let governor = || Arc::new(Mutex::new(Governor::new(RateLimits::default())));
-        let probe =
-            HostState::new(Arc::from("(deploying)"), "P3".into(), scratch(), governor(), self.limits.memory_bytes);
+        let probe = HostState::new(Arc::from("(deploying)"), "P3".into(), governor(), self.limits.memory_bytes);
         let (_, manifest, abi_minor) = RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), "{}")?;
         let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();
         let config_json = config_for(&manifest.name).into();
         let rule = CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json };
         if &*rule.config_json != "{}" {
-            self.instantiate(&rule, scratch(), governor())?;
+            self.instantiate(&rule, governor())?;
         }
         Ok(rule)
     }
 
-    /// A fresh instance of a compiled rule bound to the rule's state.
-    pub fn instantiate(
-        &self,
-        rule: &CompiledRule,
-        state: Arc<Mutex<vigil_sdk::state::StateStore>>,
-        governor: Arc<Mutex<Governor>>,
-    ) -> Result<RuleInstance, RuleError> {
+    /// A fresh instance of a compiled rule bound to the rule's rate limits (its state is
+    /// lent to it per batch).
+    pub fn instantiate(&self, rule: &CompiledRule, governor: Arc<Mutex<Governor>>) -> Result<RuleInstance, RuleError> {
         let host = HostState::new(
             Arc::from(rule.manifest.name.as_str()),
             rule.manifest.severity.as_str().to_owned(),
-            state,
             governor,
             self.limits.memory_bytes,
         );

@@ -244,17 +244,12 @@ impl Sequencer {
                 obj.insert("received_at".into(), Value::from(ev.received_at));
                 obj.insert("mask_policy".into(), Value::from(MASK_POLICY_VERSION));
                 let (canon, details) = to_canonical_with_span(&obj, "details");
-                let details_json = details.map(|r| Arc::from(&canon[r]));
                 let size = canon.len();
+                let columns = IndexedColumns::from_event(&obj);
+                let committed_event = CommittedEvent::new(seq, obj, details.map(|r| &canon[r]), size);
                 let hash = chain_hash(&head.hash, &canon);
-                rows.push(StoredRow {
-                    seq,
-                    columns: IndexedColumns::from_event(&obj),
-                    canon,
-                    prev_hash: head.hash.to_vec(),
-                    hash: hash.to_vec(),
-                });
-                committed.push(CommittedEvent { seq, event: Arc::new(obj), details_json, size });
+                rows.push(StoredRow { seq, columns, canon, prev_hash: head.hash.to_vec(), hash: hash.to_vec() });
+                committed.push(committed_event);
                 known.insert(ev.event_id.clone(), seq);
                 batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
                 head = Head { seq, hash };

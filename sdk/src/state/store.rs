@@ -94,7 +94,7 @@ enum Entry {
 impl Entry {
     fn heap_bytes(&self) -> usize {
         match self {
-            Entry::Window(w) => size_of_val(&**w),
+            Entry::Window(w) => size_of_val(&**w) + w.heap_bytes(),
             Entry::Distinct(d) => d.approx_bytes(),
             Entry::LastSeen(l) => l.approx_bytes(),
             Entry::Baseline(_) => 0,
@@ -189,10 +189,19 @@ impl StateStore {
         } else {
             self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(Box::new(WindowCounter::new(window_ms))))
         };
-        match idx.map(|i| self.entry_mut(i)) {
-            Some(Entry::Window(w)) => w.add(time_ms, amount),
-            _ => 0,
+        let Some(i) = idx else { return 0 };
+        let (sum, grew) = match self.entry_mut(i) {
+            Entry::Window(w) => {
+                let before = w.heap_bytes();
+                let sum = w.add(time_ms, amount);
+                (sum, w.heap_bytes() != before)
+            }
+            _ => (0, false),
+        };
+        if grew {
+            self.resized(i);
         }
+        sum
     }
 
     /// `distinct_add`: adds `value` (empty: just read) to `key`'s set at `time_ms`; returns
@@ -475,12 +484,20 @@ mod tests {
         assert_eq!((v.len(), t), (17, 3));
         assert_eq!(s.last_seen_get(b"l").unwrap().0, bounded_value(&long, MAX_LAST_SEEN_BYTES).as_ref());
         // A budget smaller than one window counter: nothing is kept, nothing panics.
-        let mut tiny = small(100, 512);
+        let mut tiny = small(100, 96);
         assert_eq!(tiny.window_add(1000, b"a", 0, 1), 0);
         assert!(tiny.is_empty() && tiny.approx_bytes() == 0);
         tiny.baseline_observe(b"b", 1.0);
         tiny.last_seen_set(b"c", b"v", 0);
-        assert!(tiny.approx_bytes() <= 512);
+        assert!(tiny.approx_bytes() <= 96);
+        // A budget for a few entries: the newest one that no longer fits pushes out the
+        // oldest, and a value that grows past the budget alone is not kept.
+        let mut few = small(100, 1024);
+        for k in 0..20u8 {
+            few.window_add(1000, &[k], 0, 1);
+            assert!(few.approx_bytes() <= 1024);
+        }
+        assert!(few.evictions() > 0 && !few.is_empty());
     }
 
     #[test]

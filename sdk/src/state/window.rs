@@ -2,6 +2,11 @@
 //!
 //! Used by [`super::StateStore`] for `ctx.window(..)`; precision is one bucket
 //! (`ceil(window_ms / 60)`): the oldest, partly expired bucket drops out whole.
+//!
+//! The ring is sparse (only buckets that hold something are stored, one per ring position),
+//! so a key seen once costs one bucket, and the answer of the last call is cached: events
+//! arriving in order within one bucket are counted in O(1); the ring is scanned once per
+//! new bucket.
 
 /// Buckets per window.
 pub const BUCKETS: usize = 60;
@@ -13,9 +18,13 @@ pub struct WindowCounter {
     width_ms: i64,
     /// Newest time seen.
     latest_ms: i64,
-    /// `(bucket index, sum)`, bucket index = `time_ms.div_euclid(width_ms)`. The ring spans
-    /// at least the window, so every bucket inside the window ending at `latest_ms` is live.
-    slots: [(i64, i64); BUCKETS],
+    /// `(bucket index, sum)`, at most one per ring position (`index mod 60`); bucket index =
+    /// `time_ms.div_euclid(width_ms)`. The ring spans at least the window, so every bucket
+    /// inside the window ending at `latest_ms` is live.
+    buckets: Vec<(i64, i64)>,
+    /// `(lo, hi, sum)`: the sum of the buckets with index in `(lo, hi]`, as last computed
+    /// (`lo == hi`: nothing cached).
+    cache: (i64, i64, i64),
 }
 
 impl WindowCounter {
@@ -26,7 +35,8 @@ impl WindowCounter {
             window_ms,
             width_ms: (window_ms - 1) / BUCKETS as i64 + 1,
             latest_ms: i64::MIN,
-            slots: [(i64::MIN, 0); BUCKETS],
+            buckets: Vec::new(),
+            cache: (0, 0, 0),
         }
     }
 
@@ -40,6 +50,11 @@ impl WindowCounter {
         self.width_ms
     }
 
+    /// Heap bytes held by the buckets.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * size_of::<(i64, i64)>()
+    }
+
     /// Adds `amount` (0: just read) at `time_ms` and returns the sum of the buckets inside
     /// `(time_ms - window_ms, time_ms]`. An event older than the window ending at the newest
     /// time seen is ignored, and the sum of that window is returned.
@@ -50,19 +65,27 @@ impl WindowCounter {
             return self.sum();
         }
         if amount != 0 {
-            let slot = &mut self.slots[idx.rem_euclid(BUCKETS as i64) as usize];
-            // The ring spans at least the window, so a slot holding another index holds an
-            // older, expired bucket.
-            if slot.0 != idx {
-                *slot = (idx, 0);
+            let pos = idx.rem_euclid(BUCKETS as i64);
+            match self.buckets.iter().position(|(i, _)| i.rem_euclid(BUCKETS as i64) == pos) {
+                Some(p) if self.buckets[p].0 == idx => self.buckets[p].1 = self.buckets[p].1.saturating_add(amount),
+                // The ring spans at least the window, so a position holding another index
+                // holds an older, expired bucket: it is replaced.
+                Some(p) => {
+                    let old = std::mem::replace(&mut self.buckets[p], (idx, amount));
+                    self.uncache(old.0, old.1);
+                }
+                None => self.buckets.push((idx, amount)),
             }
-            slot.1 = slot.1.saturating_add(amount);
+            let (lo, hi, sum) = &mut self.cache;
+            if *lo < idx && idx <= *hi {
+                *sum = sum.saturating_add(amount);
+            }
         }
         self.sum_between(self.first_excluded(time_ms), idx)
     }
 
     /// The sum of the window ending at the newest time seen.
-    pub fn sum(&self) -> i64 {
+    pub fn sum(&mut self) -> i64 {
         if self.latest_ms == i64::MIN {
             return 0;
         }
@@ -74,15 +97,91 @@ impl WindowCounter {
         time_ms.saturating_sub(self.window_ms).div_euclid(self.width_ms)
     }
 
-    /// Sum of the buckets with index in `(lo, hi]`.
-    fn sum_between(&self, lo: i64, hi: i64) -> i64 {
-        self.slots.iter().filter(|(i, _)| *i > lo && *i <= hi).fold(0i64, |acc, (_, s)| acc.saturating_add(*s))
+    /// Takes a dropped bucket out of the cached sum.
+    fn uncache(&mut self, idx: i64, amount: i64) {
+        let (lo, hi, sum) = &mut self.cache;
+        if *lo < idx && idx <= *hi {
+            *sum = sum.saturating_sub(amount);
+            if *sum < 0 {
+                // Saturation made the cached sum inexact: drop it.
+                self.cache = (0, 0, 0);
+            }
+        }
+    }
+
+    /// Sum of the buckets with index in `(lo, hi]` (cached).
+    fn sum_between(&mut self, lo: i64, hi: i64) -> i64 {
+        if lo < hi && (lo, hi) == (self.cache.0, self.cache.1) {
+            return self.cache.2;
+        }
+        let sum =
+            self.buckets.iter().filter(|(i, _)| *i > lo && *i <= hi).fold(0i64, |acc, (_, s)| acc.saturating_add(*s));
+        self.cache = (lo, hi, sum);
+        sum
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dense ring this counter replaced, as the reference for the cached, sparse one.
+    fn reference(window_ms: i64, events: &[(i64, i64)]) -> Vec<i64> {
+        let width = (window_ms - 1) / BUCKETS as i64 + 1;
+        let mut slots = [(i64::MIN, 0i64); BUCKETS];
+        let mut latest = i64::MIN;
+        let first_excluded = |t: i64| t.saturating_sub(window_ms).div_euclid(width);
+        let sum = |slots: &[(i64, i64); BUCKETS], lo: i64, hi: i64| {
+            slots.iter().filter(|(i, _)| *i > lo && *i <= hi).map(|(_, s)| *s).sum::<i64>()
+        };
+        events
+            .iter()
+            .map(|&(t, amount)| {
+                latest = latest.max(t);
+                let idx = t.div_euclid(width);
+                if idx <= first_excluded(latest) {
+                    return sum(&slots, first_excluded(latest), latest.div_euclid(width));
+                }
+                if amount != 0 {
+                    let slot = &mut slots[idx.rem_euclid(BUCKETS as i64) as usize];
+                    if slot.0 != idx {
+                        *slot = (idx, 0);
+                    }
+                    slot.1 += amount;
+                }
+                sum(&slots, first_excluded(t), idx)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn agrees_with_the_dense_ring_on_a_pseudo_random_stream() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for window in [1, 7, 1000, 60_000, 100_000, 300_000] {
+            let mut t = 0i64;
+            let events: Vec<(i64, i64)> = (0..5000)
+                .map(|_| {
+                    let r = next();
+                    // Mostly forward, sometimes late, sometimes a jump.
+                    t += match r % 10 {
+                        0 => -(((r >> 8) % (2 * window as u64 + 1)) as i64),
+                        1 => ((r >> 8) % (3 * window as u64 + 1)) as i64,
+                        _ => ((r >> 8) % (window as u64 / 20 + 2)) as i64,
+                    };
+                    (t, ((r >> 40) % 3) as i64)
+                })
+                .collect();
+            let mut w = WindowCounter::new(window);
+            let got: Vec<i64> = events.iter().map(|&(t, a)| w.add(t, a)).collect();
+            assert_eq!(got, reference(window, &events), "window {window}");
+        }
+    }
 
     const MIN: i64 = 60_000;
 
@@ -97,6 +196,7 @@ mod tests {
         // 5 min after the first events they have all left the window.
         assert_eq!(w.add(5 * MIN + 4_999, 1), 1);
         assert_eq!(w.sum(), 1);
+        assert!(w.heap_bytes() <= 64 * 16, "sparse: {}", w.heap_bytes());
     }
 
     #[test]
