@@ -73,7 +73,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     // Stored rules, then rules from the directory, are active before detection starts, so
     // replay covers them.
     let rule_journal = RuleJournal::new(store.clone(), sequencer.clone());
-    let (active, quarantined) = rule_journal.restore(&registry).await?;
+    let (active, quarantined) = crate::rules::journal::restore(&store, &registry).await?;
     tracing::info!(active, quarantined, "Stored rules restored");
     if let Some(dir) = &config.rules_dir {
         let mut watcher = RulesDir::new(dir.clone(), registry.clone(), rule_journal.clone());

@@ -61,6 +61,9 @@ pub struct Evaluated {
     pub evaluations: u64,
 }
 
+/// An event's (category, action, outcome) bytes: what decides which rules it is offered to.
+type Triple<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 /// Evaluates batches; owns the instances (one per rule version).
 pub struct Evaluator {
     registry: Arc<RuleRegistry>,
@@ -100,7 +103,7 @@ impl Evaluator {
         let buckets = &mut self.buckets;
         buckets.iter_mut().for_each(Vec::clear);
         buckets.resize_with(set.detection.len(), Vec::new);
-        let mut last: Option<(&[u8], &[u8], &[u8], Arc<[u32]>)> = None;
+        let mut last: Option<(Triple<'_>, Arc<[u32]>)> = None;
         for (i, ev) in events.iter().enumerate() {
             let f = &ev.flat;
             let key = (
@@ -110,10 +113,10 @@ impl Evaluator {
             );
             // Runs of events of one kind are common: reuse the previous answer.
             let wanted = match &last {
-                Some((c, a, o, w)) if (*c, *a, *o) == key => w.clone(),
+                Some((k, w)) if *k == key => w.clone(),
                 _ => {
                     let w = index.lookup(f.str(SLOT_CATEGORY), f.str(SLOT_ACTION), f.str(SLOT_OUTCOME));
-                    last = Some((key.0, key.1, key.2, w.clone()));
+                    last = Some((key, w.clone()));
                     w
                 }
             };
@@ -160,7 +163,7 @@ impl Evaluator {
         };
         let fields = &rule.compiled.fields;
         let col_ids: Vec<usize> =
-            fields.iter().map(|f| if f.slot().is_some() { usize::MAX } else { self.columns.column(f) }).collect();
+            fields.iter().map(|f| if f.is_flat() { usize::MAX } else { self.columns.column(f) }).collect();
         let config = self.registry.config();
         let budget = batch_budget(config.batch_budget_base, config.batch_budget_per_event, picked.len());
         let started = Instant::now();

@@ -92,6 +92,9 @@ pub fn flat_slot(name: &str) -> Option<usize> {
     FLAT_FIELDS.iter().position(|f| *f == name)
 }
 
+/// `(start, len)` of a value in a flat event's bytes.
+type Span = (u32, u32);
+
 /// An event as rules read it: the value bytes of every slot in one buffer (a string is its
 /// text, a number or boolean its JSON text, an object compact JSON; `null` is absent) and
 /// a span per slot, plus the event time. Reading a field is an index, never a lookup.
@@ -99,6 +102,9 @@ pub fn flat_slot(name: &str) -> Option<usize> {
 pub struct FlatEvent {
     bytes: Box<[u8]>,
     spans: [(u32, u32); FLAT_SLOTS],
+    /// The top-level members of `details`: (key span, value span) in `bytes`, so a
+    /// `details.<key>` field is a short scan, never a map lookup.
+    details: Box<[(Span, Span)]>,
     /// Event time, epoch ms (0 when absent).
     pub time_ms: i64,
 }
@@ -106,8 +112,9 @@ pub struct FlatEvent {
 impl FlatEvent {
     /// Flattens a stored event object (one pass over its members).
     pub fn new(event: &Map<String, Value>, details_json: Option<&[u8]>) -> Self {
-        let mut bytes = Vec::with_capacity(256);
+        let mut bytes = Vec::with_capacity(512);
         let mut spans = [ABSENT; FLAT_SLOTS];
+        let mut members = Vec::new();
         let mut time_ms = 0;
         fn put(spans: &mut [(u32, u32); FLAT_SLOTS], slot: usize, v: &Value, bytes: &mut Vec<u8>) {
             let start = bytes.len();
@@ -130,14 +137,28 @@ impl FlatEvent {
                         }
                     }
                 }
-                "details" => match details_json {
-                    Some(json) => {
-                        let start = bytes.len();
-                        bytes.extend_from_slice(json);
-                        spans[SLOT_DETAILS] = (start as u32, json.len() as u32);
+                "details" => {
+                    match details_json {
+                        Some(json) => {
+                            let start = bytes.len();
+                            bytes.extend_from_slice(json);
+                            spans[SLOT_DETAILS] = (start as u32, json.len() as u32);
+                        }
+                        None => put(&mut spans, SLOT_DETAILS, value, &mut bytes),
                     }
-                    None => put(&mut spans, SLOT_DETAILS, value, &mut bytes),
-                },
+                    if let Value::Object(details) = value {
+                        for (k, v) in details {
+                            if v.is_null() {
+                                continue;
+                            }
+                            let key = (bytes.len() as u32, k.len() as u32);
+                            bytes.extend_from_slice(k.as_bytes());
+                            let mut one = [ABSENT; FLAT_SLOTS];
+                            put(&mut one, 0, v, &mut bytes);
+                            members.push((key, one[0]));
+                        }
+                    }
+                }
                 k => {
                     if let Some(i) = FLAT_FIELDS[..SLOT_GEO].iter().position(|f| *f == k) {
                         put(&mut spans, i, value, &mut bytes);
@@ -145,14 +166,43 @@ impl FlatEvent {
                 }
             }
         }
-        Self { bytes: bytes.into_boxed_slice(), spans, time_ms }
+        Self { bytes: bytes.into_boxed_slice(), spans, details: members.into_boxed_slice(), time_ms }
+    }
+
+    /// The bytes of the top-level `details` member `key`, `None` when absent or null.
+    #[inline]
+    pub fn detail(&self, key: &str) -> Option<&[u8]> {
+        self.detail_span(key).map(|span| self.at(span))
+    }
+
+    /// The span in [`Self::bytes`] of slot `slot`, `None` when absent.
+    #[inline]
+    pub fn slot_span(&self, slot: usize) -> Option<(u32, u32)> {
+        let span = self.spans[slot];
+        (span.1 != u32::MAX).then_some(span)
+    }
+
+    /// The span in [`Self::bytes`] of the top-level `details` member `key`.
+    #[inline]
+    pub fn detail_span(&self, key: &str) -> Option<(u32, u32)> {
+        self.details.iter().find(|(k, _)| k.1 as usize == key.len() && self.at(*k) == key.as_bytes()).map(|(_, v)| *v)
+    }
+
+    /// Every value (and `details` key) of the event, the buffer the spans point into.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    #[inline]
+    fn at(&self, (start, len): (u32, u32)) -> &[u8] {
+        &self.bytes[start as usize..start as usize + len as usize]
     }
 
     /// The bytes of slot `slot` (see [`FLAT_FIELDS`]), `None` when absent.
     #[inline]
     pub fn get(&self, slot: usize) -> Option<&[u8]> {
-        let (start, len) = self.spans[slot];
-        (len != u32::MAX).then(|| &self.bytes[start as usize..start as usize + len as usize])
+        self.slot_span(slot).map(|span| self.at(span))
     }
 
     /// The text of slot `slot`, `""` when absent.

@@ -73,6 +73,8 @@ pub fn manifest_json(m: &Manifest) -> Value {
 pub enum FieldPath {
     /// A slot of [`crate::event::FlatEvent`].
     Slot(usize),
+    /// A top-level member of `details` (`details.<key>`), read from the flat event.
+    Detail(String),
     /// A top-level member without a slot.
     Top(String),
     /// A dotted path inside `details`.
@@ -98,15 +100,35 @@ impl FieldPath {
             if parts.iter().any(String::is_empty) || parts.len() > 16 {
                 return Err("empty or too deep path".into());
             }
+            if parts.len() == 1 {
+                return Ok(Self::Detail(path.into()));
+            }
             return Ok(Self::DetailsPath(parts));
         }
         Err("unknown field".into())
     }
 
-    /// Whether the value is a slot of the flat event (no lookup needed).
-    pub fn slot(&self) -> Option<usize> {
+    /// Whether the value is read straight from the flat event (no per-batch encoding).
+    pub fn is_flat(&self) -> bool {
+        matches!(self, Self::Slot(_) | Self::Detail(_))
+    }
+
+    /// The value bytes in the flat event, for the fields it holds (see [`Self::is_flat`]).
+    #[inline]
+    pub fn flat<'a>(&self, event: &'a crate::event::CommittedEvent) -> Option<&'a [u8]> {
         match self {
-            Self::Slot(s) => Some(*s),
+            Self::Slot(slot) => event.flat.get(*slot),
+            Self::Detail(key) => event.flat.detail(key),
+            _ => None,
+        }
+    }
+
+    /// The value's span in the flat event's bytes, for the fields it holds.
+    #[inline]
+    pub fn flat_span(&self, event: &crate::event::CommittedEvent) -> Option<(u32, u32)> {
+        match self {
+            Self::Slot(slot) => event.flat.slot_span(*slot),
+            Self::Detail(key) => event.flat.detail_span(key),
             _ => None,
         }
     }
@@ -114,7 +136,7 @@ impl FieldPath {
     /// Appends the ABI byte form of this field of `event` to `out`; false when absent.
     pub fn encode(&self, event: &crate::event::CommittedEvent, out: &mut Vec<u8>) -> bool {
         let value = match self {
-            Self::Slot(slot) => return event.flat.get(*slot).map(|b| out.extend_from_slice(b)).is_some(),
+            Self::Slot(_) | Self::Detail(_) => return self.flat(event).map(|b| out.extend_from_slice(b)).is_some(),
             Self::Top(k) => event.event.get(k),
             Self::DetailsPath(parts) => parts.iter().fold(event.event.get("details"), |v, p| v.and_then(|v| v.get(p))),
         };
@@ -159,6 +181,9 @@ mod tests {
         assert!(FieldPath::parse("geo.alt").is_err());
         assert!(FieldPath::parse("password").is_err());
         assert!(FieldPath::parse("details..x").is_err());
-        assert_eq!(FieldPath::parse("action").unwrap().slot(), Some(crate::event::SLOT_ACTION));
+        assert_eq!(FieldPath::parse("action").unwrap(), FieldPath::Slot(crate::event::SLOT_ACTION));
+        assert_eq!(read("details.n"), None);
+        assert!(FieldPath::parse("details.a").unwrap().is_flat());
+        assert_eq!(read("details.a").as_deref(), Some(r#"{"b":[1,2]}"#));
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::config::Config;
 use crate::context::Context;
-use crate::event::Event;
+use crate::event::{Event, FieldNames};
 use crate::manifest::Manifest;
 use crate::record::{LayoutError, RecordReader};
 
@@ -69,7 +69,7 @@ impl std::error::Error for EvalError {}
 #[derive(Debug)]
 pub struct Runtime<R> {
     rule: R,
-    fields: Vec<String>,
+    fields: FieldNames,
 }
 
 impl<R: Rule> Runtime<R> {
@@ -77,7 +77,7 @@ impl<R: Rule> Runtime<R> {
     pub fn init(config_json: &[u8]) -> Result<Runtime<R>, String> {
         let text = std::str::from_utf8(config_json).map_err(|_| "rule configuration is not UTF-8".to_owned())?;
         let config = Config::parse(text)?;
-        let fields = R::manifest().fields;
+        let fields = FieldNames::new(R::manifest().fields);
         Ok(Runtime { rule: R::init(&config)?, fields })
     }
 

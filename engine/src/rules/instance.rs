@@ -326,7 +326,9 @@ impl RuleInstance {
         (outcome, fault)
     }
 
-    /// Writes as many records as fit into the input area; returns how many.
+    /// Writes as many records as fit into the input area; returns how many. Each event's
+    /// flat bytes go in with one copy and its slots point into them; only fields without a
+    /// place in the flat event (nested `details` paths) are copied one by one.
     fn write_chunk(
         &mut self,
         fields: &[FieldPath],
@@ -337,20 +339,23 @@ impl RuleInstance {
     ) -> usize {
         let record = 16 + 8 * fields.len();
         let (cap_bytes, cap_events) = (self.input.1, self.verdicts.1);
-        // First pass: how many records fit (and encode the few fields without a slot).
+        let any_flat = fields.iter().any(FieldPath::is_flat);
+        let all_flat = fields.iter().all(FieldPath::is_flat);
+        // First pass: how many records fit (and encode the few fields the flat event lacks).
         let mut strings = 0usize;
         let mut n = 0;
         for &ev in picked.iter().take(cap_events) {
             let event = &events[ev];
-            let mut size = 0;
-            for (path, &col) in fields.iter().zip(col_ids) {
-                size += match path.slot() {
-                    Some(slot) => event.flat.get(slot).map_or(0, <[u8]>::len),
-                    None => match cols.span(col, ev, event, path) {
-                        ABSENT => 0,
-                        (_, len) => len as usize,
-                    },
-                };
+            let mut size = if any_flat { event.flat.bytes().len() } else { 0 };
+            if !all_flat {
+                for (path, &col) in fields.iter().zip(col_ids) {
+                    if !path.is_flat() {
+                        size += match cols.span(col, ev, event, path) {
+                            ABSENT => 0,
+                            (_, len) => len as usize,
+                        };
+                    }
+                }
             }
             if 8 + (n + 1) * record + strings + size > cap_bytes {
                 break;
@@ -358,7 +363,7 @@ impl RuleInstance {
             strings += size;
             n += 1;
         }
-        // Second pass: one copy of each value into the guest.
+        // Second pass: write the records and the values.
         let data = &mut self.memory.data_mut(&mut self.store)[self.input.0..self.input.0 + cap_bytes];
         data[0..4].copy_from_slice(&(n as u32).to_le_bytes());
         data[4..8].copy_from_slice(&(fields.len() as u32).to_le_bytes());
@@ -368,22 +373,28 @@ impl RuleInstance {
             let at = 8 + i * record;
             data[at..at + 8].copy_from_slice(&event.seq.to_le_bytes());
             data[at + 8..at + 16].copy_from_slice(&event.flat.time_ms.to_le_bytes());
+            let base = at_string as u32;
+            if any_flat {
+                let flat = event.flat.bytes();
+                data[at_string..at_string + flat.len()].copy_from_slice(flat);
+                at_string += flat.len();
+            }
             for (f, (path, &col)) in fields.iter().zip(col_ids).enumerate() {
                 let slot = at + 16 + f * 8;
-                let value = match path.slot() {
-                    Some(s) => event.flat.get(s),
-                    None => cols.cached(col, ev),
-                };
-                let (off, len) = match value {
-                    Some(bytes) => {
-                        data[at_string..at_string + bytes.len()].copy_from_slice(bytes);
-                        at_string += bytes.len();
-                        ((at_string - bytes.len()) as u32, bytes.len() as u32)
+                let (off, len) = if path.is_flat() {
+                    path.flat_span(event).map_or((u32::MAX, u32::MAX), |(start, len)| (base + start, len))
+                } else {
+                    match cols.cached(col, ev) {
+                        Some(bytes) => {
+                            data[at_string..at_string + bytes.len()].copy_from_slice(bytes);
+                            at_string += bytes.len();
+                            ((at_string - bytes.len()) as u32, bytes.len() as u32)
+                        }
+                        None => (u32::MAX, u32::MAX),
                     }
-                    None => (u32::MAX, u32::MAX),
                 };
-                data[slot..slot + 4].copy_from_slice(&off.to_le_bytes());
-                data[slot + 4..slot + 8].copy_from_slice(&len.to_le_bytes());
+                let packed = u64::from(off) | (u64::from(len) << 32);
+                data[slot..slot + 8].copy_from_slice(&packed.to_le_bytes());
             }
         }
         n

@@ -99,47 +99,47 @@ impl RuleJournal {
     pub async fn refused(&self, file: &str, sha256: &str, reason: &str) -> Result<(), RuleError> {
         self.chain("rule_refused", "rules_dir", json!({"file": file, "sha256": sha256, "reason": reason})).await
     }
+}
 
-    /// Brings every stored rule back: active ones activated with their stored SHA-256,
-    /// quarantined ones held quarantined. A stored module that no longer compiles (or whose
-    /// bytes do not match its SHA-256) is held quarantined with the reason, never dropped
-    /// silently. Returns (active, quarantined).
-    pub async fn restore(&self, registry: &Arc<RuleRegistry>) -> Result<(usize, usize), RuleError> {
-        let rows = self.store.load_rules().await?;
-        let (mut active, mut quarantined) = (0, 0);
-        for row in rows {
-            let (compiling, module, name) = (registry.clone(), row.module.clone(), row.name.clone());
-            let prepared = tokio::task::spawn_blocking(move || compiling.prepare(&module, Some(&name)))
-                .await
-                .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))?;
-            let quarantine = |reason: String| Quarantine {
-                sha256: row.sha256.clone(),
-                reason,
-                at: row.status_at,
-                source: row.source.clone(),
-            };
-            match prepared {
-                Ok(p) if p.sha256_hex() != row.sha256 => {
-                    tracing::error!(rule = %row.name, "Stored rule module does not match its SHA-256; held quarantined");
-                    let reason = format!("stored module hashes to {}, not the recorded SHA-256", p.sha256_hex());
-                    registry.restore_quarantine(&row.name, quarantine(reason));
-                    quarantined += 1;
-                }
-                Ok(p) if row.status == "active" => {
-                    registry.activate(p, &row.source, row.deployed_at);
-                    active += 1;
-                }
-                Ok(_) => {
-                    registry.restore_quarantine(&row.name, quarantine(row.reason.clone().unwrap_or_default()));
-                    quarantined += 1;
-                }
-                Err(e) => {
-                    tracing::error!(rule = %row.name, error = %e, "Stored rule could not be restored; held quarantined");
-                    registry.restore_quarantine(&row.name, quarantine(format!("could not be restored at start: {e}")));
-                    quarantined += 1;
-                }
+/// Brings every stored rule back: active ones activated with their stored SHA-256,
+/// quarantined ones held quarantined. A stored module that no longer compiles (or whose
+/// bytes do not match its SHA-256) is held quarantined with the reason, never dropped
+/// silently. Returns (active, quarantined).
+pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usize, usize), RuleError> {
+    let rows = store.load_rules().await?;
+    let (mut active, mut quarantined) = (0, 0);
+    for row in rows {
+        let (compiling, module, name) = (registry.clone(), row.module.clone(), row.name.clone());
+        let prepared = tokio::task::spawn_blocking(move || compiling.prepare(&module, Some(&name)))
+            .await
+            .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))?;
+        let quarantine = |reason: String| Quarantine {
+            sha256: row.sha256.clone(),
+            reason,
+            at: row.status_at,
+            source: row.source.clone(),
+        };
+        match prepared {
+            Ok(p) if p.sha256_hex() != row.sha256 => {
+                tracing::error!(rule = %row.name, "Stored rule module does not match its SHA-256; held quarantined");
+                let reason = format!("stored module hashes to {}, not the recorded SHA-256", p.sha256_hex());
+                registry.restore_quarantine(&row.name, quarantine(reason));
+                quarantined += 1;
+            }
+            Ok(p) if row.status == "active" => {
+                registry.activate(p, &row.source, row.deployed_at);
+                active += 1;
+            }
+            Ok(_) => {
+                registry.restore_quarantine(&row.name, quarantine(row.reason.clone().unwrap_or_default()));
+                quarantined += 1;
+            }
+            Err(e) => {
+                tracing::error!(rule = %row.name, error = %e, "Stored rule could not be restored; held quarantined");
+                registry.restore_quarantine(&row.name, quarantine(format!("could not be restored at start: {e}")));
+                quarantined += 1;
             }
         }
-        Ok((active, quarantined))
     }
+    Ok((active, quarantined))
 }

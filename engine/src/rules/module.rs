@@ -101,6 +101,11 @@ impl Sandbox {
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // A profiling aid: `VIGIL_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map, so `perf`
+        // names the functions of rule modules.
+        if std::env::var_os("VIGIL_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| RuleError::Invalid(format!("wasm engine: {e:#}")))?;
         let linker = abi::linker(&engine).map_err(|e| RuleError::Invalid(format!("wasm linker: {e:#}")))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));

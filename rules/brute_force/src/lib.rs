@@ -14,6 +14,8 @@ const LONG_MS: i64 = HOUR_MS;
 pub struct BruteForce {
     threshold_5m: i64,
     threshold_1h: i64,
+    /// The state key, rebuilt per event in place (no allocation per event).
+    key: String,
 }
 
 impl Rule for BruteForce {
@@ -35,18 +37,21 @@ impl Rule for BruteForce {
         if threshold_5m < 0 || threshold_1h < 0 {
             return Err("thresholds must not be negative".to_owned());
         }
-        Ok(BruteForce { threshold_5m, threshold_1h })
+        Ok(BruteForce { threshold_5m, threshold_1h, key: String::with_capacity(64) })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
         let Some(ip) = ev.ip() else { return false };
-        let key = format!("ip:{ip}");
-        let short = ctx.window(SHORT_MS).add(&key, 1);
-        let long = ctx.window(LONG_MS).add(&key, 1);
+        self.key.clear();
+        self.key.push_str("ip:");
+        self.key.push_str(ip);
+        let key = self.key.as_str();
+        let short = ctx.window(SHORT_MS).add(key, 1);
+        let long = ctx.window(LONG_MS).add(key, 1);
         // Each failure adds one, so a count passes through threshold + 1 exactly once per
         // crossing: fire then, not on every later failure.
         if short == self.threshold_5m + 1 {
-            ctx.emit(alert(ip, ev, short, "5 minutes").severity(Severity::P2).dedup_key(key.clone()));
+            ctx.emit(alert(ip, ev, short, "5 minutes").severity(Severity::P2).dedup_key(key));
         }
         if long == self.threshold_1h + 1 {
             ctx.emit(alert(ip, ev, long, "1 hour").severity(Severity::P1).dedup_key(format!("{key}:1h")));

@@ -13,6 +13,9 @@ const EARTH_RADIUS_KM: f64 = 6371.0;
 /// The rule.
 pub struct ImpossibleTravel {
     max_speed_kmh: f64,
+    /// State key and value buffers, reused across events.
+    key: String,
+    value: String,
 }
 
 impl Rule for ImpossibleTravel {
@@ -34,20 +37,31 @@ impl Rule for ImpossibleTravel {
         if max_speed_kmh.is_nan() || max_speed_kmh <= 0.0 {
             return Err("max_speed_kmh must be positive".to_owned());
         }
-        Ok(ImpossibleTravel { max_speed_kmh })
+        Ok(ImpossibleTravel { max_speed_kmh, key: String::with_capacity(64), value: String::with_capacity(64) })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
         let (Some(user), Some((lat, lon))) = (ev.user_id(), ev.geo()) else { return false };
-        let key = format!("user:{user}");
+        // Key and value are rebuilt in place (no allocation, no float formatting per event):
+        // the stored location is the event's own text of the coordinates.
+        self.key.clear();
+        self.key.push_str("user:");
+        self.key.push_str(user);
+        let key = self.key.as_str();
         let last = ctx.last_seen();
-        let previous = last.get(&key).and_then(|seen| {
+        let previous = last.get(key).and_then(|seen| {
             let (plat, plon, pseq) = parse_location(seen.as_str()?)?;
             Some((plat, plon, pseq, seen.time_ms))
         });
         // Keep the newest login as the reference (late events do not move it back).
         if previous.is_none_or(|(.., t)| ev.time_ms() >= t) {
-            last.set(&key, format!("{lat},{lon},{}", ev.seq()));
+            use std::fmt::Write;
+            self.value.clear();
+            self.value.push_str(ev.get("geo.lat").unwrap_or_default().trim());
+            self.value.push(',');
+            self.value.push_str(ev.get("geo.lon").unwrap_or_default().trim());
+            let _ = write!(self.value, ",{}", ev.seq());
+            last.set(key, &self.value);
         }
         let Some((plat, plon, pseq, ptime)) = previous else { return false };
         let km = haversine_km(plat, plon, lat, lon);

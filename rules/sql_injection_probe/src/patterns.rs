@@ -86,8 +86,56 @@ fn tokenize(text: &str) -> Vec<Tok> {
     toks
 }
 
+/// Whether `text` could match any pattern of [`find`]: one pass over the bytes. Every
+/// pattern needs, after percent-decoding, a quote, `=`, `;`, `(`, or one of the words
+/// `union`, `waitfor`, `xp_cmdshell`, `information_schema`; a `%` (something to decode) or
+/// any non-ASCII byte (Unicode lowercasing) sends the text to the full scan too. So a text
+/// this says no to is a text [`find`] says no to, and most text is never tokenized.
+pub fn needs_scan(text: &str) -> bool {
+    needs_scan_bytes(text.as_bytes(), false)
+}
+
+/// [`needs_scan`] over the raw JSON text of a value (`details`): true whenever any string
+/// inside it needs the full scan. Structural quotes are skipped; an escaped quote (`\"`) or
+/// any `\u` escape (which may hide a quote or a letter) counts as a hint.
+pub fn needs_scan_json(raw: &str) -> bool {
+    needs_scan_bytes(raw.as_bytes(), true)
+}
+
+fn needs_scan_bytes(b: &[u8], json: bool) -> bool {
+    const WORDS: [&[u8]; 4] = [b"union", b"waitfor", b"xp_cmdshell", b"information_schema"];
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if json => match b.get(i + 1) {
+                Some(b'"' | b'u') => return true,
+                _ => i += 1,
+            },
+            b'"' if json => {}
+            b'\'' | b'"' | b'`' | b'=' | b';' | b'(' | b'%' | 0x80..=0xff => return true,
+            b'u' | b'U' | b'w' | b'W' | b'x' | b'X' | b'i' | b'I' => {
+                let rest = &b[i..];
+                if WORDS.iter().any(|w| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w)) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 /// The name of the first SQL injection pattern found in `text`, if any.
 pub fn find(text: &str) -> Option<&'static str> {
+    if !needs_scan(text) {
+        return None;
+    }
+    scan(text)
+}
+
+/// The full scan behind [`find`]: percent-decoding, tokenizing, pattern matching.
+fn scan(text: &str) -> Option<&'static str> {
     let mut decoded = text.to_owned();
     for _ in 0..2 {
         if !decoded.contains('%') {
@@ -145,28 +193,10 @@ pub fn find(text: &str) -> Option<&'static str> {
     None
 }
 
-/// A cheap test of raw JSON text: can any string in it match? (Avoids parsing `details`.)
+/// Whether the raw JSON of `details` may hold a match (see [`needs_scan_json`]): one pass,
+/// no allocation, so `details` is parsed only when a string inside it could match.
 pub fn may_match(raw: &str) -> bool {
-    const HINTS: &[&str] = &[
-        "'",
-        "\\\"",
-        "`",
-        "%2",
-        " or ",
-        "+or+",
-        "union",
-        ";",
-        "--",
-        "#",
-        "/*",
-        "sleep",
-        "benchmark",
-        "waitfor",
-        "xp_cmdshell",
-        "information_schema",
-    ];
-    let lower = raw.to_ascii_lowercase();
-    HINTS.iter().any(|h| lower.contains(h))
+    needs_scan_json(raw)
 }
 
 #[cfg(test)]
@@ -195,6 +225,104 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(find(text), Some(want), "{text}");
             assert!(may_match(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_prefilter_never_hides_a_match() {
+        // Everything the full scan finds, the prefilter lets through, including the
+        // probes of the test above written in other cases and encodings.
+        for text in [
+            "1' OR 1=1",
+            "x UNION SELECT password FROM users",
+            "1; DROP TABLE users",
+            "admin'--",
+            "1 or 1=1",
+            "%27%20OR%201%3D1",
+            "WAITFOR DELAY '0:0:5'",
+            "select * from Information_Schema.tables",
+            "exec XP_CMDSHELL 'dir'",
+            "1 AND SLEEP(5)",
+            "\u{2019} or 1=1",
+        ] {
+            assert!(needs_scan(text), "{text}");
+        }
+        // Random texts over an alphabet rich in SQL pieces: whatever the full scan finds,
+        // the prefilter lets through.
+        let alphabet = [
+            "'",
+            "\"",
+            "`",
+            "=",
+            ";",
+            "(",
+            ")",
+            "%27",
+            "%3D",
+            " ",
+            "+",
+            "-",
+            "--",
+            "#",
+            "/*",
+            "*/",
+            "or",
+            "OR",
+            "1",
+            "union",
+            "UNION",
+            "select",
+            "all",
+            "drop",
+            "table",
+            "sleep",
+            "waitfor",
+            "delay",
+            "xp_cmdshell",
+            "information_schema",
+            "a",
+            "/api/",
+            "é",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut matched = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(x % 9) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            if scan(&text).is_some() {
+                matched += 1;
+                assert!(needs_scan(&text), "the prefilter hid a match in {text:?}");
+            }
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        }
+        assert!(matched > 100, "the random texts exercise the patterns: {matched}");
+        // The same through JSON: a details object holding any of these texts is flagged.
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..5_000 {
+            let mut text = String::new();
+            for _ in 0..(x % 9) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let raw = vigil_sdk::json::Value::Object(vec![("k".into(), vigil_sdk::json::Value::from(text.as_str()))])
+                .to_json();
+            if scan(&text).is_some() {
+                assert!(needs_scan_json(&raw), "the JSON prefilter hid a match in {raw}");
+            }
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        }
+        assert!(!needs_scan_json(r#"{"method":"password","mfa":true,"record_count":3,"required_role":"editor"}"#));
+        // Plain paths and words are not tokenized at all.
+        for text in ["/api/v1/accounts/42/profile", "/reports/quarterly/download", "Mozilla/5.0 unionized"] {
+            assert_eq!(needs_scan(text), text.contains("union"), "{text}");
+            assert_eq!(find(text), None);
         }
     }
 

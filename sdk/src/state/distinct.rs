@@ -17,7 +17,7 @@ pub struct DistinctSet {
     latest: i64,
     /// A lower bound of the oldest last-seen time (exact right after a prune).
     oldest: i64,
-    values: HashMap<Box<[u8]>, i64>,
+    values: HashMap<Box<[u8]>, i64, foldhash::fast::RandomState>,
     value_bytes: usize,
 }
 
@@ -34,7 +34,7 @@ impl DistinctSet {
             max_values: max_values.max(1),
             latest: i64::MIN,
             oldest: i64::MAX,
-            values: HashMap::new(),
+            values: HashMap::default(),
             value_bytes: 0,
         }
     }

@@ -116,7 +116,7 @@ struct Node {
 pub struct StateStore {
     limits: StateLimits,
     /// Encoded key (kind, window, key bytes) to node index.
-    map: HashMap<Box<[u8]>, usize>,
+    map: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     nodes: Vec<Option<Node>>,
     free: Vec<usize>,
     /// Most recently used.
@@ -139,7 +139,7 @@ impl StateStore {
     pub fn new(limits: StateLimits) -> StateStore {
         StateStore {
             limits,
-            map: HashMap::new(),
+            map: HashMap::default(),
             nodes: Vec::new(),
             free: Vec::new(),
             head: NIL,

@@ -1,0 +1,79 @@
+//! Runs the detection path in a loop for profilers (callgrind, perf): deploys the named
+//! example rules (already built into `$CARGO_TARGET_DIR/wasm-rules/examples`, e.g. by
+//! `cargo bench -p vigil-engine --bench pipeline`) and evaluates the same W1-like batch of
+//! 1000 offered events `ITERATIONS` times.
+//! Run with: `cargo run --release -p vigil-engine --example profile_detection -- brute_force 200`
+//! (then under `valgrind --tool=callgrind --toggle-collect='*Evaluator*evaluate*'`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use vigil::config::Config;
+use vigil::detect::Evaluator;
+use vigil::event::CommittedEvent;
+
+fn event(i: u64) -> Map<String, Value> {
+    let t = 1_736_244_000_000 + i as i64;
+    let (category, action, outcome) = match i % 20 {
+        0..=13 => ("authentication", "login_success", "success"),
+        14 | 15 => ("authentication", "login_failed", "failure"),
+        16 => ("authorization", "permission_denied", "failure"),
+        17 | 18 => ("data_access", "record_read", "success"),
+        _ => ("financial_operation", "payment_created", "success"),
+    };
+    let v = json!({
+        "event_id": format!("p-{i}"), "timestamp": t, "received_at": t, "seq": i + 1, "mask_policy": 1,
+        "category": category, "action": action, "outcome": outcome, "severity": "low",
+        "user_id": format!("user-{:05}", i % 5000), "organization_id": format!("org-{}", i % 50),
+        "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+        "source": "auth-service", "resource": format!("/api/v1/accounts/{}/profile", i % 5000),
+        "geo": {"country": "FR", "city": "Paris", "lat": 48.8566, "lon": 2.3522},
+        "details": {"method": "password", "record_count": 1 + i % 5, "sensitive": false, "required_role": "editor"},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let names: Vec<String> =
+        args.next().unwrap_or_else(|| "privilege_escalation".into()).split(',').map(str::to_owned).collect();
+    let iterations: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
+    let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let dir = base.join("wasm-rules/examples/wasm32-unknown-unknown/release");
+    // A small instance pool, so the address space reservation fits under valgrind.
+    let mut config = Config::default();
+    config.rules.max_rules = names.len() as u32;
+    let registry = Arc::new(vigil::app::build_registry(&config, None).expect("registry"));
+    for name in &names {
+        // A name with a `/` is a path to any .wasm file.
+        let path = if name.contains('/') { PathBuf::from(name) } else { dir.join(format!("{name}.wasm")) };
+        let bytes = std::fs::read(path).expect("built rule (run the pipeline bench once)");
+        registry.deploy(&bytes, None, "profile").expect("deploy");
+    }
+    let set = registry.current();
+    let mut events: Vec<CommittedEvent> = (0..)
+        .map(event)
+        .filter(|e| {
+            let (c, a, o) =
+                (e["category"].as_str().unwrap(), e["action"].as_str().unwrap(), e["outcome"].as_str().unwrap());
+            set.detection.iter().any(|r| r.compiled.manifest.matches(c, a, o))
+        })
+        .take(1000)
+        .enumerate()
+        .map(|(i, e)| {
+            let (canon, span) = vigil::store::canon::to_canonical_with_span(&e, "details");
+            CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len())
+        })
+        .collect();
+    let mut evaluator = Evaluator::new(registry.clone());
+    let started = std::time::Instant::now();
+    for _ in 0..iterations {
+        std::hint::black_box(evaluator.evaluate(&mut events));
+    }
+    let per_event = started.elapsed().as_nanos() as f64 / (iterations * events.len()) as f64;
+    println!("{names:?}: {per_event:.0} ns per offered event ({} events x {iterations})", events.len());
+}
