@@ -165,6 +165,9 @@ fn detection(c: &mut Criterion) {
         "api_key_anomaly",
         "sql_injection_probe",
         "after_hours_sensitive_access",
+        "new_country_login",
+        "pii_export_by_non_admin",
+        "error_spike",
         "default_router",
     ];
     let registry = registry_with(&dir, &names);
@@ -250,6 +253,23 @@ fn query_path(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `bytes` of rule `name` renamed to `variant` (same length) in the module bytes.
+fn renamed(bytes: &[u8], name: &str, variant: &str) -> Vec<u8> {
+    let (from, to) = (name.as_bytes(), variant.as_bytes());
+    assert_eq!(from.len(), to.len());
+    let mut patched = bytes.to_vec();
+    let mut i = 0;
+    while i + from.len() <= patched.len() {
+        if &patched[i..i + from.len()] == from {
+            patched[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    patched
+}
+
 /// 50 distinct rules: each example rule under several names (the name's last character
 /// replaced by a digit in the module bytes: same length, so the module stays valid).
 fn fifty_rules(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
@@ -263,18 +283,7 @@ fn fifty_rules(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         let bytes = std::fs::read(&path).expect("read rule");
         for digit in 0..5u8 {
             let variant = format!("{}{}", &name[..name.len() - 1], digit);
-            let (from, to) = (name.as_bytes(), variant.as_bytes());
-            let mut patched = bytes.clone();
-            let mut i = 0;
-            while i + from.len() <= patched.len() {
-                if &patched[i..i + from.len()] == from {
-                    patched[i..i + from.len()].copy_from_slice(to);
-                    i += from.len();
-                } else {
-                    i += 1;
-                }
-            }
-            out.push((variant, patched));
+            out.push((variant.clone(), renamed(&bytes, &name, &variant)));
         }
     }
     out.sort();
@@ -330,6 +339,28 @@ fn restart(c: &mut Criterion) {
     });
     group.finish();
     let _ = std::fs::remove_dir_all(&tmp);
+
+    // A deploy of a module never seen before (new SHA-256 every iteration): compile,
+    // validate, probe init, activate. The HTTP request and the database row add ~1-3 ms.
+    let mut group = c.benchmark_group("deploy");
+    group.sample_size(20);
+    for name in ["brute_force", "sql_injection_probe"] {
+        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).unwrap();
+        let registry = Arc::new(vigil::app::build_registry(&Config::default(), None).unwrap());
+        let mut n = 0;
+        group.bench_function(format!("fresh_compile_{name}"), |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    let variant = format!("{}{:03}", &name[..name.len() - 3], n % 1000);
+                    renamed(&bytes, name, &variant)
+                },
+                |module| registry.deploy(&module, None, "bench").unwrap(),
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, chain, rule_calls, detection, ingest, query_path, restart);

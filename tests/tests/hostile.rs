@@ -9,7 +9,10 @@
 //! - alerts emitted before a trap in the same call are kept;
 //! - strikes decay, so rare faults never quarantine a rule;
 //! - oversized subscriptions are refused at deploy with a 400 naming the limit;
-//! - a deployed rule and a quarantine survive restarts, also one without a graceful stop.
+//! - a deployed rule and a quarantine survive restarts, also one without a graceful stop;
+//! - a rule creating a new 250-byte key and a 10 KB distinct value per event stays within
+//!   its state caps;
+//! - a hand-off bounded in events skips and reads back, evaluating every event once.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,8 @@ both_backends!(
     alerts_emitted_before_a_trap_are_kept_and_strikes_decay,
     oversized_subscriptions_are_refused_naming_the_limit,
     a_deployed_rule_and_a_quarantine_survive_restarts,
+    a_state_flood_stays_within_the_rule_state_caps,
+    a_hand_off_bounded_in_events_still_evaluates_every_event_once,
 );
 
 const T0: i64 = 1_767_610_800_000;
@@ -35,6 +40,8 @@ fn raw_rule(manifest: &str, verdicts: u32, body: &str, data: &str) -> Vec<u8> {
         r#"(module
   (import "vigil" "emit_alert" (func $emit (param i32 i32) (result i32)))
   (import "vigil" "log" (func $log (param i32 i32 i32)))
+  (import "vigil" "window_add" (func $window_add (param i64 i32 i32 i64 i64) (result i64)))
+  (import "vigil" "distinct_add" (func $distinct_add (param i64 i32 i32 i32 i32 i64) (result i64)))
   (memory (export "memory") 40)
   (global (export "VIGIL_ABI_MAJOR") i32 (i32.const 16))
   (global (export "VIGIL_ABI_MINOR") i32 (i32.const 20))
@@ -325,5 +332,74 @@ async fn a_deployed_rule_and_a_quarantine_survive_restarts(backend: Backend) -> 
     // Redeploying lifts the quarantine.
     deploy(&app, "trapper", raw_rule(&auth_manifest("trapper"), 1024, "(i32.const 0)", "")).await?;
     assert_eq!(app.get("/v1/rules/trapper").await?.1["status"], "active");
+    Ok(())
+}
+
+async fn a_state_flood_stays_within_the_rule_state_caps(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app_with(backend, |c| {
+        c.rules.state_max_mb = 1;
+        c.rules.state_max_keys = 2000;
+    })
+    .await?;
+    deploy_counter(&app).await?;
+    // Per event: a fresh 250-byte window key and a fresh 10,000-byte distinct value (the
+    // loop counter is written into both), so without caps state grows without end.
+    let body = "(block $done (loop $events
+           (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+           (global.set $seq (i64.add (global.get $seq) (i64.const 1)))
+           (i64.store (i32.const 8192) (global.get $seq))
+           (i64.store (i32.const 16384) (global.get $seq))
+           (drop (call $window_add (i64.const 60000) (i32.const 8192) (i32.const 250) (i64.const 1) (i64.const 1)))
+           (drop (call $distinct_add (i64.const 60000) (i32.const 4096) (i32.const 8) (i32.const 16384) (i32.const 10000) (i64.const 1)))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br $events)))
+         (i32.const 0)";
+    let data = "(global $seq (mut i64) (i64.const 0))";
+    deploy(&app, "hoarder", raw_rule(&auth_manifest("hoarder"), 1024, body, data)).await?;
+    for b in 0..10 {
+        post_ok(&app, json!((0..500).map(|i| auth(b * 500 + i)).collect::<Vec<_>>())).await?;
+    }
+    app.detection_idle().await?;
+    let (_, rule) = app.get("/v1/rules/hoarder").await?;
+    assert_eq!(rule["status"], "active", "{rule}");
+    assert_eq!(rule["stats"]["events"], 5000);
+    let (keys, bytes) = (rule["state"]["keys"].as_i64().unwrap(), rule["state"]["bytes"].as_i64().unwrap());
+    assert!(keys <= 2000, "keys capped: {rule}");
+    assert!(bytes <= 1 << 20, "bytes capped, the newest entry included: {rule}");
+    assert!(rule["state"]["evictions"].as_i64().unwrap() > 3000, "old keys were evicted: {rule}");
+    assert_eq!(stats(&app, "counter").await?["events"], 5000);
+    Ok(())
+}
+
+async fn a_hand_off_bounded_in_events_still_evaluates_every_event_once(backend: Backend) -> anyhow::Result<()> {
+    // A queue of at most 50 events (batches are 40): most hand-offs are skipped while the
+    // slow rule holds detection, and detection reads them back from the store.
+    let app = spawn_app_with(backend, |c| c.rules.detection_queue_events = 50).await?;
+    deploy_counter(&app).await?;
+    deploy(&app, "slow", raw_rule(&auth_manifest("slow"), 1, &spin_body(20_000_000), "")).await?;
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let (client, url, key) = (app.client.clone(), app.url("/v1/events"), app.admin_key.clone());
+        tasks.push(tokio::spawn(async move {
+            for b in 0..10 {
+                let batch: Vec<Value> = (0..40).map(|i| auth(c * 10_000 + b * 100 + i)).collect();
+                let resp = client.post(&url).bearer_auth(&key).json(&batch).send().await?;
+                anyhow::ensure!(resp.status().as_u16() == 201, "ingest failed: {}", resp.status());
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    app.detection_idle().await?;
+    assert_eq!(stats(&app, "counter").await?["events"], 1600, "every event evaluated exactly once");
+    let metrics = app.client.get(app.url("/metrics")).send().await?.text().await?;
+    let caught_up: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_detection_caught_up_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1);
+    assert!(caught_up > 0, "the event bound forced read-backs from the store: {caught_up}");
     Ok(())
 }
