@@ -147,13 +147,20 @@ where
 }
 
 /// The single writer of the alerts table: stores (deduplicated) alerts from the detection
-/// thread, and records quarantines in the chain with an alert of their own.
+/// thread, one transaction per detection batch, and records quarantines in the chain with
+/// an alert of their own.
 pub fn spawn_writer(store: Store, journal: RuleJournal, mut rx: mpsc::UnboundedReceiver<Evaluated>) {
     tokio::spawn(async move {
         while let Some(evaluated) = rx.recv().await {
-            for raised in &evaluated.alerts {
-                if let Err(e) = store.record_alert(&AlertRow::from_raised(raised), DEDUP_WINDOW_MS).await {
-                    tracing::error!(error = %e, rule = %raised.rule, "Could not store an alert");
+            // One transaction per detection batch.
+            let rows: Vec<AlertRow> = evaluated.alerts.iter().map(AlertRow::from_raised).collect();
+            if let Err(e) = store.record_alerts(&rows, DEDUP_WINDOW_MS).await {
+                // Isolate the failure: one bad alert must not lose its neighbours.
+                tracing::warn!(error = %e, alerts = rows.len(), "Storing a batch of alerts failed; retrying one by one");
+                for row in &rows {
+                    if let Err(e) = store.record_alert(row, DEDUP_WINDOW_MS).await {
+                        tracing::error!(error = %e, rule = %row.rule, "Could not store an alert");
+                    }
                 }
             }
             for q in &evaluated.quarantined {

@@ -178,6 +178,10 @@ impl Evaluator {
         stats.alerts_dropped.fetch_add(outcome.alerts_dropped, Ordering::Relaxed);
         stats.alerts_rate_limited.fetch_add(outcome.alerts_rate_limited, Ordering::Relaxed);
         stats.logs_dropped.fetch_add(outcome.logs_dropped, Ordering::Relaxed);
+        let (keys, bytes, evictions) = outcome.state;
+        stats.state_keys.store(keys, Ordering::Relaxed);
+        stats.state_bytes.store(bytes, Ordering::Relaxed);
+        stats.state_evictions.store(evictions, Ordering::Relaxed);
         out.evaluations += outcome.evaluated;
         let latest = picked.last().map_or_else(crate::event::now_ms, |&i| events[i].flat.time_ms);
         for alert in outcome.alerts {

@@ -418,7 +418,21 @@ impl Store {
     /// Stores an alert, or bumps the open alert with the same fingerprint (rule, severity,
     /// dedup_key) last seen within `window_ms`. Returns the alert id.
     pub async fn record_alert(&self, alert: &crate::alerts::AlertRow, window_ms: i64) -> Result<i64, StoreError> {
-        dispatch!(self, s => s.record_alert(alert, window_ms).await)
+        let ids = self.record_alerts(std::slice::from_ref(alert), window_ms).await?;
+        Ok(ids.first().copied().unwrap_or_default())
+    }
+
+    /// [`Self::record_alert`] for many alerts in one transaction (one detection batch's
+    /// alerts are written together); returns their ids in order.
+    pub async fn record_alerts(
+        &self,
+        alerts: &[crate::alerts::AlertRow],
+        window_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, s => s.record_alerts(alerts, window_ms).await)
     }
 
     /// Alerts matching a filter, newest first.

@@ -56,6 +56,8 @@ pub struct BatchOutcome {
     pub evaluated: u64,
     /// Events not evaluated: after a fault, and events too large for the input area.
     pub skipped: u64,
+    /// The rule's state after the batch: (keys, approximate bytes, evictions so far).
+    pub state: (u64, u64, u64),
     /// Receivers named (routing rules): (index in the batch, receiver).
     pub routes: Vec<(usize, String)>,
 }
@@ -267,10 +269,10 @@ impl RuleInstance {
         let tick = self.limits.tick.as_nanos().max(1);
         let mut start = 0;
         let mut fault = None;
-        // The rule's state moves into the instance for the batch (no lock per import) and
-        // back after it, whatever happens inside.
-        let mut guard = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.store.data_mut().state = std::mem::take(&mut *guard);
+        // The rule's state moves into the instance for the batch (no lock per import, and
+        // none held during the batch) and back after it, whatever happens inside.
+        let lock = || state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.store.data_mut().state = std::mem::take(&mut *lock());
         while start < picked.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -319,7 +321,9 @@ impl RuleInstance {
             outcome.evaluated += n as u64;
             start += n;
         }
-        *guard = std::mem::take(&mut self.store.data_mut().state);
+        let back = std::mem::take(&mut self.store.data_mut().state);
+        outcome.state = (back.len() as u64, back.approx_bytes() as u64, back.evictions());
+        *lock() = back;
         if fault.is_some() {
             outcome.skipped += (picked.len() - start) as u64;
         }

@@ -43,6 +43,12 @@ pub struct RuleStats {
     pub faults: AtomicU64,
     /// Time spent in the rule, ns.
     pub time_ns: AtomicU64,
+    /// State entries after the last batch (read without touching the state itself).
+    pub state_keys: AtomicU64,
+    /// Approximate state bytes after the last batch.
+    pub state_bytes: AtomicU64,
+    /// State entries evicted so far.
+    pub state_evictions: AtomicU64,
 }
 
 impl RuleStats {
@@ -475,14 +481,15 @@ impl RuleRegistry {
 
     fn describe_rule(&self, r: &LoadedRule) -> serde_json::Value {
         let m = super::manifest_json(&r.compiled.manifest);
-        let state = r.state.lock().expect("rule state lock");
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let s = &r.stats;
         serde_json::json!({
             "name": m["name"], "version": m["version"], "kind": m["kind"], "status": "active",
             "sha256": r.sha256_hex(), "description": m["description"], "severity": m["severity"],
             "mitre": m["mitre"], "fields": m["fields"], "subscribe": m["subscribe"], "windows_ms": m["windows_ms"],
             "abi_minor": r.compiled.abi_minor, "source": r.source,
             "deployed_at": crate::event::format_rfc3339_ms(r.deployed_at),
-            "state": {"keys": state.len(), "bytes": state.approx_bytes(), "evictions": state.evictions()},
+            "state": {"keys": g(&s.state_keys), "bytes": g(&s.state_bytes), "evictions": g(&s.state_evictions)},
             "strikes": r.strikes.lock().expect("strikes lock").current(Instant::now(), self.config.fault_decay),
             "stats": r.stats.snapshot(),
         })
@@ -509,7 +516,7 @@ impl RuleRegistry {
         for r in set.all() {
             let (name, s) = (r.name(), &r.stats);
             let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            let keys = r.state.lock().expect("rule state lock").len();
+            let keys = s.state_keys.load(Ordering::Relaxed);
             let _ = writeln!(out, "vigil_rule_events_total{{rule=\"{name}\"}} {}", g(&s.events));
             let _ = writeln!(out, "vigil_rule_matches_total{{rule=\"{name}\"}} {}", g(&s.matches));
             let _ = writeln!(out, "vigil_rule_alerts_total{{rule=\"{name}\"}} {}", g(&s.alerts));

@@ -87,8 +87,10 @@ macro_rules! backend_queries {
                 Ok(rows.iter().map(|r| Count { value: r.get(0), count: r.get(1) }).collect())
             }
 
-            pub(super) async fn record_alert(&self, a: &AlertRow, window_ms: i64) -> Result<i64, StoreError> {
+            pub(super) async fn record_alerts(&self, alerts: &[AlertRow], window_ms: i64) -> Result<Vec<i64>, StoreError> {
                 let mut tx = self.$writer.begin().await?;
+                let mut ids = Vec::with_capacity(alerts.len());
+                for a in alerts {
                 let mut qb = QueryBuilder::<$db>::new("SELECT id, event_seqs FROM alerts WHERE rule = ");
                 qb.push_bind(a.rule.clone())
                     .push(" AND severity = ")
@@ -139,8 +141,10 @@ macro_rules! backend_queries {
                         qb.build_query_scalar().fetch_one(&mut *tx).await?
                     }
                 };
+                ids.push(id);
+                }
                 tx.commit().await?;
-                Ok(id)
+                Ok(ids)
             }
 
             pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {

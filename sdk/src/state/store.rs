@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use super::{Baseline, BaselineStats, DEFAULT_MAX_DISTINCT_VALUES, DistinctSet, LastSeen, WindowCounter};
@@ -23,13 +23,15 @@ pub const MAX_DISTINCT_VALUE_BYTES: usize = 64;
 /// Longest last-seen value kept as is; longer values are replaced by their keyed hash.
 pub const MAX_LAST_SEEN_BYTES: usize = 1024;
 
-/// A keyed 128-bit hash of `bytes`, the seed drawn once per process.
+/// A keyed 128-bit hash of `bytes`: two independently seeded 64-bit hashes (foldhash,
+/// fast on long inputs), the seeds drawn once per process.
 fn digest128(bytes: &[u8]) -> [u8; 16] {
-    static SEED: OnceLock<RandomState> = OnceLock::new();
-    let seed = SEED.get_or_init(RandomState::new);
+    static SEEDS: OnceLock<[foldhash::quality::RandomState; 2]> = OnceLock::new();
+    let seeds =
+        SEEDS.get_or_init(|| [foldhash::quality::RandomState::default(), foldhash::quality::RandomState::default()]);
     let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&seed.hash_one((0u8, bytes)).to_le_bytes());
-    out[8..].copy_from_slice(&seed.hash_one((1u8, bytes)).to_le_bytes());
+    out[..8].copy_from_slice(&seeds[0].hash_one(bytes).to_le_bytes());
+    out[8..].copy_from_slice(&seeds[1].hash_one(bytes).to_le_bytes());
     out
 }
 
