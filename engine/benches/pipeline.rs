@@ -344,8 +344,23 @@ fn restart(c: &mut Criterion) {
     // validate, probe init, activate. The HTTP request and the database row add ~1-3 ms.
     let mut group = c.benchmark_group("deploy");
     group.sample_size(20);
-    for name in ["brute_force", "sql_injection_probe"] {
-        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).unwrap();
+    // The test-only `counter` rule is the module `scripts/bench-server.sh` times over HTTP.
+    let counter_dir = {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = base.join("wasm-rules/bench");
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root.join("tests/rules"))
+            .args(["build", "--release", "--target", "wasm32-unknown-unknown", "-p", "counter", "--target-dir"])
+            .arg(&target)
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the counter rule failed");
+        target.join("wasm32-unknown-unknown/release")
+    };
+    for name in ["counter", "brute_force", "sql_injection_probe"] {
+        let from = if name == "counter" { &counter_dir } else { &dir };
+        let bytes = std::fs::read(from.join(format!("{name}.wasm"))).unwrap();
         let registry = Arc::new(vigil::app::build_registry(&Config::default(), None).unwrap());
         let mut n = 0;
         group.bench_function(format!("fresh_compile_{name}"), |b| {

@@ -33,6 +33,10 @@ const MAX_LOOKBACK_DAYS: i64 = 30;
 pub struct NewCountryLogin {
     lookback_ms: i64,
     learning_ms: i64,
+    /// State keys and value, rebuilt per event in buffers reused across events.
+    user_key: String,
+    country_key: String,
+    value: String,
 }
 
 /// What the rule remembers of one user, kept in last-seen state as `"first,last,country"`.
@@ -52,8 +56,11 @@ impl Profile {
         })
     }
 
-    fn encode(&self) -> String {
-        format!("{},{},{}", self.first_ms, self.last_ms, self.last_country)
+    /// Writes the stored form into `out` (reused across events: no allocation).
+    fn encode_into(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.clear();
+        let _ = write!(out, "{},{},{}", self.first_ms, self.last_ms, self.last_country);
     }
 }
 
@@ -80,7 +87,13 @@ impl Rule for NewCountryLogin {
         if !(0..=MAX_LOOKBACK_DAYS).contains(&learning_days) {
             return Err(format!("learning_days must be within 0..={MAX_LOOKBACK_DAYS}"));
         }
-        Ok(NewCountryLogin { lookback_ms: lookback_days * DAY_MS, learning_ms: learning_days * DAY_MS })
+        Ok(NewCountryLogin {
+            lookback_ms: lookback_days * DAY_MS,
+            learning_ms: learning_days * DAY_MS,
+            user_key: String::with_capacity(64),
+            country_key: String::with_capacity(64),
+            value: String::with_capacity(64),
+        })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -89,10 +102,17 @@ impl Rule for NewCountryLogin {
         let now = ev.time_ms();
         let last = ctx.last_seen();
 
-        let user_key = format!("user:{user}");
-        let previous = last.get(&user_key).and_then(|s| Profile::parse(s.as_str()?));
-        let country_key = format!("country:{country}:{user}");
-        let country_seen_ms = last.get(&country_key).map(|s| s.time_ms);
+        // Keys and the stored value are built in buffers reused across events.
+        self.user_key.clear();
+        self.user_key.push_str("user:");
+        self.user_key.push_str(user);
+        let previous = last.get(&self.user_key).and_then(|s| Profile::parse(s.as_str()?));
+        self.country_key.clear();
+        self.country_key.push_str("country:");
+        self.country_key.push_str(&country);
+        self.country_key.push(':');
+        self.country_key.push_str(user);
+        let country_seen_ms = last.get(&self.country_key).map(|s| s.time_ms);
 
         // Learn first: the user's first and latest login, and this country's latest login.
         let profile = match &previous {
@@ -104,9 +124,13 @@ impl Rule for NewCountryLogin {
                 Profile { first_ms: p.first_ms.min(now), last_ms: p.last_ms, last_country: p.last_country.clone() }
             }
         };
-        last.set(&user_key, profile.encode());
+        profile.encode_into(&mut self.value);
+        last.set(&self.user_key, &self.value);
         if country_seen_ms.is_none_or(|t| now >= t) {
-            last.set(&country_key, ev.seq().to_string());
+            use std::fmt::Write;
+            self.value.clear();
+            let _ = write!(self.value, "{}", ev.seq());
+            last.set(&self.country_key, &self.value);
         }
 
         // A first sighting of the user, or a login within the learning period, only learns.
