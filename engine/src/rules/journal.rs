@@ -21,12 +21,15 @@ use crate::store::{Store, StoredRule};
 pub struct RuleJournal {
     store: Store,
     sequencer: SequencerHandle,
+    /// One change at a time, so the stored row, the chain and the live set always agree on
+    /// which version of a rule won when two deploys race.
+    changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RuleJournal {
     /// A journal writing to `store` and the chain of `sequencer`.
     pub fn new(store: Store, sequencer: SequencerHandle) -> Self {
-        Self { store, sequencer }
+        Self { store, sequencer, changes: Arc::default() }
     }
 
     async fn chain(&self, action: &str, actor: &str, details: serde_json::Value) -> Result<(), RuleError> {
@@ -49,6 +52,7 @@ impl RuleJournal {
             .await
             .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))??;
         let (name, sha256) = (prepared.name().to_owned(), prepared.sha256_hex());
+        let _one_at_a_time = self.changes.lock().await;
         let replaced = registry.sha_of(&name);
         let at = now_ms();
         self.store
@@ -79,6 +83,7 @@ impl RuleJournal {
         source: &str,
         actor: &str,
     ) -> Result<String, RuleError> {
+        let _one_at_a_time = self.changes.lock().await;
         let sha256 = registry.sha_of(name).ok_or_else(|| RuleError::NotFound(name.into()))?;
         self.store.delete_rule(name).await?;
         self.chain("rule_deleted", actor, json!({"rule": name, "sha256": sha256, "source": source})).await?;

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::{Baseline, BaselineStats, DEFAULT_MAX_DISTINCT_VALUES, DistinctSet, LastSeen, WindowCounter};
 
@@ -87,7 +87,7 @@ const ENTRY_OVERHEAD: usize = 64;
 
 #[derive(Debug, Clone)]
 enum Entry {
-    Window(Box<WindowCounter>),
+    Window(WindowCounter),
     Distinct(DistinctSet),
     LastSeen(LastSeen),
     Baseline(Baseline),
@@ -96,7 +96,7 @@ enum Entry {
 impl Entry {
     fn heap_bytes(&self) -> usize {
         match self {
-            Entry::Window(w) => size_of_val(&**w) + w.heap_bytes(),
+            Entry::Window(w) => w.heap_bytes(),
             Entry::Distinct(d) => d.approx_bytes(),
             Entry::LastSeen(l) => l.approx_bytes(),
             Entry::Baseline(_) => 0,
@@ -106,7 +106,8 @@ impl Entry {
 
 #[derive(Debug, Clone)]
 struct Node {
-    key: Box<[u8]>,
+    /// Shared with the map (one allocation per entry's key).
+    key: Arc<[u8]>,
     entry: Entry,
     bytes: usize,
     prev: usize,
@@ -118,7 +119,7 @@ struct Node {
 pub struct StateStore {
     limits: StateLimits,
     /// Encoded key (kind, window, key bytes) to node index.
-    map: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    map: HashMap<Arc<[u8]>, usize, foldhash::fast::RandomState>,
     nodes: Vec<Option<Node>>,
     free: Vec<usize>,
     /// Most recently used.
@@ -189,7 +190,7 @@ impl StateStore {
         let idx = if amount == 0 {
             self.find(WINDOW, window_ms, key)
         } else {
-            self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(Box::new(WindowCounter::new(window_ms))))
+            self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(WindowCounter::new(window_ms)))
         };
         let Some(i) = idx else { return 0 };
         let (sum, grew) = match self.entry_mut(i) {
@@ -290,7 +291,7 @@ impl StateStore {
         if self.map.len() >= self.limits.max_keys.max(1) {
             self.evict_lru();
         }
-        let key: Box<[u8]> = self.scratch.as_slice().into();
+        let key: Arc<[u8]> = self.scratch.as_slice().into();
         let entry = make();
         let bytes = 2 * key.len() + ENTRY_OVERHEAD + size_of::<Node>() + entry.heap_bytes();
         let node = Node { key: key.clone(), entry, bytes, prev: NIL, next: NIL };
