@@ -8,34 +8,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
 use vigil::config::Config;
 use vigil::detect::Evaluator;
 use vigil::event::CommittedEvent;
 
-fn event(i: u64) -> Map<String, Value> {
-    let t = 1_736_244_000_000 + i as i64;
-    let (category, action, outcome) = match i % 20 {
-        0..=13 => ("authentication", "login_success", "success"),
-        14 | 15 => ("authentication", "login_failed", "failure"),
-        16 => ("authorization", "permission_denied", "failure"),
-        17 | 18 => ("data_access", "record_read", "success"),
-        _ => ("financial_operation", "payment_created", "success"),
-    };
-    let v = json!({
-        "event_id": format!("p-{i}"), "timestamp": t, "received_at": t, "seq": i + 1, "mask_policy": 1,
-        "category": category, "action": action, "outcome": outcome, "severity": "low",
-        "user_id": format!("user-{:05}", i % 5000), "organization_id": format!("org-{}", i % 50),
-        "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-        "source": "auth-service", "resource": format!("/api/v1/accounts/{}/profile", i % 5000),
-        "geo": {"country": "FR", "city": "Paris", "lat": 48.8566, "lon": 2.3522},
-        "details": {"method": "password", "record_count": 1 + i % 5, "sensitive": false, "required_role": "editor"},
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => unreachable!(),
-    }
-}
+#[path = "../benches/support/w1.rs"]
+mod w1;
+use w1::event;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -49,47 +49,32 @@ impl CommittedEvent {
     }
 }
 
-/// Field names of the flat event's slots, in slot order: the top-level fields, `geo.*`,
-/// then `details` (the whole object as compact JSON). Dotted `details` paths have no slot.
-pub const FLAT_FIELDS: [&str; FLAT_SLOTS] = [
-    "event_id",
-    "category",
-    "action",
-    "severity",
-    "outcome",
-    "organization_id",
-    "user_id",
-    "session_id",
-    "api_key_id",
-    "request_id",
-    "source",
-    "resource",
-    "resource_type",
-    "reason",
-    "error_code",
-    "ip",
-    "user_agent",
-    "geo.country",
-    "geo.city",
-    "geo.lat",
-    "geo.lon",
-    "details",
-];
+// The flat event's slots, in order: the top-level event fields of the SDK's `EVENT_FIELDS`
+// (the one list rule authors and the host share), then its `GEO_FIELDS`, then `details`
+// (the whole object as compact JSON). Dotted `details` paths have no slot.
+use vigil_sdk::manifest::{EVENT_FIELDS, GEO_FIELDS};
+
 /// Number of slots of a flat event.
-pub const FLAT_SLOTS: usize = 22;
+pub const FLAT_SLOTS: usize = EVENT_FIELDS.len() + GEO_FIELDS.len() + 1;
 /// Slot of `category`.
 pub const SLOT_CATEGORY: usize = 1;
 /// Slot of `action`.
 pub const SLOT_ACTION: usize = 2;
 /// Slot of `outcome`.
 pub const SLOT_OUTCOME: usize = 4;
-const SLOT_GEO: usize = 17;
-const SLOT_DETAILS: usize = 21;
+const SLOT_GEO: usize = EVENT_FIELDS.len();
+const SLOT_DETAILS: usize = SLOT_GEO + GEO_FIELDS.len();
 const ABSENT: (u32, u32) = (0, u32::MAX);
 
 /// The slot of a field name, if it has one.
 pub fn flat_slot(name: &str) -> Option<usize> {
-    FLAT_FIELDS.iter().position(|f| *f == name)
+    if name == "details" {
+        return Some(SLOT_DETAILS);
+    }
+    EVENT_FIELDS
+        .iter()
+        .position(|f| *f == name)
+        .or_else(|| GEO_FIELDS.iter().position(|f| *f == name).map(|i| SLOT_GEO + i))
 }
 
 /// `(start, len)` of a value in a flat event's bytes.
@@ -131,7 +116,7 @@ impl FlatEvent {
                 "geo" => {
                     if let Value::Object(geo) = value {
                         for (k, v) in geo {
-                            if let Some(i) = FLAT_FIELDS[SLOT_GEO..SLOT_DETAILS].iter().position(|f| &f[4..] == k) {
+                            if let Some(i) = GEO_FIELDS.iter().position(|f| &f[4..] == k) {
                                 put(&mut spans, SLOT_GEO + i, v, &mut bytes);
                             }
                         }
@@ -160,7 +145,7 @@ impl FlatEvent {
                     }
                 }
                 k => {
-                    if let Some(i) = FLAT_FIELDS[..SLOT_GEO].iter().position(|f| *f == k) {
+                    if let Some(i) = EVENT_FIELDS.iter().position(|f| *f == k) {
                         put(&mut spans, i, value, &mut bytes);
                     }
                 }
@@ -199,7 +184,7 @@ impl FlatEvent {
         &self.bytes[start as usize..start as usize + len as usize]
     }
 
-    /// The bytes of slot `slot` (see [`FLAT_FIELDS`]), `None` when absent.
+    /// The bytes of slot `slot` (see [`flat_slot`]), `None` when absent.
     #[inline]
     pub fn get(&self, slot: usize) -> Option<&[u8]> {
         self.slot_span(slot).map(|span| self.at(span))
@@ -267,6 +252,30 @@ pub fn system_event(category: &str, action: &str, actor: &str, details: serde_js
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_follow_the_sdk_field_lists() {
+        assert_eq!(flat_slot("category"), Some(SLOT_CATEGORY));
+        assert_eq!(flat_slot("action"), Some(SLOT_ACTION));
+        assert_eq!(flat_slot("outcome"), Some(SLOT_OUTCOME));
+        assert_eq!(flat_slot("geo.lon"), Some(SLOT_DETAILS - 1));
+        assert_eq!(flat_slot("details"), Some(FLAT_SLOTS - 1));
+        assert_eq!(flat_slot("details.x"), None);
+        let serde_json::Value::Object(map) = serde_json::json!({"action": "a", "geo": {"lat": 1.5, "city": null},
+            "details": {"k": "v", "n": 2, "z": null}, "timestamp": 7, "unknown": "x"})
+        else {
+            unreachable!()
+        };
+        let flat = FlatEvent::new(&map, None);
+        assert_eq!((flat.get(SLOT_ACTION), flat.time_ms), (Some(b"a".as_slice()), 7));
+        assert_eq!(flat.get(flat_slot("geo.lat").unwrap()), Some(b"1.5".as_slice()));
+        assert_eq!(flat.get(flat_slot("geo.city").unwrap()), None, "null is absent");
+        assert_eq!(
+            (flat.detail("k"), flat.detail("n"), flat.detail("z")),
+            (Some(b"v".as_slice()), Some(b"2".as_slice()), None)
+        );
+        assert_eq!(flat.get(SLOT_DETAILS), Some(br#"{"k":"v","n":2,"z":null}"#.as_slice()));
+    }
 
     #[test]
     fn rfc3339_round_trip_with_milliseconds() {

@@ -327,6 +327,39 @@ impl TestApp {
         }
     }
 
+    /// The value of an unlabelled series of `GET /metrics` (`None` when absent).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<Option<i64>> {
+        let text = self.client.get(self.url("/metrics")).send().await?.text().await?;
+        let prefix = format!("{name} ");
+        Ok(text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// `clients` concurrent clients each POST `batches` batches, built by `batch(client,
+    /// batch)`, with the admin key; fails unless every POST answers 201.
+    pub async fn post_concurrently(
+        &self,
+        clients: usize,
+        batches: usize,
+        batch: impl Fn(usize, usize) -> Value + Send + Sync + Clone + 'static,
+    ) -> anyhow::Result<()> {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (client, url, key, batch) =
+                (self.client.clone(), self.url("/v1/events"), self.admin_key.clone(), batch.clone());
+            tasks.push(tokio::spawn(async move {
+                for b in 0..batches {
+                    let resp = client.post(&url).bearer_auth(&key).json(&batch(c, b)).send().await?;
+                    anyhow::ensure!(resp.status().as_u16() == 201, "ingest failed: {}", resp.status());
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(())
+    }
+
     /// Waits until the detection pipeline has evaluated everything stored so far.
     pub async fn detection_idle(&self) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

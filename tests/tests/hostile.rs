@@ -379,29 +379,11 @@ async fn a_hand_off_bounded_in_events_still_evaluates_every_event_once(backend: 
     let app = spawn_app_with(backend, |c| c.rules.detection_queue_events = 50).await?;
     deploy_counter(&app).await?;
     deploy(&app, "slow", raw_rule(&auth_manifest("slow"), 1, &spin_body(20_000_000), "")).await?;
-    let mut tasks = Vec::new();
-    for c in 0..4 {
-        let (client, url, key) = (app.client.clone(), app.url("/v1/events"), app.admin_key.clone());
-        tasks.push(tokio::spawn(async move {
-            for b in 0..10 {
-                let batch: Vec<Value> = (0..40).map(|i| auth(c * 10_000 + b * 100 + i)).collect();
-                let resp = client.post(&url).bearer_auth(&key).json(&batch).send().await?;
-                anyhow::ensure!(resp.status().as_u16() == 201, "ingest failed: {}", resp.status());
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    app.post_concurrently(4, 10, |c, b| json!((0..40).map(|i| auth(c * 10_000 + b * 100 + i)).collect::<Vec<_>>()))
+        .await?;
     app.detection_idle().await?;
     assert_eq!(stats(&app, "counter").await?["events"], 1600, "every event evaluated exactly once");
-    let metrics = app.client.get(app.url("/metrics")).send().await?.text().await?;
-    let caught_up: i64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vigil_detection_caught_up_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1);
+    let caught_up = app.metric("vigil_detection_caught_up_total").await?.unwrap_or(-1);
     assert!(caught_up > 0, "the event bound forced read-backs from the store: {caught_up}");
     Ok(())
 }

@@ -379,29 +379,11 @@ async fn a_full_detection_queue_neither_stalls_ingest_nor_skips_an_event(backend
     let build = ["-p", "hostile_loop", "-p", "hostile_alloc", "-p", "hostile_trap", "-p", "hostile_panic"];
     app.put_rule("hostile_loop", test_rule("hostile_loop", "hostile", &build)?).await?;
     post_ok(&app, json!([{"category": "security", "action": "attack", "timestamp": T0}])).await?;
-    let mut tasks = Vec::new();
-    for c in 0..4 {
-        let (client, url, key) = (app.client.clone(), app.url("/v1/events"), app.admin_key.clone());
-        tasks.push(tokio::spawn(async move {
-            for b in 0..25 {
-                let batch: Vec<Value> = (0..40).map(|i| auth(c * 10_000 + b * 100 + i)).collect();
-                let resp = client.post(&url).bearer_auth(&key).json(&batch).send().await?;
-                anyhow::ensure!(resp.status().as_u16() == 201, "ingest failed: {}", resp.status());
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    app.post_concurrently(4, 25, |c, b| json!((0..40).map(|i| auth(c * 10_000 + b * 100 + i)).collect::<Vec<_>>()))
+        .await?;
     app.detection_idle().await?;
     assert_eq!(rule_stat(&app, "counter", "events").await?, 4 * 25 * 40, "every event evaluated exactly once");
-    let metrics = app.client.get(app.url("/metrics")).send().await?.text().await?;
-    let caught_up: i64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vigil_detection_caught_up_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1);
+    let caught_up = app.metric("vigil_detection_caught_up_total").await?.unwrap_or(-1);
     assert!(caught_up > 0, "the stalled rule should have forced a read-back from the store: {caught_up}");
     Ok(())
 }

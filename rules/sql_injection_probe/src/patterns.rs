@@ -284,39 +284,37 @@ mod tests {
             "/api/",
             "é",
         ];
+        // Up to 8 pieces of the alphabet, from a xorshift state.
+        let random_text = |x: &mut u64| {
+            let mut text = String::new();
+            for _ in 0..(*x % 9) {
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                text.push_str(alphabet[(*x % alphabet.len() as u64) as usize]);
+            }
+            *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            text
+        };
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut matched = 0;
         for _ in 0..20_000 {
-            let mut text = String::new();
-            for _ in 0..(x % 9) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                text.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
-            }
+            let text = random_text(&mut x);
             if scan(&text).is_some() {
                 matched += 1;
                 assert!(needs_scan(&text), "the prefilter hid a match in {text:?}");
             }
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
         }
         assert!(matched > 100, "the random texts exercise the patterns: {matched}");
         // The same through JSON: a details object holding any of these texts is flagged.
         let mut x: u64 = 0x1234_5678_9abc_def1;
         for _ in 0..5_000 {
-            let mut text = String::new();
-            for _ in 0..(x % 9) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                text.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
-            }
+            let text = random_text(&mut x);
             let raw = vigil_sdk::json::Value::Object(vec![("k".into(), vigil_sdk::json::Value::from(text.as_str()))])
                 .to_json();
             if scan(&text).is_some() {
                 assert!(needs_scan_json(&raw), "the JSON prefilter hid a match in {raw}");
             }
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
         }
         assert!(!needs_scan_json(r#"{"method":"password","mfa":true,"record_count":3,"required_role":"editor"}"#));
         // Plain paths and words are not tokenized at all.
