@@ -162,6 +162,31 @@ impl TestApp {
         Ok(rows)
     }
 
+    /// Overwrites the stored module bytes of rule `name` directly in the database (as an
+    /// attacker with write access to it would), leaving the recorded SHA-256 as it is.
+    pub async fn tamper_stored_rule(&self, name: &str, module: &[u8]) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database_url).await?;
+                sqlx::query("UPDATE rules SET module = ? WHERE name = ?")
+                    .bind(module.to_vec())
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await?;
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database_url).await?;
+                sqlx::query("UPDATE rules SET module = $1 WHERE name = $2")
+                    .bind(module.to_vec())
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -12,7 +12,8 @@
 //! - a deployed rule and a quarantine survive restarts, also one without a graceful stop;
 //! - a rule creating a new 250-byte key and a 10 KB distinct value per event stays within
 //!   its state caps;
-//! - a hand-off bounded in events skips and reads back, evaluating every event once.
+//! - a hand-off bounded in events skips and reads back, evaluating every event once;
+//! - a stored module swapped or garbled in the database is held quarantined at start, not run.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ both_backends!(
     a_deployed_rule_and_a_quarantine_survive_restarts,
     a_state_flood_stays_within_the_rule_state_caps,
     a_hand_off_bounded_in_events_still_evaluates_every_event_once,
+    a_tampered_stored_module_is_held_quarantined_not_run,
 );
 
 const T0: i64 = 1_767_610_800_000;
@@ -385,5 +387,28 @@ async fn a_hand_off_bounded_in_events_still_evaluates_every_event_once(backend: 
     assert_eq!(stats(&app, "counter").await?["events"], 1600, "every event evaluated exactly once");
     let caught_up = app.metric("vigil_detection_caught_up_total").await?.unwrap_or(-1);
     assert!(caught_up > 0, "the event bound forced read-backs from the store: {caught_up}");
+    Ok(())
+}
+
+async fn a_tampered_stored_module_is_held_quarantined_not_run(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let v1 = deploy(&app, "counter", test_rule("counter", "v1", &["-p", "counter"])?).await?;
+    deploy(&app, "other", raw_rule(&auth_manifest("other"), 16, "(i32.const 0)", "")).await?;
+    // Another valid module of the same name behind the recorded SHA-256, and garbage.
+    app.tamper_stored_rule("counter", &test_rule("counter", "v2", &["-p", "counter", "--features", "v2"])?).await?;
+    app.tamper_stored_rule("other", b"not wasm").await?;
+    let app = app.restart().await?;
+    let (_, counter) = app.get("/v1/rules/counter").await?;
+    assert_eq!(counter["status"], "quarantined", "{counter}");
+    assert_eq!(counter["sha256"], v1["sha256"], "reported under the recorded SHA-256");
+    assert!(counter["quarantine"]["reason"].as_str().unwrap().contains("not the recorded SHA-256"), "{counter}");
+    let (_, other) = app.get("/v1/rules/other").await?;
+    assert_eq!(other["status"], "quarantined", "{other}");
+    assert!(other["quarantine"]["reason"].as_str().unwrap().contains("could not be restored"), "{other}");
+    // Neither runs; ingest goes on.
+    post_ok(&app, json!([auth(1)])).await?;
+    app.detection_idle().await?;
+    let stats = app.get("/v1/rules/counter/stats").await?.1;
+    assert_eq!(stats["stats"]["events"].as_i64().unwrap_or(0), 0, "never offered an event: {stats}");
     Ok(())
 }
