@@ -13,9 +13,8 @@ const EARTH_RADIUS_KM: f64 = 6371.0;
 /// The rule.
 pub struct ImpossibleTravel {
     max_speed_kmh: f64,
-    /// State key and value buffers, reused across events.
+    /// The state key, rebuilt per event in place.
     key: String,
-    value: String,
 }
 
 impl Rule for ImpossibleTravel {
@@ -37,31 +36,24 @@ impl Rule for ImpossibleTravel {
         if max_speed_kmh.is_nan() || max_speed_kmh <= 0.0 {
             return Err("max_speed_kmh must be positive".to_owned());
         }
-        Ok(ImpossibleTravel { max_speed_kmh, key: String::with_capacity(64), value: String::with_capacity(64) })
+        Ok(ImpossibleTravel { max_speed_kmh, key: String::with_capacity(64) })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
         let (Some(user), Some((lat, lon))) = (ev.user_id(), ev.geo()) else { return false };
-        // Key and value are rebuilt in place (no allocation, no float formatting per event):
-        // the stored location is the event's own text of the coordinates.
+        // The key is rebuilt in place (no allocation per event).
         self.key.clear();
         self.key.push_str("user:");
         self.key.push_str(user);
         let key = self.key.as_str();
         let last = ctx.last_seen();
         let previous = last.get(key).and_then(|seen| {
-            let (plat, plon, pseq) = parse_location(seen.as_str()?)?;
+            let (plat, plon, pseq) = decode_location(&seen.value)?;
             Some((plat, plon, pseq, seen.time_ms))
         });
         // Keep the newest login as the reference (late events do not move it back).
         if previous.is_none_or(|(.., t)| ev.time_ms() >= t) {
-            use std::fmt::Write;
-            self.value.clear();
-            self.value.push_str(ev.get("geo.lat").unwrap_or_default().trim());
-            self.value.push(',');
-            self.value.push_str(ev.get("geo.lon").unwrap_or_default().trim());
-            let _ = write!(self.value, ",{}", ev.seq());
-            last.set(key, &self.value);
+            last.set(key, encode_location(lat, lon, ev.seq()));
         }
         let Some((plat, plon, pseq, ptime)) = previous else { return false };
         let km = haversine_km(plat, plon, lat, lon);
@@ -99,6 +91,26 @@ impl Rule for ImpossibleTravel {
 }
 
 /// `"lat,lon,seq"` as stored by `evaluate`.
+/// The stored reference login: `lat, lon` (f64) and `seq` (i64), little-endian, 24 bytes
+/// (binary, so no float is formatted or parsed per event).
+fn encode_location(lat: f64, lon: f64, seq: i64) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&lat.to_le_bytes());
+    out[8..16].copy_from_slice(&lon.to_le_bytes());
+    out[16..].copy_from_slice(&seq.to_le_bytes());
+    out
+}
+
+/// Reads [`encode_location`]'s form, or the text form `"lat,lon,seq"` of version 1.0.0
+/// (state kept across a hot reload from it).
+fn decode_location(value: &[u8]) -> Option<(f64, f64, i64)> {
+    if let Ok(b) = <&[u8; 24]>::try_from(value) {
+        let f = |r: std::ops::Range<usize>| <[u8; 8]>::try_from(&b[r]).ok();
+        return Some((f64::from_le_bytes(f(0..8)?), f64::from_le_bytes(f(8..16)?), i64::from_le_bytes(f(16..24)?)));
+    }
+    parse_location(std::str::from_utf8(value).ok()?)
+}
+
 fn parse_location(text: &str) -> Option<(f64, f64, i64)> {
     let mut parts = text.split(',');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
@@ -120,6 +132,13 @@ mod tests {
     use vigil_sdk::testing::{Harness, TestEvent};
 
     use super::*;
+
+    #[test]
+    fn stored_locations_round_trip_and_read_the_old_text_form() {
+        assert_eq!(decode_location(&encode_location(48.8566, -2.5, 42)), Some((48.8566, -2.5, 42)));
+        assert_eq!(decode_location(b"40.7128,-74.006,7"), Some((40.7128, -74.006, 7)));
+        assert_eq!(decode_location(b"garbage"), None);
+    }
 
     const NEW_YORK: (f64, f64) = (40.7128, -74.0060);
     const LONDON: (f64, f64) = (51.5074, -0.1278);

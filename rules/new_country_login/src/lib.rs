@@ -36,10 +36,13 @@ pub struct NewCountryLogin {
     /// State keys and value, rebuilt per event in buffers reused across events.
     user_key: String,
     country_key: String,
-    value: String,
+    value: Vec<u8>,
 }
 
-/// What the rule remembers of one user, kept in last-seen state as `"first,last,country"`.
+/// Marker of the binary stored form of a [`Profile`].
+const BINARY: u8 = 0xB1;
+
+/// What the rule remembers of one user, kept in last-seen state (see [`Profile::encode_into`]).
 struct Profile {
     first_ms: i64,
     last_ms: i64,
@@ -47,6 +50,23 @@ struct Profile {
 }
 
 impl Profile {
+    /// Reads the stored form: binary (a `0xB1` marker byte, which never starts UTF-8 text,
+    /// then `first_ms` and `last_ms` as little-endian i64, then the country), or the text
+    /// form `"first,last,country"` of earlier versions (state kept across a hot reload).
+    fn decode(value: &[u8]) -> Option<Profile> {
+        if let [BINARY, rest @ ..] = value {
+            let int = |r: std::ops::Range<usize>| {
+                rest.get(r).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_le_bytes)
+            };
+            return Some(Profile {
+                first_ms: int(0..8)?,
+                last_ms: int(8..16)?,
+                last_country: std::str::from_utf8(rest.get(16..)?).ok()?.to_owned(),
+            });
+        }
+        Profile::parse(std::str::from_utf8(value).ok()?)
+    }
+
     fn parse(text: &str) -> Option<Profile> {
         let mut p = text.splitn(3, ',');
         Some(Profile {
@@ -56,11 +76,14 @@ impl Profile {
         })
     }
 
-    /// Writes the stored form into `out` (reused across events: no allocation).
-    fn encode_into(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// Writes the stored (binary) form into `out`, reused across events: no allocation and
+    /// no number formatting per event.
+    fn encode_into(&self, out: &mut Vec<u8>) {
         out.clear();
-        let _ = write!(out, "{},{},{}", self.first_ms, self.last_ms, self.last_country);
+        out.push(BINARY);
+        out.extend_from_slice(&self.first_ms.to_le_bytes());
+        out.extend_from_slice(&self.last_ms.to_le_bytes());
+        out.extend_from_slice(self.last_country.as_bytes());
     }
 }
 
@@ -92,7 +115,7 @@ impl Rule for NewCountryLogin {
             learning_ms: learning_days * DAY_MS,
             user_key: String::with_capacity(64),
             country_key: String::with_capacity(64),
-            value: String::with_capacity(64),
+            value: Vec::with_capacity(64),
         })
     }
 
@@ -106,7 +129,7 @@ impl Rule for NewCountryLogin {
         self.user_key.clear();
         self.user_key.push_str("user:");
         self.user_key.push_str(user);
-        let previous = last.get(&self.user_key).and_then(|s| Profile::parse(s.as_str()?));
+        let previous = last.get(&self.user_key).and_then(|s| Profile::decode(&s.value));
         self.country_key.clear();
         self.country_key.push_str("country:");
         self.country_key.push_str(&country);
@@ -127,10 +150,8 @@ impl Rule for NewCountryLogin {
         profile.encode_into(&mut self.value);
         last.set(&self.user_key, &self.value);
         if country_seen_ms.is_none_or(|t| now >= t) {
-            use std::fmt::Write;
-            self.value.clear();
-            let _ = write!(self.value, "{}", ev.seq());
-            last.set(&self.country_key, &self.value);
+            // Only the time of the country's latest login matters.
+            last.set(&self.country_key, b"");
         }
 
         // A first sighting of the user, or a login within the learning period, only learns.
@@ -181,6 +202,21 @@ mod tests {
     use vigil_sdk::time::HOUR_MS;
 
     use super::*;
+
+    #[test]
+    fn stored_profiles_round_trip_and_read_the_old_text_form() {
+        let p = Profile { first_ms: 1_767_225_600_000, last_ms: -5, last_country: "FR".into() };
+        let mut buf = Vec::new();
+        p.encode_into(&mut buf);
+        let back = Profile::decode(&buf).unwrap();
+        assert_eq!((back.first_ms, back.last_ms, back.last_country.as_str()), (1_767_225_600_000, -5, "FR"));
+        let old = Profile::decode(b"1767225600000,1767225600001,DE").unwrap();
+        assert_eq!(
+            (old.first_ms, old.last_ms, old.last_country.as_str()),
+            (1_767_225_600_000, 1_767_225_600_001, "DE")
+        );
+        assert!(Profile::decode(&[BINARY, 1, 2]).is_none());
+    }
 
     fn login(user: &str, country: &str, t: i64) -> TestEvent {
         TestEvent::new("authentication", "login_success")

@@ -43,22 +43,26 @@ unsafe extern "C" {
     fn host_route(event_index: i32, name_ptr: *const u8, name_len: usize);
 }
 
-/// First buffer size for values read back from the host; one retry with the exact size.
+/// First buffer size for values read back from the host (on the stack); one retry with
+/// the exact size when the value is longer.
 const FIRST_READ: usize = 256;
 
 /// Calls `read(out_ptr, out_cap)` (returning the full length, or < 0 for none) until the
-/// buffer was big enough (at most twice).
+/// buffer was big enough (at most twice). The first read goes to a stack buffer, so a
+/// short value costs one allocation of its own size.
 fn read_value(mut read: impl FnMut(*mut u8, usize) -> i32) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; FIRST_READ];
-    for _ in 0..2 {
-        let n = usize::try_from(read(buf.as_mut_ptr(), buf.len())).ok()?;
-        if n <= buf.len() {
-            buf.truncate(n);
-            return Some(buf);
-        }
-        buf.resize(n, 0);
+    let mut first = [0u8; FIRST_READ];
+    let n = usize::try_from(read(first.as_mut_ptr(), FIRST_READ)).ok()?;
+    if n <= FIRST_READ {
+        return Some(first[..n].to_vec());
     }
-    None
+    let mut buf = vec![0u8; n];
+    let m = usize::try_from(read(buf.as_mut_ptr(), n)).ok()?;
+    if m > n {
+        return None;
+    }
+    buf.truncate(m);
+    Some(buf)
 }
 
 pub(crate) fn log(level: i32, msg: &[u8]) {
