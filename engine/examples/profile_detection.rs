@@ -25,7 +25,7 @@ fn main() {
     let dir = base.join("wasm-rules/examples/wasm32-unknown-unknown/release");
     // A small instance pool, so the address space reservation fits under valgrind.
     let mut config = Config::default();
-    config.rules.max_rules = names.len() as u32;
+    config.rules.max_rules = (names.len() as u32).div_ceil(2) + 1;
     let registry = Arc::new(vigil::app::build_registry(&config, None).expect("registry"));
     for name in &names {
         // A name with a `/` is a path to any .wasm file.

@@ -33,9 +33,12 @@ pub struct ErrorSpike {
     multiplier: f64,
     min_history_minutes: u64,
     min_failures: i64,
+    /// The state key, rebuilt per event in place (no allocation per event).
+    key: String,
 }
 
-/// The open minute of one source, kept in last-seen state as `"minute,count,fired"`.
+/// The open minute of one source, kept in last-seen state: binary (see [`Minute::encode`]),
+/// or the text form `"minute,count,fired"` of earlier versions.
 struct Minute {
     minute: i64,
     count: i64,
@@ -43,13 +46,27 @@ struct Minute {
 }
 
 impl Minute {
+    fn decode(value: &[u8]) -> Option<Minute> {
+        if let Ok(b) = <&[u8; 17]>::try_from(value) {
+            let int = |r: std::ops::Range<usize>| <[u8; 8]>::try_from(&b[r]).ok().map(i64::from_le_bytes);
+            return Some(Minute { minute: int(0..8)?, count: int(8..16)?, fired: b[16] == 1 });
+        }
+        Minute::parse(std::str::from_utf8(value).ok()?)
+    }
+
     fn parse(text: &str) -> Option<Minute> {
         let mut p = text.split(',');
         Some(Minute { minute: p.next()?.parse().ok()?, count: p.next()?.parse().ok()?, fired: p.next()? == "1" })
     }
 
-    fn encode(&self) -> String {
-        format!("{},{},{}", self.minute, self.count, u8::from(self.fired))
+    /// `minute` and `count` as little-endian i64, then `fired` as one byte: 17 bytes, no
+    /// number formatting per event.
+    fn encode(&self) -> [u8; 17] {
+        let mut out = [0u8; 17];
+        out[..8].copy_from_slice(&self.minute.to_le_bytes());
+        out[8..16].copy_from_slice(&self.count.to_le_bytes());
+        out[16] = u8::from(self.fired);
+        out
     }
 }
 
@@ -78,29 +95,32 @@ impl Rule for ErrorSpike {
         if min_failures < 1 {
             return Err("min_failures must be >= 1".to_owned());
         }
-        Ok(ErrorSpike { multiplier, min_history_minutes, min_failures })
+        Ok(ErrorSpike { multiplier, min_history_minutes, min_failures, key: String::with_capacity(64) })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
         let Some(source) = ev.get("source").filter(|s| !s.is_empty()) else { return false };
-        let key = format!("source:{source}");
+        self.key.clear();
+        self.key.push_str("source:");
+        self.key.push_str(source);
+        let key = self.key.as_str();
         let minute = ev.time_ms().div_euclid(MINUTE_MS);
         let baseline = ctx.baseline();
-        let stored = ctx.last_seen().get(&key).and_then(|s| Minute::parse(s.as_str()?));
+        let stored = ctx.last_seen().get(key).and_then(|s| Minute::decode(&s.value));
         let mut cur = match stored {
             Some(m) if m.minute == minute => m,
             Some(m) if m.minute > minute => return false, // a late failure of a closed minute
             Some(m) => {
-                baseline.observe(&key, m.count as f64);
+                baseline.observe(key, m.count as f64);
                 for _ in 0..(minute - m.minute - 1).min(MAX_IDLE_MINUTES) {
-                    baseline.observe(&key, 0.0);
+                    baseline.observe(key, 0.0);
                 }
                 Minute { minute, count: 0, fired: false }
             }
             None => Minute { minute, count: 0, fired: false },
         };
         cur.count += 1;
-        let stats = baseline.get(&key);
+        let stats = baseline.get(key);
         let spike = stats.count >= self.min_history_minutes
             && cur.count >= self.min_failures
             && cur.count as f64 > self.multiplier * stats.mean;
@@ -111,7 +131,7 @@ impl Rule for ErrorSpike {
             ctx.emit(
                 Alert::new(title)
                     .severity(Severity::P2)
-                    .dedup_key(key.clone())
+                    .dedup_key(key)
                     .field("source", source)
                     .field("failures_this_minute", cur.count)
                     .field("minute_start_ms", minute * MINUTE_MS)
@@ -127,7 +147,7 @@ impl Rule for ErrorSpike {
                     .action("Roll back if a deployment caused it; if not, look for an attack (probing, brute force)"),
             );
         }
-        ctx.last_seen().set(&key, cur.encode());
+        ctx.last_seen().set(key, cur.encode());
         true
     }
 }

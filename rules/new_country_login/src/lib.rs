@@ -46,7 +46,27 @@ const BINARY: u8 = 0xB1;
 struct Profile {
     first_ms: i64,
     last_ms: i64,
-    last_country: String,
+    last_country: Code,
+}
+
+/// A country code (2 or 3 ASCII letters, upper case), held inline: no allocation per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Code {
+    bytes: [u8; 3],
+    len: u8,
+}
+
+impl Code {
+    fn as_str(&self) -> &str {
+        // Only ASCII letters are ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Profile {
@@ -61,7 +81,7 @@ impl Profile {
             return Some(Profile {
                 first_ms: int(0..8)?,
                 last_ms: int(8..16)?,
-                last_country: std::str::from_utf8(rest.get(16..)?).ok()?.to_owned(),
+                last_country: country_code(std::str::from_utf8(rest.get(16..)?).ok()?)?,
             });
         }
         Profile::parse(std::str::from_utf8(value).ok()?)
@@ -72,7 +92,7 @@ impl Profile {
         Some(Profile {
             first_ms: p.next()?.parse().ok()?,
             last_ms: p.next()?.parse().ok()?,
-            last_country: p.next()?.to_owned(),
+            last_country: country_code(p.next()?)?,
         })
     }
 
@@ -83,7 +103,7 @@ impl Profile {
         out.push(BINARY);
         out.extend_from_slice(&self.first_ms.to_le_bytes());
         out.extend_from_slice(&self.last_ms.to_le_bytes());
-        out.extend_from_slice(self.last_country.as_bytes());
+        out.extend_from_slice(self.last_country.as_str().as_bytes());
     }
 }
 
@@ -132,20 +152,18 @@ impl Rule for NewCountryLogin {
         let previous = last.get(&self.user_key).and_then(|s| Profile::decode(&s.value));
         self.country_key.clear();
         self.country_key.push_str("country:");
-        self.country_key.push_str(&country);
+        self.country_key.push_str(country.as_str());
         self.country_key.push(':');
         self.country_key.push_str(user);
         let country_seen_ms = last.get(&self.country_key).map(|s| s.time_ms);
 
         // Learn first: the user's first and latest login, and this country's latest login.
         let profile = match &previous {
-            None => Profile { first_ms: now, last_ms: now, last_country: country.clone() },
+            None => Profile { first_ms: now, last_ms: now, last_country: country },
             Some(p) if now >= p.last_ms => {
-                Profile { first_ms: p.first_ms.min(now), last_ms: now, last_country: country.clone() }
+                Profile { first_ms: p.first_ms.min(now), last_ms: now, last_country: country }
             }
-            Some(p) => {
-                Profile { first_ms: p.first_ms.min(now), last_ms: p.last_ms, last_country: p.last_country.clone() }
-            }
+            Some(p) => Profile { first_ms: p.first_ms.min(now), last_ms: p.last_ms, last_country: p.last_country },
         };
         profile.encode_into(&mut self.value);
         last.set(&self.user_key, &self.value);
@@ -176,7 +194,7 @@ impl Rule for NewCountryLogin {
                 .field("country", country.as_str())
                 .field("city", ev.get("geo.city"))
                 .field("ip", ev.ip())
-                .field("previous_country", previous_country)
+                .field("previous_country", previous_country.map(|c| c.as_str().to_owned()))
                 .field("country_last_seen_days_ago", days_ago)
                 .field("user_known_days", (now - profile.first_ms) / DAY_MS)
                 .action("Require additional verification (step-up MFA) for the session")
@@ -188,9 +206,16 @@ impl Rule for NewCountryLogin {
 }
 
 /// `geo.country` as an upper-case code: 2 or 3 ASCII letters after trimming, else `None`.
-fn country_code(text: &str) -> Option<String> {
-    let code = text.trim();
-    ((2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphabetic())).then(|| code.to_ascii_uppercase())
+fn country_code(text: &str) -> Option<Code> {
+    let code = text.trim().as_bytes();
+    if !(2..=3).contains(&code.len()) || !code.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let mut bytes = [0u8; 3];
+    for (b, c) in bytes.iter_mut().zip(code) {
+        *b = c.to_ascii_uppercase();
+    }
+    Some(Code { bytes, len: code.len() as u8 })
 }
 
 vigil_sdk::export_rule!(NewCountryLogin);
@@ -205,11 +230,12 @@ mod tests {
 
     #[test]
     fn stored_profiles_round_trip_and_read_the_old_text_form() {
-        let p = Profile { first_ms: 1_767_225_600_000, last_ms: -5, last_country: "FR".into() };
+        let p = Profile { first_ms: 1_767_225_600_000, last_ms: -5, last_country: country_code("FR").unwrap() };
         let mut buf = Vec::new();
         p.encode_into(&mut buf);
         let back = Profile::decode(&buf).unwrap();
         assert_eq!((back.first_ms, back.last_ms, back.last_country.as_str()), (1_767_225_600_000, -5, "FR"));
+        assert_eq!(country_code(" de ").map(|c| c.to_string()).as_deref(), Some("DE"));
         let old = Profile::decode(b"1767225600000,1767225600001,DE").unwrap();
         assert_eq!(
             (old.first_ms, old.last_ms, old.last_country.as_str()),
