@@ -6,6 +6,8 @@
 //! - `detection/all_example_rules`: the `Evaluator` with every example rule loaded over a
 //!   W1-like mix (subscription index + every offered rule), reported as events/s;
 //! - `ingest/*`: parsing, validating and masking a 500-event request body;
+//! - `flatten/w1_event`: building the flat form of one committed event (once per event,
+//!   in the detection thread, shared by every rule);
 //! - `query_100k/*`: filtered newest-first pages from a SQLite store of 100,000 events;
 //! - `restart/50_rules_*`: what a restart does to bring 50 stored rules back to active
 //!   (a new engine and registry, then `journal::restore` from a SQLite store), with the
@@ -58,7 +60,10 @@ fn committed_from(from: u64, n: u64, only: Option<&str>) -> Vec<CommittedEvent> 
         .enumerate()
         .map(|(i, e)| {
             let (canon, span) = vigil::store::canon::to_canonical_with_span(&e, "details");
-            CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len())
+            let event = CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len());
+            // Flattened here (untimed): detection flattens each event once, for all rules.
+            event.flat();
+            event
         })
         .collect()
 }
@@ -125,6 +130,17 @@ fn rule_calls(c: &mut Criterion) {
             )
         });
     }
+    group.finish();
+}
+
+fn flatten(c: &mut Criterion) {
+    let events = committed(1000, None);
+    let mut group = c.benchmark_group("flatten");
+    group.throughput(Throughput::Elements(1));
+    let event = &events[7].event;
+    let (canon, span) = vigil::store::canon::to_canonical_with_span(event, "details");
+    let details = span.map(|r| &canon[r]);
+    group.bench_function("w1_event", |b| b.iter(|| vigil::event::FlatEvent::new(std::hint::black_box(event), details)));
     group.finish();
 }
 
@@ -353,5 +369,5 @@ fn restart(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chain, rule_calls, detection, ingest, query_path, restart);
+criterion_group!(benches, chain, rule_calls, flatten, detection, ingest, query_path, restart);
 criterion_main!(benches);

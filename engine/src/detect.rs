@@ -105,7 +105,7 @@ impl Evaluator {
         buckets.resize_with(set.detection.len(), Vec::new);
         let mut last: Option<(Triple<'_>, Arc<[u32]>)> = None;
         for (i, ev) in events.iter().enumerate() {
-            let f = &ev.flat;
+            let f = ev.flat();
             let key = (
                 f.get(SLOT_CATEGORY).unwrap_or(b""),
                 f.get(SLOT_ACTION).unwrap_or(b""),
@@ -183,14 +183,14 @@ impl Evaluator {
         stats.state_bytes.store(bytes, Ordering::Relaxed);
         stats.state_evictions.store(evictions, Ordering::Relaxed);
         out.evaluations += outcome.evaluated;
-        let latest = picked.last().map_or_else(crate::event::now_ms, |&i| events[i].flat.time_ms);
+        let latest = picked.last().map_or_else(crate::event::now_ms, |&i| events[i].flat().time_ms);
         for alert in outcome.alerts {
             // Picked events are in seq order: each named seq is found by binary search.
             let at = alert
                 .event_seqs
                 .iter()
                 .filter_map(|s| picked.binary_search_by_key(s, |&i| events[i].seq).ok())
-                .map(|p| events[picked[p]].flat.time_ms)
+                .map(|p| events[picked[p]].flat().time_ms)
                 .max()
                 .unwrap_or(latest);
             out.alerts.push(RaisedAlert {

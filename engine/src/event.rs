@@ -5,7 +5,7 @@
 //! helpers (epoch ms, RFC 3339). It depends on no other module of the crate, so `store`,
 //! `rules`, `detect` and `alerts` never import `ingest`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -34,18 +34,26 @@ pub struct CommittedEvent {
     pub seq: i64,
     /// The stored event object (canon, decoded): for lazy reads of `details` paths.
     pub event: Arc<Map<String, Value>>,
-    /// Every field a rule can declare, flat, built once at commit and shared by all rules.
-    pub flat: FlatEvent,
+    /// The canonical JSON of `details`, cut from the canonical bytes at commit.
+    details_json: Option<Arc<[u8]>>,
+    /// Every field a rule can declare, flat: built once, by the detection thread on first
+    /// use (not on the ingest path), and shared by every rule.
+    flat: OnceLock<FlatEvent>,
     /// Bytes of its canonical form (what the detection hand-off is bounded by).
     pub size: usize,
 }
 
 impl CommittedEvent {
     /// A committed event; `details_json` is the canonical JSON of `details` when the caller
-    /// has it (cut from the canonical bytes), else it is serialized here.
+    /// has it (cut from the canonical bytes), else it is serialized when flattened.
     pub fn new(seq: i64, event: Map<String, Value>, details_json: Option<&[u8]>, size: usize) -> Self {
-        let flat = FlatEvent::new(&event, details_json);
-        Self { seq, event: Arc::new(event), flat, size }
+        Self { seq, event: Arc::new(event), details_json: details_json.map(Arc::from), flat: OnceLock::new(), size }
+    }
+
+    /// The flat form (built on first use).
+    #[inline]
+    pub fn flat(&self) -> &FlatEvent {
+        self.flat.get_or_init(|| FlatEvent::new(&self.event, self.details_json.as_deref()))
     }
 }
 
@@ -66,6 +74,22 @@ const SLOT_GEO: usize = EVENT_FIELDS.len();
 const SLOT_DETAILS: usize = SLOT_GEO + GEO_FIELDS.len();
 const ABSENT: (u32, u32) = (0, u32::MAX);
 
+/// What a top-level member is to the flat event, besides a slot number.
+const TIMESTAMP: usize = usize::MAX;
+const GEO: usize = usize::MAX - 1;
+const DETAILS: usize = usize::MAX - 2;
+
+/// The top-level members the flat event reads, with their slot (or kind), sorted by name.
+fn sorted_event_fields() -> &'static [(&'static str, usize)] {
+    static SORTED: OnceLock<Vec<(&'static str, usize)>> = OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut v: Vec<_> = EVENT_FIELDS.iter().copied().zip(0..).collect();
+        v.extend([("timestamp", TIMESTAMP), ("geo", GEO), ("details", DETAILS)]);
+        v.sort_unstable();
+        v
+    })
+}
+
 /// The slot of a field name, if it has one.
 pub fn flat_slot(name: &str) -> Option<usize> {
     if name == "details" {
@@ -85,11 +109,11 @@ type Span = (u32, u32);
 /// a span per slot, plus the event time. Reading a field is an index, never a lookup.
 #[derive(Debug, Clone)]
 pub struct FlatEvent {
-    bytes: Box<[u8]>,
+    bytes: Vec<u8>,
     spans: [(u32, u32); FLAT_SLOTS],
     /// The top-level members of `details`: (key span, value span) in `bytes`, so a
     /// `details.<key>` field is a short scan, never a map lookup.
-    details: Box<[(Span, Span)]>,
+    details: Vec<(Span, Span)>,
     /// Event time, epoch ms (0 when absent).
     pub time_ms: i64,
 }
@@ -101,19 +125,35 @@ impl FlatEvent {
         let mut spans = [ABSENT; FLAT_SLOTS];
         let mut members = Vec::new();
         let mut time_ms = 0;
-        fn put(spans: &mut [(u32, u32); FLAT_SLOTS], slot: usize, v: &Value, bytes: &mut Vec<u8>) {
+        let sorted = sorted_event_fields();
+        let mut j: usize = 0;
+        fn put(spans: &mut [(u32, u32)], slot: usize, v: &Value, bytes: &mut Vec<u8>) {
             let start = bytes.len();
             match v {
                 Value::Null => return,
                 Value::String(s) => bytes.extend_from_slice(s.as_bytes()),
+                Value::Bool(b) => bytes.extend_from_slice(if *b { b"true" } else { b"false" }),
                 other => serde_json::to_writer(&mut *bytes, other).expect("writing JSON to a Vec cannot fail"),
             }
             spans[slot] = (start as u32, (bytes.len() - start) as u32);
         }
         for (key, value) in event {
-            match key.as_str() {
-                "timestamp" => time_ms = value.as_i64().unwrap_or(0),
-                "geo" => {
+            // Members come in key order (serde_json's map is sorted), so the table of known
+            // names is walked once, in order, beside them; out of order, it starts over.
+            let k = key.as_str();
+            if sorted.get(j.saturating_sub(1)).is_some_and(|(name, _)| *name > k) {
+                j = 0;
+            }
+            while sorted.get(j).is_some_and(|(name, _)| *name < k) {
+                j += 1;
+            }
+            let Some(&(name, what)) = sorted.get(j) else { continue };
+            if name != k {
+                continue;
+            }
+            match what {
+                TIMESTAMP => time_ms = value.as_i64().unwrap_or(0),
+                GEO => {
                     if let Value::Object(geo) = value {
                         for (k, v) in geo {
                             if let Some(i) = GEO_FIELDS.iter().position(|f| &f[4..] == k) {
@@ -122,7 +162,7 @@ impl FlatEvent {
                         }
                     }
                 }
-                "details" => {
+                DETAILS => {
                     match details_json {
                         Some(json) => {
                             let start = bytes.len();
@@ -138,20 +178,16 @@ impl FlatEvent {
                             }
                             let key = (bytes.len() as u32, k.len() as u32);
                             bytes.extend_from_slice(k.as_bytes());
-                            let mut one = [ABSENT; FLAT_SLOTS];
+                            let mut one = [ABSENT; 1];
                             put(&mut one, 0, v, &mut bytes);
                             members.push((key, one[0]));
                         }
                     }
                 }
-                k => {
-                    if let Some(i) = EVENT_FIELDS.iter().position(|f| *f == k) {
-                        put(&mut spans, i, value, &mut bytes);
-                    }
-                }
+                slot => put(&mut spans, slot, value, &mut bytes),
             }
         }
-        Self { bytes: bytes.into_boxed_slice(), spans, details: members.into_boxed_slice(), time_ms }
+        Self { bytes, spans, details: members, time_ms }
     }
 
     /// The bytes of the top-level `details` member `key`, `None` when absent or null.

@@ -117,8 +117,8 @@ impl FieldPath {
     #[inline]
     pub fn flat<'a>(&self, event: &'a crate::event::CommittedEvent) -> Option<&'a [u8]> {
         match self {
-            Self::Slot(slot) => event.flat.get(*slot),
-            Self::Detail(key) => event.flat.detail(key),
+            Self::Slot(slot) => event.flat().get(*slot),
+            Self::Detail(key) => event.flat().detail(key),
             _ => None,
         }
     }
@@ -127,8 +127,8 @@ impl FieldPath {
     #[inline]
     pub fn flat_span(&self, event: &crate::event::CommittedEvent) -> Option<(u32, u32)> {
         match self {
-            Self::Slot(slot) => event.flat.slot_span(*slot),
-            Self::Detail(key) => event.flat.detail_span(key),
+            Self::Slot(slot) => event.flat().slot_span(*slot),
+            Self::Detail(key) => event.flat().detail_span(key),
             _ => None,
         }
     }

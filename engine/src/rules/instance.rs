@@ -350,7 +350,7 @@ impl RuleInstance {
         let mut n = 0;
         for &ev in picked.iter().take(cap_events) {
             let event = &events[ev];
-            let mut size = if any_flat { event.flat.bytes().len() } else { 0 };
+            let mut size = if any_flat { event.flat().bytes().len() } else { 0 };
             if !all_flat {
                 for (path, &col) in fields.iter().zip(col_ids) {
                     if !path.is_flat() {
@@ -376,10 +376,10 @@ impl RuleInstance {
             let event = &events[ev];
             let at = 8 + i * record;
             data[at..at + 8].copy_from_slice(&event.seq.to_le_bytes());
-            data[at + 8..at + 16].copy_from_slice(&event.flat.time_ms.to_le_bytes());
+            data[at + 8..at + 16].copy_from_slice(&event.flat().time_ms.to_le_bytes());
             let base = at_string as u32;
             if any_flat {
-                let flat = event.flat.bytes();
+                let flat = event.flat().bytes();
                 data[at_string..at_string + flat.len()].copy_from_slice(flat);
                 at_string += flat.len();
             }
