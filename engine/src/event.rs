@@ -215,8 +215,9 @@ impl FlatEvent {
         &self.bytes
     }
 
+    /// The bytes of a span of [`Self::bytes`].
     #[inline]
-    fn at(&self, (start, len): (u32, u32)) -> &[u8] {
+    pub fn at(&self, (start, len): (u32, u32)) -> &[u8] {
         &self.bytes[start as usize..start as usize + len as usize]
     }
 

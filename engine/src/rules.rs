@@ -116,11 +116,7 @@ impl FieldPath {
     /// The value bytes in the flat event, for the fields it holds (see [`Self::is_flat`]).
     #[inline]
     pub fn flat<'a>(&self, event: &'a crate::event::CommittedEvent) -> Option<&'a [u8]> {
-        match self {
-            Self::Slot(slot) => event.flat().get(*slot),
-            Self::Detail(key) => event.flat().detail(key),
-            _ => None,
-        }
+        self.flat_span(event).map(|span| event.flat().at(span))
     }
 
     /// The value's span in the flat event's bytes, for the fields it holds.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::registry::{Deployed, Quarantine};
+use super::registry::{Deployed, Prepared, Quarantine};
 use super::{RuleError, RuleRegistry};
 use crate::event::{now_ms, system_event};
 use crate::store::sequencer::SequencerHandle;
@@ -47,10 +47,7 @@ impl RuleJournal {
         source: &str,
         actor: &str,
     ) -> Result<Deployed, RuleError> {
-        let (compiling, module) = (registry.clone(), bytes.clone());
-        let prepared = tokio::task::spawn_blocking(move || compiling.prepare(&module, expected_name.as_deref()))
-            .await
-            .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))??;
+        let prepared = prepare_off_runtime(registry, bytes.clone(), expected_name).await??;
         let (name, sha256) = (prepared.name().to_owned(), prepared.sha256_hex());
         let _one_at_a_time = self.changes.lock().await;
         let replaced = registry.sha_of(&name);
@@ -106,6 +103,19 @@ impl RuleJournal {
     }
 }
 
+/// [`RuleRegistry::prepare`] on a blocking thread (compilation is CPU heavy). The outer
+/// error is the task failing, the inner one the module being refused.
+async fn prepare_off_runtime(
+    registry: &Arc<RuleRegistry>,
+    module: Vec<u8>,
+    expected_name: Option<String>,
+) -> Result<Result<Prepared, RuleError>, RuleError> {
+    let compiling = registry.clone();
+    tokio::task::spawn_blocking(move || compiling.prepare(&module, expected_name.as_deref()))
+        .await
+        .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))
+}
+
 /// Brings every stored rule back: active ones activated with their stored SHA-256,
 /// quarantined ones held quarantined. A stored module that no longer compiles (or whose
 /// bytes do not match its SHA-256) is held quarantined with the reason, never dropped
@@ -114,10 +124,7 @@ pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usi
     let rows = store.load_rules().await?;
     let (mut active, mut quarantined) = (0, 0);
     for row in rows {
-        let (compiling, module, name) = (registry.clone(), row.module.clone(), row.name.clone());
-        let prepared = tokio::task::spawn_blocking(move || compiling.prepare(&module, Some(&name)))
-            .await
-            .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))?;
+        let prepared = prepare_off_runtime(registry, row.module.clone(), Some(row.name.clone())).await?;
         let quarantine = |reason: String| Quarantine {
             sha256: row.sha256.clone(),
             reason,

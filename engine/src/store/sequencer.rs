@@ -93,12 +93,6 @@ pub struct Handoff {
     max_bytes: u64,
 }
 
-impl Default for Handoff {
-    fn default() -> Self {
-        Self::new(65_536, 64 << 20)
-    }
-}
-
 impl Handoff {
     /// A hand-off holding at most `max_events` events and `max_bytes` canonical bytes.
     pub fn new(max_events: u64, max_bytes: u64) -> Self {
