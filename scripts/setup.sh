@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Vigil needs beyond the Rust toolchain: the wasm32 target (rules compile to
-# WebAssembly) and, for the test suite, a running PostgreSQL at 127.0.0.1:5432.
+# WebAssembly) and, for the test suite, a running PostgreSQL at 127.0.0.1:5432 and the
+# Python SMTP server (aiosmtpd) the email receiver tests deliver to.
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -8,6 +9,7 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
 
 if [[ "${1:-}" == "--postgres" ]]; then
+    python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
     if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
         if ! command -v pg_ctlcluster >/dev/null 2>&1; then
             echo "PostgreSQL is not installed; installing it with apt-get" >&2

@@ -1,200 +1,741 @@
-//! Alerts: what detection rules raise, stored in the `alerts` table. Deduplicated on arrival:
-//! an alert whose fingerprint (rule, severity, dedup_key) matches an open alert last seen
-//! within the dedup window increments that alert's count instead of opening a new one. The
-//! `AlertWriter` task is the single writer of the table, fed by the detection thread.
-//! (Acknowledge/resolve, escalation and routing are later stages: `route`.)
+//! Alert lifecycle: what detection rules raise becomes an alert (deduplicated on its
+//! fingerprint: rule, severity, dedup key), which people then acknowledge, resolve with a
+//! disposition, or reopen; unacknowledged alerts escalate.
+//!
+//! [`AlertService`] is the one writer of the alerting tables. Every change is written in
+//! one transaction with its history entry (`alert_changes`), the notifications it owes
+//! (the outbox) and its escalation timers; the history entry is then written to the chain
+//! as an event with id `vigil:alert:<change id>` (any not yet written are written at start,
+//! and the id makes a second write a no-op), so the alert history is tamper-evident. Where
+//! the notifications go is decided downstream, by the [`Routing`] given at start
+//! (`route`), which this module knows only as that trait.
 
-use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
-use sqlx::{Database, Encode, QueryBuilder, Type};
 use tokio::sync::mpsc;
 
+use crate::clock::Clock;
+use crate::config::AlertsConfig;
 use crate::detect::{Evaluated, RaisedAlert};
-use crate::event::format_rfc3339_ms;
+use crate::event::system_event_with_id;
 use crate::rules::journal::RuleJournal;
-use crate::store::Store;
+use crate::store::alerting::{MAX_EVENT_SEQS, merge_seqs};
+use crate::store::sequencer::SequencerHandle;
+use crate::store::{AlertChange, AlertRow, AlertWrite, EscalationRow, NotificationRow, SilenceRow, Store, StoreError};
 
-/// Default dedup window (event time), ms.
-pub const DEDUP_WINDOW_MS: i64 = 3_600_000;
-/// Most event seqs kept on one alert.
-pub const MAX_EVENT_SEQS: usize = 100;
+/// Errors of lifecycle operations (mapped to 404 / 409 / 400 by the API).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AlertError {
+    /// No such alert.
+    #[error("no alert {0}")]
+    NotFound(i64),
+    /// The change does not apply in the alert's current status.
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
-/// A stored alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlertRow {
-    /// Id.
-    pub id: i64,
-    /// Rule name.
-    pub rule: String,
-    /// Rule version.
-    pub rule_version: String,
-    /// Module SHA-256 of the version that raised it.
-    pub rule_sha256: String,
-    /// P1..P4.
-    pub severity: String,
+/// What a notification is for; follow-ups go only to receivers that take them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    /// The alert was acknowledged.
+    Acknowledge,
+    /// The alert was resolved.
+    Resolve,
+}
+
+impl FollowUp {
+    /// Notification kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            FollowUp::Acknowledge => "acknowledge",
+            FollowUp::Resolve => "resolve",
+        }
+    }
+}
+
+/// Routing decisions the lifecycle needs, implemented by `route`.
+pub trait Routing: Send + Sync {
+    /// Receivers of an alert that needs notifying (routing rules, else the defaults).
+    fn receivers_for(&self, alert: &AlertRow) -> Vec<String>;
+    /// Whether `receiver` takes this follow-up (PagerDuty acknowledge, webhook resolved...).
+    fn follows_up(&self, receiver: &str, what: FollowUp) -> bool;
+    /// The first escalation timer of a newly notified alert, if a policy applies.
+    fn escalation_start(&self, alert: &AlertRow, now: i64) -> Option<EscalationRow>;
+    /// A due timer: the receivers of its level (empty: the alert's own) and the next timer.
+    fn escalation_step(&self, timer: &EscalationRow, alert: &AlertRow) -> Option<(Vec<String>, Option<EscalationRow>)>;
+    /// New outbox rows exist.
+    fn wake(&self);
+}
+
+/// Silence matchers (`=`, `!=`, `=~` on rule, severity, dedup_key, title, `fields.<key>`).
+pub mod silence {
+    use serde::{Deserialize, Serialize};
+
+    use crate::store::AlertRow;
+
+    /// One matcher.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct Matcher {
+        /// rule, severity, dedup_key, title or `fields.<key>`.
+        pub name: String,
+        /// `=`, `!=` or `=~` (a regular expression matching the whole value).
+        pub op: String,
+        /// The value or pattern.
+        pub value: String,
+    }
+
+    /// Most matchers in one silence, and the longest pattern.
+    pub const MAX_MATCHERS: usize = 32;
+    /// Longest value or pattern, bytes.
+    pub const MAX_VALUE: usize = 1024;
+
+    impl Matcher {
+        /// Checks the matcher is well formed (and compiles its pattern).
+        pub fn validate(&self) -> Result<(), String> {
+            let name_ok = matches!(self.name.as_str(), "rule" | "severity" | "dedup_key" | "title")
+                || self.name.strip_prefix("fields.").is_some_and(|k| !k.is_empty());
+            if !name_ok {
+                return Err(format!(
+                    "matcher name `{}` must be rule, severity, dedup_key, title or fields.<key>",
+                    self.name
+                ));
+            }
+            if self.value.len() > MAX_VALUE {
+                return Err(format!("matcher values are at most {MAX_VALUE} bytes"));
+            }
+            match self.op.as_str() {
+                "=" | "!=" => Ok(()),
+                "=~" => regex_lite::Regex::new(&format!("^(?:{})$", self.value))
+                    .map(|_| ())
+                    .map_err(|e| format!("matcher pattern `{}` is not a valid regular expression: {e}", self.value)),
+                other => Err(format!("matcher op `{other}` must be =, != or =~")),
+            }
+        }
+
+        /// Whether the alert matches.
+        pub fn matches(&self, alert: &AlertRow) -> bool {
+            let fields;
+            let value: Option<&str> = match self.name.as_str() {
+                "rule" => Some(&alert.rule),
+                "severity" => Some(&alert.severity),
+                "dedup_key" => Some(&alert.dedup_key),
+                "title" => Some(&alert.title),
+                other => {
+                    let key = other.strip_prefix("fields.").unwrap_or_default();
+                    fields = serde_json::from_str::<serde_json::Value>(&alert.fields).ok().and_then(|f| {
+                        f.get(key).map(|v| match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            v => v.to_string(),
+                        })
+                    });
+                    fields.as_deref()
+                }
+            };
+            let v = value.unwrap_or("");
+            match self.op.as_str() {
+                "=" => value.is_some() && v == self.value,
+                "!=" => v != self.value,
+                "=~" => regex_lite::Regex::new(&format!("^(?:{})$", self.value)).is_ok_and(|re| re.is_match(v)),
+                _ => false,
+            }
+        }
+    }
+
+    /// Whether every matcher matches (a silence with no matchers matches nothing).
+    pub fn matches_all(matchers: &[Matcher], alert: &AlertRow) -> bool {
+        !matchers.is_empty() && matchers.iter().all(|m| m.matches(alert))
+    }
+}
+
+/// A manual alert (`POST /v1/alerts`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualAlert {
     /// Title.
     pub title: String,
-    /// Dedup key.
-    pub dedup_key: String,
-    /// open / acknowledged / resolved.
-    pub status: String,
-    /// Occurrences.
-    pub count: i64,
-    /// First occurrence (event time, epoch ms).
-    pub first_seen: i64,
-    /// Latest occurrence (event time, epoch ms).
-    pub last_seen: i64,
-    /// Triggering event seqs (JSON array text).
-    pub event_seqs: String,
-    /// Summary fields (JSON object text).
-    pub fields: String,
-    /// Suggested actions (JSON array text).
-    pub actions: String,
-    /// When stored (wall clock, epoch ms).
-    pub created_at: i64,
+    /// P1..P4.
+    pub severity: String,
+    /// Dedup key (default: a fresh one, so each manual alert stands alone).
+    pub dedup_key: Option<String>,
+    /// Summary fields.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, Value>,
+    /// Event seqs it concerns.
+    #[serde(default)]
+    pub event_seqs: Vec<i64>,
+    /// Suggested actions.
+    #[serde(default)]
+    pub actions: Vec<String>,
 }
 
-impl AlertRow {
-    /// API shape of DESIGN.md section 6.
-    pub fn to_api_json(&self) -> Value {
-        let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-        json!({
-            "id": self.id, "rule": self.rule, "rule_version": self.rule_version, "rule_sha256": self.rule_sha256,
-            "severity": self.severity, "title": self.title, "status": self.status, "count": self.count,
-            "first_seen": format_rfc3339_ms(self.first_seen), "last_seen": format_rfc3339_ms(self.last_seen),
-            "event_seqs": parse(&self.event_seqs), "dedup_key": self.dedup_key,
-            "fields": parse(&self.fields), "actions": parse(&self.actions),
-            "created_at": format_rfc3339_ms(self.created_at),
-        })
+/// The lifecycle: the single writer of alerts and their history and outbox rows.
+#[derive(Clone)]
+pub struct AlertService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    sequencer: SequencerHandle,
+    clock: Clock,
+    config: AlertsConfig,
+    routing: Arc<dyn Routing>,
+    /// One change at a time: reads of the current state and the write that follows agree.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl AlertService {
+    /// A service writing to `store` and the chain of `sequencer`.
+    pub fn new(
+        store: Store,
+        sequencer: SequencerHandle,
+        clock: Clock,
+        config: AlertsConfig,
+        routing: Arc<dyn Routing>,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { store, sequencer, clock, config, routing, lock: Default::default() }) }
     }
 
-    /// A new row from a raised alert.
-    pub fn from_raised(r: &RaisedAlert) -> Self {
-        let seqs: Vec<i64> = r.alert.event_seqs.iter().copied().take(MAX_EVENT_SEQS).collect();
-        Self {
-            id: 0,
-            rule: r.rule.clone(),
-            rule_version: r.rule_version.clone(),
-            rule_sha256: r.rule_sha256.clone(),
-            severity: r.alert.severity.clone(),
-            title: r.alert.title.clone(),
-            dedup_key: r.alert.dedup_key.clone(),
+    /// The clock lifecycle times come from.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    async fn active_silences(&self, now: i64) -> Result<Vec<(SilenceRow, Vec<silence::Matcher>)>, StoreError> {
+        let all = self.inner.store.list_silences().await?;
+        Ok(all
+            .into_iter()
+            .filter(|s| s.active_at(now))
+            .map(|s| {
+                let m = serde_json::from_str(&s.matchers).unwrap_or_default();
+                (s, m)
+            })
+            .collect())
+    }
+
+    /// Notifications of `kind` for `alert` to `receivers`.
+    fn notifications(
+        &self,
+        alert: &AlertRow,
+        kind: &str,
+        receivers: &[String],
+        now: i64,
+        extra: Value,
+    ) -> Vec<NotificationRow> {
+        receivers
+            .iter()
+            .map(|r| NotificationRow {
+                receiver: r.clone(),
+                kind: kind.into(),
+                payload: json!({"alert": alert.to_api_json(), "extra": extra}).to_string(),
+                status: "pending".into(),
+                next_attempt_at: now,
+                created_at: now,
+                updated_at: now,
+                ..NotificationRow::default()
+            })
+            .collect()
+    }
+
+    /// Stores the alerts of one detection batch (one transaction), deduplicating on the
+    /// fingerprint; returns the alert ids in order.
+    pub async fn record_detected(&self, raised: &[RaisedAlert]) -> Result<Vec<i64>, AlertError> {
+        if raised.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let silences = self.active_silences(now).await?;
+        let window = (self.inner.config.dedup_window_secs as i64).saturating_mul(1000);
+        let mut writes: Vec<AlertWrite> = Vec::new();
+        // Fingerprint -> index in `writes`, for repeats within this batch.
+        let mut pending: HashMap<(String, String, String), usize> = HashMap::new();
+        for r in raised {
+            let new = row_from_raised(r, now);
+            let fp = (new.rule.clone(), new.severity.clone(), new.dedup_key.clone());
+            if let Some(&i) = pending.get(&fp)
+                && writes[i].alert.last_seen >= new.first_seen - window
+            {
+                // A repeat within this batch folds into the write of the same alert.
+                let w = &mut writes[i];
+                let again = self.repeat(w.alert.clone(), &new, now);
+                w.alert = again.alert;
+                w.notifications.extend(again.notifications);
+                let mut d: Value = serde_json::from_str(&w.change.details).unwrap_or_else(|_| json!({}));
+                d["count"] = json!(w.alert.count);
+                w.change.details = d.to_string();
+                continue;
+            }
+            let existing = self.inner.store.find_open_alert(&fp.0, &fp.1, &fp.2, new.first_seen - window).await?;
+            let write = match existing {
+                Some(alert) => self.repeat(alert, &new, now),
+                None => self.create(new, &silences, now, "created", &format!("rule:{}", r.rule), json!({})),
+            };
+            pending.insert(fp, writes.len());
+            writes.push(write);
+        }
+        self.commit(&mut writes).await?;
+        Ok(writes.iter().map(|w| w.alert.id).collect())
+    }
+
+    fn create(
+        &self,
+        mut alert: AlertRow,
+        silences: &[(SilenceRow, Vec<silence::Matcher>)],
+        now: i64,
+        action: &str,
+        actor: &str,
+        details: Value,
+    ) -> AlertWrite {
+        let silence = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
+        let mut write = AlertWrite::default();
+        if let Some(id) = &silence {
+            alert.silenced_by = Some(id.clone());
+        } else {
+            let receivers = self.inner.routing.receivers_for(&alert);
+            alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
+            alert.notified_count = alert.count;
+            alert.last_notified_at = Some(now);
+            write.notifications = self.notifications(&alert, "trigger", &receivers, now, json!({}));
+            write.escalations.extend(self.inner.routing.escalation_start(&alert, now));
+        }
+        let mut d = details;
+        d["silenced_by"] = json!(silence);
+        d["receivers"] = serde_json::from_str(&alert.receivers).unwrap_or(Value::Null);
+        write.change = AlertChange {
+            action: action.into(),
+            actor: actor.into(),
+            at: now,
+            details: d.to_string(),
+            ..Default::default()
+        };
+        write.silence_hit = silence;
+        write.alert = alert;
+        write
+    }
+
+    fn repeat(&self, mut alert: AlertRow, new: &AlertRow, now: i64) -> AlertWrite {
+        alert.count += 1;
+        alert.last_seen = alert.last_seen.max(new.last_seen);
+        alert.event_seqs = merge_seqs(&alert.event_seqs, &new.event_seqs);
+        let cfg = &self.inner.config;
+        let threshold = cfg.renotify_at.contains(&alert.count);
+        let interval = cfg.repeat_interval_secs as i64 * 1000;
+        let reminder = alert.status == "open"
+            && interval > 0
+            && alert.last_notified_at.is_some_and(|t| now.saturating_sub(t) >= interval);
+        let mut write = AlertWrite::default();
+        if alert.silenced_by.is_none() && (threshold || reminder) {
+            let receivers = self.inner.routing.receivers_for(&alert);
+            alert.notified_count = alert.count;
+            alert.last_notified_at = Some(now);
+            let extra =
+                json!({"occurrences": alert.count, "reason": if threshold { "threshold" } else { "repeat_interval" }});
+            write.notifications = self.notifications(&alert, "repeat", &receivers, now, extra);
+        }
+        write.change = AlertChange {
+            action: "repeated".into(),
+            actor: format!("rule:{}", alert.rule),
+            at: now,
+            details: json!({"count": alert.count, "last_seen": alert.last_seen, "new_event_seqs": new.seqs(),
+                "notified": !write.notifications.is_empty()})
+            .to_string(),
+            ..Default::default()
+        };
+        write.alert = alert;
+        write
+    }
+
+    /// Writes changes, then their chain events; wakes the outbox.
+    async fn commit(&self, writes: &mut [AlertWrite]) -> Result<(), AlertError> {
+        self.inner.store.commit_alert_writes(writes).await?;
+        let changes: Vec<(AlertChange, AlertRow)> =
+            writes.iter().map(|w| (w.change.clone(), w.alert.clone())).collect();
+        if writes.iter().any(|w| !w.notifications.is_empty()) {
+            self.inner.routing.wake();
+        }
+        self.chain(&changes).await;
+        Ok(())
+    }
+
+    /// Writes history entries to the chain and records their seqs. A failure is logged and
+    /// retried by [`Self::chain_pending`]; the event id makes a repeat a no-op.
+    async fn chain(&self, changes: &[(AlertChange, AlertRow)]) {
+        let events = changes.iter().map(|(c, a)| chain_event(c, a)).collect();
+        match self.inner.sequencer.submit(events).await {
+            Ok(acks) => {
+                let seqs: Vec<(i64, i64)> = changes.iter().zip(acks).map(|((c, _), ack)| (c.id, ack.seq)).collect();
+                if let Err(e) = self.inner.store.set_change_seqs(&seqs).await {
+                    tracing::warn!(error = %e, "Could not record the chain seqs of alert changes; retried later");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not write alert changes to the chain; retried later"),
+        }
+    }
+
+    /// Writes any history entries not yet in the chain (after a crash or a failed write).
+    pub async fn chain_pending(&self) -> Result<usize, AlertError> {
+        let mut total = 0;
+        loop {
+            let pending = self.inner.store.unchained_changes(500).await?;
+            if pending.is_empty() {
+                return Ok(total);
+            }
+            let mut pairs = Vec::with_capacity(pending.len());
+            for c in pending {
+                let alert = self.inner.store.alert(c.alert_id).await?.unwrap_or_default();
+                pairs.push((c, alert));
+            }
+            let n = pairs.len();
+            self.chain(&pairs).await;
+            total += n;
+            if self.inner.store.unchained_changes(1).await?.first().map(|c| c.id) == pairs.first().map(|p| p.0.id) {
+                // No progress (the chain is refusing writes): try again later.
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Records a rule quarantine (chain event through the journal) and raises its alert.
+    pub async fn record_quarantine(
+        &self,
+        journal: &RuleJournal,
+        rule: &str,
+        sha256: &str,
+        reason: &str,
+    ) -> Result<(), AlertError> {
+        if let Err(e) = journal.quarantined(rule, sha256, reason).await {
+            tracing::error!(error = %e, rule, "Could not record a quarantine in the chain");
+        }
+        let raised = RaisedAlert {
+            rule: "vigil".into(),
+            rule_version: env!("CARGO_PKG_VERSION").into(),
+            rule_sha256: sha256.into(),
+            alert: crate::rules::abi::EmittedAlert {
+                title: format!("Rule {rule} quarantined after repeated faults"),
+                severity: "P2".into(),
+                dedup_key: format!("quarantine:{rule}:{sha256}"),
+                fields: json!({"rule": rule, "sha256": sha256, "reason": reason}),
+                event_seqs: vec![],
+                actions: vec![format!("Fix and redeploy {rule}; GET /v1/rules/{rule}/stats shows its faults")],
+            },
+            at: self.now(),
+        };
+        self.record_detected(std::slice::from_ref(&raised)).await?;
+        Ok(())
+    }
+
+    /// Raises a manual alert for `actor` (key id).
+    pub async fn manual(&self, actor: &str, m: ManualAlert) -> Result<AlertRow, AlertError> {
+        if m.title.trim().is_empty() || m.title.len() > 512 {
+            return Err(AlertError::Invalid("`title` must be 1 to 512 bytes".into()));
+        }
+        if !matches!(m.severity.as_str(), "P1" | "P2" | "P3" | "P4") {
+            return Err(AlertError::Invalid("`severity` must be P1, P2, P3 or P4".into()));
+        }
+        if m.event_seqs.len() > MAX_EVENT_SEQS
+            || m.actions.len() > 32
+            || Value::Object(m.fields.clone()).to_string().len() > 16 * 1024
+        {
+            return Err(AlertError::Invalid(format!(
+                "at most {MAX_EVENT_SEQS} event_seqs, 32 actions and 16 KiB of fields"
+            )));
+        }
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let alert = AlertRow {
+            rule: "manual".into(),
+            rule_version: env!("CARGO_PKG_VERSION").into(),
+            rule_sha256: String::new(),
+            severity: m.severity,
+            title: m.title,
+            dedup_key: m.dedup_key.unwrap_or_else(|| format!("manual:{}", uuid::Uuid::now_v7())),
             status: "open".into(),
             count: 1,
-            first_seen: r.at,
-            last_seen: r.at,
-            event_seqs: serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into()),
-            fields: r.alert.fields.to_string(),
-            actions: serde_json::to_string(&r.alert.actions).unwrap_or_else(|_| "[]".into()),
-            created_at: crate::event::now_ms(),
+            first_seen: now,
+            last_seen: now,
+            event_seqs: serde_json::to_string(&m.event_seqs).unwrap_or_else(|_| "[]".into()),
+            fields: Value::Object(m.fields).to_string(),
+            actions: serde_json::to_string(&m.actions).unwrap_or_else(|_| "[]".into()),
+            created_at: now,
+            receivers: "[]".into(),
+            ..AlertRow::default()
+        };
+        let silences = self.active_silences(now).await?;
+        let mut writes =
+            vec![self.create(alert, &silences, now, "manual", actor, json!({"event": "MANUAL_ALERT_GENERATED"}))];
+        self.commit(&mut writes).await?;
+        Ok(writes.remove(0).alert)
+    }
+
+    async fn load(&self, id: i64) -> Result<AlertRow, AlertError> {
+        self.inner.store.alert(id).await?.ok_or(AlertError::NotFound(id))
+    }
+
+    fn follow_ups(&self, alert: &AlertRow, what: FollowUp, now: i64) -> Vec<NotificationRow> {
+        let receivers: Vec<String> =
+            alert.receiver_list().into_iter().filter(|r| self.inner.routing.follows_up(r, what)).collect();
+        self.notifications(alert, what.kind(), &receivers, now, json!({}))
+    }
+
+    /// Acknowledges an open alert.
+    pub async fn acknowledge(&self, id: i64, actor: &str, comment: Option<String>) -> Result<AlertRow, AlertError> {
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let mut alert = self.load(id).await?;
+        if alert.status != "open" {
+            return Err(AlertError::Conflict(format!(
+                "alert {id} is {}, only an open alert can be acknowledged",
+                alert.status
+            )));
         }
+        alert.status = "acknowledged".into();
+        alert.acked_by = Some(actor.into());
+        alert.acked_at = Some(now);
+        let notifications = self.follow_ups(&alert, FollowUp::Acknowledge, now);
+        let change = AlertChange {
+            action: "acknowledged".into(),
+            actor: actor.into(),
+            at: now,
+            details: json!({"comment": comment}).to_string(),
+            ..Default::default()
+        };
+        let mut writes =
+            vec![AlertWrite { alert, change, notifications, cancel_escalations: true, ..Default::default() }];
+        self.commit(&mut writes).await?;
+        Ok(writes.remove(0).alert)
+    }
+
+    /// Resolves an open or acknowledged alert with a disposition.
+    pub async fn resolve(
+        &self,
+        id: i64,
+        actor: &str,
+        disposition: &str,
+        comment: Option<String>,
+    ) -> Result<AlertRow, AlertError> {
+        if !matches!(disposition, "true_positive" | "false_positive" | "benign") {
+            return Err(AlertError::Invalid("`disposition` must be true_positive, false_positive or benign".into()));
+        }
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let mut alert = self.load(id).await?;
+        if alert.status == "resolved" {
+            return Err(AlertError::Conflict(format!("alert {id} is already resolved")));
+        }
+        alert.status = "resolved".into();
+        alert.disposition = Some(disposition.into());
+        alert.resolved_by = Some(actor.into());
+        alert.resolved_at = Some(now);
+        let notifications = self.follow_ups(&alert, FollowUp::Resolve, now);
+        let change = AlertChange {
+            action: "resolved".into(),
+            actor: actor.into(),
+            at: now,
+            details: json!({"disposition": disposition, "comment": comment}).to_string(),
+            ..Default::default()
+        };
+        let mut writes =
+            vec![AlertWrite { alert, change, notifications, cancel_escalations: true, ..Default::default() }];
+        self.commit(&mut writes).await?;
+        Ok(writes.remove(0).alert)
+    }
+
+    /// Reopens an acknowledged or resolved alert: it is open again, notified again and its
+    /// escalation starts over.
+    pub async fn reopen(&self, id: i64, actor: &str, comment: Option<String>) -> Result<AlertRow, AlertError> {
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let mut alert = self.load(id).await?;
+        if alert.status == "open" {
+            return Err(AlertError::Conflict(format!("alert {id} is already open")));
+        }
+        alert.status = "open".into();
+        alert.disposition = None;
+        alert.resolved_by = None;
+        alert.resolved_at = None;
+        alert.acked_by = None;
+        alert.acked_at = None;
+        let mut write = AlertWrite { cancel_escalations: true, ..Default::default() };
+        if alert.silenced_by.is_none() {
+            let receivers = self.inner.routing.receivers_for(&alert);
+            alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
+            alert.last_notified_at = Some(now);
+            write.notifications = self.notifications(&alert, "trigger", &receivers, now, json!({"reopened": true}));
+            write.escalations.extend(self.inner.routing.escalation_start(&alert, now));
+        }
+        write.change = AlertChange {
+            action: "reopened".into(),
+            actor: actor.into(),
+            at: now,
+            details: json!({"comment": comment}).to_string(),
+            ..Default::default()
+        };
+        write.alert = alert;
+        let mut writes = vec![write];
+        self.commit(&mut writes).await?;
+        Ok(writes.remove(0).alert)
+    }
+
+    /// Runs the escalation timers due now; returns how many fired.
+    pub async fn escalate_due(&self) -> Result<usize, AlertError> {
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let due = self.inner.store.due_escalations(now, 100).await?;
+        let mut fired = 0;
+        let mut writes = Vec::new();
+        for timer in due {
+            let Some(alert) = self.inner.store.alert(timer.alert_id).await? else { continue };
+            let step = (alert.status == "open").then(|| self.inner.routing.escalation_step(&timer, &alert)).flatten();
+            let Some((mut receivers, next)) = step else {
+                // Not open any more (or the policy is gone): the timer stops.
+                let change = AlertChange {
+                    action: "escalation_stopped".into(),
+                    actor: "vigil".into(),
+                    at: now,
+                    details: json!({"policy": timer.policy, "level": timer.level, "status": alert.status}).to_string(),
+                    ..Default::default()
+                };
+                writes.push(AlertWrite { alert, change, finished_escalation: Some(timer.id), ..Default::default() });
+                continue;
+            };
+            if receivers.is_empty() {
+                receivers = alert.receiver_list();
+            }
+            let extra = json!({"policy": timer.policy, "level": timer.level + 1, "round": timer.round + 1});
+            let notifications = self.notifications(&alert, "escalation", &receivers, now, extra);
+            let change = AlertChange {
+                action: "escalated".into(),
+                actor: "vigil".into(),
+                at: now,
+                details: json!({"policy": timer.policy, "level": timer.level + 1, "round": timer.round + 1,
+                    "receivers": receivers, "due_at": timer.due_at})
+                .to_string(),
+                ..Default::default()
+            };
+            fired += 1;
+            writes.push(AlertWrite {
+                alert,
+                change,
+                notifications,
+                escalations: next.into_iter().collect(),
+                finished_escalation: Some(timer.id),
+                ..Default::default()
+            });
+        }
+        self.commit(&mut writes).await?;
+        Ok(fired)
+    }
+
+    /// Creates a silence (a chain event).
+    pub async fn create_silence(&self, silence: SilenceRow, actor: &str) -> Result<SilenceRow, AlertError> {
+        let _one = self.inner.lock.lock().await;
+        self.inner.store.insert_silence(&silence).await?;
+        let details = json!({"silence_id": silence.id, "matchers": serde_json::from_str::<Value>(&silence.matchers).unwrap_or(Value::Null),
+            "starts_at": silence.starts_at, "ends_at": silence.ends_at, "created_by": silence.created_by, "comment": silence.comment});
+        let ev = system_event_with_id(
+            format!("vigil:silence:{}:created", silence.id),
+            "alert",
+            "silence_created",
+            actor,
+            details,
+            self.now(),
+        );
+        self.inner.sequencer.submit(vec![ev]).await.map_err(AlertError::Store)?;
+        Ok(silence)
+    }
+
+    /// Expires a silence now (it stays listed); a chain event.
+    pub async fn expire_silence(&self, id: &str, actor: &str) -> Result<(), AlertError> {
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        if !self.inner.store.expire_silence(id, now).await? {
+            return Err(AlertError::Conflict(format!("no active or pending silence {id}")));
+        }
+        let ev = system_event_with_id(
+            format!("vigil:silence:{id}:expired"),
+            "alert",
+            "silence_expired",
+            actor,
+            json!({"silence_id": id}),
+            now,
+        );
+        self.inner.sequencer.submit(vec![ev]).await.map_err(AlertError::Store)?;
+        Ok(())
     }
 }
 
-/// Merges the event seqs of a repeat into an existing alert's list (capped).
-pub fn merge_seqs(existing: &str, more: &str) -> String {
-    let mut seqs: Vec<i64> = serde_json::from_str(existing).unwrap_or_default();
-    let extra: Vec<i64> = serde_json::from_str(more).unwrap_or_default();
-    for s in extra {
-        if seqs.len() >= MAX_EVENT_SEQS {
-            break;
-        }
-        if !seqs.contains(&s) {
-            seqs.push(s);
-        }
-    }
-    serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into())
-}
-
-/// Filters of `GET /v1/alerts` (newest first; `before_id` is the cursor).
-#[derive(Debug, Clone, Default)]
-pub struct AlertFilter {
-    /// Rule name.
-    pub rule: Option<String>,
-    /// P1..P4.
-    pub severity: Option<String>,
-    /// open / acknowledged / resolved.
-    pub status: Option<String>,
-    /// first_seen >= since.
-    pub since: Option<i64>,
-    /// first_seen < until.
-    pub until: Option<i64>,
-    /// id < before_id.
-    pub before_id: Option<i64>,
-    /// Max rows.
-    pub limit: i64,
-}
-
-/// Appends ` WHERE ...` for an alert filter.
-pub fn push_alert_filter<DB: Database>(qb: &mut QueryBuilder<DB>, f: &AlertFilter)
-where
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-    for<'t> i64: Encode<'t, DB> + Type<DB>,
-{
-    qb.push(" WHERE 1=1");
-    for (column, value) in [("rule", &f.rule), ("severity", &f.severity), ("status", &f.status)] {
-        if let Some(v) = value {
-            qb.push(format_args!(" AND {column} = ")).push_bind(v.clone());
+/// The chain event of one history entry: what changed, who, and the alert's state after.
+fn chain_event(c: &AlertChange, a: &AlertRow) -> crate::event::NewEvent {
+    let mut details = json!({
+        "alert_id": c.alert_id, "change_id": c.id, "rule": a.rule, "rule_sha256": a.rule_sha256,
+        "severity": a.severity, "status": a.status, "count": a.count, "fingerprint": a.fingerprint(),
+        "event_seqs": a.seqs(), "disposition": a.disposition,
+    });
+    if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(&c.details) {
+        for (k, v) in extra {
+            details[k] = v;
         }
     }
-    for (clause, value) in
-        [(" AND first_seen >= ", f.since), (" AND first_seen < ", f.until), (" AND id < ", f.before_id)]
-    {
-        if let Some(v) = value {
-            qb.push(clause).push_bind(v);
-        }
+    system_event_with_id(c.chain_event_id(), "alert", &format!("alert_{}", c.action), &c.actor, details, c.at)
+}
+
+/// A new alert row from a raised alert.
+pub fn row_from_raised(r: &RaisedAlert, now: i64) -> AlertRow {
+    let seqs: Vec<i64> = r.alert.event_seqs.iter().copied().take(MAX_EVENT_SEQS).collect();
+    AlertRow {
+        rule: r.rule.clone(),
+        rule_version: r.rule_version.clone(),
+        rule_sha256: r.rule_sha256.clone(),
+        severity: r.alert.severity.clone(),
+        title: r.alert.title.clone(),
+        dedup_key: r.alert.dedup_key.clone(),
+        status: "open".into(),
+        count: 1,
+        first_seen: r.at,
+        last_seen: r.at,
+        event_seqs: serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into()),
+        fields: r.alert.fields.to_string(),
+        actions: serde_json::to_string(&r.alert.actions).unwrap_or_else(|_| "[]".into()),
+        created_at: now,
+        receivers: "[]".into(),
+        ..AlertRow::default()
     }
 }
 
-/// The single writer of the alerts table: stores (deduplicated) alerts from the detection
-/// thread, one transaction per detection batch, and records quarantines in the chain with
-/// an alert of their own.
-pub fn spawn_writer(store: Store, journal: RuleJournal, mut rx: mpsc::UnboundedReceiver<Evaluated>) {
+/// The detection side: stores the alerts of each detection batch (one transaction per
+/// batch) and records quarantines.
+pub fn spawn_writer(service: AlertService, journal: RuleJournal, mut rx: mpsc::UnboundedReceiver<Evaluated>) {
     tokio::spawn(async move {
         while let Some(evaluated) = rx.recv().await {
-            // One transaction per detection batch.
-            let rows: Vec<AlertRow> = evaluated.alerts.iter().map(AlertRow::from_raised).collect();
-            if let Err(e) = store.record_alerts(&rows, DEDUP_WINDOW_MS).await {
+            if let Err(e) = service.record_detected(&evaluated.alerts).await {
                 // Isolate the failure: one bad alert must not lose its neighbours.
-                tracing::warn!(error = %e, alerts = rows.len(), "Storing a batch of alerts failed; retrying one by one");
-                for row in &rows {
-                    if let Err(e) = store.record_alert(row, DEDUP_WINDOW_MS).await {
-                        tracing::error!(error = %e, rule = %row.rule, "Could not store an alert");
+                tracing::warn!(error = %e, alerts = evaluated.alerts.len(), "Storing a batch of alerts failed; retrying one by one");
+                for a in &evaluated.alerts {
+                    if let Err(e) = service.record_detected(std::slice::from_ref(a)).await {
+                        tracing::error!(error = %e, rule = %a.rule, "Could not store an alert");
                     }
                 }
             }
             for q in &evaluated.quarantined {
-                if let Err(e) = record_quarantine(&store, &journal, &q.rule, &q.sha256, &q.reason).await {
+                if let Err(e) = service.record_quarantine(&journal, &q.rule, &q.sha256, &q.reason).await {
                     tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine");
                 }
             }
         }
     });
-}
-
-async fn record_quarantine(
-    store: &Store,
-    journal: &RuleJournal,
-    rule: &str,
-    sha256: &str,
-    reason: &str,
-) -> Result<(), crate::rules::RuleError> {
-    let details = json!({"rule": rule, "sha256": sha256, "reason": reason});
-    journal.quarantined(rule, sha256, reason).await?;
-    let raised = RaisedAlert {
-        rule: "vigil".into(),
-        rule_version: env!("CARGO_PKG_VERSION").into(),
-        rule_sha256: sha256.into(),
-        alert: crate::rules::abi::EmittedAlert {
-            title: format!("Rule {rule} quarantined after repeated faults"),
-            severity: "P2".into(),
-            dedup_key: format!("quarantine:{rule}:{sha256}"),
-            fields: details,
-            event_seqs: vec![],
-            actions: vec![format!("Fix and redeploy {rule}; GET /v1/rules/{rule}/stats shows its faults")],
-        },
-        at: crate::event::now_ms(),
-    };
-    store.record_alert(&AlertRow::from_raised(&raised), DEDUP_WINDOW_MS).await?;
-    Ok(())
 }

@@ -7,7 +7,9 @@ pub mod events;
 pub mod integrity;
 pub mod keys;
 pub mod ops;
+pub mod receivers;
 pub mod rules;
+pub mod silences;
 
 use std::sync::Arc;
 
@@ -45,6 +47,10 @@ pub struct AppState {
     pub rule_journal: crate::rules::journal::RuleJournal,
     /// Detection progress.
     pub detection: Arc<crate::detect::pipeline::PipelineStats>,
+    /// The alert lifecycle (the one writer of alerts).
+    pub alerts: crate::alerts::AlertService,
+    /// Notification delivery (receivers and their circuits).
+    pub outbox: Arc<crate::route::Outbox>,
 }
 
 /// Registers every route.
@@ -63,7 +69,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/rules/{name}", web::delete().to(rules::delete))
         .route("/v1/rules/{name}/stats", web::get().to(rules::stats))
         .route("/v1/alerts", web::get().to(alerts::list))
+        .route("/v1/alerts", web::post().to(alerts::create))
+        .route("/v1/alerts/stats", web::get().to(alerts::stats))
         .route("/v1/alerts/{id}", web::get().to(alerts::get))
+        .route("/v1/alerts/{id}/ack", web::post().to(alerts::ack))
+        .route("/v1/alerts/{id}/resolve", web::post().to(alerts::resolve))
+        .route("/v1/alerts/{id}/reopen", web::post().to(alerts::reopen))
+        .route("/v1/silences", web::post().to(silences::create))
+        .route("/v1/silences", web::get().to(silences::list))
+        .route("/v1/silences/{id}", web::get().to(silences::get))
+        .route("/v1/silences/{id}", web::delete().to(silences::expire))
+        .route("/v1/receivers", web::get().to(receivers::list))
+        .route("/v1/receivers/{name}/circuit", web::post().to(receivers::circuit))
+        .route("/v1/notifications", web::get().to(receivers::notifications))
+        .route("/v1/notifications/{id}/retry", web::post().to(receivers::retry))
         .route("/v1/keys", web::post().to(keys::create))
         .route("/v1/keys", web::get().to(keys::list))
         .route("/v1/keys/{id}", web::delete().to(keys::revoke))

@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use serde_json::json;
 
+use crate::alerts::AlertService;
 use crate::api::{self, AppState};
 use crate::auth::{KeyRing, Role, generate_key, hash_key};
 use crate::config::Config;
@@ -18,6 +19,7 @@ use crate::detect::pipeline::{Pipeline, PipelineStats};
 use crate::detect::replay;
 use crate::event::system_event;
 use crate::ingest::Masker;
+use crate::route::Outbox;
 use crate::rules::RuleRegistry;
 use crate::rules::journal::RuleJournal;
 use crate::rules::limits::RateLimits;
@@ -44,6 +46,8 @@ pub struct RunningServer {
 
 /// Starts everything; returns once the socket is bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    // TLS for receivers (HTTPS webhooks, SMTP STARTTLS): ring, installed once per process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)?;
     let mask_key = load_or_create_secret(&config.data_dir.join("mask.key"))?;
@@ -84,7 +88,28 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let detection = Arc::new(PipelineStats::default());
     detection.last_seq.store(head_at_start as u64, std::sync::atomic::Ordering::Relaxed);
     let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();
-    crate::alerts::spawn_writer(store.clone(), rule_journal.clone(), results_rx);
+    // Alerting: receivers (secrets resolved now, so a missing one stops the start with a
+    // message), the router the lifecycle asks, the lifecycle, and the outbox worker.
+    let receivers = crate::route::build_receivers(&config)?;
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let route_stats = Arc::new(crate::route::RouteStats::default());
+    let router = Arc::new(crate::route::Router::new(
+        &config,
+        registry.clone(),
+        receivers.clone(),
+        outbox_wake.clone(),
+        results_tx.clone(),
+        route_stats.clone(),
+    ));
+    let alerts =
+        AlertService::new(store.clone(), sequencer.clone(), config.clock.clone(), config.alerts.clone(), router);
+    let written = alerts.chain_pending().await?;
+    if written > 0 {
+        tracing::info!(changes = written, "Alert history written to the chain after a restart");
+    }
+    let outbox = Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats)?);
+    outbox.clone().spawn(alerts.clone());
+    crate::alerts::spawn_writer(alerts.clone(), rule_journal.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
     let pipeline = Pipeline {
@@ -118,6 +143,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         rules: registry,
         rule_journal,
         detection,
+        alerts,
+        outbox,
     };
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;

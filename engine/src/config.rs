@@ -61,6 +61,205 @@ pub struct Config {
     pub store: StoreConfig,
     /// Rule sandbox, state and per-rule configuration.
     pub rules: RulesConfig,
+    /// Alert dedup and re-notification.
+    pub alerts: AlertsConfig,
+    /// Where alerts go without (or despite) a routing rule.
+    pub routing: RoutingConfig,
+    /// Notification delivery: retries, dead letters, storm control.
+    pub outbox: OutboxConfig,
+    /// Circuit breaker of every receiver.
+    pub breaker: BreakerConfig,
+    /// `[[receivers]]`: where notifications go.
+    pub receivers: Vec<ReceiverConfig>,
+    /// `[[escalation]]`: policies for unacknowledged alerts (none given: P1 after 15 min
+    /// and P2 after 1 h re-notify the alert's own receivers).
+    pub escalation: Vec<EscalationPolicy>,
+    /// The server clock (tests replace it with a manual one).
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// A repeat within this long (event time) of the open alert's last occurrence counts
+    /// on it instead of opening a new alert, seconds.
+    pub dedup_window_secs: u64,
+    /// Occurrence counts at which an open alert is notified again.
+    pub renotify_at: Vec<i64>,
+    /// Notify an alert still open (not acknowledged) again after this long without a
+    /// notification, seconds (0: never; the occurrence thresholds still apply).
+    pub repeat_interval_secs: u64,
+    /// Base URL of this server as receivers should link to it (ack links in chat and email).
+    pub external_url: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            dedup_window_secs: 3600,
+            renotify_at: vec![10, 50, 100],
+            repeat_interval_secs: 0,
+            external_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Receivers of alerts when no routing rule is active or it faults (unset: every
+    /// configured receiver but digests).
+    pub default_receivers: Option<Vec<String>>,
+}
+
+/// `[outbox]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// A notification not delivered this long after it was created is dead-lettered, seconds.
+    pub max_age_secs: u64,
+    /// First retry delay, ms (doubles per attempt, with jitter).
+    pub base_backoff_ms: u64,
+    /// Longest retry delay, ms.
+    pub max_backoff_ms: u64,
+    /// Longest `Retry-After` honoured, seconds.
+    pub max_retry_after_secs: u64,
+    /// More than this many notifications to one receiver within a minute fold into one
+    /// summary message (0: no storm control).
+    pub storm_threshold: u32,
+    /// How often the outbox looks for due notifications, ms.
+    pub poll_interval_ms: u64,
+    /// Timeout of one delivery, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 86_400,
+            base_backoff_ms: 1000,
+            max_backoff_ms: 300_000,
+            max_retry_after_secs: 3600,
+            storm_threshold: 20,
+            poll_interval_ms: 250,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// `[breaker]`: seed numbers by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Failures within `window_secs` that open the circuit.
+    pub failures: u32,
+    /// Window of those failures, seconds.
+    pub window_secs: u64,
+    /// Open this long before trial calls, seconds.
+    pub open_secs: u64,
+    /// Trial calls while half-open.
+    pub half_open_trials: u32,
+    /// Successes of trial calls that close it.
+    pub close_after: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self { failures: 5, window_secs: 60, open_secs: 30, half_open_trials: 3, close_after: 2 }
+    }
+}
+
+/// One `[[receivers]]` entry. Secrets (URLs with tokens, signing secrets, routing keys,
+/// SMTP credentials) can come from the environment (`*_env`) and never reach a log line.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiverConfig {
+    /// Name routing rules use.
+    pub name: String,
+    /// webhook | slack | pagerduty | email | digest.
+    pub kind: String,
+    /// Endpoint (webhook, slack, pagerduty).
+    pub url: Option<String>,
+    /// Environment variable holding the endpoint.
+    pub url_env: Option<String>,
+    /// Webhook: `vigil` (default) or `alertmanager`.
+    pub format: Option<String>,
+    /// Webhook signing secret (`whsec_<base64>`).
+    pub secret: Option<String>,
+    /// Environment variable holding it.
+    pub secret_env: Option<String>,
+    /// PagerDuty routing key.
+    pub routing_key: Option<String>,
+    /// Environment variable holding it.
+    pub routing_key_env: Option<String>,
+    /// Email: `smtp://host:port` (STARTTLS when offered) or `smtps://host:port`.
+    pub smtp_url: Option<String>,
+    /// Email: environment variables of the SMTP user name and password.
+    pub username_env: Option<String>,
+    /// See `username_env`.
+    pub password_env: Option<String>,
+    /// Email sender.
+    pub from: Option<String>,
+    /// Email recipients.
+    pub to: Vec<String>,
+    /// Digest: the email or webhook receiver it goes through.
+    pub via: Option<String>,
+    /// Digest: time of day it is sent, `HH:MM` UTC.
+    pub at: Option<String>,
+}
+
+impl std::fmt::Debug for ReceiverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints URLs, secrets or keys.
+        f.debug_struct("ReceiverConfig").field("name", &self.name).field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+/// One `[[escalation]]` policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationPolicy {
+    /// Name a routing rule can pick (optional).
+    pub name: Option<String>,
+    /// Severity it applies to (P1..P4).
+    pub severity: Option<String>,
+    /// How many more times the levels run after the first pass.
+    pub repeat: u32,
+    /// Levels, in order; `after` counts from the alert's first notification (and from the
+    /// end of the previous pass when repeating).
+    pub levels: Vec<EscalationLevel>,
+}
+
+/// One escalation level.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationLevel {
+    /// `30s`, `15m`, `1h`, `1d`, or seconds.
+    pub after: String,
+    /// Receivers notified (empty: the alert's own receivers again).
+    pub receivers: Vec<String>,
+}
+
+/// Parses `30s`, `15m`, `1h`, `2d` or a number of seconds into ms.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: i64 = num.parse().ok()?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms).filter(|ms| *ms >= 0)
 }
 
 /// `[rules]` section: sandbox limits (named, with defaults), state bounds, and
@@ -162,6 +361,13 @@ impl Default for Config {
             admin_key: None,
             store: StoreConfig::default(),
             rules: RulesConfig::default(),
+            alerts: AlertsConfig::default(),
+            routing: RoutingConfig::default(),
+            outbox: OutboxConfig::default(),
+            breaker: BreakerConfig::default(),
+            receivers: Vec::new(),
+            escalation: Vec::new(),
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -255,8 +461,95 @@ impl Config {
                 message: "memory_limit_mb, max_rules, max_faults and detection_queue_batches must be positive".into(),
             });
         }
+        self.validate_alerting()
+    }
+
+    fn validate_alerting(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+        let mut names = std::collections::HashSet::new();
+        for r in &self.receivers {
+            if r.name.is_empty() || !names.insert(r.name.as_str()) {
+                return invalid("receivers", format!("receiver names must be unique and not empty (`{}`)", r.name));
+            }
+            let has = |v: &Option<String>, env: &Option<String>| v.is_some() || env.is_some();
+            let problem = match r.kind.as_str() {
+                "webhook" | "slack" if !has(&r.url, &r.url_env) => Some("needs `url` or `url_env`"),
+                "webhook" if !matches!(r.format.as_deref(), None | Some("vigil") | Some("alertmanager")) => {
+                    Some("`format` must be \"vigil\" or \"alertmanager\"")
+                }
+                "pagerduty" if !has(&r.url, &r.url_env) => Some("needs `url` or `url_env`"),
+                "pagerduty" if !has(&r.routing_key, &r.routing_key_env) => {
+                    Some("needs `routing_key` or `routing_key_env`")
+                }
+                "email" if r.smtp_url.is_none() || r.from.is_none() || r.to.is_empty() => {
+                    Some("needs `smtp_url`, `from` and `to`")
+                }
+                "digest" if r.via.is_none() => Some("needs `via` (an email or webhook receiver)"),
+                "digest" if r.at.as_deref().is_some_and(|a| parse_time_of_day(a).is_none()) => {
+                    Some("`at` must be HH:MM (UTC)")
+                }
+                "webhook" | "slack" | "pagerduty" | "email" | "digest" => None,
+                _ => Some("`kind` must be webhook, slack, pagerduty, email or digest"),
+            };
+            if let Some(problem) = problem {
+                return invalid("receivers", format!("receiver `{}`: {problem}", r.name));
+            }
+        }
+        for r in self.receivers.iter().filter(|r| r.kind == "digest") {
+            let via = self.receivers.iter().find(|v| Some(&v.name) == r.via.as_ref());
+            if !via.is_some_and(|v| v.kind == "email" || v.kind == "webhook") {
+                return invalid(
+                    "receivers",
+                    format!("digest `{}`: `via` must name an email or webhook receiver", r.name),
+                );
+            }
+        }
+        let known = |n: &String| self.receivers.iter().any(|r| &r.name == n);
+        if let Some(defaults) = &self.routing.default_receivers
+            && let Some(unknown) = defaults.iter().find(|n| !known(n))
+        {
+            return invalid("routing.default_receivers", format!("no receiver named `{unknown}`"));
+        }
+        for p in &self.escalation {
+            if p.severity.as_deref().is_some_and(|s| !matches!(s, "P1" | "P2" | "P3" | "P4")) {
+                return invalid("escalation", "`severity` must be P1, P2, P3 or P4".into());
+            }
+            if p.levels.is_empty() || p.repeat > 100 {
+                return invalid("escalation", "a policy needs at least one level and at most 100 repeats".into());
+            }
+            for l in &p.levels {
+                if parse_duration_ms(&l.after).is_none_or(|ms| ms == 0) {
+                    return invalid("escalation", format!("level `after` = {:?} is not a positive duration", l.after));
+                }
+                if let Some(unknown) = l.receivers.iter().find(|n| !known(n)) {
+                    return invalid("escalation", format!("no receiver named `{unknown}`"));
+                }
+            }
+        }
+        let o = &self.outbox;
+        if o.max_age_secs == 0
+            || o.base_backoff_ms == 0
+            || o.max_backoff_ms < o.base_backoff_ms
+            || o.poll_interval_ms == 0
+        {
+            return invalid("outbox", "max_age_secs, base_backoff_ms and poll_interval_ms must be positive, max_backoff_ms >= base_backoff_ms".into());
+        }
+        let b = &self.breaker;
+        if b.failures == 0 || b.half_open_trials == 0 || b.close_after == 0 || b.close_after > b.half_open_trials {
+            return invalid(
+                "breaker",
+                "failures, half_open_trials and close_after must be positive, close_after <= half_open_trials".into(),
+            );
+        }
         Ok(())
     }
+}
+
+/// Parses `HH:MM` into ms after midnight.
+pub fn parse_time_of_day(text: &str) -> Option<i64> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m)).then_some((h * 60 + m) * 60_000)
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub struct Evaluated {
     pub quarantined: Vec<QuarantineNotice>,
     /// Rule evaluations (event x rule) done.
     pub evaluations: u64,
+    /// Routing rules: receivers named, (record index, receiver).
+    pub routes: Vec<(usize, String)>,
+    /// Rule calls that faulted.
+    pub faulted: usize,
 }
 
 /// An event's (category, action, outcome) bytes: what decides which rules it is offered to.
@@ -111,6 +115,11 @@ impl Evaluator {
                 f.get(SLOT_ACTION).unwrap_or(b""),
                 f.get(SLOT_OUTCOME).unwrap_or(b""),
             );
+            // The server's own events (alert history, silences: ids in the reserved
+            // namespace) are never offered, so an alert's history cannot raise more alerts.
+            if key.0 == b"alert" && is_reserved(ev) {
+                continue;
+            }
             // Runs of events of one kind are common: reuse the previous answer.
             let wanted = match &last {
                 Some((k, w)) if *k == key => w.clone(),
@@ -126,6 +135,7 @@ impl Evaluator {
         }
         drop(last);
         self.columns.reset(events.len());
+
         let buckets = std::mem::take(&mut self.buckets);
         for (rule, picked) in set.detection.iter().zip(&buckets) {
             if !picked.is_empty() {
@@ -136,6 +146,27 @@ impl Evaluator {
         // Drop instances of versions no longer active.
         if self.instances.len() > set.detection.len() {
             self.instances.retain(|g, _| set.detection.iter().any(|r| r.generation == *g));
+        }
+        out
+    }
+
+    /// Offers alert records to every active routing rule (each record to each rule, one
+    /// call per rule); the receivers they name are in `routes`. Alerts a routing rule
+    /// emits are ignored.
+    pub fn route(&mut self, records: &mut Vec<CommittedEvent>) -> Evaluated {
+        let set = self.registry.current();
+        let mut out = Evaluated::default();
+        if records.is_empty() {
+            return out;
+        }
+        let picked: Vec<usize> = (0..records.len()).collect();
+        self.columns.reset(records.len());
+        for rule in &set.routing {
+            self.run_rule(rule, records, &picked, &mut out);
+        }
+        out.alerts.clear();
+        if self.instances.len() > set.detection.len() + set.routing.len() {
+            self.instances.retain(|g, _| set.all().any(|r| r.generation == *g));
         }
         out
     }
@@ -183,6 +214,7 @@ impl Evaluator {
         stats.state_bytes.store(bytes, Ordering::Relaxed);
         stats.state_evictions.store(evictions, Ordering::Relaxed);
         out.evaluations += outcome.evaluated;
+        out.routes.extend(outcome.routes);
         let latest = picked.last().map_or_else(crate::event::now_ms, |&i| events[i].flat().time_ms);
         for alert in outcome.alerts {
             // Picked events are in seq order: each named seq is found by binary search.
@@ -213,6 +245,7 @@ impl Evaluator {
     }
 
     fn fault(&mut self, rule: &Arc<LoadedRule>, reason: &str, out: &mut Evaluated) {
+        out.faulted += 1;
         if self.registry.strike(rule, reason) {
             self.instances.remove(&rule.generation);
             tracing::error!(rule = rule.name(), reason, "Rule quarantined after repeated faults");
@@ -223,6 +256,14 @@ impl Evaluator {
             });
         }
     }
+}
+
+/// Whether an event is one of the server's own reserved-id events (never offered to rules).
+fn is_reserved(ev: &CommittedEvent) -> bool {
+    ev.event
+        .get("event_id")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|id| id.starts_with(crate::event::RESERVED_ID_PREFIX))
 }
 
 /// The one P3 alert that reports a rule's alert flood (raised by Vigil itself).

@@ -273,7 +273,33 @@ pub fn parse_time(text: &str) -> Option<i64> {
 /// An event the server itself writes into the chain (key created, rule deployed, ...).
 /// It bypasses request validation but not the chain: it is sequenced like any other.
 pub fn system_event(category: &str, action: &str, actor: &str, details: serde_json::Value) -> NewEvent {
-    let now = now_ms();
+    system_event_at(category, action, actor, details, now_ms())
+}
+
+/// Event ids starting with this are the server's own (refused from clients at ingest), so
+/// an id the server derives from its own records can never be taken first by a client.
+pub const RESERVED_ID_PREFIX: &str = "vigil:";
+
+/// Event ids of the chain events of alert changes (`vigil:alert:<change id>`): never
+/// offered to detection rules, so an alert's own history cannot raise more alerts.
+pub const ALERT_CHANGE_ID_PREFIX: &str = "vigil:alert:";
+
+/// A system event at time `now` (epoch ms) with a server-chosen id.
+pub fn system_event_with_id(
+    event_id: String,
+    category: &str,
+    action: &str,
+    actor: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> NewEvent {
+    let mut ev = system_event_at(category, action, actor, details, now);
+    ev.event_id = event_id;
+    ev.client_id = true;
+    ev
+}
+
+fn system_event_at(category: &str, action: &str, actor: &str, details: serde_json::Value, now: i64) -> NewEvent {
     let mut fields = serde_json::Map::new();
     fields.insert("category".into(), category.into());
     fields.insert("action".into(), action.into());

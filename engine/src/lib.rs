@@ -3,7 +3,7 @@
 //! over them and turns findings into alerts.
 //!
 //! Modules follow the data path: `api` -> `ingest` -> `store` -> `rules` -> `detect` -> `alerts`
-//! (`route` is a later stage), plus `config`, `auth`, `error`, `telemetry`, and `app`
+//! -> `route` (receivers, outbox), plus `config`, `auth`, `clock`, `error`, `telemetry`, and `app`
 //! which assembles the running server.
 
 pub mod alerts;
@@ -11,11 +11,13 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod route;
 pub mod rules;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@
 //! over the two concrete backends (store/sqlite.rs, store/postgres.rs). `api` reads through
 //! the same enum.
 
+pub mod alerting;
 pub mod canon;
 pub mod chain;
 pub mod postgres;
@@ -19,6 +20,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+pub use alerting::{
+    AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter, NotificationRow,
+    SilenceRow,
+};
 pub use query::{EventFilter, Stats, StatsFilter};
 
 /// Errors of the storage layer. Messages never reach API clients verbatim.
@@ -415,32 +420,123 @@ impl Store {
         dispatch!(self, s => s.revoke_key(id, at).await)
     }
 
-    /// Stores an alert, or bumps the open alert with the same fingerprint (rule, severity,
-    /// dedup_key) last seen within `window_ms`. Returns the alert id.
-    pub async fn record_alert(&self, alert: &crate::alerts::AlertRow, window_ms: i64) -> Result<i64, StoreError> {
-        let ids = self.record_alerts(std::slice::from_ref(alert), window_ms).await?;
-        Ok(ids.first().copied().unwrap_or_default())
-    }
-
-    /// [`Self::record_alert`] for many alerts in one transaction (one detection batch's
-    /// alerts are written together); returns their ids in order.
-    pub async fn record_alerts(
-        &self,
-        alerts: &[crate::alerts::AlertRow],
-        window_ms: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        if alerts.is_empty() {
-            return Ok(Vec::new());
-        }
-        dispatch!(self, s => s.record_alerts(alerts, window_ms).await)
-    }
-
     /// Alerts matching a filter, newest first.
-    pub async fn list_alerts(
-        &self,
-        filter: &crate::alerts::AlertFilter,
-    ) -> Result<Vec<crate::alerts::AlertRow>, StoreError> {
+    pub async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
         dispatch!(self, s => s.list_alerts(filter).await)
+    }
+
+    /// One alert.
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
+        let filter = AlertFilter { id: Some(id), limit: 1, ..AlertFilter::default() };
+        Ok(self.list_alerts(&filter).await?.into_iter().next())
+    }
+
+    /// The newest unresolved alert with this fingerprint last seen at or after `since`.
+    pub async fn find_open_alert(
+        &self,
+        rule: &str,
+        severity: &str,
+        dedup_key: &str,
+        since: i64,
+    ) -> Result<Option<AlertRow>, StoreError> {
+        dispatch!(self, s => s.find_open_alert(rule, severity, dedup_key, since).await)
+    }
+
+    /// Writes alert changes, each with its history entry, notifications and timers, in one
+    /// transaction; fills in the ids.
+    pub async fn commit_alert_writes(&self, writes: &mut [AlertWrite]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.commit_alert_writes(writes).await)
+    }
+
+    /// Stores notifications not tied to an alert change (summaries, digests); fills ids.
+    pub async fn insert_notifications(&self, rows: &mut [NotificationRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.insert_notifications(rows).await)
+    }
+
+    /// Records the chain seq of alert changes: `(change id, seq)`.
+    pub async fn set_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.set_change_seqs(seqs).await)
+    }
+
+    /// History of one alert, oldest first.
+    pub async fn alert_history(&self, alert_id: i64) -> Result<Vec<AlertChange>, StoreError> {
+        dispatch!(self, s => s.alert_changes(Some(alert_id), false, 10_000).await)
+    }
+
+    /// Alert changes not yet written to the chain, oldest first.
+    pub async fn unchained_changes(&self, limit: i64) -> Result<Vec<AlertChange>, StoreError> {
+        dispatch!(self, s => s.alert_changes(None, true, limit).await)
+    }
+
+    /// Notifications matching a filter, newest first.
+    pub async fn list_notifications(&self, filter: &NotificationFilter) -> Result<Vec<NotificationRow>, StoreError> {
+        dispatch!(self, s => s.list_notifications(filter, None).await)
+    }
+
+    /// Pending notifications due at `now`, oldest first.
+    pub async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<NotificationRow>, StoreError> {
+        let filter = NotificationFilter { status: Some("pending".into()), limit, ..Default::default() };
+        dispatch!(self, s => s.list_notifications(&filter, Some(now)).await)
+    }
+
+    /// One notification.
+    pub async fn notification(&self, id: i64) -> Result<Option<NotificationRow>, StoreError> {
+        let filter = NotificationFilter { before_id: Some(id.saturating_add(1)), limit: 1, ..Default::default() };
+        Ok(self.list_notifications(&filter).await?.into_iter().find(|n| n.id == id))
+    }
+
+    /// Saves a notification's delivery state.
+    pub async fn update_notification(&self, n: &NotificationRow) -> Result<(), StoreError> {
+        dispatch!(self, s => s.update_notification(n).await)
+    }
+
+    /// Sets the status of several notifications.
+    pub async fn set_notification_status(&self, ids: &[i64], status: &str, at: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_notification_status(ids, status, at).await)
+    }
+
+    /// When the newest notification of `kind` for `receiver` was created.
+    pub async fn last_notification_at(&self, receiver: &str, kind: &str) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.last_notification_at(receiver, kind).await)
+    }
+
+    /// Stores a silence.
+    pub async fn insert_silence(&self, silence: &SilenceRow) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_silence(silence).await)
+    }
+
+    /// Every silence, newest first.
+    pub async fn list_silences(&self) -> Result<Vec<SilenceRow>, StoreError> {
+        dispatch!(self, s => s.list_silences().await)
+    }
+
+    /// Expires a silence now; false when there is none by that id or it already expired.
+    pub async fn expire_silence(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.expire_silence(id, at).await)
+    }
+
+    /// Pending escalation timers due at `now`.
+    pub async fn due_escalations(&self, now: i64, limit: i64) -> Result<Vec<EscalationRow>, StoreError> {
+        dispatch!(self, s => s.due_escalations(now, limit).await)
+    }
+
+    /// Every escalation timer of an alert.
+    pub async fn escalations_of(&self, alert_id: i64) -> Result<Vec<EscalationRow>, StoreError> {
+        dispatch!(self, s => s.escalations_of(alert_id).await)
+    }
+
+    /// Alert counts and response times (alerts created at or after `since`).
+    pub async fn alert_stats(&self, since: Option<i64>) -> Result<AlertStats, StoreError> {
+        dispatch!(self, s => s.alert_stats(since).await)
     }
 
     /// Stores (or replaces) the deployed module of a rule name.

@@ -1,14 +1,29 @@
-//! `GET /v1/alerts` (filters: rule, severity, status, since, until, limit, cursor) and
-//! `GET /v1/alerts/{id}` (role: read).
+//! Alerts: `GET /v1/alerts` (filters: rule, severity, status, dedup_key, since, until,
+//! limit, cursor), `GET /v1/alerts/{id}` (with its history, notifications, escalation
+//! timers and triggering events decoded), `GET /v1/alerts/stats` (role read), and
+//! `POST /v1/alerts` (manual), `POST /v1/alerts/{id}/ack|resolve|reopen` (role respond).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, parse_query, parse_time_param};
-use crate::alerts::AlertFilter;
+use super::{AppState, parse_query, parse_time_param, read_body};
+use crate::alerts::{AlertError, ManualAlert};
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::store::{AlertFilter, NotificationFilter};
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> Self {
+        use actix_web::http::StatusCode;
+        match e {
+            AlertError::NotFound(id) => ApiError::not_found(format!("no alert {id}")),
+            AlertError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            AlertError::Invalid(m) => ApiError::bad_request(m),
+            AlertError::Store(e) => e.into(),
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,10 +31,25 @@ struct ListQuery {
     rule: Option<String>,
     severity: Option<String>,
     status: Option<String>,
+    dedup_key: Option<String>,
     since: Option<String>,
     until: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+fn check_severity(sev: &Option<String>) -> Result<(), ApiError> {
+    match sev.as_deref() {
+        None | Some("P1" | "P2" | "P3" | "P4") => Ok(()),
+        Some(_) => Err(ApiError::bad_request("`severity` must be P1, P2, P3 or P4")),
+    }
+}
+
+/// Parses a positive integer cursor.
+pub fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|c| c.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
+        .transpose()
 }
 
 /// Lists alerts, newest first.
@@ -30,28 +60,21 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    if let Some(sev) = &q.severity
-        && !matches!(sev.as_str(), "P1" | "P2" | "P3" | "P4")
-    {
-        return Err(ApiError::bad_request("`severity` must be P1, P2, P3 or P4"));
-    }
+    check_severity(&q.severity)?;
     if let Some(status) = &q.status
         && !matches!(status.as_str(), "open" | "acknowledged" | "resolved")
     {
         return Err(ApiError::bad_request("`status` must be open, acknowledged or resolved"));
     }
-    let before_id = q
-        .cursor
-        .as_deref()
-        .map(|c| c.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
-        .transpose()?;
     let filter = AlertFilter {
         rule: q.rule,
         severity: q.severity,
         status: q.status,
+        dedup_key: q.dedup_key,
         since: parse_time_param("since", q.since.as_deref())?,
         until: parse_time_param("until", q.until.as_deref())?,
-        before_id,
+        before_id: parse_cursor(q.cursor.as_deref())?,
+        id: None,
         limit,
     };
     let rows = state.store.list_alerts(&filter).await?;
@@ -60,12 +83,158 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(json!({"alerts": alerts, "next_cursor": next_cursor})))
 }
 
-/// One alert.
-pub async fn get(req: HttpRequest, path: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// One alert with its history, notifications, escalation timers and events.
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     state.keys.require(&req, Role::Read)?;
-    let id = path.into_inner();
-    let filter = AlertFilter { before_id: Some(id + 1), limit: 1, ..AlertFilter::default() };
-    let row = state.store.list_alerts(&filter).await?.into_iter().find(|r| r.id == id);
-    let row = row.ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    let id = parse_id(&path)?;
+    let row = state.store.alert(id).await?.ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    let history: Vec<_> = state.store.alert_history(id).await?.iter().map(|c| c.to_api_json()).collect();
+    let notifications: Vec<_> = state
+        .store
+        .list_notifications(&NotificationFilter { alert_id: Some(id), limit: 1000, ..Default::default() })
+        .await?
+        .iter()
+        .map(|n| n.to_api_json())
+        .collect();
+    let escalations: Vec<_> = state
+        .store
+        .escalations_of(id)
+        .await?
+        .iter()
+        .map(|e| {
+            json!({"policy": e.policy, "level": e.level + 1, "round": e.round + 1,
+                "due_at": crate::event::format_rfc3339_ms(e.due_at), "status": e.status})
+        })
+        .collect();
+    let mut events = Vec::new();
+    for seq in row.seqs() {
+        if let Some(stored) = state.store.row(seq).await? {
+            // A damaged row is reported as such, never a 500.
+            events.push(stored.to_api_json().unwrap_or_else(|e| json!({"seq": seq, "error": e.to_string()})));
+        }
+    }
+    let mut body = row.to_api_json();
+    body["history"] = json!(history);
+    body["notifications"] = json!(notifications);
+    body["escalations"] = json!(escalations);
+    body["events"] = json!(events);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn parse_id(path: &str) -> Result<i64, ApiError> {
+    path.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::bad_request("the alert id must be a positive integer"))
+}
+
+async fn json_body<T: serde::de::DeserializeOwned + Default>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let body = read_body(req, payload, 64 * 1024).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Comment {
+    comment: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Resolution {
+    disposition: Option<String>,
+    comment: Option<String>,
+}
+
+fn check_comment(c: &Option<String>) -> Result<(), ApiError> {
+    if c.as_ref().is_some_and(|c| c.len() > 4096) {
+        return Err(ApiError::bad_request("`comment` is at most 4096 bytes"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/alerts`: a manual alert.
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Respond)?;
+    let body = read_body(&req, payload, 64 * 1024).await?;
+    let manual: ManualAlert =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid manual alert: {e}")))?;
+    let row = state.alerts.manual(&who.key_id, manual).await?;
+    Ok(HttpResponse::Created().json(row.to_api_json()))
+}
+
+/// `POST /v1/alerts/{id}/ack`.
+pub async fn ack(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Respond)?;
+    let id = parse_id(&path)?;
+    let body: Comment = json_body(&req, payload).await?;
+    check_comment(&body.comment)?;
+    let row = state.alerts.acknowledge(id, &who.key_id, body.comment).await?;
     Ok(HttpResponse::Ok().json(row.to_api_json()))
+}
+
+/// `POST /v1/alerts/{id}/resolve` with `{"disposition": "true_positive"|"false_positive"|"benign"}`.
+pub async fn resolve(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Respond)?;
+    let id = parse_id(&path)?;
+    let body: Resolution = json_body(&req, payload).await?;
+    check_comment(&body.comment)?;
+    let disposition = body
+        .disposition
+        .ok_or_else(|| ApiError::bad_request("`disposition` is required: true_positive, false_positive or benign"))?;
+    let row = state.alerts.resolve(id, &who.key_id, &disposition, body.comment).await?;
+    Ok(HttpResponse::Ok().json(row.to_api_json()))
+}
+
+/// `POST /v1/alerts/{id}/reopen`.
+pub async fn reopen(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Respond)?;
+    let id = parse_id(&path)?;
+    let body: Comment = json_body(&req, payload).await?;
+    check_comment(&body.comment)?;
+    let row = state.alerts.reopen(id, &who.key_id, body.comment).await?;
+    Ok(HttpResponse::Ok().json(row.to_api_json()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    since: Option<String>,
+}
+
+/// `GET /v1/alerts/stats`: counts by status, severity and rule, MTTA, MTTR, false-positive rate.
+pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let q: StatsQuery = parse_query(req.query_string())?;
+    let since = parse_time_param("since", q.since.as_deref())?;
+    Ok(HttpResponse::Ok().json(state.store.alert_stats(since).await?.to_json()))
 }

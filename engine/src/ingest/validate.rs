@@ -133,6 +133,14 @@ fn validate_event(
     let mut client_id = false;
     let event_id = match obj.remove("event_id") {
         None => uuid::Uuid::now_v7().to_string(),
+        Some(Value::String(s)) if s.starts_with(crate::event::RESERVED_ID_PREFIX) => {
+            problems.push(Problem::new(
+                index,
+                "event_id",
+                "must not start with `vigil:` (reserved for the server's own events)",
+            ));
+            String::new()
+        }
         Some(Value::String(s)) if (1..=128).contains(&s.chars().count()) && !s.chars().any(char::is_control) => {
             client_id = true;
             s

@@ -180,7 +180,8 @@ impl RuleSet {
         Self { detection, routing }
     }
 
-    fn all(&self) -> impl Iterator<Item = &Arc<LoadedRule>> {
+    /// Every rule, detection then routing.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<LoadedRule>> {
         self.detection.iter().chain(&self.routing)
     }
 

@@ -8,7 +8,11 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgPool, Postgres, QueryBuilder, Row};
 
-use crate::alerts::{AlertFilter, AlertRow};
+use super::alerting::{
+    self, AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter,
+    NotificationRow, RuleAlertStats, SilenceRow,
+};
+use super::shared::{alert_columns, alert_insert_columns, notification_columns};
 
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
@@ -21,6 +25,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "request_index", include_str!("../../../migrations/postgres/0004_request_index.sql")),
     (5, "autovacuum", include_str!("../../../migrations/postgres/0005_autovacuum.sql")),
     (6, "rules", include_str!("../../../migrations/postgres/0006_rules.sql")),
+    (7, "alerting", include_str!("../../../migrations/postgres/0007_alerting.sql")),
 ];
 
 /// The application role the server acts as.

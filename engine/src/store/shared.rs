@@ -3,6 +3,32 @@
 //! listing, and the row decoders, for one concrete store type (placeholders come from sqlx's `QueryBuilder`, so
 //! they are right for each database). Each backend file invokes it once.
 
+/// Columns of `alerts`, in the order `alert_row` reads them.
+macro_rules! alert_columns {
+    () => {
+        "id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, last_seen, \
+         event_seqs, fields, actions, created_at, disposition, acked_by, acked_at, resolved_by, resolved_at, \
+         silenced_by, notified_count, last_notified_at, receivers"
+    };
+}
+
+/// Columns written by an alert insert (all but `id`).
+macro_rules! alert_insert_columns {
+    () => {
+        "rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, last_seen, \
+         event_seqs, fields, actions, created_at, disposition, acked_by, acked_at, resolved_by, resolved_at, \
+         silenced_by, notified_count, last_notified_at, receivers"
+    };
+}
+
+/// Columns of `notifications`, in the order `notification_row` reads them.
+macro_rules! notification_columns {
+    () => {
+        "id, alert_id, receiver, kind, idempotency_key, payload, status, attempts, next_attempt_at, created_at, \
+         updated_at, delivered_at, last_error"
+    };
+}
+
 macro_rules! backend_queries {
     (
         $store:ty, $db:ty, $row:ty,
@@ -85,66 +111,6 @@ macro_rules! backend_queries {
             async fn fetch_counts(&self, mut qb: QueryBuilder<$db>) -> Result<Vec<Count>, StoreError> {
                 let rows = qb.build().fetch_all(&self.$reader).await?;
                 Ok(rows.iter().map(|r| Count { value: r.get(0), count: r.get(1) }).collect())
-            }
-
-            pub(super) async fn record_alerts(&self, alerts: &[AlertRow], window_ms: i64) -> Result<Vec<i64>, StoreError> {
-                let mut tx = self.$writer.begin().await?;
-                let mut ids = Vec::with_capacity(alerts.len());
-                for a in alerts {
-                let mut qb = QueryBuilder::<$db>::new("SELECT id, event_seqs FROM alerts WHERE rule = ");
-                qb.push_bind(a.rule.clone())
-                    .push(" AND severity = ")
-                    .push_bind(a.severity.clone())
-                    .push(" AND dedup_key = ")
-                    .push_bind(a.dedup_key.clone())
-                    .push(" AND status = 'open' AND last_seen >= ")
-                    .push_bind(a.first_seen - window_ms)
-                    .push(" ORDER BY id DESC LIMIT 1");
-                let open: Option<(i64, String)> = qb.build_query_as().fetch_optional(&mut *tx).await?;
-                let id = match open {
-                    Some((id, seqs)) => {
-                        let mut qb = QueryBuilder::<$db>::new(concat!(
-                            "UPDATE alerts SET count = count + 1, last_seen = ",
-                            $greatest,
-                            "(last_seen, "
-                        ));
-                        qb.push_bind(a.last_seen)
-                            .push("), event_seqs = ")
-                            .push_bind(crate::alerts::merge_seqs(&seqs, &a.event_seqs))
-                            .push(" WHERE id = ")
-                            .push_bind(id);
-                        qb.build().execute(&mut *tx).await?;
-                        id
-                    }
-                    None => {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO alerts (rule, rule_version, rule_sha256, severity, title, dedup_key, status, \
-                             count, first_seen, last_seen, event_seqs, fields, actions, created_at) ",
-                        );
-                        qb.push_values([a], |mut b, a| {
-                            b.push_bind(a.rule.clone())
-                                .push_bind(a.rule_version.clone())
-                                .push_bind(a.rule_sha256.clone())
-                                .push_bind(a.severity.clone())
-                                .push_bind(a.title.clone())
-                                .push_bind(a.dedup_key.clone())
-                                .push_bind(a.status.clone())
-                                .push_bind(a.count)
-                                .push_bind(a.first_seen)
-                                .push_bind(a.last_seen)
-                                .push_bind(a.event_seqs.clone())
-                                .push_bind(a.fields.clone())
-                                .push_bind(a.actions.clone())
-                                .push_bind(a.created_at);
-                        });
-                        qb.push(" RETURNING id");
-                        qb.build_query_scalar().fetch_one(&mut *tx).await?
-                    }
-                };
-                ids.push(id);
-                }
-                tx.commit().await?;
-                Ok(ids)
             }
 
             pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
@@ -268,14 +234,360 @@ macro_rules! backend_queries {
             }
 
             pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, \
-                     last_seen, event_seqs, fields, actions, created_at FROM alerts",
-                );
-                crate::alerts::push_alert_filter(&mut qb, f);
+                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", alert_columns!(), " FROM alerts"));
+                alerting::push_alert_filter(&mut qb, f);
                 qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
-                let rows = qb.build().fetch_all(&self.$reader).await?;
+                let rows = qb.build().fetch_all(&self.$writer).await?;
                 Ok(rows.iter().map(alert_row).collect())
+            }
+
+            pub(super) async fn find_open_alert(
+                &self,
+                rule: &str,
+                severity: &str,
+                dedup_key: &str,
+                last_seen_since: i64,
+            ) -> Result<Option<AlertRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", alert_columns!(), " FROM alerts WHERE rule = "));
+                qb.push_bind(rule.to_owned())
+                    .push(" AND severity = ")
+                    .push_bind(severity.to_owned())
+                    .push(" AND dedup_key = ")
+                    .push_bind(dedup_key.to_owned())
+                    .push(" AND status <> 'resolved' AND last_seen >= ")
+                    .push_bind(last_seen_since)
+                    .push(" ORDER BY id DESC LIMIT 1");
+                Ok(qb.build().fetch_optional(&self.$writer).await?.as_ref().map(alert_row))
+            }
+
+            pub(super) async fn commit_alert_writes(&self, writes: &mut [AlertWrite]) -> Result<(), StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                for w in writes.iter_mut() {
+                    let a = &w.alert;
+                    if a.id == 0 {
+                        let mut qb = QueryBuilder::<$db>::new(concat!("INSERT INTO alerts (", alert_insert_columns!(), ") "));
+                        qb.push_values([a], |mut b, a| {
+                            b.push_bind(a.rule.clone())
+                                .push_bind(a.rule_version.clone())
+                                .push_bind(a.rule_sha256.clone())
+                                .push_bind(a.severity.clone())
+                                .push_bind(a.title.clone())
+                                .push_bind(a.dedup_key.clone())
+                                .push_bind(a.status.clone())
+                                .push_bind(a.count)
+                                .push_bind(a.first_seen)
+                                .push_bind(a.last_seen)
+                                .push_bind(a.event_seqs.clone())
+                                .push_bind(a.fields.clone())
+                                .push_bind(a.actions.clone())
+                                .push_bind(a.created_at)
+                                .push_bind(a.disposition.clone())
+                                .push_bind(a.acked_by.clone())
+                                .push_bind(a.acked_at)
+                                .push_bind(a.resolved_by.clone())
+                                .push_bind(a.resolved_at)
+                                .push_bind(a.silenced_by.clone())
+                                .push_bind(a.notified_count)
+                                .push_bind(a.last_notified_at)
+                                .push_bind(a.receivers.clone());
+                        });
+                        qb.push(" RETURNING id");
+                        w.alert.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                    } else {
+                        let mut qb = QueryBuilder::<$db>::new("UPDATE alerts SET status = ");
+                        qb.push_bind(a.status.clone())
+                            .push(", count = ")
+                            .push_bind(a.count)
+                            .push(", last_seen = ")
+                            .push_bind(a.last_seen)
+                            .push(", event_seqs = ")
+                            .push_bind(a.event_seqs.clone())
+                            .push(", disposition = ")
+                            .push_bind(a.disposition.clone())
+                            .push(", acked_by = ")
+                            .push_bind(a.acked_by.clone())
+                            .push(", acked_at = ")
+                            .push_bind(a.acked_at)
+                            .push(", resolved_by = ")
+                            .push_bind(a.resolved_by.clone())
+                            .push(", resolved_at = ")
+                            .push_bind(a.resolved_at)
+                            .push(", silenced_by = ")
+                            .push_bind(a.silenced_by.clone())
+                            .push(", notified_count = ")
+                            .push_bind(a.notified_count)
+                            .push(", last_notified_at = ")
+                            .push_bind(a.last_notified_at)
+                            .push(", receivers = ")
+                            .push_bind(a.receivers.clone())
+                            .push(" WHERE id = ")
+                            .push_bind(a.id);
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    let alert_id = w.alert.id;
+                    w.change.alert_id = alert_id;
+                    let c = &w.change;
+                    let mut qb = QueryBuilder::<$db>::new("INSERT INTO alert_changes (alert_id, action, actor, at, details) ");
+                    qb.push_values([c], |mut b, c| {
+                        b.push_bind(c.alert_id)
+                            .push_bind(c.action.clone())
+                            .push_bind(c.actor.clone())
+                            .push_bind(c.at)
+                            .push_bind(c.details.clone());
+                    });
+                    qb.push(" RETURNING id");
+                    w.change.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                    let change_id = w.change.id;
+                    if w.cancel_escalations {
+                        let mut qb = QueryBuilder::<$db>::new("UPDATE escalations SET status = 'cancelled' WHERE alert_id = ");
+                        qb.push_bind(alert_id).push(" AND status = 'pending'");
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    if let Some(done) = w.finished_escalation {
+                        let mut qb = QueryBuilder::<$db>::new("UPDATE escalations SET status = 'done' WHERE id = ");
+                        qb.push_bind(done);
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    for e in w.escalations.iter_mut() {
+                        e.alert_id = alert_id;
+                        let mut qb = QueryBuilder::<$db>::new("INSERT INTO escalations (alert_id, policy, level, round, due_at, status) ");
+                        qb.push_values([&*e], |mut b, e| {
+                            b.push_bind(e.alert_id)
+                                .push_bind(e.policy.clone())
+                                .push_bind(e.level)
+                                .push_bind(e.round)
+                                .push_bind(e.due_at)
+                                .push_bind(e.status.clone());
+                        });
+                        qb.push(" RETURNING id");
+                        e.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                    }
+                    for n in w.notifications.iter_mut() {
+                        n.alert_id = Some(alert_id);
+                        if n.idempotency_key.is_empty() {
+                            n.idempotency_key = format!("n{change_id}-{}", n.receiver);
+                        }
+                    }
+                    insert_notifications(&mut tx, &mut w.notifications).await?;
+                    if let Some(silence) = &w.silence_hit {
+                        let mut qb = QueryBuilder::<$db>::new("UPDATE silences SET matched = matched + 1 WHERE id = ");
+                        qb.push_bind(silence.clone());
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn insert_notifications(&self, rows: &mut [NotificationRow]) -> Result<(), StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                insert_notifications(&mut tx, rows).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn set_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                for (id, seq) in seqs {
+                    let mut qb = QueryBuilder::<$db>::new("UPDATE alert_changes SET chain_seq = ");
+                    qb.push_bind(*seq).push(" WHERE id = ").push_bind(*id);
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn alert_changes(&self, alert_id: Option<i64>, unchained: bool, limit: i64) -> Result<Vec<AlertChange>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT id, alert_id, action, actor, at, details, chain_seq FROM alert_changes WHERE 1=1");
+                if let Some(a) = alert_id {
+                    qb.push(" AND alert_id = ").push_bind(a);
+                }
+                if unchained {
+                    qb.push(" AND chain_seq IS NULL");
+                }
+                qb.push(" ORDER BY id LIMIT ").push_bind(limit);
+                let rows = qb.build().fetch_all(&self.$writer).await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| AlertChange {
+                        id: r.get(0),
+                        alert_id: r.get(1),
+                        action: r.get(2),
+                        actor: r.get(3),
+                        at: r.get(4),
+                        details: r.get(5),
+                        chain_seq: r.get(6),
+                    })
+                    .collect())
+            }
+
+            pub(super) async fn list_notifications(&self, f: &NotificationFilter, due_before: Option<i64>) -> Result<Vec<NotificationRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", notification_columns!(), " FROM notifications WHERE 1=1"));
+                if let Some(s) = &f.status {
+                    qb.push(" AND status = ").push_bind(s.clone());
+                }
+                if let Some(r) = &f.receiver {
+                    qb.push(" AND receiver = ").push_bind(r.clone());
+                }
+                if let Some(a) = f.alert_id {
+                    qb.push(" AND alert_id = ").push_bind(a);
+                }
+                if let Some(b) = f.before_id {
+                    qb.push(" AND id < ").push_bind(b);
+                }
+                if let Some(due) = due_before {
+                    qb.push(" AND next_attempt_at <= ").push_bind(due).push(" ORDER BY id ASC LIMIT ");
+                } else {
+                    qb.push(" ORDER BY id DESC LIMIT ");
+                }
+                qb.push_bind(f.limit);
+                let rows = qb.build().fetch_all(&self.$writer).await?;
+                Ok(rows.iter().map(notification_row).collect())
+            }
+
+            pub(super) async fn update_notification(&self, n: &NotificationRow) -> Result<(), StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                qb.push_bind(n.status.clone())
+                    .push(", attempts = ")
+                    .push_bind(n.attempts)
+                    .push(", next_attempt_at = ")
+                    .push_bind(n.next_attempt_at)
+                    .push(", updated_at = ")
+                    .push_bind(n.updated_at)
+                    .push(", created_at = ")
+                    .push_bind(n.created_at)
+                    .push(", delivered_at = ")
+                    .push_bind(n.delivered_at)
+                    .push(", last_error = ")
+                    .push_bind(n.last_error.clone())
+                    .push(" WHERE id = ")
+                    .push_bind(n.id);
+                qb.build().execute(&self.$writer).await?;
+                Ok(())
+            }
+
+            pub(super) async fn set_notification_status(&self, ids: &[i64], status: &str, at: i64) -> Result<(), StoreError> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                qb.push_bind(status.to_owned()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&self.$writer).await?;
+                Ok(())
+            }
+
+            pub(super) async fn last_notification_at(&self, receiver: &str, kind: &str) -> Result<Option<i64>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT MAX(created_at) FROM notifications WHERE receiver = ");
+                qb.push_bind(receiver.to_owned()).push(" AND kind = ").push_bind(kind.to_owned());
+                Ok(qb.build_query_scalar::<Option<i64>>().fetch_one(&self.$writer).await?)
+            }
+
+            pub(super) async fn insert_silence(&self, s: &SilenceRow) -> Result<(), StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at, expired_at, matched) ",
+                );
+                qb.push_values([s], |mut b, s| {
+                    b.push_bind(s.id.clone())
+                        .push_bind(s.matchers.clone())
+                        .push_bind(s.starts_at)
+                        .push_bind(s.ends_at)
+                        .push_bind(s.created_by.clone())
+                        .push_bind(s.comment.clone())
+                        .push_bind(s.created_at)
+                        .push_bind(s.expired_at)
+                        .push_bind(s.matched);
+                });
+                qb.build().execute(&self.$writer).await?;
+                Ok(())
+            }
+
+            pub(super) async fn list_silences(&self) -> Result<Vec<SilenceRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at, expired_at, matched \
+                     FROM silences ORDER BY created_at DESC, id LIMIT 10000",
+                );
+                let rows = qb.build().fetch_all(&self.$writer).await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| SilenceRow {
+                        id: r.get(0),
+                        matchers: r.get(1),
+                        starts_at: r.get(2),
+                        ends_at: r.get(3),
+                        created_by: r.get(4),
+                        comment: r.get(5),
+                        created_at: r.get(6),
+                        expired_at: r.get(7),
+                        matched: r.get(8),
+                    })
+                    .collect())
+            }
+
+            pub(super) async fn expire_silence(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE silences SET expired_at = ");
+                qb.push_bind(at).push(" WHERE id = ").push_bind(id.to_owned()).push(" AND expired_at IS NULL");
+                Ok(qb.build().execute(&self.$writer).await?.rows_affected() == 1)
+            }
+
+            pub(super) async fn due_escalations(&self, now: i64, limit: i64) -> Result<Vec<EscalationRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, alert_id, policy, level, round, due_at, status FROM escalations WHERE status = 'pending' AND due_at <= ",
+                );
+                qb.push_bind(now).push(" ORDER BY due_at, id LIMIT ").push_bind(limit);
+                let rows = qb.build().fetch_all(&self.$writer).await?;
+                Ok(rows.iter().map(escalation_row).collect())
+            }
+
+            pub(super) async fn escalations_of(&self, alert_id: i64) -> Result<Vec<EscalationRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, alert_id, policy, level, round, due_at, status FROM escalations WHERE alert_id = ",
+                );
+                qb.push_bind(alert_id).push(" ORDER BY id");
+                let rows = qb.build().fetch_all(&self.$writer).await?;
+                Ok(rows.iter().map(escalation_row).collect())
+            }
+
+            pub(super) async fn alert_stats(&self, since: Option<i64>) -> Result<AlertStats, StoreError> {
+                let since = since.unwrap_or(i64::MIN);
+                let mut stats = AlertStats::default();
+                for (column, out) in [("status", &mut stats.by_status), ("severity", &mut stats.by_severity)] {
+                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column}, COUNT(*) FROM alerts WHERE created_at >= "));
+                    qb.push_bind(since).push(format_args!(" GROUP BY {column} ORDER BY {column}"));
+                    *out = qb.build().fetch_all(&self.$writer).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+                }
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT rule, COUNT(*), \
+                     CAST(COALESCE(SUM(CASE WHEN acked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN acked_at IS NOT NULL THEN acked_at - created_at ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN resolved_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN resolved_at IS NOT NULL THEN resolved_at - created_at ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN disposition IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN disposition = 'false_positive' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                     FROM alerts WHERE created_at >= ",
+                );
+                qb.push_bind(since).push(" GROUP BY rule ORDER BY rule");
+                stats.by_rule = qb
+                    .build()
+                    .fetch_all(&self.$writer)
+                    .await?
+                    .iter()
+                    .map(|r| RuleAlertStats {
+                        rule: r.get(0),
+                        alerts: r.get(1),
+                        acked: r.get(2),
+                        ack_ms: r.get(3),
+                        resolved: r.get(4),
+                        resolve_ms: r.get(5),
+                        dispositions: r.get(6),
+                        false_positives: r.get(7),
+                    })
+                    .collect();
+                Ok(stats)
             }
         }
 
@@ -322,6 +634,35 @@ macro_rules! backend_queries {
             }
         }
 
+        async fn insert_notifications(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            rows: &mut [NotificationRow],
+        ) -> Result<(), StoreError> {
+            for n in rows.iter_mut() {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO notifications (alert_id, receiver, kind, idempotency_key, payload, status, attempts, \
+                     next_attempt_at, created_at, updated_at, delivered_at, last_error) ",
+                );
+                qb.push_values([&*n], |mut b, n| {
+                    b.push_bind(n.alert_id)
+                        .push_bind(n.receiver.clone())
+                        .push_bind(n.kind.clone())
+                        .push_bind(n.idempotency_key.clone())
+                        .push_bind(n.payload.clone())
+                        .push_bind(n.status.clone())
+                        .push_bind(n.attempts)
+                        .push_bind(n.next_attempt_at)
+                        .push_bind(n.created_at)
+                        .push_bind(n.updated_at)
+                        .push_bind(n.delivered_at)
+                        .push_bind(n.last_error.clone());
+                });
+                qb.push(" RETURNING id");
+                n.id = qb.build_query_scalar().fetch_one(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
         fn alert_row(r: &$row) -> AlertRow {
             AlertRow {
                 id: r.get(0),
@@ -339,9 +680,48 @@ macro_rules! backend_queries {
                 fields: r.get(12),
                 actions: r.get(13),
                 created_at: r.get(14),
+                disposition: r.get(15),
+                acked_by: r.get(16),
+                acked_at: r.get(17),
+                resolved_by: r.get(18),
+                resolved_at: r.get(19),
+                silenced_by: r.get(20),
+                notified_count: r.get(21),
+                last_notified_at: r.get(22),
+                receivers: r.get(23),
+            }
+        }
+
+        fn notification_row(r: &$row) -> NotificationRow {
+            NotificationRow {
+                id: r.get(0),
+                alert_id: r.get(1),
+                receiver: r.get(2),
+                kind: r.get(3),
+                idempotency_key: r.get(4),
+                payload: r.get(5),
+                status: r.get(6),
+                attempts: r.get(7),
+                next_attempt_at: r.get(8),
+                created_at: r.get(9),
+                updated_at: r.get(10),
+                delivered_at: r.get(11),
+                last_error: r.get(12),
+            }
+        }
+
+        fn escalation_row(r: &$row) -> EscalationRow {
+            EscalationRow {
+                id: r.get(0),
+                alert_id: r.get(1),
+                policy: r.get(2),
+                level: r.get(3),
+                round: r.get(4),
+                due_at: r.get(5),
+                status: r.get(6),
             }
         }
     };
 }
 
-pub(crate) use backend_queries;
+pub(crate) use {alert_columns, alert_insert_columns, backend_queries, notification_columns};

@@ -9,7 +9,11 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::alerts::{AlertFilter, AlertRow};
+use super::alerting::{
+    self, AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter,
+    NotificationRow, RuleAlertStats, SilenceRow,
+};
+use super::shared::{alert_columns, alert_insert_columns, notification_columns};
 
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
@@ -22,6 +26,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "request_index", include_str!("../../../migrations/sqlite/0004_request_index.sql")),
     (5, "autovacuum", include_str!("../../../migrations/sqlite/0005_autovacuum.sql")),
     (6, "rules", include_str!("../../../migrations/sqlite/0006_rules.sql")),
+    (7, "alerting", include_str!("../../../migrations/sqlite/0007_alerting.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
