@@ -241,7 +241,9 @@ impl AlertService {
             .map(|r| NotificationRow {
                 receiver: r.clone(),
                 kind: kind.into(),
-                payload: json!({"alert": alert.to_api_json(), "extra": extra}).to_string(),
+                // The alert itself is read at delivery (its id is not known before the
+                // first write, and a receiver should see its current state).
+                payload: json!({"extra": extra}).to_string(),
                 status: "pending".into(),
                 next_attempt_at: now,
                 created_at: now,

@@ -147,10 +147,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             println!("\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n");
         }
     }
-    let handle = server.handle.clone();
+    let (handle, outbox) = (server.handle.clone(), server.state.outbox.clone());
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Shutting down");
+        outbox.stop();
         handle.stop(true).await;
     });
     server.task.await??;

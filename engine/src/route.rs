@@ -243,6 +243,7 @@ pub struct Outbox {
     /// Per receiver: when its recent deliveries went (storm control).
     sent: Mutex<HashMap<String, VecDeque<i64>>>,
     started_at: i64,
+    stopped: std::sync::atomic::AtomicBool,
     /// Counters.
     pub stats: Arc<RouteStats>,
 }
@@ -274,6 +275,7 @@ impl Outbox {
             wake,
             sent: Mutex::default(),
             started_at: config.clock.now_ms(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             stats,
         })
     }
@@ -310,6 +312,13 @@ impl Outbox {
         Ok(state)
     }
 
+    /// Stops the worker after its current pass (graceful shutdown); what is pending stays in
+    /// the outbox for the next start.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
     /// Wakes the worker (new or re-queued notifications).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -329,7 +338,7 @@ impl Outbox {
     pub fn spawn(self: Arc<Self>, alerts: AlertService) {
         tokio::spawn(async move {
             let mut ticks: u64 = 0;
-            loop {
+            while !self.stopped.load(Ordering::Acquire) {
                 if ticks.is_multiple_of(40)
                     && let Err(e) = alerts.chain_pending().await
                 {
@@ -389,6 +398,7 @@ impl Outbox {
             }
             return 0;
         }
+        self.hydrate(&mut rows).await;
         rows = self.storm_control(&name, rows, now).await;
         let mut attempted = 0;
         for mut n in rows {
@@ -459,6 +469,34 @@ impl Outbox {
         let _ = getrandom::fill(&mut r);
         let jitter = (u64::from_le_bytes(r) % (full as u64 / 2 + 1)) as i64;
         full / 2 + jitter
+    }
+
+    /// Puts the current state of each notification's alert into its payload (`alert`).
+    async fn hydrate(&self, rows: &mut [NotificationRow]) {
+        let mut cache: HashMap<i64, Value> = HashMap::new();
+        for n in rows.iter_mut() {
+            let Some(id) = n.alert_id else { continue };
+            let alert = match cache.get(&id) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = match self.store.alert(id).await {
+                        Ok(Some(row)) => row.to_api_json(),
+                        Ok(None) => Value::Null,
+                        Err(e) => {
+                            tracing::warn!(error = %e, alert = id, "Could not read the alert of a notification");
+                            Value::Null
+                        }
+                    };
+                    cache.insert(id, a.clone());
+                    a
+                }
+            };
+            let mut payload: Value = serde_json::from_str(&n.payload).unwrap_or_else(|_| json!({}));
+            if payload.get("alert").is_none_or(Value::is_null) {
+                payload["alert"] = alert;
+                n.payload = payload.to_string();
+            }
+        }
     }
 
     async fn save(&self, n: &NotificationRow) {
@@ -560,6 +598,8 @@ impl Outbox {
                     ..Default::default()
                 })
                 .await?;
+            let mut held = held;
+            self.hydrate(&mut held).await;
             let items: Vec<Value> = held
                 .iter()
                 .rev()

@@ -96,7 +96,7 @@ impl Context {
 
     /// A sliding-window sum per key over the last `window`.
     pub fn window(&self, window: impl IntoWindowMs) -> WindowHandle {
-        WindowHandle { window_ms: window.window_ms(), time_ms: self.time_ms }
+        WindowHandle { window_ms: window.window_ms(), time_ms: self.time_ms, seq: self.seq }
     }
 
     /// A count of distinct values per key over the last `window`.
@@ -140,12 +140,24 @@ impl Context {
 pub struct WindowHandle {
     window_ms: i64,
     time_ms: i64,
+    seq: i64,
 }
 
 impl WindowHandle {
     /// Adds `amount` for `key` at the event time; returns the sum over the window ending now.
+    /// The current event is remembered among the events counted (see [`Self::seqs`]).
     pub fn add(&self, key: impl AsRef<[u8]>, amount: i64) -> i64 {
-        abi::window_add(self.window_ms, key.as_ref(), self.time_ms, amount)
+        if amount > 0 {
+            abi::window_add_seq(self.window_ms, key.as_ref(), self.time_ms, amount, self.seq)
+        } else {
+            abi::window_add(self.window_ms, key.as_ref(), self.time_ms, amount)
+        }
+    }
+
+    /// Seqs of the events counted for `key` that are still inside the window (oldest
+    /// first, at most 100): what a threshold alert names with [`crate::Alert::event_seqs`].
+    pub fn seqs(&self, key: impl AsRef<[u8]>) -> Vec<i64> {
+        abi::window_seqs(self.window_ms, key.as_ref())
     }
 
     /// The sum for `key` over the window ending now.

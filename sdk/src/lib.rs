@@ -111,7 +111,7 @@ pub use severity::Severity;
 /// ABI major version implemented (ABI.md); the host refuses other majors.
 pub const ABI_MAJOR: u32 = 1;
 /// ABI minor version implemented; minor changes are additive.
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 /// Bytes of the guest's static input area.
 pub const INPUT_AREA_BYTES: usize = 1 << 20;
 /// Verdict slots, i.e. most events per `vigil_evaluate` call.

@@ -15,4 +15,4 @@ pub use baseline::{Baseline, BaselineStats};
 pub use distinct::{DEFAULT_MAX_DISTINCT_VALUES, DistinctSet};
 pub use last_seen::LastSeen;
 pub use store::{MAX_KEY_BYTES, StateLimits, StateStore, normalize_key};
-pub use window::{BUCKETS, WindowCounter};
+pub use window::{BUCKETS, MAX_WINDOW_SEQS, WindowCounter};

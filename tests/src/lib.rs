@@ -3,6 +3,8 @@
 //! PostgreSQL at 127.0.0.1:5432), with a known admin key, and gives an HTTP client for it.
 //! `both_backends!` turns one async test body into a SQLite test and a PostgreSQL test.
 
+pub mod receiver;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -102,6 +104,7 @@ impl TestApp {
     /// (on a new port).
     pub async fn restart(mut self) -> anyhow::Result<TestApp> {
         self.server.handle.stop(true).await;
+        self.server.state.outbox.stop();
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse()?;
         let server = vigil::app::start(config.clone()).await.context("server restart")?;

@@ -248,6 +248,36 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     )?;
     linker.func_wrap(
         "vigil",
+        "window_add_seq",
+        |mut caller: Caller<'_, HostState>,
+         window_ms: i64,
+         key_ptr: i32,
+         key_len: i32,
+         time_ms: i64,
+         amount: i64,
+         seq: i64| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            Ok(host.state.window_add_seq(window(window_ms)?, key, time_ms, amount, seq))
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "window_seqs",
+        |mut caller: Caller<'_, HostState>, window_ms: i64, key_ptr: i32, key_len: i32, out_ptr: i32, out_cap: i32| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            let seqs = host.state.window_seqs(window(window_ms)?, key);
+            let cap = (out_cap.max(0) as usize).min(seqs.len());
+            let out = range(data.len(), out_ptr, (cap * 8) as i32)?;
+            for (i, s) in seqs.iter().take(cap).enumerate() {
+                data[out.start + i * 8..out.start + i * 8 + 8].copy_from_slice(&s.to_le_bytes());
+            }
+            Ok(seqs.len() as i32)
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
         "distinct_add",
         |mut caller: Caller<'_, HostState>,
          window_ms: i64,
@@ -335,6 +365,8 @@ pub const IMPORTS: &[&str] = &[
     "emit_alert",
     "field",
     "window_add",
+    "window_add_seq",
+    "window_seqs",
     "distinct_add",
     "last_seen_get",
     "last_seen_set",

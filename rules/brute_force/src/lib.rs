@@ -51,10 +51,14 @@ impl Rule for BruteForce {
         // Each failure adds one, so a count passes through threshold + 1 exactly once per
         // crossing: fire then, not on every later failure.
         if short == self.threshold_5m + 1 {
-            ctx.emit(alert(ip, ev, short, "5 minutes").severity(Severity::P2).dedup_key(key));
+            let counted = ctx.window(SHORT_MS).seqs(key);
+            ctx.emit(alert(ip, ev, short, "5 minutes").severity(Severity::P2).dedup_key(key).event_seqs(counted));
         }
         if long == self.threshold_1h + 1 {
-            ctx.emit(alert(ip, ev, long, "1 hour").severity(Severity::P1).dedup_key(format!("{key}:1h")));
+            let counted = ctx.window(LONG_MS).seqs(key);
+            ctx.emit(
+                alert(ip, ev, long, "1 hour").severity(Severity::P1).dedup_key(format!("{key}:1h")).event_seqs(counted),
+            );
         }
         true
     }
@@ -91,7 +95,7 @@ mod tests {
         let a = &alerts[0];
         assert_eq!(a.severity, Some(Severity::P2));
         assert_eq!(a.dedup_key.as_deref(), Some("ip:1.2.3.4"));
-        assert_eq!(a.event_seqs, [6]);
+        assert_eq!(a.event_seqs, [1, 2, 3, 4, 5, 6], "every failure it counted");
         assert_eq!(a.field_value("failed_logins").and_then(|v| v.as_i64()), Some(6));
     }
 

@@ -38,13 +38,15 @@ impl Rule for BulkDataAccess {
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
         let Some(user) = ev.user_id().filter(|u| !u.is_empty()) else { return false };
         let records = ev.i64("details.record_count").unwrap_or(1).max(0);
-        let total = ctx.window(WINDOW_MS).add(format!("user:{user}"), records);
+        let key = format!("user:{user}");
+        let total = ctx.window(WINDOW_MS).add(&key, records);
         // Fire when this event takes the sum across the threshold.
         if total > self.threshold && total - records <= self.threshold {
             ctx.emit(
                 Alert::new(format!("Bulk data access: {user} read {total} records within an hour"))
                     .severity(Severity::P1)
-                    .dedup_key(format!("user:{user}"))
+                    .dedup_key(key.as_str())
+                    .event_seqs(ctx.window(WINDOW_MS).seqs(&key))
                     .field("user_id", user)
                     .field("records", total)
                     .field("window", "1h")
@@ -83,7 +85,7 @@ mod tests {
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].severity, Some(Severity::P1));
         assert_eq!(alerts[0].field_value("records").and_then(|v| v.as_i64()), Some(1200));
-        assert_eq!(alerts[0].event_seqs, [4]);
+        assert_eq!(alerts[0].event_seqs, [1, 2, 3, 4], "every read it summed");
     }
 
     #[test]

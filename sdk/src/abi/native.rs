@@ -89,6 +89,14 @@ pub(crate) fn window_add(window_ms: i64, key: &[u8], time_ms: i64, amount: i64) 
     with(|h| h.state.window_add(window_ms, key, time_ms, amount))
 }
 
+pub(crate) fn window_add_seq(window_ms: i64, key: &[u8], time_ms: i64, amount: i64, seq: i64) -> i64 {
+    with(|h| h.state.window_add_seq(window_ms, key, time_ms, amount, seq))
+}
+
+pub(crate) fn window_seqs(window_ms: i64, key: &[u8]) -> Vec<i64> {
+    with(|h| h.state.window_seqs(window_ms, key))
+}
+
 pub(crate) fn distinct_add(window_ms: i64, key: &[u8], value: &[u8], time_ms: i64) -> i64 {
     with(|h| h.state.distinct_add(window_ms, key, value, time_ms))
 }

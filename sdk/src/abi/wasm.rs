@@ -16,6 +16,17 @@ unsafe extern "C" {
     fn host_field(event_index: i32, name_ptr: *const u8, name_len: usize, out_ptr: *mut u8, out_cap: usize) -> i32;
     #[link_name = "window_add"]
     fn host_window_add(window_ms: i64, key_ptr: *const u8, key_len: usize, time_ms: i64, amount: i64) -> i64;
+    #[link_name = "window_add_seq"]
+    fn host_window_add_seq(
+        window_ms: i64,
+        key_ptr: *const u8,
+        key_len: usize,
+        time_ms: i64,
+        amount: i64,
+        seq: i64,
+    ) -> i64;
+    #[link_name = "window_seqs"]
+    fn host_window_seqs(window_ms: i64, key_ptr: *const u8, key_len: usize, out_ptr: *mut i64, out_cap: usize) -> i32;
     #[link_name = "distinct_add"]
     fn host_distinct_add(
         window_ms: i64,
@@ -83,6 +94,19 @@ pub(crate) fn field(event_index: u32, name: &str) -> Option<Vec<u8>> {
 pub(crate) fn window_add(window_ms: i64, key: &[u8], time_ms: i64, amount: i64) -> i64 {
     // SAFETY: key is a live slice.
     unsafe { host_window_add(window_ms, key.as_ptr(), key.len(), time_ms, amount) }
+}
+
+pub(crate) fn window_add_seq(window_ms: i64, key: &[u8], time_ms: i64, amount: i64, seq: i64) -> i64 {
+    // SAFETY: key is a live slice.
+    unsafe { host_window_add_seq(window_ms, key.as_ptr(), key.len(), time_ms, amount, seq) }
+}
+
+pub(crate) fn window_seqs(window_ms: i64, key: &[u8]) -> Vec<i64> {
+    let mut out = vec![0i64; crate::state::MAX_WINDOW_SEQS];
+    // SAFETY: key is live; out is a live buffer of out.len() i64s.
+    let n = unsafe { host_window_seqs(window_ms, key.as_ptr(), key.len(), out.as_mut_ptr(), out.len()) };
+    out.truncate(n.clamp(0, out.len() as i32) as usize);
+    out
 }
 
 pub(crate) fn distinct_add(window_ms: i64, key: &[u8], value: &[u8], time_ms: i64) -> i64 {

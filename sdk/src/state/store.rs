@@ -207,6 +207,39 @@ impl StateStore {
         sum
     }
 
+    /// `window_add_seq`: [`Self::window_add`] that also remembers `seq` among the events
+    /// counted for `key` (see [`WindowCounter::add_seq`]).
+    pub fn window_add_seq(&mut self, window_ms: i64, key: &[u8], time_ms: i64, amount: i64, seq: i64) -> i64 {
+        let window_ms = window_ms.max(1);
+        let idx = if amount == 0 {
+            self.find(WINDOW, window_ms, key)
+        } else {
+            self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(WindowCounter::new(window_ms)))
+        };
+        let Some(i) = idx else { return 0 };
+        let (sum, grew) = match self.entry_mut(i) {
+            Entry::Window(w) => {
+                let before = w.heap_bytes();
+                let sum = w.add_seq(time_ms, amount, seq);
+                (sum, w.heap_bytes() != before)
+            }
+            _ => (0, false),
+        };
+        if grew {
+            self.resized(i);
+        }
+        sum
+    }
+
+    /// `window_seqs`: the seqs of the events counted for `key` still in the window.
+    pub fn window_seqs(&mut self, window_ms: i64, key: &[u8]) -> Vec<i64> {
+        let Some(i) = self.find(WINDOW, window_ms.max(1), key) else { return Vec::new() };
+        match self.entry_mut(i) {
+            Entry::Window(w) => w.seqs(),
+            _ => Vec::new(),
+        }
+    }
+
     /// `distinct_add`: adds `value` (empty: just read) to `key`'s set at `time_ms`; returns
     /// the number of distinct values in the window (see [`DistinctSet::add`]).
     pub fn distinct_add(&mut self, window_ms: i64, key: &[u8], value: &[u8], time_ms: i64) -> i64 {

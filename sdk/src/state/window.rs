@@ -11,6 +11,9 @@
 /// Buckets per window.
 pub const BUCKETS: usize = 60;
 
+/// Most event seqs a window remembers per key (the events an alert can name).
+pub const MAX_WINDOW_SEQS: usize = 100;
+
 /// A sum over the last `window_ms` of event time, bucketed.
 #[derive(Debug, Clone)]
 pub struct WindowCounter {
@@ -25,6 +28,9 @@ pub struct WindowCounter {
     /// `(lo, hi, sum)`: the sum of the buckets with index in `(lo, hi]`, as last computed
     /// (`lo == hi`: nothing cached).
     cache: (i64, i64, i64),
+    /// `(time, seq)` of the newest contributions that named their event (at most
+    /// [`MAX_WINDOW_SEQS`]): what a threshold alert lists as the events it counted.
+    seqs: std::collections::VecDeque<(i64, i64)>,
 }
 
 impl WindowCounter {
@@ -37,6 +43,7 @@ impl WindowCounter {
             latest_ms: i64::MIN,
             buckets: Vec::new(),
             cache: (0, 0, 0),
+            seqs: std::collections::VecDeque::new(),
         }
     }
 
@@ -52,7 +59,33 @@ impl WindowCounter {
 
     /// Heap bytes held by the buckets.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * size_of::<(i64, i64)>()
+        (self.buckets.capacity() + self.seqs.capacity()) * size_of::<(i64, i64)>()
+    }
+
+    /// [`Self::add`], remembering `seq` as one of the events counted (when `amount > 0`).
+    pub fn add_seq(&mut self, time_ms: i64, amount: i64, seq: i64) -> i64 {
+        let sum = self.add(time_ms, amount);
+        if amount > 0 && time_ms > self.latest_ms.saturating_sub(self.window_ms) {
+            if self.seqs.len() == MAX_WINDOW_SEQS {
+                self.seqs.pop_front();
+            }
+            self.seqs.push_back((time_ms, seq));
+        }
+        let horizon = self.latest_ms.saturating_sub(self.window_ms);
+        while self.seqs.front().is_some_and(|(t, _)| *t <= horizon) {
+            self.seqs.pop_front();
+        }
+        sum
+    }
+
+    /// Seqs of the counted events still inside the window ending at the newest time seen,
+    /// oldest first (at most [`MAX_WINDOW_SEQS`]).
+    pub fn seqs(&self) -> Vec<i64> {
+        let horizon = self.latest_ms.saturating_sub(self.window_ms);
+        let mut out: Vec<i64> = self.seqs.iter().filter(|(t, _)| *t > horizon).map(|(_, s)| *s).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Adds `amount` (0: just read) at `time_ms` and returns the sum of the buckets inside
@@ -124,6 +157,23 @@ impl WindowCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counted_seqs_follow_the_window() {
+        let mut w = WindowCounter::new(300_000);
+        for i in 0..6 {
+            w.add_seq(i * 1000, 1, 10 + i);
+        }
+        assert_eq!(w.seqs(), vec![10, 11, 12, 13, 14, 15]);
+        // 10 minutes later only the new one is inside the window.
+        w.add_seq(600_000, 1, 99);
+        assert_eq!(w.seqs(), vec![99]);
+        for i in 0..250 {
+            w.add_seq(600_000 + i, 1, 1000 + i);
+        }
+        assert_eq!(w.seqs().len(), MAX_WINDOW_SEQS, "capped");
+        assert_eq!(*w.seqs().last().unwrap(), 1249);
+    }
 
     /// The dense ring this counter replaced, as the reference for the cached, sparse one.
     fn reference(window_ms: i64, events: &[(i64, i64)]) -> Vec<i64> {

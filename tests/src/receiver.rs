@@ -1,0 +1,201 @@
+//! Real receivers for the alerting tests: an HTTP server that records every request and
+//! answers as told (2xx, an error status, 429 with `Retry-After`, or slowly), and a real
+//! SMTP server (aiosmtpd, installed by `scripts/setup.sh`) writing to a maildir.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use anyhow::Context as _;
+use serde_json::Value;
+
+/// How the recorder answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// 200 (or 202 for paths starting with `/pd`).
+    Ok,
+    /// This status.
+    Status(u16),
+    /// 429 with `Retry-After: <secs>`.
+    RetryAfter(u64),
+    /// Sleeps this long, then answers 200.
+    Slow(Duration),
+}
+
+/// One request the recorder saw.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Path.
+    pub path: String,
+    /// Headers (lowercase names).
+    pub headers: HashMap<String, String>,
+    /// Raw body.
+    pub body: String,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+impl Recorded {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Recorded>,
+    modes: HashMap<String, Mode>,
+}
+
+/// A recording HTTP receiver on 127.0.0.1 (port 0).
+pub struct Recorder {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    state: Arc<Mutex<State>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Recorder {
+    /// Starts one.
+    pub fn start() -> anyhow::Result<Recorder> {
+        let state = Arc::new(Mutex::new(State::default()));
+        let data = web::Data::from(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(record)))
+            .workers(1)
+            .listen(listener)?
+            .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Recorder { base, state, handle })
+    }
+
+    /// URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sets how requests to `path` are answered.
+    pub fn set_mode(&self, path: &str, mode: Mode) {
+        self.state.lock().unwrap().modes.insert(path.into(), mode);
+    }
+
+    /// Every request to `path`, in arrival order.
+    pub fn requests(&self, path: &str) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    /// Requests to `path` answered 2xx.
+    pub fn delivered(&self, path: &str) -> Vec<Recorded> {
+        self.requests(path).into_iter().filter(|r| (200..300).contains(&r.status)).collect()
+    }
+
+    /// Waits until `done(delivered requests to path)` holds, up to `secs`.
+    pub async fn wait_for(&self, path: &str, secs: u64, done: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.delivered(path);
+            if done(&got) || std::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the server.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let path = req.path().to_owned();
+    let mode = state.lock().unwrap().modes.get(&path).cloned().unwrap_or(Mode::Ok);
+    if let Mode::Slow(d) = &mode {
+        tokio::time::sleep(*d).await;
+    }
+    let ok = if path.starts_with("/pd") { 202 } else { 200 };
+    let status = match mode {
+        Mode::Ok | Mode::Slow(_) => ok,
+        Mode::Status(s) => s,
+        Mode::RetryAfter(_) => 429,
+    };
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_lowercase(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    state.lock().unwrap().requests.push(Recorded {
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status,
+    });
+    let mut resp = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    if let Mode::RetryAfter(secs) = mode {
+        resp.insert_header(("Retry-After", secs.to_string()));
+    }
+    resp.body("{}")
+}
+
+/// A real SMTP server (aiosmtpd) on a free port, writing each message to a maildir.
+pub struct Smtp {
+    /// Its port.
+    pub port: u16,
+    maildir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Smtp {
+    /// Starts aiosmtpd (`python3 -m aiosmtpd`), waiting until it accepts connections.
+    pub async fn start() -> anyhow::Result<Smtp> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let maildir = std::env::temp_dir().join(format!("vigil-smtp-{}", uuid::Uuid::now_v7().simple()));
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start aiosmtpd (scripts/setup.sh --postgres installs it)")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "aiosmtpd did not start on port {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Smtp { port, maildir, child })
+    }
+
+    /// Every message received so far (raw RFC 5322 text).
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.maildir.join("new")) else { return Vec::new() };
+        let mut files: Vec<_> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
+        files.sort();
+        files.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect()
+    }
+
+    /// Waits until at least `n` messages arrived, up to `secs`.
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.messages();
+            if got.len() >= n || std::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}
