@@ -570,8 +570,8 @@ impl AlertService {
         alert.disposition = None;
         alert.resolved_by = None;
         alert.resolved_at = None;
-        alert.acked_by = None;
-        alert.acked_at = None;
+        // The acknowledgement stays on record (time to acknowledge counts from creation to
+        // the latest acknowledgement); the next ack replaces it.
         let mut write = AlertWrite { cancel_escalations: true, ..Default::default() };
         if alert.silenced_by.is_none() {
             let receivers = self.inner.routing.receivers_for(&alert);

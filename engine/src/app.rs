@@ -46,8 +46,7 @@ pub struct RunningServer {
 
 /// Starts everything; returns once the socket is bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    // TLS for receivers (HTTPS webhooks, SMTP STARTTLS): ring, installed once per process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls();
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)?;
     let mask_key = load_or_create_secret(&config.data_dir.join("mask.key"))?;
@@ -159,6 +158,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let task = tokio::spawn(server);
     tracing::info!(%addr, workers, "Vigil is listening");
     Ok(RunningServer { addr, handle, task, generated_admin_key, state })
+}
+
+/// Installs the process's TLS crypto provider (ring) for HTTPS receivers, SMTP STARTTLS
+/// and the CLI's HTTP client. Idempotent; call before building any HTTP client.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The sandbox and registry from `[rules]`.

@@ -104,6 +104,7 @@ enum RulesCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     vigil::telemetry::init_logging();
+    vigil::app::install_tls();
     match Cli::parse().command {
         Command::Serve(args) => serve(args.load()?).await,
         Command::Rules { command } => match command {

@@ -58,6 +58,7 @@ pub async fn spawn_app(backend: Backend) -> anyhow::Result<TestApp> {
 /// Starts a server after letting the test adjust the config.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
     vigil::telemetry::init_test_logging();
+    vigil::app::install_tls();
     let id = uuid::Uuid::now_v7().simple().to_string();
     let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
     std::fs::create_dir_all(&dir)?;

@@ -62,6 +62,7 @@ pub struct Recorder {
 impl Recorder {
     /// Starts one.
     pub fn start() -> anyhow::Result<Recorder> {
+        vigil::app::install_tls();
         let state = Arc::new(Mutex::new(State::default()));
         let data = web::Data::from(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -116,9 +117,6 @@ impl Recorder {
 async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
     let path = req.path().to_owned();
     let mode = state.lock().unwrap().modes.get(&path).cloned().unwrap_or(Mode::Ok);
-    if let Mode::Slow(d) = &mode {
-        tokio::time::sleep(*d).await;
-    }
     let ok = if path.starts_with("/pd") { 202 } else { 200 };
     let status = match mode {
         Mode::Ok | Mode::Slow(_) => ok,
@@ -136,6 +134,10 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State
         body: String::from_utf8_lossy(&body).into_owned(),
         status,
     });
+    // Recorded on arrival: a sender killed while this one is slow has still delivered.
+    if let Mode::Slow(d) = &mode {
+        tokio::time::sleep(*d).await;
+    }
     let mut resp = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
     if let Mode::RetryAfter(secs) = mode {
         resp.insert_header(("Retry-After", secs.to_string()));

@@ -420,6 +420,11 @@ async fn lifecycle_history_roles_silences_and_stats(backend: Backend) -> anyhow:
     assert_eq!(manual_stats["false_positive_rate"], 1.0, "{stats}");
     assert_eq!(stats["by_severity"]["P2"], 1);
     assert!(stats["mttr_seconds"].as_f64().unwrap() >= 120.0, "{stats}");
+    let metrics = app.client.get(app.url("/metrics")).send().await?.text().await?;
+    assert!(metrics.contains("vigil_rule_false_positive_ratio{rule=\"manual\"} 1"), "{metrics}");
+    assert!(metrics.contains("vigil_rule_mtta_seconds{rule=\"manual\"} 90"), "{metrics}");
+    assert!(metrics.contains("vigil_alerts_by_severity{severity=\"P2\"} 1"));
+    assert!(metrics.contains("vigil_receiver_circuit_open{receiver=\"hook\",state=\"closed\"} 0"));
 
     // Silences: matching alerts are stored and counted, not notified.
     let before = rec.requests("/hook").len();

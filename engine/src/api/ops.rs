@@ -50,6 +50,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.detection.caught_up.load(std::sync::atomic::Ordering::Relaxed),
     );
     state.rules.render_metrics(&mut out);
+    match state.store.alert_stats(None).await {
+        Ok(stats) => crate::route::render_alert_metrics(&mut out, &stats),
+        Err(e) => tracing::warn!(error = %e, "Alert statistics unavailable for /metrics"),
+    }
+    state.outbox.render_metrics(&mut out);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }
 
