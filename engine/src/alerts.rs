@@ -227,15 +227,8 @@ impl AlertService {
             .collect())
     }
 
-    /// Notifications of `kind` for `alert` to `receivers`.
-    fn notifications(
-        &self,
-        alert: &AlertRow,
-        kind: &str,
-        receivers: &[String],
-        now: i64,
-        extra: Value,
-    ) -> Vec<NotificationRow> {
+    /// Notifications of `kind` to `receivers` (the alert itself is read at delivery).
+    fn notifications(&self, kind: &str, receivers: &[String], now: i64, extra: Value) -> Vec<NotificationRow> {
         receivers
             .iter()
             .map(|r| NotificationRow {
@@ -312,7 +305,7 @@ impl AlertService {
             alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
             alert.notified_count = alert.count;
             alert.last_notified_at = Some(now);
-            write.notifications = self.notifications(&alert, "trigger", &receivers, now, json!({}));
+            write.notifications = self.notifications("trigger", &receivers, now, json!({}));
             write.escalations.extend(self.inner.routing.escalation_start(&alert, now));
         }
         let mut d = details;
@@ -347,7 +340,7 @@ impl AlertService {
             alert.last_notified_at = Some(now);
             let extra =
                 json!({"occurrences": alert.count, "reason": if threshold { "threshold" } else { "repeat_interval" }});
-            write.notifications = self.notifications(&alert, "repeat", &receivers, now, extra);
+            write.notifications = self.notifications("repeat", &receivers, now, extra);
         }
         write.change = AlertChange {
             action: "repeated".into(),
@@ -491,7 +484,7 @@ impl AlertService {
     fn follow_ups(&self, alert: &AlertRow, what: FollowUp, now: i64) -> Vec<NotificationRow> {
         let receivers: Vec<String> =
             alert.receiver_list().into_iter().filter(|r| self.inner.routing.follows_up(r, what)).collect();
-        self.notifications(alert, what.kind(), &receivers, now, json!({}))
+        self.notifications(what.kind(), &receivers, now, json!({}))
     }
 
     /// Acknowledges an open alert.
@@ -577,7 +570,7 @@ impl AlertService {
             let receivers = self.inner.routing.receivers_for(&alert);
             alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
             alert.last_notified_at = Some(now);
-            write.notifications = self.notifications(&alert, "trigger", &receivers, now, json!({"reopened": true}));
+            write.notifications = self.notifications("trigger", &receivers, now, json!({"reopened": true}));
             write.escalations.extend(self.inner.routing.escalation_start(&alert, now));
         }
         write.change = AlertChange {
@@ -619,7 +612,7 @@ impl AlertService {
                 receivers = alert.receiver_list();
             }
             let extra = json!({"policy": timer.policy, "level": timer.level + 1, "round": timer.round + 1});
-            let notifications = self.notifications(&alert, "escalation", &receivers, now, extra);
+            let notifications = self.notifications("escalation", &receivers, now, extra);
             let change = AlertChange {
                 action: "escalated".into(),
                 actor: "vigil".into(),

@@ -330,12 +330,24 @@ impl Outbox {
         let s = &self.stats;
         for (name, help, v) in [
             ("vigil_notifications_delivered_total", "Notifications delivered.", &s.delivered),
-            ("vigil_notifications_retried_total", "Delivery attempts that failed and were scheduled again.", &s.retried),
-            ("vigil_notifications_failed_total", "Notifications refused by their receiver (4xx, not retried).", &s.failed),
+            (
+                "vigil_notifications_retried_total",
+                "Delivery attempts that failed and were scheduled again.",
+                &s.retried,
+            ),
+            (
+                "vigil_notifications_failed_total",
+                "Notifications refused by their receiver (4xx, not retried).",
+                &s.failed,
+            ),
             ("vigil_notifications_dead_total", "Notifications dead-lettered after max_age.", &s.dead),
             ("vigil_notifications_folded_total", "Notifications folded into storm summaries.", &s.folded),
             ("vigil_alerts_routed_total", "Alerts routed by a routing rule.", &s.routed),
-            ("vigil_alerts_default_routed_total", "Alerts sent to the default receivers (no routing rule, or it failed).", &s.fallback),
+            (
+                "vigil_alerts_default_routed_total",
+                "Alerts sent to the default receivers (no routing rule, or it failed).",
+                &s.fallback,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }
@@ -351,7 +363,12 @@ impl Outbox {
         );
         for (name, state, _, _) in &rows {
             let open = u8::from(*state != breaker::State::Closed);
-            let _ = writeln!(out, "vigil_receiver_circuit_open{{receiver=\"{}\",state=\"{}\"}} {open}", label(name), state.as_str());
+            let _ = writeln!(
+                out,
+                "vigil_receiver_circuit_open{{receiver=\"{}\",state=\"{}\"}} {open}",
+                label(name),
+                state.as_str()
+            );
         }
     }
 
@@ -702,10 +719,18 @@ pub fn render_alert_metrics(out: &mut String, stats: &crate::store::AlertStats) 
         let rule = label(&r.rule);
         let _ = writeln!(out, "vigil_rule_alerts{{rule=\"{rule}\"}} {}", r.alerts);
         if r.acked > 0 {
-            let _ = writeln!(out, "vigil_rule_mtta_seconds{{rule=\"{rule}\"}} {}", r.ack_ms as f64 / r.acked as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "vigil_rule_mtta_seconds{{rule=\"{rule}\"}} {}",
+                r.ack_ms as f64 / r.acked as f64 / 1000.0
+            );
         }
         if r.resolved > 0 {
-            let _ = writeln!(out, "vigil_rule_mttr_seconds{{rule=\"{rule}\"}} {}", r.resolve_ms as f64 / r.resolved as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "vigil_rule_mttr_seconds{{rule=\"{rule}\"}} {}",
+                r.resolve_ms as f64 / r.resolved as f64 / 1000.0
+            );
         }
         if r.dispositions > 0 {
             let _ = writeln!(

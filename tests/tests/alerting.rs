@@ -216,7 +216,7 @@ async fn a_brute_force_burst_is_one_alert_notified_acked_and_not_escalated(backe
         .await?;
     let ack_change =
         done["history"].as_array().unwrap().iter().find(|c| c["action"] == "acknowledged").unwrap().clone();
-    let (_, ev) = app.get(&format!("/v1/events?category=alert&action=alert_acknowledged")).await?;
+    let (_, ev) = app.get("/v1/events?category=alert&action=alert_acknowledged").await?;
     let ev = &ev["events"][0];
     assert_eq!(ev["seq"], ack_change["chain_seq"]);
     assert_eq!(ev["details"]["alert_id"], id);
