@@ -176,6 +176,9 @@ pub struct ManualAlert {
     /// Suggested actions.
     #[serde(default)]
     pub actions: Vec<String>,
+    /// Free text, kept as `fields.description`.
+    #[serde(default, alias = "message")]
+    pub description: Option<String>,
 }
 
 /// The lifecycle: the single writer of alerts and their history and outbox rows.
@@ -450,6 +453,13 @@ impl AlertService {
                 "at most {MAX_EVENT_SEQS} event_seqs, 32 actions and 16 KiB of fields"
             )));
         }
+        let mut fields = m.fields;
+        if let Some(d) = m.description {
+            if d.len() > 4096 {
+                return Err(AlertError::Invalid("`description` is at most 4096 bytes".into()));
+            }
+            fields.insert("description".into(), Value::String(d));
+        }
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let alert = AlertRow {
@@ -464,7 +474,7 @@ impl AlertService {
             first_seen: now,
             last_seen: now,
             event_seqs: serde_json::to_string(&m.event_seqs).unwrap_or_else(|_| "[]".into()),
-            fields: Value::Object(m.fields).to_string(),
+            fields: Value::Object(fields).to_string(),
             actions: serde_json::to_string(&m.actions).unwrap_or_else(|_| "[]".into()),
             created_at: now,
             receivers: "[]".into(),

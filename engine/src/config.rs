@@ -201,6 +201,8 @@ pub struct ReceiverConfig {
     pub username_env: Option<String>,
     /// See `username_env`.
     pub password_env: Option<String>,
+    /// Email: accept an invalid or self-signed server certificate (test setups only).
+    pub smtp_accept_invalid_certs: bool,
     /// Email sender.
     pub from: Option<String>,
     /// Email recipients.

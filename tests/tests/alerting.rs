@@ -19,6 +19,7 @@ both_backends!(
     retry_after_is_honoured_4xx_is_not_retried_and_dead_letters_can_be_retried,
     lifecycle_history_roles_silences_and_stats,
     routing_rules_route_and_a_broken_router_never_silences,
+    a_spinning_or_flooding_router_neither_stalls_nor_silences,
     escalation_policies_run_on_database_timers_that_survive_a_restart,
 );
 
@@ -475,13 +476,21 @@ async fn lifecycle_history_roles_silences_and_stats(backend: Backend) -> anyhow:
 
 /// A raw ABI routing module whose evaluate traps.
 fn trapping_router() -> Vec<u8> {
-    let manifest = json!({"name": "bad_router", "version": "1.0.0", "kind": "routing", "severity": "P3",
+    raw_router("bad_router", "unreachable")
+}
+
+/// A raw ABI 1.0 routing module named `name` whose `vigil_evaluate` (param `$n`, local `$i`)
+/// runs `body`; the bytes `nope` are at address 4096 and `route` is imported as `$route`.
+fn raw_router(name: &str, body: &str) -> Vec<u8> {
+    let manifest = json!({"name": name, "version": "1.0.0", "kind": "routing", "severity": "P3",
         "fields": ["severity"], "subscribe": [{"categories": [], "actions": [], "outcomes": []}]})
     .to_string();
     let escaped: String = manifest.bytes().map(|b| format!("\\{b:02x}")).collect();
     let wat = format!(
         r#"(module
+  (import "vigil" "route" (func $route (param i32 i32 i32)))
   (memory (export "memory") 4)
+  (data (i32.const 4096) "nope")
   (global (export "VIGIL_ABI_MAJOR") i32 (i32.const 16))
   (global (export "VIGIL_ABI_MINOR") i32 (i32.const 20))
   (data (i32.const 16) "\01\00\00\00\00\00\00\00")
@@ -490,7 +499,7 @@ fn trapping_router() -> Vec<u8> {
   (func (export "vigil_input_area") (result i64) (i64.or (i64.shl (i64.const 131072) (i64.const 32)) (i64.const 65536)))
   (func (export "vigil_verdicts") (result i64) (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 64)))
   (func (export "vigil_init") (param i32) (result i32) (i32.const 0))
-  (func (export "vigil_evaluate") (param i32) (result i32) unreachable)
+  (func (export "vigil_evaluate") (param $n i32) (result i32) (local $i i32) {body})
 )"#,
         len = manifest.len()
     );
@@ -682,5 +691,44 @@ async fn the_daily_digest_carries_p4_alerts_and_the_security_report() -> anyhow:
     settle().await;
     assert_eq!(rec.requests("/hook").len(), 1);
     assert_eq!(notifications(&app, "status=digested").await?.len(), 2);
+    Ok(())
+}
+
+async fn a_spinning_or_flooding_router_neither_stalls_nor_silences(backend: Backend) -> anyhow::Result<()> {
+    let rec = Recorder::start()?;
+    let receivers = vec![webhook("chat", &rec, "/chat", None), webhook("pager", &rec, "/pager", None)];
+    let app = app(backend, |c| {
+        c.receivers = receivers;
+        c.routing.default_receivers = Some(vec!["chat".into()]);
+    })
+    .await?;
+    // Names 100,000 receivers, none of them configured: the host keeps 64 names per call,
+    // none is valid, so the alert goes to the default receiver.
+    let flood = "(block $done (loop $l (br_if $done (i32.ge_u (local.get $i) (i32.const 100000))) \
+                 (call $route (i32.const 0) (i32.const 4096) (i32.const 4)) \
+                 (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $l))) (i32.const 0)";
+    let (status, body) = app.put_rule("flood_router", raw_router("flood_router", flood)).await?;
+    assert!(status == 200 || status == 201, "{body}");
+    manual(&app, "routed by a flooding router", "P1").await?;
+    let got = rec.wait_for("/chat", 20, |r| !r.is_empty()).await;
+    assert_eq!(got.len(), 1, "the default receiver got it");
+    let (status, _) = app.send(app.client.delete(app.url("/v1/rules/flood_router")), &app.admin_key).await?;
+    assert_eq!(status, 200);
+
+    // Loops forever: interrupted at its time budget, counted as a fault; the alert still
+    // goes out, and ingest and the API keep answering meanwhile.
+    let (status, body) = app.put_rule("spin_router", raw_router("spin_router", "(loop $l (br $l)) (i32.const 0)")).await?;
+    assert!(status == 200 || status == 201, "{body}");
+    let started = std::time::Instant::now();
+    manual(&app, "routed by a spinning router", "P1").await?;
+    assert!(started.elapsed() < Duration::from_secs(10), "routing is bounded by the rule's budget");
+    let got = rec.wait_for("/chat", 20, |r| r.len() >= 2).await;
+    assert_eq!(got.len(), 2);
+    let (status, _) = app.post_events(&failures("192.0.2.1", T0, 1)).await?;
+    assert_eq!(status, 201);
+    let stats = app.get("/v1/rules/spin_router/stats").await?.1;
+    assert_eq!(stats["stats"]["faults"], 1, "counted as a fault: {stats}");
+    assert!(stats["stats"]["time_ns"].as_i64().unwrap() < 5_000_000_000, "stopped at its budget: {stats}");
+    assert!(rec.requests("/pager").is_empty(), "nothing was routed anywhere else");
     Ok(())
 }

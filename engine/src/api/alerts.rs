@@ -146,6 +146,7 @@ async fn json_body<T: serde::de::DeserializeOwned + Default>(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Comment {
+    #[serde(alias = "note", alias = "reason")]
     comment: Option<String>,
 }
 
@@ -153,6 +154,7 @@ struct Comment {
 #[serde(deny_unknown_fields)]
 struct Resolution {
     disposition: Option<String>,
+    #[serde(alias = "note", alias = "reason")]
     comment: Option<String>,
 }
 

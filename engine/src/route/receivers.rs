@@ -59,6 +59,7 @@ struct Smtp {
     host: String,
     port: u16,
     implicit_tls: bool,
+    accept_invalid_certs: bool,
     credentials: Option<(String, String)>,
     from: String,
     to: Vec<String>,
@@ -162,6 +163,14 @@ impl Receiver {
                         env_or(&None, &Some(u.clone()), "SMTP user", &c.name)?.unwrap_or_default(),
                         env_or(&None, &Some(p.clone()), "SMTP password", &c.name)?.unwrap_or_default(),
                     )),
+                    // user:password in the URL (percent-encoded) when no env is named.
+                    (None, None) if !parsed.username().is_empty() => {
+                        let decode = |s: &str| {
+                            percent_decode(s)
+                                .ok_or_else(|| anyhow::anyhow!("receiver `{}`: bad smtp_url credentials", c.name))
+                        };
+                        Some((decode(parsed.username())?, decode(parsed.password().unwrap_or_default())?))
+                    }
                     (None, None) => None,
                     _ => anyhow::bail!("receiver `{}`: give both username_env and password_env", c.name),
                 };
@@ -170,7 +179,15 @@ impl Receiver {
                     addr.parse::<lettre::message::Mailbox>()
                         .map_err(|e| anyhow::anyhow!("receiver `{}`: address `{addr}`: {e}", c.name))?;
                 }
-                Some(Smtp { host, port, implicit_tls, credentials, from, to: c.to.clone() })
+                Some(Smtp {
+                    host,
+                    port,
+                    implicit_tls,
+                    accept_invalid_certs: c.smtp_accept_invalid_certs,
+                    credentials,
+                    from,
+                    to: c.to.clone(),
+                })
             }
             _ => None,
         };
@@ -244,6 +261,24 @@ impl Receiver {
             Kind::Digest => Outcome::Failed { error: "a digest is delivered through its `via` receiver".into() },
         }
     }
+}
+
+/// Decodes `%XX` escapes (URL user info).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// What renderers need besides the notification.
@@ -591,7 +626,9 @@ async fn send_email(smtp: &Smtp, n: &NotificationRow, payload: &Value, ctx: &Con
         Ok(m) => m,
         Err(e) => return Outcome::Failed { error: format!("could not build the message: {e}") },
     };
-    let tls = match TlsParameters::new(smtp.host.clone()) {
+    let params =
+        TlsParameters::builder(smtp.host.clone()).dangerous_accept_invalid_certs(smtp.accept_invalid_certs).build();
+    let tls = match params {
         Ok(p) if smtp.implicit_tls => Tls::Wrapper(p),
         Ok(p) => Tls::Opportunistic(p),
         Err(e) => return Outcome::Failed { error: format!("TLS setup failed: {e}") },
