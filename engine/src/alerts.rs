@@ -270,9 +270,11 @@ impl AlertService {
             {
                 // A repeat within this batch folds into the write of the same alert.
                 let w = &mut writes[i];
-                let again = self.repeat(w.alert.clone(), &new, now);
+                let again = self.repeat(w.alert.clone(), &new, now, &silences);
                 w.alert = again.alert;
                 w.notifications.extend(again.notifications);
+                w.escalations.extend(again.escalations);
+                w.silence_hit = w.silence_hit.take().or(again.silence_hit);
                 let mut d: Value = serde_json::from_str(&w.change.details).unwrap_or_else(|_| json!({}));
                 d["count"] = json!(w.alert.count);
                 w.change.details = d.to_string();
@@ -280,7 +282,7 @@ impl AlertService {
             }
             let existing = self.inner.store.find_open_alert(&fp.0, &fp.1, &fp.2, new.first_seen - window).await?;
             let write = match existing {
-                Some(alert) => self.repeat(alert, &new, now),
+                Some(alert) => self.repeat(alert, &new, now, &silences),
                 None => self.create(new, &silences, now, "created", &format!("rule:{}", r.rule), json!({})),
             };
             pending.insert(fp, writes.len());
@@ -326,24 +328,48 @@ impl AlertService {
         write
     }
 
-    fn repeat(&self, mut alert: AlertRow, new: &AlertRow, now: i64) -> AlertWrite {
+    fn repeat(
+        &self,
+        mut alert: AlertRow,
+        new: &AlertRow,
+        now: i64,
+        silences: &[(SilenceRow, Vec<silence::Matcher>)],
+    ) -> AlertWrite {
         alert.count += 1;
         alert.last_seen = alert.last_seen.max(new.last_seen);
         alert.event_seqs = merge_seqs(&alert.event_seqs, &new.event_seqs);
+        let mut write = AlertWrite::default();
+        // Silences are looked at again on every occurrence: one created since holds back
+        // further notifications, and one that ended lets them through.
+        let silence = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
+        let lifted = alert.silenced_by.is_some() && silence.is_none();
+        if silence.is_some() && silence != alert.silenced_by {
+            write.silence_hit = silence.clone();
+        }
+        alert.silenced_by = silence;
         let cfg = &self.inner.config;
         let threshold = cfg.renotify_at.contains(&alert.count);
         let interval = cfg.repeat_interval_secs as i64 * 1000;
         let reminder = alert.status == "open"
             && interval > 0
             && alert.last_notified_at.is_some_and(|t| now.saturating_sub(t) >= interval);
-        let mut write = AlertWrite::default();
-        if alert.silenced_by.is_none() && (threshold || reminder) {
+        let never_notified = alert.last_notified_at.is_none();
+        if alert.silenced_by.is_none() && ((lifted && never_notified) || threshold || reminder) {
             let receivers = self.inner.routing.receivers_for(&alert);
+            if never_notified {
+                // Held back by a silence until now: this is its first notification.
+                alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
+                write.notifications = self.notifications("trigger", &receivers, now, json!({}));
+                if alert.status == "open" {
+                    write.escalations.extend(self.inner.routing.escalation_start(&alert, now));
+                }
+            } else {
+                let reason = if threshold { "threshold" } else { "repeat_interval" };
+                let extra = json!({"occurrences": alert.count, "reason": reason});
+                write.notifications = self.notifications("repeat", &receivers, now, extra);
+            }
             alert.notified_count = alert.count;
             alert.last_notified_at = Some(now);
-            let extra =
-                json!({"occurrences": alert.count, "reason": if threshold { "threshold" } else { "repeat_interval" }});
-            write.notifications = self.notifications("repeat", &receivers, now, extra);
         }
         write.change = AlertChange {
             action: "repeated".into(),

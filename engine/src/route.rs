@@ -377,10 +377,13 @@ impl Outbox {
         tokio::spawn(async move {
             let mut ticks: u64 = 0;
             while !self.stopped.load(Ordering::Acquire) {
-                if ticks.is_multiple_of(40)
-                    && let Err(e) = alerts.chain_pending().await
-                {
-                    tracing::warn!(error = %e, "Writing pending alert history to the chain failed");
+                if ticks.is_multiple_of(40) {
+                    if let Err(e) = alerts.chain_pending().await {
+                        tracing::warn!(error = %e, "Writing pending alert history to the chain failed");
+                    }
+                    if let Err(e) = self.fail_orphans().await {
+                        tracing::warn!(error = %e, "Checking notifications of removed receivers failed");
+                    }
                 }
                 ticks += 1;
                 if let Err(e) = alerts.escalate_due().await {
@@ -403,32 +406,47 @@ impl Outbox {
         });
     }
 
-    /// One pass over the due notifications; returns how many were attempted.
+    /// One pass over the due notifications, receiver by receiver (so one receiver's
+    /// backlog behind an open circuit never starves the others); returns how many were
+    /// attempted. Rows for receivers no longer configured are marked failed.
     pub async fn deliver_due(&self) -> Result<usize, crate::store::StoreError> {
         let now = self.clock.now_ms();
-        let due = self.store.due_notifications(now, 500).await?;
-        if due.is_empty() {
-            return Ok(0);
+        let mut passes = Vec::new();
+        for name in self.receivers.keys() {
+            let blocked = self.breakers().get_mut(name).is_some_and(|b| b.state(now) == breaker::State::Open);
+            if blocked {
+                continue;
+            }
+            let rows = self.store.due_notifications(Some(name), now, 200).await?;
+            if !rows.is_empty() {
+                passes.push(self.deliver_to(name.clone(), rows, now));
+            }
         }
-        let mut by_receiver: HashMap<String, Vec<NotificationRow>> = HashMap::new();
-        for n in due {
-            by_receiver.entry(n.receiver.clone()).or_default().push(n);
+        let attempted: usize = futures_util::future::join_all(passes).await.into_iter().sum();
+        Ok(attempted)
+    }
+
+    /// Marks pending rows addressed to receivers that are no longer configured as failed.
+    async fn fail_orphans(&self) -> Result<(), crate::store::StoreError> {
+        let now = self.clock.now_ms();
+        let orphans: Vec<NotificationRow> = self
+            .store
+            .due_notifications(None, i64::MAX, 1000)
+            .await?
+            .into_iter()
+            .filter(|n| !self.receivers.contains_key(&n.receiver))
+            .collect();
+        for mut n in orphans {
+            n.status = "failed".into();
+            n.last_error = Some(format!("no receiver named `{}` is configured", n.receiver));
+            n.updated_at = now;
+            self.save(&n).await;
         }
-        let passes = by_receiver.into_iter().map(|(name, rows)| self.deliver_to(name, rows, now));
-        let attempted: Vec<usize> = futures_util::future::join_all(passes).await;
-        Ok(attempted.into_iter().sum())
+        Ok(())
     }
 
     async fn deliver_to(&self, name: String, mut rows: Vec<NotificationRow>, now: i64) -> usize {
-        let Some(receiver) = self.receivers.get(&name) else {
-            for mut n in rows {
-                n.status = "failed".into();
-                n.last_error = Some(format!("no receiver named `{name}` is configured"));
-                n.updated_at = now;
-                self.save(&n).await;
-            }
-            return 0;
-        };
+        let Some(receiver) = self.receivers.get(&name) else { return 0 };
         if receiver.kind == Kind::Digest {
             let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
             if let Err(e) = self.store.set_notification_status(&ids, "digest", now).await {

@@ -482,9 +482,19 @@ impl Store {
         dispatch!(self, s => s.list_notifications(filter, None).await)
     }
 
-    /// Pending notifications due at `now`, oldest first.
-    pub async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<NotificationRow>, StoreError> {
-        let filter = NotificationFilter { status: Some("pending".into()), limit, ..Default::default() };
+    /// Pending notifications due at `now` (for one receiver, or any), oldest first.
+    pub async fn due_notifications(
+        &self,
+        receiver: Option<&str>,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let filter = NotificationFilter {
+            status: Some("pending".into()),
+            receiver: receiver.map(str::to_owned),
+            limit,
+            ..Default::default()
+        };
         dispatch!(self, s => s.list_notifications(&filter, Some(now)).await)
     }
 

@@ -717,7 +717,8 @@ async fn a_spinning_or_flooding_router_neither_stalls_nor_silences(backend: Back
 
     // Loops forever: interrupted at its time budget, counted as a fault; the alert still
     // goes out, and ingest and the API keep answering meanwhile.
-    let (status, body) = app.put_rule("spin_router", raw_router("spin_router", "(loop $l (br $l)) (i32.const 0)")).await?;
+    let (status, body) =
+        app.put_rule("spin_router", raw_router("spin_router", "(loop $l (br $l)) (i32.const 0)")).await?;
     assert!(status == 200 || status == 201, "{body}");
     let started = std::time::Instant::now();
     manual(&app, "routed by a spinning router", "P1").await?;
@@ -730,5 +731,64 @@ async fn a_spinning_or_flooding_router_neither_stalls_nor_silences(backend: Back
     assert_eq!(stats["stats"]["faults"], 1, "counted as a fault: {stats}");
     assert!(stats["stats"]["time_ns"].as_i64().unwrap() < 5_000_000_000, "stopped at its budget: {stats}");
     assert!(rec.requests("/pager").is_empty(), "nothing was routed anywhere else");
+    Ok(())
+}
+
+fn lockout(user: &str, at: i64) -> Value {
+    json!([{"category": "authentication", "action": "account_locked", "outcome": "success", "user_id": user,
+        "timestamp": at}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_ending_lets_the_next_occurrence_through_and_reminders_repeat() -> anyhow::Result<()> {
+    let rec = Recorder::start()?;
+    let hook = webhook("hook", &rec, "/hook", None);
+    let app = app(Backend::Sqlite, |c| {
+        c.receivers = vec![hook];
+        c.alerts.repeat_interval_secs = 600;
+    })
+    .await?;
+    deploy_examples(&app, &["account_lockout"]).await?;
+    let clock = app.server.state.alerts.clock().clone();
+    let e0 = 1_767_600_000_000;
+    let (status, s) = post(
+        &app,
+        &app.admin_key,
+        "/v1/silences",
+        json!({"matchers": [{"name": "rule", "op": "=", "value": "account_lockout"}],
+            "ends_at": T0 + 60 * MIN, "created_by": "ops"}),
+    )
+    .await?;
+    assert_eq!(status, 201, "{s}");
+    app.post_events(&lockout("carol", e0)).await?;
+    let body =
+        app.wait_for("/v1/alerts?rule=account_lockout", 20, |b| b["alerts"][0]["silenced_by"].is_string()).await?;
+    let id = body["alerts"][0]["id"].as_i64().unwrap();
+    settle().await;
+    assert!(rec.requests("/hook").is_empty(), "silenced");
+
+    // The silence ends; the next occurrence of the same alert is notified (first time).
+    let (status, _) = app
+        .send(app.client.delete(app.url(&format!("/v1/silences/{}", s["id"].as_str().unwrap()))), &app.admin_key)
+        .await?;
+    assert_eq!(status, 200);
+    app.post_events(&lockout("carol", e0 + 60_000)).await?;
+    let got = rec.wait_for("/hook", 20, |r| !r.is_empty()).await;
+    assert_eq!(got[0].json()["type"], "alert.triggered");
+    assert_eq!(got[0].json()["data"]["alert"]["id"], id);
+    assert_eq!(got[0].json()["data"]["alert"]["count"], 2);
+
+    // Still open 10 minutes after its last notification: the next occurrence reminds.
+    app.post_events(&lockout("carol", e0 + 120_000)).await?;
+    app.detection_idle().await?;
+    settle().await;
+    assert_eq!(rec.requests("/hook").len(), 1, "no reminder within the interval");
+    clock.advance(11 * MIN);
+    app.post_events(&lockout("carol", e0 + 180_000)).await?;
+    let got = rec.wait_for("/hook", 20, |r| r.len() >= 2).await;
+    let reminder = got[1].json();
+    assert_eq!(reminder["type"], "alert.repeated");
+    assert_eq!(reminder["data"]["extra"]["reason"], "repeat_interval");
+    assert_eq!(reminder["data"]["alert"]["count"], 4);
     Ok(())
 }
