@@ -615,14 +615,10 @@ impl Outbox {
             ..Default::default()
         }];
         let ids: Vec<i64> = fold.iter().map(|n| n.id).collect();
-        // The summary is stored before the originals are marked folded: a crash between the
-        // two sends a notification twice at worst, never loses one.
-        if let Err(e) = self.store.insert_notifications(&mut summary).await {
+        // The summary and the folding of the originals are one transaction.
+        if let Err(e) = self.store.replace_notifications(&mut summary, &ids, "folded", now).await {
             tracing::warn!(error = %e, "Could not store a storm summary; notifications stay pending");
             return keep;
-        }
-        if let Err(e) = self.store.set_notification_status(&ids, "folded", now).await {
-            tracing::warn!(error = %e, "Could not mark folded notifications");
         }
         self.stats.folded.fetch_add(ids.len() as u64, Ordering::Relaxed);
         tracing::info!(receiver = name, folded = ids.len(), "Storm control: notifications folded into one summary");
@@ -678,9 +674,8 @@ impl Outbox {
                 updated_at: now,
                 ..Default::default()
             }];
-            self.store.insert_notifications(&mut digest).await?;
             let ids: Vec<i64> = held.iter().map(|n| n.id).collect();
-            self.store.set_notification_status(&ids, "digested", now).await?;
+            self.store.replace_notifications(&mut digest, &ids, "digested", now).await?;
             tracing::info!(digest = %r.name, alerts = ids.len(), "Daily digest queued");
         }
         Ok(())

@@ -459,6 +459,18 @@ impl Store {
         dispatch!(self, s => s.insert_notifications(rows).await)
     }
 
+    /// In one transaction: stores `rows` (a storm summary, a digest) and sets the status of
+    /// the notifications `ids` they replace (`folded`, `digested`).
+    pub async fn replace_notifications(
+        &self,
+        rows: &mut [NotificationRow],
+        ids: &[i64],
+        status: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.replace_notifications(rows, ids, status, at).await)
+    }
+
     /// Records the chain seq of alert changes: `(change id, seq)`.
     pub async fn set_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
         if seqs.is_empty() {

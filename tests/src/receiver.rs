@@ -156,11 +156,53 @@ pub struct Smtp {
 impl Smtp {
     /// Starts aiosmtpd (`python3 -m aiosmtpd`), waiting until it accepts connections.
     pub async fn start() -> anyhow::Result<Smtp> {
+        Self::spawn(false).await
+    }
+
+    /// Starts aiosmtpd offering STARTTLS with a self-signed certificate and refusing mail
+    /// before it (`require_starttls`): a message that arrives went over TLS.
+    pub async fn start_tls() -> anyhow::Result<Smtp> {
+        Self::spawn(true).await
+    }
+
+    async fn spawn(tls: bool) -> anyhow::Result<Smtp> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let maildir = std::env::temp_dir().join(format!("vigil-smtp-{}", uuid::Uuid::now_v7().simple()));
-        let child = std::process::Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
+        std::fs::create_dir_all(&maildir)?;
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        if tls {
+            let (cert, key) = (maildir.join("cert.pem"), maildir.join("key.pem"));
+            let status = std::process::Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "basicConstraints=critical,CA:FALSE",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                    "-keyout",
+                ])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .context("run openssl to make a test certificate")?;
+            anyhow::ensure!(status.success(), "openssl failed");
+            cmd.arg("--tlscert").arg(&cert).arg("--tlskey").arg(&key);
+        }
+        let child = cmd
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.join("box"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -175,7 +217,7 @@ impl Smtp {
 
     /// Every message received so far (raw RFC 5322 text).
     pub fn messages(&self) -> Vec<String> {
-        let Ok(dir) = std::fs::read_dir(self.maildir.join("new")) else { return Vec::new() };
+        let Ok(dir) = std::fs::read_dir(self.maildir.join("box").join("new")) else { return Vec::new() };
         let mut files: Vec<_> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
         files.sort();
         files.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect()

@@ -792,3 +792,26 @@ async fn a_silence_ending_lets_the_next_occurrence_through_and_reminders_repeat(
     assert_eq!(reminder["data"]["alert"]["count"], 4);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_uses_starttls_when_offered_and_verifies_certificates_by_default() -> anyhow::Result<()> {
+    let smtp = Smtp::start_tls().await?;
+    let trusting = ReceiverConfig { name: "email".into(), smtp_accept_invalid_certs: true, ..email(&smtp) };
+    let strict = ReceiverConfig { name: "strict".into(), ..email(&smtp) };
+    let app = app(Backend::Sqlite, |c| c.receivers = vec![trusting, strict]).await?;
+    manual(&app, "Over TLS", "P2").await?;
+    // The server refuses mail before STARTTLS, so a message that arrives went over TLS.
+    let got = smtp.wait_for(1, 20).await;
+    assert_eq!(got.len(), 1, "delivered after STARTTLS: {:?}", notifications(&app, "").await?);
+    assert!(got[0].contains("Subject: [P2] Over TLS"), "{}", got[0]);
+    // The receiver that verifies certificates does not accept the self-signed one.
+    let pending = app
+        .wait_for("/v1/notifications?receiver=strict", 20, |b| b["notifications"][0]["attempts"].as_i64() >= Some(1))
+        .await?;
+    let n = &pending["notifications"][0];
+    assert_eq!(n["status"], "pending", "retried later, not delivered: {n}");
+    assert!(n["last_error"].as_str().unwrap().starts_with("SMTP"), "{n}");
+    settle().await;
+    assert_eq!(smtp.messages().len(), 1);
+    Ok(())
+}

@@ -641,11 +641,17 @@ async fn send_email(smtp: &Smtp, n: &NotificationRow, payload: &Value, ctx: &Con
         transport = transport
             .credentials(lettre::transport::smtp::authentication::Credentials::new(user.clone(), pass.clone()));
     }
+    // lettre's errors name the SMTP reply or the I/O / TLS failure, never the credentials.
+    let detail = |e: &lettre::transport::smtp::Error| e.to_string().chars().take(300).collect::<String>();
     match transport.build().send(message).await {
         Ok(_) => Outcome::Delivered,
-        Err(e) if e.is_permanent() => Outcome::Failed { error: "SMTP permanent error (not retried)".into() },
-        Err(e) if e.is_transient() => Outcome::Retry { after: None, error: "SMTP transient error".into() },
-        Err(_) => Outcome::Retry { after: None, error: "SMTP connection failed".into() },
+        Err(e) if e.is_permanent() => {
+            Outcome::Failed { error: format!("SMTP permanent error (not retried): {}", detail(&e)) }
+        }
+        Err(e) if e.is_transient() => {
+            Outcome::Retry { after: None, error: format!("SMTP transient error: {}", detail(&e)) }
+        }
+        Err(e) => Outcome::Retry { after: None, error: format!("SMTP connection failed: {}", detail(&e)) },
     }
 }
 

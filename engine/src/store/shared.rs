@@ -386,6 +386,29 @@ macro_rules! backend_queries {
                 Ok(())
             }
 
+            pub(super) async fn replace_notifications(
+                &self,
+                rows: &mut [NotificationRow],
+                ids: &[i64],
+                status: &str,
+                at: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                insert_notifications(&mut tx, rows).await?;
+                if !ids.is_empty() {
+                    let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                    qb.push_bind(status.to_owned()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in ids {
+                        sep.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             pub(super) async fn set_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
                 let mut tx = self.$writer.begin().await?;
                 for (id, seq) in seqs {
