@@ -101,7 +101,7 @@ impl Context {
 
     /// A count of distinct values per key over the last `window`.
     pub fn distinct(&self, window: impl IntoWindowMs) -> DistinctHandle {
-        DistinctHandle { window_ms: window.window_ms(), time_ms: self.time_ms }
+        DistinctHandle { window_ms: window.window_ms(), time_ms: self.time_ms, seq: self.seq }
     }
 
     /// The last value stored per key, with its time.
@@ -171,13 +171,26 @@ impl WindowHandle {
 pub struct DistinctHandle {
     window_ms: i64,
     time_ms: i64,
+    seq: i64,
 }
 
 impl DistinctHandle {
     /// Adds `value` to `key`'s set; returns the distinct values in the window. An empty value
     /// only reads.
+    /// The current event is remembered as the one that last showed `value` (see [`Self::seqs`]).
     pub fn add(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> i64 {
-        abi::distinct_add(self.window_ms, key.as_ref(), value.as_ref(), self.time_ms)
+        let value = value.as_ref();
+        if value.is_empty() {
+            abi::distinct_add(self.window_ms, key.as_ref(), value, self.time_ms)
+        } else {
+            abi::distinct_add_seq(self.window_ms, key.as_ref(), value, self.time_ms, self.seq)
+        }
+    }
+
+    /// Seqs of the events that last showed each value of `key` still in the window
+    /// (ascending, at most 100): what a distinct-count alert names.
+    pub fn seqs(&self, key: impl AsRef<[u8]>) -> Vec<i64> {
+        abi::distinct_seqs(self.window_ms, key.as_ref())
     }
 
     /// The distinct values of `key` in the window.

@@ -815,3 +815,33 @@ async fn email_uses_starttls_when_offered_and_verifies_certificates_by_default()
     assert_eq!(smtp.messages().len(), 1);
     Ok(())
 }
+
+fn seqs_of(posted: &Value) -> Vec<i64> {
+    posted["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_alerts_name_every_event_they_counted() -> anyhow::Result<()> {
+    let app = app(Backend::Sqlite, |_| {}).await?;
+    deploy_examples(&app, &["coordinated_attack", "bulk_data_access"]).await?;
+    let e0 = 1_767_600_000_000;
+    let lockouts: Vec<Value> = (0..11).map(|u| lockout(&format!("user{u}"), e0 + u * 1000)[0].clone()).collect();
+    let (_, posted) = app.post_events(&Value::Array(lockouts)).await?;
+    let reads: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"category": "data_access", "action": "records_read", "outcome": "success", "user_id": "mallory",
+                "timestamp": e0 + i * 1000, "details": {"record_count": 400}})
+        })
+        .collect();
+    let (_, read_posted) = app.post_events(&Value::Array(reads)).await?;
+    let body = app.wait_for("/v1/alerts?rule=coordinated_attack", 20, |b| b["alerts"][0].is_object()).await?;
+    assert_eq!(body["alerts"][0]["event_seqs"], json!(seqs_of(&posted)), "all 11 lockouts");
+    let body = app.wait_for("/v1/alerts?rule=bulk_data_access", 20, |b| b["alerts"][0].is_object()).await?;
+    assert_eq!(body["alerts"][0]["event_seqs"], json!(seqs_of(&read_posted)), "the 3 reads summed");
+    let id = body["alerts"][0]["id"].as_i64().unwrap();
+    let full = app.get(&format!("/v1/alerts/{id}")).await?.1;
+    let decoded: Vec<i64> = full["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(decoded, seqs_of(&read_posted), "its events, decoded");
+    assert_eq!(full["events"][0]["details"]["record_count"], 400);
+    Ok(())
+}

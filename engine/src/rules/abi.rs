@@ -174,6 +174,16 @@ fn window(window_ms: i64) -> wasmtime::Result<i64> {
     if (1..=MAX_WINDOW_MS).contains(&window_ms) { Ok(window_ms) } else { Err(trap("window_ms out of range")) }
 }
 
+/// Writes up to `out_cap` seqs (i64, little-endian) at `out_ptr`; returns how many exist.
+fn write_seqs(data: &mut [u8], seqs: &[i64], out_ptr: i32, out_cap: i32) -> wasmtime::Result<i32> {
+    let cap = (out_cap.max(0) as usize).min(seqs.len());
+    let out = range(data.len(), out_ptr, (cap * 8) as i32)?;
+    for (i, s) in seqs.iter().take(cap).enumerate() {
+        data[out.start + i * 8..out.start + i * 8 + 8].copy_from_slice(&s.to_le_bytes());
+    }
+    Ok(seqs.len() as i32)
+}
+
 /// Builds the linker with every import of ABI 1.x.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
@@ -268,12 +278,34 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let (data, host) = memory_and_state(&mut caller)?;
             let key = &data[range(data.len(), key_ptr, key_len)?];
             let seqs = host.state.window_seqs(window(window_ms)?, key);
-            let cap = (out_cap.max(0) as usize).min(seqs.len());
-            let out = range(data.len(), out_ptr, (cap * 8) as i32)?;
-            for (i, s) in seqs.iter().take(cap).enumerate() {
-                data[out.start + i * 8..out.start + i * 8 + 8].copy_from_slice(&s.to_le_bytes());
-            }
-            Ok(seqs.len() as i32)
+            write_seqs(data, &seqs, out_ptr, out_cap)
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "distinct_add_seq",
+        |mut caller: Caller<'_, HostState>,
+         window_ms: i64,
+         key_ptr: i32,
+         key_len: i32,
+         val_ptr: i32,
+         val_len: i32,
+         time_ms: i64,
+         seq: i64| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            let value = &data[range(data.len(), val_ptr, val_len)?];
+            Ok(host.state.distinct_add_seq(window(window_ms)?, key, value, time_ms, seq))
+        },
+    )?;
+    linker.func_wrap(
+        "vigil",
+        "distinct_seqs",
+        |mut caller: Caller<'_, HostState>, window_ms: i64, key_ptr: i32, key_len: i32, out_ptr: i32, out_cap: i32| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let key = &data[range(data.len(), key_ptr, key_len)?];
+            let seqs = host.state.distinct_seqs(window(window_ms)?, key);
+            write_seqs(data, &seqs, out_ptr, out_cap)
         },
     )?;
     linker.func_wrap(
@@ -368,6 +400,8 @@ pub const IMPORTS: &[&str] = &[
     "window_add_seq",
     "window_seqs",
     "distinct_add",
+    "distinct_add_seq",
+    "distinct_seqs",
     "last_seen_get",
     "last_seen_set",
     "baseline_observe",

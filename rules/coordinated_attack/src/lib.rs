@@ -46,6 +46,7 @@ impl Rule for CoordinatedAttack {
                 Alert::new(format!("Coordinated attack: {after} accounts locked out within an hour"))
                     .severity(Severity::P1)
                     .dedup_key("account_locked:distinct_users")
+                    .event_seqs(users.seqs(KEY))
                     .field("distinct_users", after)
                     .field("window", "1h")
                     .field("last_user_id", user)
@@ -79,7 +80,7 @@ mod tests {
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].severity, Some(Severity::P1));
         assert_eq!(alerts[0].field_value("distinct_users").and_then(|v| v.as_i64()), Some(11));
-        assert_eq!(alerts[0].event_seqs, [11]);
+        assert_eq!(alerts[0].event_seqs, (1..=11).collect::<Vec<i64>>(), "one lockout per distinct user");
     }
 
     #[test]

@@ -97,6 +97,14 @@ pub(crate) fn window_seqs(window_ms: i64, key: &[u8]) -> Vec<i64> {
     with(|h| h.state.window_seqs(window_ms, key))
 }
 
+pub(crate) fn distinct_add_seq(window_ms: i64, key: &[u8], value: &[u8], time_ms: i64, seq: i64) -> i64 {
+    with(|h| h.state.distinct_add_seq(window_ms, key, value, time_ms, seq))
+}
+
+pub(crate) fn distinct_seqs(window_ms: i64, key: &[u8]) -> Vec<i64> {
+    with(|h| h.state.distinct_seqs(window_ms, key))
+}
+
 pub(crate) fn distinct_add(window_ms: i64, key: &[u8], value: &[u8], time_ms: i64) -> i64 {
     with(|h| h.state.distinct_add(window_ms, key, value, time_ms))
 }

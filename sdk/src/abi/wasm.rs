@@ -27,6 +27,19 @@ unsafe extern "C" {
     ) -> i64;
     #[link_name = "window_seqs"]
     fn host_window_seqs(window_ms: i64, key_ptr: *const u8, key_len: usize, out_ptr: *mut i64, out_cap: usize) -> i32;
+    #[link_name = "distinct_add_seq"]
+    fn host_distinct_add_seq(
+        window_ms: i64,
+        key_ptr: *const u8,
+        key_len: usize,
+        val_ptr: *const u8,
+        val_len: usize,
+        time_ms: i64,
+        seq: i64,
+    ) -> i64;
+    #[link_name = "distinct_seqs"]
+    fn host_distinct_seqs(window_ms: i64, key_ptr: *const u8, key_len: usize, out_ptr: *mut i64, out_cap: usize)
+    -> i32;
     #[link_name = "distinct_add"]
     fn host_distinct_add(
         window_ms: i64,
@@ -105,6 +118,19 @@ pub(crate) fn window_seqs(window_ms: i64, key: &[u8]) -> Vec<i64> {
     let mut out = vec![0i64; crate::state::MAX_WINDOW_SEQS];
     // SAFETY: key is live; out is a live buffer of out.len() i64s.
     let n = unsafe { host_window_seqs(window_ms, key.as_ptr(), key.len(), out.as_mut_ptr(), out.len()) };
+    out.truncate(n.clamp(0, out.len() as i32) as usize);
+    out
+}
+
+pub(crate) fn distinct_add_seq(window_ms: i64, key: &[u8], value: &[u8], time_ms: i64, seq: i64) -> i64 {
+    // SAFETY: key and value are live slices.
+    unsafe { host_distinct_add_seq(window_ms, key.as_ptr(), key.len(), value.as_ptr(), value.len(), time_ms, seq) }
+}
+
+pub(crate) fn distinct_seqs(window_ms: i64, key: &[u8]) -> Vec<i64> {
+    let mut out = vec![0i64; crate::state::MAX_WINDOW_SEQS];
+    // SAFETY: key is live; out is a live buffer of out.len() i64s.
+    let n = unsafe { host_distinct_seqs(window_ms, key.as_ptr(), key.len(), out.as_mut_ptr(), out.len()) };
     out.truncate(n.clamp(0, out.len() as i32) as usize);
     out
 }

@@ -17,7 +17,8 @@ pub struct DistinctSet {
     latest: i64,
     /// A lower bound of the oldest last-seen time (exact right after a prune).
     oldest: i64,
-    values: HashMap<Box<[u8]>, i64, foldhash::fast::RandomState>,
+    /// Value -> (last time seen, seq of that event; 0 when not given).
+    values: HashMap<Box<[u8]>, (i64, i64), foldhash::fast::RandomState>,
     value_bytes: usize,
 }
 
@@ -43,16 +44,26 @@ impl DistinctSet {
     /// were seen in `(latest - window_ms, latest]`, `latest` being the newest time seen. A
     /// value older than that window is ignored.
     pub fn add(&mut self, time_ms: i64, value: &[u8]) -> usize {
+        self.add_seq(time_ms, value, 0)
+    }
+
+    /// [`Self::add`], remembering `seq` as the event that last showed `value`.
+    pub fn add_seq(&mut self, time_ms: i64, value: &[u8], seq: i64) -> usize {
         self.latest = self.latest.max(time_ms);
         let cutoff = self.latest.saturating_sub(self.window_ms);
         if !value.is_empty() && time_ms > cutoff {
-            if let Some(t) = self.values.get_mut(value) {
-                *t = (*t).max(time_ms);
+            if let Some((t, s)) = self.values.get_mut(value) {
+                if time_ms >= *t {
+                    *t = time_ms;
+                    if seq != 0 {
+                        *s = seq;
+                    }
+                }
             } else {
                 if self.values.len() >= self.max_values {
                     self.evict_oldest();
                 }
-                self.values.insert(value.into(), time_ms);
+                self.values.insert(value.into(), (time_ms, seq));
                 self.value_bytes += value.len();
                 self.oldest = self.oldest.min(time_ms);
             }
@@ -61,6 +72,18 @@ impl DistinctSet {
             self.prune(cutoff);
         }
         self.values.len()
+    }
+
+    /// Seqs of the events that last showed each value still in the window, ascending (the
+    /// newest [`super::MAX_WINDOW_SEQS`] by time; values added without a seq are left out).
+    pub fn seqs(&self) -> Vec<i64> {
+        let cutoff = self.latest.saturating_sub(self.window_ms);
+        let mut live: Vec<(i64, i64)> = self.values.values().filter(|(t, s)| *t > cutoff && *s != 0).copied().collect();
+        live.sort_unstable_by(|a, b| b.cmp(a));
+        live.truncate(super::MAX_WINDOW_SEQS);
+        let mut out: Vec<i64> = live.into_iter().map(|(_, s)| s).collect();
+        out.sort_unstable();
+        out
     }
 
     /// Values currently remembered.
@@ -75,12 +98,12 @@ impl DistinctSet {
 
     /// Approximate heap bytes held.
     pub fn approx_bytes(&self) -> usize {
-        self.value_bytes + self.values.capacity() * (size_of::<(Box<[u8]>, i64)>() + 1)
+        self.value_bytes + self.values.capacity() * (size_of::<(Box<[u8]>, (i64, i64))>() + 1)
     }
 
     fn prune(&mut self, cutoff: i64) {
         let mut freed = 0;
-        self.values.retain(|v, t| {
+        self.values.retain(|v, (t, _)| {
             let keep = *t > cutoff;
             if !keep {
                 freed += v.len();
@@ -88,11 +111,11 @@ impl DistinctSet {
             keep
         });
         self.value_bytes -= freed;
-        self.oldest = self.values.values().copied().min().unwrap_or(i64::MAX);
+        self.oldest = self.values.values().map(|(t, _)| *t).min().unwrap_or(i64::MAX);
     }
 
     fn evict_oldest(&mut self) {
-        let oldest = self.values.iter().min_by_key(|(_, t)| **t).map(|(v, _)| v.clone());
+        let oldest = self.values.iter().min_by_key(|(_, (t, _))| *t).map(|(v, _)| v.clone());
         if let Some(v) = oldest {
             self.value_bytes -= v.len();
             self.values.remove(&v);
@@ -117,6 +140,18 @@ mod tests {
         assert_eq!(s.add(HOUR + 1, b""), 1);
         assert_eq!(s.add(HOUR + 2, b""), 0);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn seqs_name_the_event_that_last_showed_each_value() {
+        let mut s = DistinctSet::new(HOUR);
+        s.add_seq(0, b"u1", 10);
+        s.add_seq(1, b"u2", 11);
+        s.add_seq(2, b"u1", 12);
+        s.add(3, b"u3");
+        assert_eq!(s.seqs(), vec![11, 12], "u1's latest event; u3 had no seq");
+        s.add_seq(HOUR + 2, b"u4", 40);
+        assert_eq!(s.seqs(), vec![40], "the others left the window");
     }
 
     #[test]

@@ -243,6 +243,21 @@ impl StateStore {
     /// `distinct_add`: adds `value` (empty: just read) to `key`'s set at `time_ms`; returns
     /// the number of distinct values in the window (see [`DistinctSet::add`]).
     pub fn distinct_add(&mut self, window_ms: i64, key: &[u8], value: &[u8], time_ms: i64) -> i64 {
+        self.distinct_add_seq(window_ms, key, value, time_ms, 0)
+    }
+
+    /// `distinct_seqs`: the seqs of the events that last showed each value of `key`'s set
+    /// still in the window (see [`DistinctSet::seqs`]).
+    pub fn distinct_seqs(&mut self, window_ms: i64, key: &[u8]) -> Vec<i64> {
+        let Some(i) = self.find(DISTINCT, window_ms.max(1), key) else { return Vec::new() };
+        match self.entry_mut(i) {
+            Entry::Distinct(d) => d.seqs(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `distinct_add_seq`: [`Self::distinct_add`] remembering `seq` with the value.
+    pub fn distinct_add_seq(&mut self, window_ms: i64, key: &[u8], value: &[u8], time_ms: i64, seq: i64) -> i64 {
         let window_ms = window_ms.max(1);
         let value = bounded_value(value, MAX_DISTINCT_VALUE_BYTES);
         let value = value.as_ref();
@@ -256,7 +271,7 @@ impl StateStore {
         };
         let Some(i) = idx else { return 0 };
         let n = match self.entry_mut(i) {
-            Entry::Distinct(d) => d.add(time_ms, value),
+            Entry::Distinct(d) => d.add_seq(time_ms, value, seq),
             _ => 0,
         };
         self.resized(i);
