@@ -13,6 +13,10 @@
 //!   (a new engine and registry, then `journal::restore` from a SQLite store), with the
 //!   on-disk artifact cache warm (`warm`) and empty (`cold`).
 //!
+//! - `alerts/*`: the alert lifecycle on a SQLite store: 100 raised alerts per detection batch,
+//!   each a new alert (insert, history row, one outbox row, escalation timer, chain event)
+//!   or a repeat of one open alert (update, history row, chain event).
+//!
 //! The example rules are built from source first (`rules/`, wasm32, release).
 //! Run with: `cargo bench -p vigil-engine --bench pipeline`
 
@@ -369,5 +373,100 @@ fn restart(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chain, rule_calls, flatten, detection, ingest, query_path, restart);
+/// Routes every alert to one receiver (what the lifecycle asks of `route`).
+struct OneReceiver;
+
+impl vigil::alerts::Routing for OneReceiver {
+    fn receivers_for(&self, _: &vigil::store::AlertRow) -> Vec<String> {
+        vec!["hook".into()]
+    }
+    fn follows_up(&self, _: &str, _: vigil::alerts::FollowUp) -> bool {
+        false
+    }
+    fn escalation_start(&self, _: &vigil::store::AlertRow, now: i64) -> Option<vigil::store::EscalationRow> {
+        Some(vigil::store::EscalationRow {
+            policy: "severity:P2".into(),
+            due_at: now + 3_600_000,
+            status: "pending".into(),
+            ..Default::default()
+        })
+    }
+    fn escalation_step(
+        &self,
+        _: &vigil::store::EscalationRow,
+        _: &vigil::store::AlertRow,
+    ) -> Option<(Vec<String>, Option<vigil::store::EscalationRow>)> {
+        None
+    }
+    fn wake(&self) {}
+}
+
+fn alerts(c: &mut Criterion) {
+    use vigil::detect::RaisedAlert;
+    use vigil::rules::abi::EmittedAlert;
+    use vigil::store::Store;
+    use vigil::store::sequencer::{Handoff, Sequencer, SequencerConfig};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("vigil-bench-alerts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = rt.block_on(Store::open(&format!("sqlite://{}/a.db", dir.display()))).unwrap();
+    let sequencer = rt
+        .block_on(Sequencer::start(
+            store.clone(),
+            SequencerConfig {
+                max_group_events: 5000,
+                checkpoint_every_events: 10_000,
+                checkpoint_every: std::time::Duration::from_secs(60),
+                checkpoint_key: vec![7; 32],
+            },
+            None,
+            Arc::new(Handoff::new(1 << 20, 1 << 30)),
+        ))
+        .unwrap();
+    let service = vigil::alerts::AlertService::new(
+        store,
+        sequencer,
+        vigil::clock::Clock::system(),
+        Default::default(),
+        Arc::new(OneReceiver),
+    );
+    let raised = |key: &dyn Fn(usize) -> String, base: usize| -> Vec<RaisedAlert> {
+        (0..100)
+            .map(|i| RaisedAlert {
+                rule: "brute_force".into(),
+                rule_version: "1.0.0".into(),
+                rule_sha256: "ab".repeat(32),
+                alert: EmittedAlert {
+                    title: "Brute force: 6 failed logins from 10.0.0.1 within 5 minutes".into(),
+                    severity: "P2".into(),
+                    dedup_key: key(base + i),
+                    fields: serde_json::json!({"ip": "10.0.0.1", "failed_logins": 6}),
+                    event_seqs: (1..=6).collect(),
+                    actions: vec!["Block the IP".into()],
+                },
+                at: 1_767_600_000_000 + (base + i) as i64,
+            })
+            .collect()
+    };
+    let mut group = c.benchmark_group("alerts");
+    group.throughput(Throughput::Elements(100));
+    group.sample_size(20);
+    let mut n = 0;
+    group.bench_function("new_100", |b| {
+        b.iter(|| {
+            n += 100;
+            rt.block_on(service.record_detected(&raised(&|i| format!("ip:{i}"), n))).unwrap()
+        })
+    });
+    group.bench_function("repeat_100", |b| {
+        b.iter(|| {
+            n += 100;
+            rt.block_on(service.record_detected(&raised(&|_| "ip:one".into(), n))).unwrap()
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, chain, rule_calls, flatten, detection, ingest, query_path, restart, alerts);
 criterion_main!(benches);
