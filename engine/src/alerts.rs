@@ -272,7 +272,12 @@ impl AlertService {
                 let w = &mut writes[i];
                 let again = self.repeat(w.alert.clone(), &new, now, &silences);
                 w.alert = again.alert;
-                w.notifications.extend(again.notifications);
+                // Several thresholds crossed in one batch: one notification per receiver
+                // and kind, the latest.
+                for n in again.notifications {
+                    w.notifications.retain(|m| !(m.receiver == n.receiver && m.kind == n.kind));
+                    w.notifications.push(n);
+                }
                 w.escalations.extend(again.escalations);
                 w.silence_hit = w.silence_hit.take().or(again.silence_hit);
                 let mut d: Value = serde_json::from_str(&w.change.details).unwrap_or_else(|_| json!({}));

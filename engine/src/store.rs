@@ -479,9 +479,9 @@ impl Store {
         dispatch!(self, s => s.set_change_seqs(seqs).await)
     }
 
-    /// History of one alert, oldest first.
+    /// History of one alert, oldest first: its newest 1000 entries (the chain keeps all).
     pub async fn alert_history(&self, alert_id: i64) -> Result<Vec<AlertChange>, StoreError> {
-        dispatch!(self, s => s.alert_changes(Some(alert_id), false, 10_000).await)
+        dispatch!(self, s => s.alert_changes(Some(alert_id), false, 1000).await)
     }
 
     /// Alert changes not yet written to the chain, oldest first.

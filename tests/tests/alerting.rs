@@ -224,6 +224,16 @@ async fn a_brute_force_burst_is_one_alert_notified_acked_and_not_escalated(backe
     assert_eq!(ev["user_id"], ack_change["actor"]);
     assert!(ev["user_id"].as_str().unwrap().starts_with("k_"), "the responder's key id: {ev}");
     assert_eq!(app.verify().await?["status"], "ok");
+    assert_eq!(done["chain"]["consistent"], true, "{}", done["chain"]);
+
+    // The alerts table is a projection of the chain: a row changed behind the server's
+    // back disagrees with its latest chain event, and the alert says so.
+    app.exec_sql(&format!("UPDATE alerts SET status = 'resolved', count = 1 WHERE id = {id}")).await?;
+    let tampered = app.get(&format!("/v1/alerts/{id}")).await?.1;
+    assert_eq!(tampered["chain"]["consistent"], false, "{}", tampered["chain"]);
+    let fields: Vec<&str> =
+        tampered["chain"]["differences"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["status", "count"]);
     Ok(())
 }
 

@@ -92,7 +92,9 @@ pub async fn get(
     state.keys.require(&req, Role::Read)?;
     let id = parse_id(&path)?;
     let row = state.store.alert(id).await?.ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
-    let history: Vec<_> = state.store.alert_history(id).await?.iter().map(|c| c.to_api_json()).collect();
+    let changes = state.store.alert_history(id).await?;
+    let chain = chain_check(&state, &row, changes.last()).await?;
+    let history: Vec<_> = changes.iter().map(|c| c.to_api_json()).collect();
     let notifications: Vec<_> = state
         .store
         .list_notifications(&NotificationFilter { alert_id: Some(id), limit: 1000, ..Default::default() })
@@ -122,7 +124,41 @@ pub async fn get(
     body["notifications"] = json!(notifications);
     body["escalations"] = json!(escalations);
     body["events"] = json!(events);
+    body["chain"] = chain;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// Compares the alert row with its latest history event in the chain: the row is a
+/// projection of the chain, so a row changed behind the server's back shows up here
+/// (`consistent: false` with the fields that differ).
+async fn chain_check(
+    state: &AppState,
+    row: &crate::store::AlertRow,
+    last: Option<&crate::store::AlertChange>,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(change) = last else { return Ok(json!({"state": "no_history"})) };
+    let Some(seq) = change.chain_seq else {
+        return Ok(json!({"state": "pending", "change_id": change.id}));
+    };
+    let Some(stored) = state.store.row(seq).await? else {
+        return Ok(json!({"state": "missing", "seq": seq, "consistent": false}));
+    };
+    let event = match stored.to_api_json() {
+        Ok(e) => e,
+        Err(_) => return Ok(json!({"state": "unreadable", "seq": seq, "consistent": false})),
+    };
+    let d = &event["details"];
+    let want = row.to_api_json();
+    let mut differences = Vec::new();
+    if event["event_id"].as_str() != Some(change.chain_event_id().as_str()) || d["alert_id"] != json!(row.id) {
+        differences.push(json!({"field": "event", "chain": event["event_id"], "row": change.chain_event_id()}));
+    }
+    for field in ["rule", "rule_sha256", "severity", "status", "count", "fingerprint", "event_seqs", "disposition"] {
+        if d[field] != want[field] {
+            differences.push(json!({"field": field, "chain": d[field], "row": want[field]}));
+        }
+    }
+    Ok(json!({"state": "chained", "seq": seq, "consistent": differences.is_empty(), "differences": differences}))
 }
 
 fn parse_id(path: &str) -> Result<i64, ApiError> {

@@ -362,11 +362,18 @@ macro_rules! backend_queries {
                         qb.push(" RETURNING id");
                         e.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
                     }
+                    let mut per_receiver: HashMap<String, usize> = HashMap::new();
                     for n in w.notifications.iter_mut() {
                         n.alert_id = Some(alert_id);
+                        let k = per_receiver.entry(n.receiver.clone()).or_default();
                         if n.idempotency_key.is_empty() {
-                            n.idempotency_key = format!("n{change_id}-{}", n.receiver);
+                            // A second message to one receiver in one change gets a suffix.
+                            n.idempotency_key = match *k {
+                                0 => format!("n{change_id}-{}", n.receiver),
+                                k => format!("n{change_id}-{}-{k}", n.receiver),
+                            };
                         }
+                        *k += 1;
                     }
                     insert_notifications(&mut tx, &mut w.notifications).await?;
                     if let Some(silence) = &w.silence_hit {
@@ -428,8 +435,14 @@ macro_rules! backend_queries {
                 if unchained {
                     qb.push(" AND chain_seq IS NULL");
                 }
-                qb.push(" ORDER BY id LIMIT ").push_bind(limit);
-                let rows = qb.build().fetch_all(&self.$writer).await?;
+                // One alert's history: the newest `limit` entries; the unchained backlog:
+                // the oldest.
+                qb.push(if alert_id.is_some() { " ORDER BY id DESC LIMIT " } else { " ORDER BY id LIMIT " })
+                    .push_bind(limit);
+                let mut rows = qb.build().fetch_all(&self.$writer).await?;
+                if alert_id.is_some() {
+                    rows.reverse();
+                }
                 Ok(rows
                     .iter()
                     .map(|r| AlertChange {
