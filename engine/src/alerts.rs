@@ -122,10 +122,31 @@ pub mod silence {
             }
         }
 
+        /// The matcher with its pattern compiled once (for matching many alerts).
+        pub fn compile(&self) -> Compiled {
+            let re = (self.op == "=~").then(|| regex_lite::Regex::new(&format!("^(?:{})$", self.value)).ok()).flatten();
+            Compiled { matcher: self.clone(), re }
+        }
+
+        /// Whether the alert matches (compiles a pattern each time: see [`Self::compile`]).
+        pub fn matches(&self, alert: &AlertRow) -> bool {
+            self.compile().matches(alert)
+        }
+    }
+
+    /// A matcher ready to test many alerts.
+    #[derive(Debug, Clone)]
+    pub struct Compiled {
+        matcher: Matcher,
+        re: Option<regex_lite::Regex>,
+    }
+
+    impl Compiled {
         /// Whether the alert matches.
         pub fn matches(&self, alert: &AlertRow) -> bool {
+            let m = &self.matcher;
             let fields;
-            let value: Option<&str> = match self.name.as_str() {
+            let value: Option<&str> = match m.name.as_str() {
                 "rule" => Some(&alert.rule),
                 "severity" => Some(&alert.severity),
                 "dedup_key" => Some(&alert.dedup_key),
@@ -142,19 +163,22 @@ pub mod silence {
                 }
             };
             let v = value.unwrap_or("");
-            match self.op.as_str() {
-                "=" => value.is_some() && v == self.value,
-                "!=" => v != self.value,
-                "=~" => regex_lite::Regex::new(&format!("^(?:{})$", self.value)).is_ok_and(|re| re.is_match(v)),
+            match m.op.as_str() {
+                "=" => value.is_some() && v == m.value,
+                "!=" => v != m.value,
+                "=~" => self.re.as_ref().is_some_and(|re| re.is_match(v)),
                 _ => false,
             }
         }
     }
 
     /// Whether every matcher matches (a silence with no matchers matches nothing).
-    pub fn matches_all(matchers: &[Matcher], alert: &AlertRow) -> bool {
+    pub fn matches_all(matchers: &[Compiled], alert: &AlertRow) -> bool {
         !matchers.is_empty() && matchers.iter().all(|m| m.matches(alert))
     }
+
+    /// Most silences active or pending at once.
+    pub const MAX_ACTIVE_SILENCES: usize = 1000;
 }
 
 /// A manual alert (`POST /v1/alerts`).
@@ -218,14 +242,15 @@ impl AlertService {
         self.inner.clock.now_ms()
     }
 
-    async fn active_silences(&self, now: i64) -> Result<Vec<(SilenceRow, Vec<silence::Matcher>)>, StoreError> {
-        let all = self.inner.store.list_silences().await?;
+    async fn active_silences(&self, now: i64) -> Result<Vec<(SilenceRow, Vec<silence::Compiled>)>, StoreError> {
+        let all = self.inner.store.live_silences(now).await?;
         Ok(all
             .into_iter()
             .filter(|s| s.active_at(now))
             .map(|s| {
-                let m = serde_json::from_str(&s.matchers).unwrap_or_default();
-                (s, m)
+                let m: Vec<silence::Matcher> = serde_json::from_str(&s.matchers).unwrap_or_default();
+                let compiled = m.iter().map(silence::Matcher::compile).collect();
+                (s, compiled)
             })
             .collect())
     }
@@ -300,7 +325,7 @@ impl AlertService {
     fn create(
         &self,
         mut alert: AlertRow,
-        silences: &[(SilenceRow, Vec<silence::Matcher>)],
+        silences: &[(SilenceRow, Vec<silence::Compiled>)],
         now: i64,
         action: &str,
         actor: &str,
@@ -338,7 +363,7 @@ impl AlertService {
         mut alert: AlertRow,
         new: &AlertRow,
         now: i64,
-        silences: &[(SilenceRow, Vec<silence::Matcher>)],
+        silences: &[(SilenceRow, Vec<silence::Compiled>)],
     ) -> AlertWrite {
         alert.count += 1;
         alert.last_seen = alert.last_seen.max(new.last_seen);
@@ -680,6 +705,14 @@ impl AlertService {
     /// Creates a silence (a chain event).
     pub async fn create_silence(&self, silence: SilenceRow, actor: &str) -> Result<SilenceRow, AlertError> {
         let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let live = self.inner.store.live_silences(now).await?.len();
+        if live >= silence::MAX_ACTIVE_SILENCES {
+            return Err(AlertError::Conflict(format!(
+                "{live} silences are active or pending (at most {}); expire some first",
+                silence::MAX_ACTIVE_SILENCES
+            )));
+        }
         self.inner.store.insert_silence(&silence).await?;
         let details = json!({"silence_id": silence.id, "matchers": serde_json::from_str::<Value>(&silence.matchers).unwrap_or(Value::Null),
             "starts_at": silence.starts_at, "ends_at": silence.ends_at, "created_by": silence.created_by, "comment": silence.comment});

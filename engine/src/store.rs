@@ -536,9 +536,19 @@ impl Store {
         dispatch!(self, s => s.insert_silence(silence).await)
     }
 
-    /// Every silence, newest first.
+    /// Every silence, newest first (the newest 10,000).
     pub async fn list_silences(&self) -> Result<Vec<SilenceRow>, StoreError> {
-        dispatch!(self, s => s.list_silences().await)
+        dispatch!(self, s => s.list_silences(None, None).await)
+    }
+
+    /// One silence.
+    pub async fn silence(&self, id: &str) -> Result<Option<SilenceRow>, StoreError> {
+        Ok(dispatch!(self, s => s.list_silences(None, Some(id)).await)?.into_iter().next())
+    }
+
+    /// Silences not expired at `now` (active or pending).
+    pub async fn live_silences(&self, now: i64) -> Result<Vec<SilenceRow>, StoreError> {
+        dispatch!(self, s => s.list_silences(Some(now), None).await)
     }
 
     /// Expires a silence now; false when there is none by that id or it already expired.

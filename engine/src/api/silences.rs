@@ -93,8 +93,11 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     state.keys.require(&req, Role::Read)?;
     let now = state.alerts.clock().now_ms();
-    let found = state.store.list_silences().await?.into_iter().find(|s| s.id == *path);
-    let s = found.ok_or_else(|| ApiError::not_found(format!("no silence {}", path.as_str())))?;
+    let s = state
+        .store
+        .silence(&path)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no silence {}", path.as_str())))?;
     Ok(HttpResponse::Ok().json(s.to_api_json(now)))
 }
 
@@ -106,11 +109,11 @@ pub async fn expire(
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Respond)?;
     let id = path.into_inner();
-    if !state.store.list_silences().await?.iter().any(|s| s.id == id) {
+    if state.store.silence(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no silence {id}")));
     }
     state.alerts.expire_silence(&id, &who.key_id).await?;
     let now = state.alerts.clock().now_ms();
-    let s = state.store.list_silences().await?.into_iter().find(|s| s.id == id);
+    let s = state.store.silence(&id).await?;
     Ok(HttpResponse::Ok().json(s.map(|s| s.to_api_json(now)).unwrap_or_default()))
 }

@@ -542,11 +542,22 @@ macro_rules! backend_queries {
                 Ok(())
             }
 
-            pub(super) async fn list_silences(&self) -> Result<Vec<SilenceRow>, StoreError> {
+            pub(super) async fn list_silences(
+                &self,
+                live_at: Option<i64>,
+                id: Option<&str>,
+            ) -> Result<Vec<SilenceRow>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at, expired_at, matched \
-                     FROM silences ORDER BY created_at DESC, id LIMIT 10000",
+                     FROM silences WHERE 1=1",
                 );
+                if let Some(now) = live_at {
+                    qb.push(" AND expired_at IS NULL AND ends_at > ").push_bind(now);
+                }
+                if let Some(id) = id {
+                    qb.push(" AND id = ").push_bind(id.to_owned());
+                }
+                qb.push(" ORDER BY created_at DESC, id LIMIT 10000");
                 let rows = qb.build().fetch_all(&self.$writer).await?;
                 Ok(rows
                     .iter()
