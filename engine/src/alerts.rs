@@ -787,19 +787,14 @@ pub fn row_from_raised(r: &RaisedAlert, now: i64) -> AlertRow {
 }
 
 /// The detection side: stores the alerts of each detection batch (one transaction per
-/// batch) and records quarantines.
+/// batch) and records quarantines. When storing fails (the database is down, the disk is
+/// full), each alert of the batch is retried with backoff for up to `ALERT_RETRY_FOR`
+/// before it is given up (logged with its rule and title); one bad alert never holds back
+/// its neighbours.
 pub fn spawn_writer(service: AlertService, journal: RuleJournal, mut rx: mpsc::UnboundedReceiver<Evaluated>) {
     tokio::spawn(async move {
         while let Some(evaluated) = rx.recv().await {
-            if let Err(e) = service.record_detected(&evaluated.alerts).await {
-                // Isolate the failure: one bad alert must not lose its neighbours.
-                tracing::warn!(error = %e, alerts = evaluated.alerts.len(), "Storing a batch of alerts failed; retrying one by one");
-                for a in &evaluated.alerts {
-                    if let Err(e) = service.record_detected(std::slice::from_ref(a)).await {
-                        tracing::error!(error = %e, rule = %a.rule, "Could not store an alert");
-                    }
-                }
-            }
+            store_with_retry(&service, &evaluated.alerts).await;
             for q in &evaluated.quarantined {
                 if let Err(e) = service.record_quarantine(&journal, &q.rule, &q.sha256, &q.reason).await {
                     tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine");
@@ -807,4 +802,30 @@ pub fn spawn_writer(service: AlertService, journal: RuleJournal, mut rx: mpsc::U
             }
         }
     });
+}
+
+/// How long the writer keeps retrying an alert it could not store.
+pub const ALERT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn store_with_retry(service: &AlertService, alerts: &[RaisedAlert]) {
+    let Err(e) = service.record_detected(alerts).await else { return };
+    tracing::warn!(error = %e, alerts = alerts.len(), "Storing a batch of alerts failed; retrying one by one");
+    for a in alerts {
+        let deadline = std::time::Instant::now() + ALERT_RETRY_FOR;
+        let mut delay = std::time::Duration::from_millis(250);
+        loop {
+            match service.record_detected(std::slice::from_ref(a)).await {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, rule = %a.rule, "Could not store an alert; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, rule = %a.rule, title = %a.alert.title, "Could not store an alert; given up");
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -855,3 +855,22 @@ async fn threshold_alerts_name_every_event_they_counted() -> anyhow::Result<()> 
     assert_eq!(full["events"][0]["details"]["record_count"], 400);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_cannot_be_stored_is_retried_until_the_database_takes_it() -> anyhow::Result<()> {
+    let app = app(Backend::Sqlite, |_| {}).await?;
+    deploy_examples(&app, &["account_lockout"]).await?;
+    // The alerts table refuses writes (as a full disk or a failing database would).
+    app.exec_sql("CREATE TRIGGER refuse_alerts BEFORE INSERT ON alerts BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END;")
+        .await?;
+    let (status, _) = app.post_events(&lockout("dave", 1_767_600_000_000)).await?;
+    assert_eq!(status, 201, "ingest is not held up by the alert writer");
+    app.detection_idle().await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(app.get("/v1/alerts?rule=account_lockout").await?.1["alerts"].as_array().unwrap().len(), 0);
+    app.exec_sql("DROP TRIGGER refuse_alerts").await?;
+    let body = app.wait_for("/v1/alerts?rule=account_lockout", 30, |b| b["alerts"][0].is_object()).await?;
+    assert_eq!(body["alerts"][0]["dedup_key"], "user:dave", "stored once the database took writes again: {body}");
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 1, "stored once");
+    Ok(())
+}
