@@ -494,7 +494,8 @@ impl AlertService {
     }
 
     /// Raises a manual alert for `actor` (key id).
-    pub async fn manual(&self, actor: &str, m: ManualAlert) -> Result<AlertRow, AlertError> {
+    pub async fn manual(&self, actor: &str, mut m: ManualAlert) -> Result<AlertRow, AlertError> {
+        m.severity.make_ascii_uppercase();
         if m.title.trim().is_empty() || m.title.len() > 512 {
             return Err(AlertError::Invalid("`title` must be 1 to 512 bytes".into()));
         }
