@@ -377,8 +377,8 @@ fn restart(c: &mut Criterion) {
 struct OneReceiver;
 
 impl vigil::alerts::Routing for OneReceiver {
-    fn receivers_for(&self, _: &vigil::store::AlertRow) -> Vec<String> {
-        vec!["hook".into()]
+    fn receivers_for(&self, _: &vigil::store::AlertRow) -> vigil::alerts::Routed {
+        vigil::alerts::Routed { receivers: vec!["hook".into()], policy: None }
     }
     fn follows_up(&self, _: &str, _: vigil::alerts::FollowUp) -> bool {
         false

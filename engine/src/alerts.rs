@@ -62,10 +62,19 @@ impl FollowUp {
     }
 }
 
+/// Where an alert goes, as the routing decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routed {
+    /// Receivers.
+    pub receivers: Vec<String>,
+    /// The escalation policy a routing rule chose by name (none: by severity).
+    pub policy: Option<String>,
+}
+
 /// Routing decisions the lifecycle needs, implemented by `route`.
 pub trait Routing: Send + Sync {
     /// Receivers of an alert that needs notifying (routing rules, else the defaults).
-    fn receivers_for(&self, alert: &AlertRow) -> Vec<String>;
+    fn receivers_for(&self, alert: &AlertRow) -> Routed;
     /// Whether `receiver` takes this follow-up (PagerDuty acknowledge, webhook resolved...).
     fn follows_up(&self, receiver: &str, what: FollowUp) -> bool;
     /// The first escalation timer of a newly notified alert, if a policy applies.
@@ -336,7 +345,9 @@ impl AlertService {
         if let Some(id) = &silence {
             alert.silenced_by = Some(id.clone());
         } else {
-            let receivers = self.inner.routing.receivers_for(&alert);
+            let routed = self.inner.routing.receivers_for(&alert);
+            let receivers = routed.receivers;
+            alert.escalation_policy = routed.policy;
             alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
             alert.notified_count = alert.count;
             alert.last_notified_at = Some(now);
@@ -385,8 +396,10 @@ impl AlertService {
             && alert.last_notified_at.is_some_and(|t| now.saturating_sub(t) >= interval);
         let never_notified = alert.last_notified_at.is_none();
         if alert.silenced_by.is_none() && ((lifted && never_notified) || threshold || reminder) {
-            let receivers = self.inner.routing.receivers_for(&alert);
+            let routed = self.inner.routing.receivers_for(&alert);
+            let receivers = routed.receivers;
             if never_notified {
+                alert.escalation_policy = routed.policy;
                 // Held back by a silence until now: this is its first notification.
                 alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
                 write.notifications = self.notifications("trigger", &receivers, now, json!({}));
@@ -634,7 +647,9 @@ impl AlertService {
         // the latest acknowledgement); the next ack replaces it.
         let mut write = AlertWrite { cancel_escalations: true, ..Default::default() };
         if alert.silenced_by.is_none() {
-            let receivers = self.inner.routing.receivers_for(&alert);
+            let routed = self.inner.routing.receivers_for(&alert);
+            let receivers = routed.receivers;
+            alert.escalation_policy = routed.policy;
             alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
             alert.last_notified_at = Some(now);
             write.notifications = self.notifications("trigger", &receivers, now, json!({"reopened": true}));

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc};
 
-use crate::alerts::{AlertService, FollowUp, Routing};
+use crate::alerts::{AlertService, FollowUp, Routed, Routing};
 use crate::clock::Clock;
 use crate::config::{Config, EscalationLevel, EscalationPolicy, OutboxConfig, parse_duration_ms};
 use crate::detect::{Evaluated, Evaluator};
@@ -26,6 +26,9 @@ use crate::rules::RuleRegistry;
 use crate::store::{AlertRow, EscalationRow, NotificationFilter, NotificationRow, StatsFilter, Store};
 use breaker::Breaker;
 use receivers::{Kind, Outcome, Receiver};
+
+/// A route to this prefix names an escalation policy, not a receiver.
+pub const POLICY_PREFIX: &str = "policy:";
 
 /// Routing counters (for `/metrics`).
 #[derive(Debug, Default)]
@@ -140,10 +143,10 @@ fn after_ms(level: &EscalationLevel) -> i64 {
 }
 
 impl Routing for Router {
-    fn receivers_for(&self, alert: &AlertRow) -> Vec<String> {
+    fn receivers_for(&self, alert: &AlertRow) -> Routed {
         if self.registry.current().routing.is_empty() {
             self.stats.fallback.fetch_add(1, Ordering::Relaxed);
-            return self.defaults.clone();
+            return Routed { receivers: self.defaults.clone(), policy: None };
         }
         let mut records = vec![Self::record(alert)];
         let out = {
@@ -152,8 +155,20 @@ impl Routing for Router {
         };
         let faulted = out.faulted > 0;
         let mut named: Vec<String> = Vec::new();
+        let mut policy = None;
+        let mut unknown = 0;
         for (_, r) in &out.routes {
+            // `policy:<name>` (the SDK's `ctx.escalation_policy`) picks a configured policy.
+            if let Some(p) = r.strip_prefix(POLICY_PREFIX) {
+                if self.policy(p).is_some() {
+                    policy = Some(p.to_owned());
+                } else {
+                    tracing::warn!(policy = %p, "A routing rule named an escalation policy that is not configured");
+                }
+                continue;
+            }
             if !self.receivers.contains_key(r) {
+                unknown += 1;
                 tracing::warn!(receiver = %r, "A routing rule named a receiver that is not configured");
                 continue;
             }
@@ -161,7 +176,7 @@ impl Routing for Router {
                 named.push(r.clone());
             }
         }
-        let named_unknown_only = named.is_empty() && !out.routes.is_empty();
+        let named_unknown_only = named.is_empty() && unknown > 0;
         if !out.quarantined.is_empty() {
             let _ = self.quarantines.send(Evaluated { quarantined: out.quarantined, ..Default::default() });
         }
@@ -172,10 +187,10 @@ impl Routing for Router {
                     named.push(d.clone());
                 }
             }
-            return named;
+            return Routed { receivers: named, policy };
         }
         self.stats.routed.fetch_add(1, Ordering::Relaxed);
-        named
+        Routed { receivers: named, policy }
     }
 
     fn follows_up(&self, receiver: &str, what: FollowUp) -> bool {
@@ -183,8 +198,10 @@ impl Routing for Router {
     }
 
     fn escalation_start(&self, alert: &AlertRow, now: i64) -> Option<EscalationRow> {
-        let (name, policy) =
-            self.policies.iter().find(|(_, p)| p.severity.as_deref() == Some(alert.severity.as_str()))?;
+        // The policy a routing rule named, else the one for the alert's severity.
+        let chosen = alert.escalation_policy.as_deref().and_then(|n| self.policies.iter().find(|(name, _)| name == n));
+        let (name, policy) = chosen
+            .or_else(|| self.policies.iter().find(|(_, p)| p.severity.as_deref() == Some(alert.severity.as_str())))?;
         let first = policy.levels.first()?;
         Some(EscalationRow {
             policy: name.clone(),

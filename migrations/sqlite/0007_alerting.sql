@@ -15,6 +15,7 @@ ALTER TABLE alerts ADD COLUMN silenced_by TEXT;
 ALTER TABLE alerts ADD COLUMN notified_count INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE alerts ADD COLUMN last_notified_at INTEGER;
 ALTER TABLE alerts ADD COLUMN receivers TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE alerts ADD COLUMN escalation_policy TEXT;
 CREATE INDEX alerts_dedup_key ON alerts (dedup_key, id);
 
 CREATE TABLE alert_changes (

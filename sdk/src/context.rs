@@ -133,6 +133,13 @@ impl Context {
     pub fn route(&self, receiver: &str) {
         abi::route(self.index, receiver);
     }
+
+    /// Routing rules: escalates the current alert, while unacknowledged, by the configured
+    /// `[[escalation]]` policy `name` instead of the one for its severity (a route to
+    /// `policy:<name>` on the wire; an unknown name is ignored).
+    pub fn escalation_policy(&self, name: &str) {
+        abi::route(self.index, &format!("policy:{name}"));
+    }
 }
 
 /// Sliding-window sums (see [`crate::state::WindowCounter`]).

@@ -20,6 +20,7 @@ both_backends!(
     lifecycle_history_roles_silences_and_stats,
     routing_rules_route_and_a_broken_router_never_silences,
     a_spinning_or_flooding_router_neither_stalls_nor_silences,
+    a_routing_rule_can_name_the_escalation_policy,
     escalation_policies_run_on_database_timers_that_survive_a_restart,
 );
 
@@ -490,7 +491,8 @@ fn trapping_router() -> Vec<u8> {
 }
 
 /// A raw ABI 1.0 routing module named `name` whose `vigil_evaluate` (param `$n`, local `$i`)
-/// runs `body`; the bytes `nope` are at address 4096 and `route` is imported as `$route`.
+/// runs `body`; the bytes `nope` are at address 4096, `pager` at 4200, `policy:night` at
+/// 4205, and `route` is imported as `$route`.
 fn raw_router(name: &str, body: &str) -> Vec<u8> {
     let manifest = json!({"name": name, "version": "1.0.0", "kind": "routing", "severity": "P3",
         "fields": ["severity"], "subscribe": [{"categories": [], "actions": [], "outcomes": []}]})
@@ -501,6 +503,7 @@ fn raw_router(name: &str, body: &str) -> Vec<u8> {
   (import "vigil" "route" (func $route (param i32 i32 i32)))
   (memory (export "memory") 4)
   (data (i32.const 4096) "nope")
+  (data (i32.const 4200) "pagerpolicy:night")
   (global (export "VIGIL_ABI_MAJOR") i32 (i32.const 16))
   (global (export "VIGIL_ABI_MINOR") i32 (i32.const 20))
   (data (i32.const 16) "\01\00\00\00\00\00\00\00")
@@ -872,5 +875,38 @@ async fn an_alert_that_cannot_be_stored_is_retried_until_the_database_takes_it()
     let body = app.wait_for("/v1/alerts?rule=account_lockout", 30, |b| b["alerts"][0].is_object()).await?;
     assert_eq!(body["alerts"][0]["dedup_key"], "user:dave", "stored once the database took writes again: {body}");
     assert_eq!(body["alerts"].as_array().unwrap().len(), 1, "stored once");
+    Ok(())
+}
+
+async fn a_routing_rule_can_name_the_escalation_policy(backend: Backend) -> anyhow::Result<()> {
+    let rec = Recorder::start()?;
+    let receivers = vec![webhook("pager", &rec, "/pager", None), webhook("cto", &rec, "/cto", None)];
+    let night = EscalationPolicy {
+        name: Some("night".into()),
+        severity: None,
+        repeat: 0,
+        levels: vec![EscalationLevel { after: "5m".into(), receivers: vec!["cto".into()] }],
+    };
+    let app = app(backend, |c| {
+        c.receivers = receivers;
+        c.escalation = vec![night];
+    })
+    .await?;
+    // Routes every alert to `pager` and names the policy `night`.
+    let body = "(call $route (i32.const 0) (i32.const 4200) (i32.const 5)) \
+                (call $route (i32.const 0) (i32.const 4205) (i32.const 12)) (i32.const 0)";
+    let (status, b) = app.put_rule("night_router", raw_router("night_router", body)).await?;
+    assert!(status == 200 || status == 201, "{b}");
+    let a = manual(&app, "after hours", "P3").await?;
+    assert_eq!(a["escalation_policy"], "night", "{a}");
+    assert_eq!(a["receivers"], json!(["pager"]));
+    rec.wait_for("/pager", 20, |r| !r.is_empty()).await;
+    let clock = app.server.state.alerts.clock().clone();
+    clock.advance(4 * MIN);
+    settle().await;
+    assert!(rec.requests("/cto").is_empty());
+    clock.advance(2 * MIN);
+    let got = rec.wait_for("/cto", 20, |r| !r.is_empty()).await;
+    assert_eq!(got.len(), 1, "a P3 escalated by the policy its router named");
     Ok(())
 }

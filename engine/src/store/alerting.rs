@@ -63,6 +63,8 @@ pub struct AlertRow {
     /// Receivers its first notification went to (JSON array text): follow-ups (PagerDuty
     /// acknowledge/resolve, webhook resolved) go to the same ones.
     pub receivers: String,
+    /// Escalation policy a routing rule chose (`ctx.escalation_policy(..)`); none: by severity.
+    pub escalation_policy: Option<String>,
 }
 
 impl AlertRow {
@@ -103,6 +105,7 @@ impl AlertRow {
             "disposition": self.disposition, "acked_by": self.acked_by, "acked_at": time(self.acked_at),
             "resolved_by": self.resolved_by, "resolved_at": time(self.resolved_at),
             "silenced_by": self.silenced_by, "receivers": parse(&self.receivers),
+            "escalation_policy": self.escalation_policy,
         })
     }
 }

@@ -8,7 +8,7 @@ macro_rules! alert_columns {
     () => {
         "id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, last_seen, \
          event_seqs, fields, actions, created_at, disposition, acked_by, acked_at, resolved_by, resolved_at, \
-         silenced_by, notified_count, last_notified_at, receivers"
+         silenced_by, notified_count, last_notified_at, receivers, escalation_policy"
     };
 }
 
@@ -17,7 +17,7 @@ macro_rules! alert_insert_columns {
     () => {
         "rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, last_seen, \
          event_seqs, fields, actions, created_at, disposition, acked_by, acked_at, resolved_by, resolved_at, \
-         silenced_by, notified_count, last_notified_at, receivers"
+         silenced_by, notified_count, last_notified_at, receivers, escalation_policy"
     };
 }
 
@@ -289,7 +289,8 @@ macro_rules! backend_queries {
                                 .push_bind(a.silenced_by.clone())
                                 .push_bind(a.notified_count)
                                 .push_bind(a.last_notified_at)
-                                .push_bind(a.receivers.clone());
+                                .push_bind(a.receivers.clone())
+                                .push_bind(a.escalation_policy.clone());
                         });
                         qb.push(" RETURNING id");
                         w.alert.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
@@ -320,6 +321,8 @@ macro_rules! backend_queries {
                             .push_bind(a.last_notified_at)
                             .push(", receivers = ")
                             .push_bind(a.receivers.clone())
+                            .push(", escalation_policy = ")
+                            .push_bind(a.escalation_policy.clone())
                             .push(" WHERE id = ")
                             .push_bind(a.id);
                         qb.build().execute(&mut *tx).await?;
@@ -736,6 +739,7 @@ macro_rules! backend_queries {
                 notified_count: r.get(21),
                 last_notified_at: r.get(22),
                 receivers: r.get(23),
+                escalation_policy: r.get(24),
             }
         }
 
