@@ -203,6 +203,9 @@ pub struct ReceiverConfig {
     pub password_env: Option<String>,
     /// Email: accept an invalid or self-signed server certificate (test setups only).
     pub smtp_accept_invalid_certs: bool,
+    /// PEM file of extra CA certificates to trust for this receiver (an internal CA), on
+    /// top of the platform's roots.
+    pub ca_file: Option<PathBuf>,
     /// Email sender.
     pub from: Option<String>,
     /// Email recipients.

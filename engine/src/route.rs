@@ -275,11 +275,7 @@ impl Outbox {
         stats: Arc<RouteStats>,
     ) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(config.outbox.timeout_secs.max(1));
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = receivers::http_client(timeout).build()?;
         let breakers = receivers.keys().map(|name| (name.clone(), Breaker::new(config.breaker.clone()))).collect();
         Ok(Self {
             store,
@@ -776,7 +772,8 @@ pub fn render_alert_metrics(out: &mut String, stats: &crate::store::AlertStats) 
 pub fn build_receivers(config: &Config) -> anyhow::Result<Arc<HashMap<String, Receiver>>> {
     let mut out = HashMap::new();
     for c in &config.receivers {
-        out.insert(c.name.clone(), Receiver::from_config(c)?);
+        let timeout = Duration::from_secs(config.outbox.timeout_secs.max(1));
+        out.insert(c.name.clone(), Receiver::from_config(c, timeout)?);
     }
     Ok(Arc::new(out))
 }

@@ -243,3 +243,129 @@ impl Drop for Smtp {
         let _ = std::fs::remove_dir_all(&self.maildir);
     }
 }
+
+/// A private CA and a leaf certificate for 127.0.0.1 signed by it (openssl), in `dir`:
+/// returns (ca.pem, leaf.pem, leaf.key).
+pub fn private_ca(dir: &std::path::Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let status = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .context("run openssl")?;
+        anyhow::ensure!(status.success(), "openssl {args:?} failed");
+        Ok(())
+    };
+    std::fs::write(dir.join("leaf.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")?;
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=vigil-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+    ])?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "leaf.pem",
+        "-extfile",
+        "leaf.ext",
+    ])?;
+    Ok((dir.join("ca.pem"), dir.join("leaf.pem"), dir.join("leaf.key")))
+}
+
+/// An HTTPS receiver (Python's `http.server` over TLS with the given certificate) that
+/// answers 200 and appends `<path> <webhook-id>` per request to a log.
+pub struct HttpsRecorder {
+    /// `https://127.0.0.1:<port>`.
+    pub base: String,
+    log: PathBuf,
+    child: std::process::Child,
+}
+
+impl HttpsRecorder {
+    /// Starts one with `cert` and `key` (PEM).
+    pub async fn start(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log = dir.join("https.log");
+        let script = r#"
+import http.server, ssl, sys
+port, cert, key, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open(log, "a") as f:
+            f.write(f"{self.path} {self.headers.get('webhook-id')}\n")
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+        let child = std::process::Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .arg(cert)
+            .arg(key)
+            .arg(&log)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start the python HTTPS receiver")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "HTTPS receiver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self { base: format!("https://127.0.0.1:{port}"), log, child })
+    }
+
+    /// Lines logged so far (`<path> <webhook-id>`).
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log).map(|s| s.lines().map(str::to_owned).collect()).unwrap_or_default()
+    }
+}
+
+impl Drop for HttpsRecorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

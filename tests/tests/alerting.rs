@@ -910,3 +910,38 @@ async fn a_routing_rule_can_name_the_escalation_policy(backend: Backend) -> anyh
     assert_eq!(got.len(), 1, "a P3 escalated by the policy its router named");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_behind_a_private_ca_is_trusted_only_with_its_ca_file() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("vigil-ca-{}", uuid::Uuid::now_v7().simple()));
+    let (ca, leaf, key) = vigil_tests::receiver::private_ca(&dir)?;
+    let https = vigil_tests::receiver::HttpsRecorder::start(&dir, &leaf, &key).await?;
+    let trusting = ReceiverConfig {
+        name: "siem".into(),
+        kind: "webhook".into(),
+        url: Some(format!("{}/siem", https.base)),
+        ca_file: Some(ca),
+        ..Default::default()
+    };
+    let strict = ReceiverConfig {
+        name: "strict".into(),
+        kind: "webhook".into(),
+        url: Some(format!("{}/strict", https.base)),
+        ..Default::default()
+    };
+    let app = app(Backend::Sqlite, |c| c.receivers = vec![trusting, strict]).await?;
+    manual(&app, "over https", "P2").await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !https.lines().iter().any(|l| l.starts_with("/siem ")) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(https.lines().iter().any(|l| l.starts_with("/siem n")), "delivered over TLS: {:?}", https.lines());
+    let strict_rows = app
+        .wait_for("/v1/notifications?receiver=strict", 20, |b| b["notifications"][0]["attempts"].as_i64() >= Some(1))
+        .await?;
+    let n = &strict_rows["notifications"][0];
+    assert_eq!(n["status"], "pending", "an unknown CA is not trusted: {n}");
+    assert!(!https.lines().iter().any(|l| l.starts_with("/strict")));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

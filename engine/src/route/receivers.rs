@@ -60,6 +60,8 @@ struct Smtp {
     port: u16,
     implicit_tls: bool,
     accept_invalid_certs: bool,
+    /// Extra CA certificates (PEM).
+    ca_pem: Option<Vec<u8>>,
     credentials: Option<(String, String)>,
     from: String,
     to: Vec<String>,
@@ -73,6 +75,8 @@ pub struct Receiver {
     /// Kind.
     pub kind: Kind,
     url: Option<String>,
+    /// Its own HTTP client when it trusts extra CAs (`ca_file`).
+    http: Option<reqwest::Client>,
     secret: Option<Vec<u8>>,
     alertmanager: bool,
     routing_key: Option<String>,
@@ -120,7 +124,7 @@ fn env_or(value: &Option<String>, env: &Option<String>, what: &str, name: &str) 
 
 impl Receiver {
     /// Resolves a configured receiver (secrets from the environment).
-    pub fn from_config(c: &ReceiverConfig) -> anyhow::Result<Self> {
+    pub fn from_config(c: &ReceiverConfig, timeout: Duration) -> anyhow::Result<Self> {
         let kind = match c.kind.as_str() {
             "webhook" => Kind::Webhook,
             "slack" => Kind::Slack,
@@ -147,6 +151,21 @@ impl Receiver {
             None => None,
         };
         let routing_key = env_or(&c.routing_key, &c.routing_key_env, "routing key", &c.name)?;
+        let ca_pem =
+            match &c.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("receiver `{}`: cannot read ca_file {}: {e}", c.name, path.display())
+                })?),
+                None => None,
+            };
+        let http = match (&ca_pem, kind) {
+            (Some(pem), Kind::Webhook | Kind::Slack | Kind::PagerDuty) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|_| anyhow::anyhow!("receiver `{}`: ca_file holds no PEM certificate", c.name))?;
+                Some(http_client(timeout).tls_certs_merge(certs).build()?)
+            }
+            _ => None,
+        };
         let smtp = match (&c.smtp_url, kind) {
             (Some(u), Kind::Email) => {
                 let parsed = reqwest::Url::parse(u)
@@ -184,6 +203,7 @@ impl Receiver {
                     port,
                     implicit_tls,
                     accept_invalid_certs: c.smtp_accept_invalid_certs,
+                    ca_pem: ca_pem.clone(),
                     credentials,
                     from,
                     to: c.to.clone(),
@@ -195,6 +215,7 @@ impl Receiver {
             name: c.name.clone(),
             kind,
             url,
+            http,
             secret,
             alertmanager: c.format.as_deref() == Some("alertmanager"),
             routing_key,
@@ -215,6 +236,7 @@ impl Receiver {
 
     /// Sends one notification.
     pub async fn deliver(&self, http: &reqwest::Client, n: &NotificationRow, ctx: &Context, now_ms: i64) -> Outcome {
+        let http = self.http.as_ref().unwrap_or(http);
         let payload: Value = serde_json::from_str(&n.payload).unwrap_or(Value::Null);
         match self.kind {
             Kind::Webhook => {
@@ -294,6 +316,14 @@ impl Context {
     fn alert_link(&self, id: &Value) -> String {
         format!("{}/#/alerts/{}", self.external_url.trim_end_matches('/'), id)
     }
+}
+
+/// The HTTP client settings every receiver uses: timeout, no redirects, a user agent.
+pub fn http_client(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Standard Webhooks signature header value.
@@ -626,8 +656,15 @@ async fn send_email(smtp: &Smtp, n: &NotificationRow, payload: &Value, ctx: &Con
         Ok(m) => m,
         Err(e) => return Outcome::Failed { error: format!("could not build the message: {e}") },
     };
-    let params =
-        TlsParameters::builder(smtp.host.clone()).dangerous_accept_invalid_certs(smtp.accept_invalid_certs).build();
+    let mut params =
+        TlsParameters::builder(smtp.host.clone()).dangerous_accept_invalid_certs(smtp.accept_invalid_certs);
+    if let Some(pem) = &smtp.ca_pem {
+        match lettre::transport::smtp::client::Certificate::from_pem(pem) {
+            Ok(cert) => params = params.add_root_certificate(cert),
+            Err(e) => return Outcome::Failed { error: format!("ca_file: {e}") },
+        }
+    }
+    let params = params.build();
     let tls = match params {
         Ok(p) if smtp.implicit_tls => Tls::Wrapper(p),
         Ok(p) => Tls::Opportunistic(p),
