@@ -50,6 +50,8 @@ pub enum FollowUp {
     Acknowledge,
     /// The alert was resolved.
     Resolve,
+    /// The alert is still open after the repeat interval.
+    Reminder,
 }
 
 impl FollowUp {
@@ -58,6 +60,7 @@ impl FollowUp {
         match self {
             FollowUp::Acknowledge => "acknowledge",
             FollowUp::Resolve => "resolve",
+            FollowUp::Reminder => "repeat",
         }
     }
 }
@@ -666,6 +669,47 @@ impl AlertService {
         let mut writes = vec![write];
         self.commit(&mut writes).await?;
         Ok(writes.remove(0).alert)
+    }
+
+    /// Notifies again every open alert last notified `[alerts] repeat_interval_secs` ago or
+    /// more (none when the interval is 0); returns how many were reminded.
+    pub async fn remind_due(&self) -> Result<usize, AlertError> {
+        let interval = self.inner.config.repeat_interval_secs as i64 * 1000;
+        if interval == 0 {
+            return Ok(0);
+        }
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let filter = crate::store::AlertFilter {
+            status: Some("open".into()),
+            notified_before: Some(now - interval),
+            limit: 100,
+            ..Default::default()
+        };
+        let due = self.inner.store.list_alerts(&filter).await?;
+        let mut writes = Vec::with_capacity(due.len());
+        for mut alert in due {
+            // The receivers of its first notification that take reminders (digests do not).
+            let receivers: Vec<String> = alert
+                .receiver_list()
+                .into_iter()
+                .filter(|r| self.inner.routing.follows_up(r, FollowUp::Reminder))
+                .collect();
+            let extra = json!({"occurrences": alert.count, "reason": "repeat_interval"});
+            let notifications = self.notifications("repeat", &receivers, now, extra);
+            alert.last_notified_at = Some(now);
+            let change = AlertChange {
+                action: "reminded".into(),
+                actor: "vigil".into(),
+                at: now,
+                details: json!({"receivers": receivers, "interval_secs": interval / 1000}).to_string(),
+                ..Default::default()
+            };
+            writes.push(AlertWrite { alert, change, notifications, ..Default::default() });
+        }
+        let n = writes.len();
+        self.commit(&mut writes).await?;
+        Ok(n)
     }
 
     /// Runs the escalation timers due now; returns how many fired.

@@ -402,6 +402,9 @@ impl Outbox {
                 if let Err(e) = alerts.escalate_due().await {
                     tracing::warn!(error = %e, "Escalation timers failed; retried next tick");
                 }
+                if let Err(e) = alerts.remind_due().await {
+                    tracing::warn!(error = %e, "Reminders failed; retried next tick");
+                }
                 if let Err(e) = self.digests().await {
                     tracing::warn!(error = %e, "Digest failed; retried next tick");
                 }

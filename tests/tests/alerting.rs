@@ -791,18 +791,32 @@ async fn a_silence_ending_lets_the_next_occurrence_through_and_reminders_repeat(
     assert_eq!(got[0].json()["data"]["alert"]["id"], id);
     assert_eq!(got[0].json()["data"]["alert"]["count"], 2);
 
-    // Still open 10 minutes after its last notification: the next occurrence reminds.
+    // Still open 10 minutes after its last notification: reminded (with or without a new
+    // occurrence), then not again until another 10 minutes pass.
     app.post_events(&lockout("carol", e0 + 120_000)).await?;
     app.detection_idle().await?;
+    clock.advance(9 * MIN);
     settle().await;
     assert_eq!(rec.requests("/hook").len(), 1, "no reminder within the interval");
-    clock.advance(11 * MIN);
-    app.post_events(&lockout("carol", e0 + 180_000)).await?;
+    clock.advance(2 * MIN);
     let got = rec.wait_for("/hook", 20, |r| r.len() >= 2).await;
     let reminder = got[1].json();
     assert_eq!(reminder["type"], "alert.repeated");
     assert_eq!(reminder["data"]["extra"]["reason"], "repeat_interval");
-    assert_eq!(reminder["data"]["alert"]["count"], 4);
+    assert_eq!(reminder["data"]["alert"]["count"], 3);
+    app.post_events(&lockout("carol", e0 + 180_000)).await?;
+    app.detection_idle().await?;
+    clock.advance(5 * MIN);
+    settle().await;
+    assert_eq!(rec.requests("/hook").len(), 2, "one reminder per interval");
+    // Acknowledged: no more reminders.
+    let (status, _) = post(&app, &app.admin_key, &format!("/v1/alerts/{id}/ack"), json!({})).await?;
+    assert_eq!(status, 200);
+    clock.advance(30 * MIN);
+    settle().await;
+    assert_eq!(rec.requests("/hook").len(), 2);
+    let full = app.get(&format!("/v1/alerts/{id}")).await?.1;
+    assert!(full["history"].as_array().unwrap().iter().any(|c| c["action"] == "reminded"));
     Ok(())
 }
 

@@ -75,6 +75,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         until: parse_time_param("until", q.until.as_deref())?,
         before_id: parse_cursor(q.cursor.as_deref())?,
         id: None,
+        notified_before: None,
         limit,
     };
     let rows = state.store.list_alerts(&filter).await?;

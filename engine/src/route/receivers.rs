@@ -227,9 +227,12 @@ impl Receiver {
 
     /// Whether it takes acknowledge / resolve follow-ups.
     pub fn follows_up(&self, what: crate::alerts::FollowUp) -> bool {
-        match self.kind {
-            Kind::PagerDuty => true,
-            Kind::Webhook => what == crate::alerts::FollowUp::Resolve,
+        use crate::alerts::FollowUp;
+        match (self.kind, what) {
+            (Kind::Digest, _) => false,
+            (_, FollowUp::Reminder) => true,
+            (Kind::PagerDuty, _) => true,
+            (Kind::Webhook, FollowUp::Resolve) => true,
             _ => false,
         }
     }

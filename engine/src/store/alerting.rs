@@ -145,6 +145,8 @@ pub struct AlertFilter {
     pub before_id: Option<i64>,
     /// Exactly this id.
     pub id: Option<i64>,
+    /// Last notified at or before this (and not silenced): reminders due.
+    pub notified_before: Option<i64>,
     /// Max rows.
     pub limit: i64,
 }
@@ -172,6 +174,9 @@ where
         if let Some(v) = value {
             qb.push(clause).push_bind(v);
         }
+    }
+    if let Some(t) = f.notified_before {
+        qb.push(" AND silenced_by IS NULL AND last_notified_at <= ").push_bind(t);
     }
 }
 
