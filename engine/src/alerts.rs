@@ -399,7 +399,11 @@ impl AlertService {
             && alert.last_notified_at.is_some_and(|t| now.saturating_sub(t) >= interval);
         let never_notified = alert.last_notified_at.is_none();
         if alert.silenced_by.is_none() && ((lifted && never_notified) || threshold || reminder) {
-            let routed = self.inner.routing.receivers_for(&alert);
+            let routed = if threshold || never_notified {
+                self.inner.routing.receivers_for(&alert)
+            } else {
+                Routed { receivers: self.reminder_receivers(&alert), policy: None }
+            };
             let receivers = routed.receivers;
             if never_notified {
                 alert.escalation_policy = routed.policy;
@@ -432,6 +436,23 @@ impl AlertService {
 
     /// Writes changes, then their chain events; wakes the outbox.
     async fn commit(&self, writes: &mut [AlertWrite]) -> Result<(), AlertError> {
+        // The alert's state as of this change goes into its history entry, so a chain
+        // event written later (after a crash) still says what it was then.
+        for w in writes.iter_mut() {
+            let mut d: Value = serde_json::from_str(&w.change.details).unwrap_or_else(|_| json!({}));
+            if let Value::Object(map) = &mut d {
+                for (k, v) in [
+                    ("severity", json!(w.alert.severity)),
+                    ("status", json!(w.alert.status)),
+                    ("count", json!(w.alert.count)),
+                    ("event_seqs", json!(w.alert.seqs())),
+                    ("disposition", json!(w.alert.disposition)),
+                ] {
+                    map.entry(k).or_insert(v);
+                }
+            }
+            w.change.details = d.to_string();
+        }
         self.inner.store.commit_alert_writes(writes).await?;
         let changes: Vec<(AlertChange, AlertRow)> =
             writes.iter().map(|w| (w.change.clone(), w.alert.clone())).collect();
@@ -540,8 +561,8 @@ impl AlertService {
             rule_version: env!("CARGO_PKG_VERSION").into(),
             rule_sha256: String::new(),
             severity: m.severity,
-            title: m.title,
-            dedup_key: m.dedup_key.unwrap_or_else(|| format!("manual:{}", uuid::Uuid::now_v7())),
+            title: storable(&m.title),
+            dedup_key: storable(&m.dedup_key.unwrap_or_else(|| format!("manual:{}", uuid::Uuid::now_v7()))),
             status: "open".into(),
             count: 1,
             first_seen: now,
@@ -649,6 +670,9 @@ impl AlertService {
         // The acknowledgement stays on record (time to acknowledge counts from creation to
         // the latest acknowledgement); the next ack replaces it.
         let mut write = AlertWrite { cancel_escalations: true, ..Default::default() };
+        // Silences are looked at again: the one that held it may have ended, another begun.
+        let silences = self.active_silences(now).await?;
+        alert.silenced_by = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
         if alert.silenced_by.is_none() {
             let routed = self.inner.routing.receivers_for(&alert);
             let receivers = routed.receivers;
@@ -687,14 +711,17 @@ impl AlertService {
             ..Default::default()
         };
         let due = self.inner.store.list_alerts(&filter).await?;
+        let silences = self.active_silences(now).await?;
         let mut writes = Vec::with_capacity(due.len());
+        let mut nobody = Vec::new();
         for mut alert in due {
-            // The receivers of its first notification that take reminders (digests do not).
-            let receivers: Vec<String> = alert
-                .receiver_list()
-                .into_iter()
-                .filter(|r| self.inner.routing.follows_up(r, FollowUp::Reminder))
-                .collect();
+            let receivers = self.reminder_receivers(&alert);
+            let silenced = silences.iter().any(|(_, m)| silence::matches_all(m, &alert));
+            if receivers.is_empty() || silenced {
+                // Nothing to send now: only the clock of the next reminder moves.
+                nobody.push(alert.id);
+                continue;
+            }
             let extra = json!({"occurrences": alert.count, "reason": "repeat_interval"});
             let notifications = self.notifications("repeat", &receivers, now, extra);
             alert.last_notified_at = Some(now);
@@ -707,9 +734,15 @@ impl AlertService {
             };
             writes.push(AlertWrite { alert, change, notifications, ..Default::default() });
         }
+        self.inner.store.touch_notified(&nobody, now).await?;
         let n = writes.len();
         self.commit(&mut writes).await?;
         Ok(n)
+    }
+
+    /// The receivers of an alert's first notification that take reminders (not digests).
+    fn reminder_receivers(&self, alert: &AlertRow) -> Vec<String> {
+        alert.receiver_list().into_iter().filter(|r| self.inner.routing.follows_up(r, FollowUp::Reminder)).collect()
     }
 
     /// Runs the escalation timers due now; returns how many fired.
@@ -717,6 +750,7 @@ impl AlertService {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let due = self.inner.store.due_escalations(now, 100).await?;
+        let silences = if due.is_empty() { Vec::new() } else { self.active_silences(now).await? };
         let mut fired = 0;
         let mut writes = Vec::new();
         for timer in due {
@@ -737,6 +771,11 @@ impl AlertService {
             if receivers.is_empty() {
                 receivers = alert.receiver_list();
             }
+            // A silence that began since holds this level back (the timer goes on).
+            let silenced = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
+            if silenced.is_some() {
+                receivers.clear();
+            }
             let extra = json!({"policy": timer.policy, "level": timer.level + 1, "round": timer.round + 1});
             let notifications = self.notifications("escalation", &receivers, now, extra);
             let change = AlertChange {
@@ -744,7 +783,7 @@ impl AlertService {
                 actor: "vigil".into(),
                 at: now,
                 details: json!({"policy": timer.policy, "level": timer.level + 1, "round": timer.round + 1,
-                    "receivers": receivers, "due_at": timer.due_at})
+                    "receivers": receivers, "due_at": timer.due_at, "silenced_by": silenced})
                 .to_string(),
                 ..Default::default()
             };
@@ -773,7 +812,7 @@ impl AlertService {
                 silence::MAX_ACTIVE_SILENCES
             )));
         }
-        self.inner.store.insert_silence(&silence).await?;
+        // The chain event first: a silence never takes effect without its evidence.
         let details = json!({"silence_id": silence.id, "matchers": serde_json::from_str::<Value>(&silence.matchers).unwrap_or(Value::Null),
             "starts_at": silence.starts_at, "ends_at": silence.ends_at, "created_by": silence.created_by, "comment": silence.comment});
         let ev = system_event_with_id(
@@ -785,6 +824,7 @@ impl AlertService {
             self.now(),
         );
         self.inner.sequencer.submit(vec![ev]).await.map_err(AlertError::Store)?;
+        self.inner.store.insert_silence(&silence).await?;
         Ok(silence)
     }
 
@@ -792,9 +832,11 @@ impl AlertService {
     pub async fn expire_silence(&self, id: &str, actor: &str) -> Result<(), AlertError> {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
-        if !self.inner.store.expire_silence(id, now).await? {
+        let live = self.inner.store.silence(id).await?.is_some_and(|s| s.expired_at.is_none());
+        if !live {
             return Err(AlertError::Conflict(format!("no active or pending silence {id}")));
         }
+        // The chain event first, with a fixed id: retrying after a failure writes it once.
         let ev = system_event_with_id(
             format!("vigil:silence:{id}:expired"),
             "alert",
@@ -804,6 +846,7 @@ impl AlertService {
             now,
         );
         self.inner.sequencer.submit(vec![ev]).await.map_err(AlertError::Store)?;
+        self.inner.store.expire_silence(id, now).await?;
         Ok(())
     }
 }
@@ -823,6 +866,12 @@ fn chain_event(c: &AlertChange, a: &AlertRow) -> crate::event::NewEvent {
     system_event_with_id(c.chain_event_id(), "alert", &format!("alert_{}", c.action), &c.actor, details, c.at)
 }
 
+/// Text the store keeps as-is on both backends: NUL (which PostgreSQL's TEXT refuses)
+/// becomes U+FFFD, so one odd byte in an event can never make an alert unstorable.
+pub fn storable(text: &str) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text.to_owned() }
+}
+
 /// A new alert row from a raised alert.
 pub fn row_from_raised(r: &RaisedAlert, now: i64) -> AlertRow {
     let seqs: Vec<i64> = r.alert.event_seqs.iter().copied().take(MAX_EVENT_SEQS).collect();
@@ -831,8 +880,8 @@ pub fn row_from_raised(r: &RaisedAlert, now: i64) -> AlertRow {
         rule_version: r.rule_version.clone(),
         rule_sha256: r.rule_sha256.clone(),
         severity: r.alert.severity.clone(),
-        title: r.alert.title.clone(),
-        dedup_key: r.alert.dedup_key.clone(),
+        title: storable(&r.alert.title),
+        dedup_key: storable(&r.alert.dedup_key),
         status: "open".into(),
         count: 1,
         first_seen: r.at,

@@ -533,11 +533,12 @@ impl Config {
         }
         let o = &self.outbox;
         if o.max_age_secs == 0
+            || o.max_retry_after_secs == 0
             || o.base_backoff_ms == 0
             || o.max_backoff_ms < o.base_backoff_ms
             || o.poll_interval_ms == 0
         {
-            return invalid("outbox", "max_age_secs, base_backoff_ms and poll_interval_ms must be positive, max_backoff_ms >= base_backoff_ms".into());
+            return invalid("outbox", "max_age_secs, max_retry_after_secs, base_backoff_ms and poll_interval_ms must be positive, max_backoff_ms >= base_backoff_ms".into());
         }
         let b = &self.breaker;
         if b.failures == 0 || b.half_open_trials == 0 || b.close_after == 0 || b.close_after > b.half_open_trials {

@@ -156,7 +156,6 @@ impl Routing for Router {
         let faulted = out.faulted > 0;
         let mut named: Vec<String> = Vec::new();
         let mut policy = None;
-        let mut unknown = 0;
         for (_, r) in &out.routes {
             // `policy:<name>` (the SDK's `ctx.escalation_policy`) picks a configured policy.
             if let Some(p) = r.strip_prefix(POLICY_PREFIX) {
@@ -168,7 +167,6 @@ impl Routing for Router {
                 continue;
             }
             if !self.receivers.contains_key(r) {
-                unknown += 1;
                 tracing::warn!(receiver = %r, "A routing rule named a receiver that is not configured");
                 continue;
             }
@@ -176,7 +174,9 @@ impl Routing for Router {
                 named.push(r.clone());
             }
         }
-        let named_unknown_only = named.is_empty() && unknown > 0;
+        // Naming no receiver at all is treated like naming only unknown ones: a routing rule
+        // can never silence an alert (silences do that, visibly).
+        let named_unknown_only = named.is_empty();
         if !out.quarantined.is_empty() {
             let _ = self.quarantines.send(Evaluated { quarantined: out.quarantined, ..Default::default() });
         }
@@ -242,7 +242,7 @@ impl Routing for Router {
     }
 
     fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.notify_waiters();
     }
 }
 
@@ -321,7 +321,7 @@ impl Outbox {
         b.command(action, now)?;
         let state = b.to_json(now);
         drop(breakers);
-        self.wake.notify_one();
+        self.wake.notify_waiters();
         Ok(state)
     }
 
@@ -329,12 +329,12 @@ impl Outbox {
     /// the outbox for the next start.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.wake.notify_waiters();
     }
 
     /// Wakes the worker (new or re-queued notifications).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.notify_waiters();
     }
 
     /// Delivery counters and circuit states in Prometheus text format.
@@ -387,14 +387,17 @@ impl Outbox {
 
     /// Runs forever: escalation timers, unchained history, digests, deliveries.
     pub fn spawn(self: Arc<Self>, alerts: AlertService) {
+        // Timers (escalation, reminders, digests, chain back-fill) in one task, deliveries in
+        // one task per receiver: a slow receiver delays neither the others nor the timers.
+        let timers = self.clone();
         tokio::spawn(async move {
             let mut ticks: u64 = 0;
-            while !self.stopped.load(Ordering::Acquire) {
+            while !timers.stopped.load(Ordering::Acquire) {
                 if ticks.is_multiple_of(40) {
                     if let Err(e) = alerts.chain_pending().await {
                         tracing::warn!(error = %e, "Writing pending alert history to the chain failed");
                     }
-                    if let Err(e) = self.fail_orphans().await {
+                    if let Err(e) = timers.fail_orphans().await {
                         tracing::warn!(error = %e, "Checking notifications of removed receivers failed");
                     }
                 }
@@ -405,41 +408,68 @@ impl Outbox {
                 if let Err(e) = alerts.remind_due().await {
                     tracing::warn!(error = %e, "Reminders failed; retried next tick");
                 }
-                if let Err(e) = self.digests().await {
+                if let Err(e) = timers.digests().await {
                     tracing::warn!(error = %e, "Digest failed; retried next tick");
                 }
-                match self.deliver_due().await {
-                    Ok(n) if n > 0 => continue,
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "Outbox pass failed; retried next tick"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(self.config.poll_interval_ms)) => {}
-                    _ = self.wake.notified() => {}
-                    _ = self.clock.moved() => {}
-                }
+                timers.idle().await;
             }
         });
+        for name in self.receivers.keys() {
+            let (worker, name) = (self.clone(), name.clone());
+            tokio::spawn(async move {
+                while !worker.stopped.load(Ordering::Acquire) {
+                    match worker.deliver_receiver(&name).await {
+                        Ok(n) if n > 0 => continue,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(receiver = %name, error = %e, "Outbox pass failed; retried next tick"),
+                    }
+                    worker.idle().await;
+                }
+            });
+        }
     }
 
-    /// One pass over the due notifications, receiver by receiver (so one receiver's
-    /// backlog behind an open circuit never starves the others); returns how many were
-    /// attempted. Rows for receivers no longer configured are marked failed.
-    pub async fn deliver_due(&self) -> Result<usize, crate::store::StoreError> {
+    /// Waits for the next poll, a wake-up (new rows) or a move of a manual clock.
+    async fn idle(&self) {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(self.config.poll_interval_ms)) => {}
+            _ = self.wake.notified() => {}
+            _ = self.clock.moved() => {}
+        }
+    }
+
+    /// One pass over one receiver's due notifications; returns how many were attempted.
+    /// Nothing is fetched while its circuit is open.
+    pub async fn deliver_receiver(&self, name: &str) -> Result<usize, crate::store::StoreError> {
         let now = self.clock.now_ms();
-        let mut passes = Vec::new();
-        for name in self.receivers.keys() {
-            let blocked = self.breakers().get_mut(name).is_some_and(|b| b.state(now) == breaker::State::Open);
-            if blocked {
-                continue;
-            }
-            let rows = self.store.due_notifications(Some(name), now, 200).await?;
-            if !rows.is_empty() {
-                passes.push(self.deliver_to(name.clone(), rows, now));
+        let blocked = self.breakers().get_mut(name).is_some_and(|b| b.state(now) == breaker::State::Open);
+        if blocked {
+            return Ok(0);
+        }
+        let rows = self.store.due_notifications(Some(name), now, 200).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // An alert whose older notification to this receiver is still waiting (backing off)
+        // waits too: a resolve never overtakes its trigger.
+        let pending = self
+            .store
+            .list_notifications(&NotificationFilter {
+                status: Some("pending".into()),
+                receiver: Some(name.to_owned()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        // Per alert, its oldest notification here that is waiting for a retry.
+        let mut waiting: HashMap<i64, i64> = HashMap::new();
+        for p in pending.iter().filter(|p| p.next_attempt_at > now) {
+            if let Some(a) = p.alert_id {
+                let oldest = waiting.entry(a).or_insert(p.id);
+                *oldest = (*oldest).min(p.id);
             }
         }
-        let attempted: usize = futures_util::future::join_all(passes).await.into_iter().sum();
-        Ok(attempted)
+        Ok(self.deliver_to(name.to_owned(), rows, now, waiting).await)
     }
 
     /// Marks pending rows addressed to receivers that are no longer configured as failed.
@@ -461,7 +491,13 @@ impl Outbox {
         Ok(())
     }
 
-    async fn deliver_to(&self, name: String, mut rows: Vec<NotificationRow>, now: i64) -> usize {
+    async fn deliver_to(
+        &self,
+        name: String,
+        mut rows: Vec<NotificationRow>,
+        now: i64,
+        mut waiting: HashMap<i64, i64>,
+    ) -> usize {
         let Some(receiver) = self.receivers.get(&name) else { return 0 };
         if receiver.kind == Kind::Digest {
             let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
@@ -471,9 +507,17 @@ impl Outbox {
             return 0;
         }
         self.hydrate(&mut rows).await;
+        // Rows behind an older waiting row of their alert are not sent (nor folded) now.
+        let held_back = |n: &NotificationRow, waiting: &HashMap<i64, i64>| {
+            n.alert_id.and_then(|a| waiting.get(&a)).is_some_and(|&oldest| oldest < n.id)
+        };
+        rows.retain(|n| !held_back(n, &waiting));
         rows = self.storm_control(&name, rows, now).await;
         let mut attempted = 0;
         for mut n in rows {
+            if held_back(&n, &waiting) {
+                continue;
+            }
             if !self.breakers().get_mut(&name).is_none_or(|b| b.allow(now)) {
                 // Open circuit: everything left waits in the outbox.
                 break;
@@ -512,6 +556,11 @@ impl Outbox {
                     if let Some(b) = self.breakers().get_mut(&name) {
                         b.failure(done_at, &error);
                     }
+                    if let Some(a) = n.alert_id {
+                        // Later rows of this alert wait for this one.
+                        let oldest = waiting.entry(a).or_insert(n.id);
+                        *oldest = (*oldest).min(n.id);
+                    }
                     n.last_error = Some(error.clone());
                     let max_age = self.config.max_age_secs as i64 * 1000;
                     if done_at - n.created_at >= max_age {
@@ -532,7 +581,8 @@ impl Outbox {
     /// Exponential backoff with jitter, or the receiver's `Retry-After` (capped).
     fn backoff(&self, attempts: i64, retry_after: Option<Duration>) -> i64 {
         if let Some(after) = retry_after {
-            return (after.as_millis() as i64).clamp(1, self.config.max_retry_after_secs as i64 * 1000);
+            let cap = (self.config.max_retry_after_secs as i64).saturating_mul(1000).max(1);
+            return i64::try_from(after.as_millis()).unwrap_or(i64::MAX).clamp(1, cap);
         }
         let exp = (attempts - 1).clamp(0, 30) as u32;
         let full =
@@ -593,7 +643,10 @@ impl Outbox {
             q.len()
         };
         let room = threshold.saturating_sub(recent);
-        let foldable = |n: &NotificationRow| matches!(n.kind.as_str(), "trigger" | "repeat" | "escalation");
+        // Only never-attempted rows fold: one already tried may have reached the receiver
+        // (a timeout after it accepted), and must keep its idempotency key.
+        let foldable =
+            |n: &NotificationRow| n.attempts == 0 && matches!(n.kind.as_str(), "trigger" | "repeat" | "escalation");
         if rows.iter().filter(|n| foldable(n)).count() <= room {
             return rows;
         }
@@ -653,8 +706,14 @@ impl Outbox {
             if last_due > now {
                 last_due -= day;
             }
-            let last_sent = self.store.last_notification_at(via, "digest").await?.unwrap_or(self.started_at);
-            if last_sent >= last_due {
+            // Once per digest and day (its key names both); the very first one is the first
+            // `at` after the server started.
+            let day_name = crate::event::format_rfc3339_ms(last_due);
+            let key = format!("digest-{}-{}", r.name, &day_name[..10]);
+            if self.store.notification_by_key(&key).await?.is_some() {
+                continue;
+            }
+            if self.store.last_notification_at(via, "digest").await?.is_none() && last_due < self.started_at {
                 continue;
             }
             let held = self
@@ -677,11 +736,10 @@ impl Outbox {
                 })
                 .collect();
             let report = self.daily_report(last_due - day, last_due).await?;
-            let day_name = crate::event::format_rfc3339_ms(last_due);
             let mut digest = vec![NotificationRow {
                 receiver: via.clone(),
                 kind: "digest".into(),
-                idempotency_key: format!("digest-{}-{}", r.name, &day_name[..10]),
+                idempotency_key: key,
                 payload: json!({"day": &day_name[..10], "digest": r.name, "items": items, "report": report})
                     .to_string(),
                 status: "pending".into(),

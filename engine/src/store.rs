@@ -471,6 +471,14 @@ impl Store {
         dispatch!(self, s => s.replace_notifications(rows, ids, status, at).await)
     }
 
+    /// Moves `last_notified_at` of alerts (a reminder that had nobody to go to).
+    pub async fn touch_notified(&self, ids: &[i64], at: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.touch_notified(ids, at).await)
+    }
+
     /// Records the chain seq of alert changes: `(change id, seq)`.
     pub async fn set_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
         if seqs.is_empty() {
@@ -514,6 +522,12 @@ impl Store {
     pub async fn notification(&self, id: i64) -> Result<Option<NotificationRow>, StoreError> {
         let filter = NotificationFilter { before_id: Some(id.saturating_add(1)), limit: 1, ..Default::default() };
         Ok(self.list_notifications(&filter).await?.into_iter().find(|n| n.id == id))
+    }
+
+    /// The notification with this idempotency key.
+    pub async fn notification_by_key(&self, key: &str) -> Result<Option<NotificationRow>, StoreError> {
+        let filter = NotificationFilter { idempotency_key: Some(key.to_owned()), limit: 1, ..Default::default() };
+        Ok(self.list_notifications(&filter).await?.into_iter().next())
     }
 
     /// Saves a notification's delivery state.

@@ -77,6 +77,7 @@ pub async fn notifications(req: HttpRequest, state: web::Data<AppState>) -> Resu
         receiver: q.receiver,
         alert_id: q.alert_id,
         before_id: parse_cursor(q.cursor.as_deref())?,
+        idempotency_key: None,
         limit,
     };
     let rows = state.store.list_notifications(&filter).await?;

@@ -150,6 +150,15 @@ impl Breaker {
     pub fn rejected(&mut self, now: i64, error: &str) {
         self.failed += 1;
         self.last_error = Some((now, error.chars().take(512).collect()));
+        // The receiver answered: as a trial call, that is a healthy one (else a half-open
+        // breaker whose trials all got a 4xx would never close).
+        if self.forced.is_none() && self.state(now) == State::HalfOpen {
+            self.trial_successes += 1;
+            if self.trial_successes >= self.config.close_after {
+                self.state = State::Closed;
+                self.failures.clear();
+            }
+        }
     }
 
     fn open(&mut self, now: i64) {
@@ -238,5 +247,17 @@ mod tests {
         b.command("reset", 999_999).unwrap();
         assert!(b.allow(999_999));
         assert!(b.command("explode", 0).is_err());
+    }
+
+    #[test]
+    fn trial_calls_answered_with_a_4xx_still_close_it() {
+        let mut b = Breaker::new(BreakerConfig::default());
+        for i in 0..5 {
+            b.failure(i, "x");
+        }
+        assert!(b.allow(31_000) && b.allow(31_000) && b.allow(31_000));
+        b.rejected(31_000, "HTTP 409");
+        b.rejected(31_001, "HTTP 409");
+        assert_eq!(b.state(31_002), State::Closed, "the receiver answered: not stuck half-open");
     }
 }

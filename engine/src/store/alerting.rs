@@ -267,6 +267,8 @@ pub struct NotificationFilter {
     pub alert_id: Option<i64>,
     /// id < before_id.
     pub before_id: Option<i64>,
+    /// Exactly this idempotency key.
+    pub idempotency_key: Option<String>,
     /// Max rows.
     pub limit: i64,
 }

@@ -419,6 +419,18 @@ macro_rules! backend_queries {
                 Ok(())
             }
 
+            pub(super) async fn touch_notified(&self, ids: &[i64], at: i64) -> Result<(), StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE alerts SET last_notified_at = ");
+                qb.push_bind(at).push(" WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&self.$writer).await?;
+                Ok(())
+            }
+
             pub(super) async fn set_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
                 let mut tx = self.$writer.begin().await?;
                 for (id, seq) in seqs {
@@ -473,6 +485,9 @@ macro_rules! backend_queries {
                 }
                 if let Some(b) = f.before_id {
                     qb.push(" AND id < ").push_bind(b);
+                }
+                if let Some(k) = &f.idempotency_key {
+                    qb.push(" AND idempotency_key = ").push_bind(k.clone());
                 }
                 if let Some(due) = due_before {
                     qb.push(" AND next_attempt_at <= ").push_bind(due).push(" ORDER BY id ASC LIMIT ");
