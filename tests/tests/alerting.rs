@@ -314,7 +314,9 @@ async fn retry_after_is_honoured_4xx_is_not_retried_and_dead_letters_can_be_retr
     // 429 with Retry-After: 120 -> not before 120 s.
     rec.set_mode("/hook", Mode::RetryAfter(120));
     manual(&app, "rate limited", "P3").await?;
-    rec.wait_for("/hook", 20, |_| !rec.requests("/hook").is_empty()).await;
+    // The 429 has been answered and its retry scheduled (before the clock moves).
+    app.wait_for("/v1/notifications?status=pending", 20, |b| b["notifications"][0]["attempts"].as_i64() >= Some(1))
+        .await?;
     rec.set_mode("/hook", Mode::Ok);
     clock.advance(100_000);
     settle().await;
@@ -977,7 +979,8 @@ async fn a_router_naming_nobody_falls_back_and_a_resolve_never_overtakes_its_tri
     rec.set_mode("/pd", Mode::RetryAfter(120));
     let a = manual(&app, "routed by a router that names nobody", "P2").await?;
     assert_eq!(a["receivers"], json!(["pager"]), "the defaults, not nobody: {a}");
-    rec.wait_for("/pd", 20, |_| !rec.requests("/pd").is_empty()).await;
+    app.wait_for("/v1/notifications?receiver=pager", 20, |b| b["notifications"][0]["attempts"].as_i64() >= Some(1))
+        .await?;
     rec.set_mode("/pd", Mode::Ok);
     let id = a["id"].as_i64().unwrap();
     let (status, _) =
