@@ -116,6 +116,17 @@ pub async fn read_body(
     Ok(body.freeze())
 }
 
+/// Reads a JSON body of at most `limit` bytes into `T`; a 400 names `what` and the problem.
+pub async fn read_json<T: DeserializeOwned>(
+    req: &actix_web::HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = read_body(req, payload, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
 /// Parses a query string into `T`, refusing unknown parameters with a 400 that names them.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     web::Query::<T>::from_query(query)

@@ -207,11 +207,7 @@ impl Smtp {
             .stderr(std::process::Stdio::null())
             .spawn()
             .context("start aiosmtpd (scripts/setup.sh --postgres installs it)")?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "aiosmtpd did not start on port {port}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_port(port, "aiosmtpd").await?;
         Ok(Smtp { port, maildir, child })
     }
 
@@ -349,11 +345,7 @@ srv.serve_forever()
             .stderr(std::process::Stdio::null())
             .spawn()
             .context("start the python HTTPS receiver")?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "HTTPS receiver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_port(port, "the HTTPS receiver").await?;
         Ok(Self { base: format!("https://127.0.0.1:{port}"), log, child })
     }
 
@@ -368,4 +360,14 @@ impl Drop for HttpsRecorder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits (up to 20 s) until something accepts connections on 127.0.0.1:`port`.
+async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "{what} did not start on port {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }

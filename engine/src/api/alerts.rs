@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, parse_query, parse_time_param, read_body};
+use super::{AppState, parse_query, parse_time_param, read_body, read_json};
 use crate::alerts::{AlertError, ManualAlert};
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -209,9 +209,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Respond)?;
-    let body = read_body(&req, payload, 64 * 1024).await?;
-    let manual: ManualAlert =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid manual alert: {e}")))?;
+    let manual: ManualAlert = read_json(&req, payload, 64 * 1024, "manual alert").await?;
     let row = state.alerts.manual(&who.key_id, manual).await?;
     Ok(HttpResponse::Created().json(row.to_api_json()))
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::alerts::parse_cursor;
-use super::{AppState, parse_query, read_body};
+use super::{AppState, parse_query, read_json};
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::store::NotificationFilter;
@@ -35,9 +35,7 @@ pub async fn circuit(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Admin)?;
-    let body = read_body(&req, payload, 4096).await?;
-    let cmd: CircuitCommand =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid circuit command: {e}")))?;
+    let cmd: CircuitCommand = read_json(&req, payload, 4096, "circuit command").await?;
     let name = path.into_inner();
     let circuit = state
         .outbox

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, read_body};
+use super::{AppState, read_json};
 use crate::alerts::silence::{MAX_MATCHERS, Matcher};
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -39,9 +39,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Respond)?;
-    let body = read_body(&req, payload, 64 * 1024).await?;
-    let s: NewSilence =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid silence: {e}")))?;
+    let s: NewSilence = read_json(&req, payload, 64 * 1024, "silence").await?;
     if s.matchers.is_empty() || s.matchers.len() > MAX_MATCHERS {
         return Err(ApiError::bad_request(format!("a silence needs 1 to {MAX_MATCHERS} matchers")));
     }
