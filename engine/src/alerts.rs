@@ -189,6 +189,11 @@ pub mod silence {
         !matchers.is_empty() && matchers.iter().all(|m| m.matches(alert))
     }
 
+    /// The id of the first of `silences` whose matchers all match the alert.
+    pub fn first_match(silences: &[(crate::store::SilenceRow, Vec<Compiled>)], alert: &AlertRow) -> Option<String> {
+        silences.iter().find(|(_, m)| matches_all(m, alert)).map(|(s, _)| s.id.clone())
+    }
+
     /// Most silences active or pending at once.
     pub const MAX_ACTIVE_SILENCES: usize = 1000;
 }
@@ -343,7 +348,7 @@ impl AlertService {
         actor: &str,
         details: Value,
     ) -> AlertWrite {
-        let silence = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
+        let silence = silence::first_match(silences, &alert);
         let mut write = AlertWrite::default();
         if let Some(id) = &silence {
             alert.silenced_by = Some(id.clone());
@@ -385,7 +390,7 @@ impl AlertService {
         let mut write = AlertWrite::default();
         // Silences are looked at again on every occurrence: one created since holds back
         // further notifications, and one that ended lets them through.
-        let silence = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
+        let silence = silence::first_match(silences, &alert);
         let lifted = alert.silenced_by.is_some() && silence.is_none();
         if silence.is_some() && silence != alert.silenced_by {
             write.silence_hit = silence.clone();
@@ -672,7 +677,7 @@ impl AlertService {
         let mut write = AlertWrite { cancel_escalations: true, ..Default::default() };
         // Silences are looked at again: the one that held it may have ended, another begun.
         let silences = self.active_silences(now).await?;
-        alert.silenced_by = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
+        alert.silenced_by = silence::first_match(&silences, &alert);
         if alert.silenced_by.is_none() {
             let routed = self.inner.routing.receivers_for(&alert);
             let receivers = routed.receivers;
@@ -716,7 +721,7 @@ impl AlertService {
         let mut nobody = Vec::new();
         for mut alert in due {
             let receivers = self.reminder_receivers(&alert);
-            let silenced = silences.iter().any(|(_, m)| silence::matches_all(m, &alert));
+            let silenced = silence::first_match(&silences, &alert).is_some();
             if receivers.is_empty() || silenced {
                 // Nothing to send now: only the clock of the next reminder moves.
                 nobody.push(alert.id);
@@ -772,7 +777,7 @@ impl AlertService {
                 receivers = alert.receiver_list();
             }
             // A silence that began since holds this level back (the timer goes on).
-            let silenced = silences.iter().find(|(_, m)| silence::matches_all(m, &alert)).map(|(s, _)| s.id.clone());
+            let silenced = silence::first_match(&silences, &alert);
             if silenced.is_some() {
                 receivers.clear();
             }

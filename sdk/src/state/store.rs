@@ -186,25 +186,7 @@ impl StateStore {
     /// `window_add`: adds `amount` (0: just read) for `key` at `time_ms`; returns the sum over
     /// `(time_ms - window_ms, time_ms]` (see [`WindowCounter::add`]).
     pub fn window_add(&mut self, window_ms: i64, key: &[u8], time_ms: i64, amount: i64) -> i64 {
-        let window_ms = window_ms.max(1);
-        let idx = if amount == 0 {
-            self.find(WINDOW, window_ms, key)
-        } else {
-            self.find_or_insert(WINDOW, window_ms, key, || Entry::Window(WindowCounter::new(window_ms)))
-        };
-        let Some(i) = idx else { return 0 };
-        let (sum, grew) = match self.entry_mut(i) {
-            Entry::Window(w) => {
-                let before = w.heap_bytes();
-                let sum = w.add(time_ms, amount);
-                (sum, w.heap_bytes() != before)
-            }
-            _ => (0, false),
-        };
-        if grew {
-            self.resized(i);
-        }
-        sum
+        self.window_add_seq(window_ms, key, time_ms, amount, 0)
     }
 
     /// `window_add_seq`: [`Self::window_add`] that also remembers `seq` among the events

@@ -62,10 +62,11 @@ impl WindowCounter {
         (self.buckets.capacity() + self.seqs.capacity()) * size_of::<(i64, i64)>()
     }
 
-    /// [`Self::add`], remembering `seq` as one of the events counted (when `amount > 0`).
+    /// [`Self::add`], remembering `seq` as one of the events counted (when `amount > 0`;
+    /// seq 0 means "no event named", as in [`super::DistinctSet::add_seq`]).
     pub fn add_seq(&mut self, time_ms: i64, amount: i64, seq: i64) -> i64 {
         let sum = self.add(time_ms, amount);
-        if amount > 0 && time_ms > self.latest_ms.saturating_sub(self.window_ms) {
+        if amount > 0 && seq != 0 && time_ms > self.latest_ms.saturating_sub(self.window_ms) {
             if self.seqs.len() == MAX_WINDOW_SEQS {
                 self.seqs.pop_front();
             }
