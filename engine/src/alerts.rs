@@ -535,6 +535,37 @@ impl AlertService {
         Ok(())
     }
 
+    /// Raises the P1 alert of an integrity failure (the database disagrees with the anchor
+    /// or moved under the sequencer); one alert per kind and seq.
+    pub async fn record_integrity_failure(&self, failures: &[crate::store::chain::Failure]) -> Result<(), AlertError> {
+        let Some(first) = failures.first() else { return Ok(()) };
+        let kinds: Vec<String> = failures.iter().map(|f| format!("{:?}@{}", f.kind, f.seq)).collect();
+        let raised = RaisedAlert {
+            rule: "vigil".into(),
+            rule_version: env!("CARGO_PKG_VERSION").into(),
+            rule_sha256: String::new(),
+            alert: crate::rules::abi::EmittedAlert {
+                title: format!(
+                    "Integrity failure: {} at seq {} ({} finding(s)); the log refuses writes",
+                    serde_json::to_value(first.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                    first.seq,
+                    failures.len()
+                ),
+                severity: "P1".into(),
+                dedup_key: format!("integrity:{}", kinds.join(",")),
+                fields: json!({"failures": failures}),
+                event_seqs: vec![],
+                actions: vec![
+                    "Compare the database with its backups and the anchor; GET /v1/integrity/verify lists the findings".into(),
+                    "When the cause is understood: vigil integrity accept --reason \"...\" (recorded in the chain)".into(),
+                ],
+            },
+            at: self.now(),
+        };
+        self.record_detected(std::slice::from_ref(&raised)).await?;
+        Ok(())
+    }
+
     /// Raises a manual alert for `actor` (key id).
     pub async fn manual(&self, actor: &str, mut m: ManualAlert) -> Result<AlertRow, AlertError> {
         m.severity.make_ascii_uppercase();

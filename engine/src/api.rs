@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod events;
+pub mod export;
 pub mod integrity;
 pub mod keys;
 pub mod ops;
@@ -39,8 +40,12 @@ pub struct AppState {
     pub keys: KeyRing,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// HMAC key of checkpoints.
-    pub checkpoint_key: Arc<Vec<u8>>,
+    /// Checkpoint signing key and the public keys it verifies with.
+    pub checkpoint_keys: Arc<crate::integrity::keys::CheckpointKeys>,
+    /// Integrity hold and the last signed checkpoint.
+    pub integrity: Arc<crate::integrity::IntegrityStatus>,
+    /// The retention job (tests run it on demand).
+    pub retention: crate::integrity::retention::Retention,
     /// Deployed rules.
     pub rules: Arc<crate::rules::RuleRegistry>,
     /// Where rule changes are recorded before they take effect.
@@ -61,8 +66,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/events", web::post().to(events::post_events))
         .route("/v1/events", web::get().to(events::list_events))
         .route("/v1/events/stats", web::get().to(events::stats))
+        .route("/v1/events/export", web::get().to(export::export))
         .route("/v1/integrity/verify", web::get().to(integrity::verify))
         .route("/v1/integrity/head", web::get().to(integrity::head))
+        .route("/v1/integrity/checkpoints", web::get().to(integrity::checkpoints))
+        .route("/v1/integrity/public-key", web::get().to(integrity::public_key))
+        .route("/v1/integrity/accept", web::post().to(integrity::accept))
         .route("/v1/rules", web::get().to(rules::list))
         .route("/v1/rules/{name}", web::get().to(rules::get))
         .route("/v1/rules/{name}", web::put().to(rules::deploy))

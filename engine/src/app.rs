@@ -1,10 +1,11 @@
-//! Assembles the running server from a `Config`: opens the store (migrating it), loads the
-//! server's own secrets from `data_dir`, bootstraps the first admin key, starts the
-//! `Sequencer`, and binds the actix-web server. Used by `vigil serve` and by the tests
-//! (which bind port 0).
+//! Assembles the running server from a `Config`: opens the store (migrating it), takes the
+//! log's writer lock, loads the server's own secrets from `data_dir` (refusing to replace
+//! one the database depends on), compares the database with the anchor, bootstraps the
+//! first admin key, starts the `Sequencer` and the retention job, and binds the actix-web
+//! server. Used by `vigil serve` and by the tests (which bind port 0).
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,12 @@ use serde_json::json;
 
 use crate::alerts::AlertService;
 use crate::api::{self, AppState};
-use crate::auth::{KeyRing, Role, generate_key, hash_key};
+use crate::auth::{KeyRing, Role, generate_key};
+use crate::integrity::IntegrityStatus;
+use crate::integrity::anchor::Anchor;
+use crate::integrity::keys::{CheckpointKeys, LogFacts};
+use crate::integrity::lock::WriterLock;
+use crate::integrity::retention::Retention;
 use crate::config::Config;
 use crate::detect::pipeline::{Pipeline, PipelineStats};
 use crate::detect::replay;
@@ -42,37 +48,95 @@ pub struct RunningServer {
     pub generated_admin_key: Option<String>,
     /// Shared state (tests use it to reach the store directly).
     pub state: AppState,
+    /// The log's writer lock, held until the server stops.
+    pub writer_lock: Arc<std::sync::Mutex<Option<WriterLock>>>,
+}
+
+impl RunningServer {
+    /// Graceful stop: stops taking requests, signs the head, releases the writer lock.
+    pub async fn shutdown(&self) {
+        self.state.outbox.stop();
+        self.handle.stop(true).await;
+        match self.state.sequencer.checkpoint_now().await {
+            Ok(Some(cp)) => tracing::info!(seq = cp.seq, checkpoint = cp.id, "Head signed at shutdown"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "Could not sign the head at shutdown"),
+        }
+        self.state.sequencer.halt().await;
+        self.writer_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// What `kill -9` leaves: stops without signing or flushing anything, and lets the
+    /// lock go as the kernel would (tests start a new server on the same log after it).
+    pub async fn crash(&self) {
+        self.state.outbox.stop();
+        self.handle.stop(false).await;
+        self.state.sequencer.halt().await;
+        self.writer_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
 }
 
 /// Starts everything; returns once the socket is bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     install_tls();
     let config = Arc::new(config);
-    std::fs::create_dir_all(&config.data_dir)?;
-    let mask_key = load_or_create_secret(&config.data_dir.join("mask.key"))?;
-    let checkpoint_key = load_or_create_secret(&config.data_dir.join("checkpoint.key"))?;
     let store = Store::open(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "Store opened and migrated");
+    let integrity = Arc::new(IntegrityStatus::default());
+    let writer_lock = crate::integrity::lock::acquire(&config.database_url, integrity.clone()).await?;
     let head_at_start = store.head().await?.seq;
-    let artifact_key = load_or_create_secret(&config.data_dir.join("artifact.key"))?;
-    let registry = Arc::new(build_registry(&config, Some((config.data_dir.join("rule-artifacts"), artifact_key)))?);
+    let last_checkpoint = store.last_checkpoint().await?;
+    let facts = LogFacts {
+        events: head_at_start,
+        has_signed_checkpoints: last_checkpoint.as_ref().is_some_and(|c| c.key_id.starts_with("ed25519:")),
+    };
+    let secrets = crate::integrity::keys::load(&config.data_dir, facts)?;
+    let checkpoint_keys = Arc::new(secrets.checkpoints.clone());
+    let anchor = Anchor::new(
+        config.integrity.anchor_path.clone().unwrap_or_else(|| config.data_dir.join("anchor.json")),
+        config.integrity.witness_paths.clone(),
+        config.integrity.witness_url.clone(),
+    );
+    let anchor_failures = compare_with_anchor(&store, &anchor, &checkpoint_keys, last_checkpoint.as_ref()).await?;
+    let registry = Arc::new(build_registry(&config, Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())))?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
     let handoff = Arc::new(crate::store::sequencer::Handoff::new(
         config.rules.detection_queue_events as u64,
         (config.rules.detection_queue_mb as u64) << 20,
     ));
+    if !anchor_failures.is_empty() {
+        tracing::error!(
+            failures = anchor_failures.len(),
+            first = ?anchor_failures[0],
+            "The database does not match its anchor; client writes are refused until an operator accepts"
+        );
+        integrity.set_hold(anchor_failures.clone(), config.clock.now_ms());
+    }
     let sequencer = Sequencer::start(
         store.clone(),
         SequencerConfig {
             max_group_events: config.store.max_group_events,
             checkpoint_every_events: config.store.checkpoint_every_events,
             checkpoint_every: Duration::from_secs(config.store.checkpoint_every_secs),
-            checkpoint_key: checkpoint_key.clone(),
+            keys: (*checkpoint_keys).clone(),
+            anchor: Some(anchor),
+            status: integrity.clone(),
+            clock: config.clock.clone(),
         },
         Some(committed_tx),
         handoff.clone(),
     )
     .await?;
+    if !anchor_failures.is_empty() {
+        sequencer
+            .submit(vec![system_event(
+                "system",
+                "integrity_failure",
+                "vigil",
+                json!({"found_at": "start", "failures": anchor_failures}),
+            )])
+            .await?;
+    }
     // Stored rules, then rules from the directory, are active before detection starts, so
     // replay covers them.
     let rule_journal = RuleJournal::new(store.clone(), sequencer.clone());
@@ -102,6 +166,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     ));
     let alerts =
         AlertService::new(store.clone(), sequencer.clone(), config.clock.clone(), config.alerts.clone(), router);
+    if !anchor_failures.is_empty()
+        && let Err(e) = alerts.record_integrity_failure(&anchor_failures).await
+    {
+        tracing::error!(error = %e, "Could not raise the integrity alert");
+    }
+    spawn_hold_watch(integrity.clone(), alerts.clone(), sequencer.clone(), anchor_failures.len());
     let written = alerts.chain_pending().await?;
     if written > 0 {
         tracing::info!(changes = written, "Alert history written to the chain after a restart");
@@ -129,16 +199,20 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             }
         }
     })?;
+    let retention = Retention::new(store.clone(), sequencer.clone(), config.clock.clone(), config.retention_days);
+    retention.clone().spawn(Duration::from_secs(config.integrity.retention_check_secs));
     let keys = KeyRing::load(store.clone()).await?;
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let state = AppState {
         config: config.clone(),
         store,
         sequencer,
-        masker: Arc::new(Masker::new(&mask_key)),
+        masker: Arc::new(Masker::new(&secrets.mask)),
         keys,
         metrics: Arc::new(Metrics::default()),
-        checkpoint_key: Arc::new(checkpoint_key),
+        checkpoint_keys,
+        integrity,
+        retention,
         rules: registry,
         rule_journal,
         detection,
@@ -152,12 +226,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let data = web::Data::new(state.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
         .workers(workers)
+        // `vigil serve` handles the signals (it signs the head before exiting).
+        .disable_signals()
         .listen(listener)?
         .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
     tracing::info!(%addr, workers, "Vigil is listening");
-    Ok(RunningServer { addr, handle, task, generated_admin_key, state })
+    let writer_lock = Arc::new(std::sync::Mutex::new(Some(writer_lock)));
+    Ok(RunningServer { addr, handle, task, generated_admin_key, state, writer_lock })
 }
 
 /// Installs the process's TLS crypto provider (ring) for HTTPS receivers, SMTP STARTTLS
@@ -212,16 +289,14 @@ async fn bootstrap_admin(
     sequencer: &crate::store::sequencer::SequencerHandle,
 ) -> anyhow::Result<Option<String>> {
     let (id, secret, generated) = match &config.admin_key {
-        Some(key) if !keys.contains(key) => {
-            (format!("k_env_{}", &hex::encode(hash_key(key))[..12]), key.clone(), false)
-        }
+        // The id is random: nothing about the key can be learnt from it.
+        Some(key) if !keys.contains(key) => (format!("k_env_{}", &generate_key().0[2..]), key.clone(), false),
         None if !keys.has_admin() => {
             let (id, secret) = generate_key();
             (id, secret, true)
         }
         _ => return Ok(None),
     };
-    keys.insert(&id, "bootstrap admin", Role::Admin, &secret).await?;
     sequencer
         .submit(vec![system_event(
             "api_key_management",
@@ -230,25 +305,71 @@ async fn bootstrap_admin(
             json!({"key_id": id, "name": "bootstrap admin", "role": "admin"}),
         )])
         .await?;
+    keys.insert(&id, "bootstrap admin", Role::Admin, &secret).await?;
     tracing::info!(key_id = %id, "Bootstrap admin key created");
     Ok(generated.then_some(secret))
 }
 
-/// Reads a 32-byte secret from `path`, creating it (mode 0600) on first start.
-fn load_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
-        Ok(_) => Err(std::io::Error::other(format!("{} is shorter than 32 bytes", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = vec![0u8; 32];
-            getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            std::io::Write::write_all(&mut options.open(path)?, &key)?;
-            Ok(key)
-        }
-        Err(e) => Err(e),
+/// Compares the database with the newest valid anchor. No anchor yet (first start, or a
+/// database from before anchors) with checkpoints in the database: the newest one is
+/// anchored now, with a warning.
+async fn compare_with_anchor(
+    store: &Store,
+    anchor: &Anchor,
+    keys: &CheckpointKeys,
+    last: Option<&crate::store::Checkpoint>,
+) -> anyhow::Result<Vec<crate::store::chain::Failure>> {
+    let (anchored, problems) = anchor.read(keys.verifier());
+    for p in &problems {
+        tracing::error!(problem = %p, "An anchor file could not be trusted");
     }
+    match anchored {
+        Some(cp) => Ok(crate::integrity::anchor::check(store, &cp).await?),
+        None => {
+            if let Some(last) = last {
+                if !problems.is_empty() {
+                    anyhow::bail!(
+                        "the anchor {} cannot be trusted ({}); restore it or remove it to re-anchor on the database",
+                        anchor.path().display(),
+                        problems.join("; ")
+                    );
+                }
+                tracing::warn!(path = %anchor.path().display(), checkpoint = last.id, "No anchor file yet; anchoring the newest checkpoint");
+                anchor.write(last).await?;
+            }
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Raises a P1 alert when the log goes on hold while running (the sequencer found the
+/// database moved under it, or the writer lock was lost).
+fn spawn_hold_watch(
+    status: Arc<IntegrityStatus>,
+    alerts: AlertService,
+    sequencer: crate::store::sequencer::SequencerHandle,
+    already: usize,
+) {
+    tokio::spawn(async move {
+        let mut reported = already;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Some(hold) = status.hold() else {
+                reported = 0;
+                continue;
+            };
+            if hold.failures.len() > reported {
+                let new = hold.failures[reported..].to_vec();
+                reported = hold.failures.len();
+                let record =
+                    system_event("system", "integrity_failure", "vigil", json!({"found_at": "runtime", "failures": new}));
+                if let Err(e) = sequencer.submit(vec![record]).await {
+                    tracing::error!(error = %e, "Could not record the integrity failure in the chain");
+                }
+                if let Err(e) = alerts.record_integrity_failure(&new).await {
+                    tracing::error!(error = %e, "Could not raise the integrity alert");
+                }
+            }
+        }
+    });
 }

@@ -127,6 +127,11 @@ impl KeyRing {
         self.active.read().expect("key ring lock").values().any(|k| k.role == Role::Admin)
     }
 
+    /// Whether an active key has this id.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.active.read().expect("key ring lock").values().any(|k| k.id == id)
+    }
+
     /// Whether this exact key is active.
     pub fn contains(&self, key: &str) -> bool {
         self.active.read().expect("key ring lock").contains_key(&hash_key(key))

@@ -1,4 +1,5 @@
-//! The rule author's command line: `vigil rules new | build | test | deploy | backtest`.
+//! The command line's work: `vigil verify --file` (offline export check), `vigil integrity
+//! accept`, and the rule author's `vigil rules new | build | test | deploy | backtest`.
 //! `new` scaffolds a rule crate on `vigil-sdk`; `build` and `test` run cargo for it (wasm32
 //! release build / native tests); `deploy` uploads a module with `PUT /v1/rules/{name}`;
 //! `backtest` runs a module over stored history and prints the alerts it would have raised,
@@ -240,4 +241,88 @@ pub async fn backtest(
     })
     .await?;
     Ok((seen, raised))
+}
+
+/// `vigil verify --file`: checks an export offline; prints the JSON report on stdout (and a
+/// summary and a progress bar on stderr when it is a terminal). Returns the exit status:
+/// 0 ok, 1 failed, 3 unsigned tail.
+pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let mut keys = Vec::new();
+    for given in public_keys {
+        let text = match std::fs::read_to_string(given) {
+            Ok(content) => content,
+            Err(_) => given.clone(),
+        };
+        keys.extend(
+            crate::integrity::keys::parse_public_key(&text).map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
+        );
+    }
+    let verifier = crate::integrity::keys::Verifier::new(keys);
+    let (reader, total): (Box<dyn std::io::Read>, u64) = if file.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), 0)
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(f), len)
+    };
+    let show = !json_only && std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut last_draw = std::time::Instant::now();
+    let report = crate::integrity::export::verify_reader(reader, verifier, |read, events| {
+        if !show || last_draw.elapsed() < std::time::Duration::from_millis(200) {
+            return;
+        }
+        last_draw = std::time::Instant::now();
+        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        if total > 0 {
+            let done = (read as f64 / total as f64).min(1.0);
+            let bar: String = (0..30).map(|i| if (i as f64) < done * 30.0 { '#' } else { '.' }).collect();
+            eprint!("\r[{bar}] {:5.1}%  {events} events  {:.0} events/s ", done * 100.0, rate);
+        } else {
+            eprint!("\r{events} events  {:.0} events/s ", rate);
+        }
+    })?;
+    if show {
+        eprintln!();
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !json_only {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: {} events checked in {secs:.1} s ({:.0} events/s), {} checkpoints valid, {} failure(s){}",
+            report.status,
+            report.verified,
+            report.verified as f64 / secs.max(1e-6),
+            report.checkpoints_checked,
+            report.failure_count,
+            report.unsigned.map_or(String::new(), |u| format!("; seqs {}..={} are not covered by any checkpoint", u.from, u.to)),
+        );
+        for f in report.failures.iter().take(20) {
+            eprintln!("  seq {}: {:?}: expected {}, found {}", f.seq, f.kind, f.expected, f.actual);
+        }
+    }
+    Ok(match report.status {
+        "ok" => 0,
+        "unsigned" => 3,
+        _ => 1,
+    })
+}
+
+/// `vigil integrity accept`: `POST /v1/integrity/accept` on a running server.
+pub async fn accept(reason: &str, url: &str, key: &str) -> anyhow::Result<()> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/integrity/accept", url.trim_end_matches('/')))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"reason": reason}))
+        .send()
+        .await
+        .with_context(|| format!("connect to {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    if !status.is_success() {
+        bail!("accept refused ({status}): {body}");
+    }
+    println!("{body}");
+    Ok(())
 }

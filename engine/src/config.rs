@@ -48,8 +48,13 @@ pub struct Config {
     pub database_url: String,
     /// Directory of `.wasm` rules to load and watch (`VIGIL_RULES_DIR`, `--rules-dir`).
     pub rules_dir: Option<PathBuf>,
-    /// Where key files (masking and checkpoint HMAC keys) live, outside the database.
+    /// Where the server's key files and the anchor live, outside the database
+    /// (`VIGIL_DATA_DIR`, `--data-dir`). Keep it on another volume from the database and
+    /// back it up: a missing key with a database that needs it stops the start.
     pub data_dir: PathBuf,
+    /// Events older than this many days (by receipt) are purged, in whole ranges ending at
+    /// a checkpoint (`VIGIL_RETENTION_DAYS`; 0 keeps everything).
+    pub retention_days: u32,
     /// Largest accepted request body, bytes (413 past it).
     pub body_limit_bytes: usize,
     /// HTTP worker threads (0 = one per CPU).
@@ -59,6 +64,8 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// Sequencer and checkpoint settings.
     pub store: StoreConfig,
+    /// Anchor, witnesses and retention schedule.
+    pub integrity: IntegrityConfig,
     /// Rule sandbox, state and per-rule configuration.
     pub rules: RulesConfig,
     /// Alert dedup and re-notification.
@@ -350,9 +357,32 @@ pub struct StoreConfig {
     pub max_group_events: usize,
     /// Signed checkpoint every this many events...
     pub checkpoint_every_events: i64,
-    /// ... or every this many seconds (when events arrive).
+    /// ... and no committed event stays unsigned longer than this many seconds.
     pub checkpoint_every_secs: u64,
 }
+
+/// `[integrity]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrityConfig {
+    /// The anchor file (default `<data_dir>/anchor.json`).
+    pub anchor_path: Option<PathBuf>,
+    /// More files each new anchor is written to (another disk, a mounted share).
+    pub witness_paths: Vec<PathBuf>,
+    /// URL each new anchor is POSTed to (JSON), best effort.
+    pub witness_url: Option<String>,
+    /// How often the retention job looks for a range to purge, seconds.
+    pub retention_check_secs: u64,
+}
+
+impl Default for IntegrityConfig {
+    fn default() -> Self {
+        Self { anchor_path: None, witness_paths: Vec::new(), witness_url: None, retention_check_secs: 3600 }
+    }
+}
+
+/// Shortest accepted `VIGIL_ADMIN_KEY`.
+pub const MIN_ADMIN_KEY_LEN: usize = 24;
 
 impl Default for Config {
     fn default() -> Self {
@@ -361,10 +391,12 @@ impl Default for Config {
             database_url: "sqlite://data/vigil.db".into(),
             rules_dir: None,
             data_dir: PathBuf::from("data"),
+            retention_days: 90,
             body_limit_bytes: 10 * 1024 * 1024,
             workers: 0,
             admin_key: None,
             store: StoreConfig::default(),
+            integrity: IntegrityConfig::default(),
             rules: RulesConfig::default(),
             alerts: AlertsConfig::default(),
             routing: RoutingConfig::default(),
@@ -379,7 +411,7 @@ impl Default for Config {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { max_group_events: 5000, checkpoint_every_events: 10_000, checkpoint_every_secs: 60 }
+        Self { max_group_events: 5000, checkpoint_every_events: 10_000, checkpoint_every_secs: 10 }
     }
 }
 
@@ -394,6 +426,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// `--rules-dir`.
     pub rules_dir: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -415,6 +449,15 @@ impl Config {
         if let Some(dir) = env("VIGIL_RULES_DIR") {
             config.rules_dir = Some(dir.into());
         }
+        if let Some(dir) = env("VIGIL_DATA_DIR") {
+            config.data_dir = dir.into();
+        }
+        if let Some(days) = env("VIGIL_RETENTION_DAYS") {
+            config.retention_days = days.parse().map_err(|e| ConfigError::Invalid {
+                key: "VIGIL_RETENTION_DAYS",
+                message: format!("{e}"),
+            })?;
+        }
         config.admin_key = env("VIGIL_ADMIN_KEY");
         if let Some(listen) = flags.listen {
             config.listen = listen;
@@ -424,6 +467,9 @@ impl Config {
         }
         if let Some(dir) = flags.rules_dir {
             config.rules_dir = Some(dir);
+        }
+        if let Some(dir) = flags.data_dir {
+            config.data_dir = dir;
         }
         config.validate()?;
         Ok(config)
@@ -439,6 +485,22 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid { key: "body_limit_bytes", message: "must be at least 1024".into() });
+        }
+        if let Some(key) = &self.admin_key
+            && key.chars().count() < MIN_ADMIN_KEY_LEN
+        {
+            return Err(ConfigError::Invalid {
+                key: "VIGIL_ADMIN_KEY",
+                message: format!(
+                    "must be at least {MIN_ADMIN_KEY_LEN} characters (generate one with `openssl rand -hex 24`)"
+                ),
+            });
+        }
+        if self.store.checkpoint_every_secs == 0 || self.integrity.retention_check_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "store.checkpoint_every_secs",
+                message: "checkpoint_every_secs and integrity.retention_check_secs must be positive".into(),
+            });
         }
         if self.store.max_group_events == 0 {
             return Err(ConfigError::Invalid { key: "store.max_group_events", message: "must be positive".into() });

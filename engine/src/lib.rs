@@ -3,7 +3,8 @@
 //! over them and turns findings into alerts.
 //!
 //! Modules follow the data path: `api` -> `ingest` -> `store` -> `rules` -> `detect` -> `alerts`
-//! -> `route` (receivers, outbox), plus `config`, `auth`, `clock`, `error`, `telemetry`, and `app`
+//! -> `route` (receivers, outbox), plus `integrity` (checkpoint keys, anchor, writer lock,
+//! export, retention), `config`, `auth`, `clock`, `error`, `telemetry`, and `app`
 //! which assembles the running server.
 
 pub mod alerts;
@@ -17,6 +18,7 @@ pub mod detect;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod integrity;
 pub mod route;
 pub mod rules;
 pub mod store;

@@ -28,6 +28,9 @@ struct ServerArgs {
     /// TOML config file [env: VIGIL_CONFIG].
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Directory of the key files and the anchor [env: VIGIL_DATA_DIR] (default ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -37,6 +40,7 @@ impl ServerArgs {
             listen: self.listen,
             database_url: self.database_url,
             rules_dir: self.rules_dir,
+            data_dir: self.data_dir,
         })?)
     }
 }
@@ -49,6 +53,63 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Check an export offline (no server, no database): every failure with its seq and
+    /// kind. Exit status 0 ok, 1 failed, 3 ok but with an unsigned tail, 2 usage error.
+    Verify {
+        /// The NDJSON export (`GET /v1/events/export?format=ndjson`); `-` reads stdin.
+        #[arg(long)]
+        file: PathBuf,
+        /// Ed25519 public key (hex, base64, a file holding it, or the JSON of
+        /// `GET /v1/integrity/public-key`); repeat for keys from before a rotation.
+        #[arg(long = "public-key", required = true)]
+        public_key: Vec<String>,
+        /// Print only the JSON report (no summary, no progress).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The server's keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Integrity holds.
+    Integrity {
+        #[command(subcommand)]
+        command: IntegrityCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the checkpoint public key (hex) of a data directory.
+    CheckpointPublic {
+        /// The data directory [env: VIGIL_DATA_DIR] (default ./data).
+        #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Replace the checkpoint signing key (the server uses it from its next start; old
+    /// checkpoints stay verifiable with the old public key, which is kept).
+    RotateCheckpoint {
+        /// The data directory [env: VIGIL_DATA_DIR] (default ./data).
+        #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntegrityCommand {
+    /// End an integrity hold on a running server (recorded in the chain with the reason).
+    Accept {
+        /// Why the operator accepts the log as it is now.
+        #[arg(long)]
+        reason: String,
+        /// Server URL.
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Admin API key.
+        #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
+        key: String,
     },
 }
 
@@ -107,6 +168,29 @@ async fn main() -> anyhow::Result<()> {
     vigil::app::install_tls();
     match Cli::parse().command {
         Command::Serve(args) => serve(args.load()?).await,
+        Command::Verify { file, public_key, json } => {
+            let code = vigil::cli::verify_file(&file, &public_key, json)?;
+            std::process::exit(code);
+        }
+        Command::Keys { command } => match command {
+            KeysCommand::CheckpointPublic { data_dir } => {
+                let keys = vigil::integrity::keys::current_public(&data_dir)?;
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{}", keys.public_hex());
+                }
+                eprintln!("key id {}", keys.key_id());
+                Ok(())
+            }
+            KeysCommand::RotateCheckpoint { data_dir } => {
+                let id = vigil::integrity::keys::rotate(&data_dir)?;
+                eprintln!("New checkpoint key {id}; restart the server to sign with it (old checkpoints stay checkable)");
+                Ok(())
+            }
+        },
+        Command::Integrity { command } => match command {
+            IntegrityCommand::Accept { reason, url, key } => vigil::cli::accept(&reason, &url, &key).await,
+        },
         Command::Rules { command } => match command {
             RulesCommand::New { name, dir } => {
                 let root = vigil::cli::new_rule(&name, &dir)?;
@@ -148,13 +232,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             println!("\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n");
         }
     }
-    let (handle, outbox) = (server.handle.clone(), server.state.outbox.clone());
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Shutting down");
-        outbox.stop();
-        handle.stop(true).await;
-    });
-    server.task.await??;
+    let mut server = server;
+    let task = std::mem::replace(&mut server.task, tokio::spawn(async { Ok(()) }));
+    tokio::pin!(task);
+    tokio::select! {
+        stopped = &mut task => return Ok(stopped??),
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("Shutting down");
+    server.shutdown().await;
+    task.await??;
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

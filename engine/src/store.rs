@@ -58,13 +58,19 @@ pub enum StoreError {
     /// The sequencer is gone (server shutting down).
     #[error("the sequencer has stopped")]
     SequencerStopped,
+    /// The log is on integrity hold: client writes are refused until an operator accepts.
+    #[error(
+        "the log is on integrity hold: the database does not match what this server signed; \
+         see GET /v1/integrity/verify, then `vigil integrity accept --reason ...`"
+    )]
+    OnHold,
     /// I/O error (data directory, key files).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// One row of the events table, as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StoredRow {
     /// Position in the log (1-based, gap-free).
     pub seq: i64,
@@ -76,6 +82,9 @@ pub struct StoredRow {
     pub hash: Vec<u8>,
     /// Indexed columns (derived from canon at write time).
     pub columns: IndexedColumns,
+    /// Columns that could not be read as their type (a damaged or tampered row):
+    /// `(column, what was found)`. Verify reports each; queries mark the row.
+    pub unreadable: Vec<(&'static str, String)>,
 }
 
 /// The columns that exist only to serve queries; each must equal its value in canon.
@@ -142,7 +151,7 @@ impl StoredRow {
     /// Builds a row whose columns are derived from its canon (what the writer stores).
     pub fn from_canon(seq: i64, canon: Vec<u8>, prev_hash: Vec<u8>, hash: Vec<u8>) -> Result<Self, StoreError> {
         let obj = decode_canon(seq, &canon)?;
-        Ok(Self { seq, columns: IndexedColumns::from_event(&obj), canon, prev_hash, hash })
+        Ok(Self { seq, columns: IndexedColumns::from_event(&obj), canon, prev_hash, hash, unreadable: Vec::new() })
     }
 
     /// Every indexed column (including `seq`) whose value differs from canon:
@@ -196,7 +205,31 @@ impl StoredRow {
         }
         obj.insert("hash".into(), Value::String(hex::encode(&self.hash)));
         obj.insert("prev_hash".into(), Value::String(hex::encode(&self.prev_hash)));
+        if !self.unreadable.is_empty() {
+            obj.insert("damaged".into(), self.damage_json(None));
+        }
         Ok(Value::Object(obj))
+    }
+
+    /// The event as the API returns it, or, for a row whose canon cannot be decoded, its
+    /// seq and hashes with a `damaged` member saying what is wrong (queries answer over a
+    /// damaged row instead of failing; verify names it).
+    pub fn to_api_json_marked(&self) -> Value {
+        match self.to_api_json() {
+            Ok(v) => v,
+            Err(e) => serde_json::json!({
+                "seq": self.seq,
+                "hash": hex::encode(&self.hash),
+                "prev_hash": hex::encode(&self.prev_hash),
+                "damaged": self.damage_json(Some(e.to_string())),
+            }),
+        }
+    }
+
+    fn damage_json(&self, canon_problem: Option<String>) -> Value {
+        let mut problems: Vec<String> = self.unreadable.iter().map(|(c, what)| format!("{c}: {what}")).collect();
+        problems.extend(canon_problem);
+        serde_json::json!({"problems": problems, "hint": "run GET /v1/integrity/verify"})
     }
 }
 
@@ -255,7 +288,10 @@ pub struct Checkpoint {
     pub created_at: i64,
     /// Previous checkpoint id (0 for the first).
     pub prev_id: i64,
-    /// HMAC-SHA256 over the fields above.
+    /// Which key signed it (`ed25519:<16 hex>`; `hmac-sha256` for checkpoints written
+    /// before version 0.2).
+    pub key_id: String,
+    /// Ed25519 signature over [`crate::integrity::keys::checkpoint_message`].
     pub signature: Vec<u8>,
 }
 
@@ -388,6 +424,11 @@ impl Store {
             return dispatch!(self, s => s.query(&narrowed).await);
         }
         dispatch!(self, s => s.query(filter).await)
+    }
+
+    /// The seq range of events whose time is in `[since, until)`.
+    pub async fn seq_bounds(&self, since: Option<i64>, until: Option<i64>) -> Result<Option<(i64, i64)>, StoreError> {
+        dispatch!(self, s => s.seq_bounds(since, until).await)
     }
 
     /// Aggregate statistics.
@@ -611,6 +652,47 @@ impl Store {
     /// Every stored rule, by name.
     pub async fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError> {
         dispatch!(self, s => s.load_rules().await)
+    }
+
+    /// Appends a checkpoint on its own (the timer, shutdown, a purge, an export).
+    pub async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        dispatch!(self, s => s.append(&[], Some(checkpoint)).await)
+    }
+
+    /// The checkpoint with this id.
+    pub async fn checkpoint_by_id(&self, id: i64) -> Result<Option<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.checkpoint_where("id = ", id, "").await)
+    }
+
+    /// The newest checkpoint at or below `seq`.
+    pub async fn checkpoint_at_or_before(&self, seq: i64) -> Result<Option<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.checkpoint_where("seq <= ", seq, " ORDER BY id DESC").await)
+    }
+
+    /// The oldest checkpoint at or above `seq`.
+    pub async fn checkpoint_at_or_after(&self, seq: i64) -> Result<Option<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.checkpoint_where("seq >= ", seq, " ORDER BY id").await)
+    }
+
+    /// The newest checkpoint signed before `at` (epoch ms).
+    pub async fn checkpoint_signed_before(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.checkpoint_where("created_at < ", at, " ORDER BY id DESC").await)
+    }
+
+    /// Checkpoints with id below `before_id` (all when None), newest first, at most `limit`.
+    pub async fn list_checkpoints(&self, before_id: Option<i64>, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.list_checkpoints(before_id.unwrap_or(i64::MAX), limit).await)
+    }
+
+    /// Rows at or below this seq may be deleted (by a retention purge); 0 when never purged.
+    pub async fn retention_floor(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.retention_floor().await)
+    }
+
+    /// Raises the retention floor to `floor` (the seq of a checkpoint) and deletes every row
+    /// at or below it, in one transaction; returns the rows deleted.
+    pub async fn purge(&self, floor: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.purge(floor).await)
     }
 
     /// Liveness of the database.

@@ -104,8 +104,7 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database, data dir and config
     /// (on a new port).
     pub async fn restart(mut self) -> anyhow::Result<TestApp> {
-        self.server.handle.stop(true).await;
-        self.server.state.outbox.stop();
+        self.server.shutdown().await;
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse()?;
         let server = vigil::app::start(config.clone()).await.context("server restart")?;
@@ -124,10 +123,11 @@ impl TestApp {
         })
     }
 
-    /// Starts a second server on the same database and data dir without stopping this one
-    /// (nothing is flushed or shut down: what a new process sees after a kill -9). This
-    /// server is left running, stopped later with its runtime.
+    /// Stops this server the way `kill -9` would (nothing signed, flushed or shut down;
+    /// the writer lock released as the kernel would) and starts a new one on the same
+    /// database and data dir: what a new process sees after a crash.
     pub async fn start_beside(mut self) -> anyhow::Result<TestApp> {
+        self.server.crash().await;
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse()?;
         let server = vigil::app::start(config.clone()).await.context("second server start")?;

@@ -172,7 +172,8 @@ async fn two_swapped_rows_are_both_named(backend: Backend) -> anyhow::Result<()>
         assert!(found.iter().any(|(s, _)| *s == seq), "seq {seq} not named: {found:?}");
         assert!(found.contains(&(seq, "column_mismatch".into())), "{found:?}");
     }
-    assert!(found.iter().all(|(s, _)| *s == a || *s == b || *s == a + 1 || *s == b + 1), "{found:?}");
+    // Both ends of each broken link may be named too.
+    assert!(found.iter().all(|(s, _)| (a - 1..=a + 1).contains(s) || (b - 1..=b + 1).contains(s)), "{found:?}");
     Ok(())
 }
 

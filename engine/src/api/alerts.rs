@@ -117,7 +117,7 @@ pub async fn get(
     for seq in row.seqs() {
         if let Some(stored) = state.store.row(seq).await? {
             // A damaged row is reported as such, never a 500.
-            events.push(stored.to_api_json().unwrap_or_else(|e| json!({"seq": seq, "error": e.to_string()})));
+            events.push(stored.to_api_json_marked());
         }
     }
     let mut body = row.to_api_json();

@@ -41,7 +41,7 @@ pub async fn post_events(
     let events = parse_body(&body, ndjson)
         .and_then(|values| validate_batch(values, &state.masker))
         .map_err(|problems| rejected(invalid(problems)))?;
-    let acks = state.sequencer.submit(events).await.inspect_err(|_| Metrics::add(&state.metrics.ingest_failed, 1))?;
+    let acks = state.sequencer.submit_client(events).await.inspect_err(|_| Metrics::add(&state.metrics.ingest_failed, 1))?;
     let stored = acks.iter().filter(|a| !a.duplicate).count();
     Metrics::add(&state.metrics.ingest_requests, 1);
     Metrics::add(&state.metrics.events_stored, stored as u64);
@@ -109,7 +109,7 @@ pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result
     };
     let rows = state.store.query(&filter).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
-    let events = rows.iter().map(|r| r.to_api_json()).collect::<Result<Vec<_>, _>>()?;
+    let events: Vec<Value> = rows.iter().map(|r| r.to_api_json_marked()).collect();
     Ok(HttpResponse::Ok().json(json!({"events": events, "next_cursor": next_cursor})))
 }
 

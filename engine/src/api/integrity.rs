@@ -1,11 +1,15 @@
-//! `GET /v1/integrity/verify` and `GET /v1/integrity/head` (role: read).
+//! `GET /v1/integrity/verify`, `/head`, `/checkpoints`, `/public-key` (role: read) and
+//! `POST /v1/integrity/accept` (role: admin): the operator's decision that ends an
+//! integrity hold, itself written to the chain.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::{AppState, parse_query};
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::integrity::CheckpointJson;
 use crate::store::verify::{HeadView, verify as verify_range};
 use crate::telemetry::Metrics;
 
@@ -26,13 +30,16 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     {
         return Err(ApiError::bad_request("`from` must not be greater than `to`"));
     }
-    let report = verify_range(&state.store, q.from, q.to, &state.checkpoint_key).await?;
+    let known = state.integrity.last_checkpoint();
+    let report = verify_range(&state.store, q.from, q.to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
     Metrics::add(&state.metrics.verify_runs, 1);
     if report.status != "ok" {
         Metrics::add(&state.metrics.verify_failed, 1);
         tracing::warn!(failures = report.failure_count, "Integrity verification found failures");
     }
-    Ok(HttpResponse::Ok().json(report))
+    let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
+    body["hold"] = serde_json::to_value(state.integrity.hold()).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// The head `{seq, hash}` of the log.
@@ -40,4 +47,90 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     state.keys.require(&req, Role::Read)?;
     let head = state.store.head().await?;
     Ok(HttpResponse::Ok().json(HeadView { seq: head.seq, hash: hex::encode(head.hash) }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointsQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Signed checkpoints, newest first, with cursor pagination.
+pub async fn checkpoints(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let q: CheckpointsQuery = parse_query(req.query_string())?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
+    }
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| c.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
+        .transpose()?;
+    let rows = state.store.list_checkpoints(before, limit).await?;
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|c| c.id.to_string())).flatten();
+    let list: Vec<CheckpointJson> = rows.iter().map(CheckpointJson::from).collect();
+    Ok(HttpResponse::Ok().json(json!({"checkpoints": list, "next_cursor": next_cursor})))
+}
+
+/// The public key(s) checkpoints are signed with.
+pub async fn public_key(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let keys = &state.checkpoint_keys;
+    let all: Vec<_> = keys
+        .public_keys()
+        .into_iter()
+        .map(|(id, hex, current)| json!({"key_id": id, "public_key": hex, "current": current}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "algorithm": "ed25519",
+        "key_id": keys.key_id(),
+        "public_key": keys.public_hex(),
+        "keys": all,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Accept {
+    reason: String,
+}
+
+/// Ends an integrity hold: records the operator's decision (with what was found) in the
+/// chain, signs the head and re-anchors it, then lets client writes in again.
+#[tracing::instrument(skip_all)]
+pub async fn accept(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Admin)?;
+    let input: Accept = super::read_json(&req, payload, 64 * 1024, "accept request (expected {\"reason\"})").await?;
+    let reason = input.reason.trim();
+    if reason.is_empty() || reason.len() > 2000 {
+        return Err(ApiError::bad_request("`reason` must be 1 to 2000 bytes"));
+    }
+    let Some(hold) = state.integrity.hold() else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "not_on_hold",
+            "the log is not on integrity hold; nothing to accept",
+        ));
+    };
+    let reason = state.masker.mask_str(reason).unwrap_or_else(|| reason.to_owned());
+    state
+        .sequencer
+        .submit(vec![crate::event::system_event(
+            "system",
+            "integrity_accepted",
+            &who.key_id,
+            json!({"reason": reason, "hold_since": hold.since, "failures": hold.failures}),
+        )])
+        .await?;
+    let checkpoint = state.sequencer.checkpoint_now().await?;
+    state.integrity.clear_hold();
+    tracing::warn!(by = %who.key_id, failures = hold.failures.len(), "Integrity hold accepted by an operator; writes resume");
+    Ok(HttpResponse::Ok().json(json!({
+        "accepted": true,
+        "failures": hold.failures,
+        "checkpoint": checkpoint.as_ref().map(CheckpointJson::from),
+    })))
 }

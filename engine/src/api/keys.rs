@@ -29,7 +29,8 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
         return Err(ApiError::bad_request("`name` must be 1 to 128 bytes"));
     }
     let (id, secret) = generate_key();
-    let row = state.keys.insert(&id, &input.name, role, &secret).await?;
+    // Intent first: the chain records the key before it exists, so no key works without
+    // its chain event.
     state
         .sequencer
         .submit(vec![system_event(
@@ -39,6 +40,7 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
             json!({"key_id": id, "name": input.name, "role": role.as_str()}),
         )])
         .await?;
+    let row = state.keys.insert(&id, &input.name, role, &secret).await?;
     tracing::info!(key_id = %id, role = role.as_str(), by = %who.key_id, "API key created");
     Ok(HttpResponse::Created().json(json!({
         "id": row.id, "name": row.name, "role": row.role, "key": secret,
@@ -74,13 +76,16 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Admin)?;
     let id = path.into_inner();
-    if !state.keys.revoke(&id).await? {
+    if !state.keys.is_active(&id) {
         return Err(ApiError::not_found(format!("no active key with id {id}")));
     }
     state
         .sequencer
         .submit(vec![system_event("api_key_management", "api_key_revoked", &who.key_id, json!({"key_id": id}))])
         .await?;
+    if !state.keys.revoke(&id).await? {
+        return Err(ApiError::not_found(format!("no active key with id {id}")));
+    }
     tracing::info!(key_id = %id, by = %who.key_id, "API key revoked");
     Ok(HttpResponse::Ok().json(json!({"id": id, "revoked": true})))
 }

@@ -12,8 +12,12 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers and the log takes writes (not on integrity hold).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.integrity.on_hold() {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "integrity_hold", "hint": "GET /v1/integrity/verify, then vigil integrity accept"}));
+    }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "backend": state.store.backend()})),
         Err(e) => {
@@ -49,6 +53,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Events detection read back from the store because its queue was full.",
         state.detection.caught_up.load(std::sync::atomic::Ordering::Relaxed),
     );
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_integrity_hold",
+        "1 while the log refuses client writes after an integrity failure.",
+        i64::from(state.integrity.on_hold()),
+    );
+    if let Some(cp) = state.integrity.last_checkpoint() {
+        crate::telemetry::gauge(&mut out, "vigil_checkpoint_last_seq", "Seq of the newest signed checkpoint.", cp.seq);
+    }
     state.rules.render_metrics(&mut out);
     match state.store.alert_stats(None).await {
         Ok(stats) => crate::route::render_alert_metrics(&mut out, &stats),

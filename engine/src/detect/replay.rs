@@ -28,7 +28,11 @@ pub async fn for_each_chunk(
         next = last.seq + 1;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
-            let event = decode_canon(row.seq, &row.canon)?;
+            // A damaged row (verify names it) is skipped, not a reason to stop detection.
+            let Ok(event) = decode_canon(row.seq, &row.canon) else {
+                tracing::warn!(seq = row.seq, "Skipping a stored event whose canon cannot be decoded");
+                continue;
+            };
             if event.get("timestamp").and_then(Value::as_i64).unwrap_or(0) >= since_ms {
                 events.push(CommittedEvent::new(row.seq, event, None, row.canon.len()));
             }
@@ -66,7 +70,10 @@ async fn first_seq_received_since(store: &Store, since_ms: i64, head_seq: i64) -
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let received = match store.row(mid).await? {
-            Some(row) => decode_canon(row.seq, &row.canon)?.get("received_at").and_then(Value::as_i64).unwrap_or(0),
+            Some(row) => decode_canon(row.seq, &row.canon)
+                .ok()
+                .and_then(|e| e.get("received_at").and_then(Value::as_i64))
+                .unwrap_or(0),
             None => 0, // purged or missing: treat as old
         };
         if received >= since_ms { hi = mid } else { lo = mid + 1 }

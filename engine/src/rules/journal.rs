@@ -37,8 +37,8 @@ impl RuleJournal {
         Ok(())
     }
 
-    /// Compiles `bytes` (off the async runtime), stores the module, writes the
-    /// `rule_deployed` chain event, then activates it.
+    /// Compiles `bytes` (off the async runtime), writes the `rule_deployed`
+    /// chain event, stores the module, then activates it.
     pub async fn deploy(
         &self,
         registry: &Arc<RuleRegistry>,
@@ -52,6 +52,11 @@ impl RuleJournal {
         let _one_at_a_time = self.changes.lock().await;
         let replaced = registry.sha_of(&name);
         let at = now_ms();
+        // Intent first: the chain names the change before it is stored or takes effect, so
+        // no version can run (now or after a crash and restart) without its chain event.
+        let details = json!({"rule": name, "version": prepared.version(), "sha256": sha256,
+            "replaced": replaced, "source": source});
+        self.chain("rule_deployed", actor, details).await?;
         self.store
             .save_rule(&StoredRule {
                 name: name.clone(),
@@ -66,13 +71,10 @@ impl RuleJournal {
                 status_at: at,
             })
             .await?;
-        let details = json!({"rule": name, "version": prepared.version(), "sha256": sha256,
-            "replaced": replaced, "source": source});
-        self.chain("rule_deployed", actor, details).await?;
         Ok(registry.activate(prepared, source, at))
     }
 
-    /// Deletes a rule: the stored module, then the chain event, then the live rule.
+    /// Deletes a rule: the chain event, then the stored module, then the live rule.
     pub async fn delete(
         &self,
         registry: &RuleRegistry,
@@ -82,8 +84,8 @@ impl RuleJournal {
     ) -> Result<String, RuleError> {
         let _one_at_a_time = self.changes.lock().await;
         let sha256 = registry.sha_of(name).ok_or_else(|| RuleError::NotFound(name.into()))?;
-        self.store.delete_rule(name).await?;
         self.chain("rule_deleted", actor, json!({"rule": name, "sha256": sha256, "source": source})).await?;
+        self.store.delete_rule(name).await?;
         registry.delete(name)
     }
 

@@ -44,6 +44,8 @@ pub enum FailureKind {
     ColumnMismatch,
     /// A signed checkpoint does not match the log or its signature is wrong.
     BadCheckpoint,
+    /// The log ends before what was signed or anchored (rows deleted from its end).
+    Truncated,
 }
 
 /// One integrity failure, located by seq.
@@ -100,13 +102,28 @@ impl ChainVerifier {
         // A row whose predecessor is missing cannot be chain-checked against it.
         let predecessor_present = row.seq == self.next_seq;
         if predecessor_present && prev != Some(self.prev_hash) {
+            // Both ends of the broken link: the row before (rewritten with a hash its
+            // successor does not name) and this one.
+            if row.seq > 1 {
+                self.fail(
+                    row.seq - 1,
+                    FailureKind::ChainBreak,
+                    format!("hash {} (prev_hash of seq {})", hex::encode(&row.prev_hash), row.seq),
+                    format!("hash {}", hex::encode(self.prev_hash)),
+                );
+            }
             self.fail(row.seq, FailureKind::ChainBreak, hex::encode(self.prev_hash), hex::encode(&row.prev_hash));
+        }
+        for (column, what) in &row.unreadable {
+            self.fail(row.seq, FailureKind::ColumnMismatch, format!("{column} of its type"), format!("{column}: {what}"));
         }
         let recomputed = chain_hash(&prev.unwrap_or(self.prev_hash), &row.canon);
         if stored != Some(recomputed) {
             self.fail(row.seq, FailureKind::HashMismatch, hex::encode(recomputed), hex::encode(&row.hash));
         }
-        for (column, expected, actual) in row.column_mismatches() {
+        for (column, expected, actual) in row.column_mismatches().into_iter().filter(|(c, _, _)| {
+            !row.unreadable.iter().any(|(u, _)| u == c)
+        }) {
             self.fail(
                 row.seq,
                 FailureKind::ColumnMismatch,

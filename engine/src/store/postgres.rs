@@ -12,7 +12,7 @@ use super::alerting::{
     self, AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter,
     NotificationRow, RuleAlertStats, SilenceRow,
 };
-use super::shared::{alert_columns, alert_insert_columns, notification_columns};
+use super::shared::{alert_columns, alert_insert_columns, checkpoint_columns, notification_columns};
 
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "autovacuum", include_str!("../../../migrations/postgres/0005_autovacuum.sql")),
     (6, "rules", include_str!("../../../migrations/postgres/0006_rules.sql")),
     (7, "alerting", include_str!("../../../migrations/postgres/0007_alerting.sql")),
+    (8, "integrity", include_str!("../../../migrations/postgres/0008_integrity.sql")),
 ];
 
 /// The application role the server acts as.
@@ -73,7 +74,9 @@ impl PgStore {
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
         let row =
             sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
-        super::sqlite::head_from(row.map(|r| (r.get::<i64, _>(0), r.get::<Vec<u8>, _>(1))))
+        super::sqlite::head_from(
+            row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())),
+        )
     }
 
     pub(super) async fn find_event_ids(&self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
@@ -85,8 +88,12 @@ impl PgStore {
     }
 
     pub(super) async fn append(&self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), StoreError> {
+        if rows.is_empty() && checkpoint.is_none() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         let col = |f: fn(&IndexedColumns) -> Option<String>| rows.iter().map(|r| f(&r.columns)).collect::<Vec<_>>();
+        if !rows.is_empty() {
         sqlx::query(
             "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
              request_id, canon, prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], \
@@ -109,14 +116,19 @@ impl PgStore {
         .bind(rows.iter().map(|r| r.hash.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
+        }
         if let Some(cp) = checkpoint {
-            sqlx::query("INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature) VALUES ($1, $2, $3, $4, $5, $6)")
+            sqlx::query(
+                "INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature, key_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
                 .bind(cp.id)
                 .bind(cp.seq)
                 .bind(cp.hash.clone())
                 .bind(cp.created_at)
                 .bind(cp.prev_id)
                 .bind(cp.signature.clone())
+                .bind(cp.key_id.clone())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -141,6 +153,13 @@ impl PgStore {
 
     pub(super) async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.pool).await?)
+    }
+
+    pub(super) async fn purge(&self, floor: i64) -> Result<u64, StoreError> {
+        // Through the SECURITY DEFINER function of migration 0008: the app role itself may
+        // not delete events or move the floor.
+        let deleted: i64 = sqlx::query_scalar("SELECT vigil_purge($1)").bind(floor).fetch_one(&self.pool).await?;
+        Ok(deleted.max(0) as u64)
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {

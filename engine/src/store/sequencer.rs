@@ -6,21 +6,30 @@
 //! its in-memory head (never from SERIAL or `now()`), builds canonical bytes and the hash
 //! chain, writes one transaction, and only then answers each waiting request. Committed
 //! events are then offered to the detection pipeline (`rules`).
+//!
+//! It also signs checkpoints (Ed25519, `integrity::keys`): every `checkpoint_every_events`
+//! events, on a timer while anything is unsigned (idle or not), and on request (graceful
+//! shutdown, retention purge, export). Each one is written to the anchor file once it has
+//! committed. After any commit error it re-reads the head from the database: a head that
+//! moved under it (rows deleted or written by someone else) is an integrity failure that
+//! puts the log on hold (`integrity::IntegrityStatus`); client batches are then refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 use super::canon::to_canonical_with_span;
-use super::chain::chain_hash;
+use super::chain::{Failure, FailureKind, chain_hash};
 use super::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRow};
-use crate::event::{CommittedEvent, MASK_POLICY_VERSION, NewEvent, now_ms};
+use crate::clock::Clock;
+use crate::event::{CommittedEvent, MASK_POLICY_VERSION, NewEvent};
+use crate::integrity::IntegrityStatus;
+use crate::integrity::anchor::Anchor;
+use crate::integrity::keys::CheckpointKeys;
 
 /// The answer for one submitted event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -40,29 +49,70 @@ pub struct SequencerConfig {
     pub max_group_events: usize,
     /// Write a signed checkpoint every this many events.
     pub checkpoint_every_events: i64,
-    /// ... or when this much time has passed since the last one (and events arrived).
+    /// ... and no committed event stays unsigned longer than this (a timer).
     pub checkpoint_every: Duration,
-    /// HMAC key for checkpoints (kept outside the database).
-    pub checkpoint_key: Vec<u8>,
+    /// Signs checkpoints (the key lives outside the database).
+    pub keys: CheckpointKeys,
+    /// Where each new checkpoint is also written.
+    pub anchor: Option<Anchor>,
+    /// Hold and last checkpoint, shared with the API.
+    pub status: Arc<IntegrityStatus>,
+    /// Time of checkpoints.
+    pub clock: Clock,
 }
 
-struct Job {
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Vec<Ack>, StoreError>>,
+enum Job {
+    Append {
+        events: Vec<NewEvent>,
+        /// From a client (refused while the log is on hold) or the server itself.
+        client: bool,
+        reply: oneshot::Sender<Result<Vec<Ack>, StoreError>>,
+    },
+    Checkpoint {
+        reply: oneshot::Sender<Result<Option<Checkpoint>, StoreError>>,
+    },
+    Halt {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Handle to submit batches to the sequencer.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SequencerHandle {
     tx: mpsc::Sender<Job>,
 }
 
 impl SequencerHandle {
-    /// Submits a batch; resolves once it is durably committed (all or nothing).
+    /// Submits the server's own events (chain records); resolves once durably committed.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Ack>, StoreError> {
+        self.append(events, false).await
+    }
+
+    /// Submits a client batch; resolves once it is durably committed (all or nothing).
+    /// Refused while the log is on hold.
+    pub async fn submit_client(&self, events: Vec<NewEvent>) -> Result<Vec<Ack>, StoreError> {
+        self.append(events, true).await
+    }
+
+    async fn append(&self, events: Vec<NewEvent>, client: bool) -> Result<Vec<Ack>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { events, reply }).await.map_err(|_| StoreError::SequencerStopped)?;
+        self.tx.send(Job::Append { events, client, reply }).await.map_err(|_| StoreError::SequencerStopped)?;
         rx.await.map_err(|_| StoreError::SequencerStopped)?
+    }
+
+    /// Signs the head now if anything is unsigned; returns the newest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Checkpoint { reply }).await.map_err(|_| StoreError::SequencerStopped)?;
+        rx.await.map_err(|_| StoreError::SequencerStopped)?
+    }
+
+    /// Stops the writer without signing anything (what a crash leaves; tests use it).
+    pub async fn halt(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Job::Halt { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -72,7 +122,8 @@ pub struct Sequencer {
     config: SequencerConfig,
     head: Head,
     last_checkpoint: Option<Checkpoint>,
-    last_checkpoint_at: Instant,
+    /// When the oldest unsigned event was committed (None: everything is signed).
+    unsigned_since: Option<Instant>,
     committed: Option<mpsc::Sender<Vec<CommittedEvent>>>,
     handoff: Arc<Handoff>,
 }
@@ -137,59 +188,187 @@ impl Sequencer {
         let head = store.head().await?;
         handoff.head.store(head.seq as u64, Ordering::Relaxed);
         let last_checkpoint = store.last_checkpoint().await?;
+        if let Some(cp) = &last_checkpoint {
+            config.status.set_last_checkpoint(cp.clone());
+        }
+        let unsigned_since = (head.seq > last_checkpoint.as_ref().map_or(0, |c| c.seq)).then(Instant::now);
         let (tx, rx) = mpsc::channel(1024);
-        let sequencer =
-            Sequencer { store, config, head, last_checkpoint, last_checkpoint_at: Instant::now(), committed, handoff };
+        let sequencer = Sequencer { store, config, head, last_checkpoint, unsigned_since, committed, handoff };
         tokio::spawn(sequencer.run(rx));
         Ok(SequencerHandle { tx })
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.recv().await {
-            let mut size = first.events.len();
-            let mut jobs = vec![first];
+        // The timer looks often enough that nothing stays unsigned much past the period.
+        let tick = (self.config.checkpoint_every / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let mut timer = tokio::time::interval(tick);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut carry: Option<Job> = None;
+        loop {
+            let first = match carry.take() {
+                Some(job) => job,
+                None => tokio::select! {
+                    job = rx.recv() => match job {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    _ = timer.tick() => {
+                        if self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every) {
+                            if let Err(e) = self.sign_head().await {
+                                tracing::error!(error = %e, "Could not write a timed checkpoint; retrying");
+                            }
+                        }
+                        continue;
+                    }
+                },
+            };
+            let (events, client, reply) = match first {
+                Job::Append { events, client, reply } => (events, client, reply),
+                Job::Checkpoint { reply } => {
+                    let _ = reply.send(self.sign_head().await);
+                    continue;
+                }
+                Job::Halt { reply } => {
+                    let _ = reply.send(());
+                    tracing::info!("Sequencer halted (nothing signed)");
+                    return;
+                }
+            };
+            let mut size = events.len();
+            let mut jobs = vec![(events, client, reply)];
             while size < self.config.max_group_events {
                 match rx.try_recv() {
-                    Ok(job) => {
-                        size += job.events.len();
-                        jobs.push(job);
+                    Ok(Job::Append { events, client, reply }) => {
+                        size += events.len();
+                        jobs.push((events, client, reply));
+                    }
+                    Ok(other) => {
+                        carry = Some(other);
+                        break;
                     }
                     Err(_) => break,
                 }
             }
             self.commit_group(jobs).await;
         }
+        // Graceful end: every submitter is gone; sign what is unsigned.
+        if self.unsigned_since.is_some() {
+            if let Err(e) = self.sign_head().await {
+                tracing::error!(error = %e, "Could not sign the head at shutdown");
+            }
+        }
         tracing::info!("Sequencer stopped: all submitters are gone");
     }
 
-    async fn commit_group(&mut self, jobs: Vec<Job>) {
-        let batches: Vec<&[NewEvent]> = jobs.iter().map(|j| j.events.as_slice()).collect();
+    async fn commit_group(&mut self, jobs: Vec<AppendJob>) {
+        let on_hold = self.config.status.on_hold();
+        let (refused, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| job.1 && on_hold);
+        for (_, _, reply) in refused {
+            let _ = reply.send(Err(StoreError::OnHold));
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let batches: Vec<&[NewEvent]> = jobs.iter().map(|j| j.0.as_slice()).collect();
         match self.write(&batches).await {
             Ok((acks, committed)) => {
                 for (job, acks) in jobs.into_iter().zip(acks) {
-                    let _ = job.reply.send(Ok(acks));
+                    let _ = job.2.send(Ok(acks));
                 }
                 self.publish(committed);
             }
-            Err(err) if jobs.len() > 1 => {
-                // Isolate the failure: one transaction per request, so one bad batch
-                // cannot fail its neighbours.
-                tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; retrying requests one by one");
-                for job in jobs {
-                    let result = self.write(&[job.events.as_slice()]).await;
-                    let _ = job.reply.send(result.map(|(mut acks, committed)| {
-                        self.publish(committed);
-                        acks.pop().unwrap_or_default()
-                    }));
-                }
-            }
             Err(err) => {
-                tracing::error!(error = %err, "Commit failed; the batch was not stored");
-                for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::WriteFailed(err.to_string())));
+                self.recheck_head(&err).await;
+                if jobs.len() > 1 {
+                    // Isolate the failure: one transaction per request, so one bad batch
+                    // cannot fail its neighbours.
+                    tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; retrying requests one by one");
+                    for (events, client, reply) in jobs {
+                        if client && self.config.status.on_hold() {
+                            let _ = reply.send(Err(StoreError::OnHold));
+                            continue;
+                        }
+                        let result = self.write(&[events.as_slice()]).await;
+                        if let Err(e) = &result {
+                            self.recheck_head(e).await;
+                        }
+                        let _ = reply.send(result.map(|(mut acks, committed)| {
+                            self.publish(committed);
+                            acks.pop().unwrap_or_default()
+                        }));
+                    }
+                } else {
+                    tracing::error!(error = %err, "Commit failed; the batch was not stored");
+                    for (_, _, reply) in jobs {
+                        let _ = reply.send(Err(StoreError::WriteFailed(err.to_string())));
+                    }
                 }
             }
         }
+    }
+
+    /// After a commit error: re-reads the head. A head that moved under the sequencer
+    /// (rows deleted, rewritten or appended by someone else) is an integrity failure: the
+    /// log goes on hold and the sequencer continues from what the database holds.
+    async fn recheck_head(&mut self, err: &StoreError) {
+        let db = match self.store.head().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, cause = %err, "Could not re-read the head after a commit error");
+                return;
+            }
+        };
+        if db == self.head {
+            return;
+        }
+        let (kind, expected, actual) = if db.seq < self.head.seq {
+            (
+                FailureKind::Truncated,
+                format!("a log up to seq {} (hash {})", self.head.seq, hex::encode(self.head.hash)),
+                format!("the log ends at seq {}", db.seq),
+            )
+        } else {
+            (
+                FailureKind::HashMismatch,
+                format!("head seq {} hash {}", self.head.seq, hex::encode(self.head.hash)),
+                format!("head seq {} hash {} (written by someone else)", db.seq, hex::encode(db.hash)),
+            )
+        };
+        let failure = Failure { seq: db.seq.min(self.head.seq) + 1, kind, expected, actual };
+        tracing::error!(
+            seq = failure.seq,
+            kind = ?failure.kind,
+            "The log changed under the sequencer; client writes are refused until an operator accepts"
+        );
+        self.config.status.set_hold(vec![failure], self.config.clock.now_ms());
+        self.head = db;
+        self.handoff.head.store(db.seq.max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Signs the head when anything is unsigned; returns the newest checkpoint either way.
+    async fn sign_head(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        if self.head.seq <= self.last_checkpoint.as_ref().map_or(0, |c| c.seq) {
+            self.unsigned_since = None;
+            return Ok(self.last_checkpoint.clone());
+        }
+        let cp = self.next_checkpoint(self.head);
+        if let Err(e) = self.store.append_checkpoint(&cp).await {
+            self.recheck_head(&e).await;
+            return Err(e);
+        }
+        self.signed(cp.clone()).await;
+        Ok(Some(cp))
+    }
+
+    async fn signed(&mut self, cp: Checkpoint) {
+        if let Some(anchor) = &self.config.anchor
+            && let Err(e) = anchor.write(&cp).await
+        {
+            tracing::error!(error = %e, path = %anchor.path().display(), "Could not write the anchor file");
+        }
+        self.config.status.set_last_checkpoint(cp.clone());
+        self.last_checkpoint = Some(cp);
+        self.unsigned_since = None;
     }
 
     /// Hands committed events to detection without ever waiting: when detection's queue is
@@ -242,7 +421,14 @@ impl Sequencer {
                 let columns = IndexedColumns::from_event(&obj);
                 let committed_event = CommittedEvent::new(seq, obj, details.map(|r| &canon[r]), size);
                 let hash = chain_hash(&head.hash, &canon);
-                rows.push(StoredRow { seq, columns, canon, prev_hash: head.hash.to_vec(), hash: hash.to_vec() });
+                rows.push(StoredRow {
+                    seq,
+                    columns,
+                    canon,
+                    prev_hash: head.hash.to_vec(),
+                    hash: hash.to_vec(),
+                    unreadable: Vec::new(),
+                });
                 committed.push(committed_event);
                 known.insert(ev.event_id.clone(), seq);
                 batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
@@ -253,51 +439,28 @@ impl Sequencer {
         if rows.is_empty() {
             return Ok((acks, committed));
         }
-        let checkpoint = self.checkpoint_due(head);
+        let last_seq = self.last_checkpoint.as_ref().map_or(0, |c| c.seq);
+        let checkpoint = (head.seq - last_seq >= self.config.checkpoint_every_events
+            || self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every))
+        .then(|| self.next_checkpoint(head));
         self.store.append(&rows, checkpoint.as_ref()).await?;
         self.head = head;
         self.handoff.head.store(head.seq as u64, Ordering::Relaxed);
-        if let Some(cp) = checkpoint {
-            self.last_checkpoint = Some(cp);
-            self.last_checkpoint_at = Instant::now();
+        match checkpoint {
+            Some(cp) => self.signed(cp).await,
+            None => {
+                self.unsigned_since.get_or_insert_with(Instant::now);
+            }
         }
         Ok((acks, committed))
     }
 
-    fn checkpoint_due(&self, head: Head) -> Option<Checkpoint> {
-        let last_seq = self.last_checkpoint.as_ref().map_or(0, |c| c.seq);
-        let by_count = head.seq - last_seq >= self.config.checkpoint_every_events;
-        let by_time = self.last_checkpoint_at.elapsed() >= self.config.checkpoint_every;
-        if !(by_count || by_time) {
-            return None;
-        }
+    fn next_checkpoint(&self, head: Head) -> Checkpoint {
         let id = self.last_checkpoint.as_ref().map_or(1, |c| c.id + 1);
         let prev_id = self.last_checkpoint.as_ref().map_or(0, |c| c.id);
-        let created_at = now_ms();
-        let signature = sign_checkpoint(&self.config.checkpoint_key, id, head.seq, &head.hash, created_at, prev_id);
-        Some(Checkpoint { id, seq: head.seq, hash: head.hash.to_vec(), created_at, prev_id, signature })
+        self.config.keys.sign(id, head.seq, head.hash, self.config.clock.now_ms(), prev_id)
     }
 }
 
-/// HMAC-SHA256 over `"vigil-checkpoint-v1" || id || seq || hash || created_at || prev_id`
-/// (integers as 8-byte big-endian).
-fn checkpoint_mac(key: &[u8], id: i64, seq: i64, hash: &[u8], created_at: i64, prev_id: i64) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(b"vigil-checkpoint-v1");
-    mac.update(&id.to_be_bytes());
-    mac.update(&seq.to_be_bytes());
-    mac.update(hash);
-    mac.update(&created_at.to_be_bytes());
-    mac.update(&prev_id.to_be_bytes());
-    mac
-}
-
-/// Signs a checkpoint.
-pub fn sign_checkpoint(key: &[u8], id: i64, seq: i64, hash: &[u8], created_at: i64, prev_id: i64) -> Vec<u8> {
-    checkpoint_mac(key, id, seq, hash, created_at, prev_id).finalize().into_bytes().to_vec()
-}
-
-/// Checks a checkpoint's signature in constant time.
-pub fn checkpoint_signature_ok(key: &[u8], cp: &Checkpoint) -> bool {
-    checkpoint_mac(key, cp.id, cp.seq, &cp.hash, cp.created_at, cp.prev_id).verify_slice(&cp.signature).is_ok()
-}
+/// One waiting request: its events, whether a client sent them, and where to answer.
+type AppendJob = (Vec<NewEvent>, bool, oneshot::Sender<Result<Vec<Ack>, StoreError>>);

@@ -21,6 +21,13 @@ macro_rules! alert_insert_columns {
     };
 }
 
+/// Columns of `checkpoints`, in the order `checkpoint_row` reads them.
+macro_rules! checkpoint_columns {
+    () => {
+        "id, seq, hash, created_at, prev_id, signature, key_id"
+    };
+}
+
 /// Columns of `notifications`, in the order `notification_row` reads them.
 macro_rules! notification_columns {
     () => {
@@ -114,18 +121,40 @@ macro_rules! backend_queries {
             }
 
             pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints WHERE seq >= ",
-                );
+                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE seq >= "));
                 qb.push_bind(from).push(" AND seq <= ").push_bind(to).push(" ORDER BY id");
                 Ok(qb.build().fetch_all(&self.$reader).await?.iter().map(checkpoint_row).collect())
             }
 
             pub(super) async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT id, seq, hash, created_at, prev_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+                    concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints ORDER BY id DESC LIMIT 1"),
                 );
                 Ok(qb.build().fetch_optional(&self.$writer).await?.as_ref().map(checkpoint_row))
+            }
+
+            pub(super) async fn checkpoint_where(
+                &self,
+                condition: &'static str,
+                value: i64,
+                order: &'static str,
+            ) -> Result<Option<Checkpoint>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE "));
+                qb.push(condition).push_bind(value).push(order).push(" LIMIT 1");
+                Ok(qb.build().fetch_optional(&self.$writer).await?.as_ref().map(checkpoint_row))
+            }
+
+            pub(super) async fn list_checkpoints(&self, before_id: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE id < "));
+                qb.push_bind(before_id).push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+                Ok(qb.build().fetch_all(&self.$reader).await?.iter().map(checkpoint_row).collect())
+            }
+
+            pub(super) async fn retention_floor(&self) -> Result<i64, StoreError> {
+                let floor: Option<i64> = sqlx::query_scalar("SELECT floor FROM retention_floor WHERE id = 1")
+                    .fetch_optional(&self.$writer)
+                    .await?;
+                Ok(floor.unwrap_or(0))
             }
 
             pub(super) async fn insert_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
@@ -656,35 +685,85 @@ macro_rules! backend_queries {
             }
         }
 
+        /// Reads an events row without trusting its types: a column holding a value of the
+        /// wrong type (a tampered row) is recorded in `unreadable`, never a panic.
         fn stored_row(r: &$row) -> StoredRow {
+            let mut bad = Vec::new();
+            let mut text = |i: usize, name: &'static str| -> Option<String> {
+                match r.try_get::<Option<String>, _>(i) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        let shown = r.try_get::<Option<i64>, _>(i).ok().flatten().map(|n| n.to_string())
+                            .or_else(|| r.try_get::<Option<Vec<u8>>, _>(i).ok().flatten()
+                                .map(|b| String::from_utf8_lossy(&b).chars().take(64).collect()))
+                            .unwrap_or_default();
+                        bad.push((name, format!("not text ({shown:?})")));
+                        Some(shown)
+                    }
+                }
+            };
+            let event_id = text(1, "event_id").unwrap_or_default();
+            let category = text(3, "category").unwrap_or_default();
+            let action = text(4, "action").unwrap_or_default();
+            let severity = text(5, "severity").unwrap_or_default();
+            let outcome = text(6, "outcome").unwrap_or_default();
+            let organization_id = text(7, "organization_id");
+            let user_id = text(8, "user_id");
+            let ip = text(9, "ip");
+            let request_id = text(10, "request_id");
+            let ts = match r.try_get::<i64, _>(2) {
+                Ok(v) => v,
+                Err(_) => {
+                    let shown = r.try_get::<Option<String>, _>(2).ok().flatten().unwrap_or_default();
+                    bad.push(("timestamp", format!("not an integer ({:?})", shown.chars().take(64).collect::<String>())));
+                    i64::MIN
+                }
+            };
+            let mut bytes = |i: usize, name: &'static str| -> Vec<u8> {
+                match r.try_get::<Vec<u8>, _>(i) {
+                    Ok(v) => v,
+                    Err(_) => match r.try_get::<String, _>(i) {
+                        Ok(s) => s.into_bytes(),
+                        Err(_) => {
+                            bad.push((name, "not bytes".to_owned()));
+                            Vec::new()
+                        }
+                    },
+                }
+            };
+            let canon = bytes(11, "canon");
+            let prev_hash = bytes(12, "prev_hash");
+            let hash = bytes(13, "hash");
             StoredRow {
-                seq: r.get(0),
+                seq: r.try_get(0).unwrap_or(i64::MIN),
                 columns: IndexedColumns {
-                    event_id: r.get(1),
-                    ts: r.get(2),
-                    category: r.get(3),
-                    action: r.get(4),
-                    severity: r.get(5),
-                    outcome: r.get(6),
-                    organization_id: r.get(7),
-                    user_id: r.get(8),
-                    ip: r.get(9),
-                    request_id: r.get(10),
+                    event_id,
+                    ts,
+                    category,
+                    action,
+                    severity,
+                    outcome,
+                    organization_id,
+                    user_id,
+                    ip,
+                    request_id,
                 },
-                canon: r.get(11),
-                prev_hash: r.get(12),
-                hash: r.get(13),
+                canon,
+                prev_hash,
+                hash,
+                unreadable: bad,
             }
         }
 
         fn checkpoint_row(r: &$row) -> Checkpoint {
             Checkpoint {
-                id: r.get(0),
-                seq: r.get(1),
-                hash: r.get(2),
-                created_at: r.get(3),
-                prev_id: r.get(4),
-                signature: r.get(5),
+                id: r.try_get(0).unwrap_or_default(),
+                seq: r.try_get(1).unwrap_or_default(),
+                hash: r.try_get(2).unwrap_or_default(),
+                created_at: r.try_get(3).unwrap_or_default(),
+                prev_id: r.try_get(4).unwrap_or_default(),
+                signature: r.try_get(5).unwrap_or_default(),
+                key_id: r.try_get(6).unwrap_or_default(),
             }
         }
 
@@ -790,4 +869,4 @@ macro_rules! backend_queries {
     };
 }
 
-pub(crate) use {alert_columns, alert_insert_columns, backend_queries, notification_columns};
+pub(crate) use {alert_columns, alert_insert_columns, backend_queries, checkpoint_columns, notification_columns};

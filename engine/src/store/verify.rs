@@ -1,14 +1,19 @@
 //! Integrity verification of a stored range: walks the log in chunks through the
-//! `ChainVerifier` and checks every signed checkpoint in the range (signature, link to the
-//! previous checkpoint, and that the log still has the checkpointed hash at its seq).
+//! `ChainVerifier` and checks every signed checkpoint in the range (Ed25519 signature, link
+//! to the previous checkpoint, and that the log still has the signed hash at its seq, which
+//! catches a rewrite that keeps the chain consistent). It also reports truncation (a head
+//! behind the newest checkpoint in the database or the one this server signed last), a
+//! retention floor without its purge record, and the unsigned tail. A damaged row is a
+//! located failure, never an error.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
 use super::chain::{ChainVerifier, Failure, FailureKind, GENESIS, to_hash};
-use super::sequencer::checkpoint_signature_ok;
-use super::{Store, StoreError};
+use super::{Checkpoint, Store, StoreError};
+use crate::integrity::CheckpointJson;
+use crate::integrity::keys::Verifier;
 
 /// Rows fetched per round trip.
 const CHUNK: i64 = 10_000;
@@ -37,10 +42,25 @@ pub struct VerifyReport {
     pub checkpoints_checked: u64,
     /// Current head of the log.
     pub head: HeadView,
+    /// The newest signed checkpoint in the database.
+    pub last_checkpoint: Option<CheckpointJson>,
+    /// Rows after the newest checkpoint (not yet signed; signed within the timer period).
+    pub unsigned: Option<SeqRange>,
+    /// Rows below this seq were purged by retention (0: none).
+    pub retention_floor: i64,
     /// Every failure (up to 1000), ascending by seq.
     pub failures: Vec<Failure>,
     /// Total failures found.
     pub failure_count: u64,
+}
+
+/// An inclusive seq range.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct SeqRange {
+    /// First seq.
+    pub from: i64,
+    /// Last seq.
+    pub to: i64,
 }
 
 fn join_failed(e: tokio::task::JoinError) -> StoreError {
@@ -52,42 +72,69 @@ fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Ve
     tokio::spawn(async move { store.scan(from, to, CHUNK).await })
 }
 
-/// Verifies `[from, to]` (defaults: the whole log).
+/// Verifies `[from, to]` (defaults: the whole log). `known` is the newest checkpoint this
+/// server signed or anchored: a database behind it is truncated.
 pub async fn verify(
     store: &Store,
     from: Option<i64>,
     to: Option<i64>,
-    checkpoint_key: &[u8],
+    keys: &Verifier,
+    known: Option<&Checkpoint>,
 ) -> Result<VerifyReport, StoreError> {
     let head = store.head().await?;
-    let from = from.unwrap_or(1).max(1);
+    let floor = store.retention_floor().await?;
+    let from = from.unwrap_or(1).max(1).max(floor + 1);
     let to = to.unwrap_or(head.seq).min(head.seq);
+    let mut verifier_failures: Vec<Failure> = Vec::new();
     let prev_hash = if from == 1 {
         GENESIS
+    } else if from == floor + 1 {
+        // After a purge the chain starts at the checkpoint the purge ended at (signed).
+        match store.checkpoint_at_or_before(floor).await? {
+            Some(cp) if cp.seq == floor => to_hash(&cp.hash).unwrap_or(GENESIS),
+            _ => {
+                verifier_failures.push(Failure {
+                    seq: floor,
+                    kind: FailureKind::BadCheckpoint,
+                    expected: format!("a checkpoint at the retention floor (seq {floor})"),
+                    actual: "none".into(),
+                });
+                store.row(from).await?.and_then(|r| to_hash(&r.prev_hash)).unwrap_or(GENESIS)
+            }
+        }
     } else {
         match store.row(from - 1).await? {
             Some(prev) => to_hash(&prev.hash).unwrap_or(GENESIS),
             None => store.row(from).await?.and_then(|r| to_hash(&r.prev_hash)).unwrap_or(GENESIS),
         }
     };
+    if floor > 0 {
+        let record = format!("vigil:retention:{floor}");
+        if store.find_event_ids(std::slice::from_ref(&record)).await?.is_empty() {
+            verifier_failures.push(Failure {
+                seq: floor,
+                kind: FailureKind::MissingSeq,
+                expected: format!("rows 1..={floor} purged by retention, recorded as event {record}"),
+                actual: "no purge record: the rows were deleted some other way".into(),
+            });
+        }
+    }
     let mut verifier = ChainVerifier::new(from, prev_hash);
+    let last_checkpoint = store.last_checkpoint().await?;
+    truncation(store, &head, last_checkpoint.as_ref(), known, &mut verifier_failures).await?;
     let checkpoints = if from <= to { store.checkpoints(from, to).await? } else { Vec::new() };
     let mut by_seq: HashMap<i64, Vec<usize>> = HashMap::new();
     let mut checkpoint_failures = Vec::new();
     for (i, cp) in checkpoints.iter().enumerate() {
         by_seq.entry(cp.seq).or_default().push(i);
-        if !checkpoint_signature_ok(checkpoint_key, cp) {
-            checkpoint_failures.push((
-                cp.seq,
-                format!("checkpoint {} signature valid", cp.id),
-                "signature invalid".to_owned(),
-            ));
+        if let Err(why) = keys.check(cp) {
+            checkpoint_failures.push((cp.seq, format!("checkpoint {} with a valid signature", cp.id), why));
         }
-        if i > 0 && cp.prev_id != checkpoints[i - 1].id {
+        if i > 0 && (cp.prev_id != checkpoints[i - 1].id || cp.id != checkpoints[i - 1].id + 1) {
             checkpoint_failures.push((
                 cp.seq,
-                format!("checkpoint {} prev_checkpoint={}", cp.id, checkpoints[i - 1].id),
-                format!("prev_checkpoint={}", cp.prev_id),
+                format!("checkpoint {} right after checkpoint {}", checkpoints[i - 1].id + 1, checkpoints[i - 1].id),
+                format!("checkpoint {} naming prev_checkpoint {}", cp.id, cp.prev_id),
             ));
         }
     }
@@ -118,8 +165,12 @@ pub async fn verify(
                 if &cp.hash != hash {
                     checkpoint_failures.push((
                         cp.seq,
-                        format!("checkpoint {} hash={}", cp.id, hex::encode(&cp.hash)),
-                        format!("hash={}", hex::encode(hash)),
+                        format!(
+                            "hash {} signed by checkpoint {} (rows after the previous checkpoint were rewritten)",
+                            hex::encode(&cp.hash),
+                            cp.id
+                        ),
+                        format!("hash {}", hex::encode(hash)),
                     ));
                 }
             }
@@ -129,8 +180,12 @@ pub async fn verify(
     for (seq, expected, actual) in checkpoint_failures {
         verifier.fail(seq, FailureKind::BadCheckpoint, expected, actual);
     }
+    for f in verifier_failures {
+        verifier.fail(f.seq, f.kind, f.expected, f.actual);
+    }
     let mut failures = verifier.failures;
     failures.sort_by_key(|f| f.seq);
+    let signed_to = last_checkpoint.as_ref().map_or(floor, |c| c.seq);
     Ok(VerifyReport {
         status: if verifier.failure_count == 0 { "ok" } else { "failed" },
         from,
@@ -138,7 +193,57 @@ pub async fn verify(
         verified: verifier.verified,
         checkpoints_checked: checkpoints.len() as u64,
         head: HeadView { seq: head.seq, hash: hex::encode(head.hash) },
+        last_checkpoint: last_checkpoint.as_ref().map(CheckpointJson::from),
+        unsigned: (head.seq > signed_to).then_some(SeqRange { from: signed_to + 1, to: head.seq }),
+        retention_floor: floor,
         failures,
         failure_count: verifier.failure_count,
     })
+}
+
+/// A head behind the newest checkpoint (in the database or known to this server), or a
+/// known checkpoint the database no longer has, is truncation.
+async fn truncation(
+    store: &Store,
+    head: &super::Head,
+    last: Option<&Checkpoint>,
+    known: Option<&Checkpoint>,
+    out: &mut Vec<Failure>,
+) -> Result<(), StoreError> {
+    for (what, cp) in [("the newest checkpoint in the database", last), ("the newest checkpoint this server signed", known)]
+    {
+        let Some(cp) = cp else { continue };
+        if head.seq < cp.seq {
+            out.push(Failure {
+                seq: head.seq + 1,
+                kind: FailureKind::Truncated,
+                expected: format!("a log up to at least seq {} ({what}, id {})", cp.seq, cp.id),
+                actual: format!("the log ends at seq {}", head.seq),
+            });
+            return Ok(());
+        }
+    }
+    if let Some(known) = known {
+        match last {
+            Some(last) if last.id >= known.id => {
+                if let Some(stored) = store.checkpoint_by_id(known.id).await?
+                    && stored != *known
+                {
+                    out.push(Failure {
+                        seq: known.seq,
+                        kind: FailureKind::BadCheckpoint,
+                        expected: format!("checkpoint {} as signed (seq {}, hash {})", known.id, known.seq, hex::encode(&known.hash)),
+                        actual: format!("seq {}, hash {}", stored.seq, hex::encode(&stored.hash)),
+                    });
+                }
+            }
+            _ => out.push(Failure {
+                seq: known.seq,
+                kind: FailureKind::Truncated,
+                expected: format!("checkpoint {} (signed by this server)", known.id),
+                actual: last.map_or("no checkpoint".into(), |l| format!("the newest checkpoint is {}", l.id)),
+            }),
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,574 @@
+//! Exports and their offline verification.
+//!
+//! `GET /v1/events/export?format=ndjson` streams format `vigil-export-v1`, one JSON object
+//! per line, each with a `type`:
+//! - `header`: `format`, `from`, `to` (the seq range), `prev_hash` (hash of seq `from - 1`,
+//!   zeros for seq 1), `exported_at`;
+//! - `event`: `seq`, `prev_hash`, `hash`, and `canon`, the exact canonical bytes that were
+//!   hashed, as a JSON string (they are UTF-8 JSON text);
+//! - `checkpoint`: a signed checkpoint (fields of `CheckpointJson`), right after the event
+//!   at its seq (and one at `from - 1` before the first event, when there is one);
+//! - `end`: `events` (lines of type event written) and `last_seq`.
+//!
+//! [`OfflineVerifier`] (behind `vigil verify --file`) reads such a file line by line in
+//! constant memory with nothing but the public key(s): every event's hash is recomputed
+//! from its canon, every link checked, every checkpoint's signature and hash checked, and
+//! every failure reported with its seq and kind. Rows after the last valid checkpoint are
+//! reported as `unsigned` (status `unsigned`, not `ok`): nothing proves they were not
+//! rewritten. CSV exports (`format=csv`) are for people, not for verification.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::CheckpointJson;
+use super::keys::Verifier;
+use crate::store::chain::{Failure, FailureKind, GENESIS, MAX_REPORTED_FAILURES, chain_hash, to_hash};
+use crate::store::verify::SeqRange;
+
+/// The export format name.
+pub const FORMAT: &str = "vigil-export-v1";
+/// Longest line the offline verifier reads (an event is at most ~70 KiB of canon).
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
+/// One line of an export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Line {
+    /// First line.
+    Header {
+        /// Always [`FORMAT`].
+        format: String,
+        /// First seq.
+        from: i64,
+        /// Last seq.
+        to: i64,
+        /// Hash of seq `from - 1`, hex.
+        prev_hash: String,
+        /// When exported, epoch ms.
+        exported_at: i64,
+    },
+    /// A stored event.
+    Event {
+        /// Its seq.
+        seq: i64,
+        /// Hash of its predecessor, hex.
+        prev_hash: String,
+        /// Its chain hash, hex.
+        hash: String,
+        /// The canonical bytes.
+        canon: String,
+    },
+    /// A signed checkpoint.
+    Checkpoint(CheckpointJson),
+    /// Last line.
+    End {
+        /// Event lines written.
+        events: u64,
+        /// Seq of the last event written.
+        last_seq: i64,
+    },
+}
+
+impl Line {
+    /// The line as NDJSON bytes (with the newline).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("export lines serialize");
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Parses one export line (without its newline).
+pub fn parse_line(bytes: &[u8]) -> Result<Line, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// Result of an offline verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfflineReport {
+    /// `ok`, `failed`, or `unsigned` (no failure, but rows after the last checkpoint).
+    pub status: &'static str,
+    /// The range the header declares.
+    pub from: i64,
+    /// ...
+    pub to: i64,
+    /// Event lines checked.
+    pub verified: u64,
+    /// Checkpoints whose signature and hash held.
+    pub checkpoints_checked: u64,
+    /// Last seq covered by a valid checkpoint.
+    pub signed_to: i64,
+    /// Rows no valid checkpoint covers.
+    pub unsigned: Option<SeqRange>,
+    /// Every failure (up to 1000), in file order.
+    pub failures: Vec<Failure>,
+    /// Total failures.
+    pub failure_count: u64,
+}
+
+/// Streaming verifier of an export; feed lines in file order, then [`finish`](Self::finish).
+#[derive(Debug)]
+pub struct OfflineVerifier {
+    keys: Verifier,
+    line_no: u64,
+    header: Option<(i64, i64)>,
+    /// Next seq expected.
+    next: i64,
+    /// Stored hash of the last event line (what the next prev_hash must be).
+    prev: [u8; 32],
+    /// Seq and stored hash of the last event line.
+    last: Option<(i64, [u8; 32])>,
+    last_checkpoint_id: Option<i64>,
+    signed_to: i64,
+    verified: u64,
+    checkpoints_checked: u64,
+    ended: bool,
+    end_claim: Option<(u64, i64)>,
+    failures: Vec<Failure>,
+    failure_count: u64,
+}
+
+impl OfflineVerifier {
+    /// A verifier trusting `keys`.
+    pub fn new(keys: Verifier) -> Self {
+        Self {
+            keys,
+            line_no: 0,
+            header: None,
+            next: 1,
+            prev: GENESIS,
+            last: None,
+            last_checkpoint_id: None,
+            signed_to: 0,
+            verified: 0,
+            checkpoints_checked: 0,
+            ended: false,
+            end_claim: None,
+            failures: Vec::new(),
+            failure_count: 0,
+        }
+    }
+
+    fn fail(&mut self, seq: i64, kind: FailureKind, expected: impl Into<String>, actual: impl Into<String>) {
+        self.failure_count += 1;
+        if self.failures.len() < MAX_REPORTED_FAILURES {
+            self.failures.push(Failure { seq, kind, expected: expected.into(), actual: actual.into() });
+        }
+    }
+
+    /// Events checked so far.
+    pub fn verified(&self) -> u64 {
+        self.verified
+    }
+
+    /// Checks the next line of the file (without its newline).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.line_no += 1;
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let line = match parse_line(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                let (seq, line_no) = (self.next, self.line_no);
+                self.fail(seq, FailureKind::HashMismatch, "an export line", format!("line {line_no}: {e}"));
+                return;
+            }
+        };
+        if self.ended {
+            let line_no = self.line_no;
+            self.fail(self.next, FailureKind::ChainBreak, "nothing after the end line", format!("line {line_no}"));
+            return;
+        }
+        match line {
+            Line::Header { format, from, to, prev_hash, .. } => self.header(format, from, to, &prev_hash),
+            Line::Event { seq, prev_hash, hash, canon } => self.event(seq, &prev_hash, &hash, canon.as_bytes()),
+            Line::Checkpoint(cp) => self.checkpoint(&cp),
+            Line::End { events, last_seq } => {
+                self.ended = true;
+                self.end_claim = Some((events, last_seq));
+            }
+        }
+    }
+
+    fn header(&mut self, format: String, from: i64, to: i64, prev_hash: &str) {
+        if self.header.is_some() || self.line_no != 1 {
+            self.fail(self.next, FailureKind::ChainBreak, "one header, on line 1", format!("a header on line {}", self.line_no));
+            return;
+        }
+        if format != FORMAT {
+            self.fail(from, FailureKind::HashMismatch, format!("format {FORMAT}"), format!("format {format:?}"));
+        }
+        let prev = hex::decode(prev_hash).ok().and_then(|b| to_hash(&b));
+        match prev {
+            Some(p) if from > 1 || p == GENESIS => self.prev = p,
+            _ => self.fail(from, FailureKind::ChainBreak, "prev_hash of seq 1 is zeros", format!("prev_hash {prev_hash}")),
+        }
+        self.header = Some((from, to));
+        self.next = from.max(1);
+        self.signed_to = from.max(1) - 1;
+    }
+
+    fn event(&mut self, seq: i64, prev_hex: &str, hash_hex: &str, canon: &[u8]) {
+        if self.header.is_none() {
+            self.header = Some((seq, seq));
+            self.fail(seq, FailureKind::ChainBreak, "a header line first", format!("line {} is an event", self.line_no));
+            self.next = seq;
+        }
+        if seq < self.next {
+            // Reordered or inserted: name this line's seq and the one it follows.
+            let after = self.last.map_or(0, |l| l.0);
+            self.fail(after, FailureKind::ChainBreak, format!("seq {} after seq {after}", after + 1), format!("seq {seq} after seq {after}"));
+            self.fail(seq, FailureKind::ChainBreak, format!("seq {} next", self.next), format!("seq {seq} again, after seq {after} (reordered or inserted)"));
+            return;
+        }
+        let gap = seq > self.next;
+        if gap {
+            let (first, last) = (self.next, seq - 1);
+            for missing in first..=last.min(first + MAX_REPORTED_FAILURES as i64) {
+                self.fail(missing, FailureKind::MissingSeq, format!("seq {missing}"), "absent");
+            }
+            self.failure_count += (last - first).saturating_sub(MAX_REPORTED_FAILURES as i64).max(0) as u64;
+        }
+        let prev = hex::decode(prev_hex).ok().and_then(|b| to_hash(&b));
+        let stored = hex::decode(hash_hex).ok().and_then(|b| to_hash(&b));
+        if !gap && prev != Some(self.prev) {
+            if let Some((last_seq, _)) = self.last {
+                self.fail(last_seq, FailureKind::ChainBreak, format!("hash {prev_hex} (prev_hash of seq {seq})"), format!("hash {}", hex::encode(self.prev)));
+            }
+            self.fail(seq, FailureKind::ChainBreak, hex::encode(self.prev), prev_hex.chars().take(64).collect::<String>());
+        }
+        let recomputed = chain_hash(&prev.unwrap_or(self.prev), canon);
+        if stored != Some(recomputed) {
+            self.fail(seq, FailureKind::HashMismatch, hex::encode(recomputed), hash_hex.chars().take(64).collect::<String>());
+        }
+        match serde_json::from_slice::<Value>(canon) {
+            Ok(Value::Object(obj)) => {
+                let in_canon = obj.get("seq").and_then(Value::as_i64);
+                if in_canon != Some(seq) {
+                    self.fail(seq, FailureKind::ColumnMismatch, format!("seq={in_canon:?} in canon"), format!("seq={seq}"));
+                }
+            }
+            _ => self.fail(seq, FailureKind::HashMismatch, "canon is a JSON object", "undecodable canon"),
+        }
+        let hash = stored.unwrap_or(recomputed);
+        self.prev = hash;
+        self.last = Some((seq, hash));
+        self.next = seq + 1;
+        self.verified += 1;
+    }
+
+    fn checkpoint(&mut self, json: &CheckpointJson) {
+        let cp = json.to_checkpoint();
+        let mut ok = true;
+        if let Err(why) = self.keys.check(&cp) {
+            self.fail(cp.seq, FailureKind::BadCheckpoint, format!("checkpoint {} with a valid signature", cp.id), why);
+            ok = false;
+        }
+        if let Some(prev_id) = self.last_checkpoint_id
+            && (cp.prev_id != prev_id || cp.id != prev_id + 1)
+        {
+            self.fail(
+                cp.seq,
+                FailureKind::BadCheckpoint,
+                format!("checkpoint {} right after checkpoint {prev_id}", prev_id + 1),
+                format!("checkpoint {} naming prev_checkpoint {}", cp.id, cp.prev_id),
+            );
+            ok = false;
+        }
+        self.last_checkpoint_id = Some(cp.id);
+        // Its hash must be the stored hash at its seq: the last event line, or, before the
+        // first event, the header's prev_hash.
+        let here = match self.last {
+            Some((seq, hash)) => Some((seq, hash)),
+            None => self.header.map(|(from, _)| (from - 1, self.prev)),
+        };
+        match here {
+            Some((seq, hash)) if seq == cp.seq => {
+                if cp.hash != hash {
+                    self.fail(
+                        cp.seq,
+                        FailureKind::BadCheckpoint,
+                        format!("hash {} signed by checkpoint {} (rows before it were rewritten)", json.hash, cp.id),
+                        format!("hash {}", hex::encode(hash)),
+                    );
+                    ok = false;
+                }
+            }
+            _ => {
+                self.fail(
+                    cp.seq,
+                    FailureKind::BadCheckpoint,
+                    format!("checkpoint {} right after the event at seq {}", cp.id, cp.seq),
+                    format!("after seq {}", here.map_or(0, |h| h.0)),
+                );
+                ok = false;
+            }
+        }
+        if ok {
+            self.checkpoints_checked += 1;
+            self.signed_to = self.signed_to.max(cp.seq);
+        }
+    }
+
+    /// Ends the file; returns the report.
+    pub fn finish(mut self) -> OfflineReport {
+        let (from, to) = self.header.unwrap_or((1, 0));
+        if self.header.is_none() {
+            self.fail(1, FailureKind::Truncated, "a header line", "an empty file");
+        }
+        let last_seq = self.last.map_or(from - 1, |l| l.0);
+        match self.end_claim {
+            None if self.header.is_some() => self.fail(
+                last_seq + 1,
+                FailureKind::Truncated,
+                "an end line",
+                format!("the file ends after seq {last_seq} (cut short)"),
+            ),
+            Some((events, claimed)) if events != self.verified || claimed != last_seq => self.fail(
+                last_seq + 1,
+                FailureKind::Truncated,
+                format!("{events} events up to seq {claimed} (end line)"),
+                format!("{} events up to seq {last_seq}", self.verified),
+            ),
+            _ => {}
+        }
+        if self.header.is_some() && last_seq < to {
+            self.fail(last_seq + 1, FailureKind::Truncated, format!("events up to seq {to} (header)"), format!("the last is seq {last_seq}"));
+        }
+        self.failures.sort_by_key(|f| f.seq);
+        let unsigned = (last_seq > self.signed_to).then_some(SeqRange { from: self.signed_to + 1, to: last_seq });
+        OfflineReport {
+            status: if self.failure_count > 0 {
+                "failed"
+            } else if unsigned.is_some() {
+                "unsigned"
+            } else {
+                "ok"
+            },
+            from,
+            to,
+            verified: self.verified,
+            checkpoints_checked: self.checkpoints_checked,
+            signed_to: self.signed_to,
+            unsigned,
+            failures: self.failures,
+            failure_count: self.failure_count,
+        }
+    }
+}
+
+/// Verifies an export read from `reader`; `progress` is called with the bytes read so far.
+pub fn verify_reader(
+    reader: impl std::io::Read,
+    keys: Verifier,
+    mut progress: impl FnMut(u64, u64),
+) -> std::io::Result<OfflineReport> {
+    use std::io::{BufRead, Read};
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+    let mut verifier = OfflineVerifier::new(keys);
+    let mut line = Vec::with_capacity(4096);
+    let mut read = 0u64;
+    loop {
+        line.clear();
+        let n = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        if line.len() > MAX_LINE_BYTES {
+            verifier.line_no += 1;
+            let seq = verifier.next;
+            verifier.fail(seq, FailureKind::HashMismatch, format!("lines of at most {MAX_LINE_BYTES} bytes"), "a longer line");
+            // Skip the rest of the line.
+            loop {
+                line.clear();
+                let m = (&mut reader).take(1 << 20).read_until(b'\n', &mut line)?;
+                read += m as u64;
+                if m == 0 || line.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            continue;
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        verifier.feed(body);
+        if verifier.line_no.is_multiple_of(65_536) {
+            progress(read, verifier.verified());
+        }
+    }
+    progress(read, verifier.verified());
+    Ok(verifier.finish())
+}
+
+/// CSV columns of `format=csv`.
+pub const CSV_COLUMNS: &[&str] = &[
+    "seq", "event_id", "timestamp", "received_at", "category", "action", "severity", "outcome", "organization_id",
+    "user_id", "session_id", "api_key_id", "request_id", "source", "resource", "resource_type", "reason", "error_code",
+    "ip", "user_agent", "geo", "details", "mask_policy", "prev_hash", "hash",
+];
+
+/// One CSV field, quoted when needed (RFC 4180). A value a spreadsheet would run as a
+/// formula (starting with `=`, `+`, `-`, `@`, tab or CR) gets a leading `'`.
+pub fn csv_field(value: &str, out: &mut String) {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let needs_quotes = formula || value.contains([',', '"', '\n', '\r']);
+    if !needs_quotes {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    if formula {
+        out.push('\'');
+    }
+    out.push_str(&value.replace('"', "\"\""));
+    out.push('"');
+}
+
+/// One CSV record of a stored event (decoded from canon), with the newline.
+pub fn csv_record(event: &Value) -> String {
+    let mut out = String::with_capacity(512);
+    for (i, col) in CSV_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = match event.get(*col) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        csv_field(&text, &mut out);
+    }
+    out.push_str("\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrity::keys::CheckpointKeys;
+
+    /// An export of `n` events with a checkpoint every `every` seqs (and at the end when
+    /// `sign_tail`).
+    fn export(n: i64, every: i64, sign_tail: bool) -> (Vec<Vec<u8>>, CheckpointKeys) {
+        let keys = CheckpointKeys::from_seed([3; 32]);
+        let mut lines = vec![
+            Line::Header { format: FORMAT.into(), from: 1, to: n, prev_hash: hex::encode(GENESIS), exported_at: 1 }
+                .to_bytes(),
+        ];
+        let mut prev = GENESIS;
+        let mut cp_id = 0;
+        for seq in 1..=n {
+            let canon = format!(r#"{{"action":"login","category":"authentication","seq":{seq}}}"#);
+            let hash = chain_hash(&prev, canon.as_bytes());
+            lines.push(
+                Line::Event { seq, prev_hash: hex::encode(prev), hash: hex::encode(hash), canon }.to_bytes(),
+            );
+            if seq % every == 0 || (sign_tail && seq == n) {
+                cp_id += 1;
+                let cp = keys.sign(cp_id, seq, hash, 1000 + seq, cp_id - 1);
+                lines.push(Line::Checkpoint(CheckpointJson::from(&cp)).to_bytes());
+            }
+            prev = hash;
+        }
+        lines.push(Line::End { events: n as u64, last_seq: n }.to_bytes());
+        (lines, keys)
+    }
+
+    fn run(lines: &[Vec<u8>], keys: &CheckpointKeys) -> OfflineReport {
+        let bytes: Vec<u8> = lines.concat();
+        verify_reader(&bytes[..], keys.verifier().clone(), |_, _| {}).unwrap()
+    }
+
+    fn kinds(r: &OfflineReport) -> Vec<(i64, FailureKind)> {
+        r.failures.iter().map(|f| (f.seq, f.kind)).collect()
+    }
+
+    #[test]
+    fn an_intact_signed_export_is_ok() {
+        let (lines, keys) = export(20, 5, true);
+        let r = run(&lines, &keys);
+        assert_eq!((r.status, r.verified, r.checkpoints_checked, r.signed_to), ("ok", 20, 4, 20), "{r:?}");
+    }
+
+    #[test]
+    fn an_unsigned_tail_is_reported_not_ok() {
+        let (lines, keys) = export(22, 5, false);
+        let r = run(&lines, &keys);
+        assert_eq!(r.status, "unsigned");
+        assert_eq!(r.unsigned, Some(SeqRange { from: 21, to: 22 }));
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_located() {
+        let (lines, keys) = export(20, 5, true);
+        // Line i+1 holds the event of seq i until the first checkpoint; find lines by seq.
+        let at = |seq: i64| {
+            lines.iter().position(|l| parse_line(&l[..l.len() - 1]).is_ok_and(|x| matches!(x, Line::Event { seq: s, .. } if s == seq))).unwrap()
+        };
+        // Edited canon.
+        let mut edited = lines.clone();
+        edited[at(7)] = String::from_utf8(edited[at(7)].clone()).unwrap().replace("login", "logout").into_bytes();
+        assert_eq!(kinds(&run(&edited, &keys)), vec![(7, FailureKind::HashMismatch)]);
+        // Deleted line.
+        let mut deleted = lines.clone();
+        deleted.remove(at(12));
+        let k = kinds(&run(&deleted, &keys));
+        assert!(k.contains(&(12, FailureKind::MissingSeq)), "{k:?}");
+        // Reordered lines.
+        let mut swapped = lines.clone();
+        swapped.swap(at(3), at(4));
+        let k = kinds(&run(&swapped, &keys));
+        assert!(k.iter().any(|(s, _)| *s == 3) && k.iter().any(|(s, _)| *s == 4), "{k:?}");
+        // Inserted line (a copy of seq 8 after seq 8).
+        let mut inserted = lines.clone();
+        inserted.insert(at(8) + 1, lines[at(8)].clone());
+        let k = kinds(&run(&inserted, &keys));
+        assert!(k.contains(&(8, FailureKind::ChainBreak)), "{k:?}");
+        // Consistent rewrite of seq 9..20 (chain recomputed, no key to re-sign).
+        let mut rewritten = lines[..at(9)].to_vec();
+        let mut prev = match parse_line(&lines[at(8)][..lines[at(8)].len() - 1]).unwrap() {
+            Line::Event { hash, .. } => to_hash(&hex::decode(hash).unwrap()).unwrap(),
+            _ => unreachable!(),
+        };
+        for l in &lines[at(9)..] {
+            match parse_line(&l[..l.len() - 1]).unwrap() {
+                Line::Event { seq, canon, .. } => {
+                    let canon = canon.replace("login", "logout");
+                    let hash = chain_hash(&prev, canon.as_bytes());
+                    rewritten.push(Line::Event { seq, prev_hash: hex::encode(prev), hash: hex::encode(hash), canon }.to_bytes());
+                    prev = hash;
+                }
+                _ => rewritten.push(l.clone()),
+            }
+        }
+        let r = run(&rewritten, &keys);
+        assert_eq!(r.status, "failed");
+        assert!(kinds(&r).contains(&(10, FailureKind::BadCheckpoint)), "{:?}", kinds(&r));
+        // Dropped tail (cut after a checkpoint): the end line is missing.
+        let cut = &lines[..at(15) + 2];
+        let k = kinds(&run(cut, &keys));
+        assert!(k.contains(&(16, FailureKind::Truncated)), "{k:?}");
+        // A checkpoint signed by another key.
+        let other = CheckpointKeys::from_seed([4; 32]);
+        let r = run(&lines, &other);
+        assert!(r.failures.iter().all(|f| f.kind == FailureKind::BadCheckpoint) && r.failure_count == 4, "{r:?}");
+        // Garbage lines never panic and are failures.
+        for junk in [&b"not json\n"[..], b"{\"type\":\"event\"}\n", b"\xff\xfe\n", b"{\"type\":\"event\",\"seq\":-9223372036854775808,\"prev_hash\":\"\",\"hash\":\"\",\"canon\":\"\"}\n"] {
+            let mut bad = lines.clone();
+            bad.insert(3, junk.to_vec());
+            assert_eq!(run(&bad, &keys).status, "failed");
+        }
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_neutralized() {
+        let mut out = String::new();
+        for v in ["plain", "a,b", "say \"hi\"", "=cmd|' /C calc'!A0", "-2+3", "line\nbreak"] {
+            csv_field(v, &mut out);
+            out.push('|');
+        }
+        assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"'=cmd|' /C calc'!A0\"|\"'-2+3\"|\"line\nbreak\"|");
+    }
+}
