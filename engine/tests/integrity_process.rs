@@ -44,6 +44,7 @@ fn text(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_writer_sigterm_signs_and_exports_verify_offline() -> anyhow::Result<()> {
+    vigil::app::install_tls();
     let dir = std::env::temp_dir().join(format!("vigil-integrity-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
     let data = dir.join("data");

@@ -37,8 +37,21 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         Metrics::add(&state.metrics.verify_failed, 1);
         tracing::warn!(failures = report.failure_count, "Integrity verification found failures");
     }
+    let mut report = report;
+    let hold = state.integrity.hold();
+    if let Some(hold) = &hold {
+        // What put the log on hold stays a failure until an operator accepts it.
+        for f in &hold.failures {
+            if !report.failures.contains(f) {
+                report.failures.push(f.clone());
+                report.failure_count += 1;
+            }
+        }
+        report.failures.sort_by_key(|f| f.seq);
+        report.status = "failed";
+    }
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
-    body["hold"] = serde_json::to_value(state.integrity.hold()).unwrap_or_default();
+    body["hold"] = serde_json::to_value(hold).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
 }
 
