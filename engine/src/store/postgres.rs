@@ -73,7 +73,7 @@ impl PgStore {
 
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
         let row =
-            sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+            sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").persistent(false).fetch_optional(&self.pool).await?;
         super::sqlite::head_from(
             row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())),
         )
@@ -142,6 +142,9 @@ impl PgStore {
                 .bind(from)
                 .bind(to)
                 .bind(limit)
+                // Not a cached prepared statement: a column whose type was changed behind the
+                // server's back (tampering) must still be readable, and reported by verify.
+                .persistent(false)
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows.iter().map(stored_row).collect())

@@ -64,7 +64,8 @@ macro_rules! backend_queries {
                 let mut qb = QueryBuilder::<$db>::new(SELECT_EVENTS);
                 query::push_event_filter(&mut qb, filter);
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(filter.limit);
-                let rows = qb.build().fetch_all(&self.$reader).await?;
+                // Not cached: see `scan` (a tampered column type must not fail the query).
+                let rows = qb.build().persistent(false).fetch_all(&self.$reader).await?;
                 Ok(rows.iter().map(stored_row).collect())
             }
 
