@@ -547,7 +547,10 @@ impl AlertService {
             alert: crate::rules::abi::EmittedAlert {
                 title: format!(
                     "Integrity failure: {} at seq {} ({} finding(s)); the log refuses writes",
-                    serde_json::to_value(first.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                    serde_json::to_value(first.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
                     first.seq,
                     failures.len()
                 ),
@@ -556,8 +559,10 @@ impl AlertService {
                 fields: json!({"failures": failures}),
                 event_seqs: vec![],
                 actions: vec![
-                    "Compare the database with its backups and the anchor; GET /v1/integrity/verify lists the findings".into(),
-                    "When the cause is understood: vigil integrity accept --reason \"...\" (recorded in the chain)".into(),
+                    "Compare the database with its backups and the anchor; GET /v1/integrity/verify lists the findings"
+                        .into(),
+                    "When the cause is understood: vigil integrity accept --reason \"...\" (recorded in the chain)"
+                        .into(),
                 ],
             },
             at: self.now(),

@@ -15,16 +15,16 @@ use serde_json::json;
 use crate::alerts::AlertService;
 use crate::api::{self, AppState};
 use crate::auth::{KeyRing, Role, generate_key};
-use crate::integrity::IntegrityStatus;
-use crate::integrity::anchor::Anchor;
-use crate::integrity::keys::{CheckpointKeys, LogFacts};
-use crate::integrity::lock::WriterLock;
-use crate::integrity::retention::Retention;
 use crate::config::Config;
 use crate::detect::pipeline::{Pipeline, PipelineStats};
 use crate::detect::replay;
 use crate::event::system_event;
 use crate::ingest::Masker;
+use crate::integrity::IntegrityStatus;
+use crate::integrity::anchor::Anchor;
+use crate::integrity::keys::{CheckpointKeys, LogFacts};
+use crate::integrity::lock::WriterLock;
+use crate::integrity::retention::Retention;
 use crate::route::Outbox;
 use crate::rules::RuleRegistry;
 use crate::rules::journal::RuleJournal;
@@ -98,7 +98,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.integrity.witness_url.clone(),
     );
     let anchor_failures = compare_with_anchor(&store, &anchor, &checkpoint_keys, last_checkpoint.as_ref()).await?;
-    let registry = Arc::new(build_registry(&config, Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())))?);
+    let registry =
+        Arc::new(build_registry(&config, Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())))?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
     let handoff = Arc::new(crate::store::sequencer::Handoff::new(
         config.rules.detection_queue_events as u64,
@@ -361,8 +362,12 @@ fn spawn_hold_watch(
             if hold.failures.len() > reported {
                 let new = hold.failures[reported..].to_vec();
                 reported = hold.failures.len();
-                let record =
-                    system_event("system", "integrity_failure", "vigil", json!({"found_at": "runtime", "failures": new}));
+                let record = system_event(
+                    "system",
+                    "integrity_failure",
+                    "vigil",
+                    json!({"found_at": "runtime", "failures": new}),
+                );
                 if let Err(e) = sequencer.submit(vec![record]).await {
                     tracing::error!(error = %e, "Could not record the integrity failure in the chain");
                 }

@@ -255,7 +255,8 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
             Err(_) => given.clone(),
         };
         keys.extend(
-            crate::integrity::keys::parse_public_key(&text).map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
+            crate::integrity::keys::parse_public_key(&text)
+                .map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
         );
     }
     let verifier = crate::integrity::keys::Verifier::new(keys);
@@ -296,7 +297,9 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
             report.verified as f64 / secs.max(1e-6),
             report.checkpoints_checked,
             report.failure_count,
-            report.unsigned.map_or(String::new(), |u| format!("; seqs {}..={} are not covered by any checkpoint", u.from, u.to)),
+            report
+                .unsigned
+                .map_or(String::new(), |u| format!("; seqs {}..={} are not covered by any checkpoint", u.from, u.to)),
         );
         for f in report.failures.iter().take(20) {
             eprintln!("  seq {}: {:?}: expected {}, found {}", f.seq, f.kind, f.expected, f.actual);

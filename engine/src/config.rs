@@ -453,10 +453,9 @@ impl Config {
             config.data_dir = dir.into();
         }
         if let Some(days) = env("VIGIL_RETENTION_DAYS") {
-            config.retention_days = days.parse().map_err(|e| ConfigError::Invalid {
-                key: "VIGIL_RETENTION_DAYS",
-                message: format!("{e}"),
-            })?;
+            config.retention_days = days
+                .parse()
+                .map_err(|e| ConfigError::Invalid { key: "VIGIL_RETENTION_DAYS", message: format!("{e}") })?;
         }
         config.admin_key = env("VIGIL_ADMIN_KEY");
         if let Some(listen) = flags.listen {

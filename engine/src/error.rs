@@ -88,7 +88,9 @@ impl From<StoreError> for ApiError {
             StoreError::SequencerStopped => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down")
             }
-            StoreError::OnHold => Self::new(StatusCode::SERVICE_UNAVAILABLE, "integrity_hold", StoreError::OnHold.to_string()),
+            StoreError::OnHold => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "integrity_hold", StoreError::OnHold.to_string())
+            }
             other => Self::internal(&other),
         }
     }

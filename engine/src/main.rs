@@ -184,7 +184,9 @@ async fn main() -> anyhow::Result<()> {
             }
             KeysCommand::RotateCheckpoint { data_dir } => {
                 let id = vigil::integrity::keys::rotate(&data_dir)?;
-                eprintln!("New checkpoint key {id}; restart the server to sign with it (old checkpoints stay checkable)");
+                eprintln!(
+                    "New checkpoint key {id}; restart the server to sign with it (old checkpoints stay checkable)"
+                );
                 Ok(())
             }
         },

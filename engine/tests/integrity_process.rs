@@ -96,7 +96,8 @@ async fn one_writer_sigterm_signs_and_exports_verify_offline() -> anyhow::Result
     // Export, then verify offline with the printed public key.
     let mut child = serve(&config, &log)?;
     wait_healthy(&client, &base).await?;
-    let export = client.get(format!("{base}/v1/events/export?format=ndjson")).bearer_auth(KEY).send().await?.text().await?;
+    let export =
+        client.get(format!("{base}/v1/events/export?format=ndjson")).bearer_auth(KEY).send().await?.text().await?;
     child.kill()?;
     child.wait()?;
     let out = vigil().args(["keys", "checkpoint-public", "--data-dir"]).arg(&data).output()?;

@@ -146,7 +146,10 @@ async fn a_consistent_rewrite_of_a_signed_range_is_a_bad_checkpoint(backend: Bac
     let found = failures(&report);
     assert_eq!(report["status"], "failed", "{report}");
     assert!(found.contains(&(signed, "bad_checkpoint".into())), "{found:?}");
-    assert!(!found.iter().any(|(_, k)| k == "hash_mismatch" || k == "chain_break"), "the chain itself is consistent: {found:?}");
+    assert!(
+        !found.iter().any(|(_, k)| k == "hash_mismatch" || k == "chain_break"),
+        "the chain itself is consistent: {found:?}"
+    );
     Ok(())
 }
 
@@ -201,7 +204,8 @@ async fn wrong_value_types_are_located_failures_and_queries_still_answer(backend
     assert_eq!(status, 200, "the query answers over damaged rows: {events}");
     let list = events["events"].as_array().unwrap();
     assert_eq!(list.len(), 10 + 1, "{events}");
-    let damaged: Vec<i64> = list.iter().filter(|e| e.get("damaged").is_some()).map(|e| e["seq"].as_i64().unwrap()).collect();
+    let damaged: Vec<i64> =
+        list.iter().filter(|e| e.get("damaged").is_some()).map(|e| e["seq"].as_i64().unwrap()).collect();
     assert!(damaged.contains(&4) && damaged.contains(&6), "damaged rows are marked: {damaged:?}");
     // The export streams past them too.
     let resp = app.client.get(app.url("/v1/events/export?format=csv")).bearer_auth(&app.admin_key).send().await?;
@@ -282,7 +286,8 @@ async fn an_idle_tail_is_signed_by_the_timer_and_the_head_at_shutdown(backend: B
 }
 
 async fn export_text(app: &TestApp, query: &str) -> anyhow::Result<String> {
-    let resp = app.client.get(app.url(&format!("/v1/events/export?{query}"))).bearer_auth(&app.admin_key).send().await?;
+    let resp =
+        app.client.get(app.url(&format!("/v1/events/export?{query}"))).bearer_auth(&app.admin_key).send().await?;
     anyhow::ensure!(resp.status().is_success(), "export: {}", resp.status());
     Ok(resp.text().await?)
 }
@@ -302,7 +307,9 @@ async fn an_export_verifies_offline_and_every_edit_is_located(backend: Backend) 
     assert_eq!(report.status, "ok", "{report:?}");
     assert_eq!(report.verified as i64, app.get("/v1/integrity/head").await?.1["seq"].as_i64().unwrap());
     let lines: Vec<&str> = text.lines().collect();
-    let line_of = |seq: i64| lines.iter().position(|l| l.contains("\"type\":\"event\"") && l.contains(&format!("\"seq\":{seq},"))).unwrap();
+    let line_of = |seq: i64| {
+        lines.iter().position(|l| l.contains("\"type\":\"event\"") && l.contains(&format!("\"seq\":{seq},"))).unwrap()
+    };
     // An edited line.
     let mut edited = lines.clone();
     let changed = edited[line_of(9)].replacen("medium", "low", 1);
@@ -315,7 +322,11 @@ async fn an_export_verifies_offline_and_every_edit_is_located(backend: Backend) 
     assert!(check(&deleted.join("\n")).failures.iter().any(|f| f.seq == 12 && format!("{:?}", f.kind) == "MissingSeq"));
     // A tail past the last checkpoint (an export cut short and its end line rewritten).
     let cut = line_of(30);
-    let mut tail: Vec<String> = lines[..cut].iter().map(|s| s.to_string()).filter(|l| !l.contains("\"type\":\"checkpoint\"") || !l.contains("\"seq\":29")).collect();
+    let mut tail: Vec<String> = lines[..cut]
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|l| !l.contains("\"type\":\"checkpoint\"") || !l.contains("\"seq\":29"))
+        .collect();
     tail.push(lines[cut].to_string());
     tail.push(r#"{"type":"end","events":30,"last_seq":30}"#.into());
     let r = check(&tail.join("\n"));
@@ -368,7 +379,8 @@ async fn retention_purges_whole_signed_ranges_and_verify_stays_ok(backend: Backe
     // Raising the floor without a purge record (deleting old rows quietly) is reported.
     if backend == Backend::Sqlite {
         let later = sign_now(&app).await?["checkpoints"][0]["seq"].as_i64().unwrap();
-        app.exec_sql(&format!("UPDATE retention_floor SET floor = {later}; DELETE FROM events WHERE seq <= {later}")).await?;
+        app.exec_sql(&format!("UPDATE retention_floor SET floor = {later}; DELETE FROM events WHERE seq <= {later}"))
+            .await?;
         let found = failures(&app.verify().await?);
         assert!(found.contains(&(later, "missing_seq".into())), "{found:?}");
     }

@@ -41,7 +41,8 @@ pub async fn post_events(
     let events = parse_body(&body, ndjson)
         .and_then(|values| validate_batch(values, &state.masker))
         .map_err(|problems| rejected(invalid(problems)))?;
-    let acks = state.sequencer.submit_client(events).await.inspect_err(|_| Metrics::add(&state.metrics.ingest_failed, 1))?;
+    let acks =
+        state.sequencer.submit_client(events).await.inspect_err(|_| Metrics::add(&state.metrics.ingest_failed, 1))?;
     let stored = acks.iter().filter(|a| !a.duplicate).count();
     Metrics::add(&state.metrics.ingest_requests, 1);
     Metrics::add(&state.metrics.events_stored, stored as u64);

@@ -58,7 +58,8 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
     let store = state.store.clone();
     tokio::spawn(async move {
-        let result = if csv { write_csv(&store, from, to, &tx).await } else { write_ndjson(&store, from, to, floor, &tx).await };
+        let result =
+            if csv { write_csv(&store, from, to, &tx).await } else { write_ndjson(&store, from, to, floor, &tx).await };
         if let Err(e) = result {
             tracing::error!(error = %e, "Export stopped early");
             let _ = tx.send(Err(std::io::Error::other("export failed; see the server log"))).await;

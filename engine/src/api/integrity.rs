@@ -114,7 +114,11 @@ struct Accept {
 /// Ends an integrity hold: records the operator's decision (with what was found) in the
 /// chain, signs the head and re-anchors it, then lets client writes in again.
 #[tracing::instrument(skip_all)]
-pub async fn accept(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn accept(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Admin)?;
     let input: Accept = super::read_json(&req, payload, 64 * 1024, "accept request (expected {\"reason\"})").await?;
     let reason = input.reason.trim();

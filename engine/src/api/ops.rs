@@ -15,8 +15,9 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz`: the database answers and the log takes writes (not on integrity hold).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.integrity.on_hold() {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "integrity_hold", "hint": "GET /v1/integrity/verify, then vigil integrity accept"}));
+        return HttpResponse::ServiceUnavailable().json(
+            json!({"status": "integrity_hold", "hint": "GET /v1/integrity/verify, then vigil integrity accept"}),
+        );
     }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "backend": state.store.backend()})),

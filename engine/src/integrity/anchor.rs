@@ -65,15 +65,11 @@ impl Anchor {
         .map_err(std::io::Error::other)??;
         if let Some(url) = self.witness_url.clone() {
             tokio::spawn(async move {
-                let Ok(client) = crate::route::receivers::http_client(std::time::Duration::from_secs(10)).build() else {
+                let Ok(client) = crate::route::receivers::http_client(std::time::Duration::from_secs(10)).build()
+                else {
                     return;
                 };
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(bytes)
-                    .send()
-                    .await;
+                let sent = client.post(&url).header("content-type", "application/json").body(bytes).send().await;
                 match sent {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => tracing::warn!(status = r.status().as_u16(), "Witness refused the anchor"),
@@ -168,7 +164,12 @@ pub async fn check(store: &Store, anchored: &Checkpoint) -> Result<Vec<Failure>,
         Some(cp) => failures.push(Failure {
             seq: anchored.seq,
             kind: FailureKind::BadCheckpoint,
-            expected: format!("checkpoint {} as anchored (seq {}, hash {})", anchored.id, anchored.seq, hex::encode(&anchored.hash)),
+            expected: format!(
+                "checkpoint {} as anchored (seq {}, hash {})",
+                anchored.id,
+                anchored.seq,
+                hex::encode(&anchored.hash)
+            ),
             actual: format!("seq {}, hash {}", cp.seq, hex::encode(&cp.hash)),
         }),
         None => failures.push(Failure {

@@ -194,7 +194,12 @@ impl OfflineVerifier {
 
     fn header(&mut self, format: String, from: i64, to: i64, prev_hash: &str) {
         if self.header.is_some() || self.line_no != 1 {
-            self.fail(self.next, FailureKind::ChainBreak, "one header, on line 1", format!("a header on line {}", self.line_no));
+            self.fail(
+                self.next,
+                FailureKind::ChainBreak,
+                "one header, on line 1",
+                format!("a header on line {}", self.line_no),
+            );
             return;
         }
         if format != FORMAT {
@@ -203,7 +208,12 @@ impl OfflineVerifier {
         let prev = hex::decode(prev_hash).ok().and_then(|b| to_hash(&b));
         match prev {
             Some(p) if from > 1 || p == GENESIS => self.prev = p,
-            _ => self.fail(from, FailureKind::ChainBreak, "prev_hash of seq 1 is zeros", format!("prev_hash {prev_hash}")),
+            _ => self.fail(
+                from,
+                FailureKind::ChainBreak,
+                "prev_hash of seq 1 is zeros",
+                format!("prev_hash {prev_hash}"),
+            ),
         }
         self.header = Some((from, to));
         self.next = from.max(1);
@@ -213,14 +223,29 @@ impl OfflineVerifier {
     fn event(&mut self, seq: i64, prev_hex: &str, hash_hex: &str, canon: &[u8]) {
         if self.header.is_none() {
             self.header = Some((seq, seq));
-            self.fail(seq, FailureKind::ChainBreak, "a header line first", format!("line {} is an event", self.line_no));
+            self.fail(
+                seq,
+                FailureKind::ChainBreak,
+                "a header line first",
+                format!("line {} is an event", self.line_no),
+            );
             self.next = seq;
         }
         if seq < self.next {
             // Reordered or inserted: name this line's seq and the one it follows.
             let after = self.last.map_or(0, |l| l.0);
-            self.fail(after, FailureKind::ChainBreak, format!("seq {} after seq {after}", after + 1), format!("seq {seq} after seq {after}"));
-            self.fail(seq, FailureKind::ChainBreak, format!("seq {} next", self.next), format!("seq {seq} again, after seq {after} (reordered or inserted)"));
+            self.fail(
+                after,
+                FailureKind::ChainBreak,
+                format!("seq {} after seq {after}", after + 1),
+                format!("seq {seq} after seq {after}"),
+            );
+            self.fail(
+                seq,
+                FailureKind::ChainBreak,
+                format!("seq {} next", self.next),
+                format!("seq {seq} again, after seq {after} (reordered or inserted)"),
+            );
             return;
         }
         let gap = seq > self.next;
@@ -235,19 +260,39 @@ impl OfflineVerifier {
         let stored = hex::decode(hash_hex).ok().and_then(|b| to_hash(&b));
         if !gap && prev != Some(self.prev) {
             if let Some((last_seq, _)) = self.last {
-                self.fail(last_seq, FailureKind::ChainBreak, format!("hash {prev_hex} (prev_hash of seq {seq})"), format!("hash {}", hex::encode(self.prev)));
+                self.fail(
+                    last_seq,
+                    FailureKind::ChainBreak,
+                    format!("hash {prev_hex} (prev_hash of seq {seq})"),
+                    format!("hash {}", hex::encode(self.prev)),
+                );
             }
-            self.fail(seq, FailureKind::ChainBreak, hex::encode(self.prev), prev_hex.chars().take(64).collect::<String>());
+            self.fail(
+                seq,
+                FailureKind::ChainBreak,
+                hex::encode(self.prev),
+                prev_hex.chars().take(64).collect::<String>(),
+            );
         }
         let recomputed = chain_hash(&prev.unwrap_or(self.prev), canon);
         if stored != Some(recomputed) {
-            self.fail(seq, FailureKind::HashMismatch, hex::encode(recomputed), hash_hex.chars().take(64).collect::<String>());
+            self.fail(
+                seq,
+                FailureKind::HashMismatch,
+                hex::encode(recomputed),
+                hash_hex.chars().take(64).collect::<String>(),
+            );
         }
         match serde_json::from_slice::<Value>(canon) {
             Ok(Value::Object(obj)) => {
                 let in_canon = obj.get("seq").and_then(Value::as_i64);
                 if in_canon != Some(seq) {
-                    self.fail(seq, FailureKind::ColumnMismatch, format!("seq={in_canon:?} in canon"), format!("seq={seq}"));
+                    self.fail(
+                        seq,
+                        FailureKind::ColumnMismatch,
+                        format!("seq={in_canon:?} in canon"),
+                        format!("seq={seq}"),
+                    );
                 }
             }
             _ => self.fail(seq, FailureKind::HashMismatch, "canon is a JSON object", "undecodable canon"),
@@ -335,7 +380,12 @@ impl OfflineVerifier {
             _ => {}
         }
         if self.header.is_some() && last_seq < to {
-            self.fail(last_seq + 1, FailureKind::Truncated, format!("events up to seq {to} (header)"), format!("the last is seq {last_seq}"));
+            self.fail(
+                last_seq + 1,
+                FailureKind::Truncated,
+                format!("events up to seq {to} (header)"),
+                format!("the last is seq {last_seq}"),
+            );
         }
         self.failures.sort_by_key(|f| f.seq);
         let unsigned = (last_seq > self.signed_to).then_some(SeqRange { from: self.signed_to + 1, to: last_seq });
@@ -380,7 +430,12 @@ pub fn verify_reader(
         if line.len() > MAX_LINE_BYTES {
             verifier.line_no += 1;
             let seq = verifier.next;
-            verifier.fail(seq, FailureKind::HashMismatch, format!("lines of at most {MAX_LINE_BYTES} bytes"), "a longer line");
+            verifier.fail(
+                seq,
+                FailureKind::HashMismatch,
+                format!("lines of at most {MAX_LINE_BYTES} bytes"),
+                "a longer line",
+            );
             // Skip the rest of the line.
             loop {
                 line.clear();
@@ -404,9 +459,31 @@ pub fn verify_reader(
 
 /// CSV columns of `format=csv`.
 pub const CSV_COLUMNS: &[&str] = &[
-    "seq", "event_id", "timestamp", "received_at", "category", "action", "severity", "outcome", "organization_id",
-    "user_id", "session_id", "api_key_id", "request_id", "source", "resource", "resource_type", "reason", "error_code",
-    "ip", "user_agent", "geo", "details", "mask_policy", "prev_hash", "hash",
+    "seq",
+    "event_id",
+    "timestamp",
+    "received_at",
+    "category",
+    "action",
+    "severity",
+    "outcome",
+    "organization_id",
+    "user_id",
+    "session_id",
+    "api_key_id",
+    "request_id",
+    "source",
+    "resource",
+    "resource_type",
+    "reason",
+    "error_code",
+    "ip",
+    "user_agent",
+    "geo",
+    "details",
+    "mask_policy",
+    "prev_hash",
+    "hash",
 ];
 
 /// One CSV field, quoted when needed (RFC 4180). A value a spreadsheet would run as a
@@ -462,9 +539,7 @@ mod tests {
         for seq in 1..=n {
             let canon = format!(r#"{{"action":"login","category":"authentication","seq":{seq}}}"#);
             let hash = chain_hash(&prev, canon.as_bytes());
-            lines.push(
-                Line::Event { seq, prev_hash: hex::encode(prev), hash: hex::encode(hash), canon }.to_bytes(),
-            );
+            lines.push(Line::Event { seq, prev_hash: hex::encode(prev), hash: hex::encode(hash), canon }.to_bytes());
             if seq % every == 0 || (sign_tail && seq == n) {
                 cp_id += 1;
                 let cp = keys.sign(cp_id, seq, hash, 1000 + seq, cp_id - 1);
@@ -505,7 +580,12 @@ mod tests {
         let (lines, keys) = export(20, 5, true);
         // Line i+1 holds the event of seq i until the first checkpoint; find lines by seq.
         let at = |seq: i64| {
-            lines.iter().position(|l| parse_line(&l[..l.len() - 1]).is_ok_and(|x| matches!(x, Line::Event { seq: s, .. } if s == seq))).unwrap()
+            lines
+                .iter()
+                .position(|l| {
+                    parse_line(&l[..l.len() - 1]).is_ok_and(|x| matches!(x, Line::Event { seq: s, .. } if s == seq))
+                })
+                .unwrap()
         };
         // Edited canon.
         let mut edited = lines.clone();
@@ -537,7 +617,9 @@ mod tests {
                 Line::Event { seq, canon, .. } => {
                     let canon = canon.replace("login", "logout");
                     let hash = chain_hash(&prev, canon.as_bytes());
-                    rewritten.push(Line::Event { seq, prev_hash: hex::encode(prev), hash: hex::encode(hash), canon }.to_bytes());
+                    rewritten.push(
+                        Line::Event { seq, prev_hash: hex::encode(prev), hash: hex::encode(hash), canon }.to_bytes(),
+                    );
                     prev = hash;
                 }
                 _ => rewritten.push(l.clone()),
@@ -555,7 +637,12 @@ mod tests {
         let r = run(&lines, &other);
         assert!(r.failures.iter().all(|f| f.kind == FailureKind::BadCheckpoint) && r.failure_count == 4, "{r:?}");
         // Garbage lines never panic and are failures.
-        for junk in [&b"not json\n"[..], b"{\"type\":\"event\"}\n", b"\xff\xfe\n", b"{\"type\":\"event\",\"seq\":-9223372036854775808,\"prev_hash\":\"\",\"hash\":\"\",\"canon\":\"\"}\n"] {
+        for junk in [
+            &b"not json\n"[..],
+            b"{\"type\":\"event\"}\n",
+            b"\xff\xfe\n",
+            b"{\"type\":\"event\",\"seq\":-9223372036854775808,\"prev_hash\":\"\",\"hash\":\"\",\"canon\":\"\"}\n",
+        ] {
             let mut bad = lines.clone();
             bad.insert(3, junk.to_vec());
             assert_eq!(run(&bad, &keys).status, "failed");

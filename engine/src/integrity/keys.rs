@@ -159,8 +159,7 @@ impl Verifier {
         let Some(key) = self.keys.get(&cp.key_id) else {
             return Err(format!("signed by unknown key {:?}", cp.key_id.chars().take(64).collect::<String>()));
         };
-        let sig: [u8; 64] =
-            cp.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes".to_owned())?;
+        let sig: [u8; 64] = cp.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes".to_owned())?;
         key.verify(&checkpoint_message(cp), &Signature::from_bytes(&sig)).map_err(|_| "signature invalid".to_owned())
     }
 
@@ -228,8 +227,15 @@ impl CheckpointKeys {
 
     /// Builds and signs a checkpoint.
     pub fn sign(&self, id: i64, seq: i64, hash: [u8; 32], created_at: i64, prev_id: i64) -> Checkpoint {
-        let mut cp =
-            Checkpoint { id, seq, hash: hash.to_vec(), created_at, prev_id, key_id: self.key_id.clone(), signature: vec![] };
+        let mut cp = Checkpoint {
+            id,
+            seq,
+            hash: hash.to_vec(),
+            created_at,
+            prev_id,
+            key_id: self.key_id.clone(),
+            signature: vec![],
+        };
         cp.signature = self.signing.sign(&checkpoint_message(&cp)).to_bytes().to_vec();
         cp
     }

@@ -128,7 +128,9 @@ async fn pg_lock(url: &str) -> anyhow::Result<(sqlx::PgConnection, i64)> {
             ),
             None => "holder unknown".into(),
         };
-        anyhow::bail!("another server is writing this log ({who}; advisory lock on {db}.{schema}). One writer per log: stop it first");
+        anyhow::bail!(
+            "another server is writing this log ({who}; advisory lock on {db}.{schema}). One writer per log: stop it first"
+        );
     }
     Ok((conn, key))
 }

@@ -115,15 +115,20 @@ impl ChainVerifier {
             self.fail(row.seq, FailureKind::ChainBreak, hex::encode(self.prev_hash), hex::encode(&row.prev_hash));
         }
         for (column, what) in &row.unreadable {
-            self.fail(row.seq, FailureKind::ColumnMismatch, format!("{column} of its type"), format!("{column}: {what}"));
+            self.fail(
+                row.seq,
+                FailureKind::ColumnMismatch,
+                format!("{column} of its type"),
+                format!("{column}: {what}"),
+            );
         }
         let recomputed = chain_hash(&prev.unwrap_or(self.prev_hash), &row.canon);
         if stored != Some(recomputed) {
             self.fail(row.seq, FailureKind::HashMismatch, hex::encode(recomputed), hex::encode(&row.hash));
         }
-        for (column, expected, actual) in row.column_mismatches().into_iter().filter(|(c, _, _)| {
-            !row.unreadable.iter().any(|(u, _)| u == c)
-        }) {
+        for (column, expected, actual) in
+            row.column_mismatches().into_iter().filter(|(c, _, _)| !row.unreadable.iter().any(|(u, _)| u == c))
+        {
             self.fail(
                 row.seq,
                 FailureKind::ColumnMismatch,

@@ -72,8 +72,10 @@ impl PgStore {
     }
 
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
-        let row =
-            sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").persistent(false).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+            .persistent(false)
+            .fetch_optional(&self.pool)
+            .await?;
         super::sqlite::head_from(
             row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())),
         )
@@ -94,7 +96,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let col = |f: fn(&IndexedColumns) -> Option<String>| rows.iter().map(|r| f(&r.columns)).collect::<Vec<_>>();
         if !rows.is_empty() {
-        sqlx::query(
+            sqlx::query(
             "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
              request_id, canon, prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], \
              $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[], \
@@ -122,15 +124,15 @@ impl PgStore {
                 "INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature, key_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-                .bind(cp.id)
-                .bind(cp.seq)
-                .bind(cp.hash.clone())
-                .bind(cp.created_at)
-                .bind(cp.prev_id)
-                .bind(cp.signature.clone())
-                .bind(cp.key_id.clone())
-                .execute(&mut *tx)
-                .await?;
+            .bind(cp.id)
+            .bind(cp.seq)
+            .bind(cp.hash.clone())
+            .bind(cp.created_at)
+            .bind(cp.prev_id)
+            .bind(cp.signature.clone())
+            .bind(cp.key_id.clone())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -213,10 +213,10 @@ impl Sequencer {
                         None => break,
                     },
                     _ = timer.tick() => {
-                        if self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every) {
-                            if let Err(e) = self.sign_head().await {
-                                tracing::error!(error = %e, "Could not write a timed checkpoint; retrying");
-                            }
+                        if self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every)
+                            && let Err(e) = self.sign_head().await
+                        {
+                            tracing::error!(error = %e, "Could not write a timed checkpoint; retrying");
                         }
                         continue;
                     }
@@ -252,10 +252,10 @@ impl Sequencer {
             self.commit_group(jobs).await;
         }
         // Graceful end: every submitter is gone; sign what is unsigned.
-        if self.unsigned_since.is_some() {
-            if let Err(e) = self.sign_head().await {
-                tracing::error!(error = %e, "Could not sign the head at shutdown");
-            }
+        if self.unsigned_since.is_some()
+            && let Err(e) = self.sign_head().await
+        {
+            tracing::error!(error = %e, "Could not sign the head at shutdown");
         }
         tracing::info!("Sequencer stopped: all submitters are gone");
     }

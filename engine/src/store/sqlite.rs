@@ -89,7 +89,9 @@ impl SqliteStore {
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
         let row =
             sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.writer).await?;
-        head_from(row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())))
+        head_from(
+            row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())),
+        )
     }
 
     pub(super) async fn find_event_ids(&self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
@@ -180,8 +182,10 @@ impl SqliteStore {
 
     pub(super) async fn purge(&self, floor: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let at_checkpoint: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM checkpoints WHERE seq = ? LIMIT 1").bind(floor).fetch_optional(&mut *tx).await?;
+        let at_checkpoint: Option<i64> = sqlx::query_scalar("SELECT id FROM checkpoints WHERE seq = ? LIMIT 1")
+            .bind(floor)
+            .fetch_optional(&mut *tx)
+            .await?;
         if at_checkpoint.is_none() {
             return Err(StoreError::Corrupt { seq: floor, problem: "a purge must end at a checkpoint".into() });
         }
@@ -190,7 +194,8 @@ impl SqliteStore {
             .bind(floor)
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM events WHERE seq <= ?").bind(floor).execute(&mut *tx).await?.rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM events WHERE seq <= ?").bind(floor).execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(deleted)
     }

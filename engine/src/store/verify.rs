@@ -210,7 +210,8 @@ async fn truncation(
     known: Option<&Checkpoint>,
     out: &mut Vec<Failure>,
 ) -> Result<(), StoreError> {
-    for (what, cp) in [("the newest checkpoint in the database", last), ("the newest checkpoint this server signed", known)]
+    for (what, cp) in
+        [("the newest checkpoint in the database", last), ("the newest checkpoint this server signed", known)]
     {
         let Some(cp) = cp else { continue };
         if head.seq < cp.seq {
@@ -232,7 +233,12 @@ async fn truncation(
                     out.push(Failure {
                         seq: known.seq,
                         kind: FailureKind::BadCheckpoint,
-                        expected: format!("checkpoint {} as signed (seq {}, hash {})", known.id, known.seq, hex::encode(&known.hash)),
+                        expected: format!(
+                            "checkpoint {} as signed (seq {}, hash {})",
+                            known.id,
+                            known.seq,
+                            hex::encode(&known.hash)
+                        ),
                         actual: format!("seq {}, hash {}", stored.seq, hex::encode(&stored.hash)),
                     });
                 }
