@@ -52,6 +52,25 @@ done | median | while read -r secs; do
   echo "verify status=$status verified=$verified median_secs=$secs events_per_sec=$(python3 -c "print(int($verified/$secs))")"
 done
 
+echo "== export (NDJSON, streamed) and offline verify of the file"
+start=$(date +%s.%N)
+curl -s "${auth[@]}" "$base/v1/events/export?format=ndjson" -o "$work/export.ndjson"
+end=$(date +%s.%N)
+lines=$(wc -l < "$work/export.ndjson")
+echo "export lines=$lines bytes=$(stat -c %s "$work/export.ndjson") secs=$(python3 -c "print(round($end-$start,2))") events_per_sec=$(python3 -c "print(int(($lines)/($end-$start)))")"
+pub=$("$target/release/vigil" keys checkpoint-public --data-dir "$work" 2>/dev/null)
+for _ in 1 2 3; do
+  start=$(date +%s.%N)
+  "$target/release/vigil" verify --file "$work/export.ndjson" --public-key "$pub" --json > "$work/offline.json" || true
+  end=$(date +%s.%N)
+  python3 -c "print($end-$start)"
+done | median | while read -r secs; do
+  verified=$(python3 -c "import json;print(json.load(open('$work/offline.json'))['verified'])")
+  status=$(python3 -c "import json;print(json.load(open('$work/offline.json'))['status'])")
+  echo "offline verify status=$status verified=$verified median_secs=$secs events_per_sec=$(python3 -c "print(int($verified/$secs))")"
+done
+rm -f "$work/export.ndjson"
+
 echo "== filtered GET /v1/events (limit 50) at the stored volume"
 filters=("user_id=user-00042" "ip=203.0.113.66" "action=permission_denied" "category=data_access&outcome=success"
          "organization_id=org-007&action=login_success" "severity=high" "request_id=req-w1-42-123456"
