@@ -1,9 +1,12 @@
 //! Validation and normalization of incoming events (DESIGN.md section 2).
 //!
 //! Every problem of every event is collected (index, field, problem) so one 400 names them
-//! all; a batch with any problem is refused whole. Valid events come out normalized
-//! (lowercase category/action/severity/outcome, epoch-ms timestamp, canonical IP text) and
-//! masked, ready for the `Sequencer`.
+//! all; a batch with any problem is refused whole. A problem names the field and what is
+//! wrong, never the client's value (an unknown field's name goes through the masker first).
+//! Valid events come out normalized (lowercase category/action/severity/outcome, epoch-ms
+//! timestamp, canonical IP text) and masked by the `Masker` (value detectors on every
+//! top-level string and `geo.city`, the full policy on `details`), ready for the
+//! `Sequencer`.
 
 use std::net::IpAddr;
 
@@ -31,7 +34,8 @@ impl Problem {
     }
 }
 
-/// Optional plain string fields and their byte limits.
+/// Optional plain string fields and their byte limits; each runs through the value
+/// detectors of the masker (not the key denylist, so ids like `alice` stay as sent).
 const STRING_FIELDS: &[(&str, usize)] = &[
     ("organization_id", 512),
     ("user_id", 512),
@@ -45,8 +49,6 @@ const STRING_FIELDS: &[(&str, usize)] = &[
     ("error_code", 512),
     ("user_agent", 1024),
 ];
-/// Free-text fields that run through the value detectors of the masker.
-const MASKED_TEXT_FIELDS: &[&str] = &["resource", "reason", "user_agent", "error_code", "source", "resource_type"];
 const KNOWN_FIELDS: &[&str] =
     &["event_id", "timestamp", "category", "action", "severity", "outcome", "ip", "geo", "details"];
 const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
@@ -123,8 +125,7 @@ fn validate_event(
         .collect();
     unknown.sort();
     for key in unknown {
-        let shown: String = key.chars().take(64).collect();
-        problems.push(Problem::new(index, &shown, "unknown field (put extensions in `details`)"));
+        problems.push(Problem::new(index, &shown_key(key, masker), "unknown field (put extensions in `details`)"));
     }
     // Nulls mean "absent" for optional fields.
     obj.retain(|_, v| !v.is_null());
@@ -218,8 +219,7 @@ fn validate_event(
             if s.len() > *limit {
                 problems.push(Problem::new(index, field, format!("longer than {limit} bytes")));
             } else {
-                let s = if MASKED_TEXT_FIELDS.contains(field) { masker.mask_str(&s).unwrap_or(s) } else { s };
-                out.insert((*field).into(), Value::String(s));
+                out.insert((*field).into(), Value::String(masker.mask_str(&s).unwrap_or(s)));
             }
         }
     }
@@ -231,7 +231,7 @@ fn validate_event(
             Err(_) => problems.push(Problem::new(index, "ip", "is not a valid IPv4 or IPv6 address")),
         }
     }
-    if let Some(geo) = obj.remove("geo").and_then(|geo| validate_geo(index, geo, problems)) {
+    if let Some(geo) = obj.remove("geo").and_then(|geo| validate_geo(index, geo, masker, problems)) {
         out.insert("geo".into(), Value::Object(geo));
     }
     if let Some(details) = obj.remove("details") {
@@ -263,6 +263,13 @@ fn validate_event(
     (problems.len() == before).then_some(NewEvent { event_id, client_id, received_at, fields: out })
 }
 
+/// A client-chosen member name as shown in a problem: masked (a secret used as a key must
+/// not come back in the 400), then cut to 64 characters.
+fn shown_key(key: &str, masker: &Masker) -> String {
+    let masked = masker.mask_str(key);
+    masked.as_deref().unwrap_or(key).chars().take(64).collect()
+}
+
 /// Removes `field` and returns it when it is a string; records a problem when it is not.
 fn take_str(obj: &mut Map<String, Value>, field: &str, index: usize, problems: &mut Vec<Problem>) -> Option<String> {
     match obj.remove(field)? {
@@ -274,7 +281,7 @@ fn take_str(obj: &mut Map<String, Value>, field: &str, index: usize, problems: &
     }
 }
 
-fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
+fn validate_geo(index: usize, geo: Value, masker: &Masker, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
     let Value::Object(mut geo) = geo else {
         problems.push(Problem::new(index, "geo", "must be an object {country, city, lat, lon}"));
         return None;
@@ -283,8 +290,7 @@ fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option
     let before = problems.len();
     let mut out = Map::new();
     for key in geo.keys().filter(|k| !matches!(k.as_str(), "country" | "city" | "lat" | "lon")) {
-        let shown: String = key.chars().take(64).collect();
-        problems.push(Problem::new(index, &format!("geo.{shown}"), "unknown field"));
+        problems.push(Problem::new(index, &format!("geo.{}", shown_key(key, masker)), "unknown field"));
     }
     match geo.remove("country") {
         None => {}
@@ -296,7 +302,7 @@ fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option
     match geo.remove("city") {
         None => {}
         Some(Value::String(c)) if c.len() <= 512 => {
-            out.insert("city".into(), Value::String(c));
+            out.insert("city".into(), Value::String(masker.mask_str(&c).unwrap_or(c)));
         }
         Some(_) => problems.push(Problem::new(index, "geo.city", "must be a string of at most 512 bytes")),
     }
