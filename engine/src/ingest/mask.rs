@@ -44,7 +44,10 @@ const MAX_NESTING: usize = 3;
 const NAME_MEMBERS: &[&str] = &[
     "name", "key", "header", "headername", "k", "field", "fieldname", "param", "parameter", "paramname",
     "parametername", "parameterkey", "attribute", "attributename", "attr", "var", "variable", "variablename",
+    "label", "id",
 ];
+/// Member names that give a form field's input type (`{"type": "password", "value": ..}`).
+const TYPE_MEMBERS: &[&str] = &["type", "inputtype", "fieldtype"];
 /// Member names that hold that member's value.
 const VALUE_MEMBERS: &[&str] = &[
     "value", "v", "val", "values", "data", "content", "headervalue", "fieldvalue", "paramvalue", "parametervalue",
@@ -247,12 +250,13 @@ impl Masker {
                         }
                     }
                     let described = map.iter().any(|(k, v)| {
-                        normalized_in(k, NAME_MEMBERS) && v.as_str().is_some_and(Self::is_sensitive_key)
+                        (normalized_in(k, NAME_MEMBERS) && v.as_str().is_some_and(Self::is_sensitive_key))
+                            || (normalized_in(k, TYPE_MEMBERS) && v.as_str().is_some_and(|t| t.eq_ignore_ascii_case("password")))
                     });
                     for (k, child) in map.iter_mut() {
                         let whole = match keys::verdict(k) {
                             Verdict::Sensitive => true,
-                            Verdict::SensitiveUnlessInteger => !(child.is_i64() || child.is_u64()),
+                            Verdict::SensitiveUnlessNumber => !child.is_number(),
                             Verdict::Readable => described && normalized_in(k, VALUE_MEMBERS),
                         };
                         if whole {
@@ -271,7 +275,9 @@ impl Masker {
     /// Replaces a sensitive member's whole value; false if there was nothing to hide.
     fn mask_whole(&self, v: &mut Value) -> bool {
         let text = match v {
-            Value::String(s) if s.is_empty() || pseudonym_len(s.as_bytes()) == Some(s.len()) => return false,
+            Value::String(s) if pseudonym_len(s.as_bytes()) == Some(s.len()) || is_placeholder(s.as_bytes()) => {
+                return false;
+            }
             Value::String(s) => std::mem::take(s),
             Value::Number(n) => n.to_string(),
             Value::Array(_) | Value::Object(_) => v.to_string(),
@@ -340,6 +346,9 @@ fn detect(s: &str, hits: &mut Vec<Hit>) {
     }
     if seen & LT != 0 {
         pairs::find_xml(s, hits);
+    }
+    if seen & DASH != 0 {
+        pairs::find_cli_flags(s, hits);
     }
 }
 
@@ -439,6 +448,19 @@ fn percent_view(s: &str) -> Option<(String, Vec<usize>)> {
         from = bad + len;
     }
     String::from_utf8(text).ok().map(|t| (t, map))
+}
+
+/// Whether a value only says that it was hidden (empty, `********`, `[REDACTED]`,
+/// `<filtered>`): kept as sent, since there is nothing to hide and it tells a reader the
+/// client already scrubbed it.
+fn is_placeholder(v: &[u8]) -> bool {
+    const WORDS: &[&str] = &["redacted", "filtered", "hidden", "removed", "masked", "omitted", "sanitized", "censored"];
+    let Ok(text) = std::str::from_utf8(v) else { return false };
+    if text.chars().all(|c| matches!(c, '*' | '\u{2022}' | '\u{25cf}')) {
+        return true;
+    }
+    let core = text.trim_matches(|c: char| matches!(c, '*' | '[' | ']' | '<' | '>' | '(' | ')' | '{' | '}' | '_' | '-'));
+    WORDS.iter().any(|w| core.eq_ignore_ascii_case(w))
 }
 
 /// Length of the pseudonym `[masked:<kind>:<12 hex>]` that `b` starts with, if any. Strict,

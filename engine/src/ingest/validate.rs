@@ -432,6 +432,49 @@ mod tests {
         assert!(stored.contains("\"note\":\"ok\""), "{stored}");
     }
 
+    /// A W1-like event as a client sends it (the generator of `benches/support/w1.rs`,
+    /// without the server fields).
+    fn w1_event(i: u64) -> Value {
+        let t = 1_736_244_000_000 + i as i64;
+        json!({
+            "event_id": format!("bench-{i}"), "timestamp": t, "category": "authentication",
+            "action": "login_success", "outcome": "success", "severity": "low",
+            "user_id": format!("user-{:05}", i % 5000), "organization_id": format!("org-{}", i % 50),
+            "session_id": format!("sess-{:08x}", i * 7919),
+            "request_id": format!("req-{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+            "source": "auth-service", "resource": format!("/api/v1/accounts/{}/profile", i % 5000),
+            "resource_type": "account", "geo": {"country": "FR", "city": "Paris", "lat": 48.8566, "lon": 2.3522},
+            "details": {"method": "password", "mfa": i.is_multiple_of(3), "record_count": 1 + i % 5, "sensitive": false,
+                        "required_role": "editor", "client_version": "4.2.1"},
+        })
+    }
+
+    /// Median time to parse, validate and mask a 500-event W1 body, next to parsing alone:
+    /// the criterion `ingest/*` pair without the bench's wasm-rule set-up. Run with
+    /// `cargo test --release -p vigil-engine --lib parse_validate_mask_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing; run in release"]
+    fn parse_validate_mask_timing() {
+        let body = serde_json::to_vec(&(0..500).map(w1_event).collect::<Vec<_>>()).unwrap();
+        let m = masker();
+        let median = |f: &dyn Fn()| {
+            let mut runs: Vec<std::time::Duration> = (0..300)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed()
+                })
+                .collect();
+            runs.sort();
+            runs[runs.len() / 2]
+        };
+        let parse = median(&|| assert_eq!(parse_body(&body, false).unwrap().len(), 500));
+        let all = median(&|| assert_eq!(validate_batch(parse_body(&body, false).unwrap(), &m).unwrap().len(), 500));
+        eprintln!("parse_500 median {parse:?}; parse_validate_mask_500 median {all:?} ({:?} per event)", all / 500);
+    }
+
     #[test]
     fn bodies_parse_as_object_array_or_ndjson() {
         assert_eq!(parse_body(br#"{"a":1}"#, false).unwrap().len(), 1);

@@ -16,9 +16,10 @@ pub(super) enum Verdict {
     Readable,
     /// The whole value is a secret or PII.
     Sensitive,
-    /// Sensitive unless the value is an integer: a `tokens` member holding a number is a
-    /// count (`"tokens": 1500` in LLM usage records), one holding a string is a token.
-    SensitiveUnlessInteger,
+    /// Sensitive unless the value is a number: a `tokens` member holding a number is a
+    /// count (`"tokens": 1500`, `"tokens_per_second": 41.5` in LLM usage records), one
+    /// holding a string is a token.
+    SensitiveUnlessNumber,
 }
 
 /// Where a stem may sit in the normalized key.
@@ -40,7 +41,7 @@ enum Fit {
     WholeKey,
 }
 
-/// What a stem names, for the count rule of [`Verdict::SensitiveUnlessInteger`].
+/// What a stem names, for the count rule of [`Verdict::SensitiveUnlessNumber`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sort {
     Secret,
@@ -80,7 +81,7 @@ const STEMS: &[Stem] = &[
     s("authkey", Fit::Word), s("sessionkey", Fit::Word), s("accountkey", Fit::Word),
     s("subscriptionkey", Fit::Word), s("functionkey", Fit::Word), s("functionskey", Fit::Word),
     s("mnemonic", Fit::Glued), s("seedphrase", Fit::Glued), s("recoveryphrase", Fit::Glued),
-    s("recoverycode", Fit::Word), s("recoverykey", Fit::Word), s("backupcode", Fit::Word),
+    s("authcode", Fit::Word), s("recoverycode", Fit::Word), s("recoverykey", Fit::Word), s("backupcode", Fit::Word),
     s("securityanswer", Fit::Word), s("maidenname", Fit::Glued),
     // Tokens, cookies, sessions and authorization headers.
     Stem { text: "token", fit: Fit::Word, sort: Sort::Token },
@@ -92,13 +93,13 @@ const STEMS: &[Stem] = &[
     // One-time codes and PINs.
     s("otp", Fit::Word), s("totp", Fit::Word), s("hotp", Fit::Word), s("mfacode", Fit::Word),
     s("verificationcode", Fit::Word), s("securitycode", Fit::Word), s("smscode", Fit::Word),
-    s("pin", Fit::Word), s("pincode", Fit::Word),
+    s("pin", Fit::Word), s("pincode", Fit::Word), s("2fa", Fit::Word), s("twofactorcode", Fit::Word),
     // Card data.
     s("card", Fit::WholeKey), s("cardnumber", Fit::Glued), s("cardno", Fit::Word),
     s("cardnum", Fit::Word), s("creditcard", Fit::Glued), s("debitcard", Fit::Glued),
     s("ccnumber", Fit::Word), s("ccnum", Fit::Word), s("pan", Fit::WholeWord),
     s("cvv", Fit::Word), s("cvv2", Fit::Word), s("cvc", Fit::Word), s("cvc2", Fit::Word),
-    s("csc", Fit::WholeWord),
+    s("csc", Fit::WholeWord), s("cardverification", Fit::Glued),
     // Government ids, bank accounts, date of birth.
     s("ssn", Fit::Word), s("socialsecurity", Fit::Glued), s("taxid", Fit::Word),
     s("taxnumber", Fit::Word), s("itin", Fit::WholeWord), s("nationalid", Fit::Glued),
@@ -107,6 +108,7 @@ const STEMS: &[Stem] = &[
     s("driverslicense", Fit::Glued), s("driverlicense", Fit::Glued),
     s("driverslicence", Fit::Glued), s("iban", Fit::Word), s("accountnumber", Fit::Glued),
     s("acctnumber", Fit::Glued), s("accountno", Fit::Word), s("acctno", Fit::Word),
+    s("accountnum", Fit::Word), s("acctnum", Fit::Word),
     s("bankaccount", Fit::Glued), s("routingnumber", Fit::Glued), s("sortcode", Fit::Word),
     s("dob", Fit::WholeWord), s("dateofbirth", Fit::Glued), s("birthdate", Fit::Glued),
     s("birthday", Fit::Word),
@@ -136,7 +138,9 @@ const BENIGN_TAILS: &[&str] = &[
     "category", "field", "fields", "header", "arn", "ref", "less", "manager", "last4",
     "lastfour", "suffix", "masked", "consent", "banner", "domain", "samesite", "secure",
     "httponly", "maxage", "country", "issuer", "issued", "audience", "scope", "scopes", "time",
-    "date", "timestamp", "at", "rate", "through", "thru", "fail",
+    "date", "timestamp", "at", "rate", "through", "thru", "fail", "per", "min", "max", "minimum",
+    "maximum", "last", "days", "tries", "retry", "match", "matched", "mismatch", "store",
+    "source", "location", "file", "filename", "dir", "command", "cmd", "env", "var",
 ];
 
 /// Words before `token`/`tokens` (or before a plural stem) that make the key a count or a
@@ -252,7 +256,7 @@ pub(super) fn verdict(key: &str) -> Verdict {
         {
             match stem.sort {
                 Sort::Secret => return Verdict::Sensitive,
-                Sort::Token => verdict = Verdict::SensitiveUnlessInteger,
+                Sort::Token => verdict = Verdict::SensitiveUnlessNumber,
             }
         }
         i += 1;

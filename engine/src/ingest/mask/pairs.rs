@@ -2,16 +2,19 @@
 //! `Masker::mask_str`: `key=value`, `key: value`, `"key": "value"`, `key => value` (query
 //! strings, logfmt, headers, connection strings, JSON or escaped JSON inside a string),
 //! XML elements and `name`/`value` attribute pairs (`<password>..</password>`,
-//! `<add key="ApiKey" value=".."/>`), and passwords in URL userinfo (`scheme://u:pw@host`).
+//! `<add key="ApiKey" value=".."/>`), command-line flags (`--password x`), and passwords in
+//! URL userinfo (`scheme://u:pw@host`).
 //! Key names are judged by `keys.rs`.
 //!
 //! An unquoted value runs to the end of its field: the end of the line, `;`, `&`, a quote or
 //! `<`, or the next `word=` / `word:` pair, so multi-word passphrases are masked whole
 //! (`passphrase: correct horse battery staple`) while `password=x user=bob` keeps `user`.
 //! Header-style keys (`Cookie`, `Authorization`) run to the end of the line, `;` included.
+//! Values that are already masked or only a redaction placeholder (`****`, `[REDACTED]`)
+//! are left as they are.
 
 use super::keys::{Verdict, verdict};
-use super::{Hit, pseudonym_len, run_end};
+use super::{Hit, is_placeholder, pseudonym_len, run_end};
 
 /// Keys whose unquoted text value runs to the end of the line (HTTP header style).
 const LINE_VALUE_KEYS: &[&str] = &["cookie", "setcookie", "authorization", "proxyauthorization"];
@@ -105,11 +108,44 @@ pub(super) fn find_pairs(s: &str, hits: &mut Vec<Hit>) {
         let v = run_end(b, v, |c| c == b' ' || c == b'\t');
         let line_value = LINE_VALUE_KEYS.iter().any(|k| key.len() <= 24 && normalized_eq(key, k));
         let (vs, ve) = value_span(b, v, line_value);
-        // Already masked: exactly a pseudonym (forged ones followed by text are not).
-        if ve > vs && pseudonym_len(&b[vs..ve]) != Some(ve - vs) {
-            hits.push(Hit::new(vs, ve, "field"));
-        }
+        push_value(b, vs, ve, hits);
         i = i.max(ve);
+    }
+}
+
+/// Records the value `vs..ve` unless it is empty, already masked (exactly a pseudonym;
+/// forged ones followed by text are not) or a redaction placeholder.
+fn push_value(b: &[u8], vs: usize, ve: usize, hits: &mut Vec<Hit>) {
+    let v = &b[vs..ve];
+    if !v.is_empty() && pseudonym_len(v) != Some(v.len()) && !is_placeholder(v) {
+        hits.push(Hit::new(vs, ve, "field"));
+    }
+}
+
+/// Command-line flags with a sensitive name and the value as the next argument:
+/// `--password hunter2`, `-token 'a b'` (`--password=x` is a plain pair).
+pub(super) fn find_cli_flags(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    for i in super::find_all(b, b"-") {
+        if i > 0 && !matches!(b[i - 1], b' ' | b'\t' | b'"' | b'\'') {
+            continue;
+        }
+        let k = if b.get(i + 1) == Some(&b'-') { i + 2 } else { i + 1 };
+        let ke = run_end(b, k, |c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+        if ke - k < 3 || b.get(ke) != Some(&b' ') {
+            continue;
+        }
+        let v = run_end(b, ke, |c| c == b' ');
+        if v >= b.len() || b[v] == b'-' || !sensitive(s.get(k..ke).unwrap_or("")) {
+            continue;
+        }
+        let (vs, ve) = if matches!(b[v], b'"' | b'\'') {
+            let close = memchr::memchr(b[v], &b[v + 1..]).map_or(b.len(), |c| v + 1 + c);
+            (v + 1, close)
+        } else {
+            (v, run_end(b, v, |c| !c.is_ascii_whitespace() && c != b'"' && c != b'\''))
+        };
+        push_value(b, vs, ve, hits);
     }
 }
 
@@ -164,9 +200,14 @@ fn value_span(b: &[u8], v: usize, line_value: bool) -> (usize, usize) {
     (v, end)
 }
 
-/// Whether the whitespace at `j` is followed by another `word=` / `word:` pair.
+/// Whether the whitespace at `j` is followed by another `word=` / `word:` pair or by a
+/// command-line flag (`-jar`, `--force`).
 fn next_is_pair(b: &[u8], j: usize) -> bool {
     let k = run_end(b, j, |c| c == b' ' || c == b'\t');
+    let flag = run_end(b, k, |c| c == b'-');
+    if (1..=2).contains(&(flag - k)) && b.get(flag).is_some_and(u8::is_ascii_alphabetic) {
+        return true;
+    }
     let e = run_end(b, k, is_key_char);
     if e == k || e - k > 64 {
         return false;
@@ -202,17 +243,16 @@ pub(super) fn find_xml(s: &str, hits: &mut Vec<Hit>) {
         let attrs = attributes(s, name_end, gt);
         let named = attrs.iter().any(|&(n, (vs, ve))| {
             XML_NAME_ATTRS.iter().any(|a| n.eq_ignore_ascii_case(a)) && s.get(vs..ve).is_some_and(sensitive)
-        });
+        }) || sensitive(local);
         if named {
             for &(n, (vs, ve)) in &attrs {
-                let masked = pseudonym_len(&b[vs..ve]) == Some(ve - vs);
-                if XML_VALUE_ATTRS.iter().any(|a| n.eq_ignore_ascii_case(a)) && ve > vs && !masked {
-                    hits.push(Hit::new(vs, ve, "field"));
+                if XML_VALUE_ATTRS.iter().any(|a| n.eq_ignore_ascii_case(a)) {
+                    push_value(b, vs, ve, hits);
                 }
             }
         }
         let self_closing = b[gt - 1] == b'/';
-        if self_closing || !(named || sensitive(local)) {
+        if self_closing || !named {
             continue;
         }
         let mut vs = gt + 1;
@@ -226,9 +266,7 @@ pub(super) fn find_xml(s: &str, hits: &mut Vec<Hit>) {
         let lead = text.iter().take_while(|c| c.is_ascii_whitespace()).count();
         let trail = text.iter().rev().take_while(|c| c.is_ascii_whitespace()).count();
         let (vs, ve) = (vs + lead, (ve - trail).max(vs + lead));
-        if ve > vs && pseudonym_len(&b[vs..ve]) != Some(ve - vs) {
-            hits.push(Hit::new(vs, ve, "field"));
-        }
+        push_value(b, vs, ve, hits);
         from = ve.max(from);
     }
 }

@@ -50,7 +50,11 @@ fn keys_match_across_naming_styles() {
                 set_cookie cookie cookies accessToken refresh-token session_token token \
                 authorization Proxy-Authorization auth_header card card_number cardNumber \
                 CVV cvc pan ssn private_key privateKey secret password_hash credentials \
-                x.api.key id_token_hint sessionId";
+                x.api.key id_token_hint sessionId pwd pass passcode user_pin card_cvv cardCvv \
+                customer_ssn otp_code DB_PASS userpass smtpPwd basic_auth x-auth httpAuth iban \
+                account_number routing_number tax_id dob date_of_birth 2fa_code OAuthToken \
+                XApiKey APIKey client-secret secrets refresh_tokens pin_code cvv2 passphrase \
+                Kennwort contraseña PASSWORD_CONFIRMATION signature sig";
     for k in keys.split_whitespace() {
         assert!(Masker::is_sensitive_key(k), "{k} should be sensitive");
     }
@@ -60,9 +64,47 @@ fn keys_match_across_naming_styles() {
 fn ordinary_keys_are_not_sensitive() {
     let keys = "username email event_id action span panel company cardinality token_count \
                 max_tokens token_type password_changed_at secret_name api_key_id spin \
-                pinned passage ip user_agent discard";
+                pinned passage ip user_agent discard author keyboard_layout tests_passed \
+                passenger compass bypass_cache tokenizer_version spinner auth_method oauth OAuth \
+                oauth_provider secretary passwordless password_policy nextToken page_token \
+                token_expires_at card_brand card_last4 secret_key_id private_key_id authority \
+                opinion pinterest_url passport_country cookie_consent password_file";
     for k in keys.split_whitespace().chain([""]) {
         assert!(!Masker::is_sensitive_key(k), "{k} should not be sensitive");
+    }
+}
+
+#[test]
+fn token_members_holding_numbers_are_counts() {
+    let m = masker();
+    let mut v = json!({"tokens": 1500, "input_tokens": 12.5, "token": "tok-1234567", "tokens_used": "x"});
+    assert_eq!(m.mask_value(&mut v), 1);
+    assert_eq!(v["tokens"], 1500);
+    assert_eq!(v["input_tokens"], 12.5);
+    assert_eq!(v["token"], m.pseudonym("field", "tok-1234567"));
+    assert_eq!(v["tokens_used"], "x");
+}
+
+#[test]
+fn key_words_split_on_every_style() {
+    // Each pair: a key, and whether `pin` is one of its words.
+    for (key, pin) in [
+        ("user_pin", true),
+        ("userPin", true),
+        ("USER-PIN", true),
+        ("user.pin", true),
+        ("user pin", true),
+        ("userPIN", true),
+        ("PINCode", true),
+        ("pin2", true),
+        ("userpin", true),
+        ("pinned", false),
+        ("spinner", false),
+        ("spin", false),
+        ("hairpin", false),
+        ("pinyin", false),
+    ] {
+        assert_eq!(Masker::is_sensitive_key(key), pin, "{key}");
     }
 }
 
