@@ -1,5 +1,5 @@
 //! Fuzz checks of Vigil's ingest path, shared by the libFuzzer targets in `fuzz_targets/` and
-//! by the `replay` binary (which runs them over saved inputs without libFuzzer).
+//! by the `replay` example (which runs them over saved inputs without libFuzzer).
 //!
 //! [`ingest`] feeds arbitrary bytes to `vigil::ingest::parse_body` (JSON and NDJSON), then
 //! `validate_batch` with a `Masker`, and to `Masker::mask_str` / `Masker::mask_value`

@@ -10,15 +10,21 @@
 //!   `author` and `tests_passed` do not; `token_type`, `password_changed_at`, `max_tokens`
 //!   stay readable.
 //! - **Structure**: the value of a name/value member pair (`{"name": "Authorization",
-//!   "value": ..}`, also `key`/`header`/`k` with `value`/`v`), of a `[name, value]` array
-//!   and of Node-style flat header lists is masked when the name is sensitive. A string
-//!   holding JSON is parsed, masked as JSON and written back compactly; percent-encoded text
-//!   (`%3D`, up to three levels) is scanned decoded and masked in place.
+//!   "value": ..}`, also `key`/`header`/`k`/`label` with `value`/`v`, and form fields of
+//!   `"type": "password"`), of a `[name, value]` array and of Node-style flat header lists is
+//!   masked when the name is sensitive. A string holding JSON is parsed, masked as JSON and
+//!   written back compactly; percent-encoded text (`%3D`, up to three levels) is scanned
+//!   decoded and masked in place.
 //! - **Values** (every other string, object key and long number): vendor tokens and
 //!   webhook URLs (`tokens.rs`), PEM/PuTTY private keys, JWTs, `Bearer`/`Basic` credentials,
-//!   card numbers, IBANs and SSNs (`numbers.rs`), `key=value` / `key: value` / XML with a
-//!   sensitive key and URL userinfo passwords (`pairs.rs`). Only the detected part is
-//!   replaced. Top-level fields get the value detectors only, so ids stay as sent.
+//!   card numbers, IBANs and SSNs (`numbers.rs`), `key=value` / `key: value` / XML /
+//!   `--flag value` with a sensitive key (multi-word values to the end of the field) and
+//!   URL userinfo passwords (`pairs.rs`). Only the detected part is replaced. Top-level
+//!   fields get the value detectors only, so ids stay as sent.
+//! - **Kept**: empty values, redaction placeholders (`****`, `[REDACTED]`) and pseudonyms;
+//!   `event_id`, `category` and `action` (constrained identifiers the integration chooses).
+//!   Emails, user names, IPs and phone numbers are PII that detection correlates on, so they
+//!   stay readable.
 //!
 //! Replacements are keyed HMAC pseudonyms `[masked:<kind>:<12 hex>]`, so equal secrets
 //! still correlate but cannot be recovered; masking masked output changes nothing.

@@ -87,7 +87,7 @@ const STEMS: &[Stem] = &[
     Stem { text: "token", fit: Fit::Word, sort: Sort::Token },
     s("cookie", Fit::Glued), s("authorization", Fit::Glued), s("authorisation", Fit::Glued),
     s("authheader", Fit::Word), s("auth", Fit::LastWord), s("sessionid", Fit::Word),
-    s("sessid", Fit::Word), s("csrf", Fit::WholeWord), s("xsrf", Fit::WholeWord),
+    s("sessid", Fit::Word), s("connectsid", Fit::Word), s("csrf", Fit::WholeWord), s("xsrf", Fit::WholeWord),
     s("bearer", Fit::WholeKey), s("jwt", Fit::WholeKey), s("signature", Fit::Word),
     s("sig", Fit::WholeWord),
     // One-time codes and PINs.
@@ -102,7 +102,8 @@ const STEMS: &[Stem] = &[
     s("csc", Fit::WholeWord), s("cardverification", Fit::Glued),
     // Government ids, bank accounts, date of birth.
     s("ssn", Fit::Word), s("socialsecurity", Fit::Glued), s("taxid", Fit::Word),
-    s("taxnumber", Fit::Word), s("itin", Fit::WholeWord), s("nationalid", Fit::Glued),
+    s("taxnumber", Fit::Word), s("itin", Fit::WholeWord),
+    s("tin", Fit::WholeWord), s("ein", Fit::WholeWord), s("sin", Fit::WholeKey), s("nationalid", Fit::Glued),
     s("nationalinsurance", Fit::Glued), s("nino", Fit::WholeWord),
     s("passport", Fit::Word), s("passportnumber", Fit::Word), s("passportno", Fit::Word),
     s("driverslicense", Fit::Glued), s("driverlicense", Fit::Glued),

@@ -1,6 +1,6 @@
 //! Replays saved inputs (files, or every file under directories) through the fuzz checks
 //! without libFuzzer, on any toolchain: for regression corpora and crash files.
-//! Run with: cargo run --release --bin replay -- ingest fuzz/corpus/ingest fuzz/artifacts/ingest
+//! Run with (in fuzz/): cargo run --release --example replay -- ingest corpus/ingest artifacts/ingest regressions/ingest
 
 use std::path::{Path, PathBuf};
 
