@@ -4,7 +4,8 @@
 # Usage: scripts/fuzz.sh TARGET|all SECONDS
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`); works on the stable toolchain with
 # `--sanitizer none` (set FUZZ_TOOLCHAIN=nightly to use nightly, FUZZ_SANITIZER=address for
-# ASan there). New corpus entries go to fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET.
+# ASan there; FUZZ_ARGS adds libFuzzer flags, e.g. "-fork=1 -ignore_crashes=1" to keep going
+# after a crash). New corpus entries go to fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 target=${1:?usage: scripts/fuzz.sh TARGET|all SECONDS}
@@ -27,7 +28,7 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     rc=0
     cargo $toolchain fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 || rc=$?
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 ${FUZZ_ARGS:-} || rc=$?
     end=$(date +%s)
     echo "fuzz: $t ran $((end - start)) s (asked for $secs s), exit status $rc"
     [ "$rc" -eq 0 ] || status=$rc

@@ -46,6 +46,8 @@ pub use crate::event::MASK_POLICY_VERSION;
 const PSEUDONYM_PREFIX: &[u8] = b"[masked:";
 /// How deep JSON-in-a-string and percent-encoding are unwrapped.
 const MAX_NESTING: usize = 3;
+/// Most extra passes that make masking stable (see [`Masker::mask_text`]).
+const MAX_PASSES: usize = 4;
 /// Member names that name the member a `{name, value}` object describes.
 const NAME_MEMBERS: &[&str] = &[
     "name", "key", "header", "headername", "k", "field", "fieldname", "param", "parameter", "paramname",
@@ -124,7 +126,21 @@ impl Masker {
         format!("[masked:{kind}:{}]", hex::encode(&tag[..6]))
     }
 
+    /// One masking pass, repeated until it changes nothing (at most [`MAX_PASSES`] more), so
+    /// the result is stable: masking can shorten a key or a line enough to bring a name into
+    /// a detector's reach (`"Authorization: <long JWT>": "pw"` has a 64-byte key window).
     fn mask_text(&self, s: &str, depth: usize) -> Option<String> {
+        let mut out = self.mask_text_once(s, depth)?;
+        for _ in 0..MAX_PASSES {
+            match self.mask_text_once(&out, depth) {
+                Some(next) => out = next,
+                None => break,
+            }
+        }
+        Some(out)
+    }
+
+    fn mask_text_once(&self, s: &str, depth: usize) -> Option<String> {
         if depth < MAX_NESTING
             && let Some(mut v) = embedded_json(s)
         {
@@ -192,9 +208,23 @@ impl Masker {
         out
     }
 
+    /// Masks a JSON tree, pass after pass until one changes nothing (as [`Self::mask_text`]).
+    fn mask_tree(&self, v: &mut Value, depth: usize) -> usize {
+        let mut count = self.mask_tree_once(v, depth);
+        if count > 0 {
+            for _ in 0..MAX_PASSES {
+                match self.mask_tree_once(v, depth) {
+                    0 => break,
+                    n => count += n,
+                }
+            }
+        }
+        count
+    }
+
     /// Walks a JSON tree with an explicit stack (deeply nested input must not overflow the
     /// call stack); `depth` counts JSON-in-string levels.
-    fn mask_tree(&self, v: &mut Value, depth: usize) -> usize {
+    fn mask_tree_once(&self, v: &mut Value, depth: usize) -> usize {
         let mut count = 0;
         let mut stack = vec![v];
         while let Some(v) = stack.pop() {
