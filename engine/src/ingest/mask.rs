@@ -50,16 +50,43 @@ const MAX_NESTING: usize = 3;
 const MAX_PASSES: usize = 4;
 /// Member names that name the member a `{name, value}` object describes.
 const NAME_MEMBERS: &[&str] = &[
-    "name", "key", "header", "headername", "k", "field", "fieldname", "param", "parameter", "paramname",
-    "parametername", "parameterkey", "attribute", "attributename", "attr", "var", "variable", "variablename",
-    "label", "id",
+    "name",
+    "key",
+    "header",
+    "headername",
+    "k",
+    "field",
+    "fieldname",
+    "param",
+    "parameter",
+    "paramname",
+    "parametername",
+    "parameterkey",
+    "attribute",
+    "attributename",
+    "attr",
+    "var",
+    "variable",
+    "variablename",
+    "label",
+    "id",
 ];
 /// Member names that give a form field's input type (`{"type": "password", "value": ..}`).
 const TYPE_MEMBERS: &[&str] = &["type", "inputtype", "fieldtype"];
 /// Member names that hold that member's value.
 const VALUE_MEMBERS: &[&str] = &[
-    "value", "v", "val", "values", "data", "content", "headervalue", "fieldvalue", "paramvalue", "parametervalue",
-    "attributevalue", "variablevalue",
+    "value",
+    "v",
+    "val",
+    "values",
+    "data",
+    "content",
+    "headervalue",
+    "fieldvalue",
+    "paramvalue",
+    "parametervalue",
+    "attributevalue",
+    "variablevalue",
 ];
 /// Header names that mark a flat string array as a Node-style `rawHeaders` list.
 const COMMON_HEADERS: &[&str] =
@@ -287,7 +314,8 @@ impl Masker {
                     }
                     let described = map.iter().any(|(k, v)| {
                         (normalized_in(k, NAME_MEMBERS) && v.as_str().is_some_and(Self::is_sensitive_key))
-                            || (normalized_in(k, TYPE_MEMBERS) && v.as_str().is_some_and(|t| t.eq_ignore_ascii_case("password")))
+                            || (normalized_in(k, TYPE_MEMBERS)
+                                && v.as_str().is_some_and(|t| t.eq_ignore_ascii_case("password")))
                     });
                     for (k, child) in map.iter_mut() {
                         let whole = match keys::verdict(k) {
@@ -424,7 +452,11 @@ fn sensitive_pair_values(items: &[Value]) -> Vec<usize> {
     if !names().all(header_like) || !names().any(|n| normalized_in(n, COMMON_HEADERS)) {
         return Vec::new();
     }
-    (0..items.len()).step_by(2).filter(|&i| items[i].as_str().is_some_and(Masker::is_sensitive_key)).map(|i| i + 1).collect()
+    (0..items.len())
+        .step_by(2)
+        .filter(|&i| items[i].as_str().is_some_and(Masker::is_sensitive_key))
+        .map(|i| i + 1)
+        .collect()
 }
 
 /// `key` lowercased without separators is one of `list`.
@@ -446,7 +478,9 @@ fn normalized_in(key: &str, list: &[&str]) -> bool {
 /// positions stay put. `None` if `s` has no escape.
 fn percent_view(s: &str) -> Option<(String, Vec<usize>)> {
     let is_escape = |t: &[u8], i: usize| {
-        t[i] == b'%' && t.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && t.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        t[i] == b'%'
+            && t.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && t.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
     };
     let mut text = s.as_bytes().to_vec();
     let mut map: Vec<usize> = (0..text.len()).collect();
@@ -495,7 +529,8 @@ fn is_placeholder(v: &[u8]) -> bool {
     if text.chars().all(|c| matches!(c, '*' | '\u{2022}' | '\u{25cf}')) {
         return true;
     }
-    let core = text.trim_matches(|c: char| matches!(c, '*' | '[' | ']' | '<' | '>' | '(' | ')' | '{' | '}' | '_' | '-'));
+    let core =
+        text.trim_matches(|c: char| matches!(c, '*' | '[' | ']' | '<' | '>' | '(' | ')' | '{' | '}' | '_' | '-'));
     WORDS.iter().any(|w| core.eq_ignore_ascii_case(w))
 }
 

@@ -423,7 +423,8 @@ fn run(case: &Case) -> (String, bool, Option<String>) {
                 Some(k) => event["geo"] = serde_json::json!({ k: value }),
                 None => event[field] = Value::from(value),
             }
-            let ev = validate_batch(vec![event], &m).unwrap_or_else(|p| panic!("{}: refused: {p:?}", case.id)).remove(0);
+            let ev =
+                validate_batch(vec![event], &m).unwrap_or_else(|p| panic!("{}: refused: {p:?}", case.id)).remove(0);
             let stored = match field.strip_prefix("geo.") {
                 Some(k) => ev.fields["geo"][k].as_str().map(str::to_owned),
                 None => ev.fields[field].as_str().map(str::to_owned),

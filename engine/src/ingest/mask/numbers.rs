@@ -92,7 +92,9 @@ pub(super) fn is_card(d: &[u8], grouped: bool) -> bool {
         // Visa (and Visa Electron).
         b'4' => matches!(len, 13 | 16 | 19),
         // Mir 2200-2204; Mastercard 2221-2720.
-        b'2' => ((2200..=2204).contains(&n(4)) && (16..=19).contains(&len)) || ((2221..=2720).contains(&n(4)) && len == 16),
+        b'2' => {
+            ((2200..=2204).contains(&n(4)) && (16..=19).contains(&len)) || ((2221..=2720).contains(&n(4)) && len == 16)
+        }
         b'3' => match n(2) {
             // American Express.
             34 | 37 => len == 15,
@@ -214,7 +216,11 @@ pub(super) fn find_ssns(s: &str, hits: &mut Vec<Hit>) {
             && b.get(i + 11).is_none_or(|&c| !c.is_ascii_alphanumeric() && c != b'-');
         if ok {
             let area = &b[i..i + 3];
-            let valid = area != b"000" && area != b"666" && area[0] != b'9' && &b[i + 4..i + 6] != b"00" && &b[i + 7..i + 11] != b"0000";
+            let valid = area != b"000"
+                && area != b"666"
+                && area[0] != b'9'
+                && &b[i + 4..i + 6] != b"00"
+                && &b[i + 7..i + 11] != b"0000";
             if valid {
                 hits.push(Hit::new(i, i + 11, "ssn"));
                 i += 11;

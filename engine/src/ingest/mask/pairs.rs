@@ -97,7 +97,10 @@ pub(super) fn find_pairs(s: &str, hits: &mut Vec<Hit>) {
         i += 1;
         // `scheme://`, `a::b`, `==`: not pairs.
         let after = b.get(sep + 1).copied();
-        if (b[sep] == b':' && matches!(after, Some(b':' | b'/'))) || (sep > 0 && b[sep - 1] == b':') || after == Some(b'=') {
+        if (b[sep] == b':' && matches!(after, Some(b':' | b'/')))
+            || (sep > 0 && b[sep - 1] == b':')
+            || after == Some(b'=')
+        {
             continue;
         }
         let Some(key) = key_before(s, sep) else { continue };
@@ -319,7 +322,9 @@ pub(super) fn find_url_passwords(s: &str, hits: &mut Vec<Hit>) {
     let b = s.as_bytes();
     for p in super::find_all(b, b"://") {
         let auth = p + 3;
-        let end = run_end(b, auth, |c| !matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'<' | b'>') && !c.is_ascii_whitespace());
+        let end = run_end(b, auth, |c| {
+            !matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'<' | b'>') && !c.is_ascii_whitespace()
+        });
         if let Some(at) = b[auth..end].iter().rposition(|&c| c == b'@')
             && let Some(colon) = b[auth..auth + at].iter().position(|&c| c == b':')
             && colon + 1 < at

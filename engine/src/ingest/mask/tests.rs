@@ -183,7 +183,10 @@ fn pem_private_keys_are_masked() {
     // Truncated: everything from BEGIN on is masked.
     check("private_key", &[&format!("x ⟦-----BEGIN EC PRIVATE KEY-----\n{body}⟧")]);
     // Truncated, the mask runs to the end of the key body (base64, line breaks, headers).
-    check("private_key", &["⟦-----BEGIN ü PRIVATE KEY-----⟧é", "⟦-----BEGIN PRIVATE KEY-----\\nMIIE\\nAB==⟧\", \"n\": 1"]);
+    check(
+        "private_key",
+        &["⟦-----BEGIN ü PRIVATE KEY-----⟧é", "⟦-----BEGIN PRIVATE KEY-----\\nMIIE\\nAB==⟧\", \"n\": 1"],
+    );
     let public = format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----");
     assert_unmasked(&[&public, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"]);
 }
@@ -209,7 +212,10 @@ fn sensitive_pairs_in_text_and_query_strings() {
     // The specific detector names the kind of the merged span.
     let m = masker();
     let basic = "Basic dXNlcjpwYXNzd29yZA==";
-    assert_eq!(m.mask_str(&format!("Authorization: {basic}")), Some(format!("Authorization: {}", m.pseudonym("basic_auth", basic))));
+    assert_eq!(
+        m.mask_str(&format!("Authorization: {basic}")),
+        Some(format!("Authorization: {}", m.pseudonym("basic_auth", basic)))
+    );
     assert_unmasked(&["/search?q=token&page=2", "user=bob&x=1", "time: 12:30", "password="]);
     assert_unmasked(&["token_type=bearer", "password=[masked:field:0123456789ab]"]);
     assert_unmasked(&["https://host:8080/x", "日本語のテキスト", "€:€=€", "ü://ü@ü"]);

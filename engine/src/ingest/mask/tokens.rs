@@ -269,9 +269,7 @@ fn auth_scheme(b: &[u8], i: usize, hits: &mut Vec<Hit>) -> Option<usize> {
         tok.len() >= 8 && (tok.len() >= 24 || tok.iter().any(u8::is_ascii_digit))
     } else {
         tok.len() >= 8
-            && LENIENT_B64
-                .decode(tok)
-                .is_ok_and(|d| d.contains(&b':') && d.iter().all(|&c| c >= 0x20 || c == b'\t'))
+            && LENIENT_B64.decode(tok).is_ok_and(|d| d.contains(&b':') && d.iter().all(|&c| c >= 0x20 || c == b'\t'))
     };
     ok.then(|| {
         hits.push(Hit::new(t, end, kind));
