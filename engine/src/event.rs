@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Version of the masking policy applied at ingest, stored on every event (`mask_policy`).
-pub const MASK_POLICY_VERSION: u32 = 1;
+pub const MASK_POLICY_VERSION: u32 = 2;
 
 /// A validated, masked event ready to be sequenced.
 #[derive(Debug, Clone)]

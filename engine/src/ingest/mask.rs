@@ -1,57 +1,96 @@
-//! Masking of sensitive values at ingest, before an event is hashed and stored.
+//! Masking of secrets and PII at ingest, before an event is hashed and stored. Used by
+//! `validate.rs` (every top-level string field and `details`) and by anything that logs or
+//! echoes client input (problem messages).
 //!
-//! Policy version [`MASK_POLICY_VERSION`]: a JSON member whose key is on the denylist
-//! (password, secret, token, cookie, api_key, card, ...; compared after lowercasing and
-//! dropping separators, so snake_case, camelCase and kebab-case all match) is replaced whole.
-//! Every other string (and object key) is scanned by value detectors: Luhn-valid card numbers
-//! with a known IIN, JWTs, bearer tokens, well-known secret-key prefixes, PEM private keys,
-//! `key=value` / `key: value` pairs with a sensitive key, and passwords in URL userinfo; only
-//! the detected substring is replaced. Replacements are keyed HMAC pseudonyms
-//! `[masked:<kind>:<12 hex>]`, so equal secrets still correlate but cannot be recovered.
-//! Used by the ingest path (`ingest.rs`) and by anything that logs or echoes client input.
+//! Policy version [`MASK_POLICY_VERSION`] (2):
+//! - **Keys** (`keys.rs`): a JSON member whose name is on the denylist (passwords, secrets,
+//!   tokens, cookies, API and private keys, PINs, OTPs, card data, SSN and other government
+//!   ids, bank accounts, date of birth) is replaced whole. Names are split into words
+//!   (snake, camel, kebab, dotted), so `user_pin` and `cardCvv` match but `pinned`,
+//!   `author` and `tests_passed` do not; `token_type`, `password_changed_at`, `max_tokens`
+//!   stay readable.
+//! - **Structure**: the value of a name/value member pair (`{"name": "Authorization",
+//!   "value": ..}`, also `key`/`header`/`k`/`label` with `value`/`v`, and form fields of
+//!   `"type": "password"`), of a `[name, value]` array and of Node-style flat header lists is
+//!   masked when the name is sensitive. A string holding JSON is parsed, masked as JSON and
+//!   written back compactly; percent-encoded text (`%3D`, up to three levels) is scanned
+//!   decoded and masked in place.
+//! - **Values** (every other string, object key and long number): vendor tokens and
+//!   webhook URLs (`tokens.rs`), PEM/PuTTY private keys, JWTs, `Bearer`/`Basic` credentials,
+//!   card numbers, IBANs and SSNs (`numbers.rs`), `key=value` / `key: value` / XML /
+//!   `--flag value` with a sensitive key (multi-word values to the end of the field) and
+//!   URL userinfo passwords (`pairs.rs`). Only the detected part is replaced. Top-level
+//!   fields get the value detectors only, so ids stay as sent.
+//! - **Kept**: empty values, redaction placeholders (`****`, `[REDACTED]`) and pseudonyms;
+//!   `event_id`, `category` and `action` (constrained identifiers the integration chooses).
+//!   Emails, user names, IPs and phone numbers are PII that detection correlates on, so they
+//!   stay readable.
+//!
+//! Replacements are keyed HMAC pseudonyms `[masked:<kind>:<12 hex>]`, so equal secrets
+//! still correlate but cannot be recovered; masking masked output changes nothing.
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use keys::Verdict;
+
+mod keys;
+mod numbers;
+mod pairs;
+mod tokens;
+
 /// Bump whenever the masking rules change, so stored events can say which policy masked them.
 pub use crate::event::MASK_POLICY_VERSION;
 
 const PSEUDONYM_PREFIX: &[u8] = b"[masked:";
-
-/// Normalized key names that are sensitive only as the whole key.
-#[rustfmt::skip]
-const EXACT_KEYS: &[&str] = &[
-    "authheader", "card", "cardno", "ccnumber", "cvv", "cvv2", "cvc", "cvc2", "pan", "ssn",
-    "socialsecuritynumber", "pin", "otp", "totp", "mfacode", "securitycode", "bearer", "jwt",
+/// How deep JSON-in-a-string and percent-encoding are unwrapped.
+const MAX_NESTING: usize = 3;
+/// Most extra passes that make masking stable (see [`Masker::mask_text`]).
+const MAX_PASSES: usize = 4;
+/// Member names that name the member a `{name, value}` object describes.
+const NAME_MEMBERS: &[&str] = &[
+    "name",
+    "key",
+    "header",
+    "headername",
+    "k",
+    "field",
+    "fieldname",
+    "param",
+    "parameter",
+    "paramname",
+    "parametername",
+    "parameterkey",
+    "attribute",
+    "attributename",
+    "attr",
+    "var",
+    "variable",
+    "variablename",
+    "label",
+    "id",
 ];
-/// Words that make a key sensitive wherever they occur in it (`user_password`,
-/// `passwordHash`, `X-Auth-Token`), unless only a benign qualifier follows them.
-#[rustfmt::skip]
-const STRONG_WORDS: &[&str] = &[
-    "password", "passwd", "passphrase", "secret", "token", "apikey", "privatekey",
-    "authorization", "cookie", "credential", "cardnumber", "creditcard", "sessionid",
-    "signingkey", "encryptionkey",
+/// Member names that give a form field's input type (`{"type": "password", "value": ..}`).
+const TYPE_MEMBERS: &[&str] = &["type", "inputtype", "fieldtype"];
+/// Member names that hold that member's value.
+const VALUE_MEMBERS: &[&str] = &[
+    "value",
+    "v",
+    "val",
+    "values",
+    "data",
+    "content",
+    "headervalue",
+    "fieldvalue",
+    "paramvalue",
+    "parametervalue",
+    "attributevalue",
+    "variablevalue",
 ];
-/// Qualifiers after a strong word that name metadata, not the secret (`token_type`,
-/// `password_changed_at`, `secret_name`).
-#[rustfmt::skip]
-const BENIGN_TAILS: &[&str] = &[
-    "id", "ids", "type", "count", "length", "len", "policy", "expiry", "expires", "expiresat",
-    "expiresin", "expiration", "ttl", "changedat", "updatedat", "createdat", "rotatedat",
-    "lastusedat", "attempts", "strength", "required", "enabled", "present", "valid", "name",
-    "version",
-];
-/// Heads before a strong word that make the key a count (`max_tokens`, `num_secrets`).
-const COUNT_HEADS: &[&str] = &["max", "min", "num", "total"];
-/// Keys whose unquoted text value runs to the end of the line (HTTP header style).
-const LINE_VALUE_KEYS: &[&str] = &["cookie", "setcookie", "authorization", "proxyauthorization"];
-/// Well-known prefixes of secret keys (not publishable ones like Stripe's `pk_live_`).
-#[rustfmt::skip]
-const KEY_PREFIXES: &[&str] = &[
-    "sk_live_", "sk_test_", "rk_live_", "rk_test_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
-    "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-",
-];
+/// Header names that mark a flat string array as a Node-style `rawHeaders` list.
+const COMMON_HEADERS: &[&str] =
+    &["host", "useragent", "accept", "contenttype", "contentlength", "connection", "cookie", "authorization"];
 
 /// Replaces sensitive values with keyed pseudonyms; cheap to clone and share.
 #[derive(Clone)]
@@ -71,7 +110,8 @@ struct Hit {
     start: usize,
     end: usize,
     kind: &'static str,
-    /// Value to pseudonymize instead of the raw text (card digits without separators).
+    /// Value to pseudonymize instead of the raw text (card digits without separators,
+    /// percent-decoded text).
     canon: Option<String>,
 }
 
@@ -88,33 +128,70 @@ impl Masker {
         Masker { mac }
     }
 
-    /// True if a member named `key` must be masked whole, in any naming style.
+    /// True if a member named `key` must be masked whole, in any naming style (a `tokens`
+    /// member is one too, though an integer in it is kept as a count).
     pub fn is_sensitive_key(key: &str) -> bool {
-        let norm = normalize_key(key);
-        if EXACT_KEYS.contains(&norm.as_str()) {
-            return true;
-        }
-        STRONG_WORDS.iter().any(|word| {
-            naive_find_iter(norm.as_bytes(), word.as_bytes()).any(|i| {
-                let (head, tail) = (&norm[..i], &norm[i + word.len()..]);
-                !BENIGN_TAILS.contains(&tail) && !COUNT_HEADS.iter().any(|h| head.ends_with(h))
-            })
-        })
+        keys::verdict(key) != Verdict::Readable
     }
 
-    /// Runs the value detectors over `s`; `Some(masked)` if anything was replaced.
+    /// Runs the value detectors over `s` (and, when `s` is JSON, masks it as JSON);
+    /// `Some(masked)` if anything was replaced.
     pub fn mask_str(&self, s: &str) -> Option<String> {
-        let mut hits = Vec::new();
-        find_pem(s, &mut hits);
-        find_jwts(s, &mut hits);
-        find_bearer(s, &mut hits);
-        find_prefixed_keys(s, &mut hits);
-        find_cards(s, &mut hits);
-        find_pairs(s, &mut hits);
-        find_url_passwords(s, &mut hits);
-        if hits.is_empty() {
-            return None;
+        self.mask_text(s, 0)
+    }
+
+    /// Masks `v` in place (see the module doc); returns how many values were masked.
+    pub fn mask_value(&self, v: &mut Value) -> usize {
+        self.mask_tree(v, 0)
+    }
+
+    /// `[masked:<kind>:<first 12 hex of HMAC-SHA256(key, value)>]`.
+    pub fn pseudonym(&self, kind: &str, value: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(value.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("[masked:{kind}:{}]", hex::encode(&tag[..6]))
+    }
+
+    /// One masking pass, repeated until it changes nothing (at most [`MAX_PASSES`] more), so
+    /// the result is stable: masking can shorten a key or a line enough to bring a name into
+    /// a detector's reach (`"Authorization: <long JWT>": "pw"` has a 64-byte key window).
+    fn mask_text(&self, s: &str, depth: usize) -> Option<String> {
+        let mut out = self.mask_text_once(s, depth)?;
+        for _ in 0..MAX_PASSES {
+            match self.mask_text_once(&out, depth) {
+                Some(next) => out = next,
+                None => break,
+            }
         }
+        Some(out)
+    }
+
+    fn mask_text_once(&self, s: &str, depth: usize) -> Option<String> {
+        if depth < MAX_NESTING
+            && let Some(mut v) = embedded_json(s)
+        {
+            return (self.mask_tree(&mut v, depth + 1) > 0).then(|| v.to_string());
+        }
+        let mut hits = Vec::new();
+        detect(s, &mut hits);
+        if memchr::memchr(b'%', s.as_bytes()).is_some()
+            && let Some((view, map)) = percent_view(s)
+        {
+            let mut decoded = Vec::new();
+            detect(&view, &mut decoded);
+            for h in decoded {
+                let canon = h.canon.or_else(|| view.get(h.start..h.end).map(str::to_owned));
+                let end = map.get(h.end).copied().unwrap_or(s.len());
+                let start = map.get(h.start).copied().unwrap_or(s.len());
+                hits.push(Hit { start, end, kind: h.kind, canon });
+            }
+        }
+        if hits.is_empty() { None } else { Some(self.render(s, hits)) }
+    }
+
+    /// Replaces the (merged) hits of `s` by pseudonyms.
+    fn render(&self, s: &str, mut hits: Vec<Hit>) -> String {
         hits.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
         let mut merged: Vec<Hit> = Vec::with_capacity(hits.len());
         for h in hits {
@@ -147,45 +224,106 @@ impl Masker {
             while !s.is_char_boundary(b) {
                 b += 1;
             }
+            if a == b {
+                continue;
+            }
             out.push_str(&s[pos..a]);
             out.push_str(&self.pseudonym(h.kind, h.canon.as_deref().unwrap_or(&s[a..b])));
             pos = b;
         }
         out.push_str(&s[pos..]);
-        Some(out)
+        out
     }
 
-    /// Masks `v` in place (see the module doc); returns how many values were masked.
-    pub fn mask_value(&self, v: &mut Value) -> usize {
+    /// Masks a JSON tree, pass after pass until one changes nothing (as [`Self::mask_text`]).
+    fn mask_tree(&self, v: &mut Value, depth: usize) -> usize {
+        let mut count = self.mask_tree_once(v, depth);
+        if count > 0 {
+            for _ in 0..MAX_PASSES {
+                match self.mask_tree_once(v, depth) {
+                    0 => break,
+                    n => count += n,
+                }
+            }
+        }
+        count
+    }
+
+    /// Walks a JSON tree with an explicit stack (deeply nested input must not overflow the
+    /// call stack); `depth` counts JSON-in-string levels.
+    fn mask_tree_once(&self, v: &mut Value, depth: usize) -> usize {
         let mut count = 0;
-        // An explicit stack: deeply nested input must not overflow the call stack.
         let mut stack = vec![v];
         while let Some(v) = stack.pop() {
             match v {
                 Value::String(s) => {
-                    if let Some(m) = self.mask_str(s) {
+                    if let Some(m) = self.mask_text(s, depth) {
                         *s = m;
                         count += 1;
                     }
                 }
                 Value::Number(n) => {
-                    if let Some(m) = self.mask_str(&n.to_string()) {
+                    if number_may_hide(n)
+                        && let Some(m) = self.mask_text(&n.to_string(), depth)
+                    {
                         *v = Value::String(m);
                         count += 1;
                     }
                 }
-                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Array(items) => {
+                    // Names are masked before they are judged, so a second pass judges the
+                    // same text.
+                    let pairs_shape = (items.len() == 2 && items[0].is_string())
+                        || (items.len() >= 4 && items.len().is_multiple_of(2) && items.iter().all(Value::is_string));
+                    if pairs_shape {
+                        for name in items.iter_mut().step_by(2) {
+                            if let Value::String(s) = name
+                                && let Some(m) = self.mask_text(s, depth)
+                            {
+                                *s = m;
+                                count += 1;
+                            }
+                        }
+                    }
+                    let whole = sensitive_pair_values(items);
+                    for (i, item) in items.iter_mut().enumerate() {
+                        if whole.contains(&i) {
+                            count += usize::from(self.mask_whole(item));
+                        } else {
+                            stack.push(item);
+                        }
+                    }
+                }
                 Value::Object(map) => {
                     let renames: Vec<(String, String)> =
-                        map.keys().filter_map(|k| self.mask_str(k).map(|m| (k.clone(), m))).collect();
+                        map.keys().filter_map(|k| self.mask_text(k, depth).map(|m| (k.clone(), m))).collect();
                     for (old, new) in renames {
                         if let Some(child) = map.remove(&old) {
                             map.insert(new, child);
                             count += 1;
                         }
                     }
+                    for (k, v) in map.iter_mut() {
+                        if let Value::String(s) = v
+                            && normalized_in(k, NAME_MEMBERS)
+                            && let Some(m) = self.mask_text(s, depth)
+                        {
+                            *s = m;
+                            count += 1;
+                        }
+                    }
+                    let described = map.iter().any(|(k, v)| {
+                        (normalized_in(k, NAME_MEMBERS) && v.as_str().is_some_and(Self::is_sensitive_key))
+                            || (normalized_in(k, TYPE_MEMBERS)
+                                && v.as_str().is_some_and(|t| t.eq_ignore_ascii_case("password")))
+                    });
                     for (k, child) in map.iter_mut() {
-                        if Self::is_sensitive_key(k) {
+                        let whole = match keys::verdict(k) {
+                            Verdict::Sensitive => true,
+                            Verdict::SensitiveUnlessNumber => !child.is_number(),
+                            Verdict::Readable => described && normalized_in(k, VALUE_MEMBERS),
+                        };
+                        if whole {
                             count += usize::from(self.mask_whole(child));
                         } else {
                             stack.push(child);
@@ -198,18 +336,12 @@ impl Masker {
         count
     }
 
-    /// `[masked:<kind>:<first 12 hex of HMAC-SHA256(key, value)>]`.
-    pub fn pseudonym(&self, kind: &str, value: &str) -> String {
-        let mut mac = self.mac.clone();
-        mac.update(value.as_bytes());
-        let tag = mac.finalize().into_bytes();
-        format!("[masked:{kind}:{}]", hex::encode(&tag[..6]))
-    }
-
     /// Replaces a sensitive member's whole value; false if there was nothing to hide.
     fn mask_whole(&self, v: &mut Value) -> bool {
         let text = match v {
-            Value::String(s) if pseudonym_len(s.as_bytes()) == Some(s.len()) => return false,
+            Value::String(s) if pseudonym_len(s.as_bytes()) == Some(s.len()) || is_placeholder(s.as_bytes()) => {
+                return false;
+            }
             Value::String(s) => std::mem::take(s),
             Value::Number(n) => n.to_string(),
             Value::Array(_) | Value::Object(_) => v.to_string(),
@@ -220,8 +352,186 @@ impl Masker {
     }
 }
 
-fn normalize_key(key: &str) -> String {
-    key.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+/// Byte classes for the prefilter of [`detect`].
+const PAIR: u8 = 1;
+const LT: u8 = 2;
+const DASH: u8 = 4;
+const UPPER: u8 = 8;
+const TILDE: u8 = 16;
+const AT: u8 = 32;
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'=' as usize] = PAIR;
+    t[b':' as usize] = PAIR;
+    t[b'<' as usize] = LT;
+    t[b'-' as usize] = DASH;
+    t[b'~' as usize] = TILDE;
+    t[b'@' as usize] = AT;
+    let mut c = b'A';
+    while c <= b'Z' {
+        t[c as usize] = UPPER;
+        c += 1;
+    }
+    t
+};
+
+/// Runs every value detector whose trigger bytes occur in `s` (one pass over the bytes
+/// decides which).
+fn detect(s: &str, hits: &mut Vec<Hit>) {
+    let b = s.as_bytes();
+    let mut seen = 0u8;
+    let mut digits = 0usize;
+    for &c in b {
+        seen |= CLASSES[usize::from(c)];
+        digits += usize::from(c.is_ascii_digit());
+    }
+    if seen & UPPER != 0 {
+        tokens::find_private_keys(s, hits);
+        tokens::find_jwts(s, hits);
+    }
+    tokens::find_word_start_tokens(s, hits);
+    if seen & TILDE != 0 {
+        tokens::find_azure_client_secrets(s, hits);
+    }
+    if digits >= 12 {
+        numbers::find_cards(s, hits);
+    }
+    if digits >= 9 && seen & DASH != 0 {
+        numbers::find_ssns(s, hits);
+    }
+    if digits >= 2 && seen & UPPER != 0 {
+        numbers::find_ibans(s, hits);
+    }
+    if seen & PAIR != 0 {
+        pairs::find_pairs(s, hits);
+        if seen & AT != 0 {
+            pairs::find_url_passwords(s, hits);
+        }
+    }
+    if seen & LT != 0 {
+        pairs::find_xml(s, hits);
+    }
+    if seen & DASH != 0 {
+        pairs::find_cli_flags(s, hits);
+    }
+}
+
+/// `s` parsed, when it is a JSON object or array (a request body logged as a string).
+fn embedded_json(s: &str) -> Option<Value> {
+    let t = s.trim_ascii();
+    let (first, last) = (t.as_bytes().first()?, t.as_bytes().last()?);
+    if !matches!((first, last), (b'{', b'}') | (b'[', b']')) || pseudonym_len(t.as_bytes()).is_some() {
+        return None;
+    }
+    serde_json::from_str::<Value>(t).ok().filter(|v| v.is_object() || v.is_array())
+}
+
+/// Whether a JSON number could be a card (integers of 12+ digits; large floats).
+fn number_may_hide(n: &serde_json::Number) -> bool {
+    match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => u >= 100_000_000_000,
+        (None, Some(i)) => i.unsigned_abs() >= 100_000_000_000,
+        (None, None) => n.as_f64().is_some_and(|f| f.abs() >= 1e11),
+    }
+}
+
+/// Indices of array items to mask whole: the value of a `[name, value]` pair, and the
+/// values after sensitive names in a flat `[name, value, name, value, ..]` header list.
+fn sensitive_pair_values(items: &[Value]) -> Vec<usize> {
+    if items.len() == 2 {
+        let named = items[0].as_str().is_some_and(Masker::is_sensitive_key);
+        return if named { vec![1] } else { Vec::new() };
+    }
+    if items.len() < 4 || !items.len().is_multiple_of(2) || !items.iter().all(Value::is_string) {
+        return Vec::new();
+    }
+    let names = || items.iter().step_by(2).filter_map(Value::as_str);
+    let header_like = |s: &str| {
+        (1..=64).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+    };
+    if !names().all(header_like) || !names().any(|n| normalized_in(n, COMMON_HEADERS)) {
+        return Vec::new();
+    }
+    (0..items.len())
+        .step_by(2)
+        .filter(|&i| items[i].as_str().is_some_and(Masker::is_sensitive_key))
+        .map(|i| i + 1)
+        .collect()
+}
+
+/// `key` lowercased without separators is one of `list`.
+fn normalized_in(key: &str, list: &[&str]) -> bool {
+    if key.len() > 32 {
+        return false;
+    }
+    let mut buf = [0u8; 32];
+    let mut n = 0;
+    for c in key.bytes().filter(u8::is_ascii_alphanumeric) {
+        buf[n] = c.to_ascii_lowercase();
+        n += 1;
+    }
+    list.iter().any(|w| w.as_bytes() == &buf[..n])
+}
+
+/// `s` with `%XX` escapes decoded (up to [`MAX_NESTING`] levels) and, for each byte of the
+/// decoded text, where it starts in `s`. Bytes that do not form UTF-8 become `?`, so
+/// positions stay put. `None` if `s` has no escape.
+fn percent_view(s: &str) -> Option<(String, Vec<usize>)> {
+    let is_escape = |t: &[u8], i: usize| {
+        t[i] == b'%'
+            && t.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && t.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    };
+    let mut text = s.as_bytes().to_vec();
+    let mut map: Vec<usize> = (0..text.len()).collect();
+    let mut changed = false;
+    for _ in 0..MAX_NESTING {
+        if !(0..text.len()).any(|i| is_escape(&text, i)) {
+            break;
+        }
+        let mut next = Vec::with_capacity(text.len());
+        let mut next_map = Vec::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            next_map.push(map[i]);
+            if is_escape(&text, i) {
+                let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                next.push(hex(text[i + 1]) << 4 | hex(text[i + 2]));
+                i += 3;
+            } else {
+                next.push(text[i]);
+                i += 1;
+            }
+        }
+        text = next;
+        map = next_map;
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    let mut from = 0;
+    while let Err(e) = std::str::from_utf8(&text[from..]) {
+        let bad = from + e.valid_up_to();
+        let len = e.error_len().unwrap_or(text.len() - bad);
+        text[bad..bad + len].fill(b'?');
+        from = bad + len;
+    }
+    String::from_utf8(text).ok().map(|t| (t, map))
+}
+
+/// Whether a value only says that it was hidden (empty, `********`, `[REDACTED]`,
+/// `<filtered>`): kept as sent, since there is nothing to hide and it tells a reader the
+/// client already scrubbed it.
+fn is_placeholder(v: &[u8]) -> bool {
+    const WORDS: &[&str] = &["redacted", "filtered", "hidden", "removed", "masked", "omitted", "sanitized", "censored"];
+    let Ok(text) = std::str::from_utf8(v) else { return false };
+    if text.chars().all(|c| matches!(c, '*' | '\u{2022}' | '\u{25cf}')) {
+        return true;
+    }
+    let core =
+        text.trim_matches(|c: char| matches!(c, '*' | '[' | ']' | '<' | '>' | '(' | ')' | '{' | '}' | '_' | '-'));
+    WORDS.iter().any(|w| core.eq_ignore_ascii_case(w))
 }
 
 /// Length of the pseudonym `[masked:<kind>:<12 hex>]` that `b` starts with, if any. Strict,
@@ -249,267 +559,18 @@ fn run_end(b: &[u8], i: usize, pred: impl Fn(u8) -> bool) -> usize {
     j
 }
 
-fn find_from(s: &str, from: usize, pat: &str) -> Option<usize> {
-    let mut from = from.min(s.len());
-    while !s.is_char_boundary(from) {
-        from += 1;
-    }
-    find_bytes(&s.as_bytes()[from..], pat.as_bytes()).map(|i| i + from)
-}
-
-/// Every position of `needle` in `hay` by direct comparison: for the short strings masked
-/// here (keys, field values) this beats building a searcher per call, which profiling
-/// showed to dominate ingest CPU.
-fn naive_find_iter<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    let last = hay.len().checked_sub(needle.len());
-    (0..last.map_or(0, |l| l + 1)).filter(move |&i| hay[i..].starts_with(needle))
+/// Every position of `needle` in `hay`: candidates by `memchr` on the first byte, which
+/// needs no searcher set-up (building a searcher per call dominated ingest CPU when
+/// profiled, for the short strings masked here).
+fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    memchr::memchr_iter(needle[0], hay).filter(move |&i| hay[i..].starts_with(needle))
 }
 
 fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if hay.len() < 256 { naive_find_iter(hay, needle).next() } else { memchr::memmem::find(hay, needle) }
+    find_all(hay, needle).next()
 }
 
-/// `-----BEGIN <x> PRIVATE KEY-----` up to the matching END line, or to the end if truncated.
-fn find_pem(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut from = 0;
-    while let Some(start) = find_from(s, from, "-----BEGIN ") {
-        let label = start + 11;
-        let window = &b[label..(label + 64).min(b.len())];
-        let private = find_bytes(window, b"-----").is_some_and(|e| window[..e].ends_with(b"PRIVATE KEY"));
-        if !private {
-            from = label;
-            continue;
-        }
-        let end = match find_from(s, label, "-----END ") {
-            Some(e) => {
-                let tail = &b[e + 9..(e + 9 + 64).min(b.len())];
-                find_bytes(tail, b"-----").map_or(b.len(), |k| e + 9 + k + 5)
-            }
-            None => b.len(),
-        };
-        hits.push(Hit::new(start, end, "private_key"));
-        from = end;
-    }
-}
-
-fn is_b64url(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
-}
-
-/// Three (JWS) or more (JWE) dot-separated base64url segments, the first starting `eyJ`.
-fn find_jwts(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut from = 0;
-    while let Some(i) = find_from(s, from, "eyJ") {
-        if !boundary_before(b, i) {
-            from = i + 3;
-            continue;
-        }
-        let end = run_end(b, i, |c| is_b64url(c) || c == b'.');
-        let segs: Vec<&[u8]> = b[i..end].split(|&c| c == b'.').collect();
-        if segs.len() >= 3 && !segs[1].is_empty() {
-            hits.push(Hit::new(i, end, "jwt"));
-        }
-        from = end;
-    }
-}
-
-/// `Bearer <token>` (RFC 6750 token characters); masks the token, keeps the scheme.
-fn find_bearer(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i + 6 < b.len() {
-        if b[i..i + 6].eq_ignore_ascii_case(b"bearer") && boundary_before(b, i) {
-            let t = run_end(b, i + 6, |c| c == b' ' || c == b'\t');
-            let end = run_end(b, t, |c| c.is_ascii_alphanumeric() || b"-._~+/=".contains(&c));
-            let tok = &b[t..end];
-            // Prose ("Bearer tokens expire") is short and all letters; tokens are not.
-            let tokenish = tok.len() >= 24 || tok.iter().any(|c| !c.is_ascii_alphabetic());
-            if t > i + 6 && tok.len() >= 8 && tokenish {
-                hits.push(Hit::new(t, end, "bearer"));
-                i = end;
-                continue;
-            }
-        }
-        i += 1;
-    }
-}
-
-/// Secret keys with well-known prefixes, and AWS access key ids (`AKIA`/`ASIA` + 16).
-fn find_prefixed_keys(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if boundary_before(b, i) {
-            let rest = &b[i..];
-            if let Some(p) = KEY_PREFIXES.iter().find(|p| rest.starts_with(p.as_bytes())) {
-                let end = run_end(b, i + p.len(), is_b64url);
-                if end - i - p.len() >= 10 {
-                    hits.push(Hit::new(i, end, "secret_key"));
-                    i = end;
-                    continue;
-                }
-            }
-            if rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA") {
-                let end = run_end(b, i + 4, |c| c.is_ascii_uppercase() || c.is_ascii_digit());
-                if end - i == 20 && (end == b.len() || !b[end].is_ascii_alphanumeric()) {
-                    hits.push(Hit::new(i, end, "secret_key"));
-                    i = end;
-                    continue;
-                }
-            }
-        }
-        i += 1;
-    }
-}
-
-/// Card numbers: digit groups standing alone (no letter or digit glued on) and joined by
-/// single spaces or dashes, 13-19 digits in all, with a known IIN and a valid Luhn sum.
-fn find_cards(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut chain: Vec<(usize, usize)> = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let end = run_end(b, i, |c| c.is_ascii_digit());
-        let alone = boundary_before(b, i) && (end == b.len() || !b[end].is_ascii_alphanumeric());
-        if alone && end - i <= 19 {
-            let joined = chain.last().is_some_and(|&(_, e)| e + 1 == i && matches!(b[e], b' ' | b'-'));
-            if !joined {
-                card_chain(b, &chain, hits);
-                chain.clear();
-            }
-            chain.push((i, end));
-        } else {
-            card_chain(b, &chain, hits);
-            chain.clear();
-        }
-        i = end;
-    }
-    card_chain(b, &chain, hits);
-}
-
-/// Finds cards among consecutive groups of a chain, longest match from each start.
-fn card_chain(b: &[u8], chain: &[(usize, usize)], hits: &mut Vec<Hit>) {
-    let mut a = 0;
-    while a < chain.len() {
-        let mut digits = Vec::new();
-        let mut best = None;
-        for (k, &(gs, ge)) in chain[a..].iter().enumerate() {
-            digits.extend_from_slice(&b[gs..ge]);
-            if digits.len() > 19 {
-                break;
-            }
-            if digits.len() >= 13 && is_card(&digits) {
-                best = Some((a + k, digits.iter().map(|&c| char::from(c)).collect::<String>()));
-            }
-        }
-        match best {
-            Some((last, canon)) => {
-                hits.push(Hit { start: chain[a].0, end: chain[last].1, kind: "card", canon: Some(canon) });
-                a = last + 1;
-            }
-            None => a += 1,
-        }
-    }
-}
-
-/// `d`: 13-19 ASCII digits.
-fn is_card(d: &[u8]) -> bool {
-    let n = |k: usize| d[..k].iter().fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'));
-    let iin = d[0] == b'4'
-        || (51..=55).contains(&n(2))
-        || (2221..=2720).contains(&n(4))
-        || matches!(n(2), 34 | 37 | 65 | 35 | 36 | 38 | 30)
-        || n(4) == 6011
-        || (644..=649).contains(&n(3));
-    let sum: u32 = d
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &c)| {
-            let x = u32::from(c - b'0') * if i % 2 == 1 { 2 } else { 1 };
-            if x > 9 { x - 9 } else { x }
-        })
-        .sum();
-    iin && sum.is_multiple_of(10)
-}
-
-fn is_key_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
-}
-
-/// `key=value`, `key: value`, `"key": "value"` with a sensitive key (query strings, log
-/// text, JSON or headers inside a string); masks the value only.
-fn find_pairs(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        // Skip our own pseudonyms (`[masked:card:..]` must not read as `card: ..`).
-        if let Some(n) = pseudonym_len(&b[i..]) {
-            i += n;
-            continue;
-        }
-        if b[i] != b'=' && b[i] != b':' {
-            i += 1;
-            continue;
-        }
-        let sep = i;
-        i += 1;
-        let mut k_end = sep;
-        while k_end > 0 && sep - k_end < 8 && b[k_end - 1] == b' ' {
-            k_end -= 1;
-        }
-        if k_end > 0 && matches!(b[k_end - 1], b'"' | b'\'') {
-            k_end -= 1;
-        }
-        let mut k_start = k_end;
-        while k_start > 0 && k_end - k_start < 64 && is_key_char(b[k_start - 1]) {
-            k_start -= 1;
-        }
-        let key = s.get(k_start..k_end).unwrap_or("");
-        if key.is_empty() || !Masker::is_sensitive_key(key) {
-            continue;
-        }
-        let v = run_end(b, sep + 1, |c| c == b' ' || c == b'\t');
-        let (vs, ve) = if v < b.len() && matches!(b[v], b'"' | b'\'') {
-            let mut j = v + 1;
-            while j < b.len() && b[j] != b[v] {
-                j += if b[j] == b'\\' { 2 } else { 1 };
-            }
-            (v + 1, j.min(b.len()))
-        } else if LINE_VALUE_KEYS.contains(&normalize_key(key).as_str()) {
-            (v, run_end(b, v, |c| c != b'\n' && c != b'\r'))
-        } else {
-            (v, run_end(b, v, |c| !c.is_ascii_whitespace() && !b"&\"'<>".contains(&c)))
-        };
-        if ve > vs && pseudonym_len(&b[vs..ve]) != Some(ve - vs) {
-            hits.push(Hit::new(vs, ve, "field"));
-        }
-        i = i.max(ve);
-    }
-}
-
-/// `scheme://user:password@host`: masks the password.
-fn find_url_passwords(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut from = 0;
-    while let Some(p) = find_from(s, from, "://") {
-        let auth = p + 3;
-        let end = run_end(b, auth, |c| !matches!(c, b'/' | b'?' | b'#') && !c.is_ascii_whitespace());
-        if let Some(at) = b[auth..end].iter().rposition(|&c| c == b'@')
-            && let Some(colon) = b[auth..auth + at].iter().position(|&c| c == b':')
-            && colon + 1 < at
-        {
-            hits.push(Hit::new(auth + colon + 1, auth + at, "password"));
-        }
-        from = end.max(auth);
-    }
-}
-
+#[cfg(test)]
+mod corpus;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,12 @@
 //! Validation and normalization of incoming events (DESIGN.md section 2).
 //!
 //! Every problem of every event is collected (index, field, problem) so one 400 names them
-//! all; a batch with any problem is refused whole. Valid events come out normalized
-//! (lowercase category/action/severity/outcome, epoch-ms timestamp, canonical IP text) and
-//! masked, ready for the `Sequencer`.
+//! all; a batch with any problem is refused whole. A problem names the field and what is
+//! wrong, never the client's value (an unknown field's name goes through the masker first).
+//! Valid events come out normalized (lowercase category/action/severity/outcome, epoch-ms
+//! timestamp, canonical IP text) and masked by the `Masker` (value detectors on every
+//! top-level string and `geo.city`, the full policy on `details`), ready for the
+//! `Sequencer`.
 
 use std::net::IpAddr;
 
@@ -31,7 +34,8 @@ impl Problem {
     }
 }
 
-/// Optional plain string fields and their byte limits.
+/// Optional plain string fields and their byte limits; each runs through the value
+/// detectors of the masker (not the key denylist, so ids like `alice` stay as sent).
 const STRING_FIELDS: &[(&str, usize)] = &[
     ("organization_id", 512),
     ("user_id", 512),
@@ -45,8 +49,6 @@ const STRING_FIELDS: &[(&str, usize)] = &[
     ("error_code", 512),
     ("user_agent", 1024),
 ];
-/// Free-text fields that run through the value detectors of the masker.
-const MASKED_TEXT_FIELDS: &[&str] = &["resource", "reason", "user_agent", "error_code", "source", "resource_type"];
 const KNOWN_FIELDS: &[&str] =
     &["event_id", "timestamp", "category", "action", "severity", "outcome", "ip", "geo", "details"];
 const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
@@ -123,8 +125,7 @@ fn validate_event(
         .collect();
     unknown.sort();
     for key in unknown {
-        let shown: String = key.chars().take(64).collect();
-        problems.push(Problem::new(index, &shown, "unknown field (put extensions in `details`)"));
+        problems.push(Problem::new(index, &shown_key(key, masker), "unknown field (put extensions in `details`)"));
     }
     // Nulls mean "absent" for optional fields.
     obj.retain(|_, v| !v.is_null());
@@ -218,8 +219,7 @@ fn validate_event(
             if s.len() > *limit {
                 problems.push(Problem::new(index, field, format!("longer than {limit} bytes")));
             } else {
-                let s = if MASKED_TEXT_FIELDS.contains(field) { masker.mask_str(&s).unwrap_or(s) } else { s };
-                out.insert((*field).into(), Value::String(s));
+                out.insert((*field).into(), Value::String(masker.mask_str(&s).unwrap_or(s)));
             }
         }
     }
@@ -231,7 +231,7 @@ fn validate_event(
             Err(_) => problems.push(Problem::new(index, "ip", "is not a valid IPv4 or IPv6 address")),
         }
     }
-    if let Some(geo) = obj.remove("geo").and_then(|geo| validate_geo(index, geo, problems)) {
+    if let Some(geo) = obj.remove("geo").and_then(|geo| validate_geo(index, geo, masker, problems)) {
         out.insert("geo".into(), Value::Object(geo));
     }
     if let Some(details) = obj.remove("details") {
@@ -263,6 +263,13 @@ fn validate_event(
     (problems.len() == before).then_some(NewEvent { event_id, client_id, received_at, fields: out })
 }
 
+/// A client-chosen member name as shown in a problem: masked (a secret used as a key must
+/// not come back in the 400), then cut to 64 characters.
+fn shown_key(key: &str, masker: &Masker) -> String {
+    let masked = masker.mask_str(key);
+    masked.as_deref().unwrap_or(key).chars().take(64).collect()
+}
+
 /// Removes `field` and returns it when it is a string; records a problem when it is not.
 fn take_str(obj: &mut Map<String, Value>, field: &str, index: usize, problems: &mut Vec<Problem>) -> Option<String> {
     match obj.remove(field)? {
@@ -274,7 +281,7 @@ fn take_str(obj: &mut Map<String, Value>, field: &str, index: usize, problems: &
     }
 }
 
-fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
+fn validate_geo(index: usize, geo: Value, masker: &Masker, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
     let Value::Object(mut geo) = geo else {
         problems.push(Problem::new(index, "geo", "must be an object {country, city, lat, lon}"));
         return None;
@@ -283,8 +290,7 @@ fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option
     let before = problems.len();
     let mut out = Map::new();
     for key in geo.keys().filter(|k| !matches!(k.as_str(), "country" | "city" | "lat" | "lon")) {
-        let shown: String = key.chars().take(64).collect();
-        problems.push(Problem::new(index, &format!("geo.{shown}"), "unknown field"));
+        problems.push(Problem::new(index, &format!("geo.{}", shown_key(key, masker)), "unknown field"));
     }
     match geo.remove("country") {
         None => {}
@@ -296,7 +302,7 @@ fn validate_geo(index: usize, geo: Value, problems: &mut Vec<Problem>) -> Option
     match geo.remove("city") {
         None => {}
         Some(Value::String(c)) if c.len() <= 512 => {
-            out.insert("city".into(), Value::String(c));
+            out.insert("city".into(), Value::String(masker.mask_str(&c).unwrap_or(c)));
         }
         Some(_) => problems.push(Problem::new(index, "geo.city", "must be a string of at most 512 bytes")),
     }
@@ -424,6 +430,49 @@ mod tests {
         let stored = ev.fields["details"].to_string();
         assert!(!stored.contains("hunter2"), "{stored}");
         assert!(stored.contains("\"note\":\"ok\""), "{stored}");
+    }
+
+    /// A W1-like event as a client sends it (the generator of `benches/support/w1.rs`,
+    /// without the server fields).
+    fn w1_event(i: u64) -> Value {
+        let t = 1_736_244_000_000 + i as i64;
+        json!({
+            "event_id": format!("bench-{i}"), "timestamp": t, "category": "authentication",
+            "action": "login_success", "outcome": "success", "severity": "low",
+            "user_id": format!("user-{:05}", i % 5000), "organization_id": format!("org-{}", i % 50),
+            "session_id": format!("sess-{:08x}", i * 7919),
+            "request_id": format!("req-{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+            "source": "auth-service", "resource": format!("/api/v1/accounts/{}/profile", i % 5000),
+            "resource_type": "account", "geo": {"country": "FR", "city": "Paris", "lat": 48.8566, "lon": 2.3522},
+            "details": {"method": "password", "mfa": i.is_multiple_of(3), "record_count": 1 + i % 5, "sensitive": false,
+                        "required_role": "editor", "client_version": "4.2.1"},
+        })
+    }
+
+    /// Median time to parse, validate and mask a 500-event W1 body, next to parsing alone:
+    /// the criterion `ingest/*` pair without the bench's wasm-rule set-up. Run with
+    /// `cargo test --release -p vigil-engine --lib parse_validate_mask_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing; run in release"]
+    fn parse_validate_mask_timing() {
+        let body = serde_json::to_vec(&(0..500).map(w1_event).collect::<Vec<_>>()).unwrap();
+        let m = masker();
+        let median = |f: &dyn Fn()| {
+            let mut runs: Vec<std::time::Duration> = (0..300)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed()
+                })
+                .collect();
+            runs.sort();
+            runs[runs.len() / 2]
+        };
+        let parse = median(&|| assert_eq!(parse_body(&body, false).unwrap().len(), 500));
+        let all = median(&|| assert_eq!(validate_batch(parse_body(&body, false).unwrap(), &m).unwrap().len(), 500));
+        eprintln!("parse_500 median {parse:?}; parse_validate_mask_500 median {all:?} ({:?} per event)", all / 500);
     }
 
     #[test]

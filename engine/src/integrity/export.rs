@@ -217,7 +217,7 @@ impl OfflineVerifier {
         }
         self.header = Some((from, to));
         self.next = from.max(1);
-        self.signed_to = from.max(1) - 1;
+        self.signed_to = self.next - 1;
     }
 
     fn event(&mut self, seq: i64, prev_hex: &str, hash_hex: &str, canon: &[u8]) {
@@ -237,7 +237,7 @@ impl OfflineVerifier {
             self.fail(
                 after,
                 FailureKind::ChainBreak,
-                format!("seq {} after seq {after}", after + 1),
+                format!("seq {} after seq {after}", after.saturating_add(1)),
                 format!("seq {seq} after seq {after}"),
             );
             self.fail(
@@ -250,11 +250,11 @@ impl OfflineVerifier {
         }
         let gap = seq > self.next;
         if gap {
-            let (first, last) = (self.next, seq - 1);
-            for missing in first..=last.min(first + MAX_REPORTED_FAILURES as i64) {
+            let (first, last) = (self.next, seq.saturating_sub(1));
+            for missing in first..=last.min(first.saturating_add(MAX_REPORTED_FAILURES as i64)) {
                 self.fail(missing, FailureKind::MissingSeq, format!("seq {missing}"), "absent");
             }
-            self.failure_count += (last - first).saturating_sub(MAX_REPORTED_FAILURES as i64).max(0) as u64;
+            self.failure_count += last.saturating_sub(first).saturating_sub(MAX_REPORTED_FAILURES as i64).max(0) as u64;
         }
         let prev = hex::decode(prev_hex).ok().and_then(|b| to_hash(&b));
         let stored = hex::decode(hash_hex).ok().and_then(|b| to_hash(&b));
@@ -300,7 +300,7 @@ impl OfflineVerifier {
         let hash = stored.unwrap_or(recomputed);
         self.prev = hash;
         self.last = Some((seq, hash));
-        self.next = seq + 1;
+        self.next = seq.saturating_add(1);
         self.verified += 1;
     }
 
@@ -312,12 +312,12 @@ impl OfflineVerifier {
             ok = false;
         }
         if let Some(prev_id) = self.last_checkpoint_id
-            && (cp.prev_id != prev_id || cp.id != prev_id + 1)
+            && (cp.prev_id != prev_id || cp.id != prev_id.saturating_add(1))
         {
             self.fail(
                 cp.seq,
                 FailureKind::BadCheckpoint,
-                format!("checkpoint {} right after checkpoint {prev_id}", prev_id + 1),
+                format!("checkpoint {} right after checkpoint {prev_id}", prev_id.saturating_add(1)),
                 format!("checkpoint {} naming prev_checkpoint {}", cp.id, cp.prev_id),
             );
             ok = false;
@@ -327,7 +327,7 @@ impl OfflineVerifier {
         // first event, the header's prev_hash.
         let here = match self.last {
             Some((seq, hash)) => Some((seq, hash)),
-            None => self.header.map(|(from, _)| (from - 1, self.prev)),
+            None => self.header.map(|(from, _)| (from.max(1) - 1, self.prev)),
         };
         match here {
             Some((seq, hash)) if seq == cp.seq => {
@@ -363,16 +363,16 @@ impl OfflineVerifier {
         if self.header.is_none() {
             self.fail(1, FailureKind::Truncated, "a header line", "an empty file");
         }
-        let last_seq = self.last.map_or(from - 1, |l| l.0);
+        let last_seq = self.last.map_or(from.max(1) - 1, |l| l.0);
         match self.end_claim {
             None if self.header.is_some() => self.fail(
-                last_seq + 1,
+                last_seq.saturating_add(1),
                 FailureKind::Truncated,
                 "an end line",
                 format!("the file ends after seq {last_seq} (cut short)"),
             ),
             Some((events, claimed)) if events != self.verified || claimed != last_seq => self.fail(
-                last_seq + 1,
+                last_seq.saturating_add(1),
                 FailureKind::Truncated,
                 format!("{events} events up to seq {claimed} (end line)"),
                 format!("{} events up to seq {last_seq}", self.verified),
@@ -381,14 +381,14 @@ impl OfflineVerifier {
         }
         if self.header.is_some() && last_seq < to {
             self.fail(
-                last_seq + 1,
+                last_seq.saturating_add(1),
                 FailureKind::Truncated,
                 format!("events up to seq {to} (header)"),
                 format!("the last is seq {last_seq}"),
             );
         }
         self.failures.sort_by_key(|f| f.seq);
-        let unsigned = (last_seq > self.signed_to).then_some(SeqRange { from: self.signed_to + 1, to: last_seq });
+        let unsigned = (last_seq > self.signed_to).then_some(SeqRange { from: self.signed_to.saturating_add(1), to: last_seq });
         OfflineReport {
             status: if self.failure_count > 0 {
                 "failed"

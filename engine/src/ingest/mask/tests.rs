@@ -50,7 +50,11 @@ fn keys_match_across_naming_styles() {
                 set_cookie cookie cookies accessToken refresh-token session_token token \
                 authorization Proxy-Authorization auth_header card card_number cardNumber \
                 CVV cvc pan ssn private_key privateKey secret password_hash credentials \
-                x.api.key id_token_hint sessionId";
+                x.api.key id_token_hint sessionId pwd pass passcode user_pin card_cvv cardCvv \
+                customer_ssn otp_code DB_PASS userpass smtpPwd basic_auth x-auth httpAuth iban \
+                account_number routing_number tax_id dob date_of_birth 2fa_code OAuthToken \
+                XApiKey APIKey client-secret secrets refresh_tokens pin_code cvv2 passphrase \
+                Kennwort contraseña PASSWORD_CONFIRMATION signature sig";
     for k in keys.split_whitespace() {
         assert!(Masker::is_sensitive_key(k), "{k} should be sensitive");
     }
@@ -60,9 +64,47 @@ fn keys_match_across_naming_styles() {
 fn ordinary_keys_are_not_sensitive() {
     let keys = "username email event_id action span panel company cardinality token_count \
                 max_tokens token_type password_changed_at secret_name api_key_id spin \
-                pinned passage ip user_agent discard";
+                pinned passage ip user_agent discard author keyboard_layout tests_passed \
+                passenger compass bypass_cache tokenizer_version spinner auth_method oauth OAuth \
+                oauth_provider secretary passwordless password_policy nextToken page_token \
+                token_expires_at card_brand card_last4 secret_key_id private_key_id authority \
+                opinion pinterest_url passport_country cookie_consent password_file";
     for k in keys.split_whitespace().chain([""]) {
         assert!(!Masker::is_sensitive_key(k), "{k} should not be sensitive");
+    }
+}
+
+#[test]
+fn token_members_holding_numbers_are_counts() {
+    let m = masker();
+    let mut v = json!({"tokens": 1500, "input_tokens": 12.5, "token": "tok-1234567", "tokens_used": "x"});
+    assert_eq!(m.mask_value(&mut v), 1);
+    assert_eq!(v["tokens"], 1500);
+    assert_eq!(v["input_tokens"], 12.5);
+    assert_eq!(v["token"], m.pseudonym("field", "tok-1234567"));
+    assert_eq!(v["tokens_used"], "x");
+}
+
+#[test]
+fn key_words_split_on_every_style() {
+    // Each pair: a key, and whether `pin` is one of its words.
+    for (key, pin) in [
+        ("user_pin", true),
+        ("userPin", true),
+        ("USER-PIN", true),
+        ("user.pin", true),
+        ("user pin", true),
+        ("userPIN", true),
+        ("PINCode", true),
+        ("pin2", true),
+        ("userpin", true),
+        ("pinned", false),
+        ("spinner", false),
+        ("spin", false),
+        ("hairpin", false),
+        ("pinyin", false),
+    ] {
+        assert_eq!(Masker::is_sensitive_key(key), pin, "{key}");
     }
 }
 
@@ -97,7 +139,7 @@ fn non_card_numbers_are_kept() {
 
 #[test]
 fn jwts_are_masked() {
-    check("jwt", &[&format!("jwt=⟦{JWT}⟧ ok"), &format!("→⟦{JWT}⟧←")]);
+    check("jwt", &[&format!("id=⟦{JWT}⟧ ok"), &format!("→⟦{JWT}⟧←")]);
     check("jwt", &["alg none: ⟦eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.⟧ x"]);
     assert_unmasked(&["payload eyJmb28iOiJiYXIifQ== only", "heyJude.abc.def", "eyJab.eyJc"]);
 }
@@ -140,7 +182,11 @@ fn pem_private_keys_are_masked() {
     }
     // Truncated: everything from BEGIN on is masked.
     check("private_key", &[&format!("x ⟦-----BEGIN EC PRIVATE KEY-----\n{body}⟧")]);
-    check("private_key", &["⟦-----BEGIN ü PRIVATE KEY-----é⟧"]);
+    // Truncated, the mask runs to the end of the key body (base64, line breaks, headers).
+    check(
+        "private_key",
+        &["⟦-----BEGIN ü PRIVATE KEY-----⟧é", "⟦-----BEGIN PRIVATE KEY-----\\nMIIE\\nAB==⟧\", \"n\": 1"],
+    );
     let public = format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----");
     assert_unmasked(&[&public, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"]);
 }
@@ -152,15 +198,24 @@ fn sensitive_pairs_in_text_and_query_strings() {
         &[
             "/reset?token=⟦abc123⟧&x=1",
             "?a=1&api_key=⟦k-9#frag⟧",
-            "login password: ⟦hunter2⟧ for bob",
-            r#"{"user":"bob","Password" : "⟦hu\"nter2⟧","n":1}"#,
+            // An unquoted value runs to the end of its field, so passphrases go whole.
+            "login password: ⟦hunter2 for bob⟧",
+            "login password=⟦hunter2⟧ user=bob",
+            r#"body {"user":"bob","Password" : "⟦hu\"nter2⟧","n":1}"#,
             "Cookie: ⟦sid=abc123; theme=dark⟧\nHost: x",
-            "Authorization: ⟦Basic dXNlcjpwYXNzd29yZA==⟧",
-            "мой password=⟦пароль123€⟧ ok",
+            "Authorization: ⟦Token abc⟧\nHost: x",
+            "мой password=⟦пароль123€ ok⟧",
             "token=\"⟦ü\\⟧",
         ],
     );
     check("password", &["dsn postgres://app:⟦s3cr3t-pw⟧@db:5432/vigil"]);
+    // The specific detector names the kind of the merged span.
+    let m = masker();
+    let basic = "Basic dXNlcjpwYXNzd29yZA==";
+    assert_eq!(
+        m.mask_str(&format!("Authorization: {basic}")),
+        Some(format!("Authorization: {}", m.pseudonym("basic_auth", basic)))
+    );
     assert_unmasked(&["/search?q=token&page=2", "user=bob&x=1", "time: 12:30", "password="]);
     assert_unmasked(&["token_type=bearer", "password=[masked:field:0123456789ab]"]);
     assert_unmasked(&["https://host:8080/x", "日本語のテキスト", "€:€=€", "ü://ü@ü"]);
@@ -292,4 +347,15 @@ fn large_adversarial_inputs_stay_fast() {
     }
     let elapsed = started.elapsed();
     assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
+}
+
+/// Found by the `ingest` fuzz target: masking a long JWT inside a quoted key shortened the key
+/// enough for the pair detector to see `Authorization` on the next pass.
+#[test]
+fn masking_is_stable_when_a_key_shrinks() {
+    let m = masker();
+    let s = r#""curl Authorization: Bearer eyJhbGciOiJIUzI0NiJ9.eyJzdWIiOiIxkn0.c2": "postgres://u:pw@db/x", "n": 1"#;
+    let out = m.mask_str(s).expect("the JWT is masked");
+    assert_eq!(m.mask_str(&out), None, "{out}");
+    assert_no_fragment(&out, "eyJhbGciOiJIUzI0NiJ9");
 }
