@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider (the server picks ring): install it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut args = std::env::args().skip(1);
     let base = args.next().unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let key = args.next().or_else(|| std::env::var("VIGIL_KEY").ok()).context("usage: client URL KEY")?;

@@ -218,6 +218,8 @@ fn show(keys: &[AlertKey]) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider (the server picks ring): install it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     anyhow::ensure!(args.batch > 0 && args.connections > 0, "--batch and --connections must be > 0");
     if let Some(path) = &args.dump_ndjson {
