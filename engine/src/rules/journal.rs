@@ -89,12 +89,14 @@ impl RuleJournal {
         registry.delete(name)
     }
 
-    /// Records a quarantine (the registry has already taken the rule out of the set).
+    /// Records a quarantine (the registry has already taken the rule out of the set). The
+    /// stored status comes first: a quarantine only ever stops a rule, and it must survive
+    /// a restart even when the chain event cannot be written any more (shutdown).
     pub async fn quarantined(&self, name: &str, sha256: &str, reason: &str) -> Result<(), RuleError> {
-        self.chain("rule_quarantined", "vigil", json!({"rule": name, "sha256": sha256, "reason": reason})).await?;
         if !self.store.set_rule_status(name, sha256, "quarantined", Some(reason), now_ms()).await? {
             tracing::warn!(rule = name, sha256, "Quarantined rule version is not the stored one; status not persisted");
         }
+        self.chain("rule_quarantined", "vigil", json!({"rule": name, "sha256": sha256, "reason": reason})).await?;
         Ok(())
     }
 
