@@ -388,7 +388,8 @@ impl OfflineVerifier {
             );
         }
         self.failures.sort_by_key(|f| f.seq);
-        let unsigned = (last_seq > self.signed_to).then_some(SeqRange { from: self.signed_to.saturating_add(1), to: last_seq });
+        let unsigned =
+            (last_seq > self.signed_to).then_some(SeqRange { from: self.signed_to.saturating_add(1), to: last_seq });
         OfflineReport {
             status: if self.failure_count > 0 {
                 "failed"
