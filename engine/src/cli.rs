@@ -188,13 +188,7 @@ pub async fn deploy(file: &Path, name: Option<String>, url: &str, key: &str) -> 
         .send()
         .await
         .with_context(|| format!("connect to {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await?;
-    if !status.is_success() {
-        bail!("deploy refused ({status}): {body}");
-    }
-    println!("{body}");
-    Ok(())
+    print_answer(resp, "deploy").await
 }
 
 /// `vigil rules backtest`: evaluates `file` over stored events with event time in
@@ -321,10 +315,15 @@ pub async fn accept(reason: &str, url: &str, key: &str) -> anyhow::Result<()> {
         .send()
         .await
         .with_context(|| format!("connect to {url}"))?;
+    print_answer(resp, "accept").await
+}
+
+/// Prints a server's answer, or fails with its status and body.
+async fn print_answer(resp: reqwest::Response, what: &str) -> anyhow::Result<()> {
     let status = resp.status();
     let body = resp.text().await?;
     if !status.is_success() {
-        bail!("accept refused ({status}): {body}");
+        bail!("{what} refused ({status}): {body}");
     }
     println!("{body}");
     Ok(())

@@ -4,7 +4,7 @@
 //! status 0, and 1 naming the seq once a line is edited), and a missing key file with a
 //! database that needs it stops the start with a message instead of being regenerated.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -16,26 +16,7 @@ fn vigil() -> Command {
 }
 
 fn serve(config: &std::path::Path, log: &std::path::Path) -> std::io::Result<Child> {
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-    vigil()
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("VIGIL_ADMIN_KEY", KEY)
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::from(out.try_clone()?))
-        .stderr(Stdio::from(out))
-        .spawn()
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "vigil did not come up at {base}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    vigil_tests::serve_binary(env!("CARGO_BIN_EXE_vigil"), config, log, KEY)
 }
 
 fn text(out: &Output) -> String {
@@ -63,7 +44,7 @@ async fn one_writer_sigterm_signs_and_exports_verify_offline() -> anyhow::Result
     let client = reqwest::Client::new();
     let log = dir.join("vigil.log");
     let mut child = serve(&config, &log)?;
-    wait_healthy(&client, &base).await?;
+    vigil_tests::wait_healthy(&client, &base).await?;
     let events: Vec<_> = (0..25)
         .map(|i| json!({"category": "authentication", "action": "login_failed", "user_id": format!("u{i}"), "ip": "192.0.2.7"}))
         .collect();
@@ -95,7 +76,7 @@ async fn one_writer_sigterm_signs_and_exports_verify_offline() -> anyhow::Result
 
     // Export, then verify offline with the printed public key.
     let mut child = serve(&config, &log)?;
-    wait_healthy(&client, &base).await?;
+    vigil_tests::wait_healthy(&client, &base).await?;
     let export =
         client.get(format!("{base}/v1/events/export?format=ndjson")).bearer_auth(KEY).send().await?.text().await?;
     child.kill()?;

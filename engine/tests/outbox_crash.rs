@@ -4,7 +4,7 @@
 //! (An integration test of the engine package, so Cargo builds the `vigil` binary for it.)
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,26 +18,7 @@ const PATH: &str = "/hook/T0SECRETPATH/B0SECRETPATH";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn serve(config: &std::path::Path, log: &std::path::Path) -> std::io::Result<Child> {
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("VIGIL_ADMIN_KEY", KEY)
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::from(out.try_clone()?))
-        .stderr(Stdio::from(out))
-        .spawn()
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "vigil did not come up at {base}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    vigil_tests::serve_binary(env!("CARGO_BIN_EXE_vigil"), config, log, KEY)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +55,7 @@ secret = "{SECRET}"
     let client = reqwest::Client::new();
     let log = dir.join("vigil.log");
     let mut child = serve(&config, &log)?;
-    wait_healthy(&client, &base).await?;
+    vigil_tests::wait_healthy(&client, &base).await?;
     for i in 0..5 {
         let resp = client
             .post(format!("{base}/v1/alerts"))
@@ -97,7 +78,7 @@ secret = "{SECRET}"
     // Start again: the outbox still holds every notification not recorded as delivered.
     rec.set_mode(PATH, Mode::Ok);
     let mut child = serve(&config, &log)?;
-    wait_healthy(&client, &base).await?;
+    vigil_tests::wait_healthy(&client, &base).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let ids = loop {
         let ids: BTreeSet<String> = rec.requests(PATH).iter().map(|r| r.headers["webhook-id"].clone()).collect();

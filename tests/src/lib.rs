@@ -407,6 +407,55 @@ impl TestApp {
     }
 }
 
+/// Starts the real `vigil serve --config CONFIG` binary at `bin` (an engine test's
+/// `env!("CARGO_BIN_EXE_vigil")`) with `admin_key`, its output appended to `log`.
+pub fn serve_binary(
+    bin: &str,
+    config: &std::path::Path,
+    log: &std::path::Path,
+    admin_key: &str,
+) -> std::io::Result<std::process::Child> {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    std::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("VIGIL_ADMIN_KEY", admin_key)
+        .env("VIGIL_LOG", "info")
+        .stdout(std::process::Stdio::from(out.try_clone()?))
+        .stderr(std::process::Stdio::from(out))
+        .spawn()
+}
+
+/// Waits (up to a minute) until `GET {base}/healthz` answers.
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "vigil did not come up at {base}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Stores `sample_event(0..n)` in one batch; returns their seqs.
+pub async fn seed(app: &TestApp, n: usize) -> anyhow::Result<Vec<i64>> {
+    let batch: Vec<Value> = (0..n).map(sample_event).collect();
+    let (status, body) = app.post_events(&serde_json::json!(batch)).await?;
+    anyhow::ensure!(status == 201, "seed failed: {body}");
+    Ok(body["events"].as_array().into_iter().flatten().filter_map(|e| e["seq"].as_i64()).collect())
+}
+
+/// The `(seq, kind)` of every failure of a verify report.
+pub fn failures(report: &Value) -> Vec<(i64, String)> {
+    report["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| (f["seq"].as_i64().unwrap_or_default(), f["kind"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
 /// A valid sample event.
 pub fn sample_event(i: usize) -> Value {
     serde_json::json!({

@@ -3,7 +3,7 @@
 //! verify at the exact seq and kind.
 
 use serde_json::{Value, json};
-use vigil_tests::{Backend, TestApp, both_backends, sample_event, spawn_app, spawn_app_with};
+use vigil_tests::{Backend, TestApp, both_backends, failures, sample_event, seed, spawn_app, spawn_app_with};
 
 both_backends!(
     an_intact_log_verifies_and_head_matches,
@@ -15,22 +15,6 @@ both_backends!(
     a_forged_checkpoint_is_a_bad_checkpoint,
     verify_spans_many_chunks_and_still_names_the_seq,
 );
-
-async fn seed(app: &TestApp, n: usize) -> anyhow::Result<Vec<i64>> {
-    let batch: Vec<Value> = (0..n).map(sample_event).collect();
-    let (status, body) = app.post_events(&json!(batch)).await?;
-    anyhow::ensure!(status == 201, "seed failed: {body}");
-    Ok(body["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect())
-}
-
-fn failures(report: &Value) -> Vec<(i64, String)> {
-    report["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["seq"].as_i64().unwrap(), f["kind"].as_str().unwrap().to_owned()))
-        .collect()
-}
 
 async fn drop_guards(app: &TestApp) -> anyhow::Result<()> {
     let sql = match app.backend {

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use vigil::clock::Clock;
 use vigil::store::chain::{chain_hash, to_hash};
-use vigil_tests::{Backend, TestApp, both_backends, sample_event, spawn_app, spawn_app_with};
+use vigil_tests::{Backend, TestApp, both_backends, failures, sample_event, seed, spawn_app, spawn_app_with};
 
 both_backends!(
     deleting_the_newest_rows_is_truncation_at_runtime_and_at_restart,
@@ -20,22 +20,6 @@ both_backends!(
     an_export_verifies_offline_and_every_edit_is_located,
     retention_purges_whole_signed_ranges_and_verify_stays_ok,
 );
-
-async fn seed(app: &TestApp, n: usize) -> anyhow::Result<Vec<i64>> {
-    let batch: Vec<Value> = (0..n).map(sample_event).collect();
-    let (status, body) = app.post_events(&json!(batch)).await?;
-    anyhow::ensure!(status == 201, "seed failed: {body}");
-    Ok(body["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect())
-}
-
-fn failures(report: &Value) -> Vec<(i64, String)> {
-    report["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["seq"].as_i64().unwrap(), f["kind"].as_str().unwrap().to_owned()))
-        .collect()
-}
 
 /// What an attacker with file or superuser access does first.
 async fn drop_guards(app: &TestApp) -> anyhow::Result<()> {
