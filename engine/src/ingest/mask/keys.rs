@@ -221,8 +221,37 @@ impl Words {
     }
 }
 
+/// Most member names remembered per thread by [`verdict`] (events of one integration
+/// repeat the same few dozen names); the memo is emptied when it fills.
+const MEMO_CAPACITY: usize = 4096;
+/// Names longer than this are not remembered (nor worth it).
+const MEMO_KEY_LEN: usize = 64;
+
 /// Classifies a member name; see the module doc.
 pub(super) fn verdict(key: &str) -> Verdict {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static MEMO: RefCell<HashMap<Box<str>, Verdict, foldhash::fast::RandomState>> = RefCell::default();
+    }
+    if key.len() > MEMO_KEY_LEN {
+        return classify(key);
+    }
+    if let Some(v) = MEMO.with(|m| m.borrow().get(key).copied()) {
+        return v;
+    }
+    let v = classify(key);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MEMO_CAPACITY {
+            m.clear();
+        }
+        m.insert(key.into(), v);
+    });
+    v
+}
+
+fn classify(key: &str) -> Verdict {
     if key.is_empty() || key.len() > 256 {
         // Longer "keys" are text; the value detectors look at them.
         return Verdict::Readable;
