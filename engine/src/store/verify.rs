@@ -121,7 +121,15 @@ pub async fn verify(
     }
     let mut verifier = ChainVerifier::new(from, prev_hash);
     let last_checkpoint = store.last_checkpoint().await?;
-    truncation(store, &head, last_checkpoint.as_ref(), known, &mut verifier_failures).await?;
+    truncation(
+        store,
+        &head,
+        last_checkpoint.as_ref(),
+        known,
+        "the newest checkpoint this server signed",
+        &mut verifier_failures,
+    )
+    .await?;
     let checkpoints = if from <= to { store.checkpoints(from, to).await? } else { Vec::new() };
     let mut by_seq: HashMap<i64, Vec<usize>> = HashMap::new();
     let mut checkpoint_failures = Vec::new();
@@ -201,18 +209,19 @@ pub async fn verify(
     })
 }
 
-/// A head behind the newest checkpoint (in the database or known to this server), or a
-/// known checkpoint the database no longer has, is truncation.
-async fn truncation(
+/// A head behind the newest checkpoint (in the database, or `known`: signed by this server
+/// or anchored, named by `known_as`) is truncation; so is a known checkpoint the database no
+/// longer has, and one it holds differently is a bad checkpoint. Verify and the anchor
+/// check at start both use it.
+pub(crate) async fn truncation(
     store: &Store,
     head: &super::Head,
     last: Option<&Checkpoint>,
     known: Option<&Checkpoint>,
+    known_as: &str,
     out: &mut Vec<Failure>,
 ) -> Result<(), StoreError> {
-    for (what, cp) in
-        [("the newest checkpoint in the database", last), ("the newest checkpoint this server signed", known)]
-    {
+    for (what, cp) in [("the newest checkpoint in the database", last), (known_as, known)] {
         let Some(cp) = cp else { continue };
         if head.seq < cp.seq {
             out.push(Failure {
@@ -221,35 +230,29 @@ async fn truncation(
                 expected: format!("a log up to at least seq {} ({what}, id {})", cp.seq, cp.id),
                 actual: format!("the log ends at seq {}", head.seq),
             });
-            return Ok(());
+            break;
         }
     }
-    if let Some(known) = known {
-        match last {
-            Some(last) if last.id >= known.id => {
-                if let Some(stored) = store.checkpoint_by_id(known.id).await?
-                    && stored != *known
-                {
-                    out.push(Failure {
-                        seq: known.seq,
-                        kind: FailureKind::BadCheckpoint,
-                        expected: format!(
-                            "checkpoint {} as signed (seq {}, hash {})",
-                            known.id,
-                            known.seq,
-                            hex::encode(&known.hash)
-                        ),
-                        actual: format!("seq {}, hash {}", stored.seq, hex::encode(&stored.hash)),
-                    });
-                }
-            }
-            _ => out.push(Failure {
-                seq: known.seq,
-                kind: FailureKind::Truncated,
-                expected: format!("checkpoint {} (signed by this server)", known.id),
-                actual: last.map_or("no checkpoint".into(), |l| format!("the newest checkpoint is {}", l.id)),
-            }),
-        }
+    let Some(known) = known else { return Ok(()) };
+    match store.checkpoint_by_id(known.id).await? {
+        Some(stored) if stored == *known => {}
+        Some(stored) => out.push(Failure {
+            seq: known.seq,
+            kind: FailureKind::BadCheckpoint,
+            expected: format!(
+                "checkpoint {} as {known_as} (seq {}, hash {})",
+                known.id,
+                known.seq,
+                hex::encode(&known.hash)
+            ),
+            actual: format!("seq {}, hash {}", stored.seq, hex::encode(&stored.hash)),
+        }),
+        None => out.push(Failure {
+            seq: known.seq,
+            kind: FailureKind::Truncated,
+            expected: format!("checkpoint {} ({known_as})", known.id),
+            actual: last.map_or("no checkpoint".into(), |l| format!("the newest checkpoint is {}", l.id)),
+        }),
     }
     Ok(())
 }
