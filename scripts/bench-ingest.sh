@@ -29,4 +29,10 @@ VIGIL_ADMIN_KEY=$key VIGIL_LOG=warn "$target/release/vigil" serve --listen 127.0
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"; [[ $backend == postgres ]] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db" || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+if [[ -n ${VIGIL_BENCH_PERF:-} ]]; then
+  # Profile the server during the run: VIGIL_BENCH_PERF=/tmp/perf.data scripts/bench-ingest.sh ...
+  perf record -F 999 -g -p $server -o "$VIGIL_BENCH_PERF" 2>/dev/null &
+  perf_pid=$!
+fi
 "$target/release/examples/load" --url "http://127.0.0.1:$port" --key "$key" --server-pid $server "$@"
+if [[ -n ${perf_pid:-} ]]; then kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true; fi

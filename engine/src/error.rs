@@ -19,17 +19,25 @@ pub struct ApiError {
     pub message: String,
     /// Extra structured details (e.g. the list of invalid fields).
     pub details: Value,
+    /// Seconds for a `Retry-After` header (conditions that pass on their own).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     /// A new error without details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Value::Null }
+        Self { status, code, message: message.into(), details: Value::Null, retry_after: None }
     }
 
     /// Adds details.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
+        self
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 
@@ -77,8 +85,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(json!({"error": {"code": self.code, "message": self.message, "details": self.details}}))
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(json!({"error": {"code": self.code, "message": self.message, "details": self.details}}))
     }
 }
 
@@ -86,7 +97,26 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::SequencerStopped => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down")
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down").retry_after(1)
+            }
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "Answering 503: the database is unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; nothing of this request was stored; retry with the same event_ids",
+                )
+                .retry_after(2)
+            }
+            StoreError::Full(cause) => {
+                tracing::warn!(error = %cause, "Answering 507: the database is out of space");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the database has no space left; nothing of this request was stored; retry with the same \
+                     event_ids once space is freed",
+                )
+                .retry_after(10)
             }
             StoreError::OnHold => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "integrity_hold", StoreError::OnHold.to_string())

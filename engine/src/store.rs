@@ -10,6 +10,7 @@ pub mod alerting;
 pub mod canon;
 pub mod chain;
 pub mod postgres;
+pub mod postings;
 pub mod query;
 pub mod sequencer;
 mod shared;
@@ -32,7 +33,16 @@ pub use query::{EventFilter, Stats, StatsFilter};
 pub enum StoreError {
     /// A database error.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database has no space left (SQLite `SQLITE_FULL`, PostgreSQL `53100`). Nothing of
+    /// the failed statement or transaction was stored; writes succeed again once space
+    /// returns. Answered 507.
+    #[error("the database is out of space: {0}")]
+    Full(String),
+    /// The database cannot be reached now (connection refused or lost, pool timeout,
+    /// server shutting down or starting). Answered 503 with `Retry-After`.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// A migration failed.
     #[error("migration {version} failed: {source}")]
     Migration {
@@ -67,6 +77,77 @@ pub enum StoreError {
     /// I/O error (data directory, key files).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// For conditions that are not one batch's fault (out of space, database unreachable,
+    /// on hold, stopping): the same error again, to answer every request of a group.
+    pub fn shared(&self) -> Option<StoreError> {
+        match self {
+            Self::Full(m) => Some(Self::Full(m.clone())),
+            Self::Unavailable(m) => Some(Self::Unavailable(m.clone())),
+            Self::OnHold => Some(Self::OnHold),
+            Self::SequencerStopped => Some(Self::SequencerStopped),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Classifies database errors: out of space and unreachable are conditions an operator
+    /// fixes without touching the data, so they get their own variants (and statuses).
+    fn from(err: sqlx::Error) -> Self {
+        match classify(&err) {
+            ErrorClass::Full => Self::Full(err.to_string()),
+            ErrorClass::Unavailable => Self::Unavailable(err.to_string()),
+            ErrorClass::Other => Self::Database(err),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ErrorClass {
+    Full,
+    Unavailable,
+    Other,
+}
+
+fn classify(err: &sqlx::Error) -> ErrorClass {
+    match err {
+        sqlx::Error::Io(e) if e.raw_os_error() == Some(28) => ErrorClass::Full,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => ErrorClass::Unavailable,
+        sqlx::Error::Database(db) => classify_code(db.code().as_deref().unwrap_or(""), db.message()),
+        _ => ErrorClass::Other,
+    }
+}
+
+/// SQLite reports its (extended) result code as a number of at most four digits,
+/// PostgreSQL its five-character SQLSTATE.
+fn classify_code(code: &str, message: &str) -> ErrorClass {
+    if code.len() < 5
+        && let Ok(n) = code.parse::<i64>()
+    {
+        return match n & 0xff {
+            13 => ErrorClass::Full, // SQLITE_FULL
+            // SQLITE_IOERR (a failed write or fsync: often ENOSPC on a full disk),
+            // SQLITE_BUSY / SQLITE_LOCKED (another process holds the file), SQLITE_CANTOPEN.
+            10 if message.contains("full") => ErrorClass::Full,
+            10 | 5 | 6 | 14 => ErrorClass::Unavailable,
+            _ => ErrorClass::Other,
+        };
+    }
+    match code {
+        "53100" => ErrorClass::Full,
+        // insufficient resources, connection exceptions, operator intervention (shutdown,
+        // crash shutdown, cannot connect now), the database being in recovery.
+        c if c.starts_with("53") || c.starts_with("08") || c.starts_with("57P") => ErrorClass::Unavailable,
+        _ => ErrorClass::Other,
+    }
 }
 
 /// One row of the events table, as stored.
@@ -378,6 +459,24 @@ impl Store {
     /// The last stored row's seq and hash.
     pub async fn head(&self) -> Result<Head, StoreError> {
         dispatch!(self, s => s.head().await)
+    }
+
+    /// Drops index entries naming seqs above `head` (rows gone in a truncation), so new rows
+    /// written at those seqs are indexed only by their own values. Returns how many.
+    pub async fn prune_postings_after(&self, head: i64) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.prune_postings_after(head).await,
+            Store::Postgres(_) => Ok(0),
+        }
+    }
+
+    /// The postings `(term, seq)` of `from..=to`, where the backend keeps a posting table
+    /// (SQLite); None where per-column indexes serve the lookups (PostgreSQL).
+    pub async fn postings(&self, from: i64, to: i64) -> Result<Option<Vec<(i64, i64)>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => Ok(Some(s.postings(from, to).await?)),
+            Store::Postgres(_) => Ok(None),
+        }
     }
 
     /// Which of `event_ids` are already stored, with their seq.
@@ -698,5 +797,31 @@ impl Store {
     /// Liveness of the database.
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ErrorClass, classify, classify_code};
+
+    #[test]
+    fn database_errors_are_classified_by_code() {
+        assert_eq!(classify_code("13", "database or disk is full"), ErrorClass::Full);
+        assert_eq!(classify_code("778", "disk I/O error"), ErrorClass::Unavailable);
+        assert_eq!(classify_code("5", "database is locked"), ErrorClass::Unavailable);
+        assert_eq!(classify_code("1811", "trigger"), ErrorClass::Other);
+        assert_eq!(classify_code("19", "UNIQUE constraint failed"), ErrorClass::Other);
+        assert_eq!(classify_code("53100", "could not extend file"), ErrorClass::Full);
+        assert_eq!(
+            classify_code("57P01", "terminating connection due to administrator command"),
+            ErrorClass::Unavailable
+        );
+        assert_eq!(classify_code("08006", "connection failure"), ErrorClass::Unavailable);
+        assert_eq!(classify_code("23505", "duplicate key"), ErrorClass::Other);
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), ErrorClass::Unavailable);
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert_eq!(classify(&sqlx::Error::Io(enospc)), ErrorClass::Full);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(&sqlx::Error::Io(refused)), ErrorClass::Unavailable);
     }
 }

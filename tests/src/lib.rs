@@ -3,6 +3,7 @@
 //! PostgreSQL at 127.0.0.1:5432), with a known admin key, and gives an HTTP client for it.
 //! `both_backends!` turns one async test body into a SQLite test and a PostgreSQL test.
 
+pub mod pg;
 pub mod receiver;
 
 use std::path::PathBuf;
@@ -57,6 +58,16 @@ pub async fn spawn_app(backend: Backend) -> anyhow::Result<TestApp> {
 
 /// Starts a server after letting the test adjust the config.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
+    spawn_on(backend, &pg_base_url(), adjust).await
+}
+
+/// Starts a server on a fresh schema of the PostgreSQL database at `pg_url` (a
+/// [`pg::PrivatePostgres`] for tests that stop the database).
+pub async fn spawn_app_on_pg(pg_url: &str, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
+    spawn_on(Backend::Postgres, pg_url, adjust).await
+}
+
+async fn spawn_on(backend: Backend, pg_url: &str, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
     vigil::telemetry::init_test_logging();
     vigil::app::install_tls();
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -66,9 +77,9 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         Backend::Sqlite => (format!("sqlite://{}", dir.join("vigil.db").display()), None),
         Backend::Postgres => {
             let schema = format!("vigil_t_{id}");
-            let mut conn = connect_pg(&pg_base_url()).await?;
+            let mut conn = connect_pg(pg_url).await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await?;
-            (format!("{}?options[search_path]={schema}", pg_base_url()), Some(schema))
+            (format!("{pg_url}?options[search_path]={schema}"), Some(schema))
         }
     };
     let mut config = Config {
@@ -80,6 +91,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         ..Config::default()
     };
     adjust(&mut config);
+    let database_url = config.database_url.clone();
     let server = vigil::app::start(config.clone()).await.context("server start")?;
     Ok(TestApp {
         base: format!("http://{}", server.addr),

@@ -370,3 +370,35 @@ async fn retention_purges_whole_signed_ranges_and_verify_stays_ok(backend: Backe
     }
     Ok(())
 }
+
+/// SQLite serves user/ip/organization/request-id lookups from a posting table: it refuses
+/// edits like the log, a forged posting cannot put a wrong event in a result, and verify
+/// names the seq of every posting deleted or forged.
+#[tokio::test]
+async fn sqlite_postings_that_disagree_with_the_columns_are_named() -> anyhow::Result<()> {
+    let app = spawn_app(Backend::Sqlite).await?;
+    let seqs = seed(&app, 10).await?;
+    let (of_user_2, of_user_3, victim) = (seqs[2], seqs[3], seqs[5]);
+    let lookup = |user: &'static str| {
+        let app = &app;
+        async move {
+            let (_, found) = app.get(&format!("/v1/events?user_id={user}")).await?;
+            anyhow::Ok(found["events"].as_array().unwrap().iter().filter_map(|e| e["seq"].as_i64()).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(lookup("user-3").await?, vec![of_user_3]);
+    let refused = app.exec_sql(&format!("DELETE FROM postings WHERE seq = {of_user_3}")).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("append-only")), "the trigger refuses the delete");
+    app.exec_sql(&format!("DROP TRIGGER postings_no_delete; DELETE FROM postings WHERE seq = {of_user_3}")).await?;
+    app.exec_sql(&format!("INSERT INTO postings SELECT block, term, {victim} FROM postings WHERE seq = {of_user_2}"))
+        .await?;
+    // The forged posting does not make the victim a match for user-2 (events 2 and 9 are).
+    assert_eq!(lookup("user-2").await?, vec![seqs[9], of_user_2]);
+    let report = app.verify().await?;
+    assert_eq!(report["status"], "failed", "{report}");
+    let found = failures(&report);
+    assert!(found.contains(&(of_user_3, "column_mismatch".into())), "the deleted postings are named: {found:?}");
+    assert!(found.contains(&(victim, "column_mismatch".into())), "the forged posting is named: {found:?}");
+    assert!(found.iter().all(|(s, _)| *s == of_user_3 || *s == victim), "{found:?}");
+    Ok(())
+}

@@ -91,7 +91,10 @@ impl ChainVerifier {
 
     /// Checks one row. After a failure the verifier resynchronises on the stored hash, so
     /// one altered row yields failures at that row only, not at every row after it.
-    pub fn check(&mut self, row: &StoredRow) {
+    ///
+    /// Returns whether the row's indexed columns are readable and equal their values in
+    /// canon (what the indexes built from them may be compared with).
+    pub fn check(&mut self, row: &StoredRow) -> bool {
         if row.seq > self.next_seq {
             for missing in self.next_seq..row.seq {
                 self.fail(missing, FailureKind::MissingSeq, format!("seq {missing}"), "absent".into());
@@ -114,6 +117,7 @@ impl ChainVerifier {
             }
             self.fail(row.seq, FailureKind::ChainBreak, hex::encode(self.prev_hash), hex::encode(&row.prev_hash));
         }
+        let mut columns_ok = row.unreadable.is_empty();
         for (column, what) in &row.unreadable {
             self.fail(
                 row.seq,
@@ -129,6 +133,7 @@ impl ChainVerifier {
         for (column, expected, actual) in
             row.column_mismatches().into_iter().filter(|(c, _, _)| !row.unreadable.iter().any(|(u, _)| u == c))
         {
+            columns_ok = false;
             self.fail(
                 row.seq,
                 FailureKind::ColumnMismatch,
@@ -140,6 +145,7 @@ impl ChainVerifier {
         self.next_seq = row.seq + 1;
         self.verified += 1;
         self.last = Some((row.seq, self.prev_hash));
+        columns_ok
     }
 
     /// Reports seqs missing at the end of the range (rows up to `to` were expected).

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "rules", include_str!("../../../migrations/postgres/0006_rules.sql")),
     (7, "alerting", include_str!("../../../migrations/postgres/0007_alerting.sql")),
     (8, "integrity", include_str!("../../../migrations/postgres/0008_integrity.sql")),
+    (9, "postings", include_str!("../../../migrations/postgres/0009_postings.sql")),
 ];
 
 /// The application role the server acts as.
@@ -58,6 +59,9 @@ impl PgStore {
         }
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            // While the database is down a request waits this long for a connection, then
+            // is answered 503 with Retry-After (the default, 30 s, looks like a hang).
+            .acquire_timeout(std::time::Duration::from_secs(3))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if can_set {
@@ -210,4 +214,4 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
     Ok(())
 }
 
-super::shared::backend_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool, greatest: "GREATEST", fence: " OFFSET 0");
+super::shared::backend_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool, greatest: "GREATEST", fence: " OFFSET 0", postings: false);

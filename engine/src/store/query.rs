@@ -97,13 +97,29 @@ pub struct Stats {
 /// The grouping columns of [`Stats`], in the order they are filled.
 pub const GROUPED_COLUMNS: [&str; 4] = ["category", "severity", "outcome", "action"];
 
-/// Appends ` WHERE ...` (always valid: starts with `1=1`) for an event filter.
-pub fn push_event_filter<DB: Database>(qb: &mut QueryBuilder<DB>, f: &EventFilter)
+/// Appends ` WHERE ...` (always valid: starts with `1=1`) for an event filter. With
+/// `postings` (SQLite), a filter on a high-cardinality field is served by the posting table
+/// (`store::postings`); the column comparison stays, so the result is exact.
+pub fn push_event_filter<DB: Database>(qb: &mut QueryBuilder<DB>, f: &EventFilter, postings: bool)
 where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     qb.push(" WHERE 1=1");
+    if postings {
+        // The most selective field first: request ids are near unique, organizations few.
+        let fields = [
+            ("request_id", &f.request_id),
+            ("user_id", &f.user_id),
+            ("ip", &f.ip),
+            ("organization_id", &f.organization_id),
+        ];
+        if let Some((field, Some(value))) = fields.into_iter().find(|(_, v)| v.is_some()) {
+            let hi = [f.before_seq.map(|b| b - 1), f.seq_range.map(|r| r.1)].into_iter().flatten().min();
+            let lo = f.seq_range.map(|r| r.0);
+            push_posting_lookup(qb, field, value, lo, hi);
+        }
+    }
     let exact = [
         ("category", &f.category),
         ("action", &f.action),
@@ -128,13 +144,48 @@ where
     }
 }
 
+/// Appends ` AND seq IN (...)`: the seqs the posting table holds for `field = value`, one
+/// probe of `(block, term)` per block from the newest block down to the oldest (bounded by
+/// `lo`/`hi` seqs when known).
+fn push_posting_lookup<DB: Database>(
+    qb: &mut QueryBuilder<DB>,
+    field: &str,
+    value: &str,
+    lo: Option<i64>,
+    hi: Option<i64>,
+) where
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    let Some(tag) = super::postings::tag(field) else { return };
+    qb.push(" AND seq IN (WITH RECURSIVE b(x) AS (SELECT ");
+    match hi {
+        Some(hi) => {
+            qb.push("MIN((SELECT MAX(block) FROM postings), ").push_bind(super::postings::block(hi.max(0))).push(")")
+        }
+        None => qb.push("(SELECT MAX(block) FROM postings)"),
+    };
+    qb.push(" UNION ALL SELECT x - 1 FROM b WHERE x > ");
+    match lo {
+        Some(lo) => {
+            qb.push("MAX((SELECT MIN(block) FROM postings), ").push_bind(super::postings::block(lo.max(0))).push(")")
+        }
+        None => qb.push("(SELECT MIN(block) FROM postings)"),
+    };
+    qb.push(") SELECT p.seq FROM b CROSS JOIN postings p ON p.block = b.x AND p.term = ")
+        .push_bind(super::postings::term(tag, value))
+        .push(")");
+}
+
 /// Appends ` WHERE ...` for a stats filter.
-pub fn push_stats_filter<DB: Database>(qb: &mut QueryBuilder<DB>, f: &StatsFilter)
+pub fn push_stats_filter<DB: Database>(qb: &mut QueryBuilder<DB>, f: &StatsFilter, postings: bool)
 where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     qb.push(" WHERE 1=1");
+    if postings && let Some(org) = &f.organization_id {
+        push_posting_lookup(qb, "organization_id", org, None, None);
+    }
     if let Some(org) = &f.organization_id {
         qb.push(" AND organization_id = ").push_bind(org.clone());
     }

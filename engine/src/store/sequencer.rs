@@ -5,7 +5,10 @@
 //! up to `max_group_events`), resolves `event_id` idempotency, assigns gap-free `seq` from
 //! its in-memory head (never from SERIAL or `now()`), builds canonical bytes and the hash
 //! chain, writes one transaction, and only then answers each waiting request. Committed
-//! events are then offered to the detection pipeline (`rules`).
+//! events are then offered to the detection pipeline (`rules`). Writing is pipelined: while
+//! one group's transaction commits on the database's thread, the next group is gathered and
+//! sequenced on top of the head that transaction will make; if it fails, the next group is
+//! sequenced again on the real head before anything of it is written.
 //!
 //! It also signs checkpoints (Ed25519, `integrity::keys`): every `checkpoint_every_events`
 //! events, on a timer while anything is unsigned (idle or not), and on request (graceful
@@ -126,6 +129,39 @@ pub struct Sequencer {
     unsigned_since: Option<Instant>,
     committed: Option<mpsc::Sender<Vec<CommittedEvent>>>,
     handoff: Arc<Handoff>,
+    /// A transaction whose commit failed while the head could not be re-read: it may have
+    /// landed. Settled before the next write.
+    uncertain: Option<Pending>,
+}
+
+/// A group sequenced and ready to write.
+struct Prepared {
+    jobs: Vec<AppendJob>,
+    acks: Vec<Vec<Ack>>,
+    rows: Vec<StoredRow>,
+    committed: Vec<CommittedEvent>,
+    /// The head once it has committed.
+    head: Head,
+    checkpoint: Option<Checkpoint>,
+    /// Client event ids it stores, with their seqs (the next group's duplicates).
+    assigned: HashMap<String, i64>,
+}
+
+/// A group whose transaction is being written.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    jobs: Vec<AppendJob>,
+    acks: Vec<Vec<Ack>>,
+    committed: Vec<CommittedEvent>,
+    head: Head,
+    checkpoint: Option<Checkpoint>,
+    assigned: HashMap<String, i64>,
+}
+
+/// A transaction the sequencer wrote but whose outcome it could not confirm.
+struct Pending {
+    head: Head,
+    committed: Vec<CommittedEvent>,
 }
 
 /// What the sequencer tells detection besides the batches themselves, and the bound of the
@@ -186,6 +222,7 @@ impl Sequencer {
         handoff: Arc<Handoff>,
     ) -> Result<SequencerHandle, StoreError> {
         let head = store.head().await?;
+        prune_postings(&store, head.seq).await;
         handoff.head.store(head.seq as u64, Ordering::Relaxed);
         let last_checkpoint = store.last_checkpoint().await?;
         if let Some(cp) = &last_checkpoint {
@@ -193,7 +230,8 @@ impl Sequencer {
         }
         let unsigned_since = (head.seq > last_checkpoint.as_ref().map_or(0, |c| c.seq)).then(Instant::now);
         let (tx, rx) = mpsc::channel(1024);
-        let sequencer = Sequencer { store, config, head, last_checkpoint, unsigned_since, committed, handoff };
+        let sequencer =
+            Sequencer { store, config, head, last_checkpoint, unsigned_since, committed, handoff, uncertain: None };
         tokio::spawn(sequencer.run(rx));
         Ok(SequencerHandle { tx })
     }
@@ -204,52 +242,108 @@ impl Sequencer {
         let mut timer = tokio::time::interval(tick);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut carry: Option<Job> = None;
+        // Pipelining: one transaction is committing (on the database's thread) while the next
+        // group is gathered and prepared (seq, canon, chain) on top of the head it will make.
+        let mut inflight: Option<InFlight> = None;
+        let mut closed = false;
         loop {
-            let first = match carry.take() {
-                Some(job) => job,
-                None => tokio::select! {
-                    job = rx.recv() => match job {
-                        Some(job) => job,
-                        None => break,
-                    },
-                    _ = timer.tick() => {
-                        if self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every)
-                            && let Err(e) = self.sign_head().await
-                        {
-                            tracing::error!(error = %e, "Could not write a timed checkpoint; retrying");
+            let mut jobs: Vec<AppendJob> = Vec::new();
+            let mut size = 0;
+            if inflight.is_none() {
+                if closed {
+                    break;
+                }
+                let first = match carry.take() {
+                    Some(job) => job,
+                    None => tokio::select! {
+                        job = rx.recv() => match job {
+                            Some(job) => job,
+                            None => break,
+                        },
+                        _ = timer.tick() => {
+                            if self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every)
+                                && let Err(e) = self.sign_head().await
+                            {
+                                tracing::error!(error = %e, "Could not write a timed checkpoint; retrying");
+                            }
+                            continue;
                         }
+                    },
+                };
+                match first {
+                    Job::Append { events, client, reply } => {
+                        size += events.len();
+                        jobs.push((events, client, reply));
+                    }
+                    Job::Checkpoint { reply } => {
+                        let _ = reply.send(self.sign_head().await);
                         continue;
                     }
-                },
-            };
-            let (events, client, reply) = match first {
-                Job::Append { events, client, reply } => (events, client, reply),
-                Job::Checkpoint { reply } => {
-                    let _ = reply.send(self.sign_head().await);
-                    continue;
+                    Job::Halt { reply } => {
+                        let _ = reply.send(());
+                        tracing::info!("Sequencer halted (nothing signed)");
+                        return;
+                    }
                 }
-                Job::Halt { reply } => {
-                    let _ = reply.send(());
-                    tracing::info!("Sequencer halted (nothing signed)");
-                    return;
-                }
-            };
-            let mut size = events.len();
-            let mut jobs = vec![(events, client, reply)];
-            while size < self.config.max_group_events {
+            }
+            while carry.is_none() && !closed && size < self.config.max_group_events {
                 match rx.try_recv() {
                     Ok(Job::Append { events, client, reply }) => {
                         size += events.len();
                         jobs.push((events, client, reply));
                     }
-                    Ok(other) => {
-                        carry = Some(other);
-                        break;
-                    }
-                    Err(_) => break,
+                    Ok(other) => carry = Some(other),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
                 }
             }
-            self.commit_group(jobs).await;
+            if jobs.is_empty() {
+                // Nothing new: wait for the transaction in flight (a Halt or Checkpoint in
+                // `carry` is handled once it is done).
+                if let Some(f) = inflight.take() {
+                    self.complete(f).await;
+                }
+                continue;
+            }
+            let jobs = self.refuse_on_hold(jobs);
+            if jobs.is_empty() {
+                continue;
+            }
+            let base = inflight.as_ref().map(|f| (f.head, f.checkpoint.clone(), &f.assigned));
+            let prepared = self.prepare(jobs, base).await;
+            let prepared = match inflight.take() {
+                None => prepared,
+                Some(f) => {
+                    let landed = self.complete(f).await;
+                    match prepared {
+                        Ok(p) if !landed => {
+                            // Prepared on a head that did not happen: again on the real one.
+                            let jobs = self.refuse_on_hold(p.jobs);
+                            if jobs.is_empty() {
+                                continue;
+                            }
+                            self.prepare(jobs, None).await
+                        }
+                        other => other,
+                    }
+                }
+            };
+            match prepared {
+                Ok(p) if p.rows.is_empty() => {
+                    // Only duplicates: nothing to write.
+                    for (job, acks) in p.jobs.into_iter().zip(p.acks) {
+                        let _ = job.2.send(Ok(acks));
+                    }
+                }
+                Ok(p) => inflight = Some(self.launch(p)),
+                Err((err, jobs)) => {
+                    tracing::warn!(error = %err, requests = jobs.len(), "Could not prepare a group; nothing was stored");
+                    for (_, _, reply) in jobs {
+                        let _ =
+                            reply.send(Err(err.shared().unwrap_or_else(|| StoreError::WriteFailed(err.to_string()))));
+                    }
+                }
+            }
         }
         // Graceful end: every submitter is gone; sign what is unsigned.
         if self.unsigned_since.is_some()
@@ -260,49 +354,130 @@ impl Sequencer {
         tracing::info!("Sequencer stopped: all submitters are gone");
     }
 
-    async fn commit_group(&mut self, jobs: Vec<AppendJob>) {
-        let on_hold = self.config.status.on_hold();
-        let (refused, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| job.1 && on_hold);
+    /// Client batches are refused while the log is on hold.
+    fn refuse_on_hold(&self, jobs: Vec<AppendJob>) -> Vec<AppendJob> {
+        if !self.config.status.on_hold() {
+            return jobs;
+        }
+        let (refused, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| job.1);
         for (_, _, reply) in refused {
             let _ = reply.send(Err(StoreError::OnHold));
         }
-        if jobs.is_empty() {
-            return;
-        }
-        let batches: Vec<&[NewEvent]> = jobs.iter().map(|j| j.0.as_slice()).collect();
-        match self.write(&batches).await {
-            Ok((acks, committed)) => {
+        jobs
+    }
+
+    /// Starts writing a prepared group; the database works on it while the next one is
+    /// prepared.
+    fn launch(&self, p: Prepared) -> InFlight {
+        let store = self.store.clone();
+        let Prepared { jobs, acks, rows, committed, head, checkpoint, assigned } = p;
+        let cp = checkpoint.clone();
+        let task = tokio::spawn(async move { store.append(&rows, cp.as_ref()).await });
+        InFlight { task, jobs, acks, committed, head, checkpoint, assigned }
+    }
+
+    /// Waits for the transaction in flight and answers its requests. True when it landed.
+    async fn complete(&mut self, f: InFlight) -> bool {
+        let InFlight { task, jobs, acks, committed, head, checkpoint, .. } = f;
+        let result = match task.await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::WriteFailed(format!("the write task failed: {e}"))),
+        };
+        match result {
+            Ok(()) => {
+                self.committed_to(head, checkpoint).await;
+            }
+            Err(err) => {
+                let pending = Pending { head, committed: committed.clone() };
+                if !self.recheck_head(&err, Some(pending)).await {
+                    self.failed(err, jobs).await;
+                    return false;
+                }
+                // It landed after all (`adopt` moved the head and published).
                 for (job, acks) in jobs.into_iter().zip(acks) {
                     let _ = job.2.send(Ok(acks));
                 }
-                self.publish(committed);
+                return true;
             }
-            Err(err) => {
-                self.recheck_head(&err).await;
-                if jobs.len() > 1 {
-                    // Isolate the failure: one transaction per request, so one bad batch
-                    // cannot fail its neighbours.
-                    tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; retrying requests one by one");
-                    for (events, client, reply) in jobs {
-                        if client && self.config.status.on_hold() {
-                            let _ = reply.send(Err(StoreError::OnHold));
-                            continue;
+        }
+        for (job, acks) in jobs.into_iter().zip(acks) {
+            let _ = job.2.send(Ok(acks));
+        }
+        self.publish(committed);
+        true
+    }
+
+    /// The in-memory head moves only once a transaction has committed.
+    async fn committed_to(&mut self, head: Head, checkpoint: Option<Checkpoint>) {
+        self.head = head;
+        self.handoff.head.store(head.seq as u64, Ordering::Relaxed);
+        match checkpoint {
+            Some(cp) => self.signed(cp).await,
+            None => {
+                self.unsigned_since.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    /// A group's transaction failed (and did not land).
+    async fn failed(&mut self, err: StoreError, jobs: Vec<AppendJob>) {
+        if let Some(shared) = err.shared() {
+            // Out of space, database unreachable, on hold: not the batch's fault, so no
+            // one-by-one retry; every request of the group gets the same answer.
+            tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; nothing was stored");
+            for (_, _, reply) in jobs {
+                let _ = reply.send(Err(shared.shared().unwrap_or(StoreError::SequencerStopped)));
+            }
+        } else if jobs.len() > 1 {
+            // Isolate the failure: one transaction per request, so one bad batch cannot fail
+            // its neighbours.
+            tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; retrying requests one by one");
+            for job in jobs {
+                let jobs = self.refuse_on_hold(vec![job]);
+                let Some(job) = jobs.into_iter().next() else { continue };
+                let p = match self.prepare(vec![job], None).await {
+                    Ok(p) => p,
+                    Err((e, jobs)) => {
+                        for (_, _, reply) in jobs {
+                            let _ =
+                                reply.send(Err(e.shared().unwrap_or_else(|| StoreError::WriteFailed(e.to_string()))));
                         }
-                        let result = self.write(&[events.as_slice()]).await;
-                        if let Err(e) = &result {
-                            self.recheck_head(e).await;
-                        }
-                        let _ = reply.send(result.map(|(mut acks, committed)| {
-                            self.publish(committed);
-                            acks.pop().unwrap_or_default()
-                        }));
+                        continue;
                     }
-                } else {
-                    tracing::error!(error = %err, "Commit failed; the batch was not stored");
-                    for (_, _, reply) in jobs {
-                        let _ = reply.send(Err(StoreError::WriteFailed(err.to_string())));
+                };
+                if p.rows.is_empty() {
+                    for (job, acks) in p.jobs.into_iter().zip(p.acks) {
+                        let _ = job.2.send(Ok(acks));
                     }
+                    continue;
                 }
+                let f = self.launch(p);
+                let InFlight { task, jobs, acks, committed, head, checkpoint, .. } = f;
+                let result = task.await.unwrap_or_else(|e| Err(StoreError::WriteFailed(e.to_string())));
+                let reply = jobs.into_iter().next().map(|j| j.2);
+                let answer = match result {
+                    Ok(()) => {
+                        self.committed_to(head, checkpoint).await;
+                        self.publish(committed);
+                        Ok(acks.into_iter().next().unwrap_or_default())
+                    }
+                    Err(e) => {
+                        let pending = Pending { head, committed };
+                        if self.recheck_head(&e, Some(pending)).await {
+                            Ok(acks.into_iter().next().unwrap_or_default())
+                        } else {
+                            Err(e.shared().unwrap_or_else(|| StoreError::WriteFailed(e.to_string())))
+                        }
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+            }
+        } else {
+            tracing::error!(error = %err, "Commit failed; the batch was not stored");
+            for (_, _, reply) in jobs {
+                let _ = reply.send(Err(StoreError::WriteFailed(err.to_string())));
             }
         }
     }
@@ -310,16 +485,35 @@ impl Sequencer {
     /// After a commit error: re-reads the head. A head that moved under the sequencer
     /// (rows deleted, rewritten or appended by someone else) is an integrity failure: the
     /// log goes on hold and the sequencer continues from what the database holds.
-    async fn recheck_head(&mut self, err: &StoreError) {
+    ///
+    /// `pending` is the head the failed transaction would have made: a database at exactly
+    /// that head means the commit landed and only its answer was lost (a connection cut
+    /// during COMMIT); that is no failure, and true is returned. When the head cannot be
+    /// read, the outcome stays uncertain and is settled before the next write.
+    async fn recheck_head(&mut self, err: &StoreError, pending: Option<Pending>) -> bool {
         let db = match self.store.head().await {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, cause = %err, "Could not re-read the head after a commit error");
-                return;
+                if pending.is_some() {
+                    self.uncertain = pending;
+                }
+                return false;
             }
         };
         if db == self.head {
-            return;
+            return false;
+        }
+        if let Some(p) = pending.or_else(|| self.uncertain.take())
+            && p.head == db
+        {
+            tracing::warn!(
+                seq = db.seq,
+                cause = %err,
+                "A commit whose answer was lost did land; its events are kept (client retries are duplicates)"
+            );
+            self.adopt(p).await;
+            return true;
         }
         let (kind, expected, actual) = if db.seq < self.head.seq {
             (
@@ -341,8 +535,47 @@ impl Sequencer {
             "The log changed under the sequencer; client writes are refused until an operator accepts"
         );
         self.config.status.set_hold(vec![failure], self.config.clock.now_ms());
+        if db.seq < self.head.seq {
+            prune_postings(&self.store, db.seq).await;
+        }
         self.head = db;
         self.handoff.head.store(db.seq.max(0) as u64, Ordering::Relaxed);
+        false
+    }
+
+    /// Takes a transaction that landed although its commit reported an error.
+    async fn adopt(&mut self, p: Pending) {
+        self.head = p.head;
+        self.handoff.head.store(p.head.seq as u64, Ordering::Relaxed);
+        match self.store.last_checkpoint().await {
+            Ok(Some(cp)) if self.last_checkpoint.as_ref().is_none_or(|l| l.id < cp.id) => self.signed(cp).await,
+            _ => {
+                self.unsigned_since.get_or_insert_with(Instant::now);
+            }
+        }
+        self.publish(p.committed);
+    }
+
+    /// Settles a commit whose outcome is unknown (the database was unreachable right after
+    /// it) before anything else is written on top of the in-memory head.
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        let Some(p) = self.uncertain.take() else { return Ok(()) };
+        match self.store.head().await {
+            Ok(db) if db == p.head => {
+                tracing::warn!(seq = db.seq, "A commit whose answer was lost did land; its events are kept");
+                self.adopt(p).await;
+                Ok(())
+            }
+            Ok(_) => {
+                let err = StoreError::Unavailable("an earlier commit's outcome was unknown".into());
+                self.recheck_head(&err, None).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.uncertain = Some(p);
+                Err(e)
+            }
+        }
     }
 
     /// Signs the head when anything is unsigned; returns the newest checkpoint either way.
@@ -352,8 +585,9 @@ impl Sequencer {
             return Ok(self.last_checkpoint.clone());
         }
         let cp = self.next_checkpoint(self.head);
+        self.settle().await?;
         if let Err(e) = self.store.append_checkpoint(&cp).await {
-            self.recheck_head(&e).await;
+            self.recheck_head(&e, None).await;
             return Err(e);
         }
         self.signed(cp.clone()).await;
@@ -393,19 +627,42 @@ impl Sequencer {
         }
     }
 
-    /// Sequences and writes the batches in one transaction. The in-memory head only moves
-    /// once the transaction has committed.
-    async fn write(&mut self, batches: &[&[NewEvent]]) -> Result<(Vec<Vec<Ack>>, Vec<CommittedEvent>), StoreError> {
+    /// Sequences a group on top of `base` (the head, checkpoint and event ids of the
+    /// transaction in flight; None: what is committed): resolves event_id idempotency,
+    /// assigns seqs, builds canonical bytes and the chain, and decides whether a checkpoint
+    /// goes in the same transaction. Nothing is written.
+    async fn prepare(
+        &mut self,
+        jobs: Vec<AppendJob>,
+        base: Option<(Head, Option<Checkpoint>, &HashMap<String, i64>)>,
+    ) -> Result<Prepared, (StoreError, Vec<AppendJob>)> {
+        if let Err(e) = self.settle().await {
+            return Err((e, jobs));
+        }
         let client_ids: Vec<String> =
-            batches.iter().flat_map(|b| b.iter()).filter(|e| e.client_id).map(|e| e.event_id.clone()).collect();
-        let mut known: HashMap<String, i64> = self.store.find_event_ids(&client_ids).await?;
-        let mut head = self.head;
+            jobs.iter().flat_map(|j| j.0.iter()).filter(|e| e.client_id).map(|e| e.event_id.clone()).collect();
+        let mut known: HashMap<String, i64> = match self.store.find_event_ids(&client_ids).await {
+            Ok(k) => k,
+            Err(e) => return Err((e, jobs)),
+        };
+        let (mut head, last_cp) = match &base {
+            Some((head, cp, in_flight)) => {
+                for id in &client_ids {
+                    if let Some(&seq) = in_flight.get(id) {
+                        known.insert(id.clone(), seq);
+                    }
+                }
+                (*head, cp.clone().or_else(|| self.last_checkpoint.clone()))
+            }
+            None => (self.head, self.last_checkpoint.clone()),
+        };
+        let mut assigned = HashMap::new();
         let mut rows = Vec::new();
         let mut committed = Vec::new();
-        let mut acks = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let mut batch_acks = Vec::with_capacity(batch.len());
-            for ev in batch.iter() {
+        let mut acks = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let mut batch_acks = Vec::with_capacity(job.0.len());
+            for ev in job.0.iter() {
                 if let Some(&seq) = known.get(&ev.event_id) {
                     batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: true });
                     continue;
@@ -431,34 +688,40 @@ impl Sequencer {
                 });
                 committed.push(committed_event);
                 known.insert(ev.event_id.clone(), seq);
+                if ev.client_id {
+                    assigned.insert(ev.event_id.clone(), seq);
+                }
                 batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
                 head = Head { seq, hash };
             }
             acks.push(batch_acks);
         }
-        if rows.is_empty() {
-            return Ok((acks, committed));
-        }
-        let last_seq = self.last_checkpoint.as_ref().map_or(0, |c| c.seq);
-        let checkpoint = (head.seq - last_seq >= self.config.checkpoint_every_events
-            || self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every))
-        .then(|| self.next_checkpoint(head));
-        self.store.append(&rows, checkpoint.as_ref()).await?;
-        self.head = head;
-        self.handoff.head.store(head.seq as u64, Ordering::Relaxed);
-        match checkpoint {
-            Some(cp) => self.signed(cp).await,
-            None => {
-                self.unsigned_since.get_or_insert_with(Instant::now);
-            }
-        }
-        Ok((acks, committed))
+        let last_seq = last_cp.as_ref().map_or(0, |c| c.seq);
+        let checkpoint = (!rows.is_empty()
+            && (head.seq - last_seq >= self.config.checkpoint_every_events
+                || self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every)))
+        .then(|| self.checkpoint_after(head, last_cp.as_ref()));
+        Ok(Prepared { jobs, acks, rows, committed, head, checkpoint, assigned })
     }
 
     fn next_checkpoint(&self, head: Head) -> Checkpoint {
-        let id = self.last_checkpoint.as_ref().map_or(1, |c| c.id + 1);
-        let prev_id = self.last_checkpoint.as_ref().map_or(0, |c| c.id);
+        self.checkpoint_after(head, self.last_checkpoint.as_ref())
+    }
+
+    fn checkpoint_after(&self, head: Head, last: Option<&Checkpoint>) -> Checkpoint {
+        let id = last.map_or(1, |c| c.id + 1);
+        let prev_id = last.map_or(0, |c| c.id);
         self.config.keys.sign(id, head.seq, head.hash, self.config.clock.now_ms(), prev_id)
+    }
+}
+
+/// Rows above the head are gone (truncated): their index entries go too, before new rows
+/// are written at those seqs.
+async fn prune_postings(store: &Store, head: i64) {
+    match store.prune_postings_after(head).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(head, postings = n, "Dropped the index entries of rows above the head (truncated)"),
+        Err(e) => tracing::warn!(error = %e, head, "Could not drop the index entries of rows above the head"),
     }
 }
 

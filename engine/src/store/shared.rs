@@ -39,7 +39,8 @@ macro_rules! notification_columns {
 macro_rules! backend_queries {
     (
         $store:ty, $db:ty, $row:ty,
-        reader: $reader:ident, writer: $writer:ident, greatest: $greatest:literal, fence: $fence:literal
+        reader: $reader:ident, writer: $writer:ident, greatest: $greatest:literal, fence: $fence:literal,
+        postings: $postings:literal
     ) => {
         const SELECT_EVENTS: &str = "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, \
                                      user_id, ip, request_id, canon, prev_hash, hash FROM events";
@@ -62,7 +63,7 @@ macro_rules! backend_queries {
 
             pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(SELECT_EVENTS);
-                query::push_event_filter(&mut qb, filter);
+                query::push_event_filter(&mut qb, filter, $postings);
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(filter.limit);
                 // Not cached: see `scan` (a tampered column type must not fail the query).
                 let rows = qb.build().persistent(false).fetch_all(&self.$reader).await?;
@@ -73,7 +74,7 @@ macro_rules! backend_queries {
                 let mut stats = Stats::default();
                 let counts = |column: &str, limit: Option<i64>| {
                     let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column}, COUNT(*) AS n FROM events"));
-                    query::push_stats_filter(&mut qb, f);
+                    query::push_stats_filter(&mut qb, f, $postings);
                     qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column}"));
                     if let Some(limit) = limit {
                         qb.push(" LIMIT ").push_bind(limit);
@@ -96,7 +97,7 @@ macro_rules! backend_queries {
                      CAST(COALESCE(SUM(CASE WHEN severity IN ('high', 'critical') THEN 1 ELSE 0 END), 0) AS BIGINT) \
                      FROM events",
                 );
-                query::push_stats_filter(&mut qb, f);
+                query::push_stats_filter(&mut qb, f, $postings);
                 let row = qb.build().fetch_one(&self.$reader).await?;
                 let failures: i64 = row.get(1);
                 stats.total = row.get(0);
@@ -104,7 +105,7 @@ macro_rules! backend_queries {
                 stats.failure_rate = if stats.total > 0 { failures as f64 / stats.total as f64 } else { 0.0 };
                 let mut qb = QueryBuilder::<$db>::new("SELECT (ts / ");
                 qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) FROM events");
-                query::push_stats_filter(&mut qb, f);
+                query::push_stats_filter(&mut qb, f, $postings);
                 qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
                 stats.buckets = qb
                     .build()

@@ -15,6 +15,7 @@ use super::alerting::{
 };
 use super::shared::{alert_columns, alert_insert_columns, checkpoint_columns, notification_columns};
 
+use super::postings;
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
 
@@ -28,6 +29,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "rules", include_str!("../../../migrations/sqlite/0006_rules.sql")),
     (7, "alerting", include_str!("../../../migrations/sqlite/0007_alerting.sql")),
     (8, "integrity", include_str!("../../../migrations/sqlite/0008_integrity.sql")),
+    (9, "postings", include_str!("../../../migrations/sqlite/0009_postings.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -36,9 +38,13 @@ const INSERT_CHUNK: usize = 256;
 /// Splits `n` rows into statement sizes drawn from a few fixed values, so the handful of
 /// distinct multi-row INSERT texts stay in sqlx's prepared-statement cache instead of a new
 /// 3000-parameter statement being prepared for every group size.
-fn chunk_sizes(mut n: usize) -> Vec<usize> {
+fn chunk_sizes(n: usize) -> Vec<usize> {
+    chunk_sizes_of(n, &[INSERT_CHUNK, 64, 16, 4, 1])
+}
+
+fn chunk_sizes_of(mut n: usize, steps: &[usize]) -> Vec<usize> {
     let mut sizes = Vec::new();
-    for size in [INSERT_CHUNK, 64, 16, 4, 1] {
+    for &size in steps {
         while n >= size {
             sizes.push(size);
             n -= size;
@@ -76,8 +82,30 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
-        let writer =
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // After SQLITE_FULL or an I/O error SQLite may roll the transaction back itself;
+            // sqlx's own ROLLBACK then fails and the connection stays "in a transaction" for
+            // sqlx, refusing every later BEGIN: the server could never write again. Such a
+            // connection is closed on release and the pool opens a fresh one.
+            .after_release(|conn, _meta| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    // A rollback queued by a dropped transaction runs before this statement.
+                    let _ = sqlx::query("SELECT 1").execute(&mut *conn).await;
+                    let healthy = !conn.is_in_transaction();
+                    if !healthy {
+                        tracing::warn!("Closing the SQLite writer connection: a failed transaction left it unusable");
+                    }
+                    Ok(healthy)
+                })
+            })
+            .connect_with(options.clone())
+            .await?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
@@ -103,7 +131,9 @@ impl SqliteStore {
                 sep.push_bind(id.clone());
             }
             qb.push(")");
-            for row in qb.build().fetch_all(&self.writer).await? {
+            // The read pool: the writer connection is busy with the transaction in flight
+            // (whose ids the sequencer knows itself); committed rows are visible to readers.
+            for row in qb.build().fetch_all(&self.reader).await? {
                 found.insert(row.get(0), row.get(1));
             }
         }
@@ -142,6 +172,7 @@ impl SqliteStore {
             });
             qb.build().execute(&mut *tx).await?;
         }
+        insert_postings(&mut tx, rows.iter().map(|r| (r.seq, &r.columns))).await?;
         if let Some(cp) = checkpoint {
             sqlx::query(
                 "INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature, key_id) \
@@ -196,8 +227,41 @@ impl SqliteStore {
             .await?;
         let deleted =
             sqlx::query("DELETE FROM events WHERE seq <= ?").bind(floor).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM postings WHERE block <= ? AND seq <= ?")
+            .bind(postings::block(floor))
+            .bind(floor)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(deleted)
+    }
+
+    /// The postings `(term, seq)` of the events `from..=to` (verify compares them with the
+    /// columns).
+    pub(super) async fn postings(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT term, seq FROM postings WHERE block >= ? AND block <= ? AND seq >= ? AND seq <= ?")
+                .bind(postings::block(from))
+                .bind(postings::block(to))
+                .bind(from)
+                .bind(to)
+                .persistent(false)
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<i64, _>(1).unwrap_or(i64::MIN)))
+            .collect())
+    }
+
+    /// Drops the postings of seqs above `head` (rows that vanished: a truncation).
+    pub(super) async fn prune_postings_after(&self, head: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM postings WHERE block >= ? AND seq > ?")
+            .bind(postings::block(head.max(0)))
+            .bind(head)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
@@ -223,6 +287,12 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         let fail = |source| StoreError::Migration { version: format!("{version:04}_{description}"), source };
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(fail)?;
+        if *version == 9 {
+            backfill_postings(&mut tx).await.map_err(|e| match e {
+                StoreError::Database(source) => fail(source),
+                other => StoreError::Migration { version: format!("{other}"), source: sqlx::Error::BeginFailed },
+            })?;
+        }
         sqlx::query("INSERT INTO _vigil_migrations (version, description, applied_at) VALUES (?, ?, ?)")
             .bind(*version)
             .bind(*description)
@@ -233,6 +303,62 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         tx.commit().await.map_err(fail)?;
     }
     Ok(())
+}
+
+/// Rows per multi-row INSERT into postings (3 columns each).
+const POSTINGS_CHUNK: usize = 1024;
+
+/// Writes the postings of `rows`, sorted by key so they go in as runs at the tree's edge.
+async fn insert_postings<'a>(
+    tx: &mut sqlx::SqliteConnection,
+    rows: impl Iterator<Item = (i64, &'a IndexedColumns)>,
+) -> Result<(), StoreError> {
+    let mut keys: Vec<(i64, i64, i64)> =
+        rows.flat_map(|(seq, c)| postings::terms(c).map(move |(_, term)| (postings::block(seq), term, seq))).collect();
+    keys.sort_unstable();
+    // Two fields of one event could hash alike; the key must still be unique.
+    keys.dedup();
+    let mut start = 0;
+    for size in chunk_sizes_of(keys.len(), &[POSTINGS_CHUNK, 256, 64, 16, 4, 1]) {
+        let chunk = &keys[start..start + size];
+        start += size;
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO postings (block, term, seq) ");
+        qb.push_values(chunk, |mut b, &(block, term, seq)| {
+            b.push_bind(block).push_bind(term).push_bind(seq);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Fills the postings of the rows stored before migration 0009.
+async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let mut after = i64::MIN;
+    loop {
+        let rows = sqlx::query(
+            "SELECT seq, organization_id, user_id, ip, request_id FROM events WHERE seq > ? ORDER BY seq LIMIT 20000",
+        )
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else { return Ok(()) };
+        after = last.try_get(0)?;
+        let text = |r: &SqliteRow, i: usize| r.try_get::<Option<String>, _>(i).ok().flatten();
+        let columns: Vec<(i64, IndexedColumns)> = rows
+            .iter()
+            .map(|r| {
+                let c = IndexedColumns {
+                    organization_id: text(r, 1),
+                    user_id: text(r, 2),
+                    ip: text(r, 3),
+                    request_id: text(r, 4),
+                    ..IndexedColumns::default()
+                };
+                (r.try_get::<i64, _>(0).unwrap_or_default(), c)
+            })
+            .collect();
+        insert_postings(&mut *tx, columns.iter().map(|(seq, c)| (*seq, c))).await?;
+    }
 }
 
 pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError> {
@@ -250,7 +376,7 @@ pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError>
     }
 }
 
-super::shared::backend_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer, greatest: "MAX", fence: "");
+super::shared::backend_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer, greatest: "MAX", fence: "", postings: true);
 
 #[cfg(test)]
 mod tests {

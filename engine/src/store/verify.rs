@@ -67,9 +67,57 @@ fn join_failed(e: tokio::task::JoinError) -> StoreError {
     StoreError::Io(std::io::Error::other(format!("verify task failed: {e}")))
 }
 
-fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Vec<super::StoredRow>, StoreError>> {
+/// A chunk of rows, with the postings of their seqs where the backend keeps them.
+type Chunk = (Vec<super::StoredRow>, Option<Vec<(i64, i64)>>);
+
+fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Chunk, StoreError>> {
     let store = store.clone();
-    tokio::spawn(async move { store.scan(from, to, CHUNK).await })
+    tokio::spawn(async move {
+        let rows = store.scan(from, to, CHUNK).await?;
+        let postings = match rows.last() {
+            Some(last) => store.postings(from, last.seq).await?,
+            None => None,
+        };
+        Ok((rows, postings))
+    })
+}
+
+/// Every posting must be what the row's columns (checked against canon) give, and every
+/// row must have its postings: a lookup served by the posting table could otherwise miss
+/// an event, or a forged posting go unnoticed. Each difference is named at its seq.
+/// Rows whose columns already failed (`consistent` false) and seqs with no row are named
+/// already; their postings are not reported again.
+fn check_postings(
+    verifier: &mut ChainVerifier,
+    rows: &[super::StoredRow],
+    consistent: &[bool],
+    stored: Vec<(i64, i64)>,
+) {
+    use std::collections::HashSet;
+    let checked: HashSet<i64> = rows.iter().zip(consistent).filter(|(_, ok)| **ok).map(|(r, _)| r.seq).collect();
+    let mut actual: HashSet<(i64, i64)> = stored.into_iter().filter(|(_, seq)| checked.contains(seq)).collect();
+    for row in rows.iter().filter(|r| checked.contains(&r.seq)) {
+        for (field, term) in super::postings::terms(&row.columns) {
+            if !actual.remove(&(term, row.seq)) {
+                verifier.fail(
+                    row.seq,
+                    FailureKind::ColumnMismatch,
+                    format!("a posting for {field} (term {term}) naming seq {}", row.seq),
+                    "missing from the postings table".into(),
+                );
+            }
+        }
+    }
+    let mut extra: Vec<(i64, i64)> = actual.into_iter().collect();
+    extra.sort_by_key(|&(term, seq)| (seq, term));
+    for (term, seq) in extra {
+        verifier.fail(
+            seq,
+            FailureKind::ColumnMismatch,
+            format!("only the postings of seq {seq}'s own columns"),
+            format!("a posting (term {term}) naming seq {seq} that its columns do not give"),
+        );
+    }
 }
 
 /// Verifies `[from, to]` (defaults: the whole log). `known` is the newest checkpoint this
@@ -150,7 +198,7 @@ pub async fn verify(
     // database read and the hashing overlap.
     let mut pending = (from <= to).then(|| fetch(store, from, to));
     while let Some(fetching) = pending.take() {
-        let rows = fetching.await.map_err(join_failed)??;
+        let (rows, postings) = fetching.await.map_err(join_failed)??;
         let Some(last) = rows.last() else { break };
         if last.seq < to {
             pending = Some(fetch(store, last.seq + 1, to));
@@ -158,9 +206,13 @@ pub async fn verify(
         let (back, found) = tokio::task::spawn_blocking(move || {
             let mut verifier = verifier;
             let mut found = Vec::new();
+            let mut consistent = Vec::with_capacity(rows.len());
             for row in &rows {
-                verifier.check(row);
+                consistent.push(verifier.check(row));
                 found.push((row.seq, row.hash.clone()));
+            }
+            if let Some(postings) = postings {
+                check_postings(&mut verifier, &rows, &consistent, postings);
             }
             (verifier, found)
         })
