@@ -342,8 +342,8 @@ impl Default for RulesConfig {
             watch_interval_ms: 250,
             replay_on_start: true,
             detection_queue_batches: 1024,
-            detection_queue_events: 65_536,
-            detection_queue_mb: 64,
+            detection_queue_events: 16_384,
+            detection_queue_mb: 16,
             config: Default::default(),
         }
     }

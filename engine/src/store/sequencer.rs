@@ -316,8 +316,9 @@ impl Sequencer {
                 Some(f) => {
                     let landed = self.complete(f).await;
                     match prepared {
-                        Ok(p) if !landed => {
+                        Ok(mut p) if !landed => {
                             // Prepared on a head that did not happen: again on the real one.
+                            restore(&mut p.jobs, &p.committed);
                             let jobs = self.refuse_on_hold(p.jobs);
                             if jobs.is_empty() {
                                 continue;
@@ -378,7 +379,7 @@ impl Sequencer {
 
     /// Waits for the transaction in flight and answers its requests. True when it landed.
     async fn complete(&mut self, f: InFlight) -> bool {
-        let InFlight { task, jobs, acks, committed, head, checkpoint, .. } = f;
+        let InFlight { task, mut jobs, acks, committed, head, checkpoint, .. } = f;
         let result = match task.await {
             Ok(r) => r,
             Err(e) => Err(StoreError::WriteFailed(format!("the write task failed: {e}"))),
@@ -388,7 +389,8 @@ impl Sequencer {
                 self.committed_to(head, checkpoint).await;
             }
             Err(err) => {
-                let pending = Pending { head, committed: committed.clone() };
+                restore(&mut jobs, &committed);
+                let pending = Pending { head, committed };
                 if !self.recheck_head(&err, Some(pending)).await {
                     self.failed(err, jobs).await;
                     return false;
@@ -633,7 +635,7 @@ impl Sequencer {
     /// goes in the same transaction. Nothing is written.
     async fn prepare(
         &mut self,
-        jobs: Vec<AppendJob>,
+        mut jobs: Vec<AppendJob>,
         base: Option<(Head, Option<Checkpoint>, &HashMap<String, i64>)>,
     ) -> Result<Prepared, (StoreError, Vec<AppendJob>)> {
         if let Err(e) = self.settle().await {
@@ -660,15 +662,17 @@ impl Sequencer {
         let mut rows = Vec::new();
         let mut committed = Vec::new();
         let mut acks = Vec::with_capacity(jobs.len());
-        for job in &jobs {
+        for job in &mut jobs {
             let mut batch_acks = Vec::with_capacity(job.0.len());
-            for ev in job.0.iter() {
+            for ev in job.0.iter_mut() {
                 if let Some(&seq) = known.get(&ev.event_id) {
                     batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: true });
                     continue;
                 }
                 let seq = head.seq + 1;
-                let mut obj = ev.fields.clone();
+                // Moved, not copied: `restore` puts the fields back if this group has to be
+                // sequenced again.
+                let mut obj = std::mem::take(&mut ev.fields);
                 obj.insert("event_id".into(), Value::String(ev.event_id.clone()));
                 obj.insert("seq".into(), Value::from(seq));
                 obj.insert("received_at".into(), Value::from(ev.received_at));
@@ -712,6 +716,23 @@ impl Sequencer {
         let id = last.map_or(1, |c| c.id + 1);
         let prev_id = last.map_or(0, |c| c.id);
         self.config.keys.sign(id, head.seq, head.hash, self.config.clock.now_ms(), prev_id)
+    }
+}
+
+/// Puts back the fields `prepare` moved out of a group's events (into `committed`, in the
+/// same order), so the group can be sequenced again after its transaction failed.
+fn restore(jobs: &mut [AppendJob], committed: &[CommittedEvent]) {
+    let mut taken = committed.iter();
+    for ev in jobs.iter_mut().flat_map(|j| j.0.iter_mut()) {
+        if !ev.fields.is_empty() {
+            continue;
+        }
+        let Some(c) = taken.next() else { return };
+        let mut fields = (*c.event).clone();
+        for key in ["event_id", "seq", "received_at", "mask_policy"] {
+            fields.remove(key);
+        }
+        ev.fields = fields;
     }
 }
 
