@@ -67,6 +67,11 @@ struct Args {
     /// Write the generated events as NDJSON to FILE and exit.
     #[arg(long, value_name = "FILE")]
     dump_ndjson: Option<std::path::PathBuf>,
+    /// Feed the peer instead: rsigma's HTTP daemon at --url (NDJSON batches to
+    /// `/api/v1/events`), then wait until its `rsigma_events_processed_total` reaches the
+    /// number sent; the figure is events fully processed per second.
+    #[arg(long)]
+    rsigma: bool,
 }
 
 /// Where connections take their next batch: pre-generated, or streamed from a generator thread.
@@ -235,6 +240,9 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("wrote {n} events to {}; planted alerts ({}): {}", path.display(), planted.len(), show(&planted));
         return Ok(());
     }
+    if args.rsigma {
+        return peer(&args).await;
+    }
     anyhow::ensure!(!args.key.is_empty(), "--key (or VIGIL_KEY) is required");
     let base = args.url.trim_end_matches('/').to_string();
     let events_url = format!("{base}/v1/events");
@@ -386,4 +394,70 @@ async fn main() -> anyhow::Result<()> {
         planted.len()
     );
     Ok(())
+}
+
+/// The side-by-side peer run: the same W1 events (same seed, batches, connections) as NDJSON
+/// to rsigma's daemon; timed until it reports every event processed.
+async fn peer(args: &Args) -> anyhow::Result<()> {
+    let base = args.url.trim_end_matches('/').to_string();
+    let total = args.events.unwrap_or(200_000);
+    let mut generator = Generator::new(args.seed);
+    let mut batches = Vec::new();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(args.batch as u64) as usize;
+        let mut body = Vec::with_capacity(n * 700);
+        for _ in 0..n {
+            serde_json::to_writer(&mut body, &generator.next_event())?;
+            body.push(b'\n');
+        }
+        batches.push((&*Vec::leak(body), n));
+        left -= n as u64;
+    }
+    let source = Arc::new(Source::Pre { batches, next: AtomicUsize::new(0) });
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let metrics = format!("{base}/metrics");
+    let before = processed(&client, &metrics).await?;
+    let t0 = Instant::now();
+    let url = format!("{base}/api/v1/events");
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (source, url) = (source.clone(), url.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().http1_only().tcp_nodelay(true).build()?;
+                while let Some((body, _)) = source.take().await {
+                    let r = client.post(&url).header("content-type", "application/x-ndjson").body(body).send().await?;
+                    anyhow::ensure!(r.status().is_success(), "rsigma answered {}", r.status());
+                    let _ = r.bytes().await;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let accepted = t0.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut done = processed(&client, &metrics).await?.saturating_sub(before);
+    while done < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        done = processed(&client, &metrics).await?.saturating_sub(before);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    println!(
+        "PEER events={total} processed={done} accepted_secs={accepted:.2} secs={wall:.2} events_per_sec={:.0}",
+        done as f64 / wall
+    );
+    Ok(())
+}
+
+/// rsigma's `rsigma_events_processed_total` (summed over its label sets).
+async fn processed(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let text = client.get(url).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("rsigma_events_processed_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }
