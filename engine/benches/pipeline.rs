@@ -20,7 +20,6 @@
 //! The example rules are built from source first (`rules/`, wasm32, release).
 //! Run with: `cargo bench -p vigil-engine --bench pipeline`
 
-
 /// The allocator `vigil serve` runs with, so figures match the server.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
