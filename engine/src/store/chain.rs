@@ -188,7 +188,9 @@ mod tests {
 
     fn verify(rows: &[StoredRow], to: i64) -> ChainVerifier {
         let mut v = ChainVerifier::new(1, GENESIS);
-        rows.iter().for_each(|r| v.check(r));
+        rows.iter().for_each(|r| {
+            v.check(r);
+        });
         v.finish(to);
         v
     }
