@@ -61,13 +61,16 @@ async fn post(app: &TestApp, body: &Value, ids: Vec<String>) -> Answer {
     Answer { status, retry_after, code, elapsed: started.elapsed(), ids }
 }
 
+/// Every POST of a run, with its body.
+type Answers = Arc<Mutex<Vec<(Answer, Value)>>>;
+
 /// `clients` loops posting batches of `size` until `stop` is set; every answer is kept.
 fn load(
     app: &Arc<TestApp>,
     clients: usize,
     size: usize,
     stop: &Arc<std::sync::atomic::AtomicBool>,
-) -> (Arc<Mutex<Vec<(Answer, Value)>>>, Vec<tokio::task::JoinHandle<()>>) {
+) -> (Answers, Vec<tokio::task::JoinHandle<()>>) {
     let answers = Arc::new(Mutex::new(Vec::new()));
     let tasks = (0..clients)
         .map(|c| {
@@ -186,12 +189,8 @@ async fn retry_and_check(app: &TestApp, answers: &[(Answer, Value)]) -> anyhow::
     anyhow::ensure!(distinct.len() == seqs.len(), "two event_ids share a seq");
     let report = app.verify().await?;
     anyhow::ensure!(report["status"] == "ok", "verify after the fault: {report}");
-    tracing_check(refused, seqs.len());
+    eprintln!("{refused} batches were refused during the fault; {} events stored once each", seqs.len());
     Ok(())
-}
-
-fn tracing_check(refused: usize, events: usize) {
-    eprintln!("{refused} batches were refused during the fault; {events} events stored once each");
 }
 
 /// Runs `cmd`, failing with its output.
