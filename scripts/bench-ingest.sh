@@ -2,6 +2,7 @@
 # W1 ingest benchmark: starts a release server on a fresh database with the example rules
 # deployed, runs the load tool against it, prints the load tool's report.
 # Usage: scripts/bench-ingest.sh sqlite|postgres [load tool args, e.g. --events 200000]
+# VIGIL_BENCH_CONFIG: TOML appended to the server's config (e.g. $'[store]\nmax_group_events = 2000').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=${1:-sqlite}; shift || true
@@ -23,6 +24,7 @@ case $backend in
 esac
 cat > "$work/vigil.toml" <<TOML
 data_dir = "$work"
+${VIGIL_BENCH_CONFIG:-}
 TOML
 VIGIL_ADMIN_KEY=$key VIGIL_LOG=warn "$target/release/vigil" serve --listen 127.0.0.1:$port \
   --database-url "$url" --rules-dir "$rules_dir" --config "$work/vigil.toml" &
