@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "alerting", include_str!("../../../migrations/sqlite/0007_alerting.sql")),
     (8, "integrity", include_str!("../../../migrations/sqlite/0008_integrity.sql")),
     (9, "postings", include_str!("../../../migrations/sqlite/0009_postings.sql")),
+    (10, "ts_seq", include_str!("../../../migrations/sqlite/0010_ts_seq.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
