@@ -135,17 +135,26 @@ fn classify_code(code: &str, message: &str) -> ErrorClass {
         return match n & 0xff {
             13 => ErrorClass::Full, // SQLITE_FULL
             // SQLITE_IOERR (a failed write or fsync: often ENOSPC on a full disk),
-            // SQLITE_BUSY / SQLITE_LOCKED (another process holds the file), SQLITE_CANTOPEN.
+            // SQLITE_BUSY / SQLITE_LOCKED (another process holds the file), SQLITE_READONLY
+            // (the file or its directory made read-only), SQLITE_CANTOPEN.
             10 if message.contains("full") => ErrorClass::Full,
-            10 | 5 | 6 | 14 => ErrorClass::Unavailable,
+            10 | 5 | 6 | 8 | 14 => ErrorClass::Unavailable,
             _ => ErrorClass::Other,
         };
     }
     match code {
         "53100" => ErrorClass::Full,
         // insufficient resources, connection exceptions, operator intervention (shutdown,
-        // crash shutdown, cannot connect now), the database being in recovery.
-        c if c.starts_with("53") || c.starts_with("08") || c.starts_with("57P") => ErrorClass::Unavailable,
+        // crash shutdown, cannot connect now), a read-only (standby) server, transaction
+        // rollbacks (serialization failure, deadlock).
+        c if c.starts_with("53")
+            || c.starts_with("08")
+            || c.starts_with("57P")
+            || c.starts_with("40")
+            || c == "25006" =>
+        {
+            ErrorClass::Unavailable
+        }
         _ => ErrorClass::Other,
     }
 }
@@ -825,6 +834,8 @@ mod tests {
         assert_eq!(classify_code("13", "database or disk is full"), ErrorClass::Full);
         assert_eq!(classify_code("778", "disk I/O error"), ErrorClass::Unavailable);
         assert_eq!(classify_code("5", "database is locked"), ErrorClass::Unavailable);
+        assert_eq!(classify_code("8", "attempt to write a readonly database"), ErrorClass::Unavailable);
+        assert_eq!(classify_code("25006", "cannot execute INSERT in a read-only transaction"), ErrorClass::Unavailable);
         assert_eq!(classify_code("1811", "trigger"), ErrorClass::Other);
         assert_eq!(classify_code("19", "UNIQUE constraint failed"), ErrorClass::Other);
         assert_eq!(classify_code("53100", "could not extend file"), ErrorClass::Full);

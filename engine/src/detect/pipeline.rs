@@ -122,17 +122,32 @@ impl Pipeline {
 
     /// Reads `[from, to]` back from the store and evaluates it. False when results can no
     /// longer be delivered.
+    ///
+    /// A read that fails (the database is down, a read error) is retried with backoff from
+    /// the first event not yet evaluated, until it succeeds or the server stops: skipped
+    /// events are evaluated late, never silently not at all.
     fn catch_up(&self, evaluator: &mut Evaluator, from: i64, to: i64) -> bool {
         tracing::warn!(from, to, "Detection queue was full; evaluating the skipped events from the store");
         let mut delivered = true;
-        let read = self.runtime.block_on(for_each_chunk(&self.store, from, to, i64::MIN, |mut events| {
-            self.stats.caught_up.fetch_add(events.len() as u64, Ordering::Relaxed);
-            delivered &= self.evaluate(evaluator, &mut events);
-        }));
-        if let Err(e) = read {
-            tracing::error!(error = %e, from, to, "Could not read skipped events back; they were not evaluated");
+        let mut start = from;
+        let mut backoff = std::time::Duration::from_millis(100);
+        loop {
+            let read = self.runtime.block_on(for_each_chunk(&self.store, start, to, i64::MIN, |mut events| {
+                self.stats.caught_up.fetch_add(events.len() as u64, Ordering::Relaxed);
+                delivered &= self.evaluate(evaluator, &mut events);
+            }));
+            let Err(e) = read else { return delivered };
+            if !delivered || self.results.is_closed() {
+                return false;
+            }
+            start = start.max(self.stats.last_seq.load(Ordering::Relaxed) as i64 + 1);
+            if start > to {
+                return delivered;
+            }
+            tracing::warn!(error = %e, from = start, to, "Could not read skipped events back; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
         }
-        delivered
     }
 
     /// Evaluates one run of consecutive events. False when results can no longer be delivered.
