@@ -78,11 +78,32 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Write a commented configuration file, or check one.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Integrity holds.
     Integrity {
         #[command(subcommand)]
         command: IntegrityCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Write the commented reference configuration (every key, its default and meaning).
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "vigil.toml")]
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Load the configuration as `vigil serve` would (file, then environment, then flags),
+    /// validate it, and print what the server would use. Exit status 0 valid, 2 invalid.
+    Check(ServerArgs),
 }
 
 #[derive(Subcommand)]
@@ -177,6 +198,19 @@ async fn main() -> anyhow::Result<()> {
             let code = vigil::cli::verify_file(&file, &public_key, json)?;
             std::process::exit(code);
         }
+        Command::Config { command } => match command {
+            ConfigCommand::Init { path, force } => vigil::cli::config_init(&path, force),
+            ConfigCommand::Check(args) => match args.load() {
+                Ok(config) => {
+                    println!("{}", vigil::cli::config_summary(&config));
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("invalid configuration: {e:#}");
+                    std::process::exit(2);
+                }
+            },
+        },
         Command::Keys { command } => match command {
             KeysCommand::CheckpointPublic { data_dir } => {
                 let keys = vigil::integrity::keys::current_public(&data_dir)?;
