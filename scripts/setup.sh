@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Vigil needs beyond the Rust toolchain: the wasm32 target (rules compile to
 # WebAssembly) and, for the test suite, a running PostgreSQL at 127.0.0.1:5432 and the
-# Python SMTP server (aiosmtpd) the email receiver tests deliver to.
+# Python SMTP server (aiosmtpd) the email receiver tests deliver to, and Prometheus'
+# `promtool` (Debian's prometheus package) that checks the metrics exposition.
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -10,6 +11,10 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
 
 if [[ "${1:-}" == "--postgres" ]]; then
     python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "promtool is not installed; installing Debian's prometheus package with apt-get" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    fi
     if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
         if ! command -v pg_ctlcluster >/dev/null 2>&1; then
             echo "PostgreSQL is not installed; installing it with apt-get" >&2

@@ -42,13 +42,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             (head.seq - done).max(0),
         );
     }
-    crate::telemetry::gauge(
+    crate::telemetry::counter(
         &mut out,
         "vigil_detection_processed_total",
         "Events evaluated by the detection pipeline.",
         state.detection.processed.load(std::sync::atomic::Ordering::Relaxed),
     );
-    crate::telemetry::gauge(
+    crate::telemetry::counter(
         &mut out,
         "vigil_detection_caught_up_total",
         "Events detection read back from the store because its queue was full.",

@@ -510,25 +510,46 @@ impl RuleRegistry {
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let set = self.current();
-        let _ = writeln!(out, "# TYPE vigil_rule_events_total counter\n# TYPE vigil_rule_faults_total counter");
-        let _ = writeln!(out, "# TYPE vigil_rule_alerts_total counter\n# TYPE vigil_rule_state_keys gauge");
-        let _ = writeln!(out, "# TYPE vigil_rule_ns_per_event gauge\n# TYPE vigil_rule_skipped_events_total counter");
-        let _ = writeln!(out, "# TYPE vigil_rule_alerts_rate_limited_total counter");
-        for r in set.all() {
-            let (name, s) = (r.name(), &r.stats);
-            let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            let keys = s.state_keys.load(Ordering::Relaxed);
-            let _ = writeln!(out, "vigil_rule_events_total{{rule=\"{name}\"}} {}", g(&s.events));
-            let _ = writeln!(out, "vigil_rule_matches_total{{rule=\"{name}\"}} {}", g(&s.matches));
-            let _ = writeln!(out, "vigil_rule_alerts_total{{rule=\"{name}\"}} {}", g(&s.alerts));
-            let _ = writeln!(out, "vigil_rule_faults_total{{rule=\"{name}\"}} {}", g(&s.faults));
-            let _ = writeln!(out, "vigil_rule_time_ns_total{{rule=\"{name}\"}} {}", g(&s.time_ns));
-            let ns_per_event = g(&s.time_ns).checked_div(g(&s.events)).unwrap_or(0);
-            let _ = writeln!(out, "vigil_rule_ns_per_event{{rule=\"{name}\"}} {ns_per_event}");
-            let _ = writeln!(out, "vigil_rule_skipped_events_total{{rule=\"{name}\"}} {}", g(&s.skipped));
-            let _ =
-                writeln!(out, "vigil_rule_alerts_rate_limited_total{{rule=\"{name}\"}} {}", g(&s.alerts_rate_limited));
-            let _ = writeln!(out, "vigil_rule_state_keys{{rule=\"{name}\"}} {keys}");
+        let rules: Vec<_> = set.all().collect();
+        fn g(a: &AtomicU64) -> u64 {
+            a.load(Ordering::Relaxed)
+        }
+        type Value = fn(&RuleStats) -> String;
+        let families: [(&str, &str, &str, Value); 10] = [
+            ("vigil_rule_events_total", "counter", "Events offered to the rule.", |s| g(&s.events).to_string()),
+            ("vigil_rule_matches_total", "counter", "Events the rule matched.", |s| g(&s.matches).to_string()),
+            ("vigil_rule_alerts_total", "counter", "Alerts the rule raised.", |s| g(&s.alerts).to_string()),
+            ("vigil_rule_faults_total", "counter", "Faults (trap, deadline, memory, bad output).", |s| {
+                g(&s.faults).to_string()
+            }),
+            ("vigil_rule_evaluation_seconds_total", "counter", "Time spent evaluating the rule.", |s| {
+                format!("{:.9}", g(&s.time_ns) as f64 / 1e9)
+            }),
+            ("vigil_rule_seconds_per_event", "gauge", "Mean evaluation time per event offered.", |s| {
+                let ns = g(&s.time_ns).checked_div(g(&s.events)).unwrap_or(0);
+                format!("{:.9}", ns as f64 / 1e9)
+            }),
+            (
+                "vigil_rule_skipped_events_total",
+                "counter",
+                "Events not evaluated (rule faulted or over budget).",
+                |s| g(&s.skipped).to_string(),
+            ),
+            ("vigil_rule_alerts_rate_limited_total", "counter", "Alerts dropped by the per-rule rate limit.", |s| {
+                g(&s.alerts_rate_limited).to_string()
+            }),
+            ("vigil_rule_state_keys", "gauge", "Keys in the rule's host-owned state.", |s| {
+                s.state_keys.load(Ordering::Relaxed).to_string()
+            }),
+            ("vigil_rule_state_bytes", "gauge", "Bytes of the rule's host-owned state.", |s| {
+                s.state_bytes.load(Ordering::Relaxed).to_string()
+            }),
+        ];
+        for (metric, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for r in &rules {
+                let _ = writeln!(out, "{metric}{{rule=\"{}\"}} {}", r.name(), value(&r.stats));
+            }
         }
     }
 }
