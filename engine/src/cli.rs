@@ -330,6 +330,112 @@ async fn print_answer(resp: reqwest::Response, what: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+/// One request of a command that talks to a running server (`vigil keys create|list|revoke`,
+/// `vigil alerts list|ack|resolve`).
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Server URL.
+    pub url: String,
+    /// API key.
+    pub key: String,
+    /// Print the server's JSON as is (`--output json`) instead of text.
+    pub json: bool,
+    /// HTTP method.
+    pub method: reqwest::Method,
+    /// Path and query.
+    pub path: String,
+    /// JSON body.
+    pub body: Option<serde_json::Value>,
+}
+
+impl Call {
+    /// Sends the request and prints the answer; fails (non-zero exit) with the server's
+    /// error when it refuses.
+    pub async fn run(&self) -> anyhow::Result<()> {
+        println!("{}", self.answer().await?);
+        Ok(())
+    }
+
+    /// The text `run` prints.
+    pub async fn answer(&self) -> anyhow::Result<String> {
+        let url = format!("{}{}", self.url.trim_end_matches('/'), self.path);
+        let mut req = reqwest::Client::new().request(self.method.clone(), &url).bearer_auth(&self.key);
+        if let Some(body) = &self.body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.with_context(|| format!("connect to {}", self.url))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
+        if !status.is_success() {
+            let message = value["error"]["message"].as_str().map_or(text.clone(), str::to_owned);
+            bail!("{} {} refused ({status}): {message}", self.method, self.path);
+        }
+        if self.json {
+            return Ok(serde_json::to_string_pretty(&value)?);
+        }
+        Ok(render_text(&value))
+    }
+}
+
+/// Listings as aligned columns; single objects as `key: value` lines.
+fn render_text(value: &serde_json::Value) -> String {
+    let columns: &[&str] = if value.get("keys").is_some() {
+        &["id", "name", "role", "created_at", "revoked_at"]
+    } else if value.get("alerts").is_some() {
+        &["id", "severity", "status", "count", "rule", "title", "last_seen"]
+    } else {
+        &[]
+    };
+    let rows = value.get("keys").or_else(|| value.get("alerts")).and_then(|v| v.as_array());
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match rows {
+        Some(rows) => {
+            let cells: Vec<Vec<String>> = rows.iter().map(|r| columns.iter().map(|c| show(&r[*c])).collect()).collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0))
+                .collect();
+            let line = |cells: Vec<String>| {
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_owned()
+            };
+            let mut out = vec![line(columns.iter().map(|c| c.to_uppercase()).collect())];
+            out.extend(cells.into_iter().map(line));
+            if rows.is_empty() {
+                out.push("(none)".into());
+            }
+            out.join("\n")
+        }
+        None => match value.as_object() {
+            Some(map) => map.iter().map(|(k, v)| format!("{k}: {}", show(v))).collect::<Vec<_>>().join("\n"),
+            None => show(value),
+        },
+    }
+}
+
+/// Percent-encodes a query or path value.
+pub fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The commented reference configuration (every key with its default and meaning).
 pub const REFERENCE_CONFIG: &str = include_str!("../../vigil.example.toml");
 

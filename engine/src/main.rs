@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// List, acknowledge and resolve alerts on a running server.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Write a commented configuration file, or check one.
     Config {
         #[command(subcommand)]
@@ -87,6 +92,77 @@ enum Command {
     Integrity {
         #[command(subcommand)]
         command: IntegrityCommand,
+    },
+}
+
+/// Where a command that talks to a running server sends its requests.
+#[derive(clap::Args, Clone)]
+struct ServerConn {
+    /// Server URL.
+    #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key (a role that may do the operation).
+    #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
+    key: String,
+    /// `text` (a table for listings) or `json` (the server's answer as is).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    output: String,
+}
+
+impl ServerConn {
+    fn call(&self, method: reqwest::Method, path: String, body: Option<serde_json::Value>) -> vigil::cli::Call {
+        vigil::cli::Call {
+            url: self.url.clone(),
+            key: self.key.clone(),
+            json: self.output == "json",
+            method,
+            path,
+            body,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// List alerts, newest first.
+    List {
+        /// open | acknowledged | resolved
+        #[arg(long)]
+        status: Option<String>,
+        /// P1 | P2 | P3 | P4
+        #[arg(long)]
+        severity: Option<String>,
+        /// Only this rule's alerts.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Most alerts shown (1..1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Acknowledge an alert.
+    Ack {
+        /// The alert id.
+        id: i64,
+        /// A comment kept in the alert's history.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Resolve an alert with a disposition.
+    Resolve {
+        /// The alert id.
+        id: i64,
+        /// true_positive | false_positive | benign
+        #[arg(long)]
+        disposition: String,
+        /// A comment kept in the alert's history.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        server: ServerConn,
     },
 }
 
@@ -108,6 +184,29 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
+    /// Create an API key on a running server (the secret is shown once).
+    Create {
+        /// A name for the key (who or what uses it).
+        #[arg(long)]
+        name: String,
+        /// ingest | read | respond | admin
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// List a running server's API keys (never their secrets).
+    List {
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Revoke an API key on a running server.
+    Revoke {
+        /// The key id (`k_...`).
+        id: String,
+        #[command(flatten)]
+        server: ServerConn,
+    },
     /// Print the checkpoint public key (hex) of a data directory.
     CheckpointPublic {
         /// The data directory [env: VIGIL_DATA_DIR] (default ./data).
@@ -211,7 +310,40 @@ async fn main() -> anyhow::Result<()> {
                 }
             },
         },
+        Command::Alerts { command } => {
+            let call = match command {
+                AlertsCommand::List { status, severity, rule, limit, server } => {
+                    let mut query = vec![format!("limit={limit}")];
+                    for (k, v) in [("status", status), ("severity", severity), ("rule", rule)] {
+                        if let Some(v) = v {
+                            query.push(format!("{k}={}", vigil::cli::query_escape(&v)));
+                        }
+                    }
+                    server.call(reqwest::Method::GET, format!("/v1/alerts?{}", query.join("&")), None)
+                }
+                AlertsCommand::Ack { id, comment, server } => server.call(
+                    reqwest::Method::POST,
+                    format!("/v1/alerts/{id}/ack"),
+                    Some(serde_json::json!({"comment": comment})),
+                ),
+                AlertsCommand::Resolve { id, disposition, comment, server } => server.call(
+                    reqwest::Method::POST,
+                    format!("/v1/alerts/{id}/resolve"),
+                    Some(serde_json::json!({"disposition": disposition, "comment": comment})),
+                ),
+            };
+            call.run().await
+        }
         Command::Keys { command } => match command {
+            KeysCommand::Create { name, role, server } => {
+                let body = serde_json::json!({"name": name, "role": role});
+                server.call(reqwest::Method::POST, "/v1/keys".into(), Some(body)).run().await
+            }
+            KeysCommand::List { server } => server.call(reqwest::Method::GET, "/v1/keys".into(), None).run().await,
+            KeysCommand::Revoke { id, server } => {
+                let path = format!("/v1/keys/{}", vigil::cli::query_escape(&id));
+                server.call(reqwest::Method::DELETE, path, None).run().await
+            }
             KeysCommand::CheckpointPublic { data_dir } => {
                 let keys = vigil::integrity::keys::current_public(&data_dir)?;
                 #[allow(clippy::print_stdout)]

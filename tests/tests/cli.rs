@@ -1,8 +1,10 @@
 //! The rule author's workflow through `vigil::cli` (what `vigil rules ...` runs): scaffold a
 //! rule crate, run its native tests, build it to wasm, deploy it to a running server; and
-//! backtest a rule over stored history without writing anything.
+//! backtest a rule over stored history without writing anything; and the operator's
+//! `vigil keys` / `vigil alerts` commands against a running server.
 
 use serde_json::{Value, json};
+use vigil::cli::Call;
 use vigil_tests::{Backend, example_rules, spawn_app};
 
 const T0: i64 = 1_767_610_800_000;
@@ -55,5 +57,79 @@ async fn backtest_reports_what_a_rule_would_have_raised_and_writes_nothing() -> 
     let (_, stored) = app.get("/v1/alerts").await?;
     assert_eq!(stored["alerts"], json!([]), "backtest writes no alert");
     assert_eq!(app.get("/v1/integrity/head").await?.1, head_before, "and no event");
+    Ok(())
+}
+
+fn call(
+    app: &vigil_tests::TestApp,
+    key: &str,
+    json: bool,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Call {
+    Call { url: app.base.clone(), key: key.into(), json, method, path: path.into(), body }
+}
+
+/// `vigil keys create|list|revoke` and `vigil alerts list|ack|resolve` against a running
+/// server: text tables, `--output json`, and the server's refusal as the error.
+#[tokio::test]
+async fn keys_and_alerts_commands_drive_a_running_server() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let app = spawn_app(Backend::Sqlite).await?;
+    let admin = app.admin_key.clone();
+    let created = call(&app, &admin, true, Method::POST, "/v1/keys", Some(json!({"name": "soc-bot", "role": "read"})))
+        .answer()
+        .await?;
+    let created: Value = serde_json::from_str(&created)?;
+    let (id, secret) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    let listed = call(&app, &admin, false, Method::GET, "/v1/keys", None).answer().await?;
+    assert!(listed.starts_with("ID"), "{listed}");
+    assert!(listed.lines().any(|l| l.contains(&id) && l.contains("soc-bot") && l.contains("read")), "{listed}");
+    assert!(!listed.contains(&secret), "secrets are never listed: {listed}");
+
+    let (status, alert) = app
+        .send(app.client.post(app.url("/v1/alerts")).json(&json!({"title": "manual triage", "severity": "P2"})), &admin)
+        .await?;
+    assert!(status == 201 || status == 200, "{alert}");
+    let alert_id = alert["id"].as_i64().unwrap();
+    let alerts = call(&app, &secret, false, Method::GET, "/v1/alerts?status=open", None).answer().await?;
+    assert!(alerts.lines().any(|l| l.starts_with(&alert_id.to_string()) && l.contains("manual triage")), "{alerts}");
+    // A read key may not acknowledge: the server's refusal is the command's error.
+    let refused = call(&app, &secret, false, Method::POST, &format!("/v1/alerts/{alert_id}/ack"), Some(json!({})))
+        .answer()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("403") && refused.contains("role"), "{refused}");
+    let acked = call(
+        &app,
+        &admin,
+        false,
+        Method::POST,
+        &format!("/v1/alerts/{alert_id}/ack"),
+        Some(json!({"comment": "looking"})),
+    )
+    .answer()
+    .await?;
+    assert!(acked.lines().any(|l| l == "status: acknowledged"), "{acked}");
+    let resolved = call(
+        &app,
+        &admin,
+        true,
+        Method::POST,
+        &format!("/v1/alerts/{alert_id}/resolve"),
+        Some(json!({"disposition": "benign", "comment": null})),
+    )
+    .answer()
+    .await?;
+    let resolved: Value = serde_json::from_str(&resolved)?;
+    assert_eq!((resolved["status"].as_str(), resolved["disposition"].as_str()), (Some("resolved"), Some("benign")));
+
+    call(&app, &admin, false, Method::DELETE, &format!("/v1/keys/{}", vigil::cli::query_escape(&id)), None)
+        .answer()
+        .await?;
+    let refused = call(&app, &secret, false, Method::GET, "/v1/alerts", None).answer().await.unwrap_err().to_string();
+    assert!(refused.contains("401"), "a revoked key is refused: {refused}");
     Ok(())
 }
