@@ -81,9 +81,26 @@ pub struct Config {
     /// `[[escalation]]`: policies for unacknowledged alerts (none given: P1 after 15 min
     /// and P2 after 1 h re-notify the alert's own receivers).
     pub escalation: Vec<EscalationPolicy>,
+    /// `[log]`: how the server writes its log.
+    pub log: LogConfig,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
+}
+
+/// `[log]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one human-readable line per record) or `json` (one JSON object per line, for
+    /// log shippers) [env: VIGIL_LOG_FORMAT]. The level filter is `VIGIL_LOG`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into() }
+    }
 }
 
 /// `[alerts]`.
@@ -404,6 +421,7 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             receivers: Vec::new(),
             escalation: Vec::new(),
+            log: LogConfig::default(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -458,6 +476,9 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid { key: "VIGIL_RETENTION_DAYS", message: format!("{e}") })?;
         }
         config.admin_key = env("VIGIL_ADMIN_KEY");
+        if let Some(format) = env("VIGIL_LOG_FORMAT") {
+            config.log.format = format;
+        }
         if let Some(listen) = flags.listen {
             config.listen = listen;
         }
@@ -482,6 +503,9 @@ impl Config {
 
     /// Range checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid { key: "log.format", message: "must be \"text\" or \"json\"".into() });
+        }
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid { key: "body_limit_bytes", message: "must be at least 1024".into() });
         }

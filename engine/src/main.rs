@@ -289,10 +289,18 @@ enum RulesCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    vigil::telemetry::init_logging();
+    let cli = Cli::parse();
+    // `vigil serve` logs in the format of its configuration (set up once it is loaded).
+    if !matches!(cli.command, Command::Serve(_)) {
+        vigil::telemetry::init_logging();
+    }
     vigil::app::install_tls();
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args.load()?).await,
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.load()?;
+            vigil::telemetry::init_logging_as(&config.log.format);
+            serve(config).await
+        }
         Command::Verify { file, public_key, json } => {
             let code = vigil::cli::verify_file(&file, &public_key, json)?;
             std::process::exit(code);

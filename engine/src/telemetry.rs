@@ -7,9 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Installs the global subscriber (once; later calls are ignored, as in tests).
 pub fn init_logging() {
+    init_logging_as("text");
+}
+
+/// Logging in `format`: `text`, or `json` (one JSON object per line: timestamp, level,
+/// message and fields), as `[log] format` says.
+pub fn init_logging_as(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
 /// Logging for tests: output goes through the test harness (shown only for failing tests).

@@ -60,3 +60,37 @@ fn config_init_writes_a_valid_reference_and_check_names_mistakes() -> anyhow::Re
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `[log] format = "json"`: every line `vigil serve` writes is one JSON object.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("vigil-jsonlog-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = dir.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}\"\ndata_dir = \"{}\"\n\n[log]\nformat = \"json\"\n",
+            dir.join("vigil.db").display(),
+            dir.join("data").display()
+        ),
+    )?;
+    let log = dir.join("vigil.log");
+    let mut child =
+        vigil_tests::serve_binary(env!("CARGO_BIN_EXE_vigil"), &config, &log, "vgl_jsonlog_test_admin_key_0123456789")?;
+    vigil::app::install_tls();
+    let ready = vigil_tests::wait_healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    ready?;
+    let text = std::fs::read_to_string(&log)?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{text}");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("not JSON ({e}): {line}"))?;
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
