@@ -29,8 +29,11 @@ async fn the_metrics_exposition_passes_promtool(backend: Backend) -> anyhow::Res
         .await?;
     assert!(status == 201 || status == 200, "{status} {body}");
     app.detection_idle().await?;
+    app.server.state.sequencer.checkpoint_now().await?;
     let text = app.client.get(app.url("/metrics")).send().await?.text().await?;
-    assert!(text.contains("vigil_events_stored") && text.contains("rule=\"brute_force\""), "{text}");
+    for series in ["vigil_events_stored", "rule=\"brute_force\"", "vigil_checkpoint_age_seconds"] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -62,6 +62,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     );
     if let Some(cp) = state.integrity.last_checkpoint() {
         crate::telemetry::gauge(&mut out, "vigil_checkpoint_last_seq", "Seq of the newest signed checkpoint.", cp.seq);
+        let age_ms = (state.config.clock.now_ms() - cp.created_at).max(0);
+        crate::telemetry::gauge(
+            &mut out,
+            "vigil_checkpoint_age_seconds",
+            "Seconds since the newest signed checkpoint was made.",
+            format!("{:.3}", age_ms as f64 / 1000.0),
+        );
     }
     state.rules.render_metrics(&mut out);
     match state.store.alert_stats(None).await {
