@@ -330,19 +330,12 @@ impl Sequencer {
                 }
             };
             match prepared {
-                Ok(p) if p.rows.is_empty() => {
-                    // Only duplicates: nothing to write.
-                    for (job, acks) in p.jobs.into_iter().zip(p.acks) {
-                        let _ = job.2.send(Ok(acks));
-                    }
-                }
+                // Only duplicates: nothing to write.
+                Ok(p) if p.rows.is_empty() => answer_ok(p.jobs, p.acks),
                 Ok(p) => inflight = Some(self.launch(p)),
                 Err((err, jobs)) => {
                     tracing::warn!(error = %err, requests = jobs.len(), "Could not prepare a group; nothing was stored");
-                    for (_, _, reply) in jobs {
-                        let _ =
-                            reply.send(Err(err.shared().unwrap_or_else(|| StoreError::WriteFailed(err.to_string()))));
-                    }
+                    answer_err(jobs, &err);
                 }
             }
         }
@@ -379,6 +372,19 @@ impl Sequencer {
 
     /// Waits for the transaction in flight and answers its requests. True when it landed.
     async fn complete(&mut self, f: InFlight) -> bool {
+        match self.finish(f).await {
+            Ok(()) => true,
+            Err((err, jobs)) => {
+                self.failed(err, jobs).await;
+                false
+            }
+        }
+    }
+
+    /// Waits for a transaction and, when it committed (or landed although its commit
+    /// reported an error), answers its requests and hands its events to detection.
+    /// Otherwise gives back the error and the requests, their fields restored.
+    async fn finish(&mut self, f: InFlight) -> Result<(), (StoreError, Vec<AppendJob>)> {
         let InFlight { task, mut jobs, acks, committed, head, checkpoint, .. } = f;
         let result = match task.await {
             Ok(r) => r,
@@ -387,26 +393,18 @@ impl Sequencer {
         match result {
             Ok(()) => {
                 self.committed_to(head, checkpoint).await;
+                self.publish(committed);
             }
             Err(err) => {
                 restore(&mut jobs, &committed);
-                let pending = Pending { head, committed };
-                if !self.recheck_head(&err, Some(pending)).await {
-                    self.failed(err, jobs).await;
-                    return false;
+                if !self.recheck_head(&err, Some(Pending { head, committed })).await {
+                    return Err((err, jobs));
                 }
                 // It landed after all (`adopt` moved the head and published).
-                for (job, acks) in jobs.into_iter().zip(acks) {
-                    let _ = job.2.send(Ok(acks));
-                }
-                return true;
             }
         }
-        for (job, acks) in jobs.into_iter().zip(acks) {
-            let _ = job.2.send(Ok(acks));
-        }
-        self.publish(committed);
-        true
+        answer_ok(jobs, acks);
+        Ok(())
     }
 
     /// The in-memory head moves only once a transaction has committed.
@@ -423,13 +421,11 @@ impl Sequencer {
 
     /// A group's transaction failed (and did not land).
     async fn failed(&mut self, err: StoreError, jobs: Vec<AppendJob>) {
-        if let Some(shared) = err.shared() {
+        if err.shared().is_some() {
             // Out of space, database unreachable, on hold: not the batch's fault, so no
             // one-by-one retry; every request of the group gets the same answer.
             tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; nothing was stored");
-            for (_, _, reply) in jobs {
-                let _ = reply.send(Err(shared.shared().unwrap_or(StoreError::SequencerStopped)));
-            }
+            answer_err(jobs, &err);
         } else if jobs.len() > 1 {
             // Isolate the failure: one transaction per request, so one bad batch cannot fail
             // its neighbours.
@@ -437,43 +433,19 @@ impl Sequencer {
             for job in jobs {
                 let jobs = self.refuse_on_hold(vec![job]);
                 let Some(job) = jobs.into_iter().next() else { continue };
-                let p = match self.prepare(vec![job], None).await {
-                    Ok(p) => p,
-                    Err((e, jobs)) => {
-                        for (_, _, reply) in jobs {
-                            let _ =
-                                reply.send(Err(e.shared().unwrap_or_else(|| StoreError::WriteFailed(e.to_string()))));
-                        }
-                        continue;
+                let written = match self.prepare(vec![job], None).await {
+                    Ok(p) if p.rows.is_empty() => {
+                        answer_ok(p.jobs, p.acks);
+                        Ok(())
                     }
+                    Ok(p) => {
+                        let f = self.launch(p);
+                        self.finish(f).await
+                    }
+                    Err(refused) => Err(refused),
                 };
-                if p.rows.is_empty() {
-                    for (job, acks) in p.jobs.into_iter().zip(p.acks) {
-                        let _ = job.2.send(Ok(acks));
-                    }
-                    continue;
-                }
-                let f = self.launch(p);
-                let InFlight { task, jobs, acks, committed, head, checkpoint, .. } = f;
-                let result = task.await.unwrap_or_else(|e| Err(StoreError::WriteFailed(e.to_string())));
-                let reply = jobs.into_iter().next().map(|j| j.2);
-                let answer = match result {
-                    Ok(()) => {
-                        self.committed_to(head, checkpoint).await;
-                        self.publish(committed);
-                        Ok(acks.into_iter().next().unwrap_or_default())
-                    }
-                    Err(e) => {
-                        let pending = Pending { head, committed };
-                        if self.recheck_head(&e, Some(pending)).await {
-                            Ok(acks.into_iter().next().unwrap_or_default())
-                        } else {
-                            Err(e.shared().unwrap_or_else(|| StoreError::WriteFailed(e.to_string())))
-                        }
-                    }
-                };
-                if let Some(reply) = reply {
-                    let _ = reply.send(answer);
+                if let Err((e, jobs)) = written {
+                    answer_err(jobs, &e);
                 }
             }
         } else {
@@ -670,8 +642,8 @@ impl Sequencer {
                     continue;
                 }
                 let seq = head.seq + 1;
-                // Moved, not copied: `restore` puts the fields back if this group has to be
-                // sequenced again.
+                // Moved, not copied: `restore` puts the fields back (without SERVER_FIELDS)
+                // if this group has to be sequenced again.
                 let mut obj = std::mem::take(&mut ev.fields);
                 obj.insert("event_id".into(), Value::String(ev.event_id.clone()));
                 obj.insert("seq".into(), Value::from(seq));
@@ -719,6 +691,24 @@ impl Sequencer {
     }
 }
 
+/// What `prepare` adds to a client's fields (and `restore` takes off again).
+const SERVER_FIELDS: [&str; 4] = ["event_id", "seq", "received_at", "mask_policy"];
+
+/// Answers each request with its acks.
+fn answer_ok(jobs: Vec<AppendJob>, acks: Vec<Vec<Ack>>) {
+    for (job, acks) in jobs.into_iter().zip(acks) {
+        let _ = job.2.send(Ok(acks));
+    }
+}
+
+/// Answers each request with `err` (a condition of the database as is, any other error as
+/// `WriteFailed`).
+fn answer_err(jobs: Vec<AppendJob>, err: &StoreError) {
+    for (_, _, reply) in jobs {
+        let _ = reply.send(Err(err.shared().unwrap_or_else(|| StoreError::WriteFailed(err.to_string()))));
+    }
+}
+
 /// Puts back the fields `prepare` moved out of a group's events (into `committed`, in the
 /// same order), so the group can be sequenced again after its transaction failed.
 fn restore(jobs: &mut [AppendJob], committed: &[CommittedEvent]) {
@@ -729,7 +719,7 @@ fn restore(jobs: &mut [AppendJob], committed: &[CommittedEvent]) {
         }
         let Some(c) = taken.next() else { return };
         let mut fields = (*c.event).clone();
-        for key in ["event_id", "seq", "received_at", "mask_policy"] {
+        for key in SERVER_FIELDS {
             fields.remove(key);
         }
         ev.fields = fields;
