@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Vigil needs beyond the Rust toolchain: the wasm32 target (rules compile to
 # WebAssembly) and, for the test suite, a running PostgreSQL at 127.0.0.1:5432 and the
-# Python SMTP server (aiosmtpd) the email receiver tests deliver to, and Prometheus'
-# `promtool` (Debian's prometheus package) that checks the metrics exposition.
+# Python SMTP server (aiosmtpd) the email receiver tests deliver to, schemathesis and
+# Playwright with Debian's Chromium (API and dashboard tests), and Prometheus' `promtool`
+# (Debian's prometheus package) that checks the metrics exposition.
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -10,7 +11,16 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
 
 if [[ "${1:-}" == "--postgres" ]]; then
-    python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+    # Python test tools: aiosmtpd (the email receiver tests), schemathesis (checks the live
+    # API against its OpenAPI document), playwright (drives Chromium in the dashboard tests).
+    for module in aiosmtpd schemathesis playwright; do
+        python3 -c "import $module" 2>/dev/null \
+            || python3 -m pip install --quiet --disable-pip-version-check "$module"
+    done
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "chromium is not installed; installing Debian's chromium package with apt-get" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    fi
     if ! command -v promtool >/dev/null 2>&1; then
         echo "promtool is not installed; installing Debian's prometheus package with apt-get" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null

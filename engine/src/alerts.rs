@@ -211,8 +211,8 @@ pub struct ManualAlert {
     /// Summary fields.
     #[serde(default)]
     pub fields: serde_json::Map<String, Value>,
-    /// Event seqs it concerns.
-    #[serde(default)]
+    /// Event seqs it concerns (integers; `5.0` is read as 5, as JSON Schema does).
+    #[serde(default, deserialize_with = "integers")]
     pub event_seqs: Vec<i64>,
     /// Suggested actions.
     #[serde(default)]
@@ -220,6 +220,20 @@ pub struct ManualAlert {
     /// Free text, kept as `fields.description`.
     #[serde(default, alias = "message")]
     pub description: Option<String>,
+}
+
+/// A list of integers where an integral float (`5.0`) counts as an integer, as in JSON Schema.
+fn integers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    Vec::<serde_json::Number>::deserialize(d)?
+        .into_iter()
+        .map(|n| {
+            n.as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+                .ok_or_else(|| D::Error::custom(format!("{n} is not an integer seq")))
+        })
+        .collect()
 }
 
 /// The lifecycle: the single writer of alerts and their history and outbox rows.
@@ -579,6 +593,12 @@ impl AlertService {
         }
         if !matches!(m.severity.as_str(), "P1" | "P2" | "P3" | "P4") {
             return Err(AlertError::Invalid("`severity` must be P1, P2, P3 or P4".into()));
+        }
+        if m.event_seqs.iter().any(|s| *s < 1) {
+            return Err(AlertError::Invalid("`event_seqs` are positive integers".into()));
+        }
+        if m.dedup_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+            return Err(AlertError::Invalid("`dedup_key` must be 1 to 256 bytes".into()));
         }
         if m.event_seqs.len() > MAX_EVENT_SEQS
             || m.actions.len() > 32

@@ -3,10 +3,12 @@
 //! `ingest`, `store`, and later stages. Handlers live in `api/*.rs` by resource.
 
 pub mod alerts;
+pub mod dashboard;
 pub mod events;
 pub mod export;
 pub mod integrity;
 pub mod keys;
+pub mod openapi;
 pub mod ops;
 pub mod receivers;
 pub mod rules;
@@ -56,46 +58,99 @@ pub struct AppState {
     pub alerts: crate::alerts::AlertService,
     /// Notification delivery (receivers and their circuits).
     pub outbox: Arc<crate::route::Outbox>,
+    /// The sequencer-to-detection hand-off (its queue depth is a metric).
+    pub handoff: Arc<crate::store::sequencer::Handoff>,
 }
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics))
-        .route("/v1/events", web::post().to(events::post_events))
-        .route("/v1/events", web::get().to(events::list_events))
-        .route("/v1/events/stats", web::get().to(events::stats))
-        .route("/v1/events/export", web::get().to(export::export))
-        .route("/v1/integrity/verify", web::get().to(integrity::verify))
-        .route("/v1/integrity/head", web::get().to(integrity::head))
-        .route("/v1/integrity/checkpoints", web::get().to(integrity::checkpoints))
-        .route("/v1/integrity/public-key", web::get().to(integrity::public_key))
-        .route("/v1/integrity/accept", web::post().to(integrity::accept))
-        .route("/v1/rules", web::get().to(rules::list))
-        .route("/v1/rules/{name}", web::get().to(rules::get))
-        .route("/v1/rules/{name}", web::put().to(rules::deploy))
-        .route("/v1/rules/{name}", web::delete().to(rules::delete))
-        .route("/v1/rules/{name}/stats", web::get().to(rules::stats))
-        .route("/v1/alerts", web::get().to(alerts::list))
-        .route("/v1/alerts", web::post().to(alerts::create))
-        .route("/v1/alerts/stats", web::get().to(alerts::stats))
-        .route("/v1/alerts/{id}", web::get().to(alerts::get))
-        .route("/v1/alerts/{id}/ack", web::post().to(alerts::ack))
-        .route("/v1/alerts/{id}/resolve", web::post().to(alerts::resolve))
-        .route("/v1/alerts/{id}/reopen", web::post().to(alerts::reopen))
-        .route("/v1/silences", web::post().to(silences::create))
-        .route("/v1/silences", web::get().to(silences::list))
-        .route("/v1/silences/{id}", web::get().to(silences::get))
-        .route("/v1/silences/{id}", web::delete().to(silences::expire))
-        .route("/v1/receivers", web::get().to(receivers::list))
-        .route("/v1/receivers/{name}/circuit", web::post().to(receivers::circuit))
-        .route("/v1/notifications", web::get().to(receivers::notifications))
-        .route("/v1/notifications/{id}/retry", web::post().to(receivers::retry))
-        .route("/v1/keys", web::post().to(keys::create))
-        .route("/v1/keys", web::get().to(keys::list))
-        .route("/v1/keys/{id}", web::delete().to(keys::revoke))
-        .default_service(web::to(ops::not_found));
+/// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the
+/// OpenAPI document can be checked against exactly what is served (a test fails when a route
+/// is missing from the spec or the spec documents a route that does not exist).
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every API route as (method, path template), in registration order.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        /// Registers every route, the dashboard's static assets and the JSON 404/405.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+            dashboard::configure(cfg);
+            cfg.default_service(web::to(ops::not_found));
+        }
+    };
+}
+
+routes! {
+    get "/healthz" => ops::healthz,
+    get "/readyz" => ops::readyz,
+    get "/metrics" => ops::metrics,
+    get "/v1/openapi.json" => openapi::serve,
+    get "/v1/whoami" => ops::whoami,
+    post "/v1/events" => events::post_events,
+    get "/v1/events" => events::list_events,
+    get "/v1/events/stats" => events::stats,
+    get "/v1/events/export" => export::export,
+    get "/v1/integrity/verify" => integrity::verify,
+    get "/v1/integrity/head" => integrity::head,
+    get "/v1/integrity/status" => integrity::status,
+    get "/v1/integrity/checkpoints" => integrity::checkpoints,
+    get "/v1/integrity/public-key" => integrity::public_key,
+    post "/v1/integrity/accept" => integrity::accept,
+    get "/v1/rules" => rules::list,
+    get "/v1/rules/{name}" => rules::get,
+    put "/v1/rules/{name}" => rules::deploy,
+    delete "/v1/rules/{name}" => rules::delete,
+    get "/v1/rules/{name}/stats" => rules::stats,
+    get "/v1/alerts" => alerts::list,
+    post "/v1/alerts" => alerts::create,
+    get "/v1/alerts/stats" => alerts::stats,
+    get "/v1/alerts/{id}" => alerts::get,
+    post "/v1/alerts/{id}/ack" => alerts::ack,
+    post "/v1/alerts/{id}/resolve" => alerts::resolve,
+    post "/v1/alerts/{id}/reopen" => alerts::reopen,
+    post "/v1/silences" => silences::create,
+    get "/v1/silences" => silences::list,
+    get "/v1/silences/{id}" => silences::get,
+    delete "/v1/silences/{id}" => silences::expire,
+    get "/v1/receivers" => receivers::list,
+    post "/v1/receivers/{name}/circuit" => receivers::circuit,
+    get "/v1/notifications" => receivers::notifications,
+    post "/v1/notifications/{id}/retry" => receivers::retry,
+    post "/v1/keys" => keys::create,
+    get "/v1/keys" => keys::list,
+    delete "/v1/keys/{id}" => keys::revoke,
+}
+
+/// Middleware: a URL holding an encoded NUL (`%00`) is refused with 400 before any handler
+/// sees it (no id, name or filter contains one, and PostgreSQL text cannot hold it).
+pub async fn refuse_nul(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let uri = req.uri().to_string();
+    if uri.contains("%00") || uri.contains('\0') {
+        return Err(ApiError::bad_request("the URL must not contain NUL (%00)").into());
+    }
+    next.call(req).await
+}
+
+/// The methods served at a concrete request path (templates' `{x}` match one segment).
+pub fn methods_at(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let assets = dashboard::ASSETS.iter().map(|(p, _, _)| ("get", *p));
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .copied()
+        .chain(assets)
+        .filter(|(_, template)| {
+            let t: Vec<&str> = template.split('/').collect();
+            t.len() == segments.len()
+                && t.iter().zip(&segments).all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+        })
+        .map(|(m, _)| m)
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
 }
 
 /// Reads a request body, refusing it with 413 past `limit` bytes (checked on the declared
@@ -137,17 +192,38 @@ pub async fn read_json<T: DeserializeOwned>(
 }
 
 /// Parses a query string into `T`, refusing unknown parameters with a 400 that names them.
+/// A parameter with an empty value (`?since=&user_id=`, as an HTML form sends) is absent.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    web::Query::<T>::from_query(query)
+    let kept: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty() && !pair.ends_with('=')).collect();
+    web::Query::<T>::from_query(&kept.join("&"))
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))
 }
 
-/// Parses a time query parameter (RFC 3339 or epoch ms).
+/// A positive integer id or cursor as the API writes them: decimal digits without sign or
+/// leading zero, at most 18 of them (what `^[1-9][0-9]{0,17}$` in the OpenAPI document says).
+pub fn strict_id(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    (!b.is_empty() && b.len() <= 18 && b[0] != b'0' && b.iter().all(u8::is_ascii_digit)).then(|| s.parse().ok())?
+}
+
+/// Parses a time query parameter (RFC 3339 or epoch ms). A bound outside the times events
+/// can carry (before 1970, after 9999) is clamped to the nearest one: it selects the same
+/// events.
 pub fn parse_time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let clamped = |v: &str| -> Option<i64> {
+        let ms = match v.parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => {
+                let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()?;
+                i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()?
+            }
+        };
+        Some(ms.clamp(0, crate::event::MAX_TIME_MS))
+    };
     value
         .map(|v| {
-            crate::event::parse_time(v).ok_or_else(|| {
+            clamped(v).ok_or_else(|| {
                 ApiError::bad_request(format!("`{name}` must be an RFC 3339 time or epoch milliseconds"))
             })
         })

@@ -189,7 +189,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         stats: detection.clone(),
         store: store.clone(),
         runtime: tokio::runtime::Handle::current(),
-        handoff,
+        handoff: handoff.clone(),
     };
     pipeline.spawn(move |evaluator| {
         let window = evaluator.longest_window_ms();
@@ -219,18 +219,24 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         detection,
         alerts,
         outbox,
+        handoff,
     };
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let workers =
         if config.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.workers };
     let data = web::Data::new(state.clone());
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
-        .workers(workers)
-        // `vigil serve` handles the signals (it signs the head before exiting).
-        .disable_signals()
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(api::refuse_nul))
+            .configure(api::configure)
+    })
+    .workers(workers)
+    // `vigil serve` handles the signals (it signs the head before exiting).
+    .disable_signals()
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
     tracing::info!(%addr, workers, "Vigil is listening");
@@ -289,6 +295,16 @@ async fn bootstrap_admin(
     keys: &KeyRing,
     sequencer: &crate::store::sequencer::SequencerHandle,
 ) -> anyhow::Result<Option<String>> {
+    if let Some(key) = &config.admin_key
+        && !keys.contains(key)
+        && keys.was_revoked(key).await?
+    {
+        tracing::warn!(
+            "VIGIL_ADMIN_KEY holds a key that was revoked; it stays revoked (unset it, or set a new key to \
+             bootstrap a new admin)"
+        );
+        return Ok(None);
+    }
     let (id, secret, generated) = match &config.admin_key {
         // The id is random: nothing about the key can be learnt from it.
         Some(key) if !keys.contains(key) => (format!("k_env_{}", &generate_key().0[2..]), key.clone(), false),

@@ -127,9 +127,26 @@ impl KeyRing {
         self.active.read().expect("key ring lock").values().any(|k| k.role == Role::Admin)
     }
 
+    /// The role of the active key with this id.
+    pub fn role_of(&self, id: &str) -> Option<Role> {
+        self.active.read().expect("key ring lock").values().find(|k| k.id == id).map(|k| k.role)
+    }
+
+    /// How many active admin keys exist.
+    pub fn admin_count(&self) -> usize {
+        self.active.read().expect("key ring lock").values().filter(|k| k.role == Role::Admin).count()
+    }
+
     /// Whether an active key has this id.
     pub fn is_active(&self, id: &str) -> bool {
         self.active.read().expect("key ring lock").values().any(|k| k.id == id)
+    }
+
+    /// Whether this exact key was issued and then revoked (a revoked key is never issued
+    /// again, not even from `VIGIL_ADMIN_KEY`).
+    pub async fn was_revoked(&self, key: &str) -> Result<bool, StoreError> {
+        let hash = hash_key(key);
+        Ok(self.store.list_keys().await?.iter().any(|k| k.revoked_at.is_some() && k.key_hash == hash))
     }
 
     /// Whether this exact key is active.
@@ -139,6 +156,15 @@ impl KeyRing {
 
     /// Authenticates the request and checks its role.
     pub fn require(&self, req: &HttpRequest, needed: Role) -> Result<Principal, ApiError> {
+        let who = self.authenticate(req)?;
+        if !who.role.allows(needed) {
+            return Err(ApiError::forbidden(needed.as_str()));
+        }
+        Ok(who)
+    }
+
+    /// Authenticates the request (any role): the key's id and role, or 401.
+    pub fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
         let presented = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -149,9 +175,6 @@ impl KeyRing {
         let hash = hash_key(presented);
         let found = self.active.read().expect("key ring lock").get(&hash).cloned();
         let key = found.filter(|k| bool::from(k.hash.ct_eq(&hash))).ok_or_else(ApiError::unauthorized)?;
-        if !key.role.allows(needed) {
-            return Err(ApiError::forbidden(needed.as_str()));
-        }
         Ok(Principal { key_id: key.id, role: key.role })
     }
 

@@ -80,11 +80,31 @@ pub struct Hold {
     pub failures: Vec<Failure>,
 }
 
+/// The outcome of the newest verification this server ran (`GET /v1/integrity/verify`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LastVerify {
+    /// When it finished (RFC 3339).
+    pub at: String,
+    /// `ok` or `failed`.
+    pub status: &'static str,
+    /// First seq checked.
+    pub from: i64,
+    /// Last seq checked.
+    pub to: i64,
+    /// Rows checked.
+    pub verified: u64,
+    /// Failures found.
+    pub failure_count: u64,
+    /// The key id that asked for it.
+    pub by: String,
+}
+
 /// Integrity state shared by the sequencer, the API and the background jobs.
 #[derive(Debug, Default)]
 pub struct IntegrityStatus {
     hold: Mutex<Option<Hold>>,
     last_checkpoint: Mutex<Option<Checkpoint>>,
+    last_verify: Mutex<Option<LastVerify>>,
 }
 
 impl IntegrityStatus {
@@ -120,5 +140,15 @@ impl IntegrityStatus {
     /// Records a new signed checkpoint.
     pub fn set_last_checkpoint(&self, cp: Checkpoint) {
         *self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(cp);
+    }
+
+    /// The newest verification run since start.
+    pub fn last_verify(&self) -> Option<LastVerify> {
+        self.last_verify.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records a finished verification.
+    pub fn set_last_verify(&self, v: LastVerify) {
+        *self.last_verify.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
     }
 }

@@ -7,6 +7,9 @@
 //! export, retention), `config`, `auth`, `clock`, `error`, `telemetry`, and `app`
 //! which assembles the running server.
 
+// The OpenAPI document (api::openapi) is written as nested `json!` literals.
+#![recursion_limit = "512"]
+
 pub mod alerts;
 pub mod api;
 pub mod app;

@@ -59,19 +59,37 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Check an export offline (no server, no database): every failure with its seq and
-    /// kind. Exit status 0 ok, 1 failed, 3 ok but with an unsigned tail, 2 usage error.
+    /// Check an export offline (`--file`: no server, no database) or ask a running server to
+    /// verify its log (`--url`): every failure with its seq and kind. Exit status 0 ok,
+    /// 1 failed, 3 (`--file` only) ok but with an unsigned tail, 2 usage error.
     Verify {
         /// The NDJSON export (`GET /v1/events/export?format=ndjson`); `-` reads stdin.
-        #[arg(long)]
-        file: PathBuf,
+        #[arg(long, required_unless_present = "url", conflicts_with = "url", requires = "public_key")]
+        file: Option<PathBuf>,
         /// Ed25519 public key (hex, base64, a file holding it, or the JSON of
         /// `GET /v1/integrity/public-key`); repeat for keys from before a rotation.
-        #[arg(long = "public-key", required = true)]
+        #[arg(long = "public-key")]
         public_key: Vec<String>,
+        /// A running server to verify (`GET /v1/integrity/verify`), with `--key`.
+        #[arg(long, env = "VIGIL_URL")]
+        url: Option<String>,
+        /// API key with the read role (with `--url`).
+        #[arg(long, env = "VIGIL_KEY", hide_env_values = true, requires = "url")]
+        key: Option<String>,
+        /// First seq (with `--url`; default: the retention floor).
+        #[arg(long, requires = "url")]
+        from: Option<i64>,
+        /// Last seq (with `--url`; default: the head).
+        #[arg(long, requires = "url")]
+        to: Option<i64>,
         /// Print only the JSON report (no summary, no progress).
         #[arg(long)]
         json: bool,
+    },
+    /// Follow and export the events of a running server.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
     },
     /// The server's keys.
     Keys {
@@ -87,6 +105,12 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /v1/openapi.json` serves).
+    Openapi {
+        /// Render it as the Markdown reference (`docs/api.md`) instead of JSON.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Integrity holds.
     Integrity {
@@ -120,6 +144,75 @@ impl ServerConn {
             body,
         }
     }
+}
+
+/// The filters of `GET /v1/events`, for `vigil events tail`.
+#[derive(clap::Args, Clone)]
+struct EventFilters {
+    /// Only this category.
+    #[arg(long)]
+    category: Option<String>,
+    /// Only this action.
+    #[arg(long)]
+    action: Option<String>,
+    /// low | medium | high | critical
+    #[arg(long)]
+    severity: Option<String>,
+    /// success | failure | unknown
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only this organization.
+    #[arg(long)]
+    organization_id: Option<String>,
+    /// Only this user.
+    #[arg(long)]
+    user_id: Option<String>,
+    /// Only this IP.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Only this request id.
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print new events as they are stored (oldest first), until interrupted.
+    Tail {
+        #[command(flatten)]
+        filters: EventFilters,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Download an export (NDJSON with hashes and checkpoints, or CSV) to a file.
+    Export {
+        /// Where to write it (`-`: stdout).
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        /// ndjson | csv
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv"])]
+        format: String,
+        /// Event-time start (RFC 3339 or epoch ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// Event-time end, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// First seq.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Last seq.
+        #[arg(long)]
+        to: Option<i64>,
+        #[command(flatten)]
+        server: ServerConn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -301,10 +394,51 @@ async fn main() -> anyhow::Result<()> {
             vigil::telemetry::init_logging_as(&config.log.format);
             serve(config).await
         }
-        Command::Verify { file, public_key, json } => {
-            let code = vigil::cli::verify_file(&file, &public_key, json)?;
+        Command::Verify { file, public_key, url, key, from, to, json } => {
+            let code = match (file, url) {
+                (Some(file), _) => vigil::cli::verify_file(&file, &public_key, json)?,
+                (None, Some(url)) => {
+                    let key = key.ok_or_else(|| anyhow::anyhow!("--url needs --key (or VIGIL_KEY)"))?;
+                    vigil::cli::verify_server(&url, &key, from, to, json).await?
+                }
+                (None, None) => anyhow::bail!("give --file (an export) or --url (a running server)"),
+            };
             std::process::exit(code);
         }
+        Command::Events { command } => match command {
+            EventsCommand::Tail { filters, interval, count, server } => {
+                let f = filters;
+                let pairs = [
+                    ("category", f.category),
+                    ("action", f.action),
+                    ("severity", f.severity),
+                    ("outcome", f.outcome),
+                    ("organization_id", f.organization_id),
+                    ("user_id", f.user_id),
+                    ("ip", f.ip),
+                    ("request_id", f.request_id),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+                let every = std::time::Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
+                let filter = vigil::cli::TailFilter { pairs };
+                let json = server.output == "json";
+                vigil::cli::tail(&server.url, &server.key, &filter, every, count, json, |line| println!("{line}")).await
+            }
+            EventsCommand::Export { out, format, since, until, from, to, server } => {
+                let mut q = vec![format!("format={format}")];
+                q.extend(since.map(|s| format!("since={}", vigil::cli::query_escape(&s))));
+                q.extend(until.map(|s| format!("until={}", vigil::cli::query_escape(&s))));
+                q.extend(from.map(|s| format!("from={s}")));
+                q.extend(to.map(|s| format!("to={s}")));
+                let bytes = vigil::cli::export(&server.url, &server.key, &q.join("&"), &out).await?;
+                if out.as_os_str() != "-" {
+                    eprintln!("{bytes} bytes written to {}", out.display());
+                }
+                Ok(())
+            }
+        },
         Command::Config { command } => match command {
             ConfigCommand::Init { path, force } => vigil::cli::config_init(&path, force),
             ConfigCommand::Check(args) => match args.load() {
@@ -369,6 +503,14 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Openapi { markdown } => {
+            if markdown {
+                print!("{}", vigil::api::openapi::markdown());
+            } else {
+                println!("{}", vigil::api::openapi::document_text());
+            }
+            Ok(())
+        }
         Command::Integrity { command } => match command {
             IntegrityCommand::Accept { reason, url, key } => vigil::cli::accept(&reason, &url, &key).await,
         },

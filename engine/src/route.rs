@@ -24,6 +24,7 @@ use crate::detect::{Evaluated, Evaluator};
 use crate::event::CommittedEvent;
 use crate::rules::RuleRegistry;
 use crate::store::{AlertRow, EscalationRow, NotificationFilter, NotificationRow, StatsFilter, Store};
+use crate::telemetry::label;
 use breaker::Breaker;
 use receivers::{Kind, Outcome, Receiver};
 
@@ -764,6 +765,7 @@ impl Outbox {
                 since: Some(from),
                 until: Some(to),
                 organization_id: None,
+                category: None,
                 bucket_ms: 3_600_000,
                 top: 10,
             })
@@ -776,11 +778,6 @@ impl Outbox {
             "alerts": alerts,
         }))
     }
-}
-
-/// Escapes a Prometheus label value.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Alert counts and response times in Prometheus text format.

@@ -745,6 +745,11 @@ impl Store {
         dispatch!(self, s => s.escalations_of(alert_id).await)
     }
 
+    /// Notifications in the outbox by (receiver, status, count).
+    pub async fn notification_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        dispatch!(self, s => s.notification_counts().await)
+    }
+
     /// Alert counts and response times (alerts created at or after `since`).
     pub async fn alert_stats(&self, since: Option<i64>) -> Result<AlertStats, StoreError> {
         dispatch!(self, s => s.alert_stats(since).await)

@@ -306,6 +306,16 @@ macro_rules! both_backends {
     };
 }
 
+/// A directory for a test's artefacts (screenshots, reports): `VIGIL_ARTEFACTS` or
+/// `test-artefacts/` at the repository root (ignored by git), then `name`.
+pub fn artefact_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let root =
+        std::env::var_os("VIGIL_ARTEFACTS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("test-artefacts"));
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()

@@ -5,7 +5,34 @@
 use serde_json::json;
 use vigil_tests::{Backend, both_backends, sample_event, spawn_app};
 
-both_backends!(endpoints_require_a_key_and_roles_are_enforced, key_lifecycle_is_recorded_in_the_chain);
+both_backends!(
+    endpoints_require_a_key_and_roles_are_enforced,
+    key_lifecycle_is_recorded_in_the_chain,
+    a_revoked_bootstrap_key_stays_revoked_across_restarts
+);
+
+/// `VIGIL_ADMIN_KEY` bootstraps an admin once; after an operator revokes that key, a restart
+/// with the variable still set starts (no duplicate key, no crash) and does not bring the
+/// revoked key back.
+async fn a_revoked_bootstrap_key_stays_revoked_across_restarts(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let other = app.create_key("admin").await?;
+    let (_, keys) = app.send(app.client.get(app.url("/v1/keys")), &other).await?;
+    let bootstrap = keys["keys"].as_array().unwrap().iter().find(|k| k["name"] == "bootstrap admin").unwrap().clone();
+    let id = bootstrap["id"].as_str().unwrap();
+    let (status, body) = app.send(app.client.delete(app.url(&format!("/v1/keys/{id}"))), &other).await?;
+    assert_eq!(status, 200, "{body}");
+    let app = app.restart().await?;
+    let (status, _) = app.get("/v1/keys").await?;
+    assert_eq!(status, 401, "the revoked bootstrap key must stay revoked");
+    let (status, keys) = app.send(app.client.get(app.url("/v1/keys")), &other).await?;
+    assert_eq!(status, 200);
+    let bootstraps = keys["keys"].as_array().unwrap().iter().filter(|k| k["name"] == "bootstrap admin").count();
+    assert_eq!(bootstraps, 1, "{keys}");
+    let (_, report) = app.send(app.client.get(app.url("/v1/integrity/verify")), &other).await?;
+    assert_eq!(report["status"], "ok", "{report}");
+    Ok(())
+}
 
 async fn endpoints_require_a_key_and_roles_are_enforced(backend: Backend) -> anyhow::Result<()> {
     let app = spawn_app(backend).await?;

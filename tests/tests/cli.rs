@@ -133,3 +133,47 @@ async fn keys_and_alerts_commands_drive_a_running_server() -> anyhow::Result<()>
     assert!(refused.contains("401"), "a revoked key is refused: {refused}");
     Ok(())
 }
+
+/// `vigil events tail` prints only what is stored after it starts, oldest first, with its
+/// filters; `vigil events export` downloads an export that `vigil verify --file` accepts;
+/// `vigil verify --url` asks the server and exits 0 on an intact log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tail_export_and_verify_against_a_server() -> anyhow::Result<()> {
+    let app = spawn_app(Backend::Sqlite).await?;
+    vigil_tests::seed(&app, 5).await?;
+    let reader = app.create_key("read").await?;
+    let (url, key) = (app.base.clone(), reader.clone());
+    let tail = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        let filter = vigil::cli::TailFilter { pairs: vec![("action", "login_failed".into())] };
+        let every = std::time::Duration::from_millis(100);
+        vigil::cli::tail(&url, &key, &filter, every, Some(3), true, |l| lines.push(l)).await.map(|()| lines)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let batch = |action: &str, user: &str| json!({"category": "authentication", "action": action, "user_id": user});
+    for (i, action) in ["login_failed", "login_success", "login_failed", "login_failed"].iter().enumerate() {
+        let (status, _) = app.post_events(&json!([batch(action, &format!("t{i}"))])).await?;
+        assert_eq!(status, 201);
+    }
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(20), tail).await???;
+    let users: Vec<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(users, ["t0", "t2", "t3"], "only new login_failed events, oldest first: {lines:?}");
+
+    app.server.state.sequencer.checkpoint_now().await?;
+    let file = app.dir.join("export.ndjson");
+    let bytes = vigil::cli::export(&app.base, &reader, "format=ndjson", &file).await?;
+    assert!(bytes > 0 && std::fs::metadata(&file)?.len() == bytes);
+    let (_, pk) = app.get("/v1/integrity/public-key").await?;
+    let code = vigil::cli::verify_file(&file, &[pk["public_key"].as_str().unwrap().to_owned()], true)?;
+    assert_eq!(code, 0, "the downloaded export verifies offline");
+    assert_eq!(vigil::cli::verify_server(&app.base, &reader, None, None, true).await?, 0);
+    assert_eq!(vigil::cli::verify_server(&app.base, &reader, Some(2), Some(4), true).await?, 0);
+    let refused = vigil::cli::verify_server(&app.base, "vgl_not_a_key", None, None, true).await;
+    assert!(refused.unwrap_err().to_string().contains("401"));
+    let refused = vigil::cli::export(&app.base, &reader, "format=xml", &app.dir.join("x")).await;
+    assert!(refused.unwrap_err().to_string().contains("400"));
+    Ok(())
+}

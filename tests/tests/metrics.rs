@@ -31,7 +31,18 @@ async fn the_metrics_exposition_passes_promtool(backend: Backend) -> anyhow::Res
     app.detection_idle().await?;
     app.server.state.sequencer.checkpoint_now().await?;
     let text = app.client.get(app.url("/metrics")).send().await?.text().await?;
-    for series in ["vigil_events_stored", "rule=\"brute_force\"", "vigil_checkpoint_age_seconds"] {
+    for series in [
+        "vigil_events_stored",
+        "rule=\"brute_force\"",
+        "vigil_checkpoint_age_seconds",
+        "vigil_ingest_request_duration_seconds_bucket{le=\"+Inf\"} 1",
+        "vigil_ingest_request_duration_seconds_count 1",
+        "vigil_sequencer_queue_depth",
+        "vigil_detection_queue_events",
+        "vigil_detection_lag_events",
+        "# TYPE vigil_receiver_notifications gauge",
+        "vigil_rule_state_bytes",
+    ] {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }
     let mut child = Command::new("promtool")

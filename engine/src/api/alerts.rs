@@ -47,9 +47,7 @@ fn check_severity(sev: &Option<String>) -> Result<(), ApiError> {
 
 /// Parses a positive integer cursor.
 pub fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
-    cursor
-        .map(|c| c.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
-        .transpose()
+    cursor.map(|c| super::strict_id(c).ok_or_else(|| ApiError::bad_request("`cursor` is not valid"))).transpose()
 }
 
 /// Lists alerts, newest first.
@@ -163,10 +161,7 @@ async fn chain_check(
 }
 
 fn parse_id(path: &str) -> Result<i64, ApiError> {
-    path.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| ApiError::bad_request("the alert id must be a positive integer"))
+    super::strict_id(path).ok_or_else(|| ApiError::bad_request("the alert id must be a positive integer"))
 }
 
 async fn json_body<T: serde::de::DeserializeOwned + Default>(

@@ -25,6 +25,7 @@ pub async fn post_events(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
     state.keys.require(&req, Role::Ingest)?;
     let body = super::read_body(&req, payload, state.config.body_limit_bytes).await.inspect_err(|_| {
         Metrics::add(&state.metrics.ingest_rejected, 1);
@@ -47,6 +48,7 @@ pub async fn post_events(
     Metrics::add(&state.metrics.ingest_requests, 1);
     Metrics::add(&state.metrics.events_stored, stored as u64);
     Metrics::add(&state.metrics.events_duplicate, (acks.len() - stored) as u64);
+    state.metrics.ingest_latency.observe(started.elapsed());
     Ok(HttpResponse::Created().json(json!({"stored": stored, "events": acks})))
 }
 
@@ -90,7 +92,7 @@ pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result
     let before_seq = q
         .cursor
         .as_deref()
-        .map(|c| c.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
+        .map(|c| super::strict_id(c).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
         .transpose()?;
     let lower = |v: Option<String>| v.map(|s| s.to_ascii_lowercase());
     let filter = EventFilter {
@@ -120,6 +122,7 @@ struct StatsQuery {
     since: Option<String>,
     until: Option<String>,
     organization_id: Option<String>,
+    category: Option<String>,
     bucket: Option<String>,
     top: Option<i64>,
 }
@@ -143,6 +146,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         since: parse_time_param("since", q.since.as_deref())?,
         until: parse_time_param("until", q.until.as_deref())?,
         organization_id: q.organization_id,
+        category: q.category.map(|c| c.to_ascii_lowercase()),
         bucket_ms,
         top,
     };

@@ -23,7 +23,7 @@ struct VerifyQuery {
 /// Verifies the chain over `[from, to]`.
 #[tracing::instrument(skip_all)]
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.keys.require(&req, Role::Read)?;
+    let who = state.keys.require(&req, Role::Read)?;
     let q: VerifyQuery = parse_query(req.query_string())?;
     if let (Some(from), Some(to)) = (q.from, q.to)
         && from > to
@@ -50,12 +50,38 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         report.failures.sort_by_key(|f| f.seq);
         report.status = "failed";
     }
+    state.integrity.set_last_verify(crate::integrity::LastVerify {
+        at: crate::event::format_rfc3339_ms(state.config.clock.now_ms()),
+        status: report.status,
+        from: report.from,
+        to: report.to,
+        verified: report.verified,
+        failure_count: report.failure_count,
+        by: who.key_id,
+    });
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["hold"] = serde_json::to_value(hold).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
 }
 
 /// The head `{seq, hash}` of the log.
+/// `GET /v1/integrity/status`: the head, the newest signed checkpoint and its age, the
+/// write hold, and the newest verification since start (what the dashboard shows).
+pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let head = state.store.head().await?;
+    let checkpoint = state.integrity.last_checkpoint();
+    let age = checkpoint.as_ref().map(|cp| (state.config.clock.now_ms() - cp.created_at).max(0) as f64 / 1000.0);
+    Ok(HttpResponse::Ok().json(json!({
+        "head": HeadView { seq: head.seq, hash: hex::encode(head.hash) },
+        "last_checkpoint": checkpoint.as_ref().map(CheckpointJson::from),
+        "checkpoint_age_seconds": age,
+        "unsigned_events": head.seq - checkpoint.as_ref().map_or(0, |cp| cp.seq).min(head.seq),
+        "hold": state.integrity.hold(),
+        "last_verify": state.integrity.last_verify(),
+    })))
+}
+
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.keys.require(&req, Role::Read)?;
     let head = state.store.head().await?;
@@ -80,7 +106,7 @@ pub async fn checkpoints(req: HttpRequest, state: web::Data<AppState>) -> Result
     let before = q
         .cursor
         .as_deref()
-        .map(|c| c.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
+        .map(|c| super::strict_id(c).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
         .transpose()?;
     let rows = state.store.list_checkpoints(before, limit).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|c| c.id.to_string())).flatten();

@@ -25,8 +25,8 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
         .map_err(|e| ApiError::bad_request(format!("expected {{\"name\", \"role\"}}: {e}")))?;
     let role = Role::parse(&input.role)
         .ok_or_else(|| ApiError::bad_request("`role` must be one of ingest, read, respond, admin"))?;
-    if input.name.is_empty() || input.name.len() > 128 {
-        return Err(ApiError::bad_request("`name` must be 1 to 128 bytes"));
+    if input.name.is_empty() || input.name.len() > 128 || input.name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("`name` must be 1 to 128 bytes, without control characters"));
     }
     let (id, secret) = generate_key();
     // Intent first: the chain records the key before it exists, so no key works without
@@ -76,8 +76,23 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Admin)?;
     let id = path.into_inner();
-    if !state.keys.is_active(&id) {
+    let Some(role) = state.keys.role_of(&id) else {
         return Err(ApiError::not_found(format!("no active key with id {id}")));
+    };
+    // An admin cannot lock everybody out: not with the key in hand, not with the last admin.
+    if id == who.key_id {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "conflict",
+            "a key cannot revoke itself; revoke it with another admin key",
+        ));
+    }
+    if role == Role::Admin && state.keys.admin_count() <= 1 {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "conflict",
+            "this is the last active admin key; create another admin key first",
+        ));
     }
     state
         .sequencer

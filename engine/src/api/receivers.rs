@@ -91,7 +91,8 @@ pub async fn retry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Respond)?;
-    let id = path.parse::<i64>().map_err(|_| ApiError::bad_request("the notification id must be an integer"))?;
+    let id = super::strict_id(&path)
+        .ok_or_else(|| ApiError::bad_request("the notification id must be a positive integer"))?;
     let mut n =
         state.store.notification(id).await?.ok_or_else(|| ApiError::not_found(format!("no notification {id}")))?;
     if !matches!(n.status.as_str(), "dead" | "failed") {

@@ -161,14 +161,19 @@ fn validate_event(
             problems.push(Problem::new(index, "timestamp", "must be an RFC 3339 time or integer epoch milliseconds"));
             None
         }),
-        Some(Value::Number(n)) => n.as_i64().filter(|ms| (0..=MAX_TIME_MS).contains(ms)).or_else(|| {
-            problems.push(Problem::new(
-                index,
-                "timestamp",
-                "epoch milliseconds must be an integer from 0 to year 9999",
-            ));
-            None
-        }),
+        // An integral float (`1689.0`) is an integer, as JSON Schema counts it.
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e16).map(|f| f as i64))
+            .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
+            .or_else(|| {
+                problems.push(Problem::new(
+                    index,
+                    "timestamp",
+                    "epoch milliseconds must be an integer from 0 to year 9999",
+                ));
+                None
+            }),
         Some(_) => {
             problems.push(Problem::new(index, "timestamp", "must be an RFC 3339 string or integer epoch milliseconds"));
             None
@@ -218,6 +223,9 @@ fn validate_event(
         if let Some(s) = take_str(&mut obj, field, index, problems) {
             if s.len() > *limit {
                 problems.push(Problem::new(index, field, format!("longer than {limit} bytes")));
+            } else if s.contains('\0') {
+                // PostgreSQL text cannot hold NUL; refused on both backends alike.
+                problems.push(Problem::new(index, field, "must not contain NUL (U+0000)"));
             } else {
                 out.insert((*field).into(), Value::String(masker.mask_str(&s).unwrap_or(s)));
             }
@@ -301,10 +309,10 @@ fn validate_geo(index: usize, geo: Value, masker: &Masker, problems: &mut Vec<Pr
     }
     match geo.remove("city") {
         None => {}
-        Some(Value::String(c)) if c.len() <= 512 => {
+        Some(Value::String(c)) if c.len() <= 512 && !c.contains('\0') => {
             out.insert("city".into(), Value::String(masker.mask_str(&c).unwrap_or(c)));
         }
-        Some(_) => problems.push(Problem::new(index, "geo.city", "must be a string of at most 512 bytes")),
+        Some(_) => problems.push(Problem::new(index, "geo.city", "must be a string of at most 512 bytes, without NUL")),
     }
     for (key, bound) in [("lat", 90.0), ("lon", 180.0)] {
         match geo.remove(key) {

@@ -45,6 +45,8 @@ pub struct StatsFilter {
     pub until: Option<i64>,
     /// Restrict to one organization.
     pub organization_id: Option<String>,
+    /// Restrict to one category (lowercase).
+    pub category: Option<String>,
     /// Width of time buckets, ms.
     pub bucket_ms: i64,
     /// How many top IPs / users to return.
@@ -188,6 +190,9 @@ where
     }
     if let Some(org) = &f.organization_id {
         qb.push(" AND organization_id = ").push_bind(org.clone());
+    }
+    if let Some(category) = &f.category {
+        qb.push(" AND category = ").push_bind(category.clone());
     }
     push_time_range(qb, f.since, f.until);
 }

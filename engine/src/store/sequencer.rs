@@ -86,6 +86,11 @@ pub struct SequencerHandle {
 }
 
 impl SequencerHandle {
+    /// Requests waiting for the writer (submitted, not yet taken into a transaction).
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Submits the server's own events (chain records); resolves once durably committed.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Ack>, StoreError> {
         self.append(events, false).await

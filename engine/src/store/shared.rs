@@ -648,6 +648,16 @@ macro_rules! backend_queries {
                 Ok(rows.iter().map(escalation_row).collect())
             }
 
+            pub(super) async fn notification_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+                let rows = QueryBuilder::<$db>::new(
+                    "SELECT receiver, status, COUNT(*) FROM notifications GROUP BY receiver, status ORDER BY receiver, status",
+                )
+                .build()
+                .fetch_all(&self.$writer)
+                .await?;
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+            }
+
             pub(super) async fn alert_stats(&self, since: Option<i64>) -> Result<AlertStats, StoreError> {
                 let since = since.unwrap_or(i64::MIN);
                 let mut stats = AlertStats::default();
