@@ -539,3 +539,11 @@ async function route() {
 
 window.addEventListener("hashchange", route);
 route();
+
+// Live pages refresh every 30 s while the tab is visible and nobody is typing or choosing.
+const LIVE = ["overview", "alerts", "receivers", "integrity"];
+setInterval(() => {
+  const name = location.hash.replace(/^#\/?/, "").split(/[/?]/)[0] || "alerts";
+  const busy = main.contains(document.activeElement) && document.activeElement !== main;
+  if (session && !document.hidden && !busy && LIVE.includes(name) && !location.hash.includes("/alerts/")) route();
+}, 30000);

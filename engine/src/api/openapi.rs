@@ -91,15 +91,23 @@ fn list_of(member: &str, schema: &str, cursor: bool) -> Value {
     json!({"type": "object", "required": required, "properties": props})
 }
 
+/// A free-text parameter never holds NUL (a URL with `%00` is refused with 400).
+fn no_nul(mut schema: Value) -> Value {
+    if schema["type"] == "string" && schema.get("pattern").is_none() && schema.get("enum").is_none() {
+        schema["pattern"] = json!("^[^\\u0000]*$");
+    }
+    schema
+}
+
 /// A query parameter. An empty value (`?name=`) counts as absent, so the schema allows it.
 fn query(name: &str, schema: Value, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false, "schema": {"anyOf": [schema, {"const": ""}]},
+    json!({"name": name, "in": "query", "required": false, "schema": {"anyOf": [no_nul(schema), {"const": ""}]},
         "description": description})
 }
 
 /// A path parameter.
 fn path(name: &str, schema: Value, description: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": schema, "description": description})
+    json!({"name": name, "in": "path", "required": true, "schema": no_nul(schema), "description": description})
 }
 
 fn limit(default: i64) -> Value {
