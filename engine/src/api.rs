@@ -192,9 +192,10 @@ pub async fn read_json<T: DeserializeOwned>(
 }
 
 /// Parses a query string into `T`, refusing unknown parameters with a 400 that names them.
-/// A parameter with an empty value (`?since=&user_id=`, as an HTML form sends) is absent.
+/// A parameter with an empty value (`?since=&user_id=`, as an HTML form sends, or a bare
+/// `?since`) is absent.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    let kept: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty() && !pair.ends_with('=')).collect();
+    let kept: Vec<&str> = query.split('&').filter(|pair| pair.contains('=') && !pair.ends_with('=')).collect();
     web::Query::<T>::from_query(&kept.join("&"))
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))
