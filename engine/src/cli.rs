@@ -373,16 +373,33 @@ impl Call {
     }
 }
 
+/// The listings `render_text` knows: the member holding the rows and their columns (JSON
+/// pointers into a row; the header is the pointer's last segment).
+const LISTINGS: &[(&str, &[&str])] = &[
+    ("keys", &["/id", "/name", "/role", "/created_at", "/revoked_at"]),
+    ("alerts", &["/id", "/severity", "/status", "/count", "/rule", "/title", "/last_seen"]),
+    (
+        "rules",
+        &["/name", "/kind", "/status", "/version", "/sha256", "/stats/events", "/stats/matches", "/stats/faults"],
+    ),
+    (
+        "receivers",
+        &["/name", "/kind", "/circuit/state", "/circuit/delivered", "/circuit/failed", "/circuit/last_error"],
+    ),
+    ("silences", &["/id", "/state", "/ends_at", "/created_by", "/matched", "/comment"]),
+];
+
 /// Listings as aligned columns; single objects as `key: value` lines.
 fn render_text(value: &serde_json::Value) -> String {
-    let columns: &[&str] = if value.get("keys").is_some() {
-        &["id", "name", "role", "created_at", "revoked_at"]
-    } else if value.get("alerts").is_some() {
-        &["id", "severity", "status", "count", "rule", "title", "last_seen"]
-    } else {
-        &[]
+    // A listing is an object holding only its rows (and a cursor); a single alert also has
+    // a `receivers` array, and is shown as `key: value` lines.
+    let is_listing = |member: &str| {
+        value.get(member).is_some_and(serde_json::Value::is_array)
+            && value.as_object().is_some_and(|m| m.keys().all(|k| k == member || k == "next_cursor"))
     };
-    let rows = value.get("keys").or_else(|| value.get("alerts")).and_then(|v| v.as_array());
+    let listing = LISTINGS.iter().find(|(member, _)| is_listing(member));
+    let columns: &[&str] = listing.map_or(&[], |(_, c)| c);
+    let rows = listing.and_then(|(member, _)| value[*member].as_array());
     let show = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_owned(),
         serde_json::Value::String(s) => s.clone(),
@@ -390,11 +407,14 @@ fn render_text(value: &serde_json::Value) -> String {
     };
     match rows {
         Some(rows) => {
-            let cells: Vec<Vec<String>> = rows.iter().map(|r| columns.iter().map(|c| show(&r[*c])).collect()).collect();
+            let null = serde_json::Value::Null;
+            let cell = |r: &serde_json::Value, c: &str| show(r.pointer(c).unwrap_or(&null));
+            let cells: Vec<Vec<String>> = rows.iter().map(|r| columns.iter().map(|c| cell(r, c)).collect()).collect();
+            let header = |c: &str| c.rsplit('/').next().unwrap_or(c).to_uppercase();
             let widths: Vec<usize> = columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0))
+                .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([header(c).len()]).max().unwrap_or(0))
                 .collect();
             let line = |cells: Vec<String>| {
                 cells
@@ -406,7 +426,7 @@ fn render_text(value: &serde_json::Value) -> String {
                     .trim_end()
                     .to_owned()
             };
-            let mut out = vec![line(columns.iter().map(|c| c.to_uppercase()).collect())];
+            let mut out = vec![line(columns.iter().map(|c| header(c)).collect())];
             out.extend(cells.into_iter().map(line));
             if rows.is_empty() {
                 out.push("(none)".into());

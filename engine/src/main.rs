@@ -96,6 +96,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// List receivers and their circuits on a running server.
+    Receivers {
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// List silences on a running server.
+    Silences {
+        #[command(flatten)]
+        server: ServerConn,
+    },
     /// List, acknowledge and resolve alerts on a running server.
     Alerts {
         #[command(subcommand)]
@@ -333,6 +343,11 @@ enum IntegrityCommand {
 
 #[derive(Subcommand)]
 enum RulesCommand {
+    /// List the rules deployed on a running server with their counters.
+    List {
+        #[command(flatten)]
+        server: ServerConn,
+    },
     /// Scaffold a rule crate `<dir>/<name>` on vigil-sdk, with tests.
     New {
         /// Rule name ([a-z0-9_]{1,64}); also the crate name.
@@ -405,6 +420,8 @@ async fn main() -> anyhow::Result<()> {
             };
             std::process::exit(code);
         }
+        Command::Receivers { server } => server.call(reqwest::Method::GET, "/v1/receivers".into(), None).run().await,
+        Command::Silences { server } => server.call(reqwest::Method::GET, "/v1/silences".into(), None).run().await,
         Command::Events { command } => match command {
             EventsCommand::Tail { filters, interval, count, server } => {
                 let f = filters;
@@ -515,6 +532,7 @@ async fn main() -> anyhow::Result<()> {
             IntegrityCommand::Accept { reason, url, key } => vigil::cli::accept(&reason, &url, &key).await,
         },
         Command::Rules { command } => match command {
+            RulesCommand::List { server } => server.call(reqwest::Method::GET, "/v1/rules".into(), None).run().await,
             RulesCommand::New { name, dir } => {
                 let root = vigil::cli::new_rule(&name, &dir)?;
                 eprintln!(

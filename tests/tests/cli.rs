@@ -71,8 +71,9 @@ fn call(
     Call { url: app.base.clone(), key: key.into(), json, method, path: path.into(), body }
 }
 
-/// `vigil keys create|list|revoke` and `vigil alerts list|ack|resolve` against a running
-/// server: text tables, `--output json`, and the server's refusal as the error.
+/// `vigil keys create|list|revoke`, `vigil alerts list|ack|resolve`, `vigil rules list`,
+/// `vigil receivers` and `vigil silences` against a running server: text tables,
+/// `--output json`, and the server's refusal as the error.
 #[tokio::test]
 async fn keys_and_alerts_commands_drive_a_running_server() -> anyhow::Result<()> {
     use reqwest::Method;
@@ -125,6 +126,19 @@ async fn keys_and_alerts_commands_drive_a_running_server() -> anyhow::Result<()>
     .await?;
     let resolved: Value = serde_json::from_str(&resolved)?;
     assert_eq!((resolved["status"].as_str(), resolved["disposition"].as_str()), (Some("resolved"), Some("benign")));
+
+    // `vigil rules list`, `vigil receivers`, `vigil silences`: tables with nested columns.
+    let wasm = std::fs::read(example_rules()?.join("brute_force.wasm"))?;
+    let (status, _) = app.put_rule("brute_force", wasm).await?;
+    assert_eq!(status, 201);
+    let rules = call(&app, &secret, false, Method::GET, "/v1/rules", None).answer().await?;
+    let header: Vec<&str> = rules.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "KIND", "STATUS", "VERSION", "SHA256", "EVENTS", "MATCHES", "FAULTS"], "{rules}");
+    assert!(rules.lines().any(|l| l.starts_with("brute_force") && l.contains("detection") && l.contains("active")));
+    let receivers = call(&app, &secret, false, Method::GET, "/v1/receivers", None).answer().await?;
+    assert!(receivers.starts_with("NAME") && receivers.contains("(none)"), "{receivers}");
+    let silences = call(&app, &secret, false, Method::GET, "/v1/silences", None).answer().await?;
+    assert!(silences.starts_with("ID") && silences.contains("(none)"), "{silences}");
 
     call(&app, &admin, false, Method::DELETE, &format!("/v1/keys/{}", vigil::cli::query_escape(&id)), None)
         .answer()
