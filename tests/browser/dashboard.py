@@ -43,6 +43,8 @@ def main():
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         requests = []
         page.on("request", lambda r: requests.append(r.url))
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
         # Log in (the login page first, and a wrong key is refused with a message).
         page.goto(f"{BASE}/")
@@ -76,9 +78,17 @@ def main():
         page.goto(f"{BASE}/#/alerts?status=acknowledged")
         expect(page.locator("tr[data-alert]", has_text="brute_force").first).to_be_visible()
 
-        # Events: filter by action, see only matching rows, open one, verify it.
+        # Events: a hostile event's fields are shown as text (no element, no script run).
         page.goto(f"{BASE}/#/events")
         expect(page.locator("h1")).to_have_text("Events")
+        hostile = page.locator("tr[data-seq]", has_text="permission_denied").first
+        expect(hostile.locator("td:nth-child(7)")).to_have_text("<img src=x onerror=alert(1)>")
+        assert page.locator("main img, main script").count() == 0, "event text became markup"
+        hostile.locator("button").click()
+        expect(page.locator("#event-detail pre")).to_contain_text("<script>alert(2)</script>")
+        assert not dialogs, f"a script from event data ran: {dialogs}"
+
+        # Events: filter by action, see only matching rows, open one, verify it.
         page.fill("input[name=action]", "login_failed")
         page.select_option("select[name=outcome]", "failure")
         page.click("form.filters button[type=submit]")
@@ -150,6 +160,7 @@ def main():
         foreign = [u for u in requests if not u.startswith(BASE)]
         assert not foreign, f"requests outside the server: {foreign}"
         browser.close()
+    assert not dialogs, f"a script from event data ran: {dialogs}"
     assert not problems, "browser errors: " + "; ".join(problems)
     print(json.dumps({"ok": True, "screenshots": shots}))
 

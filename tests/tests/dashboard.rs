@@ -3,7 +3,8 @@
 //! real server holding a brute-force alert raised by posted events. It logs in by keyboard,
 //! sees the alert, acknowledges it and sees the status change, filters events and verifies
 //! one, sees a rule's stats, drives a receiver's circuit, and checks that a read-only key
-//! sees no action buttons. Screenshots of every page go to `test-artefacts/dashboard/`.
+//! sees no action buttons; event fields holding HTML and script show as text and never run.
+//! Screenshots of every page go to `test-artefacts/dashboard/`.
 
 use serde_json::{Value, json};
 use vigil::config::ReceiverConfig;
@@ -33,6 +34,11 @@ async fn the_dashboard_works_in_chromium() -> anyhow::Result<()> {
         })
         .collect();
     let (status, body) = app.post_events(&json!(burst)).await?;
+    assert_eq!(status, 201, "{body}");
+    // Attacker-controlled strings must show as text, never run (the page checks).
+    let hostile = json!({"category": "authorization", "action": "permission_denied",
+        "user_id": "<img src=x onerror=alert(1)>", "resource": "<script>alert(2)</script>"});
+    let (status, body) = app.post_events(&hostile).await?;
     assert_eq!(status, 201, "{body}");
     app.wait_for("/v1/alerts?rule=brute_force", 20, |b| b["alerts"].as_array().is_some_and(|a| !a.is_empty())).await?;
     app.server.state.sequencer.checkpoint_now().await?;

@@ -132,6 +132,19 @@ async fn pg_lock(url: &str) -> anyhow::Result<(sqlx::PgConnection, i64)> {
             "another server is writing this log ({who}; advisory lock on {db}.{schema}). One writer per log: stop it first"
         );
     }
+    // A writer killed a moment ago may still have an append transaction in flight on the
+    // server (its COMMIT sent, or its session not yet reaped): wait until every append
+    // holding the append lock has ended, so the head read next is final.
+    use crate::store::postgres::{APPEND_LOCK_DRAIN, APPEND_LOCK_RELEASE};
+    sqlx::query("SET lock_timeout = '60s'").execute(&mut conn).await?;
+    if let Err(e) = sqlx::query(APPEND_LOCK_DRAIN).execute(&mut conn).await {
+        anyhow::bail!(
+            "a previous writer's append transaction on {db}.{schema} did not end within 60 s ({e}); \
+             find it in pg_stat_activity and start again once it has ended"
+        );
+    }
+    sqlx::query(APPEND_LOCK_RELEASE).execute(&mut conn).await?;
+    sqlx::query("SET lock_timeout = 0").execute(&mut conn).await?;
     Ok((conn, key))
 }
 

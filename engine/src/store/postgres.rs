@@ -17,6 +17,24 @@ use super::shared::{alert_columns, alert_insert_columns, checkpoint_columns, not
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
 
+/// The key of a log's append lock, computed by PostgreSQL from the log's database and
+/// schema (like the writer lock's key in `integrity::lock`, but a different key). Every
+/// append holds it shared until it commits; a server taking over the log takes it
+/// exclusively once, which waits until a killed writer's last transaction has ended.
+macro_rules! append_lock_key {
+    () => {
+        "('x' || substr(encode(sha256(convert_to('vigil-append-v1:' || current_database() || '.' || \
+         current_schema(), 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint"
+    };
+}
+
+/// Taken by every append transaction.
+const APPEND_LOCK_SHARED: &str = concat!("SELECT pg_advisory_xact_lock_shared(", append_lock_key!(), ")");
+/// Taken (then released) by a server that has just become the log's writer.
+pub const APPEND_LOCK_DRAIN: &str = concat!("SELECT pg_advisory_lock(", append_lock_key!(), ")");
+/// Releases [`APPEND_LOCK_DRAIN`].
+pub const APPEND_LOCK_RELEASE: &str = concat!("SELECT pg_advisory_unlock(", append_lock_key!(), ")");
+
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
@@ -145,6 +163,9 @@ impl PgStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // Every append holds the log's append lock shared until it commits, so a server that
+        // takes over the log waits for a killed writer's last transaction to end first.
+        sqlx::query(APPEND_LOCK_SHARED).execute(&mut *tx).await?;
         let col = |f: fn(&IndexedColumns) -> Option<String>| rows.iter().map(|r| f(&r.columns)).collect::<Vec<_>>();
         if !rows.is_empty() {
             sqlx::query(
