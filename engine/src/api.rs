@@ -208,20 +208,16 @@ pub fn strict_id(s: &str) -> Option<i64> {
     (!b.is_empty() && b.len() <= 18 && b[0] != b'0' && b.iter().all(u8::is_ascii_digit)).then(|| s.parse().ok())?
 }
 
+/// Parses an optional `cursor` query parameter (a [`strict_id`]).
+pub fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor.map(|c| strict_id(c).ok_or_else(|| ApiError::bad_request("`cursor` is not valid"))).transpose()
+}
+
 /// Parses a time query parameter (RFC 3339 or epoch ms). A bound outside the times events
 /// can carry (before 1970, after 9999) is clamped to the nearest one: it selects the same
 /// events.
 pub fn parse_time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let clamped = |v: &str| -> Option<i64> {
-        let ms = match v.parse::<i64>() {
-            Ok(ms) => ms,
-            Err(_) => {
-                let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()?;
-                i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()?
-            }
-        };
-        Some(ms.clamp(0, crate::event::MAX_TIME_MS))
-    };
+    let clamped = |v: &str| crate::event::parse_time_unbounded(v).map(|ms| ms.clamp(0, crate::event::MAX_TIME_MS));
     value
         .map(|v| {
             clamped(v).ok_or_else(|| {

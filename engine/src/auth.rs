@@ -137,11 +137,6 @@ impl KeyRing {
         self.active.read().expect("key ring lock").values().filter(|k| k.role == Role::Admin).count()
     }
 
-    /// Whether an active key has this id.
-    pub fn is_active(&self, id: &str) -> bool {
-        self.active.read().expect("key ring lock").values().any(|k| k.id == id)
-    }
-
     /// Whether this exact key was issued and then revoked (a revoked key is never issued
     /// again, not even from `VIGIL_ADMIN_KEY`).
     pub async fn was_revoked(&self, key: &str) -> Result<bool, StoreError> {

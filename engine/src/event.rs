@@ -262,12 +262,17 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
 /// Parses a time given as RFC 3339 text or as integer epoch ms (also as a decimal string,
 /// for query parameters). Returns None when it is neither or out of range.
 pub fn parse_time(text: &str) -> Option<i64> {
+    parse_time_unbounded(text).filter(|ms| (0..=MAX_TIME_MS).contains(ms))
+}
+
+/// Epoch ms of an RFC 3339 time or an integer epoch ms, any year (query bounds are clamped
+/// into the range [`parse_time`] accepts).
+pub fn parse_time_unbounded(text: &str) -> Option<i64> {
     if let Ok(ms) = text.parse::<i64>() {
-        return (0..=MAX_TIME_MS).contains(&ms).then_some(ms);
+        return Some(ms);
     }
     let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-    (0..=MAX_TIME_MS).contains(&ms).then_some(ms)
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// An event the server itself writes into the chain (key created, rule deployed, ...).

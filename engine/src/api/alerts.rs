@@ -45,11 +45,6 @@ fn check_severity(sev: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
-/// Parses a positive integer cursor.
-pub fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
-    cursor.map(|c| super::strict_id(c).ok_or_else(|| ApiError::bad_request("`cursor` is not valid"))).transpose()
-}
-
 /// Lists alerts, newest first.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.keys.require(&req, Role::Read)?;
@@ -71,7 +66,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         dedup_key: q.dedup_key,
         since: parse_time_param("since", q.since.as_deref())?,
         until: parse_time_param("until", q.until.as_deref())?,
-        before_id: parse_cursor(q.cursor.as_deref())?,
+        before_id: super::parse_cursor(q.cursor.as_deref())?,
         id: None,
         notified_before: None,
         limit,

@@ -89,11 +89,7 @@ pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    let before_seq = q
-        .cursor
-        .as_deref()
-        .map(|c| super::strict_id(c).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
-        .transpose()?;
+    let before_seq = super::parse_cursor(q.cursor.as_deref())?;
     let lower = |v: Option<String>| v.map(|s| s.to_ascii_lowercase());
     let filter = EventFilter {
         category: lower(q.category),

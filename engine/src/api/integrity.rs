@@ -103,11 +103,7 @@ pub async fn checkpoints(req: HttpRequest, state: web::Data<AppState>) -> Result
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| super::strict_id(c).ok_or_else(|| ApiError::bad_request("`cursor` is not valid")))
-        .transpose()?;
+    let before = super::parse_cursor(q.cursor.as_deref())?;
     let rows = state.store.list_checkpoints(before, limit).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|c| c.id.to_string())).flatten();
     let list: Vec<CheckpointJson> = rows.iter().map(CheckpointJson::from).collect();

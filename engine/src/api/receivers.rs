@@ -9,7 +9,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::alerts::parse_cursor;
 use super::{AppState, parse_query, read_json};
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -74,7 +73,7 @@ pub async fn notifications(req: HttpRequest, state: web::Data<AppState>) -> Resu
         status: q.status,
         receiver: q.receiver,
         alert_id: q.alert_id,
-        before_id: parse_cursor(q.cursor.as_deref())?,
+        before_id: super::parse_cursor(q.cursor.as_deref())?,
         idempotency_key: None,
         limit,
     };
