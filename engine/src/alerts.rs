@@ -715,6 +715,18 @@ impl AlertService {
         Ok(writes.remove(0).alert)
     }
 
+    /// Adds an entry to an alert's history without changing the alert (a decision that
+    /// goes with it was issued, expired or lifted); it is written to the chain like any.
+    pub async fn note(&self, id: i64, action: &str, actor: &str, details: Value) -> Result<(), AlertError> {
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let alert = self.load(id).await?;
+        let change =
+            AlertChange { action: action.into(), actor: actor.into(), at: now, details: details.to_string(), ..Default::default() };
+        let mut writes = vec![AlertWrite { alert, change, ..Default::default() }];
+        self.commit(&mut writes).await
+    }
+
     /// Reopens an acknowledged or resolved alert: it is open again, notified again and its
     /// escalation starts over.
     pub async fn reopen(&self, id: i64, actor: &str, comment: Option<String>) -> Result<AlertRow, AlertError> {
@@ -961,10 +973,26 @@ pub fn row_from_raised(r: &RaisedAlert, now: i64) -> AlertRow {
 /// full), each alert of the batch is retried with backoff for up to `ALERT_RETRY_FOR`
 /// before it is given up (logged with its rule and title); one bad alert never holds back
 /// its neighbours.
-pub fn spawn_writer(service: AlertService, journal: RuleJournal, mut rx: mpsc::UnboundedReceiver<Evaluated>) {
+pub fn spawn_writer(
+    service: AlertService,
+    journal: RuleJournal,
+    decisions: crate::respond::DecisionService,
+    mut rx: mpsc::UnboundedReceiver<Evaluated>,
+) {
     tokio::spawn(async move {
         while let Some(evaluated) = rx.recv().await {
-            store_with_retry(&service, &evaluated.alerts).await;
+            let ids = store_with_retry(&service, &evaluated.alerts).await;
+            if !evaluated.decisions.is_empty() {
+                // Each decision goes with the alert its rule raised under the same dedup key.
+                let by_key: HashMap<(String, String), i64> = evaluated
+                    .alerts
+                    .iter()
+                    .zip(ids)
+                    .filter(|(_, id)| *id > 0)
+                    .map(|(a, id)| ((a.rule.clone(), a.alert.dedup_key.clone()), id))
+                    .collect();
+                decisions.issue_from_rules(&evaluated.decisions, &by_key).await;
+            }
             for q in &evaluated.quarantined {
                 if let Err(e) = service.record_quarantine(&journal, &q.rule, &q.sha256, &q.reason).await {
                     tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine");
@@ -977,15 +1005,23 @@ pub fn spawn_writer(service: AlertService, journal: RuleJournal, mut rx: mpsc::U
 /// How long the writer keeps retrying an alert it could not store.
 pub const ALERT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
-async fn store_with_retry(service: &AlertService, alerts: &[RaisedAlert]) {
-    let Err(e) = service.record_detected(alerts).await else { return };
+/// Stores a batch's alerts; returns their ids in order (0 for one given up).
+async fn store_with_retry(service: &AlertService, alerts: &[RaisedAlert]) -> Vec<i64> {
+    let e = match service.record_detected(alerts).await {
+        Ok(ids) => return ids,
+        Err(e) => e,
+    };
     tracing::warn!(error = %e, alerts = alerts.len(), "Storing a batch of alerts failed; retrying one by one");
-    for a in alerts {
+    let mut ids = vec![0; alerts.len()];
+    for (a, slot) in alerts.iter().zip(ids.iter_mut()) {
         let deadline = std::time::Instant::now() + ALERT_RETRY_FOR;
         let mut delay = std::time::Duration::from_millis(250);
         loop {
             match service.record_detected(std::slice::from_ref(a)).await {
-                Ok(_) => break,
+                Ok(got) => {
+                    *slot = got.first().copied().unwrap_or(0);
+                    break;
+                }
                 Err(e) if std::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, rule = %a.rule, "Could not store an alert; retrying");
                     tokio::time::sleep(delay).await;
@@ -998,4 +1034,5 @@ async fn store_with_retry(service: &AlertService, alerts: &[RaisedAlert]) {
             }
         }
     }
+    ids
 }

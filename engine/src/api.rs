@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod dashboard;
+pub mod decisions;
 pub mod events;
 pub mod export;
 pub mod integrity;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub detection: Arc<crate::detect::pipeline::PipelineStats>,
     /// The alert lifecycle (the one writer of alerts).
     pub alerts: crate::alerts::AlertService,
+    /// Decisions for the apps' bouncers (the one writer of decisions).
+    pub decisions: crate::respond::DecisionService,
     /// Notification delivery (receivers and their circuits).
     pub outbox: Arc<crate::route::Outbox>,
     /// The sequencer-to-detection hand-off (its queue depth is a metric).
@@ -111,6 +114,11 @@ routes! {
     get "/v1/silences" => silences::list,
     get "/v1/silences/{id}" => silences::get,
     delete "/v1/silences/{id}" => silences::expire,
+    get "/v1/decisions" => decisions::list,
+    post "/v1/decisions" => decisions::create,
+    get "/v1/decisions/stream" => decisions::stream,
+    get "/v1/decisions/{id}" => decisions::get,
+    delete "/v1/decisions/{id}" => decisions::lift,
     get "/v1/receivers" => receivers::list,
     post "/v1/receivers/{name}/circuit" => receivers::circuit,
     get "/v1/notifications" => receivers::notifications,

@@ -177,9 +177,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     if written > 0 {
         tracing::info!(changes = written, "Alert history written to the chain after a restart");
     }
+    // Decisions: the active set the rules' gate counts, rebuilt from the store.
+    let decisions = crate::respond::DecisionService::new(
+        store.clone(),
+        sequencer.clone(),
+        config.clock.clone(),
+        config.decisions.clone(),
+        registry.config().decision_gate.set().clone(),
+        alerts.clone(),
+    );
+    let active = decisions.load().await?;
+    let written = decisions.chain_pending().await?;
+    tracing::info!(active, chained_after_restart = written, "Decisions loaded");
+    decisions.clone().spawn_expiry(Duration::from_millis(250));
     let outbox = Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats)?);
     outbox.clone().spawn(alerts.clone());
-    crate::alerts::spawn_writer(alerts.clone(), rule_journal.clone(), results_rx);
+    crate::alerts::spawn_writer(alerts.clone(), rule_journal.clone(), decisions.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
     let pipeline = Pipeline {
@@ -218,6 +231,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         rule_journal,
         detection,
         alerts,
+        decisions,
         outbox,
         handoff,
     };
@@ -280,10 +294,12 @@ pub fn build_registry(config: &Config, artifact_cache: Option<(PathBuf, Vec<u8>)
             rate_limits: RateLimits {
                 alerts_per_minute: r.alerts_per_minute,
                 log_lines_per_minute: r.log_lines_per_minute,
+                decisions_per_minute: config.decisions.per_rule_per_minute,
             },
             batch_budget_base: Duration::from_millis(r.batch_budget_base_ms),
             batch_budget_per_event: Duration::from_micros(r.batch_budget_per_event_us),
             rule_config,
+            decision_gate: Arc::new(crate::respond::Gate::new(config.decisions.clone(), Arc::default())),
         },
     ))
 }

@@ -22,8 +22,10 @@ pub enum Role {
     Ingest,
     /// Read events, integrity, rules, alerts.
     Read,
-    /// Read, plus acknowledge and resolve alerts.
+    /// Read, plus acknowledge and resolve alerts, issue and lift decisions.
     Respond,
+    /// Read decisions only (`GET /v1/decisions...`): the key an app's bouncer holds.
+    Bouncer,
     /// Everything.
     Admin,
 }
@@ -36,6 +38,7 @@ impl Role {
             "read" => Some(Self::Read),
             "respond" => Some(Self::Respond),
             "admin" => Some(Self::Admin),
+            "bouncer" => Some(Self::Bouncer),
             _ => None,
         }
     }
@@ -47,6 +50,7 @@ impl Role {
             Self::Read => "read",
             Self::Respond => "respond",
             Self::Admin => "admin",
+            Self::Bouncer => "bouncer",
         }
     }
 
@@ -55,9 +59,10 @@ impl Role {
     pub fn allows(self, needed: Role) -> bool {
         match self {
             Self::Admin => true,
-            Self::Respond => matches!(needed, Self::Respond | Self::Read),
-            Self::Read => needed == Self::Read,
+            Self::Respond => matches!(needed, Self::Respond | Self::Read | Self::Bouncer),
+            Self::Read => matches!(needed, Self::Read | Self::Bouncer),
             Self::Ingest => needed == Self::Ingest,
+            Self::Bouncer => needed == Self::Bouncer,
         }
     }
 }
@@ -206,6 +211,9 @@ mod tests {
         assert!(Role::Respond.allows(Role::Read) && !Role::Respond.allows(Role::Admin));
         assert!(!Role::Read.allows(Role::Ingest) && !Role::Read.allows(Role::Respond));
         assert!(!Role::Ingest.allows(Role::Read));
+        assert!(Role::Bouncer.allows(Role::Bouncer) && Role::Read.allows(Role::Bouncer));
+        assert!(!Role::Bouncer.allows(Role::Read) && !Role::Bouncer.allows(Role::Ingest));
+        assert!(!Role::Ingest.allows(Role::Bouncer));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Alert dedup and re-notification.
     pub alerts: AlertsConfig,
+    /// `[decisions]`: automated response (what rules may decide, and for how long).
+    pub decisions: DecisionsConfig,
     /// Where alerts go without (or despite) a routing rule.
     pub routing: RoutingConfig,
     /// Notification delivery: retries, dead letters, storm control.
@@ -126,6 +128,43 @@ impl Default for AlertsConfig {
             renotify_at: vec![10, 50, 100],
             repeat_interval_secs: 0,
             external_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[decisions]`: the bounds on decisions (block, throttle, require_mfa, lock) that rules
+/// issue; people (`POST /v1/decisions`) are bound only by `max_duration_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionsConfig {
+    /// Whether detection rules may issue decisions at all (false: every `emit_decision` is
+    /// refused and counted; people still can).
+    pub from_rules: bool,
+    /// Scopes rules may decide on (`ip`, `user`, `api_key`, `session`, `organization`).
+    pub rule_scopes: Vec<String>,
+    /// Longest decision a rule may issue, seconds.
+    pub max_rule_duration_secs: u64,
+    /// Longest decision anyone may issue, seconds.
+    pub max_duration_secs: u64,
+    /// Most active decisions one rule may hold at once; past it new ones are refused.
+    pub max_active_per_rule: usize,
+    /// Decisions one rule may issue per minute (token bucket, burst of the same size).
+    pub per_rule_per_minute: u32,
+    /// Most active decisions in all (rules and people); past it rules are refused and
+    /// people get 409.
+    pub max_active: usize,
+}
+
+impl Default for DecisionsConfig {
+    fn default() -> Self {
+        Self {
+            from_rules: true,
+            rule_scopes: ["ip", "user", "api_key", "session", "organization"].map(String::from).to_vec(),
+            max_rule_duration_secs: 86_400,
+            max_duration_secs: 30 * 86_400,
+            max_active_per_rule: 1000,
+            per_rule_per_minute: 120,
+            max_active: 100_000,
         }
     }
 }
@@ -416,6 +455,7 @@ impl Default for Config {
             integrity: IntegrityConfig::default(),
             rules: RulesConfig::default(),
             alerts: AlertsConfig::default(),
+            decisions: DecisionsConfig::default(),
             routing: RoutingConfig::default(),
             outbox: OutboxConfig::default(),
             breaker: BreakerConfig::default(),
@@ -556,6 +596,22 @@ impl Config {
 
     fn validate_alerting(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+        let d = &self.decisions;
+        if let Some(s) = d.rule_scopes.iter().find(|s| crate::respond::Scope::parse(s).is_none()) {
+            return invalid("decisions.rule_scopes", format!("unknown scope `{s}` (ip, user, api_key, session, organization)"));
+        }
+        if d.max_duration_secs == 0 || d.max_rule_duration_secs == 0 || d.max_rule_duration_secs > d.max_duration_secs {
+            return invalid(
+                "decisions.max_rule_duration_secs",
+                "durations must be positive and the rules' maximum at most max_duration_secs".into(),
+            );
+        }
+        if d.max_duration_secs > 10 * 365 * 86_400 {
+            return invalid("decisions.max_duration_secs", "must be at most ten years".into());
+        }
+        if d.max_active == 0 || d.max_active_per_rule == 0 || d.per_rule_per_minute == 0 {
+            return invalid("decisions.max_active", "caps and rates must be positive".into());
+        }
         let mut names = std::collections::HashSet::new();
         for r in &self.receivers {
             if r.name.is_empty() || !names.insert(r.name.as_str()) {

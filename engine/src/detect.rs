@@ -39,6 +39,17 @@ pub struct RaisedAlert {
     pub at: i64,
 }
 
+/// A decision as issued by a rule, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaisedDecision {
+    /// Rule name.
+    pub rule: String,
+    /// Module SHA-256 (hex).
+    pub rule_sha256: String,
+    /// The decision.
+    pub decision: crate::rules::abi::EmittedDecision,
+}
+
 /// A rule was quarantined during a batch.
 #[derive(Debug, Clone)]
 pub struct QuarantineNotice {
@@ -63,6 +74,8 @@ pub struct Evaluated {
     pub routes: Vec<(usize, String)>,
     /// Rule calls that faulted.
     pub faulted: usize,
+    /// Decisions issued.
+    pub decisions: Vec<RaisedDecision>,
 }
 
 /// An event's (category, action, outcome) bytes: what decides which rules it is offered to.
@@ -115,9 +128,10 @@ impl Evaluator {
                 f.get(SLOT_ACTION).unwrap_or(b""),
                 f.get(SLOT_OUTCOME).unwrap_or(b""),
             );
-            // The server's own events (alert history, silences: ids in the reserved
-            // namespace) are never offered, so an alert's history cannot raise more alerts.
-            if key.0 == b"alert" && is_reserved(ev) {
+            // The server's own events (alert history, silences, decisions: ids in the
+            // reserved namespace) are never offered, so an alert's history cannot raise
+            // more alerts, nor a decision more decisions.
+            if (key.0 == b"alert" || key.0 == b"response") && is_reserved(ev) {
                 continue;
             }
             // Runs of events of one kind are common: reuse the previous answer.
@@ -165,6 +179,7 @@ impl Evaluator {
             self.run_rule(rule, records, &picked, &mut out);
         }
         out.alerts.clear();
+        out.decisions.clear();
         if self.instances.len() > set.detection.len() + set.routing.len() {
             self.instances.retain(|g, _| set.all().any(|r| r.generation == *g));
         }
@@ -182,7 +197,8 @@ impl Evaluator {
         let instance = match self.instances.entry(rule.generation) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                match self.registry.sandbox().instantiate(&rule.compiled, rule.governor.clone()) {
+                let gate = Some(self.registry.config().decision_gate.clone());
+                match self.registry.sandbox().instantiate(&rule.compiled, rule.governor.clone(), gate) {
                     Ok(i) => v.insert(i),
                     Err(e) => {
                         stats.skipped.fetch_add(picked.len() as u64, Ordering::Relaxed);
@@ -209,6 +225,8 @@ impl Evaluator {
         stats.alerts_dropped.fetch_add(outcome.alerts_dropped, Ordering::Relaxed);
         stats.alerts_rate_limited.fetch_add(outcome.alerts_rate_limited, Ordering::Relaxed);
         stats.logs_dropped.fetch_add(outcome.logs_dropped, Ordering::Relaxed);
+        stats.decisions.fetch_add(outcome.decisions.len() as u64, Ordering::Relaxed);
+        stats.decisions_refused.fetch_add(outcome.decisions_refused, Ordering::Relaxed);
         let (keys, bytes, evictions) = outcome.state;
         stats.state_keys.store(keys, Ordering::Relaxed);
         stats.state_bytes.store(bytes, Ordering::Relaxed);
@@ -233,6 +251,12 @@ impl Evaluator {
                 at,
             });
         }
+        let sha = rule.sha256_hex();
+        out.decisions.extend(outcome.decisions.into_iter().map(|decision| RaisedDecision {
+            rule: rule.name().to_owned(),
+            rule_sha256: sha.clone(),
+            decision,
+        }));
         if outcome.flood_started {
             out.alerts.push(flood_alert(rule, self.registry.config().rate_limits.alerts_per_minute, latest));
         }

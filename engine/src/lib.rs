@@ -3,7 +3,7 @@
 //! over them and turns findings into alerts.
 //!
 //! Modules follow the data path: `api` -> `ingest` -> `store` -> `rules` -> `detect` -> `alerts`
-//! -> `route` (receivers, outbox), plus `integrity` (checkpoint keys, anchor, writer lock,
+//! -> `route` (receivers, outbox) and `respond` (decisions for the apps' bouncers), plus `integrity` (checkpoint keys, anchor, writer lock,
 //! export, retention), `config`, `auth`, `clock`, `error`, `telemetry`, and `app`
 //! which assembles the running server.
 
@@ -22,6 +22,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod integrity;
+pub mod respond;
 pub mod route;
 pub mod rules;
 pub mod store;

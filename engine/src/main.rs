@@ -292,7 +292,7 @@ enum KeysCommand {
         /// A name for the key (who or what uses it).
         #[arg(long)]
         name: String,
-        /// ingest | read | respond | admin
+        /// ingest | read | respond | admin | bouncer
         #[arg(long)]
         role: String,
         #[command(flatten)]

@@ -8,6 +8,7 @@
 
 pub mod alerting;
 pub mod canon;
+pub mod decisions;
 pub mod chain;
 pub mod postgres;
 pub mod postings;
@@ -642,6 +643,49 @@ impl Store {
             return Ok(());
         }
         dispatch!(self, s => s.touch_notified(ids, at).await)
+    }
+
+    /// Inserts a decision (its id is set) and its `issued` change, in one transaction.
+    pub async fn insert_decision(&self, d: &mut decisions::DecisionRow) -> Result<decisions::DecisionChange, StoreError> {
+        dispatch!(self, s => s.insert_decision(d).await)
+    }
+
+    /// Ends active decisions in one transaction; returns the changes written.
+    pub async fn end_decisions(&self, ends: &[decisions::DecisionEnd]) -> Result<Vec<decisions::DecisionChange>, StoreError> {
+        if ends.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, s => s.end_decisions(ends).await)
+    }
+
+    /// Stored decisions matching a filter, newest first.
+    pub async fn list_decisions(&self, f: &decisions::DecisionFilter) -> Result<Vec<decisions::DecisionRow>, StoreError> {
+        dispatch!(self, s => s.list_decisions(f).await)
+    }
+
+    /// Decision changes after `since` (ascending), each with its decision; `unchained`:
+    /// only those not yet in the chain.
+    pub async fn decision_changes(
+        &self,
+        since: i64,
+        unchained: bool,
+        decision_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(decisions::DecisionChange, decisions::DecisionRow)>, StoreError> {
+        dispatch!(self, s => s.decision_changes(since, unchained, decision_id, limit).await)
+    }
+
+    /// The newest decision change id (0: none).
+    pub async fn last_decision_change(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.last_decision_change().await)
+    }
+
+    /// Records the chain seqs of decision changes: `(change id, seq)`.
+    pub async fn set_decision_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.set_decision_change_seqs(seqs).await)
     }
 
     /// Records the chain seq of alert changes: `(change id, seq)`.

@@ -119,6 +119,11 @@ pub async fn get(
     body["escalations"] = json!(escalations);
     body["events"] = json!(events);
     body["chain"] = chain;
+    let decisions = state
+        .store
+        .list_decisions(&crate::store::decisions::DecisionFilter { alert_id: Some(id), limit: 100, ..Default::default() })
+        .await?;
+    body["decisions"] = json!(decisions.iter().map(|d| d.to_api_json()).collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -179,10 +184,38 @@ struct Comment {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct Acknowledgement {
+    #[serde(alias = "note", alias = "reason")]
+    comment: Option<String>,
+    /// Lift the active decisions the alert caused.
+    lift_decisions: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct Resolution {
     disposition: Option<String>,
     #[serde(alias = "note", alias = "reason")]
     comment: Option<String>,
+    /// Lift the active decisions the alert caused.
+    lift_decisions: Option<bool>,
+}
+
+/// The alert after an ack or resolve, with the decisions it caused: those lifted on request
+/// and those still active, which the client may offer to lift (`lift_decisions: true`).
+async fn with_decisions(
+    state: &AppState,
+    row: &crate::store::AlertRow,
+    lift: bool,
+    actor: &str,
+    why: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let lifted = if lift { state.decisions.lift_for_alert(row.id, actor, why).await? } else { Vec::new() };
+    let active: Vec<_> = state.decisions.set().for_alert(row.id).iter().map(|d| d.to_api_json()).collect();
+    let mut body = row.to_api_json();
+    body["decisions_lifted"] = json!(lifted);
+    body["active_decisions"] = json!(active);
+    Ok(body)
 }
 
 fn check_comment(c: &Option<String>) -> Result<(), ApiError> {
@@ -213,10 +246,11 @@ pub async fn ack(
 ) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Respond)?;
     let id = parse_id(&path)?;
-    let body: Comment = json_body(&req, payload).await?;
+    let body: Acknowledgement = json_body(&req, payload).await?;
     check_comment(&body.comment)?;
     let row = state.alerts.acknowledge(id, &who.key_id, body.comment).await?;
-    Ok(HttpResponse::Ok().json(row.to_api_json()))
+    let why = format!("alert {id} acknowledged by {}", who.key_id);
+    Ok(HttpResponse::Ok().json(with_decisions(&state, &row, body.lift_decisions == Some(true), &who.key_id, &why).await?))
 }
 
 /// `POST /v1/alerts/{id}/resolve` with `{"disposition": "true_positive"|"false_positive"|"benign"}`.
@@ -234,7 +268,8 @@ pub async fn resolve(
         .disposition
         .ok_or_else(|| ApiError::bad_request("`disposition` is required: true_positive, false_positive or benign"))?;
     let row = state.alerts.resolve(id, &who.key_id, &disposition, body.comment).await?;
-    Ok(HttpResponse::Ok().json(row.to_api_json()))
+    let why = format!("alert {id} resolved as {disposition} by {}", who.key_id);
+    Ok(HttpResponse::Ok().json(with_decisions(&state, &row, body.lift_decisions == Some(true), &who.key_id, &why).await?))
 }
 
 /// `POST /v1/alerts/{id}/reopen`.

@@ -24,7 +24,7 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let input: CreateKey = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"name\", \"role\"}}: {e}")))?;
     let role = Role::parse(&input.role)
-        .ok_or_else(|| ApiError::bad_request("`role` must be one of ingest, read, respond, admin"))?;
+        .ok_or_else(|| ApiError::bad_request("`role` must be one of ingest, read, respond, admin, bouncer"))?;
     if input.name.is_empty() || input.name.len() > 128 || input.name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("`name` must be 1 to 128 bytes, without control characters"));
     }

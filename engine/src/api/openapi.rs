@@ -674,8 +674,8 @@ fn schemas() -> Value {
         })),
         "WhoAmI": object(&["key_id", "role", "allows"], json!({
             "key_id": {"type": "string"},
-            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin"]},
-            "allows": object(&["ingest", "read", "respond", "admin"], json!({
+            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin", "bouncer"]},
+            "allows": object(&["ingest", "read", "respond", "admin", "bouncer"], json!({
                 "ingest": {"type": "boolean"}, "read": {"type": "boolean"},
                 "respond": {"type": "boolean"}, "admin": {"type": "boolean"},
             })),
@@ -911,11 +911,11 @@ fn schemas() -> Value {
         })),
         "NewKey": {"type": "object", "additionalProperties": false, "required": ["name", "role"], "properties": {
             "name": {"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$", "description": "1 to 128 bytes, no control characters"},
-            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin"]},
+            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin", "bouncer"]},
         }},
         "ApiKey": object(&["id", "name", "role", "created_at", "revoked_at"], json!({
             "id": {"type": "string"}, "name": {"type": "string"},
-            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin"]},
+            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin", "bouncer"]},
             "created_at": time(), "revoked_at": nullable_time(),
         })),
         "CreatedKey": object(&["id", "name", "role", "key", "created_at"], json!({

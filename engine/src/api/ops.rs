@@ -121,7 +121,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// client (the dashboard) shows only the actions the key can use.
 pub async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let who = state.keys.authenticate(&req)?;
-    let allows: serde_json::Map<String, serde_json::Value> = [Role::Ingest, Role::Read, Role::Respond, Role::Admin]
+    let allows: serde_json::Map<String, serde_json::Value> = [Role::Ingest, Role::Read, Role::Respond, Role::Admin, Role::Bouncer]
         .into_iter()
         .map(|r| (r.as_str().to_owned(), who.role.allows(r).into()))
         .collect();

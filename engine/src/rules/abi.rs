@@ -41,6 +41,28 @@ pub struct EmittedAlert {
     pub actions: Vec<String>,
 }
 
+/// Longest decision JSON accepted.
+pub const MAX_DECISION_BYTES: usize = 4 * 1024;
+
+/// A decision as emitted by a rule (ABI 1.2), validated and copied out of the guest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmittedDecision {
+    /// What it applies to.
+    pub scope: crate::respond::Scope,
+    /// The ip, user id...
+    pub value: String,
+    /// What the app should do.
+    pub kind: crate::respond::Kind,
+    /// How long, ms.
+    pub duration_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// The dedup key of the alert it goes with.
+    pub dedup_key: Option<String>,
+    /// Triggering event seqs.
+    pub event_seqs: Vec<i64>,
+}
+
 /// The error a guest gets when it grows memory past its cap (matched by type, not text).
 #[derive(Debug, thiserror::Error)]
 #[error("rule memory cap of {cap} bytes exceeded (wanted {desired})")]
@@ -116,6 +138,12 @@ pub struct HostState {
     pub last_error: Option<String>,
     /// Receivers named by a routing rule during the current call: (record index, name).
     pub routes: Vec<(usize, String)>,
+    /// Decisions emitted during the current call.
+    pub decisions: Vec<EmittedDecision>,
+    /// Decisions refused during the current call: invalid, rate-limited, refused by policy.
+    pub decisions_refused: [u64; 3],
+    /// What rules may decide (none: every decision is refused, as in deploy probes).
+    pub gate: Option<Arc<crate::respond::Gate>>,
 }
 
 impl HostState {
@@ -137,6 +165,9 @@ impl HostState {
             governor,
             last_error: None,
             routes: Vec::new(),
+            decisions: Vec::new(),
+            decisions_refused: [0; 3],
+            gate: None,
         }
     }
 
@@ -148,6 +179,8 @@ impl HostState {
         self.flood_started = false;
         self.logs_dropped = 0;
         self.routes.clear();
+        self.decisions.clear();
+        self.decisions_refused = [0; 3];
     }
 }
 
@@ -227,6 +260,30 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
                 Ok(2)
             }
         }
+    })?;
+    linker.func_wrap("vigil", "emit_decision", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+        let (data, host) = memory_and_state(&mut caller)?;
+        let r = range(data.len(), ptr, len)?;
+        let Some(decision) = parse_decision(&data[r]) else {
+            host.decisions_refused[0] += 1;
+            return Ok(2);
+        };
+        if !lock_governor(&host.governor).admit_decision(Instant::now()) {
+            host.decisions_refused[1] += 1;
+            return Ok(1);
+        }
+        let Some(gate) = &host.gate else {
+            host.decisions_refused[2] += 1;
+            return Ok(3);
+        };
+        if let Err(why) = gate.admit(&host.rule, decision.scope, decision.duration_ms, host.decisions.len()) {
+            gate.refused();
+            host.decisions_refused[2] += 1;
+            tracing::debug!(rule = &*host.rule, why = why.as_str(), "Rule decision refused");
+            return Ok(3);
+        }
+        host.decisions.push(decision);
+        Ok(0)
     })?;
     linker.func_wrap(
         "vigil",
@@ -407,7 +464,35 @@ pub const IMPORTS: &[&str] = &[
     "baseline_observe",
     "baseline_get",
     "route",
+    "emit_decision",
 ];
+
+/// Parses and validates a decision emitted by a guest (ABI.md "Decision JSON").
+pub fn parse_decision(bytes: &[u8]) -> Option<EmittedDecision> {
+    use crate::respond::{Kind, MIN_DURATION_MS, Scope, check_reason, check_value};
+    if bytes.len() > MAX_DECISION_BYTES {
+        return None;
+    }
+    let Value::Object(obj) = serde_json::from_slice::<Value>(bytes).ok()? else { return None };
+    let scope = Scope::parse(obj.get("scope")?.as_str()?)?;
+    let kind = Kind::parse(obj.get("kind")?.as_str()?)?;
+    let value = obj.get("value")?.as_str()?.to_owned();
+    check_value(&value).ok()?;
+    let reason = obj.get("reason")?.as_str()?.to_owned();
+    check_reason(&reason).ok()?;
+    let duration_ms = obj.get("duration_ms")?.as_i64().filter(|d| *d >= MIN_DURATION_MS)?;
+    let dedup_key = match obj.get("dedup_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => Some(k.chars().take(512).collect()),
+        Some(_) => return None,
+    };
+    let event_seqs = match obj.get("event_seqs") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).filter(|s| *s > 0).take(MAX_ALERT_SEQS).collect(),
+        Some(_) => return None,
+    };
+    Some(EmittedDecision { scope, value, kind, duration_ms, reason, dedup_key, event_seqs })
+}
 
 /// Parses and validates an alert emitted by a guest.
 pub fn parse_alert(bytes: &[u8], default_severity: &str) -> Option<EmittedAlert> {
@@ -452,5 +537,30 @@ mod tests {
         assert!(parse_alert(br#"{"title":""}"#, "P2").is_none());
         assert!(parse_alert(br#"{"title":"x","severity":"P9"}"#, "P2").is_none());
         assert!(parse_alert(b"not json", "P2").is_none());
+    }
+
+    #[test]
+    fn decisions_are_validated() {
+        let d = parse_decision(
+            br#"{"scope":"ip","value":"203.0.113.7","kind":"block","duration_ms":1800000,"reason":"r","dedup_key":"ip:x","event_seqs":[3]}"#,
+        )
+        .unwrap();
+        assert_eq!((d.scope, d.kind, d.duration_ms, d.event_seqs), (crate::respond::Scope::Ip, crate::respond::Kind::Block, 1_800_000, vec![3]));
+        for bad in [
+            r#"{"scope":"planet","value":"x","kind":"block","duration_ms":1000,"reason":"r"}"#,
+            r#"{"scope":"ip","value":"","kind":"block","duration_ms":1000,"reason":"r"}"#,
+            r#"{"scope":"ip","value":"a
+b","kind":"block","duration_ms":1000,"reason":"r"}"#,
+            r#"{"scope":"ip","value":"x","kind":"ban","duration_ms":1000,"reason":"r"}"#,
+            r#"{"scope":"ip","value":"x","kind":"block","duration_ms":999,"reason":"r"}"#,
+            r#"{"scope":"ip","value":"x","kind":"block","duration_ms":1000,"reason":" "}"#,
+            r#"{"scope":"ip","value":"x","kind":"block","duration_ms":1000}"#,
+            r#"{"scope":"ip","value":"x","kind":"block","duration_ms":1000,"reason":"r","dedup_key":5}"#,
+            r#"[1]"#,
+        ] {
+            assert!(parse_decision(bad.as_bytes()).is_none(), "{bad}");
+        }
+        let long = format!(r#"{{"scope":"ip","value":"{}","kind":"block","duration_ms":1000,"reason":"r"}}"#, "v".repeat(257));
+        assert!(parse_decision(long.as_bytes()).is_none());
     }
 }

@@ -60,6 +60,10 @@ pub struct BatchOutcome {
     pub state: (u64, u64, u64),
     /// Receivers named (routing rules): (index in the batch, receiver).
     pub routes: Vec<(usize, String)>,
+    /// Decisions accepted.
+    pub decisions: Vec<crate::rules::abi::EmittedDecision>,
+    /// Decisions refused (invalid, over the rate, past the policy).
+    pub decisions_refused: u64,
 }
 
 /// A ready instance.
@@ -305,6 +309,8 @@ impl RuleInstance {
             outcome.flood_started |= host.flood_started;
             outcome.logs_dropped += host.logs_dropped;
             outcome.routes.extend(host.routes.drain(..).map(|(i, r)| (i + start, r)));
+            outcome.decisions.append(&mut host.decisions);
+            outcome.decisions_refused += host.decisions_refused.iter().sum::<u64>();
             match result {
                 Ok(0) => {}
                 Ok(rc) => {

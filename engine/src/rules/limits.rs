@@ -53,11 +53,13 @@ pub struct RateLimits {
     pub alerts_per_minute: u32,
     /// Log lines per minute (burst of the same size).
     pub log_lines_per_minute: u32,
+    /// Decisions per minute (burst of the same size).
+    pub decisions_per_minute: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { alerts_per_minute: 600, log_lines_per_minute: 60 }
+        Self { alerts_per_minute: 600, log_lines_per_minute: 60, decisions_per_minute: 120 }
     }
 }
 
@@ -66,6 +68,7 @@ impl Default for RateLimits {
 pub struct Governor {
     alerts: TokenBucket,
     logs: TokenBucket,
+    decisions: TokenBucket,
     /// A flood was reported and has not ended yet (the bucket has not refilled).
     flooding: bool,
     /// Alerts dropped since the flood began.
@@ -92,6 +95,7 @@ impl Governor {
         Self {
             alerts: TokenBucket::new(limits.alerts_per_minute, minute),
             logs: TokenBucket::new(limits.log_lines_per_minute, minute),
+            decisions: TokenBucket::new(limits.decisions_per_minute, minute),
             flooding: false,
             flood_dropped: 0,
         }
@@ -110,6 +114,11 @@ impl Governor {
         let first = !self.flooding;
         self.flooding = true;
         AlertAdmission::Dropped { first }
+    }
+
+    /// Admits one decision at `now`.
+    pub fn admit_decision(&mut self, now: Instant) -> bool {
+        self.decisions.take(now)
     }
 
     /// Admits one log line at `now`.
@@ -170,7 +179,7 @@ mod tests {
     #[test]
     fn a_flood_is_reported_once_until_it_ends() {
         let t0 = Instant::now();
-        let mut g = Governor::new(RateLimits { alerts_per_minute: 2, log_lines_per_minute: 1 });
+        let mut g = Governor::new(RateLimits { alerts_per_minute: 2, log_lines_per_minute: 1, decisions_per_minute: 1 });
         g.alerts.last = t0;
         assert_eq!(g.admit_alert(t0), AlertAdmission::Accepted);
         assert_eq!(g.admit_alert(t0), AlertAdmission::Accepted);

@@ -193,20 +193,26 @@ impl Sandbox {
         let config_json = config_for(&manifest.name).into();
         let rule = CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json };
         if &*rule.config_json != "{}" {
-            self.instantiate(&rule, governor())?;
+            self.instantiate(&rule, governor(), None)?;
         }
         Ok(rule)
     }
 
     /// A fresh instance of a compiled rule bound to the rule's rate limits (its state is
     /// lent to it per batch).
-    pub fn instantiate(&self, rule: &CompiledRule, governor: Arc<Mutex<Governor>>) -> Result<RuleInstance, RuleError> {
-        let host = HostState::new(
+    pub fn instantiate(
+        &self,
+        rule: &CompiledRule,
+        governor: Arc<Mutex<Governor>>,
+        gate: Option<Arc<crate::respond::Gate>>,
+    ) -> Result<RuleInstance, RuleError> {
+        let mut host = HostState::new(
             Arc::from(rule.manifest.name.as_str()),
             rule.manifest.severity.as_str().to_owned(),
             governor,
             self.limits.memory_bytes,
         );
+        host.gate = gate;
         RuleInstance::start(&self.engine, &rule.pre, host, self.instance_limits(), &rule.config_json).map(|(i, _, _)| i)
     }
 }

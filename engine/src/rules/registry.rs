@@ -35,6 +35,10 @@ pub struct RuleStats {
     pub alerts_dropped: AtomicU64,
     /// Alerts dropped by the per-minute rate limit.
     pub alerts_rate_limited: AtomicU64,
+    /// Decisions accepted from the rule.
+    pub decisions: AtomicU64,
+    /// Decisions refused: invalid JSON, over the rate, past the policy (scope, duration, caps).
+    pub decisions_refused: AtomicU64,
     /// Log lines dropped by the rate limit.
     pub logs_dropped: AtomicU64,
     /// Events offered but not evaluated (after a fault in their batch, or too large).
@@ -58,6 +62,7 @@ impl RuleStats {
             "calls": g(&self.calls), "events": g(&self.events), "matches": g(&self.matches),
             "alerts": g(&self.alerts), "alerts_dropped": g(&self.alerts_dropped),
             "alerts_rate_limited": g(&self.alerts_rate_limited), "logs_dropped": g(&self.logs_dropped),
+            "decisions": g(&self.decisions), "decisions_refused": g(&self.decisions_refused),
             "skipped": g(&self.skipped), "faults": g(&self.faults),
             "time_ns": g(&self.time_ns),
             "ns_per_event": g(&self.time_ns).checked_div(g(&self.events)).unwrap_or(0),
@@ -236,6 +241,8 @@ pub struct RegistryConfig {
     pub batch_budget_per_event: Duration,
     /// Configuration JSON per rule name (`{}` when absent).
     pub rule_config: HashMap<String, String>,
+    /// What rules may decide, and the active decisions it counts (`crate::respond`).
+    pub decision_gate: Arc<crate::respond::Gate>,
 }
 
 impl Default for RegistryConfig {
@@ -247,6 +254,10 @@ impl Default for RegistryConfig {
             rate_limits: RateLimits::default(),
             batch_budget_base: Duration::from_millis(200),
             batch_budget_per_event: Duration::from_micros(100),
+            decision_gate: Arc::new(crate::respond::Gate::new(
+                crate::config::DecisionsConfig::default(),
+                Arc::default(),
+            )),
             rule_config: HashMap::new(),
         }
     }

@@ -12,6 +12,7 @@ use super::alerting::{
     self, AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter,
     NotificationRow, RuleAlertStats, SilenceRow,
 };
+use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, decision_columns};
 use super::shared::{alert_columns, alert_insert_columns, checkpoint_columns, notification_columns};
 
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
@@ -47,6 +48,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "integrity", include_str!("../../../migrations/postgres/0008_integrity.sql")),
     (9, "postings", include_str!("../../../migrations/postgres/0009_postings.sql")),
     (10, "ts_seq", include_str!("../../../migrations/postgres/0010_ts_seq.sql")),
+    (11, "decisions", include_str!("../../../migrations/postgres/0011_decisions.sql")),
 ];
 
 /// The application role the server acts as.
@@ -286,3 +288,4 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
 }
 
 super::shared::backend_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool, greatest: "GREATEST", fence: " OFFSET 0", postings: false);
+super::decisions::decision_queries!(PgStore, Postgres, PgRow, writer: pool);

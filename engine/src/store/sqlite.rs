@@ -13,6 +13,7 @@ use super::alerting::{
     self, AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter,
     NotificationRow, RuleAlertStats, SilenceRow,
 };
+use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, decision_columns};
 use super::shared::{alert_columns, alert_insert_columns, checkpoint_columns, notification_columns};
 
 use super::postings;
@@ -31,6 +32,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "integrity", include_str!("../../../migrations/sqlite/0008_integrity.sql")),
     (9, "postings", include_str!("../../../migrations/sqlite/0009_postings.sql")),
     (10, "ts_seq", include_str!("../../../migrations/sqlite/0010_ts_seq.sql")),
+    (11, "decisions", include_str!("../../../migrations/sqlite/0011_decisions.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -378,6 +380,7 @@ pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError>
 }
 
 super::shared::backend_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer, greatest: "MAX", fence: "", postings: true);
+super::decisions::decision_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,238 @@
+//! Decisions: `GET /v1/decisions` (the check an app's bouncer makes, from memory),
+//! `GET /v1/decisions/stream` (what was added and what ended since a cursor),
+//! `GET /v1/decisions/{id}` (roles bouncer, read, respond, admin), `POST /v1/decisions` and
+//! `DELETE /v1/decisions/{id}` (role respond: issue one, lift one early; a reason is
+//! required).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, parse_query, read_json};
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::respond::{DecisionError, Kind, NewDecision, Scope};
+use crate::store::decisions::DecisionFilter;
+
+impl From<DecisionError> for ApiError {
+    fn from(e: DecisionError) -> Self {
+        use actix_web::http::StatusCode;
+        match e {
+            DecisionError::NotFound(id) => ApiError::not_found(format!("no decision {id}")),
+            DecisionError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            DecisionError::Invalid(m) => ApiError::bad_request(m),
+            DecisionError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    scope: Option<String>,
+    value: Option<String>,
+    kind: Option<String>,
+    alert_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn scope(s: &str) -> Result<Scope, ApiError> {
+    Scope::parse(s).ok_or_else(|| ApiError::bad_request("`scope` must be ip, user, api_key, session or organization"))
+}
+
+fn kind(s: &str) -> Result<Kind, ApiError> {
+    Kind::parse(s).ok_or_else(|| ApiError::bad_request("`kind` must be block, throttle, require_mfa or lock"))
+}
+
+fn parse_id(s: &str) -> Result<i64, ApiError> {
+    super::strict_id(s).ok_or_else(|| ApiError::bad_request("the decision id must be a positive integer"))
+}
+
+/// `GET /v1/decisions`: with `scope` and `value`, the decisions that apply to it now (an
+/// app's check, answered from memory); otherwise every active one (filters `scope`, `kind`,
+/// `alert_id`), or with `status` (`expired`, `lifted`, `all`) the stored ones, newest first.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Bouncer)?;
+    let q: ListQuery = parse_query(req.query_string())?;
+    let scope = q.scope.as_deref().map(scope).transpose()?;
+    let kind = q.kind.as_deref().map(kind).transpose()?;
+    let alert_id = q
+        .alert_id
+        .as_deref()
+        .map(|a| super::strict_id(a).ok_or_else(|| ApiError::bad_request("`alert_id` must be a positive integer")))
+        .transpose()?;
+    let set = state.decisions.set();
+    let now = state.decisions.now();
+    if let Some(value) = &q.value {
+        let Some(scope) = scope else { return Err(ApiError::bad_request("`value` needs `scope`")) };
+        if q.status.is_some() || q.cursor.is_some() || q.limit.is_some() {
+            return Err(ApiError::bad_request("a check (`scope` and `value`) takes no `status`, `limit` or `cursor`"));
+        }
+        set.counters.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let found: Vec<_> = set
+            .lookup(scope, value, now)
+            .iter()
+            .filter(|d| kind.is_none_or(|k| d.kind == k.as_str()) && alert_id.is_none_or(|a| d.alert_id == Some(a)))
+            .map(|d| d.to_api_json())
+            .collect();
+        return Ok(HttpResponse::Ok().json(json!({"decisions": found, "next_cursor": null})));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
+    }
+    let status = match q.status.as_deref() {
+        None | Some("active") => None,
+        Some(s @ ("expired" | "lifted")) => Some(Some(s.to_owned())),
+        Some("all") => Some(None),
+        Some(_) => return Err(ApiError::bad_request("`status` must be active, expired, lifted or all")),
+    };
+    let before = super::parse_cursor(q.cursor.as_deref())?;
+    let rows = match status {
+        // Active: from memory, paged by id like the stored listing.
+        None => {
+            let (all, _) = set.snapshot(now, |d| {
+                scope.is_none_or(|s| d.scope == s.as_str())
+                    && kind.is_none_or(|k| d.kind == k.as_str())
+                    && alert_id.is_none_or(|a| d.alert_id == Some(a))
+                    && before.is_none_or(|b| d.id < b)
+            });
+            all.into_iter().take(limit as usize).map(|d| (*d).clone()).collect::<Vec<_>>()
+        }
+        Some(status) => {
+            let filter = DecisionFilter {
+                scope: scope.map(|s| s.as_str().to_owned()),
+                kind: kind.map(|k| k.as_str().to_owned()),
+                status,
+                alert_id,
+                before_id: before,
+                limit,
+                ..DecisionFilter::default()
+            };
+            state.store.list_decisions(&filter).await?
+        }
+    };
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let decisions: Vec<_> = rows.iter().map(|d| d.to_api_json()).collect();
+    Ok(HttpResponse::Ok().json(json!({"decisions": decisions, "next_cursor": next_cursor})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    since: Option<String>,
+}
+
+/// `GET /v1/decisions/stream?since=<cursor>`: without a cursor (or with `0`, or one this
+/// server never gave) a snapshot of every active decision; with one, what was added and
+/// what ended since. `more: true` asks the caller to come back at once with `cursor`.
+pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Bouncer)?;
+    let q: StreamQuery = parse_query(req.query_string())?;
+    let since = match q.since.as_deref() {
+        None | Some("0") => None,
+        Some(s) => Some(super::strict_id(s).ok_or_else(|| ApiError::bad_request("`since` must be a cursor this endpoint returned, or 0"))?),
+    };
+    let page = state.decisions.stream(since).await?;
+    let rows = |r: &[crate::store::decisions::DecisionRow]| r.iter().map(|d| d.to_api_json()).collect::<Vec<_>>();
+    Ok(HttpResponse::Ok().json(json!({
+        "snapshot": page.snapshot, "added": rows(&page.added), "deleted": rows(&page.deleted),
+        "cursor": page.cursor.to_string(), "more": page.more,
+    })))
+}
+
+/// `GET /v1/decisions/{id}`: one decision, any status, with its history.
+pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Bouncer)?;
+    let id = parse_id(&path)?;
+    let row = state.decisions.get(id).await?;
+    let history: Vec<_> = state.decisions.history(id).await?.iter().map(|c| c.to_api_json()).collect();
+    let mut body = row.to_api_json();
+    body["history"] = json!(history);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueBody {
+    scope: String,
+    value: String,
+    kind: String,
+    duration_secs: serde_json::Number,
+    reason: String,
+    alert_id: Option<serde_json::Number>,
+}
+
+fn integer(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+}
+
+/// `POST /v1/decisions`: a person's decision.
+pub async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Respond)?;
+    let body: IssueBody = read_json(&req, payload, 16 * 1024, "decision").await?;
+    let max = state.decisions.config().max_duration_secs as i64;
+    let secs = integer(&body.duration_secs)
+        .filter(|s| (1..=max).contains(s))
+        .ok_or_else(|| ApiError::bad_request(format!("`duration_secs` must be an integer from 1 to {max}")))?;
+    let alert_id = match &body.alert_id {
+        None => None,
+        Some(n) => {
+            let id = integer(n).filter(|i| *i > 0).ok_or_else(|| ApiError::bad_request("`alert_id` must be a positive integer"))?;
+            state.store.alert(id).await?.ok_or_else(|| ApiError::bad_request(format!("no alert {id}")))?;
+            Some(id)
+        }
+    };
+    let new = NewDecision {
+        scope: scope(&body.scope)?,
+        value: body.value,
+        kind: kind(&body.kind)?,
+        duration_ms: secs * 1000,
+        reason: body.reason,
+        actor: who.key_id.clone(),
+        rule: None,
+        alert_id,
+        event_seqs: Vec::new(),
+    };
+    let (row, _) = state.decisions.issue(new).await?;
+    Ok(HttpResponse::Created().json(row.to_api_json()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LiftBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiftQuery {
+    reason: Option<String>,
+}
+
+/// `DELETE /v1/decisions/{id}`: lifts an active decision early; the reason comes in the
+/// body (`{"reason": "..."}`) or as `?reason=`.
+pub async fn lift(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Respond)?;
+    let id = parse_id(&path)?;
+    let q: LiftQuery = parse_query(req.query_string())?;
+    let body = super::read_body(&req, payload, 16 * 1024).await?;
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        LiftBody::default()
+    } else {
+        serde_json::from_slice::<LiftBody>(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let reason = from_body
+        .reason
+        .or(q.reason)
+        .ok_or_else(|| ApiError::bad_request("a reason is required: {\"reason\": \"...\"} or ?reason="))?;
+    let row = state.decisions.lift(id, &who.key_id, &reason).await?;
+    Ok(HttpResponse::Ok().json(row.to_api_json()))
+}

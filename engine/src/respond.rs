@@ -1,0 +1,421 @@
+//! Automated response: decisions (block, throttle, require_mfa, lock an ip, user, api_key,
+//! session or organization for a while) issued by detection rules (`emit_decision`, ABI
+//! 1.2) or by people (`POST /v1/decisions`), and enforced by the apps' bouncers, which read
+//! them through `GET /v1/decisions` and `GET /v1/decisions/stream`.
+//!
+//! The store is the truth (`decisions`, `decision_changes`); [`ActiveSet`] is the copy in
+//! memory of what applies now, rebuilt from the store at start, that answers checks without
+//! a query. [`DecisionService`] (`service.rs`) is the one writer: every issue, expiry and
+//! lift is a row of `decision_changes` written with the change and then an event of the
+//! chain. [`Gate`] is what the rule host consults on each `emit_decision`: the policy of
+//! `[decisions]` and the rule's count of active decisions.
+
+mod service;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub use service::{DecisionError, DecisionService, NewDecision, RaisedDecision};
+
+use crate::config::DecisionsConfig;
+use crate::store::decisions::DecisionRow;
+
+/// What a decision applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// A client address.
+    Ip,
+    /// A user id.
+    User,
+    /// An API key id.
+    ApiKey,
+    /// A session id.
+    Session,
+    /// An organization (tenant) id.
+    Organization,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 5] = [Scope::Ip, Scope::User, Scope::ApiKey, Scope::Session, Scope::Organization];
+
+    /// Parses a scope name.
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ip => "ip",
+            Scope::User => "user",
+            Scope::ApiKey => "api_key",
+            Scope::Session => "session",
+            Scope::Organization => "organization",
+        }
+    }
+}
+
+/// What a decision asks the app to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Refuse (403).
+    Block,
+    /// Slow down (429).
+    Throttle,
+    /// Ask for a second factor.
+    RequireMfa,
+    /// Lock the account (403).
+    Lock,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [Kind::Block, Kind::Throttle, Kind::RequireMfa, Kind::Lock];
+
+    /// Parses a kind name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Block => "block",
+            Kind::Throttle => "throttle",
+            Kind::RequireMfa => "require_mfa",
+            Kind::Lock => "lock",
+        }
+    }
+}
+
+/// Longest decision value, bytes.
+pub const MAX_VALUE_BYTES: usize = 256;
+/// Longest reason, bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Shortest decision, ms.
+pub const MIN_DURATION_MS: i64 = 1000;
+
+/// Checks a decision value: 1..=256 bytes, no control characters.
+pub fn check_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > MAX_VALUE_BYTES {
+        return Err(format!("`value` must be 1 to {MAX_VALUE_BYTES} bytes"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("`value` must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Checks a reason: 1..=1024 bytes, no NUL.
+pub fn check_reason(reason: &str) -> Result<(), String> {
+    if reason.trim().is_empty() || reason.len() > MAX_REASON_BYTES {
+        return Err(format!("`reason` is required: 1 to {MAX_REASON_BYTES} bytes of text"));
+    }
+    if reason.contains('\0') {
+        return Err("`reason` must not contain NUL".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct SetInner {
+    /// (scope, value) -> decisions that apply (usually one).
+    by_key: HashMap<(Scope, String), Vec<Arc<DecisionRow>>>,
+    by_id: HashMap<i64, Arc<DecisionRow>>,
+    /// Active decisions per issuing rule.
+    per_rule: HashMap<String, usize>,
+    /// Newest change applied.
+    last_change: i64,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DecisionCounters {
+    /// Decisions issued (rules and people).
+    pub issued: AtomicU64,
+    /// Decisions that expired.
+    pub expired: AtomicU64,
+    /// Decisions lifted early.
+    pub lifted: AtomicU64,
+    /// Rule decisions refused (policy, caps).
+    pub refused: AtomicU64,
+    /// Rule decisions dropped as duplicates of an active one that lasts as long.
+    pub duplicates: AtomicU64,
+    /// Stream requests served.
+    pub stream_requests: AtomicU64,
+    /// Check requests (`GET /v1/decisions?scope&value`) served.
+    pub checks: AtomicU64,
+}
+
+/// The decisions that apply now, in memory.
+#[derive(Debug, Default)]
+pub struct ActiveSet {
+    inner: RwLock<SetInner>,
+    /// Counters.
+    pub counters: DecisionCounters,
+}
+
+impl ActiveSet {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, SetInner> {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SetInner> {
+        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replaces the whole set (at start).
+    pub fn reset(&self, rows: Vec<DecisionRow>, last_change: i64) {
+        let mut inner = SetInner { last_change, ..SetInner::default() };
+        for row in rows {
+            Self::insert_into(&mut inner, Arc::new(row));
+        }
+        *self.write() = inner;
+    }
+
+    fn insert_into(inner: &mut SetInner, row: Arc<DecisionRow>) {
+        let Some(scope) = Scope::parse(&row.scope) else { return };
+        if let Some(rule) = &row.rule {
+            *inner.per_rule.entry(rule.clone()).or_default() += 1;
+        }
+        inner.by_id.insert(row.id, row.clone());
+        inner.by_key.entry((scope, row.value.clone())).or_default().push(row);
+    }
+
+    /// Adds a decision just issued (change `change`).
+    pub fn insert(&self, row: DecisionRow, change: i64) {
+        let mut inner = self.write();
+        inner.last_change = inner.last_change.max(change);
+        Self::insert_into(&mut inner, Arc::new(row));
+    }
+
+    /// Removes a decision that ended (change `change`).
+    pub fn remove(&self, id: i64, change: i64) {
+        let mut inner = self.write();
+        inner.last_change = inner.last_change.max(change);
+        let Some(row) = inner.by_id.remove(&id) else { return };
+        if let Some(rule) = &row.rule
+            && let Some(n) = inner.per_rule.get_mut(rule)
+        {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(scope) = Scope::parse(&row.scope) {
+            let key = (scope, row.value.clone());
+            if let Some(list) = inner.by_key.get_mut(&key) {
+                list.retain(|d| d.id != id);
+                if list.is_empty() {
+                    inner.by_key.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The decisions that apply to `value` in `scope` at `now`, newest first.
+    pub fn lookup(&self, scope: Scope, value: &str, now: i64) -> Vec<Arc<DecisionRow>> {
+        let inner = self.read();
+        // The key is (Scope, String): borrow-free lookup needs an owned key; values are short.
+        let mut out: Vec<Arc<DecisionRow>> = inner
+            .by_key
+            .get(&(scope, value.to_owned()))
+            .map(|list| list.iter().filter(|d| d.expires_at > now).cloned().collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out
+    }
+
+    /// One active decision.
+    pub fn get(&self, id: i64) -> Option<Arc<DecisionRow>> {
+        self.read().by_id.get(&id).cloned()
+    }
+
+    /// Every decision that applies at `now` (filtered), newest first, and the newest change.
+    pub fn snapshot(&self, now: i64, keep: impl Fn(&DecisionRow) -> bool) -> (Vec<Arc<DecisionRow>>, i64) {
+        let inner = self.read();
+        let mut out: Vec<Arc<DecisionRow>> =
+            inner.by_id.values().filter(|d| d.expires_at > now && keep(d)).cloned().collect();
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        (out, inner.last_change)
+    }
+
+    /// Ids of decisions past their expiry at `now`.
+    pub fn due(&self, now: i64) -> Vec<i64> {
+        self.read().by_id.values().filter(|d| d.expires_at <= now).map(|d| d.id).collect()
+    }
+
+    /// Active decisions of `rule`.
+    pub fn rule_count(&self, rule: &str) -> usize {
+        self.read().per_rule.get(rule).copied().unwrap_or(0)
+    }
+
+    /// Active decisions in all.
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    /// Whether none is active.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The newest change applied.
+    pub fn last_change(&self) -> i64 {
+        self.read().last_change
+    }
+
+    /// An active decision of the same scope, value and kind lasting at least until `until`.
+    pub fn covering(&self, scope: Scope, value: &str, kind: &str, until: i64) -> Option<Arc<DecisionRow>> {
+        let inner = self.read();
+        inner.by_key.get(&(scope, value.to_owned()))?.iter().find(|d| d.kind == kind && d.expires_at >= until).cloned()
+    }
+
+    /// Active decisions by (scope, kind), for `/metrics`.
+    pub fn by_scope_kind(&self, now: i64) -> HashMap<(String, String), u64> {
+        let mut out = HashMap::new();
+        for d in self.read().by_id.values().filter(|d| d.expires_at > now) {
+            *out.entry((d.scope.clone(), d.kind.clone())).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Active decisions tied to an alert.
+    pub fn for_alert(&self, alert_id: i64) -> Vec<Arc<DecisionRow>> {
+        let mut out: Vec<_> = self.read().by_id.values().filter(|d| d.alert_id == Some(alert_id)).cloned().collect();
+        out.sort_by_key(|d| d.id);
+        out
+    }
+}
+
+/// What a rule may decide (`[decisions]`), as the rule host checks it on `emit_decision`.
+#[derive(Debug)]
+pub struct Gate {
+    config: DecisionsConfig,
+    scopes: Vec<Scope>,
+    set: Arc<ActiveSet>,
+}
+
+/// Why the gate refused a rule's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// `[decisions] from_rules = false`.
+    Disabled,
+    /// The scope is not in `rule_scopes`.
+    Scope,
+    /// Longer than `max_rule_duration_secs`.
+    Duration,
+    /// The rule holds `max_active_per_rule` active decisions.
+    RuleCap,
+    /// `max_active` decisions are active.
+    TotalCap,
+}
+
+impl Refusal {
+    /// Label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::Disabled => "disabled",
+            Refusal::Scope => "scope",
+            Refusal::Duration => "duration",
+            Refusal::RuleCap => "rule_cap",
+            Refusal::TotalCap => "total_cap",
+        }
+    }
+}
+
+impl Gate {
+    /// A gate over `set` with the `[decisions]` policy.
+    pub fn new(config: DecisionsConfig, set: Arc<ActiveSet>) -> Self {
+        let scopes = config.rule_scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+        Self { config, scopes, set }
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &DecisionsConfig {
+        &self.config
+    }
+
+    /// The active set it counts.
+    pub fn set(&self) -> &Arc<ActiveSet> {
+        &self.set
+    }
+
+    /// Whether `rule` may issue a decision of `scope` lasting `duration_ms`, given that it
+    /// already issued `pending` not yet stored.
+    pub fn admit(&self, rule: &str, scope: Scope, duration_ms: i64, pending: usize) -> Result<(), Refusal> {
+        if !self.config.from_rules {
+            return Err(Refusal::Disabled);
+        }
+        if !self.scopes.contains(&scope) {
+            return Err(Refusal::Scope);
+        }
+        if duration_ms > (self.config.max_rule_duration_secs as i64).saturating_mul(1000) {
+            return Err(Refusal::Duration);
+        }
+        if self.set.rule_count(rule) + pending >= self.config.max_active_per_rule {
+            return Err(Refusal::RuleCap);
+        }
+        if self.set.len() + pending >= self.config.max_active {
+            return Err(Refusal::TotalCap);
+        }
+        Ok(())
+    }
+
+    /// Counts a refusal.
+    pub fn refused(&self) {
+        self.set.counters.refused.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, scope: &str, value: &str, rule: Option<&str>, expires_at: i64) -> DecisionRow {
+        DecisionRow {
+            id,
+            scope: scope.into(),
+            value: value.into(),
+            kind: "block".into(),
+            rule: rule.map(str::to_owned),
+            expires_at,
+            status: "active".into(),
+            ..DecisionRow::default()
+        }
+    }
+
+    #[test]
+    fn the_set_answers_by_scope_and_value_and_counts_per_rule() {
+        let set = Arc::new(ActiveSet::default());
+        set.reset(vec![row(1, "ip", "203.0.113.7", Some("brute_force"), 10_000)], 3);
+        set.insert(row(2, "user", "alice", None, 20_000), 4);
+        assert_eq!(set.lookup(Scope::Ip, "203.0.113.7", 5_000).len(), 1);
+        assert!(set.lookup(Scope::User, "203.0.113.7", 5_000).is_empty(), "scopes are apart");
+        assert!(set.lookup(Scope::Ip, "203.0.113.7", 10_000).is_empty(), "past its expiry it no longer applies");
+        assert_eq!(set.rule_count("brute_force"), 1);
+        assert_eq!((set.last_change(), set.due(15_000)), (4, vec![1]));
+        set.remove(1, 5);
+        assert_eq!(set.rule_count("brute_force"), 0);
+        assert!(set.lookup(Scope::Ip, "203.0.113.7", 0).is_empty());
+        let (all, cursor) = set.snapshot(0, |_| true);
+        assert_eq!((all.len(), cursor), (1, 5));
+    }
+
+    #[test]
+    fn the_gate_applies_the_policy() {
+        let set = Arc::new(ActiveSet::default());
+        let config = DecisionsConfig {
+            rule_scopes: vec!["ip".into()],
+            max_rule_duration_secs: 60,
+            max_active_per_rule: 2,
+            ..DecisionsConfig::default()
+        };
+        let gate = Gate::new(config, set.clone());
+        assert_eq!(gate.admit("r", Scope::Ip, 60_000, 0), Ok(()));
+        assert_eq!(gate.admit("r", Scope::User, 60_000, 0), Err(Refusal::Scope));
+        assert_eq!(gate.admit("r", Scope::Ip, 60_001, 0), Err(Refusal::Duration));
+        set.insert(row(1, "ip", "a", Some("r"), i64::MAX), 1);
+        assert_eq!(gate.admit("r", Scope::Ip, 1000, 1), Err(Refusal::RuleCap));
+        assert_eq!(gate.admit("other", Scope::Ip, 1000, 1), Ok(()));
+    }
+}

@@ -1,0 +1,458 @@
+//! The one writer of decisions: issue (from rules and people), lift, expire; each change
+//! is written to the store with its history row, applied to the [`ActiveSet`], then
+//! written to the chain (event id `vigil:decision:<change id>`, category `response`) and,
+//! for a decision that goes with an alert, noted in the alert's history.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+
+use super::{ActiveSet, Kind, MIN_DURATION_MS, Scope, check_reason, check_value};
+use crate::alerts::AlertService;
+use crate::clock::Clock;
+use crate::config::DecisionsConfig;
+use crate::event::{NewEvent, system_event_with_id};
+use crate::store::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow};
+use crate::store::sequencer::SequencerHandle;
+use crate::store::{AlertFilter, Store, StoreError};
+
+pub use crate::detect::RaisedDecision;
+
+/// Errors of decision operations (404 / 409 / 400 in the API).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecisionError {
+    /// No such decision.
+    #[error("no decision {0}")]
+    NotFound(i64),
+    /// Not possible in its current state (or a cap is reached).
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A decision to issue.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    /// Scope.
+    pub scope: Scope,
+    /// Value.
+    pub value: String,
+    /// Kind.
+    pub kind: Kind,
+    /// How long, ms.
+    pub duration_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// `rule:<name>` or `key:<id>`.
+    pub actor: String,
+    /// Issuing rule and its module SHA-256 (rule decisions).
+    pub rule: Option<(String, String)>,
+    /// The alert it goes with.
+    pub alert_id: Option<i64>,
+    /// Triggering events.
+    pub event_seqs: Vec<i64>,
+}
+
+/// The decision lifecycle (clone freely).
+#[derive(Clone)]
+pub struct DecisionService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    sequencer: SequencerHandle,
+    clock: Clock,
+    config: DecisionsConfig,
+    set: Arc<ActiveSet>,
+    alerts: AlertService,
+    /// One change at a time: the store, the set and the cursor move together.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// Most changes one stream response carries.
+pub const STREAM_PAGE: i64 = 1000;
+
+/// One stream response.
+#[derive(Debug, Default)]
+pub struct StreamPage {
+    /// Whether `added` is the whole active set (the bouncer replaces its copy).
+    pub snapshot: bool,
+    /// Decisions that apply.
+    pub added: Vec<DecisionRow>,
+    /// Decisions that ended.
+    pub deleted: Vec<DecisionRow>,
+    /// The cursor to pass next.
+    pub cursor: i64,
+    /// More changes are waiting: call again at once.
+    pub more: bool,
+}
+
+impl DecisionService {
+    /// The service over `set` (shared with the rules' gate).
+    pub fn new(
+        store: Store,
+        sequencer: SequencerHandle,
+        clock: Clock,
+        config: DecisionsConfig,
+        set: Arc<ActiveSet>,
+        alerts: AlertService,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { store, sequencer, clock, config, set, alerts, lock: Default::default() }) }
+    }
+
+    /// The active set.
+    pub fn set(&self) -> &Arc<ActiveSet> {
+        &self.inner.set
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &DecisionsConfig {
+        &self.inner.config
+    }
+
+    /// Now, by the server clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Rebuilds the active set from the store (at start); returns how many apply.
+    pub async fn load(&self) -> Result<usize, DecisionError> {
+        let _one = self.inner.lock.lock().await;
+        let last = self.inner.store.last_decision_change().await?;
+        let mut rows = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .list_decisions(&DecisionFilter {
+                    status: Some("active".into()),
+                    before_id: before,
+                    limit: 5000,
+                    ..Default::default()
+                })
+                .await?;
+            let full = page.len() == 5000;
+            before = page.last().map(|d| d.id);
+            rows.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let n = rows.len();
+        self.inner.set.reset(rows, last);
+        Ok(n)
+    }
+
+    /// One decision, any status.
+    pub async fn get(&self, id: i64) -> Result<DecisionRow, DecisionError> {
+        let rows = self.inner.store.list_decisions(&DecisionFilter { id: Some(id), limit: 1, ..Default::default() }).await?;
+        rows.into_iter().next().ok_or(DecisionError::NotFound(id))
+    }
+
+    /// A decision's history.
+    pub async fn history(&self, id: i64) -> Result<Vec<DecisionChange>, DecisionError> {
+        Ok(self.inner.store.decision_changes(0, false, Some(id), 100).await?.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// Issues a decision. A rule's decision is refused past the rule's and the server's
+    /// caps, and is not issued again while an active one of the same scope, value and kind
+    /// lasts at least as long (then that one is returned, with `false`).
+    pub async fn issue(&self, new: NewDecision) -> Result<(DecisionRow, bool), DecisionError> {
+        check_value(&new.value).map_err(DecisionError::Invalid)?;
+        check_reason(&new.reason).map_err(DecisionError::Invalid)?;
+        let max_ms = (self.inner.config.max_duration_secs as i64).saturating_mul(1000);
+        if !(MIN_DURATION_MS..=max_ms).contains(&new.duration_ms) {
+            return Err(DecisionError::Invalid(format!(
+                "the duration must be between 1 second and {} seconds ([decisions] max_duration_secs)",
+                self.inner.config.max_duration_secs
+            )));
+        }
+        let _one = self.inner.lock.lock().await;
+        let now = self.now();
+        let set = &self.inner.set;
+        let expires_at = now.saturating_add(new.duration_ms);
+        if let Some((rule, _)) = &new.rule {
+            if let Some(existing) = set.covering(new.scope, &new.value, new.kind.as_str(), expires_at) {
+                set.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                return Ok(((*existing).clone(), false));
+            }
+            if set.rule_count(rule) >= self.inner.config.max_active_per_rule {
+                set.counters.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(DecisionError::Conflict(format!(
+                    "rule {rule} holds {} active decisions ([decisions] max_active_per_rule)",
+                    self.inner.config.max_active_per_rule
+                )));
+            }
+        }
+        if set.len() >= self.inner.config.max_active {
+            set.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(DecisionError::Conflict(format!(
+                "{} decisions are active ([decisions] max_active); lift some first",
+                set.len()
+            )));
+        }
+        let (origin, rule, rule_sha256) = match &new.rule {
+            Some((r, sha)) => ("rule", Some(r.clone()), Some(sha.clone())),
+            None => ("manual", None, None),
+        };
+        let seqs: Vec<i64> = new.event_seqs.iter().copied().take(100).collect();
+        let mut row = DecisionRow {
+            scope: new.scope.as_str().into(),
+            value: new.value.clone(),
+            kind: new.kind.as_str().into(),
+            reason: new.reason.clone(),
+            origin: origin.into(),
+            actor: new.actor.clone(),
+            rule,
+            rule_sha256,
+            alert_id: new.alert_id,
+            event_seqs: serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into()),
+            created_at: now,
+            expires_at,
+            status: "active".into(),
+            ..DecisionRow::default()
+        };
+        let change = self.inner.store.insert_decision(&mut row).await?;
+        set.insert(row.clone(), change.id);
+        set.counters.issued.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(id = row.id, scope = %row.scope, kind = %row.kind, actor = %row.actor, expires_at = row.expires_at, "Decision issued");
+        self.after(&[(change, row.clone())]).await;
+        Ok((row, true))
+    }
+
+    /// Issues the decisions of one detection batch; `alerts` maps (rule, dedup key) to the
+    /// alert raised in the same batch. Refusals are counted and logged, never fatal.
+    pub async fn issue_from_rules(&self, raised: &[RaisedDecision], alerts: &HashMap<(String, String), i64>) {
+        for r in raised {
+            let d = &r.decision;
+            let alert_id = match &d.dedup_key {
+                None => None,
+                Some(key) => match alerts.get(&(r.rule.clone(), key.clone())) {
+                    Some(id) => Some(*id),
+                    None => self.latest_alert(&r.rule, key).await,
+                },
+            };
+            let new = NewDecision {
+                scope: d.scope,
+                value: d.value.clone(),
+                kind: d.kind,
+                duration_ms: d.duration_ms,
+                reason: d.reason.clone(),
+                actor: format!("rule:{}", r.rule),
+                rule: Some((r.rule.clone(), r.rule_sha256.clone())),
+                alert_id,
+                event_seqs: d.event_seqs.clone(),
+            };
+            match self.issue(new).await {
+                Ok(_) => {}
+                Err(DecisionError::Conflict(why)) => tracing::warn!(rule = %r.rule, %why, "Rule decision refused"),
+                Err(e) => tracing::error!(rule = %r.rule, error = %e, "Could not issue a rule decision"),
+            }
+        }
+    }
+
+    async fn latest_alert(&self, rule: &str, dedup_key: &str) -> Option<i64> {
+        let filter = AlertFilter {
+            rule: Some(rule.into()),
+            dedup_key: Some(dedup_key.into()),
+            limit: 1,
+            ..AlertFilter::default()
+        };
+        self.inner.store.list_alerts(&filter).await.ok()?.first().map(|a| a.id)
+    }
+
+    /// Lifts an active decision early.
+    pub async fn lift(&self, id: i64, actor: &str, reason: &str) -> Result<DecisionRow, DecisionError> {
+        check_reason(reason).map_err(DecisionError::Invalid)?;
+        let _one = self.inner.lock.lock().await;
+        let current = self.get(id).await?;
+        if current.status != "active" {
+            return Err(DecisionError::Conflict(format!("decision {id} is {}, only an active one can be lifted", current.status)));
+        }
+        let now = self.now();
+        let end = DecisionEnd { id, status: "lifted", at: now, by: actor.into(), reason: Some(reason.into()) };
+        let changes = self.inner.store.end_decisions(&[end]).await?;
+        let Some(change) = changes.into_iter().next() else {
+            return Err(DecisionError::Conflict(format!("decision {id} is no longer active")));
+        };
+        self.inner.set.remove(id, change.id);
+        self.inner.set.counters.lifted.fetch_add(1, Ordering::Relaxed);
+        let row = self.get(id).await?;
+        tracing::info!(id, actor, "Decision lifted");
+        self.after(&[(change, row.clone())]).await;
+        Ok(row)
+    }
+
+    /// Lifts every active decision that goes with an alert; returns their ids.
+    pub async fn lift_for_alert(&self, alert_id: i64, actor: &str, reason: &str) -> Result<Vec<i64>, DecisionError> {
+        let mut lifted = Vec::new();
+        for d in self.inner.set.for_alert(alert_id) {
+            match self.lift(d.id, actor, reason).await {
+                Ok(_) => lifted.push(d.id),
+                // Expired or lifted meanwhile: nothing left to lift.
+                Err(DecisionError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lifted)
+    }
+
+    /// Ends every decision past its expiry; returns how many.
+    pub async fn expire_due(&self) -> Result<usize, DecisionError> {
+        let now = self.now();
+        if self.inner.set.due(now).is_empty() {
+            return Ok(0);
+        }
+        let _one = self.inner.lock.lock().await;
+        let due = self.inner.set.due(now);
+        let ends: Vec<DecisionEnd> = due
+            .iter()
+            .map(|&id| DecisionEnd { id, status: "expired", at: now, by: "vigil".into(), reason: None })
+            .collect();
+        let changes = self.inner.store.end_decisions(&ends).await?;
+        let mut pairs = Vec::with_capacity(changes.len());
+        for change in changes {
+            self.inner.set.remove(change.decision_id, change.id);
+            if let Ok(row) = self.get(change.decision_id).await {
+                pairs.push((change, row));
+            }
+        }
+        // Any not ended by this call had ended already: they are not active either.
+        for id in due {
+            self.inner.set.remove(id, 0);
+        }
+        self.inner.set.counters.expired.fetch_add(pairs.len() as u64, Ordering::Relaxed);
+        let n = pairs.len();
+        self.after(&pairs).await;
+        Ok(n)
+    }
+
+    /// Expires due decisions every `every` until the process ends.
+    pub fn spawn_expiry(self, every: std::time::Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.expire_due().await {
+                    tracing::warn!(error = %e, "Could not expire decisions; retried");
+                }
+            }
+        });
+    }
+
+    /// What changed since `since` (see `GET /v1/decisions/stream`).
+    pub async fn stream(&self, since: Option<i64>) -> Result<StreamPage, DecisionError> {
+        let set = &self.inner.set;
+        set.counters.stream_requests.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        let last = set.last_change();
+        match since {
+            Some(s) if s > 0 && s <= last => {}
+            // No cursor, or one from another history (a restored database): the whole set.
+            _ => {
+                let (rows, cursor) = set.snapshot(now, |_| true);
+                return Ok(StreamPage {
+                    snapshot: true,
+                    added: rows.iter().map(|d| (**d).clone()).collect(),
+                    cursor,
+                    ..StreamPage::default()
+                });
+            }
+        }
+        let since = since.unwrap_or(0);
+        if since == last {
+            return Ok(StreamPage { cursor: since, ..StreamPage::default() });
+        }
+        let rows = self.inner.store.decision_changes(since, false, None, STREAM_PAGE + 1).await?;
+        let more = rows.len() as i64 > STREAM_PAGE;
+        let mut page = StreamPage { more, cursor: since, ..StreamPage::default() };
+        let mut added: Vec<DecisionRow> = Vec::new();
+        let mut deleted: Vec<DecisionRow> = Vec::new();
+        for (change, row) in rows.into_iter().take(STREAM_PAGE as usize) {
+            page.cursor = change.id;
+            if change.action == "issued" && row.applies_at(now) {
+                if !added.iter().any(|d| d.id == row.id) {
+                    added.push(row);
+                }
+            } else {
+                added.retain(|d| d.id != row.id);
+                if !deleted.iter().any(|d| d.id == row.id) {
+                    deleted.push(row);
+                }
+            }
+        }
+        page.added = added;
+        page.deleted = deleted;
+        Ok(page)
+    }
+
+    /// Writes any changes not yet in the chain (after a crash or a failed write).
+    pub async fn chain_pending(&self) -> Result<usize, DecisionError> {
+        let mut total = 0;
+        loop {
+            let pending = self.inner.store.decision_changes(0, true, None, 500).await?;
+            if pending.is_empty() {
+                return Ok(total);
+            }
+            let first = pending[0].0.id;
+            total += pending.len();
+            self.chain(&pending).await;
+            if self.inner.store.decision_changes(0, true, None, 1).await?.first().map(|c| c.0.id) == Some(first) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Chain events, then the alert notes, of changes just made.
+    async fn after(&self, pairs: &[(DecisionChange, DecisionRow)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        self.chain(pairs).await;
+        for (c, d) in pairs {
+            let Some(alert_id) = d.alert_id else { continue };
+            let details = json!({"decision_id": d.id, "decision_change_id": c.id, "scope": d.scope, "value": d.value,
+                "kind": d.kind, "expires_at": d.expires_at, "reason": c.reason});
+            let action = format!("decision_{}", c.action);
+            if let Err(e) = self.inner.alerts.note(alert_id, &action, &c.actor, details).await {
+                tracing::warn!(alert_id, error = %e, "Could not note a decision in its alert's history");
+            }
+        }
+    }
+
+    async fn chain(&self, pairs: &[(DecisionChange, DecisionRow)]) {
+        let events: Vec<NewEvent> = pairs.iter().map(|(c, d)| chain_event(c, d)).collect();
+        match self.inner.sequencer.submit(events).await {
+            Ok(acks) => {
+                let seqs: Vec<(i64, i64)> = pairs.iter().zip(acks).map(|((c, _), ack)| (c.id, ack.seq)).collect();
+                if let Err(e) = self.inner.store.set_decision_change_seqs(&seqs).await {
+                    tracing::warn!(error = %e, "Could not record the chain seqs of decision changes; retried later");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not write decision changes to the chain; retried later"),
+        }
+    }
+}
+
+/// The chain event of one decision change: who, why, and the decision as it then was.
+fn chain_event(c: &DecisionChange, d: &DecisionRow) -> NewEvent {
+    let seqs: Value = serde_json::from_str(&d.event_seqs).unwrap_or_else(|_| json!([]));
+    let details = json!({
+        "decision_id": d.id, "change_id": c.id, "scope": d.scope, "value": d.value, "kind": d.kind,
+        "origin": d.origin, "issued_by": d.actor, "rule": d.rule, "rule_sha256": d.rule_sha256,
+        "alert_id": d.alert_id, "event_seqs": seqs, "created_at": d.created_at, "expires_at": d.expires_at,
+        "reason": c.reason, "decision_reason": d.reason,
+    });
+    system_event_with_id(c.chain_event_id(), "response", &format!("decision_{}", c.action), &c.actor, details, c.at)
+}

@@ -1,0 +1,342 @@
+//! Decision rows (`decisions`, `decision_changes`, migration 0011) and their queries,
+//! generated for both backends by [`decision_queries!`] (invoked in `sqlite.rs` and
+//! `postgres.rs`). The lifecycle itself lives in `crate::respond`.
+
+use serde_json::{Value, json};
+
+use crate::event::format_rfc3339_ms;
+
+/// One decision as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionRow {
+    /// Id (0 before the first write).
+    pub id: i64,
+    /// `ip`, `user`, `api_key`, `session`, `organization`.
+    pub scope: String,
+    /// What it applies to (an address, a user id...).
+    pub value: String,
+    /// `block`, `throttle`, `require_mfa`, `lock`.
+    pub kind: String,
+    /// Why (required).
+    pub reason: String,
+    /// `rule` or `manual`.
+    pub origin: String,
+    /// `rule:<name>` or `key:<key id>`.
+    pub actor: String,
+    /// Rule that issued it (rule origin).
+    pub rule: Option<String>,
+    /// Its module's SHA-256 (rule origin).
+    pub rule_sha256: Option<String>,
+    /// The alert it goes with.
+    pub alert_id: Option<i64>,
+    /// JSON array of the triggering event seqs.
+    pub event_seqs: String,
+    /// Epoch ms.
+    pub created_at: i64,
+    /// Epoch ms; it no longer applies from then on.
+    pub expires_at: i64,
+    /// `active`, `expired`, `lifted`.
+    pub status: String,
+    /// When it expired or was lifted.
+    pub ended_at: Option<i64>,
+    /// Who lifted it (`key:<id>`), or `vigil` for an expiry.
+    pub ended_by: Option<String>,
+    /// Why it was lifted.
+    pub end_reason: Option<String>,
+}
+
+impl DecisionRow {
+    /// Whether it applies at `now` (active and not past its expiry).
+    pub fn applies_at(&self, now: i64) -> bool {
+        self.status == "active" && self.expires_at > now
+    }
+
+    /// The API shape (`GET /v1/decisions...`).
+    pub fn to_api_json(&self) -> Value {
+        json!({
+            "id": self.id, "scope": self.scope, "value": self.value, "kind": self.kind,
+            "reason": self.reason, "origin": self.origin, "actor": self.actor,
+            "rule": self.rule, "rule_sha256": self.rule_sha256, "alert_id": self.alert_id,
+            "event_seqs": serde_json::from_str::<Value>(&self.event_seqs).unwrap_or_else(|_| json!([])),
+            "created_at": format_rfc3339_ms(self.created_at), "expires_at": format_rfc3339_ms(self.expires_at),
+            "status": self.status, "ended_at": self.ended_at.map(format_rfc3339_ms),
+            "ended_by": self.ended_by, "end_reason": self.end_reason,
+        })
+    }
+}
+
+/// One entry of a decision's history (and of the stream).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionChange {
+    /// Id: the stream cursor.
+    pub id: i64,
+    /// The decision.
+    pub decision_id: i64,
+    /// `issued`, `expired`, `lifted`.
+    pub action: String,
+    /// `rule:<name>`, `key:<id>` or `vigil`.
+    pub actor: String,
+    /// Why (the decision's reason when issued; the lift's reason).
+    pub reason: Option<String>,
+    /// Epoch ms.
+    pub at: i64,
+    /// Seq of its chain event once written.
+    pub chain_seq: Option<i64>,
+}
+
+impl DecisionChange {
+    /// The id of its chain event (a second write of it is a no-op).
+    pub fn chain_event_id(&self) -> String {
+        format!("{}decision:{}", crate::event::RESERVED_ID_PREFIX, self.id)
+    }
+
+    /// The API shape.
+    pub fn to_api_json(&self) -> Value {
+        json!({"id": self.id, "action": self.action, "actor": self.actor, "reason": self.reason,
+            "at": format_rfc3339_ms(self.at), "chain_seq": self.chain_seq})
+    }
+}
+
+/// How a decision ends.
+#[derive(Debug, Clone)]
+pub struct DecisionEnd {
+    /// Which.
+    pub id: i64,
+    /// `expired` or `lifted`.
+    pub status: &'static str,
+    /// Epoch ms.
+    pub at: i64,
+    /// `vigil` or `key:<id>`.
+    pub by: String,
+    /// Why (lifts).
+    pub reason: Option<String>,
+}
+
+/// Filters of the stored listing (`GET /v1/decisions?status=...`).
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFilter {
+    /// Scope.
+    pub scope: Option<String>,
+    /// Value.
+    pub value: Option<String>,
+    /// Kind.
+    pub kind: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Alert.
+    pub alert_id: Option<i64>,
+    /// Exactly this id.
+    pub id: Option<i64>,
+    /// Ids below this (paging, newest first).
+    pub before_id: Option<i64>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+macro_rules! decision_columns {
+    () => {
+        "d.id, d.scope, d.value, d.kind, d.reason, d.origin, d.actor, d.rule, d.rule_sha256, d.alert_id, \
+         d.event_seqs, d.created_at, d.expires_at, d.status, d.ended_at, d.ended_by, d.end_reason"
+    };
+}
+
+macro_rules! decision_queries {
+    ($store:ty, $db:ty, $row:ty, writer: $writer:ident) => {
+        impl $store {
+            /// Inserts a decision and its `issued` change in one transaction; returns the change.
+            pub(super) async fn insert_decision(&self, d: &mut DecisionRow) -> Result<DecisionChange, StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO decisions (scope, value, kind, reason, origin, actor, rule, rule_sha256, alert_id, \
+                     event_seqs, created_at, expires_at, status) ",
+                );
+                qb.push_values([&*d], |mut b, d| {
+                    b.push_bind(d.scope.clone())
+                        .push_bind(d.value.clone())
+                        .push_bind(d.kind.clone())
+                        .push_bind(d.reason.clone())
+                        .push_bind(d.origin.clone())
+                        .push_bind(d.actor.clone())
+                        .push_bind(d.rule.clone())
+                        .push_bind(d.rule_sha256.clone())
+                        .push_bind(d.alert_id)
+                        .push_bind(d.event_seqs.clone())
+                        .push_bind(d.created_at)
+                        .push_bind(d.expires_at)
+                        .push_bind(d.status.clone());
+                });
+                qb.push(" RETURNING id");
+                d.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                let mut change = DecisionChange {
+                    decision_id: d.id,
+                    action: "issued".into(),
+                    actor: d.actor.clone(),
+                    reason: Some(d.reason.clone()),
+                    at: d.created_at,
+                    ..DecisionChange::default()
+                };
+                change.id = insert_decision_change(&mut tx, &change).await?;
+                tx.commit().await?;
+                Ok(change)
+            }
+
+            /// Ends active decisions (one transaction); returns the changes written (a
+            /// decision no longer active is left alone).
+            pub(super) async fn end_decisions(&self, ends: &[DecisionEnd]) -> Result<Vec<DecisionChange>, StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                let mut changes = Vec::new();
+                for e in ends {
+                    let mut qb = QueryBuilder::<$db>::new("UPDATE decisions SET status = ");
+                    qb.push_bind(e.status)
+                        .push(", ended_at = ")
+                        .push_bind(e.at)
+                        .push(", ended_by = ")
+                        .push_bind(e.by.clone())
+                        .push(", end_reason = ")
+                        .push_bind(e.reason.clone())
+                        .push(" WHERE status = 'active' AND id = ")
+                        .push_bind(e.id);
+                    if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                        continue;
+                    }
+                    let mut change = DecisionChange {
+                        decision_id: e.id,
+                        action: e.status.into(),
+                        actor: e.by.clone(),
+                        reason: e.reason.clone(),
+                        at: e.at,
+                        ..DecisionChange::default()
+                    };
+                    change.id = insert_decision_change(&mut tx, &change).await?;
+                    changes.push(change);
+                }
+                tx.commit().await?;
+                Ok(changes)
+            }
+
+            /// Decisions matching a filter, newest first.
+            pub(super) async fn list_decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", decision_columns!(), " FROM decisions d WHERE 1=1"));
+                for (column, value) in [(" AND d.scope = ", &f.scope), (" AND d.value = ", &f.value), (" AND d.kind = ", &f.kind), (" AND d.status = ", &f.status)] {
+                    if let Some(v) = value {
+                        qb.push(column).push_bind(v.clone());
+                    }
+                }
+                if let Some(a) = f.alert_id {
+                    qb.push(" AND d.alert_id = ").push_bind(a);
+                }
+                if let Some(i) = f.id {
+                    qb.push(" AND d.id = ").push_bind(i);
+                }
+                if let Some(b) = f.before_id {
+                    qb.push(" AND d.id < ").push_bind(b);
+                }
+                qb.push(" ORDER BY d.id DESC LIMIT ").push_bind(f.limit);
+                Ok(qb.build().fetch_all(&self.$writer).await?.iter().map(decision_row).collect())
+            }
+
+            /// Changes after `since` (ascending), each with its decision as it is now.
+            pub(super) async fn decision_changes(
+                &self,
+                since: i64,
+                unchained: bool,
+                decision_id: Option<i64>,
+                limit: i64,
+            ) -> Result<Vec<(DecisionChange, DecisionRow)>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(concat!(
+                    "SELECT c.id, c.decision_id, c.action, c.actor, c.reason, c.at, c.chain_seq, ",
+                    decision_columns!(),
+                    " FROM decision_changes c JOIN decisions d ON d.id = c.decision_id WHERE c.id > "
+                ));
+                qb.push_bind(since);
+                if unchained {
+                    qb.push(" AND c.chain_seq IS NULL");
+                }
+                if let Some(d) = decision_id {
+                    qb.push(" AND c.decision_id = ").push_bind(d);
+                }
+                qb.push(" ORDER BY c.id LIMIT ").push_bind(limit);
+                Ok(qb
+                    .build()
+                    .fetch_all(&self.$writer)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        let change = DecisionChange {
+                            id: r.get(0),
+                            decision_id: r.get(1),
+                            action: r.get(2),
+                            actor: r.get(3),
+                            reason: r.get(4),
+                            at: r.get(5),
+                            chain_seq: r.get(6),
+                        };
+                        (change, decision_row_at(r, 7))
+                    })
+                    .collect())
+            }
+
+            /// The newest change id (0: none).
+            pub(super) async fn last_decision_change(&self) -> Result<i64, StoreError> {
+                let n: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM decision_changes").fetch_one(&self.$writer).await?;
+                Ok(n.unwrap_or(0))
+            }
+
+            /// Records the chain seqs of changes.
+            pub(super) async fn set_decision_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
+                let mut tx = self.$writer.begin().await?;
+                for (id, seq) in seqs {
+                    let mut qb = QueryBuilder::<$db>::new("UPDATE decision_changes SET chain_seq = ");
+                    qb.push_bind(*seq).push(" WHERE id = ").push_bind(*id);
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        async fn insert_decision_change(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            c: &DecisionChange,
+        ) -> Result<i64, StoreError> {
+            let mut qb = QueryBuilder::<$db>::new("INSERT INTO decision_changes (decision_id, action, actor, reason, at) ");
+            qb.push_values([c], |mut b, c| {
+                b.push_bind(c.decision_id)
+                    .push_bind(c.action.clone())
+                    .push_bind(c.actor.clone())
+                    .push_bind(c.reason.clone())
+                    .push_bind(c.at);
+            });
+            qb.push(" RETURNING id");
+            Ok(qb.build_query_scalar().fetch_one(&mut **tx).await?)
+        }
+
+        fn decision_row(r: &$row) -> DecisionRow {
+            decision_row_at(r, 0)
+        }
+
+        fn decision_row_at(r: &$row, o: usize) -> DecisionRow {
+            DecisionRow {
+                id: r.get(o),
+                scope: r.get(o + 1),
+                value: r.get(o + 2),
+                kind: r.get(o + 3),
+                reason: r.get(o + 4),
+                origin: r.get(o + 5),
+                actor: r.get(o + 6),
+                rule: r.get(o + 7),
+                rule_sha256: r.get(o + 8),
+                alert_id: r.get(o + 9),
+                event_seqs: r.get(o + 10),
+                created_at: r.get(o + 11),
+                expires_at: r.get(o + 12),
+                status: r.get(o + 13),
+                ended_at: r.get(o + 14),
+                ended_by: r.get(o + 15),
+                end_reason: r.get(o + 16),
+            }
+        }
+    };
+}
+
+pub(crate) use {decision_columns, decision_queries};
