@@ -90,17 +90,20 @@ impl Kind {
     }
 }
 
-/// Longest decision value, bytes.
-pub const MAX_VALUE_BYTES: usize = 256;
-/// Longest reason, bytes.
-pub const MAX_REASON_BYTES: usize = 1024;
+/// Longest decision value, characters.
+pub const MAX_VALUE_CHARS: usize = 256;
+/// Longest reason, characters.
+pub const MAX_REASON_CHARS: usize = 1024;
+/// A stream client counts as connected this long after its last poll, ms.
+const CLIENT_WINDOW_MS: i64 = 5 * 60_000;
+
 /// Shortest decision, ms.
 pub const MIN_DURATION_MS: i64 = 1000;
 
-/// Checks a decision value: 1..=256 bytes, no control characters.
+/// Checks a decision value: 1..=256 characters, no control characters.
 pub fn check_value(value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > MAX_VALUE_BYTES {
-        return Err(format!("`value` must be 1 to {MAX_VALUE_BYTES} bytes"));
+    if value.is_empty() || value.chars().count() > MAX_VALUE_CHARS {
+        return Err(format!("`value` must be 1 to {MAX_VALUE_CHARS} characters"));
     }
     if value.chars().any(char::is_control) {
         return Err("`value` must not contain control characters".into());
@@ -108,10 +111,10 @@ pub fn check_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a reason: 1..=1024 bytes, no NUL.
+/// Checks a reason: 1..=1024 characters, no NUL.
 pub fn check_reason(reason: &str) -> Result<(), String> {
-    if reason.trim().is_empty() || reason.len() > MAX_REASON_BYTES {
-        return Err(format!("`reason` is required: 1 to {MAX_REASON_BYTES} bytes of text"));
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(format!("`reason` is required: 1 to {MAX_REASON_CHARS} characters of text"));
     }
     if reason.contains('\0') {
         return Err("`reason` must not contain NUL".into());
@@ -129,6 +132,10 @@ struct SetInner {
     /// Newest change applied.
     last_change: i64,
 }
+
+/// Keys that polled the stream, with when they last did (for the stream-clients gauge).
+#[derive(Debug, Default)]
+struct StreamClients(std::sync::Mutex<HashMap<String, i64>>);
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -153,6 +160,7 @@ pub struct DecisionCounters {
 #[derive(Debug, Default)]
 pub struct ActiveSet {
     inner: RwLock<SetInner>,
+    clients: StreamClients,
     /// Counters.
     pub counters: DecisionCounters,
 }
@@ -164,6 +172,21 @@ impl ActiveSet {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, SetInner> {
         self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes a stream poll by `key` at `now`.
+    pub fn stream_polled(&self, key: &str, now: i64) {
+        let mut map = self.clients.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 10_000 {
+            map.retain(|_, t| *t > now - CLIENT_WINDOW_MS);
+        }
+        map.insert(key.to_owned(), now);
+    }
+
+    /// Keys that polled the stream in the last five minutes.
+    pub fn stream_clients(&self, now: i64) -> usize {
+        let map = self.clients.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().filter(|t| **t > now - CLIENT_WINDOW_MS).count()
     }
 
     /// Replaces the whole set (at start).
@@ -365,6 +388,39 @@ impl Gate {
     pub fn refused(&self) {
         self.set.counters.refused.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Writes the decision metrics: active by scope and kind, issued/expired/lifted/refused
+/// counts, stream and check requests.
+pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
+    use std::fmt::Write as _;
+    out.push_str("# HELP vigil_decisions_active Decisions that apply now, by scope and kind.\n# TYPE vigil_decisions_active gauge\n");
+    let counts = set.by_scope_kind(now);
+    for scope in Scope::ALL {
+        for kind in Kind::ALL {
+            let n = counts.get(&(scope.as_str().to_owned(), kind.as_str().to_owned())).copied().unwrap_or(0);
+            let _ = writeln!(out, "vigil_decisions_active{{scope=\"{}\",kind=\"{}\"}} {n}", scope.as_str(), kind.as_str());
+        }
+    }
+    let c = &set.counters;
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    for (name, help, value) in [
+        ("vigil_decisions_issued_total", "Decisions issued (rules and people).", g(&c.issued)),
+        ("vigil_decisions_expired_total", "Decisions that reached their expiry.", g(&c.expired)),
+        ("vigil_decisions_lifted_total", "Decisions lifted early by people.", g(&c.lifted)),
+        ("vigil_decisions_refused_total", "Rule decisions refused by [decisions] (scope, duration, caps).", g(&c.refused)),
+        ("vigil_decisions_duplicate_total", "Rule decisions not issued again: an active one lasted as long.", g(&c.duplicates)),
+        ("vigil_decision_stream_requests_total", "GET /v1/decisions/stream requests (bouncer polls).", g(&c.stream_requests)),
+        ("vigil_decision_checks_total", "GET /v1/decisions?scope=&value= checks.", g(&c.checks)),
+    ] {
+        crate::telemetry::counter(out, name, help, value);
+    }
+    crate::telemetry::gauge(
+        out,
+        "vigil_decision_stream_clients",
+        "Distinct keys that polled the decision stream in the last 5 minutes.",
+        set.stream_clients(now),
+    );
 }
 
 #[cfg(test)]

@@ -129,8 +129,9 @@ struct StreamQuery {
 /// server never gave) a snapshot of every active decision; with one, what was added and
 /// what ended since. `more: true` asks the caller to come back at once with `cursor`.
 pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.keys.require(&req, Role::Bouncer)?;
+    let who = state.keys.require(&req, Role::Bouncer)?;
     let q: StreamQuery = parse_query(req.query_string())?;
+    state.decisions.set().stream_polled(&who.key_id, state.decisions.now());
     let since = match q.since.as_deref() {
         None | Some("0") => None,
         Some(s) => Some(super::strict_id(s).ok_or_else(|| ApiError::bad_request("`since` must be a cursor this endpoint returned, or 0"))?),

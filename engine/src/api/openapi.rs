@@ -240,13 +240,13 @@ pub fn document() -> Value {
             "description": "Security event server: append-only hash-chained event log, Wasm detection rules, \
                 alerts and routing. Every error is `{\"error\": {\"code\", \"message\", \"details\"}}`. \
                 Keys are sent as `Authorization: Bearer <key>`; roles: ingest, read, respond (includes read), \
-                admin (everything).",
+                admin (everything), bouncer (reads decisions only; read and respond may too).",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": "/"}],
         "tags": [
             {"name": "events"}, {"name": "integrity"}, {"name": "rules"}, {"name": "alerts"},
-            {"name": "silences"}, {"name": "receivers"}, {"name": "keys"}, {"name": "operations"},
+            {"name": "silences"}, {"name": "decisions"}, {"name": "receivers"}, {"name": "keys"}, {"name": "operations"},
         ],
         "paths": paths,
         "components": {
@@ -278,6 +278,7 @@ fn operations() -> Vec<(&'static str, &'static str, Op)> {
     let name_param = || path("name", json!({"type": "string"}), "rule name");
     let alert_id = || path("id", json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}), "alert id");
     let comment_body = || json_body(r("Comment"), false);
+    let decision_id = || path("id", json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}), "decision id");
     vec![
         ("get", "/healthz", Op::new("healthz", "operations", "Liveness", None).ok(200, "the process is up", r("Health"))),
         (
@@ -507,8 +508,8 @@ fn operations() -> Vec<(&'static str, &'static str, Op)> {
             "/v1/alerts/{id}/ack",
             Op::new("ackAlert", "alerts", "Acknowledge an open alert", Some("respond"))
                 .params(vec![alert_id()])
-                .body(comment_body())
-                .ok(200, "the alert", r("Alert"))
+                .body(json_body(r("Acknowledgement"), false))
+                .ok(200, "the alert, with the decisions it caused (lifted and still active)", r("AlertWithDecisions"))
                 .err(400, "invalid id or body")
                 .err(404, "no such alert")
                 .err(409, "the alert is not open")
@@ -521,7 +522,7 @@ fn operations() -> Vec<(&'static str, &'static str, Op)> {
             Op::new("resolveAlert", "alerts", "Resolve an alert with a disposition", Some("respond"))
                 .params(vec![alert_id()])
                 .body(json_body(r("Resolution"), true))
-                .ok(200, "the alert", r("Alert"))
+                .ok(200, "the alert, with the decisions it caused (lifted and still active)", r("AlertWithDecisions"))
                 .err(400, "invalid id or body (a disposition is required)")
                 .err(404, "no such alert")
                 .err(409, "the alert is already resolved")
@@ -576,6 +577,69 @@ fn operations() -> Vec<(&'static str, &'static str, Op)> {
                 .ok(200, "the expired silence", r("Silence"))
                 .err(404, "no such silence")
                 .err(409, "the silence has already expired")
+                .err(507, "insufficient_storage"),
+        ),
+        (
+            "get",
+            "/v1/decisions",
+            Op::new("listDecisions", "decisions", "Check a value (scope and value: from memory), or list decisions", Some("bouncer"))
+                .params(vec![
+                    query("scope", json!({"type": "string", "enum": ["ip", "user", "api_key", "session", "organization"]}), "scope"),
+                    query("value", json!({"type": "string", "minLength": 1, "maxLength": 256}), "the ip, user id... to check (needs scope)"),
+                    query("kind", json!({"type": "string", "enum": ["block", "throttle", "require_mfa", "lock"]}), "kind"),
+                    query("alert_id", json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}), "decisions that go with this alert"),
+                    query("status", json!({"type": "string", "enum": ["active", "expired", "lifted", "all"]}), "default active (from memory); others from the store"),
+                    limit(100),
+                    cursor(),
+                ])
+                .ok(200, "the decisions that apply (a check), or a page of them", list_of("decisions", "Decision", true))
+                .err(400, "invalid filter"),
+        ),
+        (
+            "post",
+            "/v1/decisions",
+            Op::new("createDecision", "decisions", "Issue a decision (block, throttle, require_mfa, lock) for a time", Some("respond"))
+                .body(json_body(r("NewDecision"), true))
+                .ok(201, "the decision", r("Decision"))
+                .link(201, "getDecision", "id")
+                .link(201, "liftDecision", "id")
+                .err(400, "invalid decision")
+                .err(409, "too many decisions are active ([decisions] max_active)")
+                .err(413, "body too large")
+                .err(507, "insufficient_storage"),
+        ),
+        (
+            "get",
+            "/v1/decisions/stream",
+            Op::new("decisionStream", "decisions", "What was added and what ended since a cursor (a bouncer's poll)", Some("bouncer"))
+                .params(vec![query(
+                    "since",
+                    json!({"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$"}),
+                    "`cursor` of the previous response; absent or 0: a snapshot",
+                )])
+                .ok(200, "the changes", r("DecisionStream"))
+                .err(400, "invalid cursor"),
+        ),
+        (
+            "get",
+            "/v1/decisions/{id}",
+            Op::new("getDecision", "decisions", "One decision, any status, with its history", Some("bouncer"))
+                .params(vec![decision_id()])
+                .ok(200, "the decision", r("DecisionDetail"))
+                .err(400, "the id is not a positive integer")
+                .err(404, "no such decision"),
+        ),
+        (
+            "delete",
+            "/v1/decisions/{id}",
+            Op::new("liftDecision", "decisions", "Lift an active decision early (a reason is required)", Some("respond"))
+                .params(vec![decision_id()])
+                .body(json_body(r("Lift"), true))
+                .ok(200, "the lifted decision", r("Decision"))
+                .err(400, "invalid id, or no reason")
+                .err(404, "no such decision")
+                .err(409, "the decision is no longer active")
+                .err(413, "body too large")
                 .err(507, "insufficient_storage"),
         ),
         (
@@ -832,7 +896,8 @@ fn schemas() -> Value {
                 "escalation_policy": nullable("string"),
             }),
         ),
-        "AlertDetail": {"allOf": [r("Alert"), object(&["history", "notifications", "escalations", "events", "chain"], json!({
+        "AlertDetail": {"allOf": [r("Alert"), object(&["history", "notifications", "escalations", "events", "chain", "decisions"], json!({
+            "decisions": {"type": "array", "items": r("Decision"), "description": "decisions that go with the alert, any status"},
             "history": {"type": "array", "items": object(&["id", "action", "actor", "at"], json!({
                 "id": {"type": "integer"}, "action": {"type": "string"}, "actor": {"type": "string"}, "at": time(),
                 "details": {}, "chain_seq": nullable("integer"),
@@ -860,9 +925,58 @@ fn schemas() -> Value {
         "Comment": {"type": "object", "additionalProperties": false, "properties": {
             "comment": {"type": ["string", "null"], "maxLength": 4096},
         }},
+        "Acknowledgement": {"type": "object", "additionalProperties": false, "properties": {
+            "comment": {"type": ["string", "null"], "maxLength": 4096},
+            "lift_decisions": {"type": ["boolean", "null"], "description": "also lift the active decisions the alert caused"},
+        }},
+        "AlertWithDecisions": {"allOf": [r("Alert"), object(&["decisions_lifted", "active_decisions"], json!({
+            "decisions_lifted": {"type": "array", "items": {"type": "integer"}, "description": "ids lifted by this request"},
+            "active_decisions": {"type": "array", "items": r("Decision"), "description": "decisions it caused that still apply: offer to lift them"},
+        }))]},
+        "Decision": object(
+            &["id", "scope", "value", "kind", "reason", "origin", "actor", "rule", "rule_sha256", "alert_id", "event_seqs",
+              "created_at", "expires_at", "status", "ended_at", "ended_by", "end_reason"],
+            json!({
+                "id": {"type": "integer", "minimum": 1},
+                "scope": {"type": "string", "enum": ["ip", "user", "api_key", "session", "organization"]},
+                "value": {"type": "string"}, "kind": {"type": "string", "enum": ["block", "throttle", "require_mfa", "lock"]},
+                "reason": {"type": "string"}, "origin": {"type": "string", "enum": ["rule", "manual"]},
+                "actor": {"type": "string", "description": "rule:<name>, or the id of the key that issued it"},
+                "rule": nullable("string"), "rule_sha256": nullable("string"), "alert_id": nullable("integer"),
+                "event_seqs": {"type": "array", "items": {"type": "integer"}},
+                "created_at": time(), "expires_at": time(),
+                "status": {"type": "string", "enum": ["active", "expired", "lifted"]},
+                "ended_at": nullable_time(), "ended_by": nullable("string"), "end_reason": nullable("string"),
+            }),
+        ),
+        "DecisionDetail": {"allOf": [r("Decision"), object(&["history"], json!({
+            "history": {"type": "array", "items": object(&["id", "action", "actor", "at", "chain_seq"], json!({
+                "id": {"type": "integer"}, "action": {"type": "string", "enum": ["issued", "expired", "lifted"]},
+                "actor": {"type": "string"}, "reason": nullable("string"), "at": time(), "chain_seq": nullable("integer"),
+            }))},
+        }))]},
+        "DecisionStream": object(&["snapshot", "added", "deleted", "cursor", "more"], json!({
+            "snapshot": {"type": "boolean", "description": "added is every active decision: replace the local copy"},
+            "added": {"type": "array", "items": r("Decision")},
+            "deleted": {"type": "array", "items": r("Decision"), "description": "decisions that expired or were lifted (remove by id)"},
+            "cursor": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$", "description": "pass as `since` next"},
+            "more": {"type": "boolean", "description": "more changes wait: call again at once"},
+        })),
+        "NewDecision": {"type": "object", "additionalProperties": false, "required": ["scope", "value", "kind", "duration_secs", "reason"], "properties": {
+            "scope": {"type": "string", "enum": ["ip", "user", "api_key", "session", "organization"]},
+            "value": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", "description": "1 to 256 characters, no control characters"},
+            "kind": {"type": "string", "enum": ["block", "throttle", "require_mfa", "lock"]},
+            "duration_secs": {"type": "integer", "minimum": 1, "maximum": 2_592_000, "description": "at most [decisions] max_duration_secs (default 30 days)"},
+            "reason": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000]+$", "description": "why: required, 1 to 1024 characters"},
+            "alert_id": {"type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX, "description": "an existing alert it goes with"},
+        }},
+        "Lift": {"type": "object", "additionalProperties": false, "required": ["reason"], "properties": {
+            "reason": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000]+$", "description": "why: required, 1 to 1024 characters (clients that cannot send a DELETE body may pass ?reason= instead)"},
+        }},
         "Resolution": {"type": "object", "additionalProperties": false, "required": ["disposition"], "properties": {
             "disposition": {"type": "string", "enum": ["true_positive", "false_positive", "benign"]},
             "comment": {"type": ["string", "null"], "maxLength": 4096},
+            "lift_decisions": {"type": ["boolean", "null"], "description": "also lift the active decisions the alert caused (offered for false_positive)"},
         }},
         "Matcher": {"type": "object", "additionalProperties": false, "required": ["name", "op", "value"], "properties": {
             "name": {"type": "string", "pattern": "^(rule|severity|dedup_key|title|fields\\..+)$", "description": "rule, severity, dedup_key, title or fields.<key>"},

@@ -91,6 +91,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         queued(&state.handoff.queued_bytes),
     );
     state.rules.render_metrics(&mut out);
+    crate::respond::render_metrics(&mut out, state.decisions.set(), state.decisions.now());
     match state.store.alert_stats(None).await {
         Ok(stats) => crate::route::render_alert_metrics(&mut out, &stats),
         Err(e) => tracing::warn!(error = %e, "Alert statistics unavailable for /metrics"),

@@ -553,7 +553,7 @@ mod tests {
 b","kind":"block","duration_ms":1000,"reason":"r"}"#,
             r#"{"scope":"ip","value":"x","kind":"ban","duration_ms":1000,"reason":"r"}"#,
             r#"{"scope":"ip","value":"x","kind":"block","duration_ms":999,"reason":"r"}"#,
-            r#"{"scope":"ip","value":"x","kind":"block","duration_ms":1000,"reason":" "}"#,
+            r#"{"scope":"ip","value":"x","kind":"block","duration_ms":1000,"reason":""}"#,
             r#"{"scope":"ip","value":"x","kind":"block","duration_ms":1000}"#,
             r#"{"scope":"ip","value":"x","kind":"block","duration_ms":1000,"reason":"r","dedup_key":5}"#,
             r#"[1]"#,

@@ -549,6 +549,15 @@ impl RuleRegistry {
             ("vigil_rule_alerts_rate_limited_total", "counter", "Alerts dropped by the per-rule rate limit.", |s| {
                 g(&s.alerts_rate_limited).to_string()
             }),
+            ("vigil_rule_decisions_total", "counter", "Decisions the rule emitted that the host accepted.", |s| {
+                g(&s.decisions).to_string()
+            }),
+            (
+                "vigil_rule_decisions_refused_total",
+                "counter",
+                "Decisions the host refused (invalid, over the rate, past [decisions] limits).",
+                |s| g(&s.decisions_refused).to_string(),
+            ),
             ("vigil_rule_state_keys", "gauge", "Keys in the rule's host-owned state.", |s| {
                 s.state_keys.load(Ordering::Relaxed).to_string()
             }),
