@@ -279,8 +279,15 @@ function alertActions(a) {
       h("option", { value: "true_positive" }, "true positive"),
       h("option", { value: "false_positive" }, "false positive"),
       h("option", { value: "benign" }, "benign"));
-    buttons.push(h("span", { class: "inline-form" }, select,
-      h("button", { type: "button", "data-action": "resolve", onclick: (e) => act(e.target, `Alert ${a.id} resolved`, () => api("POST", `/v1/alerts/${a.id}/resolve`, { disposition: select.value })) }, "Resolve")));
+    // Resolving as a false positive offers to lift the decisions the alert caused.
+    const active = (a.decisions || []).filter((d) => d.status === "active").length;
+    const lift = h("input", { type: "checkbox", "data-lift": a.id, checked: true });
+    const offer = active ? h("label", { class: "lift-offer", hidden: true }, lift, ` lift ${active} decision${active > 1 ? "s" : ""}`) : null;
+    select.addEventListener("change", () => { if (offer) offer.hidden = select.value !== "false_positive"; });
+    buttons.push(h("span", { class: "inline-form" }, select, offer,
+      h("button", { type: "button", "data-action": "resolve", onclick: (e) => act(e.target, `Alert ${a.id} resolved`, () => api("POST", `/v1/alerts/${a.id}/resolve`, {
+        disposition: select.value, lift_decisions: !!(offer && !offer.hidden && lift.checked),
+      })) }, "Resolve")));
     const hours = h("select", { "aria-label": `Silence duration for alert ${a.id}` },
       [1, 4, 24, 168].map((n) => h("option", { value: n }, n < 168 ? `${n} h` : "7 d")));
     buttons.push(h("span", { class: "inline-form" }, hours,
@@ -345,9 +352,59 @@ async function alertPage(id) {
     h("div", { class: "panel" }, table(["Seq", "Time", "Action", "User", "IP", "Event"], (a.events || []).map((e) =>
       h("tr", {}, h("td", {}, e.seq), h("td", {}, e.timestamp), h("td", {}, e.action), h("td", {}, e.user_id || "—"), h("td", {}, e.ip || "—"),
         h("td", {}, h("details", {}, h("summary", {}, "JSON"), json(e))))), "No events kept.")),
+    h("h2", {}, "Decisions"),
+    h("div", { class: "panel" }, decisionTable(a.decisions || [], "No decisions go with this alert.")),
     h("h2", {}, "Notifications"),
     h("div", { class: "panel" }, table(["Receiver", "Kind", "Status", "Attempts", "Updated", "Last error"], (a.notifications || []).map((n) =>
       h("tr", {}, h("td", {}, n.receiver), h("td", {}, n.kind), h("td", {}, n.status), h("td", { class: "num" }, n.attempts), h("td", {}, n.updated_at), h("td", {}, n.last_error || "—"))), "No notifications.")));
+}
+
+// ---------------------------------------------------------------- decisions
+
+function decisionTable(list, empty) {
+  const headers = ["Id", "Scope", "Value", "Kind", "Status", "Expires", "Issued by", "Alert", "Reason"];
+  const respond = can("respond");
+  if (respond) headers.push("");
+  const rows = list.map((d) => h("tr", { "data-decision": d.id },
+    h("td", {}, d.id), h("td", {}, d.scope), h("td", { class: "mono" }, d.value), h("td", {}, d.kind),
+    h("td", {}, h("span", { class: `status ${d.status}` }, d.status), d.end_reason ? ` (${d.end_reason})` : ""),
+    h("td", {}, d.status === "active" ? d.expires_at : (d.ended_at || d.expires_at)),
+    h("td", {}, d.actor), h("td", {}, d.alert_id ? h("a", { href: `#/alerts/${d.alert_id}` }, d.alert_id) : "—"), h("td", {}, d.reason),
+    respond ? h("td", {}, d.status === "active" ? liftButton(d) : null) : null));
+  return table(headers, rows, empty);
+}
+
+function liftButton(d) {
+  const reason = h("input", { type: "text", "aria-label": `Reason to lift decision ${d.id}`, placeholder: "reason", required: true });
+  return h("span", { class: "inline-form" }, reason, h("button", { type: "button", "data-action": "lift", onclick: (e) => {
+    if (!reason.value.trim()) { toast("A reason is required to lift a decision", true); reason.focus(); return; }
+    act(e.target, `Decision ${d.id} lifted`, () => api("DELETE", `/v1/decisions/${d.id}`, { reason: reason.value }));
+  } }, "Lift"));
+}
+
+async function decisionsPage(params) {
+  const status = params.get("status") || "active";
+  const go = (p) => { location.hash = `#/decisions${qs({ status, ...p })}`; };
+  const tabs = h("div", { class: "row", role: "group", "aria-label": "Status" },
+    ["active", "expired", "lifted", "all"].map((st) => h("button", { type: "button", "aria-pressed": String(st === status), onclick: () => go({ status: st }) }, st)));
+  const data = await api("GET", `/v1/decisions${qs({ status, limit: 200 })}`);
+  let form = null;
+  if (can("respond")) {
+    const field = (label, el) => h("label", {}, label, el);
+    const scope = h("select", { name: "scope" }, ["ip", "user", "api_key", "session", "organization"].map((v) => h("option", { value: v }, v)));
+    const kind = h("select", { name: "kind" }, ["block", "throttle", "require_mfa", "lock"].map((v) => h("option", { value: v }, v)));
+    const value = h("input", { type: "text", name: "value", required: true });
+    const minutes = h("input", { type: "number", name: "minutes", min: 1, value: 60, required: true });
+    const reason = h("input", { type: "text", name: "reason", required: true });
+    form = h("form", { class: "panel row", id: "decide", onsubmit: (e) => {
+      e.preventDefault();
+      act(e.submitter || e.target, "Decision issued", () => api("POST", "/v1/decisions", {
+        scope: scope.value, value: value.value, kind: kind.value, duration_secs: Number(minutes.value) * 60, reason: reason.value,
+      }));
+    } }, field("Scope", scope), field("Value", value), field("Kind", kind), field("Minutes", minutes), field("Reason", reason),
+      h("button", { type: "submit" }, "Issue"));
+  }
+  page("Decisions", tabs, form, h("div", { class: "panel" }, decisionTable(data.decisions, `No ${status} decisions.`)));
 }
 
 // ---------------------------------------------------------------- events
@@ -508,7 +565,7 @@ async function receiversPage() {
 
 // ---------------------------------------------------------------- router
 
-const PAGES = { overview: overviewPage, alerts: alertsPage, events: eventsPage, rules: rulesPage, integrity: integrityPage, receivers: receiversPage };
+const PAGES = { overview: overviewPage, alerts: alertsPage, decisions: decisionsPage, events: eventsPage, rules: rulesPage, integrity: integrityPage, receivers: receiversPage };
 
 async function route() {
   if (!session) return loginPage();
@@ -541,7 +598,7 @@ window.addEventListener("hashchange", route);
 route();
 
 // Live pages refresh every 30 s while the tab is visible and nobody is typing or choosing.
-const LIVE = ["overview", "alerts", "receivers", "integrity"];
+const LIVE = ["overview", "alerts", "decisions", "receivers", "integrity"];
 setInterval(() => {
   const name = location.hash.replace(/^#\/?/, "").split(/[/?]/)[0] || "alerts";
   const busy = main.contains(document.activeElement) && document.activeElement !== main;

@@ -526,7 +526,7 @@ impl RuleRegistry {
             a.load(Ordering::Relaxed)
         }
         type Value = fn(&RuleStats) -> String;
-        let families: [(&str, &str, &str, Value); 10] = [
+        let families: [(&str, &str, &str, Value); 12] = [
             ("vigil_rule_events_total", "counter", "Events offered to the rule.", |s| g(&s.events).to_string()),
             ("vigil_rule_matches_total", "counter", "Events the rule matched.", |s| g(&s.matches).to_string()),
             ("vigil_rule_alerts_total", "counter", "Alerts the rule raised.", |s| g(&s.alerts).to_string()),
