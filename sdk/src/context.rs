@@ -1,10 +1,11 @@
-//! What a rule can do while it evaluates one event: state, alerts, logs, routing.
+//! What a rule can do while it evaluates one event: state, alerts, decisions, logs, routing.
 //!
 //! Every state call is made at the current event's time (never the wall clock) and goes to
 //! the host through the ABI layer (`abi.rs`); the semantics are those of [`crate::state`].
 
 use crate::abi;
 use crate::alert::Alert;
+use crate::decision::Decision;
 use crate::state::BaselineStats;
 use crate::time::parse_duration_ms;
 
@@ -30,6 +31,25 @@ pub enum EmitStatus {
     RateLimited,
     /// Refused as invalid (e.g. larger than 16 KiB).
     Invalid,
+}
+
+/// What the host did with a decision (`emit_decision`, ABI 1.2).
+///
+/// The native harness ([`crate::testing`]) accepts every valid decision: it has no rate
+/// limit and no policy, so it only ever answers [`DecideStatus::Accepted`] or
+/// [`DecideStatus::Invalid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecideStatus {
+    /// Accepted (code 0): the host issues it when the batch is done.
+    Accepted,
+    /// Dropped by the per-rule decision rate limit (code 1).
+    RateLimited,
+    /// Refused as invalid decision JSON (code 2), e.g. without a reason.
+    Invalid,
+    /// Refused by the server's policy (code 3, and any code a later host adds): decisions
+    /// from rules disabled, a scope rules may not decide on, a duration past the maximum,
+    /// or the rule's cap on active decisions reached.
+    Refused,
 }
 
 /// A window length: milliseconds (`300_000`) or a duration text (`"5m"`, `"1h"`, `"30s"`).
@@ -121,6 +141,19 @@ impl Context {
             0 => EmitStatus::Accepted,
             1 => EmitStatus::RateLimited,
             _ => EmitStatus::Invalid,
+        }
+    }
+
+    /// Issues a decision (an automated response: block, throttle, require MFA, lock). When
+    /// it names no event seq, the current event's seq is added. Tie it to the alert it
+    /// goes with by giving it that alert's dedup key ([`Decision::alert`]).
+    pub fn decide(&self, decision: Decision) -> DecideStatus {
+        let decision = if decision.event_seqs.is_empty() { decision.event_seq(self.seq) } else { decision };
+        match abi::emit_decision(decision.to_json().as_bytes()) {
+            0 => DecideStatus::Accepted,
+            1 => DecideStatus::RateLimited,
+            2 => DecideStatus::Invalid,
+            _ => DecideStatus::Refused,
         }
     }
 

@@ -4,12 +4,14 @@
 //! A rule implements [`Rule`] and calls [`export_rule!`] once; the SDK generates the module
 //! exports of the rule ABI (`sdk/ABI.md`), reads the records the host writes (only the
 //! fields the manifest declares, many events per call), and talks to the host's state,
-//! alert and log imports. The same crate runs natively under [`testing::Harness`], with the
-//! same state semantics ([`state`]), so `cargo test` in a rule crate tests the real logic.
+//! alert, decision and log imports. The same crate runs natively under
+//! [`testing::Harness`], with the same state semantics ([`state`]), so `cargo test` in a
+//! rule crate tests the real logic.
 //!
 //! Layers (like the Redpanda transform SDK):
 //! - plain data shared with the host: [`Severity`], [`Manifest`], [`Subscription`],
-//!   [`Alert`], [`Config`], [`json`], [`record`] (input-area layout), [`state`];
+//!   [`Alert`], [`Decision`] (automated response: [`Scope`], [`DecisionKind`]), [`Config`],
+//!   [`json`], [`record`] (input-area layout), [`state`];
 //! - the ABI layer (private): real imports on `wasm32`, a native stand-in elsewhere;
 //! - the facade: [`Rule`], [`Event`], [`Context`], [`export_rule!`], [`testing`].
 //!
@@ -84,6 +86,7 @@ mod abi;
 pub mod alert;
 pub mod config;
 pub mod context;
+pub mod decision;
 pub mod event;
 mod export;
 pub mod json;
@@ -98,7 +101,8 @@ pub mod time;
 
 pub use alert::Alert;
 pub use config::Config;
-pub use context::{Context, EmitStatus, Level};
+pub use context::{Context, DecideStatus, EmitStatus, Level};
+pub use decision::{Decision, DecisionError, DecisionKind, Scope};
 pub use event::Event;
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
@@ -110,8 +114,9 @@ pub use severity::Severity;
 
 /// ABI major version implemented (ABI.md); the host refuses other majors.
 pub const ABI_MAJOR: u32 = 1;
-/// ABI minor version implemented; minor changes are additive.
-pub const ABI_MINOR: u32 = 1;
+/// ABI minor version implemented; minor changes are additive (1.1: seqs of windows and
+/// distinct sets; 1.2: `emit_decision`).
+pub const ABI_MINOR: u32 = 2;
 /// Bytes of the guest's static input area.
 pub const INPUT_AREA_BYTES: usize = 1 << 20;
 /// Verdict slots, i.e. most events per `vigil_evaluate` call.

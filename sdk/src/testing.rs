@@ -3,6 +3,11 @@
 //! Events are filtered by the manifest's subscriptions ([`Manifest::matches`]), encoded into
 //! an input area with [`crate::record`], evaluated by the same [`Runtime`] the wasm exports
 //! use, against the same [`crate::state`]; the clock is the event time. Native only.
+//!
+//! Decisions are validated as the host validates them ([`crate::Decision::from_json`]);
+//! every valid one is accepted: the harness has no decision rate limit and no server policy
+//! (allowed scopes, longest duration, cap on active decisions), so `Context::decide`
+//! answers `Accepted` or `Invalid` here, never `RateLimited` or `Refused`.
 
 mod event;
 
@@ -10,6 +15,7 @@ pub use event::TestEvent;
 
 use crate::abi::native::{NativeHost, swap_host};
 use crate::alert::Alert;
+use crate::decision::Decision;
 use crate::manifest::{Kind, Manifest};
 use crate::record::{LayoutError, RecordWriter, field_text};
 use crate::rule::{Rule, Runtime};
@@ -25,6 +31,8 @@ pub struct Outcome {
     pub matched: Vec<bool>,
     /// Alerts accepted, in order (severity and dedup key defaults filled in as by the host).
     pub alerts: Vec<Alert>,
+    /// Decisions accepted (every valid one), in order.
+    pub decisions: Vec<Decision>,
     /// Routing rules: `(event position, receiver)`.
     pub routes: Vec<(usize, String)>,
 }
@@ -38,6 +46,8 @@ pub struct Step {
     pub matched: bool,
     /// Alerts accepted.
     pub alerts: Vec<Alert>,
+    /// Decisions accepted (every valid one).
+    pub decisions: Vec<Decision>,
     /// Receivers named (routing rules).
     pub routes: Vec<String>,
 }
@@ -154,6 +164,11 @@ impl<R: Rule> Harness<R> {
         &self.host.invalid_alerts
     }
 
+    /// Decisions refused as invalid so far, with the reason.
+    pub fn invalid_decisions(&self) -> &[String] {
+        &self.host.invalid_decisions
+    }
+
     /// Lazy `field` host calls so far (fields read without being declared).
     pub fn lazy_field_reads(&self) -> u64 {
         self.host.lazy_reads
@@ -171,6 +186,7 @@ impl<R: Rule> Harness<R> {
             offered: o.offered[0],
             matched: o.matched[0],
             alerts: std::mem::take(&mut o.alerts),
+            decisions: std::mem::take(&mut o.decisions),
             routes: o.routes.into_iter().map(|(_, r)| r).collect(),
         }
     }
@@ -235,6 +251,7 @@ impl<R: Rule> Harness<R> {
             outcome.matched[*pos] = self.verdicts[i] == 1;
         }
         outcome.alerts.append(&mut self.host.alerts);
+        outcome.decisions.append(&mut self.host.decisions);
         for (index, receiver) in self.host.routes.drain(..) {
             outcome.routes.push((batch[index as usize].0, receiver));
         }
@@ -246,7 +263,7 @@ impl<R: Rule> Harness<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Alert, Config, Context, Event, Level, Subscription, Value};
+    use crate::{Alert, Config, Context, Decision, Event, Level, Subscription, Value};
 
     /// Counts failed logins per user; reads `details.note` lazily; emits an oversized alert
     /// when asked to.
@@ -315,6 +332,54 @@ mod tests {
         assert_eq!(h.state().len(), 1);
         let mut refused = Harness::<Probe>::new().config(r#"{"refuse": true}"#);
         assert_eq!(refused.init(), Err("refused on purpose".to_owned()));
+    }
+
+    /// Blocks the IP of each failed login with an alert to go with it; leaves the reason
+    /// out when `details.note` is `no_reason`; logs what `decide` answered.
+    struct Decider;
+
+    impl Rule for Decider {
+        fn manifest() -> Manifest {
+            Manifest::detection("decider").fields(["ip"]).subscribe(Subscription::action("login_failed"))
+        }
+
+        fn init(_: &Config) -> Result<Decider, String> {
+            Ok(Decider)
+        }
+
+        fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
+            let Some(ip) = ev.ip() else { return false };
+            let key = format!("ip:{ip}");
+            ctx.emit(Alert::new(format!("failed login from {ip}")).dedup_key(key.as_str()));
+            let mut decision = Decision::block(crate::Scope::Ip, ip).duration("30m").alert(key);
+            if ev.get("details.note") != Some("no_reason") {
+                decision = decision.reason(format!("failed login from {ip}"));
+            }
+            let status = ctx.decide(decision);
+            ctx.log(Level::Info, &format!("{status:?}"));
+            true
+        }
+    }
+
+    #[test]
+    fn decisions_are_validated_recorded_and_tied_to_the_current_event() {
+        let mut h = Harness::<Decider>::new();
+        let out = h.run_detailed([fail("a").ip("10.0.0.1"), fail("b").ip("10.0.0.2").seq(7)]);
+        assert_eq!(out.decisions.len(), 2);
+        let d = &out.decisions[0];
+        assert_eq!((d.scope, d.value.as_str(), d.kind), (crate::Scope::Ip, "10.0.0.1", crate::DecisionKind::Block));
+        assert_eq!(d.duration_ms, 30 * 60_000);
+        assert_eq!(d.dedup_key, out.alerts[0].dedup_key, "tied to its alert");
+        assert_eq!(d.event_seqs, [1], "the current event's seq when none is named");
+        assert_eq!(out.decisions[1].event_seqs, [7]);
+        let step = h.step(fail("c").ip("10.0.0.3").detail("note", "no_reason"));
+        assert!(step.decisions.is_empty(), "a decision without a reason is refused");
+        assert_eq!(step.alerts.len(), 1);
+        assert_eq!(h.invalid_decisions().len(), 1);
+        assert!(h.invalid_decisions()[0].contains("reason"), "{:?}", h.invalid_decisions());
+        let statuses: Vec<&str> = h.logs().iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(statuses, ["Accepted", "Accepted", "Invalid"]);
+        assert_eq!(h.step(fail("d").ip("10.0.0.4")).decisions.len(), 1);
     }
 
     #[test]

@@ -3,17 +3,35 @@
 //! Counts `action=login_failed` per `ip` in a 5-minute and a 1-hour sliding window and
 //! alerts once when each count crosses its threshold: more than `threshold_5m` (5) in
 //! 5 minutes is P2, more than `threshold_1h` (20) in an hour is P1.
+//!
+//! Automated response: when the hourly (P1) threshold is crossed the rule also blocks the
+//! IP for `block_minutes` (30), tied to the P1 alert (dedup key `ip:<ip>:1h`) and naming
+//! the same counted failures ("Block IP temporarily (30 min)", "Block IP and alert").
+//! On by default (`block_ip`): more than 20 failed logins from one address in an hour is
+//! not a user mistyping a password, the block is temporary and scoped to one IP, and a
+//! responder can lift it from the alert. Turn it off with `"block_ip": false` (e.g. for
+//! addresses shared by many users behind a NAT, or to leave the block to a person); the
+//! alerts are the same either way. The server may refuse the decision by its own policy
+//! (`[decisions]`: e.g. a longer block than `max_rule_duration_secs`, 24 h by default).
 
-use vigil_sdk::time::{HOUR_MS, MINUTE_MS};
-use vigil_sdk::{Alert, Config, Context, Event, Manifest, Rule, Severity, Subscription};
+use vigil_sdk::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+use vigil_sdk::{
+    Alert, Config, Context, DecideStatus, Decision, Event, Level, Manifest, Rule, Scope, Severity, Subscription,
+};
 
 const SHORT_MS: i64 = 5 * MINUTE_MS;
 const LONG_MS: i64 = HOUR_MS;
+/// Longest `block_minutes` accepted: 30 days (the server's own cap by default).
+const MAX_BLOCK_MINUTES: i64 = 30 * DAY_MS / MINUTE_MS;
 
-/// The rule; thresholds from the configuration.
+/// The rule; thresholds and the IP block from the configuration.
 pub struct BruteForce {
     threshold_5m: i64,
     threshold_1h: i64,
+    /// Block the IP when the hourly threshold is crossed.
+    block_ip: bool,
+    /// How long, in minutes.
+    block_minutes: i64,
     /// The state key, rebuilt per event in place (no allocation per event).
     key: String,
 }
@@ -31,13 +49,18 @@ impl Rule for BruteForce {
     }
 
     fn init(config: &Config) -> Result<Self, String> {
-        config.deny_unknown(&["threshold_5m", "threshold_1h"])?;
+        config.deny_unknown(&["threshold_5m", "threshold_1h", "block_ip", "block_minutes"])?;
         let threshold_5m = config.i64_or("threshold_5m", 5)?;
         let threshold_1h = config.i64_or("threshold_1h", 20)?;
         if threshold_5m < 0 || threshold_1h < 0 {
             return Err("thresholds must not be negative".to_owned());
         }
-        Ok(BruteForce { threshold_5m, threshold_1h, key: String::with_capacity(64) })
+        let block_ip = config.bool_or("block_ip", true)?;
+        let block_minutes = config.i64_or("block_minutes", 30)?;
+        if !(1..=MAX_BLOCK_MINUTES).contains(&block_minutes) {
+            return Err(format!("block_minutes must be 1 to {MAX_BLOCK_MINUTES} (30 days)"));
+        }
+        Ok(BruteForce { threshold_5m, threshold_1h, block_ip, block_minutes, key: String::with_capacity(64) })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -56,9 +79,24 @@ impl Rule for BruteForce {
         }
         if long == self.threshold_1h + 1 {
             let counted = ctx.window(LONG_MS).seqs(key);
+            let dedup_key = format!("{key}:1h");
             ctx.emit(
-                alert(ip, ev, long, "1 hour").severity(Severity::P1).dedup_key(format!("{key}:1h")).event_seqs(counted),
+                alert(ip, ev, long, "1 hour")
+                    .severity(Severity::P1)
+                    .dedup_key(dedup_key.as_str())
+                    .event_seqs(counted.iter().copied()),
             );
+            if self.block_ip {
+                let block = Decision::block(Scope::Ip, ip)
+                    .duration(self.block_minutes * MINUTE_MS)
+                    .reason(format!("Brute force: {long} failed logins from {ip} within 1 hour"))
+                    .alert(dedup_key)
+                    .event_seqs(counted);
+                let status = ctx.decide(block);
+                if status != DecideStatus::Accepted {
+                    ctx.log(Level::Info, &format!("block of {ip} not accepted: {status:?}"));
+                }
+            }
         }
         true
     }
@@ -79,6 +117,7 @@ vigil_sdk::export_rule!(BruteForce);
 
 #[cfg(test)]
 mod tests {
+    use vigil_sdk::DecisionKind;
     use vigil_sdk::testing::{Harness, TestEvent};
 
     use super::*;
@@ -130,6 +169,49 @@ mod tests {
         assert_eq!(alerts[0].dedup_key.as_deref(), Some("ip:1.2.3.4:1h"));
         let mut h = Harness::<BruteForce>::new();
         assert!(h.run((0..20).map(|i| failure("1.2.3.4", i * 150_000))).is_empty());
+    }
+
+    #[test]
+    fn crossing_the_hourly_threshold_blocks_the_ip_for_30_minutes_tied_to_the_p1_alert() {
+        let mut h = Harness::<BruteForce>::new();
+        let out = h.run_detailed((0..21).map(|i| failure("1.2.3.4", i * 150_000)));
+        assert_eq!(out.alerts.len(), 1, "{:?}", out.alerts);
+        assert_eq!(out.decisions.len(), 1, "{:?}", out.decisions);
+        let (a, d) = (&out.alerts[0], &out.decisions[0]);
+        assert_eq!((d.scope, d.value.as_str(), d.kind), (Scope::Ip, "1.2.3.4", DecisionKind::Block));
+        assert_eq!(d.duration_ms, 30 * MINUTE_MS);
+        assert_eq!(d.dedup_key.as_deref(), Some("ip:1.2.3.4:1h"));
+        assert_eq!(d.dedup_key, a.dedup_key, "tied to the P1 alert");
+        assert_eq!(d.event_seqs, (1..=21).collect::<Vec<i64>>(), "the failures the alert counted");
+        assert_eq!(d.event_seqs, a.event_seqs);
+        assert!(d.reason.contains("21 failed logins from 1.2.3.4"), "{}", d.reason);
+        assert!(h.invalid_decisions().is_empty());
+        // Later failures neither alert nor block again.
+        let later = h.run_detailed((21..25).map(|i| failure("1.2.3.4", i * 150_000)));
+        assert!(later.alerts.is_empty() && later.decisions.is_empty());
+    }
+
+    #[test]
+    fn the_five_minute_p2_alert_blocks_nothing() {
+        let mut h = Harness::<BruteForce>::new();
+        let out = h.run_detailed((0..8).map(|i| failure("1.2.3.4", i * 10_000)));
+        assert_eq!(out.alerts.len(), 1);
+        assert!(out.decisions.is_empty(), "{:?}", out.decisions);
+    }
+
+    #[test]
+    fn the_block_can_be_turned_off_or_lengthened() {
+        let burst = || (0..21).map(|i| failure("1.2.3.4", i * 150_000));
+        let mut off = Harness::<BruteForce>::new().config(r#"{"block_ip": false}"#);
+        let out = off.run_detailed(burst());
+        assert_eq!(out.alerts.len(), 1, "the alert is the same");
+        assert_eq!(out.alerts[0].severity, Some(Severity::P1));
+        assert!(out.decisions.is_empty(), "{:?}", out.decisions);
+        let mut longer = Harness::<BruteForce>::new().config(r#"{"block_minutes": 120}"#);
+        assert_eq!(longer.run_detailed(burst()).decisions[0].duration_ms, 2 * HOUR_MS);
+        for bad in [r#"{"block_minutes": 0}"#, r#"{"block_minutes": 43201}"#, r#"{"block_ip": "yes"}"#] {
+            assert!(Harness::<BruteForce>::new().config(bad).init().is_err(), "{bad}");
+        }
     }
 
     #[test]

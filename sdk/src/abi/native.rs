@@ -2,11 +2,14 @@
 //!
 //! [`crate::testing::Harness`] swaps its own [`NativeHost`] in for each batch, so every
 //! harness is isolated; outside a harness the calls hit a default host and are harmless.
-//! Behaviour follows ABI.md (log truncation, alert validation, `field` encoding).
+//! Behaviour follows ABI.md (log truncation, alert and decision validation, `field`
+//! encoding). Decisions are only validated: every valid one is accepted (no rate limit,
+//! no scope or duration policy, no cap on active decisions).
 
 use std::cell::RefCell;
 
 use crate::alert::{Alert, MAX_ALERT_BYTES};
+use crate::decision::Decision;
 use crate::json::Value;
 use crate::record::field_text;
 use crate::severity::Severity;
@@ -25,6 +28,10 @@ pub(crate) struct NativeHost {
     pub(crate) default_severity: Option<Severity>,
     pub(crate) alerts: Vec<Alert>,
     pub(crate) invalid_alerts: Vec<String>,
+    /// Decisions accepted (all the valid ones).
+    pub(crate) decisions: Vec<Decision>,
+    /// Decisions refused as invalid, with the reason.
+    pub(crate) invalid_decisions: Vec<String>,
     pub(crate) logs: Vec<(i32, String)>,
     /// `(event index in the batch, receiver)`.
     pub(crate) routes: Vec<(u32, String)>,
@@ -72,6 +79,23 @@ pub(crate) fn emit_alert(json: &[u8]) -> i32 {
         }
         Err(e) => {
             h.invalid_alerts.push(e);
+            2
+        }
+    })
+}
+
+/// Validates with [`Decision::from_json`] (as the host does): 0 when valid, 2 when not.
+pub(crate) fn emit_decision(json: &[u8]) -> i32 {
+    let parsed = std::str::from_utf8(json)
+        .map_err(|e| e.to_string())
+        .and_then(|t| Decision::from_json(t).map_err(|e| e.to_string()));
+    with(|h| match parsed {
+        Ok(decision) => {
+            h.decisions.push(decision);
+            0
+        }
+        Err(e) => {
+            h.invalid_decisions.push(e);
             2
         }
     })

@@ -12,6 +12,8 @@ unsafe extern "C" {
     fn host_log(level: i32, ptr: *const u8, len: usize);
     #[link_name = "emit_alert"]
     fn host_emit_alert(ptr: *const u8, len: usize) -> i32;
+    #[link_name = "emit_decision"]
+    fn host_emit_decision(ptr: *const u8, len: usize) -> i32;
     #[link_name = "field"]
     fn host_field(event_index: i32, name_ptr: *const u8, name_len: usize, out_ptr: *mut u8, out_cap: usize) -> i32;
     #[link_name = "window_add"]
@@ -97,6 +99,11 @@ pub(crate) fn log(level: i32, msg: &[u8]) {
 pub(crate) fn emit_alert(json: &[u8]) -> i32 {
     // SAFETY: json is a live slice; the host copies it before returning.
     unsafe { host_emit_alert(json.as_ptr(), json.len()) }
+}
+
+pub(crate) fn emit_decision(json: &[u8]) -> i32 {
+    // SAFETY: json is a live slice; the host copies it before returning.
+    unsafe { host_emit_decision(json.as_ptr(), json.len()) }
 }
 
 pub(crate) fn field(event_index: u32, name: &str) -> Option<Vec<u8>> {
