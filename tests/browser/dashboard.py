@@ -139,6 +139,22 @@ def main():
         expect(page.locator("tr[data-receiver]").first).not_to_contain_text("forced")
         shot(page, "receivers")
 
+        # Decisions: the one tied to the alert is listed (its reason as text), lifted with a reason.
+        page.goto(f"{BASE}/#/decisions")
+        expect(page.locator("h1")).to_have_text("Decisions")
+        row = page.locator("tr[data-decision]", has_text="203.0.113.7")
+        expect(row).to_contain_text("<b>confirmed</b> brute force")
+        assert page.locator("tr[data-decision] b").count() == 0, "markup in a reason was rendered"
+        expect(page.locator("form#decide")).to_be_visible()
+        shot(page, "decisions")
+        row.locator("button[data-action=lift]").click()
+        expect(page.locator("[role=status], .toast").first).to_contain_text("reason is required")
+        row.locator("input").fill("pentest, agreed with the SOC")
+        row.locator("button[data-action=lift]").click()
+        expect(page.locator("tr[data-decision]", has_text="203.0.113.7")).to_have_count(0)
+        page.get_by_role("button", name="lifted").click()
+        expect(page.locator("tr[data-decision]", has_text="203.0.113.7")).to_contain_text("pentest, agreed with the SOC")
+
         # A read-only key sees the same pages with no action buttons.
         page.click("#logout")
         login(page, READ_KEY)
@@ -150,6 +166,10 @@ def main():
         page.locator("tr[data-alert] a").first.click()
         expect(page.locator("#alert-status")).to_be_visible()
         assert page.locator("button[data-action]").count() == 0, "read key sees action buttons on an alert"
+        page.goto(f"{BASE}/#/decisions?status=all")
+        expect(page.locator("tr[data-decision]").first).to_be_visible()
+        assert page.locator("button[data-action]").count() == 0, "read key sees action buttons on decisions"
+        assert page.locator("form#decide").count() == 0, "read key sees the decision form"
         for path, what in [("#/rules", "tr[data-rule]"), ("#/receivers", "tr[data-receiver]")]:
             page.goto(f"{BASE}/{path}")
             expect(page.locator(what).first).to_be_visible()
