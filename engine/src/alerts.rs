@@ -721,8 +721,13 @@ impl AlertService {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let alert = self.load(id).await?;
-        let change =
-            AlertChange { action: action.into(), actor: actor.into(), at: now, details: details.to_string(), ..Default::default() };
+        let change = AlertChange {
+            action: action.into(),
+            actor: actor.into(),
+            at: now,
+            details: details.to_string(),
+            ..Default::default()
+        };
         let mut writes = vec![AlertWrite { alert, change, ..Default::default() }];
         self.commit(&mut writes).await
     }

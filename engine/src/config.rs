@@ -598,7 +598,10 @@ impl Config {
         let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
         let d = &self.decisions;
         if let Some(s) = d.rule_scopes.iter().find(|s| crate::respond::Scope::parse(s).is_none()) {
-            return invalid("decisions.rule_scopes", format!("unknown scope `{s}` (ip, user, api_key, session, organization)"));
+            return invalid(
+                "decisions.rule_scopes",
+                format!("unknown scope `{s}` (ip, user, api_key, session, organization)"),
+            );
         }
         if d.max_duration_secs == 0 || d.max_rule_duration_secs == 0 || d.max_rule_duration_secs > d.max_duration_secs {
             return invalid(

@@ -100,6 +100,25 @@ const CLIENT_WINDOW_MS: i64 = 5 * 60_000;
 /// Shortest decision, ms.
 pub const MIN_DURATION_MS: i64 = 1000;
 
+/// The form a value is stored and looked up in: for scope `ip`, an address in its
+/// canonical text (`2001:DB8::1` is `2001:db8::1`, `::ffff:192.0.2.1` is `192.0.2.1`), as
+/// events store it; anything else as given.
+pub fn canonical_value(scope: Scope, value: &str) -> std::borrow::Cow<'_, str> {
+    if scope == Scope::Ip
+        && let Ok(ip) = value.trim().parse::<std::net::IpAddr>()
+    {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let text = ip.to_string();
+        if text != value {
+            return std::borrow::Cow::Owned(text);
+        }
+    }
+    std::borrow::Cow::Borrowed(value)
+}
+
 /// Checks a decision value: 1..=256 characters, no control characters.
 pub fn check_value(value: &str) -> Result<(), String> {
     if value.is_empty() || value.chars().count() > MAX_VALUE_CHARS {
@@ -237,11 +256,12 @@ impl ActiveSet {
 
     /// The decisions that apply to `value` in `scope` at `now`, newest first.
     pub fn lookup(&self, scope: Scope, value: &str, now: i64) -> Vec<Arc<DecisionRow>> {
+        let value = canonical_value(scope, value);
         let inner = self.read();
         // The key is (Scope, String): borrow-free lookup needs an owned key; values are short.
         let mut out: Vec<Arc<DecisionRow>> = inner
             .by_key
-            .get(&(scope, value.to_owned()))
+            .get(&(scope, value.into_owned()))
             .map(|list| list.iter().filter(|d| d.expires_at > now).cloned().collect())
             .unwrap_or_default();
         out.sort_by(|a, b| b.id.cmp(&a.id));
@@ -399,7 +419,8 @@ pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
     for scope in Scope::ALL {
         for kind in Kind::ALL {
             let n = counts.get(&(scope.as_str().to_owned(), kind.as_str().to_owned())).copied().unwrap_or(0);
-            let _ = writeln!(out, "vigil_decisions_active{{scope=\"{}\",kind=\"{}\"}} {n}", scope.as_str(), kind.as_str());
+            let _ =
+                writeln!(out, "vigil_decisions_active{{scope=\"{}\",kind=\"{}\"}} {n}", scope.as_str(), kind.as_str());
         }
     }
     let c = &set.counters;
@@ -408,9 +429,21 @@ pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
         ("vigil_decisions_issued_total", "Decisions issued (rules and people).", g(&c.issued)),
         ("vigil_decisions_expired_total", "Decisions that reached their expiry.", g(&c.expired)),
         ("vigil_decisions_lifted_total", "Decisions lifted early by people.", g(&c.lifted)),
-        ("vigil_decisions_refused_total", "Rule decisions refused by [decisions] (scope, duration, caps).", g(&c.refused)),
-        ("vigil_decisions_duplicate_total", "Rule decisions not issued again: an active one lasted as long.", g(&c.duplicates)),
-        ("vigil_decision_stream_requests_total", "GET /v1/decisions/stream requests (bouncer polls).", g(&c.stream_requests)),
+        (
+            "vigil_decisions_refused_total",
+            "Rule decisions refused by [decisions] (scope, duration, caps).",
+            g(&c.refused),
+        ),
+        (
+            "vigil_decisions_duplicate_total",
+            "Rule decisions not issued again: an active one lasted as long.",
+            g(&c.duplicates),
+        ),
+        (
+            "vigil_decision_stream_requests_total",
+            "GET /v1/decisions/stream requests (bouncer polls).",
+            g(&c.stream_requests),
+        ),
         ("vigil_decision_checks_total", "GET /v1/decisions?scope=&value= checks.", g(&c.checks)),
     ] {
         crate::telemetry::counter(out, name, help, value);
@@ -447,6 +480,9 @@ mod tests {
         set.insert(row(2, "user", "alice", None, 20_000), 4);
         assert_eq!(set.lookup(Scope::Ip, "203.0.113.7", 5_000).len(), 1);
         assert!(set.lookup(Scope::User, "203.0.113.7", 5_000).is_empty(), "scopes are apart");
+        assert_eq!(set.lookup(Scope::Ip, "::ffff:203.0.113.7", 5_000).len(), 1, "addresses compare canonically");
+        assert_eq!(canonical_value(Scope::Ip, "2001:DB8::1"), "2001:db8::1");
+        assert_eq!(canonical_value(Scope::User, "Alice"), "Alice");
         assert!(set.lookup(Scope::Ip, "203.0.113.7", 10_000).is_empty(), "past its expiry it no longer applies");
         assert_eq!(set.rule_count("brute_force"), 1);
         assert_eq!((set.last_change(), set.due(15_000)), (4, vec![1]));

@@ -8,8 +8,8 @@
 
 pub mod alerting;
 pub mod canon;
-pub mod decisions;
 pub mod chain;
+pub mod decisions;
 pub mod postgres;
 pub mod postings;
 pub mod query;
@@ -646,12 +646,18 @@ impl Store {
     }
 
     /// Inserts a decision (its id is set) and its `issued` change, in one transaction.
-    pub async fn insert_decision(&self, d: &mut decisions::DecisionRow) -> Result<decisions::DecisionChange, StoreError> {
+    pub async fn insert_decision(
+        &self,
+        d: &mut decisions::DecisionRow,
+    ) -> Result<decisions::DecisionChange, StoreError> {
         dispatch!(self, s => s.insert_decision(d).await)
     }
 
     /// Ends active decisions in one transaction; returns the changes written.
-    pub async fn end_decisions(&self, ends: &[decisions::DecisionEnd]) -> Result<Vec<decisions::DecisionChange>, StoreError> {
+    pub async fn end_decisions(
+        &self,
+        ends: &[decisions::DecisionEnd],
+    ) -> Result<Vec<decisions::DecisionChange>, StoreError> {
         if ends.is_empty() {
             return Ok(Vec::new());
         }
@@ -659,7 +665,10 @@ impl Store {
     }
 
     /// Stored decisions matching a filter, newest first.
-    pub async fn list_decisions(&self, f: &decisions::DecisionFilter) -> Result<Vec<decisions::DecisionRow>, StoreError> {
+    pub async fn list_decisions(
+        &self,
+        f: &decisions::DecisionFilter,
+    ) -> Result<Vec<decisions::DecisionRow>, StoreError> {
         dispatch!(self, s => s.list_decisions(f).await)
     }
 

@@ -102,6 +102,6 @@ async fn the_dashboard_is_served_with_a_strict_policy_and_no_key() -> anyhow::Re
     let (status, me) = app.send(app.client.get(app.url("/v1/whoami")), &reader).await?;
     assert_eq!(status, 200);
     assert_eq!(me["role"], "read");
-    assert_eq!(me["allows"], json!({"ingest": false, "read": true, "respond": false, "admin": false}));
+    assert_eq!(me["allows"], json!({"ingest": false, "read": true, "respond": false, "admin": false, "bouncer": true}));
     Ok(())
 }

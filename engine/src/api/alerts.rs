@@ -121,7 +121,11 @@ pub async fn get(
     body["chain"] = chain;
     let decisions = state
         .store
-        .list_decisions(&crate::store::decisions::DecisionFilter { alert_id: Some(id), limit: 100, ..Default::default() })
+        .list_decisions(&crate::store::decisions::DecisionFilter {
+            alert_id: Some(id),
+            limit: 100,
+            ..Default::default()
+        })
         .await?;
     body["decisions"] = json!(decisions.iter().map(|d| d.to_api_json()).collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(body))
@@ -250,7 +254,8 @@ pub async fn ack(
     check_comment(&body.comment)?;
     let row = state.alerts.acknowledge(id, &who.key_id, body.comment).await?;
     let why = format!("alert {id} acknowledged by {}", who.key_id);
-    Ok(HttpResponse::Ok().json(with_decisions(&state, &row, body.lift_decisions == Some(true), &who.key_id, &why).await?))
+    Ok(HttpResponse::Ok()
+        .json(with_decisions(&state, &row, body.lift_decisions == Some(true), &who.key_id, &why).await?))
 }
 
 /// `POST /v1/alerts/{id}/resolve` with `{"disposition": "true_positive"|"false_positive"|"benign"}`.
@@ -269,7 +274,8 @@ pub async fn resolve(
         .ok_or_else(|| ApiError::bad_request("`disposition` is required: true_positive, false_positive or benign"))?;
     let row = state.alerts.resolve(id, &who.key_id, &disposition, body.comment).await?;
     let why = format!("alert {id} resolved as {disposition} by {}", who.key_id);
-    Ok(HttpResponse::Ok().json(with_decisions(&state, &row, body.lift_decisions == Some(true), &who.key_id, &why).await?))
+    Ok(HttpResponse::Ok()
+        .json(with_decisions(&state, &row, body.lift_decisions == Some(true), &who.key_id, &why).await?))
 }
 
 /// `POST /v1/alerts/{id}/reopen`.

@@ -134,7 +134,10 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     state.decisions.set().stream_polled(&who.key_id, state.decisions.now());
     let since = match q.since.as_deref() {
         None | Some("0") => None,
-        Some(s) => Some(super::strict_id(s).ok_or_else(|| ApiError::bad_request("`since` must be a cursor this endpoint returned, or 0"))?),
+        Some(s) => Some(
+            super::strict_id(s)
+                .ok_or_else(|| ApiError::bad_request("`since` must be a cursor this endpoint returned, or 0"))?,
+        ),
     };
     let page = state.decisions.stream(since).await?;
     let rows = |r: &[crate::store::decisions::DecisionRow]| r.iter().map(|d| d.to_api_json()).collect::<Vec<_>>();
@@ -145,7 +148,11 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 }
 
 /// `GET /v1/decisions/{id}`: one decision, any status, with its history.
-pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     state.keys.require(&req, Role::Bouncer)?;
     let id = parse_id(&path)?;
     let row = state.decisions.get(id).await?;
@@ -171,7 +178,11 @@ fn integer(n: &serde_json::Number) -> Option<i64> {
 }
 
 /// `POST /v1/decisions`: a person's decision.
-pub async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Respond)?;
     let body: IssueBody = read_json(&req, payload, 16 * 1024, "decision").await?;
     let max = state.decisions.config().max_duration_secs as i64;
@@ -181,7 +192,9 @@ pub async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
     let alert_id = match &body.alert_id {
         None => None,
         Some(n) => {
-            let id = integer(n).filter(|i| *i > 0).ok_or_else(|| ApiError::bad_request("`alert_id` must be a positive integer"))?;
+            let id = integer(n)
+                .filter(|i| *i > 0)
+                .ok_or_else(|| ApiError::bad_request("`alert_id` must be a positive integer"))?;
             state.store.alert(id).await?.ok_or_else(|| ApiError::bad_request(format!("no alert {id}")))?;
             Some(id)
         }
@@ -228,7 +241,8 @@ pub async fn lift(
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         LiftBody::default()
     } else {
-        serde_json::from_slice::<LiftBody>(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice::<LiftBody>(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let reason = from_body
         .reason

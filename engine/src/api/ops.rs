@@ -122,10 +122,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// client (the dashboard) shows only the actions the key can use.
 pub async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let who = state.keys.authenticate(&req)?;
-    let allows: serde_json::Map<String, serde_json::Value> = [Role::Ingest, Role::Read, Role::Respond, Role::Admin, Role::Bouncer]
-        .into_iter()
-        .map(|r| (r.as_str().to_owned(), who.role.allows(r).into()))
-        .collect();
+    let allows: serde_json::Map<String, serde_json::Value> =
+        [Role::Ingest, Role::Read, Role::Respond, Role::Admin, Role::Bouncer]
+            .into_iter()
+            .map(|r| (r.as_str().to_owned(), who.role.allows(r).into()))
+            .collect();
     Ok(HttpResponse::Ok().json(json!({"key_id": who.key_id, "role": who.role.as_str(), "allows": allows})))
 }
 

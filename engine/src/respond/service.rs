@@ -155,7 +155,8 @@ impl DecisionService {
 
     /// One decision, any status.
     pub async fn get(&self, id: i64) -> Result<DecisionRow, DecisionError> {
-        let rows = self.inner.store.list_decisions(&DecisionFilter { id: Some(id), limit: 1, ..Default::default() }).await?;
+        let rows =
+            self.inner.store.list_decisions(&DecisionFilter { id: Some(id), limit: 1, ..Default::default() }).await?;
         rows.into_iter().next().ok_or(DecisionError::NotFound(id))
     }
 
@@ -170,6 +171,8 @@ impl DecisionService {
     pub async fn issue(&self, new: NewDecision) -> Result<(DecisionRow, bool), DecisionError> {
         check_value(&new.value).map_err(DecisionError::Invalid)?;
         check_reason(&new.reason).map_err(DecisionError::Invalid)?;
+        let mut new = new;
+        new.value = super::canonical_value(new.scope, &new.value).into_owned();
         let max_ms = (self.inner.config.max_duration_secs as i64).saturating_mul(1000);
         if !(MIN_DURATION_MS..=max_ms).contains(&new.duration_ms) {
             return Err(DecisionError::Invalid(format!(
@@ -277,7 +280,10 @@ impl DecisionService {
         let _one = self.inner.lock.lock().await;
         let current = self.get(id).await?;
         if current.status != "active" {
-            return Err(DecisionError::Conflict(format!("decision {id} is {}, only an active one can be lifted", current.status)));
+            return Err(DecisionError::Conflict(format!(
+                "decision {id} is {}, only an active one can be lifted",
+                current.status
+            )));
         }
         let now = self.now();
         let end = DecisionEnd { id, status: "lifted", at: now, by: actor.into(), reason: Some(reason.into()) };

@@ -545,7 +545,10 @@ mod tests {
             br#"{"scope":"ip","value":"203.0.113.7","kind":"block","duration_ms":1800000,"reason":"r","dedup_key":"ip:x","event_seqs":[3]}"#,
         )
         .unwrap();
-        assert_eq!((d.scope, d.kind, d.duration_ms, d.event_seqs), (crate::respond::Scope::Ip, crate::respond::Kind::Block, 1_800_000, vec![3]));
+        assert_eq!(
+            (d.scope, d.kind, d.duration_ms, d.event_seqs),
+            (crate::respond::Scope::Ip, crate::respond::Kind::Block, 1_800_000, vec![3])
+        );
         for bad in [
             r#"{"scope":"planet","value":"x","kind":"block","duration_ms":1000,"reason":"r"}"#,
             r#"{"scope":"ip","value":"","kind":"block","duration_ms":1000,"reason":"r"}"#,
@@ -560,7 +563,8 @@ b","kind":"block","duration_ms":1000,"reason":"r"}"#,
         ] {
             assert!(parse_decision(bad.as_bytes()).is_none(), "{bad}");
         }
-        let long = format!(r#"{{"scope":"ip","value":"{}","kind":"block","duration_ms":1000,"reason":"r"}}"#, "v".repeat(257));
+        let long =
+            format!(r#"{{"scope":"ip","value":"{}","kind":"block","duration_ms":1000,"reason":"r"}}"#, "v".repeat(257));
         assert!(parse_decision(long.as_bytes()).is_none());
     }
 }

@@ -179,7 +179,8 @@ mod tests {
     #[test]
     fn a_flood_is_reported_once_until_it_ends() {
         let t0 = Instant::now();
-        let mut g = Governor::new(RateLimits { alerts_per_minute: 2, log_lines_per_minute: 1, decisions_per_minute: 1 });
+        let mut g =
+            Governor::new(RateLimits { alerts_per_minute: 2, log_lines_per_minute: 1, decisions_per_minute: 1 });
         g.alerts.last = t0;
         assert_eq!(g.admit_alert(t0), AlertAdmission::Accepted);
         assert_eq!(g.admit_alert(t0), AlertAdmission::Accepted);

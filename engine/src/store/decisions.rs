@@ -216,8 +216,14 @@ macro_rules! decision_queries {
 
             /// Decisions matching a filter, newest first.
             pub(super) async fn list_decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", decision_columns!(), " FROM decisions d WHERE 1=1"));
-                for (column, value) in [(" AND d.scope = ", &f.scope), (" AND d.value = ", &f.value), (" AND d.kind = ", &f.kind), (" AND d.status = ", &f.status)] {
+                let mut qb =
+                    QueryBuilder::<$db>::new(concat!("SELECT ", decision_columns!(), " FROM decisions d WHERE 1=1"));
+                for (column, value) in [
+                    (" AND d.scope = ", &f.scope),
+                    (" AND d.value = ", &f.value),
+                    (" AND d.kind = ", &f.kind),
+                    (" AND d.status = ", &f.status),
+                ] {
                     if let Some(v) = value {
                         qb.push(column).push_bind(v.clone());
                     }
@@ -278,7 +284,8 @@ macro_rules! decision_queries {
 
             /// The newest change id (0: none).
             pub(super) async fn last_decision_change(&self) -> Result<i64, StoreError> {
-                let n: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM decision_changes").fetch_one(&self.$writer).await?;
+                let n: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(id) FROM decision_changes").fetch_one(&self.$writer).await?;
                 Ok(n.unwrap_or(0))
             }
 
@@ -299,7 +306,8 @@ macro_rules! decision_queries {
             tx: &mut sqlx::Transaction<'_, $db>,
             c: &DecisionChange,
         ) -> Result<i64, StoreError> {
-            let mut qb = QueryBuilder::<$db>::new("INSERT INTO decision_changes (decision_id, action, actor, reason, at) ");
+            let mut qb =
+                QueryBuilder::<$db>::new("INSERT INTO decision_changes (decision_id, action, actor, reason, at) ");
             qb.push_values([c], |mut b, c| {
                 b.push_bind(c.decision_id)
                     .push_bind(c.action.clone())
