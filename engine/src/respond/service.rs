@@ -256,10 +256,27 @@ impl DecisionService {
                 alert_id,
                 event_seqs: d.event_seqs.clone(),
             };
-            match self.issue(new).await {
-                Ok(_) => {}
-                Err(DecisionError::Conflict(why)) => tracing::warn!(rule = %r.rule, %why, "Rule decision refused"),
-                Err(e) => tracing::error!(rule = %r.rule, error = %e, "Could not issue a rule decision"),
+            // Storage failing (database down, disk full) is retried with backoff for as long as
+            // alerts are; a refusal is final.
+            let deadline = std::time::Instant::now() + crate::alerts::ALERT_RETRY_FOR;
+            let mut delay = std::time::Duration::from_millis(250);
+            loop {
+                match self.issue(new.clone()).await {
+                    Ok(_) => break,
+                    Err(DecisionError::Conflict(why)) => {
+                        tracing::warn!(rule = %r.rule, %why, "Rule decision refused");
+                        break;
+                    }
+                    Err(DecisionError::Store(e)) if std::time::Instant::now() < deadline => {
+                        tracing::warn!(rule = %r.rule, error = %e, "Could not store a rule decision; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                    }
+                    Err(e) => {
+                        tracing::error!(rule = %r.rule, error = %e, scope = d.scope.as_str(), "Could not issue a rule decision; given up");
+                        break;
+                    }
+                }
             }
         }
     }
@@ -343,15 +360,23 @@ impl DecisionService {
         Ok(n)
     }
 
-    /// Expires due decisions every `every` until the process ends.
+    /// Expires due decisions every `every` until the process ends, and now and then writes
+    /// changes whose chain write failed (the database was down) to the chain.
     pub fn spawn_expiry(self, every: std::time::Duration) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks: u64 = 0;
             loop {
                 tick.tick().await;
+                ticks += 1;
                 if let Err(e) = self.expire_due().await {
                     tracing::warn!(error = %e, "Could not expire decisions; retried");
+                }
+                if ticks.is_multiple_of(120)
+                    && let Err(e) = self.chain_pending().await
+                {
+                    tracing::warn!(error = %e, "Could not write pending decision changes to the chain; retried");
                 }
             }
         });
