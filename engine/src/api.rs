@@ -141,15 +141,19 @@ pub async fn refuse_nul(
     next.call(req).await
 }
 
-/// The methods served at a concrete request path (templates' `{x}` match one segment).
+/// The methods served at a concrete request path (templates' `{x}` match one segment). A
+/// path that is a route of its own (`/v1/decisions/stream`) is not also taken for a
+/// template it would fit (`/v1/decisions/{id}`).
 pub fn methods_at(path: &str) -> Vec<&'static str> {
     let segments: Vec<&str> = path.split('/').collect();
     let assets = dashboard::ASSETS.iter().map(|(p, _, _)| ("get", *p));
-    let mut methods: Vec<&'static str> = ROUTES
-        .iter()
-        .copied()
-        .chain(assets)
+    let all = || ROUTES.iter().copied().chain(assets.clone());
+    let literal = all().any(|(_, template)| template == path);
+    let mut methods: Vec<&'static str> = all()
         .filter(|(_, template)| {
+            if literal {
+                return *template == path;
+            }
             let t: Vec<&str> = template.split('/').collect();
             t.len() == segments.len()
                 && t.iter().zip(&segments).all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
@@ -196,7 +200,18 @@ pub async fn read_json<T: DeserializeOwned>(
     what: &str,
 ) -> Result<T, ApiError> {
     let body = read_body(req, payload, limit).await?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+    json_object(&body, what)
+}
+
+/// Parses a JSON object into `T`. Only an object: serde would also read a struct from an
+/// array of its fields (`["ip", "x", ...]`), which no client means.
+pub fn json_object<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(format!("invalid {what}: the body must be a JSON object")));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
 }
 
 /// Parses a query string into `T`, refusing unknown parameters with a 400 that names them.

@@ -6,7 +6,7 @@
 -- transaction as the change and then as an event of the chain (event id
 -- 'vigil:decision:<change id>'; chain_seq NULL until written, the server writes any NULL
 -- ones at start). Its id is the cursor of GET /v1/decisions/stream.
-CREATE TABLE decisions (
+CREATE TABLE IF NOT EXISTS decisions (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     scope       TEXT NOT NULL CHECK (scope IN ('ip', 'user', 'api_key', 'session', 'organization')),
     value       TEXT NOT NULL,
@@ -25,10 +25,10 @@ CREATE TABLE decisions (
     ended_by    TEXT,
     end_reason  TEXT
 );
-CREATE INDEX decisions_status ON decisions (status, expires_at);
-CREATE INDEX decisions_alert ON decisions (alert_id);
+CREATE INDEX IF NOT EXISTS decisions_status ON decisions (status, expires_at);
+CREATE INDEX IF NOT EXISTS decisions_alert ON decisions (alert_id);
 
-CREATE TABLE decision_changes (
+CREATE TABLE IF NOT EXISTS decision_changes (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     decision_id BIGINT NOT NULL,
     action      TEXT NOT NULL CHECK (action IN ('issued', 'expired', 'lifted')),
@@ -37,5 +37,5 @@ CREATE TABLE decision_changes (
     at          BIGINT NOT NULL,
     chain_seq   BIGINT
 );
-CREATE INDEX decision_changes_unchained ON decision_changes (id) WHERE chain_seq IS NULL;
+CREATE INDEX IF NOT EXISTS decision_changes_unchained ON decision_changes (id) WHERE chain_seq IS NULL;
 GRANT SELECT, INSERT, UPDATE ON decisions, decision_changes TO vigil_app;

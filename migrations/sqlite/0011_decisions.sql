@@ -6,7 +6,7 @@
 -- transaction as the change and then as an event of the chain (event id
 -- 'vigil:decision:<change id>'; chain_seq NULL until written, the server writes any NULL
 -- ones at start). Its id is the cursor of GET /v1/decisions/stream.
-CREATE TABLE decisions (
+CREATE TABLE IF NOT EXISTS decisions (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     scope       TEXT NOT NULL CHECK (scope IN ('ip', 'user', 'api_key', 'session', 'organization')),
     value       TEXT NOT NULL,
@@ -25,10 +25,10 @@ CREATE TABLE decisions (
     ended_by    TEXT,
     end_reason  TEXT
 );
-CREATE INDEX decisions_status ON decisions (status, expires_at);
-CREATE INDEX decisions_alert ON decisions (alert_id);
+CREATE INDEX IF NOT EXISTS decisions_status ON decisions (status, expires_at);
+CREATE INDEX IF NOT EXISTS decisions_alert ON decisions (alert_id);
 
-CREATE TABLE decision_changes (
+CREATE TABLE IF NOT EXISTS decision_changes (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     decision_id INTEGER NOT NULL,
     action      TEXT NOT NULL CHECK (action IN ('issued', 'expired', 'lifted')),
@@ -37,4 +37,4 @@ CREATE TABLE decision_changes (
     at          INTEGER NOT NULL,
     chain_seq   INTEGER
 );
-CREATE INDEX decision_changes_unchained ON decision_changes (id) WHERE chain_seq IS NULL;
+CREATE INDEX IF NOT EXISTS decision_changes_unchained ON decision_changes (id) WHERE chain_seq IS NULL;

@@ -286,8 +286,13 @@ async fn people_issue_and_lift_decisions_with_a_reason(backend: Backend) -> anyh
         assert_eq!(status, 400, "{bad} must be refused");
         assert!(body["error"]["message"].as_str().unwrap_or("").contains(why), "{bad}: {body}");
     }
+    // serde reads a struct from an array of its fields too: only an object is a decision.
+    let (status, body) = issue(&app, &responder, json!(["user", "mallory", "lock", 3600, "r", null])).await?;
+    assert_eq!(status, 400, "an array is not a decision: {body}");
     let (_, all) = app.get("/v1/decisions?status=all").await?;
     assert!(ids(&all["decisions"]).is_empty(), "nothing half-stored: {all}");
+    let (status, body) = app.send(app.client.delete(app.url("/v1/decisions/stream")), &responder).await?;
+    assert_eq!(status, 405, "the stream is not a decision id: {body}");
 
     let (status, locked) = issue(&app, &responder, good).await?;
     assert_eq!(status, 201, "{locked}");

@@ -176,7 +176,7 @@ async fn json_body<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    super::json_object(&body, "JSON body")
 }
 
 #[derive(Deserialize, Default)]

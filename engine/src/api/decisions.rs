@@ -234,6 +234,10 @@ pub async fn lift(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // `/v1/decisions/stream` is a route of its own: DELETE there is a wrong method, not an id.
+    if path.as_str() == "stream" {
+        return super::ops::not_found(req).await;
+    }
     let who = state.keys.require(&req, Role::Respond)?;
     let id = parse_id(&path)?;
     let q: LiftQuery = parse_query(req.query_string())?;
@@ -241,8 +245,7 @@ pub async fn lift(
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         LiftBody::default()
     } else {
-        serde_json::from_slice::<LiftBody>(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        super::json_object::<LiftBody>(&body, "JSON body")?
     };
     let reason = from_body
         .reason

@@ -21,8 +21,7 @@ struct CreateKey {
 #[tracing::instrument(skip_all)]
 pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Admin)?;
-    let input: CreateKey = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"name\", \"role\"}}: {e}")))?;
+    let input: CreateKey = super::json_object(&body, "key (expected {\"name\", \"role\"})")?;
     let role = Role::parse(&input.role)
         .ok_or_else(|| ApiError::bad_request("`role` must be one of ingest, read, respond, admin, bouncer"))?;
     if input.name.is_empty() || input.name.len() > 128 || input.name.chars().any(char::is_control) {
