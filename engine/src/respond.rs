@@ -264,7 +264,7 @@ impl ActiveSet {
             .get(&(scope, value.into_owned()))
             .map(|list| list.iter().filter(|d| d.expires_at > now).cloned().collect())
             .unwrap_or_default();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|d| std::cmp::Reverse(d.id));
         out
     }
 
@@ -278,7 +278,7 @@ impl ActiveSet {
         let inner = self.read();
         let mut out: Vec<Arc<DecisionRow>> =
             inner.by_id.values().filter(|d| d.expires_at > now && keep(d)).cloned().collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|d| std::cmp::Reverse(d.id));
         (out, inner.last_change)
     }
 

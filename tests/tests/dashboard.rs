@@ -40,8 +40,9 @@ async fn the_dashboard_works_in_chromium() -> anyhow::Result<()> {
         "user_id": "<img src=x onerror=alert(1)>", "resource": "<script>alert(2)</script>"});
     let (status, body) = app.post_events(&hostile).await?;
     assert_eq!(status, 201, "{body}");
-    let alerts =
-        app.wait_for("/v1/alerts?rule=brute_force", 20, |b| b["alerts"].as_array().is_some_and(|a| !a.is_empty())).await?;
+    let alerts = app
+        .wait_for("/v1/alerts?rule=brute_force", 20, |b| b["alerts"].as_array().is_some_and(|a| !a.is_empty()))
+        .await?;
     // A decision tied to the alert, with a reason holding markup (shown as text, lifted in the UI).
     let decision = json!({"scope": "ip", "value": "203.0.113.7", "kind": "block", "duration_secs": 1800,
         "reason": "<b>confirmed</b> brute force", "alert_id": alerts["alerts"][0]["id"]});

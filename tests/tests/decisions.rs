@@ -215,7 +215,7 @@ async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) ->
     let (status, _) = app.post_events(&failures(ATTACKER, clock.now_ms() - 10 * MIN, 5)).await?;
     assert_eq!(status, 201);
     app.detection_idle().await?;
-    let (_, all) = app.get(&format!("/v1/decisions?status=all&scope=ip")).await?;
+    let (_, all) = app.get("/v1/decisions?status=all&scope=ip").await?;
     assert_eq!(ids(&all["decisions"]).len(), 1, "{all}");
 
     // Expiry on the manual clock: a check agrees at once, then the stream and the bouncer.
