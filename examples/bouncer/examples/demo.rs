@@ -6,6 +6,8 @@
 //! - `VIGIL_BOUNCER_KEY`: an API key with the role `bouncer` (required)
 //! - `BOUNCER_FAIL_MODE`: `open` (default) or `closed`
 //! - `BIND` (default `127.0.0.1:8081`)
+//! - `BOUNCER_TRUST_FORWARDED_FOR`: `1` to take the client IP from `X-Forwarded-For` (only
+//!   behind a proxy that sets it; default: the peer address)
 //! - `BOUNCER_USER_HEADER` (default `x-user-id`; `-`: IP only). In this demo the client
 //!   sends it itself; a real app sets it after authentication.
 //! - `RUST_LOG` (default `info`)
@@ -52,6 +54,7 @@ async fn main() -> std::io::Result<()> {
     let mut config = BouncerConfig::new(env_or("VIGIL_URL", "http://127.0.0.1:8080"), api_key);
     config.fail_mode = fail_mode;
     config.user_header = (user_header != "-").then_some(user_header);
+    config.trust_forwarded_for = env_or("BOUNCER_TRUST_FORWARDED_FOR", "0") == "1";
     let bouncer = Bouncer::try_start(config).map_err(std::io::Error::other)?;
 
     tracing::info!(%bind, "demo app listening");
