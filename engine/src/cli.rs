@@ -326,7 +326,7 @@ async fn print_answer(resp: reqwest::Response, what: &str) -> anyhow::Result<()>
 }
 
 /// One request of a command that talks to a running server (`vigil keys create|list|revoke`,
-/// `vigil alerts list|ack|resolve`).
+/// `vigil alerts list|ack|resolve`, `vigil decisions list|check|add|lift`).
 #[derive(Debug, Clone)]
 pub struct Call {
     /// Server URL.
@@ -387,6 +387,7 @@ const LISTINGS: &[(&str, &[&str])] = &[
         &["/name", "/kind", "/circuit/state", "/circuit/delivered", "/circuit/failed", "/circuit/last_error"],
     ),
     ("silences", &["/id", "/state", "/ends_at", "/created_by", "/matched", "/comment"]),
+    ("decisions", &["/id", "/scope", "/value", "/kind", "/status", "/expires_at", "/actor", "/alert_id", "/reason"]),
 ];
 
 /// Listings as aligned columns; single objects as `key: value` lines.

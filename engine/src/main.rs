@@ -111,6 +111,12 @@ enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// List, check, issue and lift decisions (block, throttle, require_mfa, lock) on a
+    /// running server.
+    Decisions {
+        #[command(subcommand)]
+        command: DecisionsCommand,
+    },
     /// Write a commented configuration file, or check one.
     Config {
         #[command(subcommand)]
@@ -264,6 +270,64 @@ enum AlertsCommand {
         /// A comment kept in the alert's history.
         #[arg(long)]
         comment: Option<String>,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+}
+
+#[derive(Subcommand)]
+enum DecisionsCommand {
+    /// Active decisions, newest first (`--status expired|lifted|all` for the stored ones).
+    List {
+        /// active (default) | expired | lifted | all
+        #[arg(long)]
+        status: Option<String>,
+        /// ip | user | api_key | session | organization
+        #[arg(long)]
+        scope: Option<String>,
+        /// Most decisions shown (1..1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// The decisions that apply to a value now (what a bouncer asks).
+    Check {
+        /// ip | user | api_key | session | organization
+        scope: String,
+        /// The address, user id...
+        value: String,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Issue a decision (role respond).
+    Add {
+        /// ip | user | api_key | session | organization
+        scope: String,
+        /// The address, user id...
+        value: String,
+        /// block | throttle | require_mfa | lock
+        #[arg(long, default_value = "block")]
+        kind: String,
+        /// How long, seconds.
+        #[arg(long, default_value_t = 3600)]
+        duration_secs: u64,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        /// The alert it goes with.
+        #[arg(long)]
+        alert: Option<i64>,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Lift an active decision early (role respond).
+    Lift {
+        /// The decision id.
+        id: i64,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         server: ServerConn,
     },
@@ -489,6 +553,34 @@ async fn main() -> anyhow::Result<()> {
                     reqwest::Method::POST,
                     format!("/v1/alerts/{id}/resolve"),
                     Some(serde_json::json!({"disposition": disposition, "comment": comment})),
+                ),
+            };
+            call.run().await
+        }
+        Command::Decisions { command } => {
+            let call = match command {
+                DecisionsCommand::List { status, scope, limit, server } => {
+                    let mut query = vec![format!("limit={limit}")];
+                    for (k, v) in [("status", status), ("scope", scope)] {
+                        if let Some(v) = v {
+                            query.push(format!("{k}={}", vigil::cli::query_escape(&v)));
+                        }
+                    }
+                    server.call(reqwest::Method::GET, format!("/v1/decisions?{}", query.join("&")), None)
+                }
+                DecisionsCommand::Check { scope, value, server } => {
+                    let (scope, value) = (vigil::cli::query_escape(&scope), vigil::cli::query_escape(&value));
+                    server.call(reqwest::Method::GET, format!("/v1/decisions?scope={scope}&value={value}"), None)
+                }
+                DecisionsCommand::Add { scope, value, kind, duration_secs, reason, alert, server } => {
+                    let body = serde_json::json!({"scope": scope, "value": value, "kind": kind,
+                        "duration_secs": duration_secs, "reason": reason, "alert_id": alert});
+                    server.call(reqwest::Method::POST, "/v1/decisions".into(), Some(body))
+                }
+                DecisionsCommand::Lift { id, reason, server } => server.call(
+                    reqwest::Method::DELETE,
+                    format!("/v1/decisions/{id}"),
+                    Some(serde_json::json!({"reason": reason})),
                 ),
             };
             call.run().await

@@ -127,6 +127,26 @@ async fn keys_and_alerts_commands_drive_a_running_server() -> anyhow::Result<()>
     let resolved: Value = serde_json::from_str(&resolved)?;
     assert_eq!((resolved["status"].as_str(), resolved["disposition"].as_str()), (Some("resolved"), Some("benign")));
 
+    // `vigil decisions add|list|lift`: the request each sends, and a table of decisions.
+    let body = json!({"scope": "ip", "value": "203.0.113.9", "kind": "block", "duration_secs": 600,
+        "reason": "cli test", "alert_id": alert_id});
+    let added = call(&app, &admin, true, Method::POST, "/v1/decisions", Some(body)).answer().await?;
+    let added: Value = serde_json::from_str(&added)?;
+    let listed = call(&app, &secret, false, Method::GET, "/v1/decisions?limit=100", None).answer().await?;
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "SCOPE", "VALUE", "KIND", "STATUS", "EXPIRES_AT", "ACTOR", "ALERT_ID", "REASON"],
+        "{listed}"
+    );
+    assert!(
+        listed.lines().any(|l| l.contains("203.0.113.9") && l.contains("block") && l.contains("cli test")),
+        "{listed}"
+    );
+    let path = format!("/v1/decisions/{}", added["id"]);
+    let lifted = call(&app, &admin, false, Method::DELETE, &path, Some(json!({"reason": "done"}))).answer().await?;
+    assert!(lifted.lines().any(|l| l == "status: lifted"), "{lifted}");
+
     // `vigil rules list`, `vigil receivers`, `vigil silences`: tables with nested columns.
     let wasm = std::fs::read(example_rules()?.join("brute_force.wasm"))?;
     let (status, _) = app.put_rule("brute_force", wasm).await?;

@@ -97,7 +97,9 @@ async fn every_documented_operation_reaches_its_handler(backend: Backend) -> any
 /// (events, an alert, a rule) so the responses it checks are not all empty. Every check is
 /// on (`tests/schemathesis.toml` lists the three operations where a rule the document
 /// cannot state switches off `positive_data_acceptance`, each with its reason). The output
-/// goes to `test-artefacts/schemathesis/<backend>.txt`.
+/// goes to `test-artefacts/schemathesis/<backend>.txt`. One worker: with two threads,
+/// Hypothesis' parsing of lambda sources (CPython 3.11's `ast` is not thread-safe) once
+/// failed a run with "AST constructor recursion depth mismatch", a tool error, not a finding.
 async fn schemathesis_finds_no_5xx_and_no_schema_mismatch(backend: Backend) -> anyhow::Result<()> {
     let app = spawn_app(backend).await?;
     let rules = vigil_tests::example_rules()?;
@@ -128,7 +130,7 @@ async fn schemathesis_finds_no_5xx_and_no_schema_mismatch(backend: Backend) -> a
             .arg("--config-file")
             .arg(vigil_tests::repo_root().join("tests/schemathesis.toml"))
             .args(["run", &schema_url, "--url", &base, "-H", &auth])
-            .args(["--max-examples", "25", "--seed", "1", "--workers", "2", "--max-failures", "20"])
+            .args(["--max-examples", "25", "--seed", "1", "--workers", "1", "--max-failures", "20"])
             .args(["--phases", "examples,coverage,fuzzing,stateful"])
             .args(["--request-timeout", "30", "--report", "junit", "--report-dir"])
             .arg(&report_dir)
