@@ -4,7 +4,8 @@
 //! lets others through, the block expires on the manual clock (lookups at once, the stream
 //! and the bouncer next), a person issues and lifts decisions with a reason, resolving an
 //! alert as false_positive lifts its decisions on request, a restart keeps the active set
-//! and the stream cursor, and a rule flooding decisions (raw ABI) is capped.
+//! and the stream cursor, a rule flooding decisions (raw ABI) is capped, and a rule decision
+//! the database refuses is retried until it takes it.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,31 @@ both_backends!(
     a_restart_keeps_the_active_set_and_the_stream_cursor,
     a_rule_flooding_decisions_is_capped,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_decision_that_cannot_be_stored_is_retried_until_the_database_takes_it() -> anyhow::Result<()> {
+    let (app, clock) = app(Backend::Sqlite, |_| {}).await?;
+    deploy_example(&app, "brute_force").await?;
+    // The decisions table refuses writes (as a full disk or a failing database would).
+    app.exec_sql("CREATE TRIGGER refuse_decisions BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END;")
+        .await?;
+    let (status, _) = app.post_events(&failures(ATTACKER, clock.now_ms() - 30 * MIN, 21)).await?;
+    assert_eq!(status, 201, "ingest is not held up by the decision writer");
+    app.detection_idle().await?;
+    let alerts = app.wait_for("/v1/alerts?rule=brute_force&severity=P1", 15, |b| b["alerts"][0].is_object()).await?;
+    assert!(alerts["alerts"][0].is_object(), "the alert is stored meanwhile: {alerts}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(check(&app, &app.admin_key, "ip", ATTACKER).await?.is_empty(), "nothing stored, nothing enforced");
+    app.exec_sql("DROP TRIGGER refuse_decisions").await?;
+    let decision = eventually("the decision once the database takes writes", || async {
+        Ok(check(&app, &app.admin_key, "ip", ATTACKER).await?.into_iter().next())
+    })
+    .await?;
+    assert_eq!(decision["alert_id"], alerts["alerts"][0]["id"], "still tied to its alert: {decision}");
+    let (_, all) = app.get("/v1/decisions?status=all").await?;
+    assert_eq!(ids(&all["decisions"]).len(), 1, "stored once: {all}");
+    Ok(())
+}
 
 const MIN: i64 = 60_000;
 const ATTACKER: &str = "203.0.113.7";
