@@ -186,8 +186,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         registry.config().decision_gate.set().clone(),
         alerts.clone(),
     );
-    let active = decisions.load().await?;
     let written = decisions.chain_pending().await?;
+    let active = decisions.load().await?;
     tracing::info!(active, chained_after_restart = written, "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
     let outbox = Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats)?);

@@ -20,6 +20,7 @@ both_backends!(
     resolving_as_false_positive_lifts_the_decisions_of_the_alert,
     a_restart_keeps_the_active_set_and_the_stream_cursor,
     a_rule_flooding_decisions_is_capped,
+    the_chain_not_the_table_decides_what_is_enforced_after_a_restart,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,6 +452,8 @@ async fn a_restart_keeps_the_active_set_and_the_stream_cursor(backend: Backend) 
     let app = app.restart().await?;
     assert_eq!(check(&app, &app.admin_key, "ip", "10.0.0.1").await?.len(), 1, "the active one is back");
     assert!(check(&app, &app.admin_key, "ip", "10.0.0.2").await?.is_empty(), "the lifted one stays lifted");
+    let (_, alerts) = app.get("/v1/alerts?rule=vigil").await?;
+    assert_eq!(alerts["alerts"], json!([]), "an untouched table agrees with the chain: {alerts}");
     let after = stream(&app, &app.admin_key, None).await?;
     assert_eq!(after["cursor"], before["cursor"], "the cursor is the store's");
     assert_eq!(ids(&after["added"]), vec![made[0]]);
@@ -472,6 +475,46 @@ async fn a_restart_keeps_the_active_set_and_the_stream_cursor(backend: Backend) 
     assert_eq!(ids(&delta["added"]), vec![body["id"].as_i64().unwrap()], "{delta}");
     let report = app.verify().await?;
     assert_eq!(report["status"], "ok", "{report}");
+    Ok(())
+}
+
+async fn the_chain_not_the_table_decides_what_is_enforced_after_a_restart(backend: Backend) -> anyhow::Result<()> {
+    let (app, _clock) = app(backend, |_| {}).await?;
+    let mut made = Vec::new();
+    for value in ["10.1.0.1", "10.1.0.2", "10.1.0.3"] {
+        let (status, body) = issue(
+            &app,
+            &app.admin_key,
+            json!({"scope": "ip", "value": value, "kind": "block", "duration_secs": 3600, "reason": "r"}),
+        )
+        .await?;
+        anyhow::ensure!(status == 201, "{body}");
+        made.push(body["id"].as_i64().unwrap());
+    }
+    let untouched_expiry = check(&app, &app.admin_key, "ip", "10.1.0.3").await?[0]["expires_at"].clone();
+    // Someone with access to the database files: deletes one block (to get in), stretches
+    // another by a year, and plants one of their own that no chain event issued.
+    app.exec_sql(&format!("DELETE FROM decisions WHERE id = {}", made[0])).await?;
+    app.exec_sql(&format!("UPDATE decisions SET expires_at = expires_at + 31536000000 WHERE id = {}", made[1])).await?;
+    app.exec_sql(
+        "INSERT INTO decisions (scope, value, kind, reason, origin, actor, event_seqs, created_at, expires_at, status) \
+         VALUES ('user', 'rival', 'lock', 'planted', 'manual', 'k_nobody', '[]', 1, 99999999999999, 'active')",
+    )
+    .await?;
+    let app = app.restart().await?;
+    let first = check(&app, &app.admin_key, "ip", "10.1.0.1").await?;
+    assert_eq!(ids(&json!(first)), vec![made[0]], "the deleted block is enforced as the chain says");
+    let second = check(&app, &app.admin_key, "ip", "10.1.0.2").await?;
+    let created = vigil::event::parse_time(second[0]["created_at"].as_str().unwrap()).unwrap();
+    let expires = vigil::event::parse_time(second[0]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires - created, 3_600_000, "the stretched one keeps its recorded hour: {second:?}");
+    assert!(check(&app, &app.admin_key, "user", "rival").await?.is_empty(), "a planted row is not enforced");
+    assert_eq!(check(&app, &app.admin_key, "ip", "10.1.0.3").await?[0]["expires_at"], untouched_expiry);
+    let alerts = app.wait_for("/v1/alerts?rule=vigil", 10, |b| b["alerts"][0].is_object()).await?;
+    let alert = alerts["alerts"].as_array().unwrap().iter().find(|a| a["dedup_key"] == "decisions:chain_mismatch");
+    let alert = alert.ok_or_else(|| anyhow::anyhow!("no mismatch alert: {alerts}"))?;
+    assert_eq!(alert["severity"], "P1");
+    assert_eq!(alert["fields"]["count"], 3, "three differences: {alert}");
     Ok(())
 }
 
