@@ -21,84 +21,13 @@ pub use service::{DecisionError, DecisionService, NewDecision, RaisedDecision};
 use crate::config::DecisionsConfig;
 use crate::store::decisions::DecisionRow;
 
-/// What a decision applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// A client address.
-    Ip,
-    /// A user id.
-    User,
-    /// An API key id.
-    ApiKey,
-    /// A session id.
-    Session,
-    /// An organization (tenant) id.
-    Organization,
-}
+// The decision vocabulary and its validation are the SDK's (`vigil_sdk::decision`), used by
+// the host and by the native harness alike, so a native test and the server agree exactly.
+pub use vigil_sdk::decision::MIN_DURATION_MS;
+pub use vigil_sdk::{DecisionKind as Kind, Scope};
 
-impl Scope {
-    /// Every scope.
-    pub const ALL: [Scope; 5] = [Scope::Ip, Scope::User, Scope::ApiKey, Scope::Session, Scope::Organization];
-
-    /// Parses a scope name.
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// Its name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Ip => "ip",
-            Scope::User => "user",
-            Scope::ApiKey => "api_key",
-            Scope::Session => "session",
-            Scope::Organization => "organization",
-        }
-    }
-}
-
-/// What a decision asks the app to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Refuse (403).
-    Block,
-    /// Slow down (429).
-    Throttle,
-    /// Ask for a second factor.
-    RequireMfa,
-    /// Lock the account (403).
-    Lock,
-}
-
-impl Kind {
-    /// Every kind.
-    pub const ALL: [Kind; 4] = [Kind::Block, Kind::Throttle, Kind::RequireMfa, Kind::Lock];
-
-    /// Parses a kind name.
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// Its name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Block => "block",
-            Kind::Throttle => "throttle",
-            Kind::RequireMfa => "require_mfa",
-            Kind::Lock => "lock",
-        }
-    }
-}
-
-/// Longest decision value, characters.
-pub const MAX_VALUE_CHARS: usize = 256;
-/// Longest reason, characters.
-pub const MAX_REASON_CHARS: usize = 1024;
 /// A stream client counts as connected this long after its last poll, ms.
 const CLIENT_WINDOW_MS: i64 = 5 * 60_000;
-
-/// Shortest decision, ms.
-pub const MIN_DURATION_MS: i64 = 1000;
 
 /// The form a value is stored and looked up in: for scope `ip`, an address in its
 /// canonical text (`2001:DB8::1` is `2001:db8::1`, `::ffff:192.0.2.1` is `192.0.2.1`), as
@@ -119,26 +48,11 @@ pub fn canonical_value(scope: Scope, value: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Borrowed(value)
 }
 
-/// Checks a decision value: 1..=256 characters, no control characters.
-pub fn check_value(value: &str) -> Result<(), String> {
-    if value.is_empty() || value.chars().count() > MAX_VALUE_CHARS {
-        return Err(format!("`value` must be 1 to {MAX_VALUE_CHARS} characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err("`value` must not contain control characters".into());
-    }
-    Ok(())
-}
-
-/// Checks a reason: 1..=1024 characters, no NUL.
-pub fn check_reason(reason: &str) -> Result<(), String> {
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-        return Err(format!("`reason` is required: 1 to {MAX_REASON_CHARS} characters of text"));
-    }
-    if reason.contains('\0') {
-        return Err("`reason` must not contain NUL".into());
-    }
-    Ok(())
+/// Checks a decision as the SDK does for rules (the one implementation of the rules of
+/// ABI.md "Decision JSON"): value 1 to 256 characters without control characters, duration
+/// at least a second, reason 1 to 1024 characters without NUL.
+pub fn check(scope: Scope, value: &str, kind: Kind, duration_ms: i64, reason: &str) -> Result<(), String> {
+    vigil_sdk::Decision::new(scope, value, kind).duration(duration_ms).reason(reason).validate().map_err(|e| e.0)
 }
 
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use super::{ActiveSet, Kind, MIN_DURATION_MS, Scope, check_reason, check_value};
+use super::{ActiveSet, Kind, MIN_DURATION_MS, Scope};
 use crate::alerts::AlertService;
 use crate::clock::Clock;
 use crate::config::DecisionsConfig;
@@ -278,8 +278,8 @@ impl DecisionService {
     /// caps, and is not issued again while an active one of the same scope, value and kind
     /// lasts at least as long (then that one is returned, with `false`).
     pub async fn issue(&self, new: NewDecision) -> Result<(DecisionRow, bool), DecisionError> {
-        check_value(&new.value).map_err(DecisionError::Invalid)?;
-        check_reason(&new.reason).map_err(DecisionError::Invalid)?;
+        super::check(new.scope, &new.value, new.kind, new.duration_ms.max(MIN_DURATION_MS), &new.reason)
+            .map_err(DecisionError::Invalid)?;
         let mut new = new;
         new.value = super::canonical_value(new.scope, &new.value).into_owned();
         let max_ms = (self.inner.config.max_duration_secs as i64).saturating_mul(1000);
@@ -402,7 +402,8 @@ impl DecisionService {
 
     /// Lifts an active decision early.
     pub async fn lift(&self, id: i64, actor: &str, reason: &str) -> Result<DecisionRow, DecisionError> {
-        check_reason(reason).map_err(DecisionError::Invalid)?;
+        // The same rule as a decision's own reason.
+        super::check(Scope::Ip, "-", Kind::Block, MIN_DURATION_MS, reason).map_err(DecisionError::Invalid)?;
         let _one = self.inner.lock.lock().await;
         let current = self.get(id).await?;
         if current.status != "active" {

@@ -44,24 +44,10 @@ pub struct EmittedAlert {
 /// Longest decision JSON accepted.
 pub const MAX_DECISION_BYTES: usize = 4 * 1024;
 
-/// A decision as emitted by a rule (ABI 1.2), validated and copied out of the guest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmittedDecision {
-    /// What it applies to.
-    pub scope: crate::respond::Scope,
-    /// The ip, user id...
-    pub value: String,
-    /// What the app should do.
-    pub kind: crate::respond::Kind,
-    /// How long, ms.
-    pub duration_ms: i64,
-    /// Why.
-    pub reason: String,
-    /// The dedup key of the alert it goes with.
-    pub dedup_key: Option<String>,
-    /// Triggering event seqs.
-    pub event_seqs: Vec<i64>,
-}
+/// A decision as emitted by a rule (ABI 1.2), validated and copied out of the guest: the
+/// SDK's own type, read by the SDK's own `Decision::from_json`, so the host and the native
+/// harness accept exactly the same decisions.
+pub type EmittedDecision = vigil_sdk::Decision;
 
 /// The error a guest gets when it grows memory past its cap (matched by type, not text).
 #[derive(Debug, thiserror::Error)]
@@ -467,31 +453,15 @@ pub const IMPORTS: &[&str] = &[
     "emit_decision",
 ];
 
-/// Parses and validates a decision emitted by a guest (ABI.md "Decision JSON").
+/// Parses and validates a decision emitted by a guest (ABI.md "Decision JSON"), with the
+/// SDK's reader; a dedup key is cut to 512 characters, as alerts' are.
 pub fn parse_decision(bytes: &[u8]) -> Option<EmittedDecision> {
-    use crate::respond::{Kind, MIN_DURATION_MS, Scope, check_reason, check_value};
     if bytes.len() > MAX_DECISION_BYTES {
         return None;
     }
-    let Value::Object(obj) = serde_json::from_slice::<Value>(bytes).ok()? else { return None };
-    let scope = Scope::parse(obj.get("scope")?.as_str()?)?;
-    let kind = Kind::parse(obj.get("kind")?.as_str()?)?;
-    let value = obj.get("value")?.as_str()?.to_owned();
-    check_value(&value).ok()?;
-    let reason = obj.get("reason")?.as_str()?.to_owned();
-    check_reason(&reason).ok()?;
-    let duration_ms = obj.get("duration_ms")?.as_i64().filter(|d| *d >= MIN_DURATION_MS)?;
-    let dedup_key = match obj.get("dedup_key") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(k)) => Some(k.chars().take(512).collect()),
-        Some(_) => return None,
-    };
-    let event_seqs = match obj.get("event_seqs") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).filter(|s| *s > 0).take(MAX_ALERT_SEQS).collect(),
-        Some(_) => return None,
-    };
-    Some(EmittedDecision { scope, value, kind, duration_ms, reason, dedup_key, event_seqs })
+    let mut d = vigil_sdk::Decision::from_json(std::str::from_utf8(bytes).ok()?).ok()?;
+    d.dedup_key = d.dedup_key.map(|k| k.chars().take(512).collect());
+    Some(d)
 }
 
 /// Parses and validates an alert emitted by a guest.
