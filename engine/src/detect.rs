@@ -257,6 +257,9 @@ impl Evaluator {
             rule_sha256: sha.clone(),
             decision,
         }));
+        if outcome.decision_flood_started {
+            out.alerts.push(decision_flood_alert(rule, latest));
+        }
         if outcome.flood_started {
             out.alerts.push(flood_alert(rule, self.registry.config().rate_limits.alerts_per_minute, latest));
         }
@@ -288,6 +291,30 @@ fn is_reserved(ev: &CommittedEvent) -> bool {
         .get("event_id")
         .and_then(serde_json::Value::as_str)
         .is_some_and(|id| id.starts_with(crate::event::RESERVED_ID_PREFIX))
+}
+
+/// The P3 alert that reports a rule whose decisions are being refused (over its rate or the
+/// `[decisions]` limits), raised once per flood (a refusal after a quiet minute).
+fn decision_flood_alert(rule: &LoadedRule, at: i64) -> RaisedAlert {
+    let name = rule.name();
+    RaisedAlert {
+        rule: "vigil".into(),
+        rule_version: env!("CARGO_PKG_VERSION").into(),
+        rule_sha256: rule.sha256_hex(),
+        alert: EmittedAlert {
+            title: format!("Decision flood: rule {name} issues decisions past its limits"),
+            severity: "P3".into(),
+            dedup_key: format!("decision_flood:{name}"),
+            fields: serde_json::json!({"rule": name, "sha256": rule.sha256_hex()}),
+            event_seqs: vec![],
+            actions: vec![
+                format!("GET /v1/rules/{name}/stats shows how many decisions were refused (decisions_refused)"),
+                "Check the rule's thresholds, or the [decisions] limits (per_rule_per_minute, max_active_per_rule)"
+                    .into(),
+            ],
+        },
+        at,
+    }
 }
 
 /// The one P3 alert that reports a rule's alert flood (raised by Vigil itself).

@@ -613,6 +613,16 @@ async fn a_rule_flooding_decisions_is_capped(backend: Backend) -> anyhow::Result
     assert_eq!(ids(&all["decisions"]).len(), 25, "nothing past the cap is stored");
     let metrics = app.client.get(app.url("/metrics")).send().await?.text().await?;
     assert!(metrics.contains("vigil_decisions_active{scope=\"ip\",kind=\"block\"} 25"), "{metrics}");
+    let alerts =
+        app.wait_for("/v1/alerts?rule=vigil", 10, |b| b["alerts"].as_array().is_some_and(|a| !a.is_empty())).await?;
+    let floods: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["dedup_key"] == "decision_flood:decision_flooder")
+        .collect();
+    assert_eq!(floods.len(), 1, "the flood is reported: {alerts}");
+    assert_eq!(floods[0]["count"], 1, "once, not once per refusal: {alerts}");
 
     // The per-rule rate: a second flooder under a rate of 10 per minute.
     let (app2, _clock) = app_with_rate(backend).await?;

@@ -128,6 +128,8 @@ pub struct HostState {
     pub decisions: Vec<EmittedDecision>,
     /// Decisions refused during the current call: invalid, rate-limited, refused by policy.
     pub decisions_refused: [u64; 3],
+    /// Set when a refusal of the current call started a decision flood (reported once).
+    pub decision_flood_started: bool,
     /// What rules may decide (none: every decision is refused, as in deploy probes).
     pub gate: Option<Arc<crate::respond::Gate>>,
 }
@@ -153,6 +155,7 @@ impl HostState {
             routes: Vec::new(),
             decisions: Vec::new(),
             decisions_refused: [0; 3],
+            decision_flood_started: false,
             gate: None,
         }
     }
@@ -167,6 +170,7 @@ impl HostState {
         self.routes.clear();
         self.decisions.clear();
         self.decisions_refused = [0; 3];
+        self.decision_flood_started = false;
     }
 }
 
@@ -254,8 +258,10 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             host.decisions_refused[0] += 1;
             return Ok(2);
         };
-        if !lock_governor(&host.governor).admit_decision(Instant::now()) {
+        let now = Instant::now();
+        if !lock_governor(&host.governor).admit_decision(now) {
             host.decisions_refused[1] += 1;
+            host.decision_flood_started |= lock_governor(&host.governor).decision_refused(now);
             return Ok(1);
         }
         let Some(gate) = &host.gate else {
@@ -265,6 +271,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         if let Err(why) = gate.admit(&host.rule, decision.scope, decision.duration_ms, host.decisions.len()) {
             gate.refused();
             host.decisions_refused[2] += 1;
+            host.decision_flood_started |= lock_governor(&host.governor).decision_refused(now);
             tracing::debug!(rule = &*host.rule, why = why.as_str(), "Rule decision refused");
             return Ok(3);
         }

@@ -64,6 +64,8 @@ pub struct BatchOutcome {
     pub decisions: Vec<crate::rules::abi::EmittedDecision>,
     /// Decisions refused (invalid, over the rate, past the policy).
     pub decisions_refused: u64,
+    /// A refusal started a decision flood during this batch (reported once).
+    pub decision_flood_started: bool,
 }
 
 /// A ready instance.
@@ -311,6 +313,7 @@ impl RuleInstance {
             outcome.routes.extend(host.routes.drain(..).map(|(i, r)| (i + start, r)));
             outcome.decisions.append(&mut host.decisions);
             outcome.decisions_refused += host.decisions_refused.iter().sum::<u64>();
+            outcome.decision_flood_started |= host.decision_flood_started;
             match result {
                 Ok(0) => {}
                 Ok(rc) => {

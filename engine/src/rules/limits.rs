@@ -69,6 +69,9 @@ pub struct Governor {
     alerts: TokenBucket,
     logs: TokenBucket,
     decisions: TokenBucket,
+    /// When the rule last had a decision refused (rate or policy): a refusal after a quiet
+    /// minute starts a new "decision flood", reported once.
+    last_decision_refusal: Option<Instant>,
     /// A flood was reported and has not ended yet (the bucket has not refilled).
     flooding: bool,
     /// Alerts dropped since the flood began.
@@ -96,6 +99,7 @@ impl Governor {
             alerts: TokenBucket::new(limits.alerts_per_minute, minute),
             logs: TokenBucket::new(limits.log_lines_per_minute, minute),
             decisions: TokenBucket::new(limits.decisions_per_minute, minute),
+            last_decision_refusal: None,
             flooding: false,
             flood_dropped: 0,
         }
@@ -119,6 +123,14 @@ impl Governor {
     /// Admits one decision at `now`.
     pub fn admit_decision(&mut self, now: Instant) -> bool {
         self.decisions.take(now)
+    }
+
+    /// Notes a refused decision at `now`; true when it starts a flood (none in the minute before).
+    pub fn decision_refused(&mut self, now: Instant) -> bool {
+        let quiet =
+            self.last_decision_refusal.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60));
+        self.last_decision_refusal = Some(now);
+        quiet
     }
 
     /// Admits one log line at `now`.
