@@ -222,17 +222,19 @@ pub struct ManualAlert {
     pub description: Option<String>,
 }
 
-/// A list of integers where an integral float (`5.0`) counts as an integer, as in JSON Schema.
+/// A JSON number as an integer, where an integral float (`5.0`) counts as one, as in JSON
+/// Schema (up to 9e15, where floats still hold every integer).
+pub fn integral(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+}
+
+/// A list of integers where an integral float (`5.0`) counts as an integer ([`integral`]).
 fn integers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
     use serde::Deserialize as _;
     use serde::de::Error as _;
     Vec::<serde_json::Number>::deserialize(d)?
-        .into_iter()
-        .map(|n| {
-            n.as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
-                .ok_or_else(|| D::Error::custom(format!("{n} is not an integer seq")))
-        })
+        .iter()
+        .map(|n| integral(n).ok_or_else(|| D::Error::custom(format!("{n} is not an integer seq"))))
         .collect()
 }
 
@@ -531,11 +533,9 @@ impl AlertService {
         if let Err(e) = journal.quarantined(rule, sha256, reason).await {
             tracing::error!(error = %e, rule, "Could not record a quarantine in the chain");
         }
-        let raised = RaisedAlert {
-            rule: "vigil".into(),
-            rule_version: env!("CARGO_PKG_VERSION").into(),
-            rule_sha256: sha256.into(),
-            alert: crate::rules::abi::EmittedAlert {
+        let raised = RaisedAlert::by_vigil(
+            sha256.into(),
+            crate::rules::abi::EmittedAlert {
                 title: format!("Rule {rule} quarantined after repeated faults"),
                 severity: "P2".into(),
                 dedup_key: format!("quarantine:{rule}:{sha256}"),
@@ -543,8 +543,8 @@ impl AlertService {
                 event_seqs: vec![],
                 actions: vec![format!("Fix and redeploy {rule}; GET /v1/rules/{rule}/stats shows its faults")],
             },
-            at: self.now(),
-        };
+            self.now(),
+        );
         self.record_detected(std::slice::from_ref(&raised)).await?;
         Ok(())
     }
@@ -554,11 +554,9 @@ impl AlertService {
     pub async fn record_integrity_failure(&self, failures: &[crate::store::chain::Failure]) -> Result<(), AlertError> {
         let Some(first) = failures.first() else { return Ok(()) };
         let kinds: Vec<String> = failures.iter().map(|f| format!("{:?}@{}", f.kind, f.seq)).collect();
-        let raised = RaisedAlert {
-            rule: "vigil".into(),
-            rule_version: env!("CARGO_PKG_VERSION").into(),
-            rule_sha256: String::new(),
-            alert: crate::rules::abi::EmittedAlert {
+        let raised = RaisedAlert::by_vigil(
+            String::new(),
+            crate::rules::abi::EmittedAlert {
                 title: format!(
                     "Integrity failure: {} at seq {} ({} finding(s)); the log refuses writes",
                     serde_json::to_value(first.kind)
@@ -579,8 +577,8 @@ impl AlertService {
                         .into(),
                 ],
             },
-            at: self.now(),
-        };
+            self.now(),
+        );
         self.record_detected(std::slice::from_ref(&raised)).await?;
         Ok(())
     }

@@ -50,6 +50,14 @@ pub struct RaisedDecision {
     pub decision: crate::rules::abi::EmittedDecision,
 }
 
+impl RaisedAlert {
+    /// An alert the server raises itself (rule `vigil`, this build's version): floods,
+    /// quarantines, integrity failures. `rule_sha256` names the module it is about, if any.
+    pub fn by_vigil(rule_sha256: String, alert: EmittedAlert, at: i64) -> Self {
+        Self { rule: "vigil".into(), rule_version: env!("CARGO_PKG_VERSION").into(), rule_sha256, alert, at }
+    }
+}
+
 /// A rule was quarantined during a batch.
 #[derive(Debug, Clone)]
 pub struct QuarantineNotice {
@@ -297,11 +305,9 @@ fn is_reserved(ev: &CommittedEvent) -> bool {
 /// `[decisions]` limits), raised once per flood (a refusal after a quiet minute).
 fn decision_flood_alert(rule: &LoadedRule, at: i64) -> RaisedAlert {
     let name = rule.name();
-    RaisedAlert {
-        rule: "vigil".into(),
-        rule_version: env!("CARGO_PKG_VERSION").into(),
-        rule_sha256: rule.sha256_hex(),
-        alert: EmittedAlert {
+    RaisedAlert::by_vigil(
+        rule.sha256_hex(),
+        EmittedAlert {
             title: format!("Decision flood: rule {name} issues decisions past its limits"),
             severity: "P3".into(),
             dedup_key: format!("decision_flood:{name}"),
@@ -314,17 +320,15 @@ fn decision_flood_alert(rule: &LoadedRule, at: i64) -> RaisedAlert {
             ],
         },
         at,
-    }
+    )
 }
 
 /// The one P3 alert that reports a rule's alert flood (raised by Vigil itself).
 fn flood_alert(rule: &LoadedRule, per_minute: u32, at: i64) -> RaisedAlert {
     let name = rule.name();
-    RaisedAlert {
-        rule: "vigil".into(),
-        rule_version: env!("CARGO_PKG_VERSION").into(),
-        rule_sha256: rule.sha256_hex(),
-        alert: EmittedAlert {
+    RaisedAlert::by_vigil(
+        rule.sha256_hex(),
+        EmittedAlert {
             title: format!("Alert flood: rule {name} emitted more than {per_minute} alerts in a minute"),
             severity: "P3".into(),
             dedup_key: format!("alert_flood:{name}"),
@@ -336,5 +340,5 @@ fn flood_alert(rule: &LoadedRule, per_minute: u32, at: i64) -> RaisedAlert {
             ],
         },
         at,
-    }
+    )
 }

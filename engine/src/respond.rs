@@ -182,11 +182,6 @@ impl ActiveSet {
         out
     }
 
-    /// One active decision.
-    pub fn get(&self, id: i64) -> Option<Arc<DecisionRow>> {
-        self.read().by_id.get(&id).cloned()
-    }
-
     /// Every decision that applies at `now` (filtered), newest first, and the newest change.
     pub fn snapshot(&self, now: i64, keep: impl Fn(&DecisionRow) -> bool) -> (Vec<Arc<DecisionRow>>, i64) {
         let inner = self.read();
@@ -285,11 +280,6 @@ impl Gate {
     pub fn new(config: DecisionsConfig, set: Arc<ActiveSet>) -> Self {
         let scopes = config.rule_scopes.iter().filter_map(|s| Scope::parse(s)).collect();
         Self { config, scopes, set }
-    }
-
-    /// The policy.
-    pub fn config(&self) -> &DecisionsConfig {
-        &self.config
     }
 
     /// The active set it counts.

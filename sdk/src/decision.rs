@@ -163,6 +163,18 @@ impl fmt::Display for DecisionError {
 
 impl std::error::Error for DecisionError {}
 
+/// Checks a reason as [`Decision::validate`] does (1 to 1024 characters, no NUL); the
+/// host applies it to the reason a person gives for lifting a decision too.
+pub fn check_reason(reason: &str) -> Result<(), DecisionError> {
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(DecisionError(format!("`reason` is required: 1 to {MAX_REASON_CHARS} characters")));
+    }
+    if reason.contains('\0') {
+        return Err(DecisionError("`reason` must not contain NUL".to_owned()));
+    }
+    Ok(())
+}
+
 impl Decision {
     /// A decision of `kind` on `value` of `scope`, lasting [`DEFAULT_DURATION_MS`] (one hour)
     /// until [`Decision::duration`] says otherwise. Give it a [`Decision::reason`].
@@ -245,12 +257,7 @@ impl Decision {
         if self.duration_ms < MIN_DURATION_MS {
             return Err(DecisionError(format!("`duration_ms` must be at least {MIN_DURATION_MS}")));
         }
-        if self.reason.is_empty() || self.reason.chars().count() > MAX_REASON_CHARS {
-            return Err(DecisionError(format!("`reason` is required: 1 to {MAX_REASON_CHARS} characters")));
-        }
-        if self.reason.contains('\0') {
-            return err("`reason` must not contain NUL");
-        }
+        check_reason(&self.reason)?;
         if self.event_seqs.len() > MAX_DECISION_SEQS {
             return Err(DecisionError(format!("at most {MAX_DECISION_SEQS} `event_seqs`")));
         }

@@ -173,10 +173,6 @@ struct IssueBody {
     alert_id: Option<serde_json::Number>,
 }
 
-fn integer(n: &serde_json::Number) -> Option<i64> {
-    n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
-}
-
 /// `POST /v1/decisions`: a person's decision.
 pub async fn create(
     req: HttpRequest,
@@ -186,13 +182,13 @@ pub async fn create(
     let who = state.keys.require(&req, Role::Respond)?;
     let body: IssueBody = read_json(&req, payload, 16 * 1024, "decision").await?;
     let max = state.decisions.config().max_duration_secs as i64;
-    let secs = integer(&body.duration_secs)
+    let secs = crate::alerts::integral(&body.duration_secs)
         .filter(|s| (1..=max).contains(s))
         .ok_or_else(|| ApiError::bad_request(format!("`duration_secs` must be an integer from 1 to {max}")))?;
     let alert_id = match &body.alert_id {
         None => None,
         Some(n) => {
-            let id = integer(n)
+            let id = crate::alerts::integral(n)
                 .filter(|i| *i > 0)
                 .ok_or_else(|| ApiError::bad_request("`alert_id` must be a positive integer"))?;
             state.store.alert(id).await?.ok_or_else(|| ApiError::bad_request(format!("no alert {id}")))?;

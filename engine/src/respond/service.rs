@@ -240,11 +240,9 @@ impl DecisionService {
 
     /// The P1 alert of a decisions table that differs from the chain.
     async fn raise_mismatch(&self, differences: Vec<Value>) {
-        let raised = crate::detect::RaisedAlert {
-            rule: "vigil".into(),
-            rule_version: env!("CARGO_PKG_VERSION").into(),
-            rule_sha256: String::new(),
-            alert: crate::rules::abi::EmittedAlert {
+        let raised = crate::detect::RaisedAlert::by_vigil(
+            String::new(),
+            crate::rules::abi::EmittedAlert {
                 title: format!("The decisions table differs from the chain ({} decisions)", differences.len()),
                 severity: "P1".into(),
                 dedup_key: "decisions:chain_mismatch".into(),
@@ -255,8 +253,8 @@ impl DecisionService {
                     "Decisions are enforced as the chain records them until this is resolved".into(),
                 ],
             },
-            at: self.now(),
-        };
+            self.now(),
+        );
         if let Err(e) = self.inner.alerts.record_detected(std::slice::from_ref(&raised)).await {
             tracing::error!(error = %e, "Could not raise the decisions-mismatch alert");
         }
@@ -402,8 +400,7 @@ impl DecisionService {
 
     /// Lifts an active decision early.
     pub async fn lift(&self, id: i64, actor: &str, reason: &str) -> Result<DecisionRow, DecisionError> {
-        // The same rule as a decision's own reason.
-        super::check(Scope::Ip, "-", Kind::Block, MIN_DURATION_MS, reason).map_err(DecisionError::Invalid)?;
+        vigil_sdk::decision::check_reason(reason).map_err(|e| DecisionError::Invalid(e.0))?;
         let _one = self.inner.lock.lock().await;
         let current = self.get(id).await?;
         if current.status != "active" {
