@@ -34,8 +34,8 @@ use vigil::detect::Evaluator;
 use vigil::event::CommittedEvent;
 use vigil::rules::RuleRegistry;
 use vigil::store::StoredRow;
-use vigil::store::canon::to_canonical;
-use vigil::store::chain::{ChainVerifier, GENESIS, chain_hash};
+use vigil::ledger::canon::to_canonical;
+use vigil::ledger::chain::{ChainVerifier, GENESIS, chain_hash};
 
 fn example_rules_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -67,7 +67,7 @@ fn committed_from(from: u64, n: u64, only: Option<&str>) -> Vec<CommittedEvent> 
         .take(n as usize)
         .enumerate()
         .map(|(i, e)| {
-            let (canon, span) = vigil::store::canon::to_canonical_with_span(&e, "details");
+            let (canon, span) = vigil::ledger::canon::to_canonical_with_span(&e, "details");
             let event = CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len());
             // Flattened here (untimed): detection flattens each event once, for all rules.
             event.flat();
@@ -77,7 +77,7 @@ fn committed_from(from: u64, n: u64, only: Option<&str>) -> Vec<CommittedEvent> 
 }
 
 fn registry_with(dir: &std::path::Path, names: &[&str]) -> Arc<RuleRegistry> {
-    let registry = Arc::new(vigil::app::build_registry(&Config::default(), None).expect("registry"));
+    let registry = Arc::new(vigil::deploy::build_registry(&Config::default(), None, Default::default()).expect("registry"));
     for name in names {
         let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("built rule");
         registry.deploy(&bytes, Some(name), "bench").expect("deploy");
@@ -148,7 +148,7 @@ fn flatten(c: &mut Criterion) {
     let mut group = c.benchmark_group("flatten");
     group.throughput(Throughput::Elements(1));
     let event = &events[7].event;
-    let (canon, span) = vigil::store::canon::to_canonical_with_span(event, "details");
+    let (canon, span) = vigil::ledger::canon::to_canonical_with_span(event, "details");
     let details = span.map(|r| &canon[r]);
     group.bench_function("w1_event", |b| b.iter(|| vigil::event::FlatEvent::new(std::hint::black_box(event), details)));
     group.finish();
@@ -321,8 +321,8 @@ fn restart(c: &mut Criterion) {
     let key = vec![7u8; 32];
     let restore = |cache: &std::path::Path| {
         let registry =
-            Arc::new(vigil::app::build_registry(&Config::default(), Some((cache.to_path_buf(), key.clone()))).unwrap());
-        let (active, quarantined) = rt.block_on(vigil::rules::journal::restore(&store, &registry)).unwrap();
+            Arc::new(vigil::deploy::build_registry(&Config::default(), Some((cache.to_path_buf(), key.clone())), Default::default()).unwrap());
+        let (active, quarantined) = rt.block_on(vigil::deploy::restore(&store, &registry)).unwrap();
         assert_eq!((active, quarantined), (50, 0));
         registry
     };
@@ -362,7 +362,7 @@ fn restart(c: &mut Criterion) {
     for name in ["counter", "brute_force", "sql_injection_probe"] {
         let from = if name == "counter" { &counter_dir } else { &dir };
         let bytes = std::fs::read(from.join(format!("{name}.wasm"))).unwrap();
-        let registry = Arc::new(vigil::app::build_registry(&Config::default(), None).unwrap());
+        let registry = Arc::new(vigil::deploy::build_registry(&Config::default(), None, Default::default()).unwrap());
         let mut n = 0;
         group.bench_function(format!("fresh_compile_{name}"), |b| {
             b.iter_batched(
@@ -408,10 +408,10 @@ impl vigil::alerts::Routing for OneReceiver {
 }
 
 fn alerts(c: &mut Criterion) {
-    use vigil::detect::RaisedAlert;
-    use vigil::rules::abi::EmittedAlert;
+    use vigil::finding::RaisedAlert;
+    use vigil::finding::EmittedAlert;
     use vigil::store::Store;
-    use vigil::store::sequencer::{Handoff, Sequencer, SequencerConfig};
+    use vigil::ledger::sequencer::{Handoff, Sequencer, SequencerConfig};
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("vigil-bench-alerts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -423,7 +423,7 @@ fn alerts(c: &mut Criterion) {
                 max_group_events: 5000,
                 checkpoint_every_events: 10_000,
                 checkpoint_every: std::time::Duration::from_secs(60),
-                keys: vigil::integrity::keys::CheckpointKeys::from_seed([7; 32]),
+                keys: vigil::ledger::keys::CheckpointKeys::from_seed([7; 32]),
                 anchor: None,
                 status: Default::default(),
                 clock: vigil::clock::Clock::system(),

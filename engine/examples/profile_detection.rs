@@ -26,7 +26,7 @@ fn main() {
     // A small instance pool, so the address space reservation fits under valgrind.
     let mut config = Config::default();
     config.rules.max_rules = (names.len() as u32).div_ceil(2) + 1;
-    let registry = Arc::new(vigil::app::build_registry(&config, None).expect("registry"));
+    let registry = Arc::new(vigil::deploy::build_registry(&config, None, Default::default()).expect("registry"));
     for name in &names {
         // A name with a `/` is a path to any .wasm file.
         let path = if name.contains('/') { PathBuf::from(name) } else { dir.join(format!("{name}.wasm")) };
@@ -44,7 +44,7 @@ fn main() {
         .take(1000)
         .enumerate()
         .map(|(i, e)| {
-            let (canon, span) = vigil::store::canon::to_canonical_with_span(&e, "details");
+            let (canon, span) = vigil::ledger::canon::to_canonical_with_span(&e, "details");
             CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len())
         })
         .collect();

@@ -18,11 +18,10 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::AlertsConfig;
-use crate::detect::{Evaluated, RaisedAlert};
+use crate::finding::{Evaluated, RaisedAlert};
 use crate::event::system_event_with_id;
-use crate::rules::journal::RuleJournal;
 use crate::store::alerting::{MAX_EVENT_SEQS, merge_seqs};
-use crate::store::sequencer::SequencerHandle;
+use crate::ledger::sequencer::SequencerHandle;
 use crate::store::{AlertChange, AlertRow, AlertWrite, EscalationRow, NotificationRow, SilenceRow, Store, StoreError};
 
 /// Errors of lifecycle operations (mapped to 404 / 409 / 400 by the API).
@@ -522,20 +521,12 @@ impl AlertService {
         }
     }
 
-    /// Records a rule quarantine (chain event through the journal) and raises its alert.
-    pub async fn record_quarantine(
-        &self,
-        journal: &RuleJournal,
-        rule: &str,
-        sha256: &str,
-        reason: &str,
-    ) -> Result<(), AlertError> {
-        if let Err(e) = journal.quarantined(rule, sha256, reason).await {
-            tracing::error!(error = %e, rule, "Could not record a quarantine in the chain");
-        }
+    /// Raises the alert of a rule quarantine (the writer in `app` records its chain event
+    /// through the rule journal first).
+    pub async fn raise_quarantine(&self, rule: &str, sha256: &str, reason: &str) -> Result<(), AlertError> {
         let raised = RaisedAlert::by_vigil(
             sha256.into(),
-            crate::rules::abi::EmittedAlert {
+            crate::finding::EmittedAlert {
                 title: format!("Rule {rule} quarantined after repeated faults"),
                 severity: "P2".into(),
                 dedup_key: format!("quarantine:{rule}:{sha256}"),
@@ -551,12 +542,12 @@ impl AlertService {
 
     /// Raises the P1 alert of an integrity failure (the database disagrees with the anchor
     /// or moved under the sequencer); one alert per kind and seq.
-    pub async fn record_integrity_failure(&self, failures: &[crate::store::chain::Failure]) -> Result<(), AlertError> {
+    pub async fn record_integrity_failure(&self, failures: &[crate::ledger::chain::Failure]) -> Result<(), AlertError> {
         let Some(first) = failures.first() else { return Ok(()) };
         let kinds: Vec<String> = failures.iter().map(|f| format!("{:?}@{}", f.kind, f.seq)).collect();
         let raised = RaisedAlert::by_vigil(
             String::new(),
-            crate::rules::abi::EmittedAlert {
+            crate::finding::EmittedAlert {
                 title: format!(
                     "Integrity failure: {} at seq {} ({} finding(s)); the log refuses writes",
                     serde_json::to_value(first.kind)
@@ -971,71 +962,5 @@ pub fn row_from_raised(r: &RaisedAlert, now: i64) -> AlertRow {
     }
 }
 
-/// The detection side: stores the alerts of each detection batch (one transaction per
-/// batch) and records quarantines. When storing fails (the database is down, the disk is
-/// full), each alert of the batch is retried with backoff for up to `ALERT_RETRY_FOR`
-/// before it is given up (logged with its rule and title); one bad alert never holds back
-/// its neighbours.
-pub fn spawn_writer(
-    service: AlertService,
-    journal: RuleJournal,
-    decisions: crate::respond::DecisionService,
-    mut rx: mpsc::UnboundedReceiver<Evaluated>,
-) {
-    tokio::spawn(async move {
-        while let Some(evaluated) = rx.recv().await {
-            let ids = store_with_retry(&service, &evaluated.alerts).await;
-            if !evaluated.decisions.is_empty() {
-                // Each decision goes with the alert its rule raised under the same dedup key.
-                let by_key: HashMap<(String, String), i64> = evaluated
-                    .alerts
-                    .iter()
-                    .zip(ids)
-                    .filter(|(_, id)| *id > 0)
-                    .map(|(a, id)| ((a.rule.clone(), a.alert.dedup_key.clone()), id))
-                    .collect();
-                decisions.issue_from_rules(&evaluated.decisions, &by_key).await;
-            }
-            for q in &evaluated.quarantined {
-                if let Err(e) = service.record_quarantine(&journal, &q.rule, &q.sha256, &q.reason).await {
-                    tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine");
-                }
-            }
-        }
-    });
-}
-
 /// How long the writer keeps retrying an alert it could not store.
 pub const ALERT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Stores a batch's alerts; returns their ids in order (0 for one given up).
-async fn store_with_retry(service: &AlertService, alerts: &[RaisedAlert]) -> Vec<i64> {
-    let e = match service.record_detected(alerts).await {
-        Ok(ids) => return ids,
-        Err(e) => e,
-    };
-    tracing::warn!(error = %e, alerts = alerts.len(), "Storing a batch of alerts failed; retrying one by one");
-    let mut ids = vec![0; alerts.len()];
-    for (a, slot) in alerts.iter().zip(ids.iter_mut()) {
-        let deadline = std::time::Instant::now() + ALERT_RETRY_FOR;
-        let mut delay = std::time::Duration::from_millis(250);
-        loop {
-            match service.record_detected(std::slice::from_ref(a)).await {
-                Ok(got) => {
-                    *slot = got.first().copied().unwrap_or(0);
-                    break;
-                }
-                Err(e) if std::time::Instant::now() < deadline => {
-                    tracing::warn!(error = %e, rule = %a.rule, "Could not store an alert; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, rule = %a.rule, title = %a.alert.title, "Could not store an alert; given up");
-                    break;
-                }
-            }
-        }
-    }
-    ids
-}

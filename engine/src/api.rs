@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod dashboard;
 pub mod decisions;
+pub mod error;
 pub mod events;
 pub mod export;
 pub mod integrity;
@@ -20,12 +21,12 @@ use std::sync::Arc;
 use actix_web::web;
 use serde::de::DeserializeOwned;
 
+use self::error::ApiError;
 use crate::auth::KeyRing;
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::ingest::Masker;
 use crate::store::Store;
-use crate::store::sequencer::SequencerHandle;
+use crate::ledger::sequencer::SequencerHandle;
 use crate::telemetry::Metrics;
 
 /// Everything a handler may need, shared by all workers.
@@ -44,15 +45,15 @@ pub struct AppState {
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Checkpoint signing key and the public keys it verifies with.
-    pub checkpoint_keys: Arc<crate::integrity::keys::CheckpointKeys>,
+    pub checkpoint_keys: Arc<crate::ledger::keys::CheckpointKeys>,
     /// Integrity hold and the last signed checkpoint.
-    pub integrity: Arc<crate::integrity::IntegrityStatus>,
+    pub integrity: Arc<crate::ledger::IntegrityStatus>,
     /// The retention job (tests run it on demand).
-    pub retention: crate::integrity::retention::Retention,
+    pub retention: crate::ledger::retention::Retention,
     /// Deployed rules.
     pub rules: Arc<crate::rules::RuleRegistry>,
     /// Where rule changes are recorded before they take effect.
-    pub rule_journal: crate::rules::journal::RuleJournal,
+    pub rule_journal: crate::deploy::RuleJournal,
     /// Detection progress.
     pub detection: Arc<crate::detect::pipeline::PipelineStats>,
     /// The alert lifecycle (the one writer of alerts).
@@ -62,7 +63,7 @@ pub struct AppState {
     /// Notification delivery (receivers and their circuits).
     pub outbox: Arc<crate::route::Outbox>,
     /// The sequencer-to-detection hand-off (its queue depth is a metric).
-    pub handoff: Arc<crate::store::sequencer::Handoff>,
+    pub handoff: Arc<crate::ledger::sequencer::Handoff>,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the

@@ -4,6 +4,8 @@
 //! first admin key, starts the `Sequencer` and the retention job, and binds the actix-web
 //! server. Used by `vigil serve` and by the tests (which bind port 0).
 
+mod writer;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,20 +22,17 @@ use crate::detect::pipeline::{Pipeline, PipelineStats};
 use crate::detect::replay;
 use crate::event::system_event;
 use crate::ingest::Masker;
-use crate::integrity::IntegrityStatus;
-use crate::integrity::anchor::Anchor;
-use crate::integrity::keys::{CheckpointKeys, LogFacts};
-use crate::integrity::lock::WriterLock;
-use crate::integrity::retention::Retention;
+use crate::ledger::IntegrityStatus;
+use crate::ledger::anchor::Anchor;
+use crate::ledger::keys::{CheckpointKeys, LogFacts};
+use crate::ledger::lock::WriterLock;
+use crate::ledger::retention::Retention;
 use crate::route::Outbox;
 use crate::rules::RuleRegistry;
-use crate::rules::journal::RuleJournal;
-use crate::rules::limits::RateLimits;
-use crate::rules::module::{Sandbox, SandboxLimits};
-use crate::rules::registry::RegistryConfig;
-use crate::rules::watch::RulesDir;
+use crate::deploy::RuleJournal;
+use crate::deploy::watch::RulesDir;
 use crate::store::Store;
-use crate::store::sequencer::{Sequencer, SequencerConfig};
+use crate::ledger::sequencer::{Sequencer, SequencerConfig};
 use crate::telemetry::Metrics;
 
 /// A started server.
@@ -83,14 +82,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = Store::open(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "Store opened and migrated");
     let integrity = Arc::new(IntegrityStatus::default());
-    let writer_lock = crate::integrity::lock::acquire(&config.database_url, integrity.clone()).await?;
+    let writer_lock = crate::ledger::lock::acquire(&config.database_url, integrity.clone()).await?;
     let head_at_start = store.head().await?.seq;
     let last_checkpoint = store.last_checkpoint().await?;
     let facts = LogFacts {
         events: head_at_start,
         has_signed_checkpoints: last_checkpoint.as_ref().is_some_and(|c| c.key_id.starts_with("ed25519:")),
     };
-    let secrets = crate::integrity::keys::load(&config.data_dir, facts)?;
+    let secrets = crate::ledger::keys::load(&config.data_dir, facts)?;
     let checkpoint_keys = Arc::new(secrets.checkpoints.clone());
     let anchor = Anchor::new(
         config.integrity.anchor_path.clone().unwrap_or_else(|| config.data_dir.join("anchor.json")),
@@ -98,10 +97,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.integrity.witness_url.clone(),
     );
     let anchor_failures = compare_with_anchor(&store, &anchor, &checkpoint_keys, last_checkpoint.as_ref()).await?;
-    let registry =
-        Arc::new(build_registry(&config, Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())))?);
+    let active_decisions = Arc::new(crate::respond::ActiveSet::default());
+    let registry = Arc::new(crate::deploy::build_registry(
+            &config,
+            Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())),
+            active_decisions.clone(),
+        )?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
-    let handoff = Arc::new(crate::store::sequencer::Handoff::new(
+    let handoff = Arc::new(crate::ledger::sequencer::Handoff::new(
         config.rules.detection_queue_events as u64,
         (config.rules.detection_queue_mb as u64) << 20,
     ));
@@ -141,7 +144,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     // Stored rules, then rules from the directory, are active before detection starts, so
     // replay covers them.
     let rule_journal = RuleJournal::new(store.clone(), sequencer.clone());
-    let (active, quarantined) = crate::rules::journal::restore(&store, &registry).await?;
+    let (active, quarantined) = crate::deploy::restore(&store, &registry).await?;
     tracing::info!(active, quarantined, "Stored rules restored");
     if let Some(dir) = &config.rules_dir {
         let mut watcher = RulesDir::new(dir.clone(), registry.clone(), rule_journal.clone());
@@ -183,7 +186,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         sequencer.clone(),
         config.clock.clone(),
         config.decisions.clone(),
-        registry.config().decision_gate.set().clone(),
+        active_decisions,
         alerts.clone(),
     );
     let written = decisions.chain_pending().await?;
@@ -192,7 +195,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     decisions.clone().spawn_expiry(Duration::from_millis(250));
     let outbox = Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats)?);
     outbox.clone().spawn(alerts.clone());
-    crate::alerts::spawn_writer(alerts.clone(), rule_journal.clone(), decisions.clone(), results_rx);
+    writer::spawn_writer(alerts.clone(), rule_journal.clone(), decisions.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
     let pipeline = Pipeline {
@@ -264,52 +267,12 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The sandbox and registry from `[rules]`.
-pub fn build_registry(config: &Config, artifact_cache: Option<(PathBuf, Vec<u8>)>) -> anyhow::Result<RuleRegistry> {
-    let r = &config.rules;
-    let sandbox = Sandbox::new(SandboxLimits {
-        max_module_bytes: r.max_module_bytes,
-        memory_bytes: r.memory_limit_mb << 20,
-        tick: Duration::from_millis(r.epoch_tick_ms),
-        deadline_ticks: r.call_deadline_ms.div_ceil(r.epoch_tick_ms),
-        max_instances: r.max_rules * 2,
-        artifact_cache,
-    })?;
-    let rule_config = r
-        .config
-        .iter()
-        .map(|(name, table)| Ok((name.clone(), serde_json::to_string(table)?)))
-        .collect::<anyhow::Result<_>>()?;
-    let state_limits = vigil_sdk::state::StateLimits {
-        max_keys: r.state_max_keys,
-        max_bytes: r.state_max_mb << 20,
-        ..Default::default()
-    };
-    Ok(RuleRegistry::new(
-        sandbox,
-        RegistryConfig {
-            max_faults: r.max_faults,
-            fault_decay: Duration::from_secs(r.fault_decay_secs),
-            state_limits,
-            rate_limits: RateLimits {
-                alerts_per_minute: r.alerts_per_minute,
-                log_lines_per_minute: r.log_lines_per_minute,
-                decisions_per_minute: config.decisions.per_rule_per_minute,
-            },
-            batch_budget_base: Duration::from_millis(r.batch_budget_base_ms),
-            batch_budget_per_event: Duration::from_micros(r.batch_budget_per_event_us),
-            rule_config,
-            decision_gate: Arc::new(crate::respond::Gate::new(config.decisions.clone(), Arc::default())),
-        },
-    ))
-}
-
 /// Makes sure an admin key exists: `VIGIL_ADMIN_KEY` when given (added if not yet stored),
 /// else a generated one when no admin key exists at all (returned to be printed once).
 async fn bootstrap_admin(
     config: &Config,
     keys: &KeyRing,
-    sequencer: &crate::store::sequencer::SequencerHandle,
+    sequencer: &crate::ledger::sequencer::SequencerHandle,
 ) -> anyhow::Result<Option<String>> {
     if let Some(key) = &config.admin_key
         && !keys.contains(key)
@@ -351,13 +314,13 @@ async fn compare_with_anchor(
     anchor: &Anchor,
     keys: &CheckpointKeys,
     last: Option<&crate::store::Checkpoint>,
-) -> anyhow::Result<Vec<crate::store::chain::Failure>> {
+) -> anyhow::Result<Vec<crate::ledger::chain::Failure>> {
     let (anchored, problems) = anchor.read(keys.verifier());
     for p in &problems {
         tracing::error!(problem = %p, "An anchor file could not be trusted");
     }
     match anchored {
-        Some(cp) => Ok(crate::integrity::anchor::check(store, &cp).await?),
+        Some(cp) => Ok(crate::ledger::anchor::check(store, &cp).await?),
         None => {
             if let Some(last) = last {
                 if !problems.is_empty() {
@@ -380,7 +343,7 @@ async fn compare_with_anchor(
 fn spawn_hold_watch(
     status: Arc<IntegrityStatus>,
     alerts: AlertService,
-    sequencer: crate::store::sequencer::SequencerHandle,
+    sequencer: crate::ledger::sequencer::SequencerHandle,
     already: usize,
 ) {
     tokio::spawn(async move {

@@ -11,8 +11,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
 use crate::store::{ApiKeyRow, Store, StoreError};
+
+/// Why a request was not let in: `api` answers 401 or 403 (`ApiError: From<AuthError>`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No key, or not an active key.
+    #[error("a valid API key is required")]
+    Unauthenticated,
+    /// The key is valid but its role does not allow the request; names the role needed.
+    #[error("this API key lacks the {0} role")]
+    Forbidden(&'static str),
+}
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,26 +166,26 @@ impl KeyRing {
     }
 
     /// Authenticates the request and checks its role.
-    pub fn require(&self, req: &HttpRequest, needed: Role) -> Result<Principal, ApiError> {
+    pub fn require(&self, req: &HttpRequest, needed: Role) -> Result<Principal, AuthError> {
         let who = self.authenticate(req)?;
         if !who.role.allows(needed) {
-            return Err(ApiError::forbidden(needed.as_str()));
+            return Err(AuthError::Forbidden(needed.as_str()));
         }
         Ok(who)
     }
 
     /// Authenticates the request (any role): the key's id and role, or 401.
-    pub fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+    pub fn authenticate(&self, req: &HttpRequest) -> Result<Principal, AuthError> {
         let presented = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
-            .ok_or_else(ApiError::unauthorized)?;
+            .ok_or(AuthError::Unauthenticated)?;
         let hash = hash_key(presented);
         let found = self.active.read().expect("key ring lock").get(&hash).cloned();
-        let key = found.filter(|k| bool::from(k.hash.ct_eq(&hash))).ok_or_else(ApiError::unauthorized)?;
+        let key = found.filter(|k| bool::from(k.hash.ct_eq(&hash))).ok_or(AuthError::Unauthenticated)?;
         Ok(Principal { key_id: key.id, role: key.role })
     }
 

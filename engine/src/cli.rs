@@ -203,7 +203,7 @@ pub async fn backtest(
 ) -> anyhow::Result<(u64, Vec<serde_json::Value>)> {
     let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
     let store = Store::open(&config.database_url).await?;
-    let registry = Arc::new(crate::app::build_registry(&config, None)?);
+    let registry = Arc::new(crate::deploy::build_registry(&config, None, Default::default())?);
     let rule = tokio::task::block_in_place(|| registry.deploy(&bytes, None, "backtest"))?;
     eprintln!(
         "Backtesting {} {} (sha256 {}) from {}",
@@ -254,11 +254,11 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
             Err(_) => given.clone(),
         };
         keys.extend(
-            crate::integrity::keys::parse_public_key(&text)
+            crate::ledger::keys::parse_public_key(&text)
                 .map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
         );
     }
-    let verifier = crate::integrity::keys::Verifier::new(keys);
+    let verifier = crate::ledger::keys::Verifier::new(keys);
     let (reader, total): (Box<dyn std::io::Read>, u64) = if file.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), 0)
     } else {
@@ -268,7 +268,7 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
     };
     let bar = if json_only { indicatif::ProgressBar::hidden() } else { progress(total, "verifying") };
     let started = std::time::Instant::now();
-    let report = crate::integrity::export::verify_reader(reader, verifier, |read, events| {
+    let report = crate::ledger::export::verify_reader(reader, verifier, |read, events| {
         if total > 0 {
             bar.set_position(read);
             bar.set_message(format!("{events} events"));

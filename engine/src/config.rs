@@ -597,7 +597,7 @@ impl Config {
     fn validate_alerting(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
         let d = &self.decisions;
-        if let Some(s) = d.rule_scopes.iter().find(|s| crate::respond::Scope::parse(s).is_none()) {
+        if let Some(s) = d.rule_scopes.iter().find(|s| vigil_sdk::Scope::parse(s).is_none()) {
             return invalid(
                 "decisions.rule_scopes",
                 format!("unknown scope `{s}` (ip, user, api_key, session, organization)"),

@@ -19,72 +19,10 @@ use std::time::Instant;
 use crate::event::CommittedEvent;
 use crate::event::{SLOT_ACTION, SLOT_CATEGORY, SLOT_OUTCOME};
 use crate::rules::RuleRegistry;
-use crate::rules::abi::EmittedAlert;
+use crate::finding::{Evaluated, QuarantineNotice, RaisedAlert, RaisedDecision};
 use crate::rules::instance::{BatchColumns, RuleInstance};
 use crate::rules::limits::batch_budget;
 use crate::rules::registry::{LoadedRule, RuleSet, SubscriptionIndex};
-
-/// An alert as raised by a rule, with where it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RaisedAlert {
-    /// Rule name.
-    pub rule: String,
-    /// Rule version.
-    pub rule_version: String,
-    /// Module SHA-256 (hex).
-    pub rule_sha256: String,
-    /// The alert.
-    pub alert: EmittedAlert,
-    /// Event time of the latest triggering event in the batch (epoch ms).
-    pub at: i64,
-}
-
-/// A decision as issued by a rule, with where it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RaisedDecision {
-    /// Rule name.
-    pub rule: String,
-    /// Module SHA-256 (hex).
-    pub rule_sha256: String,
-    /// The decision.
-    pub decision: crate::rules::abi::EmittedDecision,
-}
-
-impl RaisedAlert {
-    /// An alert the server raises itself (rule `vigil`, this build's version): floods,
-    /// quarantines, integrity failures. `rule_sha256` names the module it is about, if any.
-    pub fn by_vigil(rule_sha256: String, alert: EmittedAlert, at: i64) -> Self {
-        Self { rule: "vigil".into(), rule_version: env!("CARGO_PKG_VERSION").into(), rule_sha256, alert, at }
-    }
-}
-
-/// A rule was quarantined during a batch.
-#[derive(Debug, Clone)]
-pub struct QuarantineNotice {
-    /// Rule name.
-    pub rule: String,
-    /// Module SHA-256 (hex).
-    pub sha256: String,
-    /// Last fault.
-    pub reason: String,
-}
-
-/// Output of one batch.
-#[derive(Debug, Default)]
-pub struct Evaluated {
-    /// Alerts raised.
-    pub alerts: Vec<RaisedAlert>,
-    /// Rules quarantined.
-    pub quarantined: Vec<QuarantineNotice>,
-    /// Rule evaluations (event x rule) done.
-    pub evaluations: u64,
-    /// Routing rules: receivers named, (record index, receiver).
-    pub routes: Vec<(usize, String)>,
-    /// Rule calls that faulted.
-    pub faulted: usize,
-    /// Decisions issued.
-    pub decisions: Vec<RaisedDecision>,
-}
 
 /// An event's (category, action, outcome) bytes: what decides which rules it is offered to.
 type Triple<'a> = (&'a [u8], &'a [u8], &'a [u8]);
@@ -205,7 +143,7 @@ impl Evaluator {
         let instance = match self.instances.entry(rule.generation) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let gate = Some(self.registry.config().decision_gate.clone());
+                let gate = self.registry.config().decision_gate.clone();
                 match self.registry.sandbox().instantiate(&rule.compiled, rule.governor.clone(), gate) {
                     Ok(i) => v.insert(i),
                     Err(e) => {

@@ -1,29 +1,47 @@
 //! Vigil: a security event server. Applications POST security events; Vigil stores them
-//! append-only with a SHA-256 hash chain, masks secrets, runs WebAssembly detection rules
-//! over them and turns findings into alerts.
+//! append-only with a SHA-256 hash chain and signed checkpoints, masks secrets, runs
+//! WebAssembly detection rules over them and turns findings into alerts and decisions.
 //!
-//! Modules follow the data path: `api` -> `ingest` -> `store` -> `rules` -> `detect` -> `alerts`
-//! -> `route` (receivers, outbox) and `respond` (decisions for the apps' bouncers), plus `integrity` (checkpoint keys, anchor, writer lock,
-//! export, retention), `config`, `auth`, `clock`, `error`, `telemetry`, and `app`
-//! which assembles the running server.
+//! The modules are layered; each imports only from the layers below it (`scripts/check-layers.py`
+//! enforces it in CI, docs/architecture.md draws the map):
+//!
+//! - L0 vocabulary: [`event`], [`finding`], [`clock`], [`telemetry`], [`net`], [`config`]
+//! - L1 [`store`]: persistence only, one file per aggregate, SQLite and PostgreSQL dialects
+//! - L2 [`ledger`] (sequencer, canon, chain, checkpoint keys, anchor, verify, export,
+//!   retention, writer lock) and [`ingest`] (validate, mask)
+//! - L3 [`rules`]: the Wasm runtime only
+//! - L4 [`detect`]: the pipeline thread and replay
+//! - L5 services: [`alerts`], [`route`], [`respond`], [`auth`], [`deploy`]
+//! - L6 surfaces: [`api`], [`cli`]
+//! - L7 [`app`]: the composition root
+
 
 // The OpenAPI document (api::openapi) is written as nested `json!` literals.
 #![recursion_limit = "512"]
 
-pub mod alerts;
-pub mod api;
-pub mod app;
-pub mod auth;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod detect;
-pub mod error;
 pub mod event;
+pub mod finding;
+pub mod clock;
+pub mod telemetry;
+pub mod net;
+pub mod config;
+
+pub mod store;
+
 pub mod ingest;
-pub mod integrity;
+pub mod ledger;
+
+pub mod rules;
+
+pub mod detect;
+
+pub mod alerts;
+pub mod auth;
+pub mod deploy;
 pub mod respond;
 pub mod route;
-pub mod rules;
-pub mod store;
-pub mod telemetry;
+
+pub mod api;
+pub mod cli;
+
+pub mod app;

@@ -596,7 +596,7 @@ async fn main() -> anyhow::Result<()> {
                 server.call(reqwest::Method::DELETE, path, None).run().await
             }
             KeysCommand::CheckpointPublic { data_dir } => {
-                let keys = vigil::integrity::keys::current_public(&data_dir)?;
+                let keys = vigil::ledger::keys::current_public(&data_dir)?;
                 #[allow(clippy::print_stdout)]
                 {
                     println!("{}", keys.public_hex());
@@ -605,7 +605,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             KeysCommand::RotateCheckpoint { data_dir } => {
-                let id = vigil::integrity::keys::rotate(&data_dir)?;
+                let id = vigil::ledger::keys::rotate(&data_dir)?;
                 eprintln!(
                     "New checkpoint key {id}; restart the server to sign with it (old checkpoints stay checkable)"
                 );

@@ -314,6 +314,16 @@ impl Gate {
     }
 }
 
+impl crate::rules::DecisionGate for Gate {
+    fn admit_decision(&self, rule: &str, scope: Scope, duration_ms: i64, pending: usize) -> Result<(), &'static str> {
+        self.admit(rule, scope, duration_ms, pending).map_err(|r| r.as_str())
+    }
+
+    fn count_refusal(&self) {
+        self.refused();
+    }
+}
+
 /// Writes the decision metrics: active by scope and kind, issued/expired/lifted/refused
 /// counts, stream and check requests.
 pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {

@@ -20,7 +20,8 @@ use tokio::sync::{Notify, mpsc};
 use crate::alerts::{AlertService, FollowUp, Routed, Routing};
 use crate::clock::Clock;
 use crate::config::{Config, EscalationLevel, EscalationPolicy, OutboxConfig, parse_duration_ms};
-use crate::detect::{Evaluated, Evaluator};
+use crate::detect::Evaluator;
+use crate::finding::Evaluated;
 use crate::event::CommittedEvent;
 use crate::rules::RuleRegistry;
 use crate::store::{AlertRow, EscalationRow, NotificationFilter, NotificationRow, StatsFilter, Store};
@@ -276,7 +277,7 @@ impl Outbox {
         stats: Arc<RouteStats>,
     ) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(config.outbox.timeout_secs.max(1));
-        let http = receivers::http_client(timeout).build()?;
+        let http = crate::net::http_client(timeout).build()?;
         let breakers = receivers.keys().map(|name| (name.clone(), Breaker::new(config.breaker.clone()))).collect();
         Ok(Self {
             store,

@@ -9,11 +9,9 @@
 
 pub mod abi;
 pub mod instance;
-pub mod journal;
 pub mod limits;
 pub mod module;
 pub mod registry;
-pub mod watch;
 
 use serde_json::Value;
 
@@ -32,9 +30,18 @@ pub enum RuleError {
     /// A runtime fault (trap, timeout, memory cap, bad return).
     #[error("rule fault: {0}")]
     Fault(String),
-    /// Storage failed while recording a rule event.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+}
+
+/// The policy the host asks before it accepts a rule's decision (`emit_decision`): the
+/// runtime knows nothing of active decisions or their limits; `respond::Gate` implements
+/// this over the `[decisions]` settings and the active set.
+pub trait DecisionGate: Send + Sync + std::fmt::Debug {
+    /// Whether `rule` may issue a decision of `scope` lasting `duration_ms`, given that it
+    /// already issued `pending` in this call; the refusal's label (for logs) if not.
+    fn admit_decision(&self, rule: &str, scope: vigil_sdk::Scope, duration_ms: i64, pending: usize)
+    -> Result<(), &'static str>;
+    /// Counts a refusal (metrics).
+    fn count_refusal(&self);
 }
 
 /// The manifest type is the SDK's own (`vigil_sdk::Manifest`), so the host and rule authors

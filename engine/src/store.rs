@@ -7,16 +7,12 @@
 //! the same enum.
 
 pub mod alerting;
-pub mod canon;
-pub mod chain;
 pub mod decisions;
 pub mod postgres;
 pub mod postings;
 pub mod query;
-pub mod sequencer;
 mod shared;
 pub mod sqlite;
-pub mod verify;
 
 use std::collections::HashMap;
 
@@ -382,7 +378,7 @@ pub struct Checkpoint {
     /// Which key signed it (`ed25519:<16 hex>`; `hmac-sha256` for checkpoints written
     /// before version 0.2).
     pub key_id: String,
-    /// Ed25519 signature over [`crate::integrity::keys::checkpoint_message`].
+    /// Ed25519 signature over [`crate::ledger::keys::checkpoint_message`].
     pub signature: Vec<u8>,
 }
 

@@ -103,8 +103,8 @@ fn same_json(a: &Value, b: &Value) -> bool {
 /// every line through the line parser: no panic, and a consistent report (`ok` exactly when
 /// nothing failed and nothing is unsigned; never more failures listed than counted).
 pub fn verify_reader(data: &[u8]) {
-    use vigil::integrity::export::{parse_line, verify_reader};
-    let keys = vigil::integrity::keys::CheckpointKeys::from_seed([5; 32]);
+    use vigil::ledger::export::{parse_line, verify_reader};
+    let keys = vigil::ledger::keys::CheckpointKeys::from_seed([5; 32]);
     let report = verify_reader(data, keys.verifier().clone(), |_, _| {}).expect("reading memory cannot fail");
     assert_eq!(report.status == "ok", report.failure_count == 0 && report.unsigned.is_none(), "{report:?}");
     assert!(report.failures.len() as u64 <= report.failure_count, "{report:?}");

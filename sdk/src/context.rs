@@ -7,7 +7,7 @@ use crate::abi;
 use crate::alert::Alert;
 use crate::decision::Decision;
 use crate::state::BaselineStats;
-use crate::time::parse_duration_ms;
+pub use crate::time::IntoWindowMs;
 
 /// Log levels of the `log` import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,45 +50,6 @@ pub enum DecideStatus {
     /// from rules disabled, a scope rules may not decide on, a duration past the maximum,
     /// or the rule's cap on active decisions reached.
     Refused,
-}
-
-/// A window length: milliseconds (`300_000`) or a duration text (`"5m"`, `"1h"`, `"30s"`).
-pub trait IntoWindowMs {
-    /// The window in ms. Panics on an unparsable text: a bug in the rule, caught by its tests.
-    fn window_ms(self) -> i64;
-}
-
-impl IntoWindowMs for i64 {
-    fn window_ms(self) -> i64 {
-        self
-    }
-}
-
-impl IntoWindowMs for u32 {
-    fn window_ms(self) -> i64 {
-        i64::from(self)
-    }
-}
-
-impl IntoWindowMs for i32 {
-    fn window_ms(self) -> i64 {
-        i64::from(self)
-    }
-}
-
-impl IntoWindowMs for std::time::Duration {
-    fn window_ms(self) -> i64 {
-        i64::try_from(self.as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
-impl IntoWindowMs for &str {
-    fn window_ms(self) -> i64 {
-        match parse_duration_ms(self) {
-            Some(ms) => ms,
-            None => panic!("invalid window {self:?} (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1d\")"),
-        }
-    }
 }
 
 /// The rule's handle on the host while it evaluates one event.

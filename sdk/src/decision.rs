@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use crate::context::IntoWindowMs;
+use crate::time::IntoWindowMs;
 use crate::json::Value;
 use crate::time::HOUR_MS;
 

@@ -180,6 +180,45 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
     n.checked_mul(unit_ms)
 }
 
+/// A window length: milliseconds (`300_000`) or a duration text (`"5m"`, `"1h"`, `"30s"`).
+pub trait IntoWindowMs {
+    /// The window in ms. Panics on an unparsable text: a bug in the rule, caught by its tests.
+    fn window_ms(self) -> i64;
+}
+
+impl IntoWindowMs for i64 {
+    fn window_ms(self) -> i64 {
+        self
+    }
+}
+
+impl IntoWindowMs for u32 {
+    fn window_ms(self) -> i64 {
+        i64::from(self)
+    }
+}
+
+impl IntoWindowMs for i32 {
+    fn window_ms(self) -> i64 {
+        i64::from(self)
+    }
+}
+
+impl IntoWindowMs for std::time::Duration {
+    fn window_ms(self) -> i64 {
+        i64::try_from(self.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl IntoWindowMs for &str {
+    fn window_ms(self) -> i64 {
+        match parse_duration_ms(self) {
+            Some(ms) => ms,
+            None => panic!("invalid window {self:?} (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1d\")"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 use vigil::clock::Clock;
-use vigil::store::chain::{chain_hash, to_hash};
+use vigil::ledger::chain::{chain_hash, to_hash};
 use vigil_tests::{Backend, TestApp, both_backends, failures, sample_event, seed, spawn_app, spawn_app_with};
 
 both_backends!(
@@ -252,9 +252,9 @@ async fn an_idle_tail_is_signed_by_the_timer_and_the_head_at_shutdown(backend: B
     assert!(cp["key_id"].as_str().unwrap().starts_with("ed25519:"), "{cp}");
     // Anyone with the public key can check it.
     let (_, pk) = app.get("/v1/integrity/public-key").await?;
-    let keys = vigil::integrity::keys::parse_public_key(&pk.to_string()).map_err(anyhow::Error::msg)?;
-    let checkpoint: vigil::integrity::CheckpointJson = serde_json::from_value(cp.clone())?;
-    vigil::integrity::keys::Verifier::new(keys).check(&checkpoint.to_checkpoint()).map_err(anyhow::Error::msg)?;
+    let keys = vigil::ledger::keys::parse_public_key(&pk.to_string()).map_err(anyhow::Error::msg)?;
+    let checkpoint: vigil::ledger::CheckpointJson = serde_json::from_value(cp.clone())?;
+    vigil::ledger::keys::Verifier::new(keys).check(&checkpoint.to_checkpoint()).map_err(anyhow::Error::msg)?;
     let report = app.verify().await?;
     assert!(report["unsigned"].is_null(), "{report}");
     // The anchor file holds the newest checkpoint.
@@ -282,11 +282,11 @@ async fn an_export_verifies_offline_and_every_edit_is_located(backend: Backend) 
         seed(&app, 6).await?;
     }
     let (_, pk) = app.get("/v1/integrity/public-key").await?;
-    let keys = vigil::integrity::keys::Verifier::new(
-        vigil::integrity::keys::parse_public_key(pk["public_key"].as_str().unwrap()).map_err(anyhow::Error::msg)?,
+    let keys = vigil::ledger::keys::Verifier::new(
+        vigil::ledger::keys::parse_public_key(pk["public_key"].as_str().unwrap()).map_err(anyhow::Error::msg)?,
     );
     let text = export_text(&app, "format=ndjson").await?;
-    let check = |t: &str| vigil::integrity::export::verify_reader(t.as_bytes(), keys.clone(), |_, _| {}).unwrap();
+    let check = |t: &str| vigil::ledger::export::verify_reader(t.as_bytes(), keys.clone(), |_, _| {}).unwrap();
     let report = check(&text);
     assert_eq!(report.status, "ok", "{report:?}");
     assert_eq!(report.verified as i64, app.get("/v1/integrity/head").await?.1["seq"].as_i64().unwrap());
@@ -354,11 +354,11 @@ async fn retention_purges_whole_signed_ranges_and_verify_stays_ok(backend: Backe
     // A second run has nothing to do; the export starts at the floor's checkpoint.
     assert_eq!(app.server.state.retention.run_once().await?, None);
     let (_, pk) = app.get("/v1/integrity/public-key").await?;
-    let keys = vigil::integrity::keys::Verifier::new(
-        vigil::integrity::keys::parse_public_key(pk["public_key"].as_str().unwrap()).map_err(anyhow::Error::msg)?,
+    let keys = vigil::ledger::keys::Verifier::new(
+        vigil::ledger::keys::parse_public_key(pk["public_key"].as_str().unwrap()).map_err(anyhow::Error::msg)?,
     );
     let text = export_text(&app, "format=ndjson").await?;
-    let r = vigil::integrity::export::verify_reader(text.as_bytes(), keys, |_, _| {}).unwrap();
+    let r = vigil::ledger::export::verify_reader(text.as_bytes(), keys, |_, _| {}).unwrap();
     assert_eq!((r.status, r.from), ("ok", old_head + 1), "{r:?}");
     // Raising the floor without a purge record (deleting old rows quietly) is reported.
     if backend == Backend::Sqlite {

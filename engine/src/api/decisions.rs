@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{AppState, parse_query, read_json};
 use crate::auth::Role;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::respond::{DecisionError, Kind, NewDecision, Scope};
 use crate::store::decisions::DecisionFilter;
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, parse_query, parse_time_param};
 use crate::auth::Role;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::ingest::{Problem, parse_body, validate_batch};
 use crate::store::{EventFilter, StatsFilter};
 use crate::telemetry::Metrics;

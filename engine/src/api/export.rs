@@ -11,10 +11,10 @@ use serde::Deserialize;
 
 use super::{AppState, parse_query, parse_time_param};
 use crate::auth::Role;
-use crate::error::ApiError;
-use crate::integrity::CheckpointJson;
-use crate::integrity::export::{CSV_COLUMNS, FORMAT, Line, csv_record};
-use crate::store::chain::GENESIS;
+use crate::api::error::ApiError;
+use crate::ledger::CheckpointJson;
+use crate::ledger::export::{CSV_COLUMNS, FORMAT, Line, csv_record};
+use crate::ledger::chain::GENESIS;
 use crate::store::{Store, StoreError};
 
 /// Rows read per round trip.

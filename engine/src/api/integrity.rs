@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::{AppState, parse_query};
 use crate::auth::Role;
-use crate::error::ApiError;
-use crate::integrity::CheckpointJson;
-use crate::store::verify::{HeadView, verify as verify_range};
+use crate::api::error::ApiError;
+use crate::ledger::CheckpointJson;
+use crate::ledger::verify::{HeadView, verify as verify_range};
 use crate::telemetry::Metrics;
 
 #[derive(Deserialize)]
@@ -50,7 +50,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         report.failures.sort_by_key(|f| f.seq);
         report.status = "failed";
     }
-    state.integrity.set_last_verify(crate::integrity::LastVerify {
+    state.integrity.set_last_verify(crate::ledger::LastVerify {
         at: crate::event::format_rfc3339_ms(state.config.clock.now_ms()),
         status: report.status,
         from: report.from,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::auth::{Role, generate_key};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::event::system_event;
 
 #[derive(Deserialize)]

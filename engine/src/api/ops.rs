@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::auth::Role;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> HttpResponse {

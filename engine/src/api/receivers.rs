@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{AppState, parse_query, read_json};
 use crate::auth::Role;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::store::NotificationFilter;
 
 /// Receivers with their circuit state.

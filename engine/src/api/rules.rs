@@ -10,14 +10,15 @@ use serde_json::json;
 
 use super::{AppState, read_body};
 use crate::auth::Role;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
+use crate::deploy::DeployError;
 use crate::rules::RuleError;
 
-fn rule_error(e: RuleError) -> ApiError {
+fn rule_error(e: DeployError) -> ApiError {
     match e {
-        RuleError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_rule", m),
-        RuleError::NotFound(name) => ApiError::not_found(format!("no rule named {name}")),
-        RuleError::Store(e) => e.into(),
+        DeployError::Rule(RuleError::Invalid(m)) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_rule", m),
+        DeployError::Rule(RuleError::NotFound(name)) => ApiError::not_found(format!("no rule named {name}")),
+        DeployError::Store(e) => e.into(),
         other => ApiError::internal(&other),
     }
 }

@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use super::replay::for_each_chunk;
-use super::{Evaluated, Evaluator};
+use super::Evaluator;
+use crate::finding::Evaluated;
 use crate::event::CommittedEvent;
 use crate::rules::RuleRegistry;
 use crate::store::Store;
-use crate::store::sequencer::Handoff;
+use crate::ledger::sequencer::Handoff;
 
 /// Most events evaluated per pass (smaller batches from the sequencer are coalesced).
 const COALESCE_EVENTS: usize = 8192;

@@ -5,7 +5,8 @@
 
 use serde_json::Value;
 
-use super::{Evaluated, Evaluator};
+use super::Evaluator;
+use crate::finding::Evaluated;
 use crate::event::CommittedEvent;
 use crate::store::{Store, StoreError, decode_canon};
 

@@ -15,10 +15,10 @@ use crate::clock::Clock;
 use crate::config::DecisionsConfig;
 use crate::event::{NewEvent, system_event_with_id};
 use crate::store::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow};
-use crate::store::sequencer::SequencerHandle;
+use crate::ledger::sequencer::SequencerHandle;
 use crate::store::{AlertFilter, Store, StoreError};
 
-pub use crate::detect::RaisedDecision;
+pub use crate::finding::RaisedDecision;
 
 /// Errors of decision operations (404 / 409 / 400 in the API).
 #[derive(Debug, thiserror::Error)]
@@ -240,9 +240,9 @@ impl DecisionService {
 
     /// The P1 alert of a decisions table that differs from the chain.
     async fn raise_mismatch(&self, differences: Vec<Value>) {
-        let raised = crate::detect::RaisedAlert::by_vigil(
+        let raised = crate::finding::RaisedAlert::by_vigil(
             String::new(),
-            crate::rules::abi::EmittedAlert {
+            crate::finding::EmittedAlert {
                 title: format!("The decisions table differs from the chain ({} decisions)", differences.len()),
                 severity: "P1".into(),
                 dedup_key: "decisions:chain_mismatch".into(),

@@ -162,7 +162,7 @@ impl Receiver {
             (Some(pem), Kind::Webhook | Kind::Slack | Kind::PagerDuty) => {
                 let certs = reqwest::Certificate::from_pem_bundle(pem)
                     .map_err(|_| anyhow::anyhow!("receiver `{}`: ca_file holds no PEM certificate", c.name))?;
-                Some(http_client(timeout).tls_certs_merge(certs).build()?)
+                Some(crate::net::http_client(timeout).tls_certs_merge(certs).build()?)
             }
             _ => None,
         };
@@ -319,14 +319,6 @@ impl Context {
     fn alert_link(&self, id: &Value) -> String {
         format!("{}/#/alerts/{}", self.external_url.trim_end_matches('/'), id)
     }
-}
-
-/// The HTTP client settings every receiver uses: timeout, no redirects, a user agent.
-pub fn http_client(timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Standard Webhooks signature header value.

@@ -14,6 +14,7 @@ use wasmtime::{Caller, Engine, Linker, Memory, ResourceLimiter};
 use super::FieldPath;
 use super::limits::{AlertAdmission, Governor};
 use crate::event::CommittedEvent;
+use crate::finding::{EmittedAlert, EmittedDecision};
 
 /// Most event seqs one alert may name (more are dropped from the list).
 pub const MAX_ALERT_SEQS: usize = 100;
@@ -24,30 +25,8 @@ pub const MAX_ALERT_BYTES: usize = 16 * 1024;
 pub const MAX_LOG_BYTES: usize = 1024;
 const MAX_WINDOW_MS: i64 = 31 * 86_400_000;
 
-/// An alert as emitted by a rule, validated and copied out of the guest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmittedAlert {
-    /// Title.
-    pub title: String,
-    /// P1..P4.
-    pub severity: String,
-    /// Dedup key.
-    pub dedup_key: String,
-    /// Summary fields.
-    pub fields: Value,
-    /// Triggering event seqs.
-    pub event_seqs: Vec<i64>,
-    /// Suggested actions.
-    pub actions: Vec<String>,
-}
-
 /// Longest decision JSON accepted.
 pub const MAX_DECISION_BYTES: usize = 4 * 1024;
-
-/// A decision as emitted by a rule (ABI 1.2), validated and copied out of the guest: the
-/// SDK's own type, read by the SDK's own `Decision::from_json`, so the host and the native
-/// harness accept exactly the same decisions.
-pub type EmittedDecision = vigil_sdk::Decision;
 
 /// The error a guest gets when it grows memory past its cap (matched by type, not text).
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +110,7 @@ pub struct HostState {
     /// Set when a refusal of the current call started a decision flood (reported once).
     pub decision_flood_started: bool,
     /// What rules may decide (none: every decision is refused, as in deploy probes).
-    pub gate: Option<Arc<crate::respond::Gate>>,
+    pub gate: Option<Arc<dyn super::DecisionGate>>,
 }
 
 impl HostState {
@@ -268,11 +247,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             host.decisions_refused[2] += 1;
             return Ok(3);
         };
-        if let Err(why) = gate.admit(&host.rule, decision.scope, decision.duration_ms, host.decisions.len()) {
-            gate.refused();
+        if let Err(why) = gate.admit_decision(&host.rule, decision.scope, decision.duration_ms, host.decisions.len()) {
+            gate.count_refusal();
             host.decisions_refused[2] += 1;
             host.decision_flood_started |= lock_governor(&host.governor).decision_refused(now);
-            tracing::debug!(rule = &*host.rule, why = why.as_str(), "Rule decision refused");
+            tracing::debug!(rule = &*host.rule, why, "Rule decision refused");
             return Ok(3);
         }
         host.decisions.push(decision);
@@ -524,7 +503,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (d.scope, d.kind, d.duration_ms, d.event_seqs),
-            (crate::respond::Scope::Ip, crate::respond::Kind::Block, 1_800_000, vec![3])
+            (vigil_sdk::Scope::Ip, vigil_sdk::DecisionKind::Block, 1_800_000, vec![3])
         );
         for bad in [
             r#"{"scope":"planet","value":"x","kind":"block","duration_ms":1000,"reason":"r"}"#,

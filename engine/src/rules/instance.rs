@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
-use super::abi::{EmittedAlert, HostState};
+use super::abi::HostState;
+use crate::finding::EmittedAlert;
 use super::{FieldPath, Manifest, RuleError};
 use crate::event::CommittedEvent;
 use vigil_sdk::state::StateStore;
@@ -61,7 +62,7 @@ pub struct BatchOutcome {
     /// Receivers named (routing rules): (index in the batch, receiver).
     pub routes: Vec<(usize, String)>,
     /// Decisions accepted.
-    pub decisions: Vec<crate::rules::abi::EmittedDecision>,
+    pub decisions: Vec<crate::finding::EmittedDecision>,
     /// Decisions refused (invalid, over the rate, past the policy).
     pub decisions_refused: u64,
     /// A refusal started a decision flood during this batch (reported once).

@@ -204,7 +204,7 @@ impl Sandbox {
         &self,
         rule: &CompiledRule,
         governor: Arc<Mutex<Governor>>,
-        gate: Option<Arc<crate::respond::Gate>>,
+        gate: Option<Arc<dyn super::DecisionGate>>,
     ) -> Result<RuleInstance, RuleError> {
         let mut host = HostState::new(
             Arc::from(rule.manifest.name.as_str()),

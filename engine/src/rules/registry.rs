@@ -241,8 +241,9 @@ pub struct RegistryConfig {
     pub batch_budget_per_event: Duration,
     /// Configuration JSON per rule name (`{}` when absent).
     pub rule_config: HashMap<String, String>,
-    /// What rules may decide, and the active decisions it counts (`crate::respond`).
-    pub decision_gate: Arc<crate::respond::Gate>,
+    /// What rules may decide (`respond::Gate` in the server). None: every rule decision is
+    /// refused, as in deploy probes.
+    pub decision_gate: Option<Arc<dyn super::DecisionGate>>,
 }
 
 impl Default for RegistryConfig {
@@ -254,10 +255,7 @@ impl Default for RegistryConfig {
             rate_limits: RateLimits::default(),
             batch_budget_base: Duration::from_millis(200),
             batch_budget_per_event: Duration::from_micros(100),
-            decision_gate: Arc::new(crate::respond::Gate::new(
-                crate::config::DecisionsConfig::default(),
-                Arc::default(),
-            )),
+            decision_gate: None,
             rule_config: HashMap::new(),
         }
     }

@@ -93,6 +93,15 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(err: crate::auth::AuthError) -> Self {
+        match err {
+            crate::auth::AuthError::Forbidden(needed) => Self::forbidden(needed),
+            _ => Self::unauthorized(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {

@@ -10,17 +10,21 @@
 //! `vigil integrity accept --reason ...`.
 
 pub mod anchor;
+pub mod canon;
+pub mod chain;
 pub mod export;
 pub mod keys;
 pub mod lock;
 pub mod retention;
+pub mod sequencer;
+pub mod verify;
 
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::Checkpoint;
-use crate::store::chain::Failure;
+use crate::ledger::chain::Failure;
 
 /// A checkpoint as JSON (API, anchor file, exports): hashes and signature in lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

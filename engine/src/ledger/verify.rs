@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::chain::{ChainVerifier, Failure, FailureKind, GENESIS, to_hash};
-use super::{Checkpoint, Store, StoreError};
-use crate::integrity::CheckpointJson;
-use crate::integrity::keys::Verifier;
+use crate::store::{Checkpoint, Store, StoreError};
+use crate::ledger::CheckpointJson;
+use crate::ledger::keys::Verifier;
 
 /// Rows fetched per round trip.
 const CHUNK: i64 = 10_000;
@@ -68,7 +68,7 @@ fn join_failed(e: tokio::task::JoinError) -> StoreError {
 }
 
 /// A chunk of rows, with the postings of their seqs where the backend keeps them.
-type Chunk = (Vec<super::StoredRow>, Option<Vec<(i64, i64)>>);
+type Chunk = (Vec<crate::store::StoredRow>, Option<Vec<(i64, i64)>>);
 
 fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Chunk, StoreError>> {
     let store = store.clone();
@@ -89,7 +89,7 @@ fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Ch
 /// already; their postings are not reported again.
 fn check_postings(
     verifier: &mut ChainVerifier,
-    rows: &[super::StoredRow],
+    rows: &[crate::store::StoredRow],
     consistent: &[bool],
     stored: Vec<(i64, i64)>,
 ) {
@@ -97,7 +97,7 @@ fn check_postings(
     let checked: HashSet<i64> = rows.iter().zip(consistent).filter(|(_, ok)| **ok).map(|(r, _)| r.seq).collect();
     let mut actual: HashSet<(i64, i64)> = stored.into_iter().filter(|(_, seq)| checked.contains(seq)).collect();
     for row in rows.iter().filter(|r| checked.contains(&r.seq)) {
-        for (field, term) in super::postings::terms(&row.columns) {
+        for (field, term) in crate::store::postings::terms(&row.columns) {
             if !actual.remove(&(term, row.seq)) {
                 verifier.fail(
                     row.seq,
@@ -267,7 +267,7 @@ pub async fn verify(
 /// check at start both use it.
 pub(crate) async fn truncation(
     store: &Store,
-    head: &super::Head,
+    head: &crate::store::Head,
     last: Option<&Checkpoint>,
     known: Option<&Checkpoint>,
     known_as: &str,

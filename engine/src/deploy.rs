@@ -6,15 +6,36 @@
 //! rule back at start with its SHA-256 and status (a quarantined rule stays quarantined
 //! until it is redeployed). Used by `api::rules`, `watch` and `alerts`.
 
+pub mod watch;
+
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
-use super::registry::{Deployed, Prepared, Quarantine};
-use super::{RuleError, RuleRegistry};
+use crate::rules::registry::{Deployed, Prepared, Quarantine};
+use crate::config::Config;
+use crate::respond::{ActiveSet, Gate};
+use crate::rules::limits::RateLimits;
+use crate::rules::module::{Sandbox, SandboxLimits};
+use crate::rules::registry::RegistryConfig;
+use crate::rules::{RuleError, RuleRegistry};
 use crate::event::{now_ms, system_event};
-use crate::store::sequencer::SequencerHandle;
-use crate::store::{Store, StoredRule};
+use crate::ledger::sequencer::SequencerHandle;
+use crate::store::{Store, StoreError, StoredRule};
+
+/// Why a rule change could not be made: the runtime refused it, or recording it failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// Refused or failed by the rule runtime (invalid module, unknown rule, fault).
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// Storage (or the chain) failed while recording the change; nothing took effect.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Records rule changes in the store and the chain.
 #[derive(Clone)]
@@ -32,7 +53,7 @@ impl RuleJournal {
         Self { store, sequencer, changes: Arc::default() }
     }
 
-    async fn chain(&self, action: &str, actor: &str, details: serde_json::Value) -> Result<(), RuleError> {
+    async fn chain(&self, action: &str, actor: &str, details: serde_json::Value) -> Result<(), DeployError> {
         self.sequencer.submit(vec![system_event("configuration", action, actor, details)]).await?;
         Ok(())
     }
@@ -46,7 +67,7 @@ impl RuleJournal {
         expected_name: Option<String>,
         source: &str,
         actor: &str,
-    ) -> Result<Deployed, RuleError> {
+    ) -> Result<Deployed, DeployError> {
         let prepared = prepare_off_runtime(registry, bytes.clone(), expected_name).await??;
         let (name, sha256) = (prepared.name().to_owned(), prepared.sha256_hex());
         let _one_at_a_time = self.changes.lock().await;
@@ -81,7 +102,7 @@ impl RuleJournal {
         name: &str,
         source: &str,
         actor: &str,
-    ) -> Result<String, RuleError> {
+    ) -> Result<String, DeployError> {
         let _one_at_a_time = self.changes.lock().await;
         let sha256 = registry.sha_of(name).ok_or_else(|| RuleError::NotFound(name.into()))?;
         self.chain("rule_deleted", actor, json!({"rule": name, "sha256": sha256, "source": source})).await?;
@@ -92,7 +113,7 @@ impl RuleJournal {
     /// Records a quarantine (the registry has already taken the rule out of the set). The
     /// stored status comes first: a quarantine only ever stops a rule, and it must survive
     /// a restart even when the chain event cannot be written any more (shutdown).
-    pub async fn quarantined(&self, name: &str, sha256: &str, reason: &str) -> Result<(), RuleError> {
+    pub async fn quarantined(&self, name: &str, sha256: &str, reason: &str) -> Result<(), DeployError> {
         if !self.store.set_rule_status(name, sha256, "quarantined", Some(reason), now_ms()).await? {
             tracing::warn!(rule = name, sha256, "Quarantined rule version is not the stored one; status not persisted");
         }
@@ -102,7 +123,7 @@ impl RuleJournal {
 
     /// Records a module from the rules directory that was refused (so operators, and
     /// tests, can tell "refused" from "not scanned yet").
-    pub async fn refused(&self, file: &str, sha256: &str, reason: &str) -> Result<(), RuleError> {
+    pub async fn refused(&self, file: &str, sha256: &str, reason: &str) -> Result<(), DeployError> {
         self.chain("rule_refused", "rules_dir", json!({"file": file, "sha256": sha256, "reason": reason})).await
     }
 }
@@ -113,18 +134,18 @@ async fn prepare_off_runtime(
     registry: &Arc<RuleRegistry>,
     module: Vec<u8>,
     expected_name: Option<String>,
-) -> Result<Result<Prepared, RuleError>, RuleError> {
+) -> Result<Result<Prepared, RuleError>, DeployError> {
     let compiling = registry.clone();
     tokio::task::spawn_blocking(move || compiling.prepare(&module, expected_name.as_deref()))
         .await
-        .map_err(|e| RuleError::Fault(format!("compilation task failed: {e}")))
+        .map_err(|e| DeployError::Rule(RuleError::Fault(format!("compilation task failed: {e}"))))
 }
 
 /// Brings every stored rule back: active ones activated with their stored SHA-256,
 /// quarantined ones held quarantined. A stored module that no longer compiles (or whose
 /// bytes do not match its SHA-256) is held quarantined with the reason, never dropped
 /// silently. Returns (active, quarantined).
-pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usize, usize), RuleError> {
+pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usize, usize), DeployError> {
     let rows = store.load_rules().await?;
     let (mut active, mut quarantined) = (0, 0);
     for row in rows {
@@ -158,4 +179,54 @@ pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usi
         }
     }
     Ok((active, quarantined))
+}
+
+/// The sandbox and registry from `[rules]`.
+///
+/// Rule decisions pass the `[decisions]` gate over `active` (the set `respond` keeps).
+pub fn build_registry(
+    config: &Config,
+    artifact_cache: Option<(PathBuf, Vec<u8>)>,
+    active: Arc<ActiveSet>,
+) -> Result<RuleRegistry, RuleError> {
+    let r = &config.rules;
+    let sandbox = Sandbox::new(SandboxLimits {
+        max_module_bytes: r.max_module_bytes,
+        memory_bytes: r.memory_limit_mb << 20,
+        tick: Duration::from_millis(r.epoch_tick_ms),
+        deadline_ticks: r.call_deadline_ms.div_ceil(r.epoch_tick_ms),
+        max_instances: r.max_rules * 2,
+        artifact_cache,
+    })?;
+    let rule_config = r
+        .config
+        .iter()
+        .map(|(name, table)| {
+            let json = serde_json::to_string(table)
+                .map_err(|e| RuleError::Invalid(format!("rules.config.{name}: {e}")))?;
+            Ok((name.clone(), json))
+        })
+        .collect::<Result<_, RuleError>>()?;
+    let state_limits = vigil_sdk::state::StateLimits {
+        max_keys: r.state_max_keys,
+        max_bytes: r.state_max_mb << 20,
+        ..Default::default()
+    };
+    Ok(RuleRegistry::new(
+        sandbox,
+        RegistryConfig {
+            max_faults: r.max_faults,
+            fault_decay: Duration::from_secs(r.fault_decay_secs),
+            state_limits,
+            rate_limits: RateLimits {
+                alerts_per_minute: r.alerts_per_minute,
+                log_lines_per_minute: r.log_lines_per_minute,
+                decisions_per_minute: config.decisions.per_rule_per_minute,
+            },
+            batch_budget_base: Duration::from_millis(r.batch_budget_base_ms),
+            batch_budget_per_event: Duration::from_micros(r.batch_budget_per_event_us),
+            rule_config,
+            decision_gate: Some(Arc::new(Gate::new(config.decisions.clone(), active))),
+        },
+    ))
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::RuleRegistry;
-use super::journal::RuleJournal;
+use super::RuleJournal;
+use crate::rules::RuleRegistry;
 
 #[derive(Clone, PartialEq)]
 struct Seen {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::event::system_event_with_id;
-use crate::store::sequencer::SequencerHandle;
+use crate::ledger::sequencer::SequencerHandle;
 use crate::store::{Store, StoreError};
 
 /// One purge.

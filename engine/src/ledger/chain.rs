@@ -8,7 +8,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::StoredRow;
+use crate::store::StoredRow;
 
 /// Domain separation tag of the chain.
 pub const CHAIN_TAG: &[u8] = b"vigil-chain-v1";

@@ -22,8 +22,8 @@ use serde_json::Value;
 
 use super::CheckpointJson;
 use super::keys::Verifier;
-use crate::store::chain::{Failure, FailureKind, GENESIS, MAX_REPORTED_FAILURES, chain_hash, to_hash};
-use crate::store::verify::SeqRange;
+use crate::ledger::chain::{Failure, FailureKind, GENESIS, MAX_REPORTED_FAILURES, chain_hash, to_hash};
+use crate::ledger::verify::SeqRange;
 
 /// The export format name.
 pub const FORMAT: &str = "vigil-export-v1";
@@ -525,7 +525,7 @@ pub fn csv_record(event: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrity::keys::CheckpointKeys;
+    use crate::ledger::keys::CheckpointKeys;
 
     /// An export of `n` events with a checkpoint every `every` seqs (and at the end when
     /// `sign_tail`).

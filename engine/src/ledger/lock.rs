@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
 use super::IntegrityStatus;
-use crate::store::chain::{Failure, FailureKind};
+use crate::ledger::chain::{Failure, FailureKind};
 
 /// The held lock; dropping it releases it.
 pub enum WriterLock {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::CheckpointJson;
 use super::keys::{Verifier, sync_dir};
-use crate::store::chain::{Failure, FailureKind};
+use crate::ledger::chain::{Failure, FailureKind};
 use crate::store::{Checkpoint, Store, StoreError};
 
 /// The anchor file's content.
@@ -65,7 +65,7 @@ impl Anchor {
         .map_err(std::io::Error::other)??;
         if let Some(url) = self.witness_url.clone() {
             tokio::spawn(async move {
-                let Ok(client) = crate::route::receivers::http_client(std::time::Duration::from_secs(10)).build()
+                let Ok(client) = crate::net::http_client(std::time::Duration::from_secs(10)).build()
                 else {
                     return;
                 };
@@ -138,7 +138,7 @@ pub async fn check(store: &Store, anchored: &Checkpoint) -> Result<Vec<Failure>,
     let mut failures = Vec::new();
     let head = store.head().await?;
     let last = store.last_checkpoint().await?;
-    crate::store::verify::truncation(store, &head, last.as_ref(), Some(anchored), "anchored", &mut failures).await?;
+    crate::ledger::verify::truncation(store, &head, last.as_ref(), Some(anchored), "anchored", &mut failures).await?;
     if head.seq < anchored.seq {
         return Ok(failures);
     }

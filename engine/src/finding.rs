@@ -1,0 +1,92 @@
+//! What detection finds, as plain data shared by every layer above it: the alerts and
+//! decisions a rule emits (`EmittedAlert`, `EmittedDecision`), the same with where they came
+//! from (`RaisedAlert`, `RaisedDecision`), quarantines, and the output of one evaluated batch
+//! (`Evaluated`). Produced by `rules` and `detect`, consumed by `alerts`, `respond`, `route`
+//! and the writer in `app`.
+
+use serde_json::Value;
+
+/// An alert as emitted by a rule, validated and copied out of the guest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmittedAlert {
+    /// Title.
+    pub title: String,
+    /// P1..P4.
+    pub severity: String,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Summary fields.
+    pub fields: Value,
+    /// Triggering event seqs.
+    pub event_seqs: Vec<i64>,
+    /// Suggested actions.
+    pub actions: Vec<String>,
+}
+
+/// A decision as emitted by a rule (ABI 1.2), validated and copied out of the guest: the
+/// SDK's own type, read by the SDK's own `Decision::from_json`, so the host and the native
+/// harness accept exactly the same decisions.
+pub type EmittedDecision = vigil_sdk::Decision;
+
+/// An alert as raised by a rule, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaisedAlert {
+    /// Rule name.
+    pub rule: String,
+    /// Rule version.
+    pub rule_version: String,
+    /// Module SHA-256 (hex).
+    pub rule_sha256: String,
+    /// The alert.
+    pub alert: EmittedAlert,
+    /// Event time of the latest triggering event in the batch (epoch ms).
+    pub at: i64,
+}
+
+/// A decision as issued by a rule, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaisedDecision {
+    /// Rule name.
+    pub rule: String,
+    /// Module SHA-256 (hex).
+    pub rule_sha256: String,
+    /// The decision.
+    pub decision: EmittedDecision,
+}
+
+impl RaisedAlert {
+    /// An alert the server raises itself (rule `vigil`, this build's version): floods,
+    /// quarantines, integrity failures. `rule_sha256` names the module it is about, if any.
+    pub fn by_vigil(rule_sha256: String, alert: EmittedAlert, at: i64) -> Self {
+        Self { rule: "vigil".into(), rule_version: env!("CARGO_PKG_VERSION").into(), rule_sha256, alert, at }
+    }
+}
+
+/// A rule was quarantined during a batch.
+#[derive(Debug, Clone)]
+pub struct QuarantineNotice {
+    /// Rule name.
+    pub rule: String,
+    /// Module SHA-256 (hex).
+    pub sha256: String,
+    /// Last fault.
+    pub reason: String,
+}
+
+/// Output of one batch.
+#[derive(Debug, Default)]
+pub struct Evaluated {
+    /// Alerts raised.
+    pub alerts: Vec<RaisedAlert>,
+    /// Rules quarantined.
+    pub quarantined: Vec<QuarantineNotice>,
+    /// Rule evaluations (event x rule) done.
+    pub evaluations: u64,
+    /// Routing rules: receivers named, (record index, receiver).
+    pub routes: Vec<(usize, String)>,
+    /// Rule calls that faulted.
+    pub faulted: usize,
+    /// Decisions issued.
+    pub decisions: Vec<RaisedDecision>,
+}
+
