@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: engine unit tests, the SDK, the integration tests against real
-# SQLite and the real PostgreSQL (started if it is down), and the example rules' native tests.
+# SQLite and the real PostgreSQL (started if it is down), and the example rules' native tests;
+# first the layer check (scripts/check-layers.py, see docs/architecture.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --postgres
-cargo test --workspace
+python3 scripts/check-layers.py --self-test
+python3 scripts/check-layers.py
+# Unit tests and the integration suite (examples are not linked here: clippy
+# --all-targets checks that they compile), then the SDK's documentation examples.
+cargo test --workspace --tests
+cargo test -p vigil-sdk -p vigil-bouncer --doc
 if [[ -f rules/Cargo.toml ]]; then
     (cd rules && cargo test)
 fi

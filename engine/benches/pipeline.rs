@@ -32,10 +32,10 @@ use serde_json::Value;
 use vigil::config::Config;
 use vigil::detect::Evaluator;
 use vigil::event::CommittedEvent;
-use vigil::rules::RuleRegistry;
-use vigil::store::StoredRow;
 use vigil::ledger::canon::to_canonical;
 use vigil::ledger::chain::{ChainVerifier, GENESIS, chain_hash};
+use vigil::rules::RuleRegistry;
+use vigil::store::StoredRow;
 
 fn example_rules_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -77,7 +77,8 @@ fn committed_from(from: u64, n: u64, only: Option<&str>) -> Vec<CommittedEvent> 
 }
 
 fn registry_with(dir: &std::path::Path, names: &[&str]) -> Arc<RuleRegistry> {
-    let registry = Arc::new(vigil::deploy::build_registry(&Config::default(), None, Default::default()).expect("registry"));
+    let registry =
+        Arc::new(vigil::deploy::build_registry(&Config::default(), None, Default::default()).expect("registry"));
     for name in names {
         let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("built rule");
         registry.deploy(&bytes, Some(name), "bench").expect("deploy");
@@ -320,8 +321,14 @@ fn restart(c: &mut Criterion) {
     }
     let key = vec![7u8; 32];
     let restore = |cache: &std::path::Path| {
-        let registry =
-            Arc::new(vigil::deploy::build_registry(&Config::default(), Some((cache.to_path_buf(), key.clone())), Default::default()).unwrap());
+        let registry = Arc::new(
+            vigil::deploy::build_registry(
+                &Config::default(),
+                Some((cache.to_path_buf(), key.clone())),
+                Default::default(),
+            )
+            .unwrap(),
+        );
         let (active, quarantined) = rt.block_on(vigil::deploy::restore(&store, &registry)).unwrap();
         assert_eq!((active, quarantined), (50, 0));
         registry
@@ -408,10 +415,10 @@ impl vigil::alerts::Routing for OneReceiver {
 }
 
 fn alerts(c: &mut Criterion) {
-    use vigil::finding::RaisedAlert;
     use vigil::finding::EmittedAlert;
-    use vigil::store::Store;
+    use vigil::finding::RaisedAlert;
     use vigil::ledger::sequencer::{Handoff, Sequencer, SequencerConfig};
+    use vigil::store::Store;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("vigil-bench-alerts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,14 +14,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::AlertsConfig;
-use crate::finding::{Evaluated, RaisedAlert};
 use crate::event::system_event_with_id;
-use crate::store::alerting::{MAX_EVENT_SEQS, merge_seqs};
+use crate::finding::RaisedAlert;
 use crate::ledger::sequencer::SequencerHandle;
+use crate::store::alerting::{MAX_EVENT_SEQS, merge_seqs};
 use crate::store::{AlertChange, AlertRow, AlertWrite, EscalationRow, NotificationRow, SilenceRow, Store, StoreError};
 
 /// Errors of lifecycle operations (mapped to 404 / 409 / 400 by the API).

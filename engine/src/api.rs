@@ -25,8 +25,8 @@ use self::error::ApiError;
 use crate::auth::KeyRing;
 use crate::config::Config;
 use crate::ingest::Masker;
-use crate::store::Store;
 use crate::ledger::sequencer::SequencerHandle;
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// Everything a handler may need, shared by all workers.

@@ -7,7 +7,6 @@
 mod writer;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,8 @@ use crate::alerts::AlertService;
 use crate::api::{self, AppState};
 use crate::auth::{KeyRing, Role, generate_key};
 use crate::config::Config;
+use crate::deploy::RuleJournal;
+use crate::deploy::watch::RulesDir;
 use crate::detect::pipeline::{Pipeline, PipelineStats};
 use crate::detect::replay;
 use crate::event::system_event;
@@ -27,12 +28,9 @@ use crate::ledger::anchor::Anchor;
 use crate::ledger::keys::{CheckpointKeys, LogFacts};
 use crate::ledger::lock::WriterLock;
 use crate::ledger::retention::Retention;
-use crate::route::Outbox;
-use crate::rules::RuleRegistry;
-use crate::deploy::RuleJournal;
-use crate::deploy::watch::RulesDir;
-use crate::store::Store;
 use crate::ledger::sequencer::{Sequencer, SequencerConfig};
+use crate::route::Outbox;
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// A started server.
@@ -99,10 +97,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let anchor_failures = compare_with_anchor(&store, &anchor, &checkpoint_keys, last_checkpoint.as_ref()).await?;
     let active_decisions = Arc::new(crate::respond::ActiveSet::default());
     let registry = Arc::new(crate::deploy::build_registry(
-            &config,
-            Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())),
-            active_decisions.clone(),
-        )?);
+        &config,
+        Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())),
+        active_decisions.clone(),
+    )?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
     let handoff = Arc::new(crate::ledger::sequencer::Handoff::new(
         config.rules.detection_queue_events as u64,

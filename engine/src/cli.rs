@@ -254,8 +254,7 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
             Err(_) => given.clone(),
         };
         keys.extend(
-            crate::ledger::keys::parse_public_key(&text)
-                .map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
+            crate::ledger::keys::parse_public_key(&text).map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
         );
     }
     let verifier = crate::ledger::keys::Verifier::new(keys);

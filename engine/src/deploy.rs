@@ -14,15 +14,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::rules::registry::{Deployed, Prepared, Quarantine};
 use crate::config::Config;
+use crate::event::{now_ms, system_event};
+use crate::ledger::sequencer::SequencerHandle;
 use crate::respond::{ActiveSet, Gate};
 use crate::rules::limits::RateLimits;
 use crate::rules::module::{Sandbox, SandboxLimits};
 use crate::rules::registry::RegistryConfig;
+use crate::rules::registry::{Deployed, Prepared, Quarantine};
 use crate::rules::{RuleError, RuleRegistry};
-use crate::event::{now_ms, system_event};
-use crate::ledger::sequencer::SequencerHandle;
 use crate::store::{Store, StoreError, StoredRule};
 
 /// Why a rule change could not be made: the runtime refused it, or recording it failed.
@@ -107,7 +107,7 @@ impl RuleJournal {
         let sha256 = registry.sha_of(name).ok_or_else(|| RuleError::NotFound(name.into()))?;
         self.chain("rule_deleted", actor, json!({"rule": name, "sha256": sha256, "source": source})).await?;
         self.store.delete_rule(name).await?;
-        registry.delete(name)
+        Ok(registry.delete(name)?)
     }
 
     /// Records a quarantine (the registry has already taken the rule out of the set). The
@@ -202,8 +202,8 @@ pub fn build_registry(
         .config
         .iter()
         .map(|(name, table)| {
-            let json = serde_json::to_string(table)
-                .map_err(|e| RuleError::Invalid(format!("rules.config.{name}: {e}")))?;
+            let json =
+                serde_json::to_string(table).map_err(|e| RuleError::Invalid(format!("rules.config.{name}: {e}")))?;
             Ok((name.clone(), json))
         })
         .collect::<Result<_, RuleError>>()?;

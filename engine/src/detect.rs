@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use crate::event::CommittedEvent;
 use crate::event::{SLOT_ACTION, SLOT_CATEGORY, SLOT_OUTCOME};
+use crate::finding::{EmittedAlert, Evaluated, QuarantineNotice, RaisedAlert, RaisedDecision};
 use crate::rules::RuleRegistry;
-use crate::finding::{Evaluated, QuarantineNotice, RaisedAlert, RaisedDecision};
 use crate::rules::instance::{BatchColumns, RuleInstance};
 use crate::rules::limits::batch_budget;
 use crate::rules::registry::{LoadedRule, RuleSet, SubscriptionIndex};

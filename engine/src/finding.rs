@@ -89,4 +89,3 @@ pub struct Evaluated {
     /// Decisions issued.
     pub decisions: Vec<RaisedDecision>,
 }
-

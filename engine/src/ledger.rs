@@ -23,8 +23,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::Checkpoint;
 use crate::ledger::chain::Failure;
+use crate::store::Checkpoint;
 
 /// A checkpoint as JSON (API, anchor file, exports): hashes and signature in lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

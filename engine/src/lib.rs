@@ -15,16 +15,15 @@
 //! - L6 surfaces: [`api`], [`cli`]
 //! - L7 [`app`]: the composition root
 
-
 // The OpenAPI document (api::openapi) is written as nested `json!` literals.
 #![recursion_limit = "512"]
 
+pub mod clock;
+pub mod config;
 pub mod event;
 pub mod finding;
-pub mod clock;
-pub mod telemetry;
 pub mod net;
-pub mod config;
+pub mod telemetry;
 
 pub mod store;
 

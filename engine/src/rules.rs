@@ -38,8 +38,13 @@ pub enum RuleError {
 pub trait DecisionGate: Send + Sync + std::fmt::Debug {
     /// Whether `rule` may issue a decision of `scope` lasting `duration_ms`, given that it
     /// already issued `pending` in this call; the refusal's label (for logs) if not.
-    fn admit_decision(&self, rule: &str, scope: vigil_sdk::Scope, duration_ms: i64, pending: usize)
-    -> Result<(), &'static str>;
+    fn admit_decision(
+        &self,
+        rule: &str,
+        scope: vigil_sdk::Scope,
+        duration_ms: i64,
+        pending: usize,
+    ) -> Result<(), &'static str>;
     /// Counts a refusal (metrics).
     fn count_refusal(&self);
 }

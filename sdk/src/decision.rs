@@ -25,9 +25,9 @@
 
 use std::fmt;
 
-use crate::time::IntoWindowMs;
 use crate::json::Value;
 use crate::time::HOUR_MS;
+use crate::time::IntoWindowMs;
 
 /// Largest decision JSON the host accepts, in bytes.
 pub const MAX_DECISION_BYTES: usize = 4 * 1024;

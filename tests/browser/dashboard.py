@@ -1,5 +1,5 @@
 """End-to-end test of the Vigil dashboard in headless Chromium (Debian's package, driven by
-Playwright with the system executable). Run by tests/tests/dashboard.rs against a real
+Playwright with the system executable). Run by tests/all/dashboard.rs against a real
 server that already holds a brute-force alert; saves a screenshot of every page.
 
 Usage: dashboard.py BASE_URL ADMIN_KEY READ_KEY OUT_DIR

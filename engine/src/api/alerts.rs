@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::{AppState, parse_query, parse_time_param, read_body, read_json};
 use crate::alerts::{AlertError, ManualAlert};
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 use crate::store::{AlertFilter, NotificationFilter};
 
 impl From<AlertError> for ApiError {

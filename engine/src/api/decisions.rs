@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, parse_query, read_json};
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 use crate::respond::{DecisionError, Kind, NewDecision, Scope};
 use crate::store::decisions::DecisionFilter;
 

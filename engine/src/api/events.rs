@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, parse_query, parse_time_param};
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 use crate::ingest::{Problem, parse_body, validate_batch};
 use crate::store::{EventFilter, StatsFilter};
 use crate::telemetry::Metrics;

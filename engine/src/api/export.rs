@@ -10,11 +10,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{AppState, parse_query, parse_time_param};
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 use crate::ledger::CheckpointJson;
-use crate::ledger::export::{CSV_COLUMNS, FORMAT, Line, csv_record};
 use crate::ledger::chain::GENESIS;
+use crate::ledger::export::{CSV_COLUMNS, FORMAT, Line, csv_record};
 use crate::store::{Store, StoreError};
 
 /// Rows read per round trip.

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, parse_query};
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 use crate::ledger::CheckpointJson;
 use crate::ledger::verify::{HeadView, verify as verify_range};
 use crate::telemetry::Metrics;

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::auth::{Role, generate_key};
 use crate::api::error::ApiError;
+use crate::auth::{Role, generate_key};
 use crate::event::system_event;
 
 #[derive(Deserialize)]

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the HTTP API, served at `GET /v1/openapi.json` (no key).
 //!
 //! The handlers build their JSON with `serde_json::json!`, so the document is kept here,
-//! beside them, rather than derived: `tests/tests/openapi.rs` checks that every route of
+//! beside them, rather than derived: `tests/all/openapi.rs` checks that every route of
 //! [`super::ROUTES`] is documented and every documented operation is served, and runs
 //! schemathesis against a live server (no 5xx; every status, content type and body matches
 //! what is written here). `docs/api.md` is generated from this document

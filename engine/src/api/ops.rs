@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> HttpResponse {

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, parse_query, read_json};
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 use crate::store::NotificationFilter;
 
 /// Receivers with their circuit state.

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::{AppState, read_json};
 use crate::alerts::silence::{MAX_MATCHERS, Matcher};
-use crate::auth::Role;
 use crate::api::error::ApiError;
+use crate::auth::Role;
 use crate::store::SilenceRow;
 
 #[derive(Deserialize)]

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::replay::for_each_chunk;
 use super::Evaluator;
-use crate::finding::Evaluated;
+use super::replay::for_each_chunk;
 use crate::event::CommittedEvent;
+use crate::finding::Evaluated;
+use crate::ledger::sequencer::Handoff;
 use crate::rules::RuleRegistry;
 use crate::store::Store;
-use crate::ledger::sequencer::Handoff;
 
 /// Most events evaluated per pass (smaller batches from the sequencer are coalesced).
 const COALESCE_EVENTS: usize = 8192;

@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use super::Evaluator;
-use crate::finding::Evaluated;
 use crate::event::CommittedEvent;
+use crate::finding::Evaluated;
 use crate::store::{Store, StoreError, decode_canon};
 
 const CHUNK: i64 = 5000;

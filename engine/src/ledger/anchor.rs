@@ -65,8 +65,7 @@ impl Anchor {
         .map_err(std::io::Error::other)??;
         if let Some(url) = self.witness_url.clone() {
             tokio::spawn(async move {
-                let Ok(client) = crate::net::http_client(std::time::Duration::from_secs(10)).build()
-                else {
+                let Ok(client) = crate::net::http_client(std::time::Duration::from_secs(10)).build() else {
                     return;
                 };
                 let sent = client.post(&url).header("content-type", "application/json").body(bytes).send().await;

@@ -27,12 +27,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::canon::to_canonical_with_span;
 use super::chain::{Failure, FailureKind, chain_hash};
-use crate::store::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRow};
 use crate::clock::Clock;
 use crate::event::{CommittedEvent, MASK_POLICY_VERSION, NewEvent};
 use crate::ledger::IntegrityStatus;
 use crate::ledger::anchor::Anchor;
 use crate::ledger::keys::CheckpointKeys;
+use crate::store::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRow};
 
 /// The answer for one submitted event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::chain::{ChainVerifier, Failure, FailureKind, GENESIS, to_hash};
-use crate::store::{Checkpoint, Store, StoreError};
 use crate::ledger::CheckpointJson;
 use crate::ledger::keys::Verifier;
+use crate::store::{Checkpoint, Store, StoreError};
 
 /// Rows fetched per round trip.
 const CHUNK: i64 = 10_000;

@@ -14,8 +14,8 @@ use crate::alerts::AlertService;
 use crate::clock::Clock;
 use crate::config::DecisionsConfig;
 use crate::event::{NewEvent, system_event_with_id};
-use crate::store::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow};
 use crate::ledger::sequencer::SequencerHandle;
+use crate::store::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow};
 use crate::store::{AlertFilter, Store, StoreError};
 
 pub use crate::finding::RaisedDecision;

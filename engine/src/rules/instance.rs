@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
 use super::abi::HostState;
-use crate::finding::EmittedAlert;
 use super::{FieldPath, Manifest, RuleError};
 use crate::event::CommittedEvent;
+use crate::finding::EmittedAlert;
 use vigil_sdk::state::StateStore;
 
 /// Budgets of one instance.
