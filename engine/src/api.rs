@@ -63,7 +63,7 @@ pub struct AppState {
     /// Notification delivery (receivers and their circuits).
     pub outbox: Arc<crate::route::Outbox>,
     /// The sequencer-to-detection hand-off (its queue depth is a metric).
-    pub handoff: Arc<crate::ledger::sequencer::Handoff>,
+    pub handoff: Arc<crate::ledger::handoff::Handoff>,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the

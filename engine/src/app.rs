@@ -102,7 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         active_decisions.clone(),
     )?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
-    let handoff = Arc::new(crate::ledger::sequencer::Handoff::new(
+    let handoff = Arc::new(crate::ledger::handoff::Handoff::new(
         config.rules.detection_queue_events as u64,
         (config.rules.detection_queue_mb as u64) << 20,
     ));

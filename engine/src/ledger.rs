@@ -13,6 +13,7 @@ pub mod anchor;
 pub mod canon;
 pub mod chain;
 pub mod export;
+pub mod handoff;
 pub mod keys;
 pub mod lock;
 pub mod retention;

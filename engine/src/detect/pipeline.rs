@@ -16,7 +16,7 @@ use super::Evaluator;
 use super::replay::for_each_chunk;
 use crate::event::CommittedEvent;
 use crate::finding::Evaluated;
-use crate::ledger::sequencer::Handoff;
+use crate::ledger::handoff::Handoff;
 use crate::rules::RuleRegistry;
 use crate::store::Store;
 

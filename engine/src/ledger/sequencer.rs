@@ -19,11 +19,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+
+mod recovery;
+mod signing;
 
 use super::canon::to_canonical_with_span;
 use super::chain::{Failure, FailureKind, chain_hash};
@@ -31,6 +34,7 @@ use crate::clock::Clock;
 use crate::event::{CommittedEvent, MASK_POLICY_VERSION, NewEvent};
 use crate::ledger::IntegrityStatus;
 use crate::ledger::anchor::Anchor;
+use crate::ledger::handoff::Handoff;
 use crate::ledger::keys::CheckpointKeys;
 use crate::store::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRow};
 
@@ -167,55 +171,6 @@ struct InFlight {
 struct Pending {
     head: Head,
     committed: Vec<CommittedEvent>,
-}
-
-/// What the sequencer tells detection besides the batches themselves, and the bound of the
-/// hand-off in events and bytes (besides the channel's bound in batches).
-#[derive(Debug)]
-pub struct Handoff {
-    /// Batches not handed over because detection's queue was full.
-    pub skipped: AtomicU64,
-    /// Seq of the last committed event (detection catches up to it when idle).
-    pub head: AtomicU64,
-    /// Events queued for detection now.
-    pub queued_events: AtomicU64,
-    /// Canonical bytes queued for detection now.
-    pub queued_bytes: AtomicU64,
-    max_events: u64,
-    max_bytes: u64,
-}
-
-impl Handoff {
-    /// A hand-off holding at most `max_events` events and `max_bytes` canonical bytes.
-    pub fn new(max_events: u64, max_bytes: u64) -> Self {
-        Self {
-            skipped: AtomicU64::new(0),
-            head: AtomicU64::new(0),
-            queued_events: AtomicU64::new(0),
-            queued_bytes: AtomicU64::new(0),
-            max_events,
-            max_bytes,
-        }
-    }
-
-    /// Reserves room for a batch; false (nothing reserved) when it would pass a bound.
-    /// Only the sequencer reserves, so check-then-add cannot overshoot.
-    fn reserve(&self, events: u64, bytes: u64) -> bool {
-        let (e, b) = (self.queued_events.load(Ordering::Acquire), self.queued_bytes.load(Ordering::Acquire));
-        if e + events > self.max_events || b + bytes > self.max_bytes {
-            return false;
-        }
-        self.queued_events.fetch_add(events, Ordering::AcqRel);
-        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        true
-    }
-
-    /// Gives back the room of a batch detection took off the queue.
-    pub fn release(&self, batch: &[CommittedEvent]) {
-        let bytes: usize = batch.iter().map(|e| e.size).sum();
-        self.queued_events.fetch_sub(batch.len() as u64, Ordering::AcqRel);
-        self.queued_bytes.fetch_sub(bytes as u64, Ordering::AcqRel);
-    }
 }
 
 impl Sequencer {
@@ -422,277 +377,6 @@ impl Sequencer {
                 self.unsigned_since.get_or_insert_with(Instant::now);
             }
         }
-    }
-
-    /// A group's transaction failed (and did not land).
-    async fn failed(&mut self, err: StoreError, jobs: Vec<AppendJob>) {
-        if err.shared().is_some() {
-            // Out of space, database unreachable, on hold: not the batch's fault, so no
-            // one-by-one retry; every request of the group gets the same answer.
-            tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; nothing was stored");
-            answer_err(jobs, &err);
-        } else if jobs.len() > 1 {
-            // Isolate the failure: one transaction per request, so one bad batch cannot fail
-            // its neighbours.
-            tracing::warn!(error = %err, requests = jobs.len(), "Group commit failed; retrying requests one by one");
-            for job in jobs {
-                let jobs = self.refuse_on_hold(vec![job]);
-                let Some(job) = jobs.into_iter().next() else { continue };
-                let written = match self.prepare(vec![job], None).await {
-                    Ok(p) if p.rows.is_empty() => {
-                        answer_ok(p.jobs, p.acks);
-                        Ok(())
-                    }
-                    Ok(p) => {
-                        let f = self.launch(p);
-                        self.finish(f).await
-                    }
-                    Err(refused) => Err(refused),
-                };
-                if let Err((e, jobs)) = written {
-                    answer_err(jobs, &e);
-                }
-            }
-        } else {
-            tracing::error!(error = %err, "Commit failed; the batch was not stored");
-            for (_, _, reply) in jobs {
-                let _ = reply.send(Err(StoreError::WriteFailed(err.to_string())));
-            }
-        }
-    }
-
-    /// After a commit error: re-reads the head. A head that moved under the sequencer
-    /// (rows deleted, rewritten or appended by someone else) is an integrity failure: the
-    /// log goes on hold and the sequencer continues from what the database holds.
-    ///
-    /// `pending` is the head the failed transaction would have made: a database at exactly
-    /// that head means the commit landed and only its answer was lost (a connection cut
-    /// during COMMIT); that is no failure, and true is returned. When the head cannot be
-    /// read, the outcome stays uncertain and is settled before the next write.
-    async fn recheck_head(&mut self, err: &StoreError, pending: Option<Pending>) -> bool {
-        let db = match self.store.head().await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, cause = %err, "Could not re-read the head after a commit error");
-                if pending.is_some() {
-                    self.uncertain = pending;
-                }
-                return false;
-            }
-        };
-        if db == self.head {
-            return false;
-        }
-        if let Some(p) = pending.or_else(|| self.uncertain.take())
-            && p.head == db
-        {
-            tracing::warn!(
-                seq = db.seq,
-                cause = %err,
-                "A commit whose answer was lost did land; its events are kept (client retries are duplicates)"
-            );
-            self.adopt(p).await;
-            return true;
-        }
-        let (kind, expected, actual) = if db.seq < self.head.seq {
-            (
-                FailureKind::Truncated,
-                format!("a log up to seq {} (hash {})", self.head.seq, hex::encode(self.head.hash)),
-                format!("the log ends at seq {}", db.seq),
-            )
-        } else {
-            (
-                FailureKind::HashMismatch,
-                format!("head seq {} hash {}", self.head.seq, hex::encode(self.head.hash)),
-                format!("head seq {} hash {} (written by someone else)", db.seq, hex::encode(db.hash)),
-            )
-        };
-        let failure = Failure { seq: db.seq.min(self.head.seq) + 1, kind, expected, actual };
-        tracing::error!(
-            seq = failure.seq,
-            kind = ?failure.kind,
-            "The log changed under the sequencer; client writes are refused until an operator accepts"
-        );
-        self.config.status.set_hold(vec![failure], self.config.clock.now_ms());
-        if db.seq < self.head.seq {
-            prune_postings(&self.store, db.seq).await;
-        }
-        self.head = db;
-        self.handoff.head.store(db.seq.max(0) as u64, Ordering::Relaxed);
-        false
-    }
-
-    /// Takes a transaction that landed although its commit reported an error.
-    async fn adopt(&mut self, p: Pending) {
-        self.head = p.head;
-        self.handoff.head.store(p.head.seq as u64, Ordering::Relaxed);
-        match self.store.last_checkpoint().await {
-            Ok(Some(cp)) if self.last_checkpoint.as_ref().is_none_or(|l| l.id < cp.id) => self.signed(cp).await,
-            _ => {
-                self.unsigned_since.get_or_insert_with(Instant::now);
-            }
-        }
-        self.publish(p.committed);
-    }
-
-    /// Settles a commit whose outcome is unknown (the database was unreachable right after
-    /// it) before anything else is written on top of the in-memory head.
-    async fn settle(&mut self) -> Result<(), StoreError> {
-        let Some(p) = self.uncertain.take() else { return Ok(()) };
-        match self.store.head().await {
-            Ok(db) if db == p.head => {
-                tracing::warn!(seq = db.seq, "A commit whose answer was lost did land; its events are kept");
-                self.adopt(p).await;
-                Ok(())
-            }
-            Ok(_) => {
-                let err = StoreError::Unavailable("an earlier commit's outcome was unknown".into());
-                self.recheck_head(&err, None).await;
-                Ok(())
-            }
-            Err(e) => {
-                self.uncertain = Some(p);
-                Err(e)
-            }
-        }
-    }
-
-    /// Signs the head when anything is unsigned; returns the newest checkpoint either way.
-    async fn sign_head(&mut self) -> Result<Option<Checkpoint>, StoreError> {
-        if self.head.seq <= self.last_checkpoint.as_ref().map_or(0, |c| c.seq) {
-            self.unsigned_since = None;
-            return Ok(self.last_checkpoint.clone());
-        }
-        let cp = self.next_checkpoint(self.head);
-        self.settle().await?;
-        if let Err(e) = self.store.append_checkpoint(&cp).await {
-            self.recheck_head(&e, None).await;
-            return Err(e);
-        }
-        self.signed(cp.clone()).await;
-        Ok(Some(cp))
-    }
-
-    async fn signed(&mut self, cp: Checkpoint) {
-        if let Some(anchor) = &self.config.anchor
-            && let Err(e) = anchor.write(&cp).await
-        {
-            tracing::error!(error = %e, path = %anchor.path().display(), "Could not write the anchor file");
-        }
-        self.config.status.set_last_checkpoint(cp.clone());
-        self.last_checkpoint = Some(cp);
-        self.unsigned_since = None;
-    }
-
-    /// Hands committed events to detection without ever waiting: when detection's queue is
-    /// full the batch is skipped here, and detection reads the skipped seqs back from the
-    /// store when it notices the gap. Ingest never stalls on rules; no event goes unevaluated.
-    fn publish(&self, committed: Vec<CommittedEvent>) {
-        let Some(tx) = &self.committed else { return };
-        if committed.is_empty() {
-            return;
-        }
-        let (events, bytes) = (committed.len() as u64, committed.iter().map(|e| e.size as u64).sum::<u64>());
-        if !self.handoff.reserve(events, bytes) {
-            self.handoff.skipped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if let Err(e) = tx.try_send(committed) {
-            let batch = match e {
-                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
-            };
-            self.handoff.release(&batch);
-            self.handoff.skipped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Sequences a group on top of `base` (the head, checkpoint and event ids of the
-    /// transaction in flight; None: what is committed): resolves event_id idempotency,
-    /// assigns seqs, builds canonical bytes and the chain, and decides whether a checkpoint
-    /// goes in the same transaction. Nothing is written.
-    async fn prepare(
-        &mut self,
-        mut jobs: Vec<AppendJob>,
-        base: Option<(Head, Option<Checkpoint>, &HashMap<String, i64>)>,
-    ) -> Result<Prepared, (StoreError, Vec<AppendJob>)> {
-        if let Err(e) = self.settle().await {
-            return Err((e, jobs));
-        }
-        let client_ids: Vec<String> =
-            jobs.iter().flat_map(|j| j.0.iter()).filter(|e| e.client_id).map(|e| e.event_id.clone()).collect();
-        let mut known: HashMap<String, i64> = match self.store.find_event_ids(&client_ids).await {
-            Ok(k) => k,
-            Err(e) => return Err((e, jobs)),
-        };
-        let (mut head, last_cp) = match &base {
-            Some((head, cp, in_flight)) => {
-                for id in &client_ids {
-                    if let Some(&seq) = in_flight.get(id) {
-                        known.insert(id.clone(), seq);
-                    }
-                }
-                (*head, cp.clone().or_else(|| self.last_checkpoint.clone()))
-            }
-            None => (self.head, self.last_checkpoint.clone()),
-        };
-        let mut assigned = HashMap::new();
-        let mut rows = Vec::new();
-        let mut committed = Vec::new();
-        let mut acks = Vec::with_capacity(jobs.len());
-        for job in &mut jobs {
-            let mut batch_acks = Vec::with_capacity(job.0.len());
-            for ev in job.0.iter_mut() {
-                if let Some(&seq) = known.get(&ev.event_id) {
-                    batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: true });
-                    continue;
-                }
-                let seq = head.seq + 1;
-                // Moved, not copied: `restore` puts the fields back (without SERVER_FIELDS)
-                // if this group has to be sequenced again.
-                let mut obj = std::mem::take(&mut ev.fields);
-                obj.insert("event_id".into(), Value::String(ev.event_id.clone()));
-                obj.insert("seq".into(), Value::from(seq));
-                obj.insert("received_at".into(), Value::from(ev.received_at));
-                obj.insert("mask_policy".into(), Value::from(MASK_POLICY_VERSION));
-                let (canon, details) = to_canonical_with_span(&obj, "details");
-                let size = canon.len();
-                let columns = IndexedColumns::from_event(&obj);
-                let committed_event = CommittedEvent::new(seq, obj, details.map(|r| &canon[r]), size);
-                let hash = chain_hash(&head.hash, &canon);
-                rows.push(StoredRow {
-                    seq,
-                    columns,
-                    canon,
-                    prev_hash: head.hash.to_vec(),
-                    hash: hash.to_vec(),
-                    unreadable: Vec::new(),
-                });
-                committed.push(committed_event);
-                known.insert(ev.event_id.clone(), seq);
-                if ev.client_id {
-                    assigned.insert(ev.event_id.clone(), seq);
-                }
-                batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
-                head = Head { seq, hash };
-            }
-            acks.push(batch_acks);
-        }
-        let last_seq = last_cp.as_ref().map_or(0, |c| c.seq);
-        let checkpoint = (!rows.is_empty()
-            && (head.seq - last_seq >= self.config.checkpoint_every_events
-                || self.unsigned_since.is_some_and(|t| t.elapsed() >= self.config.checkpoint_every)))
-        .then(|| self.checkpoint_after(head, last_cp.as_ref()));
-        Ok(Prepared { jobs, acks, rows, committed, head, checkpoint, assigned })
-    }
-
-    fn next_checkpoint(&self, head: Head) -> Checkpoint {
-        self.checkpoint_after(head, self.last_checkpoint.as_ref())
-    }
-
-    fn checkpoint_after(&self, head: Head, last: Option<&Checkpoint>) -> Checkpoint {
-        let id = last.map_or(1, |c| c.id + 1);
-        let prev_id = last.map_or(0, |c| c.id);
-        self.config.keys.sign(id, head.seq, head.hash, self.config.clock.now_ms(), prev_id)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::{Store, StoreError, dispatch};
 use crate::event::format_rfc3339_ms;
 
 /// One decision as stored.
@@ -131,6 +132,60 @@ pub struct DecisionFilter {
     pub before_id: Option<i64>,
     /// Most rows.
     pub limit: i64,
+}
+
+impl Store {
+    /// Inserts a decision (its id is set) and its `issued` change, in one transaction.
+    pub async fn insert_decision(
+        &self,
+        d: &mut DecisionRow,
+    ) -> Result<DecisionChange, StoreError> {
+        dispatch!(self, s => s.insert_decision(d).await)
+    }
+
+    /// Ends active decisions in one transaction; returns the changes written.
+    pub async fn end_decisions(
+        &self,
+        ends: &[DecisionEnd],
+    ) -> Result<Vec<DecisionChange>, StoreError> {
+        if ends.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, s => s.end_decisions(ends).await)
+    }
+
+    /// Stored decisions matching a filter, newest first.
+    pub async fn list_decisions(
+        &self,
+        f: &DecisionFilter,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        dispatch!(self, s => s.list_decisions(f).await)
+    }
+
+    /// Decision changes after `since` (ascending), each with its decision; `unchained`:
+    /// only those not yet in the chain.
+    pub async fn decision_changes(
+        &self,
+        since: i64,
+        unchained: bool,
+        decision_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(DecisionChange, DecisionRow)>, StoreError> {
+        dispatch!(self, s => s.decision_changes(since, unchained, decision_id, limit).await)
+    }
+
+    /// The newest decision change id (0: none).
+    pub async fn last_decision_change(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.last_decision_change().await)
+    }
+
+    /// Records the chain seqs of decision changes: `(change id, seq)`.
+    pub async fn set_decision_change_seqs(&self, seqs: &[(i64, i64)]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.set_decision_change_seqs(seqs).await)
+    }
 }
 
 macro_rules! decision_columns {

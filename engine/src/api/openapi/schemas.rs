@@ -1,0 +1,327 @@
+//! The `components.schemas` of the OpenAPI document: every request and response body the
+//! handlers in `api` read or write, referenced from the operations with `r("Name")`.
+
+use serde_json::{Value, json};
+
+use super::{any_case, hex64, nullable, nullable_time, object, r, time};
+
+// One JSON literal, one entry per schema: a table of data rather than logic, so it stays
+// one function (split, it would only scatter the `$ref` targets).
+pub(super) fn schemas() -> Value {
+    let count = json!({"type": "array", "items": r("Count")});
+    let counts_by = json!({"type": "object", "additionalProperties": {"type": "integer"}});
+    let string_field = json!({"type": ["string", "null"], "maxLength": 512, "pattern": "^[^\\u0000]*$", "description": "at most 512 bytes, no NUL"});
+    json!({
+        "Error": object(&["error"], json!({"error": object(&["code", "message"], json!({
+            "code": {"type": "string", "description": "stable machine-readable code"},
+            "message": {"type": "string"},
+            "details": {"description": "structured details (for invalid_event: [{index, field, problem}])"},
+        }))})),
+        "Health": object(&["status"], json!({"status": {"const": "ok"}})),
+        "Ready": object(&["status"], json!({
+            "status": {"type": "string", "enum": ["ready", "unavailable", "integrity_hold"]},
+            "backend": {"type": "string", "enum": ["sqlite", "postgres"]},
+            "hint": {"type": "string"},
+        })),
+        "WhoAmI": object(&["key_id", "role", "allows"], json!({
+            "key_id": {"type": "string"},
+            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin", "bouncer"]},
+            "allows": object(&["ingest", "read", "respond", "admin", "bouncer"], json!({
+                "ingest": {"type": "boolean"}, "read": {"type": "boolean"},
+                "respond": {"type": "boolean"}, "admin": {"type": "boolean"},
+            })),
+        })),
+        "Geo": {"type": "object", "additionalProperties": false, "properties": {
+            "country": {"type": ["string", "null"], "pattern": "^[A-Za-z]{2}$", "description": "ISO 3166-1 alpha-2"},
+            "city": string_field,
+            "lat": {"type": ["number", "null"], "minimum": -90, "maximum": 90},
+            "lon": {"type": ["number", "null"], "minimum": -180, "maximum": 180},
+        }},
+        "EventInput": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["category", "action"],
+            "description": "An event as posted. Unknown top-level members are refused; `details` is the extension point. \
+                Secrets and personal data are masked before anything is stored.",
+            "properties": {
+                "event_id": {"type": ["string", "null"], "pattern": "^(?!vigil:)[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$",
+                    "description": "idempotency key, 1 to 128 characters; a UUIDv7 is made when absent"},
+                "timestamp": {"anyOf": [{"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-"}, {"type": "integer", "minimum": 0, "maximum": 253_402_300_799_999_i64}, {"type": "null"}],
+                    "description": "when it happened: RFC 3339 or epoch ms (default: receipt time)"},
+                "category": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,64}$", "description": "stored lowercase"},
+                "action": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$", "description": "stored lowercase"},
+                "severity": {"type": ["string", "null"], "pattern": any_case(&["low", "medium", "high", "critical"]), "default": "low"},
+                "outcome": {"type": ["string", "null"], "pattern": any_case(&["success", "failure", "unknown"]), "default": "unknown"},
+                "organization_id": string_field, "user_id": string_field, "session_id": string_field,
+                "api_key_id": string_field, "request_id": string_field, "source": string_field,
+                "resource": string_field, "resource_type": string_field, "reason": string_field,
+                "error_code": string_field,
+                "ip": {"type": ["string", "null"], "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"type": "null"}]},
+                "user_agent": {"type": ["string", "null"], "maxLength": 1024, "pattern": "^[^\\u0000]*$", "description": "at most 1024 bytes, no NUL"},
+                "geo": {"anyOf": [r("Geo"), {"type": "null"}]},
+                "details": {"type": ["object", "null"], "description": "at most 64 KiB serialized, nesting depth at most 16"},
+            },
+        },
+        "StoredEvent": {
+            "type": "object",
+            "required": ["seq", "hash", "prev_hash"],
+            "description": "A stored event: the posted fields (masked), plus seq, received_at, mask_policy, hash and \
+                prev_hash. A row that cannot be decoded is returned with `damaged` instead of failing the request.",
+            "properties": {
+                "seq": {"type": "integer", "minimum": 1},
+                "hash": hex64(), "prev_hash": hex64(),
+                "event_id": {"type": "string"},
+                "timestamp": time(), "received_at": time(),
+                "category": {"type": "string"}, "action": {"type": "string"},
+                "severity": {"type": "string"}, "outcome": {"type": "string"},
+                "mask_policy": {"type": "integer"},
+                "details": {"type": "object"},
+                "damaged": object(&["problems"], json!({"problems": {"type": "array", "items": {"type": "string"}}, "hint": {"type": "string"}})),
+            },
+        },
+        "IngestResult": object(&["stored", "events"], json!({
+            "stored": {"type": "integer", "minimum": 0, "description": "events newly stored"},
+            "events": {"type": "array", "items": object(&["event_id", "seq", "duplicate"], json!({
+                "event_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1}, "duplicate": {"type": "boolean"},
+            }))},
+        })),
+        "Count": object(&["value", "count"], json!({"value": {"type": "string"}, "count": {"type": "integer"}})),
+        "EventStats": object(
+            &["total", "by_category", "by_severity", "by_outcome", "by_action", "failure_rate", "high_risk", "top_ips", "top_users", "buckets"],
+            json!({
+                "total": {"type": "integer"},
+                "by_category": count, "by_severity": count, "by_outcome": count, "by_action": count,
+                "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                "high_risk": {"type": "integer", "description": "severity high or critical"},
+                "top_ips": count, "top_users": count,
+                "buckets": {"type": "array", "items": object(&["start", "count"], json!({"start": time(), "count": {"type": "integer"}}))},
+            }),
+        ),
+        "Failure": object(&["seq", "kind", "expected", "actual"], json!({
+            "seq": {"type": "integer"},
+            "kind": {"type": "string", "description": "hash_mismatch, chain_break, seq_gap, bad_checkpoint, truncated, ..."},
+            "expected": {"type": "string"}, "actual": {"type": "string"},
+        })),
+        "Head": object(&["seq", "hash"], json!({"seq": {"type": "integer", "minimum": 0}, "hash": hex64()})),
+        "Checkpoint": object(&["id", "seq", "hash", "created_at", "prev_checkpoint", "key_id", "signature"], json!({
+            "id": {"type": "integer"}, "seq": {"type": "integer"}, "hash": {"type": "string"},
+            "created_at": {"type": "integer", "description": "epoch ms"},
+            "prev_checkpoint": {"type": "integer"}, "key_id": {"type": "string"},
+            "signature": {"type": "string", "description": "Ed25519, lowercase hex"},
+        })),
+        "VerifyReport": object(
+            &["status", "from", "to", "verified", "head", "failures", "failure_count"],
+            json!({
+                "status": {"type": "string", "enum": ["ok", "failed"]},
+                "from": {"type": "integer"}, "to": {"type": "integer"},
+                "verified": {"type": "integer", "minimum": 0},
+                "checkpoints_checked": {"type": "integer", "minimum": 0},
+                "head": r("Head"),
+                "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
+                "unsigned": {"anyOf": [object(&["from", "to"], json!({"from": {"type": "integer"}, "to": {"type": "integer"}})), {"type": "null"}],
+                    "description": "rows after the newest checkpoint, signed within the checkpoint period"},
+                "retention_floor": {"type": "integer"},
+                "failures": {"type": "array", "items": r("Failure")},
+                "failure_count": {"type": "integer"},
+                "hold": {"description": "the write hold after a failure, or null"},
+            }),
+        ),
+        "IntegrityStatus": object(&["head", "last_checkpoint", "checkpoint_age_seconds", "unsigned_events", "hold", "last_verify"], json!({
+            "head": r("Head"),
+            "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
+            "checkpoint_age_seconds": nullable("number"),
+            "unsigned_events": {"type": "integer", "description": "events after the newest signed checkpoint"},
+            "hold": {"anyOf": [object(&["since", "failures"], json!({"since": {"type": "integer"}, "failures": {"type": "array", "items": r("Failure")}})), {"type": "null"}]},
+            "last_verify": {"anyOf": [object(&["at", "status", "from", "to", "verified", "failure_count", "by"], json!({
+                "at": time(), "status": {"type": "string", "enum": ["ok", "failed"]}, "from": {"type": "integer"},
+                "to": {"type": "integer"}, "verified": {"type": "integer"}, "failure_count": {"type": "integer"},
+                "by": {"type": "string", "description": "key id"},
+            })), {"type": "null"}], "description": "the newest verification since the server started"},
+        })),
+        "PublicKeys": object(&["algorithm", "key_id", "public_key", "keys"], json!({
+            "algorithm": {"const": "ed25519"}, "key_id": {"type": "string"}, "public_key": {"type": "string"},
+            "keys": {"type": "array", "items": object(&["key_id", "public_key", "current"], json!({
+                "key_id": {"type": "string"}, "public_key": {"type": "string"}, "current": {"type": "boolean"},
+            }))},
+        })),
+        "Accepted": object(&["accepted", "failures"], json!({
+            "accepted": {"const": true},
+            "failures": {"type": "array", "items": r("Failure")},
+            "checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
+        })),
+        "Rule": object(&["name", "status", "sha256"], json!({
+            "name": {"type": "string"},
+            "status": {"type": "string", "enum": ["active", "quarantined"]},
+            "version": {"type": "string"}, "kind": {"type": "string", "enum": ["detection", "routing"]},
+            "sha256": hex64(), "description": {"type": "string"}, "severity": {"type": ["string", "null"]},
+            "abi_minor": {"type": "integer"}, "source": {"type": "string"}, "deployed_at": time(),
+            "state": {"type": "object"}, "stats": {"type": ["object", "null"]},
+            "quarantine": {"type": "object"},
+        })),
+        "RuleStats": object(&["name", "status", "sha256"], json!({
+            "name": {"type": "string"}, "status": {"type": "string"}, "sha256": hex64(),
+            "version": {"type": ["string", "null"]}, "stats": {"type": ["object", "null"]}, "state": {"type": ["object", "null"]},
+        })),
+        "Deployed": object(&["name", "version", "sha256", "replaced", "cached"], json!({
+            "name": {"type": "string"}, "version": {"type": "string"}, "sha256": hex64(),
+            "replaced": {"type": ["string", "null"], "description": "SHA-256 of the version it replaced"},
+            "cached": {"type": "boolean", "description": "compilation skipped (module cache hit)"},
+        })),
+        "Alert": object(
+            &["id", "rule", "rule_version", "rule_sha256", "severity", "title", "status", "count", "first_seen", "last_seen", "event_seqs", "dedup_key"],
+            json!({
+                "id": {"type": "integer"}, "rule": {"type": "string"}, "rule_version": {"type": "string"},
+                "rule_sha256": {"type": "string"}, "severity": {"type": "string", "enum": ["P1", "P2", "P3", "P4"]},
+                "title": {"type": "string"}, "status": {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+                "count": {"type": "integer", "minimum": 1}, "first_seen": time(), "last_seen": time(),
+                "event_seqs": {"type": "array", "items": {"type": "integer"}}, "dedup_key": {"type": "string"},
+                "fingerprint": {"type": "string"}, "fields": {"type": ["object", "null"]}, "actions": {"type": ["array", "null"]},
+                "created_at": time(), "disposition": nullable("string"),
+                "acked_by": nullable("string"), "acked_at": nullable_time(),
+                "resolved_by": nullable("string"), "resolved_at": nullable_time(),
+                "silenced_by": nullable("string"), "receivers": {"type": ["array", "null"]},
+                "escalation_policy": nullable("string"),
+            }),
+        ),
+        "AlertDetail": {"allOf": [r("Alert"), object(&["history", "notifications", "escalations", "events", "chain", "decisions"], json!({
+            "decisions": {"type": "array", "items": r("Decision"), "description": "decisions that go with the alert, any status"},
+            "history": {"type": "array", "items": object(&["id", "action", "actor", "at"], json!({
+                "id": {"type": "integer"}, "action": {"type": "string"}, "actor": {"type": "string"}, "at": time(),
+                "details": {}, "chain_seq": nullable("integer"),
+            }))},
+            "notifications": {"type": "array", "items": r("Notification")},
+            "escalations": {"type": "array", "items": object(&["policy", "level", "round", "due_at", "status"], json!({
+                "policy": {"type": "string"}, "level": {"type": "integer"}, "round": {"type": "integer"},
+                "due_at": time(), "status": {"type": "string"},
+            }))},
+            "events": {"type": "array", "items": r("StoredEvent")},
+            "chain": object(&["state"], json!({
+                "state": {"type": "string", "enum": ["chained", "pending", "missing", "unreadable", "no_history"]},
+                "seq": {"type": "integer"}, "consistent": {"type": "boolean"}, "differences": {"type": "array"},
+            })),
+        }))]},
+        "ManualAlert": {"type": "object", "additionalProperties": false, "required": ["title", "severity"], "properties": {
+            "title": {"type": "string", "pattern": "\\S", "maxLength": 512, "description": "at most 512 bytes"},
+            "severity": {"type": "string", "pattern": any_case(&["P1", "P2", "P3", "P4"])},
+            "dedup_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "description": "at most 256 bytes (default: a fresh key)"},
+            "fields": {"type": "object", "description": "at most 16 KiB serialized"},
+            "event_seqs": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": i64::MAX}, "maxItems": 100},
+            "actions": {"type": "array", "items": {"type": "string"}, "maxItems": 32},
+            "description": {"type": ["string", "null"], "maxLength": 4096},
+        }},
+        "Comment": {"type": "object", "additionalProperties": false, "properties": {
+            "comment": {"type": ["string", "null"], "maxLength": 4096},
+        }},
+        "Acknowledgement": {"type": "object", "additionalProperties": false, "properties": {
+            "comment": {"type": ["string", "null"], "maxLength": 4096},
+            "lift_decisions": {"type": ["boolean", "null"], "description": "also lift the active decisions the alert caused"},
+        }},
+        "AlertWithDecisions": {"allOf": [r("Alert"), object(&["decisions_lifted", "active_decisions"], json!({
+            "decisions_lifted": {"type": "array", "items": {"type": "integer"}, "description": "ids lifted by this request"},
+            "active_decisions": {"type": "array", "items": r("Decision"), "description": "decisions it caused that still apply: offer to lift them"},
+        }))]},
+        "Decision": object(
+            &["id", "scope", "value", "kind", "reason", "origin", "actor", "rule", "rule_sha256", "alert_id", "event_seqs",
+              "created_at", "expires_at", "status", "ended_at", "ended_by", "end_reason"],
+            json!({
+                "id": {"type": "integer", "minimum": 1},
+                "scope": {"type": "string", "enum": ["ip", "user", "api_key", "session", "organization"]},
+                "value": {"type": "string"}, "kind": {"type": "string", "enum": ["block", "throttle", "require_mfa", "lock"]},
+                "reason": {"type": "string"}, "origin": {"type": "string", "enum": ["rule", "manual"]},
+                "actor": {"type": "string", "description": "rule:<name>, or the id of the key that issued it"},
+                "rule": nullable("string"), "rule_sha256": nullable("string"), "alert_id": nullable("integer"),
+                "event_seqs": {"type": "array", "items": {"type": "integer"}},
+                "created_at": time(), "expires_at": time(),
+                "status": {"type": "string", "enum": ["active", "expired", "lifted"]},
+                "ended_at": nullable_time(), "ended_by": nullable("string"), "end_reason": nullable("string"),
+            }),
+        ),
+        "DecisionDetail": {"allOf": [r("Decision"), object(&["history"], json!({
+            "history": {"type": "array", "items": object(&["id", "action", "actor", "at", "chain_seq"], json!({
+                "id": {"type": "integer"}, "action": {"type": "string", "enum": ["issued", "expired", "lifted"]},
+                "actor": {"type": "string"}, "reason": nullable("string"), "at": time(), "chain_seq": nullable("integer"),
+            }))},
+        }))]},
+        "DecisionStream": object(&["snapshot", "added", "deleted", "cursor", "more"], json!({
+            "snapshot": {"type": "boolean", "description": "added is every active decision: replace the local copy"},
+            "added": {"type": "array", "items": r("Decision")},
+            "deleted": {"type": "array", "items": r("Decision"), "description": "decisions that expired or were lifted (remove by id)"},
+            "cursor": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$", "description": "pass as `since` next"},
+            "more": {"type": "boolean", "description": "more changes wait: call again at once"},
+        })),
+        "NewDecision": {"type": "object", "additionalProperties": false, "required": ["scope", "value", "kind", "duration_secs", "reason"], "properties": {
+            "scope": {"type": "string", "enum": ["ip", "user", "api_key", "session", "organization"]},
+            "value": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", "description": "1 to 256 characters, no control characters"},
+            "kind": {"type": "string", "enum": ["block", "throttle", "require_mfa", "lock"]},
+            "duration_secs": {"type": "integer", "minimum": 1, "maximum": 2_592_000, "description": "at most [decisions] max_duration_secs (default 30 days)"},
+            "reason": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000]+$", "description": "why: required, 1 to 1024 characters"},
+            "alert_id": {"type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX, "description": "an existing alert it goes with"},
+        }},
+        "Lift": {"type": "object", "additionalProperties": false, "required": ["reason"], "properties": {
+            "reason": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000]+$", "description": "why: required, 1 to 1024 characters (clients that cannot send a DELETE body may pass ?reason= instead)"},
+        }},
+        "Resolution": {"type": "object", "additionalProperties": false, "required": ["disposition"], "properties": {
+            "disposition": {"type": "string", "enum": ["true_positive", "false_positive", "benign"]},
+            "comment": {"type": ["string", "null"], "maxLength": 4096},
+            "lift_decisions": {"type": ["boolean", "null"], "description": "also lift the active decisions the alert caused (offered for false_positive)"},
+        }},
+        "Matcher": {"type": "object", "additionalProperties": false, "required": ["name", "op", "value"], "properties": {
+            "name": {"type": "string", "pattern": "^(rule|severity|dedup_key|title|fields\\..+)$", "description": "rule, severity, dedup_key, title or fields.<key>"},
+            "op": {"type": "string", "enum": ["=", "!=", "=~"]},
+            "value": {"type": "string", "maxLength": 1024},
+        }},
+        "NewSilence": {"type": "object", "additionalProperties": false, "required": ["matchers", "ends_at", "created_by"], "properties": {
+            "matchers": {"type": "array", "items": r("Matcher"), "minItems": 1, "maxItems": 32},
+            "starts_at": {"type": ["string", "integer", "null"], "description": "RFC 3339 or epoch ms (default: now)"},
+            "ends_at": {"type": ["string", "integer"], "description": "RFC 3339 or epoch ms, in the future"},
+            "created_by": {"type": "string", "minLength": 1, "maxLength": 256},
+            "comment": {"type": "string", "maxLength": 4096},
+        }},
+        "Silence": object(&["id", "matchers", "starts_at", "ends_at", "created_by", "comment", "state"], json!({
+            "id": {"type": "string"}, "matchers": {"type": ["array", "null"], "items": r("Matcher")},
+            "starts_at": time(), "ends_at": time(), "created_by": {"type": "string"}, "comment": {"type": "string"},
+            "created_at": time(), "expired_at": nullable_time(), "matched": {"type": "integer"},
+            "state": {"type": "string", "enum": ["active", "pending", "expired"]},
+        })),
+        "Circuit": object(&["state"], json!({
+            "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
+            "forced": {"type": ["string", "null"], "enum": ["open", "closed", null]},
+            "recent_failures": {"type": "integer"}, "delivered": {"type": "integer"}, "failed": {"type": "integer"},
+            "opened": {"type": "integer"}, "last_error": nullable("string"), "last_error_at": nullable_time(),
+        })),
+        "Receiver": object(&["name", "kind"], json!({
+            "name": {"type": "string"}, "kind": {"type": "string"}, "via": {},
+            "circuit": {"anyOf": [r("Circuit"), {"type": "null"}]},
+        })),
+        "Notification": object(&["id", "receiver", "kind", "status", "attempts"], json!({
+            "id": {"type": "integer"}, "alert_id": nullable("integer"), "receiver": {"type": "string"},
+            "kind": {"type": "string"}, "idempotency_key": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed", "dead", "folded", "digest", "digested"]},
+            "attempts": {"type": "integer"}, "next_attempt_at": time(), "created_at": time(), "updated_at": time(),
+            "delivered_at": nullable_time(), "last_error": nullable("string"),
+        })),
+        "AlertStats": object(&["total", "by_status", "by_severity", "by_rule"], json!({
+            "total": {"type": "integer"}, "by_status": counts_by, "by_severity": counts_by,
+            "by_rule": {"type": "array", "items": object(&["rule", "alerts"], json!({
+                "rule": {"type": "string"}, "alerts": {"type": "integer"}, "acknowledged": {"type": "integer"},
+                "resolved": {"type": "integer"}, "mtta_seconds": nullable("number"), "mttr_seconds": nullable("number"),
+                "dispositions": {"type": "integer"}, "false_positives": {"type": "integer"},
+                "false_positive_rate": nullable("number"),
+            }))},
+            "mtta_seconds": nullable("number"), "mttr_seconds": nullable("number"),
+        })),
+        "NewKey": {"type": "object", "additionalProperties": false, "required": ["name", "role"], "properties": {
+            "name": {"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$", "description": "1 to 128 bytes, no control characters"},
+            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin", "bouncer"]},
+        }},
+        "ApiKey": object(&["id", "name", "role", "created_at", "revoked_at"], json!({
+            "id": {"type": "string"}, "name": {"type": "string"},
+            "role": {"type": "string", "enum": ["ingest", "read", "respond", "admin", "bouncer"]},
+            "created_at": time(), "revoked_at": nullable_time(),
+        })),
+        "CreatedKey": object(&["id", "name", "role", "key", "created_at"], json!({
+            "id": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"},
+            "key": {"type": "string", "description": "the secret: shown once, store it now"}, "created_at": time(),
+        })),
+    })
+}
