@@ -32,7 +32,8 @@ ENGINE_LAYERS = {
 LAYER_NAMES = {0: "vocabulary", 1: "store", 2: "ledger/ingest", 3: "rules", 4: "detect", 5: "services",
                6: "surfaces", 7: "app"}
 
-ROOT_FILES = {"lib.rs", "main.rs"}
+# The crate root, and the `vigil` binary (src/bin/vigil: the command line, above every layer).
+ROOT_FILES = {"lib.rs", "bin"}
 
 
 def strip_comments(text):
@@ -121,7 +122,9 @@ def scan(src, skip=ROOT_FILES):
     """Edges between top-level modules: {(from, to): [(file, line), ...]}."""
     tops = set()
     for name in os.listdir(src):
-        if name.endswith(".rs") and name not in skip:
+        if name in skip:
+            continue
+        if name.endswith(".rs"):
             tops.add(name[:-3])
         elif os.path.isdir(os.path.join(src, name)):
             tops.add(name)
@@ -129,7 +132,7 @@ def scan(src, skip=ROOT_FILES):
     for dirpath, _, files in os.walk(src):
         for f in sorted(files):
             path = os.path.join(dirpath, f)
-            if not f.endswith(".rs") or os.path.relpath(path, src) in skip:
+            if not f.endswith(".rs") or os.path.relpath(path, src).split(os.sep)[0] in skip:
                 continue
             me = module_path(src, path)[0]
             for line, target in references(src, path):

@@ -417,7 +417,8 @@ impl vigil::alerts::Routing for OneReceiver {
 fn alerts(c: &mut Criterion) {
     use vigil::finding::EmittedAlert;
     use vigil::finding::RaisedAlert;
-    use vigil::ledger::sequencer::{Handoff, Sequencer, SequencerConfig};
+    use vigil::ledger::handoff::Handoff;
+    use vigil::ledger::sequencer::{Sequencer, SequencerConfig};
     use vigil::store::Store;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("vigil-bench-alerts-{}", std::process::id()));

@@ -1,6 +1,9 @@
-//! Integrity beyond the hash chain: Ed25519 checkpoint keys (`keys`), the anchor file the
-//! latest signed head is also written to (`anchor`), the one-writer lock of a log (`lock`),
-//! streamed exports and their offline verifier (`export`), and retention (`retention`).
+//! The signed log, on top of the store: the one writer that sequences, chains and signs
+//! (`sequencer`, with its `handoff` to detection), the canonical form (`canon`), the hash
+//! chain and its verifier (`chain`, `verify`), Ed25519 checkpoint keys (`keys`), the anchor
+//! file the latest signed head is also written to (`anchor`), the one-writer lock of a log
+//! (`lock`), streamed exports and their offline verifier (`export`), and retention
+//! (`retention`).
 //!
 //! [`IntegrityStatus`] is what the rest of the server shares: the last signed checkpoint,
 //! and the hold. When the database disagrees with what this server knows (it is behind the

@@ -1,6 +1,6 @@
 //! `GET /v1/events/export?format=ndjson|csv&since=&until=&from=&to=` (role: read): the log
 //! streamed in constant memory (chunks of rows read by seq, written as they are read).
-//! NDJSON is format `vigil-export-v1` (see `integrity::export`), checkable offline with
+//! NDJSON is format `vigil-export-v1` (see `ledger::export`), checkable offline with
 //! `vigil verify --file`; CSV is for people. `since`/`until` (event time) select the seq
 //! range from the first to the last event in that time range, and every row in between is
 //! exported, so the chain of the export is unbroken; `from`/`to` give the seq range directly.

@@ -132,7 +132,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Compares the database with an anchored checkpoint; every disagreement is a failure:
 /// truncation and the anchored checkpoint row as verify checks them
-/// (`store::verify::truncation`), and the row at the anchored seq.
+/// (`ledger::verify::truncation`), and the row at the anchored seq.
 pub async fn check(store: &Store, anchored: &Checkpoint) -> Result<Vec<Failure>, StoreError> {
     let mut failures = Vec::new();
     let head = store.head().await?;

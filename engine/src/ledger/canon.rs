@@ -9,7 +9,7 @@
 //! - the server fields `seq`, `received_at`, `mask_policy` and `event_id` inside the object;
 //!   `hash` and `prev_hash` are not part of it (the chain is computed over it).
 //!
-//! Read by `store::chain` (hashing, verify), written by the `Sequencer`, decoded by queries.
+//! Read by `ledger::chain` (hashing, verify), written by the `Sequencer`, decoded by queries.
 
 use serde_json::{Map, Value};
 

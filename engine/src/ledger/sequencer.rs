@@ -5,17 +5,17 @@
 //! up to `max_group_events`), resolves `event_id` idempotency, assigns gap-free `seq` from
 //! its in-memory head (never from SERIAL or `now()`), builds canonical bytes and the hash
 //! chain, writes one transaction, and only then answers each waiting request. Committed
-//! events are then offered to the detection pipeline (`rules`). Writing is pipelined: while
+//! events are then offered to the detection pipeline (`detect`, through `ledger::handoff`). Writing is pipelined: while
 //! one group's transaction commits on the database's thread, the next group is gathered and
 //! sequenced on top of the head that transaction will make; if it fails, the next group is
 //! sequenced again on the real head before anything of it is written.
 //!
-//! It also signs checkpoints (Ed25519, `integrity::keys`): every `checkpoint_every_events`
+//! It also signs checkpoints (Ed25519, `ledger::keys`): every `checkpoint_every_events`
 //! events, on a timer while anything is unsigned (idle or not), and on request (graceful
 //! shutdown, retention purge, export). Each one is written to the anchor file once it has
 //! committed. After any commit error it re-reads the head from the database: a head that
 //! moved under it (rows deleted or written by someone else) is an integrity failure that
-//! puts the log on hold (`integrity::IntegrityStatus`); client batches are then refused.
+//! puts the log on hold (`ledger::IntegrityStatus`); client batches are then refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;

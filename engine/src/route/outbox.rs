@@ -112,8 +112,6 @@ impl Outbox {
         self.wake.notify_waiters();
     }
 
-
-
     /// Runs forever: escalation timers, unchained history, digests, deliveries.
     pub fn spawn(self: Arc<Self>, alerts: AlertService) {
         // Timers (escalation, reminders, digests, chain back-fill) in one task, deliveries in
@@ -355,5 +353,4 @@ impl Outbox {
             tracing::error!(error = %e, notification = n.id, "Could not record a delivery result; it will be attempted again");
         }
     }
-
 }

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc};
 
+use super::RouteStats;
 use super::escalate::{self, Policies};
 use super::receivers::Receiver;
-use super::RouteStats;
 use crate::alerts::{FollowUp, Routed, Routing};
 use crate::config::Config;
 use crate::detect::Evaluator;

@@ -77,5 +77,4 @@ impl Outbox {
         keep.extend(summary);
         keep
     }
-
 }

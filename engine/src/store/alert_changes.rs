@@ -74,8 +74,15 @@ macro_rules! alert_change_queries {
                 Ok(())
             }
 
-            pub(super) async fn alert_changes(&self, alert_id: Option<i64>, unchained: bool, limit: i64) -> Result<Vec<AlertChange>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("SELECT id, alert_id, action, actor, at, details, chain_seq FROM alert_changes WHERE 1=1");
+            pub(super) async fn alert_changes(
+                &self,
+                alert_id: Option<i64>,
+                unchained: bool,
+                limit: i64,
+            ) -> Result<Vec<AlertChange>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, alert_id, action, actor, at, details, chain_seq FROM alert_changes WHERE 1=1",
+                );
                 if let Some(a) = alert_id {
                     qb.push(" AND alert_id = ").push_bind(a);
                 }

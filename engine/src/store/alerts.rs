@@ -4,8 +4,6 @@
 //! delivery (`route`) build on them; history, stats, timers, outbox and silences have their
 //! own files.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
@@ -269,7 +267,7 @@ macro_rules! alert_queries {
         impl $store {
             pub(super) async fn list_alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", alert_columns!(), " FROM alerts"));
-                alerting::push_alert_filter(&mut qb, f);
+                alerts::push_alert_filter(&mut qb, f);
                 qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
                 let rows = qb.build().fetch_all(&self.$writer).await?;
                 Ok(rows.iter().map(alert_row).collect())
@@ -282,7 +280,8 @@ macro_rules! alert_queries {
                 dedup_key: &str,
                 last_seen_since: i64,
             ) -> Result<Option<AlertRow>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", alert_columns!(), " FROM alerts WHERE rule = "));
+                let mut qb =
+                    QueryBuilder::<$db>::new(concat!("SELECT ", alert_columns!(), " FROM alerts WHERE rule = "));
                 qb.push_bind(rule.to_owned())
                     .push(" AND severity = ")
                     .push_bind(severity.to_owned())
@@ -299,7 +298,8 @@ macro_rules! alert_queries {
                 for w in writes.iter_mut() {
                     let a = &w.alert;
                     if a.id == 0 {
-                        let mut qb = QueryBuilder::<$db>::new(concat!("INSERT INTO alerts (", alert_insert_columns!(), ") "));
+                        let mut qb =
+                            QueryBuilder::<$db>::new(concat!("INSERT INTO alerts (", alert_insert_columns!(), ") "));
                         qb.push_values([a], |mut b, a| {
                             b.push_bind(a.rule.clone())
                                 .push_bind(a.rule_version.clone())
@@ -364,7 +364,8 @@ macro_rules! alert_queries {
                     let alert_id = w.alert.id;
                     w.change.alert_id = alert_id;
                     let c = &w.change;
-                    let mut qb = QueryBuilder::<$db>::new("INSERT INTO alert_changes (alert_id, action, actor, at, details) ");
+                    let mut qb =
+                        QueryBuilder::<$db>::new("INSERT INTO alert_changes (alert_id, action, actor, at, details) ");
                     qb.push_values([c], |mut b, c| {
                         b.push_bind(c.alert_id)
                             .push_bind(c.action.clone())
@@ -376,7 +377,8 @@ macro_rules! alert_queries {
                     w.change.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
                     let change_id = w.change.id;
                     if w.cancel_escalations {
-                        let mut qb = QueryBuilder::<$db>::new("UPDATE escalations SET status = 'cancelled' WHERE alert_id = ");
+                        let mut qb =
+                            QueryBuilder::<$db>::new("UPDATE escalations SET status = 'cancelled' WHERE alert_id = ");
                         qb.push_bind(alert_id).push(" AND status = 'pending'");
                         qb.build().execute(&mut *tx).await?;
                     }
@@ -387,7 +389,9 @@ macro_rules! alert_queries {
                     }
                     for e in w.escalations.iter_mut() {
                         e.alert_id = alert_id;
-                        let mut qb = QueryBuilder::<$db>::new("INSERT INTO escalations (alert_id, policy, level, round, due_at, status) ");
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "INSERT INTO escalations (alert_id, policy, level, round, due_at, status) ",
+                        );
                         qb.push_values([&*e], |mut b, e| {
                             b.push_bind(e.alert_id)
                                 .push_bind(e.policy.clone())

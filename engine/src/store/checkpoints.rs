@@ -77,15 +77,21 @@ macro_rules! checkpoint_queries {
     ($store:ty, $db:ty, $row:ty, reader: $reader:ident, writer: $writer:ident) => {
         impl $store {
             pub(super) async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE seq >= "));
+                let mut qb = QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    checkpoint_columns!(),
+                    " FROM checkpoints WHERE seq >= "
+                ));
                 qb.push_bind(from).push(" AND seq <= ").push_bind(to).push(" ORDER BY id");
                 Ok(qb.build().fetch_all(&self.$reader).await?.iter().map(checkpoint_row).collect())
             }
 
             pub(super) async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints ORDER BY id DESC LIMIT 1"),
-                );
+                let mut qb = QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    checkpoint_columns!(),
+                    " FROM checkpoints ORDER BY id DESC LIMIT 1"
+                ));
                 Ok(qb.build().fetch_optional(&self.$writer).await?.as_ref().map(checkpoint_row))
             }
 
@@ -95,13 +101,22 @@ macro_rules! checkpoint_queries {
                 value: i64,
                 order: &'static str,
             ) -> Result<Option<Checkpoint>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE "));
+                let mut qb =
+                    QueryBuilder::<$db>::new(concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE "));
                 qb.push(condition).push_bind(value).push(order).push(" LIMIT 1");
                 Ok(qb.build().fetch_optional(&self.$writer).await?.as_ref().map(checkpoint_row))
             }
 
-            pub(super) async fn list_checkpoints(&self, before_id: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE id < "));
+            pub(super) async fn list_checkpoints(
+                &self,
+                before_id: i64,
+                limit: i64,
+            ) -> Result<Vec<Checkpoint>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    checkpoint_columns!(),
+                    " FROM checkpoints WHERE id < "
+                ));
                 qb.push_bind(before_id).push(" ORDER BY id DESC LIMIT ").push_bind(limit);
                 Ok(qb.build().fetch_all(&self.$reader).await?.iter().map(checkpoint_row).collect())
             }

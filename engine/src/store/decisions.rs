@@ -1,6 +1,6 @@
-//! Decision rows (`decisions`, `decision_changes`, migration 0011) and their queries,
-//! generated for both backends by [`decision_queries!`] (invoked in `sqlite.rs` and
-//! `postgres.rs`). The lifecycle itself lives in `crate::respond`.
+//! Decision rows (`decisions`, `decision_changes`, migration 0011), the `Store` methods over
+//! them, and their queries, generated for both backends by [`decision_queries!`] (invoked in
+//! `sqlite.rs` and `postgres.rs`). The lifecycle itself lives in `crate::respond`.
 
 use serde_json::{Value, json};
 
@@ -136,18 +136,12 @@ pub struct DecisionFilter {
 
 impl Store {
     /// Inserts a decision (its id is set) and its `issued` change, in one transaction.
-    pub async fn insert_decision(
-        &self,
-        d: &mut DecisionRow,
-    ) -> Result<DecisionChange, StoreError> {
+    pub async fn insert_decision(&self, d: &mut DecisionRow) -> Result<DecisionChange, StoreError> {
         dispatch!(self, s => s.insert_decision(d).await)
     }
 
     /// Ends active decisions in one transaction; returns the changes written.
-    pub async fn end_decisions(
-        &self,
-        ends: &[DecisionEnd],
-    ) -> Result<Vec<DecisionChange>, StoreError> {
+    pub async fn end_decisions(&self, ends: &[DecisionEnd]) -> Result<Vec<DecisionChange>, StoreError> {
         if ends.is_empty() {
             return Ok(Vec::new());
         }
@@ -155,10 +149,7 @@ impl Store {
     }
 
     /// Stored decisions matching a filter, newest first.
-    pub async fn list_decisions(
-        &self,
-        f: &DecisionFilter,
-    ) -> Result<Vec<DecisionRow>, StoreError> {
+    pub async fn list_decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
         dispatch!(self, s => s.list_decisions(f).await)
     }
 

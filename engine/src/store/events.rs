@@ -338,9 +338,17 @@ macro_rules! event_queries {
                 match r.try_get::<Option<String>, _>(i) {
                     Ok(v) => v,
                     Err(_) => {
-                        let shown = r.try_get::<Option<i64>, _>(i).ok().flatten().map(|n| n.to_string())
-                            .or_else(|| r.try_get::<Option<Vec<u8>>, _>(i).ok().flatten()
-                                .map(|b| String::from_utf8_lossy(&b).chars().take(64).collect()))
+                        let shown = r
+                            .try_get::<Option<i64>, _>(i)
+                            .ok()
+                            .flatten()
+                            .map(|n| n.to_string())
+                            .or_else(|| {
+                                r.try_get::<Option<Vec<u8>>, _>(i)
+                                    .ok()
+                                    .flatten()
+                                    .map(|b| String::from_utf8_lossy(&b).chars().take(64).collect())
+                            })
                             .unwrap_or_default();
                         bad.push((name, format!("not text ({shown:?})")));
                         Some(shown)
@@ -360,7 +368,10 @@ macro_rules! event_queries {
                 Ok(v) => v,
                 Err(_) => {
                     let shown = r.try_get::<Option<String>, _>(2).ok().flatten().unwrap_or_default();
-                    bad.push(("timestamp", format!("not an integer ({:?})", shown.chars().take(64).collect::<String>())));
+                    bad.push((
+                        "timestamp",
+                        format!("not an integer ({:?})", shown.chars().take(64).collect::<String>()),
+                    ));
                     i64::MIN
                 }
             };

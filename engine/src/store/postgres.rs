@@ -8,18 +8,20 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgPool, Postgres, QueryBuilder, Row};
 
-use super::alerting::{
-    self, AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter,
-    NotificationRow, RuleAlertStats, SilenceRow,
-};
+use super::alert_stats::RuleAlertStats;
+use super::alerts::{self, alert_columns, alert_insert_columns};
+use super::checkpoints::checkpoint_columns;
 use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, decision_columns};
-use super::shared::{alert_columns, alert_insert_columns, checkpoint_columns, notification_columns};
-
+use super::events::head_from;
+use super::outbox::notification_columns;
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
-use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
+use super::{
+    AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, EscalationRow, Head,
+    IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
+};
 
 /// The key of a log's append lock, computed by PostgreSQL from the log's database and
-/// schema (like the writer lock's key in `integrity::lock`, but a different key). Every
+/// schema (like the writer lock's key in `ledger::lock`, but a different key). Every
 /// append holds it shared until it commits; a server taking over the log takes it
 /// exclusively once, which waits until a killed writer's last transaction has ended.
 macro_rules! append_lock_key {
@@ -147,7 +149,7 @@ impl PgStore {
             .persistent(false)
             .fetch_optional(&self.pool)
             .await?;
-        super::sqlite::head_from(
+        head_from(
             row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())),
         )
     }
@@ -287,5 +289,15 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
     Ok(())
 }
 
-super::shared::backend_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool, greatest: "GREATEST", fence: " OFFSET 0", postings: false);
+super::events::event_queries!(PgStore, PgRow, writer: pool);
+super::query::search_queries!(PgStore, Postgres, reader: pool, fence: " OFFSET 0", postings: false);
+super::checkpoints::checkpoint_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool);
+super::keys::key_queries!(PgStore, Postgres, PgRow, writer: pool);
+super::rules::rule_queries!(PgStore, Postgres, writer: pool);
+super::alerts::alert_queries!(PgStore, Postgres, PgRow, writer: pool);
+super::alert_changes::alert_change_queries!(PgStore, Postgres, writer: pool);
+super::alert_stats::alert_stats_queries!(PgStore, Postgres, writer: pool);
+super::escalations::escalation_queries!(PgStore, Postgres, PgRow, writer: pool);
+super::outbox::outbox_queries!(PgStore, Postgres, PgRow, writer: pool);
+super::silences::silence_queries!(PgStore, Postgres, writer: pool);
 super::decisions::decision_queries!(PgStore, Postgres, PgRow, writer: pool);

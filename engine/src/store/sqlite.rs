@@ -9,16 +9,18 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::alerting::{
-    self, AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, EscalationRow, NotificationFilter,
-    NotificationRow, RuleAlertStats, SilenceRow,
-};
+use super::alert_stats::RuleAlertStats;
+use super::alerts::{self, alert_columns, alert_insert_columns};
+use super::checkpoints::checkpoint_columns;
 use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, decision_columns};
-use super::shared::{alert_columns, alert_insert_columns, checkpoint_columns, notification_columns};
-
+use super::events::head_from;
+use super::outbox::notification_columns;
 use super::postings;
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
-use super::{ApiKeyRow, Checkpoint, Head, IndexedColumns, StoreError, StoredRow, StoredRule};
+use super::{
+    AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, EscalationRow, Head,
+    IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
+};
 
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -364,22 +366,17 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
     }
 }
 
-pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError> {
-    match row {
-        None => Ok(Head { seq: 0, hash: [0; 32] }),
-        Some((seq, hash)) => {
-            // A damaged head row does not stop the server: the chain goes on from zeros and
-            // verify names the row (hash_mismatch, and chain_break at both ends of the link).
-            let hash = <[u8; 32]>::try_from(hash.as_slice()).ok().unwrap_or_else(|| {
-                tracing::warn!(seq, "The newest row's hash is unreadable; verify will name it");
-                [0; 32]
-            });
-            Ok(Head { seq, hash })
-        }
-    }
-}
-
-super::shared::backend_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer, greatest: "MAX", fence: "", postings: true);
+super::events::event_queries!(SqliteStore, SqliteRow, writer: writer);
+super::query::search_queries!(SqliteStore, Sqlite, reader: reader, fence: "", postings: true);
+super::checkpoints::checkpoint_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer);
+super::keys::key_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
+super::rules::rule_queries!(SqliteStore, Sqlite, writer: writer);
+super::alerts::alert_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
+super::alert_changes::alert_change_queries!(SqliteStore, Sqlite, writer: writer);
+super::alert_stats::alert_stats_queries!(SqliteStore, Sqlite, writer: writer);
+super::escalations::escalation_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
+super::outbox::outbox_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
+super::silences::silence_queries!(SqliteStore, Sqlite, writer: writer);
 super::decisions::decision_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 
 #[cfg(test)]

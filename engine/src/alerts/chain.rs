@@ -1,0 +1,94 @@
+//! Committing alert changes: each write goes to the store in one transaction (alert,
+//! history entry, notifications, escalation timers), wakes the outbox through the
+//! [`Routing`](super::Routing), and its history entry is then written to the chain
+//! through the sequencer (event id `vigil:alert:<change id>`).
+
+use serde_json::{Value, json};
+
+use super::{AlertError, AlertService};
+use crate::event::system_event_with_id;
+use crate::store::{AlertChange, AlertRow, AlertWrite};
+
+impl AlertService {
+    /// Writes changes, then their chain events; wakes the outbox.
+    pub(super) async fn commit(&self, writes: &mut [AlertWrite]) -> Result<(), AlertError> {
+        // The alert's state as of this change goes into its history entry, so a chain
+        // event written later (after a crash) still says what it was then.
+        for w in writes.iter_mut() {
+            let mut d: Value = serde_json::from_str(&w.change.details).unwrap_or_else(|_| json!({}));
+            if let Value::Object(map) = &mut d {
+                for (k, v) in [
+                    ("severity", json!(w.alert.severity)),
+                    ("status", json!(w.alert.status)),
+                    ("count", json!(w.alert.count)),
+                    ("event_seqs", json!(w.alert.seqs())),
+                    ("disposition", json!(w.alert.disposition)),
+                ] {
+                    map.entry(k).or_insert(v);
+                }
+            }
+            w.change.details = d.to_string();
+        }
+        self.inner.store.commit_alert_writes(writes).await?;
+        let changes: Vec<(AlertChange, AlertRow)> =
+            writes.iter().map(|w| (w.change.clone(), w.alert.clone())).collect();
+        if writes.iter().any(|w| !w.notifications.is_empty()) {
+            self.inner.routing.wake();
+        }
+        self.chain(&changes).await;
+        Ok(())
+    }
+
+    /// Writes history entries to the chain and records their seqs. A failure is logged and
+    /// retried by [`Self::chain_pending`]; the event id makes a repeat a no-op.
+    async fn chain(&self, changes: &[(AlertChange, AlertRow)]) {
+        let events = changes.iter().map(|(c, a)| chain_event(c, a)).collect();
+        match self.inner.sequencer.submit(events).await {
+            Ok(acks) => {
+                let seqs: Vec<(i64, i64)> = changes.iter().zip(acks).map(|((c, _), ack)| (c.id, ack.seq)).collect();
+                if let Err(e) = self.inner.store.set_change_seqs(&seqs).await {
+                    tracing::warn!(error = %e, "Could not record the chain seqs of alert changes; retried later");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not write alert changes to the chain; retried later"),
+        }
+    }
+
+    /// Writes any history entries not yet in the chain (after a crash or a failed write).
+    pub async fn chain_pending(&self) -> Result<usize, AlertError> {
+        let mut total = 0;
+        loop {
+            let pending = self.inner.store.unchained_changes(500).await?;
+            if pending.is_empty() {
+                return Ok(total);
+            }
+            let mut pairs = Vec::with_capacity(pending.len());
+            for c in pending {
+                let alert = self.inner.store.alert(c.alert_id).await?.unwrap_or_default();
+                pairs.push((c, alert));
+            }
+            let n = pairs.len();
+            self.chain(&pairs).await;
+            total += n;
+            if self.inner.store.unchained_changes(1).await?.first().map(|c| c.id) == pairs.first().map(|p| p.0.id) {
+                // No progress (the chain is refusing writes): try again later.
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// The chain event of one history entry: what changed, who, and the alert's state after.
+fn chain_event(c: &AlertChange, a: &AlertRow) -> crate::event::NewEvent {
+    let mut details = json!({
+        "alert_id": c.alert_id, "change_id": c.id, "rule": a.rule, "rule_sha256": a.rule_sha256,
+        "severity": a.severity, "status": a.status, "count": a.count, "fingerprint": a.fingerprint(),
+        "event_seqs": a.seqs(), "disposition": a.disposition,
+    });
+    if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(&c.details) {
+        for (k, v) in extra {
+            details[k] = v;
+        }
+    }
+    system_event_with_id(c.chain_event_id(), "alert", &format!("alert_{}", c.action), &c.actor, details, c.at)
+}

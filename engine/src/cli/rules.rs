@@ -1,0 +1,231 @@
+//! The rule author's commands: `vigil rules new` (scaffold a crate on `vigil-sdk` from a
+//! template with a passing test), `build` and `test` (cargo for wasm32 / native), `deploy`
+//! (`PUT /v1/rules/{name}`) and `backtest` (a module over stored history, writing nothing).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use super::call::print_answer;
+use super::*;
+
+/// Where the SDK of this source tree lives (used by `rules new` when it still exists).
+const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
+
+/// `vigil rules new <name>`: creates `<dir>/<name>/` with a compiling, tested rule.
+pub fn new_rule(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    if !(1..=64).contains(&name.len())
+        || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        bail!("rule names match [a-z0-9_]{{1,64}} (the name is also the crate name and the alerts' `rule`)");
+    }
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists", root.display());
+    }
+    let sdk = std::env::var("VIGIL_SDK_PATH").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(SDK_DIR));
+    let sdk_dep = match sdk.canonicalize() {
+        Ok(path) => format!("vigil-sdk = {{ path = {:?} }}", path.display().to_string()),
+        Err(_) => format!("vigil-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
+    };
+    std::fs::create_dir_all(root.join("src"))?;
+    std::fs::create_dir_all(root.join(".cargo"))?;
+    std::fs::write(
+        root.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\n{sdk_dep}\n\n\
+             # Its own workspace, so it builds wherever it is placed.\n[workspace]\n\n\
+             [profile.release]\npanic = \"abort\"\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\n\n\
+             [profile.dev]\npanic = \"abort\"\n"
+        ),
+    )?;
+    std::fs::write(
+        root.join(".cargo/config.toml"),
+        "[alias]\nwasm = \"build --release --target wasm32-unknown-unknown\"\n",
+    )?;
+    let type_name: String = name
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| p[..1].to_ascii_uppercase() + &p[1..])
+        .collect::<String>()
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .to_owned();
+    let type_name = if type_name.is_empty() { "MyRule".to_owned() } else { type_name };
+    std::fs::write(root.join("src/lib.rs"), RULE_TEMPLATE.replace("{name}", name).replace("{Type}", &type_name))?;
+    Ok(root)
+}
+
+const RULE_TEMPLATE: &str = r##"//! `{name}`: a Vigil detection rule. Fires when one user fails to log in more than
+//! `threshold` times in 10 minutes. Edit `manifest`, `init` and `evaluate`, then:
+//! `vigil rules test`, `vigil rules build`, `vigil rules deploy target/wasm32-unknown-unknown/release/{name}.wasm`.
+
+use vigil_sdk::{Alert, Config, Context, Event, Manifest, Rule, Severity, Subscription};
+
+/// The rule and its configuration.
+pub struct {Type} {
+    threshold: i64,
+}
+
+impl Rule for {Type} {
+    fn manifest() -> Manifest {
+        Manifest::detection(env!("CARGO_PKG_NAME"))
+            .version(env!("CARGO_PKG_VERSION"))
+            .description("Many failed logins for one user in 10 minutes")
+            .severity(Severity::P3)
+            .mitre(["T1110"])
+            .fields(["user_id", "ip"])
+            .subscribe(Subscription::action("login_failed"))
+            .windows_ms([600_000])
+    }
+
+    fn init(config: &Config) -> Result<Self, String> {
+        config.deny_unknown(&["threshold"])?;
+        Ok({Type} { threshold: config.i64_or("threshold", 10)? })
+    }
+
+    fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
+        let Some(user) = ev.user_id() else { return false };
+        let count = ctx.window("10m").add(format!("user:{user}"), 1);
+        if count == self.threshold + 1 {
+            ctx.emit(
+                Alert::new(format!("{count} failed logins for {user} in 10 minutes"))
+                    .dedup_key(format!("user:{user}"))
+                    .field("user_id", user)
+                    .field("count", count)
+                    .action("Check the account for credential stuffing"),
+            );
+        }
+        true
+    }
+}
+
+vigil_sdk::export_rule!({Type});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_sdk::testing::{Harness, TestEvent};
+
+    fn fail(user: &str, t: i64) -> TestEvent {
+        TestEvent::new("authentication", "login_failed").user(user).ip("192.0.2.1").at_ms(t)
+    }
+
+    #[test]
+    fn fires_once_past_the_threshold() {
+        let mut h = Harness::<{Type}>::new().config(r#"{"threshold": 3}"#);
+        let alerts = h.run((0..6).map(|i| fail("alice", i * 1000)));
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].dedup_key.as_deref(), Some("user:alice"));
+    }
+
+    #[test]
+    fn failures_spread_past_the_window_do_not_fire() {
+        let mut h = Harness::<{Type}>::new().config(r#"{"threshold": 3}"#);
+        let alerts = h.run((0..6).map(|i| fail("alice", i * 300_000)));
+        assert!(alerts.is_empty());
+    }
+}
+"##;
+
+fn cargo(dir: &Path, target_dir: Option<&Path>, args: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(dir).args(args);
+    if let Some(target) = target_dir {
+        cmd.arg("--target-dir").arg(target);
+    }
+    let status = cmd.status().context("run cargo (is the Rust toolchain installed?)")?;
+    if !status.success() {
+        bail!("cargo {} failed in {}", args.join(" "), dir.display());
+    }
+    Ok(())
+}
+
+/// `vigil rules build`: release build for wasm32 (into `target_dir`, default `<dir>/target`);
+/// prints each module with its SHA-256.
+pub fn build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<()> {
+    cargo(dir, target_dir, &["build", "--release", "--target", "wasm32-unknown-unknown"])?;
+    let out = target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf).join("wasm32-unknown-unknown/release");
+    for entry in std::fs::read_dir(&out).with_context(|| format!("read {}", out.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let bytes = std::fs::read(&path)?;
+            println!("{}  {} ({} bytes)", hex::encode(Sha256::digest(&bytes)), path.display(), bytes.len());
+        }
+    }
+    Ok(())
+}
+
+/// `vigil rules test`: the crate's native tests.
+pub fn test(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<()> {
+    cargo(dir, target_dir, &["test"])
+}
+
+/// `vigil rules deploy`: uploads a module; the rule name comes from `--name` or the file stem.
+pub async fn deploy(file: &Path, name: Option<String>, url: &str, key: &str) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let name = match name {
+        Some(n) => n,
+        None => {
+            file.file_stem().and_then(|s| s.to_str()).context("cannot take a rule name from the file name")?.to_owned()
+        }
+    };
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/rules/{name}", url.trim_end_matches('/')))
+        .bearer_auth(key)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .with_context(|| format!("connect to {url}"))?;
+    print_answer(resp, "deploy").await
+}
+
+/// `vigil rules backtest`: evaluates `file` over stored events with event time in
+/// `[since, until)` and returns how many events were evaluated and the alerts it would have
+/// raised (as JSON objects). Nothing is written to the database.
+pub async fn backtest(
+    file: &Path,
+    since: i64,
+    until: Option<i64>,
+    config: Config,
+) -> anyhow::Result<(u64, Vec<serde_json::Value>)> {
+    let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let store = Store::open(&config.database_url).await?;
+    let registry = Arc::new(crate::deploy::build_registry(&config, None, Default::default())?);
+    let rule = tokio::task::block_in_place(|| registry.deploy(&bytes, None, "backtest"))?;
+    eprintln!(
+        "Backtesting {} {} (sha256 {}) from {}",
+        rule.name,
+        rule.version,
+        rule.sha256,
+        crate::event::format_rfc3339_ms(since)
+    );
+    let mut evaluator = Evaluator::new(registry);
+    let head = store.head().await?.seq;
+    let from = store.first_seq_since(since).await?.unwrap_or(head + 1);
+    let until = until.unwrap_or(i64::MAX);
+    let mut raised = Vec::new();
+    let mut seen = 0;
+    let bar = progress(u64::try_from(head - from + 1).unwrap_or(0), "backtesting");
+    for_each_chunk(&store, from, head, since, |mut events| {
+        if let Some(last) = events.last() {
+            bar.set_position(u64::try_from(last.seq - from + 1).unwrap_or(0));
+        }
+        events.retain(|e| e.event.get("timestamp").and_then(serde_json::Value::as_i64).is_some_and(|t| t < until));
+        seen += events.len() as u64;
+        let out = tokio::task::block_in_place(|| evaluator.evaluate(&mut events));
+        for a in out.alerts {
+            raised.push(serde_json::json!({
+                "rule": a.rule, "rule_version": a.rule_version, "rule_sha256": a.rule_sha256,
+                "severity": a.alert.severity, "title": a.alert.title, "dedup_key": a.alert.dedup_key,
+                "at": crate::event::format_rfc3339_ms(a.at), "event_seqs": a.alert.event_seqs,
+                "fields": a.alert.fields, "actions": a.alert.actions,
+            }));
+        }
+        for q in out.quarantined {
+            eprintln!("The rule faulted repeatedly and was stopped: {}", q.reason);
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    Ok((seen, raised))
+}

@@ -1,0 +1,62 @@
+//! Expiry: decisions past their `expires_at` are ended in the store, removed from the
+//! active set and written to the chain; the expiry task also retries chain writes that
+//! failed.
+
+use std::sync::atomic::Ordering;
+
+use super::{DecisionError, DecisionService};
+use crate::store::decisions::DecisionEnd;
+
+impl DecisionService {
+    /// Ends every decision past its expiry; returns how many.
+    pub async fn expire_due(&self) -> Result<usize, DecisionError> {
+        let now = self.now();
+        if self.inner.set.due(now).is_empty() {
+            return Ok(0);
+        }
+        let _one = self.inner.lock.lock().await;
+        let due = self.inner.set.due(now);
+        let ends: Vec<DecisionEnd> = due
+            .iter()
+            .map(|&id| DecisionEnd { id, status: "expired", at: now, by: "vigil".into(), reason: None })
+            .collect();
+        let changes = self.inner.store.end_decisions(&ends).await?;
+        let mut pairs = Vec::with_capacity(changes.len());
+        for change in changes {
+            self.inner.set.remove(change.decision_id, change.id);
+            if let Ok(row) = self.get(change.decision_id).await {
+                pairs.push((change, row));
+            }
+        }
+        // Any not ended by this call had ended already: they are not active either.
+        for id in due {
+            self.inner.set.remove(id, 0);
+        }
+        self.inner.set.counters.expired.fetch_add(pairs.len() as u64, Ordering::Relaxed);
+        let n = pairs.len();
+        self.after(&pairs).await;
+        Ok(n)
+    }
+
+    /// Expires due decisions every `every` until the process ends, and now and then writes
+    /// changes whose chain write failed (the database was down) to the chain.
+    pub fn spawn_expiry(self, every: std::time::Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks: u64 = 0;
+            loop {
+                tick.tick().await;
+                ticks += 1;
+                if let Err(e) = self.expire_due().await {
+                    tracing::warn!(error = %e, "Could not expire decisions; retried");
+                }
+                if ticks.is_multiple_of(120)
+                    && let Err(e) = self.chain_pending().await
+                {
+                    tracing::warn!(error = %e, "Could not write pending decision changes to the chain; retried");
+                }
+            }
+        });
+    }
+}

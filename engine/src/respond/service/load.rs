@@ -1,0 +1,177 @@
+//! Loading the active set at start: rebuilt from the decision events of the chain and
+//! compared with the `decisions` table of the store; any difference is logged and raised
+//! as a P1 alert through `alerts`, and the chain is enforced.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::{DecisionError, DecisionService};
+use crate::store::decisions::{DecisionFilter, DecisionRow};
+
+impl DecisionService {
+    /// Rebuilds the active set at start from the **chain**, the tamper-evident record, and
+    /// compares it with the `decisions` table; returns how many apply. A decision the chain
+    /// says is active but the table lost, lifted or changed is enforced as the chain says; a
+    /// row active in the table with no issue event in the chain is not enforced (unless
+    /// retention purged old events, when the chain cannot speak for it). Any difference is
+    /// logged and raised as a P1 alert. Write pending chain events first
+    /// ([`Self::chain_pending`]), so a crash between a commit and its chain write is no
+    /// difference.
+    pub async fn load(&self) -> Result<usize, DecisionError> {
+        let _one = self.inner.lock.lock().await;
+        let last = self.inner.store.last_decision_change().await?;
+        let mut table: HashMap<i64, DecisionRow> = HashMap::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .list_decisions(&DecisionFilter {
+                    status: Some("active".into()),
+                    before_id: before,
+                    limit: 5000,
+                    ..Default::default()
+                })
+                .await?;
+            let full = page.len() == 5000;
+            before = page.last().map(|d| d.id);
+            table.extend(page.into_iter().map(|d| (d.id, d)));
+            if !full {
+                break;
+            }
+        }
+        let chain = self.active_from_chain().await?;
+        let purged = self.inner.store.retention_floor().await? > 0;
+        let mut differences = Vec::new();
+        let mut rows = Vec::with_capacity(chain.len());
+        for (id, from_chain) in &chain {
+            match table.get(id) {
+                Some(t) if same_decision(t, from_chain) => rows.push(t.clone()),
+                Some(t) => {
+                    differences.push(json!({"decision_id": id, "problem": "the row differs from its chain event",
+                        "row": t.to_api_json(), "chain": from_chain.to_api_json()}));
+                    rows.push(from_chain.clone());
+                }
+                None => {
+                    differences.push(json!({"decision_id": id,
+                        "problem": "active in the chain, missing or not active in the table (enforced as the chain says)",
+                        "chain": from_chain.to_api_json()}));
+                    rows.push(from_chain.clone());
+                }
+            }
+        }
+        for (id, t) in &table {
+            if chain.contains_key(id) {
+                continue;
+            }
+            if purged {
+                // Its issue event may be older than the retention floor.
+                rows.push(t.clone());
+            } else {
+                differences.push(json!({"decision_id": id,
+                    "problem": "active in the table with no issue event in the chain (not enforced)", "row": t.to_api_json()}));
+            }
+        }
+        let n = rows.len();
+        self.inner.set.reset(rows, last);
+        drop(_one);
+        if !differences.is_empty() {
+            tracing::error!(differences = differences.len(), first = %differences[0], "The decisions table differs from the chain; the chain is enforced");
+            self.raise_mismatch(differences).await;
+        }
+        Ok(n)
+    }
+
+    /// The decisions the chain's events say are active (issued, neither expired nor lifted).
+    async fn active_from_chain(&self) -> Result<HashMap<i64, DecisionRow>, DecisionError> {
+        let mut issued: HashMap<i64, DecisionRow> = HashMap::new();
+        let mut ended = std::collections::HashSet::new();
+        let mut before = None;
+        let prefix = format!("{}decision:", crate::event::RESERVED_ID_PREFIX);
+        loop {
+            let filter = crate::store::EventFilter {
+                category: Some("response".into()),
+                before_seq: before,
+                limit: 1000,
+                ..Default::default()
+            };
+            let page = self.inner.store.query(&filter).await?;
+            for row in &page {
+                // An unreadable row is verify's to report; it proves nothing here.
+                let Ok(ev) = row.to_api_json() else { continue };
+                if !ev["event_id"].as_str().is_some_and(|id| id.starts_with(&prefix)) {
+                    continue;
+                }
+                let d = &ev["details"];
+                let Some(id) = d["decision_id"].as_i64() else { continue };
+                match ev["action"].as_str() {
+                    Some("decision_issued") => {
+                        issued.insert(id, row_from_chain(d));
+                    }
+                    Some("decision_expired" | "decision_lifted") => {
+                        ended.insert(id);
+                    }
+                    _ => {}
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+            before = page.last().map(|r| r.seq);
+        }
+        issued.retain(|id, _| !ended.contains(id));
+        Ok(issued)
+    }
+
+    /// The P1 alert of a decisions table that differs from the chain.
+    async fn raise_mismatch(&self, differences: Vec<Value>) {
+        let raised = crate::finding::RaisedAlert::by_vigil(
+            String::new(),
+            crate::finding::EmittedAlert {
+                title: format!("The decisions table differs from the chain ({} decisions)", differences.len()),
+                severity: "P1".into(),
+                dedup_key: "decisions:chain_mismatch".into(),
+                fields: json!({"differences": differences.iter().take(20).collect::<Vec<_>>(), "count": differences.len()}),
+                event_seqs: vec![],
+                actions: vec![
+                    "The database was changed outside the server: GET /v1/integrity/verify, and compare GET /v1/decisions with GET /v1/events?category=response".into(),
+                    "Decisions are enforced as the chain records them until this is resolved".into(),
+                ],
+            },
+            self.now(),
+        );
+        if let Err(e) = self.inner.alerts.record_detected(std::slice::from_ref(&raised)).await {
+            tracing::error!(error = %e, "Could not raise the decisions-mismatch alert");
+        }
+    }
+}
+
+/// Whether a stored row says what its chain event says (the fields enforcement reads).
+fn same_decision(t: &DecisionRow, c: &DecisionRow) -> bool {
+    (&t.scope, &t.value, &t.kind, t.expires_at, t.alert_id, &t.rule_sha256)
+        == (&c.scope, &c.value, &c.kind, c.expires_at, c.alert_id, &c.rule_sha256)
+}
+
+/// A decision as its `decision_issued` chain event records it.
+fn row_from_chain(d: &Value) -> DecisionRow {
+    let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+    let opt = |k: &str| d[k].as_str().map(str::to_owned);
+    DecisionRow {
+        id: d["decision_id"].as_i64().unwrap_or_default(),
+        scope: text("scope"),
+        value: text("value"),
+        kind: text("kind"),
+        reason: text("decision_reason"),
+        origin: text("origin"),
+        actor: text("issued_by"),
+        rule: opt("rule"),
+        rule_sha256: opt("rule_sha256"),
+        alert_id: d["alert_id"].as_i64(),
+        event_seqs: d["event_seqs"].to_string(),
+        created_at: d["created_at"].as_i64().unwrap_or_default(),
+        expires_at: d["expires_at"].as_i64().unwrap_or_default(),
+        status: "active".into(),
+        ..DecisionRow::default()
+    }
+}

@@ -1,0 +1,73 @@
+//! `pagerduty` receivers (Events API v2): `trigger`, then `acknowledge` / `resolve` as the
+//! alert changes, with `dedup_key` = the alert's fingerprint (summaries and digests get
+//! their own). Sent with the shared HTTP `send` of `receivers`.
+
+use serde_json::{Value, json};
+
+use super::{Context, Outcome, Receiver, alert_of, headline, send, truncate};
+use crate::store::NotificationRow;
+
+/// Posts one event, with the receiver's routing key.
+pub(super) async fn deliver(
+    r: &Receiver,
+    http: &reqwest::Client,
+    n: &NotificationRow,
+    payload: &Value,
+    ctx: &Context,
+) -> Outcome {
+    let body = pagerduty_body(n, payload, r.routing_key.as_deref().unwrap_or_default(), ctx).to_string();
+    send(http.post(r.url.as_deref().unwrap_or_default()).header("content-type", "application/json").body(body)).await
+}
+
+/// PagerDuty severity of a Vigil severity.
+pub fn pagerduty_severity(sev: &str) -> &'static str {
+    match sev {
+        "P1" => "critical",
+        "P2" => "error",
+        "P3" => "warning",
+        _ => "info",
+    }
+}
+
+/// PagerDuty Events API v2.
+pub fn pagerduty_body(n: &NotificationRow, payload: &Value, routing_key: &str, ctx: &Context) -> Value {
+    let a = alert_of(payload);
+    let (action, dedup) = match n.kind.as_str() {
+        "acknowledge" => ("acknowledge", a["fingerprint"].clone()),
+        "resolve" => ("resolve", a["fingerprint"].clone()),
+        "summary" | "digest" => ("trigger", json!(format!("vigil-{}", n.idempotency_key))),
+        _ => ("trigger", a["fingerprint"].clone()),
+    };
+    if action != "trigger" {
+        return json!({"routing_key": routing_key, "event_action": action, "dedup_key": dedup});
+    }
+    let severity = if a.is_null() { "warning" } else { pagerduty_severity(a["severity"].as_str().unwrap_or("P4")) };
+    json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup,
+        "payload": {
+            "summary": truncate(&headline(n, payload), 1024),
+            "source": "vigil",
+            "severity": severity,
+            "timestamp": a.get("first_seen").cloned().unwrap_or(Value::Null),
+            "component": a.get("rule").cloned().unwrap_or(json!("vigil")),
+            "class": a.get("rule").cloned().unwrap_or(json!("summary")),
+            "custom_details": {"alert_id": a.get("id"), "count": a.get("count"), "fields": a.get("fields"),
+                "event_seqs": a.get("event_seqs"), "items": payload.get("items"), "kind": n.kind},
+        },
+        "client": "Vigil",
+        "client_url": if a.is_null() { ctx.external_url.clone() } else { ctx.alert_link(&a["id"]) },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pagerduty_severity;
+
+    #[test]
+    fn pagerduty_severity_mapping() {
+        let m: Vec<_> = ["P1", "P2", "P3", "P4"].into_iter().map(pagerduty_severity).collect();
+        assert_eq!(m, ["critical", "error", "warning", "info"]);
+    }
+}
