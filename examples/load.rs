@@ -221,6 +221,7 @@ fn show(keys: &[AlertKey]) -> String {
     keys.iter().map(|(r, s, d)| format!("{r}/{s}/{d}")).collect::<Vec<_>>().join(", ")
 }
 
+// Long by design: an example reads top to bottom (flags, warm-up, load, report).
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // reqwest is built without a default TLS provider (the server picks ring): install it.

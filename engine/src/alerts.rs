@@ -63,7 +63,7 @@ pub enum FollowUp {
 }
 
 impl FollowUp {
-    /// Notification kind.
+    /// The notification kind it is sent as (`repeat` for a reminder).
     pub fn kind(self) -> &'static str {
         match self {
             FollowUp::Acknowledge => "acknowledge",
@@ -76,7 +76,7 @@ impl FollowUp {
 /// Where an alert goes, as the routing decided.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routed {
-    /// Receivers.
+    /// Names of the receivers it goes to.
     pub receivers: Vec<String>,
     /// The escalation policy a routing rule chose by name (none: by severity).
     pub policy: Option<String>,

@@ -74,6 +74,8 @@ impl RunningServer {
 }
 
 /// Starts everything; returns once the socket is bound.
+// Long by design: the start-up order is the contract (store, lock, keys, anchor, rules,
+// sequencer, services, HTTP), and one function reads it top to bottom.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     install_tls();
     let config = Arc::new(config);

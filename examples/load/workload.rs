@@ -136,6 +136,7 @@ impl Generator {
         }
     }
 
+    // Long by design: the W1 event mix as one table of cases, one arm per event kind.
     pub(crate) fn next_event(&mut self) -> Value {
         let i = self.index;
         self.index += 1;

@@ -248,6 +248,7 @@ pub fn write_str(out: &mut String, s: &str) {
 macro_rules! from_int {
     ($($t:ty),*) => {$(
         impl From<$t> for Value {
+            // Long by design: a hand-written JSON parser's value dispatch, one arm per token kind.
             fn from(v: $t) -> Value { Value::Number(v.to_string()) }
         }
     )*};

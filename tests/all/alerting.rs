@@ -125,6 +125,7 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
+// Long by design: one scenario end to end, each step asserting what the previous one changed.
 async fn a_brute_force_burst_is_one_alert_notified_acked_and_not_escalated(backend: Backend) -> anyhow::Result<()> {
     let rec = Recorder::start()?;
     let smtp = Smtp::start().await?;
@@ -368,6 +369,7 @@ async fn retry_after_is_honoured_4xx_is_not_retried_and_dead_letters_can_be_retr
     Ok(())
 }
 
+// Long by design: one scenario end to end, each step asserting what the previous one changed.
 async fn lifecycle_history_roles_silences_and_stats(backend: Backend) -> anyhow::Result<()> {
     let rec = Recorder::start()?;
     let hook = webhook("hook", &rec, "/hook", None);

@@ -35,6 +35,7 @@ async fn rows(url: &str) -> anyhow::Result<HashMap<String, i64>> {
     Ok(map)
 }
 
+// Long by design: one scenario end to end, each step asserting what the previous one changed.
 async fn kill_9_under_load(database_url: String, dir: std::path::PathBuf) -> anyhow::Result<()> {
     vigil::app::install_tls();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

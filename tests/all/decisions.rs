@@ -139,6 +139,7 @@ async fn through_bouncer(base: &str, ip: &str, user: Option<&str>) -> anyhow::Re
     Ok(req.send().await?.status().as_u16())
 }
 
+// Long by design: one scenario end to end, each step asserting what the previous one changed.
 async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) -> anyhow::Result<()> {
     let (app, clock) = app(backend, |_| {}).await?;
     deploy_example(&app, "brute_force").await?;
@@ -255,6 +256,7 @@ async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) ->
     Ok(())
 }
 
+// Long by design: one scenario end to end, each step asserting what the previous one changed.
 async fn people_issue_and_lift_decisions_with_a_reason(backend: Backend) -> anyhow::Result<()> {
     let (app, _clock) = app(backend, |_| {}).await?;
     let responder = app.create_key("respond").await?;

@@ -12,7 +12,7 @@ use crate::store::alerts::MAX_EVENT_SEQS;
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManualAlert {
-    /// Title.
+    /// 1 to 512 bytes.
     pub title: String,
     /// P1..P4.
     pub severity: String,

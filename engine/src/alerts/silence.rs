@@ -10,7 +10,7 @@ use super::{AlertError, AlertService};
 use crate::event::system_event_with_id;
 use crate::store::{AlertRow, SilenceRow, StoreError};
 
-/// One matcher.
+/// One condition on an alert; a silence holds the alerts all its matchers match.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Matcher {

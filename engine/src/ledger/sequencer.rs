@@ -196,6 +196,8 @@ impl Sequencer {
         Ok(SequencerHandle { tx })
     }
 
+    // Long by design: the writer's one event loop (gather, sequence, launch, complete, sign);
+    // its branches are the states of the pipelined commit and read best together.
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         // The timer looks often enough that nothing stays unsigned much past the period.
         let tick = (self.config.checkpoint_every / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));

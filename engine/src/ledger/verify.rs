@@ -122,6 +122,8 @@ fn check_postings(
 
 /// Verifies `[from, to]` (defaults: the whole log). `known` is the newest checkpoint this
 /// server signed or anchored: a database behind it is truncated.
+// Long by design: one walk of a range (rows, postings, checkpoints, truncation, floor) whose
+// steps share the running chain state; each step is a commented paragraph.
 pub async fn verify(
     store: &Store,
     from: Option<i64>,

@@ -40,7 +40,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Config name.
+    /// Its name in `[[receivers]] kind`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Webhook => "webhook",
@@ -202,7 +202,7 @@ impl Receiver {
 pub struct Context {
     /// Base URL for links back to Vigil.
     pub external_url: String,
-    /// Delivery timeout.
+    /// Delivery timeout for SMTP (the HTTP clients carry their own).
     pub timeout: Duration,
 }
 

@@ -189,6 +189,15 @@ fn write_seqs(data: &mut [u8], seqs: &[i64], out_ptr: i32, out_cap: i32) -> wasm
 /// Builds the linker with every import of ABI 1.x.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
+    link_output(&mut linker)?;
+    link_fields(&mut linker)?;
+    link_windows(&mut linker)?;
+    link_memory(&mut linker)?;
+    Ok(linker)
+}
+
+/// What a rule tells the host: log lines, alerts, decisions and (routing rules) receivers.
+fn link_output(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("vigil", "log", |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
         let (data, host) = memory_and_state(&mut caller)?;
         let r = range(data.len(), ptr, len.min(MAX_LOG_BYTES as i32))?;
@@ -259,6 +268,23 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     })?;
     linker.func_wrap(
         "vigil",
+        "route",
+        |mut caller: Caller<'_, HostState>, index: i32, name_ptr: i32, name_len: i32| {
+            let (data, host) = memory_and_state(&mut caller)?;
+            let name = String::from_utf8_lossy(&data[range(data.len(), name_ptr, name_len.min(128))?]).into_owned();
+            if host.routes.len() < 64 {
+                host.routes.push((index as u32 as usize, name));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Lazy reads of the current event's fields.
+fn link_fields(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "vigil",
         "field",
         |mut caller: Caller<'_, HostState>, index: i32, name_ptr: i32, name_len: i32, out_ptr: i32, out_cap: i32| {
             let (data, host) = memory_and_state(&mut caller)?;
@@ -276,6 +302,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             Ok(bytes.len() as i32)
         },
     )?;
+    Ok(())
+}
+
+/// Sliding windows and distinct counts over event time (`vigil_sdk::state`).
+fn link_windows(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "vigil",
         "window_add",
@@ -353,6 +384,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             Ok(host.state.distinct_add(window(window_ms)?, key, value, time_ms))
         },
     )?;
+    Ok(())
+}
+
+/// Last-seen values and baselines (`vigil_sdk::state`).
+fn link_memory(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "vigil",
         "last_seen_get",
@@ -405,19 +441,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             Ok(stats.count as i64)
         },
     )?;
-    linker.func_wrap(
-        "vigil",
-        "route",
-        |mut caller: Caller<'_, HostState>, index: i32, name_ptr: i32, name_len: i32| {
-            let (data, host) = memory_and_state(&mut caller)?;
-            let name = String::from_utf8_lossy(&data[range(data.len(), name_ptr, name_len.min(128))?]).into_owned();
-            if host.routes.len() < 64 {
-                host.routes.push((index as u32 as usize, name));
-            }
-            Ok(())
-        },
-    )?;
-    Ok(linker)
+    Ok(())
 }
 
 /// The names of every import of ABI 1.x (module `vigil`).

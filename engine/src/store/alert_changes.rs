@@ -1,6 +1,6 @@
 //! Alert history (`alert_changes` table): the [`AlertChange`] entries that
 //! `commit_alert_writes` (alerts.rs) inserts, and the `Store` methods that read them and
-//! record the seqs of their chain events, used by the alerts API and the chain writer.
+//! record the seqs of their chain events, used by the alerts API and `alerts::chain`.
 
 use serde_json::{Value, json};
 

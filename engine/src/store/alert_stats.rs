@@ -1,4 +1,4 @@
-//! Alert statistics (`GET /v1/alerts/stats`, the ops summary and the periodic report):
+//! Alert statistics (`GET /v1/alerts/stats`, the ops summary and the digest):
 //! counts per status, severity and rule over the `alerts` table, with the sums behind the
 //! mean times to acknowledge and resolve.
 

@@ -262,6 +262,8 @@ macro_rules! alert_insert_columns {
     };
 }
 
+/// `commit_alert_writes` needs `outbox_queries!` (outbox.rs) expanded in the same module: it
+/// stores notifications through its `insert_notifications`.
 macro_rules! alert_queries {
     ($store:ty, $db:ty, $row:ty, writer: $writer:ident) => {
         impl $store {

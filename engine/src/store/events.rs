@@ -216,6 +216,7 @@ pub struct Head {
     pub hash: [u8; 32],
 }
 
+/// The head given the newest row's `(seq, hash)` as both backends read it (none: empty log).
 pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError> {
     match row {
         None => Ok(Head { seq: 0, hash: [0; 32] }),
@@ -316,6 +317,8 @@ impl Store {
     }
 }
 
+/// Also expands `SELECT_EVENTS` and the `stored_row` decoder, which the dialect's `scan` and
+/// `search_queries!` (query.rs) use.
 macro_rules! event_queries {
     ($store:ty, $row:ty, writer: $writer:ident) => {
         const SELECT_EVENTS: &str = "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, \

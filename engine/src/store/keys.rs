@@ -1,5 +1,5 @@
 //! API keys (`api_keys` table): the [`ApiKeyRow`] (only the key's SHA-256 is stored) and the
-//! `Store` methods that insert, list and revoke keys, used by `auth` and the key commands.
+//! `Store` methods that insert, list and revoke keys, used by `auth` and the keys API.
 
 use super::{Store, StoreError, dispatch};
 

@@ -1,6 +1,6 @@
 //! The notification outbox (`notifications` table): the [`NotificationRow`] owed to a
 //! receiver, its filter, and the `Store` methods that store, list and update deliveries,
-//! used by `route` (delivery, storm summaries, digests) and the notifications API. The
+//! used by `route` (delivery, storm summaries, digests) and the API. The
 //! `insert_notifications` helper of `outbox_queries!` also serves `commit_alert_writes`.
 
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Event search: the filters of `GET /v1/events` and `GET /v1/events/stats`, the one SQL
 //! `WHERE` builder both backends use through sqlx's `QueryBuilder` (so placeholders are right
 //! for each database), and the `Store` methods `query`, `seq_bounds` and `stats` with their
-//! SQL (`search_queries!`), used by the API, the ledger and the periodic report.
+//! SQL (`search_queries!`), used by the events and export API, `respond` and the digest.
 
 use serde::Serialize;
 use sqlx::{Database, Encode, QueryBuilder, Type};
@@ -237,6 +237,7 @@ impl Store {
     }
 }
 
+/// Needs `event_queries!` (events.rs) expanded in the same module: `SELECT_EVENTS`, `stored_row`.
 macro_rules! search_queries {
     ($store:ty, $db:ty, reader: $reader:ident, fence: $fence:literal, postings: $postings:literal) => {
         impl $store {

@@ -1,6 +1,5 @@
 //! Deployed rule modules (`rules` table): the [`StoredRule`] row and the `Store` methods that
-//! save, quarantine, delete and load them, used by `deploy` and by startup to restore the
-//! deployed rules.
+//! save, quarantine, delete and load them, used by `deploy`.
 
 use super::{Store, StoreError, dispatch};
 
