@@ -81,9 +81,7 @@ impl Role {
 /// Who made a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// Key id.
     pub key_id: String,
-    /// Its role.
     pub role: Role,
 }
 

@@ -30,7 +30,6 @@ pub struct NewEvent {
 /// An event just committed, as offered to detection.
 #[derive(Debug, Clone)]
 pub struct CommittedEvent {
-    /// Its seq.
     pub seq: i64,
     /// The stored event object (canon, decoded): for lazy reads of `details` paths.
     pub event: Arc<Map<String, Value>>,

@@ -9,11 +9,9 @@ use serde_json::Value;
 /// An alert as emitted by a rule, validated and copied out of the guest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmittedAlert {
-    /// Title.
     pub title: String,
     /// P1..P4.
     pub severity: String,
-    /// Dedup key.
     pub dedup_key: String,
     /// Summary fields.
     pub fields: Value,
@@ -33,11 +31,9 @@ pub type EmittedDecision = vigil_sdk::Decision;
 pub struct RaisedAlert {
     /// Rule name.
     pub rule: String,
-    /// Rule version.
     pub rule_version: String,
     /// Module SHA-256 (hex).
     pub rule_sha256: String,
-    /// The alert.
     pub alert: EmittedAlert,
     /// Event time of the latest triggering event in the batch (epoch ms).
     pub at: i64,
@@ -50,7 +46,6 @@ pub struct RaisedDecision {
     pub rule: String,
     /// Module SHA-256 (hex).
     pub rule_sha256: String,
-    /// The decision.
     pub decision: EmittedDecision,
 }
 

@@ -94,7 +94,6 @@ pub struct DecisionCounters {
 pub struct ActiveSet {
     inner: RwLock<SetInner>,
     clients: StreamClients,
-    /// Counters.
     pub counters: DecisionCounters,
 }
 

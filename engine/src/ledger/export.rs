@@ -49,7 +49,6 @@ pub enum Line {
     },
     /// A stored event.
     Event {
-        /// Its seq.
         seq: i64,
         /// Hash of its predecessor, hex.
         prev_hash: String,

@@ -162,11 +162,6 @@ impl Verifier {
         let sig: [u8; 64] = cp.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes".to_owned())?;
         key.verify(&checkpoint_message(cp), &Signature::from_bytes(&sig)).map_err(|_| "signature invalid".to_owned())
     }
-
-    /// The key ids it trusts.
-    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
-    }
 }
 
 /// The pre-0.2 checkpoint MAC: HMAC-SHA256 over `"vigil-checkpoint-v1" || id || seq || hash

@@ -41,7 +41,6 @@ use crate::store::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRo
 /// The answer for one submitted event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Ack {
-    /// The event id.
     pub event_id: String,
     /// Its seq (the original one for a duplicate).
     pub seq: i64,

@@ -32,7 +32,6 @@ pub const MAX_DECISION_BYTES: usize = 4 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[error("rule memory cap of {cap} bytes exceeded (wanted {desired})")]
 pub struct MemoryCapExceeded {
-    /// The cap.
     pub cap: usize,
     /// What the guest asked for.
     pub desired: usize,

@@ -58,7 +58,6 @@ impl Default for SandboxLimits {
 pub struct CompiledRule {
     /// SHA-256 of the module bytes.
     pub sha256: [u8; 32],
-    /// Its manifest.
     pub manifest: Manifest,
     /// Declared fields, resolved.
     pub fields: Arc<[FieldPath]>,
@@ -129,7 +128,6 @@ impl Sandbox {
         Ok(Self { engine, linker, modules, limits, stop_ticker, compat })
     }
 
-    /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -201,7 +201,6 @@ impl RuleSet {
 pub struct Deployed {
     /// Rule name.
     pub name: String,
-    /// Version.
     pub version: String,
     /// Module SHA-256 (hex).
     pub sha256: String,
@@ -273,7 +272,6 @@ impl Prepared {
         &self.compiled.manifest.name
     }
 
-    /// Its version.
     pub fn version(&self) -> &str {
         &self.compiled.manifest.version
     }
@@ -289,7 +287,6 @@ impl Prepared {
     }
 }
 
-/// The registry.
 pub struct RuleRegistry {
     sandbox: Sandbox,
     current: ArcSwap<RuleSet>,

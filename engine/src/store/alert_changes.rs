@@ -12,7 +12,6 @@ use crate::event::format_rfc3339_ms;
 pub struct AlertChange {
     /// Id (0 before stored).
     pub id: i64,
-    /// The alert.
     pub alert_id: i64,
     /// created / repeated / acknowledged / resolved / reopened / escalated / silenced / manual.
     pub action: String,
@@ -27,7 +26,6 @@ pub struct AlertChange {
 }
 
 impl AlertChange {
-    /// The event id of its chain event.
     pub fn chain_event_id(&self) -> String {
         format!("{}{}", crate::event::ALERT_CHANGE_ID_PREFIX, self.id)
     }

@@ -21,15 +21,12 @@ pub struct AlertStats {
 /// Per-rule alert numbers.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RuleAlertStats {
-    /// Rule.
     pub rule: String,
-    /// Alerts.
     pub alerts: i64,
     /// Acknowledged (ever).
     pub acked: i64,
     /// Sum of (acked_at - created_at), ms.
     pub ack_ms: i64,
-    /// Resolved.
     pub resolved: i64,
     /// Sum of (resolved_at - created_at), ms.
     pub resolve_ms: i64,

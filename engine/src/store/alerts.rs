@@ -20,15 +20,12 @@ pub struct AlertRow {
     pub id: i64,
     /// Rule name.
     pub rule: String,
-    /// Rule version.
     pub rule_version: String,
     /// Module SHA-256 of the version that raised it.
     pub rule_sha256: String,
     /// P1..P4.
     pub severity: String,
-    /// Title.
     pub title: String,
-    /// Dedup key.
     pub dedup_key: String,
     /// open / acknowledged / resolved.
     pub status: String,
@@ -137,13 +134,12 @@ pub struct AlertFilter {
     pub severity: Option<String>,
     /// open / acknowledged / resolved.
     pub status: Option<String>,
-    /// Dedup key.
     pub dedup_key: Option<String>,
     /// first_seen >= since.
     pub since: Option<i64>,
     /// first_seen < until.
     pub until: Option<i64>,
-    /// id < before_id.
+    /// Only rows with an id below this one (the cursor of the next page).
     pub before_id: Option<i64>,
     /// Exactly this id.
     pub id: Option<i64>,
@@ -209,7 +205,6 @@ impl Store {
         dispatch!(self, s => s.list_alerts(filter).await)
     }
 
-    /// One alert.
     pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
         let filter = AlertFilter { id: Some(id), limit: 1, ..AlertFilter::default() };
         Ok(self.list_alerts(&filter).await?.into_iter().next())

@@ -50,11 +50,6 @@ impl Store {
         dispatch!(self, s => s.checkpoint_where("seq <= ", seq, " ORDER BY id DESC").await)
     }
 
-    /// The oldest checkpoint at or above `seq`.
-    pub async fn checkpoint_at_or_after(&self, seq: i64) -> Result<Option<Checkpoint>, StoreError> {
-        dispatch!(self, s => s.checkpoint_where("seq >= ", seq, " ORDER BY id").await)
-    }
-
     /// The newest checkpoint signed before `at` (epoch ms).
     pub async fn checkpoint_signed_before(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
         dispatch!(self, s => s.checkpoint_where("created_at < ", at, " ORDER BY id DESC").await)

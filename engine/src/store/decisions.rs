@@ -71,7 +71,6 @@ impl DecisionRow {
 pub struct DecisionChange {
     /// Id: the stream cursor.
     pub id: i64,
-    /// The decision.
     pub decision_id: i64,
     /// `issued`, `expired`, `lifted`.
     pub action: String,
@@ -116,15 +115,10 @@ pub struct DecisionEnd {
 /// Filters of the stored listing (`GET /v1/decisions?status=...`).
 #[derive(Debug, Clone, Default)]
 pub struct DecisionFilter {
-    /// Scope.
     pub scope: Option<String>,
-    /// Value.
     pub value: Option<String>,
-    /// Kind.
     pub kind: Option<String>,
-    /// Status.
     pub status: Option<String>,
-    /// Alert.
     pub alert_id: Option<i64>,
     /// Exactly this id.
     pub id: Option<i64>,

@@ -7,9 +7,7 @@ use super::{Store, StoreError, dispatch};
 /// An escalation timer.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EscalationRow {
-    /// Id.
     pub id: i64,
-    /// The alert.
     pub alert_id: i64,
     /// Policy name (`severity:P1` for the per-severity ones).
     pub policy: String,

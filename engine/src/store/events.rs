@@ -31,25 +31,16 @@ pub struct StoredRow {
 /// The columns that exist only to serve queries; each must equal its value in canon.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IndexedColumns {
-    /// event_id.
     pub event_id: String,
     /// timestamp, epoch ms.
     pub ts: i64,
-    /// category.
     pub category: String,
-    /// action.
     pub action: String,
-    /// severity.
     pub severity: String,
-    /// outcome.
     pub outcome: String,
-    /// organization_id.
     pub organization_id: Option<String>,
-    /// user_id.
     pub user_id: Option<String>,
-    /// ip.
     pub ip: Option<String>,
-    /// request_id.
     pub request_id: Option<String>,
 }
 
@@ -298,11 +289,6 @@ impl Store {
     /// The smallest seq whose event time is at or after `ts` (epoch ms).
     pub async fn first_seq_since(&self, ts: i64) -> Result<Option<i64>, StoreError> {
         dispatch!(self, s => s.first_seq_since(ts).await)
-    }
-
-    /// The latest event time in the log.
-    pub async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
-        dispatch!(self, s => s.max_ts().await)
     }
 
     /// Rows at or below this seq may be deleted (by a retention purge); 0 when never purged.

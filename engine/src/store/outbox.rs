@@ -54,13 +54,10 @@ impl NotificationRow {
 /// Filters of `GET /v1/notifications`.
 #[derive(Debug, Clone, Default)]
 pub struct NotificationFilter {
-    /// Status.
     pub status: Option<String>,
-    /// Receiver.
     pub receiver: Option<String>,
-    /// Alert.
     pub alert_id: Option<i64>,
-    /// id < before_id.
+    /// Only rows with an id below this one (the cursor of the next page).
     pub before_id: Option<i64>,
     /// Exactly this idempotency key.
     pub idempotency_key: Option<String>,
@@ -69,14 +66,6 @@ pub struct NotificationFilter {
 }
 
 impl Store {
-    /// Stores notifications not tied to an alert change (summaries, digests); fills ids.
-    pub async fn insert_notifications(&self, rows: &mut [NotificationRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        dispatch!(self, s => s.insert_notifications(rows).await)
-    }
-
     /// In one transaction: stores `rows` (a storm summary, a digest) and sets the status of
     /// the notifications `ids` they replace (`folded`, `digested`).
     pub async fn replace_notifications(
@@ -110,7 +99,6 @@ impl Store {
         dispatch!(self, s => s.list_notifications(&filter, Some(now)).await)
     }
 
-    /// One notification.
     pub async fn notification(&self, id: i64) -> Result<Option<NotificationRow>, StoreError> {
         let filter = NotificationFilter { before_id: Some(id.saturating_add(1)), limit: 1, ..Default::default() };
         Ok(self.list_notifications(&filter).await?.into_iter().find(|n| n.id == id))
@@ -154,13 +142,6 @@ macro_rules! notification_columns {
 macro_rules! outbox_queries {
     ($store:ty, $db:ty, $row:ty, writer: $writer:ident) => {
         impl $store {
-            pub(super) async fn insert_notifications(&self, rows: &mut [NotificationRow]) -> Result<(), StoreError> {
-                let mut tx = self.$writer.begin().await?;
-                insert_notifications(&mut tx, rows).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
             pub(super) async fn replace_notifications(
                 &self,
                 rows: &mut [NotificationRow],

@@ -235,10 +235,6 @@ impl PgStore {
         Ok(sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE ts >= $1").bind(ts).fetch_one(&self.pool).await?)
     }
 
-    pub(super) async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.pool).await?)
-    }
-
     pub(super) async fn purge(&self, floor: i64) -> Result<u64, StoreError> {
         // Through the SECURITY DEFINER function of migration 0008: the app role itself may
         // not delete events or move the floor.

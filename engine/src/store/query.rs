@@ -59,7 +59,6 @@ pub struct StatsFilter {
 /// A value and how many events carry it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Count {
-    /// The value.
     pub value: String,
     /// Number of events.
     pub count: i64,
@@ -79,13 +78,9 @@ pub struct Bucket {
 pub struct Stats {
     /// Events matched.
     pub total: i64,
-    /// By category.
     pub by_category: Vec<Count>,
-    /// By severity.
     pub by_severity: Vec<Count>,
-    /// By outcome.
     pub by_outcome: Vec<Count>,
-    /// By action.
     pub by_action: Vec<Count>,
     /// failures / total (0 when empty).
     pub failure_rate: f64,

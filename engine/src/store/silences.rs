@@ -64,7 +64,6 @@ impl Store {
         dispatch!(self, s => s.list_silences(None, None).await)
     }
 
-    /// One silence.
     pub async fn silence(&self, id: &str) -> Result<Option<SilenceRow>, StoreError> {
         Ok(dispatch!(self, s => s.list_silences(None, Some(id)).await)?.into_iter().next())
     }

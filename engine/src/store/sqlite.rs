@@ -212,10 +212,6 @@ impl SqliteStore {
         Ok(sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE ts >= ?").bind(ts).fetch_one(&self.reader).await?)
     }
 
-    pub(super) async fn max_ts(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT MAX(ts) FROM events").fetch_one(&self.reader).await?)
-    }
-
     pub(super) async fn purge(&self, floor: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let at_checkpoint: Option<i64> = sqlx::query_scalar("SELECT id FROM checkpoints WHERE seq = ? LIMIT 1")
