@@ -455,7 +455,7 @@ fn alerts(c: &mut Criterion) {
                 rule_sha256: "ab".repeat(32),
                 alert: EmittedAlert {
                     title: "Brute force: 6 failed logins from 10.0.0.1 within 5 minutes".into(),
-                    severity: "P2".into(),
+                    severity: vigil_sdk::Severity::P2,
                     dedup_key: key(base + i),
                     fields: serde_json::json!({"ip": "10.0.0.1", "failed_logins": 6}),
                     event_seqs: (1..=6).collect(),

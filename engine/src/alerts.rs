@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use crate::clock::Clock;
 use crate::config::AlertsConfig;
 use crate::ledger::sequencer::SequencerHandle;
-use crate::store::{AlertRow, EscalationRow, NotificationRow, Store, StoreError};
+use crate::store::{AlertRow, EscalationRow, NotificationRow, NotificationStatus, Store, StoreError};
 
 pub use manual::{ManualAlert, integral};
 pub use raise::{row_from_raised, storable};
@@ -143,7 +143,7 @@ impl AlertService {
                 // The alert itself is read at delivery (its id is not known before the
                 // first write, and a receiver should see its current state).
                 payload: json!({"extra": extra}).to_string(),
-                status: "pending".into(),
+                status: NotificationStatus::Pending,
                 next_attempt_at: now,
                 created_at: now,
                 updated_at: now,

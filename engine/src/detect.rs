@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use vigil_sdk::Severity;
+
 use crate::event::CommittedEvent;
 use crate::event::{SLOT_ACTION, SLOT_CATEGORY, SLOT_OUTCOME};
 use crate::finding::{EmittedAlert, Evaluated, QuarantineNotice, RaisedAlert, RaisedDecision};
@@ -247,7 +249,7 @@ fn decision_flood_alert(rule: &LoadedRule, at: i64) -> RaisedAlert {
         rule.sha256_hex(),
         EmittedAlert {
             title: format!("Decision flood: rule {name} issues decisions past its limits"),
-            severity: "P3".into(),
+            severity: Severity::P3,
             dedup_key: format!("decision_flood:{name}"),
             fields: serde_json::json!({"rule": name, "sha256": rule.sha256_hex()}),
             event_seqs: vec![],
@@ -268,7 +270,7 @@ fn flood_alert(rule: &LoadedRule, per_minute: u32, at: i64) -> RaisedAlert {
         rule.sha256_hex(),
         EmittedAlert {
             title: format!("Alert flood: rule {name} emitted more than {per_minute} alerts in a minute"),
-            severity: "P3".into(),
+            severity: Severity::P3,
             dedup_key: format!("alert_flood:{name}"),
             fields: serde_json::json!({"rule": name, "alerts_per_minute": per_minute, "sha256": rule.sha256_hex()}),
             event_seqs: vec![],

@@ -5,13 +5,13 @@
 //! and the writer in `app`.
 
 use serde_json::Value;
+use vigil_sdk::Severity;
 
 /// An alert as emitted by a rule, validated and copied out of the guest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmittedAlert {
     pub title: String,
-    /// P1..P4.
-    pub severity: String,
+    pub severity: Severity,
     pub dedup_key: String,
     /// Summary fields.
     pub fields: Value,
@@ -19,6 +19,14 @@ pub struct EmittedAlert {
     pub event_seqs: Vec<i64>,
     /// Suggested actions.
     pub actions: Vec<String>,
+}
+
+/// The severity named by `text`, exactly as the host writes it (`P1`..`P4`, upper case):
+/// what the rule ABI accepts in an emitted alert, the API in a filter, the configuration in
+/// an escalation policy and the store in a row. (`Severity::parse` ignores case; the host's
+/// wire and stored forms do not.)
+pub fn parse_severity(text: &str) -> Option<Severity> {
+    Severity::ALL.into_iter().find(|s| s.as_str() == text)
 }
 
 /// A decision as emitted by a rule (ABI 1.2), validated and copied out of the guest: the
@@ -83,4 +91,18 @@ pub struct Evaluated {
     pub faulted: usize,
     /// Decisions issued.
     pub decisions: Vec<RaisedDecision>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_are_read_as_the_host_writes_them() {
+        for s in Severity::ALL {
+            assert_eq!(parse_severity(s.as_str()), Some(s));
+        }
+        assert_eq!(parse_severity("p1"), None);
+        assert_eq!(parse_severity("P5"), None);
+    }
 }

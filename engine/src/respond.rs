@@ -131,7 +131,7 @@ impl ActiveSet {
     }
 
     fn insert_into(inner: &mut SetInner, row: Arc<DecisionRow>) {
-        let Some(scope) = Scope::parse(&row.scope) else { return };
+        let scope = row.scope;
         if let Some(rule) = &row.rule {
             *inner.per_rule.entry(rule.clone()).or_default() += 1;
         }
@@ -156,13 +156,11 @@ impl ActiveSet {
         {
             *n = n.saturating_sub(1);
         }
-        if let Some(scope) = Scope::parse(&row.scope) {
-            let key = (scope, row.value.clone());
-            if let Some(list) = inner.by_key.get_mut(&key) {
-                list.retain(|d| d.id != id);
-                if list.is_empty() {
-                    inner.by_key.remove(&key);
-                }
+        let key = (row.scope, row.value.clone());
+        if let Some(list) = inner.by_key.get_mut(&key) {
+            list.retain(|d| d.id != id);
+            if list.is_empty() {
+                inner.by_key.remove(&key);
             }
         }
     }
@@ -216,16 +214,16 @@ impl ActiveSet {
     }
 
     /// An active decision of the same scope, value and kind lasting at least until `until`.
-    pub fn covering(&self, scope: Scope, value: &str, kind: &str, until: i64) -> Option<Arc<DecisionRow>> {
+    pub fn covering(&self, scope: Scope, value: &str, kind: Kind, until: i64) -> Option<Arc<DecisionRow>> {
         let inner = self.read();
         inner.by_key.get(&(scope, value.to_owned()))?.iter().find(|d| d.kind == kind && d.expires_at >= until).cloned()
     }
 
     /// Active decisions by (scope, kind), for `/metrics`.
-    pub fn by_scope_kind(&self, now: i64) -> HashMap<(String, String), u64> {
+    pub fn by_scope_kind(&self, now: i64) -> HashMap<(Scope, Kind), u64> {
         let mut out = HashMap::new();
         for d in self.read().by_id.values().filter(|d| d.expires_at > now) {
-            *out.entry((d.scope.clone(), d.kind.clone())).or_insert(0) += 1;
+            *out.entry((d.scope, d.kind)).or_insert(0) += 1;
         }
         out
     }
@@ -331,7 +329,7 @@ pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
     let counts = set.by_scope_kind(now);
     for scope in Scope::ALL {
         for kind in Kind::ALL {
-            let n = counts.get(&(scope.as_str().to_owned(), kind.as_str().to_owned())).copied().unwrap_or(0);
+            let n = counts.get(&(scope, kind)).copied().unwrap_or(0);
             let _ =
                 writeln!(out, "vigil_decisions_active{{scope=\"{}\",kind=\"{}\"}} {n}", scope.as_str(), kind.as_str());
         }
@@ -372,16 +370,17 @@ pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::decisions::DecisionStatus;
 
-    fn row(id: i64, scope: &str, value: &str, rule: Option<&str>, expires_at: i64) -> DecisionRow {
+    fn row(id: i64, scope: Scope, value: &str, rule: Option<&str>, expires_at: i64) -> DecisionRow {
         DecisionRow {
             id,
-            scope: scope.into(),
+            scope,
             value: value.into(),
-            kind: "block".into(),
+            kind: Kind::Block,
             rule: rule.map(str::to_owned),
             expires_at,
-            status: "active".into(),
+            status: DecisionStatus::Active,
             ..DecisionRow::default()
         }
     }
@@ -389,8 +388,8 @@ mod tests {
     #[test]
     fn the_set_answers_by_scope_and_value_and_counts_per_rule() {
         let set = Arc::new(ActiveSet::default());
-        set.reset(vec![row(1, "ip", "203.0.113.7", Some("brute_force"), 10_000)], 3);
-        set.insert(row(2, "user", "alice", None, 20_000), 4);
+        set.reset(vec![row(1, Scope::Ip, "203.0.113.7", Some("brute_force"), 10_000)], 3);
+        set.insert(row(2, Scope::User, "alice", None, 20_000), 4);
         assert_eq!(set.lookup(Scope::Ip, "203.0.113.7", 5_000).len(), 1);
         assert!(set.lookup(Scope::User, "203.0.113.7", 5_000).is_empty(), "scopes are apart");
         assert_eq!(set.lookup(Scope::Ip, "::ffff:203.0.113.7", 5_000).len(), 1, "addresses compare canonically");
@@ -419,7 +418,7 @@ mod tests {
         assert_eq!(gate.admit("r", Scope::Ip, 60_000, 0), Ok(()));
         assert_eq!(gate.admit("r", Scope::User, 60_000, 0), Err(Refusal::Scope));
         assert_eq!(gate.admit("r", Scope::Ip, 60_001, 0), Err(Refusal::Duration));
-        set.insert(row(1, "ip", "a", Some("r"), i64::MAX), 1);
+        set.insert(row(1, Scope::Ip, "a", Some("r"), i64::MAX), 1);
         assert_eq!(gate.admit("r", Scope::Ip, 1000, 1), Err(Refusal::RuleCap));
         assert_eq!(gate.admit("other", Scope::Ip, 1000, 1), Ok(()));
     }

@@ -11,6 +11,54 @@
 //! types, its `Store` methods and its SQL, as a macro (`event_queries!`, `alert_queries!`...)
 //! that sqlite.rs and postgres.rs each expand once for their own connection types.
 
+/// A closed set of values a table stores as text: `as_str` is what is written, `parse`
+/// reads it back (exactly: no other spelling is accepted), `ALL` lists the values.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The stored (and API) text.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The texts of every value.
+            pub fn names() -> impl Iterator<Item = &'static str> {
+                Self::ALL.iter().map(|v| v.as_str())
+            }
+
+            /// Reads the stored text back (`None`: not one of [`Self::ALL`]).
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod alert_changes;
 pub mod alert_stats;
 pub mod alerts;
@@ -29,12 +77,12 @@ pub mod sqlite;
 
 pub use alert_changes::AlertChange;
 pub use alert_stats::AlertStats;
-pub use alerts::{AlertFilter, AlertRow, AlertWrite};
+pub use alerts::{AlertFilter, AlertRow, AlertStatus, AlertWrite};
 pub use checkpoints::Checkpoint;
 pub use escalations::EscalationRow;
 pub use events::{Head, IndexedColumns, StoredRow, decode_canon};
 pub use keys::ApiKeyRow;
-pub use outbox::{NotificationFilter, NotificationRow};
+pub use outbox::{NotificationFilter, NotificationRow, NotificationStatus};
 pub use query::{EventFilter, Stats, StatsFilter};
 pub use rules::StoredRule;
 pub use silences::SilenceRow;
@@ -69,7 +117,8 @@ pub enum StoreError {
     /// Stored data is not what the store wrote (corruption or tampering).
     #[error("corrupt row at seq {seq}: {problem}")]
     Corrupt {
-        /// Where.
+        /// Where: the seq of an event, the id of a row of another table (the problem names
+        /// the table).
         seq: i64,
         /// What.
         problem: String,
@@ -171,6 +220,68 @@ fn classify_code(code: &str, message: &str) -> ErrorClass {
     }
 }
 
+/// Reads one row by column name, for the decoders of tables whose text columns hold a
+/// closed set of values (alerts, decisions, notifications): a value of the wrong type, or
+/// text that is not one of its column's values (a tampered database), is a
+/// [`StoreError::Corrupt`] naming the table, the row id and the column, never a panic.
+pub(crate) struct Columns<'r, R> {
+    row: &'r R,
+    table: &'static str,
+    id: i64,
+}
+
+impl<'r, R: sqlx::Row> Columns<'r, R>
+where
+    for<'n> &'n str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    /// The reader of a row of `table`, whose id is in column `id`.
+    pub(crate) fn new(row: &'r R, table: &'static str) -> Result<Self, StoreError> {
+        Self::keyed(row, table, "id")
+    }
+
+    /// The reader of a row of `table`, whose id is in column `id_column` (a joined query).
+    pub(crate) fn keyed(row: &'r R, table: &'static str, id_column: &str) -> Result<Self, StoreError> {
+        let id = row.try_get::<i64, _>(id_column).map_err(|e| StoreError::Corrupt {
+            seq: 0,
+            problem: format!("{table}: a row without a readable id ({id_column}): {e}"),
+        })?;
+        Ok(Self { row, table, id })
+    }
+
+    /// The row's id.
+    pub(crate) fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// Column `name`.
+    pub(crate) fn get<T>(&self, name: &str) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        self.row.try_get(name).map_err(|e| self.corrupt(format!("column {name}: {e}")))
+    }
+
+    /// Column `name`, text that `parse` reads as one of the values `expected` lists.
+    pub(crate) fn parse<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+        expected: impl IntoIterator<Item = &'static str>,
+    ) -> Result<T, StoreError> {
+        let text: String = self.get(name)?;
+        parse(&text).ok_or_else(|| {
+            let expected: Vec<&str> = expected.into_iter().collect();
+            self.corrupt(format!("{name} {text:?} is not one of {}", expected.join(", ")))
+        })
+    }
+
+    fn corrupt(&self, what: String) -> StoreError {
+        StoreError::Corrupt { seq: self.id, problem: format!("{} row {}: {what}", self.table, self.id) }
+    }
+}
+
 /// The storage backend: one concrete store per database, no `sqlx::Any`.
 #[derive(Clone)]
 pub enum Store {
@@ -218,7 +329,25 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{ErrorClass, classify, classify_code};
+    use super::{AlertStatus, ErrorClass, NotificationStatus, classify, classify_code};
+    use crate::store::decisions::DecisionStatus;
+
+    #[test]
+    fn stored_texts_read_back_exactly() {
+        for s in AlertStatus::ALL {
+            assert_eq!(AlertStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in DecisionStatus::ALL {
+            assert_eq!(DecisionStatus::parse(&s.to_string()), Some(*s));
+        }
+        for s in NotificationStatus::ALL {
+            assert_eq!(NotificationStatus::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(AlertStatus::names().collect::<Vec<_>>(), ["open", "acknowledged", "resolved"]);
+        assert_eq!(NotificationStatus::names().count(), 7);
+        assert_eq!(AlertStatus::parse("Open"), None, "no other spelling");
+        assert_eq!(DecisionStatus::parse(""), None);
+    }
 
     #[test]
     fn database_errors_are_classified_by_code() {

@@ -22,6 +22,7 @@ both_backends!(
     retry_after_is_honoured_4xx_is_not_retried_and_dead_letters_can_be_retried,
     lifecycle_history_roles_silences_and_stats,
     escalation_policies_run_on_database_timers_that_survive_a_restart,
+    an_alert_row_with_text_the_server_never_writes_is_a_located_failure,
 );
 
 /// 2026-01-05T07:00:00Z, a Monday: the manual clock's start.
@@ -549,5 +550,27 @@ async fn escalation_policies_run_on_database_timers_that_survive_a_restart(backe
     let full = app.get(&format!("/v1/alerts/{id}")).await?.1;
     let escalated = full["history"].as_array().unwrap().iter().filter(|c| c["action"] == "escalated").count();
     assert_eq!(escalated, 4, "{full}");
+    Ok(())
+}
+
+/// A severity or status the server never writes (a tampered database) is a located failure
+/// of the reads that meet it (logged with the table, id and column), never a panic; the
+/// server keeps answering, and the row reads again once it holds what the server wrote.
+async fn an_alert_row_with_text_the_server_never_writes_is_a_located_failure(backend: Backend) -> anyhow::Result<()> {
+    let app = app(backend, |_| {}).await?;
+    let id = manual(&app, "tampered later", "P2").await?["id"].as_i64().unwrap();
+    let path = format!("/v1/alerts/{id}");
+    for (column, text) in [("severity", "P9"), ("status", "snoozed")] {
+        app.exec_sql(&format!("UPDATE alerts SET {column} = '{text}' WHERE id = {id}")).await?;
+        for read in [path.as_str(), "/v1/alerts"] {
+            let (status, body) = app.get(read).await?;
+            assert_eq!((status, &body["error"]["code"]), (500, &json!("internal")), "{column}: {read}: {body}");
+        }
+        let (status, body) = app.get("/v1/alerts/stats").await?;
+        assert_eq!(status, 200, "counts of the stored texts still answer: {body}");
+        app.exec_sql(&format!("UPDATE alerts SET severity = 'P2', status = 'open' WHERE id = {id}")).await?;
+        let (status, body) = app.get(&path).await?;
+        assert_eq!((status, &body["severity"], &body["status"]), (200, &json!("P2"), &json!("open")), "{body}");
+    }
     Ok(())
 }

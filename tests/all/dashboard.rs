@@ -83,7 +83,12 @@ async fn the_dashboard_works_in_chromium() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_is_served_with_a_strict_policy_and_no_key() -> anyhow::Result<()> {
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await?;
-    for (path, kind) in [("/", "text/html"), ("/assets/app.js", "text/javascript"), ("/assets/app.css", "text/css")] {
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/pages.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
         let res = app.client.get(app.url(path)).send().await?;
         assert_eq!(res.status(), 200, "{path}");
         let h = res.headers();

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::{AlertError, AlertService};
 use crate::event::system_event_with_id;
-use crate::store::{AlertChange, AlertRow, AlertWrite};
+use crate::store::alerts::fingerprint;
+use crate::store::{AlertChange, AlertRow, AlertWrite, StoreError};
 
 impl AlertService {
     /// Writes changes, then their chain events; wakes the outbox.
@@ -18,8 +19,8 @@ impl AlertService {
             let mut d: Value = serde_json::from_str(&w.change.details).unwrap_or_else(|_| json!({}));
             if let Value::Object(map) = &mut d {
                 for (k, v) in [
-                    ("severity", json!(w.alert.severity)),
-                    ("status", json!(w.alert.status)),
+                    ("severity", json!(w.alert.severity.as_str())),
+                    ("status", json!(w.alert.status.as_str())),
                     ("count", json!(w.alert.count)),
                     ("event_seqs", json!(w.alert.seqs())),
                     ("disposition", json!(w.alert.disposition)),
@@ -30,8 +31,8 @@ impl AlertService {
             w.change.details = d.to_string();
         }
         self.inner.store.commit_alert_writes(writes).await?;
-        let changes: Vec<(AlertChange, AlertRow)> =
-            writes.iter().map(|w| (w.change.clone(), w.alert.clone())).collect();
+        let changes: Vec<(AlertChange, Option<AlertRow>)> =
+            writes.iter().map(|w| (w.change.clone(), Some(w.alert.clone()))).collect();
         if writes.iter().any(|w| !w.notifications.is_empty()) {
             self.inner.routing.wake();
         }
@@ -41,8 +42,8 @@ impl AlertService {
 
     /// Writes history entries to the chain and records their seqs. A failure is logged and
     /// retried by [`Self::chain_pending`]; the event id makes a repeat a no-op.
-    async fn chain(&self, changes: &[(AlertChange, AlertRow)]) {
-        let events = changes.iter().map(|(c, a)| chain_event(c, a)).collect();
+    async fn chain(&self, changes: &[(AlertChange, Option<AlertRow>)]) {
+        let events = changes.iter().map(|(c, a)| chain_event(c, a.as_ref())).collect();
         match self.inner.sequencer.submit(events).await {
             Ok(acks) => {
                 let seqs: Vec<(i64, i64)> = changes.iter().zip(acks).map(|((c, _), ack)| (c.id, ack.seq)).collect();
@@ -62,15 +63,25 @@ impl AlertService {
             if pending.is_empty() {
                 return Ok(total);
             }
+            let first = pending[0].id;
             let mut pairs = Vec::with_capacity(pending.len());
             for c in pending {
-                let alert = self.inner.store.alert(c.alert_id).await?.unwrap_or_default();
-                pairs.push((c, alert));
+                match self.inner.store.alert(c.alert_id).await {
+                    Ok(alert) => pairs.push((c, alert)),
+                    // A tampered row: its change stays unchained (and is reported again at
+                    // the next start); the others are written.
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::error!(change_id = c.id, alert_id = c.alert_id, error = %e, "Cannot write an alert change to the chain: its alert cannot be read");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let n = pairs.len();
-            self.chain(&pairs).await;
+            if n > 0 {
+                self.chain(&pairs).await;
+            }
             total += n;
-            if self.inner.store.unchained_changes(1).await?.first().map(|c| c.id) == pairs.first().map(|p| p.0.id) {
+            if self.inner.store.unchained_changes(1).await?.first().map(|c| c.id) == Some(first) {
                 // No progress (the chain is refusing writes): try again later.
                 return Ok(total);
             }
@@ -78,13 +89,20 @@ impl AlertService {
     }
 }
 
-/// The chain event of one history entry: what changed, who, and the alert's state after.
-fn chain_event(c: &AlertChange, a: &AlertRow) -> crate::event::NewEvent {
-    let mut details = json!({
-        "alert_id": c.alert_id, "change_id": c.id, "rule": a.rule, "rule_sha256": a.rule_sha256,
-        "severity": a.severity, "status": a.status, "count": a.count, "fingerprint": a.fingerprint(),
-        "event_seqs": a.seqs(), "disposition": a.disposition,
-    });
+/// The chain event of one history entry: what changed, who, and the alert's state after
+/// (its row gone, deleted behind the server's back: empty, and the entry's own details).
+fn chain_event(c: &AlertChange, a: Option<&AlertRow>) -> crate::event::NewEvent {
+    let mut details = match a {
+        Some(a) => json!({
+            "alert_id": c.alert_id, "change_id": c.id, "rule": a.rule, "rule_sha256": a.rule_sha256,
+            "severity": a.severity.as_str(), "status": a.status.as_str(), "count": a.count,
+            "fingerprint": a.fingerprint(), "event_seqs": a.seqs(), "disposition": a.disposition,
+        }),
+        None => json!({
+            "alert_id": c.alert_id, "change_id": c.id, "rule": "", "rule_sha256": "", "severity": "", "status": "",
+            "count": 0, "fingerprint": fingerprint("", "", ""), "event_seqs": [], "disposition": null,
+        }),
+    };
     if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(&c.details) {
         for (k, v) in extra {
             details[k] = v;

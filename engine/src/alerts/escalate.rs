@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::{AlertError, AlertService, FollowUp, silence};
-use crate::store::{AlertChange, AlertRow, AlertWrite};
+use crate::store::{AlertChange, AlertRow, AlertStatus, AlertWrite};
 
 impl AlertService {
     /// Notifies again every open alert last notified `[alerts] repeat_interval_secs` ago or
@@ -18,7 +18,7 @@ impl AlertService {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let filter = crate::store::AlertFilter {
-            status: Some("open".into()),
+            status: Some(AlertStatus::Open),
             notified_before: Some(now - interval),
             limit: 100,
             ..Default::default()
@@ -68,14 +68,17 @@ impl AlertService {
         let mut writes = Vec::new();
         for timer in due {
             let Some(alert) = self.inner.store.alert(timer.alert_id).await? else { continue };
-            let step = (alert.status == "open").then(|| self.inner.routing.escalation_step(&timer, &alert)).flatten();
+            let step = (alert.status == AlertStatus::Open)
+                .then(|| self.inner.routing.escalation_step(&timer, &alert))
+                .flatten();
             let Some((mut receivers, next)) = step else {
                 // Not open any more (or the policy is gone): the timer stops.
                 let change = AlertChange {
                     action: "escalation_stopped".into(),
                     actor: "vigil".into(),
                     at: now,
-                    details: json!({"policy": timer.policy, "level": timer.level, "status": alert.status}).to_string(),
+                    details: json!({"policy": timer.policy, "level": timer.level, "status": alert.status.as_str()})
+                        .to_string(),
                     ..Default::default()
                 };
                 writes.push(AlertWrite { alert, change, finished_escalation: Some(timer.id), ..Default::default() });

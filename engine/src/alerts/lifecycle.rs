@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{AlertError, AlertService, FollowUp, silence};
-use crate::store::{AlertChange, AlertRow, AlertWrite, NotificationRow};
+use crate::store::{AlertChange, AlertRow, AlertStatus, AlertWrite, NotificationRow};
 
 impl AlertService {
     async fn load(&self, id: i64) -> Result<AlertRow, AlertError> {
@@ -23,13 +23,13 @@ impl AlertService {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let mut alert = self.load(id).await?;
-        if alert.status != "open" {
+        if alert.status != AlertStatus::Open {
             return Err(AlertError::Conflict(format!(
                 "alert {id} is {}, only an open alert can be acknowledged",
                 alert.status
             )));
         }
-        alert.status = "acknowledged".into();
+        alert.status = AlertStatus::Acknowledged;
         alert.acked_by = Some(actor.into());
         alert.acked_at = Some(now);
         let notifications = self.follow_ups(&alert, FollowUp::Acknowledge, now);
@@ -60,10 +60,10 @@ impl AlertService {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let mut alert = self.load(id).await?;
-        if alert.status == "resolved" {
+        if alert.status == AlertStatus::Resolved {
             return Err(AlertError::Conflict(format!("alert {id} is already resolved")));
         }
-        alert.status = "resolved".into();
+        alert.status = AlertStatus::Resolved;
         alert.disposition = Some(disposition.into());
         alert.resolved_by = Some(actor.into());
         alert.resolved_at = Some(now);
@@ -104,10 +104,10 @@ impl AlertService {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let mut alert = self.load(id).await?;
-        if alert.status == "open" {
+        if alert.status == AlertStatus::Open {
             return Err(AlertError::Conflict(format!("alert {id} is already open")));
         }
-        alert.status = "open".into();
+        alert.status = AlertStatus::Open;
         alert.disposition = None;
         alert.resolved_by = None;
         alert.resolved_at = None;

@@ -2,11 +2,12 @@
 //! alert raised like a detected one (silences and routing apply) but by a person.
 
 use serde_json::{Value, json};
+use vigil_sdk::Severity;
 
 use super::raise::storable;
 use super::{AlertError, AlertService};
-use crate::store::AlertRow;
 use crate::store::alerts::MAX_EVENT_SEQS;
+use crate::store::{AlertRow, AlertStatus};
 
 /// A manual alert (`POST /v1/alerts`).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -14,7 +15,7 @@ use crate::store::alerts::MAX_EVENT_SEQS;
 pub struct ManualAlert {
     /// 1 to 512 bytes.
     pub title: String,
-    /// P1..P4.
+    /// P1..P4, in any case.
     pub severity: String,
     /// Dedup key (default: a fresh one, so each manual alert stands alone).
     pub dedup_key: Option<String>,
@@ -50,14 +51,14 @@ fn integers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error
 
 impl AlertService {
     /// Raises a manual alert for `actor` (key id).
-    pub async fn manual(&self, actor: &str, mut m: ManualAlert) -> Result<AlertRow, AlertError> {
-        m.severity.make_ascii_uppercase();
+    pub async fn manual(&self, actor: &str, m: ManualAlert) -> Result<AlertRow, AlertError> {
         if m.title.trim().is_empty() || m.title.len() > 512 {
             return Err(AlertError::Invalid("`title` must be 1 to 512 bytes".into()));
         }
-        if !matches!(m.severity.as_str(), "P1" | "P2" | "P3" | "P4") {
+        // `Severity::parse` ignores (ASCII) case, as this endpoint always has.
+        let Some(severity) = Severity::parse(&m.severity) else {
             return Err(AlertError::Invalid("`severity` must be P1, P2, P3 or P4".into()));
-        }
+        };
         if m.event_seqs.iter().any(|s| *s < 1) {
             return Err(AlertError::Invalid("`event_seqs` are positive integers".into()));
         }
@@ -85,10 +86,10 @@ impl AlertService {
             rule: "manual".into(),
             rule_version: env!("CARGO_PKG_VERSION").into(),
             rule_sha256: String::new(),
-            severity: m.severity,
+            severity,
             title: storable(&m.title),
             dedup_key: storable(&m.dedup_key.unwrap_or_else(|| format!("manual:{}", uuid::Uuid::now_v7()))),
-            status: "open".into(),
+            status: AlertStatus::Open,
             count: 1,
             first_seen: now,
             last_seen: now,

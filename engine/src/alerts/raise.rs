@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
+use vigil_sdk::Severity;
 
 use super::silence;
 use super::{AlertError, AlertService, Routed};
 use crate::finding::RaisedAlert;
 use crate::store::alerts::{MAX_EVENT_SEQS, merge_seqs};
-use crate::store::{AlertChange, AlertRow, AlertWrite, SilenceRow};
+use crate::store::{AlertChange, AlertRow, AlertStatus, AlertWrite, SilenceRow};
 
 impl AlertService {
     /// Stores the alerts of one detection batch (one transaction), deduplicating on the
@@ -26,10 +27,10 @@ impl AlertService {
         let window = (self.inner.config.dedup_window_secs as i64).saturating_mul(1000);
         let mut writes: Vec<AlertWrite> = Vec::new();
         // Fingerprint -> index in `writes`, for repeats within this batch.
-        let mut pending: HashMap<(String, String, String), usize> = HashMap::new();
+        let mut pending: HashMap<(String, Severity, String), usize> = HashMap::new();
         for r in raised {
             let new = row_from_raised(r, now);
-            let fp = (new.rule.clone(), new.severity.clone(), new.dedup_key.clone());
+            let fp = (new.rule.clone(), new.severity, new.dedup_key.clone());
             if let Some(&i) = pending.get(&fp)
                 && writes[i].alert.last_seen >= new.first_seen - window
             {
@@ -50,7 +51,7 @@ impl AlertService {
                 w.change.details = d.to_string();
                 continue;
             }
-            let existing = self.inner.store.find_open_alert(&fp.0, &fp.1, &fp.2, new.first_seen - window).await?;
+            let existing = self.inner.store.find_open_alert(&fp.0, fp.1, &fp.2, new.first_seen - window).await?;
             let write = match existing {
                 Some(alert) => self.repeat(alert, &new, now, &silences),
                 None => self.create(new, &silences, now, "created", &format!("rule:{}", r.rule), json!({})),
@@ -122,7 +123,7 @@ impl AlertService {
         let cfg = &self.inner.config;
         let threshold = cfg.renotify_at.contains(&alert.count);
         let interval = cfg.repeat_interval_secs as i64 * 1000;
-        let reminder = alert.status == "open"
+        let reminder = alert.status == AlertStatus::Open
             && interval > 0
             && alert.last_notified_at.is_some_and(|t| now.saturating_sub(t) >= interval);
         let never_notified = alert.last_notified_at.is_none();
@@ -138,7 +139,7 @@ impl AlertService {
                 // Held back by a silence until now: this is its first notification.
                 alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
                 write.notifications = self.notifications("trigger", &receivers, now, json!({}));
-                if alert.status == "open" {
+                if alert.status == AlertStatus::Open {
                     write.escalations.extend(self.inner.routing.escalation_start(&alert, now));
                 }
             } else {
@@ -169,7 +170,7 @@ impl AlertService {
             sha256.into(),
             crate::finding::EmittedAlert {
                 title: format!("Rule {rule} quarantined after repeated faults"),
-                severity: "P2".into(),
+                severity: Severity::P2,
                 dedup_key: format!("quarantine:{rule}:{sha256}"),
                 fields: json!({"rule": rule, "sha256": sha256, "reason": reason}),
                 event_seqs: vec![],
@@ -198,7 +199,7 @@ impl AlertService {
                     first.seq,
                     failures.len()
                 ),
-                severity: "P1".into(),
+                severity: Severity::P1,
                 dedup_key: format!("integrity:{}", kinds.join(",")),
                 fields: json!({"failures": failures}),
                 event_seqs: vec![],
@@ -229,10 +230,10 @@ pub fn row_from_raised(r: &RaisedAlert, now: i64) -> AlertRow {
         rule: r.rule.clone(),
         rule_version: r.rule_version.clone(),
         rule_sha256: r.rule_sha256.clone(),
-        severity: r.alert.severity.clone(),
+        severity: r.alert.severity,
         title: storable(&r.alert.title),
         dedup_key: storable(&r.alert.dedup_key),
-        status: "open".into(),
+        status: AlertStatus::Open,
         count: 1,
         first_seen: r.at,
         last_seen: r.at,

@@ -76,7 +76,7 @@ impl Compiled {
         let fields;
         let value: Option<&str> = match m.name.as_str() {
             "rule" => Some(&alert.rule),
-            "severity" => Some(&alert.severity),
+            "severity" => Some(alert.severity.as_str()),
             "dedup_key" => Some(&alert.dedup_key),
             "title" => Some(&alert.title),
             other => {

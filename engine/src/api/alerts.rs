@@ -6,12 +6,14 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
+use vigil_sdk::Severity;
 
 use super::{AppState, parse_query, parse_time_param, read_body, read_json};
 use crate::alerts::{AlertError, ManualAlert};
 use crate::api::error::ApiError;
 use crate::auth::Role;
-use crate::store::{AlertFilter, NotificationFilter};
+use crate::finding::parse_severity;
+use crate::store::{AlertFilter, AlertStatus, NotificationFilter};
 
 impl From<AlertError> for ApiError {
     fn from(e: AlertError) -> Self {
@@ -38,11 +40,10 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-fn check_severity(sev: &Option<String>) -> Result<(), ApiError> {
-    match sev.as_deref() {
-        None | Some("P1" | "P2" | "P3" | "P4") => Ok(()),
-        Some(_) => Err(ApiError::bad_request("`severity` must be P1, P2, P3 or P4")),
-    }
+/// The `severity` filter: P1..P4, exactly (upper case).
+fn severity(sev: Option<&str>) -> Result<Option<Severity>, ApiError> {
+    sev.map(|s| parse_severity(s).ok_or_else(|| ApiError::bad_request("`severity` must be P1, P2, P3 or P4")))
+        .transpose()
 }
 
 /// Lists alerts, newest first.
@@ -53,16 +54,19 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    check_severity(&q.severity)?;
-    if let Some(status) = &q.status
-        && !matches!(status.as_str(), "open" | "acknowledged" | "resolved")
-    {
-        return Err(ApiError::bad_request("`status` must be open, acknowledged or resolved"));
-    }
+    let severity = severity(q.severity.as_deref())?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            AlertStatus::parse(s)
+                .ok_or_else(|| ApiError::bad_request("`status` must be open, acknowledged or resolved"))
+        })
+        .transpose()?;
     let filter = AlertFilter {
         rule: q.rule,
-        severity: q.severity,
-        status: q.status,
+        severity,
+        status,
         dedup_key: q.dedup_key,
         since: parse_time_param("since", q.since.as_deref())?,
         until: parse_time_param("until", q.until.as_deref())?,

@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, web};
 
 const INDEX_HTML: &str = include_str!("../../assets/dashboard/index.html");
 const APP_JS: &str = include_str!("../../assets/dashboard/app.js");
+const PAGES_JS: &str = include_str!("../../assets/dashboard/pages.js");
 const APP_CSS: &str = include_str!("../../assets/dashboard/app.css");
 
 /// The assets: (path, content type, body).
@@ -16,6 +17,7 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     ("/", "text/html; charset=utf-8", INDEX_HTML),
     ("/index.html", "text/html; charset=utf-8", INDEX_HTML),
     ("/assets/app.js", "text/javascript; charset=utf-8", APP_JS),
+    ("/assets/pages.js", "text/javascript; charset=utf-8", PAGES_JS),
     ("/assets/app.css", "text/css; charset=utf-8", APP_CSS),
 ];
 

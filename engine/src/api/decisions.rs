@@ -12,7 +12,7 @@ use super::{AppState, parse_query, read_json};
 use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::respond::{DecisionError, Kind, NewDecision, Scope};
-use crate::store::decisions::DecisionFilter;
+use crate::store::decisions::{DecisionFilter, DecisionStatus};
 
 impl From<DecisionError> for ApiError {
     fn from(e: DecisionError) -> Self {
@@ -74,7 +74,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         let found: Vec<_> = set
             .lookup(scope, value, now)
             .iter()
-            .filter(|d| kind.is_none_or(|k| d.kind == k.as_str()) && alert_id.is_none_or(|a| d.alert_id == Some(a)))
+            .filter(|d| kind.is_none_or(|k| d.kind == k) && alert_id.is_none_or(|a| d.alert_id == Some(a)))
             .map(|d| d.to_api_json())
             .collect();
         return Ok(HttpResponse::Ok().json(json!({"decisions": found, "next_cursor": null})));
@@ -83,34 +83,28 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    let status = match q.status.as_deref() {
-        None | Some("active") => None,
-        Some(s @ ("expired" | "lifted")) => Some(Some(s.to_owned())),
-        Some("all") => Some(None),
-        Some(_) => return Err(ApiError::bad_request("`status` must be active, expired, lifted or all")),
+    // None: the active ones, from memory; Some(None): every stored one.
+    let status = match q.status.as_deref().map(|s| (s, DecisionStatus::parse(s))) {
+        None | Some((_, Some(DecisionStatus::Active))) => None,
+        Some((_, Some(s))) => Some(Some(s)),
+        Some(("all", None)) => Some(None),
+        Some((_, None)) => return Err(ApiError::bad_request("`status` must be active, expired, lifted or all")),
     };
     let before = super::parse_cursor(q.cursor.as_deref())?;
     let rows = match status {
         // Active: from memory, paged by id like the stored listing.
         None => {
             let (all, _) = set.snapshot(now, |d| {
-                scope.is_none_or(|s| d.scope == s.as_str())
-                    && kind.is_none_or(|k| d.kind == k.as_str())
+                scope.is_none_or(|s| d.scope == s)
+                    && kind.is_none_or(|k| d.kind == k)
                     && alert_id.is_none_or(|a| d.alert_id == Some(a))
                     && before.is_none_or(|b| d.id < b)
             });
             all.into_iter().take(limit as usize).map(|d| (*d).clone()).collect::<Vec<_>>()
         }
         Some(status) => {
-            let filter = DecisionFilter {
-                scope: scope.map(|s| s.as_str().to_owned()),
-                kind: kind.map(|k| k.as_str().to_owned()),
-                status,
-                alert_id,
-                before_id: before,
-                limit,
-                ..DecisionFilter::default()
-            };
+            let filter =
+                DecisionFilter { scope, kind, status, alert_id, before_id: before, limit, ..DecisionFilter::default() };
             state.store.list_decisions(&filter).await?
         }
     };

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{AppState, parse_query, read_json};
 use crate::api::error::ApiError;
 use crate::auth::Role;
-use crate::store::NotificationFilter;
+use crate::store::{NotificationFilter, NotificationStatus};
 
 /// Receivers with their circuit state.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -62,15 +62,17 @@ pub async fn notifications(req: HttpRequest, state: web::Data<AppState>) -> Resu
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    if let Some(s) = &q.status
-        && !matches!(s.as_str(), "pending" | "delivered" | "failed" | "dead" | "folded" | "digest" | "digested")
-    {
-        return Err(ApiError::bad_request(
-            "`status` must be pending, delivered, failed, dead, folded, digest or digested",
-        ));
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            NotificationStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request("`status` must be pending, delivered, failed, dead, folded, digest or digested")
+            })
+        })
+        .transpose()?;
     let filter = NotificationFilter {
-        status: q.status,
+        status,
         receiver: q.receiver,
         alert_id: q.alert_id,
         before_id: super::parse_cursor(q.cursor.as_deref())?,
@@ -94,7 +96,7 @@ pub async fn retry(
         .ok_or_else(|| ApiError::bad_request("the notification id must be a positive integer"))?;
     let mut n =
         state.store.notification(id).await?.ok_or_else(|| ApiError::not_found(format!("no notification {id}")))?;
-    if !matches!(n.status.as_str(), "dead" | "failed") {
+    if !matches!(n.status, NotificationStatus::Dead | NotificationStatus::Failed) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,
             "conflict",
@@ -102,7 +104,7 @@ pub async fn retry(
         ));
     }
     let now = state.alerts.clock().now_ms();
-    n.status = "pending".into();
+    n.status = NotificationStatus::Pending;
     n.next_attempt_at = now;
     n.created_at = now;
     n.updated_at = now;

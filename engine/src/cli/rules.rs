@@ -216,7 +216,7 @@ pub async fn backtest(
         for a in out.alerts {
             raised.push(serde_json::json!({
                 "rule": a.rule, "rule_version": a.rule_version, "rule_sha256": a.rule_sha256,
-                "severity": a.alert.severity, "title": a.alert.title, "dedup_key": a.alert.dedup_key,
+                "severity": a.alert.severity.as_str(), "title": a.alert.title, "dedup_key": a.alert.dedup_key,
                 "at": crate::event::format_rfc3339_ms(a.at), "event_seqs": a.alert.event_seqs,
                 "fields": a.alert.fields, "actions": a.alert.actions,
             }));

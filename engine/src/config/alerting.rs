@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{Config, ConfigError};
+use crate::finding::parse_severity;
 
 /// `[alerts]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -308,7 +309,7 @@ impl Config {
             return invalid("routing.default_receivers", format!("no receiver named `{unknown}`"));
         }
         for p in &self.escalation {
-            if p.severity.as_deref().is_some_and(|s| !matches!(s, "P1" | "P2" | "P3" | "P4")) {
+            if p.severity.as_deref().is_some_and(|s| parse_severity(s).is_none()) {
                 return invalid("escalation", "`severity` must be P1, P2, P3 or P4".into());
             }
             if p.levels.is_empty() || p.repeat > 100 {

@@ -18,7 +18,7 @@ use crate::alerts::AlertService;
 use crate::clock::Clock;
 use crate::config::DecisionsConfig;
 use crate::ledger::sequencer::SequencerHandle;
-use crate::store::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow};
+use crate::store::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, DecisionStatus};
 use crate::store::{AlertFilter, Store, StoreError};
 
 pub use crate::finding::RaisedDecision;
@@ -138,7 +138,7 @@ impl DecisionService {
         let set = &self.inner.set;
         let expires_at = now.saturating_add(new.duration_ms);
         if let Some((rule, _)) = &new.rule {
-            if let Some(existing) = set.covering(new.scope, &new.value, new.kind.as_str(), expires_at) {
+            if let Some(existing) = set.covering(new.scope, &new.value, new.kind, expires_at) {
                 set.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 return Ok(((*existing).clone(), false));
             }
@@ -163,9 +163,9 @@ impl DecisionService {
         };
         let seqs: Vec<i64> = new.event_seqs.iter().copied().take(100).collect();
         let mut row = DecisionRow {
-            scope: new.scope.as_str().into(),
+            scope: new.scope,
             value: new.value.clone(),
-            kind: new.kind.as_str().into(),
+            kind: new.kind,
             reason: new.reason.clone(),
             origin: origin.into(),
             actor: new.actor.clone(),
@@ -175,7 +175,7 @@ impl DecisionService {
             event_seqs: serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into()),
             created_at: now,
             expires_at,
-            status: "active".into(),
+            status: DecisionStatus::Active,
             ..DecisionRow::default()
         };
         let change = self.inner.store.insert_decision(&mut row).await?;
@@ -249,14 +249,15 @@ impl DecisionService {
         vigil_sdk::decision::check_reason(reason).map_err(|e| DecisionError::Invalid(e.0))?;
         let _one = self.inner.lock.lock().await;
         let current = self.get(id).await?;
-        if current.status != "active" {
+        if current.status != DecisionStatus::Active {
             return Err(DecisionError::Conflict(format!(
                 "decision {id} is {}, only an active one can be lifted",
                 current.status
             )));
         }
         let now = self.now();
-        let end = DecisionEnd { id, status: "lifted", at: now, by: actor.into(), reason: Some(reason.into()) };
+        let end =
+            DecisionEnd { id, status: DecisionStatus::Lifted, at: now, by: actor.into(), reason: Some(reason.into()) };
         let changes = self.inner.store.end_decisions(&[end]).await?;
         let Some(change) = changes.into_iter().next() else {
             return Err(DecisionError::Conflict(format!("decision {id} is no longer active")));

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::Outbox;
 use super::receivers::Kind;
-use crate::store::{NotificationFilter, NotificationRow, StatsFilter};
+use crate::store::{NotificationFilter, NotificationRow, NotificationStatus, StatsFilter};
 
 impl Outbox {
     /// Sends each digest that is due: once a day at its `at` time (UTC), through its `via`
@@ -33,7 +33,7 @@ impl Outbox {
             let held = self
                 .store
                 .list_notifications(&NotificationFilter {
-                    status: Some("digest".into()),
+                    status: Some(NotificationStatus::Digest),
                     receiver: Some(r.name.clone()),
                     limit: 1000,
                     ..Default::default()
@@ -56,14 +56,14 @@ impl Outbox {
                 idempotency_key: key,
                 payload: json!({"day": &day_name[..10], "digest": r.name, "items": items, "report": report})
                     .to_string(),
-                status: "pending".into(),
+                status: NotificationStatus::Pending,
                 next_attempt_at: now,
                 created_at: now,
                 updated_at: now,
                 ..Default::default()
             }];
             let ids: Vec<i64> = held.iter().map(|n| n.id).collect();
-            self.store.replace_notifications(&mut digest, &ids, "digested", now).await?;
+            self.store.replace_notifications(&mut digest, &ids, NotificationStatus::Digested, now).await?;
             tracing::info!(digest = %r.name, alerts = ids.len(), "Daily digest queued");
         }
         Ok(())

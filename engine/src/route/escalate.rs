@@ -2,7 +2,10 @@
 //! alert follows, and when each level fires. The [`Router`](super::Router) answers the
 //! lifecycle's escalation questions with these; `alerts` stores and runs the timers.
 
+use vigil_sdk::Severity;
+
 use crate::config::{Config, EscalationLevel, EscalationPolicy, parse_duration_ms};
+use crate::finding::parse_severity;
 use crate::store::{AlertRow, EscalationRow};
 
 /// Named policies, in configuration order.
@@ -14,12 +17,12 @@ pub(super) fn from_config(config: &Config) -> Policies {
     if config.escalation.is_empty() {
         // Without configured policies: an unacknowledged P1 is notified again after
         // 15 minutes, a P2 after an hour, to its own receivers.
-        [("P1", "15m"), ("P2", "1h")]
+        [(Severity::P1, "15m"), (Severity::P2, "1h")]
             .into_iter()
             .map(|(sev, after)| {
                 let p = EscalationPolicy {
                     name: None,
-                    severity: Some(sev.into()),
+                    severity: Some(sev.as_str().into()),
                     repeat: 0,
                     levels: vec![EscalationLevel { after: after.into(), receivers: vec![] }],
                 };
@@ -54,8 +57,9 @@ fn after_ms(level: &EscalationLevel) -> i64 {
 /// one for the alert's severity.
 pub(super) fn start(policies: &[(String, EscalationPolicy)], alert: &AlertRow, now: i64) -> Option<EscalationRow> {
     let chosen = alert.escalation_policy.as_deref().and_then(|n| policies.iter().find(|(name, _)| name == n));
-    let (name, policy) =
-        chosen.or_else(|| policies.iter().find(|(_, p)| p.severity.as_deref() == Some(alert.severity.as_str())))?;
+    let (name, policy) = chosen.or_else(|| {
+        policies.iter().find(|(_, p)| p.severity.as_deref().and_then(parse_severity) == Some(alert.severity))
+    })?;
     let first = policy.levels.first()?;
     Some(EscalationRow {
         policy: name.clone(),

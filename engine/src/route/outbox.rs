@@ -18,7 +18,7 @@ use super::receivers::{self, Kind, Outcome, Receiver};
 use crate::alerts::AlertService;
 use crate::clock::Clock;
 use crate::config::{Config, OutboxConfig};
-use crate::store::{NotificationFilter, NotificationRow, Store};
+use crate::store::{NotificationFilter, NotificationRow, NotificationStatus, Store};
 
 /// Delivers notifications: the outbox worker, the breakers, storm control, escalation
 /// timers and the daily digest.
@@ -182,7 +182,7 @@ impl Outbox {
         let pending = self
             .store
             .list_notifications(&NotificationFilter {
-                status: Some("pending".into()),
+                status: Some(NotificationStatus::Pending),
                 receiver: Some(name.to_owned()),
                 limit: 1000,
                 ..Default::default()
@@ -210,7 +210,7 @@ impl Outbox {
             .filter(|n| !self.receivers.contains_key(&n.receiver))
             .collect();
         for mut n in orphans {
-            n.status = "failed".into();
+            n.status = NotificationStatus::Failed;
             n.last_error = Some(format!("no receiver named `{}` is configured", n.receiver));
             n.updated_at = now;
             self.save(&n).await;
@@ -228,7 +228,7 @@ impl Outbox {
         let Some(receiver) = self.receivers.get(&name) else { return 0 };
         if receiver.kind == Kind::Digest {
             let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
-            if let Err(e) = self.store.set_notification_status(&ids, "digest", now).await {
+            if let Err(e) = self.store.set_notification_status(&ids, NotificationStatus::Digest, now).await {
                 tracing::warn!(error = %e, "Could not hold notifications for the digest");
             }
             return 0;
@@ -256,7 +256,7 @@ impl Outbox {
             n.updated_at = done_at;
             match outcome {
                 Outcome::Delivered => {
-                    n.status = "delivered".into();
+                    n.status = NotificationStatus::Delivered;
                     n.delivered_at = Some(done_at);
                     n.last_error = None;
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +271,7 @@ impl Outbox {
                         .push_back(done_at);
                 }
                 Outcome::Failed { error } => {
-                    n.status = "failed".into();
+                    n.status = NotificationStatus::Failed;
                     n.last_error = Some(error.clone());
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     if let Some(b) = self.breakers().get_mut(&name) {
@@ -291,7 +291,7 @@ impl Outbox {
                     n.last_error = Some(error.clone());
                     let max_age = self.config.max_age_secs as i64 * 1000;
                     if done_at - n.created_at >= max_age {
-                        n.status = "dead".into();
+                        n.status = NotificationStatus::Dead;
                         self.stats.dead.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(receiver = %name, notification = n.id, error = %error, "Notification dead-lettered after max_age");
                     } else {

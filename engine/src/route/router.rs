@@ -68,13 +68,13 @@ impl Router {
     fn record(alert: &AlertRow) -> CommittedEvent {
         let mut m = Map::new();
         for (k, v) in [
-            ("rule", &alert.rule),
-            ("severity", &alert.severity),
-            ("title", &alert.title),
-            ("dedup_key", &alert.dedup_key),
-            ("status", &alert.status),
+            ("rule", alert.rule.as_str()),
+            ("severity", alert.severity.as_str()),
+            ("title", alert.title.as_str()),
+            ("dedup_key", alert.dedup_key.as_str()),
+            ("status", alert.status.as_str()),
         ] {
-            m.insert(k.into(), Value::String(v.clone()));
+            m.insert(k.into(), Value::String(v.to_owned()));
         }
         m.insert("count".into(), json!(alert.count));
         m.insert("timestamp".into(), json!(alert.last_seen));

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Value, json};
 
 use super::Outbox;
-use crate::store::NotificationRow;
+use crate::store::{NotificationRow, NotificationStatus};
 
 impl Outbox {
     /// Storm control: past `storm_threshold` deliveries to one receiver within a minute,
@@ -60,7 +60,7 @@ impl Outbox {
             kind: "summary".into(),
             idempotency_key: format!("summary-{}-{}", name, fold[0].id),
             payload: json!({"items": items, "folded": fold.len()}).to_string(),
-            status: "pending".into(),
+            status: NotificationStatus::Pending,
             next_attempt_at: now,
             created_at: now,
             updated_at: now,
@@ -68,7 +68,7 @@ impl Outbox {
         }];
         let ids: Vec<i64> = fold.iter().map(|n| n.id).collect();
         // The summary and the folding of the originals are one transaction.
-        if let Err(e) = self.store.replace_notifications(&mut summary, &ids, "folded", now).await {
+        if let Err(e) = self.store.replace_notifications(&mut summary, &ids, NotificationStatus::Folded, now).await {
             tracing::warn!(error = %e, "Could not store a storm summary; notifications stay pending");
             return keep;
         }

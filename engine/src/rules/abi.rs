@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
+use vigil_sdk::Severity;
 use vigil_sdk::state::StateStore;
 use wasmtime::{Caller, Engine, Linker, Memory, ResourceLimiter};
 
 use super::FieldPath;
 use super::limits::{AlertAdmission, Governor};
 use crate::event::CommittedEvent;
-use crate::finding::{EmittedAlert, EmittedDecision};
+use crate::finding::{EmittedAlert, EmittedDecision, parse_severity};
 
 /// Most event seqs one alert may name (more are dropped from the list).
 pub const MAX_ALERT_SEQS: usize = 100;
@@ -78,7 +79,7 @@ pub struct HostState {
     /// Rule name (for logs).
     pub rule: Arc<str>,
     /// Default severity from the manifest.
-    pub default_severity: String,
+    pub default_severity: Severity,
     /// The rule's state, owned by the instance while it evaluates a batch (it lives in the
     /// registry, shared across versions of the rule, between batches).
     pub state: StateStore,
@@ -114,7 +115,7 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state for a new instance.
-    pub fn new(rule: Arc<str>, default_severity: String, governor: Arc<Mutex<Governor>>, memory_cap: usize) -> Self {
+    pub fn new(rule: Arc<str>, default_severity: Severity, governor: Arc<Mutex<Governor>>, memory_cap: usize) -> Self {
         Self {
             limits: InstanceCaps { memory_bytes: memory_cap },
             memory: None,
@@ -227,7 +228,7 @@ fn link_output(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             host.flood_started |= first;
             return Ok(1);
         }
-        match parse_alert(&data[r], &host.default_severity) {
+        match parse_alert(&data[r], host.default_severity) {
             Some(alert) => {
                 host.alerts.push(alert);
                 Ok(0)
@@ -474,7 +475,9 @@ pub fn parse_decision(bytes: &[u8]) -> Option<EmittedDecision> {
 }
 
 /// Parses and validates an alert emitted by a guest.
-pub fn parse_alert(bytes: &[u8], default_severity: &str) -> Option<EmittedAlert> {
+/// The guest sends the severity as text: `P1`..`P4` exactly (any other text drops the
+/// alert); none (or `null`) is the manifest's default.
+pub fn parse_alert(bytes: &[u8], default_severity: Severity) -> Option<EmittedAlert> {
     if bytes.len() > MAX_ALERT_BYTES {
         return None;
     }
@@ -484,9 +487,8 @@ pub fn parse_alert(bytes: &[u8], default_severity: &str) -> Option<EmittedAlert>
         return None;
     }
     let severity = match obj.get("severity").and_then(Value::as_str) {
-        None => default_severity.to_owned(),
-        Some(s @ ("P1" | "P2" | "P3" | "P4")) => s.to_owned(),
-        Some(_) => return None,
+        None => default_severity,
+        Some(s) => parse_severity(s)?,
     };
     let dedup_key =
         obj.get("dedup_key").and_then(Value::as_str).map_or_else(|| title.clone(), |s| s.chars().take(512).collect());
@@ -510,12 +512,17 @@ mod tests {
 
     #[test]
     fn alerts_are_validated_with_defaults() {
-        let a = parse_alert(br#"{"title":"Brute force","event_seqs":[3,4],"fields":{"ip":"1.2.3.4"}}"#, "P2").unwrap();
-        assert_eq!((a.severity.as_str(), a.dedup_key.as_str()), ("P2", "Brute force"));
+        let a = parse_alert(br#"{"title":"Brute force","event_seqs":[3,4],"fields":{"ip":"1.2.3.4"}}"#, Severity::P2)
+            .unwrap();
+        assert_eq!((a.severity, a.dedup_key.as_str()), (Severity::P2, "Brute force"));
         assert_eq!(a.event_seqs, vec![3, 4]);
-        assert!(parse_alert(br#"{"title":""}"#, "P2").is_none());
-        assert!(parse_alert(br#"{"title":"x","severity":"P9"}"#, "P2").is_none());
-        assert!(parse_alert(b"not json", "P2").is_none());
+        let sev = |json: &[u8]| parse_alert(json, Severity::P2).map(|a| a.severity);
+        assert_eq!(sev(br#"{"title":"x","severity":"P1"}"#), Some(Severity::P1));
+        assert_eq!(sev(br#"{"title":"x","severity":null}"#), Some(Severity::P2));
+        assert!(parse_alert(br#"{"title":""}"#, Severity::P2).is_none());
+        assert!(parse_alert(br#"{"title":"x","severity":"P9"}"#, Severity::P2).is_none());
+        assert!(parse_alert(br#"{"title":"x","severity":"p1"}"#, Severity::P2).is_none(), "exactly as written");
+        assert!(parse_alert(b"not json", Severity::P2).is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use vigil_sdk::Severity;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig};
 
 use super::abi::{self, HostState};
@@ -185,7 +186,7 @@ impl Sandbox {
         // Both probes use a throwaway state, so deploying cannot touch the live rule's state.
         // Probes use a throwaway governor (and never see the live rule's state).
         let governor = || Arc::new(Mutex::new(Governor::new(RateLimits::default())));
-        let probe = HostState::new(Arc::from("(deploying)"), "P3".into(), governor(), self.limits.memory_bytes);
+        let probe = HostState::new(Arc::from("(deploying)"), Severity::P3, governor(), self.limits.memory_bytes);
         let (_, manifest, abi_minor) = RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), "{}")?;
         let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();
         let config_json = config_for(&manifest.name).into();
@@ -206,7 +207,7 @@ impl Sandbox {
     ) -> Result<RuleInstance, RuleError> {
         let mut host = HostState::new(
             Arc::from(rule.manifest.name.as_str()),
-            rule.manifest.severity.as_str().to_owned(),
+            rule.manifest.severity,
             governor,
             self.limits.memory_bytes,
         );

@@ -98,13 +98,13 @@ macro_rules! alert_change_queries {
                 Ok(rows
                     .iter()
                     .map(|r| AlertChange {
-                        id: r.get(0),
-                        alert_id: r.get(1),
-                        action: r.get(2),
-                        actor: r.get(3),
-                        at: r.get(4),
-                        details: r.get(5),
-                        chain_seq: r.get(6),
+                        id: r.get("id"),
+                        alert_id: r.get("alert_id"),
+                        action: r.get("action"),
+                        actor: r.get("actor"),
+                        at: r.get("at"),
+                        details: r.get("details"),
+                        chain_seq: r.get("chain_seq"),
                     })
                     .collect())
             }

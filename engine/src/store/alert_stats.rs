@@ -74,18 +74,18 @@ macro_rules! alert_stats_queries {
                 let since = since.unwrap_or(i64::MIN);
                 let mut stats = AlertStats::default();
                 for (column, out) in [("status", &mut stats.by_status), ("severity", &mut stats.by_severity)] {
-                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column}, COUNT(*) FROM alerts WHERE created_at >= "));
+                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column} AS value, COUNT(*) AS n FROM alerts WHERE created_at >= "));
                     qb.push_bind(since).push(format_args!(" GROUP BY {column} ORDER BY {column}"));
-                    *out = qb.build().fetch_all(&self.$writer).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+                    *out = qb.build().fetch_all(&self.$writer).await?.iter().map(|r| (r.get("value"), r.get("n"))).collect();
                 }
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT rule, COUNT(*), \
-                     CAST(COALESCE(SUM(CASE WHEN acked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                     CAST(COALESCE(SUM(CASE WHEN acked_at IS NOT NULL THEN acked_at - created_at ELSE 0 END), 0) AS BIGINT), \
-                     CAST(COALESCE(SUM(CASE WHEN resolved_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                     CAST(COALESCE(SUM(CASE WHEN resolved_at IS NOT NULL THEN resolved_at - created_at ELSE 0 END), 0) AS BIGINT), \
-                     CAST(COALESCE(SUM(CASE WHEN disposition IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                     CAST(COALESCE(SUM(CASE WHEN disposition = 'false_positive' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                    "SELECT rule, COUNT(*) AS alerts, \
+                     CAST(COALESCE(SUM(CASE WHEN acked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS acked, \
+                     CAST(COALESCE(SUM(CASE WHEN acked_at IS NOT NULL THEN acked_at - created_at ELSE 0 END), 0) AS BIGINT) AS ack_ms, \
+                     CAST(COALESCE(SUM(CASE WHEN resolved_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS resolved, \
+                     CAST(COALESCE(SUM(CASE WHEN resolved_at IS NOT NULL THEN resolved_at - created_at ELSE 0 END), 0) AS BIGINT) AS resolve_ms, \
+                     CAST(COALESCE(SUM(CASE WHEN disposition IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS dispositions, \
+                     CAST(COALESCE(SUM(CASE WHEN disposition = 'false_positive' THEN 1 ELSE 0 END), 0) AS BIGINT) AS false_positives \
                      FROM alerts WHERE created_at >= ",
                 );
                 qb.push_bind(since).push(" GROUP BY rule ORDER BY rule");
@@ -95,14 +95,14 @@ macro_rules! alert_stats_queries {
                     .await?
                     .iter()
                     .map(|r| RuleAlertStats {
-                        rule: r.get(0),
-                        alerts: r.get(1),
-                        acked: r.get(2),
-                        ack_ms: r.get(3),
-                        resolved: r.get(4),
-                        resolve_ms: r.get(5),
-                        dispositions: r.get(6),
-                        false_positives: r.get(7),
+                        rule: r.get("rule"),
+                        alerts: r.get("alerts"),
+                        acked: r.get("acked"),
+                        ack_ms: r.get("ack_ms"),
+                        resolved: r.get("resolved"),
+                        resolve_ms: r.get("resolve_ms"),
+                        dispositions: r.get("dispositions"),
+                        false_positives: r.get("false_positives"),
                     })
                     .collect();
                 Ok(stats)

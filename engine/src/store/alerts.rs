@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 use sqlx::{Database, Encode, QueryBuilder, Type};
+use vigil_sdk::Severity;
 
 use super::{AlertChange, EscalationRow, NotificationRow, Store, StoreError, dispatch};
 use crate::event::format_rfc3339_ms;
@@ -13,8 +14,20 @@ use crate::event::format_rfc3339_ms;
 /// Most event seqs kept on one alert.
 pub const MAX_EVENT_SEQS: usize = 100;
 
+text_enum! {
+    /// Where an alert is in its lifecycle (`alerts.status`).
+    pub enum AlertStatus {
+        /// Raised (or reopened), nobody has acknowledged it.
+        Open = "open",
+        /// Someone is on it.
+        Acknowledged = "acknowledged",
+        /// Done (with a disposition).
+        Resolved = "resolved",
+    }
+}
+
 /// A stored alert.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
     /// Id (0 before it is stored).
     pub id: i64,
@@ -23,12 +36,10 @@ pub struct AlertRow {
     pub rule_version: String,
     /// Module SHA-256 of the version that raised it.
     pub rule_sha256: String,
-    /// P1..P4.
-    pub severity: String,
+    pub severity: Severity,
     pub title: String,
     pub dedup_key: String,
-    /// open / acknowledged / resolved.
-    pub status: String,
+    pub status: AlertStatus,
     /// Occurrences.
     pub count: i64,
     /// First occurrence (event time, epoch ms).
@@ -66,17 +77,44 @@ pub struct AlertRow {
     pub escalation_policy: Option<String>,
 }
 
+impl Default for AlertRow {
+    /// An empty open P4 alert, to be filled in.
+    fn default() -> Self {
+        Self {
+            id: 0,
+            rule: String::new(),
+            rule_version: String::new(),
+            rule_sha256: String::new(),
+            severity: Severity::P4,
+            title: String::new(),
+            dedup_key: String::new(),
+            status: AlertStatus::Open,
+            count: 0,
+            first_seen: 0,
+            last_seen: 0,
+            event_seqs: String::new(),
+            fields: String::new(),
+            actions: String::new(),
+            created_at: 0,
+            disposition: None,
+            acked_by: None,
+            acked_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            silenced_by: None,
+            notified_count: 0,
+            last_notified_at: None,
+            receivers: String::new(),
+            escalation_policy: None,
+        }
+    }
+}
+
 impl AlertRow {
     /// The fingerprint receivers dedupe on (PagerDuty `dedup_key`): rule, severity and
     /// dedup key, hashed.
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for part in [&self.rule, &self.severity, &self.dedup_key] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        hex::encode(&h.finalize()[..16])
+        fingerprint(&self.rule, self.severity.as_str(), &self.dedup_key)
     }
 
     /// Receivers of the first notification.
@@ -95,7 +133,7 @@ impl AlertRow {
         let time = |t: Option<i64>| t.map(format_rfc3339_ms);
         json!({
             "id": self.id, "rule": self.rule, "rule_version": self.rule_version, "rule_sha256": self.rule_sha256,
-            "severity": self.severity, "title": self.title, "status": self.status, "count": self.count,
+            "severity": self.severity.as_str(), "title": self.title, "status": self.status.as_str(), "count": self.count,
             "first_seen": format_rfc3339_ms(self.first_seen), "last_seen": format_rfc3339_ms(self.last_seen),
             "event_seqs": parse(&self.event_seqs), "dedup_key": self.dedup_key,
             "fingerprint": self.fingerprint(),
@@ -107,6 +145,17 @@ impl AlertRow {
             "escalation_policy": self.escalation_policy,
         })
     }
+}
+
+/// The fingerprint of an alert of `rule`, `severity` and `dedup_key` ([`AlertRow::fingerprint`]).
+pub fn fingerprint(rule: &str, severity: &str, dedup_key: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [rule, severity, dedup_key] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 /// Merges the event seqs of a repeat into an existing alert's list (capped, no repeats).
@@ -130,10 +179,8 @@ pub fn merge_seqs(existing: &str, more: &str) -> String {
 pub struct AlertFilter {
     /// Rule name.
     pub rule: Option<String>,
-    /// P1..P4.
-    pub severity: Option<String>,
-    /// open / acknowledged / resolved.
-    pub status: Option<String>,
+    pub severity: Option<Severity>,
+    pub status: Option<AlertStatus>,
     pub dedup_key: Option<String>,
     /// first_seen >= since.
     pub since: Option<i64>,
@@ -156,11 +203,14 @@ where
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     qb.push(" WHERE 1=1");
-    for (column, value) in
-        [("rule", &f.rule), ("severity", &f.severity), ("status", &f.status), ("dedup_key", &f.dedup_key)]
-    {
+    for (column, value) in [
+        ("rule", f.rule.as_deref()),
+        ("severity", f.severity.map(Severity::as_str)),
+        ("status", f.status.map(AlertStatus::as_str)),
+        ("dedup_key", f.dedup_key.as_deref()),
+    ] {
         if let Some(v) = value {
-            qb.push(format_args!(" AND {column} = ")).push_bind(v.clone());
+            qb.push(format_args!(" AND {column} = ")).push_bind(v.to_owned());
         }
     }
     for (clause, value) in [
@@ -214,7 +264,7 @@ impl Store {
     pub async fn find_open_alert(
         &self,
         rule: &str,
-        severity: &str,
+        severity: Severity,
         dedup_key: &str,
         since: i64,
     ) -> Result<Option<AlertRow>, StoreError> {
@@ -239,7 +289,7 @@ impl Store {
     }
 }
 
-/// Columns of `alerts`, in the order `alert_row` reads them.
+/// Columns of `alerts` (`alert_row` reads them by name).
 macro_rules! alert_columns {
     () => {
         "id, rule, rule_version, rule_sha256, severity, title, dedup_key, status, count, first_seen, last_seen, \
@@ -267,13 +317,13 @@ macro_rules! alert_queries {
                 alerts::push_alert_filter(&mut qb, f);
                 qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
                 let rows = qb.build().fetch_all(&self.$writer).await?;
-                Ok(rows.iter().map(alert_row).collect())
+                rows.iter().map(alert_row).collect()
             }
 
             pub(super) async fn find_open_alert(
                 &self,
                 rule: &str,
-                severity: &str,
+                severity: Severity,
                 dedup_key: &str,
                 last_seen_since: i64,
             ) -> Result<Option<AlertRow>, StoreError> {
@@ -281,13 +331,15 @@ macro_rules! alert_queries {
                     QueryBuilder::<$db>::new(concat!("SELECT ", alert_columns!(), " FROM alerts WHERE rule = "));
                 qb.push_bind(rule.to_owned())
                     .push(" AND severity = ")
-                    .push_bind(severity.to_owned())
+                    .push_bind(severity.as_str())
                     .push(" AND dedup_key = ")
                     .push_bind(dedup_key.to_owned())
-                    .push(" AND status <> 'resolved' AND last_seen >= ")
+                    .push(" AND status <> ")
+                    .push_bind(AlertStatus::Resolved.as_str())
+                    .push(" AND last_seen >= ")
                     .push_bind(last_seen_since)
                     .push(" ORDER BY id DESC LIMIT 1");
-                Ok(qb.build().fetch_optional(&self.$writer).await?.as_ref().map(alert_row))
+                qb.build().fetch_optional(&self.$writer).await?.as_ref().map(alert_row).transpose()
             }
 
             pub(super) async fn commit_alert_writes(&self, writes: &mut [AlertWrite]) -> Result<(), StoreError> {
@@ -301,10 +353,10 @@ macro_rules! alert_queries {
                             b.push_bind(a.rule.clone())
                                 .push_bind(a.rule_version.clone())
                                 .push_bind(a.rule_sha256.clone())
-                                .push_bind(a.severity.clone())
+                                .push_bind(a.severity.as_str())
                                 .push_bind(a.title.clone())
                                 .push_bind(a.dedup_key.clone())
-                                .push_bind(a.status.clone())
+                                .push_bind(a.status.as_str())
                                 .push_bind(a.count)
                                 .push_bind(a.first_seen)
                                 .push_bind(a.last_seen)
@@ -327,7 +379,7 @@ macro_rules! alert_queries {
                         w.alert.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
                     } else {
                         let mut qb = QueryBuilder::<$db>::new("UPDATE alerts SET status = ");
-                        qb.push_bind(a.status.clone())
+                        qb.push_bind(a.status.as_str())
                             .push(", count = ")
                             .push_bind(a.count)
                             .push(", last_seen = ")
@@ -437,34 +489,35 @@ macro_rules! alert_queries {
             }
         }
 
-        fn alert_row(r: &$row) -> AlertRow {
-            AlertRow {
-                id: r.get(0),
-                rule: r.get(1),
-                rule_version: r.get(2),
-                rule_sha256: r.get(3),
-                severity: r.get(4),
-                title: r.get(5),
-                dedup_key: r.get(6),
-                status: r.get(7),
-                count: r.get(8),
-                first_seen: r.get(9),
-                last_seen: r.get(10),
-                event_seqs: r.get(11),
-                fields: r.get(12),
-                actions: r.get(13),
-                created_at: r.get(14),
-                disposition: r.get(15),
-                acked_by: r.get(16),
-                acked_at: r.get(17),
-                resolved_by: r.get(18),
-                resolved_at: r.get(19),
-                silenced_by: r.get(20),
-                notified_count: r.get(21),
-                last_notified_at: r.get(22),
-                receivers: r.get(23),
-                escalation_policy: r.get(24),
-            }
+        fn alert_row(r: &$row) -> Result<AlertRow, StoreError> {
+            let c = Columns::new(r, "alerts")?;
+            Ok(AlertRow {
+                id: c.id(),
+                rule: c.get("rule")?,
+                rule_version: c.get("rule_version")?,
+                rule_sha256: c.get("rule_sha256")?,
+                severity: c.parse("severity", parse_severity, Severity::ALL.map(Severity::as_str))?,
+                title: c.get("title")?,
+                dedup_key: c.get("dedup_key")?,
+                status: c.parse("status", AlertStatus::parse, AlertStatus::names())?,
+                count: c.get("count")?,
+                first_seen: c.get("first_seen")?,
+                last_seen: c.get("last_seen")?,
+                event_seqs: c.get("event_seqs")?,
+                fields: c.get("fields")?,
+                actions: c.get("actions")?,
+                created_at: c.get("created_at")?,
+                disposition: c.get("disposition")?,
+                acked_by: c.get("acked_by")?,
+                acked_at: c.get("acked_at")?,
+                resolved_by: c.get("resolved_by")?,
+                resolved_at: c.get("resolved_at")?,
+                silenced_by: c.get("silenced_by")?,
+                notified_count: c.get("notified_count")?,
+                last_notified_at: c.get("last_notified_at")?,
+                receivers: c.get("receivers")?,
+                escalation_policy: c.get("escalation_policy")?,
+            })
         }
     };
 }

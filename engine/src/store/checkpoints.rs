@@ -61,7 +61,7 @@ impl Store {
     }
 }
 
-/// Columns of `checkpoints`, in the order `checkpoint_row` reads them.
+/// Columns of `checkpoints` (`checkpoint_row` reads them by name).
 macro_rules! checkpoint_columns {
     () => {
         "id, seq, hash, created_at, prev_id, signature, key_id"
@@ -119,13 +119,13 @@ macro_rules! checkpoint_queries {
 
         fn checkpoint_row(r: &$row) -> Checkpoint {
             Checkpoint {
-                id: r.try_get(0).unwrap_or_default(),
-                seq: r.try_get(1).unwrap_or_default(),
-                hash: r.try_get(2).unwrap_or_default(),
-                created_at: r.try_get(3).unwrap_or_default(),
-                prev_id: r.try_get(4).unwrap_or_default(),
-                signature: r.try_get(5).unwrap_or_default(),
-                key_id: r.try_get(6).unwrap_or_default(),
+                id: r.try_get("id").unwrap_or_default(),
+                seq: r.try_get("seq").unwrap_or_default(),
+                hash: r.try_get("hash").unwrap_or_default(),
+                created_at: r.try_get("created_at").unwrap_or_default(),
+                prev_id: r.try_get("prev_id").unwrap_or_default(),
+                signature: r.try_get("signature").unwrap_or_default(),
+                key_id: r.try_get("key_id").unwrap_or_default(),
             }
         }
     };

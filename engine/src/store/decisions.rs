@@ -3,21 +3,34 @@
 //! `sqlite.rs` and `postgres.rs`). The lifecycle itself lives in `crate::respond`.
 
 use serde_json::{Value, json};
+use vigil_sdk::{DecisionKind, Scope};
 
 use super::{Store, StoreError, dispatch};
 use crate::event::format_rfc3339_ms;
 
+text_enum! {
+    /// Whether a decision still stands (`decisions.status`).
+    pub enum DecisionStatus {
+        /// It applies until its expiry.
+        Active = "active",
+        /// It reached its expiry.
+        Expired = "expired",
+        /// Someone lifted it early.
+        Lifted = "lifted",
+    }
+}
+
 /// One decision as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionRow {
     /// Id (0 before the first write).
     pub id: i64,
-    /// `ip`, `user`, `api_key`, `session`, `organization`.
-    pub scope: String,
+    /// What kind of thing it applies to.
+    pub scope: Scope,
     /// What it applies to (an address, a user id...).
     pub value: String,
-    /// `block`, `throttle`, `require_mfa`, `lock`.
-    pub kind: String,
+    /// What the app should do.
+    pub kind: DecisionKind,
     /// Why (required).
     pub reason: String,
     /// `rule` or `manual`.
@@ -36,8 +49,7 @@ pub struct DecisionRow {
     pub created_at: i64,
     /// Epoch ms; it no longer applies from then on.
     pub expires_at: i64,
-    /// `active`, `expired`, `lifted`.
-    pub status: String,
+    pub status: DecisionStatus,
     /// When it expired or was lifted.
     pub ended_at: Option<i64>,
     /// Who lifted it (`key:<id>`), or `vigil` for an expiry.
@@ -46,21 +58,46 @@ pub struct DecisionRow {
     pub end_reason: Option<String>,
 }
 
+impl Default for DecisionRow {
+    /// An empty active block of an ip, to be filled in.
+    fn default() -> Self {
+        Self {
+            id: 0,
+            scope: Scope::Ip,
+            value: String::new(),
+            kind: DecisionKind::Block,
+            reason: String::new(),
+            origin: String::new(),
+            actor: String::new(),
+            rule: None,
+            rule_sha256: None,
+            alert_id: None,
+            event_seqs: String::new(),
+            created_at: 0,
+            expires_at: 0,
+            status: DecisionStatus::Active,
+            ended_at: None,
+            ended_by: None,
+            end_reason: None,
+        }
+    }
+}
+
 impl DecisionRow {
     /// Whether it applies at `now` (active and not past its expiry).
     pub fn applies_at(&self, now: i64) -> bool {
-        self.status == "active" && self.expires_at > now
+        self.status == DecisionStatus::Active && self.expires_at > now
     }
 
     /// The API shape (`GET /v1/decisions...`).
     pub fn to_api_json(&self) -> Value {
         json!({
-            "id": self.id, "scope": self.scope, "value": self.value, "kind": self.kind,
+            "id": self.id, "scope": self.scope.as_str(), "value": self.value, "kind": self.kind.as_str(),
             "reason": self.reason, "origin": self.origin, "actor": self.actor,
             "rule": self.rule, "rule_sha256": self.rule_sha256, "alert_id": self.alert_id,
             "event_seqs": serde_json::from_str::<Value>(&self.event_seqs).unwrap_or_else(|_| json!([])),
             "created_at": format_rfc3339_ms(self.created_at), "expires_at": format_rfc3339_ms(self.expires_at),
-            "status": self.status, "ended_at": self.ended_at.map(format_rfc3339_ms),
+            "status": self.status.as_str(), "ended_at": self.ended_at.map(format_rfc3339_ms),
             "ended_by": self.ended_by, "end_reason": self.end_reason,
         })
     }
@@ -102,8 +139,8 @@ impl DecisionChange {
 pub struct DecisionEnd {
     /// Which.
     pub id: i64,
-    /// `expired` or `lifted`.
-    pub status: &'static str,
+    /// `Expired` or `Lifted`.
+    pub status: DecisionStatus,
     /// Epoch ms.
     pub at: i64,
     /// `vigil` or `key:<id>`.
@@ -115,10 +152,10 @@ pub struct DecisionEnd {
 /// Filters of the stored listing (`GET /v1/decisions?status=...`).
 #[derive(Debug, Clone, Default)]
 pub struct DecisionFilter {
-    pub scope: Option<String>,
+    pub scope: Option<Scope>,
     pub value: Option<String>,
-    pub kind: Option<String>,
-    pub status: Option<String>,
+    pub kind: Option<DecisionKind>,
+    pub status: Option<DecisionStatus>,
     pub alert_id: Option<i64>,
     /// Exactly this id.
     pub id: Option<i64>,
@@ -142,13 +179,20 @@ impl Store {
         dispatch!(self, s => s.end_decisions(ends).await)
     }
 
-    /// Stored decisions matching a filter, newest first.
+    /// Stored decisions matching a filter, newest first (a row that cannot be read fails the
+    /// listing: [`StoreError::Corrupt`]).
     pub async fn list_decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+        self.read_decisions(f).await?.into_iter().collect()
+    }
+
+    /// [`Self::list_decisions`] with each row read on its own: one that cannot be read (a
+    /// tampered database) is its own [`StoreError::Corrupt`] and the others still come back.
+    pub async fn read_decisions(&self, f: &DecisionFilter) -> Result<Vec<Result<DecisionRow, StoreError>>, StoreError> {
         dispatch!(self, s => s.list_decisions(f).await)
     }
 
     /// Decision changes after `since` (ascending), each with its decision; `unchained`:
-    /// only those not yet in the chain.
+    /// only those not yet in the chain (a row that cannot be read fails the listing).
     pub async fn decision_changes(
         &self,
         since: i64,
@@ -156,6 +200,17 @@ impl Store {
         decision_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<(DecisionChange, DecisionRow)>, StoreError> {
+        self.read_decision_changes(since, unchained, decision_id, limit).await?.into_iter().collect()
+    }
+
+    /// [`Self::decision_changes`] with each row read on its own.
+    pub async fn read_decision_changes(
+        &self,
+        since: i64,
+        unchained: bool,
+        decision_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Result<(DecisionChange, DecisionRow), StoreError>>, StoreError> {
         dispatch!(self, s => s.decision_changes(since, unchained, decision_id, limit).await)
     }
 
@@ -173,6 +228,7 @@ impl Store {
     }
 }
 
+/// Columns of `decisions` d (`decision_row` reads them by name).
 macro_rules! decision_columns {
     () => {
         "d.id, d.scope, d.value, d.kind, d.reason, d.origin, d.actor, d.rule, d.rule_sha256, d.alert_id, \
@@ -191,9 +247,9 @@ macro_rules! decision_queries {
                      event_seqs, created_at, expires_at, status) ",
                 );
                 qb.push_values([&*d], |mut b, d| {
-                    b.push_bind(d.scope.clone())
+                    b.push_bind(d.scope.as_str())
                         .push_bind(d.value.clone())
-                        .push_bind(d.kind.clone())
+                        .push_bind(d.kind.as_str())
                         .push_bind(d.reason.clone())
                         .push_bind(d.origin.clone())
                         .push_bind(d.actor.clone())
@@ -203,7 +259,7 @@ macro_rules! decision_queries {
                         .push_bind(d.event_seqs.clone())
                         .push_bind(d.created_at)
                         .push_bind(d.expires_at)
-                        .push_bind(d.status.clone());
+                        .push_bind(d.status.as_str());
                 });
                 qb.push(" RETURNING id");
                 d.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
@@ -227,21 +283,23 @@ macro_rules! decision_queries {
                 let mut changes = Vec::new();
                 for e in ends {
                     let mut qb = QueryBuilder::<$db>::new("UPDATE decisions SET status = ");
-                    qb.push_bind(e.status)
+                    qb.push_bind(e.status.as_str())
                         .push(", ended_at = ")
                         .push_bind(e.at)
                         .push(", ended_by = ")
                         .push_bind(e.by.clone())
                         .push(", end_reason = ")
                         .push_bind(e.reason.clone())
-                        .push(" WHERE status = 'active' AND id = ")
+                        .push(" WHERE status = ")
+                        .push_bind(DecisionStatus::Active.as_str())
+                        .push(" AND id = ")
                         .push_bind(e.id);
                     if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
                         continue;
                     }
                     let mut change = DecisionChange {
                         decision_id: e.id,
-                        action: e.status.into(),
+                        action: e.status.as_str().into(),
                         actor: e.by.clone(),
                         reason: e.reason.clone(),
                         at: e.at,
@@ -254,18 +312,21 @@ macro_rules! decision_queries {
                 Ok(changes)
             }
 
-            /// Decisions matching a filter, newest first.
-            pub(super) async fn list_decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+            /// Decisions matching a filter, newest first, each read on its own.
+            pub(super) async fn list_decisions(
+                &self,
+                f: &DecisionFilter,
+            ) -> Result<Vec<Result<DecisionRow, StoreError>>, StoreError> {
                 let mut qb =
                     QueryBuilder::<$db>::new(concat!("SELECT ", decision_columns!(), " FROM decisions d WHERE 1=1"));
                 for (column, value) in [
-                    (" AND d.scope = ", &f.scope),
-                    (" AND d.value = ", &f.value),
-                    (" AND d.kind = ", &f.kind),
-                    (" AND d.status = ", &f.status),
+                    (" AND d.scope = ", f.scope.map(Scope::as_str)),
+                    (" AND d.value = ", f.value.as_deref()),
+                    (" AND d.kind = ", f.kind.map(DecisionKind::as_str)),
+                    (" AND d.status = ", f.status.map(DecisionStatus::as_str)),
                 ] {
                     if let Some(v) = value {
-                        qb.push(column).push_bind(v.clone());
+                        qb.push(column).push_bind(v.to_owned());
                     }
                 }
                 if let Some(a) = f.alert_id {
@@ -288,9 +349,10 @@ macro_rules! decision_queries {
                 unchained: bool,
                 decision_id: Option<i64>,
                 limit: i64,
-            ) -> Result<Vec<(DecisionChange, DecisionRow)>, StoreError> {
+            ) -> Result<Vec<Result<(DecisionChange, DecisionRow), StoreError>>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(concat!(
-                    "SELECT c.id, c.decision_id, c.action, c.actor, c.reason, c.at, c.chain_seq, ",
+                    "SELECT c.id AS change_id, c.decision_id, c.action, c.actor AS change_actor, \
+                     c.reason AS change_reason, c.at, c.chain_seq, ",
                     decision_columns!(),
                     " FROM decision_changes c JOIN decisions d ON d.id = c.decision_id WHERE c.id > "
                 ));
@@ -308,16 +370,17 @@ macro_rules! decision_queries {
                     .await?
                     .iter()
                     .map(|r| {
+                        let c = Columns::keyed(r, "decision_changes", "change_id")?;
                         let change = DecisionChange {
-                            id: r.get(0),
-                            decision_id: r.get(1),
-                            action: r.get(2),
-                            actor: r.get(3),
-                            reason: r.get(4),
-                            at: r.get(5),
-                            chain_seq: r.get(6),
+                            id: c.id(),
+                            decision_id: c.get("decision_id")?,
+                            action: c.get("action")?,
+                            actor: c.get("change_actor")?,
+                            reason: c.get("change_reason")?,
+                            at: c.get("at")?,
+                            chain_seq: c.get("chain_seq")?,
                         };
-                        (change, decision_row_at(r, 7))
+                        Ok((change, decision_row(r)?))
                     })
                     .collect())
             }
@@ -359,30 +422,27 @@ macro_rules! decision_queries {
             Ok(qb.build_query_scalar().fetch_one(&mut **tx).await?)
         }
 
-        fn decision_row(r: &$row) -> DecisionRow {
-            decision_row_at(r, 0)
-        }
-
-        fn decision_row_at(r: &$row, o: usize) -> DecisionRow {
-            DecisionRow {
-                id: r.get(o),
-                scope: r.get(o + 1),
-                value: r.get(o + 2),
-                kind: r.get(o + 3),
-                reason: r.get(o + 4),
-                origin: r.get(o + 5),
-                actor: r.get(o + 6),
-                rule: r.get(o + 7),
-                rule_sha256: r.get(o + 8),
-                alert_id: r.get(o + 9),
-                event_seqs: r.get(o + 10),
-                created_at: r.get(o + 11),
-                expires_at: r.get(o + 12),
-                status: r.get(o + 13),
-                ended_at: r.get(o + 14),
-                ended_by: r.get(o + 15),
-                end_reason: r.get(o + 16),
-            }
+        fn decision_row(r: &$row) -> Result<DecisionRow, StoreError> {
+            let c = Columns::new(r, "decisions")?;
+            Ok(DecisionRow {
+                id: c.id(),
+                scope: c.parse("scope", Scope::parse, Scope::ALL.map(Scope::as_str))?,
+                value: c.get("value")?,
+                kind: c.parse("kind", DecisionKind::parse, DecisionKind::ALL.map(DecisionKind::as_str))?,
+                reason: c.get("reason")?,
+                origin: c.get("origin")?,
+                actor: c.get("actor")?,
+                rule: c.get("rule")?,
+                rule_sha256: c.get("rule_sha256")?,
+                alert_id: c.get("alert_id")?,
+                event_seqs: c.get("event_seqs")?,
+                created_at: c.get("created_at")?,
+                expires_at: c.get("expires_at")?,
+                status: c.parse("status", DecisionStatus::parse, DecisionStatus::names())?,
+                ended_at: c.get("ended_at")?,
+                ended_by: c.get("ended_by")?,
+                end_reason: c.get("end_reason")?,
+            })
         }
     };
 }

@@ -57,13 +57,13 @@ macro_rules! escalation_queries {
 
         fn escalation_row(r: &$row) -> EscalationRow {
             EscalationRow {
-                id: r.get(0),
-                alert_id: r.get(1),
-                policy: r.get(2),
-                level: r.get(3),
-                round: r.get(4),
-                due_at: r.get(5),
-                status: r.get(6),
+                id: r.get("id"),
+                alert_id: r.get("alert_id"),
+                policy: r.get("policy"),
+                level: r.get("level"),
+                round: r.get("round"),
+                due_at: r.get("due_at"),
+                status: r.get("status"),
             }
         }
     };

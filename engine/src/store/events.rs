@@ -323,17 +323,17 @@ macro_rules! event_queries {
         /// wrong type (a tampered row) is recorded in `unreadable`, never a panic.
         fn stored_row(r: &$row) -> StoredRow {
             let mut bad = Vec::new();
-            let mut text = |i: usize, name: &'static str| -> Option<String> {
-                match r.try_get::<Option<String>, _>(i) {
+            let mut text = |name: &'static str| -> Option<String> {
+                match r.try_get::<Option<String>, _>(name) {
                     Ok(v) => v,
                     Err(_) => {
                         let shown = r
-                            .try_get::<Option<i64>, _>(i)
+                            .try_get::<Option<i64>, _>(name)
                             .ok()
                             .flatten()
                             .map(|n| n.to_string())
                             .or_else(|| {
-                                r.try_get::<Option<Vec<u8>>, _>(i)
+                                r.try_get::<Option<Vec<u8>>, _>(name)
                                     .ok()
                                     .flatten()
                                     .map(|b| String::from_utf8_lossy(&b).chars().take(64).collect())
@@ -344,19 +344,19 @@ macro_rules! event_queries {
                     }
                 }
             };
-            let event_id = text(1, "event_id").unwrap_or_default();
-            let category = text(3, "category").unwrap_or_default();
-            let action = text(4, "action").unwrap_or_default();
-            let severity = text(5, "severity").unwrap_or_default();
-            let outcome = text(6, "outcome").unwrap_or_default();
-            let organization_id = text(7, "organization_id");
-            let user_id = text(8, "user_id");
-            let ip = text(9, "ip");
-            let request_id = text(10, "request_id");
-            let ts = match r.try_get::<i64, _>(2) {
+            let event_id = text("event_id").unwrap_or_default();
+            let category = text("category").unwrap_or_default();
+            let action = text("action").unwrap_or_default();
+            let severity = text("severity").unwrap_or_default();
+            let outcome = text("outcome").unwrap_or_default();
+            let organization_id = text("organization_id");
+            let user_id = text("user_id");
+            let ip = text("ip");
+            let request_id = text("request_id");
+            let ts = match r.try_get::<i64, _>("ts") {
                 Ok(v) => v,
                 Err(_) => {
-                    let shown = r.try_get::<Option<String>, _>(2).ok().flatten().unwrap_or_default();
+                    let shown = r.try_get::<Option<String>, _>("ts").ok().flatten().unwrap_or_default();
                     bad.push((
                         "timestamp",
                         format!("not an integer ({:?})", shown.chars().take(64).collect::<String>()),
@@ -364,10 +364,10 @@ macro_rules! event_queries {
                     i64::MIN
                 }
             };
-            let mut bytes = |i: usize, name: &'static str| -> Vec<u8> {
-                match r.try_get::<Vec<u8>, _>(i) {
+            let mut bytes = |name: &'static str| -> Vec<u8> {
+                match r.try_get::<Vec<u8>, _>(name) {
                     Ok(v) => v,
-                    Err(_) => match r.try_get::<String, _>(i) {
+                    Err(_) => match r.try_get::<String, _>(name) {
                         Ok(s) => s.into_bytes(),
                         Err(_) => {
                             bad.push((name, "not bytes".to_owned()));
@@ -376,11 +376,11 @@ macro_rules! event_queries {
                     },
                 }
             };
-            let canon = bytes(11, "canon");
-            let prev_hash = bytes(12, "prev_hash");
-            let hash = bytes(13, "hash");
+            let canon = bytes("canon");
+            let prev_hash = bytes("prev_hash");
+            let hash = bytes("hash");
             StoredRow {
-                seq: r.try_get(0).unwrap_or(i64::MIN),
+                seq: r.try_get("seq").unwrap_or(i64::MIN),
                 columns: IndexedColumns {
                     event_id,
                     ts,

@@ -72,12 +72,12 @@ macro_rules! key_queries {
 
         fn key_row(r: &$row) -> ApiKeyRow {
             ApiKeyRow {
-                id: r.get(0),
-                name: r.get(1),
-                role: r.get(2),
-                key_hash: r.get(3),
-                created_at: r.get(4),
-                revoked_at: r.get(5),
+                id: r.get("id"),
+                name: r.get("name"),
+                role: r.get("role"),
+                key_hash: r.get("key_hash"),
+                created_at: r.get("created_at"),
+                revoked_at: r.get("revoked_at"),
             }
         }
     };

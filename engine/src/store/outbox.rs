@@ -8,6 +8,28 @@ use serde_json::{Value, json};
 use super::{Store, StoreError, dispatch};
 use crate::event::format_rfc3339_ms;
 
+text_enum! {
+    /// Where a notification is in its delivery (`notifications.status`).
+    #[derive(Default)]
+    pub enum NotificationStatus {
+        /// Waiting for (another) delivery attempt.
+        #[default]
+        Pending = "pending",
+        /// The receiver took it.
+        Delivered = "delivered",
+        /// The last attempt failed; retried.
+        Failed = "failed",
+        /// Out of attempts.
+        Dead = "dead",
+        /// Folded into a storm summary.
+        Folded = "folded",
+        /// Held for the daily digest.
+        Digest = "digest",
+        /// Went out in a digest.
+        Digested = "digested",
+    }
+}
+
 /// A message owed to a receiver (the outbox).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NotificationRow {
@@ -24,8 +46,7 @@ pub struct NotificationRow {
     pub idempotency_key: String,
     /// JSON: what to render (alert snapshot, occurrences, summary items...).
     pub payload: String,
-    /// pending / delivered / failed / dead / folded / digest / digested.
-    pub status: String,
+    pub status: NotificationStatus,
     /// Delivery attempts so far.
     pub attempts: i64,
     /// Not before (server clock, epoch ms).
@@ -44,7 +65,7 @@ impl NotificationRow {
     /// API shape.
     pub fn to_api_json(&self) -> Value {
         json!({"id": self.id, "alert_id": self.alert_id, "receiver": self.receiver, "kind": self.kind,
-            "idempotency_key": self.idempotency_key, "status": self.status, "attempts": self.attempts,
+            "idempotency_key": self.idempotency_key, "status": self.status.as_str(), "attempts": self.attempts,
             "next_attempt_at": format_rfc3339_ms(self.next_attempt_at),
             "created_at": format_rfc3339_ms(self.created_at), "updated_at": format_rfc3339_ms(self.updated_at),
             "delivered_at": self.delivered_at.map(format_rfc3339_ms), "last_error": self.last_error})
@@ -54,7 +75,7 @@ impl NotificationRow {
 /// Filters of `GET /v1/notifications`.
 #[derive(Debug, Clone, Default)]
 pub struct NotificationFilter {
-    pub status: Option<String>,
+    pub status: Option<NotificationStatus>,
     pub receiver: Option<String>,
     pub alert_id: Option<i64>,
     /// Only rows with an id below this one (the cursor of the next page).
@@ -72,7 +93,7 @@ impl Store {
         &self,
         rows: &mut [NotificationRow],
         ids: &[i64],
-        status: &str,
+        status: NotificationStatus,
         at: i64,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.replace_notifications(rows, ids, status, at).await)
@@ -91,7 +112,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<NotificationRow>, StoreError> {
         let filter = NotificationFilter {
-            status: Some("pending".into()),
+            status: Some(NotificationStatus::Pending),
             receiver: receiver.map(str::to_owned),
             limit,
             ..Default::default()
@@ -116,7 +137,12 @@ impl Store {
     }
 
     /// Sets the status of several notifications.
-    pub async fn set_notification_status(&self, ids: &[i64], status: &str, at: i64) -> Result<(), StoreError> {
+    pub async fn set_notification_status(
+        &self,
+        ids: &[i64],
+        status: NotificationStatus,
+        at: i64,
+    ) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_notification_status(ids, status, at).await)
     }
 
@@ -125,13 +151,14 @@ impl Store {
         dispatch!(self, s => s.last_notification_at(receiver, kind).await)
     }
 
-    /// Notifications in the outbox by (receiver, status, count).
+    /// Notifications in the outbox by (receiver, status, count): the stored texts, counted as
+    /// they are.
     pub async fn notification_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         dispatch!(self, s => s.notification_counts().await)
     }
 }
 
-/// Columns of `notifications`, in the order `notification_row` reads them.
+/// Columns of `notifications` (`notification_row` reads them by name).
 macro_rules! notification_columns {
     () => {
         "id, alert_id, receiver, kind, idempotency_key, payload, status, attempts, next_attempt_at, created_at, \
@@ -146,14 +173,14 @@ macro_rules! outbox_queries {
                 &self,
                 rows: &mut [NotificationRow],
                 ids: &[i64],
-                status: &str,
+                status: NotificationStatus,
                 at: i64,
             ) -> Result<(), StoreError> {
                 let mut tx = self.$writer.begin().await?;
                 insert_notifications(&mut tx, rows).await?;
                 if !ids.is_empty() {
                     let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
-                    qb.push_bind(status.to_owned()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
+                    qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
                     let mut sep = qb.separated(", ");
                     for id in ids {
                         sep.push_bind(*id);
@@ -167,8 +194,8 @@ macro_rules! outbox_queries {
 
             pub(super) async fn list_notifications(&self, f: &NotificationFilter, due_before: Option<i64>) -> Result<Vec<NotificationRow>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(concat!("SELECT ", notification_columns!(), " FROM notifications WHERE 1=1"));
-                if let Some(s) = &f.status {
-                    qb.push(" AND status = ").push_bind(s.clone());
+                if let Some(s) = f.status {
+                    qb.push(" AND status = ").push_bind(s.as_str());
                 }
                 if let Some(r) = &f.receiver {
                     qb.push(" AND receiver = ").push_bind(r.clone());
@@ -189,12 +216,12 @@ macro_rules! outbox_queries {
                 }
                 qb.push_bind(f.limit);
                 let rows = qb.build().fetch_all(&self.$writer).await?;
-                Ok(rows.iter().map(notification_row).collect())
+                rows.iter().map(notification_row).collect()
             }
 
             pub(super) async fn update_notification(&self, n: &NotificationRow) -> Result<(), StoreError> {
                 let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
-                qb.push_bind(n.status.clone())
+                qb.push_bind(n.status.as_str())
                     .push(", attempts = ")
                     .push_bind(n.attempts)
                     .push(", next_attempt_at = ")
@@ -213,12 +240,12 @@ macro_rules! outbox_queries {
                 Ok(())
             }
 
-            pub(super) async fn set_notification_status(&self, ids: &[i64], status: &str, at: i64) -> Result<(), StoreError> {
+            pub(super) async fn set_notification_status(&self, ids: &[i64], status: NotificationStatus, at: i64) -> Result<(), StoreError> {
                 if ids.is_empty() {
                     return Ok(());
                 }
                 let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
-                qb.push_bind(status.to_owned()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
+                qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
                 let mut sep = qb.separated(", ");
                 for id in ids {
                     sep.push_bind(*id);
@@ -236,12 +263,12 @@ macro_rules! outbox_queries {
 
             pub(super) async fn notification_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
                 let rows = QueryBuilder::<$db>::new(
-                    "SELECT receiver, status, COUNT(*) FROM notifications GROUP BY receiver, status ORDER BY receiver, status",
+                    "SELECT receiver, status, COUNT(*) AS n FROM notifications GROUP BY receiver, status ORDER BY receiver, status",
                 )
                 .build()
                 .fetch_all(&self.$writer)
                 .await?;
-                Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+                Ok(rows.iter().map(|r| (r.get("receiver"), r.get("status"), r.get("n"))).collect())
             }
         }
 
@@ -260,7 +287,7 @@ macro_rules! outbox_queries {
                         .push_bind(n.kind.clone())
                         .push_bind(n.idempotency_key.clone())
                         .push_bind(n.payload.clone())
-                        .push_bind(n.status.clone())
+                        .push_bind(n.status.as_str())
                         .push_bind(n.attempts)
                         .push_bind(n.next_attempt_at)
                         .push_bind(n.created_at)
@@ -274,22 +301,23 @@ macro_rules! outbox_queries {
             Ok(())
         }
 
-        fn notification_row(r: &$row) -> NotificationRow {
-            NotificationRow {
-                id: r.get(0),
-                alert_id: r.get(1),
-                receiver: r.get(2),
-                kind: r.get(3),
-                idempotency_key: r.get(4),
-                payload: r.get(5),
-                status: r.get(6),
-                attempts: r.get(7),
-                next_attempt_at: r.get(8),
-                created_at: r.get(9),
-                updated_at: r.get(10),
-                delivered_at: r.get(11),
-                last_error: r.get(12),
-            }
+        fn notification_row(r: &$row) -> Result<NotificationRow, StoreError> {
+            let c = Columns::new(r, "notifications")?;
+            Ok(NotificationRow {
+                id: c.id(),
+                alert_id: c.get("alert_id")?,
+                receiver: c.get("receiver")?,
+                kind: c.get("kind")?,
+                idempotency_key: c.get("idempotency_key")?,
+                payload: c.get("payload")?,
+                status: c.parse("status", NotificationStatus::parse, NotificationStatus::names())?,
+                attempts: c.get("attempts")?,
+                next_attempt_at: c.get("next_attempt_at")?,
+                created_at: c.get("created_at")?,
+                updated_at: c.get("updated_at")?,
+                delivered_at: c.get("delivered_at")?,
+                last_error: c.get("last_error")?,
+            })
         }
     };
 }

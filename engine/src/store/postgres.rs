@@ -9,16 +9,19 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgPool, Postgres, QueryBuilder, Row};
 
 use super::alert_stats::RuleAlertStats;
-use super::alerts::{self, alert_columns, alert_insert_columns};
+use vigil_sdk::{DecisionKind, Scope, Severity};
+
+use super::alerts::{self, AlertStatus, alert_columns, alert_insert_columns};
 use super::checkpoints::checkpoint_columns;
-use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, decision_columns};
+use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, DecisionStatus, decision_columns};
 use super::events::head_from;
-use super::outbox::notification_columns;
+use super::outbox::{NotificationStatus, notification_columns};
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{
-    AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, EscalationRow, Head,
+    AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, Columns, EscalationRow, Head,
     IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
 };
+use crate::finding::parse_severity;
 
 /// The key of a log's append lock, computed by PostgreSQL from the log's database and
 /// schema (like the writer lock's key in `ledger::lock`, but a different key). Every
@@ -149,9 +152,9 @@ impl PgStore {
             .persistent(false)
             .fetch_optional(&self.pool)
             .await?;
-        head_from(
-            row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())),
-        )
+        head_from(row.map(|r| {
+            (r.try_get::<i64, _>("seq").unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>("hash").unwrap_or_default())
+        }))
     }
 
     pub(super) async fn find_event_ids(&self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
@@ -159,7 +162,7 @@ impl PgStore {
             .bind(ids.to_vec())
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.iter().map(|r| (r.get("event_id"), r.get("seq"))).collect())
     }
 
     pub(super) async fn append(&self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), StoreError> {

@@ -244,11 +244,11 @@ macro_rules! search_queries {
                 // The subquery, fenced on PostgreSQL with OFFSET 0, makes the planner read the
                 // window from the `ts` index; a bare MIN(seq) lets PostgreSQL walk the primary
                 // key from seq 1 until the first row in the window (400 ms at 1M events).
-                let mut qb = QueryBuilder::<$db>::new("SELECT MIN(seq), MAX(seq) FROM (SELECT seq FROM events WHERE 1=1");
+                let mut qb = QueryBuilder::<$db>::new("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM (SELECT seq FROM events WHERE 1=1");
                 query::push_time_range(&mut qb, since, until);
                 qb.push(concat!($fence, ") w"));
                 let row = qb.build().fetch_one(&self.$reader).await?;
-                Ok(row.get::<Option<i64>, _>(0).zip(row.get::<Option<i64>, _>(1)))
+                Ok(row.get::<Option<i64>, _>("lo").zip(row.get::<Option<i64>, _>("hi")))
             }
 
             pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
@@ -263,7 +263,7 @@ macro_rules! search_queries {
             pub(super) async fn stats(&self, f: &StatsFilter) -> Result<Stats, StoreError> {
                 let mut stats = Stats::default();
                 let counts = |column: &str, limit: Option<i64>| {
-                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column}, COUNT(*) AS n FROM events"));
+                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column} AS value, COUNT(*) AS n FROM events"));
                     query::push_stats_filter(&mut qb, f, $postings);
                     qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column}"));
                     if let Some(limit) = limit {
@@ -282,19 +282,19 @@ macro_rules! search_queries {
                 stats.top_ips = self.fetch_counts(counts("ip", Some(f.top))).await?;
                 stats.top_users = self.fetch_counts(counts("user_id", Some(f.top))).await?;
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT COUNT(*), \
-                     CAST(COALESCE(SUM(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                    "SELECT COUNT(*) AS total, \
+                     CAST(COALESCE(SUM(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failures, \
                      CAST(COALESCE(SUM(CASE WHEN severity IN ('high', 'critical') THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                     FROM events",
+                     AS high_risk FROM events",
                 );
                 query::push_stats_filter(&mut qb, f, $postings);
                 let row = qb.build().fetch_one(&self.$reader).await?;
-                let failures: i64 = row.get(1);
-                stats.total = row.get(0);
-                stats.high_risk = row.get(2);
+                let failures: i64 = row.get("failures");
+                stats.total = row.get("total");
+                stats.high_risk = row.get("high_risk");
                 stats.failure_rate = if stats.total > 0 { failures as f64 / stats.total as f64 } else { 0.0 };
                 let mut qb = QueryBuilder::<$db>::new("SELECT (ts / ");
-                qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) FROM events");
+                qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) AS n FROM events");
                 query::push_stats_filter(&mut qb, f, $postings);
                 qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
                 stats.buckets = qb
@@ -302,14 +302,14 @@ macro_rules! search_queries {
                     .fetch_all(&self.$reader)
                     .await?
                     .iter()
-                    .map(|r| query::Bucket { start: crate::event::format_rfc3339_ms(r.get(0)), count: r.get(1) })
+                    .map(|r| query::Bucket { start: crate::event::format_rfc3339_ms(r.get("b")), count: r.get("n") })
                     .collect();
                 Ok(stats)
             }
 
             async fn fetch_counts(&self, mut qb: QueryBuilder<$db>) -> Result<Vec<Count>, StoreError> {
                 let rows = qb.build().fetch_all(&self.$reader).await?;
-                Ok(rows.iter().map(|r| Count { value: r.get(0), count: r.get(1) }).collect())
+                Ok(rows.iter().map(|r| Count { value: r.get("value"), count: r.get("n") }).collect())
             }
         }
     };

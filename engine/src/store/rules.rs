@@ -123,16 +123,16 @@ macro_rules! rule_queries {
                 Ok(rows
                     .iter()
                     .map(|r| StoredRule {
-                        name: r.get(0),
-                        sha256: r.get(1),
-                        module: r.get(2),
-                        config: r.get(3),
-                        source: r.get(4),
-                        actor: r.get(5),
-                        deployed_at: r.get(6),
-                        status: r.get(7),
-                        reason: r.get(8),
-                        status_at: r.get(9),
+                        name: r.get("name"),
+                        sha256: r.get("sha256"),
+                        module: r.get("module"),
+                        config: r.get("config"),
+                        source: r.get("source"),
+                        actor: r.get("actor"),
+                        deployed_at: r.get("deployed_at"),
+                        status: r.get("status"),
+                        reason: r.get("reason"),
+                        status_at: r.get("status_at"),
                     })
                     .collect())
             }

@@ -121,15 +121,15 @@ macro_rules! silence_queries {
                 Ok(rows
                     .iter()
                     .map(|r| SilenceRow {
-                        id: r.get(0),
-                        matchers: r.get(1),
-                        starts_at: r.get(2),
-                        ends_at: r.get(3),
-                        created_by: r.get(4),
-                        comment: r.get(5),
-                        created_at: r.get(6),
-                        expired_at: r.get(7),
-                        matched: r.get(8),
+                        id: r.get("id"),
+                        matchers: r.get("matchers"),
+                        starts_at: r.get("starts_at"),
+                        ends_at: r.get("ends_at"),
+                        created_by: r.get("created_by"),
+                        comment: r.get("comment"),
+                        created_at: r.get("created_at"),
+                        expired_at: r.get("expired_at"),
+                        matched: r.get("matched"),
                     })
                     .collect())
             }

@@ -10,17 +10,20 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::alert_stats::RuleAlertStats;
-use super::alerts::{self, alert_columns, alert_insert_columns};
+use vigil_sdk::{DecisionKind, Scope, Severity};
+
+use super::alerts::{self, AlertStatus, alert_columns, alert_insert_columns};
 use super::checkpoints::checkpoint_columns;
-use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, decision_columns};
+use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, DecisionStatus, decision_columns};
 use super::events::head_from;
-use super::outbox::notification_columns;
+use super::outbox::{NotificationStatus, notification_columns};
 use super::postings;
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::{
-    AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, EscalationRow, Head,
+    AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, Columns, EscalationRow, Head,
     IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
 };
+use crate::finding::parse_severity;
 
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -122,9 +125,9 @@ impl SqliteStore {
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
         let row =
             sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.writer).await?;
-        head_from(
-            row.map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>(1).unwrap_or_default())),
-        )
+        head_from(row.map(|r| {
+            (r.try_get::<i64, _>("seq").unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>("hash").unwrap_or_default())
+        }))
     }
 
     pub(super) async fn find_event_ids(&self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
@@ -139,7 +142,7 @@ impl SqliteStore {
             // The read pool: the writer connection is busy with the transaction in flight
             // (whose ids the sequencer knows itself); committed rows are visible to readers.
             for row in qb.build().fetch_all(&self.reader).await? {
-                found.insert(row.get(0), row.get(1));
+                found.insert(row.get("event_id"), row.get("seq"));
             }
         }
         Ok(found)
@@ -251,7 +254,7 @@ impl SqliteStore {
                 .await?;
         Ok(rows
             .iter()
-            .map(|r| (r.try_get::<i64, _>(0).unwrap_or(i64::MIN), r.try_get::<i64, _>(1).unwrap_or(i64::MIN)))
+            .map(|r| (r.try_get::<i64, _>("term").unwrap_or(i64::MIN), r.try_get::<i64, _>("seq").unwrap_or(i64::MIN)))
             .collect())
     }
 
@@ -343,19 +346,19 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
         .fetch_all(&mut *tx)
         .await?;
         let Some(last) = rows.last() else { return Ok(()) };
-        after = last.try_get(0)?;
-        let text = |r: &SqliteRow, i: usize| r.try_get::<Option<String>, _>(i).ok().flatten();
+        after = last.try_get("seq")?;
+        let text = |r: &SqliteRow, column: &str| r.try_get::<Option<String>, _>(column).ok().flatten();
         let columns: Vec<(i64, IndexedColumns)> = rows
             .iter()
             .map(|r| {
                 let c = IndexedColumns {
-                    organization_id: text(r, 1),
-                    user_id: text(r, 2),
-                    ip: text(r, 3),
-                    request_id: text(r, 4),
+                    organization_id: text(r, "organization_id"),
+                    user_id: text(r, "user_id"),
+                    ip: text(r, "ip"),
+                    request_id: text(r, "request_id"),
                     ..IndexedColumns::default()
                 };
-                (r.try_get::<i64, _>(0).unwrap_or_default(), c)
+                (r.try_get::<i64, _>("seq").unwrap_or_default(), c)
             })
             .collect();
         insert_postings(&mut *tx, columns.iter().map(|(seq, c)| (*seq, c))).await?;

@@ -8,6 +8,7 @@ both_backends!(
     a_restart_keeps_the_active_set_and_the_stream_cursor,
     a_rule_flooding_decisions_is_capped,
     the_chain_not_the_table_decides_what_is_enforced_after_a_restart,
+    a_decision_row_with_text_the_server_never_writes_neither_stops_a_start_nor_is_enforced_as_stored,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,6 +118,44 @@ async fn the_chain_not_the_table_decides_what_is_enforced_after_a_restart(backen
     let alert = alert.ok_or_else(|| anyhow::anyhow!("no mismatch alert: {alerts}"))?;
     assert_eq!(alert["severity"], "P1");
     assert_eq!(alert["fields"]["count"], 3, "three differences: {alert}");
+    Ok(())
+}
+
+/// A scope, kind or status the server never writes (a tampered database): the stored listing
+/// is a located failure (never a panic), the server still starts, the chain's version of the
+/// decision is enforced, and the difference is raised like any other.
+async fn a_decision_row_with_text_the_server_never_writes_neither_stops_a_start_nor_is_enforced_as_stored(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (app, _clock) = app(backend, |_| {}).await?;
+    let (status, body) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "ip", "value": "10.2.0.1", "kind": "block", "duration_secs": 3600, "reason": "r"}),
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    // The table's CHECK constraints go first, as someone with the database files would.
+    let unchecked = match backend {
+        Backend::Sqlite => "PRAGMA ignore_check_constraints = ON;",
+        Backend::Postgres => "ALTER TABLE decisions DROP CONSTRAINT decisions_scope_check;",
+    };
+    app.exec_sql(&format!("{unchecked} UPDATE decisions SET scope = 'planet' WHERE id = {id}")).await?;
+    let (status, body) = app.get("/v1/decisions?status=all").await?;
+    assert_eq!((status, &body["error"]["code"]), (500, &json!("internal")), "{body}");
+    let app = app.restart().await?;
+    let found = check(&app, &app.admin_key, "ip", "10.2.0.1").await?;
+    assert_eq!(ids(&json!(found)), vec![id], "enforced as the chain says");
+    let alerts = app.wait_for("/v1/alerts?rule=vigil", 10, |b| b["alerts"][0].is_object()).await?;
+    let alert = alerts["alerts"].as_array().unwrap().iter().find(|a| a["dedup_key"] == "decisions:chain_mismatch");
+    let alert = alert.ok_or_else(|| anyhow::anyhow!("no mismatch alert: {alerts}"))?;
+    assert_eq!(alert["fields"]["count"], 1, "{alert}");
+    let difference = &alert["fields"]["differences"][0];
+    assert_eq!(difference["decision_id"], id);
+    assert_eq!(difference["problem"], "the row cannot be read (enforced as the chain says)");
+    let why = difference["row_problem"].as_str().unwrap_or_default();
+    assert!(why.contains("scope \"planet\""), "the problem names the column and its text: {why}");
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{DecisionError, DecisionService};
-use crate::store::decisions::DecisionEnd;
+use crate::store::decisions::{DecisionEnd, DecisionStatus};
 
 impl DecisionService {
     /// Ends every decision past its expiry; returns how many.
@@ -18,7 +18,7 @@ impl DecisionService {
         let due = self.inner.set.due(now);
         let ends: Vec<DecisionEnd> = due
             .iter()
-            .map(|&id| DecisionEnd { id, status: "expired", at: now, by: "vigil".into(), reason: None })
+            .map(|&id| DecisionEnd { id, status: DecisionStatus::Expired, at: now, by: "vigil".into(), reason: None })
             .collect();
         let changes = self.inner.store.end_decisions(&ends).await?;
         let mut pairs = Vec::with_capacity(changes.len());

@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
+use vigil_sdk::{DecisionKind, Scope, Severity};
 
 use super::{DecisionError, DecisionService};
-use crate::store::decisions::{DecisionFilter, DecisionRow};
+use crate::store::StoreError;
+use crate::store::decisions::{DecisionFilter, DecisionRow, DecisionStatus};
 
 impl DecisionService {
     /// Rebuilds the active set at start from the **chain**, the tamper-evident record, and
@@ -22,21 +24,35 @@ impl DecisionService {
         let _one = self.inner.lock.lock().await;
         let last = self.inner.store.last_decision_change().await?;
         let mut table: HashMap<i64, DecisionRow> = HashMap::new();
+        // Active rows that cannot be read (a tampered scope, kind...): id -> why.
+        let mut unreadable: HashMap<i64, String> = HashMap::new();
         let mut before = None;
         loop {
             let page = self
                 .inner
                 .store
-                .list_decisions(&DecisionFilter {
-                    status: Some("active".into()),
+                .read_decisions(&DecisionFilter {
+                    status: Some(DecisionStatus::Active),
                     before_id: before,
                     limit: 5000,
                     ..Default::default()
                 })
                 .await?;
             let full = page.len() == 5000;
-            before = page.last().map(|d| d.id);
-            table.extend(page.into_iter().map(|d| (d.id, d)));
+            for row in page {
+                match row {
+                    Ok(d) => {
+                        before = Some(d.id);
+                        table.insert(d.id, d);
+                    }
+                    Err(StoreError::Corrupt { seq: id, problem }) => {
+                        // (0: not even its id could be read.)
+                        before = if id > 0 { Some(id) } else { before };
+                        unreadable.insert(id, problem);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             if !full {
                 break;
             }
@@ -53,12 +69,24 @@ impl DecisionService {
                         "row": t.to_api_json(), "chain": from_chain.to_api_json()}));
                     rows.push(from_chain.clone());
                 }
+                None if unreadable.contains_key(id) => {
+                    differences.push(json!({"decision_id": id,
+                        "problem": "the row cannot be read (enforced as the chain says)",
+                        "row_problem": unreadable[id], "chain": from_chain.to_api_json()}));
+                    rows.push(from_chain.clone());
+                }
                 None => {
                     differences.push(json!({"decision_id": id,
                         "problem": "active in the chain, missing or not active in the table (enforced as the chain says)",
                         "chain": from_chain.to_api_json()}));
                     rows.push(from_chain.clone());
                 }
+            }
+        }
+        for (id, why) in &unreadable {
+            if !chain.contains_key(id) {
+                differences.push(json!({"decision_id": id,
+                    "problem": "active in the table, but the row cannot be read (not enforced)", "row_problem": why}));
             }
         }
         for (id, t) in &table {
@@ -106,9 +134,15 @@ impl DecisionService {
                 let d = &ev["details"];
                 let Some(id) = d["decision_id"].as_i64() else { continue };
                 match ev["action"].as_str() {
-                    Some("decision_issued") => {
-                        issued.insert(id, row_from_chain(d));
-                    }
+                    Some("decision_issued") => match row_from_chain(d) {
+                        Some(row) => {
+                            issued.insert(id, row);
+                        }
+                        None => tracing::warn!(
+                            seq = row.seq,
+                            "A decision_issued event names no scope or kind the server knows; not enforced"
+                        ),
+                    },
                     Some("decision_expired" | "decision_lifted") => {
                         ended.insert(id);
                     }
@@ -130,7 +164,7 @@ impl DecisionService {
             String::new(),
             crate::finding::EmittedAlert {
                 title: format!("The decisions table differs from the chain ({} decisions)", differences.len()),
-                severity: "P1".into(),
+                severity: Severity::P1,
                 dedup_key: "decisions:chain_mismatch".into(),
                 fields: json!({"differences": differences.iter().take(20).collect::<Vec<_>>(), "count": differences.len()}),
                 event_seqs: vec![],
@@ -153,15 +187,16 @@ fn same_decision(t: &DecisionRow, c: &DecisionRow) -> bool {
         == (&c.scope, &c.value, &c.kind, c.expires_at, c.alert_id, &c.rule_sha256)
 }
 
-/// A decision as its `decision_issued` chain event records it.
-fn row_from_chain(d: &Value) -> DecisionRow {
+/// A decision as its `decision_issued` chain event records it (none: its scope or kind is
+/// not one the host writes, so it cannot be enforced).
+fn row_from_chain(d: &Value) -> Option<DecisionRow> {
     let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
     let opt = |k: &str| d[k].as_str().map(str::to_owned);
-    DecisionRow {
+    Some(DecisionRow {
         id: d["decision_id"].as_i64().unwrap_or_default(),
-        scope: text("scope"),
+        scope: Scope::parse(d["scope"].as_str()?)?,
         value: text("value"),
-        kind: text("kind"),
+        kind: DecisionKind::parse(d["kind"].as_str()?)?,
         reason: text("decision_reason"),
         origin: text("origin"),
         actor: text("issued_by"),
@@ -171,7 +206,7 @@ fn row_from_chain(d: &Value) -> DecisionRow {
         event_seqs: d["event_seqs"].to_string(),
         created_at: d["created_at"].as_i64().unwrap_or_default(),
         expires_at: d["expires_at"].as_i64().unwrap_or_default(),
-        status: "active".into(),
+        status: DecisionStatus::Active,
         ..DecisionRow::default()
-    }
+    })
 }

@@ -3,8 +3,10 @@
 //! their own). Sent with the shared HTTP `send` of `receivers`.
 
 use serde_json::{Value, json};
+use vigil_sdk::Severity;
 
 use super::{Context, Outcome, Receiver, alert_of, headline, send, truncate};
+use crate::finding::parse_severity;
 use crate::store::NotificationRow;
 
 /// Posts one event, with the receiver's routing key.
@@ -20,12 +22,12 @@ pub(super) async fn deliver(
 }
 
 /// PagerDuty severity of a Vigil severity.
-pub fn pagerduty_severity(sev: &str) -> &'static str {
+pub fn pagerduty_severity(sev: Severity) -> &'static str {
     match sev {
-        "P1" => "critical",
-        "P2" => "error",
-        "P3" => "warning",
-        _ => "info",
+        Severity::P1 => "critical",
+        Severity::P2 => "error",
+        Severity::P3 => "warning",
+        Severity::P4 => "info",
     }
 }
 
@@ -41,7 +43,12 @@ pub fn pagerduty_body(n: &NotificationRow, payload: &Value, routing_key: &str, c
     if action != "trigger" {
         return json!({"routing_key": routing_key, "event_action": action, "dedup_key": dedup});
     }
-    let severity = if a.is_null() { "warning" } else { pagerduty_severity(a["severity"].as_str().unwrap_or("P4")) };
+    // An alert without a severity we know (none: a summary or digest) is `info`, as P4.
+    let severity = if a.is_null() {
+        "warning"
+    } else {
+        a["severity"].as_str().and_then(parse_severity).map_or("info", pagerduty_severity)
+    };
     json!({
         "routing_key": routing_key,
         "event_action": "trigger",
@@ -63,11 +70,13 @@ pub fn pagerduty_body(n: &NotificationRow, payload: &Value, routing_key: &str, c
 
 #[cfg(test)]
 mod tests {
+    use vigil_sdk::Severity;
+
     use super::pagerduty_severity;
 
     #[test]
     fn pagerduty_severity_mapping() {
-        let m: Vec<_> = ["P1", "P2", "P3", "P4"].into_iter().map(pagerduty_severity).collect();
+        let m: Vec<_> = Severity::ALL.into_iter().map(pagerduty_severity).collect();
         assert_eq!(m, ["critical", "error", "warning", "info"]);
     }
 }

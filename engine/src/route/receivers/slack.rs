@@ -3,8 +3,10 @@
 //! HTTP `send` of `receivers`; summaries and digests become one list of alerts.
 
 use serde_json::{Value, json};
+use vigil_sdk::Severity;
 
 use super::{Context, Outcome, Receiver, alert_of, headline, occurrences, send, truncate};
+use crate::finding::parse_severity;
 use crate::store::NotificationRow;
 
 /// Posts one notification to the incoming webhook.
@@ -19,12 +21,13 @@ pub(super) async fn deliver(
     send(http.post(r.url.as_deref().unwrap_or_default()).header("content-type", "application/json").body(body)).await
 }
 
-fn severity_colour(sev: &str) -> &'static str {
+/// The attachment colour of a severity (none: text that names no severity, as a P4).
+fn severity_colour(sev: Option<Severity>) -> &'static str {
     match sev {
-        "P1" => "#d0021b",
-        "P2" => "#f5a623",
-        "P3" => "#f8e71c",
-        _ => "#4a90e2",
+        Some(Severity::P1) => "#d0021b",
+        Some(Severity::P2) => "#f5a623",
+        Some(Severity::P3) => "#f8e71c",
+        Some(Severity::P4) | None => "#4a90e2",
     }
 }
 
@@ -48,7 +51,7 @@ pub fn slack_body(n: &NotificationRow, payload: &Value, ctx: &Context) -> Value 
             {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&lines.join("\n"), 3000)}}]});
     }
     let a = alert_of(payload);
-    let sev = a["severity"].as_str().unwrap_or("P4");
+    let sev = a["severity"].as_str().unwrap_or(Severity::P4.as_str());
     let link = ctx.alert_link(&a["id"]);
     let fields: Vec<Value> = [
         ("Severity", sev.to_owned()),
@@ -65,7 +68,7 @@ pub fn slack_body(n: &NotificationRow, payload: &Value, ctx: &Context) -> Value 
             {"type": "header", "text": {"type": "plain_text", "text": truncate(&text, 150)}},
         ],
         "attachments": [{
-            "color": severity_colour(sev),
+            "color": severity_colour(parse_severity(sev)),
             "blocks": [
                 {"type": "section", "fields": fields},
                 {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!("```{}```", a["fields"]), 2900)}},
