@@ -347,68 +347,9 @@ macro_rules! alert_queries {
                 for w in writes.iter_mut() {
                     let a = &w.alert;
                     if a.id == 0 {
-                        let mut qb =
-                            QueryBuilder::<$db>::new(concat!("INSERT INTO alerts (", alert_insert_columns!(), ") "));
-                        qb.push_values([a], |mut b, a| {
-                            b.push_bind(a.rule.clone())
-                                .push_bind(a.rule_version.clone())
-                                .push_bind(a.rule_sha256.clone())
-                                .push_bind(a.severity.as_str())
-                                .push_bind(a.title.clone())
-                                .push_bind(a.dedup_key.clone())
-                                .push_bind(a.status.as_str())
-                                .push_bind(a.count)
-                                .push_bind(a.first_seen)
-                                .push_bind(a.last_seen)
-                                .push_bind(a.event_seqs.clone())
-                                .push_bind(a.fields.clone())
-                                .push_bind(a.actions.clone())
-                                .push_bind(a.created_at)
-                                .push_bind(a.disposition.clone())
-                                .push_bind(a.acked_by.clone())
-                                .push_bind(a.acked_at)
-                                .push_bind(a.resolved_by.clone())
-                                .push_bind(a.resolved_at)
-                                .push_bind(a.silenced_by.clone())
-                                .push_bind(a.notified_count)
-                                .push_bind(a.last_notified_at)
-                                .push_bind(a.receivers.clone())
-                                .push_bind(a.escalation_policy.clone());
-                        });
-                        qb.push(" RETURNING id");
-                        w.alert.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                        w.alert.id = insert_alert(&mut tx, a).await?;
                     } else {
-                        let mut qb = QueryBuilder::<$db>::new("UPDATE alerts SET status = ");
-                        qb.push_bind(a.status.as_str())
-                            .push(", count = ")
-                            .push_bind(a.count)
-                            .push(", last_seen = ")
-                            .push_bind(a.last_seen)
-                            .push(", event_seqs = ")
-                            .push_bind(a.event_seqs.clone())
-                            .push(", disposition = ")
-                            .push_bind(a.disposition.clone())
-                            .push(", acked_by = ")
-                            .push_bind(a.acked_by.clone())
-                            .push(", acked_at = ")
-                            .push_bind(a.acked_at)
-                            .push(", resolved_by = ")
-                            .push_bind(a.resolved_by.clone())
-                            .push(", resolved_at = ")
-                            .push_bind(a.resolved_at)
-                            .push(", silenced_by = ")
-                            .push_bind(a.silenced_by.clone())
-                            .push(", notified_count = ")
-                            .push_bind(a.notified_count)
-                            .push(", last_notified_at = ")
-                            .push_bind(a.last_notified_at)
-                            .push(", receivers = ")
-                            .push_bind(a.receivers.clone())
-                            .push(", escalation_policy = ")
-                            .push_bind(a.escalation_policy.clone())
-                            .push(" WHERE id = ")
-                            .push_bind(a.id);
-                        qb.build().execute(&mut *tx).await?;
+                        update_alert(&mut tx, a).await?;
                     }
                     let alert_id = w.alert.id;
                     w.change.alert_id = alert_id;
@@ -518,6 +459,75 @@ macro_rules! alert_queries {
                 receivers: c.get("receivers")?,
                 escalation_policy: c.get("escalation_policy")?,
             })
+        }
+
+        /// Inserts a new alert row; returns its id.
+        async fn insert_alert(tx: &mut sqlx::Transaction<'_, $db>, a: &AlertRow) -> Result<i64, StoreError> {
+            let mut qb = QueryBuilder::<$db>::new(concat!("INSERT INTO alerts (", alert_insert_columns!(), ") "));
+            qb.push_values([a], |mut b, a| {
+                b.push_bind(a.rule.clone())
+                    .push_bind(a.rule_version.clone())
+                    .push_bind(a.rule_sha256.clone())
+                    .push_bind(a.severity.as_str())
+                    .push_bind(a.title.clone())
+                    .push_bind(a.dedup_key.clone())
+                    .push_bind(a.status.as_str())
+                    .push_bind(a.count)
+                    .push_bind(a.first_seen)
+                    .push_bind(a.last_seen)
+                    .push_bind(a.event_seqs.clone())
+                    .push_bind(a.fields.clone())
+                    .push_bind(a.actions.clone())
+                    .push_bind(a.created_at)
+                    .push_bind(a.disposition.clone())
+                    .push_bind(a.acked_by.clone())
+                    .push_bind(a.acked_at)
+                    .push_bind(a.resolved_by.clone())
+                    .push_bind(a.resolved_at)
+                    .push_bind(a.silenced_by.clone())
+                    .push_bind(a.notified_count)
+                    .push_bind(a.last_notified_at)
+                    .push_bind(a.receivers.clone())
+                    .push_bind(a.escalation_policy.clone());
+            });
+            qb.push(" RETURNING id");
+            Ok(qb.build_query_scalar().fetch_one(&mut **tx).await?)
+        }
+
+        /// Writes the mutable columns of an existing alert row.
+        async fn update_alert(tx: &mut sqlx::Transaction<'_, $db>, a: &AlertRow) -> Result<(), StoreError> {
+            let mut qb = QueryBuilder::<$db>::new("UPDATE alerts SET status = ");
+            qb.push_bind(a.status.as_str())
+                .push(", count = ")
+                .push_bind(a.count)
+                .push(", last_seen = ")
+                .push_bind(a.last_seen)
+                .push(", event_seqs = ")
+                .push_bind(a.event_seqs.clone())
+                .push(", disposition = ")
+                .push_bind(a.disposition.clone())
+                .push(", acked_by = ")
+                .push_bind(a.acked_by.clone())
+                .push(", acked_at = ")
+                .push_bind(a.acked_at)
+                .push(", resolved_by = ")
+                .push_bind(a.resolved_by.clone())
+                .push(", resolved_at = ")
+                .push_bind(a.resolved_at)
+                .push(", silenced_by = ")
+                .push_bind(a.silenced_by.clone())
+                .push(", notified_count = ")
+                .push_bind(a.notified_count)
+                .push(", last_notified_at = ")
+                .push_bind(a.last_notified_at)
+                .push(", receivers = ")
+                .push_bind(a.receivers.clone())
+                .push(", escalation_policy = ")
+                .push_bind(a.escalation_policy.clone())
+                .push(" WHERE id = ")
+                .push_bind(a.id);
+            qb.build().execute(&mut **tx).await?;
+            Ok(())
         }
     };
 }
