@@ -1,6 +1,7 @@
 //! HTTP API (actix-web): routes of DESIGN.md section 6. Each handler authenticates with
 //! `auth::KeyRing::require` first (all but /healthz, /readyz, /metrics), then calls into
-//! `ingest`, `store`, and later stages. Handlers live in `api/*.rs` by resource.
+//! `ingest`, the sequencer, `store` and the services. Handlers live in `api/*.rs` by
+//! resource; errors are `error::ApiError`; `openapi` is the document of it all.
 
 pub mod alerts;
 pub mod dashboard;

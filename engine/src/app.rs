@@ -1,8 +1,10 @@
 //! Assembles the running server from a `Config`: opens the store (migrating it), takes the
 //! log's writer lock, loads the server's own secrets from `data_dir` (refusing to replace
 //! one the database depends on), compares the database with the anchor, bootstraps the
-//! first admin key, starts the `Sequencer` and the retention job, and binds the actix-web
-//! server. Used by `vigil serve` and by the tests (which bind port 0).
+//! first admin key, starts the `Sequencer`, the services (alerts, decisions, outbox, the
+//! writer of `writer.rs`), detection and the retention job, and binds the actix-web server.
+//! The composition root (L7): the only module that wires the others together. Used by
+//! `vigil serve` and by the tests (which bind port 0).
 
 mod writer;
 

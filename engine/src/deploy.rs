@@ -1,10 +1,12 @@
-//! Making rule changes durable: the narrow interface between the registry (which never
+//! Rule deployment (L5): making rule changes durable, between the registry (which never
 //! holds the store) and storage. A deploy is compiled and validated first
 //! (`RuleRegistry::prepare`), then its module is stored in the `rules` table and its chain
 //! event written, and only then activated: a change takes effect after it is recorded.
 //! Deletes and quarantines are recorded the same way, and `restore` brings every stored
 //! rule back at start with its SHA-256 and status (a quarantined rule stays quarantined
-//! until it is redeployed). Used by `api::rules`, `watch` and `alerts`.
+//! until it is redeployed). Used by `api::rules`, `watch` (the `--rules-dir` poller) and
+//! the writer in `app` (quarantines); `build_registry` makes the sandbox and registry from
+//! `[rules]`, with `respond`'s decision gate.
 
 pub mod watch;
 

@@ -1,11 +1,12 @@
-//! WebAssembly rules: the wasmtime host of `sdk/ABI.md`.
+//! WebAssembly rules: the wasmtime host of `sdk/ABI.md`, and nothing else (L3: it imports
+//! neither the store nor a service).
 //!
 //! `module` compiles and validates an uploaded module (ABI version, imports, exports,
 //! manifest, a probing init) off the hot path; `abi` is the host side of the imports;
 //! `instance` keeps one long-lived instance per rule version and evaluates batches;
 //! `registry` holds the active rule set (swapped atomically with arc-swap), deploys,
-//! deletes and quarantines; `watch` polls `--rules-dir`. Events reach rules through
-//! `detect`, which owns the evaluation thread.
+//! deletes and quarantines. Events reach rules through `detect`, which owns the evaluation
+//! thread; `deploy` records rule changes; decisions are admitted through [`DecisionGate`].
 
 pub mod abi;
 pub mod instance;

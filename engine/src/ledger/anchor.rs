@@ -6,7 +6,7 @@
 //! At start the server compares the database with the newest valid anchor it can read
 //! ([`check`]): a head behind the anchored seq is `truncated`, another hash at that seq is
 //! `hash_mismatch`, a missing or different anchored checkpoint row is `bad_checkpoint`.
-//! `app` then puts the log on hold (see `integrity`).
+//! `app` then puts the log on hold (see `ledger::IntegrityStatus`).
 
 use std::path::{Path, PathBuf};
 

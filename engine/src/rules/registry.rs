@@ -4,7 +4,7 @@
 //! state (kept across hot reloads of the same rule name), per-rule statistics and rate
 //! limits, and the subscription index that offers an event only to the rules that asked
 //! for it. Deploying is two steps, `prepare` (compile and validate) then `activate`, so the
-//! caller can record the change durably (`journal`) before it takes effect; the registry
+//! caller can record the change durably (`deploy::RuleJournal`) before it takes effect; the registry
 //! itself never touches the store.
 
 use std::collections::{HashMap, HashSet};
