@@ -206,7 +206,7 @@ fn ingest(c: &mut Criterion) {
     group.throughput(Throughput::Elements(500));
     group.bench_function("parse_500", |b| b.iter(|| vigil::ingest::parse_body(&body, false).unwrap()));
     group.bench_function("parse_validate_mask_500", |b| {
-        b.iter(|| vigil::ingest::validate_batch(vigil::ingest::parse_body(&body, false).unwrap(), &masker).unwrap())
+        b.iter(|| vigil::ingest::validate_body(&body, false, &masker).unwrap())
     });
     group.finish();
 }

@@ -9,6 +9,7 @@ pub mod decisions;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod guard;
 pub mod integrity;
 pub mod keys;
 pub mod openapi;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub outbox: Arc<crate::route::Outbox>,
     /// The sequencer-to-detection hand-off (its queue depth is a metric).
     pub handoff: Arc<crate::ledger::handoff::Handoff>,
+    /// Request-body bytes held now, against `[ingest] max_inflight_bytes`.
+    pub inflight: Arc<guard::InflightBudget>,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the
@@ -167,32 +170,7 @@ pub fn methods_at(path: &str) -> Vec<&'static str> {
     methods
 }
 
-/// Reads a request body, refusing it with 413 past `limit` bytes (checked on the declared
-/// length first, then while streaming).
-pub async fn read_body(
-    req: &actix_web::HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::Bytes, ApiError> {
-    use futures_util::StreamExt;
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::too_large(limit));
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
+pub use guard::{Body, read_body};
 
 /// Reads a JSON body of at most `limit` bytes into `T`; a 400 names `what` and the problem.
 pub async fn read_json<T: DeserializeOwned>(

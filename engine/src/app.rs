@@ -221,6 +221,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let retention = Retention::new(store.clone(), sequencer.clone(), config.clock.clone(), config.retention_days);
     retention.clone().spawn(Duration::from_secs(config.integrity.retention_check_secs));
     let keys = KeyRing::load(store.clone()).await?;
+    keys.set_failure_limit(config.auth.failures_per_minute);
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let state = AppState {
         config: config.clone(),
@@ -239,6 +240,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         decisions,
         outbox,
         handoff,
+        inflight: Arc::new(api::guard::InflightBudget::new(config.ingest.max_inflight_bytes)),
     };
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
@@ -248,6 +250,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(api::guard::authenticate_first))
             .wrap(actix_web::middleware::from_fn(api::refuse_nul))
             .configure(api::configure)
     })

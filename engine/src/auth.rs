@@ -2,9 +2,17 @@
 //! presented key is hashed, looked up, and compared in constant time. Roles: `ingest`
 //! (POST events only), `read` (GET), `respond` (read + ack/resolve alerts), `admin`
 //! (everything). Every endpoint but /healthz, /readyz and /metrics calls [`KeyRing::require`].
+//!
+//! Failed authentications are counted by reason (`missing`, `invalid`, `forbidden`),
+//! logged without the presented secret, and throttled per client address: past
+//! `[auth] failures_per_minute` failures in a minute, a client's requests with a bad or
+//! missing key are answered 429 (a valid key is never throttled: the key is checked first).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use serde::{Deserialize, Serialize};
@@ -23,6 +31,94 @@ pub enum AuthError {
     /// The key is valid but its role does not allow the request; names the role needed.
     #[error("this API key lacks the {0} role")]
     Forbidden(&'static str),
+    /// No valid key, from a client past its failure limit (429 with Retry-After).
+    #[error("too many failed authentications from this client; retry in {0} s")]
+    Throttled(u32),
+}
+
+/// Why an authentication failed (the `reason` label of `vigil_auth_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// A key that is not an active key (wrong, revoked, malformed).
+    Invalid,
+    /// A valid key whose role does not allow the request.
+    Forbidden,
+}
+
+impl FailureReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// How long a client's failures are counted: a fixed window from its first failure.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Failed authentications: totals by reason, and a per-client count in the current window
+/// (bounded: at most 100 000 clients are tracked; the least recently seen go first).
+pub struct AuthFailures {
+    missing: AtomicU64,
+    invalid: AtomicU64,
+    forbidden: AtomicU64,
+    throttled: AtomicU64,
+    limit: AtomicU32,
+    by_client: moka::sync::Cache<IpAddr, Arc<AtomicU32>>,
+}
+
+impl Default for AuthFailures {
+    fn default() -> Self {
+        Self {
+            missing: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            forbidden: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            limit: AtomicU32::new(30),
+            by_client: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(FAILURE_WINDOW).build(),
+        }
+    }
+}
+
+impl AuthFailures {
+    /// Totals by reason, then the requests answered 429.
+    pub fn counts(&self) -> [(&'static str, u64); 4] {
+        [
+            ("missing", self.missing.load(Ordering::Relaxed)),
+            ("invalid", self.invalid.load(Ordering::Relaxed)),
+            ("forbidden", self.forbidden.load(Ordering::Relaxed)),
+            ("throttled", self.throttled.load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// Counts one failure; for a missing or invalid key, also against its client, and says
+    /// whether the client is now past the limit (then it gets 429, not 401).
+    fn record(&self, client: Option<IpAddr>, reason: FailureReason) -> bool {
+        let total = match reason {
+            FailureReason::Missing => &self.missing,
+            FailureReason::Invalid => &self.invalid,
+            FailureReason::Forbidden => &self.forbidden,
+        };
+        total.fetch_add(1, Ordering::Relaxed);
+        let limit = self.limit.load(Ordering::Relaxed);
+        let (Some(ip), false) = (client, reason == FailureReason::Forbidden || limit == 0) else {
+            return false;
+        };
+        let n = self.by_client.get_with(ip, || Arc::new(AtomicU32::new(0))).fetch_add(1, Ordering::Relaxed) + 1;
+        if n > limit {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            if n == limit + 1 {
+                tracing::warn!(client = %ip, limit, "Too many failed authentications; answering 429 to this client's bad keys for up to a minute");
+            }
+            return true;
+        }
+        false
+    }
 }
 
 /// What a key may do.
@@ -97,6 +193,7 @@ struct ActiveKey {
 pub struct KeyRing {
     store: Store,
     active: Arc<RwLock<HashMap<[u8; 32], ActiveKey>>>,
+    failures: Arc<AuthFailures>,
 }
 
 /// SHA-256 of a presented key.
@@ -116,7 +213,7 @@ pub fn generate_key() -> (String, String) {
 impl KeyRing {
     /// Loads the active keys.
     pub async fn load(store: Store) -> Result<Self, StoreError> {
-        let ring = Self { store, active: Arc::default() };
+        let ring = Self { store, active: Arc::default(), failures: Arc::default() };
         ring.reload().await?;
         Ok(ring)
     }
@@ -167,24 +264,55 @@ impl KeyRing {
     pub fn require(&self, req: &HttpRequest, needed: Role) -> Result<Principal, AuthError> {
         let who = self.authenticate(req)?;
         if !who.role.allows(needed) {
+            self.failures.record(None, FailureReason::Forbidden);
+            tracing::info!(key_id = %who.key_id, role = who.role.as_str(), needed = needed.as_str(),
+                method = %req.method(), path = req.path(), "Request refused: the key's role does not allow it");
             return Err(AuthError::Forbidden(needed.as_str()));
         }
         Ok(who)
     }
 
-    /// Authenticates the request (any role): the key's id and role, or 401.
+    /// Authenticates the request (any role): the key's id and role, or 401 (429 for a
+    /// client past its failure limit). A failure is counted and logged without the secret.
     pub fn authenticate(&self, req: &HttpRequest) -> Result<Principal, AuthError> {
         let presented = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or(AuthError::Unauthenticated)?;
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return Err(self.failed(req, FailureReason::Missing));
+        };
         let hash = hash_key(presented);
         let found = self.active.read().expect("key ring lock").get(&hash).cloned();
-        let key = found.filter(|k| bool::from(k.hash.ct_eq(&hash))).ok_or(AuthError::Unauthenticated)?;
-        Ok(Principal { key_id: key.id, role: key.role })
+        match found.filter(|k| bool::from(k.hash.ct_eq(&hash))) {
+            Some(key) => Ok(Principal { key_id: key.id, role: key.role }),
+            None => Err(self.failed(req, FailureReason::Invalid)),
+        }
+    }
+
+    /// Counts and logs a failed authentication; the error to answer with.
+    fn failed(&self, req: &HttpRequest, reason: FailureReason) -> AuthError {
+        let client = req.peer_addr().map(|a| a.ip());
+        if self.failures.record(client, reason) {
+            return AuthError::Throttled(FAILURE_WINDOW.as_secs() as u32);
+        }
+        // The presented value is never logged: it may be a real key one character off.
+        tracing::warn!(client = ?client, method = %req.method(), path = req.path(), reason = reason.as_str(),
+            "Authentication failed");
+        AuthError::Unauthenticated
+    }
+
+    /// Failed authentications so far (for `/metrics`).
+    pub fn failures(&self) -> &AuthFailures {
+        &self.failures
+    }
+
+    /// Sets how many failed authentications a client may make in a minute before its bad
+    /// keys get 429 (0: never throttle).
+    pub fn set_failure_limit(&self, per_minute: u32) {
+        self.failures.limit.store(per_minute, Ordering::Relaxed);
     }
 
     /// Stores a new key with the given secret.

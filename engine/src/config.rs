@@ -92,9 +92,52 @@ pub struct Config {
     pub escalation: Vec<EscalationPolicy>,
     /// `[log]`: how the server writes its log.
     pub log: LogConfig,
+    /// `[ingest]`: bounds on request bodies in flight.
+    pub ingest: IngestConfig,
+    /// `[auth]`: throttling of failed authentications.
+    pub auth: AuthConfig,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
+}
+
+/// `[ingest]` section: how much request body the server holds at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Request-body bytes all requests together may hold while they are read, parsed and
+    /// stored; past it a request is answered 503 with Retry-After (nothing stored). Counted
+    /// as bytes arrive, so a stalled body holds only what it sent.
+    pub max_inflight_bytes: usize,
+    /// A request body must arrive within this many seconds of its first byte being awaited
+    /// (408 past it), so slow or stalled bodies cannot hold memory or a budget.
+    pub body_timeout_secs: u64,
+    /// Most events in one request (at most 100 000; 413-like 400 past it, naming the limit).
+    /// A batch is stored atomically, so all its parsed events are held at once (about
+    /// 4-6 KiB each): this bounds the memory of one request whatever the body's shape.
+    pub max_events_per_request: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { max_inflight_bytes: 32 * 1024 * 1024, body_timeout_secs: 30, max_events_per_request: 20_000 }
+    }
+}
+
+/// `[auth]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Failed authentications (missing or invalid key) one client address may make in a
+    /// minute; past it, its requests without a valid key get 429 (valid keys are never
+    /// throttled). 0 turns the throttle off.
+    pub failures_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { failures_per_minute: 30 }
+    }
 }
 
 /// `[log]` section.
@@ -244,6 +287,8 @@ impl Default for Config {
             receivers: Vec::new(),
             escalation: Vec::new(),
             log: LogConfig::default(),
+            ingest: IngestConfig::default(),
+            auth: AuthConfig::default(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -330,6 +375,24 @@ impl Config {
         }
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid { key: "body_limit_bytes", message: "must be at least 1024".into() });
+        }
+        if self.ingest.max_inflight_bytes < self.body_limit_bytes {
+            return Err(ConfigError::Invalid {
+                key: "ingest.max_inflight_bytes",
+                message: format!(
+                    "must be at least body_limit_bytes ({}), or no request of the largest size could be read",
+                    self.body_limit_bytes
+                ),
+            });
+        }
+        if !(1..=100_000).contains(&self.ingest.max_events_per_request) {
+            return Err(ConfigError::Invalid {
+                key: "ingest.max_events_per_request",
+                message: "must be between 1 and 100000".into(),
+            });
+        }
+        if self.ingest.body_timeout_secs == 0 {
+            return Err(ConfigError::Invalid { key: "ingest.body_timeout_secs", message: "must be positive".into() });
         }
         if let Some(key) = &self.admin_key
             && key.chars().count() < MIN_ADMIN_KEY_LEN

@@ -21,6 +21,9 @@ pub struct NewEvent {
     pub event_id: String,
     /// Whether the client supplied `event_id` (only those can be duplicates).
     pub client_id: bool,
+    /// The id of the API key that sent it (None: the server's own event). Stored inside the
+    /// hashed canonical form; idempotency is per `(ingest_key, event_id)`.
+    pub ingest_key: Option<String>,
     /// Receipt time, epoch ms.
     pub received_at: i64,
     /// Normalized fields of section 2 (timestamp as epoch ms), without server fields.
@@ -313,7 +316,13 @@ fn system_event_at(category: &str, action: &str, actor: &str, details: serde_jso
     fields.insert("user_id".into(), actor.into());
     fields.insert("timestamp".into(), now.into());
     fields.insert("details".into(), details);
-    NewEvent { event_id: uuid::Uuid::now_v7().to_string(), client_id: false, received_at: now, fields }
+    NewEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        client_id: false,
+        ingest_key: None,
+        received_at: now,
+        fields,
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@ pub mod mask;
 pub mod validate;
 
 pub use mask::Masker;
-pub use validate::{Problem, parse_body, validate_batch};
+pub use validate::{
+    DEFAULT_EVENTS_PER_REQUEST, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST, Problem, parse_body, split_body,
+    validate_batch, validate_body, validate_pieces,
+};
 
 pub use crate::event::MASK_POLICY_VERSION;

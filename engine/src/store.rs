@@ -80,7 +80,7 @@ pub use alert_stats::AlertStats;
 pub use alerts::{AlertFilter, AlertRow, AlertStatus, AlertWrite};
 pub use checkpoints::Checkpoint;
 pub use escalations::EscalationRow;
-pub use events::{Head, IndexedColumns, StoredRow, decode_canon};
+pub use events::{EventKey, Head, IndexedColumns, StoredRow, decode_canon};
 pub use keys::ApiKeyRow;
 pub use outbox::{NotificationFilter, NotificationRow, NotificationStatus};
 pub use query::{EventFilter, Stats, StatsFilter};

@@ -14,6 +14,7 @@ mod crash_load;
 mod dashboard;
 mod decisions;
 mod faults;
+mod guards;
 mod hostile;
 mod ingest;
 mod integrity;

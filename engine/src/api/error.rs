@@ -97,6 +97,12 @@ impl From<crate::auth::AuthError> for ApiError {
     fn from(err: crate::auth::AuthError) -> Self {
         match err {
             crate::auth::AuthError::Forbidden(needed) => Self::forbidden(needed),
+            crate::auth::AuthError::Throttled(secs) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many failed authentications from this address; a valid API key is still accepted",
+            )
+            .retry_after(secs),
             _ => Self::unauthorized(),
         }
     }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{AppState, parse_query, parse_time_param};
 use crate::api::error::ApiError;
 use crate::auth::Role;
-use crate::ingest::{Problem, parse_body, validate_batch};
+use crate::ingest::{Problem, split_body, validate_pieces};
 use crate::store::{EventFilter, StatsFilter};
 use crate::telemetry::Metrics;
 
@@ -26,7 +26,7 @@ pub async fn post_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    state.keys.require(&req, Role::Ingest)?;
+    let who = state.keys.require(&req, Role::Ingest)?;
     let body = super::read_body(&req, payload, state.config.body_limit_bytes).await.inspect_err(|_| {
         Metrics::add(&state.metrics.ingest_rejected, 1);
     })?;
@@ -39,9 +39,22 @@ pub async fn post_events(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl"));
-    let events = parse_body(&body, ndjson)
-        .and_then(|values| validate_batch(values, &state.masker))
+    let pieces = split_body(&body, ndjson, state.config.ingest.max_events_per_request)
         .map_err(|problems| rejected(invalid(problems)))?;
+    // Room to hold the parsed batch until it is answered, before any of it is parsed.
+    let _parsed = state
+        .inflight
+        .admit_parsed(body.len(), pieces.len(), std::time::Duration::from_secs(state.config.ingest.body_timeout_secs))
+        .await?;
+    let mut events = validate_pieces(&pieces, &state.masker).map_err(|problems| rejected(invalid(problems)))?;
+    // The text is no longer needed: its memory and its share of the body budget go now.
+    drop(pieces);
+    drop(body);
+    // Provenance: every event records the key that sent it (hashed with it), and
+    // idempotency is per key.
+    for ev in &mut events {
+        ev.ingest_key = Some(who.key_id.clone());
+    }
     let acks =
         state.sequencer.submit_client(events).await.inspect_err(|_| Metrics::add(&state.metrics.ingest_failed, 1))?;
     let stored = acks.iter().filter(|a| !a.duplicate).count();

@@ -19,9 +19,14 @@ struct CreateKey {
 
 /// Creates a key.
 #[tracing::instrument(skip_all)]
-pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // The role first: nothing of the body is read for a key that may not create keys.
     let who = state.keys.require(&req, Role::Admin)?;
-    let input: CreateKey = super::json_object(&body, "key (expected {\"name\", \"role\"})")?;
+    let input: CreateKey = super::read_json(&req, payload, 4096, "key (expected {\"name\", \"role\"})").await?;
     let role = Role::parse(&input.role)
         .ok_or_else(|| ApiError::bad_request("`role` must be one of ingest, read, respond, admin, bouncer"))?;
     if input.name.is_empty() || input.name.len() > 128 || input.name.chars().any(char::is_control) {

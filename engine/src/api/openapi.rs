@@ -207,6 +207,12 @@ impl Op {
         let mut op = json!({"operationId": self.id, "tags": [self.tag], "summary": self.summary});
         if let Some(role) = self.role {
             responses.insert("401".into(), error_response("missing, unknown or revoked API key"));
+            responses.entry("429").or_insert_with(|| {
+                error_response(
+                    "too_many_failures: this address made too many failed authentications in the last minute \
+                     (Retry-After); a valid key is still accepted",
+                )
+            });
             responses.insert("403".into(), error_response(&format!("the key lacks the {role} role")));
             responses.entry("503").or_insert_with(|| {
                 error_response("the database is unavailable or the server is shutting down (Retry-After)")

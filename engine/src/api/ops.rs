@@ -97,6 +97,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => tracing::warn!(error = %e, "Alert statistics unavailable for /metrics"),
     }
     state.outbox.render_metrics(&mut out);
+    super::guard::render_metrics(&state, &mut out);
     match state.store.notification_counts().await {
         Ok(counts) => {
             out.push_str(

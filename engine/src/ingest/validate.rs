@@ -51,46 +51,168 @@ const STRING_FIELDS: &[(&str, usize)] = &[
 ];
 const KNOWN_FIELDS: &[&str] =
     &["event_id", "timestamp", "category", "action", "severity", "outcome", "ip", "geo", "details"];
+/// Fields only the server writes (a client sending one gets a 400 saying so).
+const SERVER_FIELDS: &[&str] = &["seq", "hash", "prev_hash", "received_at", "mask_policy", "ingest_key", "partition"];
 const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
 const OUTCOMES: &[&str] = &["success", "failure", "unknown"];
-/// Most events accepted in one request.
+/// Most events one request may ever carry (`[ingest] max_events_per_request` is at most
+/// this; its default is [`DEFAULT_EVENTS_PER_REQUEST`]).
 pub const MAX_EVENTS_PER_REQUEST: usize = 100_000;
+/// Default most events per request: a parsed event holds about 4-6 KiB until its batch is
+/// answered (the batch is atomic, so all of it at once), so this bounds one request near
+/// 120 MB whatever the body's shape.
+pub const DEFAULT_EVENTS_PER_REQUEST: usize = 20_000;
 const MAX_DETAILS_BYTES: usize = 64 * 1024;
 const MAX_DETAILS_DEPTH: usize = 16;
 
-/// Splits a request body into event values: NDJSON when the content type says so, else one
-/// JSON object or an array of them.
-pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, Vec<Problem>> {
+/// Largest accepted single event, as JSON text. `details` is capped at 64 KiB once
+/// serialized and the other fields at a few KiB; escapes and whitespace leave room. Checked
+/// on the text, before any of it is parsed, so no event builds a large tree.
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+
+/// Splits a request body into the JSON texts of its events, without parsing them: NDJSON
+/// when the content type says so (one event per non-empty line), else one JSON object or an
+/// array of them. The body is scanned once for the array's top-level commas; each event is
+/// then parsed on its own (`validate_body`), so memory follows the largest event (at most
+/// [`MAX_EVENT_BYTES`]), never the body. An event over the cap or a body over `max_events`
+/// events is a problem; malformed JSON is found when the piece is parsed.
+pub fn split_body(body: &[u8], ndjson: bool, max_events: usize) -> Result<Vec<&str>, Vec<Problem>> {
     let text = std::str::from_utf8(body)
         .map_err(|e| vec![Problem::new(0, "body", format!("body is not valid UTF-8 (byte {})", e.valid_up_to()))])?;
-    let values = if ndjson {
-        let mut values = Vec::new();
-        let mut problems = Vec::new();
-        for (index, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-            match serde_json::from_str::<Value>(line) {
-                Ok(v) => values.push(v),
-                Err(e) => problems.push(Problem::new(index, "body", format!("malformed JSON: {e}"))),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        values
+    let pieces = if ndjson {
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
     } else {
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Array(items)) => items,
-            Ok(v @ Value::Object(_)) => vec![v],
-            Ok(_) => return Err(vec![Problem::new(0, "body", "expected a JSON object or an array of objects")]),
-            Err(e) => return Err(vec![Problem::new(0, "body", format!("malformed JSON: {e}"))]),
+        let trimmed = text.trim();
+        match trimmed.as_bytes().first() {
+            Some(b'{') => vec![trimmed],
+            Some(b'[') => split_array(trimmed, max_events)
+                .map_err(|m| vec![Problem::new(0, "body", format!("malformed JSON: {m}"))])?,
+            None => return Err(vec![Problem::new(0, "body", "no events in the request")]),
+            Some(_) => return Err(vec![Problem::new(0, "body", "expected a JSON object or an array of objects")]),
         }
     };
-    if values.is_empty() {
+    let pieces: Vec<&str> = pieces;
+    if pieces.is_empty() {
         return Err(vec![Problem::new(0, "body", "no events in the request")]);
     }
-    if values.len() > MAX_EVENTS_PER_REQUEST {
-        return Err(vec![Problem::new(0, "body", format!("more than {MAX_EVENTS_PER_REQUEST} events in one request"))]);
+    if pieces.len() > max_events {
+        return Err(vec![Problem::new(
+            0,
+            "body",
+            format!("more than {max_events} events in one request (ingest.max_events_per_request); split the batch"),
+        )]);
     }
-    Ok(values)
+    let big: Vec<Problem> = pieces
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.len() > MAX_EVENT_BYTES)
+        .map(|(i, p)| {
+            Problem::new(
+                i,
+                "body",
+                format!("the event is {} bytes of JSON; at most {MAX_EVENT_BYTES} are accepted", p.len()),
+            )
+        })
+        .collect();
+    if big.is_empty() { Ok(pieces) } else { Err(big) }
+}
+
+/// The top-level elements of a JSON array text (which starts with `[`), as slices of it.
+/// Only strings and nesting are tracked; each slice is parsed strictly later, and the text
+/// between slices may only be commas and whitespace, so a body is accepted only when it is
+/// a valid JSON array.
+fn split_array(text: &str, max_events: usize) -> Result<Vec<&str>, String> {
+    let bytes = text.as_bytes();
+    let mut pieces = Vec::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut start = 1;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' if depth > 0 => depth -= 1,
+            b',' if depth == 0 => {
+                let piece = text[start..i].trim();
+                if piece.is_empty() {
+                    return Err(format!("an empty element before the comma at byte {i}"));
+                }
+                pieces.push(piece);
+                start = i + 1;
+                if pieces.len() > max_events {
+                    return Ok(pieces);
+                }
+            }
+            b']' => {
+                let piece = text[start..i].trim();
+                match (piece.is_empty(), pieces.is_empty()) {
+                    (false, _) => pieces.push(piece),
+                    (true, true) => {}
+                    (true, false) => return Err(format!("a trailing comma before byte {i}")),
+                }
+                if !text[i + 1..].trim().is_empty() {
+                    return Err(format!("unexpected text after the array at byte {}", i + 1));
+                }
+                return Ok(pieces);
+            }
+            b'}' => return Err(format!("an unmatched `}}` at byte {i}")),
+            _ => {}
+        }
+    }
+    Err("the array is not closed (EOF while parsing)".into())
+}
+
+/// Parses one event's JSON text.
+fn parse_event(index: usize, text: &str) -> Result<Value, Problem> {
+    serde_json::from_str::<Value>(text).map_err(|e| Problem::new(index, "body", format!("malformed JSON: {e}")))
+}
+
+/// Splits and parses a request body into event values (see [`split_body`]); tests and
+/// benchmarks use it, the server goes straight to [`validate_body`].
+pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, Vec<Problem>> {
+    let pieces = split_body(body, ndjson, MAX_EVENTS_PER_REQUEST)?;
+    let mut problems = Vec::new();
+    let mut values = Vec::with_capacity(pieces.len());
+    for (index, piece) in pieces.iter().enumerate() {
+        match parse_event(index, piece) {
+            Ok(v) => values.push(v),
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() { Ok(values) } else { Err(problems) }
+}
+
+/// Splits, parses, validates, normalizes and masks a request body, one event at a time:
+/// each event's tree is dropped as soon as its `NewEvent` is built, so a request never
+/// holds more than one parsed tree. Either every event is good or every problem is returned.
+pub fn validate_body(body: &[u8], ndjson: bool, masker: &Masker) -> Result<Vec<NewEvent>, Vec<Problem>> {
+    validate_pieces(&split_body(body, ndjson, MAX_EVENTS_PER_REQUEST)?, masker)
+}
+
+/// Parses, validates, normalizes and masks the events of [`split_body`], one at a time.
+pub fn validate_pieces(pieces: &[&str], masker: &Masker) -> Result<Vec<NewEvent>, Vec<Problem>> {
+    let received_at = now_ms();
+    let mut problems = Vec::new();
+    let mut events = Vec::with_capacity(pieces.len());
+    for (index, piece) in pieces.iter().enumerate() {
+        match parse_event(index, piece) {
+            Ok(value) => {
+                if let Some(ev) = validate_event(index, value, received_at, masker, &mut problems) {
+                    events.push(ev);
+                }
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() { Ok(events) } else { Err(problems) }
 }
 
 /// Validates, normalizes and masks a batch. Either every event is good, or every problem
@@ -127,7 +249,12 @@ fn validate_event(
         .collect();
     unknown.sort();
     for key in unknown {
-        problems.push(Problem::new(index, &shown_key(key, masker), "unknown field (put extensions in `details`)"));
+        let problem = if SERVER_FIELDS.contains(&key.as_str()) {
+            "is set by the server and cannot be sent (`ingest_key` is the id of the key that sent the event)"
+        } else {
+            "unknown field (put extensions in `details`)"
+        };
+        problems.push(Problem::new(index, &shown_key(key, masker), problem));
     }
     // Nulls mean "absent" for optional fields.
     obj.retain(|_, v| !v.is_null());
@@ -270,7 +397,7 @@ fn validate_event(
             _ => problems.push(Problem::new(index, "details", "must be a JSON object")),
         }
     }
-    (problems.len() == before).then_some(NewEvent { event_id, client_id, received_at, fields: out })
+    (problems.len() == before).then_some(NewEvent { event_id, client_id, ingest_key: None, received_at, fields: out })
 }
 
 /// A client-chosen member name as shown in a problem: masked (a secret used as a key must
@@ -481,8 +608,41 @@ mod tests {
             runs[runs.len() / 2]
         };
         let parse = median(&|| assert_eq!(parse_body(&body, false).unwrap().len(), 500));
-        let all = median(&|| assert_eq!(validate_batch(parse_body(&body, false).unwrap(), &m).unwrap().len(), 500));
+        let all = median(&|| assert_eq!(validate_body(&body, false, &m).unwrap().len(), 500));
         eprintln!("parse_500 median {parse:?}; parse_validate_mask_500 median {all:?} ({:?} per event)", all / 500);
+    }
+
+    #[test]
+    fn server_fields_are_refused_by_name() {
+        let problems = one(json!({"category": "auth", "action": "x", "ingest_key": "k_other"})).unwrap_err();
+        assert_eq!(fields_of(&problems), vec![(0, "ingest_key")]);
+        assert!(problems[0].problem.contains("set by the server"), "{problems:?}");
+        assert!(one(json!({"category": "auth", "action": "x", "seq": 1})).is_err());
+    }
+
+    #[test]
+    fn arrays_are_split_without_parsing_and_parse_the_same() {
+        let body = br#" [ {"a":"x,]}[{"}, {"b":[1,{"c":"\"]"}]} ,{}] "#;
+        let pieces = split_body(body, false, 10).unwrap();
+        assert_eq!(pieces, vec![r#"{"a":"x,]}[{"}"#, r#"{"b":[1,{"c":"\"]"}]}"#, "{}"]);
+        let whole: Vec<Value> = serde_json::from_slice(body).unwrap();
+        assert_eq!(parse_body(body, false).unwrap(), whole);
+        for bad in [&b"[{},]"[..], b"[,{}]", b"[{} {}]", b"[{}", b"[{}]x", b"[{]}", b"[{}}]", b"[{},,{}]"] {
+            let r = parse_body(bad, false);
+            assert!(r.is_err(), "{} was accepted", String::from_utf8_lossy(bad));
+            assert!(serde_json::from_slice::<Value>(bad).is_err(), "{} is valid JSON", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn an_oversized_event_is_refused_before_it_is_parsed() {
+        let huge =
+            format!(r#"[{{"category":"a","action":"b"}},{{"details":{{"x":"{}"}}}}]"#, "y".repeat(MAX_EVENT_BYTES));
+        let problems = validate_body(huge.as_bytes(), false, &masker()).unwrap_err();
+        assert_eq!(fields_of(&problems), vec![(1, "body")]);
+        assert!(problems[0].problem.contains("bytes of JSON"), "{problems:?}");
+        let line = format!("{{\"details\":\"{}\"}}\n", "z".repeat(MAX_EVENT_BYTES));
+        assert!(split_body(line.as_bytes(), true, 10).is_err());
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! - times as integer epoch milliseconds (`timestamp`, `received_at`);
 //! - numbers printed by `serde_json` (integers as integers, floats in shortest round-trip
 //!   form via `ryu`), strings escaped by `serde_json`;
-//! - the server fields `seq`, `received_at`, `mask_policy` and `event_id` inside the object;
-//!   `hash` and `prev_hash` are not part of it (the chain is computed over it).
+//! - the server fields `seq`, `received_at`, `mask_policy`, `event_id` and, for an event a
+//!   client sent, `ingest_key` (the id of the API key that sent it) inside the object;
+//!   `hash` and `prev_hash` are not part of it (the chain is computed over it). Events
+//!   stored before `ingest_key` was recorded, and the server's own, have no `ingest_key`.
 //!
 //! Read by `ledger::chain` (hashing, verify), written by the `Sequencer`, decoded by queries.
 
@@ -76,6 +78,8 @@ pub fn to_canonical_with_span(map: &Map<String, Value>, key: &str) -> (Vec<u8>, 
         }
     }
     out.push(b'}');
+    // Held until the batch commits (and by detection after): no spare capacity per event.
+    out.shrink_to_fit();
     (out, span)
 }
 

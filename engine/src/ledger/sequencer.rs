@@ -36,7 +36,7 @@ use crate::ledger::IntegrityStatus;
 use crate::ledger::anchor::Anchor;
 use crate::ledger::handoff::Handoff;
 use crate::ledger::keys::CheckpointKeys;
-use crate::store::{Checkpoint, Head, IndexedColumns, Store, StoreError, StoredRow};
+use crate::store::{Checkpoint, EventKey, Head, IndexedColumns, Store, StoreError, StoredRow};
 
 /// The answer for one submitted event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -152,7 +152,7 @@ struct Prepared {
     head: Head,
     checkpoint: Option<Checkpoint>,
     /// Client event ids it stores, with their seqs (the next group's duplicates).
-    assigned: HashMap<String, i64>,
+    assigned: HashMap<EventKey, i64>,
 }
 
 /// A group whose transaction is being written.
@@ -163,7 +163,7 @@ struct InFlight {
     committed: Vec<CommittedEvent>,
     head: Head,
     checkpoint: Option<Checkpoint>,
-    assigned: HashMap<String, i64>,
+    assigned: HashMap<EventKey, i64>,
 }
 
 /// A transaction the sequencer wrote but whose outcome it could not confirm.
@@ -382,7 +382,7 @@ impl Sequencer {
 }
 
 /// What `prepare` adds to a client's fields (and `restore` takes off again).
-const SERVER_FIELDS: [&str; 4] = ["event_id", "seq", "received_at", "mask_policy"];
+const SERVER_FIELDS: [&str; 5] = ["event_id", "seq", "received_at", "mask_policy", "ingest_key"];
 
 /// Answers each request with its acks.
 fn answer_ok(jobs: Vec<AppendJob>, acks: Vec<Vec<Ack>>) {

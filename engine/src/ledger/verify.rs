@@ -160,7 +160,7 @@ pub async fn verify(
     };
     if floor > 0 {
         let record = format!("vigil:retention:{floor}");
-        if store.find_event_ids(std::slice::from_ref(&record)).await?.is_empty() {
+        if store.find_event_ids(&[(None, record.clone())]).await?.is_empty() {
             verifier_failures.push(Failure {
                 seq: floor,
                 kind: FailureKind::MissingSeq,

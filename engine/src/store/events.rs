@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 
 use super::{Checkpoint, Store, StoreError, dispatch};
 
+/// What makes an event unique: `(ingest_key, event_id)` (the key None for the server's own).
+pub type EventKey = (Option<String>, String);
+
 /// One row of the events table, as stored.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StoredRow {
@@ -42,6 +45,9 @@ pub struct IndexedColumns {
     pub user_id: Option<String>,
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    /// Id of the API key that sent the event (None: the server's own, or stored before keys
+    /// were recorded).
+    pub ingest_key: Option<String>,
 }
 
 impl IndexedColumns {
@@ -59,10 +65,11 @@ impl IndexedColumns {
             user_id: s("user_id"),
             ip: s("ip"),
             request_id: s("request_id"),
+            ingest_key: s("ingest_key"),
         }
     }
 
-    fn pairs(&self) -> [(&'static str, String); 10] {
+    fn pairs(&self) -> [(&'static str, String); 11] {
         let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "<null>".into());
         [
             ("event_id", self.event_id.clone()),
@@ -75,6 +82,7 @@ impl IndexedColumns {
             ("user_id", o(&self.user_id)),
             ("ip", o(&self.ip)),
             ("request_id", o(&self.request_id)),
+            ("ingest_key", o(&self.ingest_key)),
         ]
     }
 }
@@ -103,7 +111,8 @@ impl StoredRow {
                 && c.organization_id.as_deref() == cols.organization_id.as_deref()
                 && c.user_id.as_deref() == cols.user_id.as_deref()
                 && c.ip.as_deref() == cols.ip.as_deref()
-                && c.request_id.as_deref() == cols.request_id.as_deref();
+                && c.request_id.as_deref() == cols.request_id.as_deref()
+                && c.ingest_key.as_deref() == cols.ingest_key.as_deref();
             if same {
                 return Vec::new();
             }
@@ -188,6 +197,8 @@ struct CanonIndexed<'a> {
     ip: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     request_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    ingest_key: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Decodes a canonical event.
@@ -247,12 +258,20 @@ impl Store {
         }
     }
 
-    /// Which of `event_ids` are already stored, with their seq.
-    pub async fn find_event_ids(&self, event_ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
-        if event_ids.is_empty() {
+    /// Which of these `(ingest_key, event_id)` pairs are already stored, with their seq.
+    /// Idempotency is per key: the same event_id sent by another key (or by the server, whose
+    /// key is None) is another event.
+    pub async fn find_event_ids(&self, ids: &[EventKey]) -> Result<HashMap<EventKey, i64>, StoreError> {
+        if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        dispatch!(self, s => s.find_event_ids(event_ids).await)
+        let wanted: std::collections::HashSet<&EventKey> = ids.iter().collect();
+        let mut event_ids: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        // Rows with these event_ids (from any key), narrowed to the pairs asked for.
+        let found: Vec<(Option<String>, String, i64)> = dispatch!(self, s => s.find_event_ids(&event_ids).await)?;
+        Ok(found.into_iter().map(|(key, id, seq)| ((key, id), seq)).filter(|(k, _)| wanted.contains(k)).collect())
     }
 
     /// Appends rows (and an optional checkpoint) in one transaction.
@@ -308,7 +327,7 @@ impl Store {
 macro_rules! event_queries {
     ($store:ty, $row:ty, writer: $writer:ident) => {
         const SELECT_EVENTS: &str = "SELECT seq, event_id, ts, category, action, severity, outcome, organization_id, \
-                                     user_id, ip, request_id, canon, prev_hash, hash FROM events";
+                                     user_id, ip, request_id, ingest_key, canon, prev_hash, hash FROM events";
 
         impl $store {
             pub(super) async fn retention_floor(&self) -> Result<i64, StoreError> {
@@ -353,6 +372,7 @@ macro_rules! event_queries {
             let user_id = text("user_id");
             let ip = text("ip");
             let request_id = text("request_id");
+            let ingest_key = text("ingest_key");
             let ts = match r.try_get::<i64, _>("ts") {
                 Ok(v) => v,
                 Err(_) => {
@@ -392,6 +412,7 @@ macro_rules! event_queries {
                     user_id,
                     ip,
                     request_id,
+                    ingest_key,
                 },
                 canon,
                 prev_hash,

@@ -54,6 +54,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "postings", include_str!("../../../migrations/postgres/0009_postings.sql")),
     (10, "ts_seq", include_str!("../../../migrations/postgres/0010_ts_seq.sql")),
     (11, "decisions", include_str!("../../../migrations/postgres/0011_decisions.sql")),
+    (13, "ingest_key", include_str!("../../../migrations/postgres/0013_ingest_key.sql")),
 ];
 
 /// The application role the server acts as.
@@ -157,12 +158,15 @@ impl PgStore {
         }))
     }
 
-    pub(super) async fn find_event_ids(&self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
-        let rows = sqlx::query("SELECT event_id, seq FROM events WHERE event_id = ANY($1)")
+    pub(super) async fn find_event_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT ingest_key, event_id, seq FROM events WHERE event_id = ANY($1)")
             .bind(ids.to_vec())
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| (r.get("event_id"), r.get("seq"))).collect())
+        Ok(rows.iter().map(|r| (r.get("ingest_key"), r.get("event_id"), r.get("seq"))).collect())
     }
 
     pub(super) async fn append(&self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), StoreError> {
@@ -177,9 +181,9 @@ impl PgStore {
         if !rows.is_empty() {
             sqlx::query(
             "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
-             request_id, canon, prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], \
-             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[], \
-             $13::bytea[], $14::bytea[])",
+             request_id, ingest_key, canon, prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], \
+             $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::bytea[], $14::bytea[], $15::bytea[])",
         )
         .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.columns.event_id.clone()).collect::<Vec<_>>())
@@ -192,6 +196,7 @@ impl PgStore {
         .bind(col(|c| c.user_id.clone()))
         .bind(col(|c| c.ip.clone()))
         .bind(col(|c| c.request_id.clone()))
+        .bind(col(|c| c.ingest_key.clone()))
         .bind(rows.iter().map(|r| r.canon.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.prev_hash.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.hash.clone()).collect::<Vec<_>>())

@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "postings", include_str!("../../../migrations/sqlite/0009_postings.sql")),
     (10, "ts_seq", include_str!("../../../migrations/sqlite/0010_ts_seq.sql")),
     (11, "decisions", include_str!("../../../migrations/sqlite/0011_decisions.sql")),
+    (13, "ingest_key", include_str!("../../../migrations/sqlite/0013_ingest_key.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -130,10 +131,14 @@ impl SqliteStore {
         }))
     }
 
-    pub(super) async fn find_event_ids(&self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
-        let mut found = HashMap::new();
+    pub(super) async fn find_event_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
+        let mut found = Vec::new();
         for chunk in ids.chunks(INSERT_CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new("SELECT event_id, seq FROM events WHERE event_id IN (");
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("SELECT ingest_key, event_id, seq FROM events WHERE event_id IN (");
             let mut sep = qb.separated(", ");
             for id in chunk {
                 sep.push_bind(id.clone());
@@ -142,7 +147,7 @@ impl SqliteStore {
             // The read pool: the writer connection is busy with the transaction in flight
             // (whose ids the sequencer knows itself); committed rows are visible to readers.
             for row in qb.build().fetch_all(&self.reader).await? {
-                found.insert(row.get("event_id"), row.get("seq"));
+                found.push((row.get("ingest_key"), row.get("event_id"), row.get("seq")));
             }
         }
         Ok(found)
@@ -159,7 +164,7 @@ impl SqliteStore {
             start += size;
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, \
-                 user_id, ip, request_id, canon, prev_hash, hash) ",
+                 user_id, ip, request_id, ingest_key, canon, prev_hash, hash) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 let c = &r.columns;
@@ -174,6 +179,7 @@ impl SqliteStore {
                     .push_bind(c.user_id.clone())
                     .push_bind(c.ip.clone())
                     .push_bind(c.request_id.clone())
+                    .push_bind(c.ingest_key.clone())
                     .push_bind(r.canon.clone())
                     .push_bind(r.prev_hash.clone())
                     .push_bind(r.hash.clone());

@@ -82,12 +82,18 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
         "/v1/events",
         Op::new("postEvents", "events", "Ingest one event, a JSON array of events, or NDJSON", Some("ingest"))
             .body(json!({"required": true, "content": {
-                "application/json": {"schema": {"oneOf": [r("EventInput"), {"type": "array", "items": r("EventInput"), "minItems": 1, "maxItems": 100_000}]}},
+                "application/json": {"schema": {"oneOf": [r("EventInput"), {"type": "array", "items": r("EventInput"), "minItems": 1, "maxItems": 20_000, "description": "at most ingest.max_events_per_request (default 20000)"}]}},
                 "application/x-ndjson": {"schema": {"type": "string", "description": "one event object per line"}},
             }}))
             .ok(201, "every event durably stored (or recognised as a duplicate), in input order", r("IngestResult"))
             .err(400, "invalid_event: nothing stored; `details` lists {index, field, problem}")
             .err(413, "body larger than the configured limit")
+            .err(408, "body_timeout: the body did not arrive within ingest.body_timeout_secs; nothing stored")
+            .err(
+                503,
+                "overloaded: ingest.max_inflight_bytes of request bodies are already held, the database is \
+                 unavailable or the server is shutting down; nothing stored (Retry-After)",
+            )
             .err(507, "insufficient_storage: the database is full; nothing stored (Retry-After)"),
     ),
     (

@@ -65,8 +65,9 @@ pub(super) fn schemas() -> Value {
         "StoredEvent": {
             "type": "object",
             "required": ["seq", "hash", "prev_hash"],
-            "description": "A stored event: the posted fields (masked), plus seq, received_at, mask_policy, hash and \
-                prev_hash. A row that cannot be decoded is returned with `damaged` instead of failing the request.",
+            "description": "A stored event: the posted fields (masked), plus seq, received_at, mask_policy, \
+                ingest_key (the id of the API key that sent it; absent on the server's own events and on events \
+                stored before it was recorded), hash and prev_hash. A row that cannot be decoded is returned with `damaged` instead of failing the request.",
             "properties": {
                 "seq": {"type": "integer", "minimum": 1},
                 "hash": hex64(), "prev_hash": hex64(),
@@ -75,6 +76,7 @@ pub(super) fn schemas() -> Value {
                 "category": {"type": "string"}, "action": {"type": "string"},
                 "severity": {"type": "string"}, "outcome": {"type": "string"},
                 "mask_policy": {"type": "integer"},
+                "ingest_key": {"type": "string", "description": "id of the API key that sent the event (hashed with it)"},
                 "details": {"type": "object"},
                 "damaged": object(&["problems"], json!({"problems": {"type": "array", "items": {"type": "string"}}, "hint": {"type": "string"}})),
             },

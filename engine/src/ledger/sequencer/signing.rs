@@ -62,14 +62,14 @@ impl Sequencer {
     pub(super) async fn prepare(
         &mut self,
         mut jobs: Vec<AppendJob>,
-        base: Option<(Head, Option<Checkpoint>, &HashMap<String, i64>)>,
+        base: Option<(Head, Option<Checkpoint>, &HashMap<EventKey, i64>)>,
     ) -> Result<Prepared, (StoreError, Vec<AppendJob>)> {
         if let Err(e) = self.settle().await {
             return Err((e, jobs));
         }
-        let client_ids: Vec<String> =
-            jobs.iter().flat_map(|j| j.0.iter()).filter(|e| e.client_id).map(|e| e.event_id.clone()).collect();
-        let mut known: HashMap<String, i64> = match self.store.find_event_ids(&client_ids).await {
+        let client_ids: Vec<EventKey> =
+            jobs.iter().flat_map(|j| j.0.iter()).filter(|e| e.client_id).map(event_key).collect();
+        let mut known: HashMap<EventKey, i64> = match self.store.find_event_ids(&client_ids).await {
             Ok(k) => k,
             Err(e) => return Err((e, jobs)),
         };
@@ -91,7 +91,8 @@ impl Sequencer {
         for job in &mut jobs {
             let mut batch_acks = Vec::with_capacity(job.0.len());
             for ev in job.0.iter_mut() {
-                if let Some(&seq) = known.get(&ev.event_id) {
+                let key = event_key(ev);
+                if let Some(&seq) = known.get(&key) {
                     batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: true });
                     continue;
                 }
@@ -103,6 +104,9 @@ impl Sequencer {
                 obj.insert("seq".into(), Value::from(seq));
                 obj.insert("received_at".into(), Value::from(ev.received_at));
                 obj.insert("mask_policy".into(), Value::from(MASK_POLICY_VERSION));
+                if let Some(k) = &ev.ingest_key {
+                    obj.insert("ingest_key".into(), Value::String(k.clone()));
+                }
                 let (canon, details) = to_canonical_with_span(&obj, "details");
                 let size = canon.len();
                 let columns = IndexedColumns::from_event(&obj);
@@ -117,10 +121,10 @@ impl Sequencer {
                     unreadable: Vec::new(),
                 });
                 committed.push(committed_event);
-                known.insert(ev.event_id.clone(), seq);
                 if ev.client_id {
-                    assigned.insert(ev.event_id.clone(), seq);
+                    assigned.insert(key.clone(), seq);
                 }
+                known.insert(key, seq);
                 batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
                 head = Head { seq, hash };
             }
@@ -143,4 +147,9 @@ impl Sequencer {
         let prev_id = last.map_or(0, |c| c.id);
         self.config.keys.sign(id, head.seq, head.hash, self.config.clock.now_ms(), prev_id)
     }
+}
+
+/// The idempotency key of an event: the key that sent it and its event_id.
+fn event_key(ev: &crate::event::NewEvent) -> EventKey {
+    (ev.ingest_key.clone(), ev.event_id.clone())
 }
