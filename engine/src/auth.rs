@@ -5,8 +5,9 @@
 //!
 //! Failed authentications are counted by reason (`missing`, `invalid`, `forbidden`),
 //! logged without the presented secret, and throttled per client address: past
-//! `[auth] failures_per_minute` failures in a minute, a client's requests with a bad or
-//! missing key are answered 429 (a valid key is never throttled: the key is checked first).
+//! `[auth] failures_per_minute` invalid keys in a minute, a client's requests with a bad
+//! key are answered 429 (a valid key is never throttled: the key is checked first; a
+//! request without any key guesses nothing and keeps getting 401).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -96,8 +97,9 @@ impl AuthFailures {
         ]
     }
 
-    /// Counts one failure; for a missing or invalid key, also against its client, and says
-    /// whether the client is now past the limit (then it gets 429, not 401).
+    /// Counts one failure; for an invalid key (a guess), also against its client, and says
+    /// whether the client is now past the limit (then it gets 429, not 401). A missing key
+    /// guesses nothing: counted, always 401.
     fn record(&self, client: Option<IpAddr>, reason: FailureReason) -> bool {
         let total = match reason {
             FailureReason::Missing => &self.missing,
@@ -106,7 +108,7 @@ impl AuthFailures {
         };
         total.fetch_add(1, Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
-        let (Some(ip), false) = (client, reason == FailureReason::Forbidden || limit == 0) else {
+        let (Some(ip), false) = (client, reason != FailureReason::Invalid || limit == 0) else {
             return false;
         };
         let n = self.by_client.get_with(ip, || Arc::new(AtomicU32::new(0))).fetch_add(1, Ordering::Relaxed) + 1;

@@ -214,8 +214,8 @@ async fn bodies_past_the_inflight_budget_get_503() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bad keys are counted by reason, and past 30 failures in a minute the address gets 429
-/// for bad or missing keys, never for a valid key.
+/// Bad keys are counted by reason, and past 30 bad keys in a minute the address gets 429
+/// for bad keys, never for a valid key (nor for no key: that guesses nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentications_are_counted_and_throttled_but_valid_keys_pass() -> anyhow::Result<()> {
     let app = spawn_app(Backend::Sqlite).await?;
@@ -227,15 +227,18 @@ async fn failed_authentications_are_counted_and_throttled_but_valid_keys_pass() 
     }
     assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
     assert!(statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
-    let resp = app.client.post(app.url("/v1/events")).json(&sample_event(1)).send().await?;
-    assert_eq!(resp.status().as_u16(), 429, "a missing key counts too");
+    let resp = app.client.get(app.url("/v1/events")).bearer_auth("vgl_one_more_guess").send().await?;
+    assert_eq!(resp.status().as_u16(), 429);
     assert!(resp.headers().contains_key("retry-after"));
+    // A request without a key guesses nothing: counted, still 401.
+    let resp = app.client.post(app.url("/v1/events")).json(&sample_event(1)).send().await?;
+    assert_eq!(resp.status().as_u16(), 401);
     // Valid keys from the same address are never throttled.
     assert_eq!(post_as(&app, &ingest, json!([sample_event(2)])).await?.0, 201);
     assert_eq!(app.get("/v1/events").await?.0, 200);
     // A role refusal is counted as forbidden (and is not throttled: it is still 403).
     assert_eq!(app.send(app.client.get(app.url("/v1/events")), &ingest).await?.0, 403);
-    assert_eq!(app.metric("vigil_auth_failures_total{reason=\"invalid\"}").await?, Some(60));
+    assert_eq!(app.metric("vigil_auth_failures_total{reason=\"invalid\"}").await?, Some(61));
     assert_eq!(app.metric("vigil_auth_failures_total{reason=\"missing\"}").await?, Some(1));
     assert_eq!(app.metric("vigil_auth_failures_total{reason=\"forbidden\"}").await?, Some(1));
     assert_eq!(app.metric("vigil_auth_failures_total{reason=\"throttled\"}").await?, Some(31));

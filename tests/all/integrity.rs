@@ -60,7 +60,7 @@ async fn the_database_refuses_update_delete_replace_and_truncate(backend: Backen
         Backend::Sqlite => {
             statements.push("INSERT OR REPLACE INTO events SELECT * FROM events WHERE seq = 2");
             statements.push("REPLACE INTO events SELECT * FROM events WHERE seq = 3");
-            statements.push("INSERT INTO events SELECT seq + 100, event_id || 'x', ts, category, action, severity, outcome, organization_id, user_id, ip, request_id, canon, prev_hash, hash FROM events WHERE seq = 2");
+            statements.push("INSERT INTO events SELECT seq + 100, event_id || 'x', ts, category, action, severity, outcome, organization_id, user_id, ip, request_id, canon, prev_hash, hash, ingest_key FROM events WHERE seq = 2");
         }
         Backend::Postgres => {
             statements.push("TRUNCATE events");

@@ -139,7 +139,7 @@ async fn sqlite_postings_are_backfilled_for_an_older_database() -> anyhow::Resul
          CREATE INDEX events_ip ON events (ip, seq) WHERE ip IS NOT NULL; \
          CREATE INDEX events_org ON events (organization_id, seq) WHERE organization_id IS NOT NULL; \
          CREATE INDEX events_request ON events (request_id, seq) WHERE request_id IS NOT NULL; \
-         DELETE FROM _vigil_migrations WHERE version >= 9;",
+         DELETE FROM _vigil_migrations WHERE version BETWEEN 9 AND 12;",
     )
     .await?;
     let app = app.restart().await?;

@@ -177,6 +177,17 @@ pub async fn read_body(
     Ok(Body { bytes: body.freeze(), _held: held })
 }
 
+/// Whether a concrete path is one of the API's routes (templates' `{x}` match one
+/// non-empty segment); the dashboard's files are not.
+fn is_api_route(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    super::ROUTES.iter().any(|(_, template)| {
+        let t: Vec<&str> = template.split('/').collect();
+        t.len() == segments.len()
+            && t.iter().zip(&segments).all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+    })
+}
+
 /// Middleware: every API route but the public ones needs a valid key, checked before the
 /// handler runs and so before any body is read (a missing or bad key is 401, 429 for a
 /// client past its failure limit; the role is the handler's to check).
@@ -186,7 +197,7 @@ pub async fn authenticate_first(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let path = req.path();
     if !PUBLIC.contains(&path)
-        && !super::methods_at(path).is_empty()
+        && is_api_route(path)
         && let Some(state) = req.app_data::<web::Data<AppState>>()
     {
         state.keys.authenticate(req.request()).map_err(ApiError::from)?;
