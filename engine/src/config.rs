@@ -128,9 +128,9 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Failed authentications (missing or invalid key) one client address may make in a
-    /// minute; past it, its requests without a valid key get 429 (valid keys are never
-    /// throttled). 0 turns the throttle off.
+    /// Invalid keys one client address may present in a minute; past it, its requests with
+    /// a bad key get 429 (valid keys are never throttled; no key at all stays 401). 0 turns
+    /// the throttle off.
     pub failures_per_minute: u32,
 }
 
