@@ -482,6 +482,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "geo",
     "details",
     "mask_policy",
+    "ingest_key",
     "prev_hash",
     "hash",
 ];
