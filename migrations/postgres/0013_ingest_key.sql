@@ -6,3 +6,5 @@
 ALTER TABLE events ADD COLUMN ingest_key TEXT;
 ALTER TABLE events DROP CONSTRAINT events_event_id_key;
 CREATE UNIQUE INDEX events_event_id_ingest_key ON events (event_id, COALESCE(ingest_key, ''));
+-- What a key sent (GET /v1/events?ingest_key=): the SQLite backend serves it from postings.
+CREATE INDEX events_ingest_key ON events (ingest_key, seq) WHERE ingest_key IS NOT NULL;

@@ -60,6 +60,11 @@ async fn idempotency_is_per_key_and_every_event_names_its_key(backend: Backend) 
     let mut want = vec![a_id.as_str(), b_id.as_str()];
     want.sort_unstable();
     assert_eq!(keys, want, "{listed}");
+    // What one key sent is a filter (what a leaked key wrote).
+    let (_, by_b) = app.get(&format!("/v1/events?ingest_key={b_id}&limit=1000")).await?;
+    let by_b = by_b["events"].as_array().unwrap();
+    assert!(!by_b.is_empty() && by_b.iter().all(|e| e["ingest_key"] == json!(b_id)), "{by_b:?}");
+    assert_eq!(by_b.len(), 2, "order-42 and race-1 from key B: {by_b:?}");
     let own = events.iter().find(|e| e["action"] == "api_key_created").expect("a key event");
     assert!(own.get("ingest_key").is_none(), "the server's own event names no key: {own}");
     // A client cannot claim a key's provenance (its own or another's).

@@ -390,8 +390,10 @@ async fn sqlite_postings_that_disagree_with_the_columns_are_named() -> anyhow::R
     let refused = app.exec_sql(&format!("DELETE FROM postings WHERE seq = {of_user_3}")).await;
     assert!(refused.is_err_and(|e| e.to_string().contains("append-only")), "the trigger refuses the delete");
     app.exec_sql(&format!("DROP TRIGGER postings_no_delete; DELETE FROM postings WHERE seq = {of_user_3}")).await?;
-    app.exec_sql(&format!("INSERT INTO postings SELECT block, term, {victim} FROM postings WHERE seq = {of_user_2}"))
-        .await?;
+    app.exec_sql(&format!(
+        "INSERT OR IGNORE INTO postings SELECT block, term, {victim} FROM postings WHERE seq = {of_user_2}"
+    ))
+    .await?;
     // The forged posting does not make the victim a match for user-2 (events 2 and 9 are).
     assert_eq!(lookup("user-2").await?, vec![seqs[9], of_user_2]);
     let report = app.verify().await?;

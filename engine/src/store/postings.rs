@@ -22,7 +22,8 @@ pub const BLOCK_SHIFT: u32 = 12;
 
 /// The fields served by postings, with their one-byte tags (part of the hashed term, so the
 /// same value in two fields gives two terms). Never renumber: stored terms depend on them.
-pub const FIELDS: [(&str, u8); 4] = [("organization_id", 1), ("user_id", 2), ("ip", 3), ("request_id", 4)];
+pub const FIELDS: [(&str, u8); 5] =
+    [("organization_id", 1), ("user_id", 2), ("ip", 3), ("request_id", 4), ("ingest_key", 5)];
 
 /// The block of a seq.
 pub fn block(seq: i64) -> i64 {
@@ -46,7 +47,7 @@ pub fn tag(field: &str) -> Option<u8> {
 
 /// The `(field, term)` postings of one event's columns.
 pub fn terms(c: &IndexedColumns) -> impl Iterator<Item = (&'static str, i64)> + '_ {
-    let values = [&c.organization_id, &c.user_id, &c.ip, &c.request_id];
+    let values = [&c.organization_id, &c.user_id, &c.ip, &c.request_id, &c.ingest_key];
     FIELDS.iter().zip(values).filter_map(|(&(field, tag), v)| v.as_deref().map(|v| (field, term(tag, v))))
 }
 

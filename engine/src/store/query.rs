@@ -27,6 +27,8 @@ pub struct EventFilter {
     pub ip: Option<String>,
     /// Exact request id.
     pub request_id: Option<String>,
+    /// Exact id of the API key that sent the event.
+    pub ingest_key: Option<String>,
     /// timestamp >= since (epoch ms).
     pub since: Option<i64>,
     /// timestamp < until (epoch ms).
@@ -112,6 +114,7 @@ where
             ("request_id", &f.request_id),
             ("user_id", &f.user_id),
             ("ip", &f.ip),
+            ("ingest_key", &f.ingest_key),
             ("organization_id", &f.organization_id),
         ];
         if let Some((field, Some(value))) = fields.into_iter().find(|(_, v)| v.is_some()) {
@@ -129,6 +132,7 @@ where
         ("user_id", &f.user_id),
         ("ip", &f.ip),
         ("request_id", &f.request_id),
+        ("ingest_key", &f.ingest_key),
     ];
     for (column, value) in exact {
         if let Some(v) = value {

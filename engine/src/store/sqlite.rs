@@ -344,13 +344,20 @@ async fn insert_postings<'a>(
 /// Fills the postings of the rows stored before migration 0009.
 async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
     let mut after = i64::MIN;
+    // Run on a database older than 0013 there is no `ingest_key` column (and no event has one).
+    let has_key: bool =
+        sqlx::query_scalar("SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'ingest_key'")
+            .fetch_one(&mut *tx)
+            .await?;
+    let select = if has_key {
+        "SELECT seq, organization_id, user_id, ip, request_id, ingest_key FROM events WHERE seq > ? ORDER BY seq \
+         LIMIT 20000"
+    } else {
+        "SELECT seq, organization_id, user_id, ip, request_id, NULL AS ingest_key FROM events WHERE seq > ? \
+         ORDER BY seq LIMIT 20000"
+    };
     loop {
-        let rows = sqlx::query(
-            "SELECT seq, organization_id, user_id, ip, request_id FROM events WHERE seq > ? ORDER BY seq LIMIT 20000",
-        )
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(select).bind(after).fetch_all(&mut *tx).await?;
         let Some(last) = rows.last() else { return Ok(()) };
         after = last.try_get("seq")?;
         let text = |r: &SqliteRow, column: &str| r.try_get::<Option<String>, _>(column).ok().flatten();
@@ -362,6 +369,7 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
                     user_id: text(r, "user_id"),
                     ip: text(r, "ip"),
                     request_id: text(r, "request_id"),
+                    ingest_key: text(r, "ingest_key"),
                     ..IndexedColumns::default()
                 };
                 (r.try_get::<i64, _>("seq").unwrap_or_default(), c)

@@ -27,6 +27,7 @@ fn event_filters() -> Vec<Value> {
         query("user_id", json!({"type": "string"}), "exact user_id"),
         query("ip", json!({"type": "string"}), "exact IP (IPv6 compared in canonical form)"),
         query("request_id", json!({"type": "string"}), "exact request_id"),
+        query("ingest_key", json!({"type": "string"}), "id of the API key that sent the event (`k_...`)"),
         time_param("since", "events at or after"),
         time_param("until", "events before"),
         limit(50),

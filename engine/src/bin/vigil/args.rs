@@ -184,6 +184,9 @@ pub struct EventFilters {
     /// Only this request id.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Only events sent with this API key (its id, `k_...`).
+    #[arg(long)]
+    pub ingest_key: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -76,6 +76,7 @@ async fn events(command: EventsCommand) -> anyhow::Result<()> {
                 ("user_id", f.user_id),
                 ("ip", f.ip),
                 ("request_id", f.request_id),
+                ("ingest_key", f.ingest_key),
             ]
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
