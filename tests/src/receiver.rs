@@ -348,6 +348,33 @@ impl Drop for Smtp {
     }
 }
 
+/// A received message as a mail client reads it (Python's `email` package, the modern
+/// policy: encoded words decoded, parts decoded): `{"headers": [[name, value]...],
+/// "subject", "text", "html"}`.
+pub fn parse_mail(raw: &str) -> anyhow::Result<Value> {
+    use std::io::Write as _;
+    let script = r#"
+import email, json, sys
+from email import policy
+m = email.message_from_string(sys.stdin.read(), policy=policy.default)
+def part(kind):
+    p = m.get_body(preferencelist=(kind,))
+    return p.get_content() if p is not None else None
+print(json.dumps({"headers": [[k, str(v)] for k, v in m.items()], "subject": str(m["subject"]),
+                  "text": part("plain"), "html": part("html")}))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("run python3 to parse a message")?;
+    child.stdin.take().context("stdin")?.write_all(raw.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "python could not parse the message");
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// A private CA and a leaf certificate for 127.0.0.1 signed by it (openssl), in `dir`:
 /// returns (ca.pem, leaf.pem, leaf.key).
 pub fn private_ca(dir: &std::path::Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
