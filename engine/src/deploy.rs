@@ -169,8 +169,8 @@ async fn prepare_off_runtime(
         let _slot = slot;
         compiling.prepare(&module, expected_name.as_deref())
     })
-        .await
-        .map_err(|e| DeployError::Rule(RuleError::Fault(format!("compilation task failed: {e}"))))
+    .await
+    .map_err(|e| DeployError::Rule(RuleError::Fault(format!("compilation task failed: {e}"))))
 }
 
 /// Brings every stored rule back: active ones activated with their stored SHA-256,

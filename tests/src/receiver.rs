@@ -299,10 +299,11 @@ while True:
     time.sleep(3600)
 "#;
         let mut cmd = std::process::Command::new("python3");
-        cmd.args(["-c", script, &port.to_string()])
-            .arg(dir.join("box"))
-            .arg(dir.join("auth.log"))
-            .args([SMTP_USER, SMTP_PASSWORD, if tls { "1" } else { "0" }]);
+        cmd.args(["-c", script, &port.to_string()]).arg(dir.join("box")).arg(dir.join("auth.log")).args([
+            SMTP_USER,
+            SMTP_PASSWORD,
+            if tls { "1" } else { "0" },
+        ]);
         if tls {
             cmd.arg(&cert).arg(&key);
         }

@@ -292,7 +292,9 @@ mod tests {
             assert!(err.contains("256 KiB"), "{err}");
             assert!(started.elapsed() < std::time::Duration::from_secs(5), "refused within the limit's cost");
             // A stored one (written before the limit, or by hand) matches nothing.
-            assert!(!matcher("title", "=~", bomb).matches(&AlertRow { title: "a".repeat(300_000), ..Default::default() }));
+            assert!(
+                !matcher("title", "=~", bomb).matches(&AlertRow { title: "a".repeat(300_000), ..Default::default() })
+            );
         }
         for ok in ["account_.*", "(?i)^(brute|lockout|spray).*$", "[a-z0-9._-]{1,64}@example\\.org", "P[12]", ".*"] {
             assert_eq!(matcher("rule", "=~", ok).validate(), Ok(()), "{ok}");

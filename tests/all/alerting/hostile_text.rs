@@ -28,7 +28,8 @@ async fn hostile_lockout(receivers: Vec<ReceiverConfig>) -> anyhow::Result<TestA
     let app = app(Backend::Sqlite, |c| c.receivers = receivers).await?;
     deploy_examples(&app, &["account_lockout"]).await?;
     let ingest = app.create_key("ingest").await?;
-    let (status, body) = app.send(app.client.post(app.url("/v1/events")).json(&lockout_event(HOSTILE_USER)), &ingest).await?;
+    let (status, body) =
+        app.send(app.client.post(app.url("/v1/events")).json(&lockout_event(HOSTILE_USER)), &ingest).await?;
     anyhow::ensure!(status == 201, "{body}");
     Ok(app)
 }
@@ -85,10 +86,7 @@ async fn slack_markup_in_an_event_is_escaped_and_cannot_leave_its_code_block() -
     assert_slack_safe(&msg);
     // Shown, not parsed: the ping and the masked link arrive as escaped text.
     let text = msg["text"].as_str().unwrap();
-    assert!(
-        text.contains("&lt;!channel&gt; &lt;https://evil.example/reset|Reset your password&gt; &amp;"),
-        "{text}"
-    );
+    assert!(text.contains("&lt;!channel&gt; &lt;https://evil.example/reset|Reset your password&gt; &amp;"), "{text}");
     assert_eq!(msg["blocks"][0]["text"]["text"].as_str(), Some(text), "the header is the same escaped line");
     // The fields' code block: opened and closed by the server's fences only; the user's
     // backticks are look-alikes that cannot close it.
@@ -149,7 +147,10 @@ async fn storm_summaries_list_each_alert_on_one_line_and_stay_within_pagerdutys_
     let lines: Vec<&str> = list.lines().collect();
     let listed = lines.iter().filter(|l| l.starts_with("• [P3] innocent ")).count();
     assert_eq!(listed, 20, "20 alerts listed, one line each: {list}");
-    assert!(lines.iter().all(|l| l.starts_with("• [P3] innocent ") || l.starts_with("… and ")), "no forged item: {list}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("• [P3] innocent ") || l.starts_with("… and ")),
+        "no forged item: {list}"
+    );
 
     // PagerDuty: one event well within its 512 KB, short items, the full count.
     let summary = pd.iter().find(|m| is_summary(m)).expect("a PagerDuty summary");
@@ -167,11 +168,8 @@ async fn storm_summaries_list_each_alert_on_one_line_and_stay_within_pagerdutys_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagerduty_and_webhooks_carry_hostile_text_as_data() -> anyhow::Result<()> {
     let rec = Recorder::start()?;
-    let receivers = vec![
-        pager(&rec),
-        webhook("hook", &rec, "/hook", None),
-        webhook("am", &rec, "/am", Some("alertmanager")),
-    ];
+    let receivers =
+        vec![pager(&rec), webhook("hook", &rec, "/hook", None), webhook("am", &rec, "/am", Some("alertmanager"))];
     let app = hostile_lockout(receivers).await?;
     let pd = rec.wait_for("/pd", 20, |r| !r.is_empty()).await;
     let hook = rec.wait_for("/hook", 20, |r| !r.is_empty()).await;
@@ -227,9 +225,10 @@ async fn email_headers_and_bodies_take_no_lines_from_attacker_text() -> anyhow::
         assert!(acks[0].starts_with("Acknowledge: http://127.0.0.1:8080/#/alerts/"), "{text}");
         assert!(!html.contains("<script") && !html.contains("<!channel>") && !html.contains("<https"), "{html}");
     }
-    let lockout = got.iter().map(|raw| parse_mail(raw)).find(|m| {
-        m.as_ref().is_ok_and(|m| m["subject"].as_str().unwrap_or_default().contains("Account locked"))
-    });
+    let lockout = got
+        .iter()
+        .map(|raw| parse_mail(raw))
+        .find(|m| m.as_ref().is_ok_and(|m| m["subject"].as_str().unwrap_or_default().contains("Account locked")));
     let lockout = lockout.expect("the lockout mail")?;
     assert!(lockout["html"].as_str().unwrap().contains("&lt;!channel&gt;"), "escaped in HTML");
     Ok(())

@@ -7,10 +7,7 @@
 use super::*;
 use vigil_tests::{sample_event, seed};
 
-both_backends!(
-    a_truncation_alert_is_never_silenced_by_a_respond_key,
-    a_decisions_mismatch_alert_is_never_silenced,
-);
+both_backends!(a_truncation_alert_is_never_silenced_by_a_respond_key, a_decisions_mismatch_alert_is_never_silenced,);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_bomb_is_refused_naming_its_matcher_and_a_valid_silence_compiles_once() -> anyhow::Result<()> {
@@ -95,9 +92,9 @@ async fn drop_guards(app: &TestApp) -> anyhow::Result<()> {
 /// The alert of `rule = vigil` whose dedup key starts with `prefix`, once it exists.
 async fn own_alert(app: &TestApp, prefix: &str) -> anyhow::Result<Value> {
     let find = |b: &Value| {
-        b["alerts"].as_array().and_then(|a| {
-            a.iter().find(|x| x["dedup_key"].as_str().is_some_and(|k| k.starts_with(prefix))).cloned()
-        })
+        b["alerts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["dedup_key"].as_str().is_some_and(|k| k.starts_with(prefix))).cloned())
     };
     let body = app.wait_for("/v1/alerts?rule=vigil&limit=100", 20, |b| find(b).is_some()).await?;
     find(&body).ok_or_else(|| anyhow::anyhow!("no `{prefix}` alert: {body}"))
