@@ -1,6 +1,8 @@
 //! Real receivers for the alerting tests: an HTTP server that records every request and
-//! answers as told (2xx, an error status, 429 with `Retry-After`, or slowly), and a real
-//! SMTP server (aiosmtpd, installed by `scripts/setup.sh`) writing to a maildir.
+//! answers as told (2xx, an error status, 429 with `Retry-After`, or slowly), a real SMTP
+//! server (aiosmtpd, installed by `scripts/setup.sh`) writing to a maildir, one that takes
+//! AUTH and records every attempt (`AuthSmtp`), and `parse_mail` to read a message as a
+//! mail client does.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
