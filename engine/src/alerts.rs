@@ -110,6 +110,8 @@ struct Inner {
     routing: Arc<dyn Routing>,
     /// One change at a time: reads of the current state and the write that follows agree.
     lock: tokio::sync::Mutex<()>,
+    /// Active silences, compiled once each.
+    silences: silence::SilenceCache,
 }
 
 impl AlertService {
@@ -121,7 +123,17 @@ impl AlertService {
         config: AlertsConfig,
         routing: Arc<dyn Routing>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { store, sequencer, clock, config, routing, lock: Default::default() }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                sequencer,
+                clock,
+                config,
+                routing,
+                lock: Default::default(),
+                silences: Default::default(),
+            }),
+        }
     }
 
     /// The clock lifecycle times come from.

@@ -207,7 +207,7 @@ pub struct RulesConfig {
 impl Default for RulesConfig {
     fn default() -> Self {
         Self {
-            max_module_bytes: 16 << 20,
+            max_module_bytes: 8 << 20,
             memory_limit_mb: 64,
             call_deadline_ms: 200,
             batch_budget_base_ms: 200,

@@ -4,9 +4,12 @@
 //! event written, and only then activated: a change takes effect after it is recorded.
 //! Deletes and quarantines are recorded the same way, and `restore` brings every stored
 //! rule back at start with its SHA-256 and status (a quarantined rule stays quarantined
-//! until it is redeployed). Used by `api::rules`, `watch` (the `--rules-dir` poller) and
-//! the writer in `app` (quarantines); `build_registry` makes the sandbox and registry from
-//! `[rules]`, with `respond`'s decision gate.
+//! until it is redeployed). Modules compile one at a time: a deploy holds the journal's
+//! [`CompileSlot`] (the API asks for it before reading the body and answers 429 when it is
+//! taken; the rules-directory watcher waits for it), and the slot is held until the
+//! compilation itself ends, even when the client has gone. Used by `api::rules`, `watch`
+//! (the `--rules-dir` poller) and the writer in `app` (quarantines); `build_registry`
+//! makes the sandbox and registry from `[rules]`, with `respond`'s decision gate.
 
 pub mod watch;
 
@@ -47,12 +50,33 @@ pub struct RuleJournal {
     /// One change at a time, so the stored row, the chain and the live set always agree on
     /// which version of a rule won when two deploys race.
     changes: Arc<tokio::sync::Mutex<()>>,
+    /// One compilation at a time: compiling a module takes a core and memory in proportion
+    /// to its size, so parallel deploys must not multiply them.
+    compiling: Arc<tokio::sync::Semaphore>,
+}
+
+/// The right to compile one module (see [`RuleJournal::try_compile_slot`]); held until the
+/// compilation it is given to ends.
+#[derive(Debug)]
+pub struct CompileSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl RuleJournal {
     /// A journal writing to `store` and the chain of `sequencer`.
     pub fn new(store: Store, sequencer: SequencerHandle) -> Self {
-        Self { store, sequencer, changes: Arc::default() }
+        Self { store, sequencer, changes: Arc::default(), compiling: Arc::new(tokio::sync::Semaphore::new(1)) }
+    }
+
+    /// The compile slot if no other module is being compiled (none: try again shortly).
+    pub fn try_compile_slot(&self) -> Option<CompileSlot> {
+        self.compiling.clone().try_acquire_owned().ok().map(|p| CompileSlot { _permit: p })
+    }
+
+    /// The compile slot, waiting for the compilation under way (if any) to end.
+    pub async fn compile_slot(&self) -> CompileSlot {
+        let permit = self.compiling.clone().acquire_owned().await.expect("the compile semaphore is never closed");
+        CompileSlot { _permit: permit }
     }
 
     async fn chain(&self, action: &str, actor: &str, details: serde_json::Value) -> Result<(), DeployError> {
@@ -60,17 +84,18 @@ impl RuleJournal {
         Ok(())
     }
 
-    /// Compiles `bytes` (off the async runtime), writes the `rule_deployed`
-    /// chain event, stores the module, then activates it.
+    /// Compiles `bytes` (off the async runtime, holding `slot` until the compilation
+    /// ends), writes the `rule_deployed` chain event, stores the module, then activates it.
     pub async fn deploy(
         &self,
+        slot: CompileSlot,
         registry: &Arc<RuleRegistry>,
         bytes: Vec<u8>,
         expected_name: Option<String>,
         source: &str,
         actor: &str,
     ) -> Result<Deployed, DeployError> {
-        let prepared = prepare_off_runtime(registry, bytes.clone(), expected_name).await??;
+        let prepared = prepare_off_runtime(registry, bytes.clone(), expected_name, Some(slot)).await??;
         let (name, sha256) = (prepared.name().to_owned(), prepared.sha256_hex());
         let _one_at_a_time = self.changes.lock().await;
         let replaced = registry.sha_of(&name);
@@ -131,16 +156,21 @@ impl RuleJournal {
 }
 
 /// [`RuleRegistry::prepare`] on a blocking thread (compilation is CPU heavy). The outer
-/// error is the task failing, the inner one the module being refused.
+/// error is the task failing, the inner one the module being refused. `slot` moves into
+/// the blocking task: it is freed when compilation ends, not when a caller stops waiting.
 async fn prepare_off_runtime(
     registry: &Arc<RuleRegistry>,
     module: Vec<u8>,
     expected_name: Option<String>,
+    slot: Option<CompileSlot>,
 ) -> Result<Result<Prepared, RuleError>, DeployError> {
     let compiling = registry.clone();
-    tokio::task::spawn_blocking(move || compiling.prepare(&module, expected_name.as_deref()))
-        .await
-        .map_err(|e| DeployError::Rule(RuleError::Fault(format!("compilation task failed: {e}"))))
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        compiling.prepare(&module, expected_name.as_deref())
+    })
+    .await
+    .map_err(|e| DeployError::Rule(RuleError::Fault(format!("compilation task failed: {e}"))))
 }
 
 /// Brings every stored rule back: active ones activated with their stored SHA-256,
@@ -151,7 +181,8 @@ pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usi
     let rows = store.load_rules().await?;
     let (mut active, mut quarantined) = (0, 0);
     for row in rows {
-        let prepared = prepare_off_runtime(registry, row.module.clone(), Some(row.name.clone())).await?;
+        // At start, before the API serves: one at a time already.
+        let prepared = prepare_off_runtime(registry, row.module.clone(), Some(row.name.clone()), None).await?;
         let quarantine = |reason: String| Quarantine {
             sha256: row.sha256.clone(),
             reason,

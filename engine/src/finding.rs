@@ -57,6 +57,22 @@ pub struct RaisedDecision {
     pub decision: EmittedDecision,
 }
 
+/// Dedup key prefix of the P1 alert of an integrity failure (the log disagrees with its
+/// anchor or moved under the sequencer).
+pub const INTEGRITY_DEDUP_PREFIX: &str = "integrity:";
+/// Dedup key of the P1 alert of a decisions table that differs from the chain.
+pub const DECISIONS_MISMATCH_DEDUP_KEY: &str = "decisions:chain_mismatch";
+
+/// Whether an alert is one of the server's own integrity and tamper alerts, which no
+/// silence may hold back: raised by Vigil itself (rule `vigil`, no module SHA-256, so no
+/// deployed rule can pass for one) with an integrity or chain-mismatch dedup key. A new
+/// alert about the server's own integrity belongs here too.
+pub fn never_silenced(rule: &str, rule_sha256: &str, dedup_key: &str) -> bool {
+    rule == "vigil"
+        && rule_sha256.is_empty()
+        && (dedup_key.starts_with(INTEGRITY_DEDUP_PREFIX) || dedup_key == DECISIONS_MISMATCH_DEDUP_KEY)
+}
+
 impl RaisedAlert {
     /// An alert the server raises itself (rule `vigil`, this build's version): floods,
     /// quarantines, integrity failures. `rule_sha256` names the module it is about, if any.

@@ -14,7 +14,9 @@ use vigil_tests::receiver::{Mode, Recorder, Smtp};
 use vigil_tests::{Backend, TestApp, both_backends, example_rules, spawn_app_with};
 
 mod delivery;
+mod hostile_text;
 mod routing;
+mod silence_guards;
 
 both_backends!(
     a_brute_force_burst_is_one_alert_notified_acked_and_not_escalated,
@@ -60,6 +62,9 @@ fn email(smtp: &Smtp) -> ReceiverConfig {
         name: "email".into(),
         kind: "email".into(),
         smtp_url: Some(format!("smtp://127.0.0.1:{}", smtp.port)),
+        // A local relay without credentials: STARTTLS when offered (the test servers
+        // without TLS offer none), asked for explicitly.
+        starttls: Some("opportunistic".into()),
         from: Some("vigil@example.org".into()),
         to: vec!["secops@example.org".into()],
         ..Default::default()

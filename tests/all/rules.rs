@@ -393,3 +393,64 @@ fn tempdir(label: &str) -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// Compilation is bounded: one module compiles at a time (a deploy that finds another
+/// compiling is answered 429 with `Retry-After` before its body is read, so parallel
+/// uploads neither multiply compile memory nor queue modules in memory), and the default
+/// module cap is 8 MiB, which every example rule fits; a bigger module is refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_compile_one_at_a_time_and_oversized_modules_are_refused() -> anyhow::Result<()> {
+    let dir = example_rules()?;
+    assert_eq!(vigil::config::Config::default().rules.max_module_bytes, 8 << 20, "the default cap");
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let size = std::fs::metadata(&path)?.len();
+            assert!(size < 1 << 20, "{} is {size} bytes: far below the cap", path.display());
+        }
+    }
+    let brute = std::fs::read(dir.join("brute_force.wasm"))?;
+    let app = spawn_app(Backend::Sqlite).await?;
+    let put = |bytes: Vec<u8>| {
+        app.client
+            .put(app.url("/v1/rules/brute_force"))
+            .bearer_auth(&app.admin_key)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+    };
+    // A compilation under way holds the one slot: a deploy now is told to come back.
+    let slot = app.server.state.rule_journal.compile_slot().await;
+    let busy = put(brute.clone()).await?;
+    assert_eq!(busy.status().as_u16(), 429);
+    assert_eq!(busy.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: Value = busy.json().await?;
+    assert_eq!(body["error"]["code"], "deploy_busy", "{body}");
+    assert!(chain_actions(&app, "rule_deployed").await?.is_empty(), "nothing deployed while busy");
+    drop(slot);
+    assert_eq!(put(brute.clone()).await?.status().as_u16(), 201);
+
+    // Eight at once: each either deployed (compiled alone) or told to retry; nothing else.
+    let tasks: Vec<_> = (0..8).map(|_| tokio::spawn(put(brute.clone()))).collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let resp = t.await??;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        statuses.push(status);
+    }
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    let deployed = statuses.iter().filter(|s| **s == 200).count();
+    assert!(deployed >= 1, "{statuses:?}");
+    assert_eq!(chain_actions(&app, "rule_deployed").await?.len(), 1 + deployed, "every success recorded, only those");
+
+    // Past the cap: 413 naming the setting, nothing compiled or stored.
+    let small = spawn_app_with(Backend::Sqlite, |c| c.rules.max_module_bytes = 16 * 1024).await?;
+    let (status, body) = small.put_rule("brute_force", vec![0u8; 16 * 1024 + 1]).await?;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("max_module_bytes (16384 bytes)"), "{body}");
+    assert!(chain_actions(&small, "rule_deployed").await?.is_empty());
+    Ok(())
+}

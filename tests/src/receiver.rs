@@ -1,6 +1,8 @@
 //! Real receivers for the alerting tests: an HTTP server that records every request and
-//! answers as told (2xx, an error status, 429 with `Retry-After`, or slowly), and a real
-//! SMTP server (aiosmtpd, installed by `scripts/setup.sh`) writing to a maildir.
+//! answers as told (2xx, an error status, 429 with `Retry-After`, or slowly), a real SMTP
+//! server (aiosmtpd, installed by `scripts/setup.sh`) writing to a maildir, one that takes
+//! AUTH and records every attempt (`AuthSmtp`), and `parse_mail` to read a message as a
+//! mail client does.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -232,12 +234,148 @@ impl Smtp {
     }
 }
 
+/// A real SMTP server (aiosmtpd) that offers `AUTH` (PLAIN, LOGIN) and records every
+/// `AUTH` command and every set of credentials it is handed, with whether the connection
+/// was encrypted then. Without a certificate it offers no STARTTLS and takes AUTH in the
+/// clear (a misconfigured server, or what a man in the middle who strips STARTTLS shows).
+pub struct AuthSmtp {
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+/// The user name and password [`AuthSmtp`] accepts.
+pub const SMTP_USER: &str = "vigil-mailer";
+/// See [`SMTP_USER`].
+pub const SMTP_PASSWORD: &str = "s3cret-smtp-pa55";
+
+impl AuthSmtp {
+    /// Starts one; `tls`: offer STARTTLS with a self-signed certificate (and take AUTH and
+    /// mail only after it).
+    pub async fn start(tls: bool) -> anyhow::Result<AuthSmtp> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("vigil-smtp-auth-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if tls {
+            let status = std::process::Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .context("run openssl to make a test certificate")?;
+            anyhow::ensure!(status.success(), "openssl failed");
+        }
+        let script = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP, AuthResult
+port, box, log, user, password, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] == "1"
+def note(line):
+    with open(log, "a") as f:
+        f.write(line + "\n")
+class Recording(SMTP):
+    async def smtp_AUTH(self, arg):
+        note("AUTH %s encrypted=%s" % ((arg or "").split(" ")[0], self._tls_protocol is not None))
+        return await super().smtp_AUTH(arg)
+def authenticator(server, session, envelope, mechanism, auth_data):
+    note("CREDENTIALS %s %s encrypted=%s" % (mechanism, auth_data.login.decode(), server._tls_protocol is not None))
+    ok = auth_data.login.decode() == user and auth_data.password.decode() == password
+    return AuthResult(success=ok)
+context = None
+if tls:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(sys.argv[7], sys.argv[8])
+class Server(Controller):
+    def factory(self):
+        return Recording(self.handler, hostname="127.0.0.1", authenticator=authenticator,
+                         auth_require_tls=tls, auth_required=True, require_starttls=tls, tls_context=context)
+Server(Mailbox(box), hostname="127.0.0.1", port=port).start()
+while True:
+    time.sleep(3600)
+"#;
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-c", script, &port.to_string()]).arg(dir.join("box")).arg(dir.join("auth.log")).args([
+            SMTP_USER,
+            SMTP_PASSWORD,
+            if tls { "1" } else { "0" },
+        ]);
+        if tls {
+            cmd.arg(&cert).arg(&key);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start aiosmtpd (scripts/setup.sh --postgres installs it)")?;
+        wait_for_port(port, "aiosmtpd with AUTH").await?;
+        Ok(AuthSmtp { port, dir, child })
+    }
+
+    /// Every `AUTH` command and every set of credentials received, in order
+    /// (`AUTH <mechanism> encrypted=<bool>`, `CREDENTIALS <mechanism> <user> encrypted=<bool>`).
+    pub fn auth_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("auth.log"))
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every message received so far (raw RFC 5322 text).
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.dir.join("box").join("new")) else { return Vec::new() };
+        let mut files: Vec<_> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
+        files.sort();
+        files.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect()
+    }
+}
+
+impl Drop for AuthSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Drop for Smtp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.maildir);
     }
+}
+
+/// A received message as a mail client reads it (Python's `email` package, the modern
+/// policy: encoded words decoded, parts decoded): `{"headers": [[name, value]...],
+/// "subject", "text", "html"}`.
+pub fn parse_mail(raw: &str) -> anyhow::Result<Value> {
+    use std::io::Write as _;
+    let script = r#"
+import email, json, sys
+from email import policy
+m = email.message_from_string(sys.stdin.read(), policy=policy.default)
+def part(kind):
+    p = m.get_body(preferencelist=(kind,))
+    return p.get_content() if p is not None else None
+print(json.dumps({"headers": [[k, str(v)] for k, v in m.items()], "subject": str(m["subject"]),
+                  "text": part("plain"), "html": part("html")}))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("run python3 to parse a message")?;
+    child.stdin.take().context("stdin")?.write_all(raw.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "python could not parse the message");
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// A private CA and a leaf certificate for 127.0.0.1 signed by it (openssl), in `dir`:

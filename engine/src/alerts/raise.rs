@@ -4,6 +4,7 @@
 //! alerts Vigil raises itself (rule quarantines, integrity failures from `ledger`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use vigil_sdk::Severity;
@@ -12,7 +13,7 @@ use super::silence;
 use super::{AlertError, AlertService, Routed};
 use crate::finding::RaisedAlert;
 use crate::store::alerts::{MAX_EVENT_SEQS, merge_seqs};
-use crate::store::{AlertChange, AlertRow, AlertStatus, AlertWrite, SilenceRow};
+use crate::store::{AlertChange, AlertRow, AlertStatus, AlertWrite};
 
 impl AlertService {
     /// Stores the alerts of one detection batch (one transaction), deduplicating on the
@@ -66,7 +67,7 @@ impl AlertService {
     pub(super) fn create(
         &self,
         mut alert: AlertRow,
-        silences: &[(SilenceRow, Vec<silence::Compiled>)],
+        silences: &[Arc<silence::CompiledSilence>],
         now: i64,
         action: &str,
         actor: &str,
@@ -106,7 +107,7 @@ impl AlertService {
         mut alert: AlertRow,
         new: &AlertRow,
         now: i64,
-        silences: &[(SilenceRow, Vec<silence::Compiled>)],
+        silences: &[Arc<silence::CompiledSilence>],
     ) -> AlertWrite {
         alert.count += 1;
         alert.last_seen = alert.last_seen.max(new.last_seen);
@@ -200,7 +201,7 @@ impl AlertService {
                     failures.len()
                 ),
                 severity: Severity::P1,
-                dedup_key: format!("integrity:{}", kinds.join(",")),
+                dedup_key: format!("{}{}", crate::finding::INTEGRITY_DEDUP_PREFIX, kinds.join(",")),
                 fields: json!({"failures": failures}),
                 event_seqs: vec![],
                 actions: vec![

@@ -67,11 +67,31 @@ pub async fn deploy(
     let who = state.keys.require(&req, Role::Admin)?;
     let name = path.into_inner();
     tracing::Span::current().record("rule", name.as_str());
+    // One compilation at a time, and the slot taken before the body is read: a deploy
+    // that finds another compiling is answered at once, holding no module in memory.
+    let slot = state.rule_journal.try_compile_slot().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "deploy_busy",
+            "another rule module is being compiled (one at a time); retry shortly",
+        )
+        .retry_after(1)
+    })?;
     let limit = state.config.rules.max_module_bytes;
-    let bytes = read_body(&req, payload, limit).await?;
+    let bytes = read_body(&req, payload, limit).await.map_err(|e| {
+        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                e.status,
+                e.code,
+                format!("the module is larger than [rules] max_module_bytes ({limit} bytes); nothing was compiled"),
+            )
+        } else {
+            e
+        }
+    })?;
     let deployed = state
         .rule_journal
-        .deploy(&state.rules, bytes.to_vec(), Some(name), "api", &who.key_id)
+        .deploy(slot, &state.rules, bytes.to_vec(), Some(name), "api", &who.key_id)
         .await
         .map_err(rule_error)?;
     tracing::info!(version = %deployed.version, sha256 = %deployed.sha256, cached = deployed.cached, "Rule deployed");

@@ -43,8 +43,15 @@ pub async fn create(
     if s.matchers.is_empty() || s.matchers.len() > MAX_MATCHERS {
         return Err(ApiError::bad_request(format!("a silence needs 1 to {MAX_MATCHERS} matchers")));
     }
-    for m in &s.matchers {
-        m.validate().map_err(ApiError::bad_request)?;
+    for (i, m) in s.matchers.iter().enumerate() {
+        // Names the matcher (its index and field): a pattern past the size limit, or not a
+        // pattern at all, is a 400 the client can act on.
+        m.validate().map_err(|e| {
+            let short = |s: &str| s.chars().take(64).collect::<String>();
+            let (name, op) = (short(&m.name), short(&m.op));
+            ApiError::bad_request(format!("matchers[{i}] (`{name}` {op}): {e}"))
+                .with_details(json!({"matcher": i, "name": name, "op": op}))
+        })?;
     }
     if s.created_by.trim().is_empty() || s.created_by.len() > 256 || s.comment.len() > 4096 {
         return Err(ApiError::bad_request(

@@ -168,15 +168,33 @@ pub async fn deploy(file: &Path, name: Option<String>, url: &str, key: &str) -> 
             file.file_stem().and_then(|s| s.to_str()).context("cannot take a rule name from the file name")?.to_owned()
         }
     };
-    let resp = reqwest::Client::new()
-        .put(format!("{}/v1/rules/{name}", url.trim_end_matches('/')))
-        .bearer_auth(key)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .with_context(|| format!("connect to {url}"))?;
-    print_answer(resp, "deploy").await
+    let client = reqwest::Client::new();
+    // The server compiles one module at a time and answers 429 (with Retry-After) while
+    // another compiles: wait and try again, a bounded number of times.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let resp = client
+            .put(format!("{}/v1/rules/{name}", url.trim_end_matches('/')))
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(bytes.clone())
+            .send()
+            .await
+            .with_context(|| format!("connect to {url}"))?;
+        if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS || attempt >= 30 {
+            return print_answer(resp, "deploy").await;
+        }
+        let wait = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(1)
+            .clamp(1, 10);
+        eprintln!("The server is compiling another module; retrying in {wait} s");
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    }
 }
 
 /// `vigil rules backtest`: evaluates `file` over stored events with event time in

@@ -163,8 +163,13 @@ pub struct ReceiverConfig {
     pub routing_key: Option<String>,
     /// Environment variable holding it.
     pub routing_key_env: Option<String>,
-    /// Email: `smtp://host:port` (STARTTLS when offered) or `smtps://host:port`.
+    /// Email: `smtp://host:port` (STARTTLS, see `starttls`) or `smtps://host:port` (TLS
+    /// from the first byte).
     pub smtp_url: Option<String>,
+    /// Email over `smtp://`: `"required"` (the default: no STARTTLS offered, nothing sent)
+    /// or `"opportunistic"` (STARTTLS when offered, else plain text; refused with
+    /// credentials, which would then cross the network in the clear). Not for `smtps://`.
+    pub starttls: Option<String>,
     /// Email: environment variables of the SMTP user name and password.
     pub username_env: Option<String>,
     /// See `username_env`.
@@ -235,6 +240,33 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
     n.checked_mul(unit_ms).filter(|ms| *ms >= 0)
 }
 
+/// Whether an email receiver has SMTP credentials (from the environment or in its URL).
+pub fn smtp_has_credentials(r: &ReceiverConfig) -> bool {
+    let in_url = r.smtp_url.as_deref().and_then(|u| u.split_once("://")).is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority.contains('@')
+    });
+    r.username_env.is_some() || r.password_env.is_some() || in_url
+}
+
+/// Why an email receiver's TLS settings are refused: an unknown `starttls`, `starttls` with
+/// `smtps://`, or credentials without TLS guaranteed (`starttls = "opportunistic"`).
+fn smtp_tls_problem(r: &ReceiverConfig) -> Option<String> {
+    let implicit = r.smtp_url.as_deref().is_some_and(|u| u.to_ascii_lowercase().starts_with("smtps://"));
+    match r.starttls.as_deref() {
+        None | Some("required") => None,
+        Some(_) if implicit => Some("`starttls` applies to smtp:// only (smtps:// is TLS from the first byte)".into()),
+        Some("opportunistic") if smtp_has_credentials(r) => Some(
+            "SMTP credentials need TLS: with starttls = \"opportunistic\" they would be sent in the clear to a \
+             server (or a man in the middle) that does not offer STARTTLS; use starttls = \"required\" (the \
+             default) or smtps://"
+                .into(),
+        ),
+        Some("opportunistic") => None,
+        Some(other) => Some(format!("`starttls` must be \"required\" or \"opportunistic\", not {other:?}")),
+    }
+}
+
 /// Parses `HH:MM` into ms after midnight.
 pub fn parse_time_of_day(text: &str) -> Option<i64> {
     let (h, m) = text.split_once(':')?;
@@ -293,6 +325,11 @@ impl Config {
                 return invalid("receivers", format!("receiver `{}`: {problem}", r.name));
             }
         }
+        for r in self.receivers.iter().filter(|r| r.kind == "email") {
+            if let Some(problem) = smtp_tls_problem(r) {
+                return invalid("receivers", format!("receiver `{}`: {problem}", r.name));
+            }
+        }
         for r in self.receivers.iter().filter(|r| r.kind == "digest") {
             let via = self.receivers.iter().find(|v| Some(&v.name) == r.via.as_ref());
             if !via.is_some_and(|v| v.kind == "email" || v.kind == "webhook") {
@@ -341,5 +378,43 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn email(extra: &str) -> Result<(), String> {
+        let text = format!(
+            "[[receivers]]\nname = \"mail\"\nkind = \"email\"\nfrom = \"vigil@example.org\"\nto = [\"secops@example.org\"]\n{extra}"
+        );
+        let config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn smtp_credentials_are_refused_without_tls_guaranteed() {
+        // Credentials from the environment or in the URL, with opportunistic STARTTLS.
+        for creds in [
+            "smtp_url = \"smtp://mail.example.org:587\"\nusername_env = \"U\"\npassword_env = \"P\"",
+            "smtp_url = \"smtp://user:pw@mail.example.org:587\"",
+            "smtp_url = \"smtp://user@mail.example.org\"",
+        ] {
+            let err = email(&format!("{creds}\nstarttls = \"opportunistic\"")).unwrap_err();
+            assert!(err.contains("credentials need TLS") && err.contains("`mail`"), "{err}");
+            // The default (required) and implicit TLS are fine.
+            assert_eq!(email(creds), Ok(()), "{creds}");
+            assert_eq!(email(&format!("{creds}\nstarttls = \"required\"")), Ok(()));
+        }
+        assert_eq!(email("smtp_url = \"smtps://user:pw@mail.example.org\""), Ok(()));
+        // Opportunistic only without credentials, only on smtp://, and only those two words.
+        assert_eq!(email("smtp_url = \"smtp://relay.internal:25\"\nstarttls = \"opportunistic\""), Ok(()));
+        let err = email("smtp_url = \"smtps://relay.internal\"\nstarttls = \"opportunistic\"").unwrap_err();
+        assert!(err.contains("smtp:// only"), "{err}");
+        let err = email("smtp_url = \"smtp://relay.internal\"\nstarttls = \"never\"").unwrap_err();
+        assert!(err.contains("\"required\" or \"opportunistic\""), "{err}");
+        // An `@` in the path is not user info.
+        assert_eq!(email("smtp_url = \"smtp://relay.internal/x@y\"\nstarttls = \"opportunistic\""), Ok(()));
     }
 }

@@ -107,7 +107,8 @@ impl RulesDir {
 
     async fn deploy_file(&self, path: &Path, bytes: Vec<u8>, sha256: &str) -> Option<String> {
         let source = format!("file:{}", path.display());
-        match self.journal.deploy(&self.registry, bytes, None, &source, "rules_dir").await {
+        let slot = self.journal.compile_slot().await;
+        match self.journal.deploy(slot, &self.registry, bytes, None, &source, "rules_dir").await {
             Ok(d) => {
                 tracing::info!(rule = %d.name, version = %d.version, sha256 = %d.sha256, file = %path.display(), "Rule deployed from the rules directory");
                 Some(d.name)

@@ -260,8 +260,13 @@ fn occurrences(payload: &Value) -> i64 {
     payload["extra"]["occurrences"].as_i64().or_else(|| alert_of(payload)["count"].as_i64()).unwrap_or(1)
 }
 
-/// The subject line / fallback text of a notification.
+/// The subject line / fallback text of a notification: always one line (see [`one_line`]),
+/// whatever the alert's title holds; each receiver escapes it for its own format.
 pub fn headline(n: &NotificationRow, payload: &Value) -> String {
+    one_line(&headline_text(n, payload))
+}
+
+fn headline_text(n: &NotificationRow, payload: &Value) -> String {
     let a = alert_of(payload);
     let title = a["title"].as_str().unwrap_or("alert");
     let sev = a["severity"].as_str().unwrap_or("");
@@ -276,6 +281,21 @@ pub fn headline(n: &NotificationRow, payload: &Value) -> String {
         "digest" => format!("Vigil daily digest: {}", payload["day"].as_str().unwrap_or_default()),
         _ => format!("[{sev}] {title}"),
     }
+}
+
+/// Attacker text made one line: control characters (CR, LF, tab, ...), the Unicode line
+/// and paragraph separators and the bidirectional overrides and isolates (which can make
+/// `moc.live` read as `evil.com`) become spaces. Titles and list items go through it, so
+/// text from an event can neither add lines (a fake list item, a mail header) nor reorder
+/// what is displayed.
+pub fn one_line(s: &str) -> String {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return s.to_owned();
+    }
+    s.chars().map(|c| if unsafe_char(c) { ' ' } else { c }).collect()
 }
 
 fn truncate(s: &str, max: usize) -> String {

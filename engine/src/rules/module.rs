@@ -44,7 +44,7 @@ pub struct SandboxLimits {
 impl Default for SandboxLimits {
     fn default() -> Self {
         Self {
-            max_module_bytes: 16 << 20,
+            max_module_bytes: 8 << 20,
             memory_bytes: 64 << 20,
             tick: Duration::from_millis(10),
             deadline_ticks: 20,

@@ -250,6 +250,10 @@ fn rules() -> Vec<(&'static str, &'static str, Op)> {
                     "invalid_rule: the module was refused (not a valid rule module); the running version is untouched",
                 )
                 .err(413, "module larger than rules.max_module_bytes")
+                .err(
+                    429,
+                    "deploy_busy: another module is being compiled (one at a time); retry after `Retry-After` seconds",
+                )
                 .err(507, "insufficient_storage"),
         ),
         (

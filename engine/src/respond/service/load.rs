@@ -165,7 +165,7 @@ impl DecisionService {
             crate::finding::EmittedAlert {
                 title: format!("The decisions table differs from the chain ({} decisions)", differences.len()),
                 severity: Severity::P1,
-                dedup_key: "decisions:chain_mismatch".into(),
+                dedup_key: crate::finding::DECISIONS_MISMATCH_DEDUP_KEY.into(),
                 fields: json!({"differences": differences.iter().take(20).collect::<Vec<_>>(), "count": differences.len()}),
                 event_seqs: vec![],
                 actions: vec![

@@ -1,11 +1,18 @@
-//! `email` receivers: SMTP (lettre), STARTTLS when the server offers it (`smtps://` for
-//! implicit TLS), credentials from the environment (or the URL), plain text and HTML
+//! `email` receivers: SMTP (lettre) over TLS: STARTTLS required on `smtp://` (unless
+//! `starttls = "opportunistic"`, never with credentials), or `smtps://` for implicit TLS;
+//! credentials from the environment (or the URL), plain text and HTML
 //! bodies, `Message-ID` from the idempotency key. `receivers` builds the [`Smtp`] target
 //! with [`smtp_from_config`] and calls [`send`] for each notification.
+//!
+//! Attacker text (titles, fields, actions from events) never reaches a header raw: the
+//! subject is one line (CR, LF and other control characters become spaces) before lettre
+//! encodes it, and the only other headers are the configured addresses and the
+//! server-made `Message-ID`. In the plain body titles and actions are one line each (no
+//! forged `Acknowledge:` line); the HTML body is the plain text HTML-escaped in a `<pre>`.
 
 use serde_json::Value;
 
-use super::{Context, Outcome, alert_of, env_or, headline, occurrences};
+use super::{Context, Outcome, alert_of, env_or, headline, occurrences, one_line, truncate};
 use crate::config::ReceiverConfig;
 use crate::store::NotificationRow;
 
@@ -14,7 +21,7 @@ use crate::store::NotificationRow;
 pub(super) struct Smtp {
     host: String,
     port: u16,
-    implicit_tls: bool,
+    tls: TlsMode,
     accept_invalid_certs: bool,
     /// Extra CA certificates (PEM).
     ca_pem: Option<Vec<u8>>,
@@ -23,18 +30,35 @@ pub(super) struct Smtp {
     to: Vec<String>,
 }
 
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `smtp://`: STARTTLS or nothing is sent (a server, or a man in the middle, that does
+    /// not offer it gets neither the credentials nor the mail).
+    Required,
+    /// `smtp://` with `starttls = "opportunistic"` and no credentials: STARTTLS when
+    /// offered, else plain text.
+    Opportunistic,
+}
+
 /// The SMTP target of an `email` receiver from its `smtp_url` `u` (credentials from the
 /// environment, else from the URL), checking its addresses; `ca_pem` from its `ca_file`.
 pub(super) fn smtp_from_config(c: &ReceiverConfig, u: &str, ca_pem: &Option<Vec<u8>>) -> anyhow::Result<Smtp> {
     let parsed =
         reqwest::Url::parse(u).map_err(|_| anyhow::anyhow!("receiver `{}`: `smtp_url` is not a URL", c.name))?;
-    let implicit_tls = match parsed.scheme() {
-        "smtp" => false,
-        "smtps" => true,
+    let tls = match (parsed.scheme(), c.starttls.as_deref()) {
+        ("smtps", _) => TlsMode::Implicit,
+        ("smtp", None | Some("required")) => TlsMode::Required,
+        ("smtp", Some("opportunistic")) => TlsMode::Opportunistic,
+        ("smtp", Some(other)) => {
+            anyhow::bail!("receiver `{}`: `starttls` must be \"required\" or \"opportunistic\", not {other:?}", c.name)
+        }
         _ => anyhow::bail!("receiver `{}`: `smtp_url` must be smtp:// or smtps://", c.name),
     };
     let host = parsed.host_str().unwrap_or_default().to_owned();
-    let port = parsed.port().unwrap_or(if implicit_tls { 465 } else { 587 });
+    let port = parsed.port().unwrap_or(if tls == TlsMode::Implicit { 465 } else { 587 });
     let credentials = match (&c.username_env, &c.password_env) {
         (Some(u), Some(p)) => Some((
             env_or(&None, &Some(u.clone()), "SMTP user", &c.name)?.unwrap_or_default(),
@@ -50,6 +74,13 @@ pub(super) fn smtp_from_config(c: &ReceiverConfig, u: &str, ca_pem: &Option<Vec<
         (None, None) => None,
         _ => anyhow::bail!("receiver `{}`: give both username_env and password_env", c.name),
     };
+    // The config check refuses this too; a receiver built any other way must not either.
+    if credentials.is_some() && tls == TlsMode::Opportunistic {
+        anyhow::bail!(
+            "receiver `{}`: SMTP credentials need TLS (starttls = \"required\" or smtps://), not opportunistic STARTTLS",
+            c.name
+        );
+    }
     let from = c.from.clone().unwrap_or_default();
     for addr in std::iter::once(&from).chain(&c.to) {
         addr.parse::<lettre::message::Mailbox>()
@@ -58,7 +89,7 @@ pub(super) fn smtp_from_config(c: &ReceiverConfig, u: &str, ca_pem: &Option<Vec<
     Ok(Smtp {
         host,
         port,
-        implicit_tls,
+        tls,
         accept_invalid_certs: c.smtp_accept_invalid_certs,
         ca_pem: ca_pem.clone(),
         credentials,
@@ -86,19 +117,21 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// Plain text and HTML bodies of an email.
 pub fn email_bodies(n: &NotificationRow, payload: &Value, ctx: &Context) -> (String, String, String) {
-    let subject = headline(n, payload);
+    // `headline` is one line already; the cap keeps a long title from making a subject
+    // that clients cut anyway.
+    let subject = truncate(&headline(n, payload), 250);
     let mut text = format!("{subject}\n\n");
     if let Some(items) = payload.get("items").and_then(Value::as_array) {
         for i in items {
             text.push_str(&format!(
                 "- [{}] {} (alert {}, {} occurrences)\n",
-                i["alert"]["severity"].as_str().unwrap_or(""),
-                i["alert"]["title"].as_str().unwrap_or(""),
+                one_line(i["alert"]["severity"].as_str().unwrap_or("")),
+                one_line(i["alert"]["title"].as_str().unwrap_or("")),
                 i["alert"]["id"],
                 i["alert"]["count"]
             ));
@@ -114,19 +147,19 @@ pub fn email_bodies(n: &NotificationRow, payload: &Value, ctx: &Context) -> (Str
         text.push_str(&format!(
             "Alert {}: {}\nSeverity: {}\nRule: {}\nStatus: {}\nOccurrences: {}\nFirst seen: {}\nLast seen: {}\nFields: {}\n",
             a["id"],
-            a["title"].as_str().unwrap_or(""),
-            a["severity"].as_str().unwrap_or(""),
-            a["rule"].as_str().unwrap_or(""),
-            a["status"].as_str().unwrap_or(""),
+            one_line(a["title"].as_str().unwrap_or("")),
+            one_line(a["severity"].as_str().unwrap_or("")),
+            one_line(a["rule"].as_str().unwrap_or("")),
+            one_line(a["status"].as_str().unwrap_or("")),
             occurrences(payload),
-            a["first_seen"].as_str().unwrap_or(""),
-            a["last_seen"].as_str().unwrap_or(""),
+            one_line(a["first_seen"].as_str().unwrap_or("")),
+            one_line(a["last_seen"].as_str().unwrap_or("")),
             a["fields"],
         ));
         if let Some(actions) = a["actions"].as_array() {
             text.push_str("Suggested actions:\n");
             for act in actions {
-                text.push_str(&format!("- {}\n", act.as_str().unwrap_or("")));
+                text.push_str(&format!("- {}\n", one_line(act.as_str().unwrap_or(""))));
             }
         }
         text.push_str(&format!("\nAcknowledge: {}/ack\n", ctx.alert_link(&a["id"])));
@@ -167,10 +200,11 @@ pub(super) async fn send(smtp: &Smtp, n: &NotificationRow, payload: &Value, ctx:
         }
     }
     let params = params.build();
-    let tls = match params {
-        Ok(p) if smtp.implicit_tls => Tls::Wrapper(p),
-        Ok(p) => Tls::Opportunistic(p),
-        Err(e) => return Outcome::Failed { error: format!("TLS setup failed: {e}") },
+    let tls = match (params, smtp.tls) {
+        (Ok(p), TlsMode::Implicit) => Tls::Wrapper(p),
+        (Ok(p), TlsMode::Required) => Tls::Required(p),
+        (Ok(p), TlsMode::Opportunistic) => Tls::Opportunistic(p),
+        (Err(e), _) => return Outcome::Failed { error: format!("TLS setup failed: {e}") },
     };
     let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
         .port(smtp.port)
@@ -190,6 +224,43 @@ pub(super) async fn send(smtp: &Smtp, n: &NotificationRow, payload: &Value, ctx:
         Err(e) if e.is_transient() => {
             Outcome::Retry { after: None, error: format!("SMTP transient error: {}", detail(&e)) }
         }
+        // With TLS required, lettre stops before AUTH and MAIL when the server does not
+        // offer STARTTLS (a client-side error naming it): retried, as the server may be
+        // fixed, and visible as such.
+        Err(e) if e.is_client() && smtp.tls == TlsMode::Required => Outcome::Retry {
+            after: None,
+            error: format!(
+                "SMTP with starttls = \"required\" (nothing is sent to a server without STARTTLS): {}",
+                detail(&e)
+            ),
+        },
         Err(e) => Outcome::Retry { after: None, error: format!("SMTP connection failed: {}", detail(&e)) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::{Context, email_bodies};
+    use crate::store::NotificationRow;
+
+    #[test]
+    fn attacker_text_neither_adds_header_or_body_lines_nor_html() {
+        let n = NotificationRow { kind: "trigger".into(), ..Default::default() };
+        let payload = json!({"alert": {"id": 7, "severity": "P2", "rule": "account_lockout",
+            "title": "Account locked: x\r\nBcc: victim@evil.example\r\n\r\n<b>hi</b>",
+            "actions": ["ok\nAcknowledge: https://evil.example/ack", "<script>alert(1)</script>"],
+            "fields": {"user_id": "x\r\nBcc: victim@evil.example"}}});
+        let ctx = Context { external_url: "https://vigil.example".into(), timeout: Duration::from_secs(1) };
+        let (subject, text, html) = email_bodies(&n, &payload, &ctx);
+        assert!(!subject.contains(['\r', '\n']), "{subject:?}");
+        assert!(!text.lines().any(|l| l.starts_with("Bcc:")), "{text}");
+        let acks: Vec<&str> = text.lines().filter(|l| l.starts_with("Acknowledge:")).collect();
+        assert_eq!(acks, ["Acknowledge: https://vigil.example/#/alerts/7/ack"], "only the server's own link");
+        assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
     }
 }

@@ -1,6 +1,11 @@
 //! `pagerduty` receivers (Events API v2): `trigger`, then `acknowledge` / `resolve` as the
 //! alert changes, with `dedup_key` = the alert's fingerprint (summaries and digests get
 //! their own). Sent with the shared HTTP `send` of `receivers`.
+//!
+//! PagerDuty shows the payload as text (JSON stays JSON), so attacker text needs no
+//! escaping, only bounds: the summary is one line within PagerDuty's 1024, and a summary's
+//! items are cut to [`MAX_ITEMS`] short entries so an event stays far below PagerDuty's
+//! 512 KB (a bigger one is refused with a 400, which is not retried: a lost page).
 
 use serde_json::{Value, json};
 use vigil_sdk::Severity;
@@ -19,6 +24,27 @@ pub(super) async fn deliver(
 ) -> Outcome {
     let body = pagerduty_body(n, payload, r.routing_key.as_deref().unwrap_or_default(), ctx).to_string();
     send(http.post(r.url.as_deref().unwrap_or_default()).header("content-type", "application/json").body(body)).await
+}
+
+/// Most items of a storm summary listed in `custom_details` (the count says how many).
+pub const MAX_ITEMS: usize = 20;
+
+/// The items of a summary as short entries (id, severity, title), at most [`MAX_ITEMS`].
+fn short_items(payload: &Value) -> Value {
+    match payload.get("items").and_then(Value::as_array) {
+        Some(items) => Value::Array(
+            items
+                .iter()
+                .take(MAX_ITEMS)
+                .map(|i| {
+                    let a = &i["alert"];
+                    json!({"alert_id": a["id"], "severity": a["severity"],
+                        "title": truncate(a["title"].as_str().unwrap_or_default(), 512)})
+                })
+                .collect(),
+        ),
+        None => Value::Null,
+    }
 }
 
 /// PagerDuty severity of a Vigil severity.
@@ -61,7 +87,8 @@ pub fn pagerduty_body(n: &NotificationRow, payload: &Value, routing_key: &str, c
             "component": a.get("rule").cloned().unwrap_or(json!("vigil")),
             "class": a.get("rule").cloned().unwrap_or(json!("summary")),
             "custom_details": {"alert_id": a.get("id"), "count": a.get("count"), "fields": a.get("fields"),
-                "event_seqs": a.get("event_seqs"), "items": payload.get("items"), "kind": n.kind},
+                "event_seqs": a.get("event_seqs"), "items": short_items(payload),
+                "items_total": payload.get("items").and_then(Value::as_array).map(Vec::len), "kind": n.kind},
         },
         "client": "Vigil",
         "client_url": if a.is_null() { ctx.external_url.clone() } else { ctx.alert_link(&a["id"]) },

@@ -3,6 +3,10 @@
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the `whsec_`
 //! secret), body in `format = "vigil"` (`{"type", "timestamp", "data"}`) or
 //! `"alertmanager"` (webhook v4). Sent with the shared HTTP `send` of `receivers`.
+//!
+//! Bodies are built as `serde_json` values, so attacker text is JSON-escaped wherever it
+//! sits; the headers carry only server-made values (the idempotency key, the time, the
+//! signature). Whoever renders the JSON escapes it for their own format.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};

@@ -132,7 +132,10 @@ pub(super) fn silences() -> Vec<(&'static str, &'static str, Op)> {
                 .err(409, "too many silences are active or pending; expire some first")
                 .link(201, "getSilence", "id")
                 .link(201, "expireSilence", "id")
-                .err(400, "invalid silence")
+                .err(
+                    400,
+                    "invalid silence; `details.matcher` names the matcher at fault (e.g. a `=~` pattern that is not valid or compiles past 256 KiB)",
+                )
                 .err(413, "body too large")
                 .err(507, "insufficient_storage"),
         ),
