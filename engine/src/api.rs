@@ -65,6 +65,10 @@ pub struct AppState {
     pub outbox: Arc<crate::route::Outbox>,
     /// The sequencer-to-detection hand-off (its queue depth is a metric).
     pub handoff: Arc<crate::ledger::handoff::Handoff>,
+    /// The cached database figures of `/metrics` and the large-verification gate.
+    pub ops: Arc<ops::OpsState>,
+    /// Reads of the log by keys, written to the chain as `log_accessed` events.
+    pub access: crate::ledger::access::AccessLog,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the
