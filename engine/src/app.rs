@@ -228,7 +228,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let retention = Retention::new(store.clone(), sequencer.clone(), config.clock.clone(), config.retention_days);
     retention.clone().spawn(Duration::from_secs(config.integrity.retention_check_secs));
     let keys = KeyRing::load(store.clone()).await?;
-    let access = AccessLog::new(sequencer.clone(), Duration::from_secs(config.audit.access_window_secs));
+    let access = AccessLog::new(
+        sequencer.clone(),
+        store.clone(),
+        handoff.clone(),
+        Duration::from_secs(config.audit.access_window_secs),
+    );
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let state = AppState {

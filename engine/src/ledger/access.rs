@@ -21,8 +21,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::event::{NewEvent, format_rfc3339_ms, now_ms, system_event_with_id};
+use crate::ledger::handoff::Handoff;
 use crate::ledger::sequencer::SequencerHandle;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// Most keys with an open window; reads of further keys are counted in
 /// [`AccessLog::unrecorded`] until a window closes.
@@ -191,23 +192,34 @@ impl AccessWindows {
 }
 
 /// The recorder the API shares, and the task that writes closed windows to the chain.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AccessLog {
     windows: Arc<Mutex<AccessWindows>>,
     sequencer: SequencerHandle,
+    store: Store,
+    /// The sequencer's committed head.
+    handoff: Arc<Handoff>,
     /// Reads not recorded because [`MAX_KEYS`] windows were open.
     pub unrecorded: Arc<AtomicU64>,
     /// `log_accessed` events written.
     pub written: Arc<AtomicU64>,
 }
 
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog").field("open_keys", &self.open_keys()).finish_non_exhaustive()
+    }
+}
+
 impl AccessLog {
     /// A recorder writing through `sequencer`, one event per key per `window`.
-    pub fn new(sequencer: SequencerHandle, window: Duration) -> Self {
+    pub fn new(sequencer: SequencerHandle, store: Store, handoff: Arc<Handoff>, window: Duration) -> Self {
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         Self {
             windows: Arc::new(Mutex::new(AccessWindows::new(window_ms))),
             sequencer,
+            store,
+            handoff,
             unrecorded: Arc::default(),
             written: Arc::default(),
         }
@@ -246,6 +258,22 @@ impl AccessLog {
         if windows.is_empty() {
             return Ok(0);
         }
+        // Never on top of a log whose newest rows vanished (a truncation the sequencer has
+        // not met yet): the checkpoint after this write would re-anchor the shortened
+        // database and hide the loss from the start-up comparison. The records wait.
+        let committed = self.handoff.head.load(Ordering::Relaxed) as i64;
+        let gone = match committed {
+            0 => Ok(false),
+            seq => self.store.row(seq).await.map(|row| row.is_none()),
+        };
+        if !matches!(gone, Ok(false)) {
+            self.lock().restore(windows);
+            return Err(gone.err().unwrap_or_else(|| StoreError::Corrupt {
+                seq: committed,
+                problem: "the newest committed row is gone (truncated?); log access records are not written on top"
+                    .into(),
+            }));
+        }
         let events: Vec<NewEvent> = {
             let state = self.lock();
             windows.iter().map(|(k, w)| state.event(k, w)).collect()
@@ -269,12 +297,20 @@ impl AccessLog {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Each distinct problem is logged once, not at every tick.
+            let mut last_problem = String::new();
             loop {
                 tick.tick().await;
                 match self.flush_due().await {
-                    Ok(_) => {}
+                    Ok(_) => last_problem.clear(),
                     Err(StoreError::SequencerStopped) => return,
-                    Err(e) => tracing::warn!(error = %e, "Could not write the log access records; retrying"),
+                    Err(e) => {
+                        let problem = e.to_string();
+                        if problem != last_problem {
+                            tracing::warn!(error = %problem, "Could not write the log access records; retrying");
+                            last_problem = problem;
+                        }
+                    }
                 }
             }
         })
