@@ -68,6 +68,10 @@ pub struct AppState {
     pub handoff: Arc<crate::ledger::handoff::Handoff>,
     /// Request-body bytes held now, against `[ingest] max_inflight_bytes`.
     pub inflight: Arc<guard::InflightBudget>,
+    /// The cached database figures of `/metrics` and the large-verification gate.
+    pub ops: Arc<ops::OpsState>,
+    /// Reads of the log by keys, written to the chain as `log_accessed` events.
+    pub access: crate::ledger::access::AccessLog,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the

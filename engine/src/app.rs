@@ -26,6 +26,7 @@ use crate::detect::replay;
 use crate::event::system_event;
 use crate::ingest::Masker;
 use crate::ledger::IntegrityStatus;
+use crate::ledger::access::AccessLog;
 use crate::ledger::anchor::Anchor;
 use crate::ledger::keys::{CheckpointKeys, LogFacts};
 use crate::ledger::lock::WriterLock;
@@ -52,10 +53,16 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Graceful stop: stops taking requests, signs the head, releases the writer lock.
+    /// Graceful stop: stops taking requests, writes the open log-access windows, signs the
+    /// head, releases the writer lock.
     pub async fn shutdown(&self) {
         self.state.outbox.stop();
         self.handle.stop(true).await;
+        match self.state.access.flush_all().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "Log access records written at shutdown"),
+            Err(e) => tracing::error!(error = %e, "Could not write the log access records at shutdown"),
+        }
         match self.state.sequencer.checkpoint_now().await {
             Ok(Some(cp)) => tracing::info!(seq = cp.seq, checkpoint = cp.id, "Head signed at shutdown"),
             Ok(None) => {}
@@ -222,6 +229,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     retention.clone().spawn(Duration::from_secs(config.integrity.retention_check_secs));
     let keys = KeyRing::load(store.clone()).await?;
     keys.set_failure_limit(config.auth.failures_per_minute);
+    let access = AccessLog::new(
+        sequencer.clone(),
+        store.clone(),
+        handoff.clone(),
+        Duration::from_secs(config.audit.access_window_secs),
+    );
+    access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let state = AppState {
         config: config.clone(),
@@ -241,6 +255,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         outbox,
         handoff,
         inflight: Arc::new(api::guard::InflightBudget::new(config.ingest.max_inflight_bytes)),
+        ops: Arc::new(api::ops::OpsState::new(&config)),
+        access,
     };
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;

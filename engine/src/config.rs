@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod alerting;
+mod ops;
 
 pub use alerting::{
     AlertsConfig, BreakerConfig, DecisionsConfig, EscalationLevel, EscalationPolicy, OutboxConfig, ReceiverConfig,
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
+pub use ops::{AuditConfig, MetricsConfig};
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// `[auth]`: throttling of failed authentications.
     pub auth: AuthConfig,
+    /// `[metrics]`: the database figures of `/metrics` (cached) and its key.
+    pub metrics: MetricsConfig,
+    /// `[audit]`: reads of the log written to the chain.
+    pub audit: AuditConfig,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -254,11 +260,20 @@ pub struct IntegrityConfig {
     pub witness_url: Option<String>,
     /// How often the retention job looks for a range to purge, seconds.
     pub retention_check_secs: u64,
+    /// A `GET /v1/integrity/verify` covering more events than this runs only while no
+    /// other such verification does (429 with `Retry-After` otherwise); 0: every one.
+    pub exclusive_verify_events: i64,
 }
 
 impl Default for IntegrityConfig {
     fn default() -> Self {
-        Self { anchor_path: None, witness_paths: Vec::new(), witness_url: None, retention_check_secs: 3600 }
+        Self {
+            anchor_path: None,
+            witness_paths: Vec::new(),
+            witness_url: None,
+            retention_check_secs: 3600,
+            exclusive_verify_events: 100_000,
+        }
     }
 }
 
@@ -289,6 +304,8 @@ impl Default for Config {
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -436,7 +453,8 @@ impl Config {
                 message: "memory_limit_mb, max_rules, max_faults and detection_queue_batches must be positive".into(),
             });
         }
-        self.validate_alerting()
+        self.validate_alerting()?;
+        self.validate_ops()
     }
 }
 

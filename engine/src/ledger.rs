@@ -2,8 +2,8 @@
 //! (`sequencer`, with its `handoff` to detection), the canonical form (`canon`), the hash
 //! chain and its verifier (`chain`, `verify`), Ed25519 checkpoint keys (`keys`), the anchor
 //! file the latest signed head is also written to (`anchor`), the one-writer lock of a log
-//! (`lock`), streamed exports and their offline verifier (`export`), and retention
-//! (`retention`).
+//! (`lock`), streamed exports and their offline verifier (`export`), retention
+//! (`retention`), and the record of who read the log (`access`).
 //!
 //! [`IntegrityStatus`] is what the rest of the server shares: the last signed checkpoint,
 //! and the hold. When the database disagrees with what this server knows (it is behind the
@@ -12,6 +12,7 @@
 //! refuses client writes (503 `integrity_hold`) until an operator runs
 //! `vigil integrity accept --reason ...`.
 
+pub mod access;
 pub mod anchor;
 pub mod canon;
 pub mod chain;

@@ -17,6 +17,10 @@
 
 // The OpenAPI document (api::openapi) is written as nested `json!` literals.
 #![recursion_limit = "512"]
+// The server writes only through `tracing` (whose output never fails, see telemetry.rs):
+// `println!` / `eprintln!` panic when their stream cannot be written (a full disk), and a
+// panic in a long-lived task stops it. The command line (`cli`) prints on purpose.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod clock;
 pub mod config;

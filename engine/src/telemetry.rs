@@ -1,9 +1,55 @@
 //! Logging setup (`tracing`, structured fields, `RUST_LOG`-style filter in `VIGIL_LOG`) and
 //! the Prometheus metrics rendered at `GET /metrics`. Counters are plain atomics bumped on
 //! the data path; other modules (rules, alerts) append their own series to the output.
+//!
+//! The log goes to stdout through [`LogOutput`], which never fails: a write that fails (a
+//! full disk under the log file, a closed pipe) is counted in `vigil_log_write_errors_total`
+//! and dropped. tracing-subscriber's own writer reports a failed write with `eprintln!`,
+//! which panics when stderr fails too, and a panic inside the sequencer's task stopped the
+//! log for good; no server task may print or panic because its log output is unwritable.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Log records (or parts of them) that could not be written since the process started.
+static LOG_WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Log writes that failed since the process started (`vigil_log_write_errors_total`).
+pub fn log_write_errors() -> u64 {
+    LOG_WRITE_ERRORS.load(Ordering::Relaxed)
+}
+
+/// The server's log output: stdout, behind a writer that never reports an error (see the
+/// module doc). Writing resumes by itself once the destination takes writes again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOutput;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogOutput {
+    type Writer = Lossy<std::io::Stdout>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Lossy(std::io::stdout())
+    }
+}
+
+/// A writer that swallows the errors of the one inside it, counting them.
+#[derive(Debug)]
+pub struct Lossy<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Lossy<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Interrupted writes are retried by write_all; anything else (ENOSPC, EPIPE, EIO)
+        // loses this record, and nothing else.
+        if self.0.write_all(buf).and_then(|()| self.0.flush()).is_err() {
+            LOG_WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Installs the global subscriber (once; later calls are ignored, as in tests).
 pub fn init_logging() {
@@ -15,7 +61,11 @@ pub fn init_logging() {
 pub fn init_logging_as(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(LogOutput)
+        .log_internal_errors(false);
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
@@ -110,6 +160,13 @@ impl Metrics {
             let _ =
                 writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
         }
+        counter(
+            out,
+            "vigil_log_write_errors_total",
+            "Log records the server could not write (a full disk under its log output, a closed pipe); \
+             they are dropped, nothing else stops.",
+            log_write_errors(),
+        );
         self.ingest_latency.render(
             out,
             "vigil_ingest_request_duration_seconds",
@@ -131,4 +188,45 @@ pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Dis
 /// Appends one unlabelled counter (a value that only goes up; its name ends in `_total`).
 pub fn counter(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::{Lossy, log_write_errors};
+
+    /// A destination that always fails, as a file on a full disk does.
+    struct Full;
+
+    impl std::io::Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from_raw_os_error(28))
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::Error::from_raw_os_error(28))
+        }
+    }
+
+    #[test]
+    fn a_log_write_to_a_full_disk_is_counted_and_never_an_error() {
+        let before = log_write_errors();
+        let mut out = Lossy(Full);
+        assert_eq!(out.write(b"a record\n").unwrap(), 9);
+        out.write_all(b"another\n").unwrap();
+        out.flush().unwrap();
+        assert!(log_write_errors() >= before + 2);
+        let mut fine = Lossy(Vec::new());
+        fine.write_all(b"kept\n").unwrap();
+        assert_eq!(fine.0, b"kept\n");
+    }
+
+    #[test]
+    fn logging_into_an_unwritable_output_does_not_panic() {
+        let subscriber = tracing_subscriber::fmt().with_writer(|| Lossy(Full)).log_internal_errors(false).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(seq = 1, "A record nobody can read");
+        });
+    }
 }

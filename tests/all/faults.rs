@@ -3,7 +3,8 @@
 //! answered within a bound with 201, or 503 / 507 with `Retry-After` (never 500, never a
 //! hang), no batch is half-stored, reads keep answering, and ingest resumes on its own once
 //! the database or the space is back, with the chain verifying and nothing stored twice
-//! when clients retry.
+//! when clients retry. And the server's own log output on a full disk (the real binary,
+//! its stdout and stderr on a full tmpfs, or on `/dev/full`): nothing stops.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -290,4 +291,210 @@ async fn sqlite_disk_full_answers_507_and_resumes_when_space_returns() -> anyhow
     drop(app);
     drop(disk);
     Ok(())
+}
+
+// The server's own log output on a full disk. tracing-subscriber reported a failed log
+// write with `eprintln!`, which panics when stderr fails too (the same file): inside the
+// sequencer's task that stopped the log for good, and every POST was then answered 503 "the
+// server is shutting down", even after space was freed. These run the real `vigil` binary
+// with its stdout and stderr on the full disk.
+
+const PROCESS_KEY: &str = "vgl_log_output_test_admin_key_0123456789";
+
+/// `vigil serve --config CONFIG` with stdout and stderr into `out`.
+fn serve_into(
+    config: &std::path::Path,
+    out: std::fs::File,
+    admin_key: Option<&str>,
+) -> anyhow::Result<std::process::Child> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.args(["serve", "--config"]).arg(config).env("VIGIL_LOG", "info").env_remove("VIGIL_ADMIN_KEY");
+    if let Some(key) = admin_key {
+        cmd.env("VIGIL_ADMIN_KEY", key);
+    }
+    Ok(cmd.stdout(std::process::Stdio::from(out.try_clone()?)).stderr(std::process::Stdio::from(out)).spawn()?)
+}
+
+/// A config file in `dir` for a server on a free port; returns (path, base URL).
+fn process_config(
+    dir: &std::path::Path,
+    db: &std::path::Path,
+    data: &std::path::Path,
+) -> anyhow::Result<(std::path::PathBuf, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = dir.join("vigil.toml");
+    // Checkpoints every second: the sequencer signs (and writes the anchor, and logs when it
+    // cannot) all through the test.
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}\"\ndata_dir = \"{}\"\nworkers = 1\n\n\
+             [store]\ncheckpoint_every_secs = 1\n",
+            db.display(),
+            data.display()
+        ),
+    )?;
+    Ok((config, format!("http://127.0.0.1:{port}")))
+}
+
+/// POSTs a batch of `n` events; returns (status, error code).
+async fn post_batch(client: &reqwest::Client, base: &str, tag: &str, n: usize) -> anyhow::Result<(u16, String)> {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"category": "authentication", "action": "login_failed", "user_id": format!("{tag}-{i}"),
+                        "details": {"pad": "x".repeat(200)}})
+        })
+        .collect();
+    let resp = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(PROCESS_KEY)
+        .timeout(Duration::from_secs(60))
+        .json(&events)
+        .send()
+        .await
+        .with_context(|| format!("POST {tag}: no answer (did the server die?)"))?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    Ok((status, body["error"]["code"].as_str().unwrap_or_default().to_owned()))
+}
+
+/// The value of an unlabelled series of `GET {base}/metrics`.
+async fn process_metric(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<Option<f64>> {
+    let text = client.get(format!("{base}/metrics")).send().await?.text().await?;
+    let prefix = format!("{name} ");
+    Ok(text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok()))
+}
+
+/// SIGTERM, then the exit status (within 30 s).
+async fn terminate(child: &mut std::process::Child) -> anyhow::Result<std::process::ExitStatus> {
+    sh(&format!("kill -TERM {}", child.id()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "vigil did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The database, the data directory and the log file share a small disk that fills up:
+/// 507 while it is full (never "shutting down"), every log line that cannot be written is
+/// counted and dropped, and ingest resumes by itself once space is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_server_log_does_not_stop_it() -> anyhow::Result<()> {
+    vigil::app::install_tls();
+    let disk = SmallDisk::mount(24)?;
+    let (config, base) = process_config(&disk.0, &disk.0.join("vigil.db"), &disk.0.join("data"))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(disk.0.join("vigil.log"))?;
+    let mut child = serve_into(&config, log, Some(PROCESS_KEY))?;
+    let client = reqwest::Client::new();
+    let result = async {
+        vigil_tests::wait_healthy(&client, &base).await?;
+        let (status, code) = post_batch(&client, &base, "seed", 20).await?;
+        anyhow::ensure!(status == 201, "seed: {status} {code}");
+        // Leave about 1 MiB, post until the database is full, then take the last blocks too,
+        // so no log line fits either.
+        let ballast = disk.0.join("ballast");
+        let fill = disk.free()?.saturating_sub(1 << 20);
+        sh(&format!(
+            "fallocate -l {fill} {0} || dd if=/dev/zero of={0} bs=1M count={1} 2>/dev/null",
+            ballast.display(),
+            fill >> 20
+        ))?;
+        let mut n = 0;
+        loop {
+            let (status, code) = post_batch(&client, &base, &format!("fill-{n}"), 100).await?;
+            if status == 507 {
+                anyhow::ensure!(code == "insufficient_storage", "507 with code {code}");
+                break;
+            }
+            anyhow::ensure!(status == 201, "while filling: {status} {code}");
+            n += 1;
+            anyhow::ensure!(n < 2000, "the disk never filled up");
+        }
+        let _ = sh(&format!("dd if=/dev/zero of={} bs=4k 2>/dev/null", disk.0.join("ballast2").display()));
+        // Full: POSTs are 507, the sequencer keeps signing (and failing, and logging) on its
+        // timer, and nothing is ever "shutting down".
+        for i in 0..5 {
+            let (status, code) = post_batch(&client, &base, &format!("full-{i}"), 100).await?;
+            anyhow::ensure!(status == 507 || status == 201, "while full: {status} {code}");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        let lost = process_metric(&client, &base, "vigil_log_write_errors_total").await?.unwrap_or(0.0);
+        anyhow::ensure!(lost > 0.0, "the log output never failed: the test did not fill the disk under it");
+        let health = client.get(format!("{base}/healthz")).send().await?.status().as_u16();
+        anyhow::ensure!(health == 200, "healthz while full: {health}");
+        // Space returns: ingest resumes without a restart.
+        std::fs::remove_file(&ballast)?;
+        let _ = std::fs::remove_file(disk.0.join("ballast2"));
+        let (status, code) = post_batch(&client, &base, "after", 100).await?;
+        anyhow::ensure!(status == 201, "after space returned: {status} {code}");
+        let ready = client.get(format!("{base}/readyz")).send().await?.status().as_u16();
+        anyhow::ensure!(ready == 200, "readyz after space returned: {ready}");
+        let report: Value =
+            client.get(format!("{base}/v1/integrity/verify")).bearer_auth(PROCESS_KEY).send().await?.json().await?;
+        anyhow::ensure!(report["status"] == "ok", "verify: {report}");
+        let status = terminate(&mut child).await?;
+        anyhow::ensure!(status.success(), "vigil exited with {status}");
+        Ok(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(disk);
+    result
+}
+
+/// stdout and stderr on `/dev/full` (every write fails with ENOSPC) for the whole run: the
+/// server starts (also when it cannot show the admin key it generated), ingests, verifies
+/// and stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_output_that_takes_no_writes_does_not_stop_the_server() -> anyhow::Result<()> {
+    vigil::app::install_tls();
+    let dir = std::env::temp_dir().join(format!("vigil-devfull-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let (config, base) = process_config(&dir, &dir.join("vigil.db"), &dir.join("data"))?;
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full");
+    let client = reqwest::Client::new();
+    // First start without VIGIL_ADMIN_KEY: the generated key cannot be printed.
+    let mut child = serve_into(&config, full()?, None)?;
+    let first = async {
+        vigil_tests::wait_healthy(&client, &base).await?;
+        let status = terminate(&mut child).await?;
+        anyhow::ensure!(status.success(), "vigil exited with {status}");
+        Ok(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    first?;
+    let mut child = serve_into(&config, full()?, Some(PROCESS_KEY))?;
+    let second = async {
+        vigil_tests::wait_healthy(&client, &base).await?;
+        for i in 0..10 {
+            let (status, code) = post_batch(&client, &base, &format!("b{i}"), 50).await?;
+            anyhow::ensure!(status == 201, "POST {i}: {status} {code}");
+        }
+        let bad = client.post(format!("{base}/v1/events")).bearer_auth(PROCESS_KEY).json(&json!([{}])).send().await?;
+        anyhow::ensure!(bad.status().as_u16() == 400);
+        tokio::time::sleep(Duration::from_millis(1500)).await; // a timed checkpoint or two
+        let (status, code) = post_batch(&client, &base, "late", 50).await?;
+        anyhow::ensure!(status == 201, "POST after the checkpoints: {status} {code}");
+        let lost = process_metric(&client, &base, "vigil_log_write_errors_total").await?.unwrap_or(0.0);
+        anyhow::ensure!(lost > 0.0, "no log write failed: {lost}");
+        let ready = client.get(format!("{base}/readyz")).send().await?.status().as_u16();
+        anyhow::ensure!(ready == 200, "readyz: {ready}");
+        let report: Value =
+            client.get(format!("{base}/v1/integrity/verify")).bearer_auth(PROCESS_KEY).send().await?.json().await?;
+        anyhow::ensure!(report["status"] == "ok" && report["verified"].as_i64() >= Some(550), "verify: {report}");
+        let status = terminate(&mut child).await?;
+        anyhow::ensure!(status.success(), "vigil exited with {status}");
+        Ok(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    second
 }

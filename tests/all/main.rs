@@ -6,6 +6,7 @@
 //! Run one area with `cargo test -p vigil-engine --test all -- alerting::`.
 
 mod alerting;
+mod audit;
 mod auth;
 mod cli;
 mod concurrency;
@@ -21,6 +22,7 @@ mod integrity;
 mod integrity_process;
 mod metrics;
 mod openapi;
+mod ops_guards;
 mod outbox_crash;
 mod query;
 mod rules;

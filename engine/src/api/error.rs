@@ -136,6 +136,16 @@ impl From<StoreError> for ApiError {
             StoreError::OnHold => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "integrity_hold", StoreError::OnHold.to_string())
             }
+            // The data directory (anchor, rule artifacts, key files) is out of space.
+            StoreError::Io(e) if e.raw_os_error() == Some(28) => {
+                tracing::warn!(error = %e, "Answering 507: the data directory is out of space");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the server's data directory has no space left; retry once space is freed",
+                )
+                .retry_after(10)
+            }
             other => Self::internal(&other),
         }
     }

@@ -1,4 +1,5 @@
-//! `POST /v1/events` (role: ingest), `GET /v1/events` and `GET /v1/events/stats` (role: read).
+//! `POST /v1/events` (role: ingest), `GET /v1/events` and `GET /v1/events/stats` (role: read;
+//! each read is recorded as a `log_accessed` chain event, see `ledger::access`).
 //!
 //! Ingest reads the body under the configured limit (413 past it, before parsing), parses
 //! one object / an array / NDJSON, validates and masks every event (one 400 naming the index
@@ -15,6 +16,7 @@ use super::{AppState, parse_query, parse_time_param};
 use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::ingest::{Problem, split_body, validate_pieces};
+use crate::ledger::access::Read;
 use crate::store::{EventFilter, StatsFilter};
 use crate::telemetry::Metrics;
 
@@ -97,8 +99,9 @@ struct ListQuery {
 /// Lists stored events, newest first, with cursor pagination.
 #[tracing::instrument(skip_all)]
 pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.keys.require(&req, Role::Read)?;
+    let who = state.keys.require(&req, Role::Read)?;
     let q: ListQuery = parse_query(req.query_string())?;
+    super::ops::record_read(&state, &who.key_id, Read::EventsQuery, req.query_string());
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
@@ -141,8 +144,9 @@ struct StatsQuery {
 /// Aggregate statistics over a time range.
 #[tracing::instrument(skip_all)]
 pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.keys.require(&req, Role::Read)?;
+    let who = state.keys.require(&req, Role::Read)?;
     let q: StatsQuery = parse_query(req.query_string())?;
+    super::ops::record_read(&state, &who.key_id, Read::EventsStats, req.query_string());
     let bucket_ms = match q.bucket.as_deref().unwrap_or("hour") {
         "minute" => 60_000,
         "hour" => 3_600_000,

@@ -33,8 +33,9 @@ struct ExportQuery {
 /// Streams the export.
 #[tracing::instrument(skip_all)]
 pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.keys.require(&req, Role::Read)?;
+    let who = state.keys.require(&req, Role::Read)?;
     let q: ExportQuery = parse_query(req.query_string())?;
+    super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::EventsExport, req.query_string());
     let csv = match q.format.as_deref().unwrap_or("ndjson") {
         "ndjson" | "jsonl" => false,
         "csv" => true,

@@ -20,7 +20,12 @@ struct VerifyQuery {
     to: Option<i64>,
 }
 
-/// Verifies the chain over `[from, to]`.
+/// Seconds a client is told to wait when a large verification is already running.
+pub const VERIFY_BUSY_RETRY_SECS: u32 = 5;
+
+/// Verifies the chain over `[from, to]`. One covering more than `[integrity]
+/// exclusive_verify_events` events runs only while no other such one does: 429
+/// `verify_busy` with `Retry-After` otherwise.
 #[tracing::instrument(skip_all)]
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let who = state.keys.require(&req, Role::Read)?;
@@ -30,6 +35,8 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     {
         return Err(ApiError::bad_request("`from` must not be greater than `to`"));
     }
+    super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::IntegrityVerify, req.query_string());
+    let _permit = large_verify_permit(&state, &who.key_id, q.from, q.to)?;
     let known = state.integrity.last_checkpoint();
     let report = verify_range(&state.store, q.from, q.to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
     Metrics::add(&state.metrics.verify_runs, 1);
@@ -62,6 +69,43 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["hold"] = serde_json::to_value(hold).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The gate's permit when `[from, to]` is a large range (the sequencer's head in memory
+/// stands for a missing `to`), None for a small one; 429 while another large one runs.
+fn large_verify_permit(
+    state: &AppState,
+    key_id: &str,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Option<crate::api::ops::VerifyPermit>, ApiError> {
+    let head = state.handoff.head.load(std::sync::atomic::Ordering::Relaxed) as i64;
+    let from = from.unwrap_or(1).max(1);
+    let to = to.unwrap_or(head).min(head);
+    let limit = state.config.integrity.exclusive_verify_events;
+    // `to - from + 1` events are in the range.
+    if to.saturating_sub(from) < limit {
+        return Ok(None);
+    }
+    let me = crate::api::ops::RunningVerify {
+        since: crate::event::format_rfc3339_ms(state.config.clock.now_ms()),
+        key_id: key_id.to_owned(),
+        from,
+        to,
+    };
+    match state.ops.verify.try_enter(me) {
+        Ok(permit) => Ok(Some(permit)),
+        Err(running) => Err(ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "verify_busy",
+            format!(
+                "another verification of more than {limit} events is running; retry in {VERIFY_BUSY_RETRY_SECS} s, \
+                 or verify a range of at most {limit} events (from, to)"
+            ),
+        )
+        .with_details(json!({"running": running, "max_concurrent_events": limit}))
+        .retry_after(VERIFY_BUSY_RETRY_SECS)),
+    }
 }
 
 /// The head `{seq, hash}` of the log.

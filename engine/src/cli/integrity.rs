@@ -99,9 +99,15 @@ pub fn progress(total: u64, message: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// How long `vigil verify --url` waits, in all, for another large verification on the
+/// server to end (the server answers 429 `verify_busy` meanwhile).
+pub const VERIFY_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `vigil verify --url`: `GET /v1/integrity/verify` on a running server. Prints the JSON
 /// report on stdout and a summary on stderr; returns the exit status: 0 ok, 1 failed
 /// (a tail not yet signed is normal on a live server: the summary names it, the status is 0).
+/// While the server runs another large verification (429), it says so and waits as the
+/// server's `Retry-After` asks, for [`VERIFY_BUSY_WAIT`] at most.
 pub async fn verify_server(
     url: &str,
     key: &str,
@@ -119,9 +125,8 @@ pub async fn verify_server(
     };
     let bar = if json_only { indicatif::ProgressBar::hidden() } else { progress(0, "verifying on the server") };
     let started = std::time::Instant::now();
-    let answer = Call { url: url.into(), key: key.into(), json: true, method: reqwest::Method::GET, path, body: None }
-        .answer()
-        .await;
+    let call = Call { url: url.into(), key: key.into(), json: true, method: reqwest::Method::GET, path, body: None };
+    let answer = verify_when_free(&call, &bar).await;
     bar.finish_and_clear();
     let report: serde_json::Value = serde_json::from_str(&answer?)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -146,6 +151,46 @@ pub async fn verify_server(
         }
     }
     Ok(if report["status"] == "ok" { 0 } else { 1 })
+}
+
+/// Sends the verification, waiting while the server answers 429 (another large one runs).
+async fn verify_when_free(call: &Call, bar: &indicatif::ProgressBar) -> anyhow::Result<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let url = format!("{}{}", call.url.trim_end_matches('/'), call.path);
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&call.key)
+            .send()
+            .await
+            .with_context(|| format!("connect to {}", call.url))?;
+        if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let status = resp.status();
+            let text = resp.text().await?;
+            if !status.is_success() {
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let message = value["error"]["message"].as_str().map_or(text.clone(), str::to_owned);
+                bail!("GET {} refused ({status}): {message}", call.path);
+            }
+            return Ok(text);
+        }
+        let wait = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(5)
+            .clamp(1, 60);
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let message = body["error"]["message"].as_str().unwrap_or("the server is busy").to_owned();
+        if started.elapsed() + std::time::Duration::from_secs(wait) > VERIFY_BUSY_WAIT {
+            bail!("{message} (waited {} s; try again later)", started.elapsed().as_secs());
+        }
+        bar.suspend(|| {
+            eprintln!("The server is running another large verification ({message}); retrying in {wait} s");
+        });
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    }
 }
 
 /// `vigil events export`: streams `GET /v1/events/export` into `out` (or stdout with `-`),

@@ -593,6 +593,7 @@ mod tests {
     /// `cargo test --release -p vigil-engine --lib parse_validate_mask_timing -- --ignored --nocapture`.
     #[test]
     #[ignore = "timing; run in release"]
+    #[allow(clippy::print_stderr)] // a benchmark's result, shown with --nocapture
     fn parse_validate_mask_timing() {
         let body = serde_json::to_vec(&(0..500).map(w1_event).collect::<Vec<_>>()).unwrap();
         let m = masker();

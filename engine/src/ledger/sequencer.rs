@@ -89,6 +89,12 @@ pub struct SequencerHandle {
 }
 
 impl SequencerHandle {
+    /// False once the writer task has ended (halted, or stopped by a panic): nothing can be
+    /// written any more, which `/readyz` reports.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// Requests waiting for the writer (submitted, not yet taken into a transaction).
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

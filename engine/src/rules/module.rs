@@ -265,6 +265,8 @@ impl Sandbox {
             std::fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
+            // A full disk: the partial temporary file would only hold on to space.
+            let _ = std::fs::remove_file(path.with_extension("tmp"));
             tracing::warn!(file = %path.display(), error = %e, "Could not cache a compiled rule artifact");
         }
     }

@@ -61,14 +61,15 @@ impl AlertStats {
 }
 
 impl Store {
-    /// Alert counts and response times (alerts created at or after `since`).
+    /// Alert counts and response times (alerts created at or after `since`). Read on the
+    /// read pool (SQLite): `/metrics` asks, and must never queue behind the writer.
     pub async fn alert_stats(&self, since: Option<i64>) -> Result<AlertStats, StoreError> {
         dispatch!(self, s => s.alert_stats(since).await)
     }
 }
 
 macro_rules! alert_stats_queries {
-    ($store:ty, $db:ty, writer: $writer:ident) => {
+    ($store:ty, $db:ty, reader: $reader:ident) => {
         impl $store {
             pub(super) async fn alert_stats(&self, since: Option<i64>) -> Result<AlertStats, StoreError> {
                 let since = since.unwrap_or(i64::MIN);
@@ -76,7 +77,7 @@ macro_rules! alert_stats_queries {
                 for (column, out) in [("status", &mut stats.by_status), ("severity", &mut stats.by_severity)] {
                     let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column} AS value, COUNT(*) AS n FROM alerts WHERE created_at >= "));
                     qb.push_bind(since).push(format_args!(" GROUP BY {column} ORDER BY {column}"));
-                    *out = qb.build().fetch_all(&self.$writer).await?.iter().map(|r| (r.get("value"), r.get("n"))).collect();
+                    *out = qb.build().fetch_all(&self.$reader).await?.iter().map(|r| (r.get("value"), r.get("n"))).collect();
                 }
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT rule, COUNT(*) AS alerts, \
@@ -91,7 +92,7 @@ macro_rules! alert_stats_queries {
                 qb.push_bind(since).push(" GROUP BY rule ORDER BY rule");
                 stats.by_rule = qb
                     .build()
-                    .fetch_all(&self.$writer)
+                    .fetch_all(&self.$reader)
                     .await?
                     .iter()
                     .map(|r| RuleAlertStats {

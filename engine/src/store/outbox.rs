@@ -167,7 +167,7 @@ macro_rules! notification_columns {
 }
 
 macro_rules! outbox_queries {
-    ($store:ty, $db:ty, $row:ty, writer: $writer:ident) => {
+    ($store:ty, $db:ty, $row:ty, writer: $writer:ident, reader: $reader:ident) => {
         impl $store {
             pub(super) async fn replace_notifications(
                 &self,
@@ -266,7 +266,8 @@ macro_rules! outbox_queries {
                     "SELECT receiver, status, COUNT(*) AS n FROM notifications GROUP BY receiver, status ORDER BY receiver, status",
                 )
                 .build()
-                .fetch_all(&self.$writer)
+                // The read pool: `/metrics` asks, and must never queue behind the writer.
+                .fetch_all(&self.$reader)
                 .await?;
                 Ok(rows.iter().map(|r| (r.get("receiver"), r.get("status"), r.get("n"))).collect())
             }

@@ -84,6 +84,10 @@ pub struct Stats {
     pub by_severity: Vec<Count>,
     pub by_outcome: Vec<Count>,
     pub by_action: Vec<Count>,
+    /// What the four groupings above left out past their [`GROUP_LIMIT`] most frequent
+    /// values (categories and actions are chosen by clients, so their number is not
+    /// bounded).
+    pub other: OtherCounts,
     /// failures / total (0 when empty).
     pub failure_rate: f64,
     /// Events with severity high or critical.
@@ -98,6 +102,38 @@ pub struct Stats {
 
 /// The grouping columns of [`Stats`], in the order they are filled.
 pub const GROUPED_COLUMNS: [&str; 4] = ["category", "severity", "outcome", "action"];
+
+/// Most values a grouping of [`Stats`] lists (the most frequent first); the rest are summed
+/// in [`Stats::other`].
+pub const GROUP_LIMIT: i64 = 100;
+
+/// The values of one grouping past its [`GROUP_LIMIT`] most frequent.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct Other {
+    /// Distinct values left out.
+    pub values: i64,
+    /// Events carrying them.
+    pub count: i64,
+}
+
+/// [`Other`] per grouping of [`Stats`].
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct OtherCounts {
+    pub by_category: Other,
+    pub by_severity: Other,
+    pub by_outcome: Other,
+    pub by_action: Other,
+}
+
+/// One grouping as the database answers it: the top rows, each with the number of groups
+/// and the events of all groups (window functions over the grouped rows).
+pub(crate) fn top_and_other(rows: Vec<(String, i64, i64, i64)>) -> (Vec<Count>, Other) {
+    let (groups, all) = rows.first().map_or((0, 0), |r| (r.2, r.3));
+    let top: Vec<Count> = rows.into_iter().map(|(value, count, _, _)| Count { value, count }).collect();
+    let listed: i64 = top.iter().map(|c| c.count).sum();
+    let other = Other { values: (groups - top.len() as i64).max(0), count: (all - listed).max(0) };
+    (top, other)
+}
 
 /// Appends ` WHERE ...` (always valid: starts with `1=1`) for an event filter. With
 /// `postings` (SQLite), a filter on a high-cardinality field is served by the posting table
@@ -266,25 +302,35 @@ macro_rules! search_queries {
 
             pub(super) async fn stats(&self, f: &StatsFilter) -> Result<Stats, StoreError> {
                 let mut stats = Stats::default();
-                let counts = |column: &str, limit: Option<i64>| {
+                let counts = |column: &str, limit: i64| {
                     let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column} AS value, COUNT(*) AS n FROM events"));
                     query::push_stats_filter(&mut qb, f, $postings);
-                    qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column}"));
-                    if let Some(limit) = limit {
-                        qb.push(" LIMIT ").push_bind(limit);
-                    }
+                    qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT "))
+                        .push_bind(limit);
                     qb
                 };
                 let mut grouped = Vec::new();
                 for column in query::GROUPED_COLUMNS {
-                    grouped.push(self.fetch_counts(counts(column, None)).await?);
+                    let mut qb = QueryBuilder::<$db>::new(format!(
+                        "SELECT value, n, COUNT(*) OVER () AS groups, CAST(SUM(n) OVER () AS BIGINT) AS all_n \
+                         FROM (SELECT {column} AS value, COUNT(*) AS n FROM events"
+                    ));
+                    query::push_stats_filter(&mut qb, f, $postings);
+                    qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column}) g ORDER BY n DESC, value LIMIT "))
+                        .push_bind(query::GROUP_LIMIT);
+                    let rows = qb.build().fetch_all(&self.$reader).await?;
+                    grouped.push(query::top_and_other(
+                        rows.iter().map(|r| (r.get("value"), r.get("n"), r.get("groups"), r.get("all_n"))).collect(),
+                    ));
                 }
-                let [by_category, by_severity, by_outcome, by_action]: [Vec<Count>; 4] =
+                let [category, severity, outcome, action]: [(Vec<Count>, query::Other); 4] =
                     grouped.try_into().expect("four grouped columns");
-                (stats.by_category, stats.by_severity, stats.by_outcome, stats.by_action) =
-                    (by_category, by_severity, by_outcome, by_action);
-                stats.top_ips = self.fetch_counts(counts("ip", Some(f.top))).await?;
-                stats.top_users = self.fetch_counts(counts("user_id", Some(f.top))).await?;
+                (stats.by_category, stats.other.by_category) = category;
+                (stats.by_severity, stats.other.by_severity) = severity;
+                (stats.by_outcome, stats.other.by_outcome) = outcome;
+                (stats.by_action, stats.other.by_action) = action;
+                stats.top_ips = self.fetch_counts(counts("ip", f.top)).await?;
+                stats.top_users = self.fetch_counts(counts("user_id", f.top)).await?;
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT COUNT(*) AS total, \
                      CAST(COALESCE(SUM(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failures, \
@@ -320,3 +366,18 @@ macro_rules! search_queries {
 }
 
 pub(crate) use search_queries;
+
+#[cfg(test)]
+mod tests {
+    use super::{Count, Other, top_and_other};
+
+    #[test]
+    fn the_rest_past_the_top_values_is_summed_in_other() {
+        // 3 groups of 10, 5 and 1 events: the database answers the top 2 (LIMIT).
+        let rows = vec![("a".to_owned(), 10, 3, 16), ("b".to_owned(), 5, 3, 16)];
+        let (top, other) = top_and_other(rows);
+        assert_eq!(top, vec![Count { value: "a".into(), count: 10 }, Count { value: "b".into(), count: 5 }]);
+        assert_eq!(other, Other { values: 1, count: 1 });
+        assert_eq!(top_and_other(Vec::new()), (Vec::new(), Other::default()));
+    }
+}

@@ -386,9 +386,9 @@ super::keys::key_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::rules::rule_queries!(SqliteStore, Sqlite, writer: writer);
 super::alerts::alert_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::alert_changes::alert_change_queries!(SqliteStore, Sqlite, writer: writer);
-super::alert_stats::alert_stats_queries!(SqliteStore, Sqlite, writer: writer);
+super::alert_stats::alert_stats_queries!(SqliteStore, Sqlite, reader: reader);
 super::escalations::escalation_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
-super::outbox::outbox_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
+super::outbox::outbox_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer, reader: reader);
 super::silences::silence_queries!(SqliteStore, Sqlite, writer: writer);
 super::decisions::decision_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 

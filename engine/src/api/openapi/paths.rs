@@ -56,8 +56,15 @@ fn operations_and_health() -> Vec<(&'static str, &'static str, Op)> {
         (
             "get",
             "/metrics",
-            Op::new("metrics", "operations", "Prometheus metrics (text exposition format 0.0.4)", None)
-                .raw(200, json!({"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}})),
+            Op::new(
+                "metrics",
+                "operations",
+                "Prometheus metrics (text exposition format 0.0.4); database figures cached for [metrics] \
+                 cache_secs, never read on the writer. With [metrics] require_key = true, a key with the read \
+                 role is needed (401 / 403 otherwise)",
+                None,
+            )
+            .raw(200, json!({"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}})),
         ),
         (
             "get",
@@ -117,7 +124,11 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
                 query("bucket", json!({"type": "string", "enum": ["minute", "hour", "day"], "default": "hour"}), "bucket width"),
                 query("top", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 10}), "top IPs/users"),
             ])
-            .ok(200, "statistics", r("EventStats"))
+            .ok(
+                200,
+                "statistics; each by_* grouping lists its 100 most frequent values, `other` sums the rest",
+                r("EventStats"),
+            )
             .err(400, "invalid parameter"),
     ),
     (
@@ -156,7 +167,12 @@ fn integrity() -> Vec<(&'static str, &'static str, Op)> {
                 query("to", int64(), "last seq (default: the head); `from` must not be greater"),
             ])
             .ok(200, "the report; `status` says whether the log is intact", r("VerifyReport"))
-            .err(400, "invalid range"),
+            .err(400, "invalid range")
+            .err(
+                429,
+                "verify_busy: another verification of more than [integrity] exclusive_verify_events events is \
+                 running (Retry-After; `details.running` names it); verify a smaller range or retry",
+            ),
         ),
         (
             "get",

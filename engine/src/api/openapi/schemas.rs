@@ -9,6 +9,14 @@ use super::{any_case, hex64, nullable, nullable_time, object, r, time};
 // one function (split, it would only scatter the `$ref` targets).
 pub(super) fn schemas() -> Value {
     let count = json!({"type": "array", "items": r("Count")});
+    let mut other_counts = object(
+        &["by_category", "by_severity", "by_outcome", "by_action"],
+        json!({
+            "by_category": r("OtherCount"), "by_severity": r("OtherCount"),
+            "by_outcome": r("OtherCount"), "by_action": r("OtherCount"),
+        }),
+    );
+    other_counts["description"] = json!("per by_* grouping: the values past its 100 most frequent, and their events");
     let counts_by = json!({"type": "object", "additionalProperties": {"type": "integer"}});
     let string_field = json!({"type": ["string", "null"], "maxLength": 512, "pattern": "^[^\\u0000]*$", "description": "at most 512 bytes, no NUL"});
     json!({
@@ -19,7 +27,7 @@ pub(super) fn schemas() -> Value {
         }))})),
         "Health": object(&["status"], json!({"status": {"const": "ok"}})),
         "Ready": object(&["status"], json!({
-            "status": {"type": "string", "enum": ["ready", "unavailable", "integrity_hold"]},
+            "status": {"type": "string", "enum": ["ready", "unavailable", "integrity_hold", "sequencer_stopped"]},
             "backend": {"type": "string", "enum": ["sqlite", "postgres"]},
             "hint": {"type": "string"},
         })),
@@ -88,11 +96,16 @@ pub(super) fn schemas() -> Value {
             }))},
         })),
         "Count": object(&["value", "count"], json!({"value": {"type": "string"}, "count": {"type": "integer"}})),
+        "OtherCount": object(&["values", "count"], json!({
+            "values": {"type": "integer", "minimum": 0, "description": "distinct values past the 100 listed"},
+            "count": {"type": "integer", "minimum": 0, "description": "events carrying them"},
+        })),
         "EventStats": object(
-            &["total", "by_category", "by_severity", "by_outcome", "by_action", "failure_rate", "high_risk", "top_ips", "top_users", "buckets"],
+            &["total", "by_category", "by_severity", "by_outcome", "by_action", "other", "failure_rate", "high_risk", "top_ips", "top_users", "buckets"],
             json!({
                 "total": {"type": "integer"},
                 "by_category": count, "by_severity": count, "by_outcome": count, "by_action": count,
+                "other": other_counts,
                 "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
                 "high_risk": {"type": "integer", "description": "severity high or critical"},
                 "top_ips": count, "top_users": count,

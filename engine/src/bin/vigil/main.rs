@@ -229,9 +229,19 @@ async fn rules(command: RulesCommand) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = vigil::app::start(config).await?;
     if let Some(key) = &server.generated_admin_key {
-        #[allow(clippy::print_stdout)]
-        {
-            println!("\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n");
+        // Not println!: it panics when stdout cannot be written (a full disk under it), and
+        // the server must start and run whatever happens to its output.
+        use std::io::Write as _;
+        let shown = writeln!(
+            std::io::stdout().lock(),
+            "\n  First start: an admin API key was generated. It is shown only this once:\n\n    {key}\n"
+        );
+        if let Err(e) = shown {
+            tracing::error!(
+                error = %e,
+                "The generated admin key could not be shown (stdout is not writable); set VIGIL_ADMIN_KEY and \
+                 restart to add an admin key you know"
+            );
         }
     }
     let mut server = server;
