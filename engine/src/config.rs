@@ -14,6 +14,7 @@ pub use alerting::{
     AlertsConfig, BreakerConfig, DecisionsConfig, EscalationLevel, EscalationPolicy, OutboxConfig, ReceiverConfig,
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
+pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! What detection finds, as plain data shared by every layer above it: the alerts and
 //! decisions a rule emits (`EmittedAlert`, `EmittedDecision`), the same with where they came
-//! from (`RaisedAlert`, `RaisedDecision`), quarantines, and the output of one evaluated batch
+//! from (`RaisedAlert`, `RaisedDecision`), decisions refused as allowlisted
+//! (`RefusedDecision`), quarantines, and the output of one evaluated batch
 //! (`Evaluated`). Produced by `rules` and `detect`, consumed by `alerts`, `respond`, `route`
 //! and the writer in `app`.
 
@@ -57,6 +58,21 @@ pub struct RaisedDecision {
     pub decision: EmittedDecision,
 }
 
+/// A decision a rule emitted that the host refused with a note (its value is allowlisted):
+/// not issued, but the alert it goes with says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedDecision {
+    /// Rule name.
+    pub rule: String,
+    /// Module SHA-256 (hex).
+    pub rule_sha256: String,
+    pub decision: EmittedDecision,
+    /// Why (`allowlisted`).
+    pub reason: String,
+    /// What refused it (the allowlist entry).
+    pub note: Value,
+}
+
 impl RaisedAlert {
     /// An alert the server raises itself (rule `vigil`, this build's version): floods,
     /// quarantines, integrity failures. `rule_sha256` names the module it is about, if any.
@@ -91,6 +107,8 @@ pub struct Evaluated {
     pub faulted: usize,
     /// Decisions issued.
     pub decisions: Vec<RaisedDecision>,
+    /// Decisions refused with a note (allowlisted values), for their alerts to say so.
+    pub refused_decisions: Vec<RefusedDecision>,
 }
 
 #[cfg(test)]

@@ -8,17 +8,24 @@
 //! a query. [`DecisionService`] (`service.rs`) is the one writer: every issue, expiry and
 //! lift is a row of `decision_changes` written with the change and then an event of the
 //! chain. [`Gate`] is what the rule host consults on each `emit_decision`: the policy of
-//! `[decisions]` and the rule's count of active decisions.
+//! `[decisions]`, the rule's count of active decisions and the [`Allowlist`]
+//! (`allowlist.rs`: values no decision may apply to). `[decisions] mode = "simulate"`
+//! records rules' decisions without enforcing them.
 
+pub mod allowlist;
 mod service;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use service::{DecisionError, DecisionService, NewDecision, RaisedDecision};
+pub use allowlist::{AllowEntry, Allowlist};
+pub use service::{DecisionError, DecisionService, NewAllowEntry, NewDecision, RaisedDecision};
+pub use service::{SNAPSHOT_PAGE, STREAM_PAGE, Snapshot, Stream, StreamPage};
 
+use crate::clock::Clock;
 use crate::config::DecisionsConfig;
+use crate::rules::DecisionRefusal;
 use crate::store::decisions::DecisionRow;
 
 // The decision vocabulary and its validation are the SDK's (`vigil_sdk::decision`), used by
@@ -55,6 +62,39 @@ pub fn check(scope: Scope, value: &str, kind: Kind, duration_ms: i64, reason: &s
     vigil_sdk::Decision::new(scope, value, kind).duration(duration_ms).reason(reason).validate().map_err(|e| e.0)
 }
 
+/// Parses a duration a person gives as text: a whole number and one unit, `s`, `m`, `h` or
+/// `d` (`"90s"`, `"30m"`, `"4h"`, `"7d"`); returns ms. The error says what is wrong: no
+/// number, no or an unknown unit, zero, or too large.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a duration: a whole number and a unit, e.g. 90s, 30m, 4h, 7d"));
+    }
+    let unit_ms: i64 = match unit {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err(format!("`{text}` has no unit: add s, m, h or d (e.g. {text}m)")),
+        other => return Err(format!("`{text}`: unknown unit `{other}` (s, m, h or d)")),
+    };
+    let n: i64 = number.parse().map_err(|_| format!("`{text}` is too large"))?;
+    if n == 0 {
+        return Err(format!("`{text}`: a duration must be more than zero"));
+    }
+    n.checked_mul(unit_ms).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// What the rules' gate and the decision service share: the active set and the allowlist.
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    /// The decisions that apply now.
+    pub set: Arc<ActiveSet>,
+    /// The values no decision may apply to.
+    pub allowlist: Arc<Allowlist>,
+}
+
 #[derive(Debug, Default)]
 struct SetInner {
     /// (scope, value) -> decisions that apply (usually one).
@@ -79,8 +119,12 @@ pub struct DecisionCounters {
     pub expired: AtomicU64,
     /// Decisions lifted early.
     pub lifted: AtomicU64,
-    /// Rule decisions refused (policy, caps).
+    /// Rule decisions refused (policy, caps, allowlist).
     pub refused: AtomicU64,
+    /// The same by reason, in the order of [`Refusal::ALL`].
+    pub refused_by: [AtomicU64; Refusal::ALL.len()],
+    /// Rule decisions recorded as simulated (`mode = "simulate"`).
+    pub simulated: AtomicU64,
     /// Rule decisions dropped as duplicates of an active one that lasts as long.
     pub duplicates: AtomicU64,
     /// Stream requests served.
@@ -188,6 +232,21 @@ impl ActiveSet {
         (out, inner.last_change)
     }
 
+    /// The ids of every decision that applies at `now`, newest first, and the newest change
+    /// (one moment: the stream's snapshot).
+    pub fn snapshot_ids(&self, now: i64) -> (Vec<i64>, i64) {
+        let inner = self.read();
+        let mut ids: Vec<i64> = inner.by_id.values().filter(|d| d.expires_at > now).map(|d| d.id).collect();
+        ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
+        (ids, inner.last_change)
+    }
+
+    /// The decisions of `ids` that still apply at `now`, in that order.
+    pub fn rows(&self, ids: &[i64], now: i64) -> Vec<Arc<DecisionRow>> {
+        let inner = self.read();
+        ids.iter().filter_map(|id| inner.by_id.get(id)).filter(|d| d.expires_at > now).cloned().collect()
+    }
+
     /// Ids of decisions past their expiry at `now`.
     pub fn due(&self, now: i64) -> Vec<i64> {
         self.read().by_id.values().filter(|d| d.expires_at <= now).map(|d| d.id).collect()
@@ -236,16 +295,27 @@ impl ActiveSet {
     }
 }
 
-/// What a rule may decide (`[decisions]`), as the rule host checks it on `emit_decision`.
+impl DecisionCounters {
+    /// Counts a refused rule decision.
+    pub fn refuse(&self, why: Refusal) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused_by[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a rule may decide (`[decisions]` and the allowlist), as the rule host checks it on
+/// `emit_decision`.
 #[derive(Debug)]
 pub struct Gate {
     config: DecisionsConfig,
     scopes: Vec<Scope>,
     set: Arc<ActiveSet>,
+    allowlist: Arc<Allowlist>,
+    clock: Clock,
 }
 
 /// Why the gate refused a rule's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// `[decisions] from_rules = false`.
     Disabled,
@@ -257,9 +327,21 @@ pub enum Refusal {
     RuleCap,
     /// `max_active` decisions are active.
     TotalCap,
+    /// The value is allowlisted.
+    Allowlisted,
 }
 
 impl Refusal {
+    /// Every reason (the order of [`DecisionCounters::refused_by`]).
+    pub const ALL: [Refusal; 6] = [
+        Refusal::Disabled,
+        Refusal::Scope,
+        Refusal::Duration,
+        Refusal::RuleCap,
+        Refusal::TotalCap,
+        Refusal::Allowlisted,
+    ];
+
     /// Label for logs and metrics.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -268,15 +350,20 @@ impl Refusal {
             Refusal::Duration => "duration",
             Refusal::RuleCap => "rule_cap",
             Refusal::TotalCap => "total_cap",
+            Refusal::Allowlisted => "allowlisted",
         }
+    }
+
+    fn from_label(label: &str) -> Option<Refusal> {
+        Refusal::ALL.into_iter().find(|r| r.as_str() == label)
     }
 }
 
 impl Gate {
-    /// A gate over `set` with the `[decisions]` policy.
-    pub fn new(config: DecisionsConfig, set: Arc<ActiveSet>) -> Self {
+    /// A gate over the active set and the allowlist with the `[decisions]` policy.
+    pub fn new(config: DecisionsConfig, guardrails: Guardrails, clock: Clock) -> Self {
         let scopes = config.rule_scopes.iter().filter_map(|s| Scope::parse(s)).collect();
-        Self { config, scopes, set }
+        Self { config, scopes, set: guardrails.set, allowlist: guardrails.allowlist, clock }
     }
 
     /// The active set it counts.
@@ -305,19 +392,62 @@ impl Gate {
         Ok(())
     }
 
-    /// Counts a refusal.
-    pub fn refused(&self) {
-        self.set.counters.refused.fetch_add(1, Ordering::Relaxed);
+    /// The allowlist entry that covers a decision on `value` in `scope` now, if any.
+    pub fn allowlisted(&self, scope: Scope, value: &str) -> Option<Arc<AllowEntry>> {
+        self.allowlist.find(scope, value, self.clock.now_ms())
     }
 }
 
 impl crate::rules::DecisionGate for Gate {
-    fn admit_decision(&self, rule: &str, scope: Scope, duration_ms: i64, pending: usize) -> Result<(), &'static str> {
-        self.admit(rule, scope, duration_ms, pending).map_err(|r| r.as_str())
+    /// The policy first (a rule past its limits is refused as such), then the allowlist.
+    fn admit_decision(
+        &self,
+        rule: &str,
+        decision: &crate::finding::EmittedDecision,
+        pending: usize,
+    ) -> Result<(), DecisionRefusal> {
+        self.admit(rule, decision.scope, decision.duration_ms, pending)
+            .map_err(|r| DecisionRefusal { label: r.as_str(), note: None })?;
+        if let Some(entry) = self.allowlisted(decision.scope, &decision.value) {
+            let note = entry.to_api_json(self.clock.now_ms());
+            return Err(DecisionRefusal { label: Refusal::Allowlisted.as_str(), note: Some(note) });
+        }
+        Ok(())
     }
 
-    fn count_refusal(&self) {
-        self.refused();
+    fn count_refusal(&self, refusal: &DecisionRefusal) {
+        match Refusal::from_label(refusal.label) {
+            Some(r) => self.set.counters.refuse(r),
+            None => {
+                self.set.counters.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Adds to each alert of a batch the decisions of the same rule and dedup key that the
+/// gate refused with a note (allowlisted values): `fields.decisions_refused`, a list of
+/// `{scope, value, kind, refused, allowlist_entry}`, so the alert (and its notifications)
+/// says that no decision was issued, and why. A repeat of an open alert keeps its first
+/// fields; its history notes the refusal (`decision_refused`) either way.
+pub fn annotate_refusals(alerts: &mut [crate::finding::RaisedAlert], refused: &[crate::finding::RefusedDecision]) {
+    for r in refused {
+        let Some(key) = &r.decision.dedup_key else { continue };
+        let Some(alert) = alerts.iter_mut().find(|a| a.rule == r.rule && &a.alert.dedup_key == key) else { continue };
+        let fields = &mut alert.alert.fields;
+        if fields.is_null() {
+            *fields = serde_json::json!({});
+        }
+        if !fields.is_object() {
+            continue;
+        }
+        let note = serde_json::json!({"scope": r.decision.scope.as_str(), "value": r.decision.value,
+            "kind": r.decision.kind.as_str(), "refused": r.reason, "allowlist_entry": r.note});
+        match fields.get_mut("decisions_refused").and_then(serde_json::Value::as_array_mut) {
+            Some(list) if list.len() < 10 => list.push(note),
+            Some(_) => {}
+            None => fields["decisions_refused"] = serde_json::json!([note]),
+        }
     }
 }
 
@@ -359,6 +489,18 @@ pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
     ] {
         crate::telemetry::counter(out, name, help, value);
     }
+    out.push_str(
+        "# HELP vigil_decisions_refused_by_reason_total Rule decisions refused, by reason (allowlisted: the value is on the allowlist).\n# TYPE vigil_decisions_refused_by_reason_total counter\n",
+    );
+    for (r, n) in Refusal::ALL.iter().zip(&c.refused_by) {
+        let _ = writeln!(out, "vigil_decisions_refused_by_reason_total{{reason=\"{}\"}} {}", r.as_str(), g(n));
+    }
+    crate::telemetry::counter(
+        out,
+        "vigil_decisions_simulated_total",
+        "Rule decisions recorded as simulated ([decisions] mode = \"simulate\"), never enforced.",
+        g(&c.simulated),
+    );
     crate::telemetry::gauge(
         out,
         "vigil_decision_stream_clients",
@@ -414,12 +556,60 @@ mod tests {
             max_active_per_rule: 2,
             ..DecisionsConfig::default()
         };
-        let gate = Gate::new(config, set.clone());
+        let guardrails = Guardrails { set: set.clone(), ..Guardrails::default() };
+        let gate = Gate::new(config, guardrails, Clock::manual(0));
         assert_eq!(gate.admit("r", Scope::Ip, 60_000, 0), Ok(()));
         assert_eq!(gate.admit("r", Scope::User, 60_000, 0), Err(Refusal::Scope));
         assert_eq!(gate.admit("r", Scope::Ip, 60_001, 0), Err(Refusal::Duration));
         set.insert(row(1, Scope::Ip, "a", Some("r"), i64::MAX), 1);
         assert_eq!(gate.admit("r", Scope::Ip, 1000, 1), Err(Refusal::RuleCap));
         assert_eq!(gate.admit("other", Scope::Ip, 1000, 1), Ok(()));
+    }
+
+    #[test]
+    fn the_gate_refuses_allowlisted_values_with_a_note_and_counts_them() {
+        use crate::rules::DecisionGate as _;
+        let guardrails = Guardrails::default();
+        let gate = Gate::new(DecisionsConfig::default(), guardrails.clone(), Clock::manual(0));
+        let d = vigil_sdk::Decision::block(Scope::Ip, "::ffff:127.0.0.1").reason("r");
+        let refusal = gate.admit_decision("r", &d, 0).unwrap_err();
+        assert_eq!(refusal.label, "allowlisted");
+        assert_eq!(refusal.note.as_ref().unwrap()["id"], "builtin-loopback-ipv4");
+        gate.count_refusal(&refusal);
+        let c = &guardrails.set.counters;
+        assert_eq!(c.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(c.refused_by[Refusal::Allowlisted as usize].load(Ordering::Relaxed), 1);
+        let ok = vigil_sdk::Decision::block(Scope::Ip, "203.0.113.7").reason("r");
+        assert_eq!(gate.admit_decision("r", &ok, 0), Ok(()));
+        let mut out = String::new();
+        render_metrics(&mut out, &guardrails.set, 0);
+        assert!(out.contains("vigil_decisions_refused_by_reason_total{reason=\"allowlisted\"} 1"), "{out}");
+    }
+
+    #[test]
+    fn durations_as_text() {
+        assert_eq!(parse_duration("90s"), Ok(90_000));
+        assert_eq!(parse_duration("30m"), Ok(1_800_000));
+        assert_eq!(parse_duration("4h"), Ok(14_400_000));
+        assert_eq!(parse_duration("7d"), Ok(604_800_000));
+        for (bad, why) in [
+            ("", "not a duration"),
+            ("m", "not a duration"),
+            ("30", "no unit"),
+            ("30 m", "unknown unit"),
+            ("30min", "unknown unit"),
+            ("1.5h", "unknown unit"),
+            ("-5m", "not a duration"),
+            ("+5m", "not a duration"),
+            ("0s", "more than zero"),
+            ("000h", "more than zero"),
+            ("99999999999999999999d", "too large"),
+            ("999999999999999d", "too large"),
+            ("30M", "unknown unit"),
+            (" 30m", "not a duration"),
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 }
