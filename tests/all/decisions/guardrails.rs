@@ -191,7 +191,10 @@ async fn a_person_cannot_decide_on_an_allowlisted_value_in_any_spelling(backend:
     )
     .await?
     .1;
-    assert!(config_entry["error"]["message"].as_str().unwrap().contains("office NAT"), "and its reason: {config_entry}");
+    assert!(
+        config_entry["error"]["message"].as_str().unwrap().contains("office NAT"),
+        "and its reason: {config_entry}"
+    );
     // Exactly: other users, other scopes and other addresses are not allowed.
     for (scope, value) in
         [("user", "SVC-scanner"), ("session", "svc-scanner"), ("ip", "198.51.101.1"), ("ip", "128.0.0.1")]
@@ -262,9 +265,12 @@ async fn adding_an_entry_lifts_the_decisions_it_covers_and_the_bouncer_lets_them
     })
     .await?;
     // From now on nothing may apply to the range.
-    let (status, body) =
-        issue(&app, &app.admin_key, json!({"scope": "ip", "value": "192.0.2.5", "kind": "lock", "duration": "1h", "reason": "r"}))
-            .await?;
+    let (status, body) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "ip", "value": "192.0.2.5", "kind": "lock", "duration": "1h", "reason": "r"}),
+    )
+    .await?;
     assert_eq!((status, body["error"]["details"]["id"].as_str()), (409, Some(entry_id.as_str())), "{body}");
     // The change is in the chain, with who made it.
     let (_, added) = app.get("/v1/events?category=response&action=allowlist_added").await?;
@@ -273,8 +279,7 @@ async fn adding_an_entry_lifts_the_decisions_it_covers_and_the_bouncer_lets_them
     assert_eq!(ev["details"]["value"], "192.0.2.0/28");
     assert!(ev["user_id"].as_str().is_some_and(|k| k.starts_with("k_")), "{ev}");
     let (_, listed) = app.get("/v1/allowlist").await?;
-    let listed_ids: Vec<&str> =
-        listed["entries"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
+    let listed_ids: Vec<&str> = listed["entries"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
     assert_eq!(
         listed_ids,
         ["builtin-loopback-ipv4", "builtin-loopback-ipv6", "config-1", "config-2", entry_id.as_str()],
@@ -299,9 +304,12 @@ async fn adding_an_entry_lifts_the_decisions_it_covers_and_the_bouncer_lets_them
     let (_, at_start) = app.get(&format!("/v1/decisions/{}", made[3])).await?;
     assert_eq!(at_start["end_reason"], "allowlisted by entry config-3: added to the config", "{at_start}");
     assert_eq!(at_start["ended_by"], "vigil");
-    let (status, _) =
-        issue(&app, &app.admin_key, json!({"scope": "ip", "value": "192.0.2.6", "kind": "block", "duration": "1h", "reason": "r"}))
-            .await?;
+    let (status, _) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "ip", "value": "192.0.2.6", "kind": "block", "duration": "1h", "reason": "r"}),
+    )
+    .await?;
     assert_eq!(status, 409, "the API entry is back after a restart");
 
     // Removing it is a chain event too, and values in it can be decided on again.
@@ -310,9 +318,12 @@ async fn adding_an_entry_lifts_the_decisions_it_covers_and_the_bouncer_lets_them
     assert_eq!(removed["status"], "removed");
     let (status, _) = remove_entry(&app, &app.admin_key, &entry_id).await?;
     assert_eq!(status, 409, "removed already");
-    let (status, body) =
-        issue(&app, &app.admin_key, json!({"scope": "ip", "value": "192.0.2.6", "kind": "block", "duration": "1h", "reason": "r"}))
-            .await?;
+    let (status, body) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "ip", "value": "192.0.2.6", "kind": "block", "duration": "1h", "reason": "r"}),
+    )
+    .await?;
     assert_eq!(status, 201, "{body}");
     let (_, gone) = app.get("/v1/events?category=response&action=allowlist_removed").await?;
     assert_eq!(gone["events"][0]["details"]["id"], entry_id.as_str(), "{gone}");
@@ -326,9 +337,12 @@ async fn adding_an_entry_lifts_the_decisions_it_covers_and_the_bouncer_lets_them
 
 async fn an_allowlist_entry_stops_applying_at_its_expiry(backend: Backend) -> anyhow::Result<()> {
     let (app, clock) = guarded(backend, |_| {}).await?;
-    let (status, entry) =
-        add_entry(&app, &app.admin_key, json!({"scope": "user", "value": "dave", "reason": "on call", "duration": "30m"}))
-            .await?;
+    let (status, entry) = add_entry(
+        &app,
+        &app.admin_key,
+        json!({"scope": "user", "value": "dave", "reason": "on call", "duration": "30m"}),
+    )
+    .await?;
     assert_eq!(status, 201, "{entry}");
     let created = vigil::event::parse_time(entry["created_at"].as_str().unwrap()).unwrap();
     let expires = vigil::event::parse_time(entry["expires_at"].as_str().unwrap()).unwrap();
@@ -347,7 +361,10 @@ async fn an_allowlist_entry_stops_applying_at_its_expiry(backend: Backend) -> an
     assert_eq!(e["status"], "expired", "{all}");
     for (bad, why) in [
         (json!({"scope": "user", "value": "x", "reason": "r", "expires_at": clock.now_ms() - 1}), "future"),
-        (json!({"scope": "user", "value": "x", "reason": "r", "duration": "1h", "expires_at": clock.now_ms() + MIN}), "at most one"),
+        (
+            json!({"scope": "user", "value": "x", "reason": "r", "duration": "1h", "expires_at": clock.now_ms() + MIN}),
+            "at most one",
+        ),
         (json!({"scope": "user", "value": "x", "reason": "r", "duration": "1h", "duration_secs": 60}), "not both"),
         (json!({"scope": "user", "value": "x", "reason": "r", "duration": "0h"}), "more than zero"),
         (json!({"scope": "ip", "value": "10.0.0.0/33", "reason": "r"}), "prefix"),
@@ -391,8 +408,7 @@ async fn simulate_mode_records_decisions_that_are_never_enforced(backend: Backen
     let delta = stream(&app, &bouncer_key, Some(&cursor)).await?;
     assert_eq!((delta["added"].clone(), delta["deleted"].clone()), (json!([]), json!([])), "{delta}");
     // Visible to people, with the reason, under status=simulated; a bouncer key may not ask.
-    let (status, simulated) =
-        app.send(app.client.get(app.url("/v1/decisions?status=simulated")), &reader).await?;
+    let (status, simulated) = app.send(app.client.get(app.url("/v1/decisions?status=simulated")), &reader).await?;
     assert_eq!(status, 200);
     assert_eq!(ids(&simulated["decisions"]), vec![d["id"].as_i64().unwrap()], "{simulated}");
     assert!(simulated["decisions"][0]["reason"].as_str().unwrap().contains("Brute force"));
@@ -415,9 +431,12 @@ async fn simulate_mode_records_decisions_that_are_never_enforced(backend: Backen
     assert_eq!(app.metric("vigil_decisions_simulated_total").await?, Some(1));
     assert_eq!(app.metric("vigil_decisions_issued_total").await?, Some(0));
     // A person's decision is enforced in simulate mode: the mode is about rules.
-    let (status, manual) =
-        issue(&app, &app.admin_key, json!({"scope": "ip", "value": "192.0.2.78", "kind": "block", "duration": "1h", "reason": "r"}))
-            .await?;
+    let (status, manual) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "ip", "value": "192.0.2.78", "kind": "block", "duration": "1h", "reason": "r"}),
+    )
+    .await?;
     assert_eq!((status, manual["status"].as_str()), (201, Some("active")), "{manual}");
     // A restart does not turn a simulated decision into an enforced one.
     let app = app.restart().await?;
@@ -518,7 +537,11 @@ async fn a_bouncer_key_sees_active_decisions_with_five_fields_and_nothing_else(b
         assert!(!body.to_string().contains("insider"), "{body}");
     }
     let (status, active) = app.send(app.client.get(app.url("/v1/decisions?status=active")), &bouncer_key).await?;
-    assert_eq!((status, ids(&active["decisions"])), (200, vec![made[2], made[0]]), "status=active: what it gets anyway");
+    assert_eq!(
+        (status, ids(&active["decisions"])),
+        (200, vec![made[2], made[0]]),
+        "status=active: what it gets anyway"
+    );
     // Other roles keep the whole view.
     let (_, full) = app.send(app.client.get(app.url("/v1/decisions?status=all")), &reader).await?;
     assert!(full["decisions"][0]["reason"].is_string() && full["decisions"][0]["actor"].is_string(), "{full}");
