@@ -196,18 +196,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     );
     let written = decisions.chain_pending().await?;
     let active = decisions.load().await?;
-    let allowed = decisions.load_allowlist().await?;
     let lifted = decisions.lift_allowlisted().await?;
     if lifted > 0 {
         tracing::warn!(lifted, "Active decisions on allowlisted values lifted at start");
     }
-    tracing::info!(
-        active,
-        chained_after_restart = written,
-        allowlist_api_entries = allowed,
-        mode = config.decisions.mode.as_str(),
-        "Decisions loaded"
-    );
+    tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
     let outbox = Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats)?);
     outbox.clone().spawn(alerts.clone());

@@ -10,7 +10,8 @@
 //! - simulate mode (global and per rule) records decisions without enforcing them;
 //! - durations as text;
 //! - a bouncer key reads active decisions with five fields and nothing else;
-//! - only admin keys change the allowlist; changes are chain events;
+//! - only admin keys change the allowlist; changes are chain events; a row planted in (or
+//!   deleted from) the `allowlist` table changes nothing: the chain decides at start;
 //! - a stream snapshot larger than one page is streamed whole.
 
 use std::collections::BTreeSet;
@@ -29,6 +30,7 @@ both_backends!(
     a_bouncer_key_sees_active_decisions_with_five_fields_and_nothing_else,
     only_admin_keys_change_the_allowlist,
     a_stream_snapshot_larger_than_a_page_delivers_every_decision,
+    the_chain_not_the_table_decides_which_allowlist_entries_apply,
 );
 
 fn allow(scope: &str, value: &str, reason: &str) -> AllowConfig {
@@ -686,5 +688,55 @@ async fn durations_are_given_as_text_or_seconds_never_both() -> anyhow::Result<(
         assert_eq!(status, 400, "{body}: {answer}");
         assert!(answer["error"]["message"].as_str().unwrap_or_default().contains(why), "{body}: {answer}");
     }
+    Ok(())
+}
+
+/// Someone with write access to the database (not to the server) plants an allowlist row
+/// to unblock themselves, and deletes a real one: after a restart the planted row neither
+/// applies nor lifts anything, the deleted one still applies, and both are raised.
+async fn the_chain_not_the_table_decides_which_allowlist_entries_apply(backend: Backend) -> anyhow::Result<()> {
+    let (app, _clock) = app(backend, |_| {}).await?;
+    let (status, blocked) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "ip", "value": "10.7.0.1", "kind": "block", "duration": "4h", "reason": "attacker"}),
+    )
+    .await?;
+    anyhow::ensure!(status == 201, "{blocked}");
+    let (status, real) =
+        add_entry(&app, &app.admin_key, json!({"scope": "user", "value": "ops-bot", "reason": "our automation"}))
+            .await?;
+    anyhow::ensure!(status == 201, "{real}");
+    let real_id = real["id"].as_str().unwrap().to_owned();
+    app.exec_sql(
+        "INSERT INTO allowlist (id, scope, value, reason, expires_at, created_at, created_by) \
+         VALUES ('planted', 'ip', '10.7.0.0/16', 'trust me', NULL, 1, 'k_nobody')",
+    )
+    .await?;
+    app.exec_sql(&format!("DELETE FROM allowlist WHERE id = '{real_id}'")).await?;
+    let app = app.restart().await?;
+    assert_eq!(check(&app, &app.admin_key, "ip", "10.7.0.1").await?.len(), 1, "the block stands");
+    let (status, body) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "ip", "value": "10.7.0.2", "kind": "block", "duration": "1h", "reason": "r"}),
+    )
+    .await?;
+    assert_eq!(status, 201, "the planted row does not apply: {body}");
+    let (status, body) = issue(
+        &app,
+        &app.admin_key,
+        json!({"scope": "user", "value": "ops-bot", "kind": "lock", "duration": "1h", "reason": "r"}),
+    )
+    .await?;
+    assert_eq!((status, body["error"]["details"]["id"].as_str()), (409, Some(real_id.as_str())), "{body}");
+    let (_, listed) = app.get("/v1/allowlist").await?;
+    assert!(!listed.to_string().contains("planted"), "{listed}");
+    let alerts = app.wait_for("/v1/alerts?rule=vigil", 10, |b| b["alerts"][0].is_object()).await?;
+    let alert = alerts["alerts"].as_array().unwrap().iter().find(|a| a["dedup_key"] == "decisions:chain_mismatch");
+    let alert = alert.ok_or_else(|| anyhow::anyhow!("no mismatch alert: {alerts}"))?;
+    assert_eq!(alert["severity"], "P1");
+    let differences = alert["fields"]["differences"].to_string();
+    assert!(differences.contains("planted") && differences.contains(&real_id), "both are named: {differences}");
     Ok(())
 }
