@@ -4,6 +4,7 @@
 //! resource; errors are `error::ApiError`; `openapi` is the document of it all.
 
 pub mod alerts;
+pub mod allowlist;
 pub mod dashboard;
 pub mod decisions;
 pub mod error;
@@ -128,6 +129,9 @@ routes! {
     get "/v1/decisions/stream" => decisions::stream,
     get "/v1/decisions/{id}" => decisions::get,
     delete "/v1/decisions/{id}" => decisions::lift,
+    get "/v1/allowlist" => allowlist::list,
+    post "/v1/allowlist" => allowlist::create,
+    delete "/v1/allowlist/{id}" => allowlist::remove,
     get "/v1/receivers" => receivers::list,
     post "/v1/receivers/{name}/circuit" => receivers::circuit,
     get "/v1/notifications" => receivers::notifications,

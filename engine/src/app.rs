@@ -106,11 +106,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.integrity.witness_url.clone(),
     );
     let anchor_failures = compare_with_anchor(&store, &anchor, &checkpoint_keys, last_checkpoint.as_ref()).await?;
-    let active_decisions = Arc::new(crate::respond::ActiveSet::default());
+    // The active decisions and the allowlist, shared by the rules' gate and the decisions.
+    let allowlist = crate::respond::Allowlist::with_config(&config.decisions.allow, config.clock.now_ms())
+        .map_err(|message| crate::config::ConfigError::Invalid { key: "decisions.allow", message })?;
+    let guardrails = crate::respond::Guardrails { set: Default::default(), allowlist: Arc::new(allowlist) };
     let registry = Arc::new(crate::deploy::build_registry(
         &config,
         Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())),
-        active_decisions.clone(),
+        guardrails.clone(),
     )?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
     let handoff = Arc::new(crate::ledger::handoff::Handoff::new(
@@ -195,12 +198,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         sequencer.clone(),
         config.clock.clone(),
         config.decisions.clone(),
-        active_decisions,
+        guardrails,
         alerts.clone(),
     );
     let written = decisions.chain_pending().await?;
     let active = decisions.load().await?;
-    tracing::info!(active, chained_after_restart = written, "Decisions loaded");
+    let lifted = decisions.lift_allowlisted().await?;
+    if lifted > 0 {
+        tracing::warn!(lifted, "Active decisions on allowlisted values lifted at start");
+    }
+    tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
     let outbox = Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats)?);
     outbox.clone().spawn(alerts.clone());

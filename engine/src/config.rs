@@ -15,6 +15,7 @@ pub use alerting::{
     AlertsConfig, BreakerConfig, DecisionsConfig, EscalationLevel, EscalationPolicy, OutboxConfig, ReceiverConfig,
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
+pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
 pub use ops::{AuditConfig, MetricsConfig};
 
 /// Errors reading the configuration.
@@ -469,5 +470,33 @@ mod tests {
         config.validate().unwrap();
         let err = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisten_port = 5").unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_allowlist_entry_or_decision_mode_stops_the_start_with_a_message() {
+        let ok = "[decisions]\nmode = \"simulate\"\n[decisions.rules.brute_force]\nmode = \"enforce\"\n\
+                  [[decisions.allow]]\nscope = \"ip\"\nvalue = \"::ffff:10.0.0.0/104\"\nreason = \"office\"\n";
+        let config: Config = toml::from_str(ok).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.decisions.mode_for("brute_force"), DecisionMode::Enforce);
+        assert_eq!(config.decisions.mode_for("other"), DecisionMode::Simulate);
+        for (bad, why) in [
+            ("[[decisions.allow]]\nscope = \"ip\"\nvalue = \"10.0.0.0/33\"\nreason = \"x\"\n", "prefix length"),
+            ("[[decisions.allow]]\nscope = \"ip\"\nvalue = \"office\"\nreason = \"x\"\n", "not an IP address"),
+            ("[[decisions.allow]]\nscope = \"host\"\nvalue = \"a\"\nreason = \"x\"\n", "unknown scope"),
+            ("[[decisions.allow]]\nscope = \"user\"\nvalue = \"a\"\nreason = \"\"\n", "reason"),
+        ] {
+            let config: Config = toml::from_str(bad).unwrap();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("decisions.allow") && err.contains("entry 1") && err.contains(why), "{err}");
+        }
+        for bad in [
+            "[decisions]\nmode = \"dry-run\"\n",
+            "[decisions.rules.brute_force]\nmode = \"off\"\n",
+            "[[decisions.allow]]\nscope = \"ip\"\nvalue = \"10.0.0.1\"\n",
+            "[[decisions.allow]]\nscope = \"ip\"\nvalue = \"10.0.0.1\"\nreason = \"x\"\nexpires = 1\n",
+        ] {
+            assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
+        }
     }
 }

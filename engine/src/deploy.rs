@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::event::{now_ms, system_event};
 use crate::ledger::sequencer::SequencerHandle;
-use crate::respond::{ActiveSet, Gate};
+use crate::respond::{Gate, Guardrails};
 use crate::rules::limits::RateLimits;
 use crate::rules::module::{Sandbox, SandboxLimits};
 use crate::rules::registry::RegistryConfig;
@@ -216,11 +216,12 @@ pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usi
 
 /// The sandbox and registry from `[rules]`.
 ///
-/// Rule decisions pass the `[decisions]` gate over `active` (the set `respond` keeps).
+/// Rule decisions pass the `[decisions]` gate over `guardrails` (the active set and the
+/// allowlist `respond` keeps).
 pub fn build_registry(
     config: &Config,
     artifact_cache: Option<(PathBuf, Vec<u8>)>,
-    active: Arc<ActiveSet>,
+    guardrails: Guardrails,
 ) -> Result<RuleRegistry, RuleError> {
     let r = &config.rules;
     let sandbox = Sandbox::new(SandboxLimits {
@@ -259,7 +260,7 @@ pub fn build_registry(
             batch_budget_base: Duration::from_millis(r.batch_budget_base_ms),
             batch_budget_per_event: Duration::from_micros(r.batch_budget_per_event_us),
             rule_config,
-            decision_gate: Some(Arc::new(Gate::new(config.decisions.clone(), active))),
+            decision_gate: Some(Arc::new(Gate::new(config.decisions.clone(), guardrails, config.clock.clone()))),
         },
     ))
 }

@@ -20,7 +20,7 @@ use vigil_sdk::Severity;
 
 use crate::event::CommittedEvent;
 use crate::event::{SLOT_ACTION, SLOT_CATEGORY, SLOT_OUTCOME};
-use crate::finding::{EmittedAlert, Evaluated, QuarantineNotice, RaisedAlert, RaisedDecision};
+use crate::finding::{EmittedAlert, Evaluated, QuarantineNotice, RaisedAlert, RaisedDecision, RefusedDecision};
 use crate::rules::RuleRegistry;
 use crate::rules::instance::{BatchColumns, RuleInstance};
 use crate::rules::limits::batch_budget;
@@ -128,6 +128,7 @@ impl Evaluator {
         }
         out.alerts.clear();
         out.decisions.clear();
+        out.refused_decisions.clear();
         if self.instances.len() > set.detection.len() + set.routing.len() {
             self.instances.retain(|g, _| set.all().any(|r| r.generation == *g));
         }
@@ -204,6 +205,15 @@ impl Evaluator {
             rule: rule.name().to_owned(),
             rule_sha256: sha.clone(),
             decision,
+        }));
+        out.refused_decisions.extend(outcome.decisions_noted.into_iter().map(|(decision, reason, note)| {
+            RefusedDecision {
+                rule: rule.name().to_owned(),
+                rule_sha256: sha.clone(),
+                decision,
+                reason: reason.into(),
+                note,
+            }
         }));
         if outcome.decision_flood_started {
             out.alerts.push(decision_flood_alert(rule, latest));

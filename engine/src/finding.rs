@@ -1,6 +1,7 @@
 //! What detection finds, as plain data shared by every layer above it: the alerts and
 //! decisions a rule emits (`EmittedAlert`, `EmittedDecision`), the same with where they came
-//! from (`RaisedAlert`, `RaisedDecision`), quarantines, and the output of one evaluated batch
+//! from (`RaisedAlert`, `RaisedDecision`), decisions refused as allowlisted
+//! (`RefusedDecision`), quarantines, and the output of one evaluated batch
 //! (`Evaluated`). Produced by `rules` and `detect`, consumed by `alerts`, `respond`, `route`
 //! and the writer in `app`.
 
@@ -73,6 +74,21 @@ pub fn never_silenced(rule: &str, rule_sha256: &str, dedup_key: &str) -> bool {
         && (dedup_key.starts_with(INTEGRITY_DEDUP_PREFIX) || dedup_key == DECISIONS_MISMATCH_DEDUP_KEY)
 }
 
+/// A decision a rule emitted that the host refused with a note (its value is allowlisted):
+/// not issued, but the alert it goes with says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedDecision {
+    /// Rule name.
+    pub rule: String,
+    /// Module SHA-256 (hex).
+    pub rule_sha256: String,
+    pub decision: EmittedDecision,
+    /// Why (`allowlisted`).
+    pub reason: String,
+    /// What refused it (the allowlist entry).
+    pub note: Value,
+}
+
 impl RaisedAlert {
     /// An alert the server raises itself (rule `vigil`, this build's version): floods,
     /// quarantines, integrity failures. `rule_sha256` names the module it is about, if any.
@@ -107,6 +123,8 @@ pub struct Evaluated {
     pub faulted: usize,
     /// Decisions issued.
     pub decisions: Vec<RaisedDecision>,
+    /// Decisions refused with a note (allowlisted values), for their alerts to say so.
+    pub refused_decisions: Vec<RefusedDecision>,
 }
 
 #[cfg(test)]

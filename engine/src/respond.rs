@@ -7,18 +7,24 @@
 //! memory of what applies now, rebuilt from the store at start, that answers checks without
 //! a query. [`DecisionService`] (`service.rs`) is the one writer: every issue, expiry and
 //! lift is a row of `decision_changes` written with the change and then an event of the
-//! chain. [`Gate`] is what the rule host consults on each `emit_decision`: the policy of
-//! `[decisions]` and the rule's count of active decisions.
+//! chain. [`Gate`] (`gate.rs`) is what the rule host consults on each `emit_decision`: the
+//! policy of `[decisions]`, the rule's count of active decisions and the [`Allowlist`]
+//! (`allowlist.rs`: values no decision may apply to). `[decisions] mode = "simulate"`
+//! records rules' decisions without enforcing them.
 
+pub mod allowlist;
+mod gate;
 mod service;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use service::{DecisionError, DecisionService, NewDecision, RaisedDecision};
+pub use allowlist::{AllowEntry, Allowlist};
+pub use gate::{Gate, Refusal, annotate_refusals};
+pub use service::{DecisionError, DecisionService, NewAllowEntry, NewDecision, RaisedDecision};
+pub use service::{SNAPSHOT_PAGE, STREAM_PAGE, Snapshot, Stream, StreamPage};
 
-use crate::config::DecisionsConfig;
 use crate::store::decisions::DecisionRow;
 
 // The decision vocabulary and its validation are the SDK's (`vigil_sdk::decision`), used by
@@ -55,6 +61,39 @@ pub fn check(scope: Scope, value: &str, kind: Kind, duration_ms: i64, reason: &s
     vigil_sdk::Decision::new(scope, value, kind).duration(duration_ms).reason(reason).validate().map_err(|e| e.0)
 }
 
+/// Parses a duration a person gives as text: a whole number and one unit, `s`, `m`, `h` or
+/// `d` (`"90s"`, `"30m"`, `"4h"`, `"7d"`); returns ms. The error says what is wrong: no
+/// number, no or an unknown unit, zero, or too large.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a duration: a whole number and a unit, e.g. 90s, 30m, 4h, 7d"));
+    }
+    let unit_ms: i64 = match unit {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err(format!("`{text}` has no unit: add s, m, h or d (e.g. {text}m)")),
+        other => return Err(format!("`{text}`: unknown unit `{other}` (s, m, h or d)")),
+    };
+    let n: i64 = number.parse().map_err(|_| format!("`{text}` is too large"))?;
+    if n == 0 {
+        return Err(format!("`{text}`: a duration must be more than zero"));
+    }
+    n.checked_mul(unit_ms).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// What the rules' gate and the decision service share: the active set and the allowlist.
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    /// The decisions that apply now.
+    pub set: Arc<ActiveSet>,
+    /// The values no decision may apply to.
+    pub allowlist: Arc<Allowlist>,
+}
+
 #[derive(Debug, Default)]
 struct SetInner {
     /// (scope, value) -> decisions that apply (usually one).
@@ -79,8 +118,12 @@ pub struct DecisionCounters {
     pub expired: AtomicU64,
     /// Decisions lifted early.
     pub lifted: AtomicU64,
-    /// Rule decisions refused (policy, caps).
+    /// Rule decisions refused (policy, caps, allowlist).
     pub refused: AtomicU64,
+    /// The same by reason, in the order of [`Refusal::ALL`].
+    pub refused_by: [AtomicU64; Refusal::ALL.len()],
+    /// Rule decisions recorded as simulated (`mode = "simulate"`).
+    pub simulated: AtomicU64,
     /// Rule decisions dropped as duplicates of an active one that lasts as long.
     pub duplicates: AtomicU64,
     /// Stream requests served.
@@ -188,6 +231,21 @@ impl ActiveSet {
         (out, inner.last_change)
     }
 
+    /// The ids of every decision that applies at `now`, newest first, and the newest change
+    /// (one moment: the stream's snapshot).
+    pub fn snapshot_ids(&self, now: i64) -> (Vec<i64>, i64) {
+        let inner = self.read();
+        let mut ids: Vec<i64> = inner.by_id.values().filter(|d| d.expires_at > now).map(|d| d.id).collect();
+        ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
+        (ids, inner.last_change)
+    }
+
+    /// The decisions of `ids` that still apply at `now`, in that order.
+    pub fn rows(&self, ids: &[i64], now: i64) -> Vec<Arc<DecisionRow>> {
+        let inner = self.read();
+        ids.iter().filter_map(|id| inner.by_id.get(id)).filter(|d| d.expires_at > now).cloned().collect()
+    }
+
     /// Ids of decisions past their expiry at `now`.
     pub fn due(&self, now: i64) -> Vec<i64> {
         self.read().by_id.values().filter(|d| d.expires_at <= now).map(|d| d.id).collect()
@@ -236,88 +294,11 @@ impl ActiveSet {
     }
 }
 
-/// What a rule may decide (`[decisions]`), as the rule host checks it on `emit_decision`.
-#[derive(Debug)]
-pub struct Gate {
-    config: DecisionsConfig,
-    scopes: Vec<Scope>,
-    set: Arc<ActiveSet>,
-}
-
-/// Why the gate refused a rule's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// `[decisions] from_rules = false`.
-    Disabled,
-    /// The scope is not in `rule_scopes`.
-    Scope,
-    /// Longer than `max_rule_duration_secs`.
-    Duration,
-    /// The rule holds `max_active_per_rule` active decisions.
-    RuleCap,
-    /// `max_active` decisions are active.
-    TotalCap,
-}
-
-impl Refusal {
-    /// Label for logs and metrics.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Refusal::Disabled => "disabled",
-            Refusal::Scope => "scope",
-            Refusal::Duration => "duration",
-            Refusal::RuleCap => "rule_cap",
-            Refusal::TotalCap => "total_cap",
-        }
-    }
-}
-
-impl Gate {
-    /// A gate over `set` with the `[decisions]` policy.
-    pub fn new(config: DecisionsConfig, set: Arc<ActiveSet>) -> Self {
-        let scopes = config.rule_scopes.iter().filter_map(|s| Scope::parse(s)).collect();
-        Self { config, scopes, set }
-    }
-
-    /// The active set it counts.
-    pub fn set(&self) -> &Arc<ActiveSet> {
-        &self.set
-    }
-
-    /// Whether `rule` may issue a decision of `scope` lasting `duration_ms`, given that it
-    /// already issued `pending` not yet stored.
-    pub fn admit(&self, rule: &str, scope: Scope, duration_ms: i64, pending: usize) -> Result<(), Refusal> {
-        if !self.config.from_rules {
-            return Err(Refusal::Disabled);
-        }
-        if !self.scopes.contains(&scope) {
-            return Err(Refusal::Scope);
-        }
-        if duration_ms > (self.config.max_rule_duration_secs as i64).saturating_mul(1000) {
-            return Err(Refusal::Duration);
-        }
-        if self.set.rule_count(rule) + pending >= self.config.max_active_per_rule {
-            return Err(Refusal::RuleCap);
-        }
-        if self.set.len() + pending >= self.config.max_active {
-            return Err(Refusal::TotalCap);
-        }
-        Ok(())
-    }
-
-    /// Counts a refusal.
-    pub fn refused(&self) {
-        self.set.counters.refused.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl crate::rules::DecisionGate for Gate {
-    fn admit_decision(&self, rule: &str, scope: Scope, duration_ms: i64, pending: usize) -> Result<(), &'static str> {
-        self.admit(rule, scope, duration_ms, pending).map_err(|r| r.as_str())
-    }
-
-    fn count_refusal(&self) {
-        self.refused();
+impl DecisionCounters {
+    /// Counts a refused rule decision.
+    pub fn refuse(&self, why: Refusal) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused_by[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -359,6 +340,18 @@ pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
     ] {
         crate::telemetry::counter(out, name, help, value);
     }
+    out.push_str(
+        "# HELP vigil_decisions_refused_by_reason_total Rule decisions refused, by reason (allowlisted: the value is on the allowlist).\n# TYPE vigil_decisions_refused_by_reason_total counter\n",
+    );
+    for (r, n) in Refusal::ALL.iter().zip(&c.refused_by) {
+        let _ = writeln!(out, "vigil_decisions_refused_by_reason_total{{reason=\"{}\"}} {}", r.as_str(), g(n));
+    }
+    crate::telemetry::counter(
+        out,
+        "vigil_decisions_simulated_total",
+        "Rule decisions recorded as simulated ([decisions] mode = \"simulate\"), never enforced.",
+        g(&c.simulated),
+    );
     crate::telemetry::gauge(
         out,
         "vigil_decision_stream_clients",
@@ -406,20 +399,29 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_applies_the_policy() {
-        let set = Arc::new(ActiveSet::default());
-        let config = DecisionsConfig {
-            rule_scopes: vec!["ip".into()],
-            max_rule_duration_secs: 60,
-            max_active_per_rule: 2,
-            ..DecisionsConfig::default()
-        };
-        let gate = Gate::new(config, set.clone());
-        assert_eq!(gate.admit("r", Scope::Ip, 60_000, 0), Ok(()));
-        assert_eq!(gate.admit("r", Scope::User, 60_000, 0), Err(Refusal::Scope));
-        assert_eq!(gate.admit("r", Scope::Ip, 60_001, 0), Err(Refusal::Duration));
-        set.insert(row(1, Scope::Ip, "a", Some("r"), i64::MAX), 1);
-        assert_eq!(gate.admit("r", Scope::Ip, 1000, 1), Err(Refusal::RuleCap));
-        assert_eq!(gate.admit("other", Scope::Ip, 1000, 1), Ok(()));
+    fn durations_as_text() {
+        assert_eq!(parse_duration("90s"), Ok(90_000));
+        assert_eq!(parse_duration("30m"), Ok(1_800_000));
+        assert_eq!(parse_duration("4h"), Ok(14_400_000));
+        assert_eq!(parse_duration("7d"), Ok(604_800_000));
+        for (bad, why) in [
+            ("", "not a duration"),
+            ("m", "not a duration"),
+            ("30", "no unit"),
+            ("30 m", "unknown unit"),
+            ("30min", "unknown unit"),
+            ("1.5h", "unknown unit"),
+            ("-5m", "not a duration"),
+            ("+5m", "not a duration"),
+            ("0s", "more than zero"),
+            ("000h", "more than zero"),
+            ("99999999999999999999d", "too large"),
+            ("999999999999999d", "too large"),
+            ("30M", "unknown unit"),
+            (" 30m", "not a duration"),
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 }

@@ -34,20 +34,31 @@ pub enum RuleError {
 }
 
 /// The policy the host asks before it accepts a rule's decision (`emit_decision`): the
-/// runtime knows nothing of active decisions or their limits; `respond::Gate` implements
-/// this over the `[decisions]` settings and the active set.
+/// runtime knows nothing of active decisions, their limits or the allowlist; `respond::Gate`
+/// implements this over the `[decisions]` settings, the active set and the allowlist.
 pub trait DecisionGate: Send + Sync + std::fmt::Debug {
-    /// Whether `rule` may issue a decision of `scope` lasting `duration_ms`, given that it
-    /// already issued `pending` in this call; the refusal's label (for logs) if not.
+    /// Whether `rule` may issue `decision`, given that it already issued `pending` in this
+    /// call; why not if not.
     fn admit_decision(
         &self,
         rule: &str,
-        scope: vigil_sdk::Scope,
-        duration_ms: i64,
+        decision: &crate::finding::EmittedDecision,
         pending: usize,
-    ) -> Result<(), &'static str>;
-    /// Counts a refusal (metrics).
-    fn count_refusal(&self);
+    ) -> Result<(), DecisionRefusal>;
+    /// Counts a refusal (metrics, by its label).
+    fn count_refusal(&self, refusal: &DecisionRefusal);
+}
+
+/// Why the gate refused a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRefusal {
+    /// Label for logs and metrics (`scope`, `rule_cap`, `allowlisted`...).
+    pub label: &'static str,
+    /// Set when the refusal is the policy working as meant (the value is allowlisted), not
+    /// a rule going past its limits: the refusal does not count towards a decision flood,
+    /// and the decision goes out of the sandbox as a refused one so the alert it goes with
+    /// says so, with this note (the allowlist entry).
+    pub note: Option<serde_json::Value>,
 }
 
 /// The manifest type is the SDK's own (`vigil_sdk::Manifest`), so the host and rule authors

@@ -1,5 +1,6 @@
 //! Storage: the append-only event log with its hash chain, and the tables of the services
-//! built on it (checkpoints, API keys, rules, alerts, notifications, silences, decisions).
+//! built on it (checkpoints, API keys, rules, alerts, notifications, silences, decisions,
+//! the allowlist).
 //!
 //! `ingest` hands validated, masked events to the `Sequencer` (ledger/sequencer.rs), the one
 //! writer per log, which assigns `seq`, builds the canonical bytes (ledger/canon.rs) and the
@@ -62,6 +63,7 @@ macro_rules! text_enum {
 pub mod alert_changes;
 pub mod alert_stats;
 pub mod alerts;
+pub mod allowlist;
 pub mod checkpoints;
 pub mod decisions;
 pub mod escalations;

@@ -5,7 +5,8 @@
 //! and the bouncer next), a person issues and lifts decisions with a reason, resolving an
 //! alert as false_positive lifts its decisions on request, a restart keeps the active set
 //! and the stream cursor, a rule flooding decisions (raw ABI) is capped, and a rule decision
-//! the database refuses is retried until it takes it.
+//! the database refuses is retried until it takes it. `guardrails`: the allowlist, simulate
+//! mode, durations as text, the bouncer's reduced view and the paged stream snapshot.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use vigil::config::Config;
 use vigil_tests::{Backend, TestApp, both_backends, example_rules, spawn_app_with};
 
 mod durability;
+mod guardrails;
 
 both_backends!(
     a_brute_force_burst_blocks_the_ip_until_it_expires,
@@ -154,10 +156,16 @@ async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) ->
     let (status, body) = app.post_events(&failures(ATTACKER, clock.now_ms() - 30 * MIN, 21)).await?;
     anyhow::ensure!(status == 201, "{status} {body}");
     let posted = Instant::now();
-    let decision =
+    let seen =
         eventually("the block", || async { Ok(check(&app, &bouncer_key, "ip", ATTACKER).await?.into_iter().next()) })
             .await?;
     eprintln!("brute-force burst -> decision visible to a check in {:?}", posted.elapsed());
+    // A bouncer key is given what enforcement needs; people see the whole decision.
+    let mut fields: Vec<&str> = seen.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["expires_at", "id", "kind", "scope", "value"], "{seen}");
+    let decision = check(&app, &app.admin_key, "ip", ATTACKER).await?.remove(0);
+    assert_eq!(decision["id"], seen["id"]);
     assert_eq!((decision["scope"].as_str(), decision["kind"].as_str()), (Some("ip"), Some("block")), "{decision}");
     assert_eq!(decision["origin"], "rule");
     assert_eq!(decision["actor"], "rule:brute_force");
@@ -238,7 +246,9 @@ async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) ->
         }
     })
     .await?;
-    assert_eq!(delta["deleted"][0]["status"], "expired", "{delta}");
+    assert_eq!(ids(&delta["deleted"]), vec![decision["id"].as_i64().unwrap()], "{delta}");
+    let (_, ended) = app.get(&format!("/v1/decisions/{}", decision["id"])).await?;
+    assert_eq!(ended["status"], "expired", "{ended}");
     assert_eq!(delta["snapshot"], false);
     assert!(ids(&delta["added"]).is_empty());
     eventually("the bouncer to let the attacker in again", || async {

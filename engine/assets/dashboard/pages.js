@@ -209,7 +209,7 @@ async function decisionsPage(params) {
   const status = params.get("status") || "active";
   const go = (p) => { location.hash = `#/decisions${qs({ status, ...p })}`; };
   const tabs = h("div", { class: "row", role: "group", "aria-label": "Status" },
-    ["active", "expired", "lifted", "all"].map((st) => h("button", { type: "button", "aria-pressed": String(st === status), onclick: () => go({ status: st }) }, st)));
+    ["active", "expired", "lifted", "simulated", "all"].map((st) => h("button", { type: "button", "aria-pressed": String(st === status), onclick: () => go({ status: st }) }, st)));
   const data = await api("GET", `/v1/decisions${qs({ status, limit: 200 })}`);
   let form = null;
   if (can("respond")) {

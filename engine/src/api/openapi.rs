@@ -249,13 +249,14 @@ pub fn document() -> Value {
             "description": "Security event server: append-only hash-chained event log, Wasm detection rules, \
                 alerts and routing. Every error is `{\"error\": {\"code\", \"message\", \"details\"}}`. \
                 Keys are sent as `Authorization: Bearer <key>`; roles: ingest, read, respond (includes read), \
-                admin (everything), bouncer (reads decisions only; read and respond may too).",
+                admin (everything), bouncer (reads active decisions only, with id, scope, value, kind and expires_at; \
+                read and respond may read them whole).",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": "/"}],
         "tags": [
             {"name": "events"}, {"name": "integrity"}, {"name": "rules"}, {"name": "alerts"},
-            {"name": "silences"}, {"name": "decisions"}, {"name": "receivers"}, {"name": "keys"}, {"name": "operations"},
+            {"name": "silences"}, {"name": "decisions"}, {"name": "allowlist"}, {"name": "receivers"}, {"name": "keys"}, {"name": "operations"},
         ],
         "paths": paths,
         "components": {

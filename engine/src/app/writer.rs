@@ -1,6 +1,6 @@
 //! The alert and decision writer: takes each evaluated detection batch off the pipeline's
 //! channel, stores its alerts (retrying one by one while storage fails), issues the
-//! decisions tied to them, and records quarantines (chain event through the rule journal,
+//! decisions tied to them (noting in an alert a decision refused as allowlisted), and records quarantines (chain event through the rule journal,
 //! then the alert). It wires three services together, so it lives in the composition root.
 
 use std::collections::HashMap;
@@ -24,9 +24,11 @@ pub fn spawn_writer(
     mut rx: mpsc::UnboundedReceiver<Evaluated>,
 ) {
     tokio::spawn(async move {
-        while let Some(evaluated) = rx.recv().await {
+        while let Some(mut evaluated) = rx.recv().await {
+            // A new alert whose decision was refused as allowlisted says so in its fields.
+            crate::respond::annotate_refusals(&mut evaluated.alerts, &evaluated.refused_decisions);
             let ids = store_with_retry(&service, &evaluated.alerts).await;
-            if !evaluated.decisions.is_empty() {
+            if !evaluated.decisions.is_empty() || !evaluated.refused_decisions.is_empty() {
                 // Each decision goes with the alert its rule raised under the same dedup key.
                 let by_key: HashMap<(String, String), i64> = evaluated
                     .alerts
@@ -36,6 +38,7 @@ pub fn spawn_writer(
                     .map(|(a, id)| ((a.rule.clone(), a.alert.dedup_key.clone()), id))
                     .collect();
                 decisions.issue_from_rules(&evaluated.decisions, &by_key).await;
+                decisions.refused_from_rules(&evaluated.refused_decisions, &by_key).await;
             }
             for q in &evaluated.quarantined {
                 if let Err(e) = journal.quarantined(&q.rule, &q.sha256, &q.reason).await {

@@ -58,6 +58,78 @@ pub struct DecisionsConfig {
     /// Most active decisions in all (rules and people); past it rules are refused and
     /// people get 409.
     pub max_active: usize,
+    /// `enforce` (the default): rules' decisions apply; `simulate`: they are recorded as
+    /// simulated (status `simulated`, a chain event) and never enforced.
+    pub mode: DecisionMode,
+    /// `[decisions.rules.<rule>]`: per-rule settings (`mode`), over the global ones.
+    pub rules: std::collections::BTreeMap<String, RuleDecisionsConfig>,
+    /// `[[decisions.allow]]`: values no decision may apply to (the allowlist's config entries).
+    pub allow: Vec<AllowConfig>,
+}
+
+/// Whether rules' decisions are enforced or only recorded (`[decisions] mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionMode {
+    /// Decisions apply: bouncers enforce them.
+    #[default]
+    Enforce,
+    /// Decisions are recorded as simulated, never enforced (a trial of automated response).
+    Simulate,
+}
+
+impl DecisionMode {
+    /// `enforce` or `simulate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionMode::Enforce => "enforce",
+            DecisionMode::Simulate => "simulate",
+        }
+    }
+}
+
+/// `[decisions.rules.<rule>]`: one rule's decision settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDecisionsConfig {
+    /// This rule's mode, over `[decisions] mode`.
+    pub mode: DecisionMode,
+}
+
+/// `[[decisions.allow]]`: an allowlist entry from the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowConfig {
+    /// `ip`, `user`, `api_key`, `session` or `organization`.
+    pub scope: String,
+    /// The value: for `ip` an address or a CIDR network (`10.0.0.0/8`, `2001:db8::/32`);
+    /// others compare exactly.
+    pub value: String,
+    /// Why it is allowed (required).
+    pub reason: String,
+}
+
+impl DecisionsConfig {
+    /// The mode of `rule`'s decisions: its own `[decisions.rules.<rule>] mode`, else the
+    /// global one.
+    pub fn mode_for(&self, rule: &str) -> DecisionMode {
+        self.rules.get(rule).map_or(self.mode, |r| r.mode)
+    }
+}
+
+/// Checks an allowlist entry and returns its scope and normalised value (for `ip`, the
+/// network in canonical form: `::ffff:10.0.0.0/104` is `10.0.0.0/8`); the error says what is
+/// wrong. The one check of config and API entries alike.
+pub fn check_allow_entry(scope: &str, value: &str, reason: &str) -> Result<(vigil_sdk::Scope, String), String> {
+    let scope = vigil_sdk::Scope::parse(scope)
+        .ok_or_else(|| format!("unknown scope `{scope}` (ip, user, api_key, session, organization)"))?;
+    vigil_sdk::decision::check_reason(reason).map_err(|e| e.0)?;
+    // The value rules of decisions (1 to 256 characters, no control characters).
+    vigil_sdk::Decision::new(scope, value, vigil_sdk::DecisionKind::Block).reason("-").validate().map_err(|e| e.0)?;
+    if scope == vigil_sdk::Scope::Ip {
+        return Ok((scope, crate::net::IpNet::parse(value)?.to_string()));
+    }
+    Ok((scope, value.to_owned()))
 }
 
 impl Default for DecisionsConfig {
@@ -70,6 +142,9 @@ impl Default for DecisionsConfig {
             max_active_per_rule: 1000,
             per_rule_per_minute: 120,
             max_active: 100_000,
+            mode: DecisionMode::Enforce,
+            rules: Default::default(),
+            allow: Vec::new(),
         }
     }
 }
@@ -295,6 +370,14 @@ impl Config {
         }
         if d.max_active == 0 || d.max_active_per_rule == 0 || d.per_rule_per_minute == 0 {
             return invalid("decisions.max_active", "caps and rates must be positive".into());
+        }
+        for (i, a) in d.allow.iter().enumerate() {
+            if let Err(problem) = check_allow_entry(&a.scope, &a.value, &a.reason) {
+                return invalid(
+                    "decisions.allow",
+                    format!("entry {} (`{}` = `{}`): {problem}", i + 1, a.scope, a.value),
+                );
+            }
         }
         let mut names = std::collections::HashSet::new();
         for r in &self.receivers {

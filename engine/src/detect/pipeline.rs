@@ -169,7 +169,10 @@ impl Pipeline {
         if let Some(last) = last {
             self.stats.last_seq.store(last as u64, Ordering::Relaxed);
         }
-        evaluated.alerts.is_empty() && evaluated.quarantined.is_empty() && evaluated.decisions.is_empty()
+        evaluated.alerts.is_empty()
+            && evaluated.quarantined.is_empty()
+            && evaluated.decisions.is_empty()
+            && evaluated.refused_decisions.is_empty()
             || self.results.send(evaluated).is_ok()
     }
 }

@@ -28,6 +28,8 @@ const MAX_WINDOW_MS: i64 = 31 * 86_400_000;
 
 /// Longest decision JSON accepted.
 pub const MAX_DECISION_BYTES: usize = 4 * 1024;
+/// Most refused decisions with a note (allowlisted values) kept from one call.
+pub const MAX_NOTED_REFUSALS: usize = 100;
 
 /// The error a guest gets when it grows memory past its cap (matched by type, not text).
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,10 @@ pub struct HostState {
     pub decisions: Vec<EmittedDecision>,
     /// Decisions refused during the current call: invalid, rate-limited, refused by policy.
     pub decisions_refused: [u64; 3],
+    /// Decisions the gate refused with a note (an allowlisted value) during the current
+    /// call, for the alert they go with to say so: (decision, label, note); at most
+    /// [`MAX_NOTED_REFUSALS`].
+    pub decisions_noted: Vec<(EmittedDecision, &'static str, serde_json::Value)>,
     /// Set when a refusal of the current call started a decision flood (reported once).
     pub decision_flood_started: bool,
     /// What rules may decide (none: every decision is refused, as in deploy probes).
@@ -134,6 +140,7 @@ impl HostState {
             routes: Vec::new(),
             decisions: Vec::new(),
             decisions_refused: [0; 3],
+            decisions_noted: Vec::new(),
             decision_flood_started: false,
             gate: None,
         }
@@ -149,6 +156,7 @@ impl HostState {
         self.routes.clear();
         self.decisions.clear();
         self.decisions_refused = [0; 3];
+        self.decisions_noted.clear();
         self.decision_flood_started = false;
     }
 }
@@ -256,11 +264,19 @@ fn link_output(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             host.decisions_refused[2] += 1;
             return Ok(3);
         };
-        if let Err(why) = gate.admit_decision(&host.rule, decision.scope, decision.duration_ms, host.decisions.len()) {
-            gate.count_refusal();
+        if let Err(refusal) = gate.admit_decision(&host.rule, &decision, host.decisions.len()) {
+            gate.count_refusal(&refusal);
             host.decisions_refused[2] += 1;
-            host.decision_flood_started |= lock_governor(&host.governor).decision_refused(now);
-            tracing::debug!(rule = &*host.rule, why, "Rule decision refused");
+            tracing::debug!(rule = &*host.rule, why = refusal.label, "Rule decision refused");
+            match refusal.note {
+                // The policy working as meant (an allowlisted value): no flood; the alert says so.
+                Some(note) => {
+                    if host.decisions_noted.len() < MAX_NOTED_REFUSALS {
+                        host.decisions_noted.push((decision, refusal.label, note));
+                    }
+                }
+                None => host.decision_flood_started |= lock_governor(&host.governor).decision_refused(now),
+            }
             return Ok(3);
         }
         host.decisions.push(decision);

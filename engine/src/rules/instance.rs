@@ -65,6 +65,8 @@ pub struct BatchOutcome {
     pub decisions: Vec<crate::finding::EmittedDecision>,
     /// Decisions refused (invalid, over the rate, past the policy).
     pub decisions_refused: u64,
+    /// Decisions the gate refused with a note (allowlisted values): (decision, label, note).
+    pub decisions_noted: Vec<(crate::finding::EmittedDecision, &'static str, serde_json::Value)>,
     /// A refusal started a decision flood during this batch (reported once).
     pub decision_flood_started: bool,
 }
@@ -314,6 +316,7 @@ impl RuleInstance {
             outcome.routes.extend(host.routes.drain(..).map(|(i, r)| (i + start, r)));
             outcome.decisions.append(&mut host.decisions);
             outcome.decisions_refused += host.decisions_refused.iter().sum::<u64>();
+            outcome.decisions_noted.append(&mut host.decisions_noted);
             outcome.decision_flood_started |= host.decision_flood_started;
             match result {
                 Ok(0) => {}

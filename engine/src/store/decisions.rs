@@ -17,6 +17,8 @@ text_enum! {
         Expired = "expired",
         /// Someone lifted it early.
         Lifted = "lifted",
+        /// Recorded in simulate mode (`[decisions] mode = "simulate"`): never enforced.
+        Simulated = "simulated",
     }
 }
 
@@ -101,6 +103,15 @@ impl DecisionRow {
             "ended_by": self.ended_by, "end_reason": self.end_reason,
         })
     }
+
+    /// What a bouncer sees: what enforcement needs and nothing else (no reason, actor, rule,
+    /// alert or history): `id`, `scope`, `value`, `kind`, `expires_at`.
+    pub fn to_bouncer_json(&self) -> Value {
+        json!({
+            "id": self.id, "scope": self.scope.as_str(), "value": self.value, "kind": self.kind.as_str(),
+            "expires_at": format_rfc3339_ms(self.expires_at),
+        })
+    }
 }
 
 /// One entry of a decision's history (and of the stream).
@@ -109,7 +120,7 @@ pub struct DecisionChange {
     /// Id: the stream cursor.
     pub id: i64,
     pub decision_id: i64,
-    /// `issued`, `expired`, `lifted`.
+    /// `issued`, `expired`, `lifted`, `simulated`.
     pub action: String,
     /// `rule:<name>`, `key:<id>` or `vigil`.
     pub actor: String,
@@ -166,7 +177,8 @@ pub struct DecisionFilter {
 }
 
 impl Store {
-    /// Inserts a decision (its id is set) and its `issued` change, in one transaction.
+    /// Inserts a decision (its id is set) and its `issued` change (`simulated` for a
+    /// simulated one), in one transaction.
     pub async fn insert_decision(&self, d: &mut DecisionRow) -> Result<DecisionChange, StoreError> {
         dispatch!(self, s => s.insert_decision(d).await)
     }
@@ -263,9 +275,10 @@ macro_rules! decision_queries {
                 });
                 qb.push(" RETURNING id");
                 d.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                let action = if d.status == DecisionStatus::Simulated { "simulated" } else { "issued" };
                 let mut change = DecisionChange {
                     decision_id: d.id,
-                    action: "issued".into(),
+                    action: action.into(),
                     actor: d.actor.clone(),
                     reason: Some(d.reason.clone()),
                     at: d.created_at,

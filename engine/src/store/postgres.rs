@@ -12,6 +12,7 @@ use super::alert_stats::RuleAlertStats;
 use vigil_sdk::{DecisionKind, Scope, Severity};
 
 use super::alerts::{self, AlertStatus, alert_columns, alert_insert_columns};
+use super::allowlist::AllowRow;
 use super::checkpoints::checkpoint_columns;
 use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, DecisionStatus, decision_columns};
 use super::events::head_from;
@@ -54,6 +55,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "postings", include_str!("../../../migrations/postgres/0009_postings.sql")),
     (10, "ts_seq", include_str!("../../../migrations/postgres/0010_ts_seq.sql")),
     (11, "decisions", include_str!("../../../migrations/postgres/0011_decisions.sql")),
+    (12, "allowlist", include_str!("../../../migrations/postgres/0012_allowlist.sql")),
     (13, "ingest_key", include_str!("../../../migrations/postgres/0013_ingest_key.sql")),
 ];
 
@@ -305,3 +307,4 @@ super::escalations::escalation_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::outbox::outbox_queries!(PgStore, Postgres, PgRow, writer: pool, reader: pool);
 super::silences::silence_queries!(PgStore, Postgres, writer: pool);
 super::decisions::decision_queries!(PgStore, Postgres, PgRow, writer: pool);
+super::allowlist::allowlist_queries!(PgStore, Postgres, writer: pool);

@@ -13,6 +13,7 @@ use super::alert_stats::RuleAlertStats;
 use vigil_sdk::{DecisionKind, Scope, Severity};
 
 use super::alerts::{self, AlertStatus, alert_columns, alert_insert_columns};
+use super::allowlist::AllowRow;
 use super::checkpoints::checkpoint_columns;
 use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, DecisionStatus, decision_columns};
 use super::events::head_from;
@@ -38,6 +39,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "postings", include_str!("../../../migrations/sqlite/0009_postings.sql")),
     (10, "ts_seq", include_str!("../../../migrations/sqlite/0010_ts_seq.sql")),
     (11, "decisions", include_str!("../../../migrations/sqlite/0011_decisions.sql")),
+    (12, "allowlist", include_str!("../../../migrations/sqlite/0012_allowlist.sql")),
     (13, "ingest_key", include_str!("../../../migrations/sqlite/0013_ingest_key.sql")),
 ];
 
@@ -391,6 +393,7 @@ super::escalations::escalation_queries!(SqliteStore, Sqlite, SqliteRow, writer: 
 super::outbox::outbox_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer, reader: reader);
 super::silences::silence_queries!(SqliteStore, Sqlite, writer: writer);
 super::decisions::decision_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
+super::allowlist::allowlist_queries!(SqliteStore, Sqlite, writer: writer);
 
 #[cfg(test)]
 mod tests {

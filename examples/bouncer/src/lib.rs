@@ -5,7 +5,7 @@
 //! [`Bouncer::check`] from memory: a request never waits for Vigil. [`BouncerMiddleware`]
 //! checks each request's client IP (scope `ip`) and, when configured, its user (scope `user`):
 //!
-//! - `block` / `lock` → 403 `{"error":"blocked","reason":...}`
+//! - `block` / `lock` → 403 `{"error":"blocked"}`
 //! - `throttle` → 429 with `Retry-After` (the seconds left on the decision)
 //! - `require_mfa` → the request goes on with the [`MfaRequired`] extension: the app decides
 //! - no usable copy (never synced, or no successful sync for `stale_after`) →
@@ -148,8 +148,6 @@ pub enum Verdict {
     Block {
         /// The decision's id (`GET /v1/decisions/{id}`).
         decision_id: u64,
-        /// The decision's reason.
-        reason: String,
         /// When it ends unless lifted earlier.
         expires_at: OffsetDateTime,
     },
@@ -378,7 +376,7 @@ mod tests {
     #[test]
     fn precedence() {
         let at = OffsetDateTime::UNIX_EPOCH;
-        let block = Verdict::Block { decision_id: 1, reason: "r".into(), expires_at: at };
+        let block = Verdict::Block { decision_id: 1, expires_at: at };
         let throttle = Verdict::Throttle { retry_after_secs: 5 };
         assert_eq!(Verdict::Allow.strongest(Verdict::RequireMfa), Verdict::RequireMfa);
         assert_eq!(Verdict::RequireMfa.strongest(throttle.clone()), throttle);
@@ -388,7 +386,7 @@ mod tests {
             throttle.clone().strongest(Verdict::Throttle { retry_after_secs: 9 }),
             Verdict::Throttle { retry_after_secs: 9 }
         );
-        let later = Verdict::Block { decision_id: 2, reason: "r".into(), expires_at: at + Duration::from_secs(1) };
+        let later = Verdict::Block { decision_id: 2, expires_at: at + Duration::from_secs(1) };
         assert_eq!(block.strongest(later.clone()), later);
     }
 }

@@ -1,6 +1,7 @@
 //! The actix-web middleware: turns a [`Verdict`] into a response, or lets the request on.
 //!
-//! - block / lock → 403 `{"error":"blocked","reason":...}`
+//! - block / lock → 403 `{"error":"blocked"}` (Vigil gives bouncers no reasons, so none
+//!   reaches the client)
 //! - throttle → 429 `{"error":"throttled","retry_after_secs":N}` with `Retry-After: N`
 //! - require_mfa → passed on with the [`MfaRequired`] request extension
 //! - unavailable → 503 `{"error":"unavailable"}` when failing closed, passed on when open
@@ -87,9 +88,9 @@ where
                     Some(refusal(HttpResponse::ServiceUnavailable(), json!({"error": "unavailable"})))
                 }
             },
-            Verdict::Block { decision_id, reason, .. } => {
+            Verdict::Block { decision_id, .. } => {
                 tracing::debug!(decision_id, path = req.path(), "refused: blocked");
-                Some(refusal(HttpResponse::Forbidden(), json!({"error": "blocked", "reason": reason})))
+                Some(refusal(HttpResponse::Forbidden(), json!({"error": "blocked"})))
             }
             Verdict::Throttle { retry_after_secs } => {
                 tracing::debug!(retry_after_secs, path = req.path(), "refused: throttled");

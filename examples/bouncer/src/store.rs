@@ -44,21 +44,20 @@ pub(crate) struct Decision {
     pub scope: String,
     pub value: String,
     pub kind: Kind,
-    pub reason: String,
     pub expires_at: OffsetDateTime,
     /// `status` is `active` (or absent); an ended decision in `added` is removed instead.
     pub active: bool,
 }
 
-/// The members of the server's decision object a bouncer reads (the others are ignored).
+/// The members of the server's decision object a bouncer reads: what a bouncer key is
+/// given (`id`, `scope`, `value`, `kind`, `expires_at`); others, such as `status` from a
+/// key with a wider role, are read when present and ignored otherwise.
 #[derive(Deserialize)]
 struct Wire {
     id: u64,
     scope: String,
     value: String,
     kind: String,
-    #[serde(default)]
-    reason: String,
     expires_at: String,
     #[serde(default)]
     status: Option<String>,
@@ -78,7 +77,6 @@ impl Decision {
             scope: wire.scope,
             value,
             kind,
-            reason: wire.reason,
             expires_at,
             active: wire.status.as_deref().is_none_or(|s| s == "active"),
         })
@@ -101,7 +99,6 @@ fn normalize<'a>(scope: &str, value: &'a str) -> Cow<'a, str> {
 struct Entry {
     id: u64,
     kind: Kind,
-    reason: String,
     expires_at: OffsetDateTime,
 }
 
@@ -166,7 +163,6 @@ impl Store {
         self.entries.entry(decision.scope).or_default().entry(decision.value).or_default().push(Entry {
             id: decision.id,
             kind: decision.kind,
-            reason: decision.reason,
             expires_at: decision.expires_at,
         });
     }
@@ -206,9 +202,7 @@ impl Store {
         };
         list.iter().filter(|e| e.expires_at > now).fold(Verdict::Allow, |verdict, e| {
             verdict.strongest(match e.kind {
-                Kind::Block | Kind::Lock => {
-                    Verdict::Block { decision_id: e.id, reason: e.reason.clone(), expires_at: e.expires_at }
-                }
+                Kind::Block | Kind::Lock => Verdict::Block { decision_id: e.id, expires_at: e.expires_at },
                 Kind::Throttle => Verdict::Throttle { retry_after_secs: seconds_until(e.expires_at, now) },
                 Kind::RequireMfa => Verdict::RequireMfa,
             })
@@ -239,14 +233,10 @@ mod tests {
         OffsetDateTime::parse(NOW, &Rfc3339).unwrap()
     }
 
+    /// A decision as a bouncer key gets it: exactly these five members.
     fn decision(id: u64, scope: &str, value: &str, kind: &str, expires_at: &str) -> Decision {
-        Decision::from_json(&json!({
-            "id": id, "scope": scope, "value": value, "kind": kind, "reason": format!("reason {id}"),
-            "origin": "rule", "actor": "rule:brute_force", "rule": "brute_force", "rule_sha256": "ab",
-            "alert_id": null, "event_seqs": [1], "created_at": NOW, "expires_at": expires_at,
-            "status": "active", "ended_at": null, "ended_by": null, "end_reason": null
-        }))
-        .unwrap()
+        Decision::from_json(&json!({"id": id, "scope": scope, "value": value, "kind": kind, "expires_at": expires_at}))
+            .unwrap()
     }
 
     fn store_with(decisions: Vec<Decision>) -> Store {
@@ -260,9 +250,20 @@ mod tests {
         let d = decision(12, "ip", "203.0.113.7", "block", "2026-12-01T10:30:00.000Z");
         assert_eq!(d.id, 12);
         assert_eq!(d.kind, Kind::Block);
-        assert_eq!(d.reason, "reason 12");
-        assert!(d.active);
+        assert!(d.active, "no status: active (a bouncer is given active decisions only)");
         assert_eq!(d.expires_at, now() + Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn reads_the_whole_object_a_wider_key_gets() {
+        let whole = json!({
+            "id": 3, "scope": "ip", "value": "203.0.113.7", "kind": "block", "reason": "r",
+            "origin": "rule", "actor": "rule:brute_force", "rule": "brute_force", "rule_sha256": "ab",
+            "alert_id": null, "event_seqs": [1], "created_at": NOW, "expires_at": NOW,
+            "status": "lifted", "ended_at": NOW, "ended_by": "k_1", "end_reason": "x"
+        });
+        let d = Decision::from_json(&whole).unwrap();
+        assert!(!d.active, "a lifted one in `added` is removed");
     }
 
     #[test]

@@ -6,15 +6,26 @@ use serde_json::{Value, json};
 
 mod response;
 
-use self::response::{alerts, decisions, receivers, silences};
+use self::response::{alerts, allowlist, decisions, receivers, silences};
 use super::{Op, closed, cursor, int64, json_body, limit, list_of, object, path, query, r, time_param};
 
 /// Every documented operation, tag by tag.
 pub(super) fn operations() -> Vec<(&'static str, &'static str, Op)> {
-    [operations_and_health(), events(), integrity(), rules(), alerts(), silences(), decisions(), receivers(), keys()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        operations_and_health(),
+        events(),
+        integrity(),
+        rules(),
+        alerts(),
+        silences(),
+        decisions(),
+        allowlist(),
+        receivers(),
+        keys(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn event_filters() -> Vec<Value> {

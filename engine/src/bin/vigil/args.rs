@@ -275,9 +275,9 @@ pub enum AlertsCommand {
 
 #[derive(Subcommand)]
 pub enum DecisionsCommand {
-    /// Active decisions, newest first (`--status expired|lifted|all` for the stored ones).
+    /// Active decisions, newest first (`--status expired|lifted|simulated|all` for the stored ones).
     List {
-        /// active (default) | expired | lifted | all
+        /// active (default) | expired | lifted | simulated | all
         #[arg(long)]
         status: Option<String>,
         /// ip | user | api_key | session | organization

@@ -1,12 +1,14 @@
-//! Loading the active set at start: rebuilt from the decision events of the chain and
-//! compared with the `decisions` table of the store; any difference is logged and raised
-//! as a P1 alert through `alerts`, and the chain is enforced.
+//! Loading the active set and the allowlist's API entries at start: rebuilt from the
+//! decision and allowlist events of the chain and compared with the `decisions` and
+//! `allowlist` tables of the store; any difference is logged and raised as a P1 alert
+//! through `alerts`, and the chain is enforced.
 
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use vigil_sdk::{DecisionKind, Scope, Severity};
 
+use super::allowlist::AllowChain;
 use super::{DecisionError, DecisionService};
 use crate::store::StoreError;
 use crate::store::decisions::{DecisionFilter, DecisionRow, DecisionStatus};
@@ -19,7 +21,8 @@ impl DecisionService {
     /// retention purged old events, when the chain cannot speak for it). Any difference is
     /// logged and raised as a P1 alert. Write pending chain events first
     /// ([`Self::chain_pending`]), so a crash between a commit and its chain write is no
-    /// difference.
+    /// difference. The allowlist's API entries are loaded the same way (an entry planted in
+    /// the table would otherwise lift decisions): see `allowlist.rs`.
     pub async fn load(&self) -> Result<usize, DecisionError> {
         let _one = self.inner.lock.lock().await;
         let last = self.inner.store.last_decision_change().await?;
@@ -57,7 +60,7 @@ impl DecisionService {
                 break;
             }
         }
-        let chain = self.active_from_chain().await?;
+        let (chain, allow_chain) = self.active_from_chain().await?;
         let purged = self.inner.store.retention_floor().await? > 0;
         let mut differences = Vec::new();
         let mut rows = Vec::with_capacity(chain.len());
@@ -104,6 +107,7 @@ impl DecisionService {
         let n = rows.len();
         self.inner.set.reset(rows, last);
         drop(_one);
+        self.load_allowlist(allow_chain, purged, &mut differences).await?;
         if !differences.is_empty() {
             tracing::error!(differences = differences.len(), first = %differences[0], "The decisions table differs from the chain; the chain is enforced");
             self.raise_mismatch(differences).await;
@@ -111,12 +115,15 @@ impl DecisionService {
         Ok(n)
     }
 
-    /// The decisions the chain's events say are active (issued, neither expired nor lifted).
-    async fn active_from_chain(&self) -> Result<HashMap<i64, DecisionRow>, DecisionError> {
+    /// The decisions the chain's events say are active (issued, neither expired nor lifted),
+    /// and the allowlist events it holds (one pass over the `response` events).
+    async fn active_from_chain(&self) -> Result<(HashMap<i64, DecisionRow>, AllowChain), DecisionError> {
         let mut issued: HashMap<i64, DecisionRow> = HashMap::new();
         let mut ended = std::collections::HashSet::new();
+        let mut allow = AllowChain::default();
         let mut before = None;
         let prefix = format!("{}decision:", crate::event::RESERVED_ID_PREFIX);
+        let allow_prefix = format!("{}allowlist:", crate::event::RESERVED_ID_PREFIX);
         loop {
             let filter = crate::store::EventFilter {
                 category: Some("response".into()),
@@ -128,6 +135,10 @@ impl DecisionService {
             for row in &page {
                 // An unreadable row is verify's to report; it proves nothing here.
                 let Ok(ev) = row.to_api_json() else { continue };
+                if ev["event_id"].as_str().is_some_and(|id| id.starts_with(&allow_prefix)) {
+                    allow.read(&ev);
+                    continue;
+                }
                 if !ev["event_id"].as_str().is_some_and(|id| id.starts_with(&prefix)) {
                     continue;
                 }
@@ -155,15 +166,15 @@ impl DecisionService {
             before = page.last().map(|r| r.seq);
         }
         issued.retain(|id, _| !ended.contains(id));
-        Ok(issued)
+        Ok((issued, allow))
     }
 
-    /// The P1 alert of a decisions table that differs from the chain.
+    /// The P1 alert of a decisions (or allowlist) table that differs from the chain.
     async fn raise_mismatch(&self, differences: Vec<Value>) {
         let raised = crate::finding::RaisedAlert::by_vigil(
             String::new(),
             crate::finding::EmittedAlert {
-                title: format!("The decisions table differs from the chain ({} decisions)", differences.len()),
+                title: format!("The decisions table differs from the chain ({} differences)", differences.len()),
                 severity: Severity::P1,
                 dedup_key: crate::finding::DECISIONS_MISMATCH_DEDUP_KEY.into(),
                 fields: json!({"differences": differences.iter().take(20).collect::<Vec<_>>(), "count": differences.len()}),

@@ -200,13 +200,17 @@ pub(super) fn decisions() -> Vec<(&'static str, &'static str, Op)> {
                 ),
                 query(
                     "status",
-                    json!({"type": "string", "enum": ["active", "expired", "lifted", "all"]}),
-                    "default active (from memory); others from the store",
+                    json!({"type": "string", "enum": ["active", "expired", "lifted", "simulated", "all"]}),
+                    "default active (from memory); others from the store (not for bouncer keys: 403)",
                 ),
                 limit(100),
                 cursor(),
             ])
-            .ok(200, "the decisions that apply (a check), or a page of them", list_of("decisions", "Decision", true))
+            .ok(
+                200,
+                "the decisions that apply (a check), or a page of them (a bouncer key: BouncerDecision)",
+                list_of("decisions", "DecisionView", true),
+            )
             .err(400, "invalid filter"),
         ),
         (
@@ -223,7 +227,7 @@ pub(super) fn decisions() -> Vec<(&'static str, &'static str, Op)> {
             .link(201, "getDecision", "id")
             .link(201, "liftDecision", "id")
             .err(400, "invalid decision")
-            .err(409, "too many decisions are active ([decisions] max_active)")
+            .err(409, "the value is allowlisted (code allowlisted, details: the entry), or too many decisions are active ([decisions] max_active)")
             .err(413, "body too large")
             .err(507, "insufficient_storage"),
         ),
@@ -247,7 +251,7 @@ pub(super) fn decisions() -> Vec<(&'static str, &'static str, Op)> {
         (
             "get",
             "/v1/decisions/{id}",
-            Op::new("getDecision", "decisions", "One decision, any status, with its history", Some("bouncer"))
+            Op::new("getDecision", "decisions", "One decision, any status, with its history (bouncer keys: 403)", Some("read"))
                 .params(vec![decision_id()])
                 .ok(200, "the decision", r("DecisionDetail"))
                 .err(400, "the id is not a positive integer")
@@ -270,6 +274,55 @@ pub(super) fn decisions() -> Vec<(&'static str, &'static str, Op)> {
             .err(409, "the decision is no longer active")
             .err(413, "body too large")
             .err(507, "insufficient_storage"),
+        ),
+    ]
+}
+
+pub(super) fn allowlist() -> Vec<(&'static str, &'static str, Op)> {
+    vec![
+        (
+            "get",
+            "/v1/allowlist",
+            Op::new(
+                "listAllowlist",
+                "allowlist",
+                "Values no decision may apply to (built-in, config, API)",
+                Some("read"),
+            )
+            .params(vec![query(
+                "status",
+                json!({"type": "string", "enum": ["active", "all"]}),
+                "default active (in force); all adds expired and removed API entries",
+            )])
+            .ok(200, "the entries", list_of("entries", "AllowEntry", false))
+            .err(400, "invalid filter"),
+        ),
+        (
+            "post",
+            "/v1/allowlist",
+            Op::new(
+                "createAllowlistEntry",
+                "allowlist",
+                "Allow a value: decisions on it are refused, and the active ones it covers lifted",
+                Some("admin"),
+            )
+            .body(json_body(r("NewAllowEntry"), true))
+            .ok(201, "the entry, with the decisions it lifted", r("AllowEntryCreated"))
+            .link(201, "deleteAllowlistEntry", "id")
+            .err(400, "invalid entry")
+            .err(409, "too many entries are in force")
+            .err(413, "body too large")
+            .err(507, "insufficient_storage"),
+        ),
+        (
+            "delete",
+            "/v1/allowlist/{id}",
+            Op::new("deleteAllowlistEntry", "allowlist", "Remove an API entry (it stays on record)", Some("admin"))
+                .params(vec![path("id", json!({"type": "string", "minLength": 1}), "entry id")])
+                .ok(200, "the removed entry", r("AllowEntry"))
+                .err(404, "no such entry")
+                .err(409, "a config or built-in entry (not removable through the API), or removed already")
+                .err(507, "insufficient_storage"),
         ),
     ]
 }
