@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vigil_tests::{Backend, TestApp, both_backends, failures, sample_event, spawn_app, spawn_app_with};
 
-both_backends!(idempotency_is_per_key_and_every_event_names_its_key, an_edited_ingest_key_is_located_by_verify);
+both_backends!(
+    idempotency_is_per_key_and_every_event_names_its_key,
+    an_edited_ingest_key_is_located_by_verify,
+    a_write_after_a_live_truncation_puts_the_log_on_hold_instead_of_covering_it
+);
 
 /// The id of a key (what events record), from `/v1/whoami`.
 async fn key_id(app: &TestApp, key: &str) -> anyhow::Result<String> {
@@ -331,4 +335,33 @@ async fn sixteen_parallel_large_bodies_stay_under_400_mb() -> anyhow::Result<()>
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// Rows deleted under the running server (guards dropped first), then a client write: the
+/// write must not chain new rows and a new checkpoint over the gap (which would re-anchor
+/// the shortened log and pass the start-up check); the log goes on hold at once and stays
+/// on hold after a restart.
+async fn a_write_after_a_live_truncation_puts_the_log_on_hold_instead_of_covering_it(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    vigil_tests::seed(&app, 20).await?;
+    app.server.state.sequencer.checkpoint_now().await?;
+    let head = app.get("/v1/integrity/head").await?.1["seq"].as_i64().unwrap();
+    let unguard = match backend {
+        Backend::Sqlite => "DROP TRIGGER events_no_delete; DROP TRIGGER events_insert_next_only",
+        Backend::Postgres => "DROP TRIGGER events_no_delete ON events",
+    };
+    app.exec_sql(unguard).await?;
+    app.exec_sql(&format!("DELETE FROM events WHERE seq > {}", head - 5)).await?;
+    let (status, body) = app.post_events(&json!([sample_event(100)])).await?;
+    assert_ne!(status, 201, "nothing may be written on top of the gap: {body}");
+    let (status, body) = app.post_events(&json!([sample_event(101)])).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("integrity_hold")), "{body}");
+    let app = app.restart().await?;
+    let (status, body) = app.post_events(&json!([sample_event(102)])).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("integrity_hold")), "{body}");
+    let report = app.verify().await?;
+    assert!(failures(&report).iter().any(|(s, k)| *s == head - 4 && k == "truncated"), "{report}");
+    Ok(())
 }

@@ -218,6 +218,39 @@ pub struct Head {
     pub hash: [u8; 32],
 }
 
+/// Inside an append's transaction: the log's newest row must be the one the writer chains
+/// on (the first row's `seq - 1` and `prev_hash`; for a checkpoint alone, the row it
+/// signs). Rows deleted or written under the running writer (a truncation while it runs)
+/// fail the append, before anything is written on top of them; the sequencer then re-reads
+/// the head and puts the log on hold, so no new checkpoint or anchor can cover the change.
+/// An empty table is right only below the retention floor (a purge of the whole log).
+pub(super) fn check_head_before_append(
+    head: Option<(i64, Vec<u8>)>,
+    floor: i64,
+    rows: &[StoredRow],
+    checkpoint: Option<&Checkpoint>,
+) -> Result<(), StoreError> {
+    let (seq, hash) = match (rows.first(), checkpoint) {
+        (Some(first), _) => (first.seq - 1, first.prev_hash.as_slice()),
+        (None, Some(cp)) => (cp.seq, cp.hash.as_slice()),
+        (None, None) => return Ok(()),
+    };
+    let fine = match &head {
+        // An unreadable hash (a damaged row) is chained on as zeros, like `head_from` does.
+        Some((s, h)) => *s == seq && (h.as_slice() == hash || (h.len() != 32 && hash == [0u8; 32])),
+        None => seq == 0 || floor >= seq,
+    };
+    if fine {
+        return Ok(());
+    }
+    let found = head.map_or_else(|| "no rows".to_owned(), |(s, h)| format!("seq {s} hash {}", hex::encode(h)));
+    Err(StoreError::WriteFailed(format!(
+        "the log's newest row is not the one the writer chains on (expected seq {seq} hash {}, found {found}): \
+         rows were removed or written by someone else",
+        hex::encode(hash)
+    )))
+}
+
 /// The head given the newest row's `(seq, hash)` as both backends read it (none: empty log).
 pub(super) fn head_from(row: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError> {
     match row {

@@ -179,6 +179,17 @@ impl PgStore {
         // Every append holds the log's append lock shared until it commits, so a server that
         // takes over the log waits for a killed writer's last transaction to end first.
         sqlx::query(APPEND_LOCK_SHARED).execute(&mut *tx).await?;
+        let head = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+            .persistent(false)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let head =
+            head.map(|r| (r.try_get::<i64, _>("seq").unwrap_or(i64::MIN), r.try_get("hash").unwrap_or_default()));
+        let floor: i64 = sqlx::query_scalar("SELECT floor FROM retention_floor WHERE id = 1")
+            .persistent(false)
+            .fetch_one(&mut *tx)
+            .await?;
+        super::events::check_head_before_append(head, floor, rows, checkpoint)?;
         let col = |f: fn(&IndexedColumns) -> Option<String>| rows.iter().map(|r| f(&r.columns)).collect::<Vec<_>>();
         if !rows.is_empty() {
             sqlx::query(

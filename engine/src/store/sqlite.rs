@@ -160,6 +160,13 @@ impl SqliteStore {
         if rows.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
+        let head =
+            sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+        let head =
+            head.map(|r| (r.try_get::<i64, _>("seq").unwrap_or(i64::MIN), r.try_get("hash").unwrap_or_default()));
+        let floor: i64 =
+            sqlx::query_scalar("SELECT floor FROM retention_floor WHERE id = 1").fetch_one(&mut *tx).await?;
+        super::events::check_head_before_append(head, floor, rows, checkpoint)?;
         let mut start = 0;
         for size in chunk_sizes(rows.len()) {
             let chunk = &rows[start..start + size];
