@@ -101,7 +101,7 @@ async fn an_edited_ingest_key_is_located_by_verify(backend: Backend) -> anyhow::
     let report = app.verify().await?;
     assert_eq!(report["status"], "failed", "{report}");
     assert!(failures(&report).contains(&(seq, "column_mismatch".into())), "{report}");
-    let (_, listed) = app.get(&format!("/v1/events?limit=1000")).await?;
+    let (_, listed) = app.get("/v1/events?limit=1000").await?;
     let event = listed["events"].as_array().unwrap().iter().find(|e| e["seq"] == seq).cloned().unwrap();
     assert_eq!(event["ingest_key"], json!(id), "{event}");
     Ok(())
