@@ -14,6 +14,7 @@ mod config_cli;
 mod crash_load;
 mod dashboard;
 mod decisions;
+mod docs;
 mod faults;
 mod guards;
 mod hostile;
