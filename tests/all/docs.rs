@@ -44,6 +44,42 @@ fn blocks(text: &str) -> Vec<(String, usize, String)> {
     out
 }
 
+/// The command lines of a shell block: continuations (`\\` at the end of a line) joined, and
+/// newlines inside quotes kept inside their line (a multi-line `-d '{...}'`).
+fn shell_lines(block: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut quote = None::<char>;
+    let mut chars = block.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '\\') if chars.peek() == Some(&'\n') => {
+                chars.next();
+                line.push(' ');
+            }
+            (None, '\n') => lines.push(std::mem::take(&mut line)),
+            (None, '#') if line.is_empty() || line.ends_with(char::is_whitespace) => {
+                // A comment: to the end of the line, whatever quotes it holds.
+                while chars.peek().is_some_and(|c| *c != '\n') {
+                    chars.next();
+                }
+            }
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                line.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                line.push(c);
+            }
+            (_, c) => line.push(c),
+        }
+    }
+    lines.push(line);
+    lines.retain(|l| !l.trim().is_empty());
+    lines
+}
+
 /// Splits a shell line into words: quotes and `$(...)` hold together, `#` starts a comment.
 fn words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -91,9 +127,9 @@ fn words(line: &str) -> Vec<String> {
 /// pipelines, `&&`, redirections and leading `VAR=value` assignments cut away; a command
 /// inside `$(...)` counted too).
 fn vigil_commands(block: &str) -> Vec<Vec<String>> {
-    let joined = block.replace("\\\n", " ");
     let mut out = Vec::new();
-    for line in joined.lines() {
+    for line in shell_lines(block) {
+        let line = line.as_str();
         let mut segment: Vec<String> = Vec::new();
         let mut segments = Vec::new();
         for w in words(line) {
@@ -211,4 +247,99 @@ fn every_documented_config_block_parses() {
     }
     assert!(checked >= 1, "no TOML blocks found");
     assert!(failures.is_empty(), "documented configuration that does not parse:\n{}", failures.join("\n"));
+}
+
+/// One documented `curl` call to the server: method, path and query, headers, body.
+#[derive(Debug)]
+struct CurlCall {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+/// The `curl` calls of a shell block addressed to the server at `http://127.0.0.1:8080`
+/// (uploads of local files, `--data-binary @file`, are skipped: the file is the user's).
+fn curl_calls(block: &str) -> Vec<CurlCall> {
+    let mut out = Vec::new();
+    for line in shell_lines(block) {
+        let words = words(&line);
+        let Some(start) = words.iter().position(|w| w == "curl") else { continue };
+        let mut call = CurlCall { method: String::new(), path: String::new(), headers: Vec::new(), body: None };
+        let mut file_upload = false;
+        let mut it = words[start + 1..].iter().take_while(|w| !matches!(w.as_str(), "|" | ">" | "&&" | ";"));
+        while let Some(w) = it.next() {
+            match w.as_str() {
+                "-X" | "--request" => call.method = it.next().cloned().unwrap_or_default(),
+                "-H" | "--header" => {
+                    if let Some((k, v)) = it.next().and_then(|h| h.split_once(':')) {
+                        call.headers.push((k.trim().to_owned(), v.trim().to_owned()));
+                    }
+                }
+                "-d" | "--data" | "--data-binary" | "--data-raw" => {
+                    let data = it.next().cloned().unwrap_or_default();
+                    file_upload |= data.starts_with('@');
+                    call.body = Some(data);
+                }
+                "-o" | "-w" | "--output" | "--write-out" => {
+                    it.next();
+                }
+                url if url.starts_with("http://127.0.0.1:8080") => {
+                    call.path = url.trim_start_matches("http://127.0.0.1:8080").to_owned();
+                }
+                _ => {}
+            }
+        }
+        if call.path.is_empty() || file_upload {
+            continue;
+        }
+        if call.method.is_empty() {
+            call.method = if call.body.is_some() { "POST".into() } else { "GET".into() };
+        }
+        out.push(call);
+    }
+    out
+}
+
+/// Every documented `curl` call to the server, replayed in document order against a real
+/// server (admin key for `$KEY`, a bouncer key for `$BOUNCER`): each must succeed, so an
+/// example body, path or query parameter that drifted from the API fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_curl_call_succeeds() -> anyhow::Result<()> {
+    let app = vigil_tests::spawn_app(vigil_tests::Backend::Sqlite).await?;
+    let bouncer = app.create_key("bouncer").await?;
+    let mut replayed = 0;
+    let mut failures = Vec::new();
+    for file in documents() {
+        let text = std::fs::read_to_string(&file)?;
+        for (tag, line, body) in blocks(&text) {
+            if !matches!(tag.as_str(), "sh" | "bash" | "shell" | "") {
+                continue;
+            }
+            for call in curl_calls(&body) {
+                let method = reqwest::Method::from_bytes(call.method.as_bytes())?;
+                let mut req = app.client.request(method, app.url(&call.path));
+                for (k, v) in &call.headers {
+                    let v = v
+                        .replace("$KEY", &app.admin_key)
+                        .replace("vgl_choose_a_long_random_secret", &app.admin_key)
+                        .replace("$BOUNCER", &bouncer);
+                    req = req.header(k.as_str(), v);
+                }
+                if let Some(b) = &call.body {
+                    req = req.body(b.replace("$i", "1"));
+                }
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                replayed += 1;
+                if status >= 400 {
+                    let said = resp.text().await.unwrap_or_default();
+                    failures.push(format!("{}: {} {} -> {status} {said}", where_(&file, line), call.method, call.path));
+                }
+            }
+        }
+    }
+    assert!(replayed >= 10, "only {replayed} curl calls found: is the reader broken?");
+    assert!(failures.is_empty(), "documented curl calls the server refuses:\n{}", failures.join("\n"));
+    Ok(())
 }
