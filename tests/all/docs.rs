@@ -44,7 +44,7 @@ fn blocks(text: &str) -> Vec<(String, usize, String)> {
     out
 }
 
-/// The command lines of a shell block: continuations (`\\` at the end of a line) joined, and
+/// The command lines of a shell block: continuations (a backslash ending a line) joined, and
 /// newlines inside quotes kept inside their line (a multi-line `-d '{...}'`).
 fn shell_lines(block: &str) -> Vec<String> {
     let mut lines = Vec::new();
