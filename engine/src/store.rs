@@ -85,7 +85,7 @@ pub use escalations::EscalationRow;
 pub use events::{EventKey, Head, IndexedColumns, StoredRow, decode_canon};
 pub use keys::ApiKeyRow;
 pub use outbox::{NotificationFilter, NotificationRow, NotificationStatus};
-pub use query::{EventFilter, Stats, StatsFilter};
+pub use query::{EventFilter, Origin, Stats, StatsFilter};
 pub use rules::StoredRule;
 pub use silences::SilenceRow;
 

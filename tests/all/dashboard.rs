@@ -4,6 +4,10 @@
 //! sees the alert, acknowledges it and sees the status change, filters events and verifies
 //! one, sees a rule's stats, drives a receiver's circuit, and checks that a read-only key
 //! sees no action buttons; event fields holding HTML and script show as text and never run.
+//! Issue 22: the login page shows no navigation, the "lift decisions" box sends what it shows
+//! for every disposition, the alert page (long values, a long comment) fits a 1280 and an
+//! 800 px window, history rows are readable, the overview counts application events, rules
+//! show their manifest, owners and actors show key names to an admin only, no 404s.
 //! Screenshots of every page go to `test-artefacts/dashboard/`.
 
 use serde_json::{Value, json};
@@ -27,10 +31,14 @@ async fn the_dashboard_works_in_chromium() -> anyhow::Result<()> {
         assert!(status == 200 || status == 201, "deploy {name}: {status} {body}");
     }
     vigil_tests::seed(&app, 30).await?;
+    // Long values without spaces (a user id, a resource path) must not widen the alert page.
+    let long_user = format!("victim-{}", "x".repeat(200));
+    let long_resource = format!("/api/v1/accounts/{}/profile", "0123456789".repeat(30));
     let burst: Vec<Value> = (0..6)
         .map(|i| {
+            let user = if i == 0 { long_user.clone() } else { format!("victim{i}") };
             json!({"category": "authentication", "action": "login_failed", "outcome": "failure",
-                "ip": "203.0.113.7", "user_id": format!("victim{i}"), "severity": "medium"})
+                "ip": "203.0.113.7", "user_id": user, "severity": "medium", "resource": long_resource})
         })
         .collect();
     let (status, body) = app.post_events(&json!(burst)).await?;
@@ -67,9 +75,18 @@ async fn the_dashboard_works_in_chromium() -> anyhow::Result<()> {
          Chromium is missing):\n{said}",
         out.display()
     );
-    for page in
-        ["login", "alerts", "alert", "events", "overview", "rules", "integrity", "receivers", "alerts-read-only"]
-    {
+    for page in [
+        "login",
+        "alerts",
+        "alert",
+        "alert-800",
+        "events",
+        "overview",
+        "rules",
+        "integrity",
+        "receivers",
+        "alerts-read-only",
+    ] {
         let shot = out.join(format!("{page}.png"));
         let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "screenshot {} missing or empty", shot.display());
@@ -88,6 +105,8 @@ async fn the_dashboard_is_served_with_a_strict_policy_and_no_key() -> anyhow::Re
         ("/assets/app.js", "text/javascript"),
         ("/assets/pages.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
+        ("/assets/favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),
     ] {
         let res = app.client.get(app.url(path)).send().await?;
         assert_eq!(res.status(), 200, "{path}");

@@ -4,7 +4,11 @@
 use serde_json::{Value, json};
 use vigil_tests::{Backend, both_backends, spawn_app};
 
-both_backends!(filters_and_cursor_pagination_return_exactly_the_matching_events, stats_count_what_was_stored);
+both_backends!(
+    filters_and_cursor_pagination_return_exactly_the_matching_events,
+    stats_count_what_was_stored,
+    stats_separate_the_applications_events_from_the_servers_own
+);
 
 fn ev(i: i64, category: &str, action: &str, outcome: &str, severity: &str, user: &str, ip: &str) -> Value {
     json!({
@@ -122,6 +126,41 @@ async fn stats_count_what_was_stored(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(stats["buckets"][0], json!({"start": "2026-01-01T00:00:00.000Z", "count": 1}));
     let (status, _) = app.get("/v1/events/stats?bucket=week").await?;
     assert_eq!(status, 400);
+    Ok(())
+}
+
+/// `origin=app` counts only what clients sent (a client's `source: "vigil"` included: a
+/// client cannot hide its events from the analyst's view by claiming to be the server);
+/// `origin=vigil` only the server's own (configuration, audit, ...); `all` (the default)
+/// both, as before.
+async fn stats_separate_the_applications_events_from_the_servers_own(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let mut batch: Vec<Value> =
+        (0..6).map(|i| ev(i, "authentication", "login_failed", "failure", "low", "alice", "10.2.2.2")).collect();
+    batch.push(json!({"category": "system", "action": "claims_to_be_vigil", "source": "vigil", "user_id": "mallory"}));
+    let (status, body) = app.post_events(&json!(batch)).await?;
+    assert_eq!(status, 201, "{body}");
+    // The server's own events: a key created (audit/configuration events), a rule deployed.
+    app.create_key("read").await?;
+    let (_, all) = app.get("/v1/events/stats?top=100").await?;
+    let (status, apps) = app.get("/v1/events/stats?origin=app&top=100").await?;
+    assert_eq!(status, 200, "{apps}");
+    let (status, own) = app.get("/v1/events/stats?origin=vigil&top=100").await?;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(apps["total"], 7, "{apps}");
+    assert!(own["total"].as_i64().unwrap() > 0, "the server wrote events of its own: {own}");
+    assert_eq!(all["total"].as_i64().unwrap(), 7 + own["total"].as_i64().unwrap(), "{all}");
+    let users = |s: &Value| -> Vec<String> {
+        s["top_users"].as_array().unwrap().iter().map(|c| c["value"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(users(&apps), vec!["alice", "mallory"], "{apps}");
+    assert!(!users(&own).iter().any(|u| u == "alice" || u == "mallory"), "{own}");
+    let cats: Vec<&str> =
+        apps["by_category"].as_array().unwrap().iter().map(|c| c["value"].as_str().unwrap()).collect();
+    assert_eq!(cats, vec!["authentication", "system"], "{apps}");
+    assert!((apps["failure_rate"].as_f64().unwrap() - 6.0 / 7.0).abs() < 1e-9, "{apps}");
+    let (status, body) = app.get("/v1/events/stats?origin=mine").await?;
+    assert_eq!(status, 400, "{body}");
     Ok(())
 }
 

@@ -92,6 +92,39 @@ function can(role) {
   return !!(session && session.allows && session.allows[role]);
 }
 
+// Time left until an RFC 3339 instant ("29m left"), or "expired".
+function left(iso) {
+  if (!iso) return "—";
+  const secs = (Date.parse(iso) - Date.now()) / 1000;
+  if (!(secs > 0)) return "expired";
+  if (secs < 60) return `${Math.floor(secs)}s left`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m left`;
+  if (secs < 86400) return `${Math.floor(secs / 3600)}h ${Math.floor((secs % 3600) / 60)}m left`;
+  return `${Math.floor(secs / 86400)}d ${Math.floor((secs % 86400) / 3600)}h left`;
+}
+
+// Key names by key id. Names of keys are admin information (GET /v1/keys needs the admin
+// role), so only an admin's dashboard shows them; other roles see the key ids the API
+// records as actors. Loaded once per login.
+let keyNames = null;
+
+async function loadKeyNames() {
+  if (keyNames || !can("admin")) return;
+  try {
+    const data = await api("GET", "/v1/keys");
+    keyNames = new Map(data.keys.map((k) => [k.id, k.name]));
+  } catch (_) {
+    keyNames = new Map();
+  }
+}
+
+// An actor as text: a key's name (its id in the tooltip) when known, else the id as sent.
+function actor(id) {
+  if (!id) return "—";
+  const name = keyNames && keyNames.get(id);
+  return name ? h("span", { class: "actor", title: `key ${id}` }, name) : h("span", { class: "actor" }, id);
+}
+
 // ---------------------------------------------------------------- API
 
 class ApiError extends Error {
@@ -176,6 +209,7 @@ function loginPage(message) {
 
 function logout(message) {
   session = null;
+  keyNames = null;
   sessionStorage.removeItem(SESSION);
   loginPage(message);
 }
@@ -190,7 +224,10 @@ async function route() {
   if (!session) return loginPage();
   const top = document.getElementById("top");
   top.hidden = false;
-  document.getElementById("who").textContent = `${session.key_id} (${session.role})`;
+  await loadKeyNames();
+  if (!session) return;
+  const me = keyNames && keyNames.get(session.key_id);
+  document.getElementById("who").textContent = `${me ? `${me} · ` : ""}${session.key_id} (${session.role})`;
   const hash = location.hash.replace(/^#\/?/, "");
   const [pathPart, query] = hash.split("?");
   const parts = pathPart.split("/").filter(Boolean);

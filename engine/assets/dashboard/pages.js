@@ -54,15 +54,25 @@ async function overviewPage() {
   const [span, bucket, width] = spans[range] || spans["1h"];
   const now = Date.now();
   const since = new Date(Math.floor((now - span) / width) * width + width).toISOString();
-  const picker = h("div", { class: "row", role: "group", "aria-label": "Time range" },
-    Object.keys(spans).map((r) => h("button", {
-      type: "button", "aria-pressed": String(r === range),
-      onclick: () => { sessionStorage.setItem("vigil.range", r); route(); },
-    }, `Last ${r}`)));
+  // Whose events: the applications' by default; Vigil's own (alerts, responses,
+  // configuration, audit, system) on request (`GET /v1/events/stats?origin=`).
+  const origins = { app: "Application events", vigil: "Vigil's own events", all: "All events" };
+  const origin = origins[sessionStorage.getItem("vigil.origin")] ? sessionStorage.getItem("vigil.origin") : "app";
+  const picker = h("div", { class: "row" },
+    h("div", { class: "row", role: "group", "aria-label": "Time range" },
+      Object.keys(spans).map((r) => h("button", {
+        type: "button", "aria-pressed": String(r === range),
+        onclick: () => { sessionStorage.setItem("vigil.range", r); route(); },
+      }, `Last ${r}`))),
+    h("div", { class: "row", role: "group", "aria-label": "Whose events", id: "origin" },
+      Object.entries(origins).map(([o, label]) => h("button", {
+        type: "button", "aria-pressed": String(o === origin), "data-origin": o,
+        onclick: () => { sessionStorage.setItem("vigil.origin", o); route(); },
+      }, label))));
   page("Overview", picker, h("p", { class: "muted" }, "Loading…"));
-  const stats = await api("GET", `/v1/events/stats${qs({ since, bucket, top: 10 })}`);
+  const stats = await api("GET", `/v1/events/stats${qs({ since, bucket, top: 10, origin })}`);
   const cats = stats.by_category.slice(0, 6);
-  const per = await Promise.all(cats.map((c) => api("GET", `/v1/events/stats${qs({ since, bucket, category: c.value, top: 1 })}`)));
+  const per = await Promise.all(cats.map((c) => api("GET", `/v1/events/stats${qs({ since, bucket, category: c.value, top: 1, origin })}`)));
   const starts = [];
   for (let t = Date.parse(since); t <= now; t += width) starts.push(t);
   const series = cats.map((c, i) => ({
@@ -74,7 +84,7 @@ async function overviewPage() {
   const bySev = ["P1", "P2", "P3", "P4"].map((p) => ({ value: p, count: open.alerts.filter((a) => a.severity === p).length }));
   page("Overview", picker,
     h("div", { class: "cards" },
-      h("div", { class: "card" }, h("div", { class: "label" }, `Events (last ${range})`), h("div", { class: "value", id: "events-total" }, stats.total)),
+      h("div", { class: "card" }, h("div", { class: "label" }, `${origins[origin]} (last ${range})`), h("div", { class: "value", id: "events-total" }, stats.total)),
       h("div", { class: "card" }, h("div", { class: "label" }, "Failure rate"), h("div", { class: "value" }, `${(stats.failure_rate * 100).toFixed(1)}%`)),
       h("div", { class: "card" }, h("div", { class: "label" }, "High-risk events"), h("div", { class: "value" }, stats.high_risk)),
       h("div", { class: "card" }, h("div", { class: "label" }, "Open alerts"), h("div", { class: "value", id: "open-alerts" }, open.alerts.length))),
@@ -91,25 +101,34 @@ async function overviewPage() {
 
 // ---------------------------------------------------------------- alerts
 
-function alertActions(a) {
+// Whether resolving with a disposition lifts the alert's active decisions unless changed.
+const LIFT_BY_DEFAULT = { true_positive: false, false_positive: true, benign: true };
+
+// `comment` is a text input (the alert page) or null (the list): ack and resolve send it.
+function alertActions(a, comment) {
   if (!can("respond")) return null;
   const buttons = [];
+  const note = () => (comment && comment.value.trim() ? { comment: comment.value.trim() } : {});
+  if (comment) buttons.push(h("label", { class: "lift-offer" }, "Comment", comment));
   if (a.status === "open") {
-    buttons.push(h("button", { type: "button", "data-action": "ack", onclick: (e) => act(e.target, `Alert ${a.id} acknowledged`, () => api("POST", `/v1/alerts/${a.id}/ack`, {})) }, "Acknowledge"));
+    buttons.push(h("button", { type: "button", "data-action": "ack", onclick: (e) => act(e.target, `Alert ${a.id} acknowledged`, () => api("POST", `/v1/alerts/${a.id}/ack`, note())) }, "Acknowledge"));
   }
   if (a.status !== "resolved") {
     const select = h("select", { "aria-label": `Disposition for alert ${a.id}` },
       h("option", { value: "true_positive" }, "true positive"),
       h("option", { value: "false_positive" }, "false positive"),
       h("option", { value: "benign" }, "benign"));
-    // Resolving as a false positive offers to lift the decisions the alert caused.
+    // Resolving offers to lift the decisions the alert caused: unchecked for a true positive
+    // (the block stands), checked for a false positive or benign activity (nobody to block).
+    // The box follows the disposition chosen; what is sent is exactly what it shows.
     const active = (a.decisions || []).filter((d) => d.status === "active").length;
-    const lift = h("input", { type: "checkbox", "data-lift": a.id, checked: true });
-    const offer = active ? h("label", { class: "lift-offer", hidden: true }, lift, ` lift ${active} decision${active > 1 ? "s" : ""}`) : null;
-    select.addEventListener("change", () => { if (offer) offer.hidden = select.value !== "false_positive"; });
+    const lift = h("input", { type: "checkbox", "data-lift": a.id });
+    const offer = active ? h("label", { class: "lift-offer" }, lift, ` lift ${active} decision${active > 1 ? "s" : ""}`) : null;
+    lift.checked = LIFT_BY_DEFAULT[select.value];
+    select.addEventListener("change", () => { lift.checked = LIFT_BY_DEFAULT[select.value]; });
     buttons.push(h("span", { class: "inline-form" }, select, offer,
       h("button", { type: "button", "data-action": "resolve", onclick: (e) => act(e.target, `Alert ${a.id} resolved`, () => api("POST", `/v1/alerts/${a.id}/resolve`, {
-        disposition: select.value, lift_decisions: !!(offer && !offer.hidden && lift.checked),
+        disposition: select.value, lift_decisions: !!(offer && lift.checked), ...note(),
       })) }, "Resolve")));
     const hours = h("select", { "aria-label": `Silence duration for alert ${a.id}` },
       [1, 4, 24, 168].map((n) => h("option", { value: n }, n < 168 ? `${n} h` : "7 d")));
@@ -121,9 +140,15 @@ function alertActions(a) {
         comment: `silenced from the dashboard for ${hours.value} h (alert ${a.id})`,
       })) }, "Silence")));
   } else {
-    buttons.push(h("button", { type: "button", "data-action": "reopen", onclick: (e) => act(e.target, `Alert ${a.id} reopened`, () => api("POST", `/v1/alerts/${a.id}/reopen`, {})) }, "Reopen"));
+    buttons.push(h("button", { type: "button", "data-action": "reopen", onclick: (e) => act(e.target, `Alert ${a.id} reopened`, () => api("POST", `/v1/alerts/${a.id}/reopen`, note())) }, "Reopen"));
   }
   return h("div", { class: "actions" }, buttons);
+}
+
+// Who owns an alert: whoever acknowledged it (or resolved it without an ack).
+function owner(a) {
+  const who = a.acked_by || a.resolved_by;
+  return who ? actor(who) : h("span", { class: "muted" }, "unassigned");
 }
 
 async function alertsPage(params) {
@@ -145,7 +170,7 @@ async function alertsPage(params) {
     h("td", {}, h("span", { class: `status ${a.status}` }, a.status)),
     h("td", { title: a.first_seen }, age(a.first_seen)),
     h("td", { class: "num" }, a.count),
-    h("td", {}, a.acked_by || a.resolved_by || "—"),
+    h("td", { "data-col": "owner" }, owner(a)),
     can("respond") ? h("td", {}, alertActions(a)) : null));
   page("Alerts", tabs, h("div", { class: "panel" }, table(headers, rows, `No ${status} alerts.`)),
     data.next_cursor ? h("button", { type: "button", onclick: () => go({ cursor: data.next_cursor }) }, "Older alerts") : null);
@@ -154,32 +179,58 @@ async function alertsPage(params) {
 async function alertPage(id) {
   const a = await api("GET", `/v1/alerts/${encodeURIComponent(id)}`);
   const chain = a.chain || {};
+  const comment = h("input", { type: "text", id: "alert-comment", maxlength: 4096, placeholder: "optional, kept in the history" });
   page(`Alert ${a.id}`,
     h("p", {}, sev(a.severity), " ", h("strong", {}, a.title), " ", h("span", { class: `status ${a.status}`, id: "alert-status" }, a.status)),
-    alertActions(a),
+    alertActions(a, comment),
     h("section", { class: "panel" }, kv([
       ["Rule", `${a.rule} ${a.rule_version}`], ["Rule SHA-256", short(a.rule_sha256)],
       ["Count", a.count], ["First seen", a.first_seen], ["Last seen", `${a.last_seen} (${age(a.last_seen)} ago)`],
-      ["Dedup key", h("code", {}, a.dedup_key)], ["Acknowledged", a.acked_by ? `${a.acked_by} at ${a.acked_at}` : null],
-      ["Resolved", a.resolved_by ? `${a.resolved_by} at ${a.resolved_at} (${a.disposition})` : null],
+      ["Dedup key", h("code", {}, a.dedup_key)], ["Owner", h("span", { id: "alert-owner" }, owner(a))],
+      ["Acknowledged", a.acked_by ? [actor(a.acked_by), ` at ${a.acked_at}`] : null],
+      ["Resolved", a.resolved_by ? [actor(a.resolved_by), ` at ${a.resolved_at} (${a.disposition})`] : null],
       ["Silenced by", a.silenced_by], ["Receivers", (a.receivers || []).join(", ")],
       ["Escalation policy", a.escalation_policy],
-      ["Suggested actions", (a.actions || []).join("; ")],
+      ["Suggested actions", (a.actions || []).length ? h("ul", { id: "suggested-actions" }, a.actions.map((x) => h("li", {}, x))) : null],
       ["Chain", chain.state === "chained" ? `seq ${chain.seq}, ${chain.consistent ? "consistent" : "INCONSISTENT with the chain"}` : chain.state],
     ])),
     h("h2", {}, "Fields"), json(a.fields || {}),
     h("h2", {}, "History"),
-    h("div", { class: "panel" }, table(["At", "Action", "Actor", "Details", "Chain seq"], (a.history || []).map((c) =>
-      h("tr", {}, h("td", {}, c.at), h("td", {}, c.action), h("td", {}, c.actor), h("td", { class: "mono" }, JSON.stringify(c.details)), h("td", {}, c.chain_seq ?? "pending"))), "No history.")),
+    h("div", { class: "panel" }, table(["Time", "Actor", "Action", "Status", "Comment / reason", "Chain seq"], (a.history || []).map(historyRow), "No history.")),
     h("h2", {}, `Triggering events (${(a.events || []).length})`),
-    h("div", { class: "panel" }, table(["Seq", "Time", "Action", "User", "IP", "Event"], (a.events || []).map((e) =>
-      h("tr", {}, h("td", {}, e.seq), h("td", {}, e.timestamp), h("td", {}, e.action), h("td", {}, e.user_id || "—"), h("td", {}, e.ip || "—"),
+    h("div", { class: "panel" }, table(["Seq", "Time", "Action", "User", "IP", "Resource", "Event"], (a.events || []).map((e) =>
+      h("tr", {}, h("td", {}, e.seq), h("td", {}, e.timestamp), h("td", {}, e.action), h("td", {}, clip(e.user_id)), h("td", {}, e.ip || "—"),
+        h("td", { "data-col": "resource" }, clip(e.resource)),
         h("td", {}, h("details", {}, h("summary", {}, "JSON"), json(e))))), "No events kept.")),
     h("h2", {}, "Decisions"),
     h("div", { class: "panel" }, decisionTable(a.decisions || [], "No decisions go with this alert.")),
     h("h2", {}, "Notifications"),
     h("div", { class: "panel" }, table(["Receiver", "Kind", "Status", "Attempts", "Updated", "Last error"], (a.notifications || []).map((n) =>
       h("tr", {}, h("td", {}, n.receiver), h("td", {}, n.kind), h("td", {}, n.status), h("td", { class: "num" }, n.attempts), h("td", {}, n.updated_at), h("td", {}, n.last_error || "—"))), "No notifications.")));
+}
+
+// A long value on one line, cut with an ellipsis; the whole value in its tooltip.
+function clip(value) {
+  return value ? h("span", { class: "clip", title: value }, value) : "—";
+}
+
+// One change of an alert's history as a readable row: the status it moved to, the comment
+// (or reason) a person gave, the rest of the details as short `name: value` text.
+const STATUS_OF = { acknowledged: "→ acknowledged", resolved: "→ resolved", reopened: "→ open" };
+
+function historyRow(c) {
+  const d = c.details && typeof c.details === "object" ? c.details : {};
+  let status = STATUS_OF[c.action] || "";
+  if (c.action === "resolved" && d.disposition) status += ` (${String(d.disposition).replace("_", " ")})`;
+  const said = d.comment ?? d.reason ?? null;
+  const rest = Object.entries(d).filter(([k, v]) => !["comment", "reason", "disposition"].includes(k) && v !== null && v !== undefined)
+    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+  return h("tr", { "data-change": c.id },
+    h("td", { title: c.at }, c.at), h("td", {}, actor(c.actor)), h("td", {}, c.action.replace(/_/g, " ")),
+    h("td", {}, status || "—"),
+    h("td", { class: "comment long" }, said ? h("div", { class: "said" }, said) : null,
+      rest.length ? h("div", { class: "muted clip", title: rest.join("\n") }, rest.join(" · ")) : (said ? null : "—")),
+    h("td", {}, c.chain_seq ?? "pending"));
 }
 
 // ---------------------------------------------------------------- decisions
@@ -189,10 +240,12 @@ function decisionTable(list, empty) {
   const respond = can("respond");
   if (respond) headers.push("");
   const rows = list.map((d) => h("tr", { "data-decision": d.id },
-    h("td", {}, d.id), h("td", {}, d.scope), h("td", { class: "mono" }, d.value), h("td", {}, d.kind),
+    h("td", {}, d.id), h("td", {}, d.scope), h("td", { class: "mono" }, clip(d.value)), h("td", {}, d.kind),
     h("td", {}, h("span", { class: `status ${d.status}` }, d.status), d.end_reason ? ` (${d.end_reason})` : ""),
-    h("td", {}, d.status === "active" ? d.expires_at : (d.ended_at || d.expires_at)),
-    h("td", {}, d.actor), h("td", {}, d.alert_id ? h("a", { href: `#/alerts/${d.alert_id}` }, d.alert_id) : "—"), h("td", {}, d.reason),
+    d.status === "active"
+      ? h("td", { title: d.expires_at, "data-col": "expires" }, left(d.expires_at), h("div", { class: "muted" }, d.expires_at))
+      : h("td", { "data-col": "expires" }, d.ended_at || d.expires_at),
+    h("td", {}, actor(d.actor)), h("td", {}, d.alert_id ? h("a", { href: `#/alerts/${d.alert_id}` }, d.alert_id) : "—"), h("td", {}, d.reason),
     respond ? h("td", {}, d.status === "active" ? liftButton(d) : null) : null));
   return table(headers, rows, empty);
 }
@@ -297,17 +350,27 @@ async function verifyRange(button, target, from, to, keep) {
 // ---------------------------------------------------------------- rules
 
 async function rulesPage() {
-  const data = await api("GET", "/v1/rules");
+  const [data, open] = await Promise.all([api("GET", "/v1/rules"), api("GET", "/v1/alerts?status=open&limit=1000")]);
+  const openBy = new Map();
+  for (const a of open.alerts) openBy.set(a.rule, (openBy.get(a.rule) || 0) + 1);
   const admin = can("admin");
-  const headers = ["Name", "Kind", "Status", "Version", "SHA-256", { label: "Events", num: true }, { label: "Matches", num: true }, { label: "ns/event", num: true }, { label: "Faults", num: true }, "Quarantine"];
+  const headers = ["Rule", "Severity", "MITRE ATT&CK", "Status", { label: "Events", num: true }, { label: "Matches", num: true },
+    { label: "Alerts", num: true }, { label: "Open alerts", num: true }, { label: "ns/event", num: true }, { label: "Faults", num: true }, "SHA-256"];
   if (admin) headers.push("");
   const rows = data.rules.map((r) => {
     const st = r.stats || {};
+    const mitre = Array.isArray(r.mitre) ? r.mitre : (r.mitre ? [r.mitre] : []);
     return h("tr", { "data-rule": r.name },
-      h("td", {}, h("strong", {}, r.name)), h("td", {}, r.kind || "—"), h("td", { class: r.status === "active" ? "ok" : "bad" }, r.status),
-      h("td", {}, r.version || "—"), h("td", {}, short(r.sha256)),
-      h("td", { class: "num" }, st.events ?? 0), h("td", { class: "num" }, st.matches ?? 0), h("td", { class: "num" }, st.ns_per_event ?? 0),
-      h("td", { class: "num" }, st.faults ?? 0), h("td", {}, r.quarantine ? r.quarantine.reason : "—"),
+      h("td", { class: "long" }, h("strong", {}, r.name), h("span", { class: "muted" }, ` ${r.version || ""} ${r.kind ? `· ${r.kind}` : ""}`),
+        r.description ? h("div", { class: "muted", "data-col": "description" }, r.description) : null),
+      h("td", { "data-col": "severity" }, r.severity ? sev(r.severity) : "—"),
+      h("td", { "data-col": "mitre" }, mitre.length ? h("span", { class: "tags" }, mitre.map((m) => h("span", { class: "tag", title: "MITRE ATT&CK technique" }, m))) : "—"),
+      h("td", { class: r.status === "active" ? "ok" : "bad" }, r.status, r.quarantine ? h("div", { class: "muted" }, r.quarantine.reason) : null),
+      h("td", { class: "num", "data-col": "events" }, st.events ?? 0), h("td", { class: "num" }, st.matches ?? 0),
+      h("td", { class: "num", "data-col": "alerts", title: "raised since the server started" }, st.alerts ?? 0),
+      h("td", { class: "num", "data-col": "open" }, openBy.get(r.name) ? h("a", { href: `#/alerts?status=open` }, openBy.get(r.name)) : 0),
+      h("td", { class: "num" }, st.ns_per_event ?? 0),
+      h("td", { class: "num" }, st.faults ?? 0), h("td", {}, short(r.sha256)),
       admin ? h("td", {}, h("button", {
         type: "button", class: "danger", "data-action": "delete",
         onclick: (e) => { if (confirm(`Delete rule ${r.name}? Its detection stops now.`)) act(e.target, `Rule ${r.name} deleted`, () => api("DELETE", `/v1/rules/${encodeURIComponent(r.name)}`)); },

@@ -11,6 +11,7 @@ const INDEX_HTML: &str = include_str!("../../assets/dashboard/index.html");
 const APP_JS: &str = include_str!("../../assets/dashboard/app.js");
 const PAGES_JS: &str = include_str!("../../assets/dashboard/pages.js");
 const APP_CSS: &str = include_str!("../../assets/dashboard/app.css");
+const FAVICON_SVG: &str = include_str!("../../assets/dashboard/favicon.svg");
 
 /// The assets: (path, content type, body).
 pub const ASSETS: &[(&str, &str, &str)] = &[
@@ -19,6 +20,9 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     ("/assets/app.js", "text/javascript; charset=utf-8", APP_JS),
     ("/assets/pages.js", "text/javascript; charset=utf-8", PAGES_JS),
     ("/assets/app.css", "text/css; charset=utf-8", APP_CSS),
+    // An SVG icon, also at the path browsers ask for by themselves (no 404 in the console).
+    ("/assets/favicon.svg", "image/svg+xml", FAVICON_SVG),
+    ("/favicon.ico", "image/svg+xml", FAVICON_SVG),
 ];
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -17,7 +17,7 @@ use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::ingest::{Problem, split_body, validate_pieces};
 use crate::ledger::access::Read;
-use crate::store::{EventFilter, StatsFilter};
+use crate::store::{EventFilter, Origin, StatsFilter};
 use crate::telemetry::Metrics;
 
 /// Ingests a batch.
@@ -139,6 +139,7 @@ struct StatsQuery {
     category: Option<String>,
     bucket: Option<String>,
     top: Option<i64>,
+    origin: Option<String>,
 }
 
 /// Aggregate statistics over a time range.
@@ -164,6 +165,8 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         category: q.category.map(|c| c.to_ascii_lowercase()),
         bucket_ms,
         top,
+        origin: Origin::parse(q.origin.as_deref().unwrap_or("all"))
+            .ok_or_else(|| ApiError::bad_request("`origin` must be app, vigil or all"))?,
     };
     Ok(HttpResponse::Ok().json(state.store.stats(&filter).await?))
 }

@@ -81,6 +81,7 @@ impl Outbox {
                 category: None,
                 bucket_ms: 3_600_000,
                 top: 10,
+                origin: crate::store::Origin::All,
             })
             .await?;
         let alerts = self.store.alert_stats(Some(from)).await?.to_json();

@@ -56,7 +56,46 @@ pub struct StatsFilter {
     pub bucket_ms: i64,
     /// How many top IPs / users to return.
     pub top: i64,
+    /// Whose events: the applications' ([`Origin::App`]), the server's own
+    /// ([`Origin::Vigil`]) or both.
+    pub origin: Origin,
 }
+
+/// Who wrote an event, as `GET /v1/events/stats?origin=` selects it. The server's own
+/// events (alerts, responses, configuration, audit, system; written by
+/// `event::system_event`) carry `"source":"vigil"` and no `ingest_key`; every event a
+/// client sends has had its key id in `ingest_key` since issue 21. `source` alone is not
+/// enough (a client may send `source: "vigil"`), nor is a missing `ingest_key` (events
+/// stored before it was recorded have none), so an event is the server's own when it has
+/// both: no `ingest_key` and `"source":"vigil"` in its canonical bytes (`source` is not an
+/// indexed column; the test is a byte search of `canon`, only on rows without a key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// Every event (the default of the API).
+    #[default]
+    All,
+    /// Events sent by clients.
+    App,
+    /// The server's own events.
+    Vigil,
+}
+
+impl Origin {
+    /// Parses `app`, `vigil` or `all`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "all" => Some(Self::All),
+            "app" => Some(Self::App),
+            "vigil" => Some(Self::Vigil),
+            _ => None,
+        }
+    }
+}
+
+/// SQL true for the server's own events (same text for SQLite, where `LIKE` reads the blob
+/// as text, and PostgreSQL, where `bytea LIKE bytea` compares bytes). Canonical JSON is
+/// compact with sorted keys, so the top-level member is exactly these bytes.
+const SERVER_EVENT_SQL: &str = "(ingest_key IS NULL AND canon LIKE '%\"source\":\"vigil\"%')";
 
 /// A value and how many events carry it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -231,6 +270,15 @@ where
     }
     if let Some(category) = &f.category {
         qb.push(" AND category = ").push_bind(category.clone());
+    }
+    match f.origin {
+        Origin::All => {}
+        Origin::App => {
+            qb.push(format_args!(" AND NOT {SERVER_EVENT_SQL}"));
+        }
+        Origin::Vigil => {
+            qb.push(format_args!(" AND {SERVER_EVENT_SQL}"));
+        }
     }
     push_time_range(qb, f.since, f.until);
 }

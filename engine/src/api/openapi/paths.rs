@@ -134,6 +134,11 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
                 query("category", json!({"type": "string"}), "one category"),
                 query("bucket", json!({"type": "string", "enum": ["minute", "hour", "day"], "default": "hour"}), "bucket width"),
                 query("top", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 10}), "top IPs/users"),
+                query(
+                    "origin",
+                    json!({"type": "string", "enum": ["all", "app", "vigil"], "default": "all"}),
+                    "whose events: `app` (sent by clients), `vigil` (the server's own: alerts, responses, configuration, audit, system) or `all`",
+                ),
             ])
             .ok(
                 200,
