@@ -15,6 +15,7 @@ mod crash_load;
 mod dashboard;
 mod decisions;
 mod faults;
+mod first_hour;
 mod guards;
 mod hostile;
 mod ingest;
