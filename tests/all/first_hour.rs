@@ -108,7 +108,11 @@ fn rules_new_outside_the_repository_finds_the_sdk_says_which_and_builds() -> any
     let out = vigil(&dir).args(["rules", "new", "outside_rule"]).env("VIGIL_SDK_PATH", &sdk).output()?;
     assert!(out.status.success(), "{}", text(&out));
     let sdk = sdk.canonicalize()?;
-    assert!(text(&out).contains(&format!("Using vigil-sdk at {} (from VIGIL_SDK_PATH)", sdk.display())), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("Using vigil-sdk at {} (from VIGIL_SDK_PATH)", sdk.display())),
+        "{}",
+        text(&out)
+    );
     let manifest = std::fs::read_to_string(dir.join("outside_rule/Cargo.toml"))?;
     assert!(manifest.contains(&format!("vigil-sdk = {{ path = {:?} }}", sdk.display().to_string())), "{manifest}");
     // The crate compiles where it is (its own workspace), sharing the suite's build cache.

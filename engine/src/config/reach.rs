@@ -9,12 +9,8 @@ use super::Config;
 
 /// `rules/default_router`'s lists when its configuration does not replace them (kept equal
 /// to `rules/default_router/src/lib.rs` by a test).
-pub const DEFAULT_ROUTER_LISTS: [(&str, &[&str]); 4] = [
-    ("P1", &["pager", "chat", "email"]),
-    ("P2", &["chat", "email", "pager"]),
-    ("P3", &["email"]),
-    ("P4", &["digest"]),
-];
+pub const DEFAULT_ROUTER_LISTS: [(&str, &[&str]); 4] =
+    [("P1", &["pager", "chat", "email"]), ("P2", &["chat", "email", "pager"]), ("P3", &["email"]), ("P4", &["digest"])];
 
 impl Config {
     /// `default_router`'s receivers per severity as this configuration sets them
@@ -112,7 +108,12 @@ mod tests {
         assert!(warnings("[rules.config.default_router]\nP3 = [\"email\", \"hook\"]\n").is_empty());
         assert!(warnings("[rules.config.default_router]\nP1 = \"pager, hook\"\n").is_empty());
         assert!(warnings("[routing]\ndefault_receivers = [\"hook\"]\n").is_empty());
-        assert!(warnings("[[escalation]]\nseverity = \"P1\"\n[[escalation.levels]]\nafter = \"15m\"\nreceivers = [\"hook\"]\n").is_empty());
+        assert!(
+            warnings(
+                "[[escalation]]\nseverity = \"P1\"\n[[escalation.levels]]\nafter = \"15m\"\nreceivers = [\"hook\"]\n"
+            )
+            .is_empty()
+        );
         // Replacing email's only list leaves email unreachable.
         let w = warnings("[rules.config.default_router]\nP3 = [\"hook\"]\nP1 = []\nP2 = []\n");
         assert_eq!(w.len(), 1, "{w:?}");
