@@ -36,9 +36,22 @@ impl Config {
 
     /// One warning per receiver nothing in the configuration routes to, naming it and
     /// saying how to route to it (empty when every receiver is reachable).
+    ///
+    /// A receiver is reached when a `default_router` list names it, or when a list names no
+    /// configured receiver at all (then the alert falls back to the default receivers: the
+    /// router never silences an alert) and it is one of those defaults; or when `[routing]
+    /// default_receivers`, an escalation level or a digest's `via` names it.
     pub fn unreachable_receiver_warnings(&self) -> Vec<String> {
         let lists = self.default_router_lists();
+        let configured = |n: &String| self.receivers.iter().any(|r| &r.name == n);
+        let defaults: Vec<&str> = match &self.routing.default_receivers {
+            Some(d) => d.iter().map(String::as_str).collect(),
+            None => self.receivers.iter().filter(|r| r.kind != "digest").map(|r| r.name.as_str()).collect(),
+        };
         let mut named: Vec<&str> = lists.iter().flat_map(|(_, l)| l.iter().map(String::as_str)).collect();
+        if lists.iter().any(|(_, l)| !l.iter().any(configured)) {
+            named.extend(defaults.iter().copied());
+        }
         named.extend(self.routing.default_receivers.iter().flatten().map(String::as_str));
         named.extend(self.escalation.iter().flat_map(|p| &p.levels).flat_map(|l| &l.receivers).map(String::as_str));
         named.extend(self.receivers.iter().filter_map(|r| r.via.as_deref()));
@@ -55,7 +68,7 @@ impl Config {
                 let p1: Vec<String> = p1.iter().map(|n| format!("{n:?}")).collect();
                 let fallback = if self.routing.default_receivers.is_none() && r.kind != "digest" {
                     " (with [routing] default_receivers unset it is a fallback receiver, used only while no \
-                     routing rule is active or when one fails)"
+                     routing rule is active, or when one fails or names no configured receiver)"
                 } else {
                     ""
                 };
@@ -91,32 +104,43 @@ mod tests {
 
     #[test]
     fn a_receiver_nothing_names_is_warned_about() {
-        let base = "[[receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://siem.example/h\"\n\
-                    [[receivers]]\nname = \"email\"\nkind = \"email\"\nsmtp_url = \"smtps://m.example\"\n\
-                    from = \"v@example.org\"\nto = [\"s@example.org\"]\n";
-        let warnings = |extra: &str| {
-            let config: Config = toml::from_str(&format!("{base}{extra}")).unwrap();
+        let hook = "[[receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://siem.example/h\"\n";
+        let others = "[[receivers]]\nname = \"email\"\nkind = \"email\"\nsmtp_url = \"smtps://m.example\"\n\
+                      from = \"v@example.org\"\nto = [\"s@example.org\"]\n\
+                      [[receivers]]\nname = \"digest\"\nkind = \"digest\"\nvia = \"email\"\n";
+        let warnings = |text: String| {
+            let config: Config = toml::from_str(&text).unwrap();
             config.validate().unwrap();
             config.unreachable_receiver_warnings()
         };
-        let w = warnings("");
+        let with = |extra: &str| warnings(format!("{hook}{others}{extra}"));
+        // Every default_router list names a configured receiver: nothing reaches `hook`.
+        let w = with("");
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("receiver `hook` (webhook)") && w[0].contains("unless a routing rule you deploy"));
         assert!(w[0].contains("P1 = [\"pager\", \"chat\", \"email\", \"hook\"]"), "{}", w[0]);
         // Named by default_router's configuration (array or comma list), the fallback list or
         // an escalation level: reachable.
-        assert!(warnings("[rules.config.default_router]\nP3 = [\"email\", \"hook\"]\n").is_empty());
-        assert!(warnings("[rules.config.default_router]\nP1 = \"pager, hook\"\n").is_empty());
-        assert!(warnings("[routing]\ndefault_receivers = [\"hook\"]\n").is_empty());
+        assert!(with("[rules.config.default_router]\nP3 = [\"email\", \"hook\"]\n").is_empty());
+        assert!(with("[rules.config.default_router]\nP1 = \"pager, hook\"\n").is_empty());
+        assert!(with("[routing]\ndefault_receivers = [\"hook\"]\n").is_empty());
         assert!(
-            warnings(
-                "[[escalation]]\nseverity = \"P1\"\n[[escalation.levels]]\nafter = \"15m\"\nreceivers = [\"hook\"]\n"
-            )
-            .is_empty()
+            with("[[escalation]]\nseverity = \"P1\"\n[[escalation.levels]]\nafter = \"15m\"\nreceivers = [\"hook\"]\n")
+                .is_empty()
         );
-        // Replacing email's only list leaves email unreachable.
-        let w = warnings("[rules.config.default_router]\nP3 = [\"hook\"]\nP1 = []\nP2 = []\n");
+        // A list naming no configured receiver falls back to the defaults (every receiver
+        // but digests when unset): `hook` gets those alerts.
+        assert!(with("[rules.config.default_router]\nP2 = [\"chat\"]\n").is_empty());
+        assert!(warnings(hook.to_owned()).is_empty(), "alone, hook gets every alert by fallback");
+        // ...unless the defaults are set without it.
+        let w = with("[rules.config.default_router]\nP2 = [\"chat\"]\n[routing]\ndefault_receivers = [\"email\"]\n");
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("receiver `email`") && w[0].contains("P1 (none)"), "{}", w[0]);
+        // Lists replaced so that `chat` is named nowhere.
+        let chat = "[[receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\n";
+        let w = warnings(format!(
+            "{hook}{others}{chat}[rules.config.default_router]\nP1 = [\"hook\"]\nP2 = \"hook\"\nP3 = [\"email\"]\n"
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("receiver `chat` (slack)") && w[0].contains("P1 hook; P2 hook"), "{}", w[0]);
     }
 }
