@@ -164,6 +164,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tracing::info!(dir = %dir.display(), loaded, "Rules directory loaded");
         watcher.spawn(Duration::from_millis(config.rules.watch_interval_ms));
     }
+    for warning in config.unreachable_receiver_warnings() {
+        tracing::warn!("{warning}");
+    }
     let detection = Arc::new(PipelineStats::default());
     detection.last_seq.store(head_at_start as u64, std::sync::atomic::Ordering::Relaxed);
     let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -60,7 +60,7 @@ pub fn config_summary(config: &Config) -> String {
         .iter()
         .map(|p| p.name.clone().or_else(|| p.severity.clone()).unwrap_or_else(|| "(unnamed)".into()))
         .collect();
-    format!(
+    let mut summary = format!(
         "configuration ok\n  listen        {}\n  database      {database}\n  data_dir      {}\n  rules_dir     {}\n  \
          retention     {} days\n  admin key     {}\n  receivers     {}\n  escalation    {}",
         config.listen,
@@ -70,7 +70,12 @@ pub fn config_summary(config: &Config) -> String {
         if config.admin_key.is_some() { "from VIGIL_ADMIN_KEY" } else { "(none: stored keys only)" },
         if receivers.is_empty() { "(none)".into() } else { receivers.join(", ") },
         if policies.is_empty() { "(none)".into() } else { policies.join(", ") },
-    )
+    );
+    for warning in config.unreachable_receiver_warnings() {
+        summary.push_str("\nwarning: ");
+        summary.push_str(&warning);
+    }
+    summary
 }
 
 /// A database URL with any password replaced by `***`.

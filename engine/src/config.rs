@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 mod alerting;
 mod ops;
+mod reach;
 
 pub use alerting::{
     AlertsConfig, BreakerConfig, DecisionsConfig, EscalationLevel, EscalationPolicy, OutboxConfig, ReceiverConfig,
@@ -17,6 +18,7 @@ pub use alerting::{
 };
 pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
 pub use ops::{AuditConfig, MetricsConfig};
+pub use reach::DEFAULT_ROUTER_LISTS;
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]

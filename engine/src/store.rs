@@ -315,6 +315,22 @@ impl Store {
         }
     }
 
+    /// Opens an existing database to read only (backtests): SQLite is opened read-only, never
+    /// created and never migrated; PostgreSQL as [`Store::open`] does (it never creates a
+    /// database).
+    pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::open_read_only(url).await?))
+        } else {
+            Self::open(url).await
+        }
+    }
+
+    /// The file a `sqlite:` URL names (None for other URLs or an unparsable one).
+    pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+        url.starts_with("sqlite:").then(|| sqlite::SqliteStore::path(url)).flatten()
+    }
+
     /// Backend name for metrics and logs.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -61,9 +61,12 @@ pub fn init_logging() {
 pub fn init_logging_as(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Colour codes only on a terminal: a log file or a pipe to a collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .with_writer(LogOutput)
         .log_internal_errors(false);
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };

@@ -16,6 +16,7 @@ mod dashboard;
 mod decisions;
 mod docs;
 mod faults;
+mod first_hour;
 mod guards;
 mod hostile;
 mod ingest;

@@ -21,11 +21,10 @@ pub fn new_rule(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     if root.exists() {
         bail!("{} already exists", root.display());
     }
-    let sdk = std::env::var("VIGIL_SDK_PATH").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(SDK_DIR));
-    let sdk_dep = match sdk.canonicalize() {
-        Ok(path) => format!("vigil-sdk = {{ path = {:?} }}", path.display().to_string()),
-        Err(_) => format!("vigil-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
-    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let env = std::env::var_os("VIGIL_SDK_PATH").map(PathBuf::from);
+    let (sdk, how) = find_sdk(env.as_deref(), dir, &cwd, Path::new(SDK_DIR))?;
+    let sdk_dep = format!("vigil-sdk = {{ path = {:?} }}", sdk.display().to_string());
     std::fs::create_dir_all(root.join("src"))?;
     std::fs::create_dir_all(root.join(".cargo"))?;
     std::fs::write(
@@ -42,6 +41,12 @@ pub fn new_rule(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
         root.join(".cargo/config.toml"),
         "[alias]\nwasm = \"build --release --target wasm32-unknown-unknown\"\n",
     )?;
+    eprintln!(
+        "Using vigil-sdk at {} ({how}).\nTo use another checkout, set VIGIL_SDK_PATH=/path/to/vigil/sdk before \
+         `vigil rules new`, or edit the `vigil-sdk` line of {}.",
+        sdk.display(),
+        root.join("Cargo.toml").display()
+    );
     let type_name: String = name
         .split('_')
         .filter(|p| !p.is_empty())
@@ -52,6 +57,58 @@ pub fn new_rule(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     let type_name = if type_name.is_empty() { "MyRule".to_owned() } else { type_name };
     std::fs::write(root.join("src/lib.rs"), RULE_TEMPLATE.replace("{name}", name).replace("{Type}", &type_name))?;
     Ok(root)
+}
+
+/// Whether `dir` holds the `vigil-sdk` crate (its Cargo.toml names the package).
+fn is_sdk(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .is_ok_and(|t| t.lines().any(|l| l.replace(' ', "") == "name=\"vigil-sdk\""))
+}
+
+/// The SDK a new rule crate depends on, and how it was found: `VIGIL_SDK_PATH` (which must
+/// hold the SDK), else the nearest checkout above the target directory, then above the
+/// current directory (a `sdk/` holding `vigil-sdk`, or a `vigil-sdk` crate itself), else
+/// the tree this binary was built from when it still exists. The project publishes no
+/// crate and has no public repository to name, so there is no other fallback: the error
+/// says how to point at a checkout.
+pub(super) fn find_sdk(
+    env: Option<&Path>,
+    target: &Path,
+    cwd: &Path,
+    built_from: &Path,
+) -> anyhow::Result<(PathBuf, String)> {
+    if let Some(path) = env.filter(|p| !p.as_os_str().is_empty()) {
+        if !is_sdk(path) {
+            bail!(
+                "VIGIL_SDK_PATH={} does not hold the vigil-sdk crate (no Cargo.toml naming `vigil-sdk`); point it \
+                 at the sdk/ directory of a Vigil checkout",
+                path.display()
+            );
+        }
+        return Ok((path.canonicalize()?, "from VIGIL_SDK_PATH".into()));
+    }
+    let target = if target.is_absolute() { target.to_path_buf() } else { cwd.join(target) };
+    for (start, what) in [(&target, "the target directory"), (&cwd.to_path_buf(), "the current directory")] {
+        for dir in start.ancestors() {
+            for candidate in [dir.join("sdk"), dir.to_path_buf()] {
+                if is_sdk(&candidate) {
+                    let found = candidate.canonicalize()?;
+                    return Ok((found, format!("the nearest Vigil checkout above {what}")));
+                }
+            }
+        }
+    }
+    if is_sdk(built_from) {
+        return Ok((built_from.canonicalize()?, "the source tree this vigil binary was built from".into()));
+    }
+    bail!(
+        "cannot find the vigil-sdk crate: VIGIL_SDK_PATH is not set, no Vigil checkout (a sdk/ directory holding \
+         vigil-sdk) is above {} or {}, and the tree this binary was built from ({}) is gone. Clone Vigil and set \
+         VIGIL_SDK_PATH=/path/to/vigil/sdk",
+        target.display(),
+        cwd.display(),
+        built_from.display()
+    )
 }
 
 const RULE_TEMPLATE: &str = r##"//! `{name}`: a Vigil detection rule. Fires when one user fails to log in more than
@@ -207,7 +264,22 @@ pub async fn backtest(
     config: Config,
 ) -> anyhow::Result<(u64, Vec<serde_json::Value>)> {
     let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-    let store = Store::open(&config.database_url).await?;
+    if let Some(path) = Store::sqlite_path(&config.database_url)
+        && !path.is_file()
+    {
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        bail!(
+            "no database at {} (from database_url {:?}); backtest reads the server's stored events and creates \
+             nothing. Point it at the server's database with --database-url sqlite:///path/to/vigil.db (or \
+             VIGIL_DATABASE_URL, or --config with the server's configuration file), or run it from the server's \
+             directory",
+            shown.display(),
+            config.database_url
+        );
+    }
+    let store = Store::open_read_only(&config.database_url)
+        .await
+        .with_context(|| format!("open the database {} read-only", redact_url(&config.database_url)))?;
     let registry = Arc::new(crate::deploy::build_registry(&config, None, Default::default())?);
     let rule = tokio::task::block_in_place(|| registry.deploy(&bytes, None, "backtest"))?;
     eprintln!(
@@ -246,4 +318,42 @@ pub async fn backtest(
     .await?;
     bar.finish_and_clear();
     Ok((seen, raised))
+}
+
+#[cfg(test)]
+mod sdk_tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_is_found_from_the_environment_a_checkout_or_not_at_all() {
+        let tmp = std::env::temp_dir().join(format!("vigil-sdk-find-{}", uuid::Uuid::now_v7().simple()));
+        let checkout = tmp.join("checkout");
+        std::fs::create_dir_all(checkout.join("sdk")).unwrap();
+        std::fs::write(checkout.join("sdk/Cargo.toml"), "[package]\nname = \"vigil-sdk\"\n").unwrap();
+        let elsewhere = tmp.join("elsewhere/rules");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let gone = tmp.join("gone/sdk");
+
+        // Nothing anywhere: the error names VIGIL_SDK_PATH.
+        let err = find_sdk(None, &elsewhere, &elsewhere, &gone).unwrap_err().to_string();
+        assert!(err.contains("VIGIL_SDK_PATH") && err.contains("cannot find"), "{err}");
+        // A wrong VIGIL_SDK_PATH is refused, naming it.
+        let err = find_sdk(Some(&elsewhere), &elsewhere, &elsewhere, &gone).unwrap_err().to_string();
+        assert!(err.contains("VIGIL_SDK_PATH="), "{err}");
+        // The variable wins.
+        let (sdk, how) = find_sdk(Some(&checkout.join("sdk")), &elsewhere, &elsewhere, &gone).unwrap();
+        assert_eq!(sdk, checkout.join("sdk").canonicalize().unwrap());
+        assert!(how.contains("VIGIL_SDK_PATH"));
+        // A rule made inside a checkout (or from a shell in one) uses that checkout.
+        let (sdk, how) = find_sdk(None, &checkout.join("my-rules"), &elsewhere, &gone).unwrap();
+        assert_eq!(sdk, checkout.join("sdk").canonicalize().unwrap());
+        assert!(how.contains("target directory"), "{how}");
+        let (_, how) = find_sdk(None, &elsewhere, &checkout.join("sdk/src"), &gone).unwrap();
+        assert!(how.contains("current directory"), "{how}");
+        // The build tree, last, only while it exists.
+        let (sdk, how) = find_sdk(None, &elsewhere, &elsewhere, &checkout.join("sdk")).unwrap();
+        assert_eq!(sdk, checkout.join("sdk").canonicalize().unwrap());
+        assert!(how.contains("built from"), "{how}");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }

@@ -36,7 +36,13 @@ pub struct Router {
     quarantines: mpsc::UnboundedSender<Evaluated>,
     /// Shared with the outbox.
     pub stats: Arc<RouteStats>,
+    /// Unknown receiver and policy names already warned about (each is logged once, not
+    /// once per alert; bounded so a rule inventing names cannot grow it).
+    warned: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Most distinct unknown names the router remembers having warned about.
+const MAX_WARNED: usize = 256;
 
 impl Router {
     /// A router over the configured receivers.
@@ -61,7 +67,23 @@ impl Router {
             wake,
             quarantines,
             stats,
+            warned: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Whether `name` (of `kind`) has not been warned about yet; records it.
+    fn first_warning(&self, kind: &str, name: &str) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = format!("{kind}:{name}");
+        if warned.contains(&key) || warned.len() > MAX_WARNED {
+            return false;
+        }
+        if warned.len() == MAX_WARNED {
+            warned.insert(String::new());
+            tracing::warn!("Routing rules named {MAX_WARNED} unknown receivers or policies; no more are logged");
+            return false;
+        }
+        warned.insert(key)
     }
 
     /// The alert as the record routing rules see.
@@ -101,13 +123,23 @@ impl Routing for Router {
             if let Some(p) = r.strip_prefix(POLICY_PREFIX) {
                 if escalate::find(&self.policies, p).is_some() {
                     policy = Some(p.to_owned());
-                } else {
-                    tracing::warn!(policy = %p, "A routing rule named an escalation policy that is not configured");
+                } else if self.first_warning("policy", p) {
+                    tracing::warn!(
+                        policy = %p,
+                        "A routing rule named an escalation policy that is not configured (logged once per name)"
+                    );
                 }
                 continue;
             }
             if !self.receivers.contains_key(r) {
-                tracing::warn!(receiver = %r, "A routing rule named a receiver that is not configured");
+                if self.first_warning("receiver", r) {
+                    tracing::warn!(
+                        receiver = %r,
+                        "A routing rule named a receiver that is not configured; alerts routed to it go to the other \
+                         receivers named, else the default receivers (logged once per name: add a [[receivers]] \
+                         entry with this name, or change the routing rule's configuration)"
+                    );
+                }
                 continue;
             }
             if !named.contains(r) {

@@ -125,6 +125,22 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// Opens an existing database file read-only: nothing is created, migrated or written.
+    pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(false)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-8192");
+        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        Ok(Self { writer: pool.clone(), reader: pool })
+    }
+
+    /// The file a `sqlite:` URL names.
+    pub fn path(url: &str) -> Option<std::path::PathBuf> {
+        SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
+    }
+
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
         let row =
             sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&self.writer).await?;

@@ -343,8 +343,15 @@ pub enum ConfigCommand {
         force: bool,
     },
     /// Load the configuration as `vigil serve` would (file, then environment, then flags),
-    /// validate it, and print what the server would use. Exit status 0 valid, 2 invalid.
-    Check(ServerArgs),
+    /// validate it, and print what the server would use, with a warning for each receiver
+    /// nothing routes to. Exit status 0 valid, 2 invalid, 1 valid with warnings and `--strict`.
+    Check {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Exit with status 1 when there are warnings (a receiver nothing routes to).
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -104,9 +104,13 @@ async fn events(command: EventsCommand) -> anyhow::Result<()> {
 async fn config(command: ConfigCommand) -> anyhow::Result<()> {
     match command {
         ConfigCommand::Init { path, force } => vigil::cli::config_init(&path, force),
-        ConfigCommand::Check(args) => match args.load() {
+        ConfigCommand::Check { server, strict } => match server.load() {
             Ok(config) => {
                 println!("{}", vigil::cli::config_summary(&config));
+                if strict && !config.unreachable_receiver_warnings().is_empty() {
+                    eprintln!("--strict: the configuration has warnings");
+                    std::process::exit(1);
+                }
                 Ok(())
             }
             Err(e) => {
