@@ -7,7 +7,9 @@
 #
 # 1. a brute-force burst -> one P2 alert naming all six failed logins -> chat, email, pager;
 # 2. nine more bursts -> the same alert counts 10 and is notified again "(10 occurrences)";
-# 3. acknowledged -> PagerDuty gets `acknowledge`; the P2 never escalates;
+# 3. acknowledged -> PagerDuty gets `acknowledge`, chat "Acknowledged by bootstrap admin: ..." and
+#    the comment; the P2 never escalates, and is then resolved (chat "Resolved (true
+#    positive) by bootstrap admin: ...", PagerDuty `resolve`);
 # 4. the P1 raised by the same traffic is left unacknowledged -> escalated after 20 s;
 # 5. chat answers 503 -> its circuit opens after 5 failures, notifications wait, it
 #    recovers -> half-open after 10 s, closed, everything arrives once.
@@ -78,6 +80,7 @@ routing_key = "demo-routing-key"
 name = "email"
 kind = "email"
 smtp_url = "smtp://127.0.0.1:$SMTP_PORT"
+starttls = "opportunistic"              # the local aiosmtpd offers no STARTTLS; no credentials
 from = "vigil@example.org"
 to = ["secops@example.org"]
 [[escalation]]
@@ -117,6 +120,10 @@ P1=$(api "$BASE/v1/alerts?rule=brute_force&severity=P1" | py 'print(d["alerts"][
 sleep 22
 api "$BASE/v1/alerts/$P1" | py 'print("alert", d["id"], "history", [c["action"] for c in d["history"]], "escalations", [e["status"] for e in d["escalations"]])'
 api "$BASE/v1/alerts/$P2" | py 'print("alert", d["id"], "history", [c["action"] for c in d["history"]][-3:], "escalations", [e["status"] for e in d["escalations"]])'
+
+show "4b. the P2 resolved"
+api -X POST "$BASE/v1/alerts/$P2/resolve" -d '{"disposition": "true_positive", "comment": "IP blocked at the edge"}' | py 'print("alert", d["id"], d["status"], d["disposition"], "by", d["resolved_by"])'
+sleep 1
 
 show "5. chat fails (503): 6 manual P2 alerts"
 touch "$DEMO/fail_slack"

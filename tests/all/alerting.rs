@@ -14,6 +14,7 @@ use vigil_tests::receiver::{Mode, Recorder, Smtp};
 use vigil_tests::{Backend, TestApp, both_backends, example_rules, spawn_app_with};
 
 mod delivery;
+mod follow_ups;
 mod hostile_text;
 mod routing;
 mod silence_guards;
@@ -163,8 +164,16 @@ async fn a_brute_force_burst_is_one_alert_notified_acked_and_not_escalated(backe
     let slack_msg = chat[0].json();
     assert!(slack_msg["text"].as_str().unwrap().contains("Brute force"), "{slack_msg}");
     assert_eq!(slack_msg["attachments"][0]["color"], "#f5a623", "P2 colour");
-    let buttons = &slack_msg["attachments"][0]["blocks"][2]["elements"];
-    assert!(buttons[0]["url"].as_str().unwrap().ends_with(&format!("/alerts/{id}/ack")), "{buttons}");
+    // One button, saying what it does: an incoming webhook cannot take a click.
+    let blocks = slack_msg["attachments"][0]["blocks"].as_array().unwrap();
+    let buttons = &blocks.last().unwrap()["elements"];
+    assert_eq!(buttons.as_array().map(Vec::len), Some(1), "{buttons}");
+    assert_eq!(buttons[0]["text"]["text"], "Open in Vigil");
+    assert!(buttons[0]["url"].as_str().unwrap().ends_with(&format!("/#/alerts/{id}")), "{buttons}");
+    // The alert's fields as Slack fields, not a JSON code block.
+    let fields = blocks[1]["fields"].as_array().expect("a section of fields");
+    assert!(fields.iter().any(|f| f["text"] == "*ip*\n`203.0.113.7`"), "{fields:?}");
+    assert!(!slack_msg.to_string().contains("```"), "{slack_msg}");
     let trigger = pd[0].json();
     assert_eq!(trigger["event_action"], "trigger");
     assert_eq!(trigger["routing_key"], "R0UT1NGKEY");
@@ -195,6 +204,14 @@ async fn a_brute_force_burst_is_one_alert_notified_acked_and_not_escalated(backe
     let pd = rec.wait_for("/pd", 20, |r| r.iter().any(|m| m.json()["event_action"] == "acknowledge")).await;
     let ack = pd.iter().map(|m| m.json()).find(|m| m["event_action"] == "acknowledge").expect("acknowledge sent");
     assert_eq!(ack["dedup_key"], dedup_key);
+    // Slack hears of it too, as a new message naming the responder's key and the comment.
+    let chat = rec.wait_for("/slack", 20, |r| r.iter().any(|m| m.body.contains("Acknowledged by"))).await;
+    let acked = chat.iter().map(|m| m.json()).find(|m| m.to_string().contains("Acknowledged by")).unwrap();
+    let text = acked["text"].as_str().unwrap();
+    assert!(text.starts_with("[P2] Acknowledged by respond: Brute force") && text.ends_with(" — on it"), "{text}");
+    // The email receiver gets no status mail (one mail per alert, threshold and reminder).
+    let to_email = notifications(&app, &format!("alert_id={id}&receiver=email")).await?;
+    assert!(!to_email.is_empty() && to_email.iter().all(|n| n["kind"] != "acknowledge"), "{to_email:?}");
 
     // The 21st failure within the hour raised a P1, left unacknowledged: it escalates after
     // 15 minutes (and only then); the acknowledged P2 never does.

@@ -1,21 +1,66 @@
 //! What people do to an alert: acknowledge, resolve with a disposition, reopen, and notes
 //! added to its history (by `respond` for decisions). Each change owes follow-up
-//! notifications to the receivers that take them (asked of the [`Routing`](super::Routing)).
+//! notifications to the receivers that take them (asked of the [`Routing`](super::Routing))
+//! among those the alert was delivered to (or is on its way to), through the same outbox as
+//! every notification; each says who did it and with what comment (`extra`).
+
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
 use super::{AlertError, AlertService, FollowUp, silence};
-use crate::store::{AlertChange, AlertRow, AlertStatus, AlertWrite, NotificationRow};
+use crate::store::{
+    AlertChange, AlertRow, AlertStatus, AlertWrite, NotificationFilter, NotificationRow, NotificationStatus,
+};
 
 impl AlertService {
     async fn load(&self, id: i64) -> Result<AlertRow, AlertError> {
         self.inner.store.alert(id).await?.ok_or(AlertError::NotFound(id))
     }
 
-    fn follow_ups(&self, alert: &AlertRow, what: FollowUp, now: i64) -> Vec<NotificationRow> {
-        let receivers: Vec<String> =
-            alert.receiver_list().into_iter().filter(|r| self.inner.routing.follows_up(r, what)).collect();
-        self.notifications(what.kind(), &receivers, now, json!({}))
+    /// The follow-ups of a change: to each receiver that takes `what` and that was sent a
+    /// notification of this alert which was delivered, is still on its way (pending, its
+    /// later rows wait behind it) or went out in a storm summary. A receiver whose every
+    /// notification of the alert was refused or dead-lettered never saw it, and a receiver
+    /// the alert was never routed or escalated to gets nothing.
+    async fn follow_ups(
+        &self,
+        alert: &AlertRow,
+        what: FollowUp,
+        now: i64,
+        extra: Value,
+    ) -> Result<Vec<NotificationRow>, AlertError> {
+        let sent = self
+            .inner
+            .store
+            .list_notifications(&NotificationFilter { alert_id: Some(alert.id), limit: 10_000, ..Default::default() })
+            .await?;
+        let receivers: BTreeSet<String> = sent
+            .into_iter()
+            .filter(|n| {
+                matches!(
+                    n.status,
+                    NotificationStatus::Delivered | NotificationStatus::Pending | NotificationStatus::Folded
+                )
+            })
+            .map(|n| n.receiver)
+            .filter(|r| self.inner.routing.follows_up(r, what))
+            .collect();
+        let receivers: Vec<String> = receivers.into_iter().collect();
+        Ok(self.notifications(what.kind(), &receivers, now, extra))
+    }
+
+    /// Who changed the alert, for follow-ups: the key id and, when the actor is an API key,
+    /// its name (read now: a key renamed or removed later does not change what was sent).
+    async fn actor_extra(&self, actor: &str, comment: &Option<String>) -> Value {
+        let name = match self.inner.store.list_keys().await {
+            Ok(keys) => keys.into_iter().find(|k| k.id == actor).map(|k| k.name).filter(|n| !n.is_empty()),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read key names for a follow-up; the key id is used");
+                None
+            }
+        };
+        json!({"actor": actor, "actor_name": name, "comment": comment})
     }
 
     /// Acknowledges an open alert.
@@ -32,7 +77,8 @@ impl AlertService {
         alert.status = AlertStatus::Acknowledged;
         alert.acked_by = Some(actor.into());
         alert.acked_at = Some(now);
-        let notifications = self.follow_ups(&alert, FollowUp::Acknowledge, now);
+        let extra = self.actor_extra(actor, &comment).await;
+        let notifications = self.follow_ups(&alert, FollowUp::Acknowledge, now, extra).await?;
         let change = AlertChange {
             action: "acknowledged".into(),
             actor: actor.into(),
@@ -67,7 +113,9 @@ impl AlertService {
         alert.disposition = Some(disposition.into());
         alert.resolved_by = Some(actor.into());
         alert.resolved_at = Some(now);
-        let notifications = self.follow_ups(&alert, FollowUp::Resolve, now);
+        let mut extra = self.actor_extra(actor, &comment).await;
+        extra["disposition"] = json!(disposition);
+        let notifications = self.follow_ups(&alert, FollowUp::Resolve, now, extra).await?;
         let change = AlertChange {
             action: "resolved".into(),
             actor: actor.into(),
@@ -123,7 +171,9 @@ impl AlertService {
             alert.escalation_policy = routed.policy;
             alert.receivers = serde_json::to_string(&receivers).unwrap_or_else(|_| "[]".into());
             alert.last_notified_at = Some(now);
-            write.notifications = self.notifications("trigger", &receivers, now, json!({"reopened": true}));
+            let mut extra = self.actor_extra(actor, &comment).await;
+            extra["reopened"] = json!(true);
+            write.notifications = self.notifications("trigger", &receivers, now, extra);
             write.escalations.extend(self.inner.routing.escalation_start(&alert, now));
         }
         write.change = AlertChange {

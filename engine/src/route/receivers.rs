@@ -168,15 +168,20 @@ impl Receiver {
         })
     }
 
-    /// Whether it takes acknowledge / resolve follow-ups.
+    /// Whether it takes acknowledge / resolve follow-ups: PagerDuty (its `acknowledge` and
+    /// `resolve` event actions), Slack (a new message: an incoming webhook cannot edit the
+    /// first one) and `vigil` webhooks take both; Alertmanager-format webhooks only the
+    /// resolve (v4 has no acknowledged state); email takes neither (one mail per alert
+    /// and reminder, no status mail), digests neither.
     pub fn follows_up(&self, what: crate::alerts::FollowUp) -> bool {
         use crate::alerts::FollowUp;
         match (self.kind, what) {
             (Kind::Digest, _) => false,
             (_, FollowUp::Reminder) => true,
-            (Kind::PagerDuty, _) => true,
+            (Kind::PagerDuty | Kind::Slack, _) => true,
             (Kind::Webhook, FollowUp::Resolve) => true,
-            _ => false,
+            (Kind::Webhook, FollowUp::Acknowledge) => !self.alertmanager,
+            (Kind::Email, _) => false,
         }
     }
 
@@ -272,8 +277,14 @@ fn headline_text(n: &NotificationRow, payload: &Value) -> String {
     let sev = a["severity"].as_str().unwrap_or("");
     match n.kind.as_str() {
         "repeat" => format!("[{sev}] {title} ({} occurrences)", occurrences(payload)),
-        "acknowledge" => format!("[{sev}] Acknowledged: {title}"),
-        "resolve" => format!("[{sev}] Resolved: {title}"),
+        "acknowledge" => format!("[{sev}] Acknowledged by {}: {title}", actor(payload)),
+        "resolve" => match payload["extra"]["disposition"].as_str() {
+            Some(d) => format!("[{sev}] Resolved ({}) by {}: {title}", d.replace('_', " "), actor(payload)),
+            None => format!("[{sev}] Resolved by {}: {title}", actor(payload)),
+        },
+        "trigger" if payload["extra"]["reopened"] == true => {
+            format!("[{sev}] Reopened by {}: {title}", actor(payload))
+        }
         "escalation" => format!("[{sev}] ESCALATED (level {}): {title}", payload["extra"]["level"]),
         "summary" => {
             format!("Vigil: {} notifications folded into this summary", payload["items"].as_array().map_or(0, Vec::len))
@@ -281,6 +292,19 @@ fn headline_text(n: &NotificationRow, payload: &Value) -> String {
         "digest" => format!("Vigil daily digest: {}", payload["day"].as_str().unwrap_or_default()),
         _ => format!("[{sev}] {title}"),
     }
+}
+
+/// Who acknowledged, resolved or reopened the alert of a follow-up: the API key's name,
+/// else its id (`someone` for rows written before follow-ups named the actor).
+pub fn actor(payload: &Value) -> String {
+    let extra = &payload["extra"];
+    let name = extra["actor_name"].as_str().filter(|s| !s.is_empty());
+    one_line(name.or_else(|| extra["actor"].as_str()).unwrap_or("someone"))
+}
+
+/// The comment of a follow-up, if any (one line).
+pub fn comment(payload: &Value) -> Option<String> {
+    payload["extra"]["comment"].as_str().map(str::trim).filter(|c| !c.is_empty()).map(one_line)
 }
 
 /// Attacker text made one line: control characters (CR, LF, tab, ...), the Unicode line

@@ -147,12 +147,14 @@ async fn a_silence_ending_lets_the_next_occurrence_through_and_reminders_repeat(
     clock.advance(5 * MIN);
     settle().await;
     assert_eq!(rec.requests("/hook").len(), 2, "one reminder per interval");
-    // Acknowledged: no more reminders.
+    // Acknowledged: the acknowledge follow-up, then no more reminders.
     let (status, _) = post(&app, &app.admin_key, &format!("/v1/alerts/{id}/ack"), json!({})).await?;
     assert_eq!(status, 200);
+    rec.wait_for("/hook", 20, |r| r.len() >= 3).await;
     clock.advance(30 * MIN);
     settle().await;
-    assert_eq!(rec.requests("/hook").len(), 2);
+    let types: Vec<Value> = rec.requests("/hook").iter().map(|r| r.json()["type"].clone()).collect();
+    assert_eq!(types, ["alert.triggered", "alert.repeated", "alert.acknowledged"]);
     let full = app.get(&format!("/v1/alerts/{id}")).await?.1;
     assert!(full["history"].as_array().unwrap().iter().any(|c| c["action"] == "reminded"));
     Ok(())

@@ -1,6 +1,6 @@
 //! Attacker text in every receiver format, received by real receivers: an event whose
 //! `user_id` carries Slack markup (`<!channel>`, a masked phishing link, backticks that
-//! would close the fields' code block), titles with line breaks that would forge list items,
+//! would close the inline code of a field), titles with line breaks that would forge list items,
 //! mail headers or body lines, and summaries that would outgrow PagerDuty's event limit.
 //! Then SMTP: credentials never cross the network in the clear, whatever the server offers.
 
@@ -8,7 +8,7 @@ use super::*;
 use vigil_tests::receiver::{AuthSmtp, SMTP_PASSWORD, SMTP_USER, parse_mail};
 
 /// A `user_id` as an attacker who can get events in writes it: a channel-wide ping, a
-/// masked link to a phishing page, and backticks to leave the code block the fields are
+/// masked link to a phishing page, and backticks to leave the inline code a field value is
 /// shown in, then Slack formatting.
 const HOSTILE_USER: &str = "mallory```\n<!channel> <https://evil.example/reset|Reset your password> & `*now*`";
 
@@ -60,7 +60,7 @@ fn objects_of_type<'a>(v: &'a Value, kind: &str, out: &mut Vec<&'a Value>) {
 
 /// Slack's control characters never reach Slack raw: no text of the message holds `<` or
 /// `>`, every mrkdwn text is verbatim, and nothing auto-unfurls.
-fn assert_slack_safe(msg: &Value) {
+pub(super) fn assert_slack_safe(msg: &Value) {
     let mut all = Vec::new();
     strings(msg, "", &mut all);
     for (key, s) in &all {
@@ -77,7 +77,7 @@ fn assert_slack_safe(msg: &Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slack_markup_in_an_event_is_escaped_and_cannot_leave_its_code_block() -> anyhow::Result<()> {
+async fn slack_markup_in_an_event_is_escaped_and_cannot_leave_its_field() -> anyhow::Result<()> {
     let rec = Recorder::start()?;
     let app = hostile_lockout(vec![slack(&rec)]).await?;
     let got = rec.wait_for("/slack", 20, |r| !r.is_empty()).await;
@@ -88,12 +88,20 @@ async fn slack_markup_in_an_event_is_escaped_and_cannot_leave_its_code_block() -
     let text = msg["text"].as_str().unwrap();
     assert!(text.contains("&lt;!channel&gt; &lt;https://evil.example/reset|Reset your password&gt; &amp;"), "{text}");
     assert_eq!(msg["blocks"][0]["text"]["text"].as_str(), Some(text), "the header is the same escaped line");
-    // The fields' code block: opened and closed by the server's fences only; the user's
-    // backticks are look-alikes that cannot close it.
-    let block = msg["attachments"][0]["blocks"][1]["text"]["text"].as_str().unwrap();
-    assert!(block.starts_with("```") && block.ends_with("```"), "{block}");
-    assert_eq!(block.matches('`').count(), 6, "only the two fences: {block}");
-    assert!(block.contains("mallory\u{02CB}\u{02CB}\u{02CB}") && block.contains("\u{02CB}*now*\u{02CB}"), "{block}");
+    // The alert's fields are Slack fields, each value in inline code opened and closed by
+    // the server's backticks only: the user's are look-alikes that cannot close it, and
+    // the value stays one line (its line break cannot start a new field or paragraph).
+    let fields = msg["attachments"][0]["blocks"][1]["fields"].as_array().expect("the alert's fields");
+    let user = fields.iter().filter_map(|f| f["text"].as_str()).find(|t| t.starts_with("*user_id*\n"));
+    let user = user.expect("a user_id field");
+    let value = user.strip_prefix("*user_id*\n").unwrap();
+    assert!(value.starts_with('`') && value.ends_with('`'), "{value}");
+    assert_eq!(value.matches('`').count(), 2, "only the server's two: {value}");
+    assert!(!value.contains('\n'), "{value}");
+    assert!(value.contains("mallory\u{02CB}\u{02CB}\u{02CB}") && value.contains("\u{02CB}*now*\u{02CB}"), "{value}");
+    assert!(value.contains("&lt;!channel&gt; &lt;https://evil.example/reset|Reset your password&gt; &amp;"), "{value}");
+    let attachment = msg["attachments"].to_string();
+    assert!(!attachment.contains("```"), "no code block to break out of: {attachment}");
     // The rule and the other fields are escaped too.
     let fields = msg["attachments"][0]["blocks"][0]["fields"].as_array().unwrap();
     assert!(fields.iter().any(|f| f["text"] == "*Rule*\naccount_lockout"), "{fields:?}");
