@@ -33,10 +33,12 @@ pub struct ManualAlert {
     pub description: Option<String>,
 }
 
-/// A JSON number as an integer, where an integral float (`5.0`) counts as one, as in JSON
-/// Schema (up to 9e15, where floats still hold every integer).
+/// A JSON number as an integer, where an integral float (`5.0`, `4.3e17`) counts as one, as
+/// in JSON Schema, across the whole i64 range (past 2^53 a float is the integer it names).
 pub fn integral(n: &serde_json::Number) -> Option<i64> {
-    n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+    n.as_i64().or_else(|| {
+        n.as_f64().filter(|f| f.fract() == 0.0 && *f >= i64::MIN as f64 && *f < i64::MAX as f64).map(|f| f as i64)
+    })
 }
 
 /// A list of integers where an integral float (`5.0`) counts as an integer ([`integral`]).
