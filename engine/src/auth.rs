@@ -59,6 +59,14 @@ impl FailureReason {
     }
 }
 
+/// What to do about one failed authentication.
+struct Verdict {
+    /// Answer 429 instead of 401.
+    throttle: bool,
+    /// Write a log line for it.
+    log: bool,
+}
+
 /// How long a client's failures are counted: a fixed window from its first failure.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -70,7 +78,8 @@ pub struct AuthFailures {
     forbidden: AtomicU64,
     throttled: AtomicU64,
     limit: AtomicU32,
-    by_client: moka::sync::Cache<IpAddr, Arc<AtomicU32>>,
+    /// Per address in its current window: (invalid keys, all failures).
+    by_client: moka::sync::Cache<IpAddr, Arc<(AtomicU32, AtomicU32)>>,
 }
 
 impl Default for AuthFailures {
@@ -99,8 +108,10 @@ impl AuthFailures {
 
     /// Counts one failure; for an invalid key (a guess), also against its client, and says
     /// whether the client is now past the limit (then it gets 429, not 401). A missing key
-    /// guesses nothing: counted, always 401.
-    fn record(&self, client: Option<IpAddr>, reason: FailureReason) -> bool {
+    /// guesses nothing: counted, always 401. Also says whether to log it: an address's first
+    /// failures in its window are logged, the rest only counted (one line says so), so no
+    /// client can make the server write a log line per request.
+    fn record(&self, client: Option<IpAddr>, reason: FailureReason) -> Verdict {
         let total = match reason {
             FailureReason::Missing => &self.missing,
             FailureReason::Invalid => &self.invalid,
@@ -108,18 +119,26 @@ impl AuthFailures {
         };
         total.fetch_add(1, Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
-        let (Some(ip), false) = (client, reason != FailureReason::Invalid || limit == 0) else {
-            return false;
-        };
-        let n = self.by_client.get_with(ip, || Arc::new(AtomicU32::new(0))).fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(ip) = client else { return Verdict { throttle: false, log: true } };
+        let counts = self.by_client.get_with(ip, || Arc::new((AtomicU32::new(0), AtomicU32::new(0))));
+        let all = counts.1.fetch_add(1, Ordering::Relaxed) + 1;
+        let log_limit = if limit == 0 { 30 } else { limit };
+        if all == log_limit + 1 {
+            tracing::warn!(client = %ip, "Further failed authentications from this address are counted, not logged, for up to a minute");
+        }
+        let log = all <= log_limit;
+        if reason != FailureReason::Invalid || limit == 0 {
+            return Verdict { throttle: false, log };
+        }
+        let n = counts.0.fetch_add(1, Ordering::Relaxed) + 1;
         if n > limit {
             self.throttled.fetch_add(1, Ordering::Relaxed);
             if n == limit + 1 {
                 tracing::warn!(client = %ip, limit, "Too many failed authentications; answering 429 to this client's bad keys for up to a minute");
             }
-            return true;
+            return Verdict { throttle: true, log: false };
         }
-        false
+        Verdict { throttle: false, log }
     }
 }
 
@@ -266,9 +285,10 @@ impl KeyRing {
     pub fn require(&self, req: &HttpRequest, needed: Role) -> Result<Principal, AuthError> {
         let who = self.authenticate(req)?;
         if !who.role.allows(needed) {
-            self.failures.record(None, FailureReason::Forbidden);
-            tracing::info!(key_id = %who.key_id, role = who.role.as_str(), needed = needed.as_str(),
-                method = %req.method(), path = req.path(), "Request refused: the key's role does not allow it");
+            if self.failures.record(req.peer_addr().map(|a| a.ip()), FailureReason::Forbidden).log {
+                tracing::info!(key_id = %who.key_id, role = who.role.as_str(), needed = needed.as_str(),
+                    method = %req.method(), path = req.path(), "Request refused: the key's role does not allow it");
+            }
             return Err(AuthError::Forbidden(needed.as_str()));
         }
         Ok(who)
@@ -297,12 +317,15 @@ impl KeyRing {
     /// Counts and logs a failed authentication; the error to answer with.
     fn failed(&self, req: &HttpRequest, reason: FailureReason) -> AuthError {
         let client = req.peer_addr().map(|a| a.ip());
-        if self.failures.record(client, reason) {
+        let verdict = self.failures.record(client, reason);
+        if verdict.log {
+            // The presented value is never logged: it may be a real key one character off.
+            tracing::warn!(client = ?client, method = %req.method(), path = req.path(), reason = reason.as_str(),
+                "Authentication failed");
+        }
+        if verdict.throttle {
             return AuthError::Throttled(FAILURE_WINDOW.as_secs() as u32);
         }
-        // The presented value is never logged: it may be a real key one character off.
-        tracing::warn!(client = ?client, method = %req.method(), path = req.path(), reason = reason.as_str(),
-            "Authentication failed");
         AuthError::Unauthenticated
     }
 
