@@ -322,10 +322,18 @@ async fn sixteen_parallel_large_bodies_stay_under_400_mb() -> anyhow::Result<()>
         let peak = peak_rss_kb(child.id())?;
         eprintln!("peak RSS after 16 x 3 parallel 10 MB bodies: {} MB", peak / 1024);
         anyhow::ensure!(peak < 400 * 1024, "peak RSS {} MB", peak / 1024);
+        // A flood of requests without a key: logged up to the limit, then only counted.
+        for _ in 0..60 {
+            let resp = client.get(format!("{base}/v1/events")).send().await?;
+            anyhow::ensure!(resp.status().as_u16() == 401);
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let logged = std::fs::read_to_string(&log)?;
         anyhow::ensure!(logged.contains("Authentication failed"), "the failure is logged");
         anyhow::ensure!(!logged.contains(canary), "the presented key is never logged");
+        let lines = logged.matches("Authentication failed").count();
+        anyhow::ensure!(lines == 30, "{lines} failure lines for 61 failures from one address");
+        anyhow::ensure!(logged.contains("counted, not logged"), "the suppression is said once");
         Ok(())
     }
     .await;
