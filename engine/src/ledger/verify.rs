@@ -121,7 +121,9 @@ fn check_postings(
 }
 
 /// Verifies `[from, to]` (defaults: the whole log). `known` is the newest checkpoint this
-/// server signed or anchored: a database behind it is truncated.
+/// server signed or anchored: a database behind it is truncated. Read `known` before the
+/// call: the head it is compared with is read inside, after every checkpoint it is compared
+/// with (under write load, the other order reports a truncation that did not happen).
 // Long by design: one walk of a range (rows, postings, checkpoints, truncation, floor) whose
 // steps share the running chain state; each step is a commented paragraph.
 pub async fn verify(
@@ -131,6 +133,11 @@ pub async fn verify(
     keys: &Verifier,
     known: Option<&Checkpoint>,
 ) -> Result<VerifyReport, StoreError> {
+    // The newest checkpoint before the head: a checkpoint commits with or after the rows it
+    // signs, so a head read after it is never behind it unless rows were taken away. Read
+    // the other way round under write load, a checkpoint committed in between looked like a
+    // truncation (a false `truncated` report).
+    let last_checkpoint = store.last_checkpoint().await?;
     let head = store.head().await?;
     let floor = store.retention_floor().await?;
     let from = from.unwrap_or(1).max(1).max(floor + 1);
@@ -170,7 +177,6 @@ pub async fn verify(
         }
     }
     let mut verifier = ChainVerifier::new(from, prev_hash);
-    let last_checkpoint = store.last_checkpoint().await?;
     truncation(
         store,
         &head,
