@@ -211,3 +211,53 @@ async fn events_tail_export_and_verify_against_a_server() -> anyhow::Result<()> 
     assert!(refused.unwrap_err().to_string().contains("400"));
     Ok(())
 }
+
+/// `vigil allowlist add|list|remove` and `vigil decisions add --duration` through the real
+/// binary: the entry refuses a decision on an address it covers (the server's 409 is the
+/// command's error), a text duration sets the expiry, and a removed entry is listed only
+/// with `--all`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_and_text_durations_from_the_command_line() -> anyhow::Result<()> {
+    let app = spawn_app(Backend::Sqlite).await?;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .args(["--url", &app.base, "--key", &app.admin_key, "--output", "json"])
+            .env_remove("VIGIL_URL")
+            .env_remove("VIGIL_KEY")
+            .output()
+            .expect("run vigil");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, added, err) =
+        run(&["allowlist", "add", "ip", "198.51.100.0/24", "--reason", "partner scanner", "--duration", "1h"]);
+    assert!(ok, "{added}{err}");
+    let added: Value = serde_json::from_str(&added)?;
+    let id = added["id"].as_str().unwrap_or_default().to_owned();
+    assert!(!id.is_empty(), "{added}");
+    let (ok, listed, err) = run(&["allowlist", "list"]);
+    assert!(ok && listed.contains("198.51.100.0/24") && listed.contains("partner scanner"), "{listed}{err}");
+    let (ok, out, err) = run(&["decisions", "add", "ip", "198.51.100.7", "--reason", "x", "--duration", "30m"]);
+    assert!(!ok, "a decision on an allowlisted address is refused: {out}");
+    assert!(err.contains("409") && err.contains(&id), "{err}");
+    let (ok, out, err) = run(&["decisions", "add", "ip", "203.0.113.5", "--reason", "x", "--duration", "30m"]);
+    assert!(ok, "{out}{err}");
+    let decision: Value = serde_json::from_str(&out)?;
+    let expires = vigil::event::parse_time(decision["expires_at"].as_str().unwrap_or_default()).unwrap_or_default();
+    let left = expires - vigil::event::now_ms();
+    assert!((29 * 60_000..=30 * 60_000).contains(&left), "30m from now: {decision}");
+    let (ok, _, err) =
+        run(&["decisions", "add", "ip", "203.0.113.6", "--reason", "x", "--duration", "5m", "--duration-secs", "60"]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    let (ok, out, err) = run(&["allowlist", "remove", &id]);
+    assert!(ok, "{out}{err}");
+    let (_, listed, _) = run(&["allowlist", "list"]);
+    assert!(!listed.contains("198.51.100.0/24"), "{listed}");
+    let (_, listed, _) = run(&["allowlist", "list", "--all"]);
+    assert!(listed.contains("198.51.100.0/24"), "{listed}");
+    Ok(())
+}

@@ -112,6 +112,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DecisionsCommand,
     },
+    /// List, add and remove allowlist entries (values no decision may apply to) on a
+    /// running server.
+    Allowlist {
+        #[command(subcommand)]
+        command: AllowlistCommand,
+    },
     /// Write a commented configuration file, or check one.
     Config {
         #[command(subcommand)]
@@ -307,9 +313,12 @@ pub enum DecisionsCommand {
         /// block | throttle | require_mfa | lock
         #[arg(long, default_value = "block")]
         kind: String,
-        /// How long, seconds.
-        #[arg(long, default_value_t = 3600)]
-        duration_secs: u64,
+        /// How long, seconds (default 3600).
+        #[arg(long, conflicts_with = "duration")]
+        duration_secs: Option<u64>,
+        /// How long, as text: `90s`, `30m`, `4h`, `7d`.
+        #[arg(long)]
+        duration: Option<String>,
         /// Why (required).
         #[arg(long)]
         reason: String,
@@ -326,6 +335,41 @@ pub enum DecisionsCommand {
         /// Why (required).
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AllowlistCommand {
+    /// The entries in force (built-in, configuration, API); `--all` adds expired and
+    /// removed ones (role read).
+    List {
+        /// Also expired and removed entries.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Add an entry; the active decisions it covers are lifted (role admin).
+    Add {
+        /// ip | user | api_key | session | organization
+        scope: String,
+        /// The value (an `ip` may be a CIDR network).
+        value: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        /// How long it applies, as text (`30m`, `4h`, `7d`); default: until removed.
+        #[arg(long)]
+        duration: Option<String>,
+        #[command(flatten)]
+        server: ServerConn,
+    },
+    /// Remove an entry added through the API (role admin).
+    Remove {
+        /// The entry id.
+        id: String,
         #[command(flatten)]
         server: ServerConn,
     },

@@ -7,8 +7,8 @@ use clap::Parser;
 use vigil::config::Config;
 
 use args::{
-    AlertsCommand, Cli, Command, ConfigCommand, DecisionsCommand, EventsCommand, IntegrityCommand, KeysCommand,
-    RulesCommand,
+    AlertsCommand, AllowlistCommand, Cli, Command, ConfigCommand, DecisionsCommand, EventsCommand, IntegrityCommand,
+    KeysCommand, RulesCommand,
 };
 
 /// mimalloc instead of the system allocator: ingest allocates and frees many small JSON
@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Config { command } => config(command).await,
         Command::Alerts { command } => alerts(command).await,
         Command::Decisions { command } => decisions(command).await,
+        Command::Allowlist { command } => allowlist(command).await,
         Command::Keys { command } => keys(command).await,
         Command::Openapi { markdown } => {
             if markdown {
@@ -161,9 +162,13 @@ async fn decisions(command: DecisionsCommand) -> anyhow::Result<()> {
             let (scope, value) = (vigil::cli::query_escape(&scope), vigil::cli::query_escape(&value));
             server.call(reqwest::Method::GET, format!("/v1/decisions?scope={scope}&value={value}"), None)
         }
-        DecisionsCommand::Add { scope, value, kind, duration_secs, reason, alert, server } => {
-            let body = serde_json::json!({"scope": scope, "value": value, "kind": kind,
-                "duration_secs": duration_secs, "reason": reason, "alert_id": alert});
+        DecisionsCommand::Add { scope, value, kind, duration_secs, duration, reason, alert, server } => {
+            let mut body = serde_json::json!({"scope": scope, "value": value, "kind": kind,
+                "reason": reason, "alert_id": alert});
+            match duration {
+                Some(text) => body["duration"] = text.into(),
+                None => body["duration_secs"] = duration_secs.unwrap_or(3600).into(),
+            }
             server.call(reqwest::Method::POST, "/v1/decisions".into(), Some(body))
         }
         DecisionsCommand::Lift { id, reason, server } => server.call(
@@ -171,6 +176,26 @@ async fn decisions(command: DecisionsCommand) -> anyhow::Result<()> {
             format!("/v1/decisions/{id}"),
             Some(serde_json::json!({"reason": reason})),
         ),
+    };
+    call.run().await
+}
+
+async fn allowlist(command: AllowlistCommand) -> anyhow::Result<()> {
+    let call = match command {
+        AllowlistCommand::List { all, server } => {
+            let path = if all { "/v1/allowlist?status=all" } else { "/v1/allowlist" };
+            server.call(reqwest::Method::GET, path.into(), None)
+        }
+        AllowlistCommand::Add { scope, value, reason, duration, server } => {
+            let mut body = serde_json::json!({"scope": scope, "value": value, "reason": reason});
+            if let Some(d) = duration {
+                body["duration"] = d.into();
+            }
+            server.call(reqwest::Method::POST, "/v1/allowlist".into(), Some(body))
+        }
+        AllowlistCommand::Remove { id, server } => {
+            server.call(reqwest::Method::DELETE, format!("/v1/allowlist/{}", vigil::cli::query_escape(&id)), None)
+        }
     };
     call.run().await
 }
