@@ -202,6 +202,23 @@ pub fn json_object<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Ap
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
 }
 
+/// An optional integer query parameter (`#[serde(default, deserialize_with = ...)]`):
+/// `12` or, as JSON Schema counts integers, `12.0` or `1e3`; anything else is a 400 naming
+/// it. A float is taken only strictly inside the i64 range: a literal past it rounds to
+/// +-2^63, which is refused, never clamped.
+pub fn int_param<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    let value = text.parse::<i64>().ok().or_else(|| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && *f > i64::MIN as f64 && *f < i64::MAX as f64)
+            .map(|f| f as i64)
+    });
+    value.map(Some).ok_or_else(|| D::Error::custom(format!("`{text}` is not an integer")))
+}
+
 /// Parses a query string into `T`, refusing unknown parameters with a 400 that names them.
 /// A parameter with an empty value (`?since=&user_id=`, as an HTML form sends, or a bare
 /// `?since`) is absent.
@@ -236,4 +253,26 @@ pub fn parse_time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, 
             })
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Deserialize, Debug)]
+    struct Q {
+        #[serde(default, deserialize_with = "super::int_param")]
+        n: Option<i64>,
+    }
+
+    #[test]
+    fn integer_query_parameters_take_integral_decimals_and_refuse_the_rest() {
+        let q = |s: &str| super::parse_query::<Q>(s).map(|q| q.n).map_err(|e| e.message);
+        assert_eq!(q("n=12"), Ok(Some(12)));
+        assert_eq!(q("n=12.0"), Ok(Some(12)));
+        assert_eq!(q("n=1e3"), Ok(Some(1000)));
+        assert_eq!(q(""), Ok(None));
+        assert_eq!(q("n=-9223372036854775808"), Ok(Some(i64::MIN)));
+        for bad in ["n=1.5", "n=abc", "n=-9223372036854775809", "n=9223372036854775808", "n=1e19", "n=NaN"] {
+            assert!(q(bad).is_err(), "{bad} was accepted");
+        }
+    }
 }

@@ -34,10 +34,11 @@ pub struct ManualAlert {
 }
 
 /// A JSON number as an integer, where an integral float (`5.0`, `4.3e17`) counts as one, as
-/// in JSON Schema, across the whole i64 range (past 2^53 a float is the integer it names).
+/// in JSON Schema, strictly inside the i64 range (past 2^53 a float is the integer it
+/// names; a literal past the range rounds to +-2^63, which is refused, never clamped).
 pub fn integral(n: &serde_json::Number) -> Option<i64> {
     n.as_i64().or_else(|| {
-        n.as_f64().filter(|f| f.fract() == 0.0 && *f >= i64::MIN as f64 && *f < i64::MAX as f64).map(|f| f as i64)
+        n.as_f64().filter(|f| f.fract() == 0.0 && *f > i64::MIN as f64 && *f < i64::MAX as f64).map(|f| f as i64)
     })
 }
 

@@ -36,6 +36,7 @@ struct ListQuery {
     dedup_key: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     limit: Option<i64>,
     cursor: Option<String>,
 }

@@ -59,6 +59,7 @@ struct ListQuery {
     kind: Option<String>,
     alert_id: Option<String>,
     status: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     limit: Option<i64>,
     cursor: Option<String>,
 }

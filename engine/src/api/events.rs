@@ -92,6 +92,7 @@ struct ListQuery {
     ingest_key: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -138,6 +139,7 @@ struct StatsQuery {
     organization_id: Option<String>,
     category: Option<String>,
     bucket: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     top: Option<i64>,
     origin: Option<String>,
 }

@@ -26,7 +26,9 @@ struct ExportQuery {
     format: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     from: Option<i64>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     to: Option<i64>,
 }
 

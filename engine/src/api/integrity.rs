@@ -16,7 +16,9 @@ use crate::telemetry::Metrics;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VerifyQuery {
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     from: Option<i64>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     to: Option<i64>,
 }
 
@@ -135,6 +137,7 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckpointsQuery {
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     limit: Option<i64>,
     cursor: Option<String>,
 }

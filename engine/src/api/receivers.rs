@@ -49,7 +49,9 @@ pub async fn circuit(
 struct NotificationQuery {
     status: Option<String>,
     receiver: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     alert_id: Option<i64>,
+    #[serde(default, deserialize_with = "crate::api::int_param")]
     limit: Option<i64>,
     cursor: Option<String>,
 }
