@@ -369,7 +369,10 @@ async fn a_write_after_a_live_truncation_puts_the_log_on_hold_instead_of_coverin
     let app = app.restart().await?;
     let (status, body) = app.post_events(&json!([sample_event(102)])).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("integrity_hold")), "{body}");
+    // The server's own records of the failure (written after the restart) move the head,
+    // so the seq named depends on how many are in; the kind does not.
     let report = app.verify().await?;
-    assert!(failures(&report).iter().any(|(s, k)| *s == head - 4 && k == "truncated"), "{report}");
+    assert_eq!(report["status"], "failed", "{report}");
+    assert!(failures(&report).iter().any(|(s, k)| *s > head - 5 && k == "truncated"), "{report}");
     Ok(())
 }
