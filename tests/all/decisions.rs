@@ -5,8 +5,9 @@
 //! and the bouncer next), a person issues and lifts decisions with a reason, resolving an
 //! alert as false_positive lifts its decisions on request, a restart keeps the active set
 //! and the stream cursor, a rule flooding decisions (raw ABI) is capped, and a rule decision
-//! the database refuses is retried until it takes it. `guardrails`: the allowlist, simulate
-//! mode, durations as text, the bouncer's reduced view and the paged stream snapshot.
+//! the database refuses is retried until it takes it. `guardrails`: the allowlist; `issuing`:
+//! simulate mode and durations as text; `bouncer_view`: the bouncer's reduced view and the
+//! paged stream snapshot.
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,10 @@ use vigil::clock::Clock;
 use vigil::config::Config;
 use vigil_tests::{Backend, TestApp, both_backends, example_rules, spawn_app_with};
 
+mod bouncer_view;
 mod durability;
 mod guardrails;
+mod issuing;
 
 both_backends!(
     a_brute_force_burst_blocks_the_ip_until_it_expires,

@@ -1,4 +1,5 @@
-//! Guardrails on automated response (issue 21), each test an attack that worked before:
+//! Guardrails on automated response (issue 21): the allowlist. Each test an attack that
+//! worked before:
 //! - an ingest key (anyone who can get events in) posting 21 failed logins "from" an
 //!   address the operator allowed (config CIDR, API entry given in IPv4-mapped form,
 //!   loopback, an IPv4-mapped event address) gets no block: the rule's decision is refused
@@ -7,16 +8,13 @@
 //!   IPv6, a covering range) is 409 naming the entry;
 //! - adding an entry lifts the active decisions it covers (and the bouncer lets them in);
 //!   a config entry added since the last start lifts them at start; entries expire;
-//! - simulate mode (global and per rule) records decisions without enforcing them;
-//! - durations as text;
-//! - a bouncer key reads active decisions with five fields and nothing else;
 //! - only admin keys change the allowlist; changes are chain events; a row planted in (or
-//!   deleted from) the `allowlist` table changes nothing: the chain decides at start;
-//! - a stream snapshot larger than one page is streamed whole.
+//!   deleted from) the `allowlist` table changes nothing: the chain decides at start.
+//!
+//! Simulate mode and durations are in `issuing.rs`, what a bouncer key sees in
+//! `bouncer_view.rs`.
 
-use std::collections::BTreeSet;
-
-use vigil::config::{AllowConfig, DecisionMode, RuleDecisionsConfig};
+use vigil::config::AllowConfig;
 
 use super::*;
 
@@ -25,11 +23,7 @@ both_backends!(
     a_person_cannot_decide_on_an_allowlisted_value_in_any_spelling,
     adding_an_entry_lifts_the_decisions_it_covers_and_the_bouncer_lets_them_in,
     an_allowlist_entry_stops_applying_at_its_expiry,
-    simulate_mode_records_decisions_that_are_never_enforced,
-    simulate_mode_per_rule_overrides_the_global_mode,
-    a_bouncer_key_sees_active_decisions_with_five_fields_and_nothing_else,
     only_admin_keys_change_the_allowlist,
-    a_stream_snapshot_larger_than_a_page_delivers_every_decision,
     the_chain_not_the_table_decides_which_allowlist_entries_apply,
 );
 
@@ -65,7 +59,7 @@ async fn labelled(app: &TestApp, series: &str) -> anyhow::Result<i64> {
 }
 
 /// Every stored decision on `value` (any status).
-async fn stored_on(app: &TestApp, value: &str) -> anyhow::Result<Vec<Value>> {
+pub(super) async fn stored_on(app: &TestApp, value: &str) -> anyhow::Result<Vec<Value>> {
     let (_, all) = app.get("/v1/decisions?status=all&limit=1000").await?;
     Ok(all["decisions"].as_array().into_iter().flatten().filter(|d| d["value"] == value).cloned().collect())
 }
@@ -84,14 +78,6 @@ async fn refused_alert(app: &TestApp, ip: &str) -> anyhow::Result<Value> {
         Ok(noted.then_some(detail))
     })
     .await
-}
-
-fn keys_of(v: &Value) -> BTreeSet<String> {
-    v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
-}
-
-fn bouncer_fields() -> BTreeSet<String> {
-    ["id", "scope", "value", "kind", "expires_at"].into_iter().map(String::from).collect()
 }
 
 // Long by design: one attack, tried through every kind of entry, then a control.
@@ -382,182 +368,6 @@ async fn an_allowlist_entry_stops_applying_at_its_expiry(backend: Backend) -> an
     Ok(())
 }
 
-/// 21 failures from `ip`, and the P1 alert's decision once recorded (any status).
-async fn burst_and_decision(app: &TestApp, clock: &Clock, ip: &str) -> anyhow::Result<Value> {
-    let (status, body) = app.post_events(&failures(ip, clock.now_ms() - 30 * MIN, 21)).await?;
-    anyhow::ensure!(status == 201, "{body}");
-    eventually(&format!("the decision on {ip}"), || async { Ok(stored_on(app, ip).await?.into_iter().next()) }).await
-}
-
-// Long by design: the simulated decision is followed everywhere a decision shows.
-async fn simulate_mode_records_decisions_that_are_never_enforced(backend: Backend) -> anyhow::Result<()> {
-    let (app, clock) = app(backend, |c| c.decisions.mode = DecisionMode::Simulate).await?;
-    deploy_example(&app, "brute_force").await?;
-    let bouncer_key = app.create_key("bouncer").await?;
-    let reader = app.create_key("read").await?;
-    let start = stream(&app, &bouncer_key, None).await?;
-    let cursor = start["cursor"].as_str().unwrap().to_owned();
-    let d = burst_and_decision(&app, &clock, "192.0.2.77").await?;
-    assert_eq!(d["status"], "simulated", "{d}");
-    assert_eq!(d["rule"], "brute_force");
-    assert!(d["alert_id"].is_i64(), "tied to its alert: {d}");
-    // Not enforced: no check, stream or bouncer sees it.
-    assert!(check(&app, &bouncer_key, "ip", "192.0.2.77").await?.is_empty());
-    let (_, active) = app.get("/v1/decisions").await?;
-    assert_eq!(active["decisions"], json!([]), "{active}");
-    let snapshot = stream(&app, &bouncer_key, None).await?;
-    assert_eq!(snapshot["added"], json!([]), "{snapshot}");
-    let delta = stream(&app, &bouncer_key, Some(&cursor)).await?;
-    assert_eq!((delta["added"].clone(), delta["deleted"].clone()), (json!([]), json!([])), "{delta}");
-    // Visible to people, with the reason, under status=simulated; a bouncer key may not ask.
-    let (status, simulated) = app.send(app.client.get(app.url("/v1/decisions?status=simulated")), &reader).await?;
-    assert_eq!(status, 200);
-    assert_eq!(ids(&simulated["decisions"]), vec![d["id"].as_i64().unwrap()], "{simulated}");
-    assert!(simulated["decisions"][0]["reason"].as_str().unwrap().contains("Brute force"));
-    let (status, _) = app.send(app.client.get(app.url("/v1/decisions?status=simulated")), &bouncer_key).await?;
-    assert_eq!(status, 403);
-    // Recorded in the chain and in the alert's history; lifting it makes no sense.
-    let events = app
-        .wait_for("/v1/events?category=response&action=decision_simulated", 15, |b| b["events"][0].is_object())
-        .await?;
-    assert_eq!(events["events"][0]["details"]["decision_id"], d["id"], "{events}");
-    let alert_path = format!("/v1/alerts/{}", d["alert_id"]);
-    let detail = app
-        .wait_for(&alert_path, 15, |b| {
-            b["history"].as_array().is_some_and(|h| h.iter().any(|h| h["action"] == "decision_simulated"))
-        })
-        .await?;
-    assert!(detail["history"].as_array().unwrap().iter().any(|h| h["action"] == "decision_simulated"), "{detail}");
-    let (status, _) = lift(&app, &app.admin_key, d["id"].as_i64().unwrap(), Some(json!({"reason": "x"}))).await?;
-    assert_eq!(status, 409, "only an active decision can be lifted");
-    assert_eq!(app.metric("vigil_decisions_simulated_total").await?, Some(1));
-    assert_eq!(app.metric("vigil_decisions_issued_total").await?, Some(0));
-    // A person's decision is enforced in simulate mode: the mode is about rules.
-    let (status, manual) = issue(
-        &app,
-        &app.admin_key,
-        json!({"scope": "ip", "value": "192.0.2.78", "kind": "block", "duration": "1h", "reason": "r"}),
-    )
-    .await?;
-    assert_eq!((status, manual["status"].as_str()), (201, Some("active")), "{manual}");
-    // A restart does not turn a simulated decision into an enforced one.
-    let app = app.restart().await?;
-    assert!(check(&app, &app.admin_key, "ip", "192.0.2.77").await?.is_empty());
-    let (_, alerts) = app.get("/v1/alerts?rule=vigil").await?;
-    assert_eq!(alerts["alerts"], json!([]), "the table agrees with the chain: {alerts}");
-    let report = app.verify().await?;
-    assert_eq!(report["status"], "ok", "{report}");
-    Ok(())
-}
-
-async fn simulate_mode_per_rule_overrides_the_global_mode(backend: Backend) -> anyhow::Result<()> {
-    let per_rule = |mode| [("brute_force".to_owned(), RuleDecisionsConfig { mode })].into_iter().collect();
-    // Enforced globally, simulated for the rule.
-    let (first, clock) = app(backend, |c| c.decisions.rules = per_rule(DecisionMode::Simulate)).await?;
-    deploy_example(&first, "brute_force").await?;
-    let d = burst_and_decision(&first, &clock, "192.0.2.81").await?;
-    assert_eq!(d["status"], "simulated", "{d}");
-    assert!(check(&first, &first.admin_key, "ip", "192.0.2.81").await?.is_empty());
-    drop(first);
-    // Simulated globally, enforced for the rule.
-    let (second, clock) = app(backend, |c| {
-        c.decisions.mode = DecisionMode::Simulate;
-        c.decisions.rules = per_rule(DecisionMode::Enforce);
-    })
-    .await?;
-    deploy_example(&second, "brute_force").await?;
-    let d = burst_and_decision(&second, &clock, "192.0.2.82").await?;
-    assert_eq!(d["status"], "active", "{d}");
-    assert_eq!(check(&second, &second.admin_key, "ip", "192.0.2.82").await?.len(), 1);
-    Ok(())
-}
-
-// Long by design: every way a bouncer key reads decisions.
-async fn a_bouncer_key_sees_active_decisions_with_five_fields_and_nothing_else(backend: Backend) -> anyhow::Result<()> {
-    let (app, _clock) = app(backend, |_| {}).await?;
-    let bouncer_key = app.create_key("bouncer").await?;
-    let reader = app.create_key("read").await?;
-    let (status, alert) = app
-        .send(app.client.post(app.url("/v1/alerts")).json(&json!({"title": "t", "severity": "P2"})), &app.admin_key)
-        .await?;
-    anyhow::ensure!(status == 201, "{alert}");
-    let mut made = Vec::new();
-    let mut cursor = String::new();
-    for value in ["alice.smith", "bob.jones", "carol.white"] {
-        if value == "bob.jones" {
-            // The cursor of a bouncer that synced after the first decision.
-            cursor = stream(&app, &bouncer_key, None).await?["cursor"].as_str().unwrap().to_owned();
-        }
-        let (status, body) = issue(
-            &app,
-            &app.admin_key,
-            json!({"scope": "user", "value": value, "kind": "lock", "duration": "1h",
-                "reason": format!("{value} is a confirmed insider"), "alert_id": alert["id"]}),
-        )
-        .await?;
-        anyhow::ensure!(status == 201, "{body}");
-        made.push(body["id"].as_i64().unwrap());
-    }
-    let (status, _) = lift(&app, &app.admin_key, made[1], Some(json!({"reason": "cleared by HR"}))).await?;
-    assert_eq!(status, 200);
-
-    // Every object a bouncer key gets has exactly the five fields.
-    let mut seen = Vec::new();
-    let (status, list) = app.send(app.client.get(app.url("/v1/decisions")), &bouncer_key).await?;
-    assert_eq!(status, 200);
-    assert_eq!(ids(&list["decisions"]), vec![made[2], made[0]], "active only: {list}");
-    seen.extend(list["decisions"].as_array().unwrap().clone());
-    seen.extend(check(&app, &bouncer_key, "user", "alice.smith").await?);
-    let snapshot = stream(&app, &bouncer_key, None).await?;
-    assert_eq!(ids(&snapshot["added"]), vec![made[2], made[0]], "{snapshot}");
-    seen.extend(snapshot["added"].as_array().unwrap().clone());
-    let delta = stream(&app, &bouncer_key, Some(&cursor)).await?;
-    assert_eq!((ids(&delta["added"]), ids(&delta["deleted"])), (vec![made[2]], vec![made[1]]), "{delta}");
-    seen.extend(delta["added"].as_array().unwrap().clone());
-    seen.extend(delta["deleted"].as_array().unwrap().clone());
-    assert_eq!(seen.len(), 7, "list, check, snapshot, delta added, delta deleted: {seen:?}");
-    for d in &seen {
-        assert_eq!(keys_of(d), bouncer_fields(), "{d}");
-    }
-    let text = format!("{list}{snapshot}{delta}");
-    for secret in ["insider", "cleared by HR", "k_", "alert_id", "reason"] {
-        assert!(!text.contains(secret), "a bouncer must not read {secret:?}: {text}");
-    }
-    // No history, no past or simulated lists, no alert links: 403.
-    for path in [
-        "/v1/decisions?status=all".to_owned(),
-        "/v1/decisions?status=lifted".into(),
-        "/v1/decisions?status=expired".into(),
-        "/v1/decisions?status=simulated".into(),
-        format!("/v1/decisions?alert_id={}", alert["id"]),
-        format!("/v1/decisions/{}", made[0]),
-        format!("/v1/decisions/{}", made[1]),
-        "/v1/allowlist".into(),
-    ] {
-        let (status, body) = app.send(app.client.get(app.url(&path)), &bouncer_key).await?;
-        assert_eq!(status, 403, "{path}: {body}");
-        assert!(!body.to_string().contains("insider"), "{body}");
-    }
-    let (status, active) = app.send(app.client.get(app.url("/v1/decisions?status=active")), &bouncer_key).await?;
-    assert_eq!(
-        (status, ids(&active["decisions"])),
-        (200, vec![made[2], made[0]]),
-        "status=active: what it gets anyway"
-    );
-    // Other roles keep the whole view.
-    let (_, full) = app.send(app.client.get(app.url("/v1/decisions?status=all")), &reader).await?;
-    assert!(full["decisions"][0]["reason"].is_string() && full["decisions"][0]["actor"].is_string(), "{full}");
-    let (status, one) = app.send(app.client.get(app.url(&format!("/v1/decisions/{}", made[1]))), &reader).await?;
-    assert_eq!((status, one["end_reason"].as_str()), (200, Some("cleared by HR")), "{one}");
-    let (_, full_stream) =
-        app.send(app.client.get(app.url(&format!("/v1/decisions/stream?since={cursor}"))), &reader).await?;
-    assert!(full_stream["deleted"][0]["end_reason"].is_string(), "{full_stream}");
-    let ingest = app.create_key("ingest").await?;
-    let (status, _) = app.send(app.client.get(app.url("/v1/decisions")), &ingest).await?;
-    assert_eq!(status, 403, "an ingest key reads no decisions");
-    Ok(())
-}
-
 async fn only_admin_keys_change_the_allowlist(backend: Backend) -> anyhow::Result<()> {
     let (app, _clock) = app(backend, |_| {}).await?;
     let entry = json!({"scope": "user", "value": "svc", "reason": "r"});
@@ -597,49 +407,6 @@ async fn only_admin_keys_change_the_allowlist(backend: Backend) -> anyhow::Resul
     Ok(())
 }
 
-async fn a_stream_snapshot_larger_than_a_page_delivers_every_decision(backend: Backend) -> anyhow::Result<()> {
-    let (app, _clock) = app(backend, |_| {}).await?;
-    let bouncer_key = app.create_key("bouncer").await?;
-    let total = vigil::respond::SNAPSHOT_PAGE * 2 + 37;
-    let mut tasks = Vec::new();
-    for worker in 0..8 {
-        let (client, url, key) = (app.client.clone(), app.url("/v1/decisions"), app.admin_key.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (worker..total).step_by(8) {
-                let body = json!({"scope": "user", "value": format!("user-{i}"), "kind": "block",
-                    "duration_secs": 3600, "reason": format!("reason {i}")});
-                let resp = client.post(&url).bearer_auth(&key).json(&body).send().await?;
-                anyhow::ensure!(resp.status().as_u16() == 201, "issue {i}: {}", resp.status());
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let resp = app.client.get(app.url("/v1/decisions/stream")).bearer_auth(&bouncer_key).send().await?;
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(resp.headers().get("content-length").is_none(), "streamed, not built whole: {:?}", resp.headers());
-    let body: Value = resp.json().await?;
-    assert_eq!(body["snapshot"], true);
-    assert_eq!(body["more"], false);
-    let added = body["added"].as_array().unwrap();
-    assert_eq!(added.len(), total, "every decision, across pages");
-    let unique: BTreeSet<i64> = added.iter().filter_map(|d| d["id"].as_i64()).collect();
-    assert_eq!(unique.len(), total, "no decision twice");
-    assert!(added.iter().all(|d| keys_of(d) == bouncer_fields()));
-    let values: BTreeSet<&str> = added.iter().filter_map(|d| d["value"].as_str()).collect();
-    assert!(values.contains("user-0") && values.contains(format!("user-{}", total - 1).as_str()));
-    // The cursor of the snapshot continues it exactly.
-    let cursor = body["cursor"].as_str().unwrap().to_owned();
-    let nothing = stream(&app, &bouncer_key, Some(&cursor)).await?;
-    assert_eq!((nothing["added"].clone(), nothing["deleted"].clone()), (json!([]), json!([])), "{nothing}");
-    let full = stream(&app, &app.admin_key, None).await?;
-    assert_eq!(full["added"].as_array().map(Vec::len), Some(total));
-    assert!(full["added"][0]["reason"].is_string(), "an admin key gets the whole decision");
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_allowlist_entry_stops_the_start_with_a_message() -> anyhow::Result<()> {
     let err = match spawn_app_with(Backend::Sqlite, |c| c.decisions.allow = vec![allow("ip", "10.0.0.0/40", "x")]).await
@@ -648,46 +415,6 @@ async fn a_bad_allowlist_entry_stops_the_start_with_a_message() -> anyhow::Resul
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("decisions.allow") && err.contains("10.0.0.0/40"), "{err}");
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn durations_are_given_as_text_or_seconds_never_both() -> anyhow::Result<()> {
-    let (app, _clock) = app(Backend::Sqlite, |_| {}).await?;
-    for (duration, ms) in [("90s", 90_000), ("30m", 30 * MIN), ("4h", 240 * MIN), ("7d", 7 * 1440 * MIN)] {
-        let (status, d) = issue(
-            &app,
-            &app.admin_key,
-            json!({"scope": "user", "value": format!("u{duration}"), "kind": "block", "duration": duration, "reason": "r"}),
-        )
-        .await?;
-        assert_eq!(status, 201, "{duration}: {d}");
-        let created = vigil::event::parse_time(d["created_at"].as_str().unwrap()).unwrap();
-        let expires = vigil::event::parse_time(d["expires_at"].as_str().unwrap()).unwrap();
-        assert_eq!(expires - created, ms, "{duration}");
-    }
-    for (extra, why) in [
-        (json!({"duration": "30m", "duration_secs": 1800}), "not both"),
-        (json!({}), "duration is required"),
-        (json!({"duration": "30"}), "no unit"),
-        (json!({"duration": "30x"}), "unknown unit"),
-        (json!({"duration": "1.5h"}), "unknown unit"),
-        (json!({"duration": "0m"}), "more than zero"),
-        (json!({"duration": "-5m"}), "not a duration"),
-        (json!({"duration": "99999999999999999999d"}), "too large"),
-        (json!({"duration": "999999999999999d"}), "too large"),
-        (json!({"duration": "31d"}), "longer than"),
-        (json!({"duration": 30}), "expected a string"),
-        (json!({"duration_secs": 0}), "duration_secs"),
-    ] {
-        let mut body = json!({"scope": "user", "value": "x", "kind": "block", "reason": "r"});
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let (status, answer) = issue(&app, &app.admin_key, body.clone()).await?;
-        assert_eq!(status, 400, "{body}: {answer}");
-        assert!(answer["error"]["message"].as_str().unwrap_or_default().contains(why), "{body}: {answer}");
-    }
     Ok(())
 }
 
