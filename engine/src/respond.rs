@@ -365,7 +365,8 @@ mod tests {
     use super::*;
     use crate::store::decisions::DecisionStatus;
 
-    fn row(id: i64, scope: Scope, value: &str, rule: Option<&str>, expires_at: i64) -> DecisionRow {
+    /// An active decision row (the gate's tests use it too).
+    pub(super) fn row(id: i64, scope: Scope, value: &str, rule: Option<&str>, expires_at: i64) -> DecisionRow {
         DecisionRow {
             id,
             scope,

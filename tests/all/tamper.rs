@@ -21,22 +21,6 @@ both_backends!(
     retention_purges_whole_signed_ranges_and_verify_stays_ok,
 );
 
-/// What an attacker with file or superuser access does first.
-async fn drop_guards(app: &TestApp) -> anyhow::Result<()> {
-    let sql = match app.backend {
-        Backend::Sqlite => {
-            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete; DROP TRIGGER events_insert_next_only; \
-             DROP TRIGGER checkpoints_no_update; DROP TRIGGER checkpoints_no_delete;"
-        }
-        Backend::Postgres => {
-            "DROP TRIGGER events_no_update ON events; DROP TRIGGER events_no_delete ON events; \
-             DROP TRIGGER checkpoints_no_update ON checkpoints;"
-        }
-    };
-    app.exec_sql(sql).await?;
-    Ok(())
-}
-
 fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
     match backend {
         Backend::Sqlite => format!("X'{}'", hex::encode(bytes)),
@@ -57,7 +41,7 @@ async fn deleting_the_newest_rows_is_truncation_at_runtime_and_at_restart(backen
     seed(&app, 20).await?;
     sign_now(&app).await?;
     let head = app.get("/v1/integrity/head").await?.1["seq"].as_i64().unwrap();
-    drop_guards(&app).await?;
+    app.drop_append_only_guards().await?;
     // The attacker deletes the newest rows and every checkpoint above what is left.
     app.exec_sql(&format!("DELETE FROM events WHERE seq > {}", head - 8)).await?;
     app.exec_sql(&format!("DELETE FROM checkpoints WHERE seq > {}", head - 8)).await?;
@@ -124,7 +108,7 @@ async fn a_consistent_rewrite_of_a_signed_range_is_a_bad_checkpoint(backend: Bac
     let app = spawn_app(backend).await?;
     seed(&app, 10).await?;
     let signed = sign_now(&app).await?["checkpoints"][0]["seq"].as_i64().unwrap();
-    drop_guards(&app).await?;
+    app.drop_append_only_guards().await?;
     rewrite_consistently(&app, 4, "\"medium\"", "\"low\"").await?;
     let report = app.verify().await?;
     let found = failures(&report);
@@ -140,7 +124,7 @@ async fn a_consistent_rewrite_of_a_signed_range_is_a_bad_checkpoint(backend: Bac
 async fn a_rewritten_row_is_named_at_its_own_seq(backend: Backend) -> anyhow::Result<()> {
     let app = spawn_app(backend).await?;
     seed(&app, 10).await?;
-    drop_guards(&app).await?;
+    app.drop_append_only_guards().await?;
     let row = app.server.state.store.row(5).await?.unwrap();
     let canon = String::from_utf8(row.canon.clone())?.replace("\"medium\"", "\"low\"");
     let hash = chain_hash(&to_hash(&row.prev_hash).unwrap(), canon.as_bytes());
@@ -160,7 +144,7 @@ async fn a_rewritten_row_is_named_at_its_own_seq(backend: Backend) -> anyhow::Re
 async fn wrong_value_types_are_located_failures_and_queries_still_answer(backend: Backend) -> anyhow::Result<()> {
     let app = spawn_app(backend).await?;
     seed(&app, 10).await?;
-    drop_guards(&app).await?;
+    app.drop_append_only_guards().await?;
     match backend {
         Backend::Sqlite => {
             app.exec_sql("UPDATE events SET ts = 'not a number' WHERE seq = 4").await?;
@@ -208,7 +192,7 @@ async fn deleted_checkpoints_are_reported(backend: Backend) -> anyhow::Result<()
     assert_eq!(report["status"], "ok", "{report}");
     let n = report["checkpoints_checked"].as_i64().unwrap();
     assert!(n >= 4, "{report}");
-    drop_guards(&app).await?;
+    app.drop_append_only_guards().await?;
     // A middle checkpoint: the links of the next one no longer hold.
     app.exec_sql("DELETE FROM checkpoints WHERE id = 2").await?;
     let found = failures(&app.verify().await?);

@@ -245,6 +245,24 @@ impl TestApp {
         Ok(body["key"].as_str().context("key in response")?.to_owned())
     }
 
+    /// Drops the log's append-only guards (UPDATE/DELETE triggers on events and
+    /// checkpoints, and SQLite's next-seq-only insert trigger), as an attacker with file or
+    /// superuser access does first.
+    pub async fn drop_append_only_guards(&self) -> anyhow::Result<()> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete; DROP TRIGGER events_insert_next_only; \
+                 DROP TRIGGER checkpoints_no_update; DROP TRIGGER checkpoints_no_delete;"
+            }
+            Backend::Postgres => {
+                "DROP TRIGGER events_no_update ON events; DROP TRIGGER events_no_delete ON events; \
+                 DROP TRIGGER checkpoints_no_update ON checkpoints;"
+            }
+        };
+        self.exec_sql(sql).await?;
+        Ok(())
+    }
+
     /// Executes SQL directly on the test's database (bypassing the server).
     pub async fn exec_sql(&self, sql: &str) -> Result<(), sqlx::Error> {
         use sqlx::Connection;

@@ -162,22 +162,9 @@ pub fn annotate_refusals(alerts: &mut [crate::finding::RaisedAlert], refused: &[
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Kind, render_metrics};
+    use super::super::render_metrics;
+    use super::super::tests::row;
     use super::*;
-    use crate::store::decisions::{DecisionRow, DecisionStatus};
-
-    fn row(id: i64, scope: Scope, value: &str, rule: Option<&str>, expires_at: i64) -> DecisionRow {
-        DecisionRow {
-            id,
-            scope,
-            value: value.into(),
-            kind: Kind::Block,
-            rule: rule.map(str::to_owned),
-            expires_at,
-            status: DecisionStatus::Active,
-            ..DecisionRow::default()
-        }
-    }
 
     #[test]
     fn the_gate_applies_the_policy() {

@@ -73,22 +73,6 @@ async fn hush_everything(app: &TestApp, key: &str, ends_at: i64) -> anyhow::Resu
     Ok(ids)
 }
 
-/// Drops the database's append-only guards, as someone with file or superuser access does.
-async fn drop_guards(app: &TestApp) -> anyhow::Result<()> {
-    let sql = match app.backend {
-        Backend::Sqlite => {
-            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete; DROP TRIGGER events_insert_next_only; \
-             DROP TRIGGER checkpoints_no_update; DROP TRIGGER checkpoints_no_delete;"
-        }
-        Backend::Postgres => {
-            "DROP TRIGGER events_no_update ON events; DROP TRIGGER events_no_delete ON events; \
-             DROP TRIGGER checkpoints_no_update ON checkpoints;"
-        }
-    };
-    app.exec_sql(sql).await?;
-    Ok(())
-}
-
 /// The alert of `rule = vigil` whose dedup key starts with `prefix`, once it exists.
 async fn own_alert(app: &TestApp, prefix: &str) -> anyhow::Result<Value> {
     let find = |b: &Value| {
@@ -114,7 +98,7 @@ async fn a_truncation_alert_is_never_silenced_by_a_respond_key(backend: Backend)
     seed(&app, 20).await?;
     app.server.state.sequencer.checkpoint_now().await?;
     let head = app.get("/v1/integrity/head").await?.1["seq"].as_i64().unwrap();
-    drop_guards(&app).await?;
+    app.drop_append_only_guards().await?;
     app.exec_sql(&format!("DELETE FROM events WHERE seq > {}", head - 8)).await?;
     app.exec_sql(&format!("DELETE FROM checkpoints WHERE seq > {}", head - 8)).await?;
     let app = app.restart().await?;
