@@ -8,6 +8,14 @@
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
+
+pub mod canonical;
+mod typed;
+
+pub use typed::{
+    EventFields, ORGANIZATION_ID, REQUEST_ID, SOURCE, STRING_FIELDS, ServerFields, USER_ID, members, unquote,
+    write_json_str,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -26,18 +34,22 @@ pub struct NewEvent {
     pub ingest_key: Option<String>,
     /// Receipt time, epoch ms.
     pub received_at: i64,
-    /// Normalized fields of section 2 (timestamp as epoch ms), without server fields.
-    pub fields: Map<String, Value>,
+    /// Normalized, masked fields of section 2, without server fields.
+    pub fields: EventFields,
 }
 
-/// An event just committed, as offered to detection.
-#[derive(Debug, Clone)]
+/// An event just committed, as offered to detection: its canonical bytes, read by
+/// detection without decoding them into a tree (the flat form is built from them on first
+/// use, on the detection thread). A routing rule's alert record is offered the same way,
+/// built from its fields.
+#[derive(Debug)]
 pub struct CommittedEvent {
     pub seq: i64,
-    /// The stored event object (canon, decoded): for lazy reads of `details` paths.
-    pub event: Arc<Map<String, Value>>,
-    /// The canonical JSON of `details`, cut from the canonical bytes at commit.
-    details_json: Option<Arc<[u8]>>,
+    /// The canonical bytes (empty for an alert record).
+    canon: Box<[u8]>,
+    /// The stored object decoded, for the rare reads of dotted `details` paths and alert
+    /// fields (decoded on first use; set at once for an alert record).
+    event: OnceLock<Map<String, Value>>,
     /// Every field a rule can declare, flat: built once, by the detection thread on first
     /// use (not on the ingest path), and shared by every rule.
     flat: OnceLock<FlatEvent>,
@@ -45,17 +57,56 @@ pub struct CommittedEvent {
     pub size: usize,
 }
 
+impl Clone for CommittedEvent {
+    fn clone(&self) -> Self {
+        Self {
+            seq: self.seq,
+            canon: self.canon.clone(),
+            event: self.event.clone(),
+            flat: self.flat.clone(),
+            size: self.size,
+        }
+    }
+}
+
 impl CommittedEvent {
-    /// A committed event; `details_json` is the canonical JSON of `details` when the caller
-    /// has it (cut from the canonical bytes), else it is serialized when flattened.
-    pub fn new(seq: i64, event: Map<String, Value>, details_json: Option<&[u8]>, size: usize) -> Self {
-        Self { seq, event: Arc::new(event), details_json: details_json.map(Arc::from), flat: OnceLock::new(), size }
+    /// A committed event from its canonical bytes.
+    pub fn from_canon(seq: i64, canon: impl Into<Box<[u8]>>) -> Self {
+        let canon = canon.into();
+        Self { seq, size: canon.len(), canon, event: OnceLock::new(), flat: OnceLock::new() }
+    }
+
+    /// A record given as an object (a routing rule's alert, tests).
+    pub fn from_map(seq: i64, event: Map<String, Value>, size: usize) -> Self {
+        Self { seq, canon: Box::default(), event: OnceLock::from(event), flat: OnceLock::new(), size }
+    }
+
+    /// The canonical bytes (empty for a record given as an object).
+    pub fn canon(&self) -> &[u8] {
+        &self.canon
+    }
+
+    /// The stored object (decoded from the canonical bytes on first use; a damaged row
+    /// decodes to an empty object).
+    pub fn event(&self) -> &Map<String, Value> {
+        self.event.get_or_init(|| match serde_json::from_slice::<Value>(&self.canon) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        })
     }
 
     /// The flat form (built on first use).
     #[inline]
     pub fn flat(&self) -> &FlatEvent {
-        self.flat.get_or_init(|| FlatEvent::new(&self.event, self.details_json.as_deref()))
+        self.flat.get_or_init(|| match self.event.get() {
+            Some(map) if self.canon.is_empty() => FlatEvent::new(map, None),
+            _ => FlatEvent::from_canon(&self.canon),
+        })
+    }
+
+    /// The event's `event_id` (empty when absent).
+    pub fn event_id(&self) -> &str {
+        self.flat().str(SLOT_EVENT_ID)
     }
 }
 
@@ -66,6 +117,8 @@ use vigil_sdk::manifest::{EVENT_FIELDS, GEO_FIELDS};
 
 /// Number of slots of a flat event.
 pub const FLAT_SLOTS: usize = EVENT_FIELDS.len() + GEO_FIELDS.len() + 1;
+/// Slot of `event_id`.
+pub const SLOT_EVENT_ID: usize = 0;
 /// Slot of `category`.
 pub const SLOT_CATEGORY: usize = 1;
 /// Slot of `action`.
@@ -192,6 +245,65 @@ impl FlatEvent {
         Self { bytes, spans, details: members, time_ms }
     }
 
+    /// Flattens an event from its canonical bytes (one pass over its members, no tree).
+    pub fn from_canon(canon: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(canon.len());
+        let mut spans = [ABSENT; FLAT_SLOTS];
+        let mut members = Vec::new();
+        let mut time_ms = 0;
+        let sorted = sorted_event_fields();
+        // A member's value as the flat form holds it: a string's text, any other JSON as
+        // is; `null` is absent.
+        fn put(value: &[u8], bytes: &mut Vec<u8>) -> Option<(u32, u32)> {
+            let start = bytes.len();
+            match value.first() {
+                Some(b'"') => bytes.extend_from_slice(unquote(value)?.as_bytes()),
+                _ if value == b"null" => return None,
+                _ => bytes.extend_from_slice(value),
+            }
+            Some((start as u32, (bytes.len() - start) as u32))
+        }
+        for (key, value) in typed::members(canon) {
+            let Ok(i) = sorted.binary_search_by(|(name, _)| name.as_bytes().cmp(key.as_bytes())) else { continue };
+            match sorted[i].1 {
+                TIMESTAMP => {
+                    time_ms = std::str::from_utf8(value).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+                }
+                GEO => {
+                    for (k, v) in typed::members(value) {
+                        if let Some(g) = GEO_FIELDS.iter().position(|f| f[4..] == *k)
+                            && let Some(span) = put(v, &mut bytes)
+                        {
+                            spans[SLOT_GEO + g] = span;
+                        }
+                    }
+                }
+                DETAILS => {
+                    if let Some(span) = put(value, &mut bytes) {
+                        spans[SLOT_DETAILS] = span;
+                    }
+                    for (k, v) in typed::members(value) {
+                        if v == b"null" {
+                            continue;
+                        }
+                        let key = (bytes.len() as u32, k.len() as u32);
+                        bytes.extend_from_slice(k.as_bytes());
+                        match put(v, &mut bytes) {
+                            Some(span) => members.push((key, span)),
+                            None => bytes.truncate(key.0 as usize),
+                        }
+                    }
+                }
+                slot => {
+                    if let Some(span) = put(value, &mut bytes) {
+                        spans[slot] = span;
+                    }
+                }
+            }
+        }
+        Self { bytes, spans, details: members, time_ms }
+    }
+
     /// The bytes of the top-level `details` member `key`, `None` when absent or null.
     #[inline]
     pub fn detail(&self, key: &str) -> Option<&[u8]> {
@@ -307,15 +419,17 @@ pub fn system_event_with_id(
 }
 
 fn system_event_at(category: &str, action: &str, actor: &str, details: serde_json::Value, now: i64) -> NewEvent {
-    let mut fields = serde_json::Map::new();
-    fields.insert("category".into(), category.into());
-    fields.insert("action".into(), action.into());
-    fields.insert("severity".into(), "medium".into());
-    fields.insert("outcome".into(), "success".into());
-    fields.insert("source".into(), "vigil".into());
-    fields.insert("user_id".into(), actor.into());
-    fields.insert("timestamp".into(), now.into());
-    fields.insert("details".into(), details);
+    let mut fields = EventFields {
+        timestamp: Some(now),
+        category: category.into(),
+        action: action.into(),
+        severity: "medium".into(),
+        outcome: "success".into(),
+        ..EventFields::default()
+    };
+    fields.strings[SOURCE] = Some("vigil".into());
+    fields.strings[USER_ID] = Some(actor.into());
+    fields.set_details(&details);
     NewEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         client_id: false,
@@ -351,6 +465,27 @@ mod tests {
             (Some(b"v".as_slice()), Some(b"2".as_slice()), None)
         );
         assert_eq!(flat.get(SLOT_DETAILS), Some(br#"{"k":"v","n":2,"z":null}"#.as_slice()));
+    }
+
+    /// The flat form read from canonical bytes is the flat form of the decoded object.
+    #[test]
+    fn the_flat_form_from_canonical_bytes_is_the_flat_form_of_the_object() {
+        let v = serde_json::json!({"action": "a", "event_id": "e\"1", "geo": {"lat": 1.5, "city": "Z\u{fc}rich", "country": "CH"},
+            "details": {"k": "v\n", "n": 2, "z": null, "o": {"b": [1, "x"], "a": null}, "t": true},
+            "timestamp": 7, "unknown": "x", "user_id": "caf\u{e9}", "ip": "10.0.0.1", "seq": 3});
+        let mut canon = Vec::new();
+        canonical::write_value(&v, &mut canon);
+        let serde_json::Value::Object(map) = v else { unreachable!() };
+        let (a, b) = (FlatEvent::new(&map, None), FlatEvent::from_canon(&canon));
+        for slot in 0..FLAT_SLOTS {
+            assert_eq!(a.get(slot), b.get(slot), "slot {slot}");
+        }
+        for k in ["k", "n", "z", "o", "t", "missing"] {
+            assert_eq!(a.detail(k), b.detail(k), "details.{k}");
+        }
+        assert_eq!((a.time_ms, b.time_ms), (7, 7));
+        let ev = CommittedEvent::from_canon(3, canon);
+        assert_eq!((ev.event_id(), ev.event()["seq"].as_i64()), ("e\"1", Some(3)));
     }
 
     #[test]

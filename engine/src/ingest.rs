@@ -5,6 +5,7 @@
 
 pub mod mask;
 pub mod validate;
+mod wire;
 
 pub use mask::Masker;
 pub use validate::{

@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::Masker;
-use crate::event::NewEvent;
+use super::wire::{Scalar, Wire};
+use crate::event::{EventFields, NewEvent, STRING_FIELDS};
 use crate::event::{MAX_TIME_MS, now_ms, parse_time};
 
 /// One thing wrong with one event.
@@ -36,21 +37,8 @@ impl Problem {
 
 /// Optional plain string fields and their byte limits; each runs through the value
 /// detectors of the masker (not the key denylist, so ids like `alice` stay as sent).
-const STRING_FIELDS: &[(&str, usize)] = &[
-    ("organization_id", 512),
-    ("user_id", 512),
-    ("session_id", 512),
-    ("api_key_id", 512),
-    ("request_id", 512),
-    ("source", 512),
-    ("resource", 512),
-    ("resource_type", 512),
-    ("reason", 512),
-    ("error_code", 512),
-    ("user_agent", 1024),
-];
-const KNOWN_FIELDS: &[&str] =
-    &["event_id", "timestamp", "category", "action", "severity", "outcome", "ip", "geo", "details"];
+/// (`event::STRING_FIELDS` names them, in this order.)
+const STRING_LIMITS: [usize; STRING_FIELDS.len()] = [512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 1024];
 /// Fields only the server writes (a client sending one gets a 400 saying so).
 const SERVER_FIELDS: &[&str] = &["seq", "hash", "prev_hash", "received_at", "mask_policy", "ingest_key", "partition"];
 const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
@@ -170,9 +158,13 @@ fn split_array(text: &str, max_events: usize) -> Result<Vec<&str>, String> {
     Err("the array is not closed (EOF while parsing)".into())
 }
 
-/// Parses one event's JSON text.
-fn parse_event(index: usize, text: &str) -> Result<Value, Problem> {
-    serde_json::from_str::<Value>(text).map_err(|e| Problem::new(index, "body", format!("malformed JSON: {e}")))
+/// Reads one event's JSON text into its wire fields.
+fn parse_event(index: usize, text: &str) -> Result<Wire, Problem> {
+    match Wire::parse(text) {
+        Ok(Some(wire)) => Ok(wire),
+        Ok(None) => Err(Problem::new(index, "body", "each event must be a JSON object")),
+        Err(e) => Err(Problem::new(index, "body", format!("malformed JSON: {e}"))),
+    }
 }
 
 /// Splits and parses a request body into event values (see [`split_body`]); tests and
@@ -182,17 +174,18 @@ pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, Vec<Problem>>
     let mut problems = Vec::new();
     let mut values = Vec::with_capacity(pieces.len());
     for (index, piece) in pieces.iter().enumerate() {
-        match parse_event(index, piece) {
+        match serde_json::from_str::<Value>(piece) {
             Ok(v) => values.push(v),
-            Err(p) => problems.push(p),
+            Err(e) => problems.push(Problem::new(index, "body", format!("malformed JSON: {e}"))),
         }
     }
     if problems.is_empty() { Ok(values) } else { Err(problems) }
 }
 
 /// Splits, parses, validates, normalizes and masks a request body, one event at a time:
-/// each event's tree is dropped as soon as its `NewEvent` is built, so a request never
-/// holds more than one parsed tree. Either every event is good or every problem is returned.
+/// each event is read straight into its typed fields (only `geo` and `details` become
+/// trees, dropped once written in canonical form). Either every event is good or every
+/// problem is returned.
 pub fn validate_body(body: &[u8], ndjson: bool, masker: &Masker) -> Result<Vec<NewEvent>, Vec<Problem>> {
     validate_pieces(&split_body(body, ndjson, MAX_EVENTS_PER_REQUEST)?, masker)
 }
@@ -204,8 +197,8 @@ pub fn validate_pieces(pieces: &[&str], masker: &Masker) -> Result<Vec<NewEvent>
     let mut events = Vec::with_capacity(pieces.len());
     for (index, piece) in pieces.iter().enumerate() {
         match parse_event(index, piece) {
-            Ok(value) => {
-                if let Some(ev) = validate_event(index, value, received_at, masker, &mut problems) {
+            Ok(wire) => {
+                if let Some(ev) = validate_event(index, wire, received_at, masker, &mut problems) {
                     events.push(ev);
                 }
             }
@@ -222,33 +215,35 @@ pub fn validate_batch(values: Vec<Value>, masker: &Masker) -> Result<Vec<NewEven
     let mut problems = Vec::new();
     let mut events = Vec::with_capacity(values.len());
     for (index, value) in values.into_iter().enumerate() {
-        if let Some(ev) = validate_event(index, value, received_at, masker, &mut problems) {
-            events.push(ev);
+        match Wire::from_value(value) {
+            Some(wire) => {
+                if let Some(ev) = validate_event(index, wire, received_at, masker, &mut problems) {
+                    events.push(ev);
+                }
+            }
+            None => problems.push(Problem::new(index, "body", "each event must be a JSON object")),
         }
     }
     if problems.is_empty() { Ok(events) } else { Err(problems) }
+}
+
+/// A member sent as `null` is absent.
+fn present(v: Option<Scalar>) -> Option<Scalar> {
+    v.filter(|s| *s != Scalar::Null)
 }
 
 // Long by design: one check per wire field in DESIGN order, each naming its problem;
 // split, the order of checks (and of the problems reported) would be scattered.
 fn validate_event(
     index: usize,
-    value: Value,
+    mut wire: Wire,
     received_at: i64,
     masker: &Masker,
     problems: &mut Vec<Problem>,
 ) -> Option<NewEvent> {
-    let Value::Object(mut obj) = value else {
-        problems.push(Problem::new(index, "body", "each event must be a JSON object"));
-        return None;
-    };
     let before = problems.len();
-    let mut unknown: Vec<&String> = obj
-        .keys()
-        .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()) && !STRING_FIELDS.iter().any(|(f, _)| f == k))
-        .collect();
-    unknown.sort();
-    for key in unknown {
+    wire.unknown.sort();
+    for key in &wire.unknown {
         let problem = if SERVER_FIELDS.contains(&key.as_str()) {
             "is set by the server and cannot be sent (`ingest_key` is the id of the key that sent the event)"
         } else {
@@ -256,14 +251,12 @@ fn validate_event(
         };
         problems.push(Problem::new(index, &shown_key(key, masker), problem));
     }
-    // Nulls mean "absent" for optional fields.
-    obj.retain(|_, v| !v.is_null());
 
-    let mut out = Map::new();
+    let mut out = EventFields::default();
     let mut client_id = false;
-    let event_id = match obj.remove("event_id") {
+    let event_id = match present(wire.event_id) {
         None => uuid::Uuid::now_v7().to_string(),
-        Some(Value::String(s)) if s.starts_with(crate::event::RESERVED_ID_PREFIX) => {
+        Some(Scalar::Str(s)) if s.starts_with(crate::event::RESERVED_ID_PREFIX) => {
             problems.push(Problem::new(
                 index,
                 "event_id",
@@ -271,11 +264,11 @@ fn validate_event(
             ));
             String::new()
         }
-        Some(Value::String(s)) if (1..=128).contains(&s.chars().count()) && !s.chars().any(char::is_control) => {
+        Some(Scalar::Str(s)) if (1..=128).contains(&s.chars().count()) && !s.chars().any(char::is_control) => {
             client_id = true;
             s
         }
-        Some(Value::String(_)) => {
+        Some(Scalar::Str(_)) => {
             problems.push(Problem::new(index, "event_id", "must be 1 to 128 characters, without control characters"));
             String::new()
         }
@@ -284,14 +277,14 @@ fn validate_event(
             String::new()
         }
     };
-    let timestamp = match obj.remove("timestamp") {
+    out.timestamp = match present(wire.timestamp) {
         None => Some(received_at),
-        Some(Value::String(s)) => parse_time(&s).filter(|_| s.parse::<i64>().is_err()).or_else(|| {
+        Some(Scalar::Str(s)) => parse_time(&s).filter(|_| s.parse::<i64>().is_err()).or_else(|| {
             problems.push(Problem::new(index, "timestamp", "must be an RFC 3339 time or integer epoch milliseconds"));
             None
         }),
         // An integral float (`1689.0`) is an integer, as JSON Schema counts it.
-        Some(Value::Number(n)) => n
+        Some(Scalar::Number(n)) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e16).map(|f| f as i64))
             .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
@@ -308,94 +301,96 @@ fn validate_event(
             None
         }
     };
-    if let Some(ts) = timestamp {
-        out.insert("timestamp".into(), Value::from(ts));
-    }
-    match take_str(&mut obj, "category", index, problems) {
+    match take_str(wire.category, "category", index, problems) {
         None => problems.push(Problem::new(index, "category", "is required")),
-        Some(s) => {
-            let s = s.to_ascii_lowercase();
+        Some(mut s) => {
+            s.make_ascii_lowercase();
             if (1..=64).contains(&s.len())
                 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             {
-                out.insert("category".into(), Value::String(s));
+                out.category = s;
             } else {
                 problems.push(Problem::new(index, "category", "must match [a-z0-9_]{1,64}"));
             }
         }
     }
-    match take_str(&mut obj, "action", index, problems) {
+    match take_str(wire.action, "action", index, problems) {
         None => problems.push(Problem::new(index, "action", "is required")),
-        Some(s) => {
+        Some(mut s) => {
             let ok = (1..=128).contains(&s.len())
                 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
             if ok {
-                out.insert("action".into(), Value::String(s.to_ascii_lowercase()));
+                s.make_ascii_lowercase();
+                out.action = s;
             } else {
                 problems.push(Problem::new(index, "action", "must match [A-Za-z0-9_.:-]{1,128}"));
             }
         }
     }
-    for (field, allowed, default) in [("severity", SEVERITIES, "low"), ("outcome", OUTCOMES, "unknown")] {
-        let value = take_str(&mut obj, field, index, problems).map(|s| s.to_ascii_lowercase());
-        match value {
-            None => {
-                out.insert(field.into(), Value::String(default.into()));
-            }
-            Some(v) if allowed.contains(&v.as_str()) => {
-                out.insert(field.into(), Value::String(v));
-            }
+    for (field, allowed, default, value, slot) in [
+        ("severity", SEVERITIES, "low", wire.severity, &mut out.severity),
+        ("outcome", OUTCOMES, "unknown", wire.outcome, &mut out.outcome),
+    ] {
+        match take_str(value, field, index, problems).map(|mut s| {
+            s.make_ascii_lowercase();
+            s
+        }) {
+            None => *slot = default.into(),
+            Some(v) if allowed.contains(&v.as_str()) => *slot = v,
             Some(_) => problems.push(Problem::new(index, field, format!("must be one of {}", allowed.join(", ")))),
         }
     }
-    for (field, limit) in STRING_FIELDS {
-        if let Some(s) = take_str(&mut obj, field, index, problems) {
-            if s.len() > *limit {
+    for (i, value) in wire.strings.into_iter().enumerate() {
+        let (field, limit) = (STRING_FIELDS[i], STRING_LIMITS[i]);
+        if let Some(s) = take_str(value, field, index, problems) {
+            if s.len() > limit {
                 problems.push(Problem::new(index, field, format!("longer than {limit} bytes")));
             } else if s.contains('\0') {
                 // PostgreSQL text cannot hold NUL; refused on both backends alike.
                 problems.push(Problem::new(index, field, "must not contain NUL (U+0000)"));
             } else {
-                out.insert((*field).into(), Value::String(masker.mask_str(&s).unwrap_or(s)));
+                out.strings[i] = Some(masker.mask_str(&s).unwrap_or(s));
             }
         }
     }
-    if let Some(s) = take_str(&mut obj, "ip", index, problems) {
+    if let Some(s) = take_str(wire.ip, "ip", index, problems) {
         match s.parse::<IpAddr>() {
-            Ok(ip) => {
-                out.insert("ip".into(), Value::String(ip.to_string()));
-            }
+            Ok(ip) => out.ip = Some(ip.to_string()),
             Err(_) => problems.push(Problem::new(index, "ip", "is not a valid IPv4 or IPv6 address")),
         }
     }
-    if let Some(geo) = obj.remove("geo").and_then(|geo| validate_geo(index, geo, masker, problems)) {
-        out.insert("geo".into(), Value::Object(geo));
+    if let Some(geo) = wire.geo.filter(|g| !g.is_null()).and_then(|geo| validate_geo(index, geo, masker, problems)) {
+        let mut bytes = Vec::with_capacity(64);
+        crate::event::canonical::write_object(&geo, &mut bytes);
+        out.geo = Some(bytes.into_boxed_slice());
     }
-    if let Some(details) = obj.remove("details") {
-        match details {
-            Value::Object(_) => {
-                let depth = depth(&details);
-                let size = serde_json::to_vec(&details).map(|v| v.len()).unwrap_or(usize::MAX);
-                if depth > MAX_DETAILS_DEPTH {
+    match wire.details {
+        None | Some(Value::Null) => {}
+        Some(mut details @ Value::Object(_)) => {
+            let depth = depth(&details);
+            if depth > MAX_DETAILS_DEPTH {
+                problems.push(Problem::new(index, "details", format!("nested {depth} deep (at most {MAX_DETAILS_DEPTH})")));
+            } else {
+                // The canonical form is the compact form with sorted keys: its length is
+                // the serialized size the limit is on.
+                let mut bytes = Vec::with_capacity(256);
+                crate::event::canonical::write_value(&details, &mut bytes);
+                if bytes.len() > MAX_DETAILS_BYTES {
                     problems.push(Problem::new(
                         index,
                         "details",
-                        format!("nested {depth} deep (at most {MAX_DETAILS_DEPTH})"),
-                    ));
-                } else if size > MAX_DETAILS_BYTES {
-                    problems.push(Problem::new(
-                        index,
-                        "details",
-                        format!("{size} bytes serialized (at most {MAX_DETAILS_BYTES})"),
+                        format!("{} bytes serialized (at most {MAX_DETAILS_BYTES})", bytes.len()),
                     ));
                 } else {
-                    let mut details = details;
-                    masker.mask_value(&mut details);
-                    out.insert("details".into(), details);
+                    if masker.mask_value(&mut details) > 0 {
+                        bytes.clear();
+                        crate::event::canonical::write_value(&details, &mut bytes);
+                    }
+                    out.details = Some(bytes.into_boxed_slice());
                 }
             }
-            _ => problems.push(Problem::new(index, "details", "must be a JSON object")),
         }
+        Some(_) => problems.push(Problem::new(index, "details", "must be a JSON object")),
     }
     (problems.len() == before).then_some(NewEvent { event_id, client_id, ingest_key: None, received_at, fields: out })
 }
@@ -407,10 +402,10 @@ fn shown_key(key: &str, masker: &Masker) -> String {
     masked.as_deref().unwrap_or(key).chars().take(64).collect()
 }
 
-/// Removes `field` and returns it when it is a string; records a problem when it is not.
-fn take_str(obj: &mut Map<String, Value>, field: &str, index: usize, problems: &mut Vec<Problem>) -> Option<String> {
-    match obj.remove(field)? {
-        Value::String(s) => Some(s),
+/// The text of a string member; records a problem when it is present but not a string.
+fn take_str(value: Option<Scalar>, field: &str, index: usize, problems: &mut Vec<Problem>) -> Option<String> {
+    match present(value)? {
+        Scalar::Str(s) => Some(s),
         _ => {
             problems.push(Problem::new(index, field, "must be a string"));
             None

@@ -22,16 +22,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 mod recovery;
 mod signing;
 
-use super::canon::to_canonical_with_span;
 use super::chain::{Failure, FailureKind, chain_hash};
 use crate::clock::Clock;
-use crate::event::{CommittedEvent, MASK_POLICY_VERSION, NewEvent};
+use crate::event::{CommittedEvent, MASK_POLICY_VERSION, NewEvent, ServerFields};
 use crate::ledger::IntegrityStatus;
 use crate::ledger::anchor::Anchor;
 use crate::ledger::handoff::Handoff;
@@ -285,7 +283,6 @@ impl Sequencer {
                     match prepared {
                         Ok(mut p) if !landed => {
                             // Prepared on a head that did not happen: again on the real one.
-                            restore(&mut p.jobs, &p.committed);
                             let jobs = self.refuse_on_hold(p.jobs);
                             if jobs.is_empty() {
                                 continue;
@@ -350,9 +347,10 @@ impl Sequencer {
 
     /// Waits for a transaction and, when it committed (or landed although its commit
     /// reported an error), answers its requests and hands its events to detection.
-    /// Otherwise gives back the error and the requests, their fields restored.
+    /// Otherwise gives back the error and the requests (their events untouched: `prepare`
+    /// only reads them).
     async fn finish(&mut self, f: InFlight) -> Result<(), (StoreError, Vec<AppendJob>)> {
-        let InFlight { task, mut jobs, acks, committed, head, checkpoint, .. } = f;
+        let InFlight { task, jobs, acks, committed, head, checkpoint, .. } = f;
         let result = match task.await {
             Ok(r) => r,
             Err(e) => Err(StoreError::WriteFailed(format!("the write task failed: {e}"))),
@@ -363,7 +361,6 @@ impl Sequencer {
                 self.publish(committed);
             }
             Err(err) => {
-                restore(&mut jobs, &committed);
                 if !self.recheck_head(&err, Some(Pending { head, committed })).await {
                     return Err((err, jobs));
                 }
@@ -387,9 +384,6 @@ impl Sequencer {
     }
 }
 
-/// What `prepare` adds to a client's fields (and `restore` takes off again).
-const SERVER_FIELDS: [&str; 5] = ["event_id", "seq", "received_at", "mask_policy", "ingest_key"];
-
 /// Answers each request with its acks.
 fn answer_ok(jobs: Vec<AppendJob>, acks: Vec<Vec<Ack>>) {
     for (job, acks) in jobs.into_iter().zip(acks) {
@@ -402,23 +396,6 @@ fn answer_ok(jobs: Vec<AppendJob>, acks: Vec<Vec<Ack>>) {
 fn answer_err(jobs: Vec<AppendJob>, err: &StoreError) {
     for (_, _, reply) in jobs {
         let _ = reply.send(Err(err.shared().unwrap_or_else(|| StoreError::WriteFailed(err.to_string()))));
-    }
-}
-
-/// Puts back the fields `prepare` moved out of a group's events (into `committed`, in the
-/// same order), so the group can be sequenced again after its transaction failed.
-fn restore(jobs: &mut [AppendJob], committed: &[CommittedEvent]) {
-    let mut taken = committed.iter();
-    for ev in jobs.iter_mut().flat_map(|j| j.0.iter_mut()) {
-        if !ev.fields.is_empty() {
-            continue;
-        }
-        let Some(c) = taken.next() else { return };
-        let mut fields = (*c.event).clone();
-        for key in SERVER_FIELDS {
-            fields.remove(key);
-        }
-        ev.fields = fields;
     }
 }
 

@@ -69,6 +69,25 @@ impl IndexedColumns {
         }
     }
 
+    /// The columns of an event written from its typed fields (what `from_event` reads back
+    /// from its canonical form).
+    pub fn from_fields(f: &crate::event::EventFields, server: &crate::event::ServerFields<'_>) -> Self {
+        use crate::event::{ORGANIZATION_ID, REQUEST_ID, USER_ID};
+        Self {
+            event_id: server.event_id.to_owned(),
+            ts: f.timestamp.unwrap_or_default(),
+            category: f.category.clone(),
+            action: f.action.clone(),
+            severity: f.severity.clone(),
+            outcome: f.outcome.clone(),
+            organization_id: f.strings[ORGANIZATION_ID].clone(),
+            user_id: f.strings[USER_ID].clone(),
+            ip: f.ip.clone(),
+            request_id: f.strings[REQUEST_ID].clone(),
+            ingest_key: server.ingest_key.map(str::to_owned),
+        }
+    }
+
     fn pairs(&self) -> [(&'static str, String); 11] {
         let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "<null>".into());
         [

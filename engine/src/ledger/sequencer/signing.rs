@@ -97,20 +97,17 @@ impl Sequencer {
                     continue;
                 }
                 let seq = head.seq + 1;
-                // Moved, not copied: `restore` puts the fields back (without SERVER_FIELDS)
-                // if this group has to be sequenced again.
-                let mut obj = std::mem::take(&mut ev.fields);
-                obj.insert("event_id".into(), Value::String(ev.event_id.clone()));
-                obj.insert("seq".into(), Value::from(seq));
-                obj.insert("received_at".into(), Value::from(ev.received_at));
-                obj.insert("mask_policy".into(), Value::from(MASK_POLICY_VERSION));
-                if let Some(k) = &ev.ingest_key {
-                    obj.insert("ingest_key".into(), Value::String(k.clone()));
-                }
-                let (canon, details) = to_canonical_with_span(&obj, "details");
-                let size = canon.len();
-                let columns = IndexedColumns::from_event(&obj);
-                let committed_event = CommittedEvent::new(seq, obj, details.map(|r| &canon[r]), size);
+                let server = ServerFields {
+                    event_id: &ev.event_id,
+                    seq,
+                    received_at: ev.received_at,
+                    mask_policy: MASK_POLICY_VERSION,
+                    ingest_key: ev.ingest_key.as_deref(),
+                };
+                let mut canon = Vec::with_capacity(512);
+                ev.fields.write_canonical(&server, &mut canon);
+                let columns = IndexedColumns::from_fields(&ev.fields, &server);
+                let committed_event = CommittedEvent::from_canon(seq, canon.as_slice());
                 let hash = chain_hash(&head.hash, &canon);
                 rows.push(StoredRow {
                     seq,
