@@ -110,3 +110,27 @@ impl AlertService {
         Ok(writes.remove(0).alert)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::integral;
+
+    /// An integral float with 17 significant digits names the integer exactly: serde_json's
+    /// default float parsing could be one unit off (`4247470923423342.0` read as
+    /// `...342.5`, refused as "not an integer"; schemathesis found it), so the workspace
+    /// enables its `float_roundtrip` parsing.
+    #[test]
+    fn integral_floats_with_many_digits_are_their_integer() {
+        for (text, want) in [
+            ("4247470923423342.0", Some(4_247_470_923_423_342)),
+            ("9007199254740993.0", Some(9_007_199_254_740_992)),
+            ("1e3", Some(1000)),
+            ("12", Some(12)),
+            ("0.5", None),
+            ("9.3e18", None),
+        ] {
+            let n: serde_json::Number = serde_json::from_str(text).unwrap();
+            assert_eq!(integral(&n), want, "{text}");
+        }
+    }
+}
