@@ -67,8 +67,7 @@ fn committed_from(from: u64, n: u64, only: Option<&str>) -> Vec<CommittedEvent> 
         .take(n as usize)
         .enumerate()
         .map(|(i, e)| {
-            let (canon, span) = vigil::ledger::canon::to_canonical_with_span(&e, "details");
-            let event = CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len());
+            let event = CommittedEvent::from_canon(i as i64 + 1, to_canonical(&e));
             // Flattened here (untimed): detection flattens each event once, for all rules.
             event.flat();
             event
@@ -148,10 +147,12 @@ fn flatten(c: &mut Criterion) {
     let events = committed(1000, None);
     let mut group = c.benchmark_group("flatten");
     group.throughput(Throughput::Elements(1));
-    let event = &events[7].event;
-    let (canon, span) = vigil::ledger::canon::to_canonical_with_span(event, "details");
-    let details = span.map(|r| &canon[r]);
-    group.bench_function("w1_event", |b| b.iter(|| vigil::event::FlatEvent::new(std::hint::black_box(event), details)));
+    let canon = events[7].canon();
+    group.bench_function("w1_event", |b| b.iter(|| vigil::event::FlatEvent::from_canon(std::hint::black_box(canon))));
+    let event = events[7].event();
+    group.bench_function("w1_event_from_map", |b| {
+        b.iter(|| vigil::event::FlatEvent::new(std::hint::black_box(event), None))
+    });
     group.finish();
 }
 
@@ -207,6 +208,28 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("parse_500", |b| b.iter(|| vigil::ingest::parse_body(&body, false).unwrap()));
     group.bench_function("parse_validate_mask_500", |b| {
         b.iter(|| vigil::ingest::validate_body(&body, false, &masker).unwrap())
+    });
+    // What the sequencer does per event besides hashing: the canonical bytes written from
+    // the typed fields and the indexed columns.
+    let events = vigil::ingest::validate_body(&body, false, &masker).unwrap();
+    group.bench_function("canonical_and_columns_500", |b| {
+        b.iter(|| {
+            let mut total = 0;
+            for (i, ev) in events.iter().enumerate() {
+                let server = vigil::event::ServerFields {
+                    event_id: &ev.event_id,
+                    seq: i as i64 + 1,
+                    received_at: ev.received_at,
+                    mask_policy: vigil::event::MASK_POLICY_VERSION,
+                    ingest_key: Some("k_bench"),
+                };
+                let mut canon = Vec::with_capacity(512);
+                ev.fields.write_canonical(&server, &mut canon);
+                let columns = vigil::store::IndexedColumns::from_fields(&ev.fields, &server);
+                total += canon.len() + columns.category.len();
+            }
+            total
+        })
     });
     group.finish();
 }

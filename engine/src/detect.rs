@@ -245,10 +245,7 @@ impl Evaluator {
 
 /// Whether an event is one of the server's own reserved-id events (never offered to rules).
 fn is_reserved(ev: &CommittedEvent) -> bool {
-    ev.event
-        .get("event_id")
-        .and_then(serde_json::Value::as_str)
-        .is_some_and(|id| id.starts_with(crate::event::RESERVED_ID_PREFIX))
+    ev.event_id().starts_with(crate::event::RESERVED_ID_PREFIX)
 }
 
 /// The P3 alert that reports a rule whose decisions are being refused (over its rate or the

@@ -5,7 +5,7 @@
 //! helpers (epoch ms, RFC 3339). It depends on no other module of the crate, so `store`,
 //! `rules`, `detect` and `alerts` never import `ingest`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 

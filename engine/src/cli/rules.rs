@@ -300,7 +300,7 @@ pub async fn backtest(
         if let Some(last) = events.last() {
             bar.set_position(u64::try_from(last.seq - from + 1).unwrap_or(0));
         }
-        events.retain(|e| e.event.get("timestamp").and_then(serde_json::Value::as_i64).is_some_and(|t| t < until));
+        events.retain(|e| e.event().get("timestamp").and_then(serde_json::Value::as_i64).is_some_and(|t| t < until));
         seen += events.len() as u64;
         let out = tokio::task::block_in_place(|| evaluator.evaluate(&mut events));
         for a in out.alerts {

@@ -28,14 +28,17 @@ pub async fn for_each_chunk(
         let Some(last) = rows.last() else { break };
         next = last.seq + 1;
         let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             // A damaged row (verify names it) is skipped, not a reason to stop detection.
-            let Ok(event) = decode_canon(row.seq, &row.canon) else {
+            let object = row.canon.first() == Some(&b'{')
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&row.canon).is_ok();
+            if !object {
                 tracing::warn!(seq = row.seq, "Skipping a stored event whose canon cannot be decoded");
                 continue;
-            };
-            if event.get("timestamp").and_then(Value::as_i64).unwrap_or(0) >= since_ms {
-                events.push(CommittedEvent::new(row.seq, event, None, row.canon.len()));
+            }
+            let event = CommittedEvent::from_canon(row.seq, row.canon);
+            if event.flat().time_ms >= since_ms {
+                events.push(event);
             }
         }
         total += events.len() as u64;

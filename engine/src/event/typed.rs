@@ -334,9 +334,11 @@ mod tests {
             severity: "high".into(),
             outcome: "failure".into(),
             ip: Some("2001:db8::1".into()),
-            geo: Some(br#"{"city":"Z\u00fcrich \"x\"","country":"CH","lat":47.37,"lon":8.54}"#.to_vec().into()),
             ..EventFields::default()
         };
+        let mut geo = Vec::new();
+        crate::event::canonical::write_value(&json!({"lon": 8.54, "city": "Z\u{fc}rich \"x\"", "country": "CH", "lat": 47.37}), &mut geo);
+        f.geo = Some(geo.into());
         for (i, name) in STRING_FIELDS.iter().enumerate() {
             f.strings[i] = Some(format!("{name} \"q\" \u{7} caf\u{e9} \u{2028}"));
         }

@@ -186,7 +186,7 @@ impl AccessWindows {
         }
         let id = format!("vigil:access:{key_id}:{}", w.opened);
         let mut ev = system_event_with_id(id, "audit", "log_accessed", key_id, details, now_ms());
-        ev.fields.insert("severity".into(), "low".into());
+        ev.fields.severity = "low".into();
         ev
     }
 }
@@ -339,10 +339,11 @@ mod tests {
         let closed = w.take(1000 + MIN, false);
         assert_eq!(closed.len(), 1, "k_b's window is still open");
         let ev = w.event(&closed[0].0, &closed[0].1);
-        assert_eq!(ev.fields["category"], "audit");
-        assert_eq!(ev.fields["action"], "log_accessed");
-        assert_eq!(ev.fields["user_id"], "k_a");
-        let d = &ev.fields["details"];
+        let fields = ev.fields.to_map();
+        assert_eq!(fields["category"], "audit");
+        assert_eq!(fields["action"], "log_accessed");
+        assert_eq!(fields["user_id"], "k_a");
+        let d = &fields["details"];
         assert_eq!(d["reads"], json!({"events.query": 50, "integrity.verify": 1}));
         assert_eq!(
             d["filters"],
@@ -369,7 +370,7 @@ mod tests {
         assert_eq!(win.filters.len(), MAX_FILTERS);
         assert!(win.filters.iter().all(|f| f.chars().count() <= MAX_FILTER_CHARS));
         assert_eq!(win.filters_dropped, 90);
-        assert_eq!(w.event(&key, &win).fields["details"]["filters_dropped"], 90);
+        assert_eq!(w.event(&key, &win).fields.to_map()["details"]["filters_dropped"], 90);
         for i in 0..MAX_KEYS {
             assert!(w.record(&format!("k{i}"), Read::EventsStats, "", 0));
         }

@@ -281,7 +281,7 @@ impl Sequencer {
                 Some(f) => {
                     let landed = self.complete(f).await;
                     match prepared {
-                        Ok(mut p) if !landed => {
+                        Ok(p) if !landed => {
                             // Prepared on a head that did not happen: again on the real one.
                             let jobs = self.refuse_on_hold(p.jobs);
                             if jobs.is_empty() {

@@ -100,7 +100,7 @@ impl Router {
         }
         m.insert("count".into(), json!(alert.count));
         m.insert("timestamp".into(), json!(alert.last_seen));
-        CommittedEvent::new(alert.id, m, None, 0)
+        CommittedEvent::from_map(alert.id, m, 0)
     }
 }
 

@@ -426,8 +426,8 @@ fn run(case: &Case) -> (String, bool, Option<String>) {
             let ev =
                 validate_batch(vec![event], &m).unwrap_or_else(|p| panic!("{}: refused: {p:?}", case.id)).remove(0);
             let stored = match field.strip_prefix("geo.") {
-                Some(k) => ev.fields["geo"][k].as_str().map(str::to_owned),
-                None => ev.fields[field].as_str().map(str::to_owned),
+                Some(k) => ev.fields.to_map()["geo"][k].as_str().map(str::to_owned),
+                None => ev.fields.to_map()[field].as_str().map(str::to_owned),
             };
             let stored = stored.unwrap_or_else(|| panic!("{}: {field} not stored", case.id));
             let idem = m.mask_str(&stored);
@@ -437,7 +437,7 @@ fn run(case: &Case) -> (String, bool, Option<String>) {
         E(json) => {
             let event: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{}: bad JSON: {e}", case.id));
             match validate_batch(vec![event], &m) {
-                Ok(events) => (Value::Object(events[0].fields.clone()).to_string(), false, None),
+                Ok(events) => (Value::Object(events[0].fields.to_map()).to_string(), false, None),
                 Err(problems) => (serde_json::to_string(&problems).unwrap_or_default(), false, None),
             }
         }
