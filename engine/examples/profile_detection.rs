@@ -43,10 +43,7 @@ fn main() {
         })
         .take(1000)
         .enumerate()
-        .map(|(i, e)| {
-            let (canon, span) = vigil::ledger::canon::to_canonical_with_span(&e, "details");
-            CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len())
-        })
+        .map(|(i, e)| CommittedEvent::from_canon(i as i64 + 1, vigil::ledger::canon::to_canonical(&e)))
         .collect();
     let mut evaluator = Evaluator::new(registry.clone());
     let started = std::time::Instant::now();

@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 pub mod canonical;
 mod typed;
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 pub use typed::{
     EventFields, ORGANIZATION_ID, REQUEST_ID, SOURCE, STRING_FIELDS, ServerFields, USER_ID, members, unquote,
     write_json_str,
 };
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Version of the masking policy applied at ingest, stored on every event (`mask_policy`).
 pub const MASK_POLICY_VERSION: u32 = 2;

@@ -158,7 +158,9 @@ impl FieldPath {
         let value = match self {
             Self::Slot(_) | Self::Detail(_) => return self.flat(event).map(|b| out.extend_from_slice(b)).is_some(),
             Self::Top(k) => event.event().get(k),
-            Self::DetailsPath(parts) => parts.iter().fold(event.event().get("details"), |v, p| v.and_then(|v| v.get(p))),
+            Self::DetailsPath(parts) => {
+                parts.iter().fold(event.event().get("details"), |v, p| v.and_then(|v| v.get(p)))
+            }
         };
         match value.filter(|v| !v.is_null()) {
             Some(v) => {

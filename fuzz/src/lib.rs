@@ -7,7 +7,7 @@
 //! (masking masked output changes nothing); output is valid JSON that parses back.
 
 use serde_json::Value;
-use vigil::ingest::{Masker, parse_body, validate_batch};
+use vigil::ingest::{Masker, parse_body, validate_batch, validate_body};
 
 /// The masker every check uses (the key only has to be fixed).
 fn masker() -> Masker {
@@ -20,6 +20,16 @@ pub fn ingest(data: &[u8]) {
     for ndjson in [false, true] {
         if let Ok(values) = parse_body(data, ndjson) {
             check_batch(&m, values);
+        }
+        // The server's path (each event read straight into its typed fields) accepts
+        // exactly what the tree path accepts.
+        let typed = validate_body(data, ndjson, &m);
+        let tree = parse_body(data, ndjson).and_then(|v| validate_batch(v, &m));
+        assert_eq!(typed.is_ok(), tree.is_ok(), "typed and tree paths disagree on {:?}", String::from_utf8_lossy(data));
+        if let (Ok(a), Ok(b)) = (typed, tree) {
+            for (a, b) in a.iter().zip(&b) {
+                assert_eq!(a.fields, b.fields);
+            }
         }
     }
     let text = String::from_utf8_lossy(data);
@@ -35,7 +45,8 @@ fn check_batch(m: &Masker, values: Vec<Value>) {
     match validate_batch(values, m) {
         Ok(events) => {
             for ev in events {
-                let fields = Value::Object(ev.fields);
+                check_canonical(&ev);
+                let fields = Value::Object(ev.fields.to_map());
                 let text = serde_json::to_string(&fields).expect("stored fields serialize");
                 let back: Value = serde_json::from_str(&text).expect("stored fields parse back");
                 assert!(same_json(&back, &fields), "stored fields round-trip: {fields} -> {back}");
@@ -62,6 +73,32 @@ fn check_batch(m: &Masker, values: Vec<Value>) {
             serde_json::to_string(&problems).expect("problems serialize");
         }
     }
+}
+
+/// The canonical bytes written from the typed fields are those of the generic writer over
+/// the same event as a tree, and the flat form read from them is the tree's.
+fn check_canonical(ev: &vigil::event::NewEvent) {
+    let server = vigil::event::ServerFields {
+        event_id: &ev.event_id,
+        seq: 7,
+        received_at: ev.received_at,
+        mask_policy: vigil::event::MASK_POLICY_VERSION,
+        ingest_key: Some("k_fuzz"),
+    };
+    let mut typed = Vec::new();
+    ev.fields.write_canonical(&server, &mut typed);
+    let mut map = ev.fields.to_map();
+    map.insert("event_id".into(), Value::String(ev.event_id.clone()));
+    map.insert("seq".into(), 7.into());
+    map.insert("received_at".into(), ev.received_at.into());
+    map.insert("mask_policy".into(), vigil::event::MASK_POLICY_VERSION.into());
+    map.insert("ingest_key".into(), "k_fuzz".into());
+    assert_eq!(typed, vigil::ledger::canon::to_canonical(&map), "typed canonical form differs");
+    let (a, b) = (vigil::event::FlatEvent::from_canon(&typed), vigil::event::FlatEvent::new(&map, None));
+    for slot in 0..vigil::event::FLAT_SLOTS {
+        assert_eq!(a.get(slot), b.get(slot), "flat slot {slot}");
+    }
+    assert_eq!(a.time_ms, b.time_ms);
 }
 
 /// `mask_str` is idempotent.

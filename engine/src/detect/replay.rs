@@ -30,8 +30,8 @@ pub async fn for_each_chunk(
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             // A damaged row (verify names it) is skipped, not a reason to stop detection.
-            let object = row.canon.first() == Some(&b'{')
-                && serde_json::from_slice::<serde::de::IgnoredAny>(&row.canon).is_ok();
+            let object =
+                row.canon.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&row.canon).is_ok();
             if !object {
                 tracing::warn!(seq = row.seq, "Skipping a stored event whose canon cannot be decoded");
                 continue;

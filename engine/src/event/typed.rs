@@ -323,7 +323,13 @@ mod tests {
     use serde_json::json;
 
     fn server() -> ServerFields<'static> {
-        ServerFields { event_id: "e-1", seq: 42, received_at: 1_700_000_000_123, mask_policy: 2, ingest_key: Some("k_1") }
+        ServerFields {
+            event_id: "e-1",
+            seq: 42,
+            received_at: 1_700_000_000_123,
+            mask_policy: 2,
+            ingest_key: Some("k_1"),
+        }
     }
 
     fn full() -> EventFields {
@@ -337,7 +343,10 @@ mod tests {
             ..EventFields::default()
         };
         let mut geo = Vec::new();
-        crate::event::canonical::write_value(&json!({"lon": 8.54, "city": "Z\u{fc}rich \"x\"", "country": "CH", "lat": 47.37}), &mut geo);
+        crate::event::canonical::write_value(
+            &json!({"lon": 8.54, "city": "Z\u{fc}rich \"x\"", "country": "CH", "lat": 47.37}),
+            &mut geo,
+        );
         f.geo = Some(geo.into());
         for (i, name) in STRING_FIELDS.iter().enumerate() {
             f.strings[i] = Some(format!("{name} \"q\" \u{7} caf\u{e9} \u{2028}"));

@@ -369,7 +369,11 @@ fn validate_event(
         Some(mut details @ Value::Object(_)) => {
             let depth = depth(&details);
             if depth > MAX_DETAILS_DEPTH {
-                problems.push(Problem::new(index, "details", format!("nested {depth} deep (at most {MAX_DETAILS_DEPTH})")));
+                problems.push(Problem::new(
+                    index,
+                    "details",
+                    format!("nested {depth} deep (at most {MAX_DETAILS_DEPTH})"),
+                ));
             } else {
                 // The canonical form is the compact form with sorted keys: its length is
                 // the serialized size the limit is on.

@@ -17,35 +17,11 @@ use serde_json::{Map, Value};
 
 pub use crate::event::canonical::{write_object, write_value as write_canonical};
 
-/// Canonical bytes of an object.
+/// Canonical bytes of an object (the typed event writes its own: `event::EventFields`).
 pub fn to_canonical(map: &Map<String, Value>) -> Vec<u8> {
-    to_canonical_with_span(map, "").0
-}
-
-/// Canonical bytes of an object, plus the byte range of the value of its top-level member
-/// `key` (detection hands `details` to rules straight from these bytes).
-pub fn to_canonical_with_span(map: &Map<String, Value>, key: &str) -> (Vec<u8>, Option<std::ops::Range<usize>>) {
     let mut out = Vec::with_capacity(640);
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort_unstable();
-    let mut span = None;
-    out.push(b'{');
-    for (i, k) in keys.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, k).expect("string serialization is infallible");
-        out.push(b':');
-        let start = out.len();
-        write_canonical(&map[k], &mut out);
-        if k == key {
-            span = Some(start..out.len());
-        }
-    }
-    out.push(b'}');
-    // Held until the batch commits (and by detection after): no spare capacity per event.
-    out.shrink_to_fit();
-    (out, span)
+    write_object(map, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -59,14 +35,6 @@ mod tests {
         let mut out = Vec::new();
         write_canonical(&v, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), r#"{"A":1.5,"a":{"c":"s","z":[3,{"x":null,"y":true}]},"b":1}"#);
-    }
-
-    #[test]
-    fn the_span_of_a_member_is_its_canonical_value() {
-        let v = json!({"z": 1, "details": {"b": [1, 2], "a": "x"}, "a": true});
-        let (bytes, span) = to_canonical_with_span(v.as_object().unwrap(), "details");
-        assert_eq!(&bytes[span.unwrap()], br#"{"a":"x","b":[1,2]}"#);
-        assert_eq!(bytes, to_canonical(v.as_object().unwrap()));
     }
 
     #[test]
