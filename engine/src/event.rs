@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 
 pub mod canonical;
+pub use canonical::canonical_object;
 mod typed;
 
 use time::OffsetDateTime;

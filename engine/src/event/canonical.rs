@@ -41,3 +41,10 @@ pub fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     }
     out.push(b'}');
 }
+
+/// Canonical bytes of an object.
+pub fn canonical_object(map: &Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(640);
+    write_object(map, &mut out);
+    out
+}

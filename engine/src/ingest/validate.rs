@@ -480,6 +480,90 @@ mod tests {
         validate_batch(vec![v], &masker()).map(|mut e| e.remove(0))
     }
 
+    /// The server's path (each event read straight into its typed fields) and the tree path
+    /// (parsed values) accept the same bodies with the same problems and the same fields;
+    /// the canonical bytes written from the typed fields are the generic writer's over the
+    /// same event as a tree, and the flat form read from them is the tree's. Over tricky
+    /// bodies and the fuzz seeds and regressions (`fuzz/`, where the fuzzer checks the same).
+    #[test]
+    fn typed_and_tree_paths_agree_and_write_the_same_canonical_bytes() {
+        let m = masker();
+        let mut bodies: Vec<Vec<u8>> = [
+            r#"{"category":"a","category":"B","action":"x","user_id":null,"zz":1,"zz":2,"details":{"password":"p","b":[1,2.5e300,{"k":"v"}]}}"#,
+            r#"[{"category":"auth","action":"login","timestamp":"2026-01-02T03:04:05.678+01:00","ip":"::FFFF:10.0.0.1","geo":{"city":"Z\u00fcrich","country":"ch","lat":47.0,"lon":-8}}, {"category":"c","action":"a","timestamp":1.7e12,"session_id":"4111 1111 1111 1111","details":{"n":12345678901234567890,"f":0.1,"s":"\ud83d\ude00"}}]"#,
+            r#"[1, "x", {"action": 5}, {"category": [], "details": []}, {"seq": 1, "ingest_key": "k"}]"#,
+            r#"{"category":"c","action":"a","event_id":"vigil:x","timestamp":-1,"severity":"HIGH","outcome":"Failure"}"#,
+            r#"{"category":"c","action":"a","details":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":{"l":{"m":{"n":{"o":{"p":{"q":1}}}}}}}}}}}}}}}}}}"#,
+            "[]",
+            "{\"a\":",
+        ]
+        .iter()
+        .map(|b| b.as_bytes().to_vec())
+        .collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        for dir in ["seeds/ingest", "regressions/ingest"] {
+            for entry in std::fs::read_dir(root.join(dir)).into_iter().flatten().flatten() {
+                bodies.push(std::fs::read(entry.path()).unwrap());
+            }
+        }
+        assert!(bodies.len() > 9, "the fuzz seeds were read");
+        for body in &bodies {
+            for ndjson in [false, true] {
+                let typed = validate_body(body, ndjson, &m);
+                let tree = parse_body(body, ndjson).and_then(|v| validate_batch(v, &m));
+                let shown = String::from_utf8_lossy(body);
+                match (&typed, &tree) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a.len(), b.len());
+                        for (a, b) in a.iter().zip(b) {
+                            // An event without a time gets its receipt time (one call each).
+                            let sent = |e: &NewEvent| {
+                                let mut f = e.fields.clone();
+                                f.timestamp = f.timestamp.filter(|t| *t != e.received_at);
+                                f
+                            };
+                            assert_eq!(sent(a), sent(b), "{shown}");
+                            let server = crate::event::ServerFields {
+                                event_id: &a.event_id,
+                                seq: 9,
+                                received_at: a.received_at,
+                                mask_policy: crate::event::MASK_POLICY_VERSION,
+                                ingest_key: Some("k_1"),
+                            };
+                            let mut canon = Vec::new();
+                            a.fields.write_canonical(&server, &mut canon);
+                            let mut map = a.fields.to_map();
+                            map.insert("event_id".into(), json!(a.event_id));
+                            map.insert("seq".into(), json!(9));
+                            map.insert("received_at".into(), json!(a.received_at));
+                            map.insert("mask_policy".into(), json!(crate::event::MASK_POLICY_VERSION));
+                            map.insert("ingest_key".into(), json!("k_1"));
+                            assert_eq!(canon, crate::event::canonical_object(&map), "{shown}");
+                            let (x, y) =
+                                (crate::event::FlatEvent::from_canon(&canon), crate::event::FlatEvent::new(&map, None));
+                            for slot in 0..crate::event::FLAT_SLOTS {
+                                assert_eq!(x.get(slot), y.get(slot), "slot {slot} of {shown}");
+                            }
+                            assert_eq!(x.time_ms, y.time_ms);
+                        }
+                    }
+                    (Err(a), Err(b)) => {
+                        // Malformed JSON may be worded differently by the two parsers'
+                        // positions; every other problem is the same.
+                        let strip = |p: &[Problem]| -> Vec<(usize, String)> {
+                            p.iter()
+                                .filter(|p| !p.problem.starts_with("malformed JSON"))
+                                .map(|p| (p.index, p.field.clone()))
+                                .collect()
+                        };
+                        assert_eq!(strip(a), strip(b), "{shown}");
+                    }
+                    _ => panic!("the paths disagree on {shown}: {typed:?} / {tree:?}"),
+                }
+            }
+        }
+    }
+
     fn fields_of(problems: &[Problem]) -> Vec<(usize, &str)> {
         problems.iter().map(|p| (p.index, p.field.as_str())).collect()
     }
