@@ -258,21 +258,34 @@ impl FlatEvent {
         fn put(value: &[u8], bytes: &mut Vec<u8>) -> Option<(u32, u32)> {
             let start = bytes.len();
             match value.first() {
-                Some(b'"') => bytes.extend_from_slice(unquote(value)?.as_bytes()),
+                Some(b'"') => bytes.extend_from_slice(&typed::unquote_bytes(value)?),
                 _ if value == b"null" => return None,
                 _ => bytes.extend_from_slice(value),
             }
             Some((start as u32, (bytes.len() - start) as u32))
         }
+        // Members come in byte order (the canonical form sorts them), so the table of known
+        // names is walked once beside them; out of order (a damaged row), it starts over.
+        let mut j = 0usize;
         for (key, value) in typed::members(canon) {
-            let Ok(i) = sorted.binary_search_by(|(name, _)| name.as_bytes().cmp(key.as_bytes())) else { continue };
-            match sorted[i].1 {
+            let k: &[u8] = &key;
+            if sorted.get(j.saturating_sub(1)).is_some_and(|(name, _)| name.as_bytes() > k) {
+                j = 0;
+            }
+            while sorted.get(j).is_some_and(|(name, _)| name.as_bytes() < k) {
+                j += 1;
+            }
+            match sorted.get(j) {
+                Some((name, _)) if name.as_bytes() == k => {}
+                _ => continue,
+            }
+            match sorted[j].1 {
                 TIMESTAMP => {
                     time_ms = std::str::from_utf8(value).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
                 }
                 GEO => {
                     for (k, v) in typed::members(value) {
-                        if let Some(g) = GEO_FIELDS.iter().position(|f| f[4..] == *k)
+                        if let Some(g) = GEO_FIELDS.iter().position(|f| f[4..].as_bytes() == &*k)
                             && let Some(span) = put(v, &mut bytes)
                         {
                             spans[SLOT_GEO + g] = span;
@@ -288,7 +301,7 @@ impl FlatEvent {
                             continue;
                         }
                         let key = (bytes.len() as u32, k.len() as u32);
-                        bytes.extend_from_slice(k.as_bytes());
+                        bytes.extend_from_slice(&k);
                         match put(v, &mut bytes) {
                             Some(span) => members.push((key, span)),
                             None => bytes.truncate(key.0 as usize),
