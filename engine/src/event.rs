@@ -285,7 +285,7 @@ impl FlatEvent {
                 }
                 GEO => {
                     for (k, v) in typed::members(value) {
-                        if let Some(g) = GEO_FIELDS.iter().position(|f| &f.as_bytes()[4..] == &*k)
+                        if let Some(g) = GEO_FIELDS.iter().position(|f| f.as_bytes()[4..] == *k)
                             && let Some(span) = put(v, &mut bytes)
                         {
                             spans[SLOT_GEO + g] = span;
