@@ -283,6 +283,11 @@ impl Prepared {
         hex::encode(self.compiled.sha256)
     }
 
+    /// The manifest in force.
+    pub fn manifest(&self) -> &super::Manifest {
+        &self.compiled.manifest
+    }
+
     /// `wasm` or `sigma`.
     pub fn format(&self) -> RuleFormat {
         self.compiled.format

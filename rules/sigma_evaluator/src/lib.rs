@@ -195,8 +195,7 @@ impl SigmaEvaluator {
                 if !now || was {
                     return;
                 }
-                let mut seqs: Vec<i64> =
-                    (0..corr.refs.len()).flat_map(|i| w.seqs(format!("{key}\u{1e}{i}"))).collect();
+                let mut seqs: Vec<i64> = (0..corr.refs.len()).flat_map(|i| w.seqs(format!("{key}\u{1e}{i}"))).collect();
                 seqs.sort_unstable();
                 seqs.dedup();
                 (present.iter().filter(|p| **p).count() as u64, seqs)
@@ -243,9 +242,9 @@ impl SigmaEvaluator {
 
     fn temporal_holds(&self, corr: &Correlation, present: &[bool]) -> bool {
         match &corr.expression {
-            Some(expr) => eval_expression(expr, &|name| {
-                corr.refs.iter().position(|r| r == name).is_some_and(|i| present[i])
-            }),
+            Some(expr) => {
+                eval_expression(expr, &|name| corr.refs.iter().position(|r| r == name).is_some_and(|i| present[i]))
+            }
             None => {
                 let n = present.iter().filter(|p| **p).count() as u64;
                 holds(&corr.predicates, n)
@@ -438,6 +437,27 @@ impl Doc {
         self.text.lines().any(|l| l.starts_with(&prefix))
     }
 
+    /// The line of an error message: its first quoted word, else the first `|modifier` the
+    /// message names (`invalid CIDR` -> a line with `|cidr`), else the document's start.
+    fn error_line(&self, message: &str) -> usize {
+        let word = quoted(message);
+        if !word.is_empty() && self.text.contains(word) {
+            return self.line_of(word);
+        }
+        let lower = message.to_ascii_lowercase();
+        for (i, line) in self.text.lines().enumerate() {
+            let named = line.split('|').skip(1).any(|m| {
+                let m = m.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("");
+                m.len() >= 2
+                    && (lower.contains(&format!(" {m}")) || lower.starts_with(m) || lower.contains(&format!("{m} ")))
+            });
+            if named {
+                return self.first_line + i;
+            }
+        }
+        self.first_line
+    }
+
     /// The line a YAML error message points at (`... at line N column M`), in the text.
     fn yaml_error_line(&self, message: &str) -> usize {
         message
@@ -576,7 +596,7 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
         let collection = rsigma_parser::parse_sigma_yaml(&doc.text)
             .map_err(|e| format!("document at line {}: {e}", doc.first_line))?;
         if let Some(e) = collection.errors.first() {
-            let line = if e.contains("line ") { doc.yaml_error_line(e) } else { doc.line_of(quoted(e)) };
+            let line = if e.contains("line ") { doc.yaml_error_line(e) } else { doc.error_line(e) };
             let title = doc.text.lines().find_map(|l| l.strip_prefix("title:")).map(str::trim).unwrap_or("(untitled)");
             return Err(format!("Sigma rule {title:?} (line {line}): {e}"));
         }
@@ -620,7 +640,7 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
         }
         let compiled = rsigma_eval::compile_rule(&rule).map_err(|e| {
             let e = e.to_string();
-            format!("Sigma rule {title:?} (line {}): {e}", doc.line_of(quoted(&e)))
+            format!("Sigma rule {title:?} (line {}): {e}", doc.error_line(&e))
         })?;
         let category = rule.logsource.category.as_ref().map(|c| c.to_ascii_lowercase());
         let service = rule.logsource.service.clone();
@@ -688,9 +708,10 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
         let c = compiled_correlations.len();
         let mut group_fields = Vec::new();
         for (position, reference) in corr.rules.iter().enumerate() {
-            let Some(d) = detections.iter().position(|d| {
-                d.key == *reference || d.id.as_deref() == Some(reference) || d.rule.title == *reference
-            }) else {
+            let Some(d) = detections
+                .iter()
+                .position(|d| d.key == *reference || d.id.as_deref() == Some(reference) || d.rule.title == *reference)
+            else {
                 let what = if correlation_keys.iter().any(|k| k == reference) {
                     format!("rule {reference:?} is a correlation: correlations of correlations are not supported")
                 } else {
@@ -730,7 +751,10 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
                     ));
                 }
                 if has_selector(expr) {
-                    return Err(refuse(at("condition"), "`1 of`/`all of` in a correlation condition is not supported".into()));
+                    return Err(refuse(
+                        at("condition"),
+                        "`1 of`/`all of` in a correlation condition is not supported".into(),
+                    ));
                 }
                 (Vec::new(), None, Some(expr.clone()))
             }

@@ -36,7 +36,9 @@ fn peer_rules_detect_and_correlate() {
     // feeds the correlation (generate: false), so no alert at all.
     let fails = |n: usize, ip: &str| -> Vec<TestEvent> {
         (0..n)
-            .map(|i| TestEvent::new("authentication", "login_failed").ip(ip).user(&format!("u{i}")).at_ms(1_000 + i as i64))
+            .map(|i| {
+                TestEvent::new("authentication", "login_failed").ip(ip).user(&format!("u{i}")).at_ms(1_000 + i as i64)
+            })
             .collect()
     };
     let out = h.run_detailed(fails(5, "10.0.0.1"));
@@ -76,7 +78,9 @@ fn peer_rules_detect_and_correlate() {
 #[test]
 fn value_count_counts_distinct_users() {
     let mut h = harness(&peer_rules());
-    let lock = |u: usize| TestEvent::new("authentication", "account_locked").user(&format!("user{u}")).at_ms(10_000 + u as i64);
+    let lock = |u: usize| {
+        TestEvent::new("authentication", "account_locked").user(&format!("user{u}")).at_ms(10_000 + u as i64)
+    };
     // The same user 20 times: one distinct value.
     assert!(h.run((0..20).map(|_| lock(1))).is_empty());
     let alerts = h.run((2..=10).map(lock));
@@ -180,16 +184,32 @@ level: high
 
 #[test]
 fn refusals_name_the_rule_and_line() {
-    let e = refusal("title: Bad field\nlogsource: {product: app}\ndetection:\n  sel:\n    CommandLine|contains: x\n  condition: sel\n");
+    let e = refusal(
+        "title: Bad field\nlogsource: {product: app}\ndetection:\n  sel:\n    CommandLine|contains: x\n  condition: sel\n",
+    );
     assert!(e.contains("\"Bad field\"") && e.contains("line 5") && e.contains("CommandLine"), "{e}");
-    let e = refusal("title: Bad modifier\nlogsource: {product: app}\ndetection:\n  sel:\n    ip|frobnicate: x\n  condition: sel\n");
+    let e = refusal(
+        "title: Bad modifier\nlogsource: {product: app}\ndetection:\n  sel:\n    ip|frobnicate: x\n  condition: sel\n",
+    );
     assert!(e.contains("Bad modifier") && e.contains("line 5") && e.contains("frobnicate"), "{e}");
     let e = refusal("title: Win\nlogsource: {product: windows}\ndetection:\n  sel: {ip: x}\n  condition: sel\n");
     assert!(e.contains("line 2") && e.contains("windows"), "{e}");
-    let e = refusal("title: Ok\nname: ok\nlogsource: {product: app}\ndetection:\n  sel: {ip: x}\n  condition: sel\n---\ntitle: Sum\ncorrelation:\n  type: value_sum\n  rules: [ok]\n  timespan: 5m\n  condition: {gte: 5, field: details.n}\n");
+    let e = refusal(
+        "title: Ok\nname: ok\nlogsource: {product: app}\ndetection:\n  sel: {ip: x}\n  condition: sel\n---\ntitle: Sum\ncorrelation:\n  type: value_sum\n  rules: [ok]\n  timespan: 5m\n  condition: {gte: 5, field: details.n}\n",
+    );
     assert!(e.contains("Sum") && e.contains("value_sum") && e.contains("line 10"), "{e}");
-    let e = refusal("title: Ref\ncorrelation:\n  type: event_count\n  rules: [missing]\n  timespan: 5m\n  condition: {gte: 5}\n---\ntitle: Ok\nlogsource: {product: app}\ndetection:\n  sel: {ip: x}\n  condition: sel\n");
+    let e = refusal(
+        "title: Ref\ncorrelation:\n  type: event_count\n  rules: [missing]\n  timespan: 5m\n  condition: {gte: 5}\n---\ntitle: Ok\nlogsource: {product: app}\ndetection:\n  sel: {ip: x}\n  condition: sel\n",
+    );
     assert!(e.contains("missing") && e.contains("line 4"), "{e}");
+    let e = refusal(
+        "title: Cidr\nlogsource: {product: app}\ndetection:\n  sel:\n    ip|cidr: 10.0.0.0/99\n  condition: sel\n",
+    );
+    assert!(e.contains("Cidr") && e.contains("line 5") && e.contains("CIDR"), "{e}");
+    let e = refusal(
+        "title: Re\nlogsource: {product: app}\ndetection:\n  sel:\n    ip: x\n  other:\n    user_agent|re: '(unclosed'\n  condition: sel or other\n",
+    );
+    assert!(e.contains("line 7"), "{e}");
     let e = refusal("title: Broken\ndetection: [\n");
     assert!(e.contains("line"), "{e}");
     let e = refusal("title: Cond\nlogsource: {product: app}\ndetection:\n  sel: {ip: x}\n  condition: sel and nope\n");
