@@ -2,8 +2,10 @@
 //! listed as `source: sigma`, alerting with their titles and levels, counted in the rule's
 //! stats; refused with a 400 naming the rule and the line, nothing half-deployed; their
 //! correlation state kept across a hot reload and a restart; deployed from the watched
-//! rules directory (`*.yml`); and the shipped content of `rules/sigma/` alerting on the seed
-//! patterns while ignoring their near misses.
+//! rules directory (`*.yml`); the shipped content of `rules/sigma/` alerting on the seed
+//! patterns while ignoring their near misses; and, on the equivalence corpus, every
+//! deployment matching the events rsigma 0.23 matches and firing for the same groups
+//! (`tests/fixtures/sigma/expected.json`, see `scripts/sigma-equivalence.sh`).
 
 use serde_json::{Value, json};
 use vigil_tests::{Backend, TestApp, both_backends, repo_root, spawn_app, spawn_app_with};
@@ -14,6 +16,7 @@ both_backends!(
     sigma_correlation_state_survives_a_hot_reload_and_a_restart,
     the_rules_directory_deploys_sigma_files,
     the_shipped_sigma_rules_alert_on_the_seed_patterns_and_not_on_near_misses,
+    a_server_matches_what_rsigma_matches_on_the_corpus,
 );
 
 const T0: i64 = 1_767_610_800_000; // 2026-01-05T11:00:00Z
@@ -59,7 +62,10 @@ async fn post_ok(app: &TestApp, body: Value) -> anyhow::Result<()> {
 fn failed_logins(ip: &str, range: std::ops::Range<i64>) -> Value {
     json!(
         range
-            .map(|i| with(ev("authentication", "login_failed", T0 + i * 1000), json!({"ip": ip, "user_id": format!("u{i}")})))
+            .map(|i| with(
+                ev("authentication", "login_failed", T0 + i * 1000),
+                json!({"ip": ip, "user_id": format!("u{i}")})
+            ))
             .collect::<Vec<_>>()
     )
 }
@@ -73,7 +79,11 @@ async fn sigma_rules_deploy_over_the_api_and_alert(backend: Backend) -> anyhow::
     assert_eq!(sha.len(), 64);
     assert!(deployed["version"].as_str().unwrap().starts_with("sigma-"), "{deployed}");
     let (_, rule) = app.get("/v1/rules/peer").await?;
-    assert_eq!((rule["source"].as_str(), rule["origin"].as_str(), rule["format"].as_str()), (Some("sigma"), Some("api"), Some("sigma")), "{rule}");
+    assert_eq!(
+        (rule["source"].as_str(), rule["origin"].as_str(), rule["format"].as_str()),
+        (Some("sigma"), Some("api"), Some("sigma")),
+        "{rule}"
+    );
     assert_eq!(rule["severity"], "P1", "the highest level (critical) is the default severity");
     assert_eq!(rule["status"], "active");
     assert_eq!(rule["sha256"], sha.as_str());
@@ -110,7 +120,10 @@ async fn sigma_rules_deploy_over_the_api_and_alert(backend: Backend) -> anyhow::
         "{body}"
     );
     let brute = alerts_of(&body2).into_iter().find(|a| a["title"] == "Brute force from one IP").unwrap();
-    assert_eq!(brute["dedup_key"], "sigma:5b0a1f8e-0c41-4b9a-9a51-0f1c2a7d0002:203.0.113.9", "group-by values are the dedup key");
+    assert_eq!(
+        brute["dedup_key"], "sigma:5b0a1f8e-0c41-4b9a-9a51-0f1c2a7d0002:203.0.113.9",
+        "group-by values are the dedup key"
+    );
     // Stats: every matching event counts (6 failed logins feeding the correlation + 3).
     let (_, stats) = app.get("/v1/rules/peer/stats").await?;
     assert_eq!(stats["stats"]["matches"], 9, "{stats}");
@@ -156,7 +169,10 @@ async fn a_refused_sigma_text_is_a_400_naming_the_rule_and_line_and_nothing_chan
     let (status, body) = put_sigma(&app, "peer", &unsupported).await?;
     assert_eq!(status, 400, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("Sum of records") && message.contains("value_sum") && message.contains("line "), "{message}");
+    assert!(
+        message.contains("Sum of records") && message.contains("value_sum") && message.contains("line "),
+        "{message}"
+    );
     let (_, rule) = app.get("/v1/rules/peer").await?;
     assert_eq!(rule["sha256"], ok["sha256"], "the running version is untouched");
     let (_, chain) = app.get("/v1/events?action=rule_deployed").await?;
@@ -167,7 +183,11 @@ async fn a_refused_sigma_text_is_a_400_naming_the_rule_and_line_and_nothing_chan
     let (status, body) = put_sigma(&app, "broken", "title: x\ndetection:\n  sel: [\n").await?;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("line"), "{body}");
-    let req = app.client.put(app.url("/v1/rules/bin")).header("content-type", "application/yaml").body(vec![0xff, 0xfe, 0x00]);
+    let req = app
+        .client
+        .put(app.url("/v1/rules/bin"))
+        .header("content-type", "application/yaml")
+        .body(vec![0xff, 0xfe, 0x00]);
     let (status, body) = app.send(req, &app.admin_key).await?;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("UTF-8"), "{body}");
@@ -221,11 +241,15 @@ async fn the_rules_directory_deploys_sigma_files(backend: Backend) -> anyhow::Re
     let rule = &body["rules"][0];
     assert_eq!((rule["name"].as_str(), rule["source"].as_str()), (Some("sql_probe"), Some("sigma")), "{body}");
     assert!(rule["origin"].as_str().unwrap().ends_with("SQL-Probe.yml"), "{rule}");
-    post_ok(&app, json!([with(ev("data_access", "search", T0), json!({"details": {"q": "1 UNION SELECT 2"}}))])).await?;
+    post_ok(&app, json!([with(ev("data_access", "search", T0), json!({"details": {"q": "1 UNION SELECT 2"}}))]))
+        .await?;
     let alerts = app.wait_for("/v1/alerts?rule=sql_probe", 15, |b| !alerts_of(b).is_empty()).await?;
     assert_eq!(alerts_of(&alerts)[0]["severity"], "P1");
     // A broken file is refused and recorded; the running version stays.
-    std::fs::write(watched.join("SQL-Probe.yml"), "title: Broken\ndetection:\n  sel: {ip|nope: x}\n  condition: sel\n")?;
+    std::fs::write(
+        watched.join("SQL-Probe.yml"),
+        "title: Broken\ndetection:\n  sel: {ip|nope: x}\n  condition: sel\n",
+    )?;
     let refused = app
         .wait_for("/v1/events?action=rule_refused", 20, |b| b["events"].as_array().is_some_and(|e| !e.is_empty()))
         .await?;
@@ -259,13 +283,19 @@ async fn the_shipped_sigma_rules_alert_on_the_seed_patterns_and_not_on_near_miss
     // failed_admin_logins: 4 failed admin logins for one account (> 3); 3 for another, and
     // 5 failed non-admin logins: near misses.
     for i in 0..4 {
-        push(with(ev("authentication", "login_failed", t(i)), json!({"user_id": "root", "details": {"user_role": "admin"}})));
+        push(with(
+            ev("authentication", "login_failed", t(i)),
+            json!({"user_id": "root", "details": {"user_role": "admin"}}),
+        ));
     }
     for i in 0..3 {
         push(with(ev("authentication", "login_failed", t(i)), json!({"user_id": "ops", "resource": "/admin/login"})));
     }
     for i in 0..5 {
-        push(with(ev("authentication", "login_failed", t(i)), json!({"user_id": "bob", "details": {"user_role": "user"}})));
+        push(with(
+            ev("authentication", "login_failed", t(i)),
+            json!({"user_id": "bob", "details": {"user_role": "user"}}),
+        ));
     }
     // api_key_request_rate: 101 uses of one key in a minute; 100 of another.
     for i in 0..101 {
@@ -333,6 +363,59 @@ async fn the_shipped_sigma_rules_alert_on_the_seed_patterns_and_not_on_near_miss
         assert_eq!(alerts[0]["title"], title, "{rule}: {body}");
         assert!(alerts[0]["dedup_key"].as_str().unwrap().ends_with(group), "{rule}: {body}");
         assert_eq!(alerts[0]["count"], 1, "{rule}: a single match: {body}");
+    }
+    Ok(())
+}
+
+/// The server's side of the equivalence check (the evaluator's own test compares rule by
+/// rule): each deployment's match count is the number of corpus events rsigma matches with
+/// any of its rules, and its correlation alerts are for exactly rsigma's groups.
+async fn a_server_matches_what_rsigma_matches_on_the_corpus(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/fixtures/sigma/expected.json"))?)?;
+    let deployments = expected["deployments"].as_object().unwrap();
+    for name in deployments.keys() {
+        let text = if name == "peer" {
+            peer_rules()
+        } else {
+            std::fs::read_to_string(repo_root().join(format!("rules/sigma/{name}.yml")))?
+        };
+        let (status, body) = put_sigma(&app, name, &text).await?;
+        assert_eq!(status, 201, "{name}: {body}");
+    }
+    let corpus: Vec<Value> = std::fs::read_to_string(repo_root().join("tests/fixtures/sigma/corpus.ndjson"))?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    for chunk in corpus.chunks(500) {
+        let (status, resp) = app.post_events(&json!(chunk)).await?;
+        assert_eq!(status, 201, "{resp}");
+        assert!(resp["failures"].as_array().is_none_or(|f| f.is_empty()), "the corpus is valid as is: {resp}");
+    }
+    app.detection_idle().await?;
+    for (name, want) in deployments {
+        let mut matched = std::collections::BTreeSet::new();
+        for events in want["detections"].as_object().unwrap().values() {
+            matched.extend(events.as_array().unwrap().iter().map(|i| i.as_u64().unwrap()));
+        }
+        let (_, stats) = app.get(&format!("/v1/rules/{name}/stats")).await?;
+        assert_eq!(stats["stats"]["matches"], matched.len(), "{name}: {stats}");
+        assert_eq!(stats["stats"]["faults"], 0, "{name}: {stats}");
+        let (_, body) = app.get(&format!("/v1/alerts?rule={name}&limit=500")).await?;
+        let correlations = want["correlations"].as_object().unwrap();
+        let mut got: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+        for a in alerts_of(&body) {
+            let title = a["title"].as_str().unwrap();
+            if correlations.contains_key(title) {
+                let group = a["dedup_key"].as_str().unwrap().splitn(3, ':').nth(2).unwrap_or_default().to_owned();
+                got.entry(title.to_owned()).or_default().insert(group);
+            }
+        }
+        for (title, groups) in correlations {
+            let want: std::collections::BTreeSet<String> = serde_json::from_value(groups.clone())?;
+            assert_eq!(got.remove(title).unwrap_or_default(), want, "{name} / {title}");
+        }
     }
     Ok(())
 }

@@ -278,7 +278,8 @@ pub fn sigma_deployments(files: &[PathBuf], name: Option<&str>) -> anyhow::Resul
         None => files
             .iter()
             .map(|f| {
-                let stem = f.file_stem().and_then(|s| s.to_str()).context("cannot take a rule name from the file name")?;
+                let stem =
+                    f.file_stem().and_then(|s| s.to_str()).context("cannot take a rule name from the file name")?;
                 Ok((crate::rules::sigma::name_from_file(stem), read(f)?))
             })
             .collect(),
@@ -296,8 +297,10 @@ pub fn sigma_check(files: &[PathBuf], name: Option<&str>) -> anyhow::Result<(Vec
         match registry.prepare_as(&text, Some(&name), crate::rules::RuleFormat::Sigma) {
             Ok(p) => {
                 let manifest = crate::rules::manifest_json(&p.manifest());
-                out.push(serde_json::json!({"name": name, "ok": true, "version": p.version(), "sha256": p.sha256_hex(),
-                    "manifest": manifest}));
+                out.push(
+                    serde_json::json!({"name": name, "ok": true, "version": p.version(), "sha256": p.sha256_hex(),
+                    "manifest": manifest}),
+                );
             }
             Err(e) => {
                 ok = false;
@@ -345,7 +348,9 @@ pub async fn backtest(
     let registry = Arc::new(crate::deploy::build_registry(&config, None, Default::default())?);
     // A Sigma file is named after its stem, as the rules directory names it.
     let name = match crate::rules::RuleFormat::detect(&bytes) {
-        crate::rules::RuleFormat::Sigma => file.file_stem().map(|s| crate::rules::sigma::name_from_file(&s.to_string_lossy())),
+        crate::rules::RuleFormat::Sigma => {
+            file.file_stem().map(|s| crate::rules::sigma::name_from_file(&s.to_string_lossy()))
+        }
         crate::rules::RuleFormat::Wasm => None,
     };
     let rule = tokio::task::block_in_place(|| registry.deploy(&bytes, name.as_deref(), "backtest"))?;

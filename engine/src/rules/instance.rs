@@ -228,8 +228,9 @@ impl RuleInstance {
                 .data(&*store)
                 .get(mptr..mptr.saturating_add(mlen))
                 .ok_or_else(|| invalid("the manifest points outside memory".into()))?;
-            let text =
-                std::str::from_utf8(manifest_bytes).map_err(|_| invalid("the manifest is not UTF-8".into()))?.to_owned();
+            let text = std::str::from_utf8(manifest_bytes)
+                .map_err(|_| invalid("the manifest is not UTF-8".into()))?
+                .to_owned();
             let manifest = Manifest::from_json(&text)
                 .map_err(|e| invalid(format!("the manifest is not valid JSON of the expected shape: {}", e.0)))?;
             super::validate_manifest(&manifest)?;

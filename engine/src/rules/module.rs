@@ -158,11 +158,13 @@ impl Sandbox {
         // rule's configured one.
         // Both probes use a throwaway state, so deploying cannot touch the live rule's state.
         // Probes use a throwaway governor (and never see the live rule's state).
-        let probe = HostState::new(Arc::from("(deploying)"), Severity::P3, Self::probe_governor(), self.limits.memory_bytes);
+        let probe =
+            HostState::new(Arc::from("(deploying)"), Severity::P3, Self::probe_governor(), self.limits.memory_bytes);
         let (_, manifest, abi_minor) = RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), "{}")?;
         let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();
         let config_json = config_for(&manifest.name).into();
-        let rule = CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json, format: super::RuleFormat::Wasm };
+        let rule =
+            CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json, format: super::RuleFormat::Wasm };
         if &*rule.config_json != "{}" {
             self.instantiate(&rule, Self::probe_governor(), None)?;
         }
@@ -180,7 +182,8 @@ impl Sandbox {
     ) -> Result<CompiledRule, RuleError> {
         // The evaluator is Vigil's own module, not an upload: no size cap.
         let (_, pre) = self.link(bytes, false)?;
-        let probe = HostState::new(Arc::from("(deploying)"), Severity::P3, Self::probe_governor(), self.limits.memory_bytes);
+        let probe =
+            HostState::new(Arc::from("(deploying)"), Severity::P3, Self::probe_governor(), self.limits.memory_bytes);
         let (_, manifest, abi_minor) =
             RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), config_json)?;
         let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();

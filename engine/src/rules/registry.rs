@@ -369,18 +369,18 @@ impl RuleRegistry {
             .ok_or_else(|| RuleError::Invalid("a Sigma deployment needs a rule name (the URL or file name)".into()))?;
         let sha = super::sigma::version_sha256(text);
         let config = super::sigma::config_json(name, text, &sha)?;
-        let evaluator: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-            sha2::Sha256::default(),
-            super::sigma::EVALUATOR,
-        ))
-        .into();
+        let evaluator: [u8; 32] =
+            sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), super::sigma::EVALUATOR)).into();
         let cached = self.sandbox.is_cached(&evaluator);
         let compiled = self
             .sandbox
             .compile_configured(super::sigma::EVALUATOR, &config, sha)
             .map_err(|e| super::sigma::refusal(name, e))?;
         if compiled.manifest.name != name {
-            return Err(RuleError::Invalid(format!("Sigma deployment {name}: the evaluator named it {:?}", compiled.manifest.name)));
+            return Err(RuleError::Invalid(format!(
+                "Sigma deployment {name}: the evaluator named it {:?}",
+                compiled.manifest.name
+            )));
         }
         Ok(Prepared { compiled, cached })
     }

@@ -165,7 +165,10 @@ mod tests {
         assert!(config_json("r", &[0xff, 0xfe], &sha).unwrap_err().to_string().contains("UTF-8"));
         let e = refusal(
             "r",
-            RuleError::Invalid("vigil_init refused the configuration (code 1): Rule init refused: Sigma rule \"x\" (line 3): bad".into()),
+            RuleError::Invalid(
+                "vigil_init refused the configuration (code 1): Rule init refused: Sigma rule \"x\" (line 3): bad"
+                    .into(),
+            ),
         );
         assert_eq!(e.to_string(), "Sigma deployment r: Sigma rule \"x\" (line 3): bad");
     }

@@ -16,7 +16,9 @@
 
 use std::borrow::Cow;
 
-use rsigma_eval::{CompiledRule, EventValue, Pipeline};
+use std::cell::OnceCell;
+
+use rsigma_eval::{CompiledRule, EventValue, JsonEvent, Pipeline};
 use rsigma_parser::{
     ConditionExpr, ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType, Detection, Level,
     Modifier, SigmaRule, SigmaValue, WindowMode,
@@ -51,6 +53,9 @@ struct DetectionRule {
     mitre: Vec<String>,
     category: Option<String>,
     service: Option<String>,
+    /// The actions the rule can match at all (subscription), when its condition requires
+    /// a selection with a plain `action` value list.
+    actions: Option<Vec<String>>,
     /// Whether a match raises an alert of its own (not only feeding correlations that
     /// say `generate: false`, the Sigma default).
     alert: bool,
@@ -102,7 +107,7 @@ impl Rule for SigmaEvaluator {
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
-        let view = View { ev };
+        let view = View { ev, details: OnceCell::new() };
         let mut matched = false;
         for d in &self.detections {
             if let Some(category) = &d.category
@@ -285,9 +290,13 @@ fn fires(predicates: &[(ConditionOperator, u64)], n: u64, before: u64) -> bool {
 // Events as rsigma sees them
 // ---------------------------------------------------------------------------------------
 
-/// A Vigil event for `rsigma-eval`: declared fields are read in place, others lazily.
+/// A Vigil event for `rsigma-eval`: declared fields are read in place, others lazily;
+/// `details` is parsed once per event when a rule reads it, and its paths are resolved by
+/// rsigma's own JSON event, so `details` values keep their JSON types and rsigma's path
+/// rules (nested objects, arrays) exactly.
 struct View<'e, 'a> {
     ev: &'e Event<'a>,
+    details: OnceCell<Option<JsonEvent<'static>>>,
 }
 
 /// Fields whose values are always strings.
@@ -295,27 +304,18 @@ fn is_string_field(path: &str) -> bool {
     EVENT_FIELDS.contains(&path) || path == "geo.country" || path == "geo.city"
 }
 
-/// The typed value of a field's ABI text: top-level fields are strings, `geo.lat/lon`
-/// numbers, and `details` values their JSON type (strings arrive raw, the rest as JSON).
+/// The value of a top-level field's ABI text as rsigma sees it: strings, but `geo.lat/lon`
+/// are numbers (`details` paths go through [`View::details_event`]).
 fn typed<'t>(path: &str, text: &'t str) -> EventValue<'t> {
     if is_string_field(path) {
         return EventValue::Str(Cow::Borrowed(text));
     }
-    match text {
-        "true" => return EventValue::Bool(true),
-        "false" => return EventValue::Bool(false),
-        _ => {}
-    }
-    if let Ok(i) = text.parse::<i64>() {
-        return EventValue::Int(i);
-    }
-    let first = text.as_bytes().first().copied().unwrap_or(b'a');
-    if (first.is_ascii_digit() || first == b'-')
+    if (path == "geo.lat" || path == "geo.lon")
         && let Ok(f) = text.parse::<f64>()
-        && f.is_finite()
     {
         return EventValue::Float(f);
     }
+    let first = text.as_bytes().first().copied().unwrap_or(b'a');
     if (first == b'{' || first == b'[')
         && let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
     {
@@ -352,10 +352,27 @@ impl View<'_, '_> {
     fn details(&self) -> Option<serde_json::Value> {
         serde_json::from_str(self.ev.get("details")?).ok()
     }
+
+    /// `{"details": <the event's details>}` as rsigma's JSON event.
+    fn details_event(&self) -> Option<&JsonEvent<'static>> {
+        self.details
+            .get_or_init(|| {
+                let details = self.details()?;
+                Some(JsonEvent::owned(serde_json::json!({ "details": details })))
+            })
+            .as_ref()
+    }
+}
+
+fn is_details_path(path: &str) -> bool {
+    path == "details" || path.starts_with("details.") || path.starts_with("details[")
 }
 
 impl rsigma_eval::Event for View<'_, '_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        if is_details_path(path) {
+            return rsigma_eval::Event::get_field(self.details_event()?, path);
+        }
         let text = self.ev.get(path)?;
         Some(typed(path, text))
     }
@@ -643,6 +660,7 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
             format!("Sigma rule {title:?} (line {}): {e}", doc.error_line(&e))
         })?;
         let category = rule.logsource.category.as_ref().map(|c| c.to_ascii_lowercase());
+        let actions = required_actions(&rule);
         let service = rule.logsource.service.clone();
         if category.is_some() {
             push_unique(&mut manifest_fields, "category");
@@ -651,7 +669,8 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
             push_unique(&mut manifest_fields, "source");
         }
         for f in &fields {
-            push_unique(&mut manifest_fields, f);
+            // `details` is read whole (once per event) to keep its JSON types.
+            push_unique(&mut manifest_fields, if is_details_path(f) { "details" } else { f });
         }
         detections.push(DetectionRule {
             rule: compiled,
@@ -662,6 +681,7 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
             title,
             category,
             service,
+            actions,
             alert: true,
             fields,
             feeds: Vec::new(),
@@ -795,6 +815,47 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
     Ok(SigmaEvaluator { manifest, detections, correlations: compiled_correlations })
 }
 
+/// The actions a rule can match at all: its condition requires (at its top level) a
+/// selection holding a plain `action` list (no modifier, no wildcard). Vigil stores actions
+/// lowercased and Sigma compares case-insensitively, so the lowercased list is exact.
+fn required_actions(rule: &SigmaRule) -> Option<Vec<String>> {
+    let [condition] = rule.detection.conditions.as_slice() else { return None };
+    let names: Vec<&str> = match condition {
+        ConditionExpr::Identifier(name) => vec![name.as_str()],
+        ConditionExpr::And(args) => args
+            .iter()
+            .filter_map(|a| match a {
+                ConditionExpr::Identifier(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => return None,
+    };
+    for name in names {
+        let Some(Detection::AllOf(items)) = rule.detection.named.get(name) else { continue };
+        for item in items {
+            if item.field.name.as_deref() != Some("action")
+                || !item.field.modifiers.is_empty()
+                || item.values.is_empty()
+            {
+                continue;
+            }
+            let plain: Option<Vec<String>> = item
+                .values
+                .iter()
+                .map(|v| match v {
+                    SigmaValue::String(s) => s.as_plain().map(|p| p.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(list) = plain.filter(|l| l.iter().all(|a| (1..=128).contains(&a.len())) && l.len() <= 256) {
+                return Some(list);
+            }
+        }
+    }
+    None
+}
+
 fn has_selector(expr: &ConditionExpr) -> bool {
     match expr {
         ConditionExpr::And(a) | ConditionExpr::Or(a) => a.iter().any(has_selector),
@@ -844,21 +905,44 @@ fn build_manifest(
         .mitre(mitre)
         .fields(fields)
         .windows_ms(correlations.iter().map(|c| c.timespan_ms));
-    // One clause per logsource category; a rule without one wants every event.
-    let mut categories: Vec<String> = Vec::new();
-    let mut any = false;
+    // One clause per rule: its logsource category and the actions it can match (when its
+    // condition pins them); past the clause cap, one clause per category; a rule without a
+    // category or actions wants every event.
+    let clause = |d: &DetectionRule| {
+        let mut c = Subscription::all();
+        if let Some(category) = d.category.as_ref().filter(|c| c.len() <= 128) {
+            c = c.categories([category.clone()]);
+        }
+        if let Some(actions) = &d.actions {
+            c = c.actions(actions.iter().cloned());
+        }
+        c
+    };
+    let mut clauses: Vec<Subscription> = Vec::new();
     for d in detections {
-        match &d.category {
-            Some(c) if c.len() <= 128 => push_unique(&mut categories, c),
-            _ => any = true,
+        let c = clause(d);
+        if !clauses.contains(&c) {
+            clauses.push(c);
         }
     }
-    if any || categories.len() > MAX_CLAUSES * 256 {
-        manifest = manifest.subscribe(Subscription::all());
-    } else {
-        for chunk in categories.chunks(256) {
-            manifest = manifest.subscribe(Subscription::all().categories(chunk.iter().cloned()));
+    if clauses.iter().any(|c| c == &Subscription::all()) {
+        clauses = vec![Subscription::all()];
+    } else if clauses.len() > MAX_CLAUSES {
+        let mut categories: Vec<String> = Vec::new();
+        for c in &clauses {
+            for category in &c.categories {
+                push_unique(&mut categories, category);
+            }
         }
+        let every_clause_has_one = clauses.iter().all(|c| !c.categories.is_empty());
+        clauses = if every_clause_has_one && categories.len() <= 256 {
+            vec![Subscription::all().categories(categories)]
+        } else {
+            vec![Subscription::all()]
+        };
+    }
+    for c in clauses {
+        manifest = manifest.subscribe(c);
     }
     manifest
 }

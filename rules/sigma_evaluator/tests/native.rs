@@ -30,8 +30,15 @@ fn peer_rules_detect_and_correlate() {
     let m = h.manifest().clone();
     assert_eq!(m.name, "sigma_test");
     assert_eq!(m.severity, Severity::P1);
-    assert!(m.fields.contains(&"ip".to_owned()) && m.fields.contains(&"details.q".to_owned()), "{:?}", m.fields);
+    assert!(m.fields.contains(&"ip".to_owned()) && m.fields.contains(&"details".to_owned()), "{:?}", m.fields);
     assert_eq!(m.windows_ms, vec![300_000, 3_600_000]);
+    // Rules whose condition pins the action subscribe to it (the host offers them nothing
+    // else); the others to their logsource category.
+    let clauses: Vec<(Vec<String>, Vec<String>)> =
+        m.subscribe.iter().map(|c| (c.categories.clone(), c.actions.clone())).collect();
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    assert!(clauses.contains(&(s(&["authentication"]), s(&["login_failed"]))), "{clauses:?}");
+    assert!(clauses.contains(&(s(&["data_access"]), s(&[]))), "{clauses:?}");
     // Five failed logins from one IP: no correlation yet (gte 6), and failed_login only
     // feeds the correlation (generate: false), so no alert at all.
     let fails = |n: usize, ip: &str| -> Vec<TestEvent> {
