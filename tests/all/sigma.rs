@@ -402,16 +402,26 @@ async fn a_server_matches_what_rsigma_matches_on_the_corpus(backend: Backend) ->
         let (_, stats) = app.get(&format!("/v1/rules/{name}/stats")).await?;
         assert_eq!(stats["stats"]["matches"], matched.len(), "{name}: {stats}");
         assert_eq!(stats["stats"]["faults"], 0, "{name}: {stats}");
-        let (_, body) = app.get(&format!("/v1/alerts?rule={name}&limit=500")).await?;
         let correlations = want["correlations"].as_object().unwrap();
-        let mut got: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
-        for a in alerts_of(&body) {
-            let title = a["title"].as_str().unwrap();
-            if correlations.contains_key(title) {
-                let group = a["dedup_key"].as_str().unwrap().splitn(3, ':').nth(2).unwrap_or_default().to_owned();
-                got.entry(title.to_owned()).or_default().insert(group);
+        let groups_of = |body: &Value| {
+            let mut got: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+            for a in alerts_of(body) {
+                let title = a["title"].as_str().unwrap_or_default();
+                if correlations.contains_key(title) {
+                    let group = a["dedup_key"].as_str().unwrap().splitn(3, ':').nth(2).unwrap_or_default().to_owned();
+                    got.entry(title.to_owned()).or_default().insert(group);
+                }
             }
-        }
+            got
+        };
+        let wanted: usize = correlations.values().map(|g| g.as_array().unwrap().len()).sum();
+        // Alerts are stored just after detection: wait for as many groups as rsigma has.
+        let body = app
+            .wait_for(&format!("/v1/alerts?rule={name}&limit=500"), 15, |b| {
+                groups_of(b).values().map(|g| g.len()).sum::<usize>() >= wanted
+            })
+            .await?;
+        let mut got = groups_of(&body);
         for (title, groups) in correlations {
             let want: std::collections::BTreeSet<String> = serde_json::from_value(groups.clone())?;
             assert_eq!(got.remove(title).unwrap_or_default(), want, "{name} / {title}");
