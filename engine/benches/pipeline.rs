@@ -5,9 +5,6 @@
 //!   for a stateless rule (privilege_escalation) and a windowed-count rule (brute_force);
 //! - `detection/all_example_rules`: the `Evaluator` with every example rule loaded over a
 //!   W1-like mix (subscription index + every offered rule), reported as events/s;
-//! - `sigma/peer_rules_x8192`: the `Evaluator` with the peer's seven Sigma rules deployed as
-//!   one Sigma deployment (the embedded evaluator) over the same W1 mix, as events/s (the
-//!   rsigma side: `rules/sigma_evaluator/examples/rsigma_bench.rs`);
 //! - `ingest/*`: parsing, validating and masking a 500-event request body;
 //! - `flatten/w1_event`: building the flat form of one committed event (once per event,
 //!   in the detection thread, shared by every rule);
@@ -189,39 +186,6 @@ fn detection(c: &mut Criterion) {
             rule["name"].as_str().unwrap_or("?"),
             rule["stats"]["ns_per_event"],
             rule["stats"]["events"]
-        );
-    }
-}
-
-/// The peer's seven Sigma rules as one deployment, evaluated over W1 events.
-fn sigma(c: &mut Criterion) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("tests/fixtures/sigma/peer"))
-        .expect("peer rules")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let text: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).expect("rule")).collect();
-    let registry =
-        Arc::new(vigil::deploy::build_registry(&Config::default(), None, Default::default()).expect("registry"));
-    let prepared = registry
-        .prepare_as(text.join("\n---\n").as_bytes(), Some("peer"), vigil::rules::RuleFormat::Sigma)
-        .expect("the peer rules deploy");
-    registry.activate(prepared, "bench", 0);
-    let mut events = committed(8192, None);
-    let mut evaluator = Evaluator::new(registry.clone());
-    let mut group = c.benchmark_group("sigma");
-    group.throughput(Throughput::Elements(events.len() as u64));
-    group.bench_function("peer_rules_x8192", |b| b.iter(|| evaluator.evaluate(&mut events)));
-    group.finish();
-    for rule in registry.describe() {
-        eprintln!(
-            "  {:<30} {:>8} ns/event offered, {} of {} events offered, {} matches",
-            rule["name"].as_str().unwrap_or("?"),
-            rule["stats"]["ns_per_event"],
-            rule["stats"]["events"],
-            rule["stats"]["calls"],
-            rule["stats"]["matches"]
         );
     }
 }
@@ -521,5 +485,5 @@ fn alerts(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, chain, rule_calls, flatten, detection, sigma, ingest, query_path, restart, alerts);
+criterion_group!(benches, chain, rule_calls, flatten, detection, ingest, query_path, restart, alerts);
 criterion_main!(benches);

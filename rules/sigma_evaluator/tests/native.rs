@@ -245,3 +245,60 @@ detection:
     assert_eq!(h.run([TestEvent::new("authentication", "login_failed").ip("192.0.2.1").user("root")]).len(), 1);
     assert!(h.run([TestEvent::new("authentication", "login_failed").ip("192.0.2.1").user("bob")]).is_empty());
 }
+
+#[test]
+fn temporal_and_grouped_value_count() {
+    let text = r#"
+title: Recon
+name: recon
+logsource: {category: network}
+detection:
+  sel: {action: port_scan}
+  condition: sel
+---
+title: Exploit
+name: exploit
+logsource: {category: network}
+detection:
+  sel: {action: exploit_attempt}
+  condition: sel
+---
+title: Recon and exploit from one IP
+correlation:
+  type: temporal
+  rules: [recon, exploit]
+  group-by: [ip]
+  timespan: 5m
+  condition: recon and exploit
+level: critical
+---
+title: One IP tries many users
+correlation:
+  type: value_count
+  rules: [exploit]
+  group-by: [ip]
+  timespan: 1h
+  condition:
+    field: user_id
+    gte: 3
+  generate: true
+level: high
+"#;
+    let mut h = harness(text);
+    let ev = |a: &str, ip: &str, user: &str, t: i64| TestEvent::new("network", a).ip(ip).user(user).at_ms(t);
+    // Either order fires the temporal correlation once both were seen within 5 minutes.
+    let out = h.run([ev("exploit_attempt", "1.1.1.1", "a", 1_000), ev("port_scan", "1.1.1.1", "a", 2_000)]);
+    let titles: Vec<&str> = out.iter().map(|a| a.title.as_str()).collect();
+    assert_eq!(titles, ["Exploit", "Recon and exploit from one IP"], "generate: true keeps the exploit's own alert");
+    assert_eq!(out[1].severity, Some(Severity::P1));
+    // Too far apart: nothing.
+    let out = h.run([ev("port_scan", "2.2.2.2", "a", 0), ev("exploit_attempt", "2.2.2.2", "a", 400_000)]);
+    assert_eq!(out.iter().filter(|a| a.title.starts_with("Recon and")).count(), 0, "{out:?}");
+    // Three distinct users from one IP in an hour; the same users again do not fire twice.
+    let out = h.run([ev("exploit_attempt", "3.3.3.3", "b", 10_000), ev("exploit_attempt", "3.3.3.3", "c", 11_000)]);
+    assert_eq!(out.iter().filter(|a| a.title == "One IP tries many users").count(), 0);
+    let out = h.run([ev("exploit_attempt", "3.3.3.3", "d", 12_000), ev("exploit_attempt", "3.3.3.3", "b", 13_000)]);
+    let many: Vec<_> = out.iter().filter(|a| a.title == "One IP tries many users").collect();
+    assert_eq!(many.len(), 1, "{out:?}");
+    assert_eq!(many[0].dedup_key.as_deref(), Some("sigma:One IP tries many users:3.3.3.3"));
+}
