@@ -429,3 +429,44 @@ async fn a_server_matches_what_rsigma_matches_on_the_corpus(backend: Backend) ->
     }
     Ok(())
 }
+
+/// `vigil rules sigma check|deploy` and `vigil rules backtest` of a Sigma file (what the
+/// commands run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sigma_commands_check_deploy_and_backtest() -> anyhow::Result<()> {
+    let app = spawn_app(Backend::Sqlite).await?;
+    let peer_dir = repo_root().join("tests/fixtures/sigma/peer");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&peer_dir)?.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (results, ok) = tokio::task::block_in_place(|| vigil::cli::sigma_check(&files, Some("peer")))?;
+    assert!(ok, "{results:?}");
+    assert_eq!(results[0]["manifest"]["name"], "peer");
+    // Alone, a correlation file names a rule that is not in its deployment.
+    let lone = [peer_dir.join("brute_force.yml")];
+    let (results, ok) = tokio::task::block_in_place(|| vigil::cli::sigma_check(&lone, None))?;
+    assert!(!ok);
+    let error = results[0]["error"].as_str().unwrap();
+    assert!(error.contains("brute_force") && error.contains("failed_login") && error.contains("line 7"), "{error}");
+
+    // Backtest a Sigma file over stored events: alerts reported, nothing written.
+    let events: Vec<Value> = failed_logins("203.0.113.77", 0..7).as_array().unwrap().clone();
+    let (status, _) = app.post_events(&json!(events)).await?;
+    assert_eq!(status, 201);
+    let head_before = app.get("/v1/integrity/head").await?.1;
+    let (_, stored_before) = app.get("/v1/alerts").await?;
+    let file = std::env::temp_dir().join(format!("vigil-sigma-{}.yml", uuid::Uuid::now_v7().simple()));
+    std::fs::write(&file, peer_rules())?;
+    let (seen, alerts) = vigil::cli::backtest(&file, T0, Some(T0 + 86_400_000), app.config.clone()).await?;
+    assert_eq!(seen, 7);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["title"], "Brute force from one IP");
+    assert_eq!(alerts[0]["rule"], file.file_stem().unwrap().to_string_lossy().replace('-', "_"));
+    assert_eq!(app.get("/v1/alerts").await?.1, stored_before, "backtest writes no alert");
+    assert_eq!(app.get("/v1/integrity/head").await?.1, head_before, "and no event");
+    let _ = std::fs::remove_file(&file);
+
+    vigil::cli::sigma_deploy(&files, Some("peer"), &app.base, &app.admin_key).await?;
+    let (_, rule) = app.get("/v1/rules/peer").await?;
+    assert_eq!(rule["source"], "sigma", "{rule}");
+    Ok(())
+}

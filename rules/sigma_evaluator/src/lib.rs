@@ -623,7 +623,7 @@ pub fn build(name: &str, version: &str, text: &str) -> Result<SigmaEvaluator, St
         rules.extend(collection.rules.into_iter().map(|r| (r, i)));
         correlations.extend(collection.correlations.into_iter().map(|c| (c, i)));
     }
-    if rules.is_empty() {
+    if rules.is_empty() && correlations.is_empty() {
         return Err("the text holds no Sigma detection rule".into());
     }
 

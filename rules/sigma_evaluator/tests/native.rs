@@ -217,6 +217,10 @@ fn refusals_name_the_rule_and_line() {
         "title: Re\nlogsource: {product: app}\ndetection:\n  sel:\n    ip: x\n  other:\n    user_agent|re: '(unclosed'\n  condition: sel or other\n",
     );
     assert!(e.contains("line 7"), "{e}");
+    let e = refusal(
+        "title: Lone\ncorrelation:\n  type: event_count\n  rules:\n    - failed_login\n  timespan: 5m\n  condition: {gte: 6}\n",
+    );
+    assert!(e.contains("Lone") && e.contains("failed_login") && e.contains("line 5"), "{e}");
     let e = refusal("title: Broken\ndetection: [\n");
     assert!(e.contains("line"), "{e}");
     let e = refusal("title: Cond\nlogsource: {product: app}\ndetection:\n  sel: {ip: x}\n  condition: sel and nope\n");
