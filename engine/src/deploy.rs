@@ -42,6 +42,18 @@ pub enum DeployError {
     Store(#[from] StoreError),
 }
 
+/// A rule to deploy: its bytes (a wasm module or a Sigma text), the name it must have
+/// (required for Sigma, which is named by it), and its format.
+#[derive(Debug)]
+pub struct Upload {
+    /// The module or text.
+    pub bytes: Vec<u8>,
+    /// The rule name it is uploaded as.
+    pub name: Option<String>,
+    /// How to read the bytes.
+    pub format: RuleFormat,
+}
+
 /// Records rule changes in the store and the chain.
 #[derive(Clone)]
 pub struct RuleJournal {
@@ -90,12 +102,11 @@ impl RuleJournal {
         &self,
         slot: CompileSlot,
         registry: &Arc<RuleRegistry>,
-        bytes: Vec<u8>,
-        expected_name: Option<String>,
-        format: RuleFormat,
+        upload: Upload,
         source: &str,
         actor: &str,
     ) -> Result<Deployed, DeployError> {
+        let Upload { bytes, name: expected_name, format } = upload;
         let prepared = prepare_off_runtime(registry, bytes.clone(), expected_name, Some(format), Some(slot)).await??;
         let (name, sha256) = (prepared.name().to_owned(), prepared.sha256_hex());
         let _one_at_a_time = self.changes.lock().await;

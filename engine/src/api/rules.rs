@@ -111,12 +111,9 @@ pub async fn deploy(
             e
         }
     })?;
-    let format = upload_format(&req);
-    let deployed = state
-        .rule_journal
-        .deploy(slot, &state.rules, bytes.to_vec(), Some(name), format, "api", &who.key_id)
-        .await
-        .map_err(rule_error)?;
+    let upload = crate::deploy::Upload { bytes: bytes.to_vec(), name: Some(name), format: upload_format(&req) };
+    let deployed =
+        state.rule_journal.deploy(slot, &state.rules, upload, "api", &who.key_id).await.map_err(rule_error)?;
     tracing::info!(version = %deployed.version, sha256 = %deployed.sha256, cached = deployed.cached, "Rule deployed");
     let status = if deployed.replaced.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok(HttpResponse::build(status).json(deployed))

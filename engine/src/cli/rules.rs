@@ -296,7 +296,7 @@ pub fn sigma_check(files: &[PathBuf], name: Option<&str>) -> anyhow::Result<(Vec
     for (name, text) in sigma_deployments(files, name)? {
         match registry.prepare_as(&text, Some(&name), crate::rules::RuleFormat::Sigma) {
             Ok(p) => {
-                let manifest = crate::rules::manifest_json(&p.manifest());
+                let manifest = crate::rules::manifest_json(p.manifest());
                 out.push(
                     serde_json::json!({"name": name, "ok": true, "version": p.version(), "sha256": p.sha256_hex(),
                     "manifest": manifest}),

@@ -129,7 +129,8 @@ impl RulesDir {
             RuleFormat::Wasm => None,
         };
         let slot = self.journal.compile_slot().await;
-        match self.journal.deploy(slot, &self.registry, bytes, name, format, &source, "rules_dir").await {
+        let upload = super::Upload { bytes, name, format };
+        match self.journal.deploy(slot, &self.registry, upload, &source, "rules_dir").await {
             Ok(d) => {
                 tracing::info!(rule = %d.name, version = %d.version, sha256 = %d.sha256, file = %path.display(), "Rule deployed from the rules directory");
                 Some(d.name)
