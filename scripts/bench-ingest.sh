@@ -3,15 +3,23 @@
 # deployed, runs the load tool against it, prints the load tool's report.
 # Usage: scripts/bench-ingest.sh sqlite|postgres [load tool args, e.g. --events 200000]
 # VIGIL_BENCH_CONFIG: TOML appended to the server's config (e.g. $'[store]\nmax_group_events = 2000').
+# VIGIL_BENCH_RULES=sigma: the peer's seven Sigma rules (scripts/peer/sigma, one deployment)
+# instead of the Rust example rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=${1:-sqlite}; shift || true
 scripts/setup.sh $([[ $backend == postgres ]] && echo --postgres)
 target=${CARGO_TARGET_DIR:-$(pwd)/target}
-(cd rules && cargo build --release --target wasm32-unknown-unknown --target-dir "$target/wasm-rules/examples" -q)
-rules_dir="$target/wasm-rules/examples/wasm32-unknown-unknown/release"
 cargo build --release -q -p vigil-engine -p vigil-examples --bins --examples
 work=$(mktemp -d /tmp/vigil-bench.XXXXXX)
+if [[ ${VIGIL_BENCH_RULES:-} == sigma ]]; then
+  rules_dir="$work/rules"
+  mkdir -p "$rules_dir"
+  for f in scripts/peer/sigma/*.yml; do cat "$f"; echo "---"; done | sed '$d' > "$rules_dir/peer.yml"
+else
+  (cd rules && cargo build --release --target wasm32-unknown-unknown --target-dir "$target/wasm-rules/examples" -q)
+  rules_dir="$target/wasm-rules/examples/wasm32-unknown-unknown/release"
+fi
 key="vgl_bench_$(date +%s%N)"
 port=$((20000 + RANDOM % 20000))
 case $backend in

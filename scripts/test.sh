@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: engine unit tests, the SDK, the integration tests against real
-# SQLite and the real PostgreSQL (started if it is down), and the example rules' native tests;
+# SQLite and the real PostgreSQL (started if it is down), the example rules' and the Sigma
+# evaluator's native tests;
 # first the layer check (scripts/check-layers.py, see docs/architecture.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,8 @@ cargo test --workspace --tests
 cargo test --workspace --doc
 if [[ -f rules/Cargo.toml ]]; then
     (cd rules && cargo test)
+fi
+# The Sigma evaluator (its own workspace): native tests, and equivalence with rsigma 0.23.
+if [[ -f rules/sigma_evaluator/Cargo.toml ]]; then
+    (cd rules/sigma_evaluator && cargo test --locked)
 fi

@@ -26,7 +26,7 @@ mod rules;
 
 pub use call::{Call, query_escape};
 pub use integrity::{TailFilter, accept, export, progress, tail, verify_file, verify_server};
-pub use rules::{backtest, build, deploy, new_rule, test};
+pub use rules::{backtest, build, deploy, new_rule, sigma_check, sigma_deploy, sigma_deployments, test};
 
 /// The commented reference configuration (every key with its default and meaning).
 pub const REFERENCE_CONFIG: &str = include_str!("../../vigil.example.toml");

@@ -27,7 +27,7 @@ use crate::rules::limits::RateLimits;
 use crate::rules::module::{Sandbox, SandboxLimits};
 use crate::rules::registry::RegistryConfig;
 use crate::rules::registry::{Deployed, Prepared, Quarantine};
-use crate::rules::{RuleError, RuleRegistry};
+use crate::rules::{RuleError, RuleFormat, RuleRegistry};
 use crate::store::{Store, StoreError, StoredRule};
 
 /// Why a rule change could not be made: the runtime refused it, or recording it failed.
@@ -40,6 +40,18 @@ pub enum DeployError {
     /// Storage (or the chain) failed while recording the change; nothing took effect.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A rule to deploy: its bytes (a wasm module or a Sigma text), the name it must have
+/// (required for Sigma, which is named by it), and its format.
+#[derive(Debug)]
+pub struct Upload {
+    /// The module or text.
+    pub bytes: Vec<u8>,
+    /// The rule name it is uploaded as.
+    pub name: Option<String>,
+    /// How to read the bytes.
+    pub format: RuleFormat,
 }
 
 /// Records rule changes in the store and the chain.
@@ -90,12 +102,12 @@ impl RuleJournal {
         &self,
         slot: CompileSlot,
         registry: &Arc<RuleRegistry>,
-        bytes: Vec<u8>,
-        expected_name: Option<String>,
+        upload: Upload,
         source: &str,
         actor: &str,
     ) -> Result<Deployed, DeployError> {
-        let prepared = prepare_off_runtime(registry, bytes.clone(), expected_name, Some(slot)).await??;
+        let Upload { bytes, name: expected_name, format } = upload;
+        let prepared = prepare_off_runtime(registry, bytes.clone(), expected_name, Some(format), Some(slot)).await??;
         let (name, sha256) = (prepared.name().to_owned(), prepared.sha256_hex());
         let _one_at_a_time = self.changes.lock().await;
         let replaced = registry.sha_of(&name);
@@ -103,7 +115,7 @@ impl RuleJournal {
         // Intent first: the chain names the change before it is stored or takes effect, so
         // no version can run (now or after a crash and restart) without its chain event.
         let details = json!({"rule": name, "version": prepared.version(), "sha256": sha256,
-            "replaced": replaced, "source": source});
+            "replaced": replaced, "source": source, "format": prepared.format()});
         self.chain("rule_deployed", actor, details).await?;
         self.store
             .save_rule(&StoredRule {
@@ -162,12 +174,14 @@ async fn prepare_off_runtime(
     registry: &Arc<RuleRegistry>,
     module: Vec<u8>,
     expected_name: Option<String>,
+    format: Option<RuleFormat>,
     slot: Option<CompileSlot>,
 ) -> Result<Result<Prepared, RuleError>, DeployError> {
     let compiling = registry.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        compiling.prepare(&module, expected_name.as_deref())
+        let format = format.unwrap_or_else(|| RuleFormat::detect(&module));
+        compiling.prepare_as(&module, expected_name.as_deref(), format)
     })
     .await
     .map_err(|e| DeployError::Rule(RuleError::Fault(format!("compilation task failed: {e}"))))
@@ -182,7 +196,7 @@ pub async fn restore(store: &Store, registry: &Arc<RuleRegistry>) -> Result<(usi
     let (mut active, mut quarantined) = (0, 0);
     for row in rows {
         // At start, before the API serves: one at a time already.
-        let prepared = prepare_off_runtime(registry, row.module.clone(), Some(row.name.clone()), None).await?;
+        let prepared = prepare_off_runtime(registry, row.module.clone(), Some(row.name.clone()), None, None).await?;
         let quarantine = |reason: String| Quarantine {
             sha256: row.sha256.clone(),
             reason,

@@ -13,10 +13,12 @@ pub mod instance;
 pub mod limits;
 pub mod module;
 pub mod registry;
+pub mod sigma;
 
 use serde_json::Value;
 
 pub use registry::RuleRegistry;
+pub use sigma::RuleFormat;
 
 /// Errors of the rule runtime.
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,7 @@ macro_rules! export_rule {
 
             #[unsafe(no_mangle)]
             pub extern "C" fn vigil_manifest() -> i64 {
-                $crate::__private::manifest::<$rule>()
+                $crate::__private::manifest::<$rule>(&RULE)
             }
 
             #[unsafe(no_mangle)]
@@ -106,11 +106,16 @@ pub mod __private {
         unsafe { &(*INPUT.0.get()).0 }
     }
 
-    /// `vigil_manifest`.
-    pub fn manifest<R: Rule>() -> i64 {
-        // SAFETY: only this function touches MANIFEST, never re-entrantly.
-        let slot = unsafe { &mut *MANIFEST.0.get() };
-        let text = slot.get_or_insert_with(|| R::manifest().to_json());
+    /// `vigil_manifest`: the static manifest before init, the configured one after it
+    /// (ABI 1.3).
+    pub fn manifest<R: Rule>(rule: &RuleSlot<R>) -> i64 {
+        // SAFETY: only this function touches MANIFEST, and only init and evaluate touch the
+        // rule slot, never re-entrantly.
+        let (slot, runtime) = unsafe { (&mut *MANIFEST.0.get(), &*rule.0.0.get()) };
+        let text = match runtime {
+            Some(runtime) => slot.insert(runtime.manifest().to_json()),
+            None => slot.get_or_insert_with(|| R::manifest().to_json()),
+        };
         pack(text.as_ptr(), text.len())
     }
 

@@ -115,8 +115,9 @@ pub use severity::Severity;
 /// ABI major version implemented (ABI.md); the host refuses other majors.
 pub const ABI_MAJOR: u32 = 1;
 /// ABI minor version implemented; minor changes are additive (1.1: seqs of windows and
-/// distinct sets; 1.2: `emit_decision`).
-pub const ABI_MINOR: u32 = 2;
+/// distinct sets; 1.2: `emit_decision`; 1.3: the host reads the manifest again after init,
+/// so a rule may refine it from its configuration, see [`Rule::configured_manifest`]).
+pub const ABI_MINOR: u32 = 3;
 /// Bytes of the guest's static input area.
 pub const INPUT_AREA_BYTES: usize = 1 << 20;
 /// Verdict slots, i.e. most events per `vigil_evaluate` call.

@@ -24,6 +24,14 @@ pub trait Rule: Sized + 'static {
     /// matched the rule's condition (it counts as a match in the rule's metrics, whether or
     /// not an alert was emitted).
     fn evaluate(&mut self, event: &Event<'_>, ctx: &mut Context) -> bool;
+
+    /// The manifest refined by the configuration (ABI 1.3): the host reads the manifest
+    /// again after a successful init and uses this one (its fields, subscription, severity,
+    /// name...). For rules whose configuration is the rule itself (the Sigma evaluator);
+    /// `None` (the default) keeps [`Rule::manifest`].
+    fn configured_manifest(&self) -> Option<Manifest> {
+        None
+    }
 }
 
 /// Why a batch could not be evaluated (the rule call is counted as a fault).
@@ -77,8 +85,14 @@ impl<R: Rule> Runtime<R> {
     pub fn init(config_json: &[u8]) -> Result<Runtime<R>, String> {
         let text = std::str::from_utf8(config_json).map_err(|_| "rule configuration is not UTF-8".to_owned())?;
         let config = Config::parse(text)?;
-        let fields = FieldNames::new(R::manifest().fields);
-        Ok(Runtime { rule: R::init(&config)?, fields })
+        let rule = R::init(&config)?;
+        let fields = FieldNames::new(rule.configured_manifest().unwrap_or_else(R::manifest).fields);
+        Ok(Runtime { rule, fields })
+    }
+
+    /// The manifest in force: the configured one, else the static one.
+    pub fn manifest(&self) -> Manifest {
+        self.rule.configured_manifest().unwrap_or_else(R::manifest)
     }
 
     /// The rule.

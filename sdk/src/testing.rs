@@ -133,8 +133,12 @@ impl<R: Rule> Harness<R> {
         let runtime = {
             let _guard = HostGuard::install(&mut self.host);
             Runtime::<R>::init(self.config.as_bytes())
-        };
-        self.runtime = Some(runtime?);
+        }?;
+        let manifest = runtime.manifest();
+        manifest.validate().map_err(|e| e.0)?;
+        self.host.default_severity = Some(manifest.severity);
+        self.manifest = manifest;
+        self.runtime = Some(runtime);
         Ok(())
     }
 

@@ -28,4 +28,5 @@ mod ops_guards;
 mod outbox_crash;
 mod query;
 mod rules;
+mod sigma;
 mod tamper;

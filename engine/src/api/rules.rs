@@ -1,8 +1,11 @@
 //! `GET /v1/rules`, `GET /v1/rules/{name}`, `GET /v1/rules/{name}/stats` (role: read) and
-//! `PUT` / `DELETE /v1/rules/{name}` (role: admin). A PUT body is the `.wasm` module; it is
-//! compiled and validated on a blocking thread, then swapped in atomically. A refused module
-//! gets a 400 saying why, and the running version is untouched. Deploys and deletes are
-//! events in the chain carrying the module's SHA-256.
+//! `PUT` / `DELETE /v1/rules/{name}` (role: admin). A PUT body is the `.wasm` module, or with
+//! `Content-Type: application/yaml` a Sigma text (one rule, or several YAML documents:
+//! detection rules, the correlations naming them, pipelines) run by the embedded Sigma
+//! evaluator; it is compiled and validated on a blocking thread, then swapped in atomically.
+//! A refused rule gets a 400 saying why (for Sigma: which Sigma rule, which line, what is
+//! wrong), and the running version is untouched. Deploys and deletes are events in the
+//! chain carrying the version's SHA-256.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,7 +15,26 @@ use super::{AppState, read_body};
 use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::deploy::DeployError;
-use crate::rules::RuleError;
+use crate::rules::{RuleError, RuleFormat};
+
+/// The format of a PUT body, by its content type: YAML types are Sigma, anything else a
+/// wasm module (`application/wasm`, `application/octet-stream` or none).
+fn upload_format(req: &HttpRequest) -> RuleFormat {
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match content_type.as_str() {
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => RuleFormat::Sigma,
+        _ => RuleFormat::Wasm,
+    }
+}
 
 fn rule_error(e: DeployError) -> ApiError {
     match e {
@@ -89,11 +111,9 @@ pub async fn deploy(
             e
         }
     })?;
-    let deployed = state
-        .rule_journal
-        .deploy(slot, &state.rules, bytes.to_vec(), Some(name), "api", &who.key_id)
-        .await
-        .map_err(rule_error)?;
+    let upload = crate::deploy::Upload { bytes: bytes.to_vec(), name: Some(name), format: upload_format(&req) };
+    let deployed =
+        state.rule_journal.deploy(slot, &state.rules, upload, "api", &who.key_id).await.map_err(rule_error)?;
     tracing::info!(version = %deployed.version, sha256 = %deployed.sha256, cached = deployed.cached, "Rule deployed");
     let status = if deployed.replaced.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok(HttpResponse::build(status).json(deployed))

@@ -225,6 +225,11 @@ pub async fn deploy(file: &Path, name: Option<String>, url: &str, key: &str) -> 
             file.file_stem().and_then(|s| s.to_str()).context("cannot take a rule name from the file name")?.to_owned()
         }
     };
+    upload(bytes, &name, "application/wasm", url, key).await
+}
+
+/// `PUT /v1/rules/{name}`, retrying while the server compiles another rule.
+async fn upload(bytes: Vec<u8>, name: &str, content_type: &str, url: &str, key: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     // The server compiles one module at a time and answers 429 (with Retry-After) while
     // another compiles: wait and try again, a bounded number of times.
@@ -234,7 +239,7 @@ pub async fn deploy(file: &Path, name: Option<String>, url: &str, key: &str) -> 
         let resp = client
             .put(format!("{}/v1/rules/{name}", url.trim_end_matches('/')))
             .bearer_auth(key)
-            .header("content-type", "application/wasm")
+            .header("content-type", content_type)
             .body(bytes.clone())
             .send()
             .await
@@ -252,6 +257,66 @@ pub async fn deploy(file: &Path, name: Option<String>, url: &str, key: &str) -> 
         eprintln!("The server is compiling another module; retrying in {wait} s");
         tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
     }
+}
+
+/// The Sigma deployments of `files`: with `name`, all files joined (as YAML documents) into
+/// one deployment of that name, so correlations may name rules of other files; without,
+/// one deployment per file, named after its stem.
+pub fn sigma_deployments(files: &[PathBuf], name: Option<&str>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let read = |f: &PathBuf| std::fs::read(f).with_context(|| format!("read {}", f.display()));
+    match name {
+        Some(name) => {
+            let mut text = Vec::new();
+            for f in files {
+                if !text.is_empty() {
+                    text.extend_from_slice(b"\n---\n");
+                }
+                text.extend(read(f)?);
+            }
+            Ok(vec![(name.to_owned(), text)])
+        }
+        None => files
+            .iter()
+            .map(|f| {
+                let stem =
+                    f.file_stem().and_then(|s| s.to_str()).context("cannot take a rule name from the file name")?;
+                Ok((crate::rules::sigma::name_from_file(stem), read(f)?))
+            })
+            .collect(),
+    }
+}
+
+/// `vigil rules sigma check`: compiles each deployment with the embedded evaluator, as the
+/// server would, without a server. Returns one JSON object per deployment (its manifest, or
+/// the refusal) and whether all were accepted.
+pub fn sigma_check(files: &[PathBuf], name: Option<&str>) -> anyhow::Result<(Vec<serde_json::Value>, bool)> {
+    let registry = crate::deploy::build_registry(&Config::default(), None, Default::default())?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (name, text) in sigma_deployments(files, name)? {
+        match registry.prepare_as(&text, Some(&name), crate::rules::RuleFormat::Sigma) {
+            Ok(p) => {
+                let manifest = crate::rules::manifest_json(p.manifest());
+                out.push(
+                    serde_json::json!({"name": name, "ok": true, "version": p.version(), "sha256": p.sha256_hex(),
+                    "manifest": manifest}),
+                );
+            }
+            Err(e) => {
+                ok = false;
+                out.push(serde_json::json!({"name": name, "ok": false, "error": e.to_string()}));
+            }
+        }
+    }
+    Ok((out, ok))
+}
+
+/// `vigil rules sigma deploy`: uploads each deployment (`Content-Type: application/yaml`).
+pub async fn sigma_deploy(files: &[PathBuf], name: Option<&str>, url: &str, key: &str) -> anyhow::Result<()> {
+    for (name, text) in sigma_deployments(files, name)? {
+        upload(text, &name, "application/yaml", url, key).await?;
+    }
+    Ok(())
 }
 
 /// `vigil rules backtest`: evaluates `file` over stored events with event time in
@@ -281,7 +346,14 @@ pub async fn backtest(
         .await
         .with_context(|| format!("open the database {} read-only", redact_url(&config.database_url)))?;
     let registry = Arc::new(crate::deploy::build_registry(&config, None, Default::default())?);
-    let rule = tokio::task::block_in_place(|| registry.deploy(&bytes, None, "backtest"))?;
+    // A Sigma file is named after its stem, as the rules directory names it.
+    let name = match crate::rules::RuleFormat::detect(&bytes) {
+        crate::rules::RuleFormat::Sigma => {
+            file.file_stem().map(|s| crate::rules::sigma::name_from_file(&s.to_string_lossy()))
+        }
+        crate::rules::RuleFormat::Wasm => None,
+    };
+    let rule = tokio::task::block_in_place(|| registry.deploy(&bytes, name.as_deref(), "backtest"))?;
     eprintln!(
         "Backtesting {} {} (sha256 {}) from {}",
         rule.name,

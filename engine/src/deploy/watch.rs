@@ -1,4 +1,5 @@
-//! The watched rules directory (`--rules-dir`): every `*.wasm` file is deployed at start and
+//! The watched rules directory (`--rules-dir`): every `*.wasm` file (and every Sigma file,
+//! `*.yml` or `*.yaml`, one deployment per file named after its stem) is deployed at start and
 //! the directory is polled (default every 250 ms), so a new or changed file is active within a
 //! second and a removed file's rule is deleted. Files are tracked by content (SHA-256) and
 //! rules by manifest name, so a rename, an atomic replace with the same bytes, or a restart
@@ -15,7 +16,16 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::RuleJournal;
-use crate::rules::RuleRegistry;
+use crate::rules::{RuleFormat, RuleRegistry, sigma};
+
+/// The format of a rules-directory file, by extension (none: not a rule file).
+fn file_format(path: &Path) -> Option<RuleFormat> {
+    match path.extension()?.to_str()? {
+        "wasm" => Some(RuleFormat::Wasm),
+        "yml" | "yaml" => Some(RuleFormat::Sigma),
+        _ => None,
+    }
+}
 
 #[derive(Clone, PartialEq)]
 struct Seen {
@@ -57,7 +67,7 @@ impl RulesDir {
             Ok(entries) => {
                 for entry in entries.flatten() {
                     let path = entry.path();
-                    if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+                    if file_format(&path).is_some() && path.is_file() {
                         present.push(path);
                     }
                 }
@@ -76,7 +86,12 @@ impl RulesDir {
                 continue;
             }
             let Ok(bytes) = tokio::fs::read(path).await else { continue };
-            let sha256 = hex::encode(Sha256::digest(&bytes));
+            // The SHA-256 the registry knows the rule by: the module's, or for a Sigma file
+            // the evaluator's and the text's.
+            let sha256 = match file_format(path) {
+                Some(RuleFormat::Sigma) => hex::encode(sigma::version_sha256(&bytes)),
+                _ => hex::encode(Sha256::digest(&bytes)),
+            };
             let mut seen = Seen {
                 modified: meta.modified().ok(),
                 len: meta.len(),
@@ -107,8 +122,15 @@ impl RulesDir {
 
     async fn deploy_file(&self, path: &Path, bytes: Vec<u8>, sha256: &str) -> Option<String> {
         let source = format!("file:{}", path.display());
+        let format = file_format(path).unwrap_or(RuleFormat::Wasm);
+        // A wasm module names itself (its manifest); a Sigma file is named after its stem.
+        let name = match format {
+            RuleFormat::Sigma => path.file_stem().map(|s| sigma::name_from_file(&s.to_string_lossy())),
+            RuleFormat::Wasm => None,
+        };
         let slot = self.journal.compile_slot().await;
-        match self.journal.deploy(slot, &self.registry, bytes, None, &source, "rules_dir").await {
+        let upload = super::Upload { bytes, name, format };
+        match self.journal.deploy(slot, &self.registry, upload, &source, "rules_dir").await {
             Ok(d) => {
                 tracing::info!(rule = %d.name, version = %d.version, sha256 = %d.sha256, file = %path.display(), "Rule deployed from the rules directory");
                 Some(d.name)

@@ -218,19 +218,25 @@ impl RuleInstance {
             let f = classify(&e, store.data());
             invalid(format!("{what} failed ({}): {}", f.kind, f.detail))
         };
-        let (mptr, mlen) =
-            unpack(manifest_fn.call(&mut store, ()).map_err(|e| call_fault(&store, e, "vigil_manifest"))?);
-        if mlen > MAX_MANIFEST_BYTES {
-            return Err(invalid(format!("the manifest is {mlen} bytes, at most {MAX_MANIFEST_BYTES}")));
-        }
-        let manifest_bytes = memory
-            .data(&store)
-            .get(mptr..mptr.saturating_add(mlen))
-            .ok_or_else(|| invalid("the manifest points outside memory".into()))?;
-        let text = std::str::from_utf8(manifest_bytes).map_err(|_| invalid("the manifest is not UTF-8".into()))?;
-        let manifest = Manifest::from_json(text)
-            .map_err(|e| invalid(format!("the manifest is not valid JSON of the expected shape: {}", e.0)))?;
-        super::validate_manifest(&manifest)?;
+        let read_manifest = |store: &mut Store<HostState>| -> Result<(String, Manifest), RuleError> {
+            let (mptr, mlen) =
+                unpack(manifest_fn.call(&mut *store, ()).map_err(|e| call_fault(store, e, "vigil_manifest"))?);
+            if mlen > MAX_MANIFEST_BYTES {
+                return Err(invalid(format!("the manifest is {mlen} bytes, at most {MAX_MANIFEST_BYTES}")));
+            }
+            let manifest_bytes = memory
+                .data(&*store)
+                .get(mptr..mptr.saturating_add(mlen))
+                .ok_or_else(|| invalid("the manifest points outside memory".into()))?;
+            let text = std::str::from_utf8(manifest_bytes)
+                .map_err(|_| invalid("the manifest is not UTF-8".into()))?
+                .to_owned();
+            let manifest = Manifest::from_json(&text)
+                .map_err(|e| invalid(format!("the manifest is not valid JSON of the expected shape: {}", e.0)))?;
+            super::validate_manifest(&manifest)?;
+            Ok((text, manifest))
+        };
+        let (manifest_text, manifest) = read_manifest(&mut store)?;
         let input = unpack(input_fn.call(&mut store, ()).map_err(|e| call_fault(&store, e, "vigil_input_area"))?);
         let verdicts = unpack(verdicts_fn.call(&mut store, ()).map_err(|e| call_fault(&store, e, "vigil_verdicts"))?);
         let mem_len = memory.data_size(&store);
@@ -251,6 +257,10 @@ impl RuleInstance {
             let why = store.data().last_error.clone().unwrap_or_default();
             return Err(invalid(format!("vigil_init refused the configuration (code {rc}): {why}")));
         }
+        // ABI 1.3: the manifest after init is the one in force (a rule may refine it from its
+        // configuration); a module answering the same text keeps the first.
+        let (after_text, after) = read_manifest(&mut store)?;
+        let manifest = if after_text == manifest_text { manifest } else { after };
         let instance = Self { store, memory, evaluate, input, verdicts, limits };
         Ok((instance, manifest, minor))
     }

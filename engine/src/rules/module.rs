@@ -68,6 +68,8 @@ pub struct CompiledRule {
     pub pre: InstancePre<HostState>,
     /// Configuration JSON given to init.
     pub config_json: Arc<str>,
+    /// A wasm module, or a Sigma text run by the embedded evaluator.
+    pub format: super::RuleFormat,
 }
 
 /// Engine, linker and module cache.
@@ -151,7 +153,58 @@ impl Sandbox {
     /// instance runs init with `config_json` under the same deadline and memory cap as
     /// evaluation, so a hostile init cannot hang or exhaust the server.
     pub fn compile(&self, bytes: &[u8], config_for: &dyn Fn(&str) -> String) -> Result<CompiledRule, RuleError> {
-        if bytes.len() > self.limits.max_module_bytes {
+        let (sha256, pre) = self.link(bytes, true)?;
+        // Probe with an empty config to read the manifest, then start for real with the
+        // rule's configured one.
+        // Both probes use a throwaway state, so deploying cannot touch the live rule's state.
+        // Probes use a throwaway governor (and never see the live rule's state).
+        let probe =
+            HostState::new(Arc::from("(deploying)"), Severity::P3, Self::probe_governor(), self.limits.memory_bytes);
+        let (_, manifest, abi_minor) = RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), "{}")?;
+        let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();
+        let config_json = config_for(&manifest.name).into();
+        let rule =
+            CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json, format: super::RuleFormat::Wasm };
+        if &*rule.config_json != "{}" {
+            self.instantiate(&rule, Self::probe_governor(), None)?;
+        }
+        Ok(rule)
+    }
+
+    /// Compiles a module whose configuration is the rule itself (the Sigma evaluator with
+    /// a Sigma text): init runs once with `config_json`, and the manifest read after it
+    /// (ABI 1.3) is the rule's. `sha256` is the version's identity (module and text).
+    pub fn compile_configured(
+        &self,
+        bytes: &[u8],
+        config_json: &str,
+        sha256: [u8; 32],
+    ) -> Result<CompiledRule, RuleError> {
+        // The evaluator is Vigil's own module, not an upload: no size cap.
+        let (_, pre) = self.link(bytes, false)?;
+        let probe =
+            HostState::new(Arc::from("(deploying)"), Severity::P3, Self::probe_governor(), self.limits.memory_bytes);
+        let (_, manifest, abi_minor) =
+            RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), config_json)?;
+        let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();
+        Ok(CompiledRule {
+            sha256,
+            manifest,
+            fields,
+            abi_minor,
+            pre,
+            config_json: config_json.into(),
+            format: super::RuleFormat::Sigma,
+        })
+    }
+
+    fn probe_governor() -> Arc<Mutex<Governor>> {
+        Arc::new(Mutex::new(Governor::new(RateLimits::default())))
+    }
+
+    /// The module of `bytes` (compiled, or from the caches) linked against the rule ABI.
+    fn link(&self, bytes: &[u8], capped: bool) -> Result<([u8; 32], InstancePre<HostState>), RuleError> {
+        if capped && bytes.len() > self.limits.max_module_bytes {
             return Err(RuleError::Invalid(format!(
                 "module is {} bytes (at most {})",
                 bytes.len(),
@@ -181,20 +234,7 @@ impl Sandbox {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| RuleError::Invalid(format!("imports do not match the rule ABI: {e:#}")))?;
-        // Probe with an empty config to read the manifest, then start for real with the
-        // rule's configured one.
-        // Both probes use a throwaway state, so deploying cannot touch the live rule's state.
-        // Probes use a throwaway governor (and never see the live rule's state).
-        let governor = || Arc::new(Mutex::new(Governor::new(RateLimits::default())));
-        let probe = HostState::new(Arc::from("(deploying)"), Severity::P3, governor(), self.limits.memory_bytes);
-        let (_, manifest, abi_minor) = RuleInstance::start(&self.engine, &pre, probe, self.instance_limits(), "{}")?;
-        let fields = manifest.fields.iter().map(|f| FieldPath::parse(f).expect("validated")).collect();
-        let config_json = config_for(&manifest.name).into();
-        let rule = CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json };
-        if &*rule.config_json != "{}" {
-            self.instantiate(&rule, governor(), None)?;
-        }
-        Ok(rule)
+        Ok((sha256, pre))
     }
 
     /// A fresh instance of a compiled rule bound to the rule's rate limits (its state is

@@ -18,7 +18,7 @@ use vigil_sdk::state::{StateLimits, StateStore};
 
 use super::limits::{Governor, RateLimits, Strikes};
 use super::module::{CompiledRule, Sandbox};
-use super::{Clause, RuleError, RuleKind};
+use super::{Clause, RuleError, RuleFormat, RuleKind};
 
 /// Counters of one rule name (across its versions).
 #[derive(Debug, Default)]
@@ -208,6 +208,8 @@ pub struct Deployed {
     pub replaced: Option<String>,
     /// Whether compilation was skipped (module cache hit).
     pub cached: bool,
+    /// `wasm` or `sigma`.
+    pub format: RuleFormat,
 }
 
 /// Quarantine record of a rule name.
@@ -281,6 +283,16 @@ impl Prepared {
         hex::encode(self.compiled.sha256)
     }
 
+    /// The manifest in force.
+    pub fn manifest(&self) -> &super::Manifest {
+        &self.compiled.manifest
+    }
+
+    /// `wasm` or `sigma`.
+    pub fn format(&self) -> RuleFormat {
+        self.compiled.format
+    }
+
     /// The configuration JSON its init was given.
     pub fn config_json(&self) -> &str {
         &self.compiled.config_json
@@ -330,9 +342,50 @@ impl RuleRegistry {
         self.current.load_full()
     }
 
-    /// Compiles and validates a module without activating it. CPU heavy: call from a
-    /// blocking thread. When `expected_name` is given the manifest name must equal it.
+    /// Compiles and validates a rule without activating it, in the format its bytes show
+    /// (stored rules at start). CPU heavy: call from a blocking thread. When `expected_name`
+    /// is given the manifest name must equal it (a Sigma text needs it: it is the name).
     pub fn prepare(&self, bytes: &[u8], expected_name: Option<&str>) -> Result<Prepared, RuleError> {
+        self.prepare_as(bytes, expected_name, RuleFormat::detect(bytes))
+    }
+
+    /// [`Self::prepare`] in a given format (the upload's content type, the file's extension).
+    pub fn prepare_as(
+        &self,
+        bytes: &[u8],
+        expected_name: Option<&str>,
+        format: RuleFormat,
+    ) -> Result<Prepared, RuleError> {
+        match format {
+            RuleFormat::Wasm => self.prepare_wasm(bytes, expected_name),
+            RuleFormat::Sigma => self.prepare_sigma(bytes, expected_name),
+        }
+    }
+
+    /// A Sigma text: the embedded evaluator with the text as configuration, versioned by
+    /// the SHA-256 of both.
+    fn prepare_sigma(&self, text: &[u8], expected_name: Option<&str>) -> Result<Prepared, RuleError> {
+        let name = expected_name
+            .ok_or_else(|| RuleError::Invalid("a Sigma deployment needs a rule name (the URL or file name)".into()))?;
+        let sha = super::sigma::version_sha256(text);
+        let config = super::sigma::config_json(name, text, &sha)?;
+        let evaluator: [u8; 32] =
+            sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), super::sigma::EVALUATOR)).into();
+        let cached = self.sandbox.is_cached(&evaluator);
+        let compiled = self
+            .sandbox
+            .compile_configured(super::sigma::EVALUATOR, &config, sha)
+            .map_err(|e| super::sigma::refusal(name, e))?;
+        if compiled.manifest.name != name {
+            return Err(RuleError::Invalid(format!(
+                "Sigma deployment {name}: the evaluator named it {:?}",
+                compiled.manifest.name
+            )));
+        }
+        Ok(Prepared { compiled, cached })
+    }
+
+    fn prepare_wasm(&self, bytes: &[u8], expected_name: Option<&str>) -> Result<Prepared, RuleError> {
         let sha: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), bytes)).into();
         let cached = self.sandbox.is_cached(&sha);
         let config = |name: &str| self.config.rule_config.get(name).cloned().unwrap_or_else(|| "{}".into());
@@ -387,6 +440,7 @@ impl RuleRegistry {
             sha256: rule.sha256_hex(),
             replaced,
             cached,
+            format: rule.compiled.format,
         };
         rules.push(rule);
         rules.sort_by(|a, b| a.name().cmp(b.name()));
@@ -494,7 +548,10 @@ impl RuleRegistry {
             "name": m["name"], "version": m["version"], "kind": m["kind"], "status": "active",
             "sha256": r.sha256_hex(), "description": m["description"], "severity": m["severity"],
             "mitre": m["mitre"], "fields": m["fields"], "subscribe": m["subscribe"], "windows_ms": m["windows_ms"],
-            "abi_minor": r.compiled.abi_minor, "source": r.source,
+            "abi_minor": r.compiled.abi_minor,
+            // Sigma deployments list as `source: sigma`; `origin` is where any rule came from.
+            "source": match r.compiled.format { RuleFormat::Sigma => "sigma", RuleFormat::Wasm => r.source.as_str() },
+            "origin": r.source, "format": r.compiled.format,
             "deployed_at": crate::event::format_rfc3339_ms(r.deployed_at),
             "state": {"keys": g(&s.state_keys), "bytes": g(&s.state_bytes), "evictions": g(&s.state_evictions)},
             "strikes": r.strikes.lock().expect("strikes lock").current(Instant::now(), self.config.fault_decay),

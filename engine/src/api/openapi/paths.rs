@@ -266,12 +266,20 @@ fn rules() -> Vec<(&'static str, &'static str, Op)> {
         (
             "put",
             "/v1/rules/{name}",
-            Op::new("deployRule", "rules", "Deploy or replace a rule: the body is the .wasm module", Some("admin"))
-                .params(vec![name_param()])
-                .body(json!({"required": true, "content": {
-                    "application/wasm": {"schema": {"type": "string", "format": "binary"}},
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                }}))
+            Op::new(
+                "deployRule",
+                "rules",
+                "Deploy or replace a rule: the body is the .wasm module, or (application/yaml) Sigma rules run by the \
+                 embedded Sigma evaluator: one rule, or YAML documents of detection rules, the correlation rules \
+                 naming them and pySigma-style pipelines",
+                Some("admin"),
+            )
+            .params(vec![name_param()])
+            .body(json!({"required": true, "content": {
+                "application/wasm": {"schema": {"type": "string", "format": "binary"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/yaml": {"schema": {"type": "string", "description": "Sigma YAML (UTF-8, at most 512 KiB)"}},
+            }}))
                 .ok(200, "replaced a running version", r("Deployed"))
                 .ok(201, "deployed", r("Deployed"))
                 .link(201, "getRule", "name")
@@ -279,7 +287,8 @@ fn rules() -> Vec<(&'static str, &'static str, Op)> {
                 .link(201, "deleteRule", "name")
                 .err(
                     400,
-                    "invalid_rule: the module was refused (not a valid rule module); the running version is untouched",
+                    "invalid_rule: the module was refused (not a valid rule module), or the Sigma text (the message names \
+                     the Sigma rule, the line and what is wrong); the running version is untouched",
                 )
                 .err(413, "module larger than rules.max_module_bytes")
                 .err(

@@ -169,7 +169,11 @@ pub(super) fn schemas() -> Value {
             "status": {"type": "string", "enum": ["active", "quarantined"]},
             "version": {"type": "string"}, "kind": {"type": "string", "enum": ["detection", "routing"]},
             "sha256": hex64(), "description": {"type": "string"}, "severity": {"type": ["string", "null"]},
-            "abi_minor": {"type": "integer"}, "source": {"type": "string"}, "deployed_at": time(),
+            "abi_minor": {"type": "integer"},
+            "source": {"type": "string", "description": "`sigma` for Sigma rules; else where the module came from (`api`, `file:<path>`)"},
+            "origin": {"type": "string", "description": "where the rule came from: `api` or `file:<path>`"},
+            "format": {"type": "string", "enum": ["wasm", "sigma"]},
+            "deployed_at": time(),
             "state": {"type": "object"}, "stats": {"type": ["object", "null"]},
             "quarantine": {"type": "object"},
         })),
@@ -177,10 +181,11 @@ pub(super) fn schemas() -> Value {
             "name": {"type": "string"}, "status": {"type": "string"}, "sha256": hex64(),
             "version": {"type": ["string", "null"]}, "stats": {"type": ["object", "null"]}, "state": {"type": ["object", "null"]},
         })),
-        "Deployed": object(&["name", "version", "sha256", "replaced", "cached"], json!({
+        "Deployed": object(&["name", "version", "sha256", "replaced", "cached", "format"], json!({
             "name": {"type": "string"}, "version": {"type": "string"}, "sha256": hex64(),
             "replaced": {"type": ["string", "null"], "description": "SHA-256 of the version it replaced"},
             "cached": {"type": "boolean", "description": "compilation skipped (module cache hit)"},
+            "format": {"type": "string", "enum": ["wasm", "sigma"]},
         })),
         "Alert": object(
             &["id", "rule", "rule_version", "rule_sha256", "severity", "title", "status", "count", "first_seen", "last_seen", "event_seqs", "dedup_key"],

@@ -455,6 +455,36 @@ pub enum IntegrityCommand {
 }
 
 #[derive(Subcommand)]
+pub enum SigmaCommand {
+    /// Compile Sigma files with the embedded evaluator, as the server would (no server
+    /// needed); prints each deployment's manifest or what is wrong (rule, line, reason).
+    Check {
+        /// Sigma YAML files (one or more rules per file).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Check all files as one deployment of this name (correlations may then name rules
+        /// of other files); default: one deployment per file, named after its stem.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Deploy Sigma files to a running server (PUT /v1/rules/{name}, application/yaml).
+    Deploy {
+        /// Sigma YAML files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Deploy all files as one deployment of this name; default: one per file (stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// Server URL.
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Admin API key.
+        #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum RulesCommand {
     /// List the rules deployed on a running server with their counters.
     List {
@@ -493,9 +523,15 @@ pub enum RulesCommand {
         #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
         key: String,
     },
-    /// Run a module over stored events and print the alerts it would raise (writes nothing).
+    /// Sigma rules: check them offline, or deploy them to a running server.
+    Sigma {
+        #[command(subcommand)]
+        command: SigmaCommand,
+    },
+    /// Run a module (or a Sigma file) over stored events and print the alerts it would raise
+    /// (writes nothing).
     Backtest {
-        /// The .wasm file.
+        /// The .wasm file (or a Sigma .yml file, named after its stem).
         file: PathBuf,
         /// Start of the event-time range (RFC 3339 or epoch ms).
         #[arg(long)]

@@ -8,7 +8,7 @@ use vigil::config::Config;
 
 use args::{
     AlertsCommand, AllowlistCommand, Cli, Command, ConfigCommand, DecisionsCommand, EventsCommand, IntegrityCommand,
-    KeysCommand, RulesCommand,
+    KeysCommand, RulesCommand, SigmaCommand,
 };
 
 /// mimalloc instead of the system allocator: ingest allocates and frees many small JSON
@@ -239,6 +239,21 @@ async fn rules(command: RulesCommand) -> anyhow::Result<()> {
         RulesCommand::Build { path } => vigil::cli::build(&path, None),
         RulesCommand::Test { path } => vigil::cli::test(&path, None),
         RulesCommand::Deploy { file, name, url, key } => vigil::cli::deploy(&file, name, &url, &key).await,
+        RulesCommand::Sigma { command: SigmaCommand::Check { files, name } } => {
+            let (results, ok) = tokio::task::block_in_place(|| vigil::cli::sigma_check(&files, name.as_deref()))?;
+            #[allow(clippy::print_stdout)]
+            for r in &results {
+                println!("{r}");
+            }
+            if !ok {
+                anyhow::bail!("some Sigma deployments were refused (see above)");
+            }
+            eprintln!("{} Sigma deployment(s) ok", results.len());
+            Ok(())
+        }
+        RulesCommand::Sigma { command: SigmaCommand::Deploy { files, name, url, key } } => {
+            vigil::cli::sigma_deploy(&files, name.as_deref(), &url, &key).await
+        }
         RulesCommand::Backtest { file, since, until, server } => {
             let time = |s: &str| {
                 vigil::event::parse_time(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not an RFC 3339 time or epoch ms"))
