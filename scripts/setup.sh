@@ -17,6 +17,9 @@ if [[ "${1:-}" == "--postgres" ]]; then
         python3 -c "import $module" 2>/dev/null \
             || python3 -m pip install --quiet --disable-pip-version-check "$module"
     done
+    # The OpenTelemetry Python SDK and its OTLP/HTTP exporter (the POST /v1/logs tests).
+    python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http" 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
     if ! command -v chromium >/dev/null 2>&1; then
         echo "chromium is not installed; installing Debian's chromium package with apt-get" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null

@@ -15,6 +15,7 @@ pub mod integrity;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod otlp;
 pub mod receivers;
 pub mod rules;
 pub mod silences;
@@ -99,6 +100,7 @@ routes! {
     get "/v1/openapi.json" => openapi::serve,
     get "/v1/whoami" => ops::whoami,
     post "/v1/events" => events::post_events,
+    post "/v1/logs" => otlp::post_logs,
     get "/v1/events" => events::list_events,
     get "/v1/events/stats" => events::stats,
     get "/v1/events/export" => export::export,

@@ -4,12 +4,13 @@
 //! in `store`.
 
 pub mod mask;
+pub mod otlp;
 pub mod validate;
 
 pub use mask::Masker;
 pub use validate::{
     DEFAULT_EVENTS_PER_REQUEST, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST, Problem, parse_body, split_body,
-    validate_batch, validate_body, validate_pieces,
+    validate_batch, validate_body, validate_each, validate_pieces,
 };
 
 pub use crate::event::MASK_POLICY_VERSION;

@@ -95,6 +95,50 @@ pub(super) fn schemas() -> Value {
                 "event_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1}, "duplicate": {"type": "boolean"},
             }))},
         })),
+        "OtlpLogsRequest": {
+            "type": "object",
+            "description": "ExportLogsServiceRequest in OTLP/JSON (lowerCamelCase members; unknown members ignored)",
+            "properties": {"resourceLogs": {"type": "array", "items": {"type": "object", "properties": {
+                "resource": {"type": "object", "properties": {"attributes": {"type": "array", "items": r("OtlpKeyValue")}}},
+                "scopeLogs": {"type": "array", "items": {"type": "object", "properties": {
+                    "scope": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
+                    "logRecords": {"type": "array", "items": {"type": "object", "properties": {
+                        "timeUnixNano": {"type": ["string", "integer"], "pattern": "^[0-9]{1,20}$", "minimum": 0, "maximum": 9_223_372_036_854_775_807i64},
+                        "observedTimeUnixNano": {"type": ["string", "integer"], "pattern": "^[0-9]{1,20}$", "minimum": 0, "maximum": 9_223_372_036_854_775_807i64},
+                        "severityNumber": {"type": "integer", "minimum": 0, "maximum": 24},
+                        "severityText": {"type": "string"},
+                        "eventName": {"type": "string"},
+                        "body": r("OtlpAnyValue"),
+                        "attributes": {"type": "array", "items": r("OtlpKeyValue")},
+                        "traceId": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
+                        "spanId": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
+                    }}},
+                }}},
+            }}}},
+        },
+        "OtlpKeyValue": object(&["key"], json!({"key": {"type": "string"}, "value": r("OtlpAnyValue")})),
+        "OtlpAnyValue": {
+            "type": "object",
+            "description": "one of stringValue, boolValue, intValue, doubleValue, arrayValue {values}, kvlistValue {values}, bytesValue (base64)",
+            "maxProperties": 1,
+            "properties": {
+                "stringValue": {"type": "string"},
+                "boolValue": {"type": "boolean"},
+                "intValue": {"type": ["string", "integer"], "pattern": "^-?[0-9]{1,19}$"},
+                "doubleValue": {"type": "number"},
+                "bytesValue": {"type": "string", "contentEncoding": "base64"},
+                "arrayValue": {"type": "object", "properties": {"values": {"type": "array", "items": r("OtlpAnyValue")}}},
+                "kvlistValue": {"type": "object", "properties": {"values": {"type": "array", "items": r("OtlpKeyValue")}}},
+            },
+        },
+        "OtlpLogsResponse": {
+            "type": "object",
+            "description": "ExportLogsServiceResponse in OTLP/JSON: empty when every record was stored",
+            "properties": {"partialSuccess": object(&["rejectedLogRecords", "errorMessage"], json!({
+                "rejectedLogRecords": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "records refused (an int64, as a decimal string)"},
+                "errorMessage": {"type": "string", "description": "one line per refused record: its path (resourceLogs[i].scopeLogs[j].logRecords[k]), the field and the problem"},
+            }))},
+        },
         "Count": object(&["value", "count"], json!({"value": {"type": "string"}, "count": {"type": "integer"}})),
         "OtherCount": object(&["values", "count"], json!({
             "values": {"type": "integer", "minimum": 0, "description": "distinct values past the 100 listed"},
