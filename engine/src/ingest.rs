@@ -4,6 +4,7 @@
 //! in `store`.
 
 pub mod mask;
+pub mod ocsf;
 pub mod otlp;
 pub mod validate;
 

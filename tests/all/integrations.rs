@@ -1,4 +1,5 @@
 //! Inputs and outputs in the ecosystem's standards (docs/integrations.md): OTLP logs in
 //! (`otlp`), OCSF in and out (`ocsf`), syslog listeners (`syslog`).
 
+mod ocsf;
 mod otlp;

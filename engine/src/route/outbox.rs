@@ -48,6 +48,7 @@ impl Outbox {
         receivers: Arc<HashMap<String, Receiver>>,
         wake: Arc<Notify>,
         stats: Arc<RouteStats>,
+        rules: Option<Arc<crate::rules::RuleRegistry>>,
     ) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(config.outbox.timeout_secs.max(1));
         let http = crate::net::http_client(timeout).build()?;
@@ -59,7 +60,7 @@ impl Outbox {
             breakers: Mutex::new(breakers),
             http,
             config: config.outbox.clone(),
-            ctx: receivers::Context { external_url: config.alerts.external_url.clone(), timeout },
+            ctx: receivers::Context { external_url: config.alerts.external_url.clone(), timeout, rules },
             wake,
             sent: Mutex::default(),
             started_at: config.clock.now_ms(),

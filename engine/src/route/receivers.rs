@@ -7,6 +7,7 @@
 //! start and never formatted into logs or errors: errors name the receiver and the status.
 
 mod email;
+mod ocsf;
 mod pagerduty;
 mod slack;
 mod webhook;
@@ -20,6 +21,7 @@ use crate::config::ReceiverConfig;
 use crate::store::NotificationRow;
 
 pub use email::email_bodies;
+pub use ocsf::{OCSF_VERSION, ocsf_body};
 pub use pagerduty::{pagerduty_body, pagerduty_severity};
 pub use slack::slack_body;
 pub use webhook::{alertmanager_body, sign, vigil_body};
@@ -63,6 +65,7 @@ pub struct Receiver {
     http: Option<reqwest::Client>,
     secret: Option<Vec<u8>>,
     alertmanager: bool,
+    ocsf: bool,
     routing_key: Option<String>,
     smtp: Option<email::Smtp>,
     /// Digest: the receiver it goes through.
@@ -161,6 +164,7 @@ impl Receiver {
             http,
             secret,
             alertmanager: c.format.as_deref() == Some("alertmanager"),
+            ocsf: c.format.as_deref() == Some("ocsf"),
             routing_key,
             smtp,
             via: c.via.clone(),
@@ -203,15 +207,28 @@ impl Receiver {
 }
 
 /// What renderers need besides the notification.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     /// Base URL for links back to Vigil.
     pub external_url: String,
     /// Delivery timeout for SMTP (the HTTP clients carry their own).
     pub timeout: Duration,
+    /// The deployed rules (their MITRE ids go into OCSF findings).
+    pub rules: Option<std::sync::Arc<crate::rules::RuleRegistry>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("external_url", &self.external_url).finish_non_exhaustive()
+    }
 }
 
 impl Context {
+    /// The MITRE ATT&CK ids of a deployed rule's manifest (none when it is gone).
+    fn mitre_of(&self, rule: &str) -> Vec<String> {
+        self.rules.as_ref().map(|r| r.mitre_of(rule)).unwrap_or_default()
+    }
+
     fn alert_link(&self, id: &Value) -> String {
         format!("{}/#/alerts/{}", self.external_url.trim_end_matches('/'), id)
     }

@@ -109,8 +109,13 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
         "post",
         "/v1/events",
         Op::new("postEvents", "events", "Ingest one event, a JSON array of events, or NDJSON", Some("ingest"))
+            .params(vec![query(
+                "format",
+                json!({"type": "string", "enum": ["vigil", "ocsf"], "default": "vigil"}),
+                "`ocsf`: the events are OCSF 1.x Account Change (3001), Authentication (3002), HTTP Activity (4002) or API Activity (6003), mapped as docs/integrations.md says",
+            )])
             .body(json!({"required": true, "content": {
-                "application/json": {"schema": {"oneOf": [r("EventInput"), {"type": "array", "items": r("EventInput"), "minItems": 1, "maxItems": 20_000, "description": "at most ingest.max_events_per_request (default 20000)"}]}},
+                "application/json": {"schema": {"anyOf": [r("EventInput"), r("OcsfEvent"), {"type": "array", "items": {"anyOf": [r("EventInput"), r("OcsfEvent")]}, "minItems": 1, "maxItems": 20_000, "description": "at most ingest.max_events_per_request (default 20000)"}]}},
                 "application/x-ndjson": {"schema": {"type": "string", "description": "one event object per line"}},
             }}))
             .ok(201, "every event durably stored (or recognised as a duplicate), in input order", r("IngestResult"))

@@ -95,6 +95,16 @@ pub(super) fn schemas() -> Value {
                 "event_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1}, "duplicate": {"type": "boolean"},
             }))},
         })),
+        "OcsfEvent": {
+            "type": "object",
+            "description": "an OCSF 1.x event (with ?format=ocsf); mapped attributes become Vigil fields, the rest goes to details",
+            "required": ["class_uid"],
+            "properties": {
+                "class_uid": {"type": "integer", "enum": [3001, 3002, 4002, 6003]},
+                "activity_id": {"type": "integer"},
+                "time": {"type": "integer", "minimum": 0, "maximum": 253_402_300_799_999i64},
+            },
+        },
         "OtlpLogsRequest": {
             "type": "object",
             "description": "ExportLogsServiceRequest in OTLP/JSON (lowerCamelCase members; unknown members ignored)",

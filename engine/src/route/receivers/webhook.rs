@@ -1,8 +1,8 @@
 //! `webhook` receivers: Standard Webhooks signing (`webhook-id` = the notification's
 //! idempotency key, stable across retries and restarts; `webhook-timestamp`;
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the `whsec_`
-//! secret), body in `format = "vigil"` (`{"type", "timestamp", "data"}`) or
-//! `"alertmanager"` (webhook v4). Sent with the shared HTTP `send` of `receivers`.
+//! secret), body in `format = "vigil"` (`{"type", "timestamp", "data"}`),
+//! `"alertmanager"` (webhook v4) or `"ocsf"` (Detection Finding 2004, `receivers::ocsf`). Sent with the shared HTTP `send` of `receivers`.
 //!
 //! Bodies are built as `serde_json` values, so attacker text is JSON-escaped wherever it
 //! sits; the headers carry only server-made values (the idempotency key, the time, the
@@ -26,8 +26,13 @@ pub(super) async fn deliver(
     ctx: &Context,
     now_ms: i64,
 ) -> Outcome {
-    let body =
-        if r.alertmanager { alertmanager_body(n, payload, &r.name, ctx) } else { vigil_body(n, payload, now_ms) };
+    let body = if r.alertmanager {
+        alertmanager_body(n, payload, &r.name, ctx)
+    } else if r.ocsf {
+        super::ocsf_body(n, payload, ctx, now_ms)
+    } else {
+        vigil_body(n, payload, now_ms)
+    };
     let body = body.to_string();
     let ts = (now_ms / 1000).to_string();
     let mut req = http
