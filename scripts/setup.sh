@@ -2,8 +2,10 @@
 # Installs what Vigil needs beyond the Rust toolchain: the wasm32 target (rules compile to
 # WebAssembly) and, for the test suite, a running PostgreSQL at 127.0.0.1:5432 and the
 # Python SMTP server (aiosmtpd) the email receiver tests deliver to, schemathesis and
-# Playwright with Debian's Chromium (API and dashboard tests), and Prometheus' `promtool`
-# (Debian's prometheus package) that checks the metrics exposition.
+# Playwright with Debian's Chromium (API and dashboard tests), Prometheus' `promtool`
+# (Debian's prometheus package) that checks the metrics exposition, the OpenTelemetry
+# Python SDK with its OTLP/HTTP exporter (the OTLP input tests) and Debian's rsyslog (the
+# syslog input tests).
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -23,6 +25,10 @@ if [[ "${1:-}" == "--postgres" ]]; then
     if ! command -v chromium >/dev/null 2>&1; then
         echo "chromium is not installed; installing Debian's chromium package with apt-get" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    fi
+    if ! command -v rsyslogd >/dev/null 2>&1; then
+        echo "rsyslog is not installed; installing Debian's rsyslog package with apt-get (the syslog input tests)" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsyslog >/dev/null
     fi
     if ! command -v promtool >/dev/null 2>&1; then
         echo "promtool is not installed; installing Debian's prometheus package with apt-get" >&2

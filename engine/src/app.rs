@@ -50,12 +50,15 @@ pub struct RunningServer {
     pub state: AppState,
     /// The log's writer lock, held until the server stops.
     pub writer_lock: Arc<std::sync::Mutex<Option<WriterLock>>>,
+    /// The syslog listeners (their bound addresses; tests bind port 0).
+    pub inputs: Arc<crate::inputs::Inputs>,
 }
 
 impl RunningServer {
     /// Graceful stop: stops taking requests, writes the open log-access windows, signs the
     /// head, releases the writer lock.
     pub async fn shutdown(&self) {
+        self.inputs.stop();
         self.state.outbox.stop();
         self.handle.stop(true).await;
         match self.state.access.flush_all().await {
@@ -75,6 +78,7 @@ impl RunningServer {
     /// What `kill -9` leaves: stops without signing or flushing anything, and lets the
     /// lock go as the kernel would (tests start a new server on the same log after it).
     pub async fn crash(&self) {
+        self.inputs.stop();
         self.state.outbox.stop();
         self.handle.stop(false).await;
         self.state.sequencer.halt().await;
@@ -269,6 +273,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         ops: Arc::new(api::ops::OpsState::new(&config)),
         access,
     };
+    let inputs = Arc::new(
+        crate::inputs::Inputs::start(&config, state.sequencer.clone(), state.masker.clone(), state.metrics.clone())
+            .await?,
+    );
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let workers =
@@ -290,7 +298,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let task = tokio::spawn(server);
     tracing::info!(%addr, workers, "Vigil is listening");
     let writer_lock = Arc::new(std::sync::Mutex::new(Some(writer_lock)));
-    Ok(RunningServer { addr, handle, task, generated_admin_key, state, writer_lock })
+    Ok(RunningServer { addr, handle, task, generated_admin_key, state, writer_lock, inputs })
 }
 
 /// Installs the process's TLS crypto provider (ring) for HTTPS receivers, SMTP STARTTLS

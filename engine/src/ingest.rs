@@ -6,6 +6,7 @@
 pub mod mask;
 pub mod ocsf;
 pub mod otlp;
+pub mod syslog;
 pub mod validate;
 
 pub use mask::Masker;

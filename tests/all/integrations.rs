@@ -3,3 +3,4 @@
 
 mod ocsf;
 mod otlp;
+mod syslog;
