@@ -231,15 +231,10 @@ pub fn decode_json(body: &[u8]) -> Result<ExportLogsServiceRequest, String> {
 }
 
 fn record_from_json(rec: &Map<String, Value>, path: &str) -> Result<LogRecord, String> {
-    let severity = integer(rec, "severityNumber", path)?;
     Ok(LogRecord {
-        time_unix_nano: integer(rec, "timeUnixNano", path)?
-            .try_into()
-            .map_err(|_| format!("{path}.timeUnixNano is negative"))?,
-        observed_time_unix_nano: integer(rec, "observedTimeUnixNano", path)?
-            .try_into()
-            .map_err(|_| format!("{path}.observedTimeUnixNano is negative"))?,
-        severity_number: i32::try_from(severity).map_err(|_| format!("{path}.severityNumber is out of range"))?,
+        time_unix_nano: nanos(rec, "timeUnixNano", path)?,
+        observed_time_unix_nano: nanos(rec, "observedTimeUnixNano", path)?,
+        severity_number: severity_number(rec, path)?,
         severity_text: string(rec, "severityText", path)?,
         body: rec
             .get("body")
@@ -261,39 +256,54 @@ fn any_from_json(v: &Value, path: &str, depth: usize) -> Result<AnyValue, String
     if depth > MAX_JSON_DEPTH {
         return Err(format!("{path} is nested more than {MAX_JSON_DEPTH} deep"));
     }
+    if v.is_null() {
+        return Ok(AnyValue { value: None });
+    }
     let obj = object(v, path)?;
-    let Some((kind, inner)) = obj.iter().find(|(_, v)| !v.is_null()) else { return Ok(AnyValue { value: None }) };
-    let bad = || format!("{path}.{kind} has the wrong type");
-    let value = match kind.as_str() {
-        "stringValue" => V::StringValue(inner.as_str().ok_or_else(bad)?.to_owned()),
-        "boolValue" => V::BoolValue(inner.as_bool().ok_or_else(bad)?),
-        "intValue" => V::IntValue(int_of(inner).ok_or_else(bad)?),
-        "doubleValue" => V::DoubleValue(inner.as_f64().ok_or_else(bad)?),
-        "bytesValue" => {
-            use base64::Engine as _;
-            let text = inner.as_str().ok_or_else(bad)?;
-            V::BytesValue(base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| bad())?)
-        }
-        "arrayValue" => {
-            let p = format!("{path}.arrayValue");
-            let values = array(object(inner, &p)?, "values", &p)?
-                .iter()
-                .enumerate()
-                .map(|(i, v)| any_from_json(v, &format!("{p}.values[{i}]"), depth + 1))
-                .collect::<Result<_, _>>()?;
-            V::ArrayValue(proto::ArrayValue { values })
-        }
-        "kvlistValue" => {
-            let p = format!("{path}.kvlistValue");
-            V::KvlistValue(proto::KeyValueList { values: key_values_at(object(inner, &p)?, "values", &p, depth + 1)? })
-        }
-        _ => {
-            return Err(format!(
-                "{path}: not an AnyValue (stringValue, boolValue, intValue, doubleValue, arrayValue, kvlistValue or bytesValue)"
-            ));
-        }
-    };
-    Ok(AnyValue { value: Some(value) })
+    // Protobuf's JSON mapping: null is the default (unset), unknown members are ignored.
+    // Every kind present is checked; the first one is the value.
+    let mut value = None;
+    for (kind, inner) in obj.iter().filter(|(_, v)| !v.is_null()) {
+        let bad = || format!("{path}.{kind} has the wrong type");
+        let parsed = match kind.as_str() {
+            "stringValue" => V::StringValue(inner.as_str().ok_or_else(bad)?.to_owned()),
+            "boolValue" => V::BoolValue(inner.as_bool().ok_or_else(bad)?),
+            "intValue" => V::IntValue(int_of(inner).ok_or_else(bad)?),
+            "doubleValue" => V::DoubleValue(inner.as_f64().ok_or_else(bad)?),
+            "bytesValue" => V::BytesValue(inner.as_str().and_then(base64_of).ok_or_else(bad)?),
+            "arrayValue" => {
+                let p = format!("{path}.arrayValue");
+                let values = array(object(inner, &p)?, "values", &p)?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| any_from_json(v, &format!("{p}.values[{i}]"), depth + 1))
+                    .collect::<Result<_, _>>()?;
+                V::ArrayValue(proto::ArrayValue { values })
+            }
+            "kvlistValue" => {
+                let p = format!("{path}.kvlistValue");
+                V::KvlistValue(proto::KeyValueList {
+                    values: key_values_at(object(inner, &p)?, "values", &p, depth + 1)?,
+                })
+            }
+            _ => continue,
+        };
+        value.get_or_insert(parsed);
+    }
+    Ok(AnyValue { value })
+}
+
+/// Base64 (standard alphabet, padding optional, as protobuf's JSON mapping allows).
+fn base64_of(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(text).ok()
 }
 
 fn key_values(obj: &Map<String, Value>, name: &str, path: &str) -> Result<Vec<KeyValue>, String> {
@@ -340,16 +350,48 @@ fn string(obj: &Map<String, Value>, name: &str, path: &str) -> Result<String, St
     }
 }
 
-fn integer(obj: &Map<String, Value>, name: &str, path: &str) -> Result<i128, String> {
+/// Largest time accepted, ns (19 digits; year 2286).
+const MAX_NANOS: u64 = 9_999_999_999_999_999_999;
+
+/// A `fixed64` time: a number from 0 to [`MAX_NANOS`], or a string of 1 to 19 digits.
+fn nanos(obj: &Map<String, Value>, name: &str, path: &str) -> Result<u64, String> {
+    let bad =
+        || format!("{} must be an integer from 0 to {MAX_NANOS} (a number or a string of digits)", join(path, name));
     match obj.get(name) {
         None | Some(Value::Null) => Ok(0),
-        Some(v) => v
+        Some(Value::String(s)) if (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().map_err(|_| bad())
+        }
+        Some(Value::Number(n)) => n
             .as_u64()
-            .map(i128::from)
-            .or_else(|| v.as_i64().map(i128::from))
-            .or_else(|| v.as_str().and_then(|s| s.parse::<i128>().ok()))
-            .or_else(|| v.as_str().and_then(severity_name).map(i128::from))
-            .ok_or_else(|| format!("{} must be an integer (a number or a decimal string)", join(path, name))),
+            .or_else(|| {
+                n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_NANOS as f64).map(|f| f as u64)
+            })
+            .filter(|v| *v <= MAX_NANOS)
+            .ok_or_else(bad),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// `severityNumber`: an int32 (number, or a string of at most 9 digits) or an enum name.
+fn severity_number(obj: &Map<String, Value>, path: &str) -> Result<i32, String> {
+    let bad = || format!("{path}.severityNumber must be an int32 or a SEVERITY_NUMBER_ name");
+    match obj.get("severityNumber") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(s)) => {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if (1..=9).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+                s.parse().map_err(|_| bad())
+            } else {
+                severity_name(s).ok_or_else(bad)
+            }
+        }
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 3e9).map(|f| f as i64))
+            .and_then(|v| i32::try_from(v).ok())
+            .ok_or_else(bad),
+        Some(_) => Err(bad()),
     }
 }
 
@@ -361,15 +403,27 @@ fn severity_name(s: &str) -> Option<i32> {
         return Some(0);
     }
     let (name, step) = match rest.find(|c: char| c.is_ascii_digit()) {
-        Some(i) => (&rest[..i], rest[i..].parse::<i32>().ok().filter(|n| (2..=4).contains(n))? - 1),
+        Some(i) if matches!(&rest[i..], "2" | "3" | "4") => (&rest[..i], rest[i..].parse::<i32>().ok()? - 1),
+        Some(_) => return None,
         None => (rest, 0),
     };
     let base = NAMES.iter().position(|n| *n == name)? as i32;
     Some(base * 4 + 1 + step)
 }
 
+/// An `int64` value: a number in range, or a string of at most 18 digits (with a sign).
 fn int_of(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f > -TWO_63 && *f < TWO_63).map(|f| f as i64)),
+        Value::String(s) => {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            ((1..=18).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+        }
+        _ => None,
+    }
 }
 
 fn hex_id(obj: &Map<String, Value>, name: &str, path: &str) -> Result<Vec<u8>, String> {

@@ -107,38 +107,40 @@ pub(super) fn schemas() -> Value {
         },
         "OtlpLogsRequest": {
             "type": "object",
-            "description": "ExportLogsServiceRequest in OTLP/JSON (lowerCamelCase members; unknown members ignored)",
-            "properties": {"resourceLogs": {"type": "array", "items": {"type": "object", "properties": {
-                "resource": {"type": "object", "properties": {"attributes": {"type": "array", "items": r("OtlpKeyValue")}}},
-                "scopeLogs": {"type": "array", "items": {"type": "object", "properties": {
-                    "scope": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
-                    "logRecords": {"type": "array", "items": {"type": "object", "properties": {
-                        "timeUnixNano": {"type": ["string", "integer"], "pattern": "^[0-9]{1,20}$", "minimum": 0, "maximum": 9_223_372_036_854_775_807i64},
-                        "observedTimeUnixNano": {"type": ["string", "integer"], "pattern": "^[0-9]{1,20}$", "minimum": 0, "maximum": 9_223_372_036_854_775_807i64},
-                        "severityNumber": {"type": "integer", "minimum": 0, "maximum": 24},
-                        "severityText": {"type": "string"},
-                        "eventName": {"type": "string"},
+            "description": "ExportLogsServiceRequest in OTLP/JSON (lowerCamelCase members; unknown members are ignored and null is the default, as protobuf's JSON mapping says)",
+            "properties": {"resourceLogs": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                "resource": {"type": ["object", "null"], "properties": {"attributes": {"type": ["array", "null"], "items": r("OtlpKeyValue")}}},
+                "scopeLogs": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                    "scope": {"type": ["object", "null"], "properties": {"name": {"type": ["string", "null"]}, "version": {"type": ["string", "null"]}}},
+                    "logRecords": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                        "timeUnixNano": otlp_nanos(),
+                        "observedTimeUnixNano": otlp_nanos(),
+                        "severityNumber": {
+                            "type": ["integer", "string", "null"], "minimum": i32::MIN, "maximum": i32::MAX,
+                            "pattern": "^(-?[0-9]{1,9}|SEVERITY_NUMBER_(UNSPECIFIED|(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)[234]?))$",
+                        },
+                        "severityText": {"type": ["string", "null"]},
+                        "eventName": {"type": ["string", "null"]},
                         "body": r("OtlpAnyValue"),
-                        "attributes": {"type": "array", "items": r("OtlpKeyValue")},
-                        "traceId": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
-                        "spanId": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
+                        "attributes": {"type": ["array", "null"], "items": r("OtlpKeyValue")},
+                        "traceId": {"type": ["string", "null"], "pattern": "^([0-9a-fA-F]{2})*$"},
+                        "spanId": {"type": ["string", "null"], "pattern": "^([0-9a-fA-F]{2})*$"},
                     }}},
                 }}},
             }}}},
         },
-        "OtlpKeyValue": object(&["key"], json!({"key": {"type": "string"}, "value": r("OtlpAnyValue")})),
+        "OtlpKeyValue": {"type": "object", "properties": {"key": {"type": ["string", "null"]}, "value": r("OtlpAnyValue")}},
         "OtlpAnyValue": {
-            "type": "object",
-            "description": "one of stringValue, boolValue, intValue, doubleValue, arrayValue {values}, kvlistValue {values}, bytesValue (base64)",
-            "maxProperties": 1,
+            "type": ["object", "null"],
+            "description": "stringValue, boolValue, intValue, doubleValue, arrayValue {values}, kvlistValue {values} or bytesValue (base64); the first one present is the value",
             "properties": {
-                "stringValue": {"type": "string"},
-                "boolValue": {"type": "boolean"},
-                "intValue": {"type": ["string", "integer"], "pattern": "^-?[0-9]{1,19}$"},
-                "doubleValue": {"type": "number"},
-                "bytesValue": {"type": "string", "contentEncoding": "base64"},
-                "arrayValue": {"type": "object", "properties": {"values": {"type": "array", "items": r("OtlpAnyValue")}}},
-                "kvlistValue": {"type": "object", "properties": {"values": {"type": "array", "items": r("OtlpKeyValue")}}},
+                "stringValue": {"type": ["string", "null"]},
+                "boolValue": {"type": ["boolean", "null"]},
+                "intValue": {"type": ["string", "integer", "null"], "pattern": "^-?[0-9]{1,18}$", "minimum": i64::MIN, "maximum": i64::MAX},
+                "doubleValue": {"type": ["number", "null"]},
+                "bytesValue": {"type": ["string", "null"], "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}(==)?|[A-Za-z0-9+/]{3}=?)?$"},
+                "arrayValue": {"type": ["object", "null"], "properties": {"values": {"type": ["array", "null"], "items": r("OtlpAnyValue")}}},
+                "kvlistValue": {"type": ["object", "null"], "properties": {"values": {"type": ["array", "null"], "items": r("OtlpKeyValue")}}},
             },
         },
         "OtlpLogsResponse": {
@@ -432,4 +434,10 @@ pub(super) fn schemas() -> Value {
             "key": {"type": "string", "description": "the secret: shown once, store it now"}, "created_at": time(),
         })),
     })
+}
+
+/// An OTLP/JSON `fixed64` time as Vigil reads it: a number from 0 to 19 nines, or a string
+/// of 1 to 19 digits.
+fn otlp_nanos() -> Value {
+    json!({"type": ["string", "integer", "null"], "pattern": "^[0-9]{1,19}$", "minimum": 0, "maximum": 9_999_999_999_999_999_999u64})
 }
