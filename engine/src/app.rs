@@ -59,6 +59,7 @@ impl RunningServer {
     /// head, releases the writer lock.
     pub async fn shutdown(&self) {
         self.inputs.stop();
+        self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(true).await;
         match self.state.access.flush_all().await {
@@ -79,6 +80,7 @@ impl RunningServer {
     /// lock go as the kernel would (tests start a new server on the same log after it).
     pub async fn crash(&self) {
         self.inputs.stop();
+        self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(false).await;
         self.state.sequencer.halt().await;
@@ -252,6 +254,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     );
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
+    let forwarders = Arc::new(crate::forward::Forwarders::start(&config, store.clone())?);
     let state = AppState {
         config: config.clone(),
         store,
@@ -272,6 +275,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         inflight: Arc::new(api::guard::InflightBudget::new(config.ingest.max_inflight_bytes)),
         ops: Arc::new(api::ops::OpsState::new(&config)),
         access,
+        forwarders,
     };
     let inputs = Arc::new(
         crate::inputs::Inputs::start(&config, state.sequencer.clone(), state.masker.clone(), state.metrics.clone())

@@ -18,7 +18,7 @@ pub use alerting::{
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
 pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
-pub use inputs::{InputsConfig, SyslogInput};
+pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
 pub use reach::DEFAULT_ROUTER_LISTS;
 
@@ -109,6 +109,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[inputs]`: syslog listeners.
     pub inputs: InputsConfig,
+    /// `[[forwarders]]`: committed events pushed to SIEMs.
+    pub forwarders: Vec<ForwarderConfig>,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -314,6 +316,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             audit: AuditConfig::default(),
             inputs: InputsConfig::default(),
+            forwarders: Vec::new(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -463,6 +466,7 @@ impl Config {
         }
         self.validate_alerting()?;
         self.validate_inputs()?;
+        self.validate_forwarders()?;
         self.validate_ops()
     }
 }

@@ -118,3 +118,106 @@ impl Config {
         Ok(())
     }
 }
+
+/// One `[[forwarders]]` entry: pushes committed events to a SIEM (`crate::forward`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwarderConfig {
+    /// Unique name (its cursor is stored under it).
+    pub name: String,
+    /// `syslog` (TCP, newline framing) or `splunk_hec` (HTTP Event Collector).
+    pub kind: String,
+    /// `syslog`: `host:port`.
+    pub address: Option<String>,
+    /// `syslog`: `rfc5424` (the event's JSON as the message) or `cef`.
+    pub format: Option<String>,
+    /// `splunk_hec`: the collector URL (`https://splunk:8088/services/collector/event`).
+    pub url: Option<String>,
+    /// `splunk_hec`: the HEC token.
+    pub token: Option<String>,
+    /// `splunk_hec`: the environment variable holding the token.
+    pub token_env: Option<String>,
+    /// `splunk_hec`: the `index` set on every event (the token's default when absent).
+    pub index: Option<String>,
+    /// Only events of these categories (all when empty).
+    pub categories: Vec<String>,
+    /// Only events of at least this severity (`low`, `medium`, `high`, `critical`).
+    pub min_severity: Option<String>,
+    /// Most events per batch (one HTTP request, or one burst of syslog lines).
+    pub batch_size: usize,
+    /// Where a forwarder without a stored cursor starts: `beginning` (every stored
+    /// event) or `end` (events committed from now on).
+    pub start: String,
+}
+
+impl Default for ForwarderConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kind: String::new(),
+            address: None,
+            format: None,
+            url: None,
+            token: None,
+            token_env: None,
+            index: None,
+            categories: Vec::new(),
+            min_severity: None,
+            batch_size: 500,
+            start: "beginning".into(),
+        }
+    }
+}
+
+impl Config {
+    pub(super) fn validate_forwarders(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid { key: "forwarders", message });
+        let mut names = std::collections::HashSet::new();
+        for f in &self.forwarders {
+            let ok_name = !f.name.is_empty()
+                && f.name.len() <= 64
+                && f.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok_name || !names.insert(f.name.as_str()) {
+                return invalid(format!(
+                    "forwarder names must be unique, 1 to 64 of [A-Za-z0-9_.-] (`{}`)",
+                    f.name.escape_debug()
+                ));
+            }
+            let at = |m: &str| invalid(format!("forwarder `{}`: {m}", f.name));
+            match f.kind.as_str() {
+                "syslog" => {
+                    if f.address
+                        .as_deref()
+                        .is_none_or(|a| a.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
+                    {
+                        return at("`address` must be host:port");
+                    }
+                    if !matches!(f.format.as_deref(), None | Some("rfc5424") | Some("cef")) {
+                        return at("`format` must be \"rfc5424\" or \"cef\"");
+                    }
+                }
+                "splunk_hec" => {
+                    if f.url.as_deref().is_none_or(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                        return at("`url` must be an http:// or https:// URL");
+                    }
+                    if f.token.is_none() && f.token_env.is_none() {
+                        return at("`token` or `token_env` is required");
+                    }
+                }
+                _ => return at("`kind` must be \"syslog\" or \"splunk_hec\""),
+            }
+            if let Some(s) = &f.min_severity
+                && !matches!(s.as_str(), "low" | "medium" | "high" | "critical")
+            {
+                return at("`min_severity` must be low, medium, high or critical");
+            }
+            if !(1..=10_000).contains(&f.batch_size) {
+                return at("`batch_size` must be between 1 and 10000");
+            }
+            if !matches!(f.start.as_str(), "beginning" | "end") {
+                return at("`start` must be \"beginning\" or \"end\"");
+            }
+        }
+        Ok(())
+    }
+}

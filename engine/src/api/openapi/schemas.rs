@@ -403,6 +403,18 @@ pub(super) fn schemas() -> Value {
             "name": {"type": "string"}, "kind": {"type": "string"}, "via": {},
             "circuit": {"anyOf": [r("Circuit"), {"type": "null"}]},
         })),
+        "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
+            "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec"]},
+            "format": {"type": "string", "enum": ["rfc5424", "cef", "hec_json"]},
+            "target": {"type": "string", "description": "host:port, or the URL's scheme, host and port"},
+            "filters": {"type": "object"},
+            "cursor": {"type": "integer", "description": "seq of the last event delivered or passed over by the filters"},
+            "head": {"type": "integer"}, "lag": {"type": "integer", "minimum": 0},
+            "sent": {"type": "integer"}, "batches": {"type": "integer"}, "errors": {"type": "integer"},
+            "consecutive_failures": {"type": "integer"},
+            "breaker": {"type": "string", "enum": ["closed", "open"]},
+            "last_error": nullable("string"), "last_error_at": nullable_time(), "last_sent_at": nullable_time(),
+        })),
         "Notification": object(&["id", "receiver", "kind", "status", "attempts"], json!({
             "id": {"type": "integer"}, "alert_id": nullable("integer"), "receiver": {"type": "string"},
             "kind": {"type": "string"}, "idempotency_key": {"type": "string"},
