@@ -120,9 +120,11 @@ class Compiler:
 
     def event(self, path):
         spec = load(self.root, f"events/{path}.json")
+        spec.setdefault("caption", spec.get("name", path))
         categories = load(self.root, "categories.json")["attributes"]
-        category = categories[spec["category"] if "category" in spec else path.split("/")[0]]
-        class_uid = category["uid"] * 1000 + spec["uid"]
+        # The Base Event (`base_event`) is class 0 of no category (`other`, uid 0).
+        category = categories.get(spec.get("category", path.split("/")[0]), {"uid": 0})
+        class_uid = category["uid"] * 1000 + spec["uid"] if spec.get("uid") is not None else 0
         attrs = self.attributes(spec, "event")
         schema = self.shape(attrs, spec.get("constraints", {}))
         activities = schema["properties"]["activity_id"]["enum"]

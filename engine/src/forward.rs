@@ -9,6 +9,7 @@
 //! after every batch, so a restart resends at most the batch in flight.
 
 pub mod format;
+pub mod ocsf;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -189,6 +190,7 @@ impl Forwarder {
     fn format(&self) -> &str {
         match self.config.kind.as_str() {
             "syslog" => self.config.format.as_deref().unwrap_or("rfc5424"),
+            "ocsf_http" => "ocsf_json",
             _ => "hec_json",
         }
     }
@@ -326,20 +328,25 @@ impl Forwarder {
                 .map_err(|_| "writing timed out".to_owned())?
                 .map_err(|e| format!("write failed: {e}"))
             }
-            _ => {
-                let mut body = String::new();
-                for ev in batch {
-                    body.push_str(&format::hec_event(ev, self.config.index.as_deref()).to_string());
-                    body.push('\n');
-                }
-                let resp = http
+            kind => {
+                let mut req = http
                     .post(self.config.url.as_deref().unwrap_or_default())
-                    .header("authorization", format!("Splunk {}", self.token.as_deref().unwrap_or_default()))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("request failed: {}", e.without_url()))?;
+                    .header("content-type", "application/json");
+                let body = if kind == "ocsf_http" {
+                    if let Some(token) = &self.token {
+                        req = req.bearer_auth(token);
+                    }
+                    Value::Array(batch.iter().map(ocsf::to_ocsf).collect()).to_string()
+                } else {
+                    req = req.header("authorization", format!("Splunk {}", self.token.as_deref().unwrap_or_default()));
+                    let mut body = String::new();
+                    for ev in batch {
+                        body.push_str(&format::hec_event(ev, self.config.index.as_deref()).to_string());
+                        body.push('\n');
+                    }
+                    body
+                };
+                let resp = req.body(body).send().await.map_err(|e| format!("request failed: {}", e.without_url()))?;
                 let status = resp.status();
                 if status.is_success() { Ok(()) } else { Err(format!("HTTP {}", status.as_u16())) }
             }

@@ -125,17 +125,18 @@ impl Config {
 pub struct ForwarderConfig {
     /// Unique name (its cursor is stored under it).
     pub name: String,
-    /// `syslog` (TCP, newline framing) or `splunk_hec` (HTTP Event Collector).
+    /// `syslog` (TCP, newline framing), `splunk_hec` (HTTP Event Collector) or `ocsf_http`
+    /// (a JSON array of OCSF 1.3.0 events per batch).
     pub kind: String,
     /// `syslog`: `host:port`.
     pub address: Option<String>,
     /// `syslog`: `rfc5424` (the event's JSON as the message) or `cef`.
     pub format: Option<String>,
-    /// `splunk_hec`: the collector URL (`https://splunk:8088/services/collector/event`).
+    /// `splunk_hec`, `ocsf_http`: the URL (`https://splunk:8088/services/collector/event`).
     pub url: Option<String>,
-    /// `splunk_hec`: the HEC token.
+    /// `splunk_hec`: the HEC token; `ocsf_http`: an optional bearer token.
     pub token: Option<String>,
-    /// `splunk_hec`: the environment variable holding the token.
+    /// The environment variable holding the token.
     pub token_env: Option<String>,
     /// `splunk_hec`: the `index` set on every event (the token's default when absent).
     pub index: Option<String>,
@@ -204,7 +205,12 @@ impl Config {
                         return at("`token` or `token_env` is required");
                     }
                 }
-                _ => return at("`kind` must be \"syslog\" or \"splunk_hec\""),
+                "ocsf_http" => {
+                    if f.url.as_deref().is_none_or(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                        return at("`url` must be an http:// or https:// URL");
+                    }
+                }
+                _ => return at("`kind` must be \"syslog\", \"splunk_hec\" or \"ocsf_http\""),
             }
             if let Some(s) = &f.min_severity
                 && !matches!(s.as_str(), "low" | "medium" | "high" | "critical")

@@ -5,6 +5,8 @@
 //! JSON with the token; while it answers 503 the forwarder retries and shows the error and
 //! its lag in `GET /v1/forwarders`; after a restart of Vigil the forwarder resumes from its
 //! stored cursor: every matching event arrives, none of those delivered before is resent.
+//! An `ocsf_http` forwarder posts OCSF 1.3.0 events, each valid against the JSON Schema of
+//! its class (tests/fixtures/ocsf/1.3.0).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -16,7 +18,11 @@ use vigil::config::ForwarderConfig;
 use vigil_tests::receiver::{Mode, Recorder};
 use vigil_tests::{Backend, TestApp, both_backends, spawn_app_with};
 
-both_backends!(rsyslog_receives_rfc5424_and_cef_in_seq_order, splunk_hec_retries_and_resumes_from_its_cursor);
+both_backends!(
+    rsyslog_receives_rfc5424_and_cef_in_seq_order,
+    splunk_hec_retries_and_resumes_from_its_cursor,
+    an_ocsf_http_forwarder_posts_events_valid_against_their_class,
+);
 
 /// rsyslogd receiving on TCP and writing each raw message to `out.log`; killed on drop.
 struct RsyslogReceiver {
@@ -236,5 +242,59 @@ async fn splunk_hec_retries_and_resumes_from_its_cursor(backend: Backend) -> any
     assert_eq!(unique.len(), seqs.len());
     let state = forwarder_state(&app).await?;
     assert_eq!(state["consecutive_failures"], 0, "{state}");
+    Ok(())
+}
+
+async fn an_ocsf_http_forwarder_posts_events_valid_against_their_class(backend: Backend) -> anyhow::Result<()> {
+    let rec = Recorder::start()?;
+    let lake = ForwarderConfig {
+        name: "lake".into(),
+        kind: "ocsf_http".into(),
+        url: Some(rec.url("/ocsf")),
+        token: Some("lake-token".into()),
+        ..ForwarderConfig::default()
+    };
+    let app = spawn_app_with(backend, |c| c.forwarders = vec![lake]).await?;
+    let events = json!([
+        {"event_id": "o-auth", "category": "authentication", "action": "login_failed", "outcome": "failure",
+         "user_id": "alice", "ip": "203.0.113.9", "geo": {"country": "FR", "city": "Paris", "lat": 48.85, "lon": 2.35},
+         "severity": "high", "reason": "bad password"},
+        {"event_id": "o-lock", "category": "authentication", "action": "account_locked", "user_id": "alice"},
+        {"event_id": "o-read", "category": "data_access", "action": "read", "user_id": "bob", "resource": "invoices",
+         "resource_type": "table", "request_id": "r-1"},
+        {"event_id": "o-http", "category": "http", "action": "post", "error_code": "401", "resource": "/login",
+         "source": "shop", "user_agent": "curl/8"},
+        {"event_id": "o-boot", "category": "system", "action": "boot", "severity": "critical"},
+        {"event_id": "o-anon", "category": "authentication", "action": "login_failed"},
+    ]);
+    let (status, body) = app.post_events(&events).await?;
+    assert_eq!(status, 201, "{body}");
+    let mut posted: Vec<Value> = Vec::new();
+    for _ in 0..200 {
+        posted = rec.delivered("/ocsf").iter().flat_map(|r| r.json().as_array().cloned().unwrap_or_default()).collect();
+        if posted.iter().filter(|e| e["metadata"]["uid"].as_str().is_some_and(|u| u.starts_with("o-"))).count() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rec.delivered("/ocsf")[0].headers["authorization"], "Bearer lake-token");
+    let by_uid = |uid: &str| posted.iter().find(|e| e["metadata"]["uid"] == uid).cloned().unwrap_or(Value::Null);
+    let expect = [("o-auth", 3002), ("o-lock", 3001), ("o-read", 6003), ("o-http", 4002), ("o-boot", 0), ("o-anon", 0)];
+    for (uid, class) in expect {
+        assert_eq!(by_uid(uid)["class_uid"], class, "{uid}: {}", by_uid(uid));
+    }
+    for (class, schema) in
+        [(0, "base_event"), (3001, "account_change"), (3002, "authentication"), (4002, "http"), (6003, "api")]
+    {
+        let docs: Vec<Value> = posted.iter().filter(|e| e["class_uid"] == class).cloned().collect();
+        assert!(!docs.is_empty(), "no event of class {class}");
+        super::ocsf::validate(schema, &docs)?;
+    }
+    let auth = by_uid("o-auth");
+    assert_eq!(auth["src_endpoint"]["location"]["long"], 2.35);
+    assert_eq!(auth["status_detail"], "bad password");
+    assert_eq!(auth["unmapped"]["vigil"]["event_id"], "o-auth", "the whole Vigil event rides along");
+    let seqs: Vec<i64> = posted.iter().filter_map(|e| e["metadata"]["sequence"].as_i64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in seq order: {seqs:?}");
     Ok(())
 }

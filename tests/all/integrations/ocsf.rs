@@ -21,7 +21,7 @@ both_backends!(
 );
 
 /// Validates each document against `tests/fixtures/ocsf/1.3.0/<class>.schema.json`.
-fn validate(class: &str, docs: &[Value]) -> anyhow::Result<()> {
+pub(super) fn validate(class: &str, docs: &[Value]) -> anyhow::Result<()> {
     let schema = repo_root().join(format!("tests/fixtures/ocsf/1.3.0/{class}.schema.json"));
     let script = repo_root().join("tests/all/integrations/validate_ocsf.py");
     let mut child = std::process::Command::new("python3")

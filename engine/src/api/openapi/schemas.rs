@@ -404,8 +404,8 @@ pub(super) fn schemas() -> Value {
             "circuit": {"anyOf": [r("Circuit"), {"type": "null"}]},
         })),
         "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
-            "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec"]},
-            "format": {"type": "string", "enum": ["rfc5424", "cef", "hec_json"]},
+            "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec", "ocsf_http"]},
+            "format": {"type": "string", "enum": ["rfc5424", "cef", "hec_json", "ocsf_json"]},
             "target": {"type": "string", "description": "host:port, or the URL's scheme, host and port"},
             "filters": {"type": "object"},
             "cursor": {"type": "integer", "description": "seq of the last event delivered or passed over by the filters"},
