@@ -230,7 +230,8 @@ pub struct ReceiverConfig {
     pub url_env: Option<String>,
     /// Webhook: `vigil` (default), `alertmanager` or `ocsf` (Detection Finding 2004).
     pub format: Option<String>,
-    /// Webhook signing secret (`whsec_<base64>`).
+    /// Webhook signing secret: `whsec_<base64>` (HMAC, Standard Webhooks `v1`) or
+    /// `whsk_<base64 Ed25519 seed>` (Ed25519, `v1a`).
     pub secret: Option<String>,
     /// Environment variable holding it.
     pub secret_env: Option<String>,

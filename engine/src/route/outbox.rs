@@ -84,7 +84,11 @@ impl Outbox {
             .map(|name| {
                 let r = &self.receivers[name];
                 let circuit = breakers.get_mut(name).map(|b| b.to_json(now));
-                json!({"name": name, "kind": r.kind.as_str(), "via": r.via, "circuit": circuit})
+                let mut out = json!({"name": name, "kind": r.kind.as_str(), "via": r.via, "circuit": circuit});
+                if let Some(key) = r.public_key() {
+                    out["public_key"] = json!(key);
+                }
+                out
             })
             .collect()
     }

@@ -24,7 +24,7 @@ pub use email::email_bodies;
 pub use ocsf::{OCSF_VERSION, ocsf_body};
 pub use pagerduty::{pagerduty_body, pagerduty_severity};
 pub use slack::slack_body;
-pub use webhook::{alertmanager_body, sign, vigil_body};
+pub use webhook::{alertmanager_body, sign, sign_v1a, vigil_body};
 
 /// The kinds of receiver `[[receivers]] kind` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub struct Receiver {
     /// Its own HTTP client when it trusts extra CAs (`ca_file`).
     http: Option<reqwest::Client>,
     secret: Option<Vec<u8>>,
+    /// Standard Webhooks `v1a`: the Ed25519 key that signs (a `whsk_` secret).
+    ed25519: Option<ed25519_dalek::SigningKey>,
     alertmanager: bool,
     ocsf: bool,
     routing_key: Option<String>,
@@ -128,7 +130,17 @@ impl Receiver {
                 anyhow::bail!("receiver `{}`: `url` must be http or https", c.name);
             }
         }
+        let mut ed25519 = None;
         let secret = match env_or(&c.secret, &c.secret_env, "signing secret", &c.name)? {
+            Some(s) if s.starts_with("whsk_") => {
+                ed25519 = Some(signing_key(&s["whsk_".len()..]).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "receiver `{}`: an Ed25519 signing secret is whsk_ followed by the base64 of a 32-byte seed (or a 64-byte key pair)",
+                        c.name
+                    )
+                })?);
+                None
+            }
             Some(s) => {
                 let b64 = s.strip_prefix("whsec_").unwrap_or(&s);
                 Some(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| {
@@ -163,6 +175,7 @@ impl Receiver {
             url,
             http,
             secret,
+            ed25519,
             alertmanager: c.format.as_deref() == Some("alertmanager"),
             ocsf: c.format.as_deref() == Some("ocsf"),
             routing_key,
@@ -170,6 +183,15 @@ impl Receiver {
             via: c.via.clone(),
             at_ms: c.at.as_deref().and_then(crate::config::parse_time_of_day).unwrap_or(8 * 3_600_000),
         })
+    }
+
+    /// The Standard Webhooks public key (`whpk_<base64>`) receivers verify `v1a` signatures
+    /// with, when it signs with Ed25519.
+    pub fn public_key(&self) -> Option<String> {
+        use base64::Engine as _;
+        self.ed25519
+            .as_ref()
+            .map(|k| format!("whpk_{}", base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())))
     }
 
     /// Whether it takes acknowledge / resolve follow-ups: PagerDuty (its `acknowledge` and
@@ -204,6 +226,14 @@ impl Receiver {
             Kind::Digest => Outcome::Failed { error: "a digest is delivered through its `via` receiver".into() },
         }
     }
+}
+
+/// An Ed25519 signing key from the base64 of its 32-byte seed or 64-byte key pair.
+fn signing_key(b64: &str) -> Option<ed25519_dalek::SigningKey> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let seed: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+    (bytes.len() == 32 || bytes.len() == 64).then(|| ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
 /// What renderers need besides the notification.

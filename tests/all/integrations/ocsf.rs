@@ -4,9 +4,12 @@
 //! a 400 naming the OCSF attribute, nothing stored. Out: a webhook receiver with `format =
 //! "ocsf"` gets Detection Findings (2004) for an alert raised by the `brute_force` example
 //! rule from OCSF input (Create, Update on acknowledge, Close on resolve, the rule's MITRE
-//! ids), each valid against the committed OCSF 1.3.0 schema of the class.
+//! ids), each valid against the committed OCSF 1.3.0 schema of the class, and signed with
+//! Ed25519 (Standard Webhooks v1a) verifiable with the public key the API shows.
 
 use std::io::Write as _;
+
+use base64::Engine as _;
 
 use serde_json::{Value, json};
 use vigil::clock::Clock;
@@ -164,6 +167,8 @@ async fn an_ocsf_webhook_gets_detection_findings_valid_against_the_schema(backen
         kind: "webhook".into(),
         url: Some(rec.url("/ocsf")),
         format: Some("ocsf".into()),
+        // Standard Webhooks v1a: an Ed25519 seed; receivers verify with the public key.
+        secret: Some(format!("whsk_{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32]))),
         ..Default::default()
     };
     let app = spawn_app_with(backend, |c| {
@@ -223,5 +228,18 @@ async fn an_ocsf_webhook_gets_detection_findings_valid_against_the_schema(backen
         "one finding, three activities"
     );
     assert_eq!(findings[1]["comment"], "looking");
+
+    // Each is signed v1a (Ed25519 over id.timestamp.body), verifiable with the public key
+    // GET /v1/receivers shows: no shared secret on the receiving side.
+    let (_, receivers) = app.get("/v1/receivers").await?;
+    let public = receivers["receivers"][0]["public_key"].as_str().unwrap().trim_start_matches("whpk_").to_owned();
+    let public: [u8; 32] = base64::engine::general_purpose::STANDARD.decode(public)?.try_into().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public)?;
+    for r in &got {
+        let sig = r.headers["webhook-signature"].strip_prefix("v1a,").expect("a v1a signature");
+        let sig: [u8; 64] = base64::engine::general_purpose::STANDARD.decode(sig)?.try_into().unwrap();
+        let msg = format!("{}.{}.{}", r.headers["webhook-id"], r.headers["webhook-timestamp"], r.body);
+        key.verify_strict(msg.as_bytes(), &ed25519_dalek::Signature::from_bytes(&sig))?;
+    }
     Ok(())
 }

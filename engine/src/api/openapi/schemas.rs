@@ -402,6 +402,7 @@ pub(super) fn schemas() -> Value {
         "Receiver": object(&["name", "kind"], json!({
             "name": {"type": "string"}, "kind": {"type": "string"}, "via": {},
             "circuit": {"anyOf": [r("Circuit"), {"type": "null"}]},
+            "public_key": {"type": "string", "description": "webhook signing with Ed25519 (Standard Webhooks v1a): the whpk_ public key to verify with"},
         })),
         "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
             "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec", "ocsf_http"]},
