@@ -18,6 +18,9 @@ use crate::ingest::otlp::{self, proto};
 use crate::ingest::validate_each;
 use crate::telemetry::Metrics;
 
+/// How many times its size a body may take while it is decoded (JSON values, messages).
+const DECODE_FACTOR: usize = 8;
+
 /// Most per-record reasons written into one partial-success message.
 const MAX_REASONS: usize = 100;
 
@@ -69,6 +72,10 @@ async fn ingest(
         e
     };
     let body = super::read_body(req, payload, state.config.body_limit_bytes).await.map_err(rejected)?;
+    let wait = std::time::Duration::from_secs(state.config.ingest.body_timeout_secs);
+    // Decoding builds a tree several times the body's size (a JSON value per member, then
+    // the messages): room for it is taken from the in-flight budget first.
+    let decoding = state.inflight.admit_parsed(body.len().saturating_mul(DECODE_FACTOR), 0, wait).await?;
     let request = if protobuf { otlp::decode_protobuf(&body) } else { otlp::decode_json(&body) }
         .map_err(|m| rejected(ApiError::new(StatusCode::BAD_REQUEST, "invalid_otlp", m)))?;
     let count = otlp::record_count(&request);
@@ -80,10 +87,9 @@ async fn ingest(
             format!("{count} log records in one request; at most {max} (ingest.max_events_per_request)"),
         )));
     }
-    let _parsed = state
-        .inflight
-        .admit_parsed(body.len(), count, std::time::Duration::from_secs(state.config.ingest.body_timeout_secs))
-        .await?;
+    // Then room for the mapped events until they are answered (as POST /v1/events).
+    let _parsed = state.inflight.admit_parsed(body.len(), count, wait).await?;
+    drop(decoding);
     drop(body);
     let mapped = otlp::map_request(&request);
     drop(request);
