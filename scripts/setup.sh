@@ -4,8 +4,8 @@
 # Python SMTP server (aiosmtpd) the email receiver tests deliver to, schemathesis and
 # Playwright with Debian's Chromium (API and dashboard tests), Prometheus' `promtool`
 # (Debian's prometheus package) that checks the metrics exposition, the OpenTelemetry
-# Python SDK with its OTLP/HTTP exporter (the OTLP input tests) and Debian's rsyslog (the
-# syslog input tests).
+# Python SDK with its OTLP/HTTP exporter (the OTLP input tests), Debian's rsyslog (the
+# syslog input and forwarder tests) and nats-server (the NATS forwarder tests).
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -29,6 +29,10 @@ if [[ "${1:-}" == "--postgres" ]]; then
     if ! command -v rsyslogd >/dev/null 2>&1; then
         echo "rsyslog is not installed; installing Debian's rsyslog package with apt-get (the syslog input tests)" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsyslog >/dev/null
+    fi
+    if ! command -v nats-server >/dev/null 2>&1; then
+        echo "nats-server is not installed; installing Debian's nats-server package with apt-get (the NATS forwarder tests)" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
     fi
     if ! command -v promtool >/dev/null 2>&1; then
         echo "promtool is not installed; installing Debian's prometheus package with apt-get" >&2

@@ -9,6 +9,7 @@
 //! after every batch, so a restart resends at most the batch in flight.
 
 pub mod format;
+mod nats;
 pub mod ocsf;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,6 +154,7 @@ impl Forwarder {
         // scheme, host and port (never user info, path or query).
         let target = match c.kind.as_str() {
             "syslog" => c.address.clone().unwrap_or_default(),
+            "nats" => format!("{} {}", c.address.as_deref().unwrap_or(""), c.subject.as_deref().unwrap_or("")),
             _ => c
                 .url
                 .as_deref()
@@ -191,6 +193,7 @@ impl Forwarder {
         match self.config.kind.as_str() {
             "syslog" => self.config.format.as_deref().unwrap_or("rfc5424"),
             "ocsf_http" => "ocsf_json",
+            "nats" => "json",
             _ => "hec_json",
         }
     }
@@ -305,6 +308,16 @@ impl Forwarder {
         conn: &mut Option<tokio::net::TcpStream>,
     ) -> Result<(), String> {
         match self.config.kind.as_str() {
+            "nats" => {
+                if conn.is_none() {
+                    *conn = Some(
+                        nats::connect(self.config.address.as_deref().unwrap_or_default(), self.token.as_deref())
+                            .await?,
+                    );
+                }
+                let stream = conn.as_mut().ok_or("no connection")?;
+                nats::publish(stream, self.config.subject.as_deref().unwrap_or_default(), batch).await
+            }
             "syslog" => {
                 let cef = self.config.format.as_deref() == Some("cef");
                 let mut text = String::new();

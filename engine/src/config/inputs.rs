@@ -125,21 +125,24 @@ impl Config {
 pub struct ForwarderConfig {
     /// Unique name (its cursor is stored under it).
     pub name: String,
-    /// `syslog` (TCP, newline framing), `splunk_hec` (HTTP Event Collector) or `ocsf_http`
-    /// (a JSON array of OCSF 1.3.0 events per batch).
+    /// `syslog` (TCP, newline framing), `splunk_hec` (HTTP Event Collector), `ocsf_http`
+    /// (a JSON array of OCSF 1.3.0 events per batch) or `nats` (core NATS publish).
     pub kind: String,
-    /// `syslog`: `host:port`.
+    /// `syslog`, `nats`: `host:port`.
     pub address: Option<String>,
     /// `syslog`: `rfc5424` (the event's JSON as the message) or `cef`.
     pub format: Option<String>,
     /// `splunk_hec`, `ocsf_http`: the URL (`https://splunk:8088/services/collector/event`).
     pub url: Option<String>,
-    /// `splunk_hec`: the HEC token; `ocsf_http`: an optional bearer token.
+    /// `splunk_hec`: the HEC token; `ocsf_http`: an optional bearer token; `nats`: an
+    /// optional auth token.
     pub token: Option<String>,
     /// The environment variable holding the token.
     pub token_env: Option<String>,
     /// `splunk_hec`: the `index` set on every event (the token's default when absent).
     pub index: Option<String>,
+    /// `nats`: the subject every event is published on.
+    pub subject: Option<String>,
     /// Only events of these categories (all when empty).
     pub categories: Vec<String>,
     /// Only events of at least this severity (`low`, `medium`, `high`, `critical`).
@@ -162,6 +165,7 @@ impl Default for ForwarderConfig {
             token: None,
             token_env: None,
             index: None,
+            subject: None,
             categories: Vec::new(),
             min_severity: None,
             batch_size: 500,
@@ -205,12 +209,28 @@ impl Config {
                         return at("`token` or `token_env` is required");
                     }
                 }
+                "nats" => {
+                    if f.address
+                        .as_deref()
+                        .is_none_or(|a| a.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
+                    {
+                        return at("`address` must be host:port");
+                    }
+                    let subject = f.subject.as_deref().unwrap_or("");
+                    let ok = !subject.is_empty()
+                        && subject.len() <= 256
+                        && subject.split('.').all(|t| !t.is_empty() && t != "*" && t != ">")
+                        && subject.bytes().all(|b| b.is_ascii_graphic());
+                    if !ok {
+                        return at("`subject` must be a NATS subject without wildcards (`vigil.events`)");
+                    }
+                }
                 "ocsf_http" => {
                     if f.url.as_deref().is_none_or(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
                         return at("`url` must be an http:// or https:// URL");
                     }
                 }
-                _ => return at("`kind` must be \"syslog\", \"splunk_hec\" or \"ocsf_http\""),
+                _ => return at("`kind` must be \"syslog\", \"splunk_hec\", \"ocsf_http\" or \"nats\""),
             }
             if let Some(s) = &f.min_severity
                 && !matches!(s.as_str(), "low" | "medium" | "high" | "critical")

@@ -6,7 +6,8 @@
 //! its lag in `GET /v1/forwarders`; after a restart of Vigil the forwarder resumes from its
 //! stored cursor: every matching event arrives, none of those delivered before is resent.
 //! An `ocsf_http` forwarder posts OCSF 1.3.0 events, each valid against the JSON Schema of
-//! its class (tests/fixtures/ocsf/1.3.0).
+//! its class (tests/fixtures/ocsf/1.3.0). A `nats` forwarder publishes to a real
+//! nats-server (Debian's package), read by a plain subscriber on the subject.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ both_backends!(
     rsyslog_receives_rfc5424_and_cef_in_seq_order,
     splunk_hec_retries_and_resumes_from_its_cursor,
     an_ocsf_http_forwarder_posts_events_valid_against_their_class,
+    a_nats_forwarder_publishes_each_event_to_a_subscriber,
 );
 
 /// rsyslogd receiving on TCP and writing each raw message to `out.log`; killed on drop.
@@ -296,5 +298,85 @@ async fn an_ocsf_http_forwarder_posts_events_valid_against_their_class(backend: 
     assert_eq!(auth["unmapped"]["vigil"]["event_id"], "o-auth", "the whole Vigil event rides along");
     let seqs: Vec<i64> = posted.iter().filter_map(|e| e["metadata"]["sequence"].as_i64()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in seq order: {seqs:?}");
+    Ok(())
+}
+
+/// nats-server on a free port; killed on drop.
+struct NatsServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn a_nats_forwarder_publishes_each_event_to_a_subscriber(backend: Backend) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--auth", "nats-secret"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("nats-server (Debian's nats-server package, scripts/setup.sh): {e}"))?;
+    let nats = NatsServer { child, port };
+    let mut ready = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", nats.port)).is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::ensure!(ready, "nats-server did not start");
+    // A subscriber, on the plain protocol.
+    let sub = tokio::net::TcpStream::connect(("127.0.0.1", nats.port)).await?;
+    let mut sub = tokio::io::BufReader::new(sub);
+    let mut line = String::new();
+    sub.read_line(&mut line).await?;
+    sub.get_mut()
+        .write_all(b"CONNECT {\"verbose\":false,\"auth_token\":\"nats-secret\"}\r\nSUB vigil.events 1\r\nPING\r\n")
+        .await?;
+    line.clear();
+    sub.read_line(&mut line).await?;
+    assert_eq!(line.trim(), "PONG", "subscribed");
+
+    let fwd = ForwarderConfig {
+        name: "bus".into(),
+        kind: "nats".into(),
+        address: Some(format!("127.0.0.1:{}", nats.port)),
+        subject: Some("vigil.events".into()),
+        token: Some("nats-secret".into()),
+        categories: vec!["authentication".into()],
+        ..ForwarderConfig::default()
+    };
+    let app = spawn_app_with(backend, |c| c.forwarders = vec![fwd]).await?;
+    let (status, posted) = app.post_events(&auth_failures(3, "nats")).await?;
+    assert_eq!(status, 201, "{posted}");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        line.clear();
+        tokio::time::timeout(Duration::from_secs(20), sub.read_line(&mut line)).await??;
+        let head = line.trim().to_owned();
+        if head == "PING" {
+            sub.get_mut().write_all(b"PONG\r\n").await?;
+            continue;
+        }
+        let size: usize = head.rsplit(' ').next().unwrap().parse()?;
+        assert!(head.starts_with("MSG vigil.events 1 "), "{head}");
+        let mut payload = vec![0u8; size + 2];
+        sub.read_exact(&mut payload).await?;
+        got.push(serde_json::from_slice::<Value>(&payload[..size])?);
+    }
+    let ids: Vec<&str> = got.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["nats-0", "nats-1", "nats-2"], "each event once, in seq order");
+    assert!(got.iter().all(|e| e["hash"].is_string()));
+    let (_, listed) = app.get("/v1/forwarders").await?;
+    assert_eq!(listed["forwarders"][0]["sent"], 3, "{listed}");
+    assert_eq!(listed["forwarders"][0]["errors"], 0, "{listed}");
     Ok(())
 }

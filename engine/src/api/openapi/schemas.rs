@@ -405,9 +405,9 @@ pub(super) fn schemas() -> Value {
             "public_key": {"type": "string", "description": "webhook signing with Ed25519 (Standard Webhooks v1a): the whpk_ public key to verify with"},
         })),
         "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
-            "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec", "ocsf_http"]},
-            "format": {"type": "string", "enum": ["rfc5424", "cef", "hec_json", "ocsf_json"]},
-            "target": {"type": "string", "description": "host:port, or the URL's scheme, host and port"},
+            "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec", "ocsf_http", "nats"]},
+            "format": {"type": "string", "enum": ["rfc5424", "cef", "hec_json", "ocsf_json", "json"]},
+            "target": {"type": "string", "description": "host:port (and the subject for NATS), or the URL's scheme, host and port"},
             "filters": {"type": "object"},
             "cursor": {"type": "integer", "description": "seq of the last event delivered or passed over by the filters"},
             "head": {"type": "integer"}, "lag": {"type": "integer", "minimum": 0},
