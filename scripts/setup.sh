@@ -2,8 +2,10 @@
 # Installs what Vigil needs beyond the Rust toolchain: the wasm32 target (rules compile to
 # WebAssembly) and, for the test suite, a running PostgreSQL at 127.0.0.1:5432 and the
 # Python SMTP server (aiosmtpd) the email receiver tests deliver to, schemathesis and
-# Playwright with Debian's Chromium (API and dashboard tests), and Prometheus' `promtool`
-# (Debian's prometheus package) that checks the metrics exposition.
+# Playwright with Debian's Chromium (API and dashboard tests), Prometheus' `promtool`
+# (Debian's prometheus package) that checks the metrics exposition, the OpenTelemetry
+# Python SDK with its OTLP/HTTP exporter (the OTLP input tests), Debian's rsyslog (the
+# syslog input and forwarder tests) and nats-server (the NATS forwarder tests).
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -17,9 +19,20 @@ if [[ "${1:-}" == "--postgres" ]]; then
         python3 -c "import $module" 2>/dev/null \
             || python3 -m pip install --quiet --disable-pip-version-check "$module"
     done
+    # The OpenTelemetry Python SDK and its OTLP/HTTP exporter (the POST /v1/logs tests).
+    python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http" 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
     if ! command -v chromium >/dev/null 2>&1; then
         echo "chromium is not installed; installing Debian's chromium package with apt-get" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    fi
+    if ! command -v rsyslogd >/dev/null 2>&1; then
+        echo "rsyslog is not installed; installing Debian's rsyslog package with apt-get (the syslog input tests)" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsyslog >/dev/null
+    fi
+    if ! command -v nats-server >/dev/null 2>&1; then
+        echo "nats-server is not installed; installing Debian's nats-server package with apt-get (the NATS forwarder tests)" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
     fi
     if ! command -v promtool >/dev/null 2>&1; then
         echo "promtool is not installed; installing Debian's prometheus package with apt-get" >&2

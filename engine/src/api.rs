@@ -10,11 +10,13 @@ pub mod decisions;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod forwarders;
 pub mod guard;
 pub mod integrity;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod otlp;
 pub mod receivers;
 pub mod rules;
 pub mod silences;
@@ -73,6 +75,8 @@ pub struct AppState {
     pub ops: Arc<ops::OpsState>,
     /// Reads of the log by keys, written to the chain as `log_accessed` events.
     pub access: crate::ledger::access::AccessLog,
+    /// The `[[forwarders]]` pushing committed events to SIEMs.
+    pub forwarders: Arc<crate::forward::Forwarders>,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the
@@ -99,6 +103,7 @@ routes! {
     get "/v1/openapi.json" => openapi::serve,
     get "/v1/whoami" => ops::whoami,
     post "/v1/events" => events::post_events,
+    post "/v1/logs" => otlp::post_logs,
     get "/v1/events" => events::list_events,
     get "/v1/events/stats" => events::stats,
     get "/v1/events/export" => export::export,
@@ -133,6 +138,7 @@ routes! {
     post "/v1/allowlist" => allowlist::create,
     delete "/v1/allowlist/{id}" => allowlist::remove,
     get "/v1/receivers" => receivers::list,
+    get "/v1/forwarders" => forwarders::list,
     post "/v1/receivers/{name}/circuit" => receivers::circuit,
     get "/v1/notifications" => receivers::notifications,
     post "/v1/notifications/{id}/retry" => receivers::retry,

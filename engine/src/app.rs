@@ -50,12 +50,16 @@ pub struct RunningServer {
     pub state: AppState,
     /// The log's writer lock, held until the server stops.
     pub writer_lock: Arc<std::sync::Mutex<Option<WriterLock>>>,
+    /// The syslog listeners (their bound addresses; tests bind port 0).
+    pub inputs: Arc<crate::inputs::Inputs>,
 }
 
 impl RunningServer {
     /// Graceful stop: stops taking requests, writes the open log-access windows, signs the
     /// head, releases the writer lock.
     pub async fn shutdown(&self) {
+        self.inputs.stop();
+        self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(true).await;
         match self.state.access.flush_all().await {
@@ -75,6 +79,8 @@ impl RunningServer {
     /// What `kill -9` leaves: stops without signing or flushing anything, and lets the
     /// lock go as the kernel would (tests start a new server on the same log after it).
     pub async fn crash(&self) {
+        self.inputs.stop();
+        self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(false).await;
         self.state.sequencer.halt().await;
@@ -212,7 +218,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
-    let outbox = Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats)?);
+    let outbox =
+        Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats, Some(registry.clone()))?);
     outbox.clone().spawn(alerts.clone());
     writer::spawn_writer(alerts.clone(), rule_journal.clone(), decisions.clone(), results_rx);
     let (replay_store, runtime, replay) =
@@ -247,6 +254,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     );
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
+    let forwarders = Arc::new(crate::forward::Forwarders::start(&config, store.clone())?);
     let state = AppState {
         config: config.clone(),
         store,
@@ -267,7 +275,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         inflight: Arc::new(api::guard::InflightBudget::new(config.ingest.max_inflight_bytes)),
         ops: Arc::new(api::ops::OpsState::new(&config)),
         access,
+        forwarders,
     };
+    let inputs = Arc::new(
+        crate::inputs::Inputs::start(&config, state.sequencer.clone(), state.masker.clone(), state.metrics.clone())
+            .await?,
+    );
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let workers =
@@ -289,7 +302,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let task = tokio::spawn(server);
     tracing::info!(%addr, workers, "Vigil is listening");
     let writer_lock = Arc::new(std::sync::Mutex::new(Some(writer_lock)));
-    Ok(RunningServer { addr, handle, task, generated_admin_key, state, writer_lock })
+    Ok(RunningServer { addr, handle, task, generated_admin_key, state, writer_lock, inputs })
 }
 
 /// Installs the process's TLS crypto provider (ring) for HTTPS receivers, SMTP STARTTLS

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod alerting;
+mod inputs;
 mod ops;
 mod reach;
 
@@ -17,6 +18,7 @@ pub use alerting::{
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
 pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
+pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
 pub use reach::DEFAULT_ROUTER_LISTS;
 
@@ -105,6 +107,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[audit]`: reads of the log written to the chain.
     pub audit: AuditConfig,
+    /// `[inputs]`: syslog listeners.
+    pub inputs: InputsConfig,
+    /// `[[forwarders]]`: committed events pushed to SIEMs.
+    pub forwarders: Vec<ForwarderConfig>,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -309,6 +315,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
             audit: AuditConfig::default(),
+            inputs: InputsConfig::default(),
+            forwarders: Vec::new(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -457,6 +465,8 @@ impl Config {
             });
         }
         self.validate_alerting()?;
+        self.validate_inputs()?;
+        self.validate_forwarders()?;
         self.validate_ops()
     }
 }

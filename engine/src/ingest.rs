@@ -4,13 +4,16 @@
 //! in `store`.
 
 pub mod mask;
+pub mod ocsf;
+pub mod otlp;
+pub mod syslog;
 pub mod validate;
 mod wire;
 
 pub use mask::Masker;
 pub use validate::{
     DEFAULT_EVENTS_PER_REQUEST, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST, Problem, parse_body, split_body,
-    validate_batch, validate_body, validate_pieces,
+    validate_batch, validate_body, validate_each, validate_pieces,
 };
 
 pub use crate::event::MASK_POLICY_VERSION;

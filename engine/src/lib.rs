@@ -8,10 +8,10 @@
 //! - L0 vocabulary: [`event`], [`finding`], [`clock`], [`telemetry`], [`net`], [`config`]
 //! - L1 [`store`]: persistence only, one file per aggregate, SQLite and PostgreSQL dialects
 //! - L2 [`ledger`] (sequencer, canon, chain, checkpoint keys, anchor, verify, export,
-//!   retention, writer lock) and [`ingest`] (validate, mask)
+//!   retention, writer lock) and [`ingest`] (validate, mask; OTLP, OCSF and syslog mappings)
 //! - L3 [`rules`]: the Wasm runtime only
 //! - L4 [`detect`]: the pipeline thread and replay
-//! - L5 services: [`alerts`], [`route`], [`respond`], [`auth`], [`deploy`]
+//! - L5 services: [`alerts`], [`route`], [`respond`], [`auth`], [`deploy`], [`inputs`], [`forward`]
 //! - L6 surfaces: [`api`], [`cli`]
 //! - L7 [`app`]: the composition root
 
@@ -41,6 +41,8 @@ pub mod detect;
 pub mod alerts;
 pub mod auth;
 pub mod deploy;
+pub mod forward;
+pub mod inputs;
 pub mod respond;
 pub mod route;
 

@@ -68,6 +68,7 @@ pub mod checkpoints;
 pub mod decisions;
 pub mod escalations;
 pub mod events;
+pub mod forwarders;
 pub mod keys;
 pub mod outbox;
 pub mod postgres;

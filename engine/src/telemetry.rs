@@ -96,6 +96,14 @@ pub struct Metrics {
     pub verify_runs: AtomicU64,
     /// Integrity verifications that found failures.
     pub verify_failed: AtomicU64,
+    /// OTLP log records refused (named in a partial-success answer).
+    pub otlp_records_refused: AtomicU64,
+    /// Syslog messages stored as events.
+    pub syslog_stored: AtomicU64,
+    /// Syslog messages refused (unparseable, invalid, over the size bound).
+    pub syslog_refused: AtomicU64,
+    /// Syslog connections refused (address not allowed, over the connection bound, TLS).
+    pub syslog_connections_refused: AtomicU64,
     /// Time from an ingest request's arrival to its answer (accepted requests).
     pub ingest_latency: Histogram,
 }
@@ -146,7 +154,7 @@ impl Metrics {
 
     /// Prometheus text exposition of these counters.
     pub fn render(&self, out: &mut String) {
-        let series: [(&str, &str, &AtomicU64); 7] = [
+        let series: [(&str, &str, &AtomicU64); 11] = [
             ("vigil_events_stored_total", "Events stored.", &self.events_stored),
             (
                 "vigil_events_duplicate_total",
@@ -156,6 +164,18 @@ impl Metrics {
             ("vigil_ingest_requests_total", "Ingest requests accepted.", &self.ingest_requests),
             ("vigil_ingest_rejected_total", "Ingest requests refused as invalid (400/413).", &self.ingest_rejected),
             ("vigil_ingest_failed_total", "Ingest requests that failed on the server side.", &self.ingest_failed),
+            (
+                "vigil_otlp_records_refused_total",
+                "OTLP log records refused (each named in the partial-success answer).",
+                &self.otlp_records_refused,
+            ),
+            ("vigil_syslog_stored_total", "Syslog messages stored as events.", &self.syslog_stored),
+            ("vigil_syslog_refused_total", "Syslog messages refused (unparseable or invalid).", &self.syslog_refused),
+            (
+                "vigil_syslog_connections_refused_total",
+                "Syslog connections refused (address not allowed, too many connections, failed TLS).",
+                &self.syslog_connections_refused,
+            ),
             ("vigil_verify_runs_total", "Integrity verifications run.", &self.verify_runs),
             ("vigil_verify_failed_total", "Integrity verifications that found failures.", &self.verify_failed),
         ];

@@ -20,6 +20,7 @@ mod first_hour;
 mod guards;
 mod hostile;
 mod ingest;
+mod integrations;
 mod integrity;
 mod integrity_process;
 mod metrics;

@@ -95,7 +95,7 @@ async fn every_documented_operation_reaches_its_handler(backend: Backend) -> any
 
 /// schemathesis against the live server with an admin key, with data behind the endpoints
 /// (events, an alert, a rule) so the responses it checks are not all empty. Every check is
-/// on (`tests/schemathesis.toml` lists the three operations where a rule the document
+/// on (`tests/schemathesis.toml` lists the operations where a rule the document
 /// cannot state switches off `positive_data_acceptance`, each with its reason). The output
 /// goes to `test-artefacts/schemathesis/<backend>.txt`. One worker: with two threads,
 /// Hypothesis' parsing of lambda sources (CPython 3.11's `ast` is not thread-safe) once

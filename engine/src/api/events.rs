@@ -2,7 +2,8 @@
 //! each read is recorded as a `log_accessed` chain event, see `ledger::access`).
 //!
 //! Ingest reads the body under the configured limit (413 past it, before parsing), parses
-//! one object / an array / NDJSON, validates and masks every event (one 400 naming the index
+//! one object / an array / NDJSON (with `?format=ocsf`, OCSF events mapped by
+//! `ingest::ocsf` first), validates and masks every event (one 400 naming the index
 //! and field of every problem; nothing stored), then waits for the `Sequencer` to commit and
 //! answers 201 with each event's seq, in input order.
 
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use super::{AppState, parse_query, parse_time_param};
 use crate::api::error::ApiError;
 use crate::auth::Role;
-use crate::ingest::{Problem, split_body, validate_pieces};
+use crate::ingest::{Problem, ocsf, split_body, validate_pieces};
 use crate::ledger::access::Read;
 use crate::store::{EventFilter, Origin, StatsFilter};
 use crate::telemetry::Metrics;
@@ -29,6 +30,12 @@ pub async fn post_events(
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
     let who = state.keys.require(&req, Role::Ingest)?;
+    let query: IngestQuery = parse_query(req.query_string())?;
+    let ocsf = match query.format.as_deref() {
+        None | Some("vigil") => false,
+        Some("ocsf") => true,
+        Some(_) => return Err(ApiError::bad_request("`format` must be vigil or ocsf")),
+    };
     let body = super::read_body(&req, payload, state.config.body_limit_bytes).await.inspect_err(|_| {
         Metrics::add(&state.metrics.ingest_rejected, 1);
     })?;
@@ -48,7 +55,8 @@ pub async fn post_events(
         .inflight
         .admit_parsed(body.len(), pieces.len(), std::time::Duration::from_secs(state.config.ingest.body_timeout_secs))
         .await?;
-    let mut events = validate_pieces(&pieces, &state.masker).map_err(|problems| rejected(invalid(problems)))?;
+    let validated = if ocsf { validate_ocsf(&pieces, &state.masker) } else { validate_pieces(&pieces, &state.masker) };
+    let mut events = validated.map_err(|problems| rejected(invalid(problems)))?;
     // The text is no longer needed: its memory and its share of the body budget go now.
     drop(pieces);
     drop(body);
@@ -65,6 +73,54 @@ pub async fn post_events(
     Metrics::add(&state.metrics.events_duplicate, (acks.len() - stored) as u64);
     state.metrics.ingest_latency.observe(started.elapsed());
     Ok(HttpResponse::Created().json(json!({"stored": stored, "events": acks})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestQuery {
+    format: Option<String>,
+}
+
+/// `?format=ocsf`: each piece is an OCSF event, mapped to Vigil's format (`ingest::ocsf`)
+/// and then validated and masked like any other; a problem found after mapping names the
+/// OCSF attribute it came from (`src_endpoint.ip (ip)`). The batch stays atomic.
+fn validate_ocsf(pieces: &[&str], masker: &crate::ingest::Masker) -> Result<Vec<crate::event::NewEvent>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut mapped = Vec::with_capacity(pieces.len());
+    for (index, piece) in pieces.iter().enumerate() {
+        let value = match serde_json::from_str::<Value>(piece) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(Problem { index, field: "body".into(), problem: format!("malformed JSON: {e}") });
+                continue;
+            }
+        };
+        match ocsf::map_event(index, value) {
+            Ok(m) => mapped.push((index, m)),
+            Err(p) => problems.push(p),
+        }
+    }
+    let values: Vec<Value> = mapped.iter().map(|(_, m)| m.event.clone()).collect();
+    let results = crate::ingest::validate_each(values, masker);
+    let mut events = Vec::with_capacity(results.len());
+    for ((index, m), result) in mapped.iter().zip(results) {
+        match result {
+            Ok(ev) => events.push(ev),
+            Err(found) => problems.extend(found.into_iter().map(|p| {
+                let field = match m.source_of(&p.field) {
+                    Some(path) => format!("{path} ({})", p.field),
+                    None => p.field,
+                };
+                Problem { index: *index, field, problem: p.problem }
+            })),
+        }
+    }
+    if problems.is_empty() {
+        Ok(events)
+    } else {
+        problems.sort_by_key(|p| p.index);
+        Err(problems)
+    }
 }
 
 fn invalid(problems: Vec<Problem>) -> ApiError {

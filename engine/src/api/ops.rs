@@ -107,6 +107,7 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         queued(&state.handoff.queued_bytes),
     );
     state.rules.render_metrics(&mut out);
+    state.forwarders.render_metrics(&mut out);
     crate::respond::render_metrics(&mut out, state.decisions.set(), state.decisions.now());
     figures.render(&mut out);
     state.outbox.render_metrics(&mut out);

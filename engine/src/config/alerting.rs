@@ -228,9 +228,10 @@ pub struct ReceiverConfig {
     pub url: Option<String>,
     /// Environment variable holding the endpoint.
     pub url_env: Option<String>,
-    /// Webhook: `vigil` (default) or `alertmanager`.
+    /// Webhook: `vigil` (default), `alertmanager` or `ocsf` (Detection Finding 2004).
     pub format: Option<String>,
-    /// Webhook signing secret (`whsec_<base64>`).
+    /// Webhook signing secret: `whsec_<base64>` (HMAC, Standard Webhooks `v1`) or
+    /// `whsk_<base64 Ed25519 seed>` (Ed25519, `v1a`).
     pub secret: Option<String>,
     /// Environment variable holding it.
     pub secret_env: Option<String>,
@@ -387,8 +388,10 @@ impl Config {
             let has = |v: &Option<String>, env: &Option<String>| v.is_some() || env.is_some();
             let problem = match r.kind.as_str() {
                 "webhook" | "slack" if !has(&r.url, &r.url_env) => Some("needs `url` or `url_env`"),
-                "webhook" if !matches!(r.format.as_deref(), None | Some("vigil") | Some("alertmanager")) => {
-                    Some("`format` must be \"vigil\" or \"alertmanager\"")
+                "webhook"
+                    if !matches!(r.format.as_deref(), None | Some("vigil") | Some("alertmanager") | Some("ocsf")) =>
+                {
+                    Some("`format` must be \"vigil\", \"alertmanager\" or \"ocsf\"")
                 }
                 "pagerduty" if !has(&r.url, &r.url_env) => Some("needs `url` or `url_env`"),
                 "pagerduty" if !has(&r.routing_key, &r.routing_key_env) => {

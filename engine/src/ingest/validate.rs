@@ -208,6 +208,23 @@ pub fn validate_pieces(pieces: &[&str], masker: &Masker) -> Result<Vec<NewEvent>
     if problems.is_empty() { Ok(events) } else { Err(problems) }
 }
 
+/// Validates, normalizes and masks each event on its own (one received time for all): the
+/// inputs that refuse single records and store the rest (OTLP partial success, syslog
+/// lines) use it. Each problem's `index` is the event's position.
+pub fn validate_each(values: Vec<Value>, masker: &Masker) -> Vec<Result<NewEvent, Vec<Problem>>> {
+    let received_at = now_ms();
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let mut problems = Vec::new();
+            validate_event(index, value, received_at, masker, &mut problems)
+                .filter(|_| problems.is_empty())
+                .ok_or(problems)
+        })
+        .collect()
+}
+
 /// Validates, normalizes and masks a batch. Either every event is good, or every problem
 /// found is returned and nothing may be stored.
 pub fn validate_batch(values: Vec<Value>, masker: &Masker) -> Result<Vec<NewEvent>, Vec<Problem>> {

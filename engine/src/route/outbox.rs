@@ -48,6 +48,7 @@ impl Outbox {
         receivers: Arc<HashMap<String, Receiver>>,
         wake: Arc<Notify>,
         stats: Arc<RouteStats>,
+        rules: Option<Arc<crate::rules::RuleRegistry>>,
     ) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(config.outbox.timeout_secs.max(1));
         let http = crate::net::http_client(timeout).build()?;
@@ -59,7 +60,7 @@ impl Outbox {
             breakers: Mutex::new(breakers),
             http,
             config: config.outbox.clone(),
-            ctx: receivers::Context { external_url: config.alerts.external_url.clone(), timeout },
+            ctx: receivers::Context { external_url: config.alerts.external_url.clone(), timeout, rules },
             wake,
             sent: Mutex::default(),
             started_at: config.clock.now_ms(),
@@ -83,7 +84,11 @@ impl Outbox {
             .map(|name| {
                 let r = &self.receivers[name];
                 let circuit = breakers.get_mut(name).map(|b| b.to_json(now));
-                json!({"name": name, "kind": r.kind.as_str(), "via": r.via, "circuit": circuit})
+                let mut out = json!({"name": name, "kind": r.kind.as_str(), "via": r.via, "circuit": circuit});
+                if let Some(key) = r.public_key() {
+                    out["public_key"] = json!(key);
+                }
+                out
             })
             .collect()
     }

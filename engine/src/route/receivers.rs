@@ -7,6 +7,7 @@
 //! start and never formatted into logs or errors: errors name the receiver and the status.
 
 mod email;
+mod ocsf;
 mod pagerduty;
 mod slack;
 mod webhook;
@@ -20,9 +21,10 @@ use crate::config::ReceiverConfig;
 use crate::store::NotificationRow;
 
 pub use email::email_bodies;
+pub use ocsf::{OCSF_VERSION, ocsf_body};
 pub use pagerduty::{pagerduty_body, pagerduty_severity};
 pub use slack::slack_body;
-pub use webhook::{alertmanager_body, sign, vigil_body};
+pub use webhook::{alertmanager_body, sign, sign_v1a, vigil_body};
 
 /// The kinds of receiver `[[receivers]] kind` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +64,10 @@ pub struct Receiver {
     /// Its own HTTP client when it trusts extra CAs (`ca_file`).
     http: Option<reqwest::Client>,
     secret: Option<Vec<u8>>,
+    /// Standard Webhooks `v1a`: the Ed25519 key that signs (a `whsk_` secret).
+    ed25519: Option<ed25519_dalek::SigningKey>,
     alertmanager: bool,
+    ocsf: bool,
     routing_key: Option<String>,
     smtp: Option<email::Smtp>,
     /// Digest: the receiver it goes through.
@@ -125,7 +130,17 @@ impl Receiver {
                 anyhow::bail!("receiver `{}`: `url` must be http or https", c.name);
             }
         }
+        let mut ed25519 = None;
         let secret = match env_or(&c.secret, &c.secret_env, "signing secret", &c.name)? {
+            Some(s) if s.starts_with("whsk_") => {
+                ed25519 = Some(signing_key(&s["whsk_".len()..]).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "receiver `{}`: an Ed25519 signing secret is whsk_ followed by the base64 of a 32-byte seed (or a 64-byte key pair)",
+                        c.name
+                    )
+                })?);
+                None
+            }
             Some(s) => {
                 let b64 = s.strip_prefix("whsec_").unwrap_or(&s);
                 Some(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| {
@@ -160,12 +175,23 @@ impl Receiver {
             url,
             http,
             secret,
+            ed25519,
             alertmanager: c.format.as_deref() == Some("alertmanager"),
+            ocsf: c.format.as_deref() == Some("ocsf"),
             routing_key,
             smtp,
             via: c.via.clone(),
             at_ms: c.at.as_deref().and_then(crate::config::parse_time_of_day).unwrap_or(8 * 3_600_000),
         })
+    }
+
+    /// The Standard Webhooks public key (`whpk_<base64>`) receivers verify `v1a` signatures
+    /// with, when it signs with Ed25519.
+    pub fn public_key(&self) -> Option<String> {
+        use base64::Engine as _;
+        self.ed25519
+            .as_ref()
+            .map(|k| format!("whpk_{}", base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())))
     }
 
     /// Whether it takes acknowledge / resolve follow-ups: PagerDuty (its `acknowledge` and
@@ -202,16 +228,37 @@ impl Receiver {
     }
 }
 
+/// An Ed25519 signing key from the base64 of its 32-byte seed or 64-byte key pair.
+fn signing_key(b64: &str) -> Option<ed25519_dalek::SigningKey> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let seed: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+    (bytes.len() == 32 || bytes.len() == 64).then(|| ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
 /// What renderers need besides the notification.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     /// Base URL for links back to Vigil.
     pub external_url: String,
     /// Delivery timeout for SMTP (the HTTP clients carry their own).
     pub timeout: Duration,
+    /// The deployed rules (their MITRE ids go into OCSF findings).
+    pub rules: Option<std::sync::Arc<crate::rules::RuleRegistry>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("external_url", &self.external_url).finish_non_exhaustive()
+    }
 }
 
 impl Context {
+    /// The MITRE ATT&CK ids of a deployed rule's manifest (none when it is gone).
+    fn mitre_of(&self, rule: &str) -> Vec<String> {
+        self.rules.as_ref().map(|r| r.mitre_of(rule)).unwrap_or_default()
+    }
+
     fn alert_link(&self, id: &Value) -> String {
         format!("{}/#/alerts/{}", self.external_url.trim_end_matches('/'), id)
     }

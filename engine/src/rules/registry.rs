@@ -559,6 +559,12 @@ impl RuleRegistry {
         })
     }
 
+    /// The MITRE ATT&CK ids of an active rule's manifest (empty when it has none or is
+    /// not deployed).
+    pub fn mitre_of(&self, name: &str) -> Vec<String> {
+        self.current().all().find(|r| r.name() == name).map(|r| r.compiled.manifest.mitre.clone()).unwrap_or_default()
+    }
+
     /// One rule's description, or None.
     pub fn describe_one(&self, name: &str) -> Option<serde_json::Value> {
         self.describe().into_iter().find(|r| r["name"] == name)

@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "decisions", include_str!("../../../migrations/postgres/0011_decisions.sql")),
     (12, "allowlist", include_str!("../../../migrations/postgres/0012_allowlist.sql")),
     (13, "ingest_key", include_str!("../../../migrations/postgres/0013_ingest_key.sql")),
+    (14, "forwarders", include_str!("../../../migrations/postgres/0014_forwarders.sql")),
 ];
 
 /// The application role the server acts as.
@@ -319,3 +320,4 @@ super::outbox::outbox_queries!(PgStore, Postgres, PgRow, writer: pool, reader: p
 super::silences::silence_queries!(PgStore, Postgres, writer: pool);
 super::decisions::decision_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::allowlist::allowlist_queries!(PgStore, Postgres, writer: pool);
+super::forwarders::forwarder_queries!(PgStore, Postgres, writer: pool);

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "decisions", include_str!("../../../migrations/sqlite/0011_decisions.sql")),
     (12, "allowlist", include_str!("../../../migrations/sqlite/0012_allowlist.sql")),
     (13, "ingest_key", include_str!("../../../migrations/sqlite/0013_ingest_key.sql")),
+    (14, "forwarders", include_str!("../../../migrations/sqlite/0014_forwarders.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -546,6 +547,7 @@ super::outbox::outbox_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer, r
 super::silences::silence_queries!(SqliteStore, Sqlite, writer: writer);
 super::decisions::decision_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::allowlist::allowlist_queries!(SqliteStore, Sqlite, writer: writer);
+super::forwarders::forwarder_queries!(SqliteStore, Sqlite, writer: writer);
 
 #[cfg(test)]
 mod tests {

@@ -46,6 +46,15 @@ fn event_filters() -> Vec<Value> {
     ]
 }
 
+/// An error of `POST /v1/logs`: Vigil's JSON error, or a `google.rpc.Status` for a
+/// protobuf request.
+fn otlp_error(description: &str) -> Value {
+    json!({"description": description, "content": {
+        "application/json": {"schema": r("Error")},
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary", "description": "a google.rpc.Status"}},
+    }})
+}
+
 fn name_param() -> Value {
     path("name", json!({"type": "string"}), "rule name")
 }
@@ -100,8 +109,13 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
         "post",
         "/v1/events",
         Op::new("postEvents", "events", "Ingest one event, a JSON array of events, or NDJSON", Some("ingest"))
+            .params(vec![query(
+                "format",
+                json!({"type": "string", "enum": ["vigil", "ocsf"], "default": "vigil"}),
+                "`ocsf`: the events are OCSF 1.x Account Change (3001), Authentication (3002), HTTP Activity (4002) or API Activity (6003), mapped as docs/integrations.md says",
+            )])
             .body(json!({"required": true, "content": {
-                "application/json": {"schema": {"oneOf": [r("EventInput"), {"type": "array", "items": r("EventInput"), "minItems": 1, "maxItems": 20_000, "description": "at most ingest.max_events_per_request (default 20000)"}]}},
+                "application/json": {"schema": {"anyOf": [r("EventInput"), r("OcsfEvent"), {"type": "array", "items": {"anyOf": [r("EventInput"), r("OcsfEvent")]}, "minItems": 1, "maxItems": 20_000, "description": "at most ingest.max_events_per_request (default 20000)"}]}},
                 "application/x-ndjson": {"schema": {"type": "string", "description": "one event object per line"}},
             }}))
             .ok(201, "every event durably stored (or recognised as a duplicate), in input order", r("IngestResult"))
@@ -114,6 +128,31 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
                  unavailable or the server is shutting down; nothing stored (Retry-After)",
             )
             .err(507, "insufficient_storage: the database is full; nothing stored (Retry-After)"),
+    ),
+    (
+        "post",
+        "/v1/logs",
+        Op::new(
+            "postOtlpLogs",
+            "events",
+            "OTLP/HTTP logs export (protobuf or JSON): each log record becomes an event (docs/integrations.md); \
+             records that do not map are refused one by one in the partial-success answer",
+            Some("ingest"),
+        )
+        .body(json!({"required": true, "content": {
+            "application/json": {"schema": r("OtlpLogsRequest")},
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary", "description": "an ExportLogsServiceRequest"}},
+        }}))
+        .raw(200, json!({"description": "the valid records are durably stored; `partialSuccess` counts and names the refused ones", "content": {
+            "application/json": {"schema": r("OtlpLogsResponse")},
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary", "description": "an ExportLogsServiceResponse"}},
+        }}))
+        .raw(400, otlp_error("invalid_otlp: the body is not an OTLP logs export (or has too many records); nothing stored"))
+        .raw(408, otlp_error("body_timeout: the body did not arrive within ingest.body_timeout_secs; nothing stored"))
+        .raw(413, otlp_error("body larger than the configured limit"))
+        .raw(415, otlp_error("unsupported_media_type: not application/x-protobuf or application/json, or compressed"))
+        .raw(503, otlp_error("overloaded, database unavailable or shutting down; nothing stored (Retry-After)"))
+        .raw(507, otlp_error("insufficient_storage: the database is full; nothing stored (Retry-After)")),
     ),
     (
         "get",

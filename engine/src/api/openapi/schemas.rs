@@ -95,6 +95,62 @@ pub(super) fn schemas() -> Value {
                 "event_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1}, "duplicate": {"type": "boolean"},
             }))},
         })),
+        "OcsfEvent": {
+            "type": "object",
+            "description": "an OCSF 1.x event (with ?format=ocsf); mapped attributes become Vigil fields, the rest goes to details",
+            "required": ["class_uid"],
+            "properties": {
+                "class_uid": {"type": "integer", "enum": [3001, 3002, 4002, 6003]},
+                "activity_id": {"type": "integer"},
+                "time": {"type": "integer", "minimum": 0, "maximum": 253_402_300_799_999i64},
+            },
+        },
+        "OtlpLogsRequest": {
+            "type": "object",
+            "description": "ExportLogsServiceRequest in OTLP/JSON (lowerCamelCase members; unknown members are ignored and null is the default, as protobuf's JSON mapping says)",
+            "properties": {"resourceLogs": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                "resource": {"type": ["object", "null"], "properties": {"attributes": {"type": ["array", "null"], "items": r("OtlpKeyValue")}}},
+                "scopeLogs": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                    "scope": {"type": ["object", "null"], "properties": {"name": {"type": ["string", "null"]}, "version": {"type": ["string", "null"]}}},
+                    "logRecords": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                        "timeUnixNano": otlp_nanos(),
+                        "observedTimeUnixNano": otlp_nanos(),
+                        "severityNumber": {
+                            "type": ["integer", "string", "null"], "minimum": i32::MIN, "maximum": i32::MAX,
+                            "pattern": "^(-?[0-9]{1,9}|SEVERITY_NUMBER_(UNSPECIFIED|(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)[234]?))$",
+                        },
+                        "severityText": {"type": ["string", "null"]},
+                        "eventName": {"type": ["string", "null"]},
+                        "body": r("OtlpAnyValue"),
+                        "attributes": {"type": ["array", "null"], "items": r("OtlpKeyValue")},
+                        "traceId": {"type": ["string", "null"], "pattern": "^([0-9a-fA-F]{2})*$"},
+                        "spanId": {"type": ["string", "null"], "pattern": "^([0-9a-fA-F]{2})*$"},
+                    }}},
+                }}},
+            }}}},
+        },
+        "OtlpKeyValue": {"type": "object", "properties": {"key": {"type": ["string", "null"]}, "value": r("OtlpAnyValue")}},
+        "OtlpAnyValue": {
+            "type": ["object", "null"],
+            "description": "stringValue, boolValue, intValue, doubleValue, arrayValue {values}, kvlistValue {values} or bytesValue (base64); the first one present is the value",
+            "properties": {
+                "stringValue": {"type": ["string", "null"]},
+                "boolValue": {"type": ["boolean", "null"]},
+                "intValue": {"type": ["string", "integer", "null"], "pattern": "^-?[0-9]{1,18}$", "minimum": i64::MIN, "maximum": i64::MAX},
+                "doubleValue": {"type": ["number", "null"]},
+                "bytesValue": {"type": ["string", "null"], "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}(==)?|[A-Za-z0-9+/]{3}=?)?$"},
+                "arrayValue": {"type": ["object", "null"], "properties": {"values": {"type": ["array", "null"], "items": r("OtlpAnyValue")}}},
+                "kvlistValue": {"type": ["object", "null"], "properties": {"values": {"type": ["array", "null"], "items": r("OtlpKeyValue")}}},
+            },
+        },
+        "OtlpLogsResponse": {
+            "type": "object",
+            "description": "ExportLogsServiceResponse in OTLP/JSON: empty when every record was stored",
+            "properties": {"partialSuccess": object(&["rejectedLogRecords", "errorMessage"], json!({
+                "rejectedLogRecords": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "records refused (an int64, as a decimal string)"},
+                "errorMessage": {"type": "string", "description": "one line per refused record: its path (resourceLogs[i].scopeLogs[j].logRecords[k]), the field and the problem"},
+            }))},
+        },
         "Count": object(&["value", "count"], json!({"value": {"type": "string"}, "count": {"type": "integer"}})),
         "OtherCount": object(&["values", "count"], json!({
             "values": {"type": "integer", "minimum": 0, "description": "distinct values past the 100 listed"},
@@ -351,6 +407,19 @@ pub(super) fn schemas() -> Value {
         "Receiver": object(&["name", "kind"], json!({
             "name": {"type": "string"}, "kind": {"type": "string"}, "via": {},
             "circuit": {"anyOf": [r("Circuit"), {"type": "null"}]},
+            "public_key": {"type": "string", "description": "webhook signing with Ed25519 (Standard Webhooks v1a): the whpk_ public key to verify with"},
+        })),
+        "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
+            "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec", "ocsf_http", "nats"]},
+            "format": {"type": "string", "enum": ["rfc5424", "cef", "hec_json", "ocsf_json", "json"]},
+            "target": {"type": "string", "description": "host:port (and the subject for NATS), or the URL's scheme, host and port"},
+            "filters": {"type": "object"},
+            "cursor": {"type": "integer", "description": "seq of the last event delivered or passed over by the filters"},
+            "head": {"type": "integer"}, "lag": {"type": "integer", "minimum": 0},
+            "sent": {"type": "integer"}, "batches": {"type": "integer"}, "errors": {"type": "integer"},
+            "consecutive_failures": {"type": "integer"},
+            "breaker": {"type": "string", "enum": ["closed", "open"]},
+            "last_error": nullable("string"), "last_error_at": nullable_time(), "last_sent_at": nullable_time(),
         })),
         "Notification": object(&["id", "receiver", "kind", "status", "attempts"], json!({
             "id": {"type": "integer"}, "alert_id": nullable("integer"), "receiver": {"type": "string"},
@@ -383,4 +452,10 @@ pub(super) fn schemas() -> Value {
             "key": {"type": "string", "description": "the secret: shown once, store it now"}, "created_at": time(),
         })),
     })
+}
+
+/// An OTLP/JSON `fixed64` time as Vigil reads it: a number from 0 to 19 nines, or a string
+/// of 1 to 19 digits.
+fn otlp_nanos() -> Value {
+    json!({"type": ["string", "integer", "null"], "pattern": "^[0-9]{1,19}$", "minimum": 0, "maximum": 9_999_999_999_999_999_999u64})
 }

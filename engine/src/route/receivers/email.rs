@@ -254,7 +254,8 @@ mod tests {
             "title": "Account locked: x\r\nBcc: victim@evil.example\r\n\r\n<b>hi</b>",
             "actions": ["ok\nAcknowledge: https://evil.example/ack", "<script>alert(1)</script>"],
             "fields": {"user_id": "x\r\nBcc: victim@evil.example"}}});
-        let ctx = Context { external_url: "https://vigil.example".into(), timeout: Duration::from_secs(1) };
+        let ctx =
+            Context { external_url: "https://vigil.example".into(), timeout: Duration::from_secs(1), rules: None };
         let (subject, text, html) = email_bodies(&n, &payload, &ctx);
         assert!(!subject.contains(['\r', '\n']), "{subject:?}");
         assert!(!text.lines().any(|l| l.starts_with("Bcc:")), "{text}");

@@ -1,8 +1,8 @@
 //! `webhook` receivers: Standard Webhooks signing (`webhook-id` = the notification's
 //! idempotency key, stable across retries and restarts; `webhook-timestamp`;
-//! `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the `whsec_`
-//! secret), body in `format = "vigil"` (`{"type", "timestamp", "data"}`) or
-//! `"alertmanager"` (webhook v4). Sent with the shared HTTP `send` of `receivers`.
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>` with a `whsec_`
+//! secret, or `v1a,<base64 Ed25519 signature of id.timestamp.body>` with a `whsk_` key), body in `format = "vigil"` (`{"type", "timestamp", "data"}`),
+//! `"alertmanager"` (webhook v4) or `"ocsf"` (Detection Finding 2004, `receivers::ocsf`). Sent with the shared HTTP `send` of `receivers`.
 //!
 //! Bodies are built as `serde_json` values, so attacker text is JSON-escaped wherever it
 //! sits; the headers carry only server-made values (the idempotency key, the time, the
@@ -26,8 +26,13 @@ pub(super) async fn deliver(
     ctx: &Context,
     now_ms: i64,
 ) -> Outcome {
-    let body =
-        if r.alertmanager { alertmanager_body(n, payload, &r.name, ctx) } else { vigil_body(n, payload, now_ms) };
+    let body = if r.alertmanager {
+        alertmanager_body(n, payload, &r.name, ctx)
+    } else if r.ocsf {
+        super::ocsf_body(n, payload, ctx, now_ms)
+    } else {
+        vigil_body(n, payload, now_ms)
+    };
     let body = body.to_string();
     let ts = (now_ms / 1000).to_string();
     let mut req = http
@@ -37,6 +42,8 @@ pub(super) async fn deliver(
         .header("webhook-timestamp", &ts);
     if let Some(secret) = &r.secret {
         req = req.header("webhook-signature", sign(secret, &n.idempotency_key, &ts, body.as_bytes()));
+    } else if let Some(key) = &r.ed25519 {
+        req = req.header("webhook-signature", sign_v1a(key, &n.idempotency_key, &ts, body.as_bytes()));
     }
     send(req.body(body)).await
 }
@@ -50,6 +57,18 @@ pub fn sign(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// Standard Webhooks `v1a` signature header value: Ed25519 over `id.timestamp.body`.
+pub fn sign_v1a(key: &ed25519_dalek::SigningKey, id: &str, timestamp: &str, body: &[u8]) -> String {
+    use ed25519_dalek::Signer as _;
+    let mut msg = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    msg.extend_from_slice(id.as_bytes());
+    msg.push(b'.');
+    msg.extend_from_slice(timestamp.as_bytes());
+    msg.push(b'.');
+    msg.extend_from_slice(body);
+    format!("v1a,{}", base64::engine::general_purpose::STANDARD.encode(key.sign(&msg).to_bytes()))
 }
 
 fn event_type(kind: &str) -> &'static str {

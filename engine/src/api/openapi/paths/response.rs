@@ -336,6 +336,17 @@ pub(super) fn receivers() -> Vec<(&'static str, &'static str, Op)> {
             .ok(200, "the receivers", list_of("receivers", "Receiver", false)),
     ),
     (
+        "get",
+        "/v1/forwarders",
+        Op::new(
+            "listForwarders",
+            "receivers",
+            "Forwarders pushing committed events to SIEMs: cursor, lag, errors, breaker",
+            Some("read"),
+        )
+        .ok(200, "the forwarders", list_of("forwarders", "Forwarder", false)),
+    ),
+    (
         "post",
         "/v1/receivers/{name}/circuit",
         Op::new("circuit", "receivers", "Reset, force open or force close a receiver's circuit", Some("admin"))

@@ -1,0 +1,8 @@
+-- Forwarders ([[forwarders]], issue 26): the durable cursor of each, the seq of the last
+-- event it delivered or passed over (filtered out). After a restart a forwarder resumes
+-- after it, so every committed event is pushed at least once, in seq order.
+CREATE TABLE IF NOT EXISTS forwarder_cursors (
+    name        TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
