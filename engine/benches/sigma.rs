@@ -27,8 +27,7 @@ fn committed(n: u64) -> Vec<CommittedEvent> {
         .map(w1::event)
         .enumerate()
         .map(|(i, e)| {
-            let (canon, span) = vigil::ledger::canon::to_canonical_with_span(&e, "details");
-            let event = CommittedEvent::new(i as i64 + 1, e, span.map(|r| &canon[r]), canon.len());
+            let event = CommittedEvent::from_canon(i as i64 + 1, vigil::ledger::canon::to_canonical(&e));
             event.flat();
             event
         })

@@ -217,8 +217,11 @@ pub fn validate_each(values: Vec<Value>, masker: &Masker) -> Vec<Result<NewEvent
         .into_iter()
         .enumerate()
         .map(|(index, value)| {
+            let Some(wire) = Wire::from_value(value) else {
+                return Err(vec![Problem::new(index, "body", "each event must be a JSON object")]);
+            };
             let mut problems = Vec::new();
-            validate_event(index, value, received_at, masker, &mut problems)
+            validate_event(index, wire, received_at, masker, &mut problems)
                 .filter(|_| problems.is_empty())
                 .ok_or(problems)
         })
