@@ -50,6 +50,7 @@ struct Status {
 pub struct Forwarder {
     config: ForwarderConfig,
     token: Option<String>,
+    tls: Option<tokio_rustls::TlsConnector>,
     status: Mutex<Status>,
 }
 
@@ -57,6 +58,42 @@ impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forwarder").field("name", &self.config.name).finish_non_exhaustive()
     }
+}
+
+/// A forwarder's connection (syslog, NATS).
+enum Conn {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// The TLS client of a syslog forwarder: the public roots (webpki-roots) and `ca_file`,
+/// and a client certificate when `tls_cert` is set.
+fn tls_connector(cfg: &ForwarderConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use anyhow::Context as _;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(ca) = &cfg.ca_file {
+        for cert in
+            CertificateDer::pem_file_iter(ca).with_context(|| format!("cannot read ca_file {}", ca.display()))?
+        {
+            roots.add(cert.with_context(|| format!("ca_file {} is not PEM certificates", ca.display()))?)?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .with_context(|| format!("cannot read tls_cert {}", cert.display()))?
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("tls_cert {} is not PEM certificates", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).with_context(|| format!("cannot read tls_key {}", key.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// The configured forwarders and their tasks.
@@ -81,7 +118,12 @@ impl Forwarders {
                 })?),
                 (None, None) => None,
             };
-            let f = Arc::new(Forwarder { config: cfg.clone(), token, status: Mutex::default() });
+            let tls = cfg
+                .tls
+                .then(|| tls_connector(cfg))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("forwarder `{}`: TLS: {e:#}", cfg.name))?;
+            let f = Arc::new(Forwarder { config: cfg.clone(), token, tls, status: Mutex::default() });
             let task = tokio::spawn(f.clone().run(store.clone(), http.clone(), out.stopped.clone()));
             tracing::info!(name = %cfg.name, kind = %cfg.kind, "Forwarder started");
             out.list.push(f);
@@ -228,7 +270,7 @@ impl Forwarder {
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
         self.update(|s| s.cursor = cursor);
-        let mut conn: Option<tokio::net::TcpStream> = None;
+        let mut conn: Option<Conn> = None;
         while !stopped.load(Ordering::Relaxed) {
             let head = match store.head().await {
                 Ok(h) => h.seq,
@@ -301,21 +343,14 @@ impl Forwarder {
         }
     }
 
-    async fn send(
-        &self,
-        batch: &[Value],
-        http: &reqwest::Client,
-        conn: &mut Option<tokio::net::TcpStream>,
-    ) -> Result<(), String> {
+    async fn send(&self, batch: &[Value], http: &reqwest::Client, conn: &mut Option<Conn>) -> Result<(), String> {
         match self.config.kind.as_str() {
             "nats" => {
                 if conn.is_none() {
-                    *conn = Some(
-                        nats::connect(self.config.address.as_deref().unwrap_or_default(), self.token.as_deref())
-                            .await?,
-                    );
+                    let address = self.config.address.as_deref().unwrap_or_default();
+                    *conn = Some(Conn::Plain(nats::connect(address, self.token.as_deref()).await?));
                 }
-                let stream = conn.as_mut().ok_or("no connection")?;
+                let Some(Conn::Plain(stream)) = conn.as_mut() else { return Err("no connection".into()) };
                 nats::publish(stream, self.config.subject.as_deref().unwrap_or_default(), batch).await
             }
             "syslog" => {
@@ -330,12 +365,32 @@ impl Forwarder {
                         .await
                         .map_err(|_| format!("connecting to {address} timed out"))?
                         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-                    *conn = Some(stream);
+                    *conn = Some(match &self.tls {
+                        None => Conn::Plain(stream),
+                        Some(connector) => {
+                            let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']);
+                            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                                .map_err(|_| format!("`{host}` is not a valid TLS server name"))?;
+                            let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, stream))
+                                .await
+                                .map_err(|_| format!("TLS handshake with {address} timed out"))?
+                                .map_err(|e| format!("TLS handshake with {address} failed: {e}"))?;
+                            Conn::Tls(Box::new(tls))
+                        }
+                    });
                 }
                 let stream = conn.as_mut().ok_or("no connection")?;
                 tokio::time::timeout(Duration::from_secs(30), async {
-                    stream.write_all(text.as_bytes()).await?;
-                    stream.flush().await
+                    match stream {
+                        Conn::Plain(s) => {
+                            s.write_all(text.as_bytes()).await?;
+                            s.flush().await
+                        }
+                        Conn::Tls(s) => {
+                            s.write_all(text.as_bytes()).await?;
+                            s.flush().await
+                        }
+                    }
                 })
                 .await
                 .map_err(|_| "writing timed out".to_owned())?

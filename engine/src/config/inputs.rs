@@ -143,6 +143,14 @@ pub struct ForwarderConfig {
     pub index: Option<String>,
     /// `nats`: the subject every event is published on.
     pub subject: Option<String>,
+    /// `syslog`: TLS to the receiver (verified against the public roots and `ca_file`).
+    pub tls: bool,
+    /// `syslog` with `tls`: PEM CA certificates to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// `syslog` with `tls`: a PEM client certificate chain for mutual TLS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Only events of these categories (all when empty).
     pub categories: Vec<String>,
     /// Only events of at least this severity (`low`, `medium`, `high`, `critical`).
@@ -166,6 +174,10 @@ impl Default for ForwarderConfig {
             token_env: None,
             index: None,
             subject: None,
+            tls: false,
+            ca_file: None,
+            tls_cert: None,
+            tls_key: None,
             categories: Vec::new(),
             min_severity: None,
             batch_size: 500,
@@ -231,6 +243,17 @@ impl Config {
                     }
                 }
                 _ => return at("`kind` must be \"syslog\", \"splunk_hec\", \"ocsf_http\" or \"nats\""),
+            }
+            if (f.tls || f.ca_file.is_some() || f.tls_cert.is_some()) && f.kind != "syslog" {
+                return at(
+                    "`tls`, `ca_file`, `tls_cert` and `tls_key` are for syslog forwarders (https:// URLs verify their own)",
+                );
+            }
+            if (f.ca_file.is_some() || f.tls_cert.is_some()) && !f.tls {
+                return at("`ca_file`, `tls_cert` and `tls_key` need `tls = true`");
+            }
+            if f.tls_cert.is_some() != f.tls_key.is_some() {
+                return at("`tls_cert` and `tls_key` go together");
             }
             if let Some(s) = &f.min_severity
                 && !matches!(s.as_str(), "low" | "medium" | "high" | "critical")

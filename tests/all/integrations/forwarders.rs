@@ -7,7 +7,9 @@
 //! stored cursor: every matching event arrives, none of those delivered before is resent.
 //! An `ocsf_http` forwarder posts OCSF 1.3.0 events, each valid against the JSON Schema of
 //! its class (tests/fixtures/ocsf/1.3.0). A `nats` forwarder publishes to a real
-//! nats-server (Debian's package), read by a plain subscriber on the subject.
+//! nats-server (Debian's package), read by a plain subscriber on the subject. A syslog
+//! forwarder over TLS (trusting a CA made with `openssl`) reaches Vigil's own TLS syslog
+//! listener.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ both_backends!(
     splunk_hec_retries_and_resumes_from_its_cursor,
     an_ocsf_http_forwarder_posts_events_valid_against_their_class,
     a_nats_forwarder_publishes_each_event_to_a_subscriber,
+    a_tls_cef_forwarder_reaches_a_tls_syslog_listener,
 );
 
 /// rsyslogd receiving on TCP and writing each raw message to `out.log`; killed on drop.
@@ -378,5 +381,54 @@ async fn a_nats_forwarder_publishes_each_event_to_a_subscriber(backend: Backend)
     let (_, listed) = app.get("/v1/forwarders").await?;
     assert_eq!(listed["forwarders"][0]["sent"], 3, "{listed}");
     assert_eq!(listed["forwarders"][0]["errors"], 0, "{listed}");
+    Ok(())
+}
+
+async fn a_tls_cef_forwarder_reaches_a_tls_syslog_listener(backend: Backend) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("vigil-fwd-tls-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    super::syslog::make_certs(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let listener = vigil::config::SyslogInput {
+        name: "loop".into(),
+        address: format!("127.0.0.1:{port}"),
+        tls_cert: Some(dir.join("server.pem")),
+        tls_key: Some(dir.join("server.key")),
+        ..vigil::config::SyslogInput::default()
+    };
+    // CEF is text to the listener (stored as category `system`), so the forwarder's
+    // `authentication` filter never sends back what the listener stored.
+    let fwd = ForwarderConfig {
+        name: "tls-cef".into(),
+        kind: "syslog".into(),
+        address: Some(format!("127.0.0.1:{port}")),
+        format: Some("cef".into()),
+        tls: true,
+        ca_file: Some(dir.join("ca.pem")),
+        categories: vec!["authentication".into()],
+        ..ForwarderConfig::default()
+    };
+    let app = spawn_app_with(backend, |c| {
+        c.inputs.syslog = vec![listener];
+        c.forwarders = vec![fwd];
+    })
+    .await?;
+    let (status, _) = app.post_events(&auth_failures(2, "tls")).await?;
+    assert_eq!(status, 201);
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        let (_, listed) = app.get("/v1/events?ingest_key=syslog:loop").await?;
+        got = listed["events"].as_array().cloned().unwrap_or_default();
+        if got.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let message = got[0]["details"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("CEF:0|Vigil|Vigil|"), "{message}");
+    assert!(message.contains("|authentication:login_failed|"), "{message}");
+    assert_eq!(forwarder_state(&app).await?["errors"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

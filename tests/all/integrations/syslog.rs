@@ -205,7 +205,7 @@ fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it.
-fn make_certs(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn make_certs(dir: &Path) -> anyhow::Result<()> {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     openssl(
         dir,
