@@ -110,28 +110,12 @@ pub struct Defaults {
     pub action: String,
 }
 
-/// The top-level fields of Vigil's wire format a message body may set.
-const EVENT_FIELDS: &[&str] = &[
-    "event_id",
-    "timestamp",
-    "category",
-    "action",
-    "severity",
-    "outcome",
-    "organization_id",
-    "user_id",
-    "session_id",
-    "api_key_id",
-    "request_id",
-    "source",
-    "resource",
-    "resource_type",
-    "reason",
-    "error_code",
-    "user_agent",
-    "ip",
-    "geo",
-];
+/// Whether `name` is a top-level field of Vigil's wire format a message body may set (the
+/// optional string fields are the typed event's list).
+fn is_event_field(name: &str) -> bool {
+    matches!(name, "event_id" | "timestamp" | "category" | "action" | "severity" | "outcome" | "ip" | "geo")
+        || crate::event::STRING_FIELDS.contains(&name)
+}
 
 /// Reads one frame into an event (unvalidated, unmasked). Refused: a frame that is not
 /// UTF-8 or has no `<PRI>` header (the reason says which).
@@ -152,7 +136,7 @@ pub fn parse_frame(frame: &[u8], defaults: &Defaults, now_ms: i64) -> Result<Val
                         continue;
                     }
                     details.insert(k, v);
-                } else if EVENT_FIELDS.contains(&k.as_str()) {
+                } else if is_event_field(&k) {
                     event.insert(k, v);
                 } else {
                     details.insert(k, v);
