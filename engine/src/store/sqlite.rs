@@ -26,6 +26,8 @@ use super::{
 };
 use crate::finding::parse_severity;
 
+mod raw;
+
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "events", include_str!("../../../migrations/sqlite/0001_events.sql")),
@@ -47,13 +49,9 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
 const INSERT_CHUNK: usize = 256;
 
-/// Splits `n` rows into statement sizes drawn from a few fixed values, so the handful of
-/// distinct multi-row INSERT texts stay in sqlx's prepared-statement cache instead of a new
+/// Splits `n` rows into statement sizes drawn from `steps`, so the handful of distinct
+/// multi-row INSERT texts stay in sqlx's prepared-statement cache instead of a new
 /// 3000-parameter statement being prepared for every group size.
-fn chunk_sizes(n: usize) -> Vec<usize> {
-    chunk_sizes_of(n, &[INSERT_CHUNK, 64, 16, 4, 1])
-}
-
 fn chunk_sizes_of(mut n: usize, steps: &[usize]) -> Vec<usize> {
     let mut sizes = Vec::new();
     for &size in steps {
@@ -313,35 +311,18 @@ impl SqliteStore {
         let floor: i64 =
             sqlx::query_scalar("SELECT floor FROM retention_floor WHERE id = 1").fetch_one(&mut *tx).await?;
         super::events::check_head_before_append(head, floor, rows, checkpoint)?;
-        let mut start = 0;
-        for size in chunk_sizes(rows.len()) {
-            let chunk = &rows[start..start + size];
-            start += size;
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, \
-                 user_id, ip, request_id, ingest_key, canon, prev_hash, hash) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                let c = &r.columns;
-                b.push_bind(r.seq)
-                    .push_bind(c.event_id.clone())
-                    .push_bind(c.ts)
-                    .push_bind(c.category.clone())
-                    .push_bind(c.action.clone())
-                    .push_bind(c.severity.clone())
-                    .push_bind(c.outcome.clone())
-                    .push_bind(c.organization_id.clone())
-                    .push_bind(c.user_id.clone())
-                    .push_bind(c.ip.clone())
-                    .push_bind(c.request_id.clone())
-                    .push_bind(c.ingest_key.clone())
-                    .push_bind(r.canon.clone())
-                    .push_bind(r.prev_hash.clone())
-                    .push_bind(r.hash.clone());
-            });
-            qb.build().execute(&mut *tx).await?;
+        if !rows.is_empty() {
+            // Rows and postings through the C API (raw.rs), inside this transaction; it
+            // blocks this thread while it runs, so on the multi-threaded runtime tokio
+            // moves its other tasks away first.
+            let mut handle = tx.lock_handle().await?;
+            let db = handle.as_raw_handle();
+            let write = || raw::insert_rows(db, rows);
+            match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(write)?,
+                _ => write()?,
+            }
         }
-        insert_postings(&mut tx, rows.iter().map(|r| (r.seq, &r.columns))).await?;
         if let Some(cp) = checkpoint {
             sqlx::query(
                 "INSERT INTO checkpoints (id, seq, hash, created_at, prev_id, signature, key_id) \
@@ -551,7 +532,7 @@ super::forwarders::forwarder_queries!(SqliteStore, Sqlite, writer: writer);
 
 #[cfg(test)]
 mod tests {
-    use super::{CheckpointRound, SqliteStore, chunk_sizes};
+    use super::{CheckpointRound, SqliteStore, chunk_sizes_of};
 
     fn wal_len(db: &std::path::Path) -> u64 {
         let mut p = db.as_os_str().to_owned();
@@ -636,7 +617,7 @@ mod tests {
     #[test]
     fn chunk_sizes_cover_every_row_with_few_distinct_statements() {
         for n in [0, 1, 3, 255, 256, 257, 500, 5000, 12_345] {
-            let sizes = chunk_sizes(n);
+            let sizes = chunk_sizes_of(n, &[256, 64, 16, 4, 1]);
             assert_eq!(sizes.iter().sum::<usize>(), n);
             assert!(sizes.iter().all(|s| [256, 64, 16, 4, 1].contains(s)));
         }

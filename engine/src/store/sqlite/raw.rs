@@ -1,0 +1,188 @@
+//! The event rows and their postings written through SQLite's C API on the writer
+//! connection, inside the transaction sqlx opened: one prepared single-row statement per
+//! table, each value bound straight from the row (`SQLITE_STATIC`: SQLite reads the
+//! caller's bytes during the step, no copy on the Rust side), stepped and reset per row.
+//!
+//! Through sqlx every value was cloned into an owned argument, sent to its worker thread,
+//! bound there with a copy (`SQLITE_TRANSIENT`), and the rows went in as multi-row
+//! `VALUES` statements. The SQL, the triggers that guard the table and the transaction are
+//! the same; only the binding changed. Measured in BENCHMARKS.md ("The SQLite writer").
+//!
+//! The only unsafe code of the store: every pointer comes from sqlx's locked handle (no
+//! other thread uses the connection while the lock is held), statements are finalized on
+//! drop, and bound pointers are used only by the `sqlite3_step` that follows their binding
+//! (bindings are cleared before the values they point to go out of scope).
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char, c_int};
+use std::ptr::{self, NonNull};
+
+use libsqlite3_sys as ffi;
+
+use super::super::{IndexedColumns, StoreError, StoredRow, classify_code, postings};
+
+const INSERT_EVENT: &CStr = c"INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, \
+    organization_id, user_id, ip, request_id, ingest_key, canon, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+const INSERT_POSTING: &CStr = c"INSERT INTO postings (block, term, seq) VALUES (?1, ?2, ?3)";
+
+/// Inserts `rows` and their postings on `db`, which must be in a write transaction (the
+/// caller commits or rolls back).
+pub(super) fn insert_rows(db: NonNull<ffi::sqlite3>, rows: &[StoredRow]) -> Result<(), StoreError> {
+    let mut events = Statement::prepare(db, INSERT_EVENT)?;
+    for row in rows {
+        events.insert_event(row)?;
+    }
+    drop(events);
+    let mut keys: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .flat_map(|r| postings::terms(&r.columns).map(move |(_, term)| (postings::block(r.seq), term, r.seq)))
+        .collect();
+    // Sorted by key so they go in as runs at the tree's edge; two fields of one event could
+    // hash alike, and the key must still be unique.
+    keys.sort_unstable();
+    keys.dedup();
+    let mut posting = Statement::prepare(db, INSERT_POSTING)?;
+    for (block, term, seq) in keys {
+        posting.int(1, block)?;
+        posting.int(2, term)?;
+        posting.int(3, seq)?;
+        posting.execute()?;
+    }
+    Ok(())
+}
+
+/// A prepared statement of the locked connection, finalized on drop.
+struct Statement {
+    db: NonNull<ffi::sqlite3>,
+    raw: NonNull<ffi::sqlite3_stmt>,
+}
+
+impl Statement {
+    fn prepare(db: NonNull<ffi::sqlite3>, sql: &CStr) -> Result<Self, StoreError> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: `db` is the open connection held by the caller's lock; `sql` is a valid
+        // NUL-terminated string (length -1: read up to the NUL).
+        let rc = unsafe { ffi::sqlite3_prepare_v2(db.as_ptr(), sql.as_ptr(), -1, &mut raw, ptr::null_mut()) };
+        match NonNull::new(raw) {
+            Some(raw) if rc == ffi::SQLITE_OK => Ok(Self { db, raw }),
+            _ => Err(error(db, rc)),
+        }
+    }
+
+    /// Binds one event row, steps, resets.
+    fn insert_event(&mut self, row: &StoredRow) -> Result<(), StoreError> {
+        let IndexedColumns {
+            event_id,
+            ts,
+            category,
+            action,
+            severity,
+            outcome,
+            organization_id,
+            user_id,
+            ip,
+            request_id,
+            ingest_key,
+        } = &row.columns;
+        self.int(1, row.seq)?;
+        self.text(2, Some(event_id))?;
+        self.int(3, *ts)?;
+        self.text(4, Some(category))?;
+        self.text(5, Some(action))?;
+        self.text(6, Some(severity))?;
+        self.text(7, Some(outcome))?;
+        self.text(8, organization_id.as_deref())?;
+        self.text(9, user_id.as_deref())?;
+        self.text(10, ip.as_deref())?;
+        self.text(11, request_id.as_deref())?;
+        self.text(12, ingest_key.as_deref())?;
+        self.blob(13, &row.canon)?;
+        self.blob(14, &row.prev_hash)?;
+        self.blob(15, &row.hash)?;
+        self.execute()
+    }
+
+    fn int(&mut self, index: c_int, value: i64) -> Result<(), StoreError> {
+        // SAFETY: the statement is live; an index out of range is reported, not undefined.
+        self.check(unsafe { ffi::sqlite3_bind_int64(self.raw.as_ptr(), index, value) })
+    }
+
+    /// Binds `value` without copying it: valid until the next `execute`, which clears it.
+    fn text(&mut self, index: c_int, value: Option<&str>) -> Result<(), StoreError> {
+        let Some(value) = value else {
+            // SAFETY: as for `int`.
+            return self.check(unsafe { ffi::sqlite3_bind_null(self.raw.as_ptr(), index) });
+        };
+        let len = c_int::try_from(value.len()).map_err(|_| too_large(index))?;
+        // SAFETY: `value` outlives the step that reads it (`execute` clears the bindings
+        // before returning and every caller binds and executes within one borrow);
+        // SQLITE_STATIC tells SQLite not to free it.
+        self.check(unsafe {
+            ffi::sqlite3_bind_text(self.raw.as_ptr(), index, value.as_ptr().cast::<c_char>(), len, ffi::SQLITE_STATIC())
+        })
+    }
+
+    /// As `text`, for bytes (an empty slice is an empty blob, never NULL).
+    fn blob(&mut self, index: c_int, value: &[u8]) -> Result<(), StoreError> {
+        if value.is_empty() {
+            // SAFETY: as for `int`.
+            return self.check(unsafe { ffi::sqlite3_bind_zeroblob(self.raw.as_ptr(), index, 0) });
+        }
+        let len = c_int::try_from(value.len()).map_err(|_| too_large(index))?;
+        // SAFETY: as for `text`.
+        self.check(unsafe {
+            ffi::sqlite3_bind_blob(self.raw.as_ptr(), index, value.as_ptr().cast(), len, ffi::SQLITE_STATIC())
+        })
+    }
+
+    /// Steps the statement to completion, then resets it and clears its bindings (so no
+    /// pointer to the caller's values outlives this call), whatever the outcome.
+    fn execute(&mut self) -> Result<(), StoreError> {
+        // SAFETY: the statement is live and every parameter was bound just before.
+        let rc = unsafe { ffi::sqlite3_step(self.raw.as_ptr()) };
+        let result = if rc == ffi::SQLITE_DONE { Ok(()) } else { Err(error(self.db, rc)) };
+        // SAFETY: as above. Reset repeats the step's error code, already taken.
+        unsafe {
+            ffi::sqlite3_reset(self.raw.as_ptr());
+            ffi::sqlite3_clear_bindings(self.raw.as_ptr());
+        }
+        result
+    }
+
+    fn check(&self, rc: c_int) -> Result<(), StoreError> {
+        if rc == ffi::SQLITE_OK { Ok(()) } else { Err(error(self.db, rc)) }
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: finalized exactly once; the connection is still locked by the caller.
+        unsafe { ffi::sqlite3_finalize(self.raw.as_ptr()) };
+    }
+}
+
+/// The connection's error after `rc`, classified as sqlx errors are (out of space,
+/// unavailable) so callers answer 507/503 alike; anything else fails the batch.
+fn error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
+    // SAFETY: `db` is live; sqlite3_errmsg returns a NUL-terminated string owned by the
+    // connection, copied out at once.
+    let (code, message) = unsafe {
+        let code = ffi::sqlite3_extended_errcode(db.as_ptr());
+        let message = ffi::sqlite3_errmsg(db.as_ptr());
+        let message =
+            if message.is_null() { String::new() } else { CStr::from_ptr(message).to_string_lossy().into_owned() };
+        (if code == ffi::SQLITE_OK { rc } else { code }, message)
+    };
+    let text = format!("error returned from database: (code: {code}) {message}");
+    match classify_code(&code.to_string(), &message) {
+        super::super::ErrorClass::Full => StoreError::Full(text),
+        super::super::ErrorClass::Unavailable => StoreError::Unavailable(text),
+        super::super::ErrorClass::Other => StoreError::WriteFailed(text),
+    }
+}
+
+fn too_large(index: c_int) -> StoreError {
+    StoreError::WriteFailed(format!("parameter {index} of an event row is larger than SQLite can bind"))
+}
