@@ -1,6 +1,6 @@
 //! SQLite backend (the embedded default): WAL, `synchronous=FULL`, one writer connection
 //! that takes `BEGIN IMMEDIATE` transactions (only the `Sequencer` appends events), a small
-//! read pool, multi-row INSERTs. Migrations come from `migrations/sqlite`, embedded.
+//! read pool; event rows go in through the C API (`raw`). Migrations come from `migrations/sqlite`, embedded.
 
 use std::collections::HashMap;
 use std::str::FromStr;
