@@ -79,7 +79,10 @@ async fn alert_of(app: &TestApp, rule: &str, dedup_key: &str) -> anyhow::Result<
 /// `alert` (by id, and listed in the alert's detail).
 fn assert_tied(d: &Value, alert: &Value, (rule, scope, kind, minutes): (&str, &str, &str, i64)) {
     assert_eq!((d["rule"].as_str(), d["origin"].as_str()), (Some(rule), Some("rule")), "{d}");
-    assert_eq!((d["scope"].as_str(), d["kind"].as_str(), d["status"].as_str()), (Some(scope), Some(kind), Some("active")));
+    assert_eq!(
+        (d["scope"].as_str(), d["kind"].as_str(), d["status"].as_str()),
+        (Some(scope), Some(kind), Some("active"))
+    );
     let created = vigil::event::parse_time(d["created_at"].as_str().unwrap()).unwrap();
     let expires = vigil::event::parse_time(d["expires_at"].as_str().unwrap()).unwrap();
     assert_eq!(expires - created, minutes * MIN, "{rule}: {d}");
@@ -163,8 +166,7 @@ async fn switched_off_the_example_rules_raise_the_same_alerts_and_decide_nothing
         deploy_example(&app, rule).await?;
     }
     let now = clock.now_ms();
-    let mut events =
-        vec![login("carol", NEW_YORK, "US", now - 90 * MIN), login("carol", LONDON, "GB", now - 30 * MIN)];
+    let mut events = vec![login("carol", NEW_YORK, "US", now - 90 * MIN), login("carol", LONDON, "GB", now - 30 * MIN)];
     events.push(json!({"category": "data_access", "action": "read", "user_id": "carol", "ip": "192.0.2.67",
         "resource": "/items?id=1 UNION SELECT password FROM users", "timestamp": now - MIN}));
     post(&app, &Value::Array(events)).await?;
