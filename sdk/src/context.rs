@@ -128,7 +128,8 @@ impl Context {
         let key = format!("decided:{}:{}", decision.scope.as_str(), decision.value);
         let (kind, duration_ms) = (decision.kind, decision.duration_ms);
         let last = self.last_seen();
-        let standing = last.get(&key).is_some_and(|p| p.as_str() == Some(kind.as_str()) && p.time_ms + duration_ms > self.time_ms);
+        let standing =
+            last.get(&key).is_some_and(|p| p.as_str() == Some(kind.as_str()) && p.time_ms + duration_ms > self.time_ms);
         if standing {
             return None;
         }
