@@ -4,8 +4,8 @@
 
 use rsigma_eval::Pipeline;
 use rsigma_parser::{
-    ConditionExpr, CorrelationCondition, CorrelationRule, CorrelationType, Detection, Level, Modifier, SigmaRule,
-    SigmaValue, WindowMode,
+    ConditionExpr, CorrelationCondition, CorrelationRule, CorrelationType, Detection, Level, Modifier, Quantifier,
+    SigmaRule, SigmaValue, WindowMode,
 };
 use vigil_sdk::Severity;
 use vigil_sdk::manifest::{Kind, is_field_name};
@@ -297,11 +297,8 @@ fn compile_correlation(corr: CorrelationRule, doc: &Doc, feeding: Feeding<'_>) -
                     "a boolean condition is only supported for temporal correlations".into(),
                 ));
             }
-            if has_selector(expr) {
-                return Err(refuse(
-                    at("condition"),
-                    "`1 of`/`all of` in a correlation condition is not supported".into(),
-                ));
+            if let Some(what) = unknown_reference(expr, &corr.rules) {
+                return Err(refuse(at("condition"), what));
             }
             (Vec::new(), None, Some(expr.clone()))
         }
@@ -404,11 +401,25 @@ fn required_actions(rule: &SigmaRule) -> Option<Vec<String>> {
     None
 }
 
-fn has_selector(expr: &ConditionExpr) -> bool {
+/// What a temporal condition names that is not among the correlation's `rules`: an
+/// identifier, or a `1 of`/`all of` pattern matching none of them.
+fn unknown_reference(expr: &ConditionExpr, refs: &[String]) -> Option<String> {
     match expr {
-        ConditionExpr::And(a) | ConditionExpr::Or(a) => a.iter().any(has_selector),
-        ConditionExpr::Not(a) => has_selector(a),
-        ConditionExpr::Identifier(_) => false,
-        ConditionExpr::Selector { .. } => true,
+        ConditionExpr::And(a) | ConditionExpr::Or(a) => a.iter().find_map(|e| unknown_reference(e, refs)),
+        ConditionExpr::Not(a) => unknown_reference(a, refs),
+        ConditionExpr::Identifier(name) => (!refs.contains(name))
+            .then(|| format!("the condition names {name:?}, which is not in the correlation's rules")),
+        ConditionExpr::Selector { quantifier, pattern } => {
+            let matching = refs.iter().filter(|r| pattern.matches_detection_name(r)).count() as u64;
+            match quantifier {
+                _ if matching == 0 => Some(format!(
+                    "`{quantifier} of {pattern}` in the condition matches none of the correlation's rules"
+                )),
+                Quantifier::Count(n) if *n > matching => Some(format!(
+                    "`{n} of {pattern}` in the condition can never hold: only {matching} of the correlation's rules match"
+                )),
+                _ => None,
+            }
+        }
     }
 }

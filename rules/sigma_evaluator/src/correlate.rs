@@ -2,7 +2,7 @@
 //! state is the host's (windows, distinct sets, last-seen values), so it survives hot
 //! reloads and restarts. A threshold correlation fires when its condition starts to hold.
 
-use rsigma_parser::{ConditionExpr, ConditionOperator, CorrelationType};
+use rsigma_parser::{ConditionExpr, ConditionOperator, CorrelationType, Quantifier};
 use vigil_sdk::{Alert, Context, Event};
 
 use crate::{Correlation, SigmaEvaluator};
@@ -94,9 +94,7 @@ impl SigmaEvaluator {
 
     fn temporal_holds(&self, corr: &Correlation, present: &[bool]) -> bool {
         match &corr.expression {
-            Some(expr) => {
-                eval_expression(expr, &|name| corr.refs.iter().position(|r| r == name).is_some_and(|i| present[i]))
-            }
+            Some(expr) => eval_expression(expr, &corr.refs, present),
             None => {
                 let n = present.iter().filter(|p| **p).count() as u64;
                 holds(&corr.predicates, n)
@@ -105,13 +103,25 @@ impl SigmaEvaluator {
     }
 }
 
-fn eval_expression(expr: &ConditionExpr, present: &dyn Fn(&str) -> bool) -> bool {
+/// A temporal correlation's boolean condition: an identifier holds when that rule (of the
+/// correlation's `rules`, `refs[i]`) was seen (`present[i]`); `1 of P`, `N of P` and `all
+/// of P` count the rules whose name matches the pattern `P` (`them`: every rule), as Sigma
+/// counts selections in a detection condition.
+fn eval_expression(expr: &ConditionExpr, refs: &[String], present: &[bool]) -> bool {
     match expr {
-        ConditionExpr::And(args) => args.iter().all(|a| eval_expression(a, present)),
-        ConditionExpr::Or(args) => args.iter().any(|a| eval_expression(a, present)),
-        ConditionExpr::Not(arg) => !eval_expression(arg, present),
-        ConditionExpr::Identifier(name) => present(name),
-        ConditionExpr::Selector { .. } => false,
+        ConditionExpr::And(args) => args.iter().all(|a| eval_expression(a, refs, present)),
+        ConditionExpr::Or(args) => args.iter().any(|a| eval_expression(a, refs, present)),
+        ConditionExpr::Not(arg) => !eval_expression(arg, refs, present),
+        ConditionExpr::Identifier(name) => refs.iter().position(|r| r == name).is_some_and(|i| present[i]),
+        ConditionExpr::Selector { quantifier, pattern } => {
+            let named = || refs.iter().zip(present).filter(|(r, _)| pattern.matches_detection_name(r));
+            let seen = named().filter(|(_, p)| **p).count() as u64;
+            match quantifier {
+                Quantifier::Any => seen >= 1,
+                Quantifier::Count(n) => seen >= *n,
+                Quantifier::All => seen == named().count() as u64,
+            }
+        }
     }
 }
 
