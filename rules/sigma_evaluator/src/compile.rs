@@ -198,6 +198,7 @@ fn compile_detection(
     for f in &fields {
         check_field(&title, doc, f)?;
     }
+    let dedup_by = dedup_fields(&rule, &title, doc)?;
     let compiled = rsigma_eval::compile_rule(&rule).map_err(|e| {
         let e = e.to_string();
         format!("Sigma rule {title:?} (line {}): {e}", doc.error_line(&e))
@@ -211,7 +212,7 @@ fn compile_detection(
     if service.is_some() {
         push_unique(manifest_fields, "source");
     }
-    for f in &fields {
+    for f in fields.iter().chain(&dedup_by) {
         // `details` is read whole (once per event) to keep its JSON types.
         push_unique(manifest_fields, if is_details_path(f) { "details" } else { f });
     }
@@ -227,8 +228,35 @@ fn compile_detection(
         actions,
         alert: true,
         fields,
+        dedup_by,
         feeds: Vec::new(),
     })
+}
+
+/// Most fields in `vigil.dedup_by`.
+const MAX_DEDUP_FIELDS: usize = 4;
+
+/// The rule's `vigil.dedup_by` (a field name or a list of them, Vigil event fields, at most
+/// [`MAX_DEDUP_FIELDS`]); other `vigil.` attributes are refused, so a typo is not ignored.
+fn dedup_fields(rule: &SigmaRule, title: &str, doc: &Doc) -> Result<Vec<String>, String> {
+    let refuse = |what: String| format!("Sigma rule {title:?} (line {}): {what}", doc.line_of("vigil."));
+    if let Some(other) = rule.custom_attributes.keys().find(|k| k.starts_with("vigil.") && *k != "vigil.dedup_by") {
+        return Err(refuse(format!("unknown attribute {other:?} (Vigil reads `vigil.dedup_by` only)")));
+    }
+    let Some(value) = rule.custom_attributes.get("vigil.dedup_by") else { return Ok(Vec::new()) };
+    let names: Option<Vec<String>> = match value.as_sequence() {
+        Some(items) => items.iter().map(|v| v.as_str().map(str::to_owned)).collect(),
+        None => value.as_str().map(|s| vec![s.to_owned()]),
+    };
+    let Some(names) = names.filter(|n| !n.is_empty() && n.len() <= MAX_DEDUP_FIELDS) else {
+        return Err(refuse(format!(
+            "`vigil.dedup_by` must be a field name or a list of 1 to {MAX_DEDUP_FIELDS} of them"
+        )));
+    };
+    for f in &names {
+        check_field(title, doc, f)?;
+    }
+    Ok(names)
 }
 
 /// What compiling a correlation changes besides the correlation itself.

@@ -69,6 +69,9 @@ struct DetectionRule {
     alert: bool,
     /// Fields the rule reads, for the alert's summary.
     fields: Vec<String>,
+    /// `vigil.dedup_by`: the fields whose values join the dedup key, so each value (an IP,
+    /// a user) gets its own alert; empty: every match folds into one alert.
+    dedup_by: Vec<String>,
     /// (correlation, position in its `rules`) this rule feeds.
     feeds: Vec<(usize, usize)>,
 }
@@ -150,17 +153,20 @@ impl Rule for SigmaEvaluator {
 export_rule!(SigmaEvaluator);
 
 fn detection_alert(d: &DetectionRule, ev: &Event<'_>) -> Alert {
-    let mut alert = Alert::new(d.title.as_str())
-        .severity(d.severity)
-        .dedup_key(format!("sigma:{}", d.key))
-        .field("sigma_rule", d.key.as_str());
+    let mut dedup_key = format!("sigma:{}", d.key);
+    for (i, f) in d.dedup_by.iter().enumerate() {
+        dedup_key.push(if i == 0 { ':' } else { ',' });
+        dedup_key.push_str(ev.get(f).unwrap_or(""));
+    }
+    let mut alert =
+        Alert::new(d.title.as_str()).severity(d.severity).dedup_key(dedup_key).field("sigma_rule", d.key.as_str());
     if let Some(id) = &d.id {
         alert = alert.field("sigma_id", id.as_str());
     }
     if !d.mitre.is_empty() {
         alert = alert.field("mitre", d.mitre.join(","));
     }
-    for f in d.fields.iter().take(SUMMARY_FIELDS) {
+    for f in d.dedup_by.iter().chain(d.fields.iter().filter(|f| !d.dedup_by.contains(f)).take(SUMMARY_FIELDS)) {
         if let Some(v) = ev.get(f) {
             alert = alert.field(f, v);
         }

@@ -366,3 +366,38 @@ fn temporal_conditions_naming_no_rule_of_the_correlation_are_refused() {
         assert!(e.contains("(line 28)"), "the condition's line: {e}");
     }
 }
+
+#[test]
+fn vigil_dedup_by_gives_each_value_its_own_alert() {
+    let rule = |dedup: &str| {
+        format!(
+            "title: High severity event\nname: high_severity\nlogsource: {{product: app}}\n{dedup}detection:\n  \
+             sel: {{severity: [high, critical]}}\n  condition: sel\nlevel: high\n"
+        )
+    };
+    let ev = |ip: &str, user: &str| TestEvent::new("system", "x").field("severity", "high").ip(ip).user(user);
+    // Without it, every match folds into one alert.
+    let mut h = harness(&rule(""));
+    let keys: Vec<_> = h.run([ev("1.1.1.1", "a"), ev("2.2.2.2", "b")]).into_iter().map(|a| a.dedup_key).collect();
+    assert_eq!(keys, [Some("sigma:high_severity".to_owned()), Some("sigma:high_severity".to_owned())]);
+    // One field, or several: the values join the key, and the alert shows them.
+    let mut h = harness(&rule("vigil.dedup_by: ip\n"));
+    let alerts = h.run([ev("1.1.1.1", "a"), ev("2.2.2.2", "b")]);
+    assert_eq!(alerts[0].dedup_key.as_deref(), Some("sigma:high_severity:1.1.1.1"));
+    assert_eq!(alerts[1].dedup_key.as_deref(), Some("sigma:high_severity:2.2.2.2"));
+    assert_eq!(alerts[1].field_value("ip").and_then(|v| v.as_str()), Some("2.2.2.2"));
+    let mut h = harness(&rule("vigil.dedup_by: [user_id, ip]\n"));
+    let alerts = h.run([ev("1.1.1.1", "a"), TestEvent::new("system", "x").field("severity", "critical")]);
+    assert_eq!(alerts[0].dedup_key.as_deref(), Some("sigma:high_severity:a,1.1.1.1"));
+    assert_eq!(alerts[1].dedup_key.as_deref(), Some("sigma:high_severity:,"), "absent values are empty");
+    // Refused: a field Vigil does not have, a wrong shape, an unknown vigil. attribute.
+    for (dedup, says) in [
+        ("vigil.dedup_by: SourceIp\n", "field \"SourceIp\" is not a Vigil event field"),
+        ("vigil.dedup_by: {a: 1}\n", "`vigil.dedup_by` must be a field name or a list of 1 to 4 of them"),
+        ("vigil.dedup_by: [ip, user_id, api_key_id, session_id, source]\n", "list of 1 to 4"),
+        ("vigil.dedupe_by: ip\n", "unknown attribute \"vigil.dedupe_by\""),
+    ] {
+        let e = refusal(&rule(dedup));
+        assert!(e.contains("\"High severity event\" (line 4)") && e.contains(says), "{dedup}: {e}");
+    }
+}
