@@ -19,6 +19,7 @@ both_backends!(
     the_shipped_sigma_rules_alert_on_the_seed_patterns_and_not_on_near_misses,
     a_server_matches_what_rsigma_matches_on_the_corpus,
     a_temporal_condition_counts_rules_with_1_of_per_group,
+    vigil_dedup_by_gives_each_ip_its_own_alert,
 );
 
 const T0: i64 = 1_767_610_800_000; // 2026-01-05T11:00:00Z
@@ -515,5 +516,24 @@ async fn a_temporal_condition_counts_rules_with_1_of_per_group(backend: Backend)
     assert_eq!(alerts[0]["severity"], "P2");
     let (_, stats) = app.get("/v1/rules/intrusion/stats").await?;
     assert_eq!(stats["stats"]["alerts"], 1, "only the IP with a stage and the export: {stats}");
+    Ok(())
+}
+
+/// `vigil.dedup_by: ip`: matches from two IPs are two alerts, a repeat folds into its IP's.
+async fn vigil_dedup_by_gives_each_ip_its_own_alert(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let text = "title: Webhook signature failure\nname: webhook_sig\nlogsource: {category: webhook}\nvigil.dedup_by: ip\ndetection:\n  sel: {action: signature_failed}\n  condition: sel\nlevel: high\n";
+    let (status, body) = put_sigma(&app, "webhook_sig", text).await?;
+    assert_eq!(status, 201, "{body}");
+    let at = |ip: &str, t: i64| with(ev("webhook", "signature_failed", T0 + t * 1000), json!({"ip": ip}));
+    post_ok(&app, json!([at("198.51.100.7", 0), at("198.51.100.8", 1), at("198.51.100.7", 2)])).await?;
+    let body = app.wait_for("/v1/alerts?rule=webhook_sig", 15, |b| alerts_of(b).len() >= 2).await?;
+    let mut keys: Vec<String> =
+        alerts_of(&body).iter().map(|a| a["dedup_key"].as_str().unwrap_or_default().to_owned()).collect();
+    keys.sort();
+    assert_eq!(keys, ["sigma:webhook_sig:198.51.100.7", "sigma:webhook_sig:198.51.100.8"], "{body}");
+    let (status, body) = put_sigma(&app, "typo", &text.replace("vigil.dedup_by", "vigil.dedupby")).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("line 4"), "{body}");
     Ok(())
 }
