@@ -4,7 +4,14 @@
 //! (`config.i64_or("threshold", 5)?`) and may refuse unknown keys with
 //! [`Config::deny_unknown`]. An error refuses the deploy, with the message logged.
 
+use crate::decision::DecisionKind;
 use crate::json::Value;
+use crate::time::{DAY_MS, MINUTE_MS};
+
+/// Longest decision duration a rule's configuration may ask for
+/// ([`Config::decision_minutes_or`]), in minutes: 30 days. The server's own policy
+/// (`[decisions] max_rule_duration_secs`) may refuse less.
+pub const MAX_DECISION_MINUTES: i64 = 30 * DAY_MS / MINUTE_MS;
 
 /// The configuration object of a rule (`{}` when none was given).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,6 +93,38 @@ impl Config {
         }
     }
 
+    /// A rule's automated-response switch: `"off"` (`None`) or the name of one of the
+    /// `allowed` kinds (`"block"`, `"throttle"`, `"require_mfa"`, `"lock"`), `default` when
+    /// absent. Any other text is an error naming what is accepted.
+    pub fn decision_or(
+        &self,
+        key: &str,
+        default: &str,
+        allowed: &[DecisionKind],
+    ) -> Result<Option<DecisionKind>, String> {
+        let name = self.str_or(key, default)?;
+        if name == "off" {
+            return Ok(None);
+        }
+        match DecisionKind::parse(name).filter(|k| allowed.contains(k)) {
+            Some(kind) => Ok(Some(kind)),
+            None => {
+                let accepted: Vec<&str> = allowed.iter().map(|k| k.as_str()).chain(["off"]).collect();
+                Err(format!("{key} must be one of {}, not {name:?}", accepted.join(", ")))
+            }
+        }
+    }
+
+    /// A decision duration given in minutes (1 to [`MAX_DECISION_MINUTES`]), `default`
+    /// when absent; returned in ms.
+    pub fn decision_minutes_or(&self, key: &str, default: i64) -> Result<i64, String> {
+        let minutes = self.i64_or(key, default)?;
+        if !(1..=MAX_DECISION_MINUTES).contains(&minutes) {
+            return Err(format!("{key} must be 1 to {MAX_DECISION_MINUTES} (30 days), not {minutes}"));
+        }
+        Ok(minutes * MINUTE_MS)
+    }
+
     fn typed<T>(&self, key: &str, default: T, get: impl Fn(&Value) -> Option<T>, what: &str) -> Result<T, String> {
         match self.get(key) {
             None => Ok(default),
@@ -101,6 +140,24 @@ fn type_error(key: &str, what: &str, got: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decision_switches_and_durations() {
+        use DecisionKind::{Block, Lock, RequireMfa, Throttle};
+        let c = Config::parse(r#"{"a": "lock", "b": "off", "c": "throttle", "d": 5, "m": 90, "z": 0}"#).unwrap();
+        assert_eq!(c.decision_or("a", "off", &[RequireMfa, Lock]), Ok(Some(Lock)));
+        assert_eq!(c.decision_or("b", "require_mfa", &[RequireMfa]), Ok(None));
+        assert_eq!(c.decision_or("missing", "require_mfa", &[RequireMfa]), Ok(Some(RequireMfa)));
+        assert_eq!(c.decision_or("missing", "off", &[Block]), Ok(None));
+        let err = c.decision_or("c", "off", &[Block, Lock]).unwrap_err();
+        assert_eq!(err, r#"c must be one of block, lock, off, not "throttle""#);
+        assert!(c.decision_or("d", "off", &[Throttle]).unwrap_err().contains("must be a string"));
+        assert_eq!(c.decision_minutes_or("m", 30), Ok(90 * MINUTE_MS));
+        assert_eq!(c.decision_minutes_or("missing", 30), Ok(30 * MINUTE_MS));
+        assert!(c.decision_minutes_or("z", 30).unwrap_err().contains("1 to 43200"));
+        let long = Config::parse(r#"{"m": 43201}"#).unwrap();
+        assert!(long.decision_minutes_or("m", 30).is_err());
+    }
 
     #[test]
     fn typed_keys_with_defaults() {

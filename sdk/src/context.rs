@@ -118,6 +118,30 @@ impl Context {
         }
     }
 
+    /// Issues `decision` unless this rule's previous accepted decision of the same kind on
+    /// the same scope and value still stands: one decision per subject at a time, however
+    /// often the rule fires meanwhile. Remembered in the rule's last-seen state under
+    /// `decided:<scope>:<value>` (so kept across a hot reload; keep that prefix for this).
+    /// A decision the host did not accept is logged (Info) and not remembered, so the next
+    /// firing tries again. `None` when skipped because the previous one stands.
+    pub fn decide_once(&self, decision: Decision) -> Option<DecideStatus> {
+        let key = format!("decided:{}:{}", decision.scope.as_str(), decision.value);
+        let (kind, duration_ms) = (decision.kind, decision.duration_ms);
+        let last = self.last_seen();
+        let standing =
+            last.get(&key).is_some_and(|p| p.as_str() == Some(kind.as_str()) && p.time_ms + duration_ms > self.time_ms);
+        if standing {
+            return None;
+        }
+        let target = format!("{} {}", decision.scope.as_str(), decision.value);
+        let status = self.decide(decision);
+        match status {
+            DecideStatus::Accepted => last.set(&key, kind.as_str()),
+            other => self.log(Level::Info, &format!("{kind} decision on {target} not accepted: {other:?}")),
+        }
+        Some(status)
+    }
+
     /// Logs a message (the host truncates to 1 KiB and rate-limits).
     pub fn log(&self, level: Level, msg: &str) {
         abi::log(level as i32, msg.as_bytes());

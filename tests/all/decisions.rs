@@ -7,7 +7,7 @@
 //! and the stream cursor, a rule flooding decisions (raw ABI) is capped, and a rule decision
 //! the database refuses is retried until it takes it. `guardrails`: the allowlist; `issuing`:
 //! simulate mode and durations as text; `bouncer_view`: the bouncer's reduced view and the
-//! paged stream snapshot.
+//! paged stream snapshot; `examples`: the responses of the other example rules.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use vigil_tests::{Backend, TestApp, both_backends, example_rules, spawn_app_with
 
 mod bouncer_view;
 mod durability;
+mod examples;
 mod guardrails;
 mod issuing;
 

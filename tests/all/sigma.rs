@@ -5,7 +5,8 @@
 //! rules directory (`*.yml`); the shipped content of `rules/sigma/` alerting on the seed
 //! patterns while ignoring their near misses; and, on the equivalence corpus, every
 //! deployment matching the events rsigma 0.23 matches and firing for the same groups
-//! (`tests/fixtures/sigma/expected.json`, see `scripts/sigma-equivalence.sh`).
+//! (`tests/fixtures/sigma/expected.json`, see `scripts/sigma-equivalence.sh`); a temporal
+//! correlation whose condition counts rules with `1 of`.
 
 use serde_json::{Value, json};
 use vigil_tests::{Backend, TestApp, both_backends, repo_root, spawn_app, spawn_app_with};
@@ -17,6 +18,8 @@ both_backends!(
     the_rules_directory_deploys_sigma_files,
     the_shipped_sigma_rules_alert_on_the_seed_patterns_and_not_on_near_misses,
     a_server_matches_what_rsigma_matches_on_the_corpus,
+    a_temporal_condition_counts_rules_with_1_of_per_group,
+    vigil_dedup_by_gives_each_ip_its_own_alert,
 );
 
 const T0: i64 = 1_767_610_800_000; // 2026-01-05T11:00:00Z
@@ -468,5 +471,69 @@ async fn the_sigma_commands_check_deploy_and_backtest() -> anyhow::Result<()> {
     vigil::cli::sigma_deploy(&files, Some("peer"), &app.base, &app.admin_key).await?;
     let (_, rule) = app.get("/v1/rules/peer").await?;
     assert_eq!(rule["source"], "sigma", "{rule}");
+    Ok(())
+}
+
+/// Two intrusion stages and an exfiltration per IP within 5 minutes: `1 of stage_* and
+/// exfil` fires for the IP that did both, not for the one that only exported; a condition
+/// naming no rule of the correlation is a 400 with its line.
+async fn a_temporal_condition_counts_rules_with_1_of_per_group(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let detection = |name: &str, action: &str| {
+        format!(
+            "title: {name}\nname: {name}\nlogsource: {{category: network}}\ndetection:\n  sel: {{action: {action}}}\n  condition: sel\n---\n"
+        )
+    };
+    let text = |condition: &str| {
+        format!(
+            "{}{}{}title: Intrusion\ncorrelation:\n  type: temporal\n  rules: [stage_recon, stage_exploit, exfil]\n  group-by: [ip]\n  timespan: 5m\n  condition: {condition}\nlevel: high\n",
+            detection("stage_recon", "port_scan"),
+            detection("stage_exploit", "exploit_attempt"),
+            detection("exfil", "bulk_export")
+        )
+    };
+    let (status, body) = put_sigma(&app, "intrusion", &text("1 of lateral_* and exfil")).await?;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("line 28") && message.contains("`1 of lateral_*`"), "{message}");
+    let (status, body) = put_sigma(&app, "intrusion", &text("1 of stage_* and exfil")).await?;
+    assert_eq!(status, 201, "{body}");
+    let at = |action: &str, ip: &str, t: i64| with(ev("network", action, T0 + t * 1000), json!({"ip": ip}));
+    post_ok(
+        &app,
+        json!([
+            at("bulk_export", "198.51.100.1", 0),
+            at("bulk_export", "198.51.100.2", 1),
+            at("exploit_attempt", "198.51.100.2", 2),
+            at("port_scan", "198.51.100.3", 3)
+        ]),
+    )
+    .await?;
+    let body = app.wait_for("/v1/alerts?rule=intrusion", 15, |b| !alerts_of(b).is_empty()).await?;
+    let alerts = alerts_of(&body);
+    assert_eq!(alerts.len(), 1, "{body}");
+    assert_eq!(alerts[0]["dedup_key"], "sigma:Intrusion:198.51.100.2");
+    assert_eq!(alerts[0]["severity"], "P2");
+    let (_, stats) = app.get("/v1/rules/intrusion/stats").await?;
+    assert_eq!(stats["stats"]["alerts"], 1, "only the IP with a stage and the export: {stats}");
+    Ok(())
+}
+
+/// `vigil.dedup_by: ip`: matches from two IPs are two alerts, a repeat folds into its IP's.
+async fn vigil_dedup_by_gives_each_ip_its_own_alert(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let text = "title: Webhook signature failure\nname: webhook_sig\nlogsource: {category: webhook}\nvigil.dedup_by: ip\ndetection:\n  sel: {action: signature_failed}\n  condition: sel\nlevel: high\n";
+    let (status, body) = put_sigma(&app, "webhook_sig", text).await?;
+    assert_eq!(status, 201, "{body}");
+    let at = |ip: &str, t: i64| with(ev("webhook", "signature_failed", T0 + t * 1000), json!({"ip": ip}));
+    post_ok(&app, json!([at("198.51.100.7", 0), at("198.51.100.8", 1), at("198.51.100.7", 2)])).await?;
+    let body = app.wait_for("/v1/alerts?rule=webhook_sig", 15, |b| alerts_of(b).len() >= 2).await?;
+    let mut keys: Vec<String> =
+        alerts_of(&body).iter().map(|a| a["dedup_key"].as_str().unwrap_or_default().to_owned()).collect();
+    keys.sort();
+    assert_eq!(keys, ["sigma:webhook_sig:198.51.100.7", "sigma:webhook_sig:198.51.100.8"], "{body}");
+    let (status, body) = put_sigma(&app, "typo", &text.replace("vigil.dedup_by", "vigil.dedupby")).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("line 4"), "{body}");
     Ok(())
 }

@@ -14,14 +14,10 @@
 //! suspicious. Without a `user_id` the rule alerts (`unknown`) but decides nothing. With
 //! the switch off the rule keeps no state.
 
-use vigil_sdk::time::{DAY_MS, MINUTE_MS};
 use vigil_sdk::{
     Alert, Config, Context, DecideStatus, Decision, DecisionKind, Event, Level, Manifest, Rule, Scope, Severity,
     Subscription,
 };
-
-/// Longest `user_decision_minutes` accepted: 30 days (the server's own cap by default).
-const MAX_DECISION_MINUTES: i64 = 30 * DAY_MS / MINUTE_MS;
 
 /// The rule.
 pub struct AccountLockout {
@@ -44,17 +40,10 @@ impl Rule for AccountLockout {
 
     fn init(config: &Config) -> Result<Self, String> {
         config.deny_unknown(&["user_decision", "user_decision_minutes"])?;
-        let user_decision = match config.str_or("user_decision", "off")? {
-            "off" => None,
-            "require_mfa" => Some(DecisionKind::RequireMfa),
-            "lock" => Some(DecisionKind::Lock),
-            other => return Err(format!("user_decision must be off, require_mfa or lock, not {other:?}")),
-        };
-        let minutes = config.i64_or("user_decision_minutes", 60)?;
-        if !(1..=MAX_DECISION_MINUTES).contains(&minutes) {
-            return Err(format!("user_decision_minutes must be 1 to {MAX_DECISION_MINUTES} (30 days)"));
-        }
-        Ok(AccountLockout { user_decision, decision_ms: minutes * MINUTE_MS })
+        let user_decision =
+            config.decision_or("user_decision", "off", &[DecisionKind::RequireMfa, DecisionKind::Lock])?;
+        let decision_ms = config.decision_minutes_or("user_decision_minutes", 60)?;
+        Ok(AccountLockout { user_decision, decision_ms })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -102,7 +91,7 @@ vigil_sdk::export_rule!(AccountLockout);
 #[cfg(test)]
 mod tests {
     use vigil_sdk::testing::{Harness, TestEvent};
-    use vigil_sdk::time::HOUR_MS;
+    use vigil_sdk::time::{HOUR_MS, MINUTE_MS};
 
     use super::*;
 

@@ -4,14 +4,26 @@
 //! minute ends its count joins the key's baseline (running mean and stddev of the minutes
 //! in which the key was used). Once the baseline holds `min_history_minutes` (10) minutes,
 //! a minute whose count exceeds mean + `stddev_factor` (3) x stddev fires once (P2).
+//!
+//! Automated response, on by default: with `key_decision` = `throttle` (the default) the
+//! alert also asks the apps to rate-limit that API key for `key_decision_minutes` (30),
+//! tied to the alert (`api_key:<api_key_id>`); one decision per key while it stands. On by
+//! default because it is mild and temporary: a legitimate new workload slows down instead
+//! of failing, a leaked key stops being useful at volume, and the throttle lapses on its
+//! own. `block` refuses the key outright (revoking a key a business depends on is for a
+//! person to decide, as the alert's actions say); `off` issues nothing.
 
 use vigil_sdk::time::{HOUR_MS, MINUTE_MS};
-use vigil_sdk::{Alert, Config, Context, Event, Manifest, Rule, Severity, Subscription};
+use vigil_sdk::{Alert, Config, Context, Decision, DecisionKind, Event, Manifest, Rule, Scope, Severity, Subscription};
 
 /// The rule.
 pub struct ApiKeyAnomaly {
     min_history_minutes: u64,
     stddev_factor: f64,
+    /// What to decide on the key when it fires (`None`: nothing).
+    key_decision: Option<DecisionKind>,
+    /// For how long, in ms.
+    decision_ms: i64,
 }
 
 /// The current minute of one key, kept in last-seen state as `"minute,count,fired"`.
@@ -46,14 +58,17 @@ impl Rule for ApiKeyAnomaly {
     }
 
     fn init(config: &Config) -> Result<Self, String> {
-        config.deny_unknown(&["min_history_minutes", "stddev_factor"])?;
+        config.deny_unknown(&["min_history_minutes", "stddev_factor", "key_decision", "key_decision_minutes"])?;
         let min_history = config.i64_or("min_history_minutes", 10)?;
         let stddev_factor = config.f64_or("stddev_factor", 3.0)?;
         let min_history_minutes = u64::try_from(min_history).map_err(|_| "min_history_minutes must be >= 0")?;
         if stddev_factor.is_nan() || stddev_factor < 0.0 {
             return Err("stddev_factor must be >= 0".to_owned());
         }
-        Ok(ApiKeyAnomaly { min_history_minutes, stddev_factor })
+        let key_decision =
+            config.decision_or("key_decision", "throttle", &[DecisionKind::Throttle, DecisionKind::Block])?;
+        let decision_ms = config.decision_minutes_or("key_decision_minutes", 30)?;
+        Ok(ApiKeyAnomaly { min_history_minutes, stddev_factor, key_decision, decision_ms })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -76,10 +91,11 @@ impl Rule for ApiKeyAnomaly {
         let anomalous = stats.count >= self.min_history_minutes && cur.count as f64 > limit;
         if anomalous && !cur.fired {
             cur.fired = true;
+            let title = format!("API key anomaly: {api_key} made {} requests in a minute", cur.count);
             ctx.emit(
-                Alert::new(format!("API key anomaly: {api_key} made {} requests in a minute", cur.count))
+                Alert::new(title.as_str())
                     .severity(Severity::P2)
-                    .dedup_key(format!("api_key:{api_key}"))
+                    .dedup_key(key.as_str())
                     .field("api_key_id", api_key)
                     .field("requests_this_minute", cur.count)
                     .field("baseline_mean", (stats.mean * 100.0).round() / 100.0)
@@ -90,6 +106,14 @@ impl Rule for ApiKeyAnomaly {
                     .action("If not, revoke and rotate the key")
                     .action("Review what the key accessed during the spike"),
             );
+            if let Some(kind) = self.key_decision {
+                let reason = format!("{title} (baseline {:.1} +/- {:.1})", stats.mean, stats.stddev);
+                let decision = Decision::new(Scope::ApiKey, api_key, kind)
+                    .duration(self.decision_ms)
+                    .reason(reason)
+                    .alert(key.as_str());
+                ctx.decide_once(decision);
+            }
         }
         ctx.last_seen().set(&key, cur.encode());
         true
@@ -130,6 +154,42 @@ mod tests {
         assert_eq!(alerts[0].severity, Some(Severity::P2));
         // mean 10.2, stddev ~1.25: the limit is ~13.96, so the 14th request fires.
         assert_eq!(alerts[0].field_value("requests_this_minute").and_then(|v| v.as_i64()), Some(14));
+    }
+
+    #[test]
+    fn by_default_the_key_is_throttled_tied_to_the_alert_once_while_it_stands() {
+        let mut h = Harness::<ApiKeyAnomaly>::new();
+        assert!(h.run_detailed(minutes("k1", 0, &HISTORY)).decisions.is_empty(), "normal minutes decide nothing");
+        let out = h.run_detailed(minutes("k1", 10, &[60]));
+        assert_eq!(out.decisions.len(), 1, "{:?}", out.decisions);
+        let (a, d) = (&out.alerts[0], &out.decisions[0]);
+        assert_eq!((d.scope, d.value.as_str(), d.kind), (Scope::ApiKey, "k1", DecisionKind::Throttle));
+        assert_eq!(d.duration_ms, 30 * MINUTE_MS);
+        assert_eq!(d.dedup_key.as_deref(), Some("api_key:k1"));
+        assert_eq!(d.dedup_key, a.dedup_key, "tied to the alert");
+        assert_eq!(d.event_seqs, a.event_seqs, "the request that crossed the limit");
+        assert!(d.reason.starts_with("API key anomaly: k1 made 14 requests in a minute"), "{}", d.reason);
+        assert!(h.invalid_decisions().is_empty());
+        // The next minute spikes again: a new alert, the throttle already stands.
+        let again = h.run_detailed(minutes("k1", 11, &[80]));
+        assert_eq!((again.alerts.len(), again.decisions.len()), (1, 0));
+    }
+
+    #[test]
+    fn the_decision_can_block_for_longer_or_be_off() {
+        let config = r#"{"key_decision": "block", "key_decision_minutes": 5}"#;
+        let mut h = Harness::<ApiKeyAnomaly>::new().config(config);
+        h.run(minutes("k1", 0, &HISTORY));
+        let d = h.run_detailed(minutes("k1", 10, &[60])).decisions;
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].kind, d[0].duration_ms), (DecisionKind::Block, 5 * MINUTE_MS));
+        let mut off = Harness::<ApiKeyAnomaly>::new().config(r#"{"key_decision": "off"}"#);
+        off.run(minutes("k1", 0, &HISTORY));
+        let out = off.run_detailed(minutes("k1", 10, &[60]));
+        assert_eq!((out.alerts.len(), out.decisions.len()), (1, 0), "the alert is the same");
+        for bad in [r#"{"key_decision": "lock"}"#, r#"{"key_decision_minutes": "5"}"#] {
+            assert!(Harness::<ApiKeyAnomaly>::new().config(bad).init().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,15 +14,13 @@
 //! alerts are the same either way. The server may refuse the decision by its own policy
 //! (`[decisions]`: e.g. a longer block than `max_rule_duration_secs`, 24 h by default).
 
-use vigil_sdk::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+use vigil_sdk::time::{HOUR_MS, MINUTE_MS};
 use vigil_sdk::{
     Alert, Config, Context, DecideStatus, Decision, Event, Level, Manifest, Rule, Scope, Severity, Subscription,
 };
 
 const SHORT_MS: i64 = 5 * MINUTE_MS;
 const LONG_MS: i64 = HOUR_MS;
-/// Longest `block_minutes` accepted: 30 days (the server's own cap by default).
-const MAX_BLOCK_MINUTES: i64 = 30 * DAY_MS / MINUTE_MS;
 
 /// The rule; thresholds and the IP block from the configuration.
 pub struct BruteForce {
@@ -30,8 +28,8 @@ pub struct BruteForce {
     threshold_1h: i64,
     /// Block the IP when the hourly threshold is crossed.
     block_ip: bool,
-    /// How long, in minutes.
-    block_minutes: i64,
+    /// How long, in ms (`block_minutes`).
+    block_ms: i64,
     /// The state key, rebuilt per event in place (no allocation per event).
     key: String,
 }
@@ -56,11 +54,8 @@ impl Rule for BruteForce {
             return Err("thresholds must not be negative".to_owned());
         }
         let block_ip = config.bool_or("block_ip", true)?;
-        let block_minutes = config.i64_or("block_minutes", 30)?;
-        if !(1..=MAX_BLOCK_MINUTES).contains(&block_minutes) {
-            return Err(format!("block_minutes must be 1 to {MAX_BLOCK_MINUTES} (30 days)"));
-        }
-        Ok(BruteForce { threshold_5m, threshold_1h, block_ip, block_minutes, key: String::with_capacity(64) })
+        let block_ms = config.decision_minutes_or("block_minutes", 30)?;
+        Ok(BruteForce { threshold_5m, threshold_1h, block_ip, block_ms, key: String::with_capacity(64) })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -88,7 +83,7 @@ impl Rule for BruteForce {
             );
             if self.block_ip {
                 let block = Decision::block(Scope::Ip, ip)
-                    .duration(self.block_minutes * MINUTE_MS)
+                    .duration(self.block_ms)
                     .reason(format!("Brute force: {long} failed logins from {ip} within 1 hour"))
                     .alert(dedup_key)
                     .event_seqs(counted);

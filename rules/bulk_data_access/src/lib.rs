@@ -14,15 +14,13 @@
 //! is the milder choice (a stolen session or token cannot answer it); `lock` stops the
 //! account, for data where an unexplained export is worse than an interrupted user.
 
-use vigil_sdk::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+use vigil_sdk::time::HOUR_MS;
 use vigil_sdk::{
     Alert, Config, Context, DecideStatus, Decision, DecisionKind, Event, Level, Manifest, Rule, Scope, Severity,
     Subscription,
 };
 
 const WINDOW_MS: i64 = HOUR_MS;
-/// Longest `user_decision_minutes` accepted: 30 days (the server's own cap by default).
-const MAX_DECISION_MINUTES: i64 = 30 * DAY_MS / MINUTE_MS;
 
 /// The rule.
 pub struct BulkDataAccess {
@@ -51,17 +49,10 @@ impl Rule for BulkDataAccess {
         if threshold < 0 {
             return Err("threshold must not be negative".to_owned());
         }
-        let user_decision = match config.str_or("user_decision", "off")? {
-            "off" => None,
-            "require_mfa" => Some(DecisionKind::RequireMfa),
-            "lock" => Some(DecisionKind::Lock),
-            other => return Err(format!("user_decision must be off, require_mfa or lock, not {other:?}")),
-        };
-        let minutes = config.i64_or("user_decision_minutes", 60)?;
-        if !(1..=MAX_DECISION_MINUTES).contains(&minutes) {
-            return Err(format!("user_decision_minutes must be 1 to {MAX_DECISION_MINUTES} (30 days)"));
-        }
-        Ok(BulkDataAccess { threshold, user_decision, decision_ms: minutes * MINUTE_MS })
+        let user_decision =
+            config.decision_or("user_decision", "off", &[DecisionKind::RequireMfa, DecisionKind::Lock])?;
+        let decision_ms = config.decision_minutes_or("user_decision_minutes", 60)?;
+        Ok(BulkDataAccess { threshold, user_decision, decision_ms })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {

@@ -18,7 +18,7 @@
 //! keeps no per-IP state). Lockouts without an IP, or with one longer than 45 bytes or
 //! holding whitespace, are counted but decide nothing.
 
-use vigil_sdk::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+use vigil_sdk::time::HOUR_MS;
 use vigil_sdk::{
     Alert, Config, Context, DecideStatus, Decision, DecisionKind, Event, Level, Manifest, Rule, Scope, Severity,
     Subscription,
@@ -35,8 +35,6 @@ const TRACKED_IPS: usize = 16;
 const MAX_STORED_BYTES: usize = 1024;
 /// Longest IP tracked: a textual IPv6 address with an IPv4 tail.
 const MAX_IP_BYTES: usize = 45;
-/// Longest `ip_decision_minutes` accepted: 30 days (the server's own cap by default).
-const MAX_DECISION_MINUTES: i64 = 30 * DAY_MS / MINUTE_MS;
 
 /// The rule.
 pub struct CoordinatedAttack {
@@ -65,17 +63,10 @@ impl Rule for CoordinatedAttack {
         if threshold < 0 {
             return Err("threshold must not be negative".to_owned());
         }
-        let ip_decision = match config.str_or("ip_decision", "throttle")? {
-            "off" => None,
-            "throttle" => Some(DecisionKind::Throttle),
-            "block" => Some(DecisionKind::Block),
-            other => return Err(format!("ip_decision must be throttle, block or off, not {other:?}")),
-        };
-        let minutes = config.i64_or("ip_decision_minutes", 30)?;
-        if !(1..=MAX_DECISION_MINUTES).contains(&minutes) {
-            return Err(format!("ip_decision_minutes must be 1 to {MAX_DECISION_MINUTES} (30 days)"));
-        }
-        Ok(CoordinatedAttack { threshold, ip_decision, decision_ms: minutes * MINUTE_MS })
+        let ip_decision =
+            config.decision_or("ip_decision", "throttle", &[DecisionKind::Throttle, DecisionKind::Block])?;
+        let decision_ms = config.decision_minutes_or("ip_decision_minutes", 30)?;
+        Ok(CoordinatedAttack { threshold, ip_decision, decision_ms })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -190,6 +181,7 @@ vigil_sdk::export_rule!(CoordinatedAttack);
 #[cfg(test)]
 mod tests {
     use vigil_sdk::testing::{Harness, TestEvent};
+    use vigil_sdk::time::MINUTE_MS;
 
     use super::*;
 

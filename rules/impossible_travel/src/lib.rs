@@ -3,9 +3,18 @@
 //! Remembers each user's last `action=login_success` location (`geo.lat`/`geo.lon`) and
 //! time; alerts (P2) when the great-circle (haversine) distance from it to the new login,
 //! over the time between them, needs more than `max_speed_kmh` (1000 km/h).
+//!
+//! Automated response, on by default: with `user_decision` = `require_mfa` (the default)
+//! the alert also asks the app to require a second factor from that user for
+//! `user_decision_minutes` (60), tied to the alert (`user:<user_id>`) and naming both
+//! logins; one decision per user while it stands. On by default because it is mild and
+//! temporary: the real user answers the prompt and carries on, while whoever holds the
+//! password on the other side of the world cannot. `lock` (the seed's "lock account")
+//! stops the account instead, which a person should usually decide (VPNs and corporate
+//! proxies move logins across the map); `off` issues nothing.
 
 use vigil_sdk::time::{DAY_MS, HOUR_MS};
-use vigil_sdk::{Alert, Config, Context, Event, Manifest, Rule, Severity, Subscription};
+use vigil_sdk::{Alert, Config, Context, Decision, DecisionKind, Event, Manifest, Rule, Scope, Severity, Subscription};
 
 /// Mean Earth radius.
 const EARTH_RADIUS_KM: f64 = 6371.0;
@@ -13,6 +22,10 @@ const EARTH_RADIUS_KM: f64 = 6371.0;
 /// The rule.
 pub struct ImpossibleTravel {
     max_speed_kmh: f64,
+    /// What to decide on the user when it fires (`None`: nothing).
+    user_decision: Option<DecisionKind>,
+    /// For how long, in ms.
+    decision_ms: i64,
     /// The state key, rebuilt per event in place.
     key: String,
 }
@@ -31,12 +44,15 @@ impl Rule for ImpossibleTravel {
     }
 
     fn init(config: &Config) -> Result<Self, String> {
-        config.deny_unknown(&["max_speed_kmh"])?;
+        config.deny_unknown(&["max_speed_kmh", "user_decision", "user_decision_minutes"])?;
         let max_speed_kmh = config.f64_or("max_speed_kmh", 1000.0)?;
         if max_speed_kmh.is_nan() || max_speed_kmh <= 0.0 {
             return Err("max_speed_kmh must be positive".to_owned());
         }
-        Ok(ImpossibleTravel { max_speed_kmh, key: String::with_capacity(64) })
+        let user_decision =
+            config.decision_or("user_decision", "require_mfa", &[DecisionKind::RequireMfa, DecisionKind::Lock])?;
+        let decision_ms = config.decision_minutes_or("user_decision_minutes", 60)?;
+        Ok(ImpossibleTravel { max_speed_kmh, user_decision, decision_ms, key: String::with_capacity(64) })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -69,10 +85,12 @@ impl Rule for ImpossibleTravel {
             return false;
         }
         let speed_field = if speed.is_finite() { Some(speed.round()) } else { None };
+        let title = format!("Impossible travel: {user} logged in {:.0} km apart in {:.1} h", km, hours);
+        let dedup_key = format!("user:{user}");
         ctx.emit(
-            Alert::new(format!("Impossible travel: {user} logged in {:.0} km apart in {:.1} h", km, hours))
+            Alert::new(title.as_str())
                 .severity(Severity::P2)
-                .dedup_key(format!("user:{user}"))
+                .dedup_key(dedup_key.as_str())
                 .field("user_id", user)
                 .field("distance_km", km.round())
                 .field("hours", (hours * 100.0).round() / 100.0)
@@ -86,6 +104,14 @@ impl Rule for ImpossibleTravel {
                 .action("If not, end the user's sessions and reset the credentials")
                 .action("Check whether the new IP is a VPN or proxy"),
         );
+        if let Some(kind) = self.user_decision.filter(|_| !user.is_empty()) {
+            let decision = Decision::new(Scope::User, user, kind)
+                .duration(self.decision_ms)
+                .reason(title)
+                .alert(dedup_key)
+                .event_seqs([pseq, ev.seq()]);
+            ctx.decide_once(decision);
+        }
         true
     }
 }
@@ -179,6 +205,42 @@ mod tests {
             login("carol", NEW_YORK, 9 * HOUR_MS),
         ]);
         assert!(alerts.is_empty(), "{alerts:?}");
+    }
+
+    #[test]
+    fn by_default_the_user_must_answer_mfa_tied_to_the_alert_once_while_it_stands() {
+        let mut h = Harness::<ImpossibleTravel>::new();
+        let out = h.run_detailed([login("alice", NEW_YORK, 0), login("alice", LONDON, HOUR_MS)]);
+        assert_eq!(out.alerts.len(), 1);
+        assert_eq!(out.decisions.len(), 1, "{:?}", out.decisions);
+        let (a, d) = (&out.alerts[0], &out.decisions[0]);
+        assert_eq!((d.scope, d.value.as_str(), d.kind), (Scope::User, "alice", DecisionKind::RequireMfa));
+        assert_eq!(d.duration_ms, HOUR_MS);
+        assert_eq!(d.dedup_key, a.dedup_key, "tied to the alert");
+        assert_eq!(d.event_seqs, [1, 2], "both logins");
+        assert!(d.reason.contains("Impossible travel: alice"), "{}", d.reason);
+        assert!(h.invalid_decisions().is_empty());
+        // Back in New York 10 minutes later: another alert, but the MFA requirement stands.
+        let again = h.run_detailed([login("alice", NEW_YORK, HOUR_MS + 10 * 60_000)]);
+        assert_eq!((again.alerts.len(), again.decisions.len()), (1, 0), "{:?}", again.decisions);
+        // Once it expired, the next impossible trip asks again.
+        let later = h.run_detailed([login("alice", LONDON, 3 * HOUR_MS), login("alice", NEW_YORK, 3 * HOUR_MS + 1)]);
+        assert_eq!(later.decisions.len(), 1, "{:?}", later.decisions);
+    }
+
+    #[test]
+    fn the_decision_can_lock_for_longer_or_be_off() {
+        let config = r#"{"user_decision": "lock", "user_decision_minutes": 240}"#;
+        let mut h = Harness::<ImpossibleTravel>::new().config(config);
+        let d = h.run_detailed([login("bob", NEW_YORK, 0), login("bob", LONDON, HOUR_MS)]).decisions;
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].kind, d[0].duration_ms), (DecisionKind::Lock, 4 * HOUR_MS));
+        let mut off = Harness::<ImpossibleTravel>::new().config(r#"{"user_decision": "off"}"#);
+        let out = off.run_detailed([login("bob", NEW_YORK, 0), login("bob", LONDON, HOUR_MS)]);
+        assert_eq!((out.alerts.len(), out.decisions.len()), (1, 0), "the alert is the same");
+        for bad in [r#"{"user_decision": "block"}"#, r#"{"user_decision_minutes": 0}"#, r#"{"user_decision": 1}"#] {
+            assert!(Harness::<ImpossibleTravel>::new().config(bad).init().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -21,10 +21,19 @@
 //! eviction) a user's entry may go, which starts a new learning period for the user
 //! (quiet), or a (user, country) entry, which makes that country new again.
 //!
-//! Configuration: `lookback_days` (30, 1..=30), `learning_days` (7, 0..=30).
+//! Automated response, on by default: with `user_decision` = `require_mfa` (the default)
+//! the alert also asks the app to require a second factor from that user for
+//! `user_decision_minutes` (60), tied to the alert (`user:<user_id>:country:<CC>`); one
+//! decision per user while it stands. On by default because it is mild and temporary: a
+//! travelling user answers the prompt once, a stolen password used from abroad does not
+//! get further. `lock` stops the account instead (a person should decide that: travel is
+//! common); `off` issues nothing.
+//!
+//! Configuration: `lookback_days` (30, 1..=30), `learning_days` (7, 0..=30),
+//! `user_decision` (`require_mfa`, `lock` or `off`), `user_decision_minutes` (60).
 
 use vigil_sdk::time::DAY_MS;
-use vigil_sdk::{Alert, Config, Context, Event, Manifest, Rule, Severity, Subscription};
+use vigil_sdk::{Alert, Config, Context, Decision, DecisionKind, Event, Manifest, Rule, Scope, Severity, Subscription};
 
 /// Longest `lookback_days`: the declared window, so a restart replays what it needs.
 const MAX_LOOKBACK_DAYS: i64 = 30;
@@ -33,6 +42,10 @@ const MAX_LOOKBACK_DAYS: i64 = 30;
 pub struct NewCountryLogin {
     lookback_ms: i64,
     learning_ms: i64,
+    /// What to decide on the user when it fires (`None`: nothing).
+    user_decision: Option<DecisionKind>,
+    /// For how long, in ms.
+    decision_ms: i64,
     /// State keys and value, rebuilt per event in buffers reused across events.
     user_key: String,
     country_key: String,
@@ -121,7 +134,7 @@ impl Rule for NewCountryLogin {
     }
 
     fn init(config: &Config) -> Result<Self, String> {
-        config.deny_unknown(&["lookback_days", "learning_days"])?;
+        config.deny_unknown(&["lookback_days", "learning_days", "user_decision", "user_decision_minutes"])?;
         let lookback_days = config.i64_or("lookback_days", 30)?;
         let learning_days = config.i64_or("learning_days", 7)?;
         if !(1..=MAX_LOOKBACK_DAYS).contains(&lookback_days) {
@@ -130,9 +143,14 @@ impl Rule for NewCountryLogin {
         if !(0..=MAX_LOOKBACK_DAYS).contains(&learning_days) {
             return Err(format!("learning_days must be within 0..={MAX_LOOKBACK_DAYS}"));
         }
+        let user_decision =
+            config.decision_or("user_decision", "require_mfa", &[DecisionKind::RequireMfa, DecisionKind::Lock])?;
+        let decision_ms = config.decision_minutes_or("user_decision_minutes", 60)?;
         Ok(NewCountryLogin {
             lookback_ms: lookback_days * DAY_MS,
             learning_ms: learning_days * DAY_MS,
+            user_decision,
+            decision_ms,
             user_key: String::with_capacity(64),
             country_key: String::with_capacity(64),
             value: Vec::with_capacity(64),
@@ -186,10 +204,12 @@ impl Rule for NewCountryLogin {
             None => "never seen before".to_owned(),
         };
         let previous_country = previous.map(|p| p.last_country).filter(|c| *c != country);
+        let title = format!("New country login: {user} logged in from {country} ({when})");
+        let dedup_key = format!("user:{user}:country:{country}");
         ctx.emit(
-            Alert::new(format!("New country login: {user} logged in from {country} ({when})"))
+            Alert::new(title.as_str())
                 .severity(Severity::P3)
-                .dedup_key(format!("user:{user}:country:{country}"))
+                .dedup_key(dedup_key.as_str())
                 .field("user_id", user)
                 .field("country", country.as_str())
                 .field("city", ev.get("geo.city"))
@@ -201,6 +221,11 @@ impl Rule for NewCountryLogin {
                 .action("Email the user asking to confirm the login")
                 .action("Monitor the account for suspicious activity"),
         );
+        if let Some(kind) = self.user_decision {
+            let decision =
+                Decision::new(Scope::User, user, kind).duration(self.decision_ms).reason(title).alert(dedup_key);
+            ctx.decide_once(decision);
+        }
         true
     }
 }
@@ -291,6 +316,44 @@ mod tests {
         assert_eq!(a.field_value("country_last_seen_days_ago"), None, "never seen");
         // Now known: later logins from there, and back home, are quiet.
         assert!(h.run([login("alice", "BR", day(9)), login("alice", "US", day(10))]).is_empty());
+    }
+
+    #[test]
+    fn by_default_a_new_country_requires_mfa_tied_to_the_alert_once_while_it_stands() {
+        let mut h = learned("alice", "US");
+        let out = h.run_detailed([login("alice", "BR", day(8) + HOUR_MS)]);
+        assert_eq!(out.decisions.len(), 1, "{:?}", out.decisions);
+        let (a, d) = (&out.alerts[0], &out.decisions[0]);
+        assert_eq!((d.scope, d.value.as_str(), d.kind), (Scope::User, "alice", DecisionKind::RequireMfa));
+        assert_eq!(d.duration_ms, HOUR_MS);
+        assert_eq!(d.dedup_key.as_deref(), Some("user:alice:country:BR"));
+        assert_eq!(d.dedup_key, a.dedup_key, "tied to the alert");
+        assert_eq!(d.event_seqs, [3], "the login from the new country");
+        assert!(d.reason.contains("from BR"), "{}", d.reason);
+        assert!(h.invalid_decisions().is_empty());
+        // A third country within the hour: an alert, the requirement already stands.
+        let again = h.run_detailed([login("alice", "JP", day(8) + HOUR_MS + 60_000)]);
+        assert_eq!((again.alerts.len(), again.decisions.len()), (1, 0));
+        // Known countries and the learning period decide nothing.
+        let quiet = h.run_detailed([login("alice", "US", day(9))]);
+        assert!(quiet.alerts.is_empty() && quiet.decisions.is_empty());
+        let mut fresh = Harness::<NewCountryLogin>::new();
+        assert!(fresh.run_detailed([login("bob", "US", 0), login("bob", "FR", day(1))]).decisions.is_empty());
+    }
+
+    #[test]
+    fn the_decision_can_lock_for_longer_or_be_off() {
+        let config = r#"{"user_decision": "lock", "user_decision_minutes": 30, "learning_days": 0}"#;
+        let mut h = Harness::<NewCountryLogin>::new().config(config);
+        let d = h.run_detailed([login("carol", "US", 0), login("carol", "DE", day(1))]).decisions;
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].kind, d[0].duration_ms), (DecisionKind::Lock, HOUR_MS / 2));
+        let mut off = Harness::<NewCountryLogin>::new().config(r#"{"user_decision": "off", "learning_days": 0}"#);
+        let out = off.run_detailed([login("carol", "US", 0), login("carol", "DE", day(1))]);
+        assert_eq!((out.alerts.len(), out.decisions.len()), (1, 0), "the alert is the same");
+        for bad in [r#"{"user_decision": "throttle"}"#, r#"{"user_decision_minutes": 43201}"#] {
+            assert!(Harness::<NewCountryLogin>::new().config(bad).init().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -415,8 +478,11 @@ mod tests {
         h.reload().unwrap();
         assert!(h.run([login("liam", "US", day(9))]).is_empty(), "US still known after reload");
         assert_eq!(h.run([login("liam", "NL", day(9))]).len(), 1, "learning not restarted by reload");
-        // One user entry and one entry per (user, country).
-        assert_eq!(h.state().len(), 3);
+        // One user entry, one entry per (user, country) and the standing MFA decision.
+        assert_eq!(h.state().len(), 4);
+        let mut quiet = Harness::<NewCountryLogin>::new().config(r#"{"user_decision": "off"}"#);
+        quiet.run([login("liam", "US", 0), login("liam", "US", day(8)), login("liam", "NL", day(9))]);
+        assert_eq!(quiet.state().len(), 3, "without decisions, no decision entry");
     }
 
     #[test]

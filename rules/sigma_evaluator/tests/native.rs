@@ -306,3 +306,98 @@ level: high
     assert_eq!(many.len(), 1, "{out:?}");
     assert_eq!(many[0].dedup_key.as_deref(), Some("sigma:One IP tries many users:3.3.3.3"));
 }
+
+/// Three stages of an intrusion as detection rules, and a temporal correlation over them
+/// per IP with `condition`.
+fn stages(condition: &str) -> String {
+    let mut text = String::new();
+    for (name, action) in [("stage_recon", "port_scan"), ("stage_exploit", "exploit_attempt"), ("exfil", "bulk_export")]
+    {
+        text.push_str(&format!(
+            "title: {name}\nname: {name}\nlogsource: {{category: network}}\ndetection:\n  sel: {{action: {action}}}\n  \
+             condition: sel\n---\n"
+        ));
+    }
+    text.push_str(&format!(
+        "title: Intrusion\ncorrelation:\n  type: temporal\n  rules: [stage_recon, stage_exploit, exfil]\n  \
+         group-by: [ip]\n  timespan: 5m\n  condition: {condition}\nlevel: high\n"
+    ));
+    text
+}
+
+fn intrusions(h: &mut Harness<SigmaEvaluator>, actions: &[&str], ip: &str) -> usize {
+    let events = actions.iter().enumerate().map(|(i, a)| TestEvent::new("network", a).ip(ip).at_ms(i as i64 * 1000));
+    h.run(events).iter().filter(|a| a.title == "Intrusion").count()
+}
+
+#[test]
+fn temporal_conditions_count_rules_with_1_of_n_of_and_all_of() {
+    // `1 of stage_*`: either stage (not exfil) fires it.
+    let mut h = harness(&stages("1 of stage_* and exfil"));
+    assert_eq!(intrusions(&mut h, &["bulk_export"], "1.1.1.1"), 0, "exfil alone");
+    assert_eq!(intrusions(&mut h, &["exploit_attempt"], "1.1.1.1"), 1, "a stage, then exfil already seen");
+    assert_eq!(intrusions(&mut h, &["port_scan", "exploit_attempt"], "2.2.2.2"), 0, "no exfil");
+    // `all of stage_*`: both stages.
+    let mut h = harness(&stages("all of stage_*"));
+    assert_eq!(intrusions(&mut h, &["port_scan", "bulk_export"], "3.3.3.3"), 0);
+    assert_eq!(intrusions(&mut h, &["exploit_attempt"], "3.3.3.3"), 1);
+    // `2 of them`: any two of the three, once.
+    let mut h = harness(&stages("2 of them"));
+    assert_eq!(intrusions(&mut h, &["bulk_export", "bulk_export"], "4.4.4.4"), 0, "one rule twice is one");
+    assert_eq!(intrusions(&mut h, &["port_scan", "exploit_attempt"], "4.4.4.4"), 1, "fires as the second rule comes");
+    // `all of them` and `not`.
+    let mut h = harness(&stages("all of them"));
+    assert_eq!(intrusions(&mut h, &["port_scan", "exploit_attempt"], "5.5.5.5"), 0);
+    assert_eq!(intrusions(&mut h, &["bulk_export"], "5.5.5.5"), 1);
+    let mut h = harness(&stages("all of stage_* and not exfil"));
+    assert_eq!(intrusions(&mut h, &["port_scan", "exploit_attempt"], "6.6.6.6"), 1);
+    assert_eq!(intrusions(&mut h, &["bulk_export", "port_scan", "exploit_attempt"], "7.7.7.7"), 0);
+}
+
+#[test]
+fn temporal_conditions_naming_no_rule_of_the_correlation_are_refused() {
+    for (condition, says) in [
+        ("1 of lateral_*", "`1 of lateral_*` in the condition matches none of the correlation's rules"),
+        ("4 of them", "`4 of them` in the condition can never hold: only 3 of the correlation's rules match"),
+        ("stage_recon and typo", "the condition names \"typo\", which is not in the correlation's rules"),
+    ] {
+        let e = refusal(&stages(condition));
+        assert!(e.contains("Sigma correlation \"Intrusion\"") && e.contains(says), "{condition}: {e}");
+        assert!(e.contains("(line 28)"), "the condition's line: {e}");
+    }
+}
+
+#[test]
+fn vigil_dedup_by_gives_each_value_its_own_alert() {
+    let rule = |dedup: &str| {
+        format!(
+            "title: High severity event\nname: high_severity\nlogsource: {{product: app}}\n{dedup}detection:\n  \
+             sel: {{severity: [high, critical]}}\n  condition: sel\nlevel: high\n"
+        )
+    };
+    let ev = |ip: &str, user: &str| TestEvent::new("system", "x").field("severity", "high").ip(ip).user(user);
+    // Without it, every match folds into one alert.
+    let mut h = harness(&rule(""));
+    let keys: Vec<_> = h.run([ev("1.1.1.1", "a"), ev("2.2.2.2", "b")]).into_iter().map(|a| a.dedup_key).collect();
+    assert_eq!(keys, [Some("sigma:high_severity".to_owned()), Some("sigma:high_severity".to_owned())]);
+    // One field, or several: the values join the key, and the alert shows them.
+    let mut h = harness(&rule("vigil.dedup_by: ip\n"));
+    let alerts = h.run([ev("1.1.1.1", "a"), ev("2.2.2.2", "b")]);
+    assert_eq!(alerts[0].dedup_key.as_deref(), Some("sigma:high_severity:1.1.1.1"));
+    assert_eq!(alerts[1].dedup_key.as_deref(), Some("sigma:high_severity:2.2.2.2"));
+    assert_eq!(alerts[1].field_value("ip").and_then(|v| v.as_str()), Some("2.2.2.2"));
+    let mut h = harness(&rule("vigil.dedup_by: [user_id, ip]\n"));
+    let alerts = h.run([ev("1.1.1.1", "a"), TestEvent::new("system", "x").field("severity", "critical")]);
+    assert_eq!(alerts[0].dedup_key.as_deref(), Some("sigma:high_severity:a,1.1.1.1"));
+    assert_eq!(alerts[1].dedup_key.as_deref(), Some("sigma:high_severity:,"), "absent values are empty");
+    // Refused: a field Vigil does not have, a wrong shape, an unknown vigil. attribute.
+    for (dedup, says) in [
+        ("vigil.dedup_by: SourceIp\n", "field \"SourceIp\" is not a Vigil event field"),
+        ("vigil.dedup_by: {a: 1}\n", "`vigil.dedup_by` must be a field name or a list of 1 to 4 of them"),
+        ("vigil.dedup_by: [ip, user_id, api_key_id, session_id, source]\n", "list of 1 to 4"),
+        ("vigil.dedupe_by: ip\n", "unknown attribute \"vigil.dedupe_by\""),
+    ] {
+        let e = refusal(&rule(dedup));
+        assert!(e.contains("\"High severity event\" (line 4)") && e.contains(says), "{dedup}: {e}");
+    }
+}

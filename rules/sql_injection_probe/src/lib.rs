@@ -4,17 +4,31 @@
 //! `details` (parsed only when a cheap scan of its raw JSON finds a hint). A match of
 //! `patterns::find` (`' OR 1=1`, `UNION SELECT`, `; DROP TABLE`, a comment right after a
 //! quote, time delays...) raises a P1 alert grouped per source IP (or user).
+//!
+//! Automated response, off by default: with `user_decision` = `block` the probe also
+//! blocks the user who sent it (the event's `user_id`) for `user_decision_minutes` (30),
+//! tied to the alert and naming the probe; `lock` locks the account instead and
+//! `require_mfa` only asks for a second factor. One decision per user while it stands;
+//! an event without a `user_id` decides nothing. Off by default because a person should
+//! decide: a pattern in text a user typed (a developer quoting SQL in a ticket, a name
+//! like O'Brien next to a comment) would cut a real person off from the whole app, and
+//! the alert already names what matched for a responder to confirm.
 
 pub mod patterns;
 
 use vigil_sdk::json::Value;
-use vigil_sdk::{Alert, Config, Context, Event, Manifest, Rule, Severity, Subscription};
+use vigil_sdk::{Alert, Config, Context, Decision, DecisionKind, Event, Manifest, Rule, Scope, Severity, Subscription};
 
 /// Longest excerpt of the offending value put in an alert.
 const EXCERPT_CHARS: usize = 200;
 
 /// The rule.
-pub struct SqlInjectionProbe;
+pub struct SqlInjectionProbe {
+    /// What to decide on the user who sent a probe (`None`: nothing).
+    user_decision: Option<DecisionKind>,
+    /// For how long, in ms.
+    decision_ms: i64,
+}
 
 impl Rule for SqlInjectionProbe {
     fn manifest() -> Manifest {
@@ -28,8 +42,10 @@ impl Rule for SqlInjectionProbe {
     }
 
     fn init(config: &Config) -> Result<Self, String> {
-        config.deny_unknown(&[])?;
-        Ok(SqlInjectionProbe)
+        config.deny_unknown(&["user_decision", "user_decision_minutes"])?;
+        let user_decision = config.decision_or("user_decision", "off", &DecisionKind::ALL)?;
+        let decision_ms = config.decision_minutes_or("user_decision_minutes", 30)?;
+        Ok(SqlInjectionProbe { user_decision, decision_ms })
     }
 
     fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
@@ -41,12 +57,13 @@ impl Rule for SqlInjectionProbe {
             (None, None) => format!("field:{field}"),
         };
         let source = ip.or(user).unwrap_or("an unknown source");
+        let title = format!("SQL injection probe ({pattern}) from {source}");
         ctx.emit(
-            Alert::new(format!("SQL injection probe ({pattern}) from {source}"))
+            Alert::new(title.as_str())
                 .severity(Severity::P1)
-                .dedup_key(dedup)
+                .dedup_key(dedup.as_str())
                 .field("pattern", pattern)
-                .field("field", field)
+                .field("field", field.as_str())
                 .field("excerpt", value.chars().take(EXCERPT_CHARS).collect::<String>())
                 .field("ip", ip)
                 .field("user_id", user)
@@ -54,6 +71,12 @@ impl Rule for SqlInjectionProbe {
                 .action("Check the application and database logs for successful injections")
                 .action("Verify that the targeted endpoint uses parameterised queries"),
         );
+        if let (Some(kind), Some(user)) = (self.user_decision, user.filter(|u| !u.is_empty())) {
+            let reason = format!("{title} in {field} as user {user}");
+            ctx.decide_once(
+                Decision::new(Scope::User, user, kind).duration(self.decision_ms).reason(reason).alert(dedup),
+            );
+        }
         true
     }
 }
@@ -127,6 +150,57 @@ mod tests {
         assert_eq!(alerts[0].field_value("field").and_then(|v| v.as_str()), Some("details.query.filter"));
         assert_eq!(alerts[0].field_value("pattern").and_then(|v| v.as_str()), Some("union_select"));
         assert_eq!(alerts[0].dedup_key.as_deref(), Some("user:u1"));
+    }
+
+    fn probe(user: &str, ip: Option<&str>) -> TestEvent {
+        let ev = TestEvent::new("data_access", "read").user(user).resource("/items?id=1' OR 1=1 --");
+        match ip {
+            Some(ip) => ev.ip(ip),
+            None => ev,
+        }
+    }
+
+    #[test]
+    fn by_default_nothing_is_decided() {
+        let mut h = Harness::<SqlInjectionProbe>::new();
+        let out = h.run_detailed([probe("mallory", Some("5.5.5.5"))]);
+        assert_eq!((out.alerts.len(), out.decisions.len()), (1, 0), "{:?}", out.decisions);
+        let mut off = Harness::<SqlInjectionProbe>::new().config(r#"{"user_decision": "off"}"#);
+        assert!(off.run_detailed([probe("mallory", None)]).decisions.is_empty());
+    }
+
+    #[test]
+    fn when_enabled_the_user_is_blocked_for_a_while_tied_to_the_alert() {
+        use vigil_sdk::time::MINUTE_MS;
+        let mut h = Harness::<SqlInjectionProbe>::new().config(r#"{"user_decision": "block"}"#);
+        let out = h.run_detailed([probe("mallory", Some("5.5.5.5")), probe("mallory", Some("5.5.5.6"))]);
+        assert_eq!(out.alerts.len(), 2, "the alerts are the same");
+        assert_eq!(out.decisions.len(), 1, "one per user while it stands: {:?}", out.decisions);
+        let (a, d) = (&out.alerts[0], &out.decisions[0]);
+        assert_eq!((d.scope, d.value.as_str(), d.kind), (Scope::User, "mallory", DecisionKind::Block));
+        assert_eq!(d.duration_ms, 30 * MINUTE_MS);
+        assert_eq!(d.dedup_key.as_deref(), Some("ip:5.5.5.5"));
+        assert_eq!(d.dedup_key, a.dedup_key, "tied to the alert");
+        assert_eq!(d.event_seqs, [1]);
+        assert_eq!(d.reason, "SQL injection probe (quote_or_tautology) from 5.5.5.5 in resource as user mallory");
+        assert!(h.invalid_decisions().is_empty());
+        // Without an IP the alert is grouped per user, and so is the decision's tie.
+        let config = r#"{"user_decision": "lock", "user_decision_minutes": 120}"#;
+        let mut h = Harness::<SqlInjectionProbe>::new().config(config);
+        let out = h.run_detailed([probe("eve", None)]);
+        assert_eq!(out.decisions.len(), 1);
+        let d = &out.decisions[0];
+        assert_eq!(
+            (d.kind, d.duration_ms, d.dedup_key.as_deref()),
+            (DecisionKind::Lock, 120 * MINUTE_MS, Some("user:eve"))
+        );
+        // A probe without a user decides nothing.
+        let anonymous = TestEvent::new("api", "call").ip("6.6.6.6").resource("/x?q=1 UNION SELECT 1");
+        let out = h.run_detailed([anonymous]);
+        assert_eq!((out.alerts.len(), out.decisions.len()), (1, 0));
+        for bad in [r#"{"user_decision": "ban"}"#, r#"{"user_decision_minutes": 0}"#, r#"{"x": 1}"#] {
+            assert!(Harness::<SqlInjectionProbe>::new().config(bad).init().is_err(), "{bad}");
+        }
     }
 
     #[test]

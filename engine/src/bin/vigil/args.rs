@@ -136,15 +136,24 @@ pub enum Command {
     },
 }
 
-/// Where a command that talks to a running server sends its requests.
+/// The running server a command talks to and the API key it sends: `--url` and `--key`,
+/// the same on every such command.
 #[derive(clap::Args, Clone)]
-pub struct ServerConn {
+pub struct Endpoint {
     /// Server URL.
     #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// API key (a role that may do the operation).
+    /// API key (a role that may do the operation: admin to deploy or accept).
     #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
     pub key: String,
+}
+
+/// Where a command that talks to a running server sends its requests, and how it prints
+/// the answer.
+#[derive(clap::Args, Clone)]
+pub struct ServerConn {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
     /// `text` (a table for listings) or `json` (the server's answer as is).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub output: String,
@@ -153,8 +162,8 @@ pub struct ServerConn {
 impl ServerConn {
     pub fn call(&self, method: reqwest::Method, path: String, body: Option<serde_json::Value>) -> vigil::cli::Call {
         vigil::cli::Call {
-            url: self.url.clone(),
-            key: self.key.clone(),
+            url: self.endpoint.url.clone(),
+            key: self.endpoint.key.clone(),
             json: self.output == "json",
             method,
             path,
@@ -445,12 +454,8 @@ pub enum IntegrityCommand {
         /// Why the operator accepts the log as it is now.
         #[arg(long)]
         reason: String,
-        /// Server URL.
-        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// Admin API key.
-        #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
-        key: String,
+        #[command(flatten)]
+        server: Endpoint,
     },
 }
 
@@ -475,12 +480,8 @@ pub enum SigmaCommand {
         /// Deploy all files as one deployment of this name; default: one per file (stem).
         #[arg(long)]
         name: Option<String>,
-        /// Server URL.
-        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// Admin API key.
-        #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
-        key: String,
+        #[command(flatten)]
+        server: Endpoint,
     },
 }
 
@@ -516,12 +517,8 @@ pub enum RulesCommand {
         /// Rule name (default: the file stem).
         #[arg(long)]
         name: Option<String>,
-        /// Server URL.
-        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// Admin API key.
-        #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
-        key: String,
+        #[command(flatten)]
+        server: Endpoint,
     },
     /// Sigma rules: check them offline, or deploy them to a running server.
     Sigma {

@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Integrity { command } => match command {
-            IntegrityCommand::Accept { reason, url, key } => vigil::cli::accept(&reason, &url, &key).await,
+            IntegrityCommand::Accept { reason, server } => vigil::cli::accept(&reason, &server.url, &server.key).await,
         },
         Command::Rules { command } => rules(command).await,
     }
@@ -85,7 +85,10 @@ async fn events(command: EventsCommand) -> anyhow::Result<()> {
             let every = std::time::Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
             let filter = vigil::cli::TailFilter { pairs };
             let json = server.output == "json";
-            vigil::cli::tail(&server.url, &server.key, &filter, every, count, json, |line| println!("{line}")).await
+            vigil::cli::tail(&server.endpoint.url, &server.endpoint.key, &filter, every, count, json, |line| {
+                println!("{line}")
+            })
+            .await
         }
         EventsCommand::Export { out, format, since, until, from, to, server } => {
             let mut q = vec![format!("format={format}")];
@@ -93,7 +96,7 @@ async fn events(command: EventsCommand) -> anyhow::Result<()> {
             q.extend(until.map(|s| format!("until={}", vigil::cli::query_escape(&s))));
             q.extend(from.map(|s| format!("from={s}")));
             q.extend(to.map(|s| format!("to={s}")));
-            let bytes = vigil::cli::export(&server.url, &server.key, &q.join("&"), &out).await?;
+            let bytes = vigil::cli::export(&server.endpoint.url, &server.endpoint.key, &q.join("&"), &out).await?;
             if out.as_os_str() != "-" {
                 eprintln!("{bytes} bytes written to {}", out.display());
             }
@@ -238,7 +241,7 @@ async fn rules(command: RulesCommand) -> anyhow::Result<()> {
         }
         RulesCommand::Build { path } => vigil::cli::build(&path, None),
         RulesCommand::Test { path } => vigil::cli::test(&path, None),
-        RulesCommand::Deploy { file, name, url, key } => vigil::cli::deploy(&file, name, &url, &key).await,
+        RulesCommand::Deploy { file, name, server } => vigil::cli::deploy(&file, name, &server.url, &server.key).await,
         RulesCommand::Sigma { command: SigmaCommand::Check { files, name } } => {
             let (results, ok) = tokio::task::block_in_place(|| vigil::cli::sigma_check(&files, name.as_deref()))?;
             #[allow(clippy::print_stdout)]
@@ -251,8 +254,8 @@ async fn rules(command: RulesCommand) -> anyhow::Result<()> {
             eprintln!("{} Sigma deployment(s) ok", results.len());
             Ok(())
         }
-        RulesCommand::Sigma { command: SigmaCommand::Deploy { files, name, url, key } } => {
-            vigil::cli::sigma_deploy(&files, name.as_deref(), &url, &key).await
+        RulesCommand::Sigma { command: SigmaCommand::Deploy { files, name, server } } => {
+            vigil::cli::sigma_deploy(&files, name.as_deref(), &server.url, &server.key).await
         }
         RulesCommand::Backtest { file, since, until, server } => {
             let time = |s: &str| {
