@@ -22,6 +22,7 @@ pub(super) fn operations() -> Vec<(&'static str, &'static str, Op)> {
         allowlist(),
         receivers(),
         keys(),
+        reports(),
     ]
     .into_iter()
     .flatten()
@@ -400,4 +401,27 @@ fn keys() -> Vec<(&'static str, &'static str, Op)> {
                 .err(507, "insufficient_storage"),
         ),
     ]
+}
+
+fn reports() -> Vec<(&'static str, &'static str, Op)> {
+    vec![(
+        "get",
+        "/v1/reports/security",
+        Op::new(
+            "securityReport",
+            "reports",
+            "Security report of a day, week or month: events, new IPs of privileged users, alerts, MTTD/MTTA/MTTR and SLA attainment, decisions, integrity",
+            Some("read"),
+        )
+        .params(vec![
+            query("period", json!({"type": "string", "enum": ["day", "week", "month"], "default": "day"}), "the day, the ISO week (Monday to Sunday) or the calendar month holding `date`"),
+            query("date", json!({"type": "string", "format": "date", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"}), "YYYY-MM-DD, UTC, from 1970 (default: today)"),
+            query("format", json!({"type": "string", "enum": ["json", "html"], "default": "json"}), "JSON, or a printable HTML page with inline SVG charts"),
+        ])
+        .raw(200, json!({"description": "the report", "content": {
+            "application/json": {"schema": r("SecurityReport")},
+            "text/html": {"schema": {"type": "string"}},
+        }}))
+        .err(400, "invalid period, date or format"),
+    )]
 }

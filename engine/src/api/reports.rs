@@ -1,0 +1,45 @@
+//! `GET /v1/reports/security` (role: read): the security report of a day, week or month
+//! (`report::security_report`) as JSON, or with `format=html` as a printable page
+//! (`report::html`). Reading it is a read of the log, recorded by the access log.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{AppState, parse_query};
+use crate::api::error::ApiError;
+use crate::auth::Role;
+use crate::report::{Period, ReportSources, html, security_report};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityQuery {
+    period: Option<String>,
+    date: Option<String>,
+    format: Option<String>,
+}
+
+/// The security report of `period` (day, week or month; default day) holding `date`
+/// (YYYY-MM-DD, UTC; default today).
+#[tracing::instrument(skip_all)]
+pub async fn security(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let who = state.keys.require(&req, Role::Read)?;
+    let q: SecurityQuery = parse_query(req.query_string())?;
+    let html = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(_) => return Err(ApiError::bad_request("`format` must be json or html")),
+    };
+    let now = state.config.clock.now_ms();
+    let period =
+        Period::parse(q.period.as_deref(), q.date.as_deref(), now).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::Report, req.query_string());
+    let sources = ReportSources { store: &state.store, integrity: &state.integrity, config: &state.config.reports };
+    let report = security_report(&sources, &period, now).await?;
+    if html {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'"))
+            .body(html::render(&report)));
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
