@@ -1,7 +1,8 @@
 //! The security report (`GET /v1/reports/security`, `vigil report`) on both backends under
 //! a manual clock: event figures and failure rates, new IPs and countries of a privileged
 //! user, alerts by rule and disposition, MTTD/MTTA and SLA attainment per severity,
-//! decisions issued and lifted, the HTML page with hostile text escaped, and clear 400s.
+//! decisions issued and lifted, the HTML page with hostile text escaped, clear 400s, and
+//! the security counters of `/metrics` for the same traffic.
 
 use serde_json::{Value, json};
 use vigil::clock::Clock;
@@ -152,6 +153,20 @@ async fn a_day_report_counts_what_happened_and_its_html_escapes_attacker_text(ba
     assert!(decisions["issued"].as_i64().unwrap() >= 1);
     assert_eq!(decisions["issued_by_kind"], json!({"block": decisions["issued"]}));
     assert_eq!(day["integrity"]["status"], "ok");
+
+    // The security counters of /metrics saw the same traffic (the label sets are bounded:
+    // `admin` is not a known category, so it counts as `other`).
+    let app = &app;
+    let metric = |labels: &str| {
+        let name = format!("vigil_security_events_total{{{labels}}}");
+        async move { app.metric(&name).await }
+    };
+    assert_eq!(metric("category=\"authentication\",outcome=\"failure\",severity=\"low\"").await?, Some(6));
+    assert_eq!(metric("category=\"other\",outcome=\"success\",severity=\"low\"").await?, Some(3));
+    assert_eq!(metric("category=\"data_access\",outcome=\"success\",severity=\"low\"").await?, Some(1));
+    assert_eq!(app.metric("vigil_alerts_raised_total{rule=\"manual\",severity=\"P1\"}").await?, Some(1));
+    assert_eq!(app.metric("vigil_alerts_raised_total{rule=\"brute_force\",severity=\"P2\"}").await?, Some(1));
+    assert_eq!(app.metric("vigil_decisions_issued_by_kind_total{kind=\"block\"}").await?, decisions["issued"].as_i64());
 
     // The week holds the same alerts; the day before holds none of them.
     let week = report(&app, "period=week&date=2026-01-08").await?;
