@@ -146,6 +146,7 @@ routes! {
     post "/v1/keys" => keys::create,
     get "/v1/keys" => keys::list,
     get "/v1/reports/security" => reports::security,
+    get "/v1/reports/compliance" => reports::compliance,
     delete "/v1/keys/{id}" => keys::revoke,
 }
 

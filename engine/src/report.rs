@@ -3,8 +3,10 @@
 //! values (`store::query` statistics), new IPs and countries of privileged users, alerts by
 //! rule, severity, status and disposition with MTTD, MTTA, MTTR and SLA attainment per
 //! severity (`store::report_stats`), decisions issued and lifted, and the integrity status
-//! (`ledger::IntegrityStatus`). `html` renders it as a printable page.
+//! (`ledger::IntegrityStatus`). `html` renders it as a printable page; `compliance` maps
+//! the evidence of a period to PCI DSS, SOC 2, ISO 27001 and GDPR controls.
 
+pub mod compliance;
 pub mod html;
 pub mod period;
 
@@ -24,6 +26,8 @@ pub struct ReportSources<'a> {
     pub store: &'a Store,
     pub integrity: &'a IntegrityStatus,
     pub config: &'a ReportsConfig,
+    /// `retention_days` of the configuration (the compliance evidence states it).
+    pub retention_days: u32,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -111,7 +115,7 @@ fn alerts_json(f: &PeriodFigures) -> Value {
 /// MTTD, MTTA, MTTR and SLA attainment per severity (every P1..P4 listed, with zeros), and
 /// over all alerts. Attainment is met / (met + missed): alerts still within their SLA and
 /// not yet answered count in neither.
-fn response_json(by_severity: &[SeverityTimes], sla_ms: &[i64; 4]) -> Value {
+pub(crate) fn response_json(by_severity: &[SeverityTimes], sla_ms: &[i64; 4]) -> Value {
     let mut total = SeverityTimes::default();
     let rows: Vec<Value> = ["P1", "P2", "P3", "P4"]
         .iter()

@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use vigil::clock::Clock;
 use vigil_tests::{Backend, TestApp, both_backends, example_rules, spawn_app_with};
 
-both_backends!(a_day_report_counts_what_happened_and_its_html_escapes_attacker_text);
+both_backends!(
+    a_day_report_counts_what_happened_and_its_html_escapes_attacker_text,
+    compliance_evidence_names_who_read_the_log_and_which_rules_changed
+);
 
 /// 2026-01-05T07:00:00Z, a Monday: the manual clock's start.
 const T0: i64 = 1_767_596_400_000;
@@ -223,5 +226,69 @@ async fn a_day_report_counts_what_happened_and_its_html_escapes_attacker_text(ba
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cli: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!((cli["period"].as_str(), cli["alerts"]["total"].as_i64()), (Some("week"), Some(3)));
+    Ok(())
+}
+
+async fn compliance_evidence_names_who_read_the_log_and_which_rules_changed(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app_with(backend, |c| {
+        c.audit.access_window_secs = 1;
+        c.audit.access_flush_ms = 100;
+    })
+    .await?;
+    let wasm = std::fs::read(example_rules()?.join("brute_force.wasm"))?;
+    let (status, body) = app.put_rule("brute_force", wasm).await?;
+    anyhow::ensure!(status == 200 || status == 201, "deploy: {status} {body}");
+    let now = vigil::event::now_ms();
+    let batch: Vec<Value> =
+        (0..3).map(|i| ev("authentication", "login_success", "success", "alice", "10.1.1.1", now - i, "CH")).collect();
+    let (status, posted) = app.post_events(&json!(batch)).await?;
+    assert_eq!(status, 201, "{posted}");
+    // A client's forged audit record is stored like any event, but is no evidence.
+    let forged = json!([{"category": "audit", "action": "log_accessed", "user_id": "k_forged", "source": "vigil"}]);
+    let (status, posted) = app.post_events(&forged).await?;
+    assert_eq!(status, 201, "{posted}");
+    // An auditor's key reads the log; the read is written to the chain after its window.
+    let auditor = app.create_key("read").await?;
+    let (_, who) = app.send(app.client.get(app.url("/v1/whoami")), &auditor).await?;
+    let auditor_id = who["key_id"].as_str().unwrap().to_owned();
+    let (status, _) = app.send(app.client.get(app.url("/v1/events?limit=5")), &auditor).await?;
+    assert_eq!(status, 200);
+    app.server.state.sequencer.checkpoint_now().await?;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let report = loop {
+        let (status, body) = app.get("/v1/reports/compliance?framework=pci-dss").await?;
+        assert_eq!(status, 200, "{body}");
+        let read = body["evidence"]["log_access"].as_array().unwrap().iter().any(|e| e["actor"] == auditor_id.as_str());
+        if read || std::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let ids: Vec<&str> = report["controls"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["10.2", "10.3", "10.4", "10.5", "10.7"]);
+    let evidence = &report["evidence"];
+    let access = evidence["log_access"].as_array().unwrap();
+    let auditor_read =
+        access.iter().find(|e| e["actor"] == auditor_id.as_str()).expect("the auditor's read is evidence");
+    assert_eq!(auditor_read["action"], "log_accessed");
+    assert!(auditor_read["details"].to_string().contains("events.query"), "{auditor_read}");
+    assert!(access.iter().all(|e| e["actor"] != "k_forged"), "a client's audit event is not evidence: {access:?}");
+    let changes = evidence["rule_changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["action"] == "rule_deployed" && c["details"].to_string().contains("brute_force")),
+        "{changes:?}"
+    );
+    assert_eq!(count_of(&evidence["logged"]["by_category"], "authentication"), Some(3));
+    assert!(!evidence["checkpoints"].as_array().unwrap().is_empty(), "the checkpoint signing the day");
+    assert_eq!(evidence["integrity"]["status"], "ok");
+    assert_eq!(evidence["retention"]["retention_days"], app.config.retention_days);
+
+    let (_, soc2) = app.get("/v1/reports/compliance?framework=soc2&period=week").await?;
+    assert_eq!(soc2["controls"].as_array().map(Vec::len), Some(2));
+    for query in ["", "framework=hipaa", "framework=gdpr&period=year", "framework=gdpr&extra=1"] {
+        let (status, body) = app.get(&format!("/v1/reports/compliance?{query}")).await?;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
     Ok(())
 }

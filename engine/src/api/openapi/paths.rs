@@ -404,7 +404,8 @@ fn keys() -> Vec<(&'static str, &'static str, Op)> {
 }
 
 fn reports() -> Vec<(&'static str, &'static str, Op)> {
-    vec![(
+    vec![
+    (
         "get",
         "/v1/reports/security",
         Op::new(
@@ -423,5 +424,23 @@ fn reports() -> Vec<(&'static str, &'static str, Op)> {
             "text/html": {"schema": {"type": "string"}},
         }}))
         .err(400, "invalid period, date or format"),
-    )]
+    ),
+    (
+        "get",
+        "/v1/reports/compliance",
+        Op::new(
+            "complianceReport",
+            "reports",
+            "Compliance evidence of a period for PCI DSS req. 10, SOC 2, ISO 27001 or GDPR: controls, the endpoints that prove them, what was logged, integrity and checkpoints, who read the log, rule changes, alert response against the SLAs",
+            Some("read"),
+        )
+        .params(vec![
+            query("framework", json!({"type": "string", "enum": ["pci-dss", "soc2", "iso27001", "gdpr"]}), "the framework (required)"),
+            query("period", json!({"type": "string", "enum": ["day", "week", "month"], "default": "day"}), "the day, ISO week or calendar month holding `date`"),
+            query("date", json!({"type": "string", "format": "date", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"}), "YYYY-MM-DD, UTC, from 1970 (default: today)"),
+        ])
+        .ok(200, "the evidence", r("ComplianceReport"))
+        .err(400, "missing or unknown framework, invalid period or date"),
+    ),
+    ]
 }

@@ -429,6 +429,7 @@ pub(super) fn schemas() -> Value {
             "delivered_at": nullable_time(), "last_error": nullable("string"),
         })),
         "SecurityReport": security_report(&count, &counts_by, &other_counts),
+        "ComplianceReport": compliance_report(&count),
         "AlertStats": object(&["total", "by_status", "by_severity", "by_rule"], json!({
             "total": {"type": "integer"}, "by_status": counts_by, "by_severity": counts_by,
             "by_rule": {"type": "array", "items": object(&["rule", "alerts"], json!({
@@ -519,6 +520,39 @@ fn security_report(count: &Value, counts_by: &Value, other_counts: &Value) -> Va
                 "status": {"type": "string", "enum": ["ok", "hold"]}, "hold_since": nullable_time(),
                 "hold_failures": {"type": "integer"}, "last_verify": {}, "last_checkpoint": {},
                 "checkpoints_in_period": {"type": "integer"},
+            })),
+        }),
+    )
+}
+
+/// `GET /v1/reports/compliance` (report/compliance.rs builds it).
+fn compliance_report(count: &Value) -> Value {
+    let chain_event = object(
+        &["seq", "at", "action"],
+        json!({
+            "seq": {"type": "integer"}, "at": time(), "action": {"type": "string"},
+            "actor": {"type": ["string", "null"]}, "details": {},
+        }),
+    );
+    object(
+        &["framework", "period", "date", "from", "to", "controls", "evidence"],
+        json!({
+            "framework": {"type": "string", "enum": ["pci-dss", "soc2", "iso27001", "gdpr"]},
+            "period": {"type": "string", "enum": ["day", "week", "month"]},
+            "date": {"type": "string", "format": "date"}, "from": time(), "to": time(), "generated_at": time(),
+            "controls": {"type": "array", "items": object(&["id", "title", "evidence", "endpoints"], json!({
+                "id": {"type": "string"}, "title": {"type": "string"},
+                "evidence": {"type": "array", "items": {"type": "string"}},
+                "endpoints": {"type": "array", "items": {"type": "string"}},
+            }))},
+            "evidence": object(&["logged", "integrity", "checkpoints", "log_access", "rule_changes", "alert_response", "retention"], json!({
+                "logged": object(&["total"], json!({"total": {"type": "integer"}, "by_category": count, "by_outcome": count, "seq_range": {}})),
+                "integrity": object(&["status"], json!({"status": {"type": "string", "enum": ["ok", "hold"]}, "hold_since": nullable_time(), "last_verify": {}, "verify_hint": {"type": ["string", "null"]}})),
+                "checkpoints": {"type": "array", "items": r("Checkpoint")},
+                "log_access": {"type": "array", "items": chain_event},
+                "rule_changes": {"type": "array", "items": chain_event},
+                "alert_response": {"type": "object"},
+                "retention": object(&["retention_days"], json!({"retention_days": {"type": "integer"}})),
             })),
         }),
     )
