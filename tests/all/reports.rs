@@ -172,15 +172,15 @@ async fn a_day_report_counts_what_happened_and_its_html_escapes_attacker_text(ba
     assert_eq!(app.metric("vigil_decisions_issued_by_kind_total{kind=\"block\"}").await?, decisions["issued"].as_i64());
 
     // The week holds the same alerts; the day before holds none of them.
-    let week = report(&app, "period=week&date=2026-01-08").await?;
+    let week = report(app, "period=week&date=2026-01-08").await?;
     assert_eq!((week["date"].as_str(), week["alerts"]["total"].as_i64()), (Some("2026-01-05"), Some(3)));
-    let before = report(&app, "period=day&date=2026-01-04").await?;
+    let before = report(app, "period=day&date=2026-01-04").await?;
     assert_eq!(
         (before["alerts"]["total"].as_i64(), count_of(&before["events"]["by_category"], "authentication")),
         (Some(0), None)
     );
     assert_eq!((before["decisions"]["issued"].as_i64(), before["decisions"]["lifted"].as_i64()), (Some(0), Some(0)));
-    let month = report(&app, "period=month&date=2026-01-31").await?;
+    let month = report(app, "period=month&date=2026-01-31").await?;
     assert_eq!(count_of(&month["events"]["by_category"], "admin"), Some(3), "the month holds the baseline day too");
 
     // The printable page: charts inline, the hostile user id escaped, no script, no asset.

@@ -435,7 +435,8 @@ fn reports() -> Vec<(&'static str, &'static str, Op)> {
             Some("read"),
         )
         .params(vec![
-            query("framework", json!({"type": "string", "enum": ["pci-dss", "soc2", "iso27001", "gdpr"]}), "the framework (required)"),
+            json!({"name": "framework", "in": "query", "required": true, "description": "the framework",
+                "schema": {"type": "string", "enum": ["pci-dss", "soc2", "iso27001", "gdpr"]}}),
             query("period", json!({"type": "string", "enum": ["day", "week", "month"], "default": "day"}), "the day, ISO week or calendar month holding `date`"),
             query("date", json!({"type": "string", "format": "date", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"}), "YYYY-MM-DD, UTC, from 1970 (default: today)"),
         ])
