@@ -458,6 +458,7 @@ fn alerts(c: &mut Criterion) {
                 anchor: None,
                 status: Default::default(),
                 clock: vigil::clock::Clock::system(),
+                security: Default::default(),
             },
             None,
             Arc::new(Handoff::new(1 << 20, 1 << 30)),

@@ -112,6 +112,8 @@ struct Inner {
     lock: tokio::sync::Mutex<()>,
     /// Active silences, compiled once each.
     silences: silence::SilenceCache,
+    /// Alerts raised by rule and severity (`/metrics`).
+    security: Arc<crate::telemetry::SecurityCounters>,
 }
 
 impl AlertService {
@@ -132,8 +134,18 @@ impl AlertService {
                 routing,
                 lock: Default::default(),
                 silences: Default::default(),
+                security: Default::default(),
             }),
         }
+    }
+
+    /// Counts the alerts it raises in `counters` (those of `/metrics`). Call right after
+    /// [`AlertService::new`], before the service is cloned.
+    pub fn with_security_counters(mut self, counters: Arc<crate::telemetry::SecurityCounters>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.security = counters;
+        }
+        self
     }
 
     /// The clock lifecycle times come from.

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod ops;
 pub mod otlp;
 pub mod receivers;
+pub mod reports;
 pub mod rules;
 pub mod silences;
 
@@ -144,6 +145,8 @@ routes! {
     post "/v1/notifications/{id}/retry" => receivers::retry,
     post "/v1/keys" => keys::create,
     get "/v1/keys" => keys::list,
+    get "/v1/reports/security" => reports::security,
+    get "/v1/reports/compliance" => reports::compliance,
     delete "/v1/keys/{id}" => keys::revoke,
 }
 

@@ -134,6 +134,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         );
         integrity.set_hold(anchor_failures.clone(), config.clock.now_ms());
     }
+    let security = Arc::new(crate::telemetry::SecurityCounters::default());
     let sequencer = Sequencer::start(
         store.clone(),
         SequencerConfig {
@@ -144,6 +145,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             anchor: Some(anchor),
             status: integrity.clone(),
             clock: config.clock.clone(),
+            security: security.clone(),
         },
         Some(committed_tx),
         handoff.clone(),
@@ -190,7 +192,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         route_stats.clone(),
     ));
     let alerts =
-        AlertService::new(store.clone(), sequencer.clone(), config.clock.clone(), config.alerts.clone(), router);
+        AlertService::new(store.clone(), sequencer.clone(), config.clock.clone(), config.alerts.clone(), router)
+            .with_security_counters(security.clone());
     if !anchor_failures.is_empty()
         && let Err(e) = alerts.record_integrity_failure(&anchor_failures).await
     {
@@ -261,7 +264,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         sequencer,
         masker: Arc::new(Masker::new(&secrets.mask)),
         keys,
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::new(Metrics { security: security.clone(), ..Metrics::default() }),
         checkpoint_keys,
         integrity,
         retention,

@@ -12,6 +12,7 @@ mod alerting;
 mod inputs;
 mod ops;
 mod reach;
+mod reports;
 
 pub use alerting::{
     AlertsConfig, BreakerConfig, DecisionsConfig, EscalationLevel, EscalationPolicy, OutboxConfig, ReceiverConfig,
@@ -21,6 +22,7 @@ pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_e
 pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
 pub use reach::DEFAULT_ROUTER_LISTS;
+pub use reports::ReportsConfig;
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,8 @@ pub struct Config {
     pub inputs: InputsConfig,
     /// `[[forwarders]]`: committed events pushed to SIEMs.
     pub forwarders: Vec<ForwarderConfig>,
+    /// `[reports]`: SLAs and privileged users of the security report.
+    pub reports: ReportsConfig,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -317,6 +321,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             inputs: InputsConfig::default(),
             forwarders: Vec::new(),
+            reports: ReportsConfig::default(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -467,6 +472,7 @@ impl Config {
         self.validate_alerting()?;
         self.validate_inputs()?;
         self.validate_forwarders()?;
+        self.validate_reports()?;
         self.validate_ops()
     }
 }

@@ -11,7 +11,8 @@
 //!   retention, writer lock) and [`ingest`] (validate, mask; OTLP, OCSF and syslog mappings)
 //! - L3 [`rules`]: the Wasm runtime only
 //! - L4 [`detect`]: the pipeline thread and replay
-//! - L5 services: [`alerts`], [`route`], [`respond`], [`auth`], [`deploy`], [`inputs`], [`forward`]
+//! - L5 services: [`alerts`], [`route`], [`respond`], [`auth`], [`deploy`], [`inputs`], [`forward`],
+//!   [`report`]
 //! - L6 surfaces: [`api`], [`cli`]
 //! - L7 [`app`]: the composition root
 
@@ -43,6 +44,7 @@ pub mod auth;
 pub mod deploy;
 pub mod forward;
 pub mod inputs;
+pub mod report;
 pub mod respond;
 pub mod route;
 

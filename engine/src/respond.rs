@@ -114,6 +114,8 @@ struct StreamClients(std::sync::Mutex<HashMap<String, i64>>);
 pub struct DecisionCounters {
     /// Decisions issued (rules and people).
     pub issued: AtomicU64,
+    /// The same by kind, in the order of `DecisionKind::ALL`.
+    pub issued_by_kind: [AtomicU64; Kind::ALL.len()],
     /// Decisions that expired.
     pub expired: AtomicU64,
     /// Decisions lifted early.
@@ -345,6 +347,12 @@ pub fn render_metrics(out: &mut String, set: &ActiveSet, now: i64) {
     );
     for (r, n) in Refusal::ALL.iter().zip(&c.refused_by) {
         let _ = writeln!(out, "vigil_decisions_refused_by_reason_total{{reason=\"{}\"}} {}", r.as_str(), g(n));
+    }
+    out.push_str(
+        "# HELP vigil_decisions_issued_by_kind_total Decisions issued (rules and people), by kind.\n# TYPE vigil_decisions_issued_by_kind_total counter\n",
+    );
+    for (kind, n) in Kind::ALL.iter().zip(&c.issued_by_kind) {
+        let _ = writeln!(out, "vigil_decisions_issued_by_kind_total{{kind=\"{}\"}} {}", kind.as_str(), g(n));
     }
     crate::telemetry::counter(
         out,

@@ -74,6 +74,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod postings;
 pub mod query;
+pub mod report_stats;
 pub mod rules;
 pub mod silences;
 pub mod sqlite;
@@ -87,6 +88,7 @@ pub use events::{EventKey, Head, IndexedColumns, StoredRow, decode_canon};
 pub use keys::ApiKeyRow;
 pub use outbox::{NotificationFilter, NotificationRow, NotificationStatus};
 pub use query::{EventFilter, Origin, Stats, StatsFilter};
+pub use report_stats::{PeriodFigures, SlaMs};
 pub use rules::StoredRule;
 pub use silences::SilenceRow;
 

@@ -8,8 +8,13 @@
 //! which panics when stderr fails too, and a panic inside the sequencer's task stopped the
 //! log for good; no server task may print or panic because its log output is unwritable.
 
+pub mod security;
+
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use security::SecurityCounters;
 
 /// Log records (or parts of them) that could not be written since the process started.
 static LOG_WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
@@ -106,6 +111,9 @@ pub struct Metrics {
     pub syslog_connections_refused: AtomicU64,
     /// Time from an ingest request's arrival to its answer (accepted requests).
     pub ingest_latency: Histogram,
+    /// Events by category, outcome and severity; alerts by rule and severity (shared with
+    /// the sequencer and the alert service).
+    pub security: Arc<SecurityCounters>,
 }
 
 /// Upper bounds (seconds) of the ingest latency histogram's buckets.
@@ -195,6 +203,7 @@ impl Metrics {
             "vigil_ingest_request_duration_seconds",
             "Time from an ingest request's arrival to its answer, accepted requests (durably committed).",
         );
+        self.security.render(out);
     }
 }
 

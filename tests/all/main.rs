@@ -28,6 +28,7 @@ mod openapi;
 mod ops_guards;
 mod outbox_crash;
 mod query;
+mod reports;
 mod rules;
 mod sigma;
 mod tamper;

@@ -1,7 +1,8 @@
 //! The Prometheus exposition of `GET /metrics` passes Prometheus' own linter
 //! (`promtool check metrics`, installed by `scripts/setup.sh --postgres`) after real traffic:
 //! a deployed rule and the router (labelled per-rule series), ingest, a rejected request,
-//! detection and an alert, on both backends.
+//! detection and an alert, on both backends; the queries of the Grafana dashboard in
+//! `examples/grafana/` parse and read only metrics the server serves.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -42,6 +43,9 @@ async fn the_metrics_exposition_passes_promtool(backend: Backend) -> anyhow::Res
         "vigil_detection_lag_events",
         "# TYPE vigil_receiver_notifications gauge",
         "vigil_rule_state_bytes",
+        "# TYPE vigil_security_events_total counter",
+        "vigil_alerts_raised_total{rule=\"manual\",severity=\"P3\"} 1",
+        "vigil_decisions_issued_by_kind_total{kind=\"block\"}",
     ] {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }
@@ -56,5 +60,50 @@ async fn the_metrics_exposition_passes_promtool(backend: Backend) -> anyhow::Res
     let out = child.wait_with_output()?;
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n--- exposition:\n{text}");
+    grafana_dashboard_queries_parse_and_use_served_metrics(&text)
+}
+
+/// `examples/grafana/vigil-security.json`: every query parses as PromQL (`promtool check
+/// rules` over them, Grafana's variables replaced) and every `vigil_` metric it reads is
+/// in the exposition above.
+fn grafana_dashboard_queries_parse_and_use_served_metrics(exposition: &str) -> anyhow::Result<()> {
+    let path = vigil_tests::repo_root().join("examples/grafana/vigil-security.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let names = regex_lite::Regex::new(r"vigil_[a-z_]+").unwrap();
+    for expr in &exprs {
+        for name in names.find_iter(expr) {
+            assert!(
+                exposition.contains(&format!("# TYPE {} ", name.as_str())),
+                "{} (in {expr}) is not served",
+                name.as_str()
+            );
+        }
+    }
+    let rules: Vec<serde_json::Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let e = e.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$job", ".*");
+            json!({"record": format!("vigil:dashboard:{i}"), "expr": e})
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!("vigil-dashboard-rules-{}.json", std::process::id()));
+    std::fs::write(&file, json!({"groups": [{"name": "dashboard", "rules": rules}]}).to_string())?;
+    let out = Command::new("promtool").args(["check", "rules"]).arg(&file).output()?;
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }

@@ -30,7 +30,16 @@ impl AlertService {
             }
             w.change.details = d.to_string();
         }
+        // New alerts have no id until the store gives them one.
+        let raised: Vec<(String, String)> = writes
+            .iter()
+            .filter(|w| w.alert.id == 0)
+            .map(|w| (w.alert.rule.clone(), w.alert.severity.as_str().to_owned()))
+            .collect();
         self.inner.store.commit_alert_writes(writes).await?;
+        for (rule, severity) in &raised {
+            self.inner.security.add_alert(rule, severity);
+        }
         let changes: Vec<(AlertChange, Option<AlertRow>)> =
             writes.iter().map(|w| (w.change.clone(), Some(w.alert.clone()))).collect();
         if writes.iter().any(|w| !w.notifications.is_empty()) {

@@ -256,7 +256,7 @@ pub fn document() -> Value {
         "servers": [{"url": "/"}],
         "tags": [
             {"name": "events"}, {"name": "integrity"}, {"name": "rules"}, {"name": "alerts"},
-            {"name": "silences"}, {"name": "decisions"}, {"name": "allowlist"}, {"name": "receivers"}, {"name": "keys"}, {"name": "operations"},
+            {"name": "silences"}, {"name": "decisions"}, {"name": "allowlist"}, {"name": "receivers"}, {"name": "keys"}, {"name": "reports"}, {"name": "operations"},
         ],
         "paths": paths,
         "components": {

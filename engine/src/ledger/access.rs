@@ -44,6 +44,8 @@ pub enum Read {
     EventsExport,
     /// `GET /v1/integrity/verify`.
     IntegrityVerify,
+    /// `GET /v1/reports/security` and `/v1/reports/compliance`.
+    Report,
 }
 
 impl Read {
@@ -54,6 +56,7 @@ impl Read {
             Self::EventsStats => "events.stats",
             Self::EventsExport => "events.export",
             Self::IntegrityVerify => "integrity.verify",
+            Self::Report => "reports",
         }
     }
 }

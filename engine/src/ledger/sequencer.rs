@@ -63,6 +63,8 @@ pub struct SequencerConfig {
     pub status: Arc<IntegrityStatus>,
     /// Time of checkpoints.
     pub clock: Clock,
+    /// Committed events by category, outcome and severity (`/metrics`).
+    pub security: Arc<crate::telemetry::SecurityCounters>,
 }
 
 enum Job {
@@ -168,6 +170,8 @@ struct InFlight {
     head: Head,
     checkpoint: Option<Checkpoint>,
     assigned: HashMap<EventKey, i64>,
+    /// The security-counter cell of each row (counted once it commits).
+    cells: Vec<usize>,
 }
 
 /// A transaction the sequencer wrote but whose outcome it could not confirm.
@@ -330,8 +334,15 @@ impl Sequencer {
         let store = self.store.clone();
         let Prepared { jobs, acks, rows, committed, head, checkpoint, assigned } = p;
         let cp = checkpoint.clone();
+        let cells = rows
+            .iter()
+            .map(|r| {
+                let c = &r.columns;
+                crate::telemetry::SecurityCounters::cell(&c.category, &c.outcome, &c.severity)
+            })
+            .collect();
         let task = tokio::spawn(async move { store.append(&rows, cp.as_ref()).await });
-        InFlight { task, jobs, acks, committed, head, checkpoint, assigned }
+        InFlight { task, jobs, acks, committed, head, checkpoint, assigned, cells }
     }
 
     /// Waits for the transaction in flight and answers its requests. True when it landed.
@@ -350,7 +361,7 @@ impl Sequencer {
     /// Otherwise gives back the error and the requests (their events untouched: `prepare`
     /// only reads them).
     async fn finish(&mut self, f: InFlight) -> Result<(), (StoreError, Vec<AppendJob>)> {
-        let InFlight { task, jobs, acks, committed, head, checkpoint, .. } = f;
+        let InFlight { task, jobs, acks, committed, head, checkpoint, cells, .. } = f;
         let result = match task.await {
             Ok(r) => r,
             Err(e) => Err(StoreError::WriteFailed(format!("the write task failed: {e}"))),
@@ -358,6 +369,7 @@ impl Sequencer {
         match result {
             Ok(()) => {
                 self.committed_to(head, checkpoint).await;
+                self.config.security.add_events(&cells);
                 self.publish(committed);
             }
             Err(err) => {

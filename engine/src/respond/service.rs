@@ -210,6 +210,9 @@ impl DecisionService {
         let change = self.inner.store.insert_decision(&mut row).await?;
         set.insert(row.clone(), change.id);
         set.counters.issued.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = vigil_sdk::DecisionKind::ALL.iter().position(|k| *k == row.kind) {
+            set.counters.issued_by_kind[i].fetch_add(1, Ordering::Relaxed);
+        }
         tracing::info!(id = row.id, scope = %row.scope, kind = %row.kind, actor = %row.actor, expires_at = row.expires_at, "Decision issued");
         self.after(&[(change, row.clone())]).await;
         Ok((row, true))

@@ -18,6 +18,7 @@ use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow,
 use super::events::head_from;
 use super::outbox::{NotificationStatus, notification_columns};
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
+use super::report_stats;
 use super::{
     AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, Columns, EscalationRow, Head,
     IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
@@ -315,6 +316,7 @@ super::rules::rule_queries!(PgStore, Postgres, writer: pool);
 super::alerts::alert_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::alert_changes::alert_change_queries!(PgStore, Postgres, writer: pool);
 super::alert_stats::alert_stats_queries!(PgStore, Postgres, reader: pool);
+super::report_stats::report_queries!(PgStore, Postgres, reader: pool, country: "(convert_from(canon, 'UTF8')::json #>> '{geo,country}')");
 super::escalations::escalation_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::outbox::outbox_queries!(PgStore, Postgres, PgRow, writer: pool, reader: pool);
 super::silences::silence_queries!(PgStore, Postgres, writer: pool);

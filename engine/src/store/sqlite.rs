@@ -20,6 +20,7 @@ use super::events::head_from;
 use super::outbox::{NotificationStatus, notification_columns};
 use super::postings;
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
+use super::report_stats;
 use super::{
     AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, Columns, EscalationRow, Head,
     IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
@@ -523,6 +524,7 @@ super::rules::rule_queries!(SqliteStore, Sqlite, writer: writer);
 super::alerts::alert_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::alert_changes::alert_change_queries!(SqliteStore, Sqlite, writer: writer);
 super::alert_stats::alert_stats_queries!(SqliteStore, Sqlite, reader: reader);
+super::report_stats::report_queries!(SqliteStore, Sqlite, reader: reader, country: "json_extract(CAST(canon AS TEXT), '$.geo.country')");
 super::escalations::escalation_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::outbox::outbox_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer, reader: reader);
 super::silences::silence_queries!(SqliteStore, Sqlite, writer: writer);

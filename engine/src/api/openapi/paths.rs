@@ -22,6 +22,7 @@ pub(super) fn operations() -> Vec<(&'static str, &'static str, Op)> {
         allowlist(),
         receivers(),
         keys(),
+        reports(),
     ]
     .into_iter()
     .flatten()
@@ -399,5 +400,48 @@ fn keys() -> Vec<(&'static str, &'static str, Op)> {
                 .err(409, "the key is the one making the request, or the last active admin key")
                 .err(507, "insufficient_storage"),
         ),
+    ]
+}
+
+fn reports() -> Vec<(&'static str, &'static str, Op)> {
+    vec![
+    (
+        "get",
+        "/v1/reports/security",
+        Op::new(
+            "securityReport",
+            "reports",
+            "Security report of a day, week or month: events, new IPs of privileged users, alerts, MTTD/MTTA/MTTR and SLA attainment, decisions, integrity",
+            Some("read"),
+        )
+        .params(vec![
+            query("period", json!({"type": "string", "enum": ["day", "week", "month"], "default": "day"}), "the day, the ISO week (Monday to Sunday) or the calendar month holding `date`"),
+            query("date", json!({"type": "string", "format": "date", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"}), "YYYY-MM-DD, UTC, from 1970 (default: today)"),
+            query("format", json!({"type": "string", "enum": ["json", "html"], "default": "json"}), "JSON, or a printable HTML page with inline SVG charts"),
+        ])
+        .raw(200, json!({"description": "the report", "content": {
+            "application/json": {"schema": r("SecurityReport")},
+            "text/html": {"schema": {"type": "string"}},
+        }}))
+        .err(400, "invalid period, date or format"),
+    ),
+    (
+        "get",
+        "/v1/reports/compliance",
+        Op::new(
+            "complianceReport",
+            "reports",
+            "Compliance evidence of a period for PCI DSS req. 10, SOC 2, ISO 27001 or GDPR: controls, the endpoints that prove them, what was logged, integrity and checkpoints, who read the log, rule changes, alert response against the SLAs",
+            Some("read"),
+        )
+        .params(vec![
+            json!({"name": "framework", "in": "query", "required": true, "description": "the framework",
+                "schema": {"type": "string", "enum": ["pci-dss", "soc2", "iso27001", "gdpr"]}}),
+            query("period", json!({"type": "string", "enum": ["day", "week", "month"], "default": "day"}), "the day, ISO week or calendar month holding `date`"),
+            query("date", json!({"type": "string", "format": "date", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"}), "YYYY-MM-DD, UTC, from 1970 (default: today)"),
+        ])
+        .ok(200, "the evidence", r("ComplianceReport"))
+        .err(400, "missing or unknown framework, invalid period or date"),
+    ),
     ]
 }

@@ -129,6 +129,25 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// The security report of a day, week or month from a running server
+    /// (`GET /v1/reports/security`), as JSON or a printable HTML page.
+    Report {
+        /// day, week (Monday to Sunday) or month.
+        #[arg(long, default_value = "day", value_parser = ["day", "week", "month"])]
+        period: String,
+        /// A day of the period, YYYY-MM-DD in UTC (default: today).
+        #[arg(long)]
+        date: Option<String>,
+        /// `json` or `html` (write it to a file with `>`).
+        #[arg(long, default_value = "json", value_parser = ["json", "html"])]
+        output: String,
+        /// Server URL.
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key with the read role.
+        #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
+        key: String,
+    },
     /// Integrity holds.
     Integrity {
         #[command(subcommand)]

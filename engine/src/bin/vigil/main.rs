@@ -57,6 +57,15 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Report { period, date, output, url, key } => {
+            let mut path = format!("/v1/reports/security?period={period}&format={output}");
+            if let Some(date) = date {
+                path.push_str(&format!("&date={}", vigil::cli::query_escape(&date)));
+            }
+            let call =
+                vigil::cli::Call { url, key, json: output == "json", method: reqwest::Method::GET, path, body: None };
+            call.run().await
+        }
         Command::Integrity { command } => match command {
             IntegrityCommand::Accept { reason, server } => vigil::cli::accept(&reason, &server.url, &server.key).await,
         },

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{Context, Outcome, alert_of, env_or, headline, occurrences, one_line, truncate};
 use crate::config::ReceiverConfig;
+use crate::report::html::escape_html;
 use crate::store::NotificationRow;
 
 /// SMTP target.
@@ -116,10 +117,6 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
 /// Plain text and HTML bodies of an email.
 pub fn email_bodies(n: &NotificationRow, payload: &Value, ctx: &Context) -> (String, String, String) {
     // `headline` is one line already; the cap keeps a long title from making a subject
@@ -166,7 +163,7 @@ pub fn email_bodies(n: &NotificationRow, payload: &Value, ctx: &Context) -> (Str
     }
     let html = format!(
         "<!doctype html><html><body><pre style=\"font-family:monospace\">{}</pre></body></html>",
-        html_escape(&text)
+        escape_html(&text)
     );
     (subject, text, html)
 }
