@@ -59,6 +59,7 @@ impl RunningServer {
     /// head, releases the writer lock.
     pub async fn shutdown(&self) {
         self.inputs.stop();
+        self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(true).await;
@@ -80,6 +81,7 @@ impl RunningServer {
     /// lock go as the kernel would (tests start a new server on the same log after it).
     pub async fn crash(&self) {
         self.inputs.stop();
+        self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(false).await;
@@ -255,11 +257,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let forwarders = Arc::new(crate::forward::Forwarders::start(&config, store.clone())?);
+    let enricher = Arc::new(crate::ingest::Enricher::load(&config).map_err(anyhow::Error::msg)?);
+    enricher.start_reload(Duration::from_secs(config.enrich.reload_secs));
     let state = AppState {
         config: config.clone(),
         store,
         sequencer,
         masker: Arc::new(Masker::new(&secrets.mask)),
+        enricher: enricher.clone(),
         keys,
         metrics: Arc::new(Metrics::default()),
         checkpoint_keys,
@@ -278,7 +283,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         forwarders,
     };
     let inputs = Arc::new(
-        crate::inputs::Inputs::start(&config, state.sequencer.clone(), state.masker.clone(), state.metrics.clone())
+        crate::inputs::Inputs::start(
+            &config,
+            state.sequencer.clone(),
+            state.masker.clone(),
+            state.enricher.clone(),
+            state.metrics.clone(),
+        )
             .await?,
     );
     let listener = TcpListener::bind(config.listen)?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod alerting;
+mod enrich;
 mod inputs;
 mod ops;
 mod reach;
@@ -18,6 +19,7 @@ pub use alerting::{
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
 pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
+pub use enrich::{EnrichConfig, ListConfig, ListKind, MAX_LISTS};
 pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
 pub use reach::DEFAULT_ROUTER_LISTS;
@@ -111,6 +113,10 @@ pub struct Config {
     pub inputs: InputsConfig,
     /// `[[forwarders]]`: committed events pushed to SIEMs.
     pub forwarders: Vec<ForwarderConfig>,
+    /// `[enrich]`: GeoIP and ASN databases applied to events with an `ip`.
+    pub enrich: EnrichConfig,
+    /// `[[lists]]`: threat-intel and reference lists (event `ip` hits, rule queries).
+    pub lists: Vec<ListConfig>,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -317,6 +323,8 @@ impl Default for Config {
             audit: AuditConfig::default(),
             inputs: InputsConfig::default(),
             forwarders: Vec::new(),
+            enrich: EnrichConfig::default(),
+            lists: Vec::new(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -467,6 +475,7 @@ impl Config {
         self.validate_alerting()?;
         self.validate_inputs()?;
         self.validate_forwarders()?;
+        self.validate_enrich()?;
         self.validate_ops()
     }
 }

@@ -109,6 +109,7 @@ async fn ingest(
         }
     }
     if !events.is_empty() {
+        state.enricher.apply(&mut events, &state.masker);
         let acks = state
             .sequencer
             .submit_client(events)

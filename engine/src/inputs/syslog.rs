@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::config::SyslogInput;
 use crate::ingest::syslog::{Defaults, Framer, parse_frame};
-use crate::ingest::{Masker, validate_each};
+use crate::ingest::{Enricher, Masker, validate_each};
 use crate::ledger::sequencer::SequencerHandle;
 use crate::net::IpNet;
 use crate::telemetry::Metrics;
@@ -39,6 +39,7 @@ struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     sequencer: SequencerHandle,
     masker: Arc<Masker>,
+    enricher: Arc<Enricher>,
     metrics: Arc<Metrics>,
 }
 
@@ -53,6 +54,7 @@ impl Listener {
         cfg: &SyslogInput,
         sequencer: SequencerHandle,
         masker: Arc<Masker>,
+        enricher: Arc<Enricher>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let allow =
@@ -78,6 +80,7 @@ impl Listener {
             tls,
             sequencer,
             masker,
+            enricher,
             metrics,
         });
         let slots = Arc::new(Semaphore::new(cfg.max_connections));
@@ -223,6 +226,7 @@ async fn store(shared: &Shared, frames: Vec<Vec<u8>>, peer: IpAddr) -> Result<()
     if events.is_empty() {
         return Ok(());
     }
+    shared.enricher.apply(&mut events, &shared.masker);
     let n = events.len() as u64;
     match shared.sequencer.submit_client(events).await {
         Ok(acks) => {
