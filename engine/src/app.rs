@@ -118,10 +118,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let allowlist = crate::respond::Allowlist::with_config(&config.decisions.allow, config.clock.now_ms())
         .map_err(|message| crate::config::ConfigError::Invalid { key: "decisions.allow", message })?;
     let guardrails = crate::respond::Guardrails { set: Default::default(), allowlist: Arc::new(allowlist) };
-    let registry = Arc::new(crate::deploy::build_registry(
+    // GeoIP/ASN databases and lists: used by ingest and asked by rules.
+    let enricher = Arc::new(crate::ingest::Enricher::load(&config).map_err(anyhow::Error::msg)?);
+    let registry = Arc::new(crate::deploy::build_registry_with_lists(
         &config,
         Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())),
         guardrails.clone(),
+        Some(enricher.clone()),
     )?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
     let handoff = Arc::new(crate::ledger::handoff::Handoff::new(
@@ -257,7 +260,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let forwarders = Arc::new(crate::forward::Forwarders::start(&config, store.clone())?);
-    let enricher = Arc::new(crate::ingest::Enricher::load(&config).map_err(anyhow::Error::msg)?);
     enricher.start_reload(Duration::from_secs(config.enrich.reload_secs));
     let state = AppState {
         config: config.clone(),

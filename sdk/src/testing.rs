@@ -122,6 +122,15 @@ impl<R: Rule> Harness<R> {
         self
     }
 
+    /// Gives the rule a server list it can ask with `Context::in_list`: `kind` is `ip`,
+    /// `cidr` or `value` and `text` the file as the server reads it (one entry per line,
+    /// `#` and `;` comments). Panics on an entry the server would refuse.
+    pub fn list(mut self, name: &str, kind: &str, text: &str) -> Harness<R> {
+        let list = crate::lists::TestList::parse(kind, text).unwrap_or_else(|e| panic!("list `{name}`: {e}"));
+        self.host.lists.insert(name.to_owned(), list);
+        self
+    }
+
     /// Most events per evaluate call (1..=4096; default 4096).
     pub fn batch_size(mut self, n: usize) -> Harness<R> {
         self.max_batch = n.clamp(1, MAX_EVENTS_PER_CALL);

@@ -328,3 +328,86 @@ async fn location_rules_fire_for_events_carrying_only_an_ip() -> anyhow::Result<
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// A raw ABI 1.4 module asking `in_list` three questions per event and alerting on each
+/// expected answer: `bad` holds 198.51.100.7 (1), not 192.0.2.1 (0), `nope` is no list (-1).
+fn list_asker() -> Vec<u8> {
+    let manifest = json!({"name": "list_asker", "version": "1.0.0", "kind": "detection", "severity": "P3",
+        "fields": [], "subscribe": [{"categories": ["authentication"], "actions": [], "outcomes": []}]})
+    .to_string();
+    let escaped = |s: &str| s.bytes().map(|b| format!("\\{b:02x}")).collect::<String>();
+    let texts = ["bad", "198.51.100.7", "192.0.2.1", "nope", r#"{"title":"on","dedup_key":"on"}"#,
+                 r#"{"title":"off","dedup_key":"off"}"#, r#"{"title":"none","dedup_key":"none"}"#];
+    let mut data = String::new();
+    let mut at = Vec::new();
+    let mut offset = 4096;
+    for t in texts {
+        data.push_str(&format!("  (data (i32.const {offset}) \"{}\")\n", escaped(t)));
+        at.push((offset, t.len()));
+        offset += t.len() + 16;
+    }
+    let ask = |list: usize, value: usize| {
+        format!(
+            "(call $in_list (i32.const {}) (i32.const {}) (i32.const {}) (i32.const {}))",
+            at[list].0, at[list].1, at[value].0, at[value].1
+        )
+    };
+    let emit = |alert: usize| format!("(drop (call $emit (i32.const {}) (i32.const {})))", at[alert].0, at[alert].1);
+    let wat = format!(
+        r#"(module
+  (import "vigil" "in_list" (func $in_list (param i32 i32 i32 i32) (result i32)))
+  (import "vigil" "emit_alert" (func $emit (param i32 i32) (result i32)))
+  (memory (export "memory") 40)
+  (global (export "VIGIL_ABI_MAJOR") i32 (i32.const 16))
+  (global (export "VIGIL_ABI_MINOR") i32 (i32.const 20))
+  (data (i32.const 16) "\01\00\00\00\04\00\00\00")
+  (data (i32.const 1048576) "{manifest_bytes}")
+{data}
+  (func (export "vigil_manifest") (result i64)
+    (i64.or (i64.shl (i64.const 1048576) (i64.const 32)) (i64.const {manifest_len})))
+  (func (export "vigil_input_area") (result i64)
+    (i64.or (i64.shl (i64.const 131072) (i64.const 32)) (i64.const 65536)))
+  (func (export "vigil_verdicts") (result i64)
+    (i64.or (i64.shl (i64.const 65536) (i64.const 32)) (i64.const 4096)))
+  (func (export "vigil_init") (param i32) (result i32) (i32.const 0))
+  (func (export "vigil_evaluate") (param $n i32) (result i32)
+    (if (i32.eq {on} (i32.const 1)) (then {emit_on}))
+    (if (i32.eq {off} (i32.const 0)) (then {emit_off}))
+    (if (i32.eq {none} (i32.const -1)) (then {emit_none}))
+    (i32.const 0))
+)"#,
+        manifest_bytes = escaped(&manifest),
+        manifest_len = manifest.len(),
+        on = ask(0, 1),
+        off = ask(0, 2),
+        none = ask(3, 1),
+        emit_on = emit(4),
+        emit_off = emit(5),
+        emit_none = emit(6),
+    );
+    wat::parse_str(&wat).expect("valid WAT")
+}
+
+#[tokio::test]
+async fn rules_ask_the_lists_through_the_in_list_import() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    std::fs::write(dir.join("bad.txt"), "# test\n198.51.100.0/24 ; SBL1\n")?;
+    let d = dir.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.lists = vec![list("bad", d.join("bad.txt"), ListKind::Cidr)];
+    })
+    .await?;
+    let (status, body) = app.put_rule("list_asker", list_asker()).await?;
+    assert!(status == 200 || status == 201, "{body}");
+    let (status, body) = app.post_events(&json!({"category": "authentication", "action": "login_failed"})).await?;
+    assert_eq!(status, 201, "{body}");
+    let body = app
+        .wait_for("/v1/alerts?rule=list_asker", 20, |b| b["alerts"].as_array().is_some_and(|a| a.len() >= 3))
+        .await?;
+    let mut keys: Vec<&str> =
+        body["alerts"].as_array().unwrap().iter().filter_map(|a| a["dedup_key"].as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["none", "off", "on"], "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
