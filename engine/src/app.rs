@@ -292,7 +292,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             state.enricher.clone(),
             state.metrics.clone(),
         )
-            .await?,
+        .await?,
     );
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;

@@ -27,7 +27,9 @@ impl TestList {
                     let width = if ip.is_ipv4() { 32 } else { 128 };
                     let prefix: u32 = match (kind, prefix) {
                         (_, None) => width,
-                        ("cidr", Some(p)) => p.parse().ok().filter(|p| *p <= width).ok_or(format!("`{e}`: bad prefix"))?,
+                        ("cidr", Some(p)) => {
+                            p.parse().ok().filter(|p| *p <= width).ok_or(format!("`{e}`: bad prefix"))?
+                        }
                         _ => return Err(format!("`{e}`: a network in an ip list")),
                     };
                     let start = bits(ip) & !host_mask(width - prefix);

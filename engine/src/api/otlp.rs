@@ -45,7 +45,11 @@ fn decompress(body: super::guard::Body, encoding: Encoding, limit: usize) -> Res
     };
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_otlp", format!("the compressed body cannot be decompressed: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_otlp",
+            format!("the compressed body cannot be decompressed: {e}"),
+        )
     })?;
     if out.len() > limit {
         return Err(ApiError::new(

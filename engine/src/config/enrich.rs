@@ -73,7 +73,10 @@ pub const MAX_LISTS: usize = 64;
 impl Config {
     pub(super) fn validate_enrich(&self) -> Result<(), ConfigError> {
         if !(1..=86_400).contains(&self.enrich.reload_secs) {
-            return Err(ConfigError::Invalid { key: "enrich.reload_secs", message: "must be between 1 and 86400".into() });
+            return Err(ConfigError::Invalid {
+                key: "enrich.reload_secs",
+                message: "must be between 1 and 86400".into(),
+            });
         }
         let invalid = |message: String| Err(ConfigError::Invalid { key: "lists", message });
         if self.lists.len() > MAX_LISTS {

@@ -322,7 +322,11 @@ impl Enricher {
                 &s.geo_misses,
             ),
             ("vigil_enrich_asn_hits_total", "Events given `details.asn` from the ASN database.", &s.asn_hits),
-            ("vigil_enrich_asn_misses_total", "Events with a public `ip` the ASN database did not know.", &s.asn_misses),
+            (
+                "vigil_enrich_asn_misses_total",
+                "Events with a public `ip` the ASN database did not know.",
+                &s.asn_misses,
+            ),
             ("vigil_enrich_list_hits_total", "Events whose `ip` was on at least one `[[lists]]` list.", &s.list_hits),
             (
                 "vigil_enrich_reload_failures_total",

@@ -89,15 +89,14 @@ async fn every_input_is_enriched_and_a_sent_geo_is_kept(backend: Backend) -> any
     let app = spawn_app_with(backend, move |c| {
         c.enrich.geoip_db = Some(d.join("city.mmdb"));
         c.enrich.asn_db = Some(d.join("asn.mmdb"));
-        c.lists = vec![list("drop", d.join("drop.txt"), ListKind::Cidr), list("feodo", d.join("feodo.txt"), ListKind::Ip)];
-        c.inputs.syslog = vec![SyslogInput {
-            name: "geo".into(),
-            address: "127.0.0.1:0".into(),
-            ..SyslogInput::default()
-        }];
+        c.lists =
+            vec![list("drop", d.join("drop.txt"), ListKind::Cidr), list("feodo", d.join("feodo.txt"), ListKind::Ip)];
+        c.inputs.syslog =
+            vec![SyslogInput { name: "geo".into(), address: "127.0.0.1:0".into(), ..SyslogInput::default() }];
     })
     .await?;
-    let login = |id: &str, ip: &str| json!({"event_id": id, "category": "authentication", "action": "login_success", "ip": ip});
+    let login =
+        |id: &str, ip: &str| json!({"event_id": id, "category": "authentication", "action": "login_success", "ip": ip});
     let mut sent_geo = login("sent-geo", PARIS);
     sent_geo["geo"] = json!({"country": "NZ"});
     let mut own_asn = login("own-asn", PARIS);
@@ -178,9 +177,15 @@ fn dbip_and_ipinfo_layouts_are_read() -> anyhow::Result<()> {
     let r = dbip.lookup(TOKYO.parse()?).unwrap();
     assert_eq!((r.country.as_deref(), r.city.as_deref()), (Some("JP"), Some("Tokyo")));
     let ipinfo = MmdbWriter::new("ipinfo standard_location.mmdb")
-        .insert("81.2.69.0/24", json!({"city": "London", "country": "gb", "lat": "51.5085", "lng": "-0.1257",
-                                      "region": "England", "postal_code": "E1"}))
-        .insert("8.8.8.0/24", json!({"asn": "AS15169", "as_name": "Google LLC", "country_code": "US", "as_domain": "google.com"}))
+        .insert(
+            "81.2.69.0/24",
+            json!({"city": "London", "country": "gb", "lat": "51.5085", "lng": "-0.1257",
+                                      "region": "England", "postal_code": "E1"}),
+        )
+        .insert(
+            "8.8.8.0/24",
+            json!({"asn": "AS15169", "as_name": "Google LLC", "country_code": "US", "as_domain": "google.com"}),
+        )
         .build();
     let ipinfo = Mmdb::parse(ipinfo).map_err(anyhow::Error::msg)?;
     let r = ipinfo.lookup(PARIS.parse()?).unwrap();
@@ -222,15 +227,15 @@ async fn changed_files_are_reloaded_and_bad_ones_keep_the_previous_copy() -> any
         c.lists = vec![list("firehol", l, ListKind::Cidr)];
     })
     .await?;
-    let probe = |n: usize, ip: &str| json!({"event_id": format!("probe-{n}"), "category": "a", "action": "b", "ip": ip});
+    let probe =
+        |n: usize, ip: &str| json!({"event_id": format!("probe-{n}"), "category": "a", "action": "b", "ip": ip});
     app.post_events(&json!([probe(0, PARIS), probe(100, "198.51.100.7")])).await?;
     assert_eq!(geo_of(&app, 0).await?.0, "FR");
     assert_eq!(geo_of(&app, 100).await?.1, Value::Null);
 
     // Paris moves to Germany; the list gains a network.
-    let moved = MmdbWriter::new("GeoLite2-Country")
-        .insert("81.2.69.0/24", json!({"country": {"iso_code": "DE"}}))
-        .build();
+    let moved =
+        MmdbWriter::new("GeoLite2-Country").insert("81.2.69.0/24", json!({"country": {"iso_code": "DE"}})).build();
     replace(&db, &moved)?;
     replace(&drop_list, b"192.0.2.0/24\n198.51.100.0/24 # new\n")?;
     let mut n = 1;
@@ -267,8 +272,8 @@ fn bad_files_stop_config_check_and_the_start_with_a_clear_error() -> anyhow::Res
     std::fs::write(dir.join("bad.txt"), "1.2.3.4\n1.2.3.0/24\n")?;
     std::fs::write(dir.join("big.txt"), "10.0.0.1\n".repeat(200))?;
     std::fs::write(dir.join("junk.mmdb"), b"junk")?;
-    let mut config = vigil::config::Config::default();
-    config.lists = vec![list("bad", dir.join("bad.txt"), ListKind::Ip)];
+    let mut config =
+        vigil::config::Config { lists: vec![list("bad", dir.join("bad.txt"), ListKind::Ip)], ..Default::default() };
     let err = vigil::ingest::Enricher::load(&config).unwrap_err();
     assert!(err.contains("list `bad`") && err.contains("line 2"), "{err}");
     config.lists = vec![ListConfig { max_bytes: 100, ..list("big", dir.join("big.txt"), ListKind::Ip) }];
@@ -336,8 +341,15 @@ fn list_asker() -> Vec<u8> {
         "fields": [], "subscribe": [{"categories": ["authentication"], "actions": [], "outcomes": []}]})
     .to_string();
     let escaped = |s: &str| s.bytes().map(|b| format!("\\{b:02x}")).collect::<String>();
-    let texts = ["bad", "198.51.100.7", "192.0.2.1", "nope", r#"{"title":"on","dedup_key":"on"}"#,
-                 r#"{"title":"off","dedup_key":"off"}"#, r#"{"title":"none","dedup_key":"none"}"#];
+    let texts = [
+        "bad",
+        "198.51.100.7",
+        "192.0.2.1",
+        "nope",
+        r#"{"title":"on","dedup_key":"on"}"#,
+        r#"{"title":"off","dedup_key":"off"}"#,
+        r#"{"title":"none","dedup_key":"none"}"#,
+    ];
     let mut data = String::new();
     let mut at = Vec::new();
     let mut offset = 4096;

@@ -115,7 +115,10 @@ async fn the_python_sdk_exporter_with_gzip_delivers_events(backend: Backend) -> 
         let (status, answer) = app.send(req, &key).await?;
         assert_eq!(status, want, "{encoding}: {answer}");
         if want == 413 {
-            assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("decompresses to more than"), "{answer}");
+            assert!(
+                answer["error"]["message"].as_str().unwrap_or_default().contains("decompresses to more than"),
+                "{answer}"
+            );
         }
     }
     let (_, listed) = app.get("/v1/events?category=authentication").await?;

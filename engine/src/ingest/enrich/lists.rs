@@ -26,8 +26,8 @@ pub struct List {
 impl List {
     /// Parses a list file's bytes; the error names the line and what is wrong with it.
     pub fn parse(bytes: &[u8], kind: ListKind, max_entries: usize) -> Result<List, String> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| format!("the file is not UTF-8 text (byte {})", e.valid_up_to()))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {})", e.valid_up_to()))?;
         let mut list = List { kind, ranges: Vec::new(), values: HashSet::new() };
         let mut entries = 0usize;
         for (n, line) in text.lines().enumerate() {

@@ -183,9 +183,11 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 Key::Lon | Key::Longitude => lon = number(loose(&mut map, &[])?),
                 Key::AsnNumber | Key::Asn => {
                     let v = loose(&mut map, &[])?;
-                    r.asn = v.number.filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n)).map(|n| n as u32).or_else(
-                        || v.text.as_deref().and_then(|t| t.strip_prefix("AS").unwrap_or(t).parse().ok()),
-                    );
+                    r.asn = v
+                        .number
+                        .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+                        .map(|n| n as u32)
+                        .or_else(|| v.text.as_deref().and_then(|t| t.strip_prefix("AS").unwrap_or(t).parse().ok()));
                 }
                 Key::AsOrg => r.as_org = loose(&mut map, &[])?.text,
                 _ => {
