@@ -46,6 +46,8 @@ pub struct AppState {
     pub sequencer: SequencerHandle,
     /// Secret/PII masking.
     pub masker: Arc<Masker>,
+    /// GeoIP/ASN enrichment and the `[[lists]]` (applied after masking, before storage).
+    pub enricher: Arc<crate::ingest::Enricher>,
     /// API keys.
     pub keys: KeyRing,
     /// Counters.

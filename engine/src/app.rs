@@ -59,6 +59,7 @@ impl RunningServer {
     /// head, releases the writer lock.
     pub async fn shutdown(&self) {
         self.inputs.stop();
+        self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(true).await;
@@ -80,6 +81,7 @@ impl RunningServer {
     /// lock go as the kernel would (tests start a new server on the same log after it).
     pub async fn crash(&self) {
         self.inputs.stop();
+        self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
         self.handle.stop(false).await;
@@ -116,10 +118,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let allowlist = crate::respond::Allowlist::with_config(&config.decisions.allow, config.clock.now_ms())
         .map_err(|message| crate::config::ConfigError::Invalid { key: "decisions.allow", message })?;
     let guardrails = crate::respond::Guardrails { set: Default::default(), allowlist: Arc::new(allowlist) };
-    let registry = Arc::new(crate::deploy::build_registry(
+    // GeoIP/ASN databases and lists: used by ingest and asked by rules.
+    let enricher = Arc::new(crate::ingest::Enricher::load(&config).map_err(anyhow::Error::msg)?);
+    let registry = Arc::new(crate::deploy::build_registry_with_lists(
         &config,
         Some((config.data_dir.join("rule-artifacts"), secrets.artifact.clone())),
         guardrails.clone(),
+        Some(enricher.clone()),
     )?);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(config.rules.detection_queue_batches);
     let handoff = Arc::new(crate::ledger::handoff::Handoff::new(
@@ -258,11 +263,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     let forwarders = Arc::new(crate::forward::Forwarders::start(&config, store.clone())?);
+    enricher.start_reload(Duration::from_secs(config.enrich.reload_secs));
     let state = AppState {
         config: config.clone(),
         store,
         sequencer,
         masker: Arc::new(Masker::new(&secrets.mask)),
+        enricher: enricher.clone(),
         keys,
         metrics: Arc::new(Metrics { security: security.clone(), ..Metrics::default() }),
         checkpoint_keys,
@@ -281,8 +288,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         forwarders,
     };
     let inputs = Arc::new(
-        crate::inputs::Inputs::start(&config, state.sequencer.clone(), state.masker.clone(), state.metrics.clone())
-            .await?,
+        crate::inputs::Inputs::start(
+            &config,
+            state.sequencer.clone(),
+            state.masker.clone(),
+            state.enricher.clone(),
+            state.metrics.clone(),
+        )
+        .await?,
     );
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod alerting;
+mod enrich;
 mod inputs;
 mod ops;
 mod reach;
@@ -19,6 +20,7 @@ pub use alerting::{
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
 pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
+pub use enrich::{EnrichConfig, ListConfig, ListKind, MAX_LISTS};
 pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
 pub use reach::DEFAULT_ROUTER_LISTS;
@@ -115,6 +117,10 @@ pub struct Config {
     pub forwarders: Vec<ForwarderConfig>,
     /// `[reports]`: SLAs and privileged users of the security report.
     pub reports: ReportsConfig,
+    /// `[enrich]`: GeoIP and ASN databases applied to events with an `ip`.
+    pub enrich: EnrichConfig,
+    /// `[[lists]]`: threat-intel and reference lists (event `ip` hits, rule queries).
+    pub lists: Vec<ListConfig>,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -322,6 +328,8 @@ impl Default for Config {
             inputs: InputsConfig::default(),
             forwarders: Vec::new(),
             reports: ReportsConfig::default(),
+            enrich: EnrichConfig::default(),
+            lists: Vec::new(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -473,6 +481,7 @@ impl Config {
         self.validate_inputs()?;
         self.validate_forwarders()?;
         self.validate_reports()?;
+        self.validate_enrich()?;
         self.validate_ops()
     }
 }

@@ -237,6 +237,16 @@ pub fn build_registry(
     artifact_cache: Option<(PathBuf, Vec<u8>)>,
     guardrails: Guardrails,
 ) -> Result<RuleRegistry, RuleError> {
+    build_registry_with_lists(config, artifact_cache, guardrails, None)
+}
+
+/// [`build_registry`] whose rules may ask the server's `[[lists]]` (`in_list`).
+pub fn build_registry_with_lists(
+    config: &Config,
+    artifact_cache: Option<(PathBuf, Vec<u8>)>,
+    guardrails: Guardrails,
+    lists: Option<Arc<crate::ingest::Enricher>>,
+) -> Result<RuleRegistry, RuleError> {
     let r = &config.rules;
     let sandbox = Sandbox::new(SandboxLimits {
         max_module_bytes: r.max_module_bytes,
@@ -275,6 +285,7 @@ pub fn build_registry(
             batch_budget_per_event: Duration::from_micros(r.batch_budget_per_event_us),
             rule_config,
             decision_gate: Some(Arc::new(Gate::new(config.decisions.clone(), guardrails, config.clock.clone()))),
+            lists,
         },
     ))
 }

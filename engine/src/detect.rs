@@ -146,8 +146,9 @@ impl Evaluator {
         let instance = match self.instances.entry(rule.generation) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let gate = self.registry.config().decision_gate.clone();
-                match self.registry.sandbox().instantiate(&rule.compiled, rule.governor.clone(), gate) {
+                let (gate, lists) =
+                    (self.registry.config().decision_gate.clone(), self.registry.config().lists.clone());
+                match self.registry.sandbox().instantiate(&rule.compiled, rule.governor.clone(), gate, lists) {
                     Ok(i) => v.insert(i),
                     Err(e) => {
                         stats.skipped.fetch_add(picked.len() as u64, Ordering::Relaxed);

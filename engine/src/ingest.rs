@@ -3,6 +3,7 @@
 //! before anything is stored or logged. `api` calls in; the result goes to the `Sequencer`
 //! in `store`.
 
+pub mod enrich;
 pub mod mask;
 pub mod ocsf;
 pub mod otlp;
@@ -10,6 +11,7 @@ pub mod syslog;
 pub mod validate;
 mod wire;
 
+pub use enrich::Enricher;
 pub use mask::Masker;
 pub use validate::{
     DEFAULT_EVENTS_PER_REQUEST, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST, Problem, parse_body, split_body,

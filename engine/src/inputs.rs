@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::ingest::Masker;
+use crate::ingest::{Enricher, Masker};
 use crate::ledger::sequencer::SequencerHandle;
 use crate::telemetry::Metrics;
 
@@ -28,12 +28,14 @@ impl Inputs {
         config: &Config,
         sequencer: SequencerHandle,
         masker: Arc<Masker>,
+        enricher: Arc<Enricher>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Inputs> {
         let mut inputs = Inputs::default();
         for listener in &config.inputs.syslog {
             let (addr, task) =
-                syslog::Listener::bind(listener, sequencer.clone(), masker.clone(), metrics.clone()).await?;
+                syslog::Listener::bind(listener, sequencer.clone(), masker.clone(), enricher.clone(), metrics.clone())
+                    .await?;
             tracing::info!(name = %listener.name, %addr, tls = listener.tls_cert.is_some(), "Syslog listener started");
             inputs.syslog.push((listener.name.clone(), addr));
             inputs.tasks.push(task);

@@ -13,10 +13,10 @@ mod wasm;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use native::{
     baseline_get, baseline_observe, distinct_add, distinct_add_seq, distinct_seqs, emit_alert, emit_decision, field,
-    last_seen_get, last_seen_set, log, route, window_add, window_add_seq, window_seqs,
+    in_list, last_seen_get, last_seen_set, log, route, window_add, window_add_seq, window_seqs,
 };
 #[cfg(target_arch = "wasm32")]
 pub(crate) use wasm::{
     baseline_get, baseline_observe, distinct_add, distinct_add_seq, distinct_seqs, emit_alert, emit_decision, field,
-    last_seen_get, last_seen_set, log, route, window_add, window_add_seq, window_seqs,
+    in_list, last_seen_get, last_seen_set, log, route, window_add, window_add_seq, window_seqs,
 };

@@ -147,6 +147,18 @@ impl Context {
         abi::log(level as i32, msg.as_bytes());
     }
 
+    /// Whether `value` is on the server's list `name` (`[[lists]]` in its configuration):
+    /// an address for `ip` and `cidr` lists (a network entry holds every address in it),
+    /// the exact text for `value` lists. `None` when the server has no list of that name
+    /// (ABI 1.4; a server without lists answers `None` for every name).
+    pub fn in_list(&self, name: &str, value: &str) -> Option<bool> {
+        match abi::in_list(name, value) {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        }
+    }
+
     /// Routing rules: delivers the current alert to `receiver`.
     pub fn route(&self, receiver: &str) {
         abi::route(self.index, receiver);

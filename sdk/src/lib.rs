@@ -90,6 +90,8 @@ pub mod decision;
 pub mod event;
 mod export;
 pub mod json;
+#[cfg(not(target_arch = "wasm32"))]
+mod lists;
 pub mod manifest;
 pub mod record;
 pub mod rule;
@@ -116,8 +118,9 @@ pub use severity::Severity;
 pub const ABI_MAJOR: u32 = 1;
 /// ABI minor version implemented; minor changes are additive (1.1: seqs of windows and
 /// distinct sets; 1.2: `emit_decision`; 1.3: the host reads the manifest again after init,
-/// so a rule may refine it from its configuration, see [`Rule::configured_manifest`]).
-pub const ABI_MINOR: u32 = 3;
+/// so a rule may refine it from its configuration, see [`Rule::configured_manifest`]; 1.4:
+/// `in_list`, the server's `[[lists]]`, see [`Context::in_list`]).
+pub const ABI_MINOR: u32 = 4;
 /// Bytes of the guest's static input area.
 pub const INPUT_AREA_BYTES: usize = 1 << 20;
 /// Verdict slots, i.e. most events per `vigil_evaluate` call.

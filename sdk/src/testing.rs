@@ -122,6 +122,15 @@ impl<R: Rule> Harness<R> {
         self
     }
 
+    /// Gives the rule a server list it can ask with `Context::in_list`: `kind` is `ip`,
+    /// `cidr` or `value` and `text` the file as the server reads it (one entry per line,
+    /// `#` and `;` comments). Panics on an entry the server would refuse.
+    pub fn list(mut self, name: &str, kind: &str, text: &str) -> Harness<R> {
+        let list = crate::lists::TestList::parse(kind, text).unwrap_or_else(|e| panic!("list `{name}`: {e}"));
+        self.host.lists.insert(name.to_owned(), list);
+        self
+    }
+
     /// Most events per evaluate call (1..=4096; default 4096).
     pub fn batch_size(mut self, n: usize) -> Harness<R> {
         self.max_batch = n.clamp(1, MAX_EVENTS_PER_CALL);
@@ -395,5 +404,45 @@ mod tests {
         assert_eq!(ev.text("details").as_deref(), Some(r#"{"n":5,"o":{"k":[1,"x"]}}"#));
         let parsed = TestEvent::from_json(r#"{"action":"a","timestamp":"2024-03-04T09:15:00Z"}"#).unwrap();
         assert_eq!(parsed.time_ms(), Some(crate::time::utc_ms(2024, 3, 4, 9, 15, 0)));
+    }
+
+    /// Alerts when the event's `ip` is on the `drop` list, and says when a list is unknown.
+    struct ListProbe;
+
+    impl Rule for ListProbe {
+        fn manifest() -> Manifest {
+            Manifest::detection("list_probe").fields(["ip"]).subscribe(Subscription::action("login_failed"))
+        }
+
+        fn init(_: &Config) -> Result<ListProbe, String> {
+            Ok(ListProbe)
+        }
+
+        fn evaluate(&mut self, ev: &Event<'_>, ctx: &mut Context) -> bool {
+            let ip = ev.ip().unwrap_or_default();
+            match (ctx.in_list("drop", ip), ctx.in_list("missing", ip)) {
+                (Some(true), None) => {
+                    ctx.emit(Alert::new("listed").dedup_key(format!("ip:{ip}")));
+                    true
+                }
+                (Some(false), None) => false,
+                other => panic!("unexpected answers {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_harness_gives_rules_lists_in_the_servers_format() {
+        let mut h = Harness::<ListProbe>::new().list(
+            "drop",
+            "cidr",
+            "; Spamhaus DROP\n198.51.100.0/24 ; SBL1\n2001:db8::/32 # v6\n",
+        );
+        let alerts = h.run([fail("a").ip("198.51.100.9"), fail("b").ip("192.0.2.1"), fail("c").ip("2001:db8::5")]);
+        let keys: Vec<_> = alerts.iter().map(|a| a.dedup_key.clone().unwrap_or_default()).collect();
+        assert_eq!(keys, ["ip:198.51.100.9", "ip:2001:db8::5"]);
+        let values = crate::lists::TestList::parse("value", "# hashes\nabc\n").unwrap();
+        assert!(values.contains("abc") && !values.contains("abcd"));
+        assert!(crate::lists::TestList::parse("ip", "10.0.0.0/8\n").is_err(), "a network in an ip list");
     }
 }

@@ -2,6 +2,7 @@
 //! (`otlp`), OCSF in and out (`ocsf`), syslog listeners (`syslog`), forwarders to SIEMs
 //! (`forwarders`).
 
+mod enrich;
 mod forwarders;
 mod ocsf;
 mod otlp;

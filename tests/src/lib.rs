@@ -3,6 +3,7 @@
 //! PostgreSQL at 127.0.0.1:5432), with a known admin key, and gives an HTTP client for it.
 //! `both_backends!` turns one async test body into a SQLite test and a PostgreSQL test.
 
+pub mod mmdb;
 pub mod pg;
 pub mod receiver;
 

@@ -57,6 +57,7 @@ pub async fn post_events(
         .await?;
     let validated = if ocsf { validate_ocsf(&pieces, &state.masker) } else { validate_pieces(&pieces, &state.masker) };
     let mut events = validated.map_err(|problems| rejected(invalid(problems)))?;
+    state.enricher.apply(&mut events, &state.masker);
     // The text is no longer needed: its memory and its share of the body budget go now.
     drop(pieces);
     drop(body);

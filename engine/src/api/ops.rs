@@ -49,6 +49,7 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     let figures = state.ops.metrics.figures(&state.store).await;
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
+    state.enricher.render(&mut out);
     // The sequencer's committed head, in memory (never a query).
     let head = state.handoff.head.load(std::sync::atomic::Ordering::Relaxed) as i64;
     crate::telemetry::gauge(&mut out, "vigil_log_head_seq", "Seq of the last stored event.", head);

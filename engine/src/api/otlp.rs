@@ -24,6 +24,59 @@ const DECODE_FACTOR: usize = 8;
 /// Most per-record reasons written into one partial-success message.
 const MAX_REASONS: usize = 100;
 
+/// The `Content-Encoding` of a body.
+#[derive(Clone, Copy)]
+enum Encoding {
+    Identity,
+    Gzip,
+    /// HTTP's `deflate`: zlib-wrapped DEFLATE.
+    Deflate,
+}
+
+/// The body as sent, decompressed under the same limit as an uncompressed body: past
+/// `limit` bytes of output the request is a 413 (a zip bomb stops there, whatever its
+/// ratio); a stream that is not what its encoding says is a 400.
+fn decompress(body: super::guard::Body, encoding: Encoding, limit: usize) -> Result<Decoded, ApiError> {
+    use std::io::Read as _;
+    let reader: Box<dyn std::io::Read + '_> = match encoding {
+        Encoding::Identity => return Ok(Decoded::Sent(body)),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+    };
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_otlp",
+            format!("the compressed body cannot be decompressed: {e}"),
+        )
+    })?;
+    if out.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body decompresses to more than {limit} bytes (body_limit_bytes)"),
+        ));
+    }
+    Ok(Decoded::Inflated(out))
+}
+
+/// A body ready to decode: as sent (holding its in-flight budget), or inflated.
+enum Decoded {
+    Sent(super::guard::Body),
+    Inflated(Vec<u8>),
+}
+
+impl std::ops::Deref for Decoded {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Decoded::Sent(b) => b,
+            Decoded::Inflated(v) => v,
+        }
+    }
+}
+
 /// Ingests an OTLP logs export.
 #[tracing::instrument(skip_all)]
 pub async fn post_logs(
@@ -60,18 +113,24 @@ async fn ingest(
         ));
     }
     let encoding = req.headers().get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
-    if !encoding.eq_ignore_ascii_case("identity") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "compressed OTLP bodies are not accepted; send them uncompressed (exporter compression = none)",
-        ));
-    }
+    let encoding = match encoding.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Encoding::Identity,
+        "gzip" | "x-gzip" => Encoding::Gzip,
+        "deflate" => Encoding::Deflate,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "OTLP bodies are accepted uncompressed or with Content-Encoding gzip or deflate",
+            ));
+        }
+    };
     let rejected = |e: ApiError| {
         Metrics::add(&state.metrics.ingest_rejected, 1);
         e
     };
     let body = super::read_body(req, payload, state.config.body_limit_bytes).await.map_err(rejected)?;
+    let body = decompress(body, encoding, state.config.body_limit_bytes).map_err(rejected)?;
     let wait = std::time::Duration::from_secs(state.config.ingest.body_timeout_secs);
     // Decoding builds a tree several times the body's size (a JSON value per member, then
     // the messages): room for it is taken from the in-flight budget first.
@@ -109,6 +168,7 @@ async fn ingest(
         }
     }
     if !events.is_empty() {
+        state.enricher.apply(&mut events, &state.masker);
         let acks = state
             .sequencer
             .submit_client(events)

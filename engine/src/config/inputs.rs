@@ -45,6 +45,13 @@ pub struct SyslogInput {
     pub max_connections: usize,
     /// A connection idle this long is closed, seconds.
     pub idle_timeout_secs: u64,
+    /// A shared secret every message must carry as RFC 5424 structured data
+    /// `[vigil token="..."]` (for plain TCP where client certificates are not used); a
+    /// message without it closes the connection, counted as refused. At least 16
+    /// characters, without `"`, `\` or `]`.
+    pub token: Option<String>,
+    /// The environment variable holding `token`.
+    pub token_env: Option<String>,
 }
 
 impl Default for SyslogInput {
@@ -61,6 +68,8 @@ impl Default for SyslogInput {
             max_message_bytes: 64 * 1024,
             max_connections: 256,
             idle_timeout_secs: 300,
+            token: None,
+            token_env: None,
         }
     }
 }
@@ -104,6 +113,14 @@ impl Config {
             }
             if !name_ok(&s.action) {
                 return at("`action` must match [A-Za-z0-9_.:-]{1,64}");
+            }
+            if s.token.is_some() && s.token_env.is_some() {
+                return at("`token` and `token_env` are exclusive");
+            }
+            if let Some(t) = &s.token
+                && (t.len() < 16 || t.len() > 256 || t.chars().any(|c| matches!(c, '"' | '\\' | ']') || c.is_control()))
+            {
+                return at("`token` must be 16 to 256 characters, without `\"`, `\\`, `]` or control characters");
             }
             if !(256..=1024 * 1024).contains(&s.max_message_bytes) {
                 return at("`max_message_bytes` must be between 256 and 1048576");

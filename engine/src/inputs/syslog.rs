@@ -8,6 +8,11 @@
 //! `vigil_syslog_refused_total`, nothing of it stored. A broken framing (a count over the
 //! bound) or a failed commit closes the connection (the sender reconnects and resends what
 //! it had not delivered, as rsyslog does).
+//!
+//! With a `token`, every frame must carry it as RFC 5424 structured data `[vigil
+//! token="..."]` (compared in constant time, removed before the event is stored); a frame
+//! without it closes the connection, nothing of that read stored, counted in
+//! `vigil_syslog_connections_refused_total`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::config::SyslogInput;
 use crate::ingest::syslog::{Defaults, Framer, parse_frame};
-use crate::ingest::{Masker, validate_each};
+use crate::ingest::{Enricher, Masker, validate_each};
 use crate::ledger::sequencer::SequencerHandle;
 use crate::net::IpNet;
 use crate::telemetry::Metrics;
@@ -39,7 +44,10 @@ struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     sequencer: SequencerHandle,
     masker: Arc<Masker>,
+    enricher: Arc<Enricher>,
     metrics: Arc<Metrics>,
+    /// The shared secret every frame must carry (`token`).
+    token: Option<String>,
 }
 
 /// A syslog listener.
@@ -53,6 +61,7 @@ impl Listener {
         cfg: &SyslogInput,
         sequencer: SequencerHandle,
         masker: Arc<Masker>,
+        enricher: Arc<Enricher>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let allow =
@@ -63,6 +72,13 @@ impl Listener {
                     .with_context(|| format!("syslog listener `{}`: TLS", cfg.name))?,
             ),
             _ => None,
+        };
+        let token = match (&cfg.token, &cfg.token_env) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("syslog listener `{}`: the environment variable {var} (token_env) is not set", cfg.name)
+            })?),
+            (None, None) => None,
         };
         let listener = tokio::net::TcpListener::bind(&cfg.address)
             .await
@@ -78,7 +94,9 @@ impl Listener {
             tls,
             sequencer,
             masker,
+            enricher,
             metrics,
+            token,
         });
         let slots = Arc::new(Semaphore::new(cfg.max_connections));
         let task = tokio::spawn(accept_loop(listener, shared, slots));
@@ -193,8 +211,19 @@ async fn store(shared: &Shared, frames: Vec<Vec<u8>>, peer: IpAddr) -> Result<()
     let now = crate::event::now_ms();
     let mut values = Vec::with_capacity(frames.len());
     for frame in &frames {
-        match parse_frame(frame, &shared.defaults, now) {
+        let parsed = parse_frame(frame, &shared.defaults, now);
+        if let Some(token) = &shared.token
+            && !parsed.as_ref().is_ok_and(|v| carries_token(v, token))
+        {
+            Metrics::add(&shared.metrics.syslog_connections_refused, 1);
+            tracing::warn!(listener = %shared.name, %peer, "Syslog connection refused: a message without the listener's token");
+            return Err(());
+        }
+        match parsed {
             Ok(mut v) => {
+                if shared.token.is_some() {
+                    drop_token(&mut v);
+                }
                 if let Some(meta) = v.pointer_mut("/details/syslog").and_then(Value::as_object_mut) {
                     meta.insert("peer".into(), Value::String(peer.to_string()));
                 }
@@ -223,6 +252,7 @@ async fn store(shared: &Shared, frames: Vec<Vec<u8>>, peer: IpAddr) -> Result<()
     if events.is_empty() {
         return Ok(());
     }
+    shared.enricher.apply(&mut events, &shared.masker);
     let n = events.len() as u64;
     match shared.sequencer.submit_client(events).await {
         Ok(acks) => {
@@ -269,4 +299,104 @@ fn tls_acceptor(
         None => builder.with_no_client_auth().with_single_cert(certs, key)?,
     };
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Whether the event's RFC 5424 structured data holds `[vigil token="<token>"]` (or an
+/// SD-ID `vigil@<number>`), compared in constant time.
+fn carries_token(event: &Value, token: &str) -> bool {
+    let sd = event.pointer("/details/syslog/structured_data").and_then(Value::as_str).unwrap_or("");
+    let (found, _) = split_vigil_element(sd);
+    found.is_some_and(|t| bool::from(subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes())))
+}
+
+/// Removes the `vigil` element (the token) from the stored structured data.
+fn drop_token(event: &mut Value) {
+    let Some(meta) = event.pointer_mut("/details/syslog").and_then(Value::as_object_mut) else { return };
+    let rest = meta.get("structured_data").and_then(Value::as_str).map(|sd| split_vigil_element(sd).1);
+    match rest {
+        Some(rest) if rest.is_empty() => {
+            meta.remove("structured_data");
+        }
+        Some(rest) => {
+            meta.insert("structured_data".into(), Value::String(rest));
+        }
+        None => {}
+    }
+}
+
+/// Splits RFC 5424 structured data into the `token` param of its `vigil` element and the
+/// other elements (as they were).
+fn split_vigil_element(sd: &str) -> (Option<String>, String) {
+    let (mut token, mut rest) = (None, String::new());
+    let bytes = sd.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] == b'[' {
+        let start = i;
+        let (mut escaped, mut quoted) = (false, false);
+        i += 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = !quoted,
+                b']' if !quoted => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i = (i + 1).min(bytes.len());
+        let element = &sd[start..i];
+        let inner = element.trim_start_matches('[').trim_end_matches(']');
+        let (id, params) = inner.split_once(' ').unwrap_or((inner, ""));
+        if id == "vigil" || id.starts_with("vigil@") {
+            token = sd_param(params, "token");
+        } else {
+            rest.push_str(element);
+        }
+    }
+    (token, rest)
+}
+
+/// The value of `name="..."` among SD params (`\"`, `\\` and `\]` unescaped).
+fn sd_param(mut params: &str, name: &str) -> Option<String> {
+    loop {
+        let (key, after) = params.trim_start().split_once("=\"")?;
+        let (mut value, mut escaped, mut end) = (String::new(), false, None);
+        for (j, c) in after.char_indices() {
+            match c {
+                _ if escaped => {
+                    value.push(c);
+                    escaped = false;
+                }
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(j);
+                    break;
+                }
+                _ => value.push(c),
+            }
+        }
+        let end = end?;
+        if key == name {
+            return Some(value);
+        }
+        params = &after[end + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_element_is_found_and_removed() {
+        let sd = r#"[meta x="a]b"][vigil@32473 token="s3cret-token-value\"x" other="1"][origin ip="10.0.0.1"]"#;
+        let (token, rest) = split_vigil_element(sd);
+        assert_eq!(token.as_deref(), Some(r#"s3cret-token-value"x"#));
+        assert_eq!(rest, r#"[meta x="a]b"][origin ip="10.0.0.1"]"#);
+        assert_eq!(split_vigil_element(r#"[vigil other="1"]"#), (None, String::new()));
+        assert_eq!(split_vigil_element("-").0, None);
+        assert_eq!(split_vigil_element(r#"[vigilx token="t"]"#).0, None, "another SD-ID");
+        assert_eq!(split_vigil_element(r#"[vigil token="unterminated]"#).0, None);
+    }
 }

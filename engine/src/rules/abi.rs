@@ -12,6 +12,8 @@ use vigil_sdk::Severity;
 use vigil_sdk::state::StateStore;
 use wasmtime::{Caller, Engine, Linker, Memory, ResourceLimiter};
 
+mod lists;
+
 use super::FieldPath;
 use super::limits::{AlertAdmission, Governor};
 use crate::event::CommittedEvent;
@@ -117,6 +119,8 @@ pub struct HostState {
     pub decision_flood_started: bool,
     /// What rules may decide (none: every decision is refused, as in deploy probes).
     pub gate: Option<Arc<dyn super::DecisionGate>>,
+    /// The `[[lists]]` rules may ask (none: every list is unknown, as in deploy probes).
+    pub lists: Option<Arc<crate::ingest::Enricher>>,
 }
 
 impl HostState {
@@ -143,6 +147,7 @@ impl HostState {
             decisions_noted: Vec::new(),
             decision_flood_started: false,
             gate: None,
+            lists: None,
         }
     }
 
@@ -201,6 +206,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     link_fields(&mut linker)?;
     link_windows(&mut linker)?;
     link_memory(&mut linker)?;
+    lists::link_lists(&mut linker)?;
     Ok(linker)
 }
 
@@ -477,6 +483,7 @@ pub const IMPORTS: &[&str] = &[
     "baseline_get",
     "route",
     "emit_decision",
+    "in_list",
 ];
 
 /// Parses and validates a decision emitted by a guest (ABI.md "Decision JSON"), with the

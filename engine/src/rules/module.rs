@@ -166,7 +166,7 @@ impl Sandbox {
         let rule =
             CompiledRule { sha256, manifest, fields, abi_minor, pre, config_json, format: super::RuleFormat::Wasm };
         if &*rule.config_json != "{}" {
-            self.instantiate(&rule, Self::probe_governor(), None)?;
+            self.instantiate(&rule, Self::probe_governor(), None, None)?;
         }
         Ok(rule)
     }
@@ -244,6 +244,7 @@ impl Sandbox {
         rule: &CompiledRule,
         governor: Arc<Mutex<Governor>>,
         gate: Option<Arc<dyn super::DecisionGate>>,
+        lists: Option<Arc<crate::ingest::Enricher>>,
     ) -> Result<RuleInstance, RuleError> {
         let mut host = HostState::new(
             Arc::from(rule.manifest.name.as_str()),
@@ -252,6 +253,7 @@ impl Sandbox {
             self.limits.memory_bytes,
         );
         host.gate = gate;
+        host.lists = lists;
         RuleInstance::start(&self.engine, &rule.pre, host, self.instance_limits(), &rule.config_json).map(|(i, _, _)| i)
     }
 }

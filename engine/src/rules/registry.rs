@@ -183,6 +183,8 @@ pub struct RegistryConfig {
     /// What rules may decide (`respond::Gate` in the server). None: every rule decision is
     /// refused, as in deploy probes.
     pub decision_gate: Option<Arc<dyn super::DecisionGate>>,
+    /// The `[[lists]]` rules may ask (`in_list`). None: every list is unknown.
+    pub lists: Option<Arc<crate::ingest::Enricher>>,
 }
 
 impl Default for RegistryConfig {
@@ -195,6 +197,7 @@ impl Default for RegistryConfig {
             batch_budget_base: Duration::from_millis(200),
             batch_budget_per_event: Duration::from_micros(100),
             decision_gate: None,
+            lists: None,
             rule_config: HashMap::new(),
         }
     }

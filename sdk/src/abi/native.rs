@@ -36,6 +36,8 @@ pub(crate) struct NativeHost {
     /// `(event index in the batch, receiver)`.
     pub(crate) routes: Vec<(u32, String)>,
     pub(crate) lazy_reads: u64,
+    /// The server's `[[lists]]` as the harness was given them: name -> entries.
+    pub(crate) lists: std::collections::HashMap<String, crate::lists::TestList>,
 }
 
 thread_local! {
@@ -151,4 +153,11 @@ pub(crate) fn baseline_get(key: &[u8]) -> BaselineStats {
 
 pub(crate) fn route(event_index: u32, receiver: &str) {
     with(|h| h.routes.push((event_index, receiver.to_owned())));
+}
+
+pub(crate) fn in_list(name: &str, value: &str) -> i32 {
+    with(|h| match h.lists.get(name) {
+        None => -1,
+        Some(list) => i32::from(list.contains(value)),
+    })
 }

@@ -67,6 +67,8 @@ unsafe extern "C" {
     fn host_baseline_get(key_ptr: *const u8, key_len: usize, out_ptr: *mut f64) -> i64;
     #[link_name = "route"]
     fn host_route(event_index: i32, name_ptr: *const u8, name_len: usize);
+    #[link_name = "in_list"]
+    fn host_in_list(name_ptr: *const u8, name_len: usize, val_ptr: *const u8, val_len: usize) -> i32;
 }
 
 /// First buffer size for values read back from the host (on the stack); one retry with
@@ -174,4 +176,9 @@ pub(crate) fn baseline_get(key: &[u8]) -> BaselineStats {
 pub(crate) fn route(event_index: u32, receiver: &str) {
     // SAFETY: receiver is a live str.
     unsafe { host_route(event_index as i32, receiver.as_ptr(), receiver.len()) }
+}
+
+pub(crate) fn in_list(name: &str, value: &str) -> i32 {
+    // SAFETY: name and value are live strs.
+    unsafe { host_in_list(name.as_ptr(), name.len(), value.as_ptr(), value.len()) }
 }

@@ -6,10 +6,11 @@
 //! stores nothing.
 
 use serde_json::{Value, json};
-use vigil_tests::{Backend, TestApp, both_backends, repo_root, spawn_app};
+use vigil_tests::{Backend, TestApp, both_backends, repo_root, spawn_app, spawn_app_with};
 
 both_backends!(
     the_python_sdk_exporter_delivers_mapped_masked_events,
+    the_python_sdk_exporter_with_gzip_delivers_events,
     json_partial_success_names_each_refused_record_and_stores_the_rest,
     bodies_that_are_not_otlp_are_refused_and_store_nothing,
 );
@@ -24,18 +25,22 @@ async fn key_id(app: &TestApp, secret: &str) -> anyhow::Result<String> {
     Ok(me["key_id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// Runs the Python SDK exporter script against `app` (`extra`: `["gzip"]` to compress).
+async fn run_exporter(app: &TestApp, key: &str, extra: &[&str]) -> anyhow::Result<()> {
+    let script = repo_root().join("tests/all/integrations/otlp_export.py");
+    let endpoint = app.url("/v1/logs");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script).arg(endpoint).arg(key).args(extra);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "the exporter failed: {stderr}");
+    Ok(())
+}
+
 async fn the_python_sdk_exporter_delivers_mapped_masked_events(backend: Backend) -> anyhow::Result<()> {
     let app = spawn_app(backend).await?;
     let key = app.create_key("ingest").await?;
-    let script = repo_root().join("tests/all/integrations/otlp_export.py");
-    let endpoint = app.url("/v1/logs");
-    let k = key.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3").arg(script).arg(endpoint).arg(k).output()
-    })
-    .await??;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the exporter failed: {stderr}");
+    run_exporter(&app, &key, &[]).await?;
 
     let (_, listed) = app.get("/v1/events?category=authentication").await?;
     let events = listed["events"].as_array().unwrap();
@@ -57,6 +62,69 @@ async fn the_python_sdk_exporter_delivers_mapped_masked_events(backend: Backend)
     // The plain line had no category: refused and counted, not stored.
     assert_eq!(app.metric("vigil_otlp_records_refused_total").await?, Some(1));
     assert_eq!(app.verify().await?["status"], "ok");
+    Ok(())
+}
+
+/// Collectors compress by default: the SDK exporter with gzip gets its records stored; a
+/// gzip or deflate body that inflates past the body limit is a 413 (it stops inflating
+/// there), a body that is not what its encoding says is a 400, an unknown encoding a 415,
+/// and none of them stores anything.
+async fn the_python_sdk_exporter_with_gzip_delivers_events(backend: Backend) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let app = spawn_app_with(backend, |c| c.body_limit_bytes = 1024 * 1024).await?;
+    let key = app.create_key("ingest").await?;
+    run_exporter(&app, &key, &["gzip"]).await?;
+    let (_, listed) = app.get("/v1/events?category=authentication").await?;
+    let events = listed["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{listed}");
+    assert!(events.iter().any(|e| e["event_id"] == "otel-login-1" && e["user_id"] == "alice"), "{listed}");
+
+    // 64 MiB of a valid-looking OTLP/JSON prefix and spaces: a few hundred KiB compressed.
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(br#"{"resourceLogs": ["#)?;
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        bomb.write_all(&spaces)?;
+    }
+    let bomb = bomb.finish()?;
+    assert!(bomb.len() < 1024 * 1024, "the compressed body itself is under the limit");
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    zlib.write_all(&vec![b' '; 4 << 20])?;
+    let zlib = zlib.finish()?;
+    let mut small = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    small.write_all(
+        json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [record(&[("event.category", s("authentication")),
+            ("event.action", s("login_success")), ("log.record.uid", s("deflated-1"))], "ok")]}]}]})
+        .to_string()
+        .as_bytes(),
+    )?;
+    let small = small.finish()?;
+    for (encoding, body, want) in [
+        ("gzip", bomb, 413),
+        ("deflate", zlib, 413),
+        ("gzip", b"\x1f\x8b\x08\x00not gzip at all".to_vec(), 400),
+        ("br", b"{}".to_vec(), 415),
+        ("deflate", small, 200),
+    ] {
+        let req = app
+            .client
+            .post(app.url("/v1/logs"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body);
+        let (status, answer) = app.send(req, &key).await?;
+        assert_eq!(status, want, "{encoding}: {answer}");
+        if want == 413 {
+            assert!(
+                answer["error"]["message"].as_str().unwrap_or_default().contains("decompresses to more than"),
+                "{answer}"
+            );
+        }
+    }
+    let (_, listed) = app.get("/v1/events?category=authentication").await?;
+    let ids: Vec<&str> = listed["events"].as_array().unwrap().iter().filter_map(|e| e["event_id"].as_str()).collect();
+    assert_eq!(ids.len(), 3, "only the small deflated record was added: {ids:?}");
+    assert!(ids.contains(&"deflated-1"), "{ids:?}");
     Ok(())
 }
 
@@ -131,11 +199,15 @@ async fn bodies_that_are_not_otlp_are_refused_and_store_nothing(backend: Backend
     assert_eq!(code, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_otlp");
     assert!(body["error"]["message"].as_str().unwrap().contains("resourceLogs[0].scopeLogs must be an array"));
-    // Another media type, a compressed body, a key without the ingest role.
+    // Another media type, a body that is not what its encoding says, an unknown encoding, a
+    // key without the ingest role.
     let (code, _) = app.send(post("text/plain", b"hello".to_vec()), &app.admin_key).await?;
     assert_eq!(code, 415);
     let (code, _) =
         app.send(post("application/json", b"{}".to_vec()).header("content-encoding", "gzip"), &app.admin_key).await?;
+    assert_eq!(code, 400);
+    let (code, _) =
+        app.send(post("application/json", b"{}".to_vec()).header("content-encoding", "zstd"), &app.admin_key).await?;
     assert_eq!(code, 415);
     let reader = app.create_key("read").await?;
     let (code, _) = app.send(post("application/json", b"{}".to_vec()), &reader).await?;

@@ -18,6 +18,7 @@ use vigil::config::SyslogInput;
 use vigil_tests::{Backend, TestApp, both_backends, spawn_app_with};
 
 both_backends!(
+    a_token_listener_refuses_messages_without_its_token,
     rsyslog_forwards_rfc5424_and_rfc3164_into_events,
     peers_outside_allow_and_oversized_frames_store_nothing,
     a_mutual_tls_listener_takes_only_clients_of_its_ca,
@@ -164,6 +165,48 @@ async fn rsyslog_forwards_rfc5424_and_rfc3164_into_events(backend: Backend) -> a
     assert_eq!(app.metric("vigil_syslog_stored_total").await?, Some(6));
     assert_eq!(app.verify().await?["status"], "ok");
     drop(rsyslog);
+    Ok(())
+}
+
+/// A plain TCP listener with a `token`: a message carrying `[vigil token="..."]` is stored
+/// (without the token); a message without it, or with another token, closes the
+/// connection, stores nothing of that read and counts as a refused connection.
+async fn a_token_listener_refuses_messages_without_its_token(backend: Backend) -> anyhow::Result<()> {
+    const TOKEN: &str = "syslog-token-0123456789";
+    let mut guarded = listener("guarded");
+    guarded.token = Some(TOKEN.into());
+    let app = spawn_app_with(backend, |c| c.inputs.syslog = vec![guarded]).await?;
+    let addr = app.server.inputs.syslog_addr("guarded").unwrap();
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    let good = format!(
+        "<13>1 2026-01-05T08:00:00Z h app - - [vigil@32473 token=\"{TOKEN}\"][meta x=\"1\"] action=with_token\n"
+    );
+    conn.write_all(good.as_bytes()).await?;
+    let events = wait_events(&app, "guarded", 1).await?;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["action"], "with_token");
+    assert_eq!(events[0]["details"]["syslog"]["structured_data"], "[meta x=\"1\"]", "the token is not stored");
+    assert!(!events[0].to_string().contains(TOKEN));
+
+    let mut buf = [0u8; 16];
+    for bad in [
+        "<13>1 2026-01-05T08:00:01Z h app - - - action=no_token\n".to_owned(),
+        "<13>1 2026-01-05T08:00:02Z h app - - [vigil token=\"syslog-token-wrong-value\"] action=wrong\n".to_owned(),
+        "<13>Jan  5 08:00:03 h app: action=bsd\n".to_owned(),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(addr).await?;
+        let _ = conn.write_all(bad.as_bytes()).await;
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await?;
+        assert!(matches!(read, Ok(0) | Err(_)), "the connection is closed: {bad}");
+    }
+    assert_eq!(app.metric("vigil_syslog_connections_refused_total").await?, Some(3));
+    // The good connection still works and nothing else was stored.
+    conn.write_all(good.replace("with_token", "again").as_bytes()).await?;
+    let events = wait_events(&app, "guarded", 2).await?;
+    let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(events.len(), 2, "{actions:?}");
+    assert!(actions.contains(&"again"), "{actions:?}");
     Ok(())
 }
 

@@ -148,10 +148,10 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
             "application/json": {"schema": r("OtlpLogsResponse")},
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary", "description": "an ExportLogsServiceResponse"}},
         }}))
-        .raw(400, otlp_error("invalid_otlp: the body is not an OTLP logs export (or has too many records); nothing stored"))
+        .raw(400, otlp_error("invalid_otlp: the body is not an OTLP logs export (or has too many records, or does not inflate as its Content-Encoding says); nothing stored"))
         .raw(408, otlp_error("body_timeout: the body did not arrive within ingest.body_timeout_secs; nothing stored"))
-        .raw(413, otlp_error("body larger than the configured limit"))
-        .raw(415, otlp_error("unsupported_media_type: not application/x-protobuf or application/json, or compressed"))
+        .raw(413, otlp_error("body larger than the configured limit (a gzip or deflate body: once inflated)"))
+        .raw(415, otlp_error("unsupported_media_type: not application/x-protobuf or application/json, or a Content-Encoding other than identity, gzip or deflate"))
         .raw(503, otlp_error("overloaded, database unavailable or shutting down; nothing stored (Retry-After)"))
         .raw(507, otlp_error("insufficient_storage: the database is full; nothing stored (Retry-After)")),
     ),

@@ -119,6 +119,10 @@ async fn config(command: ConfigCommand) -> anyhow::Result<()> {
         ConfigCommand::Init { path, force } => vigil::cli::config_init(&path, force),
         ConfigCommand::Check { server, strict } => match server.load() {
             Ok(config) => {
+                if let Err(problem) = vigil::ingest::Enricher::load(&config) {
+                    eprintln!("invalid configuration: {problem}");
+                    std::process::exit(2);
+                }
                 println!("{}", vigil::cli::config_summary(&config));
                 if strict && !config.unreachable_receiver_warnings().is_empty() {
                     eprintln!("--strict: the configuration has warnings");
