@@ -195,6 +195,15 @@ def main():
         expect(page).to_have_url(re.compile(r"action=login_failed"))
         rows = page.locator("tr[data-seq]")
         expect(rows.first).to_be_visible()
+        # The URL changes before the filtered page replaces the table: wait for the rows of
+        # the filtered answer (on a loaded machine the old rows are still shown for a while).
+        page.wait_for_function(
+            """() => {
+                const cells = [...document.querySelectorAll('tr[data-seq] td:nth-child(4)')];
+                return cells.length > 0 && cells.every(td => td.innerText === 'login_failed');
+            }""",
+            timeout=20_000,
+        )
         actions = rows.locator("td:nth-child(4)").all_inner_texts()
         assert actions and all(a == "login_failed" for a in actions), f"filtered rows: {actions}"
         rows.first.locator("button").click()
