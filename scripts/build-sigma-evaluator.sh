@@ -5,19 +5,30 @@
 #   engine/assets/sigma_evaluator.sources.sha256 SHA-256 of the sources it was built from
 # A unit test (rules::sigma) recomputes the sources' SHA-256 and fails when the committed
 # module is older than its sources (the evaluator or vigil-sdk changed): run this script.
-# Paths are remapped so the module does not depend on where the repository or the cargo
-# home is. `--check` rebuilds and fails if the result differs from the committed module.
+# The build runs from a fixed copy of the sources, so the module does not depend on where
+# the repository or the cargo home is. `--check` rebuilds and fails if the result differs from the committed module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-target=${CARGO_TARGET_DIR:-$root/target}/sigma-evaluator
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
+# The module must come out byte for byte the same from any checkout: cargo hashes the path
+# of a path dependency (the SDK) into symbol names, which changes the module's layout. So
+# the sources are copied to one fixed directory and built there (the path is also remapped
+# away), with a target directory of its own; a lock keeps two builds from sharing it.
+build=/tmp/vigil-sigma-evaluator-build
+mkdir -p "$build"
+exec 9>"$build.lock"
+flock 9
+rm -rf "$build/src"
+mkdir -p "$build/src"
+# The tracked files as they are in the working tree (the SDK inherits the root manifest).
+git ls-files -z | tar --null -T - -cf - | (cd "$build/src" && tar -xf -)
 (
-    cd rules/sigma_evaluator
-    RUSTFLAGS="--remap-path-prefix=$root=/vigil --remap-path-prefix=$cargo_home=/cargo" \
-        CARGO_TARGET_DIR=$target nice -n 10 cargo build --release --locked --target wasm32-unknown-unknown
+    cd "$build/src/rules/sigma_evaluator"
+    RUSTFLAGS="--remap-path-prefix=$build/src=/vigil --remap-path-prefix=$cargo_home=/cargo" \
+        CARGO_TARGET_DIR="$build/target" nice -n 10 cargo build --release --locked --target wasm32-unknown-unknown
 )
-built=$target/wasm32-unknown-unknown/release/sigma_evaluator.wasm
+built=$build/target/wasm32-unknown-unknown/release/sigma_evaluator.wasm
 sources=$(python3 - <<'PY'
 import hashlib, pathlib
 files = [pathlib.Path(p) for p in ["rules/sigma_evaluator/Cargo.toml", "rules/sigma_evaluator/Cargo.lock", "sdk/Cargo.toml"]]

@@ -21,3 +21,8 @@ fi
 if [[ -f rules/sigma_evaluator/Cargo.toml ]]; then
     (cd rules/sigma_evaluator && cargo test --locked)
 fi
+# The evaluator module the server embeds (engine/assets/sigma_evaluator.wasm) is built from
+# source here and must be byte for byte the committed one.
+if [[ -f scripts/build-sigma-evaluator.sh ]]; then
+    scripts/build-sigma-evaluator.sh --check
+fi
