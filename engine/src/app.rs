@@ -2,7 +2,8 @@
 //! log's writer lock, loads the server's own secrets from `data_dir` (refusing to replace
 //! one the database depends on), compares the database with the anchor, bootstraps the
 //! first admin key, starts the `Sequencer`, the services (alerts, decisions, outbox, the
-//! writer of `writer.rs`), detection and the retention job, and binds the actix-web server.
+//! writer of `writer.rs`, the scheduled reports), detection and the retention job, and
+//! binds the actix-web server.
 //! The composition root (L7): the only module that wires the others together. Used by
 //! `vigil serve` and by the tests (which bind port 0).
 
@@ -32,6 +33,7 @@ use crate::ledger::keys::{CheckpointKeys, LogFacts};
 use crate::ledger::lock::WriterLock;
 use crate::ledger::retention::Retention;
 use crate::ledger::sequencer::{Sequencer, SequencerConfig};
+use crate::report::schedule::ReportScheduler;
 use crate::route::Outbox;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -52,6 +54,8 @@ pub struct RunningServer {
     pub writer_lock: Arc<std::sync::Mutex<Option<WriterLock>>>,
     /// The syslog listeners (their bound addresses; tests bind port 0).
     pub inputs: Arc<crate::inputs::Inputs>,
+    /// The scheduled reports (`[[reports.schedule]]`).
+    pub reports: Arc<ReportScheduler>,
 }
 
 impl RunningServer {
@@ -62,6 +66,7 @@ impl RunningServer {
         self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
+        self.reports.stop();
         self.handle.stop(true).await;
         match self.state.access.flush_all().await {
             Ok(0) => {}
@@ -84,6 +89,7 @@ impl RunningServer {
         self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
+        self.reports.stop();
         self.handle.stop(false).await;
         self.state.sequencer.halt().await;
         self.writer_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -226,9 +232,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
+    let reports = Arc::new(ReportScheduler::new(&config, store.clone(), integrity.clone(), outbox_wake.clone()));
     let outbox =
         Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats, Some(registry.clone()))?);
     outbox.clone().spawn(alerts.clone());
+    reports.clone().spawn(Duration::from_secs(1));
     writer::spawn_writer(alerts.clone(), rule_journal.clone(), decisions.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
@@ -318,7 +326,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let task = tokio::spawn(server);
     tracing::info!(%addr, workers, "Vigil is listening");
     let writer_lock = Arc::new(std::sync::Mutex::new(Some(writer_lock)));
-    Ok(RunningServer { addr, handle, task, generated_admin_key, state, writer_lock, inputs })
+    Ok(RunningServer { addr, handle, task, generated_admin_key, state, writer_lock, inputs, reports })
 }
 
 /// Installs the process's TLS crypto provider (ring) for HTTPS receivers, SMTP STARTTLS

@@ -24,7 +24,7 @@ pub use enrich::{EnrichConfig, ListConfig, ListKind, MAX_LISTS};
 pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
 pub use reach::DEFAULT_ROUTER_LISTS;
-pub use reports::ReportsConfig;
+pub use reports::{ReportSchedule, ReportsConfig, parse_weekday};
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]

@@ -4,11 +4,13 @@
 //! rule, severity, status and disposition with MTTD, MTTA, MTTR and SLA attainment per
 //! severity (`store::report_stats`), decisions issued and lifted, and the integrity status
 //! (`ledger::IntegrityStatus`). `html` renders it as a printable page; `compliance` maps
-//! the evidence of a period to PCI DSS, SOC 2, ISO 27001 and GDPR controls.
+//! the evidence of a period to PCI DSS, SOC 2, ISO 27001 and GDPR controls; `schedule`
+//! queues the reports of `[[reports.schedule]]` in the outbox as their periods end.
 
 pub mod compliance;
 pub mod html;
 pub mod period;
+pub mod schedule;
 
 use std::collections::BTreeSet;
 

@@ -104,6 +104,7 @@ async fn the_dashboard_is_served_with_a_strict_policy_and_no_key() -> anyhow::Re
         ("/", "text/html"),
         ("/assets/app.js", "text/javascript"),
         ("/assets/pages.js", "text/javascript"),
+        ("/assets/reports.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
         ("/assets/favicon.svg", "image/svg+xml"),
         ("/favicon.ico", "image/svg+xml"),

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use vigil::clock::Clock;
 use vigil_tests::{Backend, TestApp, both_backends, example_rules, spawn_app_with};
 
+mod schedule;
+
 both_backends!(
     a_day_report_counts_what_happened_and_its_html_escapes_attacker_text,
     compliance_evidence_names_who_read_the_log_and_which_rules_changed
@@ -289,6 +291,75 @@ async fn compliance_evidence_names_who_read_the_log_and_which_rules_changed(back
     for query in ["", "framework=hipaa", "framework=gdpr&period=year", "framework=gdpr&extra=1"] {
         let (status, body) = app.get(&format!("/v1/reports/compliance?{query}")).await?;
         assert_eq!(status, 400, "{query}: {body}");
+    }
+    Ok(())
+}
+
+/// The Reports page of the dashboard and the printable report in headless Chromium
+/// (`tests/browser/reports.py`, Playwright with Debian's Chromium, as the dashboard test):
+/// a seeded day's totals and chart columns carry the right numbers, attacker text stays
+/// text, nothing is fetched from anywhere but the server; screenshots go to
+/// `test-artefacts/reports/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reports_page_and_the_printable_report_render_in_chromium() -> anyhow::Result<()> {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.clock = Clock::manual(T0)).await?;
+    let hostile = "<img src=x onerror=alert(1)>";
+    let hour = 3_600_000;
+    let day = T0 - 7 * hour;
+    let mut batch: Vec<Value> = (0..6)
+        .map(|i| {
+            ev("authentication", "login_failed", "failure", &format!("victim{i}"), "203.0.113.7", day + hour + i, "NL")
+        })
+        .collect();
+    batch.extend(
+        (0..3).map(|i| {
+            ev("authentication", "login_success", "success", "alice", "198.51.100.2", day + 3 * hour + i, "FR")
+        }),
+    );
+    batch.push(ev("authorization", "permission_denied", "failure", hostile, "192.0.2.9", day + 5 * hour, "DE"));
+    let (status, body) = app.post_events(&json!(batch)).await?;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) =
+        post(&app, &app.admin_key, "/v1/alerts", json!({"title": "manual check", "severity": "P1"})).await?;
+    assert_eq!(status, 201, "{body}");
+    let reader = app.create_key("read").await?;
+    // The page must show what the API reports: the seeded events (checked here) and the
+    // server's own events of the day, if any (the alert's creation).
+    let api = report(&app, "period=day&date=2026-01-05").await?;
+    assert_eq!(count_of(&api["events"]["by_category"], "authentication"), Some(9), "{api}");
+    assert_eq!(count_of(&api["events"]["by_category"], "authorization"), Some(1), "{api}");
+    assert_eq!(api["alerts"]["total"], 1);
+    let total = api["events"]["total"].as_i64().unwrap_or(-1);
+    let rate = api["events"]["failure_rate"].as_f64().unwrap_or(-1.0);
+    let expected = json!({"date": "2026-01-05", "total": total, "failure_rate": format!("{:.1}%", rate * 100.0),
+        "alerts": 1, "hours": {"01": 6, "03": 3, "05": 1}, "hostile": hostile});
+
+    let out = vigil_tests::artefact_dir("reports")?;
+    let script = vigil_tests::repo_root().join("tests/browser/reports.py");
+    let (base, dir) = (app.base.clone(), out.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .args([&base, &reader])
+            .arg(&dir)
+            .arg(expected.to_string())
+            .output()
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("python3 did not start ({e})"))?;
+    let said = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+    std::fs::write(out.join("run.txt"), &said)?;
+    assert!(
+        result.status.success(),
+        "the browser test failed (screenshots so far in {}; run scripts/setup.sh --postgres if Playwright or \
+         Chromium is missing):\n{said}",
+        out.display()
+    );
+    for name in ["reports-day", "reports-week", "reports-month", "reports-compliance-soc2", "report-day", "report-week"]
+    {
+        let shot = out.join(format!("{name}.png"));
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "screenshot {} missing or empty", shot.display());
     }
     Ok(())
 }

@@ -116,8 +116,15 @@ pub async fn connect_pg(url: &str) -> anyhow::Result<sqlx::PgConnection> {
 impl TestApp {
     /// Stops the server and starts a new one on the same database, data dir and config
     /// (on a new port).
-    pub async fn restart(mut self) -> anyhow::Result<TestApp> {
+    pub async fn restart(self) -> anyhow::Result<TestApp> {
+        self.restart_after(|| {}).await
+    }
+
+    /// Stops the server, runs `while_down` (e.g. moves a manual clock: what happens while
+    /// no server runs), and starts a new one on the same database, data dir and config.
+    pub async fn restart_after(mut self, while_down: impl FnOnce()) -> anyhow::Result<TestApp> {
         self.server.shutdown().await;
+        while_down();
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse()?;
         let server = vigil::app::start(config.clone()).await.context("server restart")?;

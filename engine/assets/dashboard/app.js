@@ -2,7 +2,7 @@
 // server's API. Every value from the API is inserted as text (never as HTML): events carry
 // attacker-controlled strings. The API key lives in sessionStorage (this tab only), is sent
 // as `Authorization: Bearer`, and never appears in a URL. The pages are in pages.js
-// (loaded first); this file holds the helpers, the API client, login and the router.
+// and reports.js (loaded first); this file holds the helpers, the API client, login and the router.
 "use strict";
 
 const SESSION = "vigil.session";
@@ -218,7 +218,7 @@ document.getElementById("logout").addEventListener("click", () => logout("Logged
 
 // ---------------------------------------------------------------- router
 
-const PAGES = { overview: overviewPage, alerts: alertsPage, decisions: decisionsPage, events: eventsPage, rules: rulesPage, integrity: integrityPage, receivers: receiversPage };
+const PAGES = { overview: overviewPage, alerts: alertsPage, decisions: decisionsPage, events: eventsPage, reports: reportsPage, rules: rulesPage, integrity: integrityPage, receivers: receiversPage };
 
 async function route() {
   if (!session) return loginPage();

@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, web};
 const INDEX_HTML: &str = include_str!("../../assets/dashboard/index.html");
 const APP_JS: &str = include_str!("../../assets/dashboard/app.js");
 const PAGES_JS: &str = include_str!("../../assets/dashboard/pages.js");
+const REPORTS_JS: &str = include_str!("../../assets/dashboard/reports.js");
 const APP_CSS: &str = include_str!("../../assets/dashboard/app.css");
 const FAVICON_SVG: &str = include_str!("../../assets/dashboard/favicon.svg");
 
@@ -19,6 +20,7 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     ("/index.html", "text/html; charset=utf-8", INDEX_HTML),
     ("/assets/app.js", "text/javascript; charset=utf-8", APP_JS),
     ("/assets/pages.js", "text/javascript; charset=utf-8", PAGES_JS),
+    ("/assets/reports.js", "text/javascript; charset=utf-8", REPORTS_JS),
     ("/assets/app.css", "text/css; charset=utf-8", APP_CSS),
     // An SVG icon, also at the path browsers ask for by themselves (no 404 in the console).
     ("/assets/favicon.svg", "image/svg+xml", FAVICON_SVG),

@@ -1,7 +1,8 @@
 //! Receivers: each notification rendered in its ecosystem's own format and sent. This file
 //! holds what the kinds share (the [`Receiver`] resolved from config, [`Outcome`] and the
 //! HTTP status classification, the headline); `webhook`, `slack`, `pagerduty` and `email`
-//! each encode and send their own kind. The `outbox` calls [`Receiver::deliver`].
+//! each encode and send their own kind, and `report` encodes a scheduled security report
+//! for each. The `outbox` calls [`Receiver::deliver`].
 //!
 //! Secrets (URLs, signing secrets, routing keys, SMTP credentials) are resolved once at
 //! start and never formatted into logs or errors: errors name the receiver and the status.
@@ -9,6 +10,7 @@
 mod email;
 mod ocsf;
 mod pagerduty;
+mod report;
 mod slack;
 mod webhook;
 
@@ -23,6 +25,7 @@ use crate::store::NotificationRow;
 pub use email::email_bodies;
 pub use ocsf::{OCSF_VERSION, ocsf_body};
 pub use pagerduty::{pagerduty_body, pagerduty_severity};
+pub use report::{report_email_bodies, report_pagerduty_body, report_slack_body, report_webhook_body};
 pub use slack::slack_body;
 pub use webhook::{alertmanager_body, sign, sign_v1a, vigil_body};
 
@@ -337,6 +340,11 @@ fn headline_text(n: &NotificationRow, payload: &Value) -> String {
             format!("Vigil: {} notifications folded into this summary", payload["items"].as_array().map_or(0, Vec::len))
         }
         "digest" => format!("Vigil daily digest: {}", payload["day"].as_str().unwrap_or_default()),
+        "report" => format!(
+            "Vigil security report: {} of {}",
+            payload["period"].as_str().unwrap_or_default(),
+            payload["date"].as_str().unwrap_or_default()
+        ),
         _ => format!("[{sev}] {title}"),
     }
 }

@@ -99,6 +99,13 @@ impl Store {
         dispatch!(self, s => s.replace_notifications(rows, ids, status, at).await)
     }
 
+    /// Stores `row` unless a notification with its idempotency key exists (one statement:
+    /// two writers racing for the same key store it once). Returns whether it was stored
+    /// (`row.id` is then set).
+    pub async fn insert_notification_once(&self, row: &mut NotificationRow) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.insert_notification_once(row).await)
+    }
+
     /// Notifications matching a filter, newest first.
     pub async fn list_notifications(&self, filter: &NotificationFilter) -> Result<Vec<NotificationRow>, StoreError> {
         dispatch!(self, s => s.list_notifications(filter, None).await)
@@ -190,6 +197,33 @@ macro_rules! outbox_queries {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            pub(super) async fn insert_notification_once(&self, n: &mut NotificationRow) -> Result<bool, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO notifications (alert_id, receiver, kind, idempotency_key, payload, status, attempts, \
+                     next_attempt_at, created_at, updated_at, delivered_at, last_error) ",
+                );
+                qb.push_values([&*n], |mut b, n| {
+                    b.push_bind(n.alert_id)
+                        .push_bind(n.receiver.clone())
+                        .push_bind(n.kind.clone())
+                        .push_bind(n.idempotency_key.clone())
+                        .push_bind(n.payload.clone())
+                        .push_bind(n.status.as_str())
+                        .push_bind(n.attempts)
+                        .push_bind(n.next_attempt_at)
+                        .push_bind(n.created_at)
+                        .push_bind(n.updated_at)
+                        .push_bind(n.delivered_at)
+                        .push_bind(n.last_error.clone());
+                });
+                qb.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id");
+                let id: Option<i64> = qb.build_query_scalar().fetch_optional(&self.$writer).await?;
+                if let Some(id) = id {
+                    n.id = id;
+                }
+                Ok(id.is_some())
             }
 
             pub(super) async fn list_notifications(&self, f: &NotificationFilter, due_before: Option<i64>) -> Result<Vec<NotificationRow>, StoreError> {

@@ -119,6 +119,9 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Plain text and HTML bodies of an email.
 pub fn email_bodies(n: &NotificationRow, payload: &Value, ctx: &Context) -> (String, String, String) {
+    if n.kind == "report" {
+        return super::report_email_bodies(n, payload, ctx);
+    }
     // `headline` is one line already; the cap keeps a long title from making a subject
     // that clients cut anyway.
     let subject = truncate(&headline(n, payload), 250);
@@ -184,7 +187,18 @@ pub(super) async fn send(smtp: &Smtp, n: &NotificationRow, payload: &Value, ctx:
             Err(e) => return Outcome::Failed { error: format!("bad to address: {e}") },
         }
     }
-    let message = match builder.multipart(MultiPart::alternative_plain_html(text, html)) {
+    let body = MultiPart::alternative_plain_html(text, html);
+    // A scheduled report also carries its JSON, attached.
+    let body = if n.kind == "report" {
+        let json = serde_json::to_string_pretty(&payload["report"]).unwrap_or_default();
+        let content_type = lettre::message::header::ContentType::parse("application/json").expect("a valid MIME type");
+        MultiPart::mixed().multipart(body).singlepart(
+            lettre::message::Attachment::new(super::report::attachment_name(payload)).body(json, content_type),
+        )
+    } else {
+        body
+    };
+    let message = match builder.multipart(body) {
         Ok(m) => m,
         Err(e) => return Outcome::Failed { error: format!("could not build the message: {e}") },
     };

@@ -59,6 +59,9 @@ pub fn pagerduty_severity(sev: Severity) -> &'static str {
 
 /// PagerDuty Events API v2.
 pub fn pagerduty_body(n: &NotificationRow, payload: &Value, routing_key: &str, ctx: &Context) -> Value {
+    if n.kind == "report" {
+        return super::report_pagerduty_body(n, payload, routing_key);
+    }
     let a = alert_of(payload);
     let (action, dedup) = match n.kind.as_str() {
         "acknowledge" => ("acknowledge", a["fingerprint"].clone()),

@@ -128,6 +128,9 @@ fn alert_fields(fields: &Value) -> Vec<Value> {
 /// Acknowledge and resolve follow-ups are a new message (an incoming webhook can neither
 /// edit nor thread) that says who did it, with their comment.
 pub fn slack_body(n: &NotificationRow, payload: &Value, ctx: &Context) -> Value {
+    if n.kind == "report" {
+        return super::report_slack_body(n, payload, slack_text);
+    }
     let text = headline(n, payload);
     let follow_up = matches!(n.kind.as_str(), "acknowledge" | "resolve");
     let note = if follow_up { comment(payload) } else { None };

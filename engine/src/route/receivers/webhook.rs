@@ -26,7 +26,11 @@ pub(super) async fn deliver(
     ctx: &Context,
     now_ms: i64,
 ) -> Outcome {
-    let body = if r.alertmanager {
+    // A scheduled report has one shape (the config check keeps reports away from
+    // Alertmanager and OCSF receivers).
+    let body = if n.kind == "report" {
+        super::report_webhook_body(n, payload, now_ms)
+    } else if r.alertmanager {
         alertmanager_body(n, payload, &r.name, ctx)
     } else if r.ocsf {
         super::ocsf_body(n, payload, ctx, now_ms)
