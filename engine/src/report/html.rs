@@ -35,7 +35,7 @@ pub fn render(report: &Value) -> String {
         text(&report["to"]),
         text(&report["generated_at"]),
     );
-    events_section(&mut out, &report["events"]);
+    events_section(&mut out, report);
     privileged_section(&mut out, &report["privileged_users"]);
     alerts_section(&mut out, &report["alerts"], &report["response"]);
     decisions_and_integrity(&mut out, &report["decisions"], &report["integrity"]);
@@ -98,14 +98,31 @@ pub fn bar_chart(title: &str, bars: &[(String, f64)]) -> String {
     svg
 }
 
-/// Columns over time (the report's buckets).
-fn column_chart(title: &str, buckets: &Value) -> String {
-    let points: Vec<f64> =
-        buckets.as_array().map(|a| a.iter().map(|b| b["count"].as_f64().unwrap_or(0.0)).collect()).unwrap_or_default();
+/// Columns over time: one per bucket of the whole period (`from`..`to` by
+/// `bucket_seconds`; the report lists only the buckets with events), with the first,
+/// middle and last bucket's start under the axis.
+fn column_chart(title: &str, report: &Value) -> String {
+    let e = &report["events"];
+    let parse = |v: &Value| v.as_str().and_then(crate::event::parse_time_unbounded);
+    let counts: std::collections::HashMap<i64, f64> = e["buckets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|b| Some((parse(&b["start"])?, b["count"].as_f64().unwrap_or(0.0)))).collect())
+        .unwrap_or_default();
+    let step = e["bucket_seconds"].as_i64().unwrap_or(3600).max(60) * 1000;
+    let starts: Vec<i64> = match (parse(&report["from"]), parse(&report["to"])) {
+        // At most 400 columns (a month of days is 31).
+        (Some(from), Some(to)) if to > from => (0..((to - from) / step).min(400)).map(|i| from + i * step).collect(),
+        _ => {
+            let mut known: Vec<i64> = counts.keys().copied().collect();
+            known.sort_unstable();
+            known
+        }
+    };
+    let points: Vec<f64> = starts.iter().map(|t| counts.get(t).copied().unwrap_or(0.0)).collect();
     let max = points.iter().copied().fold(0.0_f64, f64::max).max(1.0);
-    let step = 600.0 / points.len().max(1) as f64;
+    let step_px = 600.0 / points.len().max(1) as f64;
     let mut svg = format!(
-        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"620\" height=\"170\" role=\"img\" \
+        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"620\" height=\"186\" role=\"img\" \
          aria-label=\"{t}\"><text x=\"0\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{t}</text>\
          <line x1=\"0\" y1=\"160\" x2=\"610\" y2=\"160\" stroke=\"#889\"/>",
         t = escape_html(title)
@@ -115,10 +132,20 @@ fn column_chart(title: &str, buckets: &Value) -> String {
         let _ = write!(
             svg,
             "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"{h}\" fill=\"#5a8f5a\"><title>{n}</title></rect>",
-            i as f64 * step,
+            i as f64 * step_px,
             160.0 - h,
-            (step - 2.0).max(1.0)
+            (step_px - 2.0).max(1.0)
         );
+    }
+    let label = |t: i64| {
+        let text = crate::event::format_rfc3339_ms(t);
+        if step < 86_400_000 { text[11..16].to_owned() } else { text[5..10].to_owned() }
+    };
+    if let (Some(first), Some(last)) = (starts.first(), starts.last()) {
+        let middle = starts[starts.len() / 2];
+        for (i, t) in [(0, *first), (starts.len() / 2, middle), (starts.len() - 1, *last)] {
+            let _ = write!(svg, "<text x=\"{:.1}\" y=\"178\" font-size=\"11\">{}</text>", i as f64 * step_px, label(t));
+        }
     }
     let _ = write!(svg, "<text x=\"0\" y=\"34\" font-size=\"11\">max {max}</text></svg></figure>");
     svg
@@ -149,7 +176,8 @@ fn count_rows(v: &Value) -> Vec<Vec<String>> {
     counts(v).into_iter().map(|(label, n)| vec![label, n.to_string()]).collect()
 }
 
-fn events_section(out: &mut String, e: &Value) {
+fn events_section(out: &mut String, report: &Value) {
+    let e = &report["events"];
     let _ = write!(
         out,
         "<h2>Events</h2><p>{} events, failure rate {}, {} high or critical.</p>",
@@ -157,7 +185,7 @@ fn events_section(out: &mut String, e: &Value) {
         display(&e["failure_rate"]),
         display(&e["high_risk"])
     );
-    out.push_str(&column_chart("Events over time", &e["buckets"]));
+    out.push_str(&column_chart("Events over time", report));
     out.push_str("<div class=\"grid\">");
     out.push_str(&bar_chart("By category", &counts(&e["by_category"])));
     out.push_str(&bar_chart("By severity", &counts(&e["by_severity"])));
@@ -295,5 +323,19 @@ mod tests {
         assert!(page.contains("<svg"));
         // No external asset: nothing is fetched (the only URL is the SVG namespace).
         assert!(!page.contains("src=") && !page.contains("href=") && !page.contains("url("));
+    }
+
+    #[test]
+    fn the_timeline_has_a_column_for_every_hour_of_a_day_even_empty_ones() {
+        let report = serde_json::json!({
+            "from": "2026-01-05T00:00:00.000Z", "to": "2026-01-06T00:00:00.000Z",
+            "events": {"bucket_seconds": 3600, "buckets": [{"start": "2026-01-05T03:00:00.000Z", "count": 7}]},
+        });
+        let chart = column_chart("Events over time", &report);
+        assert_eq!(chart.matches("<rect").count(), 24, "{chart}");
+        let tall: Vec<&str> = chart.split("<rect").skip(1).filter(|r| r.contains("height=\"130\"")).collect();
+        assert_eq!(tall.len(), 1, "one column holds the events: {chart}");
+        assert!(chart.split("<rect").nth(4).unwrap().contains("<title>7</title>"), "the fourth column is 03:00");
+        assert!(chart.contains(">00:00<") && chart.contains(">23:00<"), "axis labels: {chart}");
     }
 }
