@@ -56,8 +56,11 @@ pub async fn security_report(src: &ReportSources<'_>, period: &Period, now: i64)
         .await?;
     let figures = src.store.period_figures(from, to, now, SlaMs(src.config.sla_ms())).await?;
     let privileged = privileged_users(src, from, to).await?;
-    let failure_rates: Vec<Value> = figures
-        .failures_by_category
+    let failures_by_category = match &stats.failures_by_category {
+        Some(f) => f.clone(),
+        None => src.store.failures_by_category(from, to).await?,
+    };
+    let failure_rates: Vec<Value> = failures_by_category
         .iter()
         .map(|(category, n, failures)| {
             json!({"category": category, "events": n, "failures": failures, "failure_rate": ratio(*failures, *n)})

@@ -137,6 +137,11 @@ pub struct Stats {
     pub top_users: Vec<Count>,
     /// Events per time bucket, ascending.
     pub buckets: Vec<Bucket>,
+    /// (category, events, failures) of the 100 categories with most events (most first,
+    /// ties by category), when the groupings were made in one pass (the security report
+    /// uses them; not part of the API answer).
+    #[serde(skip)]
+    pub failures_by_category: Option<Vec<(String, i64, i64)>>,
 }
 
 /// The grouping columns of [`Stats`], in the order they are filled.
@@ -172,6 +177,62 @@ pub(crate) fn top_and_other(rows: Vec<(String, i64, i64, i64)>) -> (Vec<Count>, 
     let listed: i64 = top.iter().map(|c| c.count).sum();
     let other = Other { values: (groups - top.len() as i64).max(0), count: (all - listed).max(0) };
     (top, other)
+}
+
+/// Most (category, severity, outcome, action) combinations [`Stats`] groups in one pass
+/// over the events; past it (clients choose categories and actions, so their number is
+/// not bounded) each column is grouped by its own query.
+pub const COMBINATION_LIMIT: usize = 20_000;
+
+/// The four groupings, the failures and the high-risk count from one pass: the rows of
+/// `GROUP BY category, severity, outcome, action` as (category, severity, outcome, action,
+/// events). Each grouping lists its [`GROUP_LIMIT`] most frequent values (ties by value,
+/// byte order) and sums the rest in [`Other`], as the per-column queries do. Returns
+/// ([category, severity, outcome, action], total, failures, high risk).
+pub(crate) fn fold_combinations(
+    rows: &[(String, String, String, String, i64)],
+) -> ([(Vec<Count>, Other); 4], i64, i64, i64) {
+    let mut maps: [std::collections::HashMap<&str, i64>; 4] = Default::default();
+    let (mut total, mut failures, mut high_risk) = (0i64, 0i64, 0i64);
+    for (category, severity, outcome, action, n) in rows {
+        for (map, value) in maps.iter_mut().zip([category, severity, outcome, action]) {
+            *map.entry(value.as_str()).or_default() += n;
+        }
+        total += n;
+        if outcome == "failure" {
+            failures += n;
+        }
+        if severity == "high" || severity == "critical" {
+            high_risk += n;
+        }
+    }
+    let grouping = |map: &std::collections::HashMap<&str, i64>| {
+        let mut all: Vec<(&str, i64)> = map.iter().map(|(v, n)| (*v, *n)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let groups = all.len() as i64;
+        let sum: i64 = all.iter().map(|x| x.1).sum();
+        let top = all.into_iter().take(GROUP_LIMIT as usize).map(|(v, n)| (v.to_owned(), n, groups, sum)).collect();
+        top_and_other(top)
+    };
+    let [c, s, o, a] = &maps;
+    ([grouping(c), grouping(s), grouping(o), grouping(a)], total, failures, high_risk)
+}
+
+/// (category, events, failures) from the rows of [`fold_combinations`]: the 100 categories
+/// with most events, most first, ties by category (byte order).
+pub(crate) fn failures_by_category(rows: &[(String, String, String, String, i64)]) -> Vec<(String, i64, i64)> {
+    let mut by: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
+    for (category, _, outcome, _, n) in rows {
+        let e = by.entry(category.as_str()).or_default();
+        e.0 += n;
+        if outcome == "failure" {
+            e.1 += n;
+        }
+    }
+    let mut out: Vec<(String, i64, i64)> = by.into_iter().map(|(c, (n, f))| (c.to_owned(), n, f)).collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(100);
+    out
 }
 
 /// Appends ` WHERE ...` (always valid: starts with `1=1`) for an event filter. With
@@ -357,6 +418,66 @@ macro_rules! search_queries {
                         .push_bind(limit);
                     qb
                 };
+                // One pass for the four groupings and the totals (each column's own query
+                // reads every row of the range again: 1M rows read 7 times made a week's
+                // report take 5 s); per-column queries when the combinations are too many.
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT category, severity, outcome, action, COUNT(*) AS n FROM events",
+                );
+                query::push_stats_filter(&mut qb, f, $postings);
+                qb.push(" GROUP BY category, severity, outcome, action LIMIT ")
+                    .push_bind(query::COMBINATION_LIMIT as i64 + 1);
+                let combinations: Vec<(String, String, String, String, i64)> = qb
+                    .build()
+                    .fetch_all(&self.$reader)
+                    .await?
+                    .iter()
+                    .map(|r| (r.get("category"), r.get("severity"), r.get("outcome"), r.get("action"), r.get("n")))
+                    .collect();
+                let (grouped, mut failures) = if combinations.len() <= query::COMBINATION_LIMIT {
+                    let (grouped, total, failures, high_risk) = query::fold_combinations(&combinations);
+                    (stats.total, stats.high_risk) = (total, high_risk);
+                    stats.failures_by_category = Some(query::failures_by_category(&combinations));
+                    (grouped, failures)
+                } else {
+                    (self.grouped_by_column(f).await?, 0)
+                };
+                let [category, severity, outcome, action] = grouped;
+                (stats.by_category, stats.other.by_category) = category;
+                (stats.by_severity, stats.other.by_severity) = severity;
+                (stats.by_outcome, stats.other.by_outcome) = outcome;
+                (stats.by_action, stats.other.by_action) = action;
+                if combinations.len() > query::COMBINATION_LIMIT {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT COUNT(*) AS total, \
+                         CAST(COALESCE(SUM(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failures, \
+                         CAST(COALESCE(SUM(CASE WHEN severity IN ('high', 'critical') THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                         AS high_risk FROM events",
+                    );
+                    query::push_stats_filter(&mut qb, f, $postings);
+                    let row = qb.build().fetch_one(&self.$reader).await?;
+                    (stats.total, failures, stats.high_risk) = (row.get("total"), row.get("failures"), row.get("high_risk"));
+                }
+                stats.failure_rate = if stats.total > 0 { failures as f64 / stats.total as f64 } else { 0.0 };
+                stats.top_ips = self.fetch_counts(counts("ip", f.top)).await?;
+                stats.top_users = self.fetch_counts(counts("user_id", f.top)).await?;
+                let mut qb = QueryBuilder::<$db>::new("SELECT (ts / ");
+                qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) AS n FROM events");
+                query::push_stats_filter(&mut qb, f, $postings);
+                qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
+                stats.buckets = qb
+                    .build()
+                    .fetch_all(&self.$reader)
+                    .await?
+                    .iter()
+                    .map(|r| query::Bucket { start: crate::event::format_rfc3339_ms(r.get("b")), count: r.get("n") })
+                    .collect();
+                Ok(stats)
+            }
+
+            /// The four groupings, one query per column (when the combinations are too many
+            /// for one pass).
+            async fn grouped_by_column(&self, f: &StatsFilter) -> Result<[(Vec<Count>, query::Other); 4], StoreError> {
                 let mut grouped = Vec::new();
                 for column in query::GROUPED_COLUMNS {
                     let mut qb = QueryBuilder::<$db>::new(format!(
@@ -371,38 +492,7 @@ macro_rules! search_queries {
                         rows.iter().map(|r| (r.get("value"), r.get("n"), r.get("groups"), r.get("all_n"))).collect(),
                     ));
                 }
-                let [category, severity, outcome, action]: [(Vec<Count>, query::Other); 4] =
-                    grouped.try_into().expect("four grouped columns");
-                (stats.by_category, stats.other.by_category) = category;
-                (stats.by_severity, stats.other.by_severity) = severity;
-                (stats.by_outcome, stats.other.by_outcome) = outcome;
-                (stats.by_action, stats.other.by_action) = action;
-                stats.top_ips = self.fetch_counts(counts("ip", f.top)).await?;
-                stats.top_users = self.fetch_counts(counts("user_id", f.top)).await?;
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT COUNT(*) AS total, \
-                     CAST(COALESCE(SUM(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failures, \
-                     CAST(COALESCE(SUM(CASE WHEN severity IN ('high', 'critical') THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                     AS high_risk FROM events",
-                );
-                query::push_stats_filter(&mut qb, f, $postings);
-                let row = qb.build().fetch_one(&self.$reader).await?;
-                let failures: i64 = row.get("failures");
-                stats.total = row.get("total");
-                stats.high_risk = row.get("high_risk");
-                stats.failure_rate = if stats.total > 0 { failures as f64 / stats.total as f64 } else { 0.0 };
-                let mut qb = QueryBuilder::<$db>::new("SELECT (ts / ");
-                qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) AS n FROM events");
-                query::push_stats_filter(&mut qb, f, $postings);
-                qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
-                stats.buckets = qb
-                    .build()
-                    .fetch_all(&self.$reader)
-                    .await?
-                    .iter()
-                    .map(|r| query::Bucket { start: crate::event::format_rfc3339_ms(r.get("b")), count: r.get("n") })
-                    .collect();
-                Ok(stats)
+                Ok(grouped.try_into().expect("four grouped columns"))
             }
 
             async fn fetch_counts(&self, mut qb: QueryBuilder<$db>) -> Result<Vec<Count>, StoreError> {
@@ -418,6 +508,37 @@ pub(crate) use search_queries;
 #[cfg(test)]
 mod tests {
     use super::{Count, Other, top_and_other};
+
+    #[test]
+    fn one_pass_groupings_match_what_the_per_column_queries_answer() {
+        let row = |c: &str, s: &str, o: &str, a: &str, n| (c.to_owned(), s.to_owned(), o.to_owned(), a.to_owned(), n);
+        let mut rows = vec![
+            row("authentication", "low", "failure", "login_failed", 6),
+            row("authentication", "low", "success", "login_success", 3),
+            row("authorization", "high", "failure", "permission_denied", 1),
+            row("admin", "critical", "success", "b", 1),
+        ];
+        // 150 distinct actions of one event each: 100 listed, 50 in `other`.
+        rows.extend((0..150).map(|i| row("data_access", "medium", "success", &format!("read_{i:03}"), 1)));
+        let ([category, severity, outcome, action], total, failures, high_risk) = super::fold_combinations(&rows);
+        assert_eq!((total, failures, high_risk), (161, 7, 2));
+        assert_eq!(category.0[0], Count { value: "data_access".into(), count: 150 });
+        assert_eq!(category.0[1], Count { value: "authentication".into(), count: 9 });
+        assert_eq!(category.1, Other::default());
+        assert_eq!(severity.0[0].value, "medium");
+        assert_eq!(
+            outcome.0,
+            vec![Count { value: "success".into(), count: 154 }, Count { value: "failure".into(), count: 7 }]
+        );
+        assert_eq!(action.0.len(), 100);
+        assert_eq!(action.0[0], Count { value: "login_failed".into(), count: 6 });
+        // Ties by value, byte order: "b" before "permission_denied" before "read_000".
+        assert_eq!((action.0[2].value.as_str(), action.0[3].value.as_str()), ("b", "permission_denied"));
+        assert_eq!(action.1, Other { values: 54, count: 54 });
+        let rates = super::failures_by_category(&rows);
+        assert_eq!(rates[..2], [("data_access".to_owned(), 150, 0), ("authentication".to_owned(), 9, 6)]);
+        assert_eq!(rates[2..], [("admin".to_owned(), 1, 0), ("authorization".to_owned(), 1, 1)]);
+    }
 
     #[test]
     fn the_rest_past_the_top_values_is_summed_in_other() {

@@ -53,8 +53,6 @@ pub struct PeriodFigures {
     pub decision_changes: Vec<(String, String, i64)>,
     /// Checkpoints signed in the period.
     pub checkpoints: i64,
-    /// Events per category (the [`RULE_LIMIT`] largest): (category, events, failures).
-    pub failures_by_category: Vec<(String, i64, i64)>,
 }
 
 /// The SLA (time to first response, ms) of each severity P1..P4.
@@ -74,6 +72,13 @@ impl Store {
     /// alert not yet answered has already missed its SLA.
     pub async fn period_figures(&self, from: i64, to: i64, now: i64, sla: SlaMs) -> Result<PeriodFigures, StoreError> {
         dispatch!(self, s => s.period_figures(from, to, now, sla).await)
+    }
+
+    /// Events per category in `[from, to)` (the [`RULE_LIMIT`] largest, ties by category):
+    /// (category, events, failures). `Stats::failures_by_category` has them when the
+    /// statistics of the same range were made in one pass.
+    pub async fn failures_by_category(&self, from: i64, to: i64) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        dispatch!(self, s => s.failures_by_category(from, to).await)
     }
 
     /// The distinct (ip, country of `geo.country`) pairs of `user`'s events in `[from, to)`.
@@ -177,21 +182,24 @@ macro_rules! report_queries {
                 let mut qb = QueryBuilder::<$db>::new("SELECT COUNT(*) AS n FROM checkpoints WHERE");
                 window(&mut qb, "created_at");
                 figures.checkpoints = qb.build().fetch_one(&self.$reader).await?.get("n");
+                Ok(figures)
+            }
+
+            pub(super) async fn failures_by_category(&self, from: i64, to: i64) -> Result<Vec<(String, i64, i64)>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT category, COUNT(*) AS n, \
                      CAST(COALESCE(SUM(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failures \
-                     FROM events WHERE",
+                     FROM events WHERE ts >= ",
                 );
-                window(&mut qb, "ts");
+                qb.push_bind(from).push(" AND ts < ").push_bind(to);
                 qb.push(" GROUP BY category ORDER BY n DESC, category LIMIT ").push_bind(report_stats::RULE_LIMIT);
-                figures.failures_by_category = qb
+                Ok(qb
                     .build()
                     .fetch_all(&self.$reader)
                     .await?
                     .iter()
                     .map(|r| (r.get("category"), r.get("n"), r.get("failures")))
-                    .collect();
-                Ok(figures)
+                    .collect())
             }
 
             pub(super) async fn user_sightings(
