@@ -22,7 +22,7 @@
 //! fresh database (or another seed) to compare alerts.
 //!
 //! Run with:
-//! `cargo run --release -p vigil-examples --example load -- --url http://127.0.0.1:8080 --key $KEY [--events N | --duration SECS] [--connections 8] [--batch 500] [--seed 42] [--server-pid PID] [--no-alerts] [--dump-ndjson FILE]`
+//! `cargo run --release -p vigil-examples --example load -- --url http://127.0.0.1:8080 --key $KEY [--events N | --duration SECS] [--connections 8] [--batch 500] [--seed 42] [--start-ms MS] [--server-pid PID] [--no-alerts] [--dump-ndjson FILE]`
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,6 +58,11 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Time of the first event, epoch ms (floored to the minute; default Tuesday
+    /// 2025-01-07 10:00 UTC): e.g. a few minutes ago, so that a report of today holds both
+    /// the events and the alerts they raise.
+    #[arg(long)]
+    start_ms: Option<i64>,
     /// Sample the server's memory from /proc/PID/status.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -230,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0 && args.connections > 0, "--batch and --connections must be > 0");
     if let Some(path) = &args.dump_ndjson {
         let n = args.events.unwrap_or(200_000);
-        let mut generator = Generator::new(args.seed);
+        let mut generator = Generator::new(args.seed).starting_at(args.start_ms);
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         for _ in 0..n {
             serde_json::to_writer(&mut out, &generator.next_event())?;
@@ -253,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
     let (source, producer) = match args.duration {
         None => {
             let total = args.events.unwrap_or(200_000);
-            let mut generator = Generator::new(args.seed);
+            let mut generator = Generator::new(args.seed).starting_at(args.start_ms);
             let (mut batches, mut left, mut bytes) = (Vec::new(), total, 0usize);
             while left > 0 {
                 let n = left.min(args.batch as u64) as usize;
@@ -274,9 +279,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(_) => {
             let (tx, rx) = tokio::sync::mpsc::channel(4 * args.connections);
-            let (cap, batch, seed) = (args.events.unwrap_or(u64::MAX), args.batch, args.seed);
+            let (cap, batch, seed, start) = (args.events.unwrap_or(u64::MAX), args.batch, args.seed, args.start_ms);
             let producer = std::thread::spawn(move || {
-                let mut generator = Generator::new(seed);
+                let mut generator = Generator::new(seed).starting_at(start);
                 let mut left = cap;
                 while left > 0 {
                     let n = left.min(batch as u64) as usize;
@@ -402,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
 async fn peer(args: &Args) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/').to_string();
     let total = args.events.unwrap_or(200_000);
-    let mut generator = Generator::new(args.seed);
+    let mut generator = Generator::new(args.seed).starting_at(args.start_ms);
     let mut batches = Vec::new();
     let mut left = total;
     while left > 0 {

@@ -111,6 +111,8 @@ const ENDPOINTS: &[&str] =
 /// Deterministic W1 event stream; also computes the alerts `brute_force` must raise.
 pub(crate) struct Generator {
     seed: u64,
+    /// Time of the first event, epoch ms (a minute boundary).
+    start_ms: i64,
     index: u64,
     block: Vec<Kind>,
     failures: u64,
@@ -126,6 +128,7 @@ impl Generator {
     pub(crate) fn new(seed: u64) -> Self {
         Generator {
             seed,
+            start_ms: START_MS,
             index: 0,
             block: Vec::new(),
             failures: 0,
@@ -134,6 +137,15 @@ impl Generator {
             fired: HashSet::new(),
             expected: Vec::new(),
         }
+    }
+
+    /// The same stream with its first event at `start_ms` (floored to the minute, so API
+    /// keys keep their 5-55 s window) instead of 2025-01-07 10:00 UTC; `None` keeps it.
+    pub(crate) fn starting_at(mut self, start_ms: Option<i64>) -> Self {
+        if let Some(ms) = start_ms {
+            self.start_ms = ms - ms.rem_euclid(60_000);
+        }
+        self
     }
 
     // Long by design: the W1 event mix as one table of cases, one arm per event kind.
@@ -155,7 +167,7 @@ impl Generator {
             kind = Kind::Payment;
         }
         let mut rng = Rng(mix(self.seed, i));
-        let ts = START_MS + i as i64;
+        let ts = self.start_ms + i as i64;
         let user = rng.below(USERS);
         let (country, city, lat, lon) = CITIES[(mix(self.seed ^ 0x6E0, user) % CITIES.len() as u64) as usize];
         let user_ua = BROWSERS[(mix(self.seed ^ 0x0A, user) % BROWSERS.len() as u64) as usize];
