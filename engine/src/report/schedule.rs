@@ -243,18 +243,23 @@ impl ReportScheduler {
     }
 
     /// Checks every `tick` (and whenever a manual clock moves) until stopped. A failing
-    /// store is logged and retried at the next tick.
+    /// store is logged and retried after 30 ticks (one line per try, not one per tick, while
+    /// the database is down).
     pub fn spawn(self: Arc<Self>, tick: Duration) {
         if self.config.schedule.is_empty() {
             return;
         }
         tokio::spawn(async move {
             while !self.stopped.load(Ordering::Acquire) {
-                if let Err(e) = self.run_due().await {
-                    tracing::warn!(error = %e, "Scheduled reports could not be queued; retried next tick");
-                }
+                let wait = match self.run_due().await {
+                    Ok(_) => tick,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Scheduled reports could not be queued; retried in 30 ticks");
+                        tick * 30
+                    }
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(tick) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = self.clock.moved() => {}
                 }
             }
