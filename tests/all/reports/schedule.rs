@@ -258,3 +258,43 @@ async fn a_scheduled_report_to_a_receiver_that_is_down_is_retried_through_the_ou
     assert!(rows[0]["attempts"].as_i64() >= Some(2), "{rows:?}");
     Ok(())
 }
+
+/// The database stops while a report falls due: the scheduler logs and waits (the server
+/// keeps answering), and queues the report once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_due_while_postgresql_is_down_is_sent_when_it_is_back() -> anyhow::Result<()> {
+    let pg = vigil_tests::pg::PrivatePostgres::start()?;
+    let rec = Recorder::start()?;
+    let smtp = Smtp::start().await?;
+    let receivers = receivers(&rec, &smtp);
+    let app = vigil_tests::spawn_app_on_pg(&pg.url(), |c| {
+        c.clock = Clock::manual(SUN_0700);
+        c.receivers = receivers;
+        c.reports.schedule = vec![schedule("day", "06:00", &["hook"])];
+    })
+    .await?;
+    assert_eq!(rec.wait_for("/hook", 30, |r| !r.is_empty()).await.len(), 1, "Saturday's report at start");
+    pg.stop()?;
+    let clock = app.server.state.alerts.clock().clone();
+    // Sunday's slot passes with the database down.
+    clock.advance(DAY);
+    settle().await;
+    assert_eq!(rec.requests("/hook").len(), 1, "nothing can be queued while the database is down");
+    let health = app.client.get(app.url("/healthz")).send().await?;
+    assert_eq!(health.status(), 200, "the server is still up");
+    pg.resume()?;
+    // The next check (a clock move wakes it) queues and sends Sunday's report, once.
+    let mut got = Vec::new();
+    for _ in 0..30 {
+        clock.advance(1000);
+        got = rec.wait_for("/hook", 1, |r| r.len() >= 2).await;
+        if got.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 2, "Sunday's report after the database came back");
+    assert_eq!(got[1].json()["data"]["date"], "2026-01-04");
+    settle().await;
+    assert_eq!(rec.delivered("/hook").len(), 2);
+    Ok(())
+}
