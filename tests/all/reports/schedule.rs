@@ -116,16 +116,20 @@ async fn scheduled_reports_reach_each_receiver_once_per_period_across_restarts_a
     let app = spawn_app_with(backend, |c| {
         c.clock = Clock::manual(SUN_0700);
         c.receivers = receivers;
-        c.reports.schedule =
-            vec![schedule("day", "06:00", &["hook", "chat", "pager", "mail"]), schedule("week", "06:30", &["hook"])];
+        c.reports.schedule = vec![
+            schedule("day", "06:00", &["hook", "chat", "pager", "mail"]),
+            schedule("week", "06:30", &["hook"]),
+            schedule("month", "00:30", &["hook"]),
+        ];
     })
     .await?;
-    // At start (a new schedule): the latest slot of each, Saturday's day report and the
-    // week before last (the week holding Sunday is not over).
-    assert_eq!(wait_counts(&rec, &smtp, [2, 1, 1, 1]).await, [2, 1, 1, 1]);
+    // At start (new schedules): the latest slot of each, Saturday's day report, the week
+    // before last (the week holding Sunday is not over) and December.
+    assert_eq!(wait_counts(&rec, &smtp, [3, 1, 1, 1]).await, [3, 1, 1, 1]);
     let mut first = hook_reports(&rec);
     first.sort();
-    assert_eq!(first, [("day".to_owned(), "2026-01-03".to_owned()), ("week".to_owned(), "2025-12-22".to_owned())]);
+    let expected = [("day", "2026-01-03"), ("month", "2025-12-01"), ("week", "2025-12-22")];
+    assert_eq!(first, expected.map(|(p, d)| (p.to_owned(), d.to_owned())));
 
     // Sunday's traffic: six failed logins of a user id holding markup and a mail header,
     // two successes.
@@ -144,7 +148,7 @@ async fn scheduled_reports_reach_each_receiver_once_per_period_across_restarts_a
 
     // Monday 07:00: Sunday's report to the four receivers, the last week's to the webhook.
     app.server.state.alerts.clock().advance(DAY);
-    assert_eq!(wait_counts(&rec, &smtp, [4, 2, 2, 2]).await, [4, 2, 2, 2]);
+    assert_eq!(wait_counts(&rec, &smtp, [5, 2, 2, 2]).await, [5, 2, 2, 2]);
     let hook = rec.delivered("/hook");
     let sunday = hook.iter().find(|r| r.json()["data"]["date"] == "2026-01-04").expect("Sunday's report");
     let body = sunday.json();
@@ -198,22 +202,22 @@ async fn scheduled_reports_reach_each_receiver_once_per_period_across_restarts_a
     // A graceful restart sends nothing again.
     let app = app.restart().await?;
     settle().await;
-    assert_eq!(counts(&rec, &smtp), [4, 2, 2, 2], "nothing sent twice after a restart");
+    assert_eq!(counts(&rec, &smtp), [5, 2, 2, 2], "nothing sent twice after a restart");
 
     // Down from Monday to Wednesday 07:00: Monday's and Tuesday's reports, missed while
     // down, are sent at start, oldest first.
     let clock = app.server.state.alerts.clock().clone();
     let app = app.restart_after(|| clock.advance(2 * DAY)).await?;
-    assert_eq!(wait_counts(&rec, &smtp, [6, 4, 4, 4]).await, [6, 4, 4, 4]);
-    let days: Vec<String> = hook_reports(&rec)[4..].iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(wait_counts(&rec, &smtp, [7, 4, 4, 4]).await, [7, 4, 4, 4]);
+    let days: Vec<String> = hook_reports(&rec)[5..].iter().map(|(_, d)| d.clone()).collect();
     assert_eq!(days, ["2026-01-05", "2026-01-06"]);
 
     // A crash (no shutdown at all) and a new process: nothing sent twice.
     let app = app.start_beside().await?;
     settle().await;
-    assert_eq!(counts(&rec, &smtp), [6, 4, 4, 4], "nothing sent twice after a crash");
+    assert_eq!(counts(&rec, &smtp), [7, 4, 4, 4], "nothing sent twice after a crash");
     let rows = report_rows(&app).await?;
-    assert_eq!(rows.len(), 18, "4 days x 4 receivers + 2 weeks: {rows:?}");
+    assert_eq!(rows.len(), 19, "4 days x 4 receivers + 2 weeks + 1 month: {rows:?}");
     assert!(rows.iter().all(|r| r["status"] == "delivered"), "{rows:?}");
     Ok(())
 }
