@@ -62,6 +62,7 @@ impl RunningServer {
         self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
+        self.state.retention.stop().await;
         self.handle.stop(true).await;
         match self.state.access.flush_all().await {
             Ok(0) => {}
@@ -84,6 +85,7 @@ impl RunningServer {
         self.state.enricher.stop();
         self.state.forwarders.stop();
         self.state.outbox.stop();
+        self.state.retention.stop().await;
         self.handle.stop(false).await;
         self.state.sequencer.halt().await;
         self.writer_lock.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -19,6 +19,7 @@ both_backends!(
     tampering_with_an_archive_part_is_detected_and_located,
     a_purge_with_the_archive_unreachable_deletes_nothing_and_the_next_run_catches_up,
     an_s3_archive_on_a_local_moto_server_lists_restores_and_verifies,
+    parts_past_keep_days_are_deleted_recorded_and_not_reported_missing,
 );
 
 const DAY: i64 = 86_400_000;
@@ -387,5 +388,32 @@ async fn an_s3_archive_on_a_local_moto_server_lists_restores_and_verifies(backen
     assert_eq!((summary["from"].as_i64(), summary["to"].as_i64()), (Some(2), Some(parts[0].to_seq)), "{summary}");
     let (code, alone, _) = vigil(&["verify", "--file", &out, "--public-key", &key, "--json"], &[])?;
     assert_eq!((code, alone["status"].as_str()), (0, Some("ok")), "{alone}");
+    Ok(())
+}
+
+async fn parts_past_keep_days_are_deleted_recorded_and_not_reported_missing(backend: Backend) -> anyhow::Result<()> {
+    let work = temp_dir("archive-keep")?;
+    let dir = work.join("archive");
+    let config = ArchiveConfig { dir: Some(dir.clone()), keep_days: 40, ..ArchiveConfig::default() };
+    let (app, clock) = archived_app(backend, config.clone()).await?;
+    age_and_purge(&app, &clock, 6).await?;
+    let first = listing(&config).await?.parts;
+    assert_eq!(first.len(), 1, "{first:?}");
+    // 62 days on: the first part's events are past keep_days, the second's are not.
+    age_and_purge(&app, &clock, 4).await?;
+    let left = listing(&config).await?.parts;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].from_seq, first[0].to_seq + 1, "the newer part stays");
+    assert!(!dir.join(&first[0].object).exists(), "the old part's object is gone");
+    assert_eq!(app.metric("vigil_archive_parts_expired_total").await?, Some(1));
+    let (_, expired) = app.get("/v1/events?action=archive_part_expired").await?;
+    assert_eq!(expired["events"][0]["details"]["archive"]["sha256"], first[0].sha256, "{expired}");
+    // The chain from the remaining part on verifies; the deleted range is listed as expired.
+    let live = work.join("live.ndjson");
+    export_live(&app, &live).await?;
+    let key = public_key(&app, &work).await?;
+    let (code, report) = verify_chain(&dir.display().to_string(), &live, &key)?;
+    assert_eq!((code, report["status"].as_str()), (0, Some("ok")), "{report}");
+    assert_eq!(report["expired"][0]["to"].as_i64(), Some(first[0].to_seq), "{report}");
     Ok(())
 }

@@ -489,7 +489,8 @@ struct StagingFile {
 impl StagingFile {
     fn new(dir: &Path, from: i64, to: i64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(Self { path: dir.join(format!("archive-{from}-{to}.ndjson.tmp")) })
+        let unique = uuid::Uuid::now_v7().simple();
+        Ok(Self { path: dir.join(format!("archive-{from}-{to}-{unique}.ndjson.tmp")) })
     }
 }
 

@@ -77,6 +77,7 @@ pub struct Retention {
     days: u32,
     archive: Option<ArchiveSettings>,
     lock: Arc<tokio::sync::Mutex<()>>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Retention {
@@ -91,7 +92,13 @@ impl std::fmt::Debug for Retention {
 impl Retention {
     /// A job keeping `days` days (0: keep everything).
     pub fn new(store: Store, sequencer: SequencerHandle, clock: Clock, days: u32) -> Self {
-        Self { store, sequencer, clock, days, archive: None, lock: Arc::default() }
+        Self { store, sequencer, clock, days, archive: None, lock: Arc::default(), stopped: Arc::default() }
+    }
+
+    /// Stops the job (server shutdown): waits for a run in progress, and no run starts after.
+    pub async fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let _wait = self.lock.lock().await;
     }
 
     /// Archives every range before it is purged.
@@ -107,6 +114,9 @@ impl Retention {
             return Ok(None);
         }
         let _one = self.lock.lock().await;
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         let now = self.clock.now_ms();
         let cutoff = now.saturating_sub(i64::from(self.days) * 86_400_000);
         let Some(cp) = self.store.checkpoint_signed_before(cutoff).await? else { return Ok(None) };
@@ -230,6 +240,9 @@ impl Retention {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = self.clock.moved() => {}
+                }
+                if self.stopped.load(Ordering::Acquire) {
+                    return;
                 }
                 // Catch up range by range (an archive writes parts of bounded size).
                 for _ in 0..10_000 {
