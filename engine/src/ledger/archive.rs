@@ -154,7 +154,7 @@ impl Archive {
     /// The archive of `[retention.archive]` (a directory is created, 0700, when missing).
     pub fn open(config: &ArchiveConfig) -> Result<Self, ArchiveError> {
         if let Some(dir) = &config.dir {
-            return Self::open_dir(dir);
+            return Self::open_dir(dir, true);
         }
         let Some(bucket) = &config.s3_bucket else {
             return Err(ArchiveError::Config("give dir or s3_bucket".into()));
@@ -190,7 +190,7 @@ impl Archive {
     /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_ALLOW_HTTP`): what `vigil archive` and `vigil verify --archive` take.
     pub fn open_location(location: &str) -> Result<Self, ArchiveError> {
-        let Some(rest) = location.strip_prefix("s3://") else { return Self::open_dir(Path::new(location)) };
+        let Some(rest) = location.strip_prefix("s3://") else { return Self::open_dir(Path::new(location), false) };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(ArchiveError::Config(format!("{location:?}: no bucket")));
@@ -211,7 +211,11 @@ impl Archive {
         Ok(Self { objects: Arc::new(objects), root: ObjectPath::from(prefix), describe: location.to_owned() })
     }
 
-    fn open_dir(dir: &Path) -> Result<Self, ArchiveError> {
+    /// A directory; `create` (the server) makes it when missing, readers refuse a missing one.
+    fn open_dir(dir: &Path, create: bool) -> Result<Self, ArchiveError> {
+        if !dir.exists() && !create {
+            return Err(ArchiveError::Config(format!("{}: no such directory", dir.display())));
+        }
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
             #[cfg(unix)]

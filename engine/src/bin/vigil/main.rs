@@ -91,6 +91,11 @@ async fn archive(command: ArchiveCommand) -> anyhow::Result<()> {
                 })
                 .transpose()
             };
+            if let (Some(from), Some(to)) = (from_seq, to_seq)
+                && to < from
+            {
+                anyhow::bail!("--to-seq {to} is before --from-seq {from}");
+            }
             let range = match from_seq {
                 Some(from) => vigil::cli::RestoreRange::Seqs { from, to: to_seq },
                 None => vigil::cli::RestoreRange::Times { since: time("since", since)?, until: time("until", until)? },
