@@ -230,6 +230,17 @@ async fn tampering_with_an_archive_part_is_detected_and_located(backend: Backend
     assert_eq!(code, 1, "{report}");
     assert!(seq_failures(&report).contains(&(victim, "hash_mismatch".into())), "{report}");
 
+    // The same part given twice: the overlap is named.
+    std::fs::write(&middle, &original)?;
+    let (parts_dir, again) = (dir.join("parts"), middle.display().to_string());
+    let first_file = parts_dir.join(parts[0].object.trim_start_matches("parts/")).display().to_string();
+    let (code, report, _) = vigil(
+        &["verify", "--file", &first_file, "--file", &again, "--file", &again, "--public-key", &key, "--json"],
+        &[],
+    )?;
+    assert_eq!(code, 1, "{report}");
+    assert!(seq_failures(&report).contains(&(parts[1].from_seq, "chain_break".into())), "{report}");
+
     // A middle part deleted: the hole is named.
     std::fs::write(&middle, &original)?;
     let middle_manifest = middle.with_extension("json");
