@@ -125,6 +125,9 @@ async fn an_archive_round_trip_survives_a_restart_and_verifies_offline_with_the_
     seed(&app, 3).await?;
     assert_eq!(app.verify().await?["status"], "ok");
     assert_eq!(app.metric("vigil_archive_parts_total").await?, Some(1), "one part since the restart");
+    let (_, status) = app.get("/v1/integrity/status").await?;
+    assert_eq!(status["archive"]["last_part"]["object"], both.parts[1].object, "{status}");
+    assert!(status["archive"]["location"].as_str().is_some_and(|l| l.contains("archive")), "{status}");
 
     // Offline: the two parts and the live export are one chain from seq 1 to the head.
     let live = work.join("live.ndjson");
@@ -282,6 +285,9 @@ async fn a_purge_with_the_archive_unreachable_deletes_nothing_and_the_next_run_c
     assert!(refused.is_err() || app.metric("vigil_archive_failures_total").await? >= Some(1), "{refused:?}");
     assert!(app.metric("vigil_archive_failures_total").await? >= Some(1));
     assert_eq!(app.server.state.store.retention_floor().await?, 0, "nothing purged");
+    let (_, status) = app.get("/v1/integrity/status").await?;
+    assert!(status["archive"]["last_failure"]["kind"].is_string(), "{status}");
+    assert!(status["archive"]["last_part"].is_null(), "{status}");
     let report = app.verify().await?;
     assert_eq!((report["status"].as_str(), report["from"].as_i64()), (Some("ok"), Some(1)), "{report}");
     let (_, events) = app.get("/v1/events?limit=1000").await?;

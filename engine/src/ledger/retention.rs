@@ -78,6 +78,18 @@ pub struct Retention {
     archive: Option<ArchiveSettings>,
     lock: Arc<tokio::sync::Mutex<()>>,
     stopped: Arc<std::sync::atomic::AtomicBool>,
+    status: Arc<std::sync::Mutex<ArchiveStatus>>,
+}
+
+/// What the archive did last (`GET /v1/integrity/status`); details are in the server log.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ArchiveStatus {
+    /// The newest part written since start: object, range, when.
+    pub last_part: Option<serde_json::Value>,
+    /// The newest failure since start: when (RFC 3339) and its kind (`store`: unreachable or
+    /// refused; `check`: what was read back differs or does not verify; `foreign`: the
+    /// archive holds another log's parts; `staging`, `log`, `config`).
+    pub last_failure: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Retention {
@@ -92,13 +104,35 @@ impl std::fmt::Debug for Retention {
 impl Retention {
     /// A job keeping `days` days (0: keep everything).
     pub fn new(store: Store, sequencer: SequencerHandle, clock: Clock, days: u32) -> Self {
-        Self { store, sequencer, clock, days, archive: None, lock: Arc::default(), stopped: Arc::default() }
+        Self {
+            store,
+            sequencer,
+            clock,
+            days,
+            archive: None,
+            lock: Arc::default(),
+            stopped: Arc::default(),
+            status: Arc::default(),
+        }
     }
 
     /// Stops the job (server shutdown): waits for a run in progress, and no run starts after.
     pub async fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         let _wait = self.lock.lock().await;
+    }
+
+    /// The archive's settings and what it did last; None without an archive.
+    pub fn archive_status(&self) -> Option<serde_json::Value> {
+        let settings = self.archive.as_ref()?;
+        let status = self.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(json!({
+            "location": settings.config.describe(),
+            "hot_days": self.days,
+            "keep_days": settings.config.keep_days,
+            "last_part": status.last_part,
+            "last_failure": status.last_failure,
+        }))
     }
 
     /// Archives every range before it is purged.
@@ -132,6 +166,17 @@ impl Retention {
                     Ok(manifest) => (cp, Some(manifest)),
                     Err(e) => {
                         settings.counters.failures.fetch_add(1, Ordering::Relaxed);
+                        let kind = match &e {
+                            ArchiveError::Store { .. } => "store",
+                            ArchiveError::Check(_) => "check",
+                            ArchiveError::Foreign(_) => "foreign",
+                            ArchiveError::Io(_) => "staging",
+                            ArchiveError::Log(_) => "log",
+                            _ => "config",
+                        };
+                        self.status.lock().unwrap_or_else(|p| p.into_inner()).last_failure = Some(json!({
+                            "at": crate::event::format_rfc3339_ms(now), "kind": kind,
+                        }));
                         tracing::error!(
                             error = %e, archive = %settings.config.describe(), from = floor + 1, to = cp.seq,
                             "Archiving a range before its purge failed; nothing was purged, the next run tries again"
@@ -196,6 +241,10 @@ impl Retention {
         let started = std::time::Instant::now();
         let manifest = archive.write_part(&self.store, &settings.keys, floor, cp, &settings.staging, now).await?;
         settings.counters.parts.fetch_add(1, Ordering::Relaxed);
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).last_part = Some(json!({
+            "object": manifest.object, "from_seq": manifest.from_seq, "to_seq": manifest.to_seq,
+            "at": crate::event::format_rfc3339_ms(now),
+        }));
         settings.counters.bytes.fetch_add(manifest.bytes, Ordering::Relaxed);
         tracing::info!(
             archive = %archive.describe(), object = %manifest.object, from = manifest.from_seq, to = manifest.to_seq,
