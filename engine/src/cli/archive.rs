@@ -48,19 +48,25 @@ pub async fn archive_list(archive: &Archive, json: bool) -> anyhow::Result<()> {
             m.bytes,
             crate::event::format_rfc3339_ms(m.archived_at),
             m.first_time.map_or("-".into(), crate::event::format_rfc3339_ms),
-            m.object
+            printable(&m.object)
         );
     }
     for key in &listing.unconfirmed {
-        println!("unconfirmed (no manifest: an interrupted upload, never purged): {key}");
+        println!("unconfirmed (no manifest: an interrupted upload, never purged): {}", printable(key));
     }
     for (key, why) in &listing.unreadable {
-        println!("unreadable manifest {key}: {why}");
+        println!("unreadable manifest {}: {}", printable(key), printable(why));
     }
     if listing.parts.is_empty() {
         println!("(no parts)");
     }
     Ok(())
+}
+
+/// Text from the archive as shown on a terminal: control characters (an escape sequence
+/// planted in a manifest) replaced.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// Reads one local file through a [`PartVerifier`].

@@ -37,6 +37,8 @@ pub use part::{ArchiveRecord, PartOutcome, PartVerifier};
 
 /// The manifest format name.
 pub const MANIFEST_FORMAT: &str = "vigil-archive-part-v1";
+/// Largest manifest read (they are about 1 KiB).
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// Upload chunk (S3 multipart parts must be at least 5 MiB, except the last).
 const UPLOAD_CHUNK: usize = 8 << 20;
 
@@ -258,11 +260,15 @@ impl Archive {
             if name.ends_with(".ndjson") {
                 data.push(name);
             } else if name.ends_with(".json") {
-                manifests.push((name, meta.location));
+                manifests.push((name, meta.location, meta.size));
             }
         }
         let mut listing = Listing::default();
-        for (name, location) in manifests {
+        for (name, location, size) in manifests {
+            if size > MAX_MANIFEST_BYTES {
+                listing.unreadable.push((name, format!("{size} bytes: not a manifest")));
+                continue;
+            }
             let read = async {
                 let bytes = self.objects.get(&location).await?.bytes().await?;
                 Ok::<_, object_store::Error>(bytes)
