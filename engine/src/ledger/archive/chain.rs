@@ -265,3 +265,20 @@ fn covers(ranges: &[(i64, i64)], from: i64, to: i64) -> bool {
     }
     next > to
 }
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn a_range_is_covered_only_when_every_seq_is_in_some_file() {
+        let files = [(1, 10), (11, 20), (25, 30)];
+        assert!(covers(&files, 1, 20));
+        assert!(covers(&files, 5, 12));
+        assert!(covers(&files, 25, 30));
+        assert!(!covers(&files, 15, 26), "21..=24 are in no file");
+        assert!(!covers(&files, 31, 31));
+        assert!(!covers(&[], 1, 1));
+        assert!(covers(&[(1, 5), (3, 9)], 2, 9), "overlapping files still cover");
+    }
+}
