@@ -5,7 +5,8 @@
 # Playwright with Debian's Chromium (API and dashboard tests), Prometheus' `promtool`
 # (Debian's prometheus package) that checks the metrics exposition, the OpenTelemetry
 # Python SDK with its OTLP/HTTP exporter (the OTLP input tests), Debian's rsyslog (the
-# syslog input and forwarder tests) and nats-server (the NATS forwarder tests).
+# syslog input and forwarder tests), nats-server (the NATS forwarder tests) and moto's S3
+# server (the retention archive tests).
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -19,6 +20,9 @@ if [[ "${1:-}" == "--postgres" ]]; then
         python3 -c "import $module" 2>/dev/null \
             || python3 -m pip install --quiet --disable-pip-version-check "$module"
     done
+    # moto's S3 server (the retention archive tests start a private one on a free port).
+    python3 -c "import moto.server, flask_cors" 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
     # The OpenTelemetry Python SDK and its OTLP/HTTP exporter (the POST /v1/logs tests).
     python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http" 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check opentelemetry-sdk opentelemetry-exporter-otlp-proto-http

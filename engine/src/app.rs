@@ -67,6 +67,7 @@ impl RunningServer {
         self.state.forwarders.stop();
         self.state.outbox.stop();
         self.reports.stop();
+        self.state.retention.stop().await;
         self.handle.stop(true).await;
         match self.state.access.flush_all().await {
             Ok(0) => {}
@@ -90,6 +91,7 @@ impl RunningServer {
         self.state.forwarders.stop();
         self.state.outbox.stop();
         self.reports.stop();
+        self.state.retention.stop().await;
         self.handle.stop(false).await;
         self.state.sequencer.halt().await;
         self.writer_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -258,7 +260,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             }
         }
     })?;
-    let retention = Retention::new(store.clone(), sequencer.clone(), config.clock.clone(), config.retention_days);
+    let archive_counters = Arc::new(crate::telemetry::ArchiveCounters::default());
+    let mut retention = Retention::new(store.clone(), sequencer.clone(), config.clock.clone(), config.hot_days());
+    if let Some(archive) = &config.retention.archive {
+        tracing::info!(archive = %archive.describe(), "Retention archives each range before it is purged");
+        retention = retention.with_archive(crate::ledger::retention::ArchiveSettings {
+            config: archive.clone(),
+            keys: checkpoint_keys.verifier().clone(),
+            staging: config.data_dir.join("archive-staging"),
+            counters: archive_counters.clone(),
+        });
+    }
     retention.clone().spawn(Duration::from_secs(config.integrity.retention_check_secs));
     let keys = KeyRing::load(store.clone()).await?;
     keys.set_failure_limit(config.auth.failures_per_minute);
@@ -279,7 +291,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         masker: Arc::new(Masker::new(&secrets.mask)),
         enricher: enricher.clone(),
         keys,
-        metrics: Arc::new(Metrics { security: security.clone(), ..Metrics::default() }),
+        metrics: Arc::new(Metrics { security: security.clone(), archive: archive_counters, ..Metrics::default() }),
         checkpoint_keys,
         integrity,
         retention,

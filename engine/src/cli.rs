@@ -1,5 +1,6 @@
-//! The command line's work: `vigil verify --file` (offline export check), `vigil integrity
-//! accept`, and the rule author's `vigil rules new | build | test | deploy | backtest`.
+//! The command line's work: `vigil verify --file` (offline export check; with `--archive`
+//! or several files, archive parts and the live log as one chain), `vigil archive
+//! list|restore`, `vigil integrity accept`, and the rule author's `vigil rules new | build | test | deploy | backtest`.
 //! `new` scaffolds a rule crate on `vigil-sdk`; `build` and `test` run cargo for it (wasm32
 //! release build / native tests); `deploy` uploads a module with `PUT /v1/rules/{name}`;
 //! `backtest` runs a module over stored history and prints the alerts it would have raised,
@@ -20,10 +21,12 @@ use crate::detect::Evaluator;
 use crate::detect::replay::for_each_chunk;
 use crate::store::Store;
 
+mod archive;
 mod call;
 mod integrity;
 mod rules;
 
+pub use archive::{RestoreRange, archive_list, archive_restore, open_archive, verify_chain};
 pub use call::{Call, query_escape};
 pub use integrity::{TailFilter, accept, export, progress, tail, verify_file, verify_server};
 pub use rules::{backtest, build, deploy, new_rule, sigma_check, sigma_deploy, sigma_deployments, test};
@@ -62,11 +65,12 @@ pub fn config_summary(config: &Config) -> String {
         .collect();
     let mut summary = format!(
         "configuration ok\n  listen        {}\n  database      {database}\n  data_dir      {}\n  rules_dir     {}\n  \
-         retention     {} days\n  admin key     {}\n  receivers     {}\n  escalation    {}",
+         retention     {} days in the live database; archive: {}\n  admin key     {}\n  receivers     {}\n  escalation    {}",
         config.listen,
         config.data_dir.display(),
         config.rules_dir.as_ref().map_or("(none)".into(), |d| d.display().to_string()),
-        config.retention_days,
+        config.hot_days(),
+        config.retention.archive.as_ref().map_or("(none: a purge deletes)".into(), |a| a.describe()),
         if config.admin_key.is_some() { "from VIGIL_ADMIN_KEY" } else { "(none: stored keys only)" },
         if receivers.is_empty() { "(none)".into() } else { receivers.join(", ") },
         if policies.is_empty() { "(none)".into() } else { policies.join(", ") },

@@ -14,6 +14,7 @@ mod inputs;
 mod ops;
 mod reach;
 mod reports;
+mod retention;
 
 pub use alerting::{
     AlertsConfig, BreakerConfig, DecisionsConfig, EscalationLevel, EscalationPolicy, OutboxConfig, ReceiverConfig,
@@ -25,6 +26,7 @@ pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
 pub use reach::DEFAULT_ROUTER_LISTS;
 pub use reports::{ReportSchedule, ReportsConfig, parse_weekday};
+pub use retention::{ArchiveConfig, RetentionConfig};
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +73,11 @@ pub struct Config {
     /// back it up: a missing key with a database that needs it stops the start.
     pub data_dir: PathBuf,
     /// Events older than this many days (by receipt) are purged, in whole ranges ending at
-    /// a checkpoint (`VIGIL_RETENTION_DAYS`; 0 keeps everything).
+    /// a checkpoint (`VIGIL_RETENTION_DAYS`; 0 keeps everything). The older name of
+    /// `[retention] hot_days`, which wins when given: read [`Config::hot_days`].
     pub retention_days: u32,
+    /// `[retention]`: the hot tier's length and the archive a purge writes first.
+    pub retention: RetentionConfig,
     /// Largest accepted request body, bytes (413 past it).
     pub body_limit_bytes: usize,
     /// HTTP worker threads (0 = one per CPU).
@@ -307,6 +312,7 @@ impl Default for Config {
             rules_dir: None,
             data_dir: PathBuf::from("data"),
             retention_days: 90,
+            retention: RetentionConfig::default(),
             body_limit_bytes: 10 * 1024 * 1024,
             workers: 0,
             admin_key: None,
@@ -382,6 +388,8 @@ impl Config {
             config.retention_days = days
                 .parse()
                 .map_err(|e| ConfigError::Invalid { key: "VIGIL_RETENTION_DAYS", message: format!("{e}") })?;
+            // The environment beats the file, whichever name the file used.
+            config.retention.hot_days = None;
         }
         config.admin_key = env("VIGIL_ADMIN_KEY");
         if let Some(format) = env("VIGIL_LOG_FORMAT") {
@@ -406,6 +414,7 @@ impl Config {
     /// Reads a TOML file (unknown keys are errors).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        retention::check_both_names(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
     }
 
@@ -482,6 +491,7 @@ impl Config {
         self.validate_forwarders()?;
         self.validate_reports()?;
         self.validate_enrich()?;
+        self.validate_retention()?;
         self.validate_ops()
     }
 }

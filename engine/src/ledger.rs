@@ -3,7 +3,8 @@
 //! chain and its verifier (`chain`, `verify`), Ed25519 checkpoint keys (`keys`), the anchor
 //! file the latest signed head is also written to (`anchor`), the one-writer lock of a log
 //! (`lock`), streamed exports and their offline verifier (`export`), retention
-//! (`retention`), and the record of who read the log (`access`).
+//! (`retention`) and the archive it writes before a purge (`archive`), and the record of
+//! who read the log (`access`).
 //!
 //! [`IntegrityStatus`] is what the rest of the server shares: the last signed checkpoint,
 //! and the hold. When the database disagrees with what this server knows (it is behind the
@@ -14,6 +15,7 @@
 
 pub mod access;
 pub mod anchor;
+pub mod archive;
 pub mod canon;
 pub mod chain;
 pub mod export;

@@ -114,6 +114,41 @@ pub struct Metrics {
     /// Events by category, outcome and severity; alerts by rule and severity (shared with
     /// the sequencer and the alert service).
     pub security: Arc<SecurityCounters>,
+    /// The retention archive (shared with the retention job).
+    pub archive: Arc<ArchiveCounters>,
+}
+
+/// What the retention archive did since start.
+#[derive(Debug, Default)]
+pub struct ArchiveCounters {
+    /// Parts written and read back verified.
+    pub parts: AtomicU64,
+    /// Bytes of those parts.
+    pub bytes: AtomicU64,
+    /// Archive attempts that failed (store unreachable, upload or read-back check failed):
+    /// nothing was purged; the next run tries again.
+    pub failures: AtomicU64,
+    /// Parts deleted from the archive past `keep_days`.
+    pub expired: AtomicU64,
+}
+
+impl ArchiveCounters {
+    /// Prometheus text exposition.
+    pub fn render(&self, out: &mut String) {
+        let series: [(&str, &str, &AtomicU64); 4] = [
+            ("vigil_archive_parts_total", "Retention archive parts written and read back verified.", &self.parts),
+            ("vigil_archive_bytes_total", "Bytes of retention archive parts written.", &self.bytes),
+            (
+                "vigil_archive_failures_total",
+                "Retention archive attempts that failed (nothing was purged; retried at the next run).",
+                &self.failures,
+            ),
+            ("vigil_archive_parts_expired_total", "Archive parts deleted past keep_days.", &self.expired),
+        ];
+        for (name, help, value) in series {
+            counter(out, name, help, value.load(Ordering::Relaxed));
+        }
+    }
 }
 
 /// Upper bounds (seconds) of the ingest latency histogram's buckets.
@@ -204,6 +239,7 @@ impl Metrics {
             "Time from an ingest request's arrival to its answer, accepted requests (durably committed).",
         );
         self.security.render(out);
+        self.archive.render(out);
     }
 }
 

@@ -6,6 +6,7 @@
 //! Run one area with `cargo test -p vigil-engine --test all -- alerting::`.
 
 mod alerting;
+mod archive;
 mod audit;
 mod auth;
 mod cli;

@@ -6,6 +6,7 @@
 pub mod mmdb;
 pub mod pg;
 pub mod receiver;
+pub mod s3;
 
 use std::path::PathBuf;
 

@@ -12,9 +12,7 @@ use serde::Deserialize;
 use super::{AppState, parse_query, parse_time_param};
 use crate::api::error::ApiError;
 use crate::auth::Role;
-use crate::ledger::CheckpointJson;
-use crate::ledger::chain::GENESIS;
-use crate::ledger::export::{CSV_COLUMNS, FORMAT, Line, csv_record};
+use crate::ledger::export::{CSV_COLUMNS, ExportSink, csv_record, write_ndjson};
 use crate::store::{Store, StoreError};
 
 /// Rows read per round trip.
@@ -61,8 +59,11 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
     let store = state.store.clone();
     tokio::spawn(async move {
-        let result =
-            if csv { write_csv(&store, from, to, &tx).await } else { write_ndjson(&store, from, to, floor, &tx).await };
+        let result = if csv {
+            write_csv(&store, from, to, &tx).await
+        } else {
+            write_ndjson(&store, from, to, floor, crate::event::now_ms(), &mut Client(tx.clone())).await.map(|_| ())
+        };
         if let Err(e) = result {
             tracing::error!(error = %e, "Export stopped early");
             let _ = tx.send(Err(std::io::Error::other("export failed; see the server log"))).await;
@@ -78,69 +79,18 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 
 type Sink = tokio::sync::mpsc::Sender<Result<web::Bytes, std::io::Error>>;
 
+/// The client reading an NDJSON export.
+struct Client(Sink);
+
+impl ExportSink for Client {
+    async fn take(&mut self, bytes: Vec<u8>) -> bool {
+        send(&self.0, bytes).await
+    }
+}
+
 /// Sends a chunk; false when the client went away.
 async fn send(tx: &Sink, bytes: Vec<u8>) -> bool {
     tx.send(Ok(web::Bytes::from(bytes))).await.is_ok()
-}
-
-async fn write_ndjson(store: &Store, from: i64, to: i64, floor: i64, tx: &Sink) -> Result<(), StoreError> {
-    let prev_hash = if from <= 1 {
-        GENESIS.to_vec()
-    } else if let Some(row) = store.row(from - 1).await? {
-        row.hash
-    } else if from - 1 == floor {
-        store.checkpoint_at_or_before(floor).await?.map_or(GENESIS.to_vec(), |c| c.hash)
-    } else {
-        GENESIS.to_vec()
-    };
-    let header = Line::Header {
-        format: FORMAT.into(),
-        from,
-        to,
-        prev_hash: hex::encode(&prev_hash),
-        exported_at: crate::event::now_ms(),
-    };
-    let mut out = header.to_bytes();
-    // A checkpoint at from - 1 anchors the start.
-    if from > 1
-        && let Some(cp) = store.checkpoint_at_or_before(from - 1).await?
-        && cp.seq == from - 1
-    {
-        out.extend(Line::Checkpoint(CheckpointJson::from(&cp)).to_bytes());
-    }
-    if !send(tx, out).await {
-        return Ok(());
-    }
-    let (mut next, mut events, mut last_seq) = (from, 0u64, from - 1);
-    while next <= to {
-        let rows = store.scan(next, to, CHUNK).await?;
-        let Some(last) = rows.last() else { break };
-        let hi = last.seq;
-        let checkpoints = store.checkpoints(next, hi).await?;
-        let mut cps = checkpoints.iter().peekable();
-        let mut out = Vec::with_capacity(rows.len() * 700);
-        for row in &rows {
-            let canon = String::from_utf8_lossy(&row.canon).into_owned();
-            let line = Line::Event {
-                seq: row.seq,
-                prev_hash: hex::encode(&row.prev_hash),
-                hash: hex::encode(&row.hash),
-                canon,
-            };
-            out.extend(line.to_bytes());
-            while let Some(cp) = cps.next_if(|c| c.seq <= row.seq) {
-                out.extend(Line::Checkpoint(CheckpointJson::from(cp)).to_bytes());
-            }
-            events += 1;
-            last_seq = row.seq;
-        }
-        if !send(tx, out).await {
-            return Ok(());
-        }
-        next = hi + 1;
-    }
-    send(tx, Line::End { events, last_seq }.to_bytes()).await;
-    Ok(())
 }
 
 async fn write_csv(store: &Store, from: i64, to: i64, tx: &Sink) -> Result<(), StoreError> {

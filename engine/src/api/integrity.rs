@@ -112,7 +112,8 @@ fn large_verify_permit(
 
 /// The head `{seq, hash}` of the log.
 /// `GET /v1/integrity/status`: the head, the newest signed checkpoint and its age, the
-/// write hold, and the newest verification since start (what the dashboard shows).
+/// write hold, the newest verification since start (what the dashboard shows), and the
+/// retention archive (where, and what it did last) when one is configured.
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.keys.require(&req, Role::Read)?;
     let head = state.store.head().await?;
@@ -125,6 +126,7 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         "unsigned_events": head.seq - checkpoint.as_ref().map_or(0, |cp| cp.seq).min(head.seq),
         "hold": state.integrity.hold(),
         "last_verify": state.integrity.last_verify(),
+        "archive": state.retention.archive_status(),
     })))
 }
 

@@ -52,7 +52,7 @@ fn sources(state: &AppState) -> ReportSources<'_> {
         store: &state.store,
         integrity: &state.integrity,
         config: &state.config.reports,
-        retention_days: state.config.retention_days,
+        retention_days: state.config.hot_days(),
     }
 }
 

@@ -10,17 +10,7 @@ use super::*;
 /// summary and a progress bar on stderr when it is a terminal). Returns the exit status:
 /// 0 ok, 1 failed, 3 unsigned tail.
 pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyhow::Result<i32> {
-    let mut keys = Vec::new();
-    for given in public_keys {
-        let text = match std::fs::read_to_string(given) {
-            Ok(content) => content,
-            Err(_) => given.clone(),
-        };
-        keys.extend(
-            crate::ledger::keys::parse_public_key(&text).map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
-        );
-    }
-    let verifier = crate::ledger::keys::Verifier::new(keys);
+    let verifier = parse_keys(public_keys)?;
     let (reader, total): (Box<dyn std::io::Read>, u64) = if file.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), 0)
     } else {
@@ -62,6 +52,21 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
         "unsigned" => 3,
         _ => 1,
     })
+}
+
+/// The `--public-key` values (hex, base64, a file holding one, or the public-key endpoint's JSON).
+pub(super) fn parse_keys(public_keys: &[String]) -> anyhow::Result<crate::ledger::keys::Verifier> {
+    let mut keys = Vec::new();
+    for given in public_keys {
+        let text = match std::fs::read_to_string(given) {
+            Ok(content) => content,
+            Err(_) => given.clone(),
+        };
+        keys.extend(
+            crate::ledger::keys::parse_public_key(&text).map_err(|e| anyhow::anyhow!("--public-key {given:?}: {e}"))?,
+        );
+    }
+    Ok(crate::ledger::keys::Verifier::new(keys))
 }
 
 /// `vigil integrity accept`: `POST /v1/integrity/accept` on a running server.

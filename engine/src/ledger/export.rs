@@ -105,12 +105,25 @@ pub struct OfflineReport {
     pub failure_count: u64,
 }
 
+/// Where an export joins the chain ([`OfflineVerifier::ends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileEnds {
+    /// The header's first seq.
+    pub from: Option<i64>,
+    /// The header's prev_hash (hash of seq `from - 1`).
+    pub prev_hash: Option<[u8; 32]>,
+    /// Seq and stored hash of the last event line.
+    pub last: Option<(i64, [u8; 32])>,
+}
+
 /// Streaming verifier of an export; feed lines in file order, then [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct OfflineVerifier {
     keys: Verifier,
     line_no: u64,
     header: Option<(i64, i64)>,
+    /// The header's prev_hash (what the first event chains on).
+    header_prev: Option<[u8; 32]>,
     /// Next seq expected.
     next: i64,
     /// Stored hash of the last event line (what the next prev_hash must be).
@@ -134,6 +147,7 @@ impl OfflineVerifier {
             keys,
             line_no: 0,
             header: None,
+            header_prev: None,
             next: 1,
             prev: GENESIS,
             last: None,
@@ -158,6 +172,19 @@ impl OfflineVerifier {
     /// Events checked so far.
     pub fn verified(&self) -> u64 {
         self.verified
+    }
+
+    /// An over-long line (past [`MAX_LINE_BYTES`]) stood here: a failure at the seq expected next.
+    pub fn feed_overlong(&mut self) {
+        self.line_no += 1;
+        let seq = self.next;
+        self.fail(seq, FailureKind::HashMismatch, format!("lines of at most {MAX_LINE_BYTES} bytes"), "a longer line");
+    }
+
+    /// Where the file joins the chain: its header's first seq and prev_hash, and the seq and
+    /// stored hash of its last event line (what a following file must chain on).
+    pub fn ends(&self) -> FileEnds {
+        FileEnds { from: self.header.map(|h| h.0), prev_hash: self.header_prev, last: self.last }
     }
 
     /// Checks the next line of the file (without its newline).
@@ -215,6 +242,7 @@ impl OfflineVerifier {
             ),
         }
         self.header = Some((from, to));
+        self.header_prev = prev;
         self.next = from.max(1);
         self.signed_to = self.next - 1;
     }
@@ -524,3 +552,6 @@ pub fn csv_record(event: &Value) -> String {
 
 #[cfg(test)]
 mod tests;
+mod write;
+
+pub use write::{ExportSink, write_ndjson};

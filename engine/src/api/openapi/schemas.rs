@@ -197,7 +197,7 @@ pub(super) fn schemas() -> Value {
                 "hold": {"description": "the write hold after a failure, or null"},
             }),
         ),
-        "IntegrityStatus": object(&["head", "last_checkpoint", "checkpoint_age_seconds", "unsigned_events", "hold", "last_verify"], json!({
+        "IntegrityStatus": object(&["head", "last_checkpoint", "checkpoint_age_seconds", "unsigned_events", "hold", "last_verify", "archive"], json!({
             "head": r("Head"),
             "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
             "checkpoint_age_seconds": nullable("number"),
@@ -208,6 +208,17 @@ pub(super) fn schemas() -> Value {
                 "to": {"type": "integer"}, "verified": {"type": "integer"}, "failure_count": {"type": "integer"},
                 "by": {"type": "string", "description": "key id"},
             })), {"type": "null"}], "description": "the newest verification since the server started"},
+            "archive": {"anyOf": [object(&["location", "hot_days", "keep_days", "last_part", "last_failure"], json!({
+                "location": {"type": "string", "description": "the directory or s3://bucket/prefix (never a credential)"},
+                "hot_days": {"type": "integer"}, "keep_days": {"type": "integer"},
+                "last_part": {"anyOf": [object(&["object", "from_seq", "to_seq", "at"], json!({
+                    "object": {"type": "string"}, "from_seq": {"type": "integer"}, "to_seq": {"type": "integer"}, "at": time(),
+                })), {"type": "null"}], "description": "the newest part written since start"},
+                "last_failure": {"anyOf": [object(&["at", "kind"], json!({
+                    "at": time(),
+                    "kind": {"type": "string", "enum": ["store", "check", "foreign", "staging", "log", "config"]},
+                })), {"type": "null"}], "description": "the newest failed archive attempt since start (nothing was purged); details in the server log"},
+            })), {"type": "null"}], "description": "the retention archive, when `[retention.archive]` is set"},
         })),
         "PublicKeys": object(&["algorithm", "key_id", "public_key", "keys"], json!({
             "algorithm": {"const": "ed25519"}, "key_id": {"type": "string"}, "public_key": {"type": "string"},

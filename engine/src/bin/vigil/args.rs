@@ -54,13 +54,24 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Check an export offline (`--file`: no server, no database) or ask a running server to
-    /// verify its log (`--url`): every failure with its seq and kind. Exit status 0 ok,
-    /// 1 failed, 3 (`--file` only) ok but with an unsigned tail, 2 usage error.
+    /// Check an export offline (`--file`: no server, no database), the retention archive and
+    /// the live log as one chain (`--archive` and/or several `--file`), or ask a running
+    /// server to verify its log (`--url`): every failure with its seq and kind. Exit status
+    /// 0 ok, 1 failed, 3 (offline only) ok but with an unsigned tail, 2 usage error.
     Verify {
         /// The NDJSON export (`GET /v1/events/export?format=ndjson`); `-` reads stdin.
-        #[arg(long, required_unless_present = "url", conflicts_with = "url", requires = "public_key")]
-        file: Option<PathBuf>,
+        /// Repeat to check archive parts and a live export as one chain (any order).
+        #[arg(long, required_unless_present_any = ["url", "archive", "archive_config"], conflicts_with = "url", requires = "public_key")]
+        file: Vec<PathBuf>,
+        /// The retention archive: a directory, or s3://bucket/prefix (endpoint, region and
+        /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for an http endpoint). Every part is
+        /// read and joined with the `--file` exports into one chain.
+        #[arg(long, conflicts_with_all = ["url", "archive_config"], requires = "public_key")]
+        archive: Option<String>,
+        /// A configuration file whose `[retention.archive]` names the archive (instead of `--archive`).
+        #[arg(long, conflicts_with = "url", requires = "public_key")]
+        archive_config: Option<PathBuf>,
         /// Ed25519 public key (hex, base64, a file holding it, or the JSON of
         /// `GET /v1/integrity/public-key`); repeat for keys from before a rotation.
         #[arg(long = "public-key")]
@@ -147,6 +158,12 @@ pub enum Command {
         /// API key with the read role.
         #[arg(long, env = "VIGIL_KEY", hide_env_values = true)]
         key: String,
+    },
+    /// The retention archive (read directly: no server, no database): list its parts, or
+    /// restore a range to a verified export file for an investigation.
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
     },
     /// Integrity holds.
     Integrity {
@@ -557,5 +574,66 @@ pub enum RulesCommand {
         until: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
+    },
+}
+
+/// Which archive a command reads.
+#[derive(clap::Args, Clone)]
+pub struct ArchiveSource {
+    /// A directory, or s3://bucket/prefix (endpoint, region and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true
+    /// for an http endpoint).
+    #[arg(long)]
+    pub archive: Option<String>,
+    /// The server's configuration file: its `[retention.archive]` (and the environment
+    /// variables it names) when `--archive` is not given [env: VIGIL_CONFIG].
+    #[arg(long, env = "VIGIL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ArchiveSource {
+    pub fn open(&self) -> anyhow::Result<vigil::ledger::archive::Archive> {
+        let config = match (&self.archive, &self.config) {
+            (None, Some(path)) => Some(Config::load(Overrides { config: Some(path.clone()), ..Overrides::default() })?),
+            _ => None,
+        };
+        vigil::cli::open_archive(self.archive.as_deref(), config.as_ref())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ArchiveCommand {
+    /// The parts, oldest first: seq range, events, bytes, when archived, first event time,
+    /// object key (and any upload a crash left without a manifest).
+    List {
+        #[command(flatten)]
+        source: ArchiveSource,
+        /// Print JSON (parts with their manifests).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the parts holding a range, verify them as one chain, and write the range
+    /// as an export file (checkable with `vigil verify --file`); the live log is not touched.
+    Restore {
+        #[command(flatten)]
+        source: ArchiveSource,
+        /// First seq.
+        #[arg(long, conflicts_with_all = ["since", "until"], required_unless_present_any = ["since", "until"])]
+        from_seq: Option<i64>,
+        /// Last seq (default: the end of the archive; extended to the next signed checkpoint).
+        #[arg(long, requires = "from_seq")]
+        to_seq: Option<i64>,
+        /// Event-time start (RFC 3339 or epoch ms): from the first event at or after it...
+        #[arg(long)]
+        since: Option<String>,
+        /// ...to the last event before this (exclusive), and every row between.
+        #[arg(long)]
+        until: Option<String>,
+        /// The export file to write.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        /// Ed25519 public key(s) the parts are verified with (as for `vigil verify`).
+        #[arg(long = "public-key", required = true)]
+        public_key: Vec<String>,
     },
 }

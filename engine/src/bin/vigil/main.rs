@@ -7,8 +7,8 @@ use clap::Parser;
 use vigil::config::Config;
 
 use args::{
-    AlertsCommand, AllowlistCommand, Cli, Command, ConfigCommand, DecisionsCommand, EventsCommand, IntegrityCommand,
-    KeysCommand, RulesCommand, SigmaCommand,
+    AlertsCommand, AllowlistCommand, ArchiveCommand, Cli, Command, ConfigCommand, DecisionsCommand, EventsCommand,
+    IntegrityCommand, KeysCommand, RulesCommand, SigmaCommand,
 };
 
 /// mimalloc instead of the system allocator: ingest allocates and frees many small JSON
@@ -30,17 +30,23 @@ async fn main() -> anyhow::Result<()> {
             vigil::telemetry::init_logging_as(&config.log.format);
             serve(config).await
         }
-        Command::Verify { file, public_key, url, key, from, to, json } => {
-            let code = match (file, url) {
-                (Some(file), _) => vigil::cli::verify_file(&file, &public_key, json)?,
-                (None, Some(url)) => {
-                    let key = key.ok_or_else(|| anyhow::anyhow!("--url needs --key (or VIGIL_KEY)"))?;
-                    vigil::cli::verify_server(&url, &key, from, to, json).await?
-                }
-                (None, None) => anyhow::bail!("give --file (an export) or --url (a running server)"),
+        Command::Verify { file, archive, archive_config, public_key, url, key, from, to, json } => {
+            let code = if archive.is_some() || archive_config.is_some() || file.len() > 1 {
+                let source = args::ArchiveSource { archive, config: archive_config };
+                let archive =
+                    if source.archive.is_some() || source.config.is_some() { Some(source.open()?) } else { None };
+                vigil::cli::verify_chain(archive.as_ref(), &file, &public_key, json).await?
+            } else if let Some(file) = file.first() {
+                vigil::cli::verify_file(file, &public_key, json)?
+            } else if let Some(url) = url {
+                let key = key.ok_or_else(|| anyhow::anyhow!("--url needs --key (or VIGIL_KEY)"))?;
+                vigil::cli::verify_server(&url, &key, from, to, json).await?
+            } else {
+                anyhow::bail!("give --file (an export), --archive (the retention archive) or --url (a running server)")
             };
             std::process::exit(code);
         }
+        Command::Archive { command } => archive(command).await,
         Command::Receivers { server } => server.call(reqwest::Method::GET, "/v1/receivers".into(), None).run().await,
         Command::Silences { server } => server.call(reqwest::Method::GET, "/v1/silences".into(), None).run().await,
         Command::Events { command } => events(command).await,
@@ -70,6 +76,33 @@ async fn main() -> anyhow::Result<()> {
             IntegrityCommand::Accept { reason, server } => vigil::cli::accept(&reason, &server.url, &server.key).await,
         },
         Command::Rules { command } => rules(command).await,
+    }
+}
+
+async fn archive(command: ArchiveCommand) -> anyhow::Result<()> {
+    match command {
+        ArchiveCommand::List { source, json } => vigil::cli::archive_list(&source.open()?, json).await,
+        ArchiveCommand::Restore { source, from_seq, to_seq, since, until, out, public_key } => {
+            let time = |name: &str, v: Option<String>| -> anyhow::Result<Option<i64>> {
+                v.map(|t| {
+                    vigil::event::parse_time(&t)
+                        .or_else(|| t.parse().ok())
+                        .ok_or_else(|| anyhow::anyhow!("--{name} {t:?}: give RFC 3339 or epoch milliseconds"))
+                })
+                .transpose()
+            };
+            if let (Some(from), Some(to)) = (from_seq, to_seq)
+                && to < from
+            {
+                anyhow::bail!("--to-seq {to} is before --from-seq {from}");
+            }
+            let range = match from_seq {
+                Some(from) => vigil::cli::RestoreRange::Seqs { from, to: to_seq },
+                None => vigil::cli::RestoreRange::Times { since: time("since", since)?, until: time("until", until)? },
+            };
+            let code = vigil::cli::archive_restore(&source.open()?, &public_key, range, &out).await?;
+            std::process::exit(code);
+        }
     }
 }
 
