@@ -28,8 +28,12 @@ pub struct ReportSources<'a> {
     pub store: &'a Store,
     pub integrity: &'a IntegrityStatus,
     pub config: &'a ReportsConfig,
-    /// `retention_days` of the configuration (the compliance evidence states it).
+    /// Days events stay in the live database (`[retention] hot_days`; the compliance
+    /// evidence states it).
     pub retention_days: u32,
+    /// The retention archive (`[retention.archive]`: where, and its last part and failure
+    /// when known), `None` when purged ranges are not archived.
+    pub archive: Option<Value>,
 }
 
 const DAY_MS: i64 = 86_400_000;

@@ -128,6 +128,12 @@ async fn an_archive_round_trip_survives_a_restart_and_verifies_offline_with_the_
     let (_, status) = app.get("/v1/integrity/status").await?;
     assert_eq!(status["archive"]["last_part"]["object"], both.parts[1].object, "{status}");
     assert!(status["archive"]["location"].as_str().is_some_and(|l| l.contains("archive")), "{status}");
+    // The compliance evidence (PCI DSS 10.5) names the archive and its newest part.
+    let (_, pci) = app.get("/v1/reports/compliance?framework=pci-dss&period=day").await?;
+    let retention = &pci["evidence"]["retention"];
+    assert_eq!(retention["archive"]["location"], status["archive"]["location"], "{retention}");
+    assert_eq!(retention["archive"]["last_part"]["object"], both.parts[1].object, "{retention}");
+    assert_eq!(retention["hot_days"], app.config.hot_days(), "{retention}");
 
     // Offline: the two parts and the live export are one chain from seq 1 to the head.
     let live = work.join("live.ndjson");

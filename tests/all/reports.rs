@@ -284,7 +284,8 @@ async fn compliance_evidence_names_who_read_the_log_and_which_rules_changed(back
     assert_eq!(count_of(&evidence["logged"]["by_category"], "authentication"), Some(3));
     assert!(!evidence["checkpoints"].as_array().unwrap().is_empty(), "the checkpoint signing the day");
     assert_eq!(evidence["integrity"]["status"], "ok");
-    assert_eq!(evidence["retention"]["retention_days"], app.config.retention_days);
+    assert_eq!(evidence["retention"]["retention_days"], app.config.hot_days());
+    assert!(evidence["retention"]["archive"].is_null(), "no archive configured: {}", evidence["retention"]);
 
     let (_, soc2) = app.get("/v1/reports/compliance?framework=soc2&period=week").await?;
     assert_eq!(soc2["controls"].as_array().map(Vec::len), Some(2));

@@ -169,7 +169,7 @@ function complianceSection(c, framework, go) {
     log_access: `${ev.log_access.length} reads recorded`,
     rule_changes: `${ev.rule_changes.length} changes`,
     alert_response: `SLA attainment ${percent(ev.alert_response.sla_attainment)}`,
-    retention: `${ev.retention.retention_days} days`,
+    retention: `${ev.retention.retention_days} days live` + (ev.retention.archive ? `, then archived (${ev.retention.archive.location})` : ", then deleted (no archive)"),
   };
   const rows = c.controls.map((x) => h("tr", { "data-control": x.id },
     h("td", {}, h("strong", {}, x.id)), h("td", {}, x.title),

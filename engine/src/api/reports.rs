@@ -53,6 +53,7 @@ fn sources(state: &AppState) -> ReportSources<'_> {
         integrity: &state.integrity,
         config: &state.config.reports,
         retention_days: state.config.hot_days(),
+        archive: state.retention.archive_status(),
     }
 }
 

@@ -72,7 +72,7 @@ impl Framework {
                     "10.5",
                     "Audit log history is retained and available for analysis",
                     &["retention", "logged"],
-                    &["GET /v1/events/export"],
+                    &["GET /v1/events/export", "vigil archive list", "vigil verify --archive"],
                 ),
                 (
                     "10.7",
@@ -187,7 +187,8 @@ pub async fn compliance_report(
             "log_access": log_access,
             "rule_changes": rule_changes,
             "alert_response": response_json(&figures.by_severity, &src.config.sla_ms()),
-            "retention": {"retention_days": src.retention_days},
+            "retention": {"retention_days": src.retention_days, "hot_days": src.retention_days,
+                "archive": src.archive},
         },
     }))
 }

@@ -121,6 +121,7 @@ pub struct ReportScheduler {
     integrity: Arc<IntegrityStatus>,
     config: ReportsConfig,
     retention_days: u32,
+    archive: Option<serde_json::Value>,
     clock: Clock,
     /// The outbox worker's wake-up.
     wake: Arc<Notify>,
@@ -138,7 +139,12 @@ impl ReportScheduler {
             store,
             integrity,
             config: config.reports.clone(),
-            retention_days: config.retention_days,
+            retention_days: config.hot_days(),
+            archive: config
+                .retention
+                .archive
+                .as_ref()
+                .map(|a| serde_json::json!({"location": a.describe(), "hot_days": config.hot_days(), "keep_days": a.keep_days})),
             clock: config.clock.clone(),
             wake,
             external_url: config.alerts.external_url.trim_end_matches('/').to_owned(),
@@ -235,6 +241,7 @@ impl ReportScheduler {
             integrity: &self.integrity,
             config: &self.config,
             retention_days: self.retention_days,
+            archive: self.archive.clone(),
         }
     }
 

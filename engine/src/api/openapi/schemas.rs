@@ -563,7 +563,11 @@ fn compliance_report(count: &Value) -> Value {
                 "log_access": {"type": "array", "items": chain_event},
                 "rule_changes": {"type": "array", "items": chain_event},
                 "alert_response": {"type": "object"},
-                "retention": object(&["retention_days"], json!({"retention_days": {"type": "integer"}})),
+                "retention": object(&["retention_days", "hot_days", "archive"], json!({
+                    "retention_days": {"type": "integer", "description": "days events stay in the live database (same as hot_days)"},
+                    "hot_days": {"type": "integer"},
+                    "archive": {"oneOf": [{"type": "object", "description": "where purged ranges are archived before they leave the live database"}, {"type": "null"}]},
+                })),
             })),
         }),
     )
