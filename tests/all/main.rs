@@ -9,6 +9,7 @@ mod alerting;
 mod audit;
 mod auth;
 mod cli;
+mod cluster;
 mod concurrency;
 mod config_cli;
 mod crash_load;
