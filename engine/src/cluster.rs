@@ -8,9 +8,12 @@
 
 use sha2::{Digest, Sha256};
 
+pub mod ingest;
 pub mod member;
 pub mod placement;
+pub mod wire;
 
+pub use ingest::{ClusterIngest, IngestConfig};
 pub use member::{ClusterMember, ClusterView, MemberConfig, PartitionView, WriterTemplate};
 
 /// The partition of an event: a hash of its idempotency key `(ingest_key, event_id)` modulo

@@ -139,6 +139,11 @@ impl ClusterMember {
         Ok(member)
     }
 
+    /// The database URL (partition stores are opened from it).
+    pub fn database_url(&self) -> &str {
+        &self.inner.config.database_url
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.inner.config.node_id
@@ -152,9 +157,15 @@ impl ClusterMember {
     /// Commits a group of events of `partition` through this node's writer of it. Refused
     /// (nothing stored) when this node does not hold the partition's lease, or lost it.
     pub async fn submit(&self, partition: u32, events: Vec<NewEvent>) -> Result<Vec<Ack>, StoreError> {
+        self.submit_as(partition, events, true).await
+    }
+
+    /// [`Self::submit`] for a client's events (`client`) or the server's own.
+    pub async fn submit_as(&self, partition: u32, events: Vec<NewEvent>, client: bool) -> Result<Vec<Ack>, StoreError> {
         let handle = self.inner.writers.lock().await.get(&partition).map(|w| w.sequencer.clone());
         match handle {
-            Some(h) => h.submit_client(events).await,
+            Some(h) if client => h.submit_client(events).await,
+            Some(h) => h.submit(events).await,
             None => Err(StoreError::Cluster(format!("partition {partition} is not written by this node"))),
         }
     }

@@ -93,6 +93,7 @@ pub(super) fn schemas() -> Value {
             "stored": {"type": "integer", "minimum": 0, "description": "events newly stored"},
             "events": {"type": "array", "items": object(&["event_id", "seq", "duplicate"], json!({
                 "event_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1}, "duplicate": {"type": "boolean"},
+                "partition": {"type": "integer", "minimum": 0, "description": "cluster mode: the partition whose log holds it"},
             }))},
         })),
         "OcsfEvent": {
@@ -408,6 +409,19 @@ pub(super) fn schemas() -> Value {
             "name": {"type": "string"}, "kind": {"type": "string"}, "via": {},
             "circuit": {"anyOf": [r("Circuit"), {"type": "null"}]},
             "public_key": {"type": "string", "description": "webhook signing with Ed25519 (Standard Webhooks v1a): the whpk_ public key to verify with"},
+        })),
+        "Cluster": object(&["enabled", "nodes", "partitions"], json!({
+            "enabled": {"type": "boolean", "description": "false on a single node (the other members are then empty)"},
+            "node_id": nullable("string"), "partitions_total": {"type": "integer"},
+            "nodes": {"type": "array", "items": object(&["node_id", "address", "last_seen", "live"], json!({
+                "node_id": {"type": "string"}, "address": {"type": "string"}, "started_at": {"type": "integer"},
+                "last_seen": {"type": "integer", "description": "epoch ms, PostgreSQL's clock"}, "live": {"type": "boolean"},
+            }))},
+            "partitions": {"type": "array", "items": object(&["partition", "epoch", "live"], json!({
+                "partition": {"type": "integer"}, "owner": nullable("string"), "epoch": {"type": "integer"},
+                "live": {"type": "boolean"}, "desired": nullable("string"), "head": {"type": ["integer", "null"]},
+            }))},
+            "updated_at": {"type": "integer"}, "error": nullable("string"),
         })),
         "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
             "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec", "ocsf_http", "nats"]},
