@@ -185,6 +185,7 @@ pub(super) fn schemas() -> Value {
             &["status", "from", "to", "verified", "head", "failures", "failure_count"],
             json!({
                 "status": {"type": "string", "enum": ["ok", "failed"]},
+                "partition": {"type": "integer", "description": "cluster mode, with ?partition=: the partition verified"},
                 "from": {"type": "integer"}, "to": {"type": "integer"},
                 "verified": {"type": "integer", "minimum": 0},
                 "checkpoints_checked": {"type": "integer", "minimum": 0},
