@@ -279,10 +279,7 @@ impl ClusterMember {
                     Err(e) => tracing::warn!(partition = p, error = %e, "Could not take the partition"),
                 }
             }
-            let head = match writers.get(&p) {
-                Some(w) => Some(w.handoff.head.load(std::sync::atomic::Ordering::Relaxed) as i64),
-                None => None,
-            };
+            let head = writers.get(&p).map(|w| w.handoff.head.load(std::sync::atomic::Ordering::Relaxed) as i64);
             let (owner, epoch, live_lease) = match (writers.get(&p), lease) {
                 (Some(w), _) => (Some(c.node_id.clone()), w.fence.epoch, true),
                 (None, Some(l)) => (l.owner.clone(), l.epoch, l.live),

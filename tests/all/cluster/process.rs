@@ -258,9 +258,9 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     let mut nodes: Vec<Node> =
         ["a", "b", "c"].iter().map(|n| Node::new(&dir, n, &schema.url, &nats.urls())).collect::<Result<_, _>>()?;
     nodes[0].start(&client).await?;
-    for i in 1..3 {
-        share_secrets(&dir.join("a"), &dir.join(nodes[i].name.clone()))?;
-        nodes[i].start(&client).await?;
+    for node in nodes.iter_mut().skip(1) {
+        share_secrets(&dir.join("a"), &dir.join(&node.name))?;
+        node.start(&client).await?;
     }
     until_placed(&client, &nodes[0], &["a", "b", "c"]).await?;
 
