@@ -281,6 +281,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     let keys = KeyRing::load(store.clone()).await?;
     keys.set_failure_limit(config.auth.failures_per_minute);
+    if cluster_on {
+        // A key created or revoked through another node counts here within a second.
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = keys.reload().await {
+                    tracing::warn!(error = %e, "Could not re-read the API keys");
+                }
+            }
+        });
+    }
     let access = AccessLog::new(
         sequencer.clone(),
         store.clone(),

@@ -281,6 +281,27 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         all.extend(acks);
     }
 
+    // A key created through node a is accepted by node c (keys are shared rows; each node
+    // re-reads them every second).
+    let resp = client
+        .post(format!("{}/v1/keys", nodes[0].base))
+        .bearer_auth(KEY)
+        .json(&json!({"name": "reader", "role": "read"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await?;
+    let reader = created["key"].as_str().context("the new key")?.to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = client.get(format!("{}/v1/cluster", nodes[2].base)).bearer_auth(&reader).send().await?;
+        if resp.status() == 200 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node c never accepted the key made on a: {}", resp.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // (b) kill -9 one node mid-load: the load goes on through the others (a request that
     // failed is retried elsewhere with the same ids); nothing acknowledged is lost.
     let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
