@@ -99,9 +99,7 @@ async fn verify_partition(
             member.partitions() - 1
         )));
     };
-    let store = crate::store::Store::Postgres(
-        crate::store::postgres::PgStore::open_partition(member.database_url(), p, None).await?,
-    );
+    let store = member.reader(p).await?;
     let report = verify_range(&store, from, to, state.checkpoint_keys.verifier(), None).await?;
     Metrics::add(&state.metrics.verify_runs, 1);
     if report.status != "ok" {
@@ -158,14 +156,43 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let head = state.store.head().await?;
     let checkpoint = state.integrity.last_checkpoint();
     let age = checkpoint.as_ref().map(|cp| (state.config.clock.now_ms() - cp.created_at).max(0) as f64 / 1000.0);
-    Ok(HttpResponse::Ok().json(json!({
+    let mut body = json!({
         "head": HeadView { seq: head.seq, hash: hex::encode(head.hash) },
         "last_checkpoint": checkpoint.as_ref().map(CheckpointJson::from),
         "checkpoint_age_seconds": age,
         "unsigned_events": head.seq - checkpoint.as_ref().map_or(0, |cp| cp.seq).min(head.seq),
         "hold": state.integrity.hold(),
         "last_verify": state.integrity.last_verify(),
-    })))
+    });
+    if let Some(member) = &state.cluster {
+        body["partitions"] = json!(partition_status(state.as_ref(), member).await?);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Cluster mode: each partition's head, last signed checkpoint, unsigned events and lease.
+async fn partition_status(
+    state: &AppState,
+    member: &crate::cluster::ClusterMember,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let view = member.view();
+    let mut out = Vec::with_capacity(member.partitions() as usize);
+    for p in 0..member.partitions() {
+        let store = member.reader(p).await?;
+        let head = store.head().await?;
+        let cp = store.last_checkpoint().await?;
+        let lease = view.partitions.iter().find(|v| v.partition == p);
+        out.push(json!({
+            "partition": p,
+            "head": HeadView { seq: head.seq, hash: hex::encode(head.hash) },
+            "last_checkpoint": cp.as_ref().map(CheckpointJson::from),
+            "checkpoint_age_seconds": cp.as_ref().map(|c| (state.config.clock.now_ms() - c.created_at).max(0) as f64 / 1000.0),
+            "unsigned_events": head.seq - cp.as_ref().map_or(0, |c| c.seq).min(head.seq),
+            "owner": lease.and_then(|l| l.owner.clone()),
+            "epoch": lease.map(|l| l.epoch),
+        }));
+    }
+    Ok(out)
 }
 
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

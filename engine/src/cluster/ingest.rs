@@ -22,8 +22,7 @@ use super::wire::{Answer, Group, MAC_HEADER, REPLY_HEADER, Signer, WireEvent};
 use super::{ClusterMember, partition_of};
 use crate::event::NewEvent;
 use crate::ledger::sequencer::{Ack, Committer};
-use crate::store::postgres::PgStore;
-use crate::store::{EventKey, Store, StoreError};
+use crate::store::{EventKey, StoreError};
 
 /// The JetStream stream holding every partition's subject.
 pub const STREAM: &str = "VIGIL_EVENTS";
@@ -59,8 +58,6 @@ struct Inner {
     js: jetstream::Context,
     signer: Signer,
     config: IngestConfig,
-    /// Read-only partition stores for look-ups.
-    readers: tokio::sync::Mutex<HashMap<u32, Store>>,
     consumers: std::sync::Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
 }
 
@@ -144,7 +141,6 @@ impl ClusterIngest {
                 js,
                 signer: Signer::new(shared_secret),
                 config,
-                readers: tokio::sync::Mutex::new(HashMap::new()),
                 consumers: std::sync::Mutex::new(HashMap::new()),
             }),
         };
@@ -279,17 +275,7 @@ impl ClusterIngest {
 
     /// The acks of `keys` when every one of them is in partition `p`'s log.
     async fn look_up(&self, p: u32, keys: &[EventKey], duplicate: bool) -> Result<Option<Vec<Ack>>, StoreError> {
-        let store = {
-            let mut readers = self.inner.readers.lock().await;
-            match readers.get(&p) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = Store::Postgres(PgStore::open_partition(self.inner.member.database_url(), p, None).await?);
-                    readers.insert(p, s.clone());
-                    s
-                }
-            }
-        };
+        let store = self.inner.member.reader(p).await?;
         let found = store.find_event_ids(keys).await?;
         if found.len() < keys.len() {
             return Ok(None);

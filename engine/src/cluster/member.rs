@@ -89,6 +89,8 @@ struct Inner {
     writers: tokio::sync::Mutex<HashMap<u32, PartitionWriter>>,
     view: std::sync::Mutex<ClusterView>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Read-only stores of the partitions (look-ups, verify, status), opened on first use.
+    readers: tokio::sync::Mutex<HashMap<u32, Store>>,
 }
 
 /// This node's membership of the cluster; cloning shares it.
@@ -121,6 +123,7 @@ impl ClusterMember {
                 writers: tokio::sync::Mutex::new(HashMap::new()),
                 view: std::sync::Mutex::new(view),
                 task: std::sync::Mutex::new(None),
+                readers: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
         member.tick().await;
@@ -142,6 +145,18 @@ impl ClusterMember {
     /// The database URL (partition stores are opened from it).
     pub fn database_url(&self) -> &str {
         &self.inner.config.database_url
+    }
+
+    /// A read-only store of partition `p`'s log (for look-ups, verify and status; never
+    /// written through).
+    pub async fn reader(&self, p: u32) -> Result<Store, StoreError> {
+        let mut readers = self.inner.readers.lock().await;
+        if let Some(s) = readers.get(&p) {
+            return Ok(s.clone());
+        }
+        let s = Store::Postgres(PgStore::open_partition(&self.inner.config.database_url, p, None).await?);
+        readers.insert(p, s.clone());
+        Ok(s)
     }
 
     /// This node's id.

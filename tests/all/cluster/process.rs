@@ -381,6 +381,14 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         );
         assert!(report["head"]["seq"].as_i64().unwrap_or_default() > 0, "{report}");
     }
+    // The status names every partition with its head and lease.
+    let status: Value =
+        client.get(format!("{}/v1/integrity/status", nodes[1].base)).bearer_auth(KEY).send().await?.json().await?;
+    let parts = status["partitions"].as_array().context("partitions in the status")?;
+    assert_eq!(parts.len(), PARTITIONS as usize, "{status}");
+    let total: i64 = parts.iter().map(|p| p["head"]["seq"].as_i64().unwrap_or_default()).sum();
+    assert!(total >= all.len() as i64, "every acknowledged event is under a head: {status}");
+    assert!(parts.iter().all(|p| p["owner"].is_string()), "{status}");
     let resp = client
         .get(format!("{}/v1/integrity/verify?partition={PARTITIONS}", nodes[0].base))
         .bearer_auth(KEY)

@@ -204,6 +204,13 @@ pub(super) fn schemas() -> Value {
             "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
             "checkpoint_age_seconds": nullable("number"),
             "unsigned_events": {"type": "integer", "description": "events after the newest signed checkpoint"},
+            "partitions": {"type": "array", "description": "cluster mode: each partition's head, newest checkpoint and lease",
+                "items": object(&["partition", "head", "unsigned_events"], json!({
+                    "partition": {"type": "integer"}, "head": r("Head"),
+                    "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
+                    "checkpoint_age_seconds": nullable("number"), "unsigned_events": {"type": "integer"},
+                    "owner": nullable("string"), "epoch": {"type": ["integer", "null"]},
+                }))},
             "hold": {"anyOf": [object(&["since", "failures"], json!({"since": {"type": "integer"}, "failures": {"type": "array", "items": r("Failure")}})), {"type": "null"}]},
             "last_verify": {"anyOf": [object(&["at", "status", "from", "to", "verified", "failure_count", "by"], json!({
                 "at": time(), "status": {"type": "string", "enum": ["ok", "failed"]}, "from": {"type": "integer"},
