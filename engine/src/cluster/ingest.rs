@@ -181,7 +181,9 @@ impl ClusterIngest {
         let n = self.inner.member.partitions();
         let mut groups: BTreeMap<u32, (Vec<usize>, Vec<NewEvent>)> = BTreeMap::new();
         for (i, e) in events.into_iter().enumerate() {
-            let p = partition_of(e.ingest_key.as_deref(), &e.event_id, n);
+            // The server's own records (keys, decisions, alert history, audit) stay in
+            // partition 0, one chain the services read back; clients' events spread.
+            let p = if e.ingest_key.is_none() { 0 } else { partition_of(e.ingest_key.as_deref(), &e.event_id, n) };
             let g = groups.entry(p).or_default();
             g.0.push(i);
             g.1.push(e);

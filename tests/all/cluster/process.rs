@@ -222,6 +222,14 @@ async fn check_log(schema: &Schema, data_dir: &Path, acked: &Acked) -> anyhow::R
         let report = vigil::ledger::verify::verify(&store, None, None, secrets.checkpoints.verifier(), None).await?;
         assert_eq!(report.status, "ok", "partition {p}: {:?}", report.failures);
     }
+    // The server's own records (here: the key created through node a) are in partition 0.
+    let created: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}.events WHERE action = 'api_key_created' AND ingest_key IS NULL",
+        schema.name
+    )))
+    .fetch_one(&mut conn)
+    .await?;
+    assert!(created >= 1, "the key's record is in partition 0");
     for (id, p, seq) in acked {
         let table = if *p == 0 { format!("{}.events", schema.name) } else { format!("{}_p{p}.events", schema.name) };
         let seqs: Vec<i64> =
