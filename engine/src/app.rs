@@ -250,6 +250,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
+    if cluster_on {
+        decisions.clone().spawn_follow(Duration::from_millis(250));
+    }
     let outbox =
         Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats, Some(registry.clone()))?);
     outbox.clone().spawn(alerts.clone());

@@ -310,6 +310,46 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // (d) A decision issued through node a is answered by node c (polled with a deadline:
+    // a check of reach, not of speed), and its lift too.
+    let resp = client
+        .post(format!("{}/v1/decisions", nodes[0].base))
+        .bearer_auth(KEY)
+        .json(&json!({"scope": "ip", "value": "203.0.113.99", "kind": "block", "duration": "30m",
+            "reason": "cluster test"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201, "{}", nodes[0].log_text());
+    let decision: Value = resp.json().await?;
+    let id = decision["id"].as_i64().context("decision id")?;
+    let on_c = |client: reqwest::Client, base: String| async move {
+        let body: Value = client
+            .get(format!("{base}/v1/decisions?scope=ip&value=203.0.113.99"))
+            .bearer_auth(KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok::<_, anyhow::Error>(body["decisions"].as_array().into_iter().flatten().any(|d| d["id"] == id))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !on_c(client.clone(), nodes[2].base.clone()).await? {
+        anyhow::ensure!(Instant::now() < deadline, "node c never saw the decision issued through a");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = client
+        .delete(format!("{}/v1/decisions/{id}", nodes[1].base))
+        .bearer_auth(KEY)
+        .json(&json!({"reason": "test over"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200, "lift through b");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while on_c(client.clone(), nodes[2].base.clone()).await? {
+        anyhow::ensure!(Instant::now() < deadline, "node c never saw the lift made through b");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // (b) kill -9 one node mid-load: the load goes on through the others (a request that
     // failed is retried elsewhere with the same ids); nothing acknowledged is lost.
     let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
