@@ -155,6 +155,7 @@ impl PgStore {
         migrate(&mut conn).await?;
         let mut search_path = None;
         let mut fence = None;
+        let partitioned = partition.is_some();
         if let Some((p, f)) = partition {
             fence = f.map(std::sync::Arc::new);
             if p > 0 {
@@ -186,8 +187,10 @@ impl PgStore {
                 "Database login cannot SET ROLE to the app role; running with the login's own privileges"
             );
         }
+        // A node holds one store per partition it writes or reads (cluster mode): those
+        // get smaller pools, so three nodes stay well inside PostgreSQL's connection limit.
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(if partitioned { 4 } else { 8 })
             // While the database is down a request waits this long for a connection, then
             // is answered 503 with Retry-After (the default, 30 s, looks like a hang).
             .acquire_timeout(std::time::Duration::from_secs(3))
