@@ -270,7 +270,14 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         share_secrets(&dir.join("a"), &dir.join(&node.name))?;
         node.start(&client).await?;
     }
-    until_placed(&client, &nodes[0], &["a", "b", "c"]).await?;
+    let owners = until_placed(&client, &nodes[0], &["a", "b", "c"]).await?;
+    // Metrics per node and partition, from the member's last round.
+    let metrics = client.get(format!("{}/metrics", nodes[0].base)).send().await?.text().await?;
+    assert!(metrics.contains("vigil_cluster_nodes_live 3"), "{metrics}");
+    let owned: Vec<&str> = metrics.lines().filter(|l| l.starts_with("vigil_cluster_partition_owned{")).collect();
+    assert_eq!(owned.len(), PARTITIONS as usize, "{metrics}");
+    let mine = owners.iter().filter(|o| *o == "a").count();
+    assert_eq!(owned.iter().filter(|l| l.ends_with(" 1")).count(), mine, "{metrics}");
 
     // (a) Events posted to each node: 201 with partition and seq, stored once.
     let mut all: Acked = Vec::new();
