@@ -25,7 +25,7 @@ ENGINE_LAYERS = {
     2: ["ledger", "ingest"],
     3: ["rules"],
     4: ["detect"],
-    5: ["alerts", "route", "respond", "auth", "deploy", "inputs", "forward", "report"],
+    5: ["alerts", "route", "respond", "auth", "cluster", "deploy", "inputs", "forward", "report"],
     6: ["api", "cli"],
     7: ["app"],
 }

@@ -5,8 +5,9 @@
 # Playwright with Debian's Chromium (API and dashboard tests), Prometheus' `promtool`
 # (Debian's prometheus package) that checks the metrics exposition, the OpenTelemetry
 # Python SDK with its OTLP/HTTP exporter (the OTLP input tests), Debian's rsyslog (the
-# syslog input and forwarder tests), nats-server (the NATS forwarder tests) and moto's S3
-# server (the retention archive tests).
+# syslog input and forwarder tests), nats-server (the NATS forwarder tests and the cluster
+# tests, which start a private 3-server JetStream cluster) and moto's S3 server (the
+# retention archive tests).
 # Usage: scripts/setup.sh [--postgres]
 set -euo pipefail
 
@@ -35,7 +36,7 @@ if [[ "${1:-}" == "--postgres" ]]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsyslog >/dev/null
     fi
     if ! command -v nats-server >/dev/null 2>&1; then
-        echo "nats-server is not installed; installing Debian's nats-server package with apt-get (the NATS forwarder tests)" >&2
+        echo "nats-server is not installed; installing Debian's nats-server package with apt-get (the NATS forwarder and cluster tests)" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
     fi
     if ! command -v promtool >/dev/null 2>&1; then

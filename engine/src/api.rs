@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod allowlist;
+pub mod cluster;
 pub mod dashboard;
 pub mod decisions;
 pub mod error;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub access: crate::ledger::access::AccessLog,
     /// The `[[forwarders]]` pushing committed events to SIEMs.
     pub forwarders: Arc<crate::forward::Forwarders>,
+    /// Cluster mode: this node's membership (None on a single node).
+    pub cluster: Option<crate::cluster::ClusterMember>,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the
@@ -142,6 +145,7 @@ routes! {
     delete "/v1/allowlist/{id}" => allowlist::remove,
     get "/v1/receivers" => receivers::list,
     get "/v1/forwarders" => forwarders::list,
+    get "/v1/cluster" => cluster::view,
     post "/v1/receivers/{name}/circuit" => receivers::circuit,
     get "/v1/notifications" => receivers::notifications,
     post "/v1/notifications/{id}/retry" => receivers::retry,

@@ -7,6 +7,7 @@
 //! The composition root (L7): the only module that wires the others together. Used by
 //! `vigil serve` and by the tests (which bind port 0).
 
+mod cluster;
 mod writer;
 
 use std::net::TcpListener;
@@ -80,6 +81,9 @@ impl RunningServer {
             Err(e) => tracing::error!(error = %e, "Could not sign the head at shutdown"),
         }
         self.state.sequencer.halt().await;
+        if let Some(member) = &self.state.cluster {
+            member.leave().await;
+        }
         self.writer_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
@@ -94,6 +98,9 @@ impl RunningServer {
         self.state.retention.stop().await;
         self.handle.stop(false).await;
         self.state.sequencer.halt().await;
+        if let Some(member) = &self.state.cluster {
+            member.crash().await;
+        }
         self.writer_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
@@ -107,7 +114,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = Store::open(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "Store opened and migrated");
     let integrity = Arc::new(IntegrityStatus::default());
-    let writer_lock = crate::ledger::lock::acquire(&config.database_url, integrity.clone()).await?;
+    // Cluster mode: partition leases with fencing replace the one-writer lock (docs/cluster.md).
+    let cluster_on = config.cluster.enabled();
+    let writer_lock = if cluster_on {
+        WriterLock::Memory
+    } else {
+        crate::ledger::lock::acquire(&config.database_url, integrity.clone()).await?
+    };
     let head_at_start = store.head().await?.seq;
     let last_checkpoint = store.last_checkpoint().await?;
     let facts = LogFacts {
@@ -121,7 +134,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.integrity.witness_paths.clone(),
         config.integrity.witness_url.clone(),
     );
-    let anchor_failures = compare_with_anchor(&store, &anchor, &checkpoint_keys, last_checkpoint.as_ref()).await?;
+    let anchor_failures = if cluster_on {
+        // The partitions' writers move between nodes: a node's anchor file is not the log's.
+        Vec::new()
+    } else {
+        compare_with_anchor(&store, &anchor, &checkpoint_keys, last_checkpoint.as_ref()).await?
+    };
     // The active decisions and the allowlist, shared by the rules' gate and the decisions.
     let allowlist = crate::respond::Allowlist::with_config(&config.decisions.allow, config.clock.now_ms())
         .map_err(|message| crate::config::ConfigError::Invalid { key: "decisions.allow", message })?;
@@ -148,9 +166,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         integrity.set_hold(anchor_failures.clone(), config.clock.now_ms());
     }
     let security = Arc::new(crate::telemetry::SecurityCounters::default());
-    let sequencer = Sequencer::start(
-        store.clone(),
-        SequencerConfig {
+    let (sequencer, cluster) = if cluster_on {
+        let (sequencer, member) = cluster::start(&config, &store, &checkpoint_keys, &security, &secrets.mask).await?;
+        // Detection does not follow the partitions yet (docs/cluster.md): its queue stays open
+        // and empty.
+        tokio::spawn(async move {
+            let _open = committed_tx;
+            std::future::pending::<()>().await
+        });
+        (sequencer, Some(member))
+    } else {
+        let writer = SequencerConfig {
             max_group_events: config.store.max_group_events,
             checkpoint_every_events: config.store.checkpoint_every_events,
             checkpoint_every: Duration::from_secs(config.store.checkpoint_every_secs),
@@ -159,11 +185,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             status: integrity.clone(),
             clock: config.clock.clone(),
             security: security.clone(),
-        },
-        Some(committed_tx),
-        handoff.clone(),
-    )
-    .await?;
+        };
+        (Sequencer::start(store.clone(), writer, Some(committed_tx), handoff.clone()).await?, None)
+    };
     if !anchor_failures.is_empty() {
         sequencer
             .submit(vec![system_event(
@@ -235,6 +259,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
     let reports = Arc::new(ReportScheduler::new(&config, store.clone(), integrity.clone(), outbox_wake.clone()));
+    if cluster_on {
+        decisions.clone().spawn_follow(Duration::from_millis(250));
+    }
     let outbox =
         Arc::new(Outbox::new(&config, store.clone(), receivers, outbox_wake, route_stats, Some(registry.clone()))?);
     outbox.clone().spawn(alerts.clone());
@@ -271,9 +298,30 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             counters: archive_counters.clone(),
         });
     }
-    retention.clone().spawn(Duration::from_secs(config.integrity.retention_check_secs));
+    if !cluster_on {
+        retention.clone().spawn(Duration::from_secs(config.integrity.retention_check_secs));
+    } else if config.hot_days() > 0 || config.retention.archive.is_some() {
+        // Cluster mode: retention per partition is not built yet (docs/cluster.md); say so
+        // rather than keep everything silently.
+        tracing::warn!(
+            hot_days = config.hot_days(),
+            "Cluster mode: retention and the archive are not run yet; every partition keeps all its events"
+        );
+    }
     let keys = KeyRing::load(store.clone()).await?;
     keys.set_failure_limit(config.auth.failures_per_minute);
+    if cluster_on {
+        // A key created or revoked through another node counts here within a second.
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = keys.reload().await {
+                    tracing::warn!(error = %e, "Could not re-read the API keys");
+                }
+            }
+        });
+    }
     let access = AccessLog::new(
         sequencer.clone(),
         store.clone(),
@@ -306,6 +354,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         ops: Arc::new(api::ops::OpsState::new(&config)),
         access,
         forwarders,
+        cluster,
     };
     let inputs = Arc::new(
         crate::inputs::Inputs::start(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod alerting;
+mod cluster;
 mod enrich;
 mod inputs;
 mod ops;
@@ -21,6 +22,7 @@ pub use alerting::{
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
 pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
+pub use cluster::{ClusterConfig, MAX_PARTITIONS};
 pub use enrich::{EnrichConfig, ListConfig, ListKind, MAX_LISTS};
 pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};
@@ -126,6 +128,8 @@ pub struct Config {
     pub enrich: EnrichConfig,
     /// `[[lists]]`: threat-intel and reference lists (event `ip` hits, rule queries).
     pub lists: Vec<ListConfig>,
+    /// `[cluster]`: cluster mode (off by default).
+    pub cluster: ClusterConfig,
     /// The server clock (tests replace it with a manual one).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -336,6 +340,7 @@ impl Default for Config {
             reports: ReportsConfig::default(),
             enrich: EnrichConfig::default(),
             lists: Vec::new(),
+            cluster: ClusterConfig::default(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -492,6 +497,7 @@ impl Config {
         self.validate_reports()?;
         self.validate_enrich()?;
         self.validate_retention()?;
+        self.validate_cluster()?;
         self.validate_ops()
     }
 }

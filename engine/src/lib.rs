@@ -41,6 +41,7 @@ pub mod detect;
 
 pub mod alerts;
 pub mod auth;
+pub mod cluster;
 pub mod deploy;
 pub mod forward;
 pub mod inputs;

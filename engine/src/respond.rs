@@ -176,6 +176,10 @@ impl ActiveSet {
     }
 
     fn insert_into(inner: &mut SetInner, row: Arc<DecisionRow>) {
+        if inner.by_id.contains_key(&row.id) {
+            // Already in (cluster mode: seen through the change feed first).
+            return;
+        }
         let scope = row.scope;
         if let Some(rule) = &row.rule {
             *inner.per_rule.entry(rule.clone()).or_default() += 1;
@@ -189,6 +193,18 @@ impl ActiveSet {
         let mut inner = self.write();
         inner.last_change = inner.last_change.max(change);
         Self::insert_into(&mut inner, Arc::new(row));
+    }
+
+    /// Cluster mode: applies a change read from the shared change feed (made through any
+    /// node). Idempotent, so the feed may be read again from an earlier point: an `issued`
+    /// change adds its decision only while the row is still active; `expired` and `lifted`
+    /// remove it.
+    pub fn follow(&self, change: &crate::store::decisions::DecisionChange, row: DecisionRow) {
+        match change.action.as_str() {
+            "issued" if row.status == crate::store::decisions::DecisionStatus::Active => self.insert(row, change.id),
+            "expired" | "lifted" => self.remove(change.decision_id, change.id),
+            _ => {}
+        }
     }
 
     /// Removes a decision that ended (change `change`).

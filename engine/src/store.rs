@@ -65,6 +65,7 @@ pub mod alert_stats;
 pub mod alerts;
 pub mod allowlist;
 pub mod checkpoints;
+pub mod cluster;
 pub mod decisions;
 pub mod escalations;
 pub mod events;
@@ -140,6 +141,18 @@ pub enum StoreError {
          see GET /v1/integrity/verify, then `vigil integrity accept --reason ...`"
     )]
     OnHold,
+    /// Cluster mode: this writer's lease on the partition expired or was taken over; nothing
+    /// of the transaction was stored and this writer never writes the partition again.
+    #[error("partition {partition}: the lease (epoch {epoch}) is no longer held; nothing was stored")]
+    Fenced {
+        /// The partition.
+        partition: i32,
+        /// The epoch the writer held.
+        epoch: i64,
+    },
+    /// Cluster mode cannot run as configured (the message says why).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// I/O error (data directory, key files).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -154,6 +167,7 @@ impl StoreError {
             Self::Unavailable(m) => Some(Self::Unavailable(m.clone())),
             Self::OnHold => Some(Self::OnHold),
             Self::SequencerStopped => Some(Self::SequencerStopped),
+            Self::Fenced { partition, epoch } => Some(Self::Fenced { partition: *partition, epoch: *epoch }),
             _ => None,
         }
     }

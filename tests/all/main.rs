@@ -10,6 +10,7 @@ mod archive;
 mod audit;
 mod auth;
 mod cli;
+mod cluster;
 mod concurrency;
 mod config_cli;
 mod crash_load;

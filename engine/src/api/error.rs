@@ -133,6 +133,15 @@ impl From<StoreError> for ApiError {
                 )
                 .retry_after(10)
             }
+            StoreError::Fenced { partition, .. } => {
+                tracing::warn!(partition, "Answering 503: the partition's writer lost its lease");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "partition_moved",
+                    "the partition's writer changed; nothing of this request was stored; retry with the same event_ids",
+                )
+                .retry_after(1)
+            }
             StoreError::OnHold => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "integrity_hold", StoreError::OnHold.to_string())
             }

@@ -20,6 +20,9 @@ struct VerifyQuery {
     from: Option<i64>,
     #[serde(default, deserialize_with = "crate::api::int_param")]
     to: Option<i64>,
+    /// Cluster mode: the partition whose chain to verify (default 0).
+    #[serde(default, deserialize_with = "crate::api::int_param")]
+    partition: Option<i64>,
 }
 
 /// Seconds a client is told to wait when a large verification is already running.
@@ -39,6 +42,9 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     }
     super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::IntegrityVerify, req.query_string());
     let _permit = large_verify_permit(&state, &who.key_id, q.from, q.to)?;
+    if let Some(p) = q.partition.filter(|p| *p != 0) {
+        return verify_partition(&state, p, q.from, q.to).await;
+    }
     let known = state.integrity.last_checkpoint();
     let report = verify_range(&state.store, q.from, q.to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
     Metrics::add(&state.metrics.verify_runs, 1);
@@ -70,6 +76,38 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     });
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["hold"] = serde_json::to_value(hold).unwrap_or_default();
+    if state.cluster.is_some() {
+        body["partition"] = json!(0);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Cluster mode: verifies partition `p`'s chain (its own schema; docs/cluster.md). 400 when
+/// the server is not in cluster mode or the cluster has no such partition.
+async fn verify_partition(
+    state: &AppState,
+    p: i64,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(member) = &state.cluster else {
+        return Err(ApiError::bad_request("`partition` is for cluster mode; a single node's log is partition 0"));
+    };
+    let Some(p) = u32::try_from(p).ok().filter(|p| *p < member.partitions()) else {
+        return Err(ApiError::bad_request(format!(
+            "`partition` must be between 0 and {} (the cluster's partitions)",
+            member.partitions() - 1
+        )));
+    };
+    let store = member.reader(p).await?;
+    let report = verify_range(&store, from, to, state.checkpoint_keys.verifier(), None).await?;
+    Metrics::add(&state.metrics.verify_runs, 1);
+    if report.status != "ok" {
+        Metrics::add(&state.metrics.verify_failed, 1);
+        tracing::warn!(partition = p, failures = report.failure_count, "Integrity verification found failures");
+    }
+    let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
+    body["partition"] = json!(p);
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -119,7 +157,7 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let head = state.store.head().await?;
     let checkpoint = state.integrity.last_checkpoint();
     let age = checkpoint.as_ref().map(|cp| (state.config.clock.now_ms() - cp.created_at).max(0) as f64 / 1000.0);
-    Ok(HttpResponse::Ok().json(json!({
+    let mut body = json!({
         "head": HeadView { seq: head.seq, hash: hex::encode(head.hash) },
         "last_checkpoint": checkpoint.as_ref().map(CheckpointJson::from),
         "checkpoint_age_seconds": age,
@@ -127,7 +165,36 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         "hold": state.integrity.hold(),
         "last_verify": state.integrity.last_verify(),
         "archive": state.retention.archive_status(),
-    })))
+    });
+    if let Some(member) = &state.cluster {
+        body["partitions"] = json!(partition_status(state.as_ref(), member).await?);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Cluster mode: each partition's head, last signed checkpoint, unsigned events and lease.
+async fn partition_status(
+    state: &AppState,
+    member: &crate::cluster::ClusterMember,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let view = member.view();
+    let mut out = Vec::with_capacity(member.partitions() as usize);
+    for p in 0..member.partitions() {
+        let store = member.reader(p).await?;
+        let head = store.head().await?;
+        let cp = store.last_checkpoint().await?;
+        let lease = view.partitions.iter().find(|v| v.partition == p);
+        out.push(json!({
+            "partition": p,
+            "head": HeadView { seq: head.seq, hash: hex::encode(head.hash) },
+            "last_checkpoint": cp.as_ref().map(CheckpointJson::from),
+            "checkpoint_age_seconds": cp.as_ref().map(|c| (state.config.clock.now_ms() - c.created_at).max(0) as f64 / 1000.0),
+            "unsigned_events": head.seq - cp.as_ref().map_or(0, |c| c.seq).min(head.seq),
+            "owner": lease.and_then(|l| l.owner.clone()),
+            "epoch": lease.map(|l| l.epoch),
+        }));
+    }
+    Ok(out)
 }
 
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

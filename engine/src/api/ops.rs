@@ -107,6 +107,9 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         "Canonical bytes of the events in detection's queue.",
         queued(&state.handoff.queued_bytes),
     );
+    if let Some(member) = &state.cluster {
+        render_cluster(&mut out, &member.view());
+    }
     state.rules.render_metrics(&mut out);
     state.forwarders.render_metrics(&mut out);
     crate::respond::render_metrics(&mut out, state.decisions.set(), state.decisions.now());
@@ -394,4 +397,41 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         response.headers_mut().insert(actix_web::http::header::ALLOW, value);
     }
     Ok(response)
+}
+
+/// Cluster mode's figures, from the member loop's last round (memory, never a query): live
+/// nodes, and per partition whether this node writes it, its lease epoch and (where this
+/// node writes it) its head.
+fn render_cluster(out: &mut String, view: &crate::cluster::ClusterView) {
+    use std::fmt::Write;
+    crate::telemetry::gauge(
+        out,
+        "vigil_cluster_nodes_live",
+        "Nodes whose heartbeat is younger than the lease (PostgreSQL's clock).",
+        view.nodes.iter().filter(|n| n.live).count(),
+    );
+    out.push_str(
+        "# HELP vigil_cluster_partition_owned 1 for each partition this node writes, else 0.\n\
+         # TYPE vigil_cluster_partition_owned gauge\n",
+    );
+    for p in &view.partitions {
+        let mine = p.owner.as_deref() == Some(view.node_id.as_str()) && p.live;
+        let _ = writeln!(out, "vigil_cluster_partition_owned{{partition=\"{}\"}} {}", p.partition, u8::from(mine));
+    }
+    out.push_str(
+        "# HELP vigil_cluster_partition_epoch The epoch of each partition's lease (grows at every takeover).\n\
+         # TYPE vigil_cluster_partition_epoch gauge\n",
+    );
+    for p in &view.partitions {
+        let _ = writeln!(out, "vigil_cluster_partition_epoch{{partition=\"{}\"}} {}", p.partition, p.epoch);
+    }
+    out.push_str(
+        "# HELP vigil_cluster_partition_head_seq Seq of the last stored event of each partition this node writes.\n\
+         # TYPE vigil_cluster_partition_head_seq gauge\n",
+    );
+    for p in &view.partitions {
+        if let Some(head) = p.head {
+            let _ = writeln!(out, "vigil_cluster_partition_head_seq{{partition=\"{}\"}} {head}", p.partition);
+        }
+    }
 }

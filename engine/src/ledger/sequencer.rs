@@ -37,13 +37,30 @@ use crate::ledger::keys::CheckpointKeys;
 use crate::store::{Checkpoint, EventKey, Head, IndexedColumns, Store, StoreError, StoredRow};
 
 /// The answer for one submitted event.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ack {
     pub event_id: String,
     /// Its seq (the original one for a duplicate).
     pub seq: i64,
     /// True when the event_id was already stored and nothing new was written.
     pub duplicate: bool,
+    /// Cluster mode: the partition whose log holds it (absent on a single node, whose
+    /// answers keep their shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+}
+
+/// Commits batches on the sequencer's behalf: in cluster mode the partition writers of the
+/// cluster (`cluster::ClusterIngest`), reached through a [`SequencerHandle::forwarding`]
+/// handle so every service keeps submitting the way it does on a single node.
+pub trait Committer: Send + Sync + 'static {
+    /// Commits `events` (all or nothing per partition); `client`: from a client (refused
+    /// while a log is on hold) or the server itself.
+    fn commit(
+        &self,
+        events: Vec<NewEvent>,
+        client: bool,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<Ack>, StoreError>>;
 }
 
 /// Tunables of the sequencer.
@@ -89,6 +106,33 @@ pub struct SequencerHandle {
 }
 
 impl SequencerHandle {
+    /// A handle whose batches are committed by `committer` (cluster mode): appends are
+    /// passed on as they come (concurrently), checkpoints are the partition writers' own
+    /// business (`checkpoint_now` answers None), `halt` stops the forwarding.
+    pub fn forwarding(committer: std::sync::Arc<dyn Committer>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(1024);
+        tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                match job {
+                    Job::Append { events, client, reply } => {
+                        let commit = committer.commit(events, client);
+                        tokio::spawn(async move {
+                            let _ = reply.send(commit.await);
+                        });
+                    }
+                    Job::Checkpoint { reply } => {
+                        let _ = reply.send(Ok(None));
+                    }
+                    Job::Halt { reply } => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                }
+            }
+        });
+        SequencerHandle { tx }
+    }
+
     /// False once the writer task has ended (halted, or stopped by a panic): nothing can be
     /// written any more, which `/readyz` reports.
     pub fn is_running(&self) -> bool {

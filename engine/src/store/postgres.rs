@@ -59,6 +59,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "allowlist", include_str!("../../../migrations/postgres/0012_allowlist.sql")),
     (13, "ingest_key", include_str!("../../../migrations/postgres/0013_ingest_key.sql")),
     (14, "forwarders", include_str!("../../../migrations/postgres/0014_forwarders.sql")),
+    (15, "cluster", include_str!("../../../migrations/postgres/0015_cluster.sql")),
 ];
 
 /// The application role the server acts as.
@@ -69,6 +70,14 @@ pub const APP_ROLE: &str = "vigil_app";
 pub struct PgStore {
     pool: PgPool,
     stats: std::sync::Arc<Statistics>,
+    /// Cluster mode: the lease this partition writer holds; every append checks it inside
+    /// its transaction (store/cluster.rs). None for a single node.
+    fence: Option<std::sync::Arc<super::cluster::Fence>>,
+}
+
+/// Quotes an identifier for SQL (`"name"`, inner quotes doubled).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Keeps the planner's statistics of the log current. The queries of `GET /v1/events` need
@@ -113,9 +122,59 @@ impl Statistics {
 impl PgStore {
     /// Connects, applies migrations, and builds a pool whose connections `SET ROLE vigil_app`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, None).await
+    }
+
+    /// Creates (or checks) the cluster's shape in the database at `url` as the login user:
+    /// `partitions` is recorded on first use and must match afterwards; every partition's
+    /// schema and lease row exist when this returns. Migrates first.
+    pub async fn init_cluster(url: &str, partitions: u32) -> Result<u32, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let mut conn = sqlx::PgConnection::connect_with(&options).await?;
         migrate(&mut conn).await?;
+        let result = super::cluster::init_cluster(&mut conn, partitions).await;
+        let _ = conn.close().await;
+        result
+    }
+
+    /// The store of one partition's log, written under `fence` (None: read only, e.g. for
+    /// verify): partition 0 is the log of the database's own schema, partition p its
+    /// `<schema>_p<p>` (see [`Self::init_cluster`]). Shared tables (alerts, keys, rules...)
+    /// are the same as the base store's.
+    pub async fn open_partition(
+        url: &str,
+        partition: u32,
+        fence: Option<super::cluster::Fence>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(url, Some((partition, fence))).await
+    }
+
+    async fn open_with(url: &str, partition: Option<(u32, Option<super::cluster::Fence>)>) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)?;
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        migrate(&mut conn).await?;
+        let mut search_path = None;
+        let mut fence = None;
+        let partitioned = partition.is_some();
+        if let Some((p, f)) = partition {
+            fence = f.map(std::sync::Arc::new);
+            if p > 0 {
+                let base: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut conn).await?;
+                let schema = super::cluster::partition_schema(&base, p);
+                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(&schema)
+                    .fetch_one(&mut conn)
+                    .await?;
+                if !exists {
+                    return Err(StoreError::Cluster(format!(
+                        "partition {p} has no schema {schema} (the cluster was created with fewer partitions)"
+                    )));
+                }
+                let path = format!("{},{}", quote_ident(&schema), quote_ident(&base));
+                options = options.options([("search_path", path.clone())]);
+                search_path = Some(path);
+            }
+        }
         // Can this login act as the app role? (superusers and members can)
         let can_set: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
             .bind(APP_ROLE)
@@ -128,15 +187,21 @@ impl PgStore {
                 "Database login cannot SET ROLE to the app role; running with the login's own privileges"
             );
         }
+        // A node holds one store per partition it writes or reads (cluster mode): those
+        // get smaller pools, so three nodes stay well inside PostgreSQL's connection limit.
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(if partitioned { 4 } else { 8 })
             // While the database is down a request waits this long for a connection, then
             // is answered 503 with Retry-After (the default, 30 s, looks like a hang).
             .acquire_timeout(std::time::Duration::from_secs(3))
             .after_connect(move |conn, _meta| {
+                let search_path = search_path.clone();
                 Box::pin(async move {
                     if can_set {
                         conn.execute("SET ROLE vigil_app").await?;
+                    }
+                    if let Some(path) = &search_path {
+                        conn.execute(AssertSqlSafe(format!("SET search_path TO {path}"))).await?;
                     }
                     Ok(())
                 })
@@ -149,7 +214,15 @@ impl PgStore {
             next_at: std::sync::atomic::AtomicI64::new(10_000),
             running: std::sync::atomic::AtomicBool::new(false),
         });
-        Ok(Self { pool, stats })
+        Ok(Self { pool, stats, fence })
+    }
+
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(super) fn fence(&self) -> Option<&super::cluster::Fence> {
+        self.fence.as_deref()
     }
 
     pub(super) async fn head(&self) -> Result<Head, StoreError> {
@@ -178,6 +251,20 @@ impl PgStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // Cluster mode: the lease first (store/cluster.rs). The share lock on the lease row
+        // lasts until this transaction ends, so a takeover waits for it; a lease that was
+        // taken over or has expired refuses the whole transaction.
+        if let Some(f) = &self.fence {
+            let held = sqlx::query(super::cluster::FENCE_CHECK)
+                .bind(f.partition)
+                .bind(&f.owner)
+                .bind(f.epoch)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if held.is_none() {
+                return Err(StoreError::Fenced { partition: f.partition, epoch: f.epoch });
+            }
+        }
         // Every append holds the log's append lock shared until it commits, so a server that
         // takes over the log waits for a killed writer's last transaction to end first.
         sqlx::query(APPEND_LOCK_SHARED).execute(&mut *tx).await?;

@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "allowlist", include_str!("../../../migrations/sqlite/0012_allowlist.sql")),
     (13, "ingest_key", include_str!("../../../migrations/sqlite/0013_ingest_key.sql")),
     (14, "forwarders", include_str!("../../../migrations/sqlite/0014_forwarders.sql")),
+    (15, "cluster", include_str!("../../../migrations/sqlite/0015_cluster.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).

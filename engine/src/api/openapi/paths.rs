@@ -221,9 +221,10 @@ fn integrity() -> Vec<(&'static str, &'static str, Op)> {
             .params(vec![
                 query("from", int64(), "first seq (default: the retention floor)"),
                 query("to", int64(), "last seq (default: the head); `from` must not be greater"),
+                query("partition", int64(), "cluster mode: the partition whose chain to verify (default 0)"),
             ])
             .ok(200, "the report; `status` says whether the log is intact", r("VerifyReport"))
-            .err(400, "invalid range")
+            .err(400, "invalid range, or a partition outside the cluster (or any but 0 on a single node)")
             .err(
                 429,
                 "verify_busy: another verification of more than [integrity] exclusive_verify_events events is \

@@ -93,6 +93,7 @@ pub(super) fn schemas() -> Value {
             "stored": {"type": "integer", "minimum": 0, "description": "events newly stored"},
             "events": {"type": "array", "items": object(&["event_id", "seq", "duplicate"], json!({
                 "event_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1}, "duplicate": {"type": "boolean"},
+                "partition": {"type": "integer", "minimum": 0, "description": "cluster mode: the partition whose log holds it"},
             }))},
         })),
         "OcsfEvent": {
@@ -184,6 +185,7 @@ pub(super) fn schemas() -> Value {
             &["status", "from", "to", "verified", "head", "failures", "failure_count"],
             json!({
                 "status": {"type": "string", "enum": ["ok", "failed"]},
+                "partition": {"type": "integer", "description": "cluster mode, with ?partition=: the partition verified"},
                 "from": {"type": "integer"}, "to": {"type": "integer"},
                 "verified": {"type": "integer", "minimum": 0},
                 "checkpoints_checked": {"type": "integer", "minimum": 0},
@@ -202,6 +204,13 @@ pub(super) fn schemas() -> Value {
             "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
             "checkpoint_age_seconds": nullable("number"),
             "unsigned_events": {"type": "integer", "description": "events after the newest signed checkpoint"},
+            "partitions": {"type": "array", "description": "cluster mode: each partition's head, newest checkpoint and lease",
+                "items": object(&["partition", "head", "unsigned_events"], json!({
+                    "partition": {"type": "integer"}, "head": r("Head"),
+                    "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
+                    "checkpoint_age_seconds": nullable("number"), "unsigned_events": {"type": "integer"},
+                    "owner": nullable("string"), "epoch": {"type": ["integer", "null"]},
+                }))},
             "hold": {"anyOf": [object(&["since", "failures"], json!({"since": {"type": "integer"}, "failures": {"type": "array", "items": r("Failure")}})), {"type": "null"}]},
             "last_verify": {"anyOf": [object(&["at", "status", "from", "to", "verified", "failure_count", "by"], json!({
                 "at": time(), "status": {"type": "string", "enum": ["ok", "failed"]}, "from": {"type": "integer"},
@@ -419,6 +428,19 @@ pub(super) fn schemas() -> Value {
             "name": {"type": "string"}, "kind": {"type": "string"}, "via": {},
             "circuit": {"anyOf": [r("Circuit"), {"type": "null"}]},
             "public_key": {"type": "string", "description": "webhook signing with Ed25519 (Standard Webhooks v1a): the whpk_ public key to verify with"},
+        })),
+        "Cluster": object(&["enabled", "nodes", "partitions"], json!({
+            "enabled": {"type": "boolean", "description": "false on a single node (the other members are then empty)"},
+            "node_id": nullable("string"), "partitions_total": {"type": "integer"},
+            "nodes": {"type": "array", "items": object(&["node_id", "address", "last_seen", "live"], json!({
+                "node_id": {"type": "string"}, "address": {"type": "string"}, "started_at": {"type": "integer"},
+                "last_seen": {"type": "integer", "description": "epoch ms, PostgreSQL's clock"}, "live": {"type": "boolean"},
+            }))},
+            "partitions": {"type": "array", "items": object(&["partition", "epoch", "live"], json!({
+                "partition": {"type": "integer"}, "owner": nullable("string"), "epoch": {"type": "integer"},
+                "live": {"type": "boolean"}, "desired": nullable("string"), "head": {"type": ["integer", "null"]},
+            }))},
+            "updated_at": {"type": "integer"}, "error": nullable("string"),
         })),
         "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
             "name": {"type": "string"}, "kind": {"type": "string", "enum": ["syslog", "splunk_hec", "ocsf_http", "nats"]},

@@ -93,7 +93,7 @@ impl Sequencer {
             for ev in job.0.iter_mut() {
                 let key = event_key(ev);
                 if let Some(&seq) = known.get(&key) {
-                    batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: true });
+                    batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: true, partition: None });
                     continue;
                 }
                 let seq = head.seq + 1;
@@ -122,7 +122,7 @@ impl Sequencer {
                     assigned.insert(key.clone(), seq);
                 }
                 known.insert(key, seq);
-                batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false });
+                batch_acks.push(Ack { event_id: ev.event_id.clone(), seq, duplicate: false, partition: None });
                 head = Head { seq, hash };
             }
             acks.push(batch_acks);

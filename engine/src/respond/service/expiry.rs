@@ -1,6 +1,6 @@
 //! Expiry: decisions past their `expires_at` are ended in the store, removed from the
 //! active set and written to the chain; the expiry task also retries chain writes that
-//! failed.
+//! failed. In cluster mode, the follower applies the changes made through other nodes.
 
 use std::sync::atomic::Ordering;
 
@@ -55,6 +55,34 @@ impl DecisionService {
                     && let Err(e) = self.chain_pending().await
                 {
                     tracing::warn!(error = %e, "Could not write pending decision changes to the chain; retried");
+                }
+            }
+        });
+    }
+}
+
+/// Changes re-read behind the cursor at each poll: change ids come from a sequence, and a
+/// transaction that took a lower id may commit after a higher one was read.
+const FOLLOW_REREAD: i64 = 256;
+
+impl DecisionService {
+    /// Cluster mode: every `every`, applies the decision changes made through any node (the
+    /// shared change feed in PostgreSQL) to this node's in-memory active set, so bouncers
+    /// asking any node see a decision within about `every` of its issue or lift.
+    pub fn spawn_follow(self, every: std::time::Duration) {
+        tokio::spawn(async move {
+            let mut cursor = self.inner.store.last_decision_change().await.unwrap_or(0);
+            loop {
+                tokio::time::sleep(every).await;
+                let since = (cursor - FOLLOW_REREAD).max(0);
+                match self.inner.store.read_decision_changes(since, false, None, 5000).await {
+                    Ok(changes) => {
+                        for (change, row) in changes.into_iter().flatten() {
+                            cursor = cursor.max(change.id);
+                            self.inner.set.follow(&change, row);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Could not read the decision changes of other nodes"),
                 }
             }
         });

@@ -337,6 +337,17 @@ pub(super) fn receivers() -> Vec<(&'static str, &'static str, Op)> {
     ),
     (
         "get",
+        "/v1/cluster",
+        Op::new(
+            "cluster",
+            "receivers",
+            "Cluster mode: nodes, partitions with their lease owners and heads, as this node last saw them",
+            Some("read"),
+        )
+        .ok(200, "the cluster", r("Cluster")),
+    ),
+    (
+        "get",
         "/v1/forwarders",
         Op::new(
             "listForwarders",

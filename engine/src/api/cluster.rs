@@ -1,0 +1,27 @@
+//! `GET /v1/cluster` (role read): in cluster mode, the nodes with their heartbeats, every
+//! partition with its lease owner, epoch, where placement wants it and (for the partitions
+//! this node writes) its head, as this node's member loop last saw them
+//! (docs/cluster.md). On a single node: `{"enabled": false}` with empty lists.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::{AppState, parse_query};
+use crate::api::error::ApiError;
+use crate::auth::Role;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+/// The cluster as this node sees it.
+pub async fn view(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.keys.require(&req, Role::Read)?;
+    let _: NoQuery = parse_query(req.query_string())?;
+    let Some(member) = &state.cluster else {
+        return Ok(HttpResponse::Ok().json(json!({"enabled": false, "node_id": null, "nodes": [], "partitions": []})));
+    };
+    let mut body = serde_json::to_value(member.view()).map_err(|e| ApiError::internal(&e))?;
+    body["enabled"] = json!(true);
+    Ok(HttpResponse::Ok().json(body))
+}

@@ -1,0 +1,470 @@
+//! Cluster mode with real processes: a private 3-server NATS JetStream cluster
+//! (`nats-server` on free ports), a fresh schema of the shared PostgreSQL, and 3 `vigil
+//! serve` processes sharing the same secrets. Events posted to any node are stored once in
+//! their partition's chain and answered with `partition` and `seq`; a node killed with
+//! `kill -9` mid-load loses nothing that was acknowledged and its partitions move; a node
+//! paused past its lease (SIGSTOP) is fenced while the others take its partitions; a node
+//! that comes back gets work again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::Schema;
+
+const KEY: &str = "vgl_cluster_test_admin_key_0123456789";
+const PARTITIONS: u32 = 6;
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Kills the child on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill").args([sig, &child.id().to_string()]).status()?;
+    anyhow::ensure!(status.success(), "kill {sig} failed");
+    Ok(())
+}
+
+/// Three nats-server processes with JetStream, routed to each other.
+struct NatsCluster {
+    _servers: Vec<Proc>,
+    ports: Vec<u16>,
+    _dir: PathBuf,
+}
+
+impl NatsCluster {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let mut servers = Vec::new();
+        for i in 0..3 {
+            let store = dir.join(format!("nats{i}"));
+            std::fs::create_dir_all(&store)?;
+            let others: Vec<String> =
+                (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", routes[j])).collect();
+            let log = std::fs::File::create(dir.join(format!("nats{i}.log")))?;
+            let child = Command::new("nats-server")
+                .args(["-js", "-a", "127.0.0.1", "-p", &ports[i].to_string(), "-sd"])
+                .arg(&store)
+                .args(["--server_name", &format!("n{i}"), "--cluster_name", "c"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i]), "--routes", &others.join(",")])
+                .stdout(std::process::Stdio::from(log.try_clone()?))
+                .stderr(std::process::Stdio::from(log))
+                .spawn()
+                .context("nats-server (scripts/setup.sh installs it)")?;
+            servers.push(Proc(child));
+        }
+        Ok(Self { _servers: servers, ports, _dir: dir.to_owned() })
+    }
+
+    fn urls(&self) -> String {
+        self.ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// One `vigil serve` node.
+struct Node {
+    name: String,
+    config: PathBuf,
+    log: PathBuf,
+    base: String,
+    proc: Option<Proc>,
+}
+
+impl Node {
+    fn new(dir: &Path, name: &str, database_url: &str, nats: &str) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let data = dir.join(name);
+        std::fs::create_dir_all(&data)?;
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nworkers = 1\n\n\
+                 [cluster]\nnats_url = \"{nats}\"\npartitions = {PARTITIONS}\nnode_id = \"{name}\"\n\
+                 stream_replicas = 3\nlease_ms = 3000\nheartbeat_ms = 500\n",
+                data.display()
+            ),
+        )?;
+        Ok(Self {
+            name: name.into(),
+            config,
+            log: dir.join(format!("{name}.log")),
+            base: format!("http://127.0.0.1:{port}"),
+            proc: None,
+        })
+    }
+
+    async fn start(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
+        let child = vigil_tests::serve_binary(env!("CARGO_BIN_EXE_vigil"), &self.config, &self.log, KEY)?;
+        self.proc = Some(Proc(child));
+        vigil_tests::wait_healthy(client, &self.base)
+            .await
+            .with_context(|| format!("{} did not start: {}", self.name, self.log_text()))
+    }
+
+    fn log_text(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    fn child(&self) -> &Child {
+        &self.proc.as_ref().expect("started").0
+    }
+}
+
+async fn cluster_view(client: &reqwest::Client, node: &Node) -> anyhow::Result<Value> {
+    let resp = client.get(format!("{}/v1/cluster", node.base)).bearer_auth(KEY).send().await?;
+    anyhow::ensure!(resp.status() == 200, "GET /v1/cluster: {}", resp.status());
+    Ok(resp.json().await?)
+}
+
+/// Polls `node`'s view until exactly `live` are live and every partition is held by the
+/// node placement wants; returns the owners.
+async fn until_placed(client: &reqwest::Client, node: &Node, live: &[&str]) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(view) = cluster_view(client, node).await {
+            let mut seen: Vec<&str> = view["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["live"] == true)
+                .filter_map(|n| n["node_id"].as_str())
+                .collect();
+            seen.sort_unstable();
+            let parts = view["partitions"].as_array().cloned().unwrap_or_default();
+            let placed = parts.len() == PARTITIONS as usize
+                && parts.iter().all(|p| p["live"] == true && p["owner"].is_string() && p["owner"] == p["desired"]);
+            if seen == live && placed {
+                return Ok(parts.iter().map(|p| p["owner"].as_str().unwrap_or_default().to_owned()).collect());
+            }
+            last = view;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the cluster never settled on {live:?}: {last}")
+}
+
+fn batch(prefix: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({"event_id": format!("{prefix}-{i}"), "category": "authentication", "action": "login_failed",
+                "user_id": format!("u{}", i % 7), "ip": "198.51.100.7", "details": {"password": "hunter2"}})
+        })
+        .collect()
+}
+
+/// Posts `events` to `node`; the 201 body, or None on any failure (refused, 503...).
+async fn post(client: &reqwest::Client, base: &str, events: &[Value]) -> Option<Value> {
+    let resp = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(KEY)
+        .timeout(Duration::from_secs(40))
+        .json(&events)
+        .send()
+        .await
+        .ok()?;
+    if resp.status() != 201 {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// Every acknowledged `(event_id, partition, seq)`.
+type Acked = Vec<(String, u32, i64)>;
+
+fn acked(body: &Value) -> anyhow::Result<Acked> {
+    body["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .map(|e| {
+            Ok((
+                e["event_id"].as_str().context("event_id")?.to_owned(),
+                e["partition"].as_u64().context("a partition per event")? as u32,
+                e["seq"].as_i64().context("seq")?,
+            ))
+        })
+        .collect()
+}
+
+/// Checks the log directly: every acknowledged event is stored once, in its partition, at
+/// its seq; every partition's chain verifies.
+async fn check_log(schema: &Schema, data_dir: &Path, acked: &Acked) -> anyhow::Result<()> {
+    use vigil::store::Store;
+    use vigil::store::postgres::PgStore;
+    let secrets = vigil::ledger::keys::load(data_dir, vigil::ledger::keys::LogFacts::default())?;
+    let mut conn = vigil_tests::connect_pg(&vigil_tests::pg_base_url()).await?;
+    for p in 0..PARTITIONS {
+        let table = if p == 0 { format!("{}.events", schema.name) } else { format!("{}_p{p}.events", schema.name) };
+        let dup: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) - count(DISTINCT (event_id, ingest_key)) FROM {table}"
+        )))
+        .fetch_one(&mut conn)
+        .await?;
+        assert_eq!(dup, 0, "partition {p} stores an event twice");
+        let store = Store::Postgres(PgStore::open_partition(&schema.url, p, None).await?);
+        let report = vigil::ledger::verify::verify(&store, None, None, secrets.checkpoints.verifier(), None).await?;
+        assert_eq!(report.status, "ok", "partition {p}: {:?}", report.failures);
+    }
+    // The server's own records (here: the key created through node a) are in partition 0.
+    let created: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}.events WHERE action = 'api_key_created' AND ingest_key IS NULL",
+        schema.name
+    )))
+    .fetch_one(&mut conn)
+    .await?;
+    assert!(created >= 1, "the key's record is in partition 0");
+    for (id, p, seq) in acked {
+        let table = if *p == 0 { format!("{}.events", schema.name) } else { format!("{}_p{p}.events", schema.name) };
+        let seqs: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT seq FROM {table} WHERE event_id = $1")))
+                .bind(id)
+                .fetch_all(&mut conn)
+                .await?;
+        assert_eq!(seqs, vec![*seq], "acknowledged event {id} in partition {p}");
+    }
+    Ok(())
+}
+
+/// Copies node `from`'s secrets (signing, masking, artifact keys) into `to`: the nodes of a
+/// cluster share them (docs/cluster.md).
+fn share_secrets(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() && entry.file_name() != "anchor.json" {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() -> anyhow::Result<()> {
+    vigil::app::install_tls();
+    let dir = std::env::temp_dir().join(format!("vigil-cluster-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let nats = NatsCluster::start(&dir)?;
+    let schema = Schema::new().await?;
+    let client = reqwest::Client::new();
+    let mut nodes: Vec<Node> =
+        ["a", "b", "c"].iter().map(|n| Node::new(&dir, n, &schema.url, &nats.urls())).collect::<Result<_, _>>()?;
+    nodes[0].start(&client).await?;
+    for node in nodes.iter_mut().skip(1) {
+        share_secrets(&dir.join("a"), &dir.join(&node.name))?;
+        node.start(&client).await?;
+    }
+    let owners = until_placed(&client, &nodes[0], &["a", "b", "c"]).await?;
+    // Metrics per node and partition, from the member's last round.
+    let metrics = client.get(format!("{}/metrics", nodes[0].base)).send().await?.text().await?;
+    assert!(metrics.contains("vigil_cluster_nodes_live 3"), "{metrics}");
+    let owned: Vec<&str> = metrics.lines().filter(|l| l.starts_with("vigil_cluster_partition_owned{")).collect();
+    assert_eq!(owned.len(), PARTITIONS as usize, "{metrics}");
+    let mine = owners.iter().filter(|o| *o == "a").count();
+    assert_eq!(owned.iter().filter(|l| l.ends_with(" 1")).count(), mine, "{metrics}");
+
+    // (a) Events posted to each node: 201 with partition and seq, stored once.
+    let mut all: Acked = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let events = batch(&format!("first-{i}"), 40);
+        let body = post(&client, &node.base, &events).await.with_context(|| node.log_text())?;
+        assert_eq!(body["stored"], 40, "{body}");
+        let acks = acked(&body)?;
+        let partitions: std::collections::HashSet<u32> = acks.iter().map(|a| a.1).collect();
+        assert!(partitions.len() > 1, "a batch spreads over partitions");
+        // A retry through another node is answered with the same partitions and seqs.
+        let again = post(&client, &nodes[(i + 1) % 3].base, &events).await.context("retry")?;
+        assert_eq!(again["stored"], 0, "{again}");
+        assert!(again["events"].as_array().unwrap().iter().all(|e| e["duplicate"] == true));
+        assert_eq!(acked(&again)?, acks);
+        all.extend(acks);
+    }
+
+    // A key created through node a is accepted by node c (keys are shared rows; each node
+    // re-reads them every second).
+    let resp = client
+        .post(format!("{}/v1/keys", nodes[0].base))
+        .bearer_auth(KEY)
+        .json(&json!({"name": "reader", "role": "read"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await?;
+    let reader = created["key"].as_str().context("the new key")?.to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = client.get(format!("{}/v1/cluster", nodes[2].base)).bearer_auth(&reader).send().await?;
+        if resp.status() == 200 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node c never accepted the key made on a: {}", resp.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // (d) A decision issued through node a is answered by node c (polled with a deadline:
+    // a check of reach, not of speed), and its lift too.
+    let resp = client
+        .post(format!("{}/v1/decisions", nodes[0].base))
+        .bearer_auth(KEY)
+        .json(&json!({"scope": "ip", "value": "203.0.113.99", "kind": "block", "duration": "30m",
+            "reason": "cluster test"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201, "{}", nodes[0].log_text());
+    let decision: Value = resp.json().await?;
+    let id = decision["id"].as_i64().context("decision id")?;
+    let on_c = |client: reqwest::Client, base: String| async move {
+        let body: Value = client
+            .get(format!("{base}/v1/decisions?scope=ip&value=203.0.113.99"))
+            .bearer_auth(KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok::<_, anyhow::Error>(body["decisions"].as_array().into_iter().flatten().any(|d| d["id"] == id))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !on_c(client.clone(), nodes[2].base.clone()).await? {
+        anyhow::ensure!(Instant::now() < deadline, "node c never saw the decision issued through a");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = client
+        .delete(format!("{}/v1/decisions/{id}", nodes[1].base))
+        .bearer_auth(KEY)
+        .json(&json!({"reason": "test over"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200, "lift through b");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while on_c(client.clone(), nodes[2].base.clone()).await? {
+        anyhow::ensure!(Instant::now() < deadline, "node c never saw the lift made through b");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // (b) kill -9 one node mid-load: the load goes on through the others (a request that
+    // failed is retried elsewhere with the same ids); nothing acknowledged is lost.
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = {
+        let client = client.clone();
+        let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut acks: Acked = Vec::new();
+            for round in 0..24 {
+                let events = batch(&format!("load-{round}"), 25);
+                let mut target = round % 3;
+                let started = Instant::now();
+                loop {
+                    if let Some(body) = post(&client, &bases[target], &events).await {
+                        acks.extend(acked(&body)?);
+                        progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
+                    anyhow::ensure!(started.elapsed() < Duration::from_secs(90), "round {round} never stored");
+                    target = (target + 1) % 3;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Ok::<_, anyhow::Error>(acks)
+        })
+    };
+    while progress.load(std::sync::atomic::Ordering::SeqCst) < 6 {
+        anyhow::ensure!(!load.is_finished(), "the load ended early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(nodes[1].child(), "-KILL")?;
+    let at_kill = progress.load(std::sync::atomic::Ordering::SeqCst);
+    let acks = load.await??;
+    assert_eq!(acks.len(), 24 * 25);
+    assert!(at_kill < 24, "b was killed mid-load (after {at_kill} of 24 requests)");
+    all.extend(acks);
+    let owners = until_placed(&client, &nodes[0], &["a", "c"]).await?;
+    assert!(owners.iter().all(|o| o != "b"), "b's partitions moved: {owners:?}");
+
+    // (e) b comes back and gets work again.
+    nodes[1].proc = None;
+    nodes[1].start(&client).await?;
+    let owners = until_placed(&client, &nodes[0], &["a", "b", "c"]).await?;
+    assert!(owners.iter().any(|o| o == "b"), "b got partitions back: {owners:?}");
+    let body = post(&client, &nodes[1].base, &batch("after-rejoin", 30)).await.context("post to b")?;
+    all.extend(acked(&body)?);
+
+    // (c) c is paused past its lease: a and b take its partitions and keep answering; when
+    // c wakes up its writers are fenced and it takes its share back through the leases.
+    signal(nodes[2].child(), "-STOP")?;
+    let owners = until_placed(&client, &nodes[0], &["a", "b"]).await?;
+    assert!(owners.iter().all(|o| o != "c"), "{owners:?}");
+    let body = post(&client, &nodes[0].base, &batch("while-c-paused", 30)).await.context("post while c paused")?;
+    all.extend(acked(&body)?);
+    signal(nodes[2].child(), "-CONT")?;
+    until_placed(&client, &nodes[0], &["a", "b", "c"]).await?;
+    let c_log = std::fs::read_to_string(&nodes[2].log)?;
+    assert!(c_log.contains("Lost the partition's lease"), "c noticed it was fenced: {}", nodes[2].log_text());
+    let body = post(&client, &nodes[2].base, &batch("after-c", 30)).await.context("post to c")?;
+    all.extend(acked(&body)?);
+
+    check_log(&schema, &dir.join("a"), &all).await?;
+    // Every partition verifies through the API of any node, too.
+    for p in 0..PARTITIONS {
+        let resp = client
+            .get(format!("{}/v1/integrity/verify?partition={p}", nodes[(p % 3) as usize].base))
+            .bearer_auth(KEY)
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 200);
+        let report: Value = resp.json().await?;
+        assert_eq!(
+            (report["status"].as_str(), report["partition"].as_u64()),
+            (Some("ok"), Some(u64::from(p))),
+            "{report}"
+        );
+        assert!(report["head"]["seq"].as_i64().unwrap_or_default() > 0, "{report}");
+    }
+    // The status names every partition with its head and lease.
+    let status: Value =
+        client.get(format!("{}/v1/integrity/status", nodes[1].base)).bearer_auth(KEY).send().await?.json().await?;
+    let parts = status["partitions"].as_array().context("partitions in the status")?;
+    assert_eq!(parts.len(), PARTITIONS as usize, "{status}");
+    let total: i64 = parts.iter().map(|p| p["head"]["seq"].as_i64().unwrap_or_default()).sum();
+    assert!(total >= all.len() as i64, "every acknowledged event is under a head: {status}");
+    assert!(parts.iter().all(|p| p["owner"].is_string()), "{status}");
+    let resp = client
+        .get(format!("{}/v1/integrity/verify?partition={PARTITIONS}", nodes[0].base))
+        .bearer_auth(KEY)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 400, "no such partition");
+    for node in &mut nodes {
+        if let Some(p) = &node.proc {
+            signal(&p.0, "-TERM")?;
+        }
+    }
+    for node in &mut nodes {
+        if let Some(mut p) = node.proc.take() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while p.0.try_wait()?.is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(nats);
+    schema.drop_all().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
