@@ -95,7 +95,11 @@ fn grafana_dashboard_queries_parse_and_use_served_metrics(exposition: &str) -> a
             json!({"record": format!("vigil:dashboard:{i}"), "expr": e})
         })
         .collect();
-    let file = std::env::temp_dir().join(format!("vigil-dashboard-rules-{}.json", std::process::id()));
+    // One file per call: the SQLite and PostgreSQL variants run this at the same time in one
+    // process, and a shared name let one remove the other's file before promtool read it.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("vigil-dashboard-rules-{}-{n}.json", std::process::id()));
     std::fs::write(&file, json!({"groups": [{"name": "dashboard", "rules": rules}]}).to_string())?;
     let out = Command::new("promtool").args(["check", "rules"]).arg(&file).output()?;
     let _ = std::fs::remove_file(&file);
