@@ -182,6 +182,35 @@ async fn an_archive_round_trip_survives_a_restart_and_verifies_offline_with_the_
     let text = std::fs::read_to_string(&restored)?;
     assert!(text.contains("\"type\":\"event\",\"seq\":4,"), "{text}");
     assert!(!text.contains("\"type\":\"event\",\"seq\":2,"), "only the range asked for: {text}");
+    // Restore never overwrites: not the file it wrote, not a file a symlink at --out points
+    // to, not a file beside it that an older version used as its scratch file.
+    let victim = work.join("victim.txt");
+    std::fs::write(&victim, "keep me")?;
+    let link = work.join("link.ndjson");
+    std::os::unix::fs::symlink(&victim, &link)?;
+    let scratch = work.join("fresh.body.tmp");
+    std::fs::write(&scratch, "mine")?;
+    let fresh = work.join("fresh.ndjson").display().to_string();
+    for target in [out.clone(), link.display().to_string(), fresh.clone()] {
+        let (code, summary, stderr) = vigil(
+            &["archive", "restore", "--archive", &archive, "--from-seq", "1", "--out", &target, "--public-key", &key],
+            &[],
+        )?;
+        if target == fresh {
+            assert_eq!(code, 0, "a new file: {summary} {stderr}");
+        } else {
+            assert_ne!(code, 0, "{target} exists: {summary}");
+            assert!(stderr.contains("already exists"), "{target}: {stderr}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&restored)?, text, "the earlier restore is untouched");
+    assert_eq!(std::fs::read_to_string(&victim)?, "keep me");
+    assert_eq!(std::fs::read_to_string(&scratch)?, "mine");
+    let leftovers: Vec<_> = std::fs::read_dir(&work)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert_eq!(leftovers, vec!["fresh.body.tmp".to_owned()], "no scratch file left");
     // By event time: sample event i has the timestamp 1_767_225_600_000 + i s (the second
     // round of events repeats them, so the range runs into the second part).
     let (code, by_time, stderr) = vigil(
@@ -195,7 +224,7 @@ async fn an_archive_round_trip_survives_a_restart_and_verifies_offline_with_the_
             "--until",
             "1767225604000",
             "--out",
-            &out,
+            &work.join("by-time.ndjson").display().to_string(),
             "--public-key",
             &key,
         ],

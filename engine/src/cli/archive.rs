@@ -177,6 +177,11 @@ pub async fn archive_restore(
     out: &Path,
 ) -> anyhow::Result<i32> {
     let keys = integrity::parse_keys(public_keys)?;
+    // Never overwrite: not a file, not what a symlink points to (checked again, atomically,
+    // when the file is created).
+    if std::fs::symlink_metadata(out).is_ok() {
+        bail!("{} already exists: restore never overwrites a file; give a new --out", out.display());
+    }
     let listing = archive.list().await?;
     let parts = &listing.parts;
     let wanted = |m: &Manifest| match range {
@@ -202,8 +207,8 @@ pub async fn archive_restore(
     let mut downloads = Vec::new();
     let mut chain = PartsVerifier::new();
     for m in selected {
-        let tmp = dir.join(format!(".vigil-restore-{}-{}.tmp", m.from_seq, m.to_seq));
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let tmp = dir.join(format!(".vigil-restore-{}-{}-{}.tmp", m.from_seq, m.to_seq, uuid::Uuid::now_v7().simple()));
+        let mut file = create_new(&tmp)?;
         downloads.push(TempFile(tmp.clone()));
         let mut reader = PartVerifier::new(m.object.clone(), keys.clone());
         let mut stream = archive.read(&m.object).await?;
@@ -262,6 +267,16 @@ pub async fn archive_restore(
     Ok(if file_report.status == "failed" { 1 } else { 0 })
 }
 
+/// Creates a file that did not exist (`O_EXCL`: a symlink planted at the path is not
+/// followed, an existing file is not truncated).
+fn create_new(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("create {} (it must not exist already)", path.display()))
+}
+
 /// Removed when dropped.
 struct TempFile(PathBuf);
 
@@ -307,9 +322,10 @@ fn seqs_in_time(paths: &[&Path], since: Option<i64>, until: Option<i64>) -> anyh
 /// range written and the events.
 fn write_restored(paths: &[&Path], lo: i64, hi: i64, out: &Path) -> anyhow::Result<(i64, i64, u64)> {
     let mut body: Vec<u8> = Vec::new();
-    let body_file = out.with_extension("body.tmp");
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let body_file = dir.join(format!(".vigil-restore-body-{}.tmp", uuid::Uuid::now_v7().simple()));
+    let mut sink = std::io::BufWriter::new(create_new(&body_file)?);
     let _cleanup = TempFile(body_file.clone());
-    let mut sink = std::io::BufWriter::new(std::fs::File::create(&body_file)?);
     let (mut prev_hash, mut anchor): (Option<String>, Option<Vec<u8>>) = (None, None);
     let (mut events, mut last_seq, mut end, mut last_cp) = (0u64, lo - 1, None::<i64>, 0i64);
     for_each_line(paths, |raw, line| {
@@ -347,12 +363,19 @@ fn write_restored(paths: &[&Path], lo: i64, hi: i64, out: &Path) -> anyhow::Resu
         body.extend(anchor);
         body.push(b'\n');
     }
-    let mut f =
-        std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("create {}", out.display()))?);
-    f.write_all(&body)?;
-    std::io::copy(&mut std::fs::File::open(&body_file)?, &mut f)?;
-    f.write_all(&Line::End { events, last_seq: to }.to_bytes())?;
-    f.flush()?;
-    f.get_ref().sync_all()?;
+    let mut f = std::io::BufWriter::new(create_new(out)?);
+    let written = (|| -> std::io::Result<()> {
+        f.write_all(&body)?;
+        std::io::copy(&mut std::fs::File::open(&body_file)?, &mut f)?;
+        f.write_all(&Line::End { events, last_seq: to }.to_bytes())?;
+        f.flush()?;
+        f.get_ref().sync_all()
+    })();
+    if let Err(e) = written {
+        // Not half a file (a full disk): the one this run created goes.
+        drop(f);
+        let _ = std::fs::remove_file(out);
+        return Err(anyhow::Error::from(e).context(format!("write {}", out.display())));
+    }
     Ok((lo, to, events))
 }
