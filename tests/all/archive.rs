@@ -268,6 +268,29 @@ async fn tampering_with_an_archive_part_is_detected_and_located(backend: Backend
     assert_eq!(code, 1, "{report}");
     assert!(seq_failures(&report).contains(&(victim, "hash_mismatch".into())), "{report}");
 
+    // A manifest that lies about its part (its SHA-256 and range) while the part is intact:
+    // named at the manifest's first seq; restore refuses it too.
+    std::fs::write(&middle, &original)?;
+    assert_eq!(verify_chain(&archive, &live, &key)?.0, 0, "the part is back");
+    let manifest_path = middle.with_extension("json");
+    let honest = std::fs::read(&manifest_path)?;
+    let mut lie: Value = serde_json::from_slice(&honest)?;
+    lie["sha256"] = Value::String("0".repeat(64));
+    lie["to_seq"] = Value::from(parts[1].to_seq + 1000);
+    std::fs::write(&manifest_path, serde_json::to_vec(&lie)?)?;
+    let (code, report) = verify_chain(&archive, &live, &key)?;
+    assert_eq!(code, 1, "{report}");
+    assert!(seq_failures(&report).contains(&(parts[1].from_seq, "hash_mismatch".into())), "{report}");
+    let out = work.join("lied.ndjson").display().to_string();
+    let from = parts[1].from_seq.to_string();
+    let (code, summary, _) = vigil(
+        &["archive", "restore", "--archive", &archive, "--from-seq", &from, "--out", &out, "--public-key", &key],
+        &[],
+    )?;
+    assert_eq!(code, 1, "{summary}");
+    assert!(!Path::new(&out).exists(), "nothing restored from a lying manifest");
+    std::fs::write(&manifest_path, &honest)?;
+
     // The same part given twice: the overlap is named.
     std::fs::write(&middle, &original)?;
     let (parts_dir, again) = (dir.join("parts"), middle.display().to_string());

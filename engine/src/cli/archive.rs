@@ -84,6 +84,32 @@ fn check_file(file: &Path, keys: &Verifier) -> anyhow::Result<crate::ledger::arc
     Ok(reader.finish())
 }
 
+/// A failure when the part read is not the one its manifest describes.
+fn check_manifest(chain: &mut PartsVerifier, m: &Manifest, o: &crate::ledger::archive::PartOutcome) {
+    let r = &o.report;
+    let mut differs = Vec::new();
+    if o.sha256 != m.sha256 {
+        differs.push(format!("SHA-256 {}", o.sha256));
+    }
+    if o.bytes != m.bytes {
+        differs.push(format!("{} bytes", o.bytes));
+    }
+    if (r.from, r.to) != (m.from_seq, m.to_seq) {
+        differs.push(format!("seqs {}..={}", r.from, r.to));
+    }
+    if !differs.is_empty() {
+        chain.manifest_mismatch(
+            &m.object,
+            m.from_seq,
+            format!(
+                "the part its manifest describes: seqs {}..={}, {} bytes, SHA-256 {}",
+                m.from_seq, m.to_seq, m.bytes, m.sha256
+            ),
+            differs.join(", "),
+        );
+    }
+}
+
 /// `vigil verify --archive ... [--file ...]` or `--file A --file B ...`: every part and
 /// file verified, then joined as one chain. Prints the JSON report; returns the exit
 /// status (0 ok, 1 failed, 3 unsigned tail).
@@ -102,7 +128,10 @@ pub async fn verify_chain(
             if json_only { indicatif::ProgressBar::hidden() } else { progress(listing.parts.len() as u64, "parts") };
         for m in &listing.parts {
             match archive.check(&m.object, keys.clone()).await {
-                Ok(outcome) => chain.add(outcome),
+                Ok(outcome) => {
+                    check_manifest(&mut chain, m, &outcome);
+                    chain.add(outcome);
+                }
                 Err(e) => chain.unreadable(&m.object, m.from_seq, m.to_seq, &e.to_string()),
             }
             bar.inc(1);
@@ -219,9 +248,7 @@ pub async fn archive_restore(
         }
         file.sync_all()?;
         let outcome = reader.finish();
-        if outcome.sha256 != m.sha256 {
-            eprintln!("{}: SHA-256 {} differs from its manifest's {}", m.object, outcome.sha256, m.sha256);
-        }
+        check_manifest(&mut chain, m, &outcome);
         chain.add(outcome);
     }
     let report = chain.finish();
