@@ -268,7 +268,7 @@ async fn tampering_with_an_archive_part_is_detected_and_located(backend: Backend
     assert_eq!(code, 1, "{report}");
     assert!(seq_failures(&report).contains(&(victim, "hash_mismatch".into())), "{report}");
 
-    // A manifest that lies about its part (its SHA-256 and range) while the part is intact:
+    // A manifest that lies about its part (its SHA-256 and size) while the part is intact:
     // named at the manifest's first seq; restore refuses it too.
     std::fs::write(&middle, &original)?;
     assert_eq!(verify_chain(&archive, &live, &key)?.0, 0, "the part is back");
@@ -276,7 +276,7 @@ async fn tampering_with_an_archive_part_is_detected_and_located(backend: Backend
     let honest = std::fs::read(&manifest_path)?;
     let mut lie: Value = serde_json::from_slice(&honest)?;
     lie["sha256"] = Value::String("0".repeat(64));
-    lie["to_seq"] = Value::from(parts[1].to_seq + 1000);
+    lie["bytes"] = Value::from(parts[1].bytes + 1000);
     std::fs::write(&manifest_path, serde_json::to_vec(&lie)?)?;
     let (code, report) = verify_chain(&archive, &live, &key)?;
     assert_eq!(code, 1, "{report}");
@@ -290,6 +290,18 @@ async fn tampering_with_an_archive_part_is_detected_and_located(backend: Backend
     assert_eq!(code, 1, "{summary}");
     assert!(!Path::new(&out).exists(), "nothing restored from a lying manifest");
     std::fs::write(&manifest_path, &honest)?;
+    // A manifest naming another part's object (which the server would delete when it
+    // expires or redoes "its" part) is not trusted: listed as unreadable, and verify fails.
+    let mut other: Value = serde_json::from_slice(&honest)?;
+    other["object"] = Value::String(parts[0].object.clone());
+    std::fs::write(&manifest_path, serde_json::to_vec(&other)?)?;
+    let listed = listing(&config).await?;
+    assert!(listed.parts.iter().all(|m| m.from_seq != parts[1].from_seq), "{listed:?}");
+    assert_eq!(listed.unreadable.len(), 1, "{listed:?}");
+    let (code, report) = verify_chain(&archive, &live, &key)?;
+    assert_eq!(code, 1, "{report}");
+    std::fs::write(&manifest_path, &honest)?;
+    assert_eq!(verify_chain(&archive, &live, &key)?.0, 0, "everything back");
 
     // The same part given twice: the overlap is named.
     std::fs::write(&middle, &original)?;

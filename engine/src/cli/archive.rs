@@ -140,6 +140,11 @@ pub async fn verify_chain(
         for key in &listing.unconfirmed {
             eprintln!("note: {key} has no manifest (an interrupted upload); it is not part of the chain");
         }
+        // A manifest that cannot be trusted hides its part from the chain: a failure, not a note.
+        for (name, why) in &listing.unreadable {
+            let seq = name.split(['-', '.']).next().and_then(|s| s.parse::<i64>().ok()).unwrap_or(1);
+            chain.unreadable(&format!("parts/{name}"), seq, seq, &format!("its manifest: {why}"));
+        }
     }
     for file in files {
         chain.add(check_file(file, &keys)?);
