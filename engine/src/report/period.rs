@@ -74,7 +74,7 @@ impl Period {
             }
             PeriodKind::Month => {
                 let first = date.replace_day(1).unwrap_or(date);
-                (first, i64::from(time::util::days_in_year_month(first.year(), first.month())))
+                (first, i64::from(first.month().length(first.year())))
             }
         };
         let from = epoch_ms(start);
