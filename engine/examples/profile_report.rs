@@ -41,7 +41,8 @@ fn main() {
     }
     let integrity = IntegrityStatus::default();
     let config = ReportsConfig::default();
-    let src = ReportSources { store: &store, integrity: &integrity, config: &config, retention_days: 365 };
+    let src =
+        ReportSources { store: &store, integrity: &integrity, config: &config, retention_days: 365, archive: None };
     let now = WEEK_START + WEEK_MS + 3_600_000;
     for (period, date) in [("day", "2025-01-07"), ("week", "2025-01-07")] {
         let p = Period::parse(Some(period), Some(date), now).expect("period");
