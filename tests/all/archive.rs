@@ -20,6 +20,7 @@ both_backends!(
     a_purge_with_the_archive_unreachable_deletes_nothing_and_the_next_run_catches_up,
     an_s3_archive_on_a_local_moto_server_lists_restores_and_verifies,
     parts_past_keep_days_are_deleted_recorded_and_not_reported_missing,
+    a_manifest_dated_back_does_not_get_its_part_deleted,
 );
 
 const DAY: i64 = 86_400_000;
@@ -502,5 +503,29 @@ async fn parts_past_keep_days_are_deleted_recorded_and_not_reported_missing(back
     let (code, report) = verify_chain(&dir.display().to_string(), &live, &key)?;
     assert_eq!((code, report["status"].as_str()), (0, Some("ok")), "{report}");
     assert_eq!(report["expired"][0]["to"].as_i64(), Some(first[0].to_seq), "{report}");
+    Ok(())
+}
+
+/// A manifest whose checkpoint time was edited to look old does not get its part deleted:
+/// only a signed checkpoint dates a part.
+async fn a_manifest_dated_back_does_not_get_its_part_deleted(backend: Backend) -> anyhow::Result<()> {
+    let work = temp_dir("archive-keep-forged")?;
+    let dir = work.join("archive");
+    let config = ArchiveConfig { dir: Some(dir.clone()), keep_days: 100, ..ArchiveConfig::default() };
+    let (app, clock) = archived_app(backend, config.clone()).await?;
+    age_and_purge(&app, &clock, 6).await?;
+    let first = listing(&config).await?.parts;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let manifest_path = dir.join(first[0].object.replace(".ndjson", ".json"));
+    let mut forged: Value = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+    forged["checkpoint"]["created_at"] = Value::from(first[0].checkpoint.created_at - 200 * DAY);
+    std::fs::write(&manifest_path, serde_json::to_vec(&forged)?)?;
+    // Two more purges (62 days on): the first part is 62 days old, under keep_days, but its
+    // manifest now says 262.
+    age_and_purge(&app, &clock, 4).await?;
+    age_and_purge(&app, &clock, 2).await?;
+    assert_eq!(listing(&config).await?.parts.len(), 3);
+    assert!(dir.join(&first[0].object).exists(), "the part was deleted on its manifest's word");
+    assert_eq!(app.metric("vigil_archive_parts_expired_total").await?, Some(0));
     Ok(())
 }
