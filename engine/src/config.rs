@@ -420,7 +420,7 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         retention::check_both_names(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: toml_error(&text, &e) })
     }
 
     /// Range checks.
@@ -502,9 +502,43 @@ impl Config {
     }
 }
 
+/// A TOML error as line, column and what was wrong, without the excerpt of the file that
+/// `toml`'s own message quotes: that line may hold a secret under a mistyped key (a
+/// `secret_access_key` spelled differently), and the error is printed and logged.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parse_error_names_the_line_without_quoting_it() {
+        let dir = std::env::temp_dir().join(format!("vigil-toml-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vigil.toml");
+        let secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY";
+        std::fs::write(
+            &path,
+            format!(
+                "[retention]\nhot_days = 30\n[retention.archive]\ns3_bucket = \"b-1\"\naws_secret_key = \"{secret}\"\n"
+            ),
+        )
+        .unwrap();
+        let message = Config::from_file(&path).unwrap_err().to_string();
+        assert!(!message.contains(secret), "{message}");
+        assert!(message.contains("line 5") && message.contains("aws_secret_key"), "{message}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_reference_config_parses_and_unknown_keys_are_refused() {

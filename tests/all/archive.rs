@@ -20,6 +20,7 @@ both_backends!(
     a_purge_with_the_archive_unreachable_deletes_nothing_and_the_next_run_catches_up,
     an_s3_archive_on_a_local_moto_server_lists_restores_and_verifies,
     parts_past_keep_days_are_deleted_recorded_and_not_reported_missing,
+    a_manifest_dated_back_does_not_get_its_part_deleted,
 );
 
 const DAY: i64 = 86_400_000;
@@ -182,6 +183,35 @@ async fn an_archive_round_trip_survives_a_restart_and_verifies_offline_with_the_
     let text = std::fs::read_to_string(&restored)?;
     assert!(text.contains("\"type\":\"event\",\"seq\":4,"), "{text}");
     assert!(!text.contains("\"type\":\"event\",\"seq\":2,"), "only the range asked for: {text}");
+    // Restore never overwrites: not the file it wrote, not a file a symlink at --out points
+    // to, not a file beside it that an older version used as its scratch file.
+    let victim = work.join("victim.txt");
+    std::fs::write(&victim, "keep me")?;
+    let link = work.join("link.ndjson");
+    std::os::unix::fs::symlink(&victim, &link)?;
+    let scratch = work.join("fresh.body.tmp");
+    std::fs::write(&scratch, "mine")?;
+    let fresh = work.join("fresh.ndjson").display().to_string();
+    for target in [out.clone(), link.display().to_string(), fresh.clone()] {
+        let (code, summary, stderr) = vigil(
+            &["archive", "restore", "--archive", &archive, "--from-seq", "1", "--out", &target, "--public-key", &key],
+            &[],
+        )?;
+        if target == fresh {
+            assert_eq!(code, 0, "a new file: {summary} {stderr}");
+        } else {
+            assert_ne!(code, 0, "{target} exists: {summary}");
+            assert!(stderr.contains("already exists"), "{target}: {stderr}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&restored)?, text, "the earlier restore is untouched");
+    assert_eq!(std::fs::read_to_string(&victim)?, "keep me");
+    assert_eq!(std::fs::read_to_string(&scratch)?, "mine");
+    let leftovers: Vec<_> = std::fs::read_dir(&work)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert_eq!(leftovers, vec!["fresh.body.tmp".to_owned()], "no scratch file left");
     // By event time: sample event i has the timestamp 1_767_225_600_000 + i s (the second
     // round of events repeats them, so the range runs into the second part).
     let (code, by_time, stderr) = vigil(
@@ -195,7 +225,7 @@ async fn an_archive_round_trip_survives_a_restart_and_verifies_offline_with_the_
             "--until",
             "1767225604000",
             "--out",
-            &out,
+            &work.join("by-time.ndjson").display().to_string(),
             "--public-key",
             &key,
         ],
@@ -238,6 +268,41 @@ async fn tampering_with_an_archive_part_is_detected_and_located(backend: Backend
     let (code, report) = verify_chain(&archive, &live, &key)?;
     assert_eq!(code, 1, "{report}");
     assert!(seq_failures(&report).contains(&(victim, "hash_mismatch".into())), "{report}");
+
+    // A manifest that lies about its part (its SHA-256 and size) while the part is intact:
+    // named at the manifest's first seq; restore refuses it too.
+    std::fs::write(&middle, &original)?;
+    assert_eq!(verify_chain(&archive, &live, &key)?.0, 0, "the part is back");
+    let manifest_path = middle.with_extension("json");
+    let honest = std::fs::read(&manifest_path)?;
+    let mut lie: Value = serde_json::from_slice(&honest)?;
+    lie["sha256"] = Value::String("0".repeat(64));
+    lie["bytes"] = Value::from(parts[1].bytes + 1000);
+    std::fs::write(&manifest_path, serde_json::to_vec(&lie)?)?;
+    let (code, report) = verify_chain(&archive, &live, &key)?;
+    assert_eq!(code, 1, "{report}");
+    assert!(seq_failures(&report).contains(&(parts[1].from_seq, "hash_mismatch".into())), "{report}");
+    let out = work.join("lied.ndjson").display().to_string();
+    let from = parts[1].from_seq.to_string();
+    let (code, summary, _) = vigil(
+        &["archive", "restore", "--archive", &archive, "--from-seq", &from, "--out", &out, "--public-key", &key],
+        &[],
+    )?;
+    assert_eq!(code, 1, "{summary}");
+    assert!(!Path::new(&out).exists(), "nothing restored from a lying manifest");
+    std::fs::write(&manifest_path, &honest)?;
+    // A manifest naming another part's object (which the server would delete when it
+    // expires or redoes "its" part) is not trusted: listed as unreadable, and verify fails.
+    let mut other: Value = serde_json::from_slice(&honest)?;
+    other["object"] = Value::String(parts[0].object.clone());
+    std::fs::write(&manifest_path, serde_json::to_vec(&other)?)?;
+    let listed = listing(&config).await?;
+    assert!(listed.parts.iter().all(|m| m.from_seq != parts[1].from_seq), "{listed:?}");
+    assert_eq!(listed.unreadable.len(), 1, "{listed:?}");
+    let (code, report) = verify_chain(&archive, &live, &key)?;
+    assert_eq!(code, 1, "{report}");
+    std::fs::write(&manifest_path, &honest)?;
+    assert_eq!(verify_chain(&archive, &live, &key)?.0, 0, "everything back");
 
     // The same part given twice: the overlap is named.
     std::fs::write(&middle, &original)?;
@@ -438,5 +503,29 @@ async fn parts_past_keep_days_are_deleted_recorded_and_not_reported_missing(back
     let (code, report) = verify_chain(&dir.display().to_string(), &live, &key)?;
     assert_eq!((code, report["status"].as_str()), (0, Some("ok")), "{report}");
     assert_eq!(report["expired"][0]["to"].as_i64(), Some(first[0].to_seq), "{report}");
+    Ok(())
+}
+
+/// A manifest whose checkpoint time was edited to look old does not get its part deleted:
+/// only a signed checkpoint dates a part.
+async fn a_manifest_dated_back_does_not_get_its_part_deleted(backend: Backend) -> anyhow::Result<()> {
+    let work = temp_dir("archive-keep-forged")?;
+    let dir = work.join("archive");
+    let config = ArchiveConfig { dir: Some(dir.clone()), keep_days: 100, ..ArchiveConfig::default() };
+    let (app, clock) = archived_app(backend, config.clone()).await?;
+    age_and_purge(&app, &clock, 6).await?;
+    let first = listing(&config).await?.parts;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let manifest_path = dir.join(first[0].object.replace(".ndjson", ".json"));
+    let mut forged: Value = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+    forged["checkpoint"]["created_at"] = Value::from(first[0].checkpoint.created_at - 200 * DAY);
+    std::fs::write(&manifest_path, serde_json::to_vec(&forged)?)?;
+    // Two more purges (62 days on): the first part is 62 days old, under keep_days, but its
+    // manifest now says 262.
+    age_and_purge(&app, &clock, 4).await?;
+    age_and_purge(&app, &clock, 2).await?;
+    assert_eq!(listing(&config).await?.parts.len(), 3);
+    assert!(dir.join(&first[0].object).exists(), "the part was deleted on its manifest's word");
+    assert_eq!(app.metric("vigil_archive_parts_expired_total").await?, Some(0));
     Ok(())
 }

@@ -12,7 +12,8 @@ mod schedule;
 
 both_backends!(
     a_day_report_counts_what_happened_and_its_html_escapes_attacker_text,
-    compliance_evidence_names_who_read_the_log_and_which_rules_changed
+    compliance_evidence_names_who_read_the_log_and_which_rules_changed,
+    the_first_and_last_dates_give_reports_and_out_of_range_ones_400s
 );
 
 /// 2026-01-05T07:00:00Z, a Monday: the manual clock's start.
@@ -361,6 +362,44 @@ async fn the_reports_page_and_the_printable_report_render_in_chromium() -> anyho
         let shot = out.join(format!("{name}.png"));
         let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "screenshot {} missing or empty", shot.display());
+    }
+    Ok(())
+}
+
+/// `date` accepts 1970-01-01 through 9999-12-31: the day, week and month holding the last
+/// date end past the largest calendar date the server computes with (this was a panic, so
+/// no answer at all); an empty period is an empty report, and anything beyond is a 400.
+async fn the_first_and_last_dates_give_reports_and_out_of_range_ones_400s(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app_with(backend, |c| c.clock = Clock::manual(T0)).await?;
+    for date in ["9999-12-31", "9999-12-01", "1970-01-01"] {
+        for period in ["day", "week", "month"] {
+            let query = format!("period={period}&date={date}");
+            let body = report(&app, &query).await?;
+            assert_eq!(body["events"]["total"].as_i64(), Some(0), "{query}: {body}");
+            let resp = app
+                .client
+                .get(app.url(&format!("/v1/reports/security?{query}&format=html")))
+                .bearer_auth(&app.admin_key)
+                .send()
+                .await?;
+            assert_eq!(resp.status(), 200, "{query} html");
+            for framework in ["pci-dss", "soc2", "iso27001", "gdpr"] {
+                let (status, body) = app.get(&format!("/v1/reports/compliance?framework={framework}&{query}")).await?;
+                assert_eq!(status, 200, "{framework} {query}: {body}");
+            }
+        }
+    }
+    let long = "9".repeat(10_000);
+    for (query, says) in [
+        ("date=10000-01-01".to_owned(), "date"),
+        ("date=0000-01-01".to_owned(), "date"),
+        (format!("date={long}"), "date"),
+        (format!("period={long}"), "period"),
+        ("date=9999-12-32".to_owned(), "date"),
+    ] {
+        let (status, body) = app.get(&format!("/v1/reports/security?{query}")).await?;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap_or("").contains(says), "{query}: {body}");
     }
     Ok(())
 }

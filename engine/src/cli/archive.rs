@@ -84,6 +84,32 @@ fn check_file(file: &Path, keys: &Verifier) -> anyhow::Result<crate::ledger::arc
     Ok(reader.finish())
 }
 
+/// A failure when the part read is not the one its manifest describes.
+fn check_manifest(chain: &mut PartsVerifier, m: &Manifest, o: &crate::ledger::archive::PartOutcome) {
+    let r = &o.report;
+    let mut differs = Vec::new();
+    if o.sha256 != m.sha256 {
+        differs.push(format!("SHA-256 {}", o.sha256));
+    }
+    if o.bytes != m.bytes {
+        differs.push(format!("{} bytes", o.bytes));
+    }
+    if (r.from, r.to) != (m.from_seq, m.to_seq) {
+        differs.push(format!("seqs {}..={}", r.from, r.to));
+    }
+    if !differs.is_empty() {
+        chain.manifest_mismatch(
+            &m.object,
+            m.from_seq,
+            format!(
+                "the part its manifest describes: seqs {}..={}, {} bytes, SHA-256 {}",
+                m.from_seq, m.to_seq, m.bytes, m.sha256
+            ),
+            differs.join(", "),
+        );
+    }
+}
+
 /// `vigil verify --archive ... [--file ...]` or `--file A --file B ...`: every part and
 /// file verified, then joined as one chain. Prints the JSON report; returns the exit
 /// status (0 ok, 1 failed, 3 unsigned tail).
@@ -102,7 +128,10 @@ pub async fn verify_chain(
             if json_only { indicatif::ProgressBar::hidden() } else { progress(listing.parts.len() as u64, "parts") };
         for m in &listing.parts {
             match archive.check(&m.object, keys.clone()).await {
-                Ok(outcome) => chain.add(outcome),
+                Ok(outcome) => {
+                    check_manifest(&mut chain, m, &outcome);
+                    chain.add(outcome);
+                }
                 Err(e) => chain.unreadable(&m.object, m.from_seq, m.to_seq, &e.to_string()),
             }
             bar.inc(1);
@@ -110,6 +139,11 @@ pub async fn verify_chain(
         bar.finish_and_clear();
         for key in &listing.unconfirmed {
             eprintln!("note: {key} has no manifest (an interrupted upload); it is not part of the chain");
+        }
+        // A manifest that cannot be trusted hides its part from the chain: a failure, not a note.
+        for (name, why) in &listing.unreadable {
+            let seq = name.split(['-', '.']).next().and_then(|s| s.parse::<i64>().ok()).unwrap_or(1);
+            chain.unreadable(&format!("parts/{name}"), seq, seq, &format!("its manifest: {why}"));
         }
     }
     for file in files {
@@ -177,6 +211,11 @@ pub async fn archive_restore(
     out: &Path,
 ) -> anyhow::Result<i32> {
     let keys = integrity::parse_keys(public_keys)?;
+    // Never overwrite: not a file, not what a symlink points to (checked again, atomically,
+    // when the file is created).
+    if std::fs::symlink_metadata(out).is_ok() {
+        bail!("{} already exists: restore never overwrites a file; give a new --out", out.display());
+    }
     let listing = archive.list().await?;
     let parts = &listing.parts;
     let wanted = |m: &Manifest| match range {
@@ -202,8 +241,8 @@ pub async fn archive_restore(
     let mut downloads = Vec::new();
     let mut chain = PartsVerifier::new();
     for m in selected {
-        let tmp = dir.join(format!(".vigil-restore-{}-{}.tmp", m.from_seq, m.to_seq));
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let tmp = dir.join(format!(".vigil-restore-{}-{}-{}.tmp", m.from_seq, m.to_seq, uuid::Uuid::now_v7().simple()));
+        let mut file = create_new(&tmp)?;
         downloads.push(TempFile(tmp.clone()));
         let mut reader = PartVerifier::new(m.object.clone(), keys.clone());
         let mut stream = archive.read(&m.object).await?;
@@ -214,9 +253,7 @@ pub async fn archive_restore(
         }
         file.sync_all()?;
         let outcome = reader.finish();
-        if outcome.sha256 != m.sha256 {
-            eprintln!("{}: SHA-256 {} differs from its manifest's {}", m.object, outcome.sha256, m.sha256);
-        }
+        check_manifest(&mut chain, m, &outcome);
         chain.add(outcome);
     }
     let report = chain.finish();
@@ -260,6 +297,16 @@ pub async fn archive_restore(
         },
     );
     Ok(if file_report.status == "failed" { 1 } else { 0 })
+}
+
+/// Creates a file that did not exist (`O_EXCL`: a symlink planted at the path is not
+/// followed, an existing file is not truncated).
+fn create_new(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("create {} (it must not exist already)", path.display()))
 }
 
 /// Removed when dropped.
@@ -307,9 +354,10 @@ fn seqs_in_time(paths: &[&Path], since: Option<i64>, until: Option<i64>) -> anyh
 /// range written and the events.
 fn write_restored(paths: &[&Path], lo: i64, hi: i64, out: &Path) -> anyhow::Result<(i64, i64, u64)> {
     let mut body: Vec<u8> = Vec::new();
-    let body_file = out.with_extension("body.tmp");
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let body_file = dir.join(format!(".vigil-restore-body-{}.tmp", uuid::Uuid::now_v7().simple()));
+    let mut sink = std::io::BufWriter::new(create_new(&body_file)?);
     let _cleanup = TempFile(body_file.clone());
-    let mut sink = std::io::BufWriter::new(std::fs::File::create(&body_file)?);
     let (mut prev_hash, mut anchor): (Option<String>, Option<Vec<u8>>) = (None, None);
     let (mut events, mut last_seq, mut end, mut last_cp) = (0u64, lo - 1, None::<i64>, 0i64);
     for_each_line(paths, |raw, line| {
@@ -347,12 +395,19 @@ fn write_restored(paths: &[&Path], lo: i64, hi: i64, out: &Path) -> anyhow::Resu
         body.extend(anchor);
         body.push(b'\n');
     }
-    let mut f =
-        std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("create {}", out.display()))?);
-    f.write_all(&body)?;
-    std::io::copy(&mut std::fs::File::open(&body_file)?, &mut f)?;
-    f.write_all(&Line::End { events, last_seq: to }.to_bytes())?;
-    f.flush()?;
-    f.get_ref().sync_all()?;
+    let mut f = std::io::BufWriter::new(create_new(out)?);
+    let written = (|| -> std::io::Result<()> {
+        f.write_all(&body)?;
+        std::io::copy(&mut std::fs::File::open(&body_file)?, &mut f)?;
+        f.write_all(&Line::End { events, last_seq: to }.to_bytes())?;
+        f.flush()?;
+        f.get_ref().sync_all()
+    })();
+    if let Err(e) = written {
+        // Not half a file (a full disk): the one this run created goes.
+        drop(f);
+        let _ = std::fs::remove_file(out);
+        return Err(anyhow::Error::from(e).context(format!("write {}", out.display())));
+    }
     Ok((lo, to, events))
 }

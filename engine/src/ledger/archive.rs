@@ -275,6 +275,19 @@ impl Archive {
             };
             match read.await {
                 Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
+                    // A manifest speaks only for its own part: the server deletes what one
+                    // names (an interrupted purge, keep_days), so one naming another object,
+                    // or standing under another part's name, is not trusted.
+                    Ok(m)
+                        if m.format == MANIFEST_FORMAT
+                            && Self::part_keys(m.from_seq, m.to_seq) != (m.object.clone(), format!("parts/{name}")) =>
+                    {
+                        let why = format!(
+                            "it names seqs {}..={} and the object {:?}: not its own part",
+                            m.from_seq, m.to_seq, m.object
+                        );
+                        listing.unreadable.push((name, why));
+                    }
                     Ok(m) if m.format == MANIFEST_FORMAT => listing.parts.push(m),
                     Ok(m) => listing.unreadable.push((name, format!("format {:?}", m.format))),
                     Err(e) => listing.unreadable.push((name, e.to_string())),

@@ -260,6 +260,15 @@ impl Retention {
         let archive = Archive::open(&settings.config)?;
         let cutoff = now.saturating_sub(i64::from(settings.config.keep_days) * 86_400_000);
         for m in archive.list().await?.parts.into_iter().filter(|m| m.checkpoint.created_at < cutoff) {
+            // The age is the manifest's word: only a signed checkpoint that ends this part
+            // may date it (an edited `created_at` must not get a part deleted early).
+            let signed = m.checkpoint.seq == m.to_seq
+                && m.checkpoint.hash == m.last_hash
+                && settings.keys.check(&m.checkpoint.to_checkpoint()).is_ok();
+            if !signed {
+                tracing::warn!(object = %m.object, "An archive part's manifest carries no valid signed checkpoint; not deleting it by its date");
+                continue;
+            }
             let record = system_event_with_id(
                 format!("vigil:archive-expired:{}", m.to_seq),
                 "system",

@@ -63,24 +63,22 @@ impl Period {
         Ok(Self::of(kind, date))
     }
 
-    /// The period of `kind` holding `date`.
+    /// The period of `kind` holding `date`. The end is computed in epoch ms, not as a
+    /// `Date`: the period after 9999-12-31 (the largest `Date`) has an end, no `Date`.
     pub fn of(kind: PeriodKind, date: Date) -> Self {
-        let (start, end) = match kind {
-            PeriodKind::Day => (date, date + Duration::days(1)),
+        let (start, days) = match kind {
+            PeriodKind::Day => (date, 1),
             PeriodKind::Week => {
-                let monday = date - Duration::days(i64::from(date.weekday().number_days_from_monday()));
-                (monday, monday + Duration::days(7))
+                let back = i64::from(date.weekday().number_days_from_monday());
+                (date.checked_sub(Duration::days(back)).unwrap_or(date), 7)
             }
             PeriodKind::Month => {
                 let first = date.replace_day(1).unwrap_or(date);
-                let next = match first.month() {
-                    Month::December => Date::from_calendar_date(first.year() + 1, Month::January, 1),
-                    m => Date::from_calendar_date(first.year(), m.next(), 1),
-                };
-                (first, next.unwrap_or(first + Duration::days(31)))
+                (first, i64::from(first.month().length(first.year())))
             }
         };
-        Self { kind, start, from: epoch_ms(start), to: epoch_ms(end) }
+        let from = epoch_ms(start);
+        Self { kind, start, from, to: from.saturating_add(days * 86_400_000) }
     }
 
     /// The first day as `YYYY-MM-DD`.
@@ -143,5 +141,20 @@ mod tests {
         {
             assert_eq!(Period::parse(None, Some(bad), 0), Err(ReportError::Date(bad.into())), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_last_representable_dates_have_periods_and_do_not_panic() {
+        // 9999-12-31 is accepted; the day, week and month holding it end in year 10000,
+        // past the largest `Date`: this used to panic (a 500 for `?date=9999-12-31`).
+        let end = 253_402_300_800_000; // 10000-01-01T00:00:00Z
+        let day = Period::parse(Some("day"), Some("9999-12-31"), 0).unwrap();
+        assert_eq!((day.date_text().as_str(), day.to), ("9999-12-31", end));
+        let week = Period::parse(Some("week"), Some("9999-12-31"), 0).unwrap();
+        assert_eq!((week.date_text().as_str(), week.to), ("9999-12-27", end + 2 * 86_400_000));
+        let month = Period::parse(Some("month"), Some("9999-12-31"), 0).unwrap();
+        assert_eq!((month.date_text().as_str(), month.to), ("9999-12-01", end));
+        let first = Period::parse(Some("week"), Some("1970-01-01"), 0).unwrap();
+        assert_eq!((first.date_text().as_str(), first.from), ("1969-12-29", -3 * 86_400_000));
     }
 }

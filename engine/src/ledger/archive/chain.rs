@@ -104,6 +104,16 @@ impl PartsVerifier {
     }
 
     /// Joins them.
+    /// A part whose bytes are not what its manifest says (its SHA-256, size or range): a
+    /// manifest that lies, or a part swapped under it; `hash_mismatch` at the manifest's
+    /// first seq.
+    pub fn manifest_mismatch(&mut self, source: &str, seq: i64, expected: String, actual: String) {
+        self.unreadable.push(SourcedFailure {
+            failure: Failure { seq, kind: FailureKind::HashMismatch, expected, actual },
+            source: source.to_owned(),
+        });
+    }
+
     pub fn finish(mut self) -> PartsReport {
         self.outcomes.sort_by_key(|o| (o.report.from, o.report.to));
         let mut found = Found::default();
