@@ -200,24 +200,7 @@ macro_rules! outbox_queries {
             }
 
             pub(super) async fn insert_notification_once(&self, n: &mut NotificationRow) -> Result<bool, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO notifications (alert_id, receiver, kind, idempotency_key, payload, status, attempts, \
-                     next_attempt_at, created_at, updated_at, delivered_at, last_error) ",
-                );
-                qb.push_values([&*n], |mut b, n| {
-                    b.push_bind(n.alert_id)
-                        .push_bind(n.receiver.clone())
-                        .push_bind(n.kind.clone())
-                        .push_bind(n.idempotency_key.clone())
-                        .push_bind(n.payload.clone())
-                        .push_bind(n.status.as_str())
-                        .push_bind(n.attempts)
-                        .push_bind(n.next_attempt_at)
-                        .push_bind(n.created_at)
-                        .push_bind(n.updated_at)
-                        .push_bind(n.delivered_at)
-                        .push_bind(n.last_error.clone());
-                });
+                let mut qb = insert_notification(n);
                 qb.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id");
                 let id: Option<i64> = qb.build_query_scalar().fetch_optional(&self.$writer).await?;
                 if let Some(id) = id {
@@ -307,29 +290,36 @@ macro_rules! outbox_queries {
             }
         }
 
+        /// `INSERT INTO notifications ... VALUES (...)` for one row; the caller adds its
+        /// conflict clause and `RETURNING id`.
+        fn insert_notification(n: &NotificationRow) -> QueryBuilder<$db> {
+            let mut qb = QueryBuilder::<$db>::new(
+                "INSERT INTO notifications (alert_id, receiver, kind, idempotency_key, payload, status, attempts, \
+                 next_attempt_at, created_at, updated_at, delivered_at, last_error) ",
+            );
+            qb.push_values([n], |mut b, n| {
+                b.push_bind(n.alert_id)
+                    .push_bind(n.receiver.clone())
+                    .push_bind(n.kind.clone())
+                    .push_bind(n.idempotency_key.clone())
+                    .push_bind(n.payload.clone())
+                    .push_bind(n.status.as_str())
+                    .push_bind(n.attempts)
+                    .push_bind(n.next_attempt_at)
+                    .push_bind(n.created_at)
+                    .push_bind(n.updated_at)
+                    .push_bind(n.delivered_at)
+                    .push_bind(n.last_error.clone());
+            });
+            qb
+        }
+
         async fn insert_notifications(
             tx: &mut sqlx::Transaction<'_, $db>,
             rows: &mut [NotificationRow],
         ) -> Result<(), StoreError> {
             for n in rows.iter_mut() {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO notifications (alert_id, receiver, kind, idempotency_key, payload, status, attempts, \
-                     next_attempt_at, created_at, updated_at, delivered_at, last_error) ",
-                );
-                qb.push_values([&*n], |mut b, n| {
-                    b.push_bind(n.alert_id)
-                        .push_bind(n.receiver.clone())
-                        .push_bind(n.kind.clone())
-                        .push_bind(n.idempotency_key.clone())
-                        .push_bind(n.payload.clone())
-                        .push_bind(n.status.as_str())
-                        .push_bind(n.attempts)
-                        .push_bind(n.next_attempt_at)
-                        .push_bind(n.created_at)
-                        .push_bind(n.updated_at)
-                        .push_bind(n.delivered_at)
-                        .push_bind(n.last_error.clone());
-                });
+                let mut qb = insert_notification(n);
                 qb.push(" RETURNING id");
                 n.id = qb.build_query_scalar().fetch_one(&mut **tx).await?;
             }
