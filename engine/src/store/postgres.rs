@@ -60,6 +60,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "ingest_key", include_str!("../../../migrations/postgres/0013_ingest_key.sql")),
     (14, "forwarders", include_str!("../../../migrations/postgres/0014_forwarders.sql")),
     (15, "cluster", include_str!("../../../migrations/postgres/0015_cluster.sql")),
+    (16, "cluster_detection", include_str!("../../../migrations/postgres/0016_cluster_detection.sql")),
 ];
 
 /// The application role the server acts as.
