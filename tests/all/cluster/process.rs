@@ -40,7 +40,7 @@ fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
 
 /// Three nats-server processes with JetStream, routed to each other.
 struct NatsCluster {
-    _servers: Vec<Proc>,
+    servers: Vec<Proc>,
     ports: Vec<u16>,
     _dir: PathBuf,
 }
@@ -67,7 +67,12 @@ impl NatsCluster {
                 .context("nats-server (scripts/setup.sh installs it)")?;
             servers.push(Proc(child));
         }
-        Ok(Self { _servers: servers, ports, _dir: dir.to_owned() })
+        Ok(Self { servers, ports, _dir: dir.to_owned() })
+    }
+
+    /// `kill -9` of server `i`.
+    fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        signal(&self.servers[i].0, "-KILL")
     }
 
     fn urls(&self) -> String {
@@ -344,7 +349,7 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     vigil::app::install_tls();
     let dir = std::env::temp_dir().join(format!("vigil-cluster-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
-    let nats = NatsCluster::start(&dir)?;
+    let mut nats = NatsCluster::start(&dir)?;
     let schema = Schema::new().await?;
     let client = reqwest::Client::new();
     // The example rule brute_force on every node (detection runs on one of them at a time).
@@ -521,7 +526,15 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     }
     signal(nodes[1].child(), "-KILL")?;
     let at_kill = progress.load(std::sync::atomic::Ordering::SeqCst);
+    // Later in the load, one NATS server of the 3 dies too (the stream has 3 replicas).
+    while progress.load(std::sync::atomic::Ordering::SeqCst) < 12 {
+        anyhow::ensure!(!load.is_finished(), "the load ended early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats.kill(0)?;
+    let at_nats_kill = progress.load(std::sync::atomic::Ordering::SeqCst);
     let acks = load.await??;
+    assert!(at_nats_kill < 24, "a NATS server was killed mid-load (after {at_nats_kill} of 24 requests)");
     assert_eq!(acks.len(), 24 * 25);
     assert!(at_kill < 24, "b was killed mid-load (after {at_kill} of 24 requests)");
     all.extend(acks);
