@@ -8,6 +8,7 @@
 //! `vigil serve` and by the tests (which bind port 0).
 
 mod cluster;
+mod detection;
 mod writer;
 
 use std::net::TcpListener;
@@ -168,12 +169,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let security = Arc::new(crate::telemetry::SecurityCounters::default());
     let (sequencer, cluster) = if cluster_on {
         let (sequencer, member) = cluster::start(&config, &store, &checkpoint_keys, &security, &secrets.mask).await?;
-        // Detection does not follow the partitions yet (docs/cluster.md): its queue stays open
-        // and empty.
-        tokio::spawn(async move {
-            let _open = committed_tx;
-            std::future::pending::<()>().await
-        });
+        // Detection reads the partitions from their cursors (app/detection.rs), not this queue.
+        drop(committed_tx);
         (sequencer, Some(member))
     } else {
         let writer = SequencerConfig {
@@ -269,24 +266,40 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     writer::spawn_writer(alerts.clone(), rule_journal.clone(), decisions.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
-    let pipeline = Pipeline {
-        registry: registry.clone(),
-        committed: committed_rx,
-        results: results_tx,
-        stats: detection.clone(),
-        store: store.clone(),
-        runtime: tokio::runtime::Handle::current(),
-        handoff: handoff.clone(),
-    };
-    pipeline.spawn(move |evaluator| {
-        let window = evaluator.longest_window_ms();
-        if replay && window > 0 {
-            match runtime.block_on(replay::rebuild_state(&replay_store, evaluator, head_at_start, window)) {
-                Ok(n) => tracing::info!(events = n, window_ms = window, "Rule state rebuilt from stored events"),
-                Err(e) => tracing::error!(error = %e, "Rule state replay failed; rules start with empty state"),
-            }
+    if let Some(member) = &cluster {
+        // Cluster mode: the holder of the detection lease runs the rules over every partition.
+        drop((committed_rx, results_tx));
+        detection::ClusterDetection {
+            member: member.clone(),
+            registry: registry.clone(),
+            alerts: alerts.clone(),
+            journal: rule_journal.clone(),
+            decisions: decisions.clone(),
+            stats: detection.clone(),
+            replay,
+            runtime,
         }
-    })?;
+        .spawn()?;
+    } else {
+        let pipeline = Pipeline {
+            registry: registry.clone(),
+            committed: committed_rx,
+            results: results_tx,
+            stats: detection.clone(),
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            handoff: handoff.clone(),
+        };
+        pipeline.spawn(move |evaluator| {
+            let window = evaluator.longest_window_ms();
+            if replay && window > 0 {
+                match runtime.block_on(replay::rebuild_state(&replay_store, evaluator, head_at_start, window)) {
+                    Ok(n) => tracing::info!(events = n, window_ms = window, "Rule state rebuilt from stored events"),
+                    Err(e) => tracing::error!(error = %e, "Rule state replay failed; rules start with empty state"),
+                }
+            }
+        })?;
+    }
     let archive_counters = Arc::new(crate::telemetry::ArchiveCounters::default());
     let mut retention = Retention::new(store.clone(), sequencer.clone(), config.clock.clone(), config.hot_days());
     if let Some(archive) = &config.retention.archive {

@@ -24,32 +24,43 @@ pub fn spawn_writer(
     mut rx: mpsc::UnboundedReceiver<Evaluated>,
 ) {
     tokio::spawn(async move {
-        while let Some(mut evaluated) = rx.recv().await {
-            // A new alert whose decision was refused as allowlisted says so in its fields.
-            crate::respond::annotate_refusals(&mut evaluated.alerts, &evaluated.refused_decisions);
-            let ids = store_with_retry(&service, &evaluated.alerts).await;
-            if !evaluated.decisions.is_empty() || !evaluated.refused_decisions.is_empty() {
-                // Each decision goes with the alert its rule raised under the same dedup key.
-                let by_key: HashMap<(String, String), i64> = evaluated
-                    .alerts
-                    .iter()
-                    .zip(ids)
-                    .filter(|(_, id)| *id > 0)
-                    .map(|(a, id)| ((a.rule.clone(), a.alert.dedup_key.clone()), id))
-                    .collect();
-                decisions.issue_from_rules(&evaluated.decisions, &by_key).await;
-                decisions.refused_from_rules(&evaluated.refused_decisions, &by_key).await;
-            }
-            for q in &evaluated.quarantined {
-                if let Err(e) = journal.quarantined(&q.rule, &q.sha256, &q.reason).await {
-                    tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine in the chain");
-                }
-                if let Err(e) = service.raise_quarantine(&q.rule, &q.sha256, &q.reason).await {
-                    tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine");
-                }
-            }
+        while let Some(evaluated) = rx.recv().await {
+            record(&service, &journal, &decisions, evaluated).await;
         }
     });
+}
+
+/// Records one evaluated batch: its alerts, the decisions tied to them, its quarantines.
+/// Returns once all of it is stored (or given up after its retries).
+pub(super) async fn record(
+    service: &AlertService,
+    journal: &RuleJournal,
+    decisions: &DecisionService,
+    mut evaluated: Evaluated,
+) {
+    // A new alert whose decision was refused as allowlisted says so in its fields.
+    crate::respond::annotate_refusals(&mut evaluated.alerts, &evaluated.refused_decisions);
+    let ids = store_with_retry(service, &evaluated.alerts).await;
+    if !evaluated.decisions.is_empty() || !evaluated.refused_decisions.is_empty() {
+        // Each decision goes with the alert its rule raised under the same dedup key.
+        let by_key: HashMap<(String, String), i64> = evaluated
+            .alerts
+            .iter()
+            .zip(ids)
+            .filter(|(_, id)| *id > 0)
+            .map(|(a, id)| ((a.rule.clone(), a.alert.dedup_key.clone()), id))
+            .collect();
+        decisions.issue_from_rules(&evaluated.decisions, &by_key).await;
+        decisions.refused_from_rules(&evaluated.refused_decisions, &by_key).await;
+    }
+    for q in &evaluated.quarantined {
+        if let Err(e) = journal.quarantined(&q.rule, &q.sha256, &q.reason).await {
+            tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine in the chain");
+        }
+        if let Err(e) = service.raise_quarantine(&q.rule, &q.sha256, &q.reason).await {
+            tracing::error!(error = %e, rule = %q.rule, "Could not record a quarantine");
+        }
+    }
 }
 
 /// Stores a batch's alerts; returns their ids in order (0 for one given up).

@@ -28,6 +28,10 @@ pub struct Fence {
 pub(super) const FENCE_CHECK: &str = "SELECT 1 FROM cluster_leases WHERE partition = $1 AND owner = $2 AND epoch = $3 \
                                       AND expires_at > now() FOR SHARE";
 
+/// The `cluster_leases` row of the detection lease: its holder runs the rules over every
+/// partition (docs/cluster.md, "Detection").
+pub const DETECTION_LEASE: i32 = -1;
+
 /// One row of `cluster_nodes`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NodeRow {
@@ -229,6 +233,41 @@ impl Store {
         })
     }
 
+    /// The detection cursors: per partition, the seq up to which the rules' findings are
+    /// recorded (a partition without a row: 0).
+    pub async fn detect_cursors(&self) -> Result<Vec<(i32, i64)>, StoreError> {
+        pg_only!(self, s => {
+            let rows: Vec<(i32, i64)> =
+                sqlx::query_as("SELECT partition, seq FROM cluster_detect_cursors ORDER BY partition")
+                    .fetch_all(s.pool())
+                    .await?;
+            Ok(rows)
+        })
+    }
+
+    /// Moves partition `partition`'s detection cursor to `seq`, only while `fence` (the
+    /// detection lease) is current and unexpired, checked and share-locked in the same
+    /// statement. False: the lease was lost (nothing moved).
+    pub async fn advance_detect_cursor(&self, fence: &Fence, partition: i32, seq: i64) -> Result<bool, StoreError> {
+        pg_only!(self, s => {
+            let done = sqlx::query(
+                "INSERT INTO cluster_detect_cursors (partition, seq, epoch, updated_at) \
+                 SELECT $1, $2, epoch, now() FROM cluster_leases \
+                 WHERE partition = $3 AND owner = $4 AND epoch = $5 AND expires_at > now() FOR SHARE \
+                 ON CONFLICT (partition) DO UPDATE SET seq = GREATEST(cluster_detect_cursors.seq, EXCLUDED.seq), \
+                 epoch = EXCLUDED.epoch, updated_at = now()",
+            )
+            .bind(partition)
+            .bind(seq)
+            .bind(fence.partition)
+            .bind(&fence.owner)
+            .bind(fence.epoch)
+            .execute(s.pool())
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// The fencing token this store's appends carry (None: not a cluster partition writer).
     pub fn fence(&self) -> Option<&Fence> {
         match self {
@@ -265,6 +304,11 @@ pub(super) async fn init_cluster(conn: &mut sqlx::PgConnection, partitions: u32)
                 .execute(&mut *conn)
                 .await?;
         }
+        // The detection lease (docs/cluster.md, "Detection").
+        sqlx::query("INSERT INTO cluster_leases (partition) VALUES ($1) ON CONFLICT (partition) DO NOTHING")
+            .bind(DETECTION_LEASE)
+            .execute(&mut *conn)
+            .await?;
         Ok(stored as u32)
     }
     .await;

@@ -60,6 +60,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "ingest_key", include_str!("../../../migrations/postgres/0013_ingest_key.sql")),
     (14, "forwarders", include_str!("../../../migrations/postgres/0014_forwarders.sql")),
     (15, "cluster", include_str!("../../../migrations/postgres/0015_cluster.sql")),
+    (16, "cluster_detection", include_str!("../../../migrations/postgres/0016_cluster_detection.sql")),
 ];
 
 /// The application role the server acts as.
@@ -189,8 +190,18 @@ impl PgStore {
         }
         // A node holds one store per partition it writes or reads (cluster mode): those
         // get smaller pools, so three nodes stay well inside PostgreSQL's connection limit.
-        let pool = PgPoolOptions::new()
-            .max_connections(if partitioned { 4 } else { 8 })
+        // A read-only partition store (look-ups, verify, status, detection) gets 2, and
+        // partition pools close connections idle for a minute.
+        let read_only = fence.is_none();
+        let mut pool_options = PgPoolOptions::new().max_connections(match (partitioned, read_only) {
+            (false, _) => 8,
+            (true, false) => 4,
+            (true, true) => 2,
+        });
+        if partitioned {
+            pool_options = pool_options.idle_timeout(std::time::Duration::from_secs(60));
+        }
+        let pool = pool_options
             // While the database is down a request waits this long for a connection, then
             // is answered 503 with Retry-After (the default, 30 s, looks like a hang).
             .acquire_timeout(std::time::Duration::from_secs(3))

@@ -40,7 +40,7 @@ fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
 
 /// Three nats-server processes with JetStream, routed to each other.
 struct NatsCluster {
-    _servers: Vec<Proc>,
+    servers: Vec<Proc>,
     ports: Vec<u16>,
     _dir: PathBuf,
 }
@@ -67,7 +67,12 @@ impl NatsCluster {
                 .context("nats-server (scripts/setup.sh installs it)")?;
             servers.push(Proc(child));
         }
-        Ok(Self { _servers: servers, ports, _dir: dir.to_owned() })
+        Ok(Self { servers, ports, _dir: dir.to_owned() })
+    }
+
+    /// `kill -9` of server `i`.
+    fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        signal(&self.servers[i].0, "-KILL")
     }
 
     fn urls(&self) -> String {
@@ -85,7 +90,7 @@ struct Node {
 }
 
 impl Node {
-    fn new(dir: &Path, name: &str, database_url: &str, nats: &str) -> anyhow::Result<Self> {
+    fn new(dir: &Path, name: &str, database_url: &str, nats: &str, rules: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
         let data = dir.join(name);
         std::fs::create_dir_all(&data)?;
@@ -93,10 +98,12 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nworkers = 1\n\n\
+                "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nworkers = 1\n\
+                 rules_dir = \"{}\"\n\n\
                  [cluster]\nnats_url = \"{nats}\"\npartitions = {PARTITIONS}\nnode_id = \"{name}\"\n\
                  stream_replicas = 3\nlease_ms = 3000\nheartbeat_ms = 500\n",
-                data.display()
+                data.display(),
+                rules.display()
             ),
         )?;
         Ok(Self {
@@ -242,6 +249,88 @@ async fn check_log(schema: &Schema, data_dir: &Path, acked: &Acked) -> anyhow::R
     Ok(())
 }
 
+/// brute_force's failed logins from each of `ips`, numbers `range`.
+fn plant(prefix: &str, ips: &[String], range: std::ops::Range<usize>) -> Vec<Value> {
+    ips.iter()
+        .flat_map(|ip| {
+            range.clone().map(move |i| {
+                json!({"event_id": format!("{prefix}-{ip}-{i}"), "category": "authentication",
+                    "action": "login_failed", "user_id": format!("u{i}"), "ip": ip})
+            })
+        })
+        .collect()
+}
+
+/// brute_force's 5-minute (P2) alerts on `ips`: (dedup key, alert rows, summed `count`),
+/// straight from the shared alerts table.
+async fn brute_force_alerts(schema: &Schema, ips: &[String]) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    let keys: Vec<String> = ips.iter().map(|ip| format!("ip:{ip}")).collect();
+    let mut conn = vigil_tests::connect_pg(&vigil_tests::pg_base_url()).await?;
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT dedup_key, count(*), sum(count)::int8 FROM {}.alerts WHERE rule = 'brute_force' AND dedup_key = ANY($1) \
+         GROUP BY dedup_key ORDER BY dedup_key",
+        schema.name
+    )))
+    .bind(&keys)
+    .fetch_all(&mut conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Polls until every address of `ips` has its brute_force alert (a check of reach, with a
+/// deadline, not of speed).
+async fn until_alerts(schema: &Schema, ips: &[String]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alerts = brute_force_alerts(schema, ips).await?;
+        if alerts.len() == ips.len() {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "brute_force alerts never raised for {ips:?}: {alerts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `node`'s view until a live node other than `not` holds the detection lease.
+async fn detection_holder(client: &reqwest::Client, node: &Node, not: Option<&str>) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(view) = cluster_view(client, node).await {
+            let d = &view["detection"];
+            if d["live"] == true
+                && let Some(owner) = d["owner"].as_str()
+                && Some(owner) != not
+            {
+                return Ok(owner.to_owned());
+            }
+            last = view;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("no node took the detection lease: {last}")
+}
+
+/// Polls `node`'s view until every partition's detection cursor covers `acks`.
+async fn until_detected(client: &reqwest::Client, node: &Node, acks: &Acked) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(view) = cluster_view(client, node).await {
+            let parts = view["partitions"].as_array().cloned().unwrap_or_default();
+            let covered = acks.iter().all(|(_, p, seq)| {
+                parts.iter().any(|v| v["partition"] == *p && v["detect_cursor"].as_i64().is_some_and(|c| c >= *seq))
+            });
+            if covered {
+                return Ok(());
+            }
+            last = view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("detection never covered the events: {last}")
+}
+
 /// Copies node `from`'s secrets (signing, masking, artifact keys) into `to`: the nodes of a
 /// cluster share them (docs/cluster.md).
 fn share_secrets(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -260,11 +349,17 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     vigil::app::install_tls();
     let dir = std::env::temp_dir().join(format!("vigil-cluster-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
-    let nats = NatsCluster::start(&dir)?;
+    let mut nats = NatsCluster::start(&dir)?;
     let schema = Schema::new().await?;
     let client = reqwest::Client::new();
-    let mut nodes: Vec<Node> =
-        ["a", "b", "c"].iter().map(|n| Node::new(&dir, n, &schema.url, &nats.urls())).collect::<Result<_, _>>()?;
+    // The example rule brute_force on every node (detection runs on one of them at a time).
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules)?;
+    std::fs::copy(vigil_tests::example_rules()?.join("brute_force.wasm"), rules.join("brute_force.wasm"))?;
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::new(&dir, n, &schema.url, &nats.urls(), &rules))
+        .collect::<Result<_, _>>()?;
     nodes[0].start(&client).await?;
     for node in nodes.iter_mut().skip(1) {
         share_secrets(&dir.join("a"), &dir.join(&node.name))?;
@@ -357,6 +452,47 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // (f) Detection runs on the holder of the detection lease and sees every partition: the
+    // planted brute_force scenario (7 failed logins per address, alert at the 6th) raises one
+    // alert per address. Then, with 4 failures per address of a second set evaluated and
+    // recorded under the cursors, the holder is killed with -9; the rest of each scenario is
+    // posted through the survivors. Its alerts can only come from state rebuilt by replay on
+    // the new holder, and each appears once.
+    let holder = detection_holder(&client, &nodes[0], None).await?;
+    let h = nodes.iter().position(|n| n.name == holder).context("the holder is a node")?;
+    let (other, third) = ((h + 1) % 3, (h + 2) % 3);
+    let set1: Vec<String> = (1..=4).map(|i| format!("203.0.113.{i}")).collect();
+    let body = post(&client, &nodes[other].base, &plant("set1", &set1, 0..7)).await.context("plant set 1")?;
+    let set1_acks = acked(&body)?;
+    all.extend(set1_acks.clone());
+    until_alerts(&schema, &set1).await?;
+    let set2: Vec<String> = (11..=14).map(|i| format!("203.0.113.{i}")).collect();
+    let body = post(&client, &nodes[other].base, &plant("set2", &set2, 0..4)).await.context("plant set 2")?;
+    let first_half = acked(&body)?;
+    all.extend(first_half.clone());
+    until_detected(&client, &nodes[other], &set1_acks.iter().chain(&first_half).cloned().collect()).await?;
+    assert!(brute_force_alerts(&schema, &set2).await?.is_empty(), "4 failures raise nothing yet");
+    signal(nodes[h].child(), "-KILL")?;
+    let rest = plant("set2", &set2, 4..7);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let body = loop {
+        if let Some(body) = post(&client, &nodes[third].base, &rest).await {
+            break body;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the rest of set 2 was never stored: {}", nodes[third].log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    all.extend(acked(&body)?);
+    let new_holder = detection_holder(&client, &nodes[other], Some(&holder)).await?;
+    assert_ne!(new_holder, holder);
+    until_alerts(&schema, &set2).await?;
+    let moved = std::fs::read_to_string(&nodes[other].log)? + &std::fs::read_to_string(&nodes[third].log)?;
+    assert!(moved.contains("Took the detection lease"), "the lease moved to a survivor");
+    nodes[h].proc = None;
+    nodes[h].start(&client).await?;
+    until_placed(&client, &nodes[other], &["a", "b", "c"]).await?;
+    let planted: Vec<String> = set1.iter().chain(&set2).cloned().collect();
+
     // (b) kill -9 one node mid-load: the load goes on through the others (a request that
     // failed is retried elsewhere with the same ids); nothing acknowledged is lost.
     let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -390,7 +526,15 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     }
     signal(nodes[1].child(), "-KILL")?;
     let at_kill = progress.load(std::sync::atomic::Ordering::SeqCst);
+    // Later in the load, one NATS server of the 3 dies too (the stream has 3 replicas).
+    while progress.load(std::sync::atomic::Ordering::SeqCst) < 12 {
+        anyhow::ensure!(!load.is_finished(), "the load ended early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats.kill(0)?;
+    let at_nats_kill = progress.load(std::sync::atomic::Ordering::SeqCst);
     let acks = load.await??;
+    assert!(at_nats_kill < 24, "a NATS server was killed mid-load (after {at_nats_kill} of 24 requests)");
     assert_eq!(acks.len(), 24 * 25);
     assert!(at_kill < 24, "b was killed mid-load (after {at_kill} of 24 requests)");
     all.extend(acks);
@@ -420,6 +564,14 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     all.extend(acked(&body)?);
 
     check_log(&schema, &dir.join("a"), &all).await?;
+    // After every move of the detection lease (kill, rejoin, pause), each planted address still
+    // has exactly one brute_force alert.
+    let alerts = brute_force_alerts(&schema, &planted).await?;
+    assert_eq!(alerts.len(), planted.len(), "{alerts:?}");
+    assert!(alerts.iter().all(|(_, rows, _)| *rows == 1), "an alert raised twice: {alerts:?}");
+    // Every planted event was under a cursor before the lease moved: no replay and no
+    // re-evaluation raised any of them again (each alert was raised once, never repeated).
+    assert!(alerts.iter().all(|(_, _, count)| *count == 1), "an alert repeated by a replay: {alerts:?}");
     // Every partition verifies through the API of any node, too.
     for p in 0..PARTITIONS {
         let resp = client

@@ -439,7 +439,12 @@ pub(super) fn schemas() -> Value {
             "partitions": {"type": "array", "items": object(&["partition", "epoch", "live"], json!({
                 "partition": {"type": "integer"}, "owner": nullable("string"), "epoch": {"type": "integer"},
                 "live": {"type": "boolean"}, "desired": nullable("string"), "head": {"type": ["integer", "null"]},
+                "detect_cursor": {"type": "integer", "description": "seq up to which detection has recorded its findings"},
             }))},
+            "detection": object(&["epoch", "live"], json!({
+                "owner": {"type": ["string", "null"], "description": "the node running every active rule (the detection lease's holder)"},
+                "epoch": {"type": "integer"}, "live": {"type": "boolean"},
+            })),
             "updated_at": {"type": "integer"}, "error": nullable("string"),
         })),
         "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({
