@@ -206,6 +206,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tracing::info!(dir = %dir.display(), loaded, "Rules directory loaded");
         watcher.spawn(Duration::from_millis(config.rules.watch_interval_ms));
     }
+    if cluster_on {
+        // Deploys, deletes and quarantines made on other nodes reach this node's registry
+        // (and so the detection holder) through the shared `rules` table.
+        crate::deploy::follow::RuleFollower::new(rule_journal.clone(), registry.clone())
+            .await
+            .spawn(Duration::from_secs(1));
+    }
     for warning in config.unreachable_receiver_warnings() {
         tracing::warn!("{warning}");
     }

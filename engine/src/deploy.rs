@@ -11,6 +11,7 @@
 //! (the `--rules-dir` poller) and the writer in `app` (quarantines); `build_registry`
 //! makes the sandbox and registry from `[rules]`, with `respond`'s decision gate.
 
+pub mod follow;
 pub mod watch;
 
 use std::path::PathBuf;

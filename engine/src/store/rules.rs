@@ -56,6 +56,12 @@ impl Store {
     pub async fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError> {
         dispatch!(self, s => s.load_rules().await)
     }
+
+    /// Every stored rule without its module bytes (`module` is empty): the cheap read
+    /// cluster nodes poll to follow deploys, deletes and quarantines made on other nodes.
+    pub async fn load_rule_heads(&self) -> Result<Vec<StoredRule>, StoreError> {
+        dispatch!(self, s => s.load_rule_heads().await)
+    }
 }
 
 macro_rules! rule_queries {
@@ -115,8 +121,19 @@ macro_rules! rule_queries {
             }
 
             pub(super) async fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT name, sha256, module, config, source, actor, deployed_at, status, reason, status_at \
+                self.select_rules("module").await
+            }
+
+            pub(super) async fn load_rule_heads(&self) -> Result<Vec<StoredRule>, StoreError> {
+                self.select_rules("NULL").await
+            }
+
+            /// `module` is the column (or NULL, read as no bytes) selected for the module.
+            async fn select_rules(&self, module: &'static str) -> Result<Vec<StoredRule>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT name, sha256, ");
+                qb.push(module);
+                qb.push(
+                    " AS module, config, source, actor, deployed_at, status, reason, status_at \
                      FROM rules ORDER BY name",
                 );
                 let rows = qb.build().fetch_all(&self.$writer).await?;
@@ -125,7 +142,7 @@ macro_rules! rule_queries {
                     .map(|r| StoredRule {
                         name: r.get("name"),
                         sha256: r.get("sha256"),
-                        module: r.get("module"),
+                        module: r.get::<Option<Vec<u8>>, _>("module").unwrap_or_default(),
                         config: r.get("config"),
                         source: r.get("source"),
                         actor: r.get("actor"),

@@ -620,3 +620,81 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// Polls `GET /v1/rules/{name}` on `node` until its status is `want` (an HTTP status).
+async fn until_rule_status(client: &reqwest::Client, node: &Node, name: &str, want: u16) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let resp = client.get(format!("{}/v1/rules/{name}", node.base)).bearer_auth(KEY).send().await?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status == want {
+            return Ok(body);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} never answered {want} for rule {name}: {status} {body}",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_deployed_or_deleted_through_any_node_reaches_the_detection_holder() -> anyhow::Result<()> {
+    vigil::app::install_tls();
+    let dir = std::env::temp_dir().join(format!("vigil-cluster-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let nats = NatsCluster::start(&dir)?;
+    let schema = Schema::new().await?;
+    let client = reqwest::Client::new();
+    // No rule files: the rule comes only through the API of the node without the lease.
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules)?;
+    let mut nodes: Vec<Node> =
+        ["a", "b"].iter().map(|n| Node::new(&dir, n, &schema.url, &nats.urls(), &rules)).collect::<Result<_, _>>()?;
+    nodes[0].start(&client).await?;
+    share_secrets(&dir.join("a"), &dir.join("b"))?;
+    nodes[1].start(&client).await?;
+    until_placed(&client, &nodes[0], &["a", "b"]).await?;
+    let holder = detection_holder(&client, &nodes[0], None).await?;
+    let h = nodes.iter().position(|n| n.name == holder).context("the holder is a node")?;
+    let other = 1 - h;
+
+    // Deployed through the other node: the holder follows the stored rule and runs it.
+    let wasm = std::fs::read(vigil_tests::example_rules()?.join("brute_force.wasm"))?;
+    let resp = client
+        .put(format!("{}/v1/rules/brute_force", nodes[other].base))
+        .bearer_auth(KEY)
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await?;
+    let status = resp.status();
+    let deployed: Value = resp.json().await?;
+    assert!(status.is_success(), "{status} {deployed}");
+    let on_holder = until_rule_status(&client, &nodes[h], "brute_force", 200).await?;
+    assert_eq!(on_holder["status"], "active", "{on_holder}");
+    assert_eq!(on_holder["sha256"], deployed["sha256"], "{on_holder} {deployed}");
+    let set1: Vec<String> = (1..=3).map(|i| format!("203.0.113.{i}")).collect();
+    let body = post(&client, &nodes[other].base, &plant("follow1", &set1, 0..7)).await.context("plant set 1")?;
+    let set1_acks = acked(&body)?;
+    until_alerts(&schema, &set1).await?;
+    until_detected(&client, &nodes[h], &set1_acks).await?;
+
+    // Deleted through the other node: the holder stops running it.
+    let resp = client.delete(format!("{}/v1/rules/brute_force", nodes[other].base)).bearer_auth(KEY).send().await?;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await?);
+    until_rule_status(&client, &nodes[h], "brute_force", 404).await?;
+    let set2: Vec<String> = (21..=23).map(|i| format!("203.0.113.{i}")).collect();
+    let body = post(&client, &nodes[h].base, &plant("follow2", &set2, 0..7)).await.context("plant set 2")?;
+    until_detected(&client, &nodes[h], &acked(&body)?).await?;
+    assert!(brute_force_alerts(&schema, &set2).await?.is_empty(), "a deleted rule raises nothing");
+    assert_eq!(brute_force_alerts(&schema, &set1).await?.len(), set1.len());
+
+    drop(nodes);
+    drop(nats);
+    schema.drop_all().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
