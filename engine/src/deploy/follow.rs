@@ -35,7 +35,13 @@ impl RuleFollower {
     /// A follower of the rows as they are now (the registry was restored from them).
     pub async fn new(journal: RuleJournal, registry: Arc<RuleRegistry>) -> Self {
         let seen = match journal.store.load_rule_heads().await {
-            Ok(rows) => rows.iter().map(|r| (r.name.clone(), seen_of(r))).collect(),
+            // Only the rows the registry holds as stored: a change made by another node
+            // between the restore and now is applied at the first poll.
+            Ok(rows) => rows
+                .iter()
+                .filter(|r| registry.sha_of(&r.name).as_deref() == Some(r.sha256.as_str()))
+                .map(|r| (r.name.clone(), seen_of(r)))
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "Could not read the stored rules; the first poll applies them all");
                 HashMap::new()
