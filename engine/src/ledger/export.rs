@@ -418,13 +418,7 @@ impl OfflineVerifier {
         let unsigned =
             (last_seq > self.signed_to).then_some(SeqRange { from: self.signed_to.saturating_add(1), to: last_seq });
         OfflineReport {
-            status: if self.failure_count > 0 {
-                "failed"
-            } else if unsigned.is_some() {
-                "unsigned"
-            } else {
-                "ok"
-            },
+            status: offline_status(self.failure_count, unsigned.is_some()),
             from,
             to,
             verified: self.verified,
@@ -555,3 +549,15 @@ mod tests;
 mod write;
 
 pub use write::{ExportSink, write_ndjson};
+
+/// The status of an offline verification: `failed` when anything failed, else `unsigned`
+/// when rows past the last signed checkpoint remain, else `ok` (`vigil verify` exits 1 / 3 / 0).
+pub(crate) fn offline_status(failures: u64, unsigned: bool) -> &'static str {
+    if failures > 0 {
+        "failed"
+    } else if unsigned {
+        "unsigned"
+    } else {
+        "ok"
+    }
+}

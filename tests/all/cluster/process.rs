@@ -6,8 +6,7 @@
 //! paused past its lease (SIGSTOP) is fenced while the others take its partitions; a node
 //! that comes back gets work again.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -15,123 +14,9 @@ use serde_json::{Value, json};
 
 use super::Schema;
 
-const KEY: &str = "vgl_cluster_test_admin_key_0123456789";
-const PARTITIONS: u32 = 6;
+mod procs;
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Kills the child on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill").args([sig, &child.id().to_string()]).status()?;
-    anyhow::ensure!(status.success(), "kill {sig} failed");
-    Ok(())
-}
-
-/// Three nats-server processes with JetStream, routed to each other.
-struct NatsCluster {
-    servers: Vec<Proc>,
-    ports: Vec<u16>,
-    _dir: PathBuf,
-}
-
-impl NatsCluster {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-        let mut servers = Vec::new();
-        for i in 0..3 {
-            let store = dir.join(format!("nats{i}"));
-            std::fs::create_dir_all(&store)?;
-            let others: Vec<String> =
-                (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", routes[j])).collect();
-            let log = std::fs::File::create(dir.join(format!("nats{i}.log")))?;
-            let child = Command::new("nats-server")
-                .args(["-js", "-a", "127.0.0.1", "-p", &ports[i].to_string(), "-sd"])
-                .arg(&store)
-                .args(["--server_name", &format!("n{i}"), "--cluster_name", "c"])
-                .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i]), "--routes", &others.join(",")])
-                .stdout(std::process::Stdio::from(log.try_clone()?))
-                .stderr(std::process::Stdio::from(log))
-                .spawn()
-                .context("nats-server (scripts/setup.sh installs it)")?;
-            servers.push(Proc(child));
-        }
-        Ok(Self { servers, ports, _dir: dir.to_owned() })
-    }
-
-    /// `kill -9` of server `i`.
-    fn kill(&mut self, i: usize) -> anyhow::Result<()> {
-        signal(&self.servers[i].0, "-KILL")
-    }
-
-    fn urls(&self) -> String {
-        self.ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
-    }
-}
-
-/// One `vigil serve` node.
-struct Node {
-    name: String,
-    config: PathBuf,
-    log: PathBuf,
-    base: String,
-    proc: Option<Proc>,
-}
-
-impl Node {
-    fn new(dir: &Path, name: &str, database_url: &str, nats: &str, rules: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let data = dir.join(name);
-        std::fs::create_dir_all(&data)?;
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nworkers = 1\n\
-                 rules_dir = \"{}\"\n\n\
-                 [cluster]\nnats_url = \"{nats}\"\npartitions = {PARTITIONS}\nnode_id = \"{name}\"\n\
-                 stream_replicas = 3\nlease_ms = 3000\nheartbeat_ms = 500\n",
-                data.display(),
-                rules.display()
-            ),
-        )?;
-        Ok(Self {
-            name: name.into(),
-            config,
-            log: dir.join(format!("{name}.log")),
-            base: format!("http://127.0.0.1:{port}"),
-            proc: None,
-        })
-    }
-
-    async fn start(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
-        let child = vigil_tests::serve_binary(env!("CARGO_BIN_EXE_vigil"), &self.config, &self.log, KEY)?;
-        self.proc = Some(Proc(child));
-        vigil_tests::wait_healthy(client, &self.base)
-            .await
-            .with_context(|| format!("{} did not start: {}", self.name, self.log_text()))
-    }
-
-    fn log_text(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-
-    fn child(&self) -> &Child {
-        &self.proc.as_ref().expect("started").0
-    }
-}
+use procs::{KEY, NatsCluster, Node, PARTITIONS, share_secrets, signal};
 
 async fn cluster_view(client: &reqwest::Client, node: &Node) -> anyhow::Result<Value> {
     let resp = client.get(format!("{}/v1/cluster", node.base)).bearer_auth(KEY).send().await?;
@@ -333,16 +218,6 @@ async fn until_detected(client: &reqwest::Client, node: &Node, acks: &Acked) -> 
 
 /// Copies node `from`'s secrets (signing, masking, artifact keys) into `to`: the nodes of a
 /// cluster share them (docs/cluster.md).
-fn share_secrets(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() && entry.file_name() != "anchor.json" {
-            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-        }
-    }
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() -> anyhow::Result<()> {

@@ -7,6 +7,12 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use vigil::config::{Config, Overrides};
 
+mod archive;
+mod rules;
+
+pub use archive::{ArchiveCommand, ArchiveSource};
+pub use rules::{RulesCommand, SigmaCommand};
+
 #[derive(Parser)]
 #[command(name = "vigil", version, about = "Vigil security event server")]
 pub struct Cli {
@@ -492,148 +498,5 @@ pub enum IntegrityCommand {
         reason: String,
         #[command(flatten)]
         server: Endpoint,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum SigmaCommand {
-    /// Compile Sigma files with the embedded evaluator, as the server would (no server
-    /// needed); prints each deployment's manifest or what is wrong (rule, line, reason).
-    Check {
-        /// Sigma YAML files (one or more rules per file).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Check all files as one deployment of this name (correlations may then name rules
-        /// of other files); default: one deployment per file, named after its stem.
-        #[arg(long)]
-        name: Option<String>,
-    },
-    /// Deploy Sigma files to a running server (PUT /v1/rules/{name}, application/yaml).
-    Deploy {
-        /// Sigma YAML files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Deploy all files as one deployment of this name; default: one per file (stem).
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        server: Endpoint,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum RulesCommand {
-    /// List the rules deployed on a running server with their counters.
-    List {
-        #[command(flatten)]
-        server: ServerConn,
-    },
-    /// Scaffold a rule crate `<dir>/<name>` on vigil-sdk, with tests.
-    New {
-        /// Rule name ([a-z0-9_]{1,64}); also the crate name.
-        name: String,
-        /// Where to create it.
-        #[arg(long, default_value = ".")]
-        dir: PathBuf,
-    },
-    /// Build the rule crate at `--path` to wasm32 (release); prints module SHA-256s.
-    Build {
-        #[arg(long, default_value = ".")]
-        path: PathBuf,
-    },
-    /// Run the rule crate's native tests.
-    Test {
-        #[arg(long, default_value = ".")]
-        path: PathBuf,
-    },
-    /// Upload a module to a running server (PUT /v1/rules/{name}).
-    Deploy {
-        /// The .wasm file.
-        file: PathBuf,
-        /// Rule name (default: the file stem).
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        server: Endpoint,
-    },
-    /// Sigma rules: check them offline, or deploy them to a running server.
-    Sigma {
-        #[command(subcommand)]
-        command: SigmaCommand,
-    },
-    /// Run a module (or a Sigma file) over stored events and print the alerts it would raise
-    /// (writes nothing).
-    Backtest {
-        /// The .wasm file (or a Sigma .yml file, named after its stem).
-        file: PathBuf,
-        /// Start of the event-time range (RFC 3339 or epoch ms).
-        #[arg(long)]
-        since: String,
-        /// End of the event-time range, exclusive (default: no end).
-        #[arg(long)]
-        until: Option<String>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-}
-
-/// Which archive a command reads.
-#[derive(clap::Args, Clone)]
-pub struct ArchiveSource {
-    /// A directory, or s3://bucket/prefix (endpoint, region and credentials from
-    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true
-    /// for an http endpoint).
-    #[arg(long)]
-    pub archive: Option<String>,
-    /// The server's configuration file: its `[retention.archive]` (and the environment
-    /// variables it names) when `--archive` is not given [env: VIGIL_CONFIG].
-    #[arg(long, env = "VIGIL_CONFIG")]
-    pub config: Option<PathBuf>,
-}
-
-impl ArchiveSource {
-    pub fn open(&self) -> anyhow::Result<vigil::ledger::archive::Archive> {
-        let config = match (&self.archive, &self.config) {
-            (None, Some(path)) => Some(Config::load(Overrides { config: Some(path.clone()), ..Overrides::default() })?),
-            _ => None,
-        };
-        vigil::cli::open_archive(self.archive.as_deref(), config.as_ref())
-    }
-}
-
-#[derive(Subcommand)]
-pub enum ArchiveCommand {
-    /// The parts, oldest first: seq range, events, bytes, when archived, first event time,
-    /// object key (and any upload a crash left without a manifest).
-    List {
-        #[command(flatten)]
-        source: ArchiveSource,
-        /// Print JSON (parts with their manifests).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Download the parts holding a range, verify them as one chain, and write the range
-    /// as an export file (checkable with `vigil verify --file`); the live log is not touched.
-    Restore {
-        #[command(flatten)]
-        source: ArchiveSource,
-        /// First seq.
-        #[arg(long, conflicts_with_all = ["since", "until"], required_unless_present_any = ["since", "until"])]
-        from_seq: Option<i64>,
-        /// Last seq (default: the end of the archive; extended to the next signed checkpoint).
-        #[arg(long, requires = "from_seq")]
-        to_seq: Option<i64>,
-        /// Event-time start (RFC 3339 or epoch ms): from the first event at or after it...
-        #[arg(long)]
-        since: Option<String>,
-        /// ...to the last event before this (exclusive), and every row between.
-        #[arg(long)]
-        until: Option<String>,
-        /// The export file to write.
-        #[arg(long, short = 'o')]
-        out: PathBuf,
-        /// Ed25519 public key(s) the parts are verified with (as for `vigil verify`).
-        #[arg(long = "public-key", required = true)]
-        public_key: Vec<String>,
     },
 }

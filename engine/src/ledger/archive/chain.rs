@@ -224,13 +224,7 @@ impl PartsVerifier {
         let from = self.outcomes.first().map_or(1, |o| o.report.from);
         let to = prev.as_ref().map_or(from - 1, |p| p.0);
         PartsReport {
-            status: if failure_count > 0 {
-                "failed"
-            } else if unsigned.is_some() {
-                "unsigned"
-            } else {
-                "ok"
-            },
+            status: crate::ledger::export::offline_status(failure_count, unsigned.is_some()),
             from,
             to,
             verified: self.outcomes.iter().map(|o| o.report.verified).sum(),
