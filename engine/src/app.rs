@@ -208,7 +208,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     if cluster_on {
         // Deploys, deletes and quarantines made on other nodes reach this node's registry
-        // (and so the detection holder) through the shared `rules` table.
+        // (and so the holder of each rule's detection slot) through the shared `rules` table.
         crate::deploy::follow::RuleFollower::new(rule_journal.clone(), registry.clone())
             .await
             .spawn(Duration::from_secs(1));
@@ -274,7 +274,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
     if let Some(member) = &cluster {
-        // Cluster mode: the holder of the detection lease runs the rules over every partition.
+        // Cluster mode: each node runs the rules of the detection slots it holds over every partition.
         drop((committed_rx, results_tx));
         detection::ClusterDetection {
             member: member.clone(),

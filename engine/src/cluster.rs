@@ -14,7 +14,9 @@ pub mod placement;
 pub mod wire;
 
 pub use ingest::{ClusterIngest, IngestConfig};
-pub use member::{ClusterMember, ClusterView, DetectionView, MemberConfig, PartitionView, WriterTemplate};
+pub use member::{
+    ClusterMember, ClusterView, DetectionView, MemberConfig, PartitionView, SlotCursor, SlotView, WriterTemplate,
+};
 
 /// The partition of an event: a hash of its idempotency key `(ingest_key, event_id)` modulo
 /// the number of partitions, so a retry of the same event lands on the same partition (and is

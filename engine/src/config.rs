@@ -22,7 +22,7 @@ pub use alerting::{
     RoutingConfig, parse_duration_ms, parse_time_of_day,
 };
 pub use alerting::{AllowConfig, DecisionMode, RuleDecisionsConfig, check_allow_entry};
-pub use cluster::{ClusterConfig, MAX_PARTITIONS};
+pub use cluster::{ClusterConfig, DEFAULT_DETECTION_SLOTS, MAX_DETECTION_SLOTS, MAX_PARTITIONS};
 pub use enrich::{EnrichConfig, ListConfig, ListKind, MAX_LISTS};
 pub use inputs::{ForwarderConfig, InputsConfig, SyslogInput};
 pub use ops::{AuditConfig, MetricsConfig};

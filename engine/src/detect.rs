@@ -29,45 +29,91 @@ use crate::rules::registry::{LoadedRule, RuleSet, SubscriptionIndex};
 /// An event's (category, action, outcome) bytes: what decides which rules it is offered to.
 type Triple<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
+/// Which detection rules an evaluator runs, by rule name (cluster mode runs each detection
+/// slot's rules on their own evaluator, docs/cluster.md "Detection").
+pub type RuleFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The detection rules an evaluator runs out of one rule set, and their subscription index.
+struct Selected {
+    set: Arc<RuleSet>,
+    rules: Arc<[Arc<LoadedRule>]>,
+    index: SubscriptionIndex,
+}
+
 /// Evaluates batches; owns the instances (one per rule version).
 pub struct Evaluator {
     registry: Arc<RuleRegistry>,
+    /// None: every active detection rule.
+    filter: Option<RuleFilter>,
     instances: HashMap<u64, RuleInstance>,
     columns: BatchColumns,
-    /// The subscription index of the set it was built for (rebuilt when the set changes).
-    index: Option<(Arc<RuleSet>, SubscriptionIndex)>,
+    /// The rules and subscription index of the set it was built for (rebuilt when the set
+    /// changes).
+    index: Option<Selected>,
     /// Per rule, the batch positions of the events it is offered (reused across batches).
     buckets: Vec<Vec<usize>>,
 }
 
 impl Evaluator {
-    /// A fresh evaluator.
+    /// A fresh evaluator of every active detection rule.
     pub fn new(registry: Arc<RuleRegistry>) -> Self {
-        Self { registry, instances: HashMap::new(), columns: BatchColumns::default(), index: None, buckets: Vec::new() }
+        Self {
+            registry,
+            filter: None,
+            instances: HashMap::new(),
+            columns: BatchColumns::default(),
+            index: None,
+            buckets: Vec::new(),
+        }
     }
 
-    /// Longest window the active detection rules declare, ms.
+    /// A fresh evaluator of the active detection rules whose name `filter` accepts (the
+    /// registry's compiled modules are shared, only the instances are this evaluator's).
+    /// Routing ([`Self::route`]) is not filtered.
+    pub fn with_filter(registry: Arc<RuleRegistry>, filter: RuleFilter) -> Self {
+        Self { filter: Some(filter), ..Self::new(registry) }
+    }
+
+    /// The active detection rules this evaluator runs now.
+    pub fn rules(&self) -> Vec<Arc<LoadedRule>> {
+        let set = self.registry.current();
+        set.detection.iter().filter(|r| self.filter.as_ref().is_none_or(|f| f(r.name()))).cloned().collect()
+    }
+
+    /// Longest window the active detection rules this evaluator runs declare, ms.
     pub fn longest_window_ms(&self) -> i64 {
-        self.registry.current().longest_window_ms()
+        self.rules().iter().map(|r| r.compiled.manifest.longest_window_ms()).max().unwrap_or(0)
+    }
+
+    /// The rules of the current set this evaluator runs, with their index (rebuilt only
+    /// when the set changed).
+    fn select(&mut self) -> Arc<[Arc<LoadedRule>]> {
+        let set = self.registry.current();
+        if !self.index.as_ref().is_some_and(|s| Arc::ptr_eq(&s.set, &set)) {
+            let rules: Arc<[Arc<LoadedRule>]> = match &self.filter {
+                None => set.detection.clone().into(),
+                Some(f) => set.detection.iter().filter(|r| f(r.name())).cloned().collect(),
+            };
+            let index = SubscriptionIndex::build(&rules);
+            self.index = Some(Selected { set, rules, index });
+        }
+        self.index.as_ref().expect("built above").rules.clone()
     }
 
     /// Evaluates a batch of committed events against the current rule set. The events are
     /// lent to each rule's instance during its calls (for lazy field reads) and are back,
     /// unchanged, when this returns.
     pub fn evaluate(&mut self, events: &mut Vec<CommittedEvent>) -> Evaluated {
-        let set = self.registry.current();
+        let rules = self.select();
         let mut out = Evaluated::default();
-        if set.detection.is_empty() {
+        if rules.is_empty() {
             self.instances.clear();
             return out;
         }
-        if !self.index.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, &set)) {
-            self.index = Some((set.clone(), SubscriptionIndex::build(&set.detection)));
-        }
-        let index = &mut self.index.as_mut().expect("built above").1;
+        let index = &mut self.index.as_mut().expect("built by select").index;
         let buckets = &mut self.buckets;
         buckets.iter_mut().for_each(Vec::clear);
-        buckets.resize_with(set.detection.len(), Vec::new);
+        buckets.resize_with(rules.len(), Vec::new);
         let mut last: Option<(Triple<'_>, Arc<[u32]>)> = None;
         for (i, ev) in events.iter().enumerate() {
             let f = ev.flat();
@@ -99,15 +145,15 @@ impl Evaluator {
         self.columns.reset(events.len());
 
         let buckets = std::mem::take(&mut self.buckets);
-        for (rule, picked) in set.detection.iter().zip(&buckets) {
+        for (rule, picked) in rules.iter().zip(&buckets) {
             if !picked.is_empty() {
                 self.run_rule(rule, events, picked, &mut out);
             }
         }
         self.buckets = buckets;
         // Drop instances of versions no longer active.
-        if self.instances.len() > set.detection.len() {
-            self.instances.retain(|g, _| set.detection.iter().any(|r| r.generation == *g));
+        if self.instances.len() > rules.len() {
+            self.instances.retain(|g, _| rules.iter().any(|r| r.generation == *g));
         }
         out
     }

@@ -21,6 +21,7 @@ use vigil::store::{Store, StoreError};
 use vigil_tests::{connect_pg, pg_base_url};
 
 mod process;
+mod slots;
 
 /// A fresh schema on the shared PostgreSQL; `drop_all` removes it and its partitions.
 struct Schema {
@@ -195,40 +196,6 @@ async fn a_writer_whose_lease_was_taken_over_can_never_commit_again() -> anyhow:
 }
 
 #[tokio::test]
-async fn a_detection_cursor_moves_only_under_the_current_detection_lease_and_never_back() -> anyhow::Result<()> {
-    use vigil::store::cluster::DETECTION_LEASE;
-    let schema = Schema::new().await?;
-    let base = Store::open(&schema.url).await?;
-    PgStore::init_cluster(&schema.url, 2).await?;
-    let a = base.acquire_lease(DETECTION_LEASE, "a", 60_000).await?.context("the detection lease is free")?;
-    assert!(base.acquire_lease(DETECTION_LEASE, "b", 60_000).await?.is_none(), "one holder at a time");
-    assert!(base.advance_detect_cursor(&a, 1, 10).await?);
-    // A late or repeated advance never moves a cursor back.
-    assert!(base.advance_detect_cursor(&a, 1, 4).await?);
-    assert_eq!(base.detect_cursors().await?, vec![(1, 10)]);
-    // The lease moves to b: a's advances are refused and move nothing.
-    base.release_lease(&a).await?;
-    let b = base.acquire_lease(DETECTION_LEASE, "b", 60_000).await?.context("released")?;
-    assert!(b.epoch > a.epoch);
-    assert!(!base.advance_detect_cursor(&a, 1, 50).await?, "a lost the lease");
-    assert!(!base.advance_detect_cursor(&a, 0, 50).await?, "a lost the lease");
-    assert_eq!(base.detect_cursors().await?, vec![(1, 10)]);
-    assert!(base.advance_detect_cursor(&b, 1, 20).await?);
-    assert_eq!(base.detect_cursors().await?, vec![(1, 20)]);
-    // Not even a direct UPDATE moves a cursor back, nor a DELETE removes it (the triggers).
-    let mut conn = connect_pg(&pg_base_url()).await?;
-    for sql in [
-        format!("UPDATE {}.cluster_detect_cursors SET seq = 3 WHERE partition = 1", schema.name),
-        format!("DELETE FROM {}.cluster_detect_cursors", schema.name),
-    ] {
-        let err = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect_err("refused");
-        assert!(err.to_string().contains("vigil:"), "{err}");
-    }
-    assert_eq!(base.detect_cursors().await?, vec![(1, 20)]);
-    schema.drop_all().await
-}
-
-#[tokio::test]
 async fn a_node_with_another_partition_count_refuses_to_start() -> anyhow::Result<()> {
     let schema = Schema::new().await?;
     Store::open(&schema.url).await?;
@@ -236,6 +203,11 @@ async fn a_node_with_another_partition_count_refuses_to_start() -> anyhow::Resul
     let err = PgStore::init_cluster(&schema.url, 8).await.expect_err("fixed at creation");
     let text = err.to_string();
     assert!(text.contains("created with 4 partitions") && text.contains("partitions = 4"), "{text}");
+    // The number of detection slots is fixed at creation too (the default, 8, here).
+    PgStore::init_cluster_with_slots(&schema.url, 4, 8).await?;
+    let err = PgStore::init_cluster_with_slots(&schema.url, 4, 3).await.expect_err("fixed at creation");
+    let text = err.to_string();
+    assert!(text.contains("created with 8 detection slots") && text.contains("detection_slots = 8"), "{text}");
     schema.drop_all().await
 }
 
@@ -246,6 +218,7 @@ fn member_config(schema: &Schema, node: &str, partitions: u32) -> MemberConfig {
         node_id: node.into(),
         address: format!("{node}.test:8080"),
         partitions,
+        detection_slots: 8,
         lease_ms: 3000,
         heartbeat_ms: 300,
         writer: WriterTemplate {

@@ -434,4 +434,19 @@ fn render_cluster(out: &mut String, view: &crate::cluster::ClusterView) {
             let _ = writeln!(out, "vigil_cluster_partition_head_seq{{partition=\"{}\"}} {head}", p.partition);
         }
     }
+    out.push_str(
+        "# HELP vigil_cluster_detection_slot_held 1 for each detection slot whose rules run on this node, else 0.\n\
+         # TYPE vigil_cluster_detection_slot_held gauge\n",
+    );
+    for s in &view.detection.slots {
+        let mine = s.owner.as_deref() == Some(view.node_id.as_str()) && s.live;
+        let _ = writeln!(out, "vigil_cluster_detection_slot_held{{slot=\"{}\"}} {}", s.slot, u8::from(mine));
+    }
+    out.push_str(
+        "# HELP vigil_cluster_detection_slot_epoch The epoch of each detection slot's lease (grows at every move).\n\
+         # TYPE vigil_cluster_detection_slot_epoch gauge\n",
+    );
+    for s in &view.detection.slots {
+        let _ = writeln!(out, "vigil_cluster_detection_slot_epoch{{slot=\"{}\"}} {}", s.slot, s.epoch);
+    }
 }

@@ -28,6 +28,7 @@ pub(super) async fn start(
             node_id: c.node_id_or_hostname(),
             address,
             partitions: c.partitions,
+            detection_slots: c.detection_slots,
             lease_ms: c.lease_ms,
             heartbeat_ms: c.heartbeat_ms,
             writer: WriterTemplate {
@@ -57,6 +58,7 @@ pub(super) async fn start(
     tracing::info!(
         node = member.node_id(),
         partitions = c.partitions,
+        detection_slots = c.detection_slots,
         owned = ?member.owned().await,
         "Cluster mode: member started"
     );

@@ -1,28 +1,40 @@
-//! Detection in cluster mode (docs/cluster.md, "Detection"): the node holding the detection
-//! lease (taken and renewed by its member loop, `cluster_leases` row -1) runs every active
-//! rule over the committed events of every partition, each partition in seq order, from the
-//! cursors in `cluster_detect_cursors`. A partition's cursor moves only after the findings
-//! of its events are recorded, and only while the lease is current (checked in the same
-//! statement). A node that takes the lease rebuilds rule state by replaying, per partition,
-//! the events received within the longest rule window up to the cursor (findings
-//! discarded), then continues after the cursor. Events a dead holder evaluated but whose
-//! cursor it had not moved are evaluated again: their alerts fold into the open alert of the
-//! same fingerprint (rule, severity, dedup key) instead of raising a new one.
+//! Detection in cluster mode (docs/cluster.md, "Detection"): detection is placed by rule.
+//! Every rule belongs to one of the cluster's detection slots (a hash of its name,
+//! `cluster::placement::rule_slot`); the member loop places each slot's lease on a live node
+//! (`cluster_leases` row `-1 - slot`). This node's detection thread runs, for each slot it
+//! holds, an [`Evaluator`] restricted to that slot's rules (the registry's compiled modules
+//! are shared), over the committed events of every partition, each partition in seq order,
+//! from the slot's cursors in `cluster_detect_cursors` (one per slot and partition).
 //!
-//! It runs on its own thread (wasm never runs on the async runtime), like the single-node
-//! pipeline, and stops when the member loop stops.
+//! Each round reads the new events of each partition once (from the smallest cursor of the
+//! held slots) and feeds every held slot the events after its own cursor; a slot's cursor
+//! moves only after its findings are recorded, and only while its lease is current (checked
+//! in the same statement, one statement for all held slots of a partition). A slot whose
+//! rules are none (yet) moves its cursors without reading anything, so a rule deployed later
+//! starts at the events committed after its deploy, as on one node.
+//!
+//! A node that takes a slot rebuilds the state of the slot's rules (reset first: a node may
+//! get back a slot it held before) by replaying, per partition, the events received within
+//! the longest window of those rules up to the slot's cursor (findings discarded), then
+//! continues after the cursor. Events a previous holder evaluated but whose cursor it had
+//! not moved are evaluated again: their alerts fold into the open alert of the same
+//! fingerprint (rule, severity, dedup key) instead of raising a new one.
+//!
+//! One thread per node (wasm never runs on the async runtime), like the single-node
+//! pipeline; it stops when the member loop stops.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::alerts::AlertService;
 use crate::cluster::ClusterMember;
+use crate::cluster::placement::rule_slot;
 use crate::deploy::RuleJournal;
-use crate::detect::Evaluator;
 use crate::detect::pipeline::PipelineStats;
 use crate::detect::replay::{for_each_chunk, rebuild_state};
+use crate::detect::{Evaluator, RuleFilter};
 use crate::event::CommittedEvent;
 use crate::finding::Evaluated;
 use crate::respond::DecisionService;
@@ -30,7 +42,7 @@ use crate::rules::RuleRegistry;
 use crate::store::cluster::Fence;
 use crate::store::{Store, StoreError};
 
-/// Most events of one partition evaluated (and recorded) before its cursor moves.
+/// Most events of one partition evaluated (and recorded) before the cursors move.
 const BATCH: i64 = 2000;
 /// Pause between rounds that found nothing new, and after an error.
 const IDLE: Duration = Duration::from_millis(100);
@@ -47,11 +59,14 @@ pub(super) struct ClusterDetection {
     pub runtime: tokio::runtime::Handle,
 }
 
-/// The state of one tenure of the detection lease.
+/// One tenure of one detection slot's lease.
 struct Tenure {
     fence: Fence,
     evaluator: Evaluator,
-    cursors: HashMap<u32, i64>,
+    /// Per partition, the seq up to which the slot's findings are recorded.
+    cursors: Vec<i64>,
+    /// A cursor move was refused: the lease is gone; idle until the member loop drops it.
+    lost: bool,
 }
 
 impl ClusterDetection {
@@ -61,28 +76,39 @@ impl ClusterDetection {
     }
 
     fn run(self) {
-        let mut tenure: Option<Tenure> = None;
+        let mut tenures: BTreeMap<u32, Tenure> = BTreeMap::new();
         while !self.member.stopped() {
-            let Some(fence) = self.member.detection_fence() else {
-                if tenure.take().is_some() {
-                    tracing::warn!("Detection lease gone; this node stops running the rules");
+            let held = self.member.detection_fences();
+            tenures.retain(|slot, t| {
+                let kept = held.get(slot) == Some(&t.fence);
+                if !kept {
+                    tracing::info!(slot, epoch = t.fence.epoch, "Detection slot gone; its rules stop on this node");
                 }
-                std::thread::sleep(IDLE);
-                continue;
-            };
-            if tenure.as_ref().is_none_or(|t| t.fence != fence) {
-                match self.begin(fence) {
-                    Ok(t) => tenure = Some(t),
+                kept
+            });
+            let mut failed = false;
+            for (slot, fence) in held {
+                if tenures.contains_key(&slot) {
+                    continue;
+                }
+                match self.begin(slot, fence) {
+                    Ok(t) => {
+                        tenures.insert(slot, t);
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "Could not start detection under the lease; retrying");
-                        tenure = None;
-                        std::thread::sleep(IDLE * 5);
-                        continue;
+                        tracing::warn!(slot, error = %e, "Could not start the detection slot under its lease; retrying");
+                        failed = true;
                     }
                 }
             }
-            let t = tenure.as_mut().expect("set above");
-            match self.round(t) {
+            if failed {
+                std::thread::sleep(IDLE * 5);
+            }
+            if tenures.values().all(|t| t.lost) {
+                std::thread::sleep(IDLE);
+                continue;
+            }
+            match self.round(&mut tenures) {
                 Ok(true) => {}
                 Ok(false) => std::thread::sleep(IDLE),
                 Err(e) => {
@@ -98,68 +124,120 @@ impl ClusterDetection {
         self.runtime.block_on(self.member.reader(p))
     }
 
-    /// A new tenure: the cursors, and rule state rebuilt up to them.
-    fn begin(&self, fence: Fence) -> Result<Tenure, StoreError> {
+    /// The evaluator of slot `slot`'s rules.
+    fn evaluator(&self, slot: u32) -> Evaluator {
+        let slots = self.member.detection_slots();
+        let filter: RuleFilter = Arc::new(move |name: &str| rule_slot(name, slots) == slot);
+        Evaluator::with_filter(self.registry.clone(), filter)
+    }
+
+    /// A new tenure of slot `slot`: its cursors, and its rules' state rebuilt up to them.
+    fn begin(&self, slot: u32, fence: Fence) -> Result<Tenure, StoreError> {
         let stored = self.runtime.block_on(self.member.store().detect_cursors())?;
-        let mut cursors = HashMap::new();
-        for p in 0..self.member.partitions() {
-            cursors.insert(p, stored.iter().find(|(q, _)| *q == p as i32).map_or(0, |(_, s)| *s));
+        let cursors: Vec<i64> = (0..self.member.partitions())
+            .map(|p| stored.iter().find(|c| c.slot == slot && c.partition == p).map_or(0, |c| c.seq))
+            .collect();
+        let mut evaluator = self.evaluator(slot);
+        let rules = evaluator.rules();
+        // State this node kept from an earlier tenure is stale: the replay rebuilds it.
+        let limits = self.registry.config().state_limits;
+        for rule in &rules {
+            *rule.state.lock().unwrap_or_else(|p| p.into_inner()) = vigil_sdk::state::StateStore::new(limits);
         }
-        let mut evaluator = Evaluator::new(self.registry.clone());
         let window = evaluator.longest_window_ms();
         let mut replayed = 0;
         if self.replay && window > 0 {
-            for p in 0..self.member.partitions() {
-                let store = self.reader(p)?;
-                replayed += self.runtime.block_on(rebuild_state(&store, &mut evaluator, cursors[&p], window))?;
+            for (p, &cursor) in cursors.iter().enumerate() {
+                let store = self.reader(p as u32)?;
+                replayed += self.runtime.block_on(rebuild_state(&store, &mut evaluator, cursor, window))?;
             }
         }
-        tracing::info!(epoch = fence.epoch, replayed, window_ms = window, cursors = ?cursors, "Detection runs on this node: rule state rebuilt, continuing from the cursors");
-        Ok(Tenure { fence, evaluator, cursors })
+        tracing::info!(
+            slot,
+            epoch = fence.epoch,
+            rules = rules.len(),
+            replayed,
+            window_ms = window,
+            cursors = ?cursors,
+            "Detection slot runs on this node: its rules' state rebuilt, continuing from its cursors"
+        );
+        Ok(Tenure { fence, evaluator, cursors, lost: false })
     }
 
-    /// One pass over the partitions: at most `BATCH` new events of each are evaluated, their
-    /// findings recorded, then the cursor moved. True when anything was evaluated.
-    fn round(&self, t: &mut Tenure) -> Result<bool, StoreError> {
+    /// One pass over the partitions: the new events of each (at most `BATCH`, read once) are
+    /// evaluated by every held slot after its own cursor, their findings recorded, then the
+    /// slots' cursors moved (one statement). True when anything was evaluated.
+    fn round(&self, tenures: &mut BTreeMap<u32, Tenure>) -> Result<bool, StoreError> {
         let mut progressed = false;
         for p in 0..self.member.partitions() {
+            let pi = p as usize;
+            let Some(lowest) = tenures.values().filter(|t| !t.lost).map(|t| t.cursors[pi]).min() else {
+                return Ok(progressed);
+            };
             let store = self.reader(p)?;
-            let from = t.cursors[&p] + 1;
             let head = self.runtime.block_on(store.head())?.seq;
+            let from = lowest + 1;
             if head < from {
                 continue;
             }
             let to = head.min(from + BATCH - 1);
+            // Which slots have rules now; only those need the events.
+            let busy: Vec<u32> = tenures
+                .iter()
+                .filter(|(_, t)| !t.lost && t.cursors[pi] < to && !t.evaluator.rules().is_empty())
+                .map(|(s, _)| *s)
+                .collect();
             let mut events: Vec<CommittedEvent> = Vec::new();
-            self.runtime.block_on(for_each_chunk(&store, from, to, i64::MIN, |chunk| events.extend(chunk)))?;
-            let count = events.len();
-            let evaluated = self.evaluate(t, &mut events);
-            let findings = !(evaluated.alerts.is_empty()
-                && evaluated.quarantined.is_empty()
-                && evaluated.decisions.is_empty()
-                && evaluated.refused_decisions.is_empty());
-            if findings {
-                self.runtime.block_on(super::writer::record(&self.alerts, &self.journal, &self.decisions, evaluated));
+            if !busy.is_empty() {
+                let read_from = busy.iter().map(|s| tenures[s].cursors[pi]).min().unwrap_or(lowest) + 1;
+                self.runtime.block_on(for_each_chunk(&store, read_from, to, i64::MIN, |c| events.extend(c)))?;
+                self.stats.processed.fetch_add(events.len() as u64, Ordering::Relaxed);
             }
-            let moved = self.runtime.block_on(self.member.store().advance_detect_cursor(&t.fence, p as i32, to))?;
-            if !moved {
-                // The lease was taken over: the next holder evaluates from the stored cursor.
-                return Err(StoreError::Cluster("the detection lease was lost".into()));
+            let mut moves = Vec::new();
+            for (slot, t) in tenures.iter_mut().filter(|(_, t)| !t.lost && t.cursors[pi] < to) {
+                if busy.contains(slot) {
+                    // The events after this slot's cursor, lent and put back.
+                    let at = events.partition_point(|e| e.seq <= t.cursors[pi]);
+                    let mut mine = events.split_off(at);
+                    let evaluated = self.evaluate(*slot, t, &mut mine);
+                    events.append(&mut mine);
+                    let findings = !(evaluated.alerts.is_empty()
+                        && evaluated.quarantined.is_empty()
+                        && evaluated.decisions.is_empty()
+                        && evaluated.refused_decisions.is_empty());
+                    if findings {
+                        self.runtime.block_on(super::writer::record(
+                            &self.alerts,
+                            &self.journal,
+                            &self.decisions,
+                            evaluated,
+                        ));
+                    }
+                }
+                moves.push((t.fence.clone(), to));
             }
-            t.cursors.insert(p, to);
-            self.stats.processed.fetch_add(count as u64, Ordering::Relaxed);
-            progressed = true;
+            let moved = self.runtime.block_on(self.member.store().advance_detect_cursors(p as i32, &moves))?;
+            for (slot, t) in tenures.iter_mut().filter(|(_, t)| !t.lost && t.cursors[pi] < to) {
+                if moved.contains(slot) {
+                    t.cursors[pi] = to;
+                    progressed = true;
+                } else {
+                    // The lease was taken over: the next holder evaluates from the stored cursor.
+                    tracing::warn!(slot, epoch = t.fence.epoch, "A detection slot's cursor move was refused: its lease is gone");
+                    t.lost = true;
+                }
+            }
         }
         Ok(progressed)
     }
 
-    fn evaluate(&self, t: &mut Tenure, events: &mut Vec<CommittedEvent>) -> Evaluated {
+    fn evaluate(&self, slot: u32, t: &mut Tenure, events: &mut Vec<CommittedEvent>) -> Evaluated {
         let count = events.len();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.evaluator.evaluate(events))) {
             Ok(evaluated) => evaluated,
             Err(_) => {
-                tracing::error!(events = count, "Detection panicked on a batch; its events were not evaluated");
-                t.evaluator = Evaluator::new(self.registry.clone());
+                tracing::error!(slot, events = count, "Detection panicked on a batch; its events were not evaluated");
+                t.evaluator = self.evaluator(slot);
                 Evaluated::default()
             }
         }

@@ -5,7 +5,8 @@
 //! database, so it continues the chain wherever the previous owner stopped). Held leases
 //! are renewed; a lease that could not be renewed is dropped with its writer (its store
 //! refuses every append anyway); a partition whose rendezvous owner is another live node is
-//! signed, halted and released so that node need not wait for the lease to expire.
+//! signed, halted and released so that node need not wait for the lease to expire. The
+//! detection slots' leases are placed the same way (`slots`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +18,15 @@ use crate::ledger::IntegrityStatus;
 use crate::ledger::handoff::Handoff;
 use crate::ledger::keys::CheckpointKeys;
 use crate::ledger::sequencer::{Ack, Sequencer, SequencerConfig, SequencerHandle};
-use crate::store::cluster::{DETECTION_LEASE, Fence, NodeRow};
+use crate::store::cluster::{Fence, NodeRow};
 use crate::store::postgres::PgStore;
 use crate::store::{Store, StoreError};
 
 use super::placement;
+
+mod slots;
+
+pub use slots::{DetectionView, SlotCursor, SlotView};
 
 /// What every partition writer of this node is built from (the node's `[store]` settings
 /// and keys).
@@ -42,6 +47,8 @@ pub struct MemberConfig {
     pub node_id: String,
     pub address: String,
     pub partitions: u32,
+    /// Detection slots (fixed at creation like `partitions`; docs/cluster.md, "Detection").
+    pub detection_slots: u32,
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
     pub writer: WriterTemplate,
@@ -68,18 +75,9 @@ pub struct PartitionView {
     pub desired: Option<String>,
     /// The committed head seq, when this node writes the partition.
     pub head: Option<i64>,
-    /// The seq up to which detection has recorded its findings (docs/cluster.md).
+    /// The seq up to which every detection slot has recorded its findings (the smallest
+    /// of the slots' cursors of this partition; docs/cluster.md).
     pub detect_cursor: i64,
-}
-
-/// Where detection runs: every active rule runs on the holder of the detection lease.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DetectionView {
-    /// The lease holder (None: nobody yet, or it expired).
-    pub owner: Option<String>,
-    pub epoch: i64,
-    /// The lease is unexpired (PostgreSQL's clock).
-    pub live: bool,
 }
 
 /// The cluster as this node last saw it (`GET /v1/cluster`).
@@ -89,7 +87,8 @@ pub struct ClusterView {
     pub partitions_total: u32,
     pub nodes: Vec<NodeRow>,
     pub partitions: Vec<PartitionView>,
-    /// Rule placement: the node running every rule (docs/cluster.md, "Detection").
+    /// Where detection runs: each detection slot's holder and cursors (docs/cluster.md,
+    /// "Detection"). Which rule is in which slot: `GET /v1/cluster` adds `rules`.
     pub detection: DetectionView,
     /// PostgreSQL's time of the last round, epoch ms (0: none yet).
     pub updated_at: i64,
@@ -105,8 +104,8 @@ struct Inner {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Read-only stores of the partitions (look-ups, verify, status), opened on first use.
     readers: tokio::sync::Mutex<HashMap<u32, Store>>,
-    /// The detection lease, while this node holds it.
-    detection: std::sync::Mutex<Option<Fence>>,
+    /// The detection slots' leases this node holds, by slot.
+    detection: std::sync::Mutex<std::collections::BTreeMap<u32, Fence>>,
 }
 
 /// This node's membership of the cluster; cloning shares it.
@@ -125,7 +124,7 @@ impl ClusterMember {
     /// Creates (or checks) the cluster's shape in the database, announces this node, and
     /// starts the member loop. `store` is the base store (shared tables).
     pub async fn start(store: Store, config: MemberConfig) -> Result<Self, StoreError> {
-        PgStore::init_cluster(&config.database_url, config.partitions).await?;
+        PgStore::init_cluster_with_slots(&config.database_url, config.partitions, config.detection_slots).await?;
         store.cluster_node_started(&config.node_id, &config.address).await?;
         let view = ClusterView {
             node_id: config.node_id.clone(),
@@ -140,7 +139,7 @@ impl ClusterMember {
                 view: std::sync::Mutex::new(view),
                 task: std::sync::Mutex::new(None),
                 readers: tokio::sync::Mutex::new(HashMap::new()),
-                detection: std::sync::Mutex::new(None),
+                detection: std::sync::Mutex::default(),
             }),
         };
         member.tick().await;
@@ -214,11 +213,6 @@ impl ClusterMember {
         self.inner.writers.lock().await.get(&partition).map(|w| w.fence.clone())
     }
 
-    /// The detection lease, while this node holds it (the member loop takes and renews it).
-    pub fn detection_fence(&self) -> Option<Fence> {
-        self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
     /// The base store (shared tables: alerts, cursors, leases).
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -251,12 +245,7 @@ impl ClusterMember {
         for w in writers {
             self.stop_writer(w, true).await;
         }
-        let detection = self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(f) = detection
-            && let Err(e) = self.inner.store.release_lease(&f).await
-        {
-            tracing::warn!(error = %e, "Could not release the detection lease; it expires by itself");
-        }
+        self.release_slots().await;
     }
 
     /// What `kill -9` leaves: stops the loop and the writers without signing or releasing.
@@ -266,7 +255,7 @@ impl ClusterMember {
         for w in writers {
             w.sequencer.halt().await;
         }
-        self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     async fn stop_writer(&self, w: PartitionWriter, release: bool) {
@@ -311,8 +300,8 @@ impl ClusterMember {
         let nodes = store.cluster_nodes(c.lease_ms as i64).await?;
         let live: Vec<String> = nodes.iter().filter(|n| n.live).map(|n| n.node_id.clone()).collect();
         let leases = store.cluster_leases().await?;
-        let detection = self.detection_round(&leases).await?;
         let cursors = store.detect_cursors().await?;
+        let detection = self.detection_round(&live, &leases, &cursors).await?;
         let mut partitions = Vec::with_capacity(c.partitions as usize);
         for p in 0..c.partitions {
             let desired = placement::owner(&live, &placement::partition_key(p)).map(str::to_owned);
@@ -341,7 +330,10 @@ impl ClusterMember {
                 (None, Some(l)) => (l.owner.clone(), l.epoch, l.live),
                 (None, None) => (None, 0, false),
             };
-            let detect_cursor = cursors.iter().find(|(q, _)| *q == p as i32).map_or(0, |(_, s)| *s);
+            let detect_cursor = (0..c.detection_slots)
+                .map(|s| cursors.iter().find(|k| k.slot == s && k.partition == p).map_or(0, |k| k.seq))
+                .min()
+                .unwrap_or(0);
             partitions.push(PartitionView {
                 partition: p,
                 owner,
@@ -360,44 +352,6 @@ impl ClusterMember {
         view.updated_at = now;
         view.error = None;
         Ok(())
-    }
-
-    /// Renews the detection lease when held, else takes it when free or expired (first come:
-    /// it does not move while its holder lives). Returns where detection runs.
-    async fn detection_round(&self, leases: &[crate::store::cluster::LeaseRow]) -> Result<DetectionView, StoreError> {
-        let c = &self.inner.config;
-        let store = &self.inner.store;
-        let held = self.detection_fence();
-        let now_held = match held {
-            Some(f) => {
-                if store.renew_lease(&f, c.lease_ms).await? {
-                    Some(f)
-                } else {
-                    tracing::warn!(epoch = f.epoch, "Lost the detection lease; detection stops on this node");
-                    None
-                }
-            }
-            None => {
-                let row = leases.iter().find(|l| l.partition == DETECTION_LEASE);
-                if row.is_some_and(|l| !l.live) {
-                    let taken = store.acquire_lease(DETECTION_LEASE, &c.node_id, c.lease_ms).await?;
-                    if let Some(f) = &taken {
-                        tracing::info!(epoch = f.epoch, "Took the detection lease; the rules run on this node");
-                    }
-                    taken
-                } else {
-                    None
-                }
-            }
-        };
-        *self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()) = now_held.clone();
-        Ok(match (now_held, leases.iter().find(|l| l.partition == DETECTION_LEASE)) {
-            (Some(f), _) => DetectionView { owner: Some(f.owner), epoch: f.epoch, live: true },
-            (None, Some(l)) => {
-                DetectionView { owner: l.owner.clone().filter(|_| l.live), epoch: l.epoch, live: l.live }
-            }
-            (None, None) => DetectionView::default(),
-        })
     }
 
     /// Takes partition `p`'s lease and starts its writer on a store fenced by it.

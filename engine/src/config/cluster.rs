@@ -17,6 +17,10 @@ pub struct ClusterConfig {
     /// cluster is created: it is stored in PostgreSQL, and a node configured with another
     /// number refuses to start.
     pub partitions: u32,
+    /// How many detection slots the rules are spread over (1 to 256, default 8): each rule
+    /// belongs to one slot (a hash of its name), each slot runs on one node at a time
+    /// (docs/cluster.md, "Detection"). Fixed when the cluster is created, like `partitions`.
+    pub detection_slots: u32,
     /// This node's name, unique in the cluster (default: the host name). `[A-Za-z0-9_.-]`,
     /// 1 to 64 characters.
     pub node_id: String,
@@ -38,6 +42,7 @@ impl Default for ClusterConfig {
         Self {
             nats_url: String::new(),
             partitions: 8,
+            detection_slots: DEFAULT_DETECTION_SLOTS,
             node_id: String::new(),
             stream_replicas: 1,
             advertise: String::new(),
@@ -49,6 +54,12 @@ impl Default for ClusterConfig {
 
 /// Most partitions a cluster may have.
 pub const MAX_PARTITIONS: u32 = 256;
+
+/// Detection slots of a cluster unless `[cluster] detection_slots` says otherwise.
+pub const DEFAULT_DETECTION_SLOTS: u32 = 8;
+
+/// Most detection slots a cluster may have.
+pub const MAX_DETECTION_SLOTS: u32 = 256;
 
 impl ClusterConfig {
     /// True when cluster mode is on.
@@ -79,6 +90,9 @@ impl Config {
         let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
         if !(1..=MAX_PARTITIONS).contains(&c.partitions) {
             return invalid("cluster.partitions", format!("must be between 1 and {MAX_PARTITIONS}"));
+        }
+        if !(1..=MAX_DETECTION_SLOTS).contains(&c.detection_slots) {
+            return invalid("cluster.detection_slots", format!("must be between 1 and {MAX_DETECTION_SLOTS}"));
         }
         if !(1..=5).contains(&c.stream_replicas) {
             return invalid("cluster.stream_replicas", "must be between 1 and 5".into());
@@ -126,6 +140,11 @@ mod tests {
         config.cluster.partitions = 0;
         assert!(config.validate().unwrap_err().to_string().contains("cluster.partitions"));
         config.cluster.partitions = 8;
+        config.cluster.detection_slots = 0;
+        assert!(config.validate().unwrap_err().to_string().contains("cluster.detection_slots"));
+        config.cluster.detection_slots = 257;
+        assert!(config.validate().unwrap_err().to_string().contains("cluster.detection_slots"));
+        config.cluster.detection_slots = 8;
         config.cluster.node_id = "bad id".into();
         assert!(config.validate().unwrap_err().to_string().contains("cluster.node_id"));
     }

@@ -1,6 +1,6 @@
 //! Following the stored rules (cluster mode, docs/cluster.md "Rules"): every node polls the
 //! shared `rules` table and applies to its own registry the deploys, deletes and
-//! quarantines made on other nodes, so the node holding the detection lease runs a rule
+//! quarantines made on other nodes, so the node holding a rule's detection slot runs a rule
 //! deployed through any node's API (or rules directory) within about a second, and stops
 //! running a deleted one. The poll reads the rows without their modules; a module is read
 //! (and compiled) only when its row changed. Changes go through the same swap as a local

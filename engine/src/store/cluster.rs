@@ -28,9 +28,31 @@ pub struct Fence {
 pub(super) const FENCE_CHECK: &str = "SELECT 1 FROM cluster_leases WHERE partition = $1 AND owner = $2 AND epoch = $3 \
                                       AND expires_at > now() FOR SHARE";
 
-/// The `cluster_leases` row of the detection lease: its holder runs the rules over every
-/// partition (docs/cluster.md, "Detection").
+/// The `cluster_leases` row of detection slot 0's lease (docs/cluster.md, "Detection"); slot
+/// `s` has the row [`slot_lease`]`(s)` = `-1 - s`.
 pub const DETECTION_LEASE: i32 = -1;
+
+pub use crate::config::MAX_DETECTION_SLOTS;
+
+/// The `cluster_leases` row of detection slot `slot`: `-1 - slot`.
+pub fn slot_lease(slot: u32) -> i32 {
+    -1 - slot as i32
+}
+
+/// The detection slot whose lease is the `cluster_leases` row `partition` (None: a
+/// partition's lease).
+pub fn lease_slot(partition: i32) -> Option<u32> {
+    (partition < 0).then(|| (-1 - partition) as u32)
+}
+
+/// One row of `cluster_detect_cursors`: detection slot `slot` has recorded the findings of
+/// its rules on partition `partition` up to `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DetectCursor {
+    pub slot: u32,
+    pub partition: u32,
+    pub seq: i64,
+}
 
 /// One row of `cluster_nodes`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -233,38 +255,56 @@ impl Store {
         })
     }
 
-    /// The detection cursors: per partition, the seq up to which the rules' findings are
-    /// recorded (a partition without a row: 0).
-    pub async fn detect_cursors(&self) -> Result<Vec<(i32, i64)>, StoreError> {
+    /// The detection cursors: per detection slot and partition, the seq up to which the
+    /// findings of the slot's rules are recorded (a pair without a row: 0).
+    pub async fn detect_cursors(&self) -> Result<Vec<DetectCursor>, StoreError> {
         pg_only!(self, s => {
-            let rows: Vec<(i32, i64)> =
-                sqlx::query_as("SELECT partition, seq FROM cluster_detect_cursors ORDER BY partition")
+            let rows: Vec<(i32, i32, i64)> =
+                sqlx::query_as("SELECT slot, partition, seq FROM cluster_detect_cursors ORDER BY slot, partition")
                     .fetch_all(s.pool())
                     .await?;
-            Ok(rows)
+            Ok(rows
+                .into_iter()
+                .map(|(slot, partition, seq)| DetectCursor { slot: slot as u32, partition: partition as u32, seq })
+                .collect())
         })
     }
 
-    /// Moves partition `partition`'s detection cursor to `seq`, only while `fence` (the
-    /// detection lease) is current and unexpired, checked and share-locked in the same
-    /// statement. False: the lease was lost (nothing moved).
+    /// Moves the cursor of `partition` for the detection slot whose lease is `fence` to
+    /// `seq`, only while that lease is current and unexpired, checked and share-locked in
+    /// the same statement. False: the lease was lost (nothing moved).
     pub async fn advance_detect_cursor(&self, fence: &Fence, partition: i32, seq: i64) -> Result<bool, StoreError> {
+        let moved = self.advance_detect_cursors(partition, &[(fence.clone(), seq)]).await?;
+        Ok(!moved.is_empty())
+    }
+
+    /// [`Self::advance_detect_cursor`] for several slots' leases at once (one statement):
+    /// each `(fence, seq)` moves its slot's cursor of `partition` only while its own lease is
+    /// current. Returns the slots whose cursor moved (a missing one lost its lease). A fence
+    /// that is not a slot's lease moves nothing.
+    pub async fn advance_detect_cursors(&self, partition: i32, moves: &[(Fence, i64)]) -> Result<Vec<u32>, StoreError> {
+        let moves: Vec<&(Fence, i64)> = moves.iter().filter(|(f, _)| lease_slot(f.partition).is_some()).collect();
+        if moves.is_empty() {
+            return Ok(Vec::new());
+        }
         pg_only!(self, s => {
-            let done = sqlx::query(
-                "INSERT INTO cluster_detect_cursors (partition, seq, epoch, updated_at) \
-                 SELECT $1, $2, epoch, now() FROM cluster_leases \
-                 WHERE partition = $3 AND owner = $4 AND epoch = $5 AND expires_at > now() FOR SHARE \
-                 ON CONFLICT (partition) DO UPDATE SET seq = GREATEST(cluster_detect_cursors.seq, EXCLUDED.seq), \
-                 epoch = EXCLUDED.epoch, updated_at = now()",
+            let moved: Vec<i32> = sqlx::query_scalar(
+                "INSERT INTO cluster_detect_cursors (slot, partition, seq, epoch, updated_at) \
+                 SELECT -1 - l.partition, $1, t.q, l.epoch, now() \
+                 FROM UNNEST($2::int4[], $3::text[], $4::int8[], $5::int8[]) AS t(lease, owner, e, q) \
+                 JOIN cluster_leases l ON l.partition = t.lease AND l.owner = t.owner AND l.epoch = t.e \
+                 AND l.expires_at > now() FOR SHARE OF l \
+                 ON CONFLICT (slot, partition) DO UPDATE SET seq = GREATEST(cluster_detect_cursors.seq, EXCLUDED.seq), \
+                 epoch = EXCLUDED.epoch, updated_at = now() RETURNING slot",
             )
             .bind(partition)
-            .bind(seq)
-            .bind(fence.partition)
-            .bind(&fence.owner)
-            .bind(fence.epoch)
-            .execute(s.pool())
+            .bind(moves.iter().map(|(f, _)| f.partition).collect::<Vec<_>>())
+            .bind(moves.iter().map(|(f, _)| f.owner.clone()).collect::<Vec<_>>())
+            .bind(moves.iter().map(|(f, _)| f.epoch).collect::<Vec<_>>())
+            .bind(moves.iter().map(|(_, q)| *q).collect::<Vec<_>>())
+            .fetch_all(s.pool())
             .await?;
-            Ok(done.rows_affected() == 1)
+            Ok(moved.into_iter().map(|s| s as u32).collect())
         })
     }
 
@@ -277,10 +317,15 @@ impl Store {
     }
 }
 
-/// Creates the cluster's shape on first use, as the login user: records `partitions` (or
-/// checks it against the recorded value: it is fixed at creation), creates each partition's
-/// schema and lease row. Idempotent; one node at a time (an advisory lock).
-pub(super) async fn init_cluster(conn: &mut sqlx::PgConnection, partitions: u32) -> Result<u32, StoreError> {
+/// Creates the cluster's shape on first use, as the login user: records `partitions` and
+/// `detection_slots` (or checks them against the recorded values: they are fixed at
+/// creation), creates each partition's schema and lease row and each detection slot's lease
+/// row. Idempotent; one node at a time (an advisory lock).
+pub(super) async fn init_cluster(
+    conn: &mut sqlx::PgConnection,
+    partitions: u32,
+    detection_slots: u32,
+) -> Result<u32, StoreError> {
     sqlx::query("SELECT pg_advisory_lock(7415162)").execute(&mut *conn).await?;
     let result = async {
         sqlx::query("INSERT INTO cluster_meta (id, partitions) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
@@ -304,14 +349,50 @@ pub(super) async fn init_cluster(conn: &mut sqlx::PgConnection, partitions: u32)
                 .execute(&mut *conn)
                 .await?;
         }
-        // The detection lease (docs/cluster.md, "Detection").
-        sqlx::query("INSERT INTO cluster_leases (partition) VALUES ($1) ON CONFLICT (partition) DO NOTHING")
-            .bind(DETECTION_LEASE)
-            .execute(&mut *conn)
-            .await?;
+        init_detection_slots(&mut *conn, detection_slots).await?;
         Ok(stored as u32)
     }
     .await;
     sqlx::query("SELECT pg_advisory_unlock(7415162)").execute(&mut *conn).await?;
     result
+}
+
+/// Records the number of detection slots (or checks it) and creates each slot's lease row
+/// (docs/cluster.md, "Detection"). When the number is recorded now on a cluster whose single
+/// detection holder had cursors (migration 0016, now slot 0's), every other slot starts from
+/// a copy of them (every rule had evaluated up to there), with epoch 0 (its own lease's).
+async fn init_detection_slots(conn: &mut sqlx::PgConnection, slots: u32) -> Result<(), StoreError> {
+    if !(1..=MAX_DETECTION_SLOTS).contains(&slots) {
+        return Err(StoreError::Cluster(format!("detection_slots must be between 1 and {MAX_DETECTION_SLOTS}")));
+    }
+    let recorded_now = sqlx::query("INSERT INTO cluster_detection (id, slots) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+        .bind(slots as i32)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    let stored: i32 = sqlx::query_scalar("SELECT slots FROM cluster_detection WHERE id = 1").fetch_one(&mut *conn).await?;
+    if stored as u32 != slots {
+        return Err(StoreError::Cluster(format!(
+            "this cluster was created with {stored} detection slots and this node is configured with {slots}; \
+             the number is fixed at creation: set [cluster] detection_slots = {stored}"
+        )));
+    }
+    for slot in 0..slots {
+        sqlx::query("INSERT INTO cluster_leases (partition) VALUES ($1) ON CONFLICT (partition) DO NOTHING")
+            .bind(slot_lease(slot))
+            .execute(&mut *conn)
+            .await?;
+    }
+    if recorded_now && slots > 1 {
+        sqlx::query(
+            "INSERT INTO cluster_detect_cursors (slot, partition, seq, epoch) \
+             SELECT s, c.partition, c.seq, 0 FROM cluster_detect_cursors c, generate_series(1, $1 - 1) AS s \
+             WHERE c.slot = 0 ON CONFLICT (slot, partition) DO NOTHING",
+        )
+        .bind(slots as i32)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

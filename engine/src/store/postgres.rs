@@ -61,6 +61,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "forwarders", include_str!("../../../migrations/postgres/0014_forwarders.sql")),
     (15, "cluster", include_str!("../../../migrations/postgres/0015_cluster.sql")),
     (16, "cluster_detection", include_str!("../../../migrations/postgres/0016_cluster_detection.sql")),
+    (17, "detection_slots", include_str!("../../../migrations/postgres/0017_detection_slots.sql")),
 ];
 
 /// The application role the server acts as.
@@ -130,10 +131,16 @@ impl PgStore {
     /// `partitions` is recorded on first use and must match afterwards; every partition's
     /// schema and lease row exist when this returns. Migrates first.
     pub async fn init_cluster(url: &str, partitions: u32) -> Result<u32, StoreError> {
+        Self::init_cluster_with_slots(url, partitions, crate::config::DEFAULT_DETECTION_SLOTS).await
+    }
+
+    /// [`Self::init_cluster`] with `detection_slots` detection slots (recorded on first use,
+    /// like `partitions`, and checked afterwards; docs/cluster.md, "Detection").
+    pub async fn init_cluster_with_slots(url: &str, partitions: u32, detection_slots: u32) -> Result<u32, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let mut conn = sqlx::PgConnection::connect_with(&options).await?;
         migrate(&mut conn).await?;
-        let result = super::cluster::init_cluster(&mut conn, partitions).await;
+        let result = super::cluster::init_cluster(&mut conn, partitions, detection_slots).await;
         let _ = conn.close().await;
         result
     }

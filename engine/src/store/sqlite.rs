@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "forwarders", include_str!("../../../migrations/sqlite/0014_forwarders.sql")),
     (15, "cluster", include_str!("../../../migrations/sqlite/0015_cluster.sql")),
     (16, "cluster_detection", include_str!("../../../migrations/sqlite/0016_cluster_detection.sql")),
+    (17, "detection_slots", include_str!("../../../migrations/sqlite/0017_detection_slots.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).

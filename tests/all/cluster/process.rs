@@ -24,8 +24,8 @@ async fn cluster_view(client: &reqwest::Client, node: &Node) -> anyhow::Result<V
     Ok(resp.json().await?)
 }
 
-/// Polls `node`'s view until exactly `live` are live and every partition is held by the
-/// node placement wants; returns the owners.
+/// Polls `node`'s view until exactly `live` are live and every partition and every detection
+/// slot is held by the node placement wants; returns the partitions' owners.
 async fn until_placed(client: &reqwest::Client, node: &Node, live: &[&str]) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = Value::Null;
@@ -40,8 +40,11 @@ async fn until_placed(client: &reqwest::Client, node: &Node, live: &[&str]) -> a
                 .collect();
             seen.sort_unstable();
             let parts = view["partitions"].as_array().cloned().unwrap_or_default();
+            let slots = view["detection"]["slots"].as_array().cloned().unwrap_or_default();
             let placed = parts.len() == PARTITIONS as usize
-                && parts.iter().all(|p| p["live"] == true && p["owner"].is_string() && p["owner"] == p["desired"]);
+                && parts.iter().all(|p| p["live"] == true && p["owner"].is_string() && p["owner"] == p["desired"])
+                && !slots.is_empty()
+                && slots.iter().all(|s| s["live"] == true && s["owner"].is_string() && s["owner"] == s["desired"]);
             if seen == live && placed {
                 return Ok(parts.iter().map(|p| p["owner"].as_str().unwrap_or_default().to_owned()).collect());
             }
@@ -176,27 +179,39 @@ async fn until_alerts(schema: &Schema, ips: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// Polls `node`'s view until a live node other than `not` holds the detection lease.
-async fn detection_holder(client: &reqwest::Client, node: &Node, not: Option<&str>) -> anyhow::Result<String> {
+/// Polls `node`'s view until a live node other than `not` holds the detection slot of rule
+/// `rule` (`vigil::cluster::placement::rule_slot` of its name); returns it. When the rule is
+/// active on `node`, the view's rule placement (`rules`) names the same slot and node.
+async fn rule_holder(client: &reqwest::Client, node: &Node, rule: &str, not: Option<&str>) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = Value::Null;
     while Instant::now() < deadline {
         if let Ok(view) = cluster_view(client, node).await {
             let d = &view["detection"];
-            if d["live"] == true
-                && let Some(owner) = d["owner"].as_str()
+            let total = d["slots_total"].as_u64().unwrap_or_default() as u32;
+            let slot = vigil::cluster::placement::rule_slot(rule, total);
+            let s = &d["slots"][slot as usize];
+            if total > 0
+                && s["slot"] == slot
+                && s["live"] == true
+                && let Some(owner) = s["owner"].as_str()
                 && Some(owner) != not
             {
+                let placed = view["rules"].as_array().into_iter().flatten().find(|r| r["rule"] == rule);
+                if let Some(r) = placed {
+                    assert_eq!((r["slot"].as_u64(), r["node"].as_str()), (Some(u64::from(slot)), Some(owner)), "{view}");
+                }
                 return Ok(owner.to_owned());
             }
             last = view;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    anyhow::bail!("no node took the detection lease: {last}")
+    anyhow::bail!("no node took the detection slot of {rule}: {last}")
 }
 
-/// Polls `node`'s view until every partition's detection cursor covers `acks`.
+/// Polls `node`'s view until every partition's detection cursor (the smallest of the slots')
+/// covers `acks`.
 async fn until_detected(client: &reqwest::Client, node: &Node, acks: &Acked) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = Value::Null;
@@ -227,7 +242,7 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     let mut nats = NatsCluster::start(&dir)?;
     let schema = Schema::new().await?;
     let client = reqwest::Client::new();
-    // The example rule brute_force on every node (detection runs on one of them at a time).
+    // The example rule brute_force on every node (it runs on the holder of its detection slot).
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules)?;
     std::fs::copy(vigil_tests::example_rules()?.join("brute_force.wasm"), rules.join("brute_force.wasm"))?;
@@ -241,13 +256,28 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         node.start(&client).await?;
     }
     let owners = until_placed(&client, &nodes[0], &["a", "b", "c"]).await?;
-    // Metrics per node and partition, from the member's last round.
+    // Metrics per node, partition and detection slot, from the member's last round.
     let metrics = client.get(format!("{}/metrics", nodes[0].base)).send().await?.text().await?;
     assert!(metrics.contains("vigil_cluster_nodes_live 3"), "{metrics}");
     let owned: Vec<&str> = metrics.lines().filter(|l| l.starts_with("vigil_cluster_partition_owned{")).collect();
     assert_eq!(owned.len(), PARTITIONS as usize, "{metrics}");
     let mine = owners.iter().filter(|o| *o == "a").count();
     assert_eq!(owned.iter().filter(|l| l.ends_with(" 1")).count(), mine, "{metrics}");
+    // The detection slots spread over the nodes: each held by exactly one.
+    let mut held = 0;
+    let mut holders = std::collections::BTreeSet::new();
+    for node in &nodes {
+        let metrics = client.get(format!("{}/metrics", node.base)).send().await?.text().await?;
+        let mine = metrics.lines().filter(|l| l.starts_with("vigil_cluster_detection_slot_held{") && l.ends_with(" 1"));
+        let count = mine.count();
+        held += count;
+        if count > 0 {
+            holders.insert(node.name.clone());
+        }
+    }
+    let view = cluster_view(&client, &nodes[0]).await?;
+    assert_eq!(held as u64, view["detection"]["slots_total"].as_u64().unwrap_or_default(), "{view}");
+    assert!(holders.len() >= 2, "the slots spread over the nodes: {view}");
 
     // (a) Events posted to each node: 201 with partition and seq, stored once.
     let mut all: Acked = Vec::new();
@@ -327,13 +357,13 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // (f) Detection runs on the holder of the detection lease and sees every partition: the
+    // (f) brute_force runs on the holder of its detection slot and sees every partition: the
     // planted brute_force scenario (7 failed logins per address, alert at the 6th) raises one
     // alert per address. Then, with 4 failures per address of a second set evaluated and
-    // recorded under the cursors, the holder is killed with -9; the rest of each scenario is
+    // recorded under the cursors, that holder is killed with -9; the rest of each scenario is
     // posted through the survivors. Its alerts can only come from state rebuilt by replay on
-    // the new holder, and each appears once.
-    let holder = detection_holder(&client, &nodes[0], None).await?;
+    // the slot's new holder, and each appears once.
+    let holder = rule_holder(&client, &nodes[0], "brute_force", None).await?;
     let h = nodes.iter().position(|n| n.name == holder).context("the holder is a node")?;
     let (other, third) = ((h + 1) % 3, (h + 2) % 3);
     let set1: Vec<String> = (1..=4).map(|i| format!("203.0.113.{i}")).collect();
@@ -358,11 +388,11 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     all.extend(acked(&body)?);
-    let new_holder = detection_holder(&client, &nodes[other], Some(&holder)).await?;
+    let new_holder = rule_holder(&client, &nodes[other], "brute_force", Some(&holder)).await?;
     assert_ne!(new_holder, holder);
     until_alerts(&schema, &set2).await?;
     let moved = std::fs::read_to_string(&nodes[other].log)? + &std::fs::read_to_string(&nodes[third].log)?;
-    assert!(moved.contains("Took the detection lease"), "the lease moved to a survivor");
+    assert!(moved.contains("Took the detection slot"), "the slot moved to a survivor");
     nodes[h].proc = None;
     nodes[h].start(&client).await?;
     until_placed(&client, &nodes[other], &["a", "b", "c"]).await?;
@@ -439,7 +469,7 @@ async fn three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back() ->
     all.extend(acked(&body)?);
 
     check_log(&schema, &dir.join("a"), &all).await?;
-    // After every move of the detection lease (kill, rejoin, pause), each planted address still
+    // After every move of the detection slots (kill, rejoin, pause), each planted address still
     // has exactly one brute_force alert.
     let alerts = brute_force_alerts(&schema, &planted).await?;
     assert_eq!(alerts.len(), planted.len(), "{alerts:?}");
@@ -516,14 +546,14 @@ async fn until_rule_status(client: &reqwest::Client, node: &Node, name: &str, wa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rule_deployed_or_deleted_through_any_node_reaches_the_detection_holder() -> anyhow::Result<()> {
+async fn a_rule_deployed_or_deleted_through_any_node_reaches_the_holder_of_its_slot() -> anyhow::Result<()> {
     vigil::app::install_tls();
     let dir = std::env::temp_dir().join(format!("vigil-cluster-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
     let nats = NatsCluster::start(&dir)?;
     let schema = Schema::new().await?;
     let client = reqwest::Client::new();
-    // No rule files: the rule comes only through the API of the node without the lease.
+    // No rule files: the rule comes only through the API of the node not holding its slot.
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules)?;
     let mut nodes: Vec<Node> =
@@ -532,7 +562,7 @@ async fn a_rule_deployed_or_deleted_through_any_node_reaches_the_detection_holde
     share_secrets(&dir.join("a"), &dir.join("b"))?;
     nodes[1].start(&client).await?;
     until_placed(&client, &nodes[0], &["a", "b"]).await?;
-    let holder = detection_holder(&client, &nodes[0], None).await?;
+    let holder = rule_holder(&client, &nodes[0], "brute_force", None).await?;
     let h = nodes.iter().position(|n| n.name == holder).context("the holder is a node")?;
     let other = 1 - h;
 
@@ -551,6 +581,20 @@ async fn a_rule_deployed_or_deleted_through_any_node_reaches_the_detection_holde
     let on_holder = until_rule_status(&client, &nodes[h], "brute_force", 200).await?;
     assert_eq!(on_holder["status"], "active", "{on_holder}");
     assert_eq!(on_holder["sha256"], deployed["sha256"], "{on_holder} {deployed}");
+    // The rule placement names it, its slot and the node running it, on either node.
+    for node in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let view = cluster_view(&client, node).await?;
+            let placed = view["rules"].as_array().into_iter().flatten().find(|r| r["rule"] == "brute_force").cloned();
+            if let Some(r) = placed {
+                assert_eq!(r["node"], holder.as_str(), "{view}");
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{} never placed brute_force: {view}", node.name);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let set1: Vec<String> = (1..=3).map(|i| format!("203.0.113.{i}")).collect();
     let body = post(&client, &nodes[other].base, &plant("follow1", &set1, 0..7)).await.context("plant set 1")?;
     let set1_acks = acked(&body)?;

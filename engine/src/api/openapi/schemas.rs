@@ -443,12 +443,26 @@ pub(super) fn schemas() -> Value {
             "partitions": {"type": "array", "items": object(&["partition", "epoch", "live"], json!({
                 "partition": {"type": "integer"}, "owner": nullable("string"), "epoch": {"type": "integer"},
                 "live": {"type": "boolean"}, "desired": nullable("string"), "head": {"type": ["integer", "null"]},
-                "detect_cursor": {"type": "integer", "description": "seq up to which detection has recorded its findings"},
+                "detect_cursor": {"type": "integer", "description": "seq up to which every detection slot has recorded its findings (the smallest of the slots' cursors)"},
             }))},
             "detection": object(&["epoch", "live"], json!({
-                "owner": {"type": ["string", "null"], "description": "the node running every active rule (the detection lease's holder)"},
-                "epoch": {"type": "integer"}, "live": {"type": "boolean"},
+                "owner": {"type": ["string", "null"], "description": "the holder of detection slot 0 (see slots)"},
+                "epoch": {"type": "integer", "description": "slot 0's lease epoch"}, "live": {"type": "boolean"},
+                "slots_total": {"type": "integer", "description": "detection slots of the cluster (fixed at creation)"},
+                "slots": {"type": "array", "items": object(&["slot", "epoch", "live", "cursors"], json!({
+                    "slot": {"type": "integer"},
+                    "owner": {"type": ["string", "null"], "description": "the node running the slot's rules (its lease's holder)"},
+                    "epoch": {"type": "integer"}, "live": {"type": "boolean"}, "desired": nullable("string"),
+                    "cursors": {"type": "array", "items": object(&["partition", "seq"], json!({
+                        "partition": {"type": "integer"},
+                        "seq": {"type": "integer", "description": "seq up to which the slot's rules have recorded their findings"},
+                    }))},
+                }))},
             })),
+            "rules": {"type": "array", "description": "rule placement: each active detection rule, its slot and the node running it",
+                "items": object(&["rule", "slot"], json!({
+                    "rule": {"type": "string"}, "slot": {"type": "integer"}, "node": nullable("string"),
+                }))},
             "updated_at": {"type": "integer"}, "error": nullable("string"),
         })),
         "Forwarder": object(&["name", "kind", "format", "target", "cursor", "head", "lag", "sent", "errors", "breaker"], json!({

@@ -341,7 +341,7 @@ pub(super) fn receivers() -> Vec<(&'static str, &'static str, Op)> {
         Op::new(
             "cluster",
             "receivers",
-            "Cluster mode: nodes, partitions with their lease owners, heads and detection cursors, and the node running the rules (detection), as this node last saw them",
+            "Cluster mode: nodes, partitions with their lease owners, heads and detection cursors, the detection slots with their holders and cursors (detection), and the rule placement (rules: each rule, its slot and the node running it), as this node last saw them",
             Some("read"),
         )
         .ok(200, "the cluster", r("Cluster")),
