@@ -85,6 +85,11 @@ impl Evaluator {
         self.rules().iter().map(|r| r.compiled.manifest.longest_window_ms()).max().unwrap_or(0)
     }
 
+    /// How many of the current set's detection rules this evaluator runs (cached per set).
+    pub fn rule_count(&mut self) -> usize {
+        self.select().len()
+    }
+
     /// The rules of the current set this evaluator runs, with their index (rebuilt only
     /// when the set changed).
     fn select(&mut self) -> Arc<[Arc<LoadedRule>]> {

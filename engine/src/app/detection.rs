@@ -183,9 +183,9 @@ impl ClusterDetection {
             let to = head.min(from + BATCH - 1);
             // Which slots have rules now; only those need the events.
             let busy: Vec<u32> = tenures
-                .iter()
-                .filter(|(_, t)| !t.lost && t.cursors[pi] < to && !t.evaluator.rules().is_empty())
-                .map(|(s, _)| *s)
+                .iter_mut()
+                .filter(|(_, t)| !t.lost && t.cursors[pi] < to)
+                .filter_map(|(s, t)| (t.evaluator.rule_count() > 0).then_some(*s))
                 .collect();
             let mut events: Vec<CommittedEvent> = Vec::new();
             if !busy.is_empty() {

@@ -283,10 +283,11 @@ impl ClusterMember {
         let store = &self.inner.store;
         let now = store.cluster_heartbeat(&c.node_id, &c.address).await?;
         let mut writers = self.inner.writers.lock().await;
-        // Renewals first, in one statement: taking new partitions (opening stores) may be
-        // slow, and must never let a held lease expire.
+        // Renewals first (partitions and detection slots), in one statement: taking new
+        // partitions (opening stores) may be slow, and must never let a held lease expire.
         let held: Vec<Fence> = writers.values().map(|w| w.fence.clone()).collect();
-        let renewed = store.renew_leases(&c.node_id, &held, c.lease_ms).await?;
+        let slots: Vec<Fence> = self.detection_fences().into_values().collect();
+        let renewed = store.renew_leases(&c.node_id, &[held.as_slice(), &slots].concat(), c.lease_ms).await?;
         for f in held.iter().filter(|f| !renewed.contains(&f.partition)) {
             if let Some(w) = writers.remove(&(f.partition as u32)) {
                 tracing::warn!(
@@ -301,7 +302,7 @@ impl ClusterMember {
         let live: Vec<String> = nodes.iter().filter(|n| n.live).map(|n| n.node_id.clone()).collect();
         let leases = store.cluster_leases().await?;
         let cursors = store.detect_cursors().await?;
-        let detection = self.detection_round(&live, &leases, &cursors).await?;
+        let detection = self.detection_round(&live, &leases, &cursors, &renewed).await?;
         let mut partitions = Vec::with_capacity(c.partitions as usize);
         for p in 0..c.partitions {
             let desired = placement::owner(&live, &placement::partition_key(p)).map(str::to_owned);

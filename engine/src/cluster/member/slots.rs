@@ -2,10 +2,11 @@
 //! fixed number of slots (a rule's slot is a hash of its name, `placement::rule_slot`), and
 //! each slot's lease (`cluster_leases` row `-1 - slot`, same epochs and PostgreSQL clock as
 //! a partition's) is placed over the live nodes by the same rendezvous hashing as the
-//! partitions. In each round of the member loop a node renews the slots it holds (one
-//! statement), releases each slot placement now puts on another live node (that node takes
-//! it at its next round), and takes each slot placement puts on it whose lease is free or
-//! expired. The detection thread (app/detection.rs) runs the rules of the slots held here.
+//! partitions. In each round of the member loop a node renews the slots it holds (in the
+//! statement renewing its partitions), releases each slot placement now puts on another
+//! live node (that node takes it at its next round), and takes each slot placement puts on
+//! it whose lease is free or expired. The detection thread (app/detection.rs) runs the
+//! rules of the slots held here.
 
 use std::collections::BTreeMap;
 
@@ -77,19 +78,19 @@ impl ClusterMember {
         }
     }
 
-    /// Renews the held slots, hands over those placement puts elsewhere, takes those it puts
-    /// here; returns where detection runs.
+    /// Drops the held slots whose lease was not `renewed` (the member loop renews them with
+    /// the partitions' leases), hands over those placement puts elsewhere, takes those it
+    /// puts here; returns where detection runs.
     pub(super) async fn detection_round(
         &self,
         live: &[String],
         leases: &[LeaseRow],
         cursors: &[DetectCursor],
+        renewed: &[i32],
     ) -> Result<DetectionView, StoreError> {
         let c = &self.inner.config;
         let store = &self.inner.store;
         let mut held = self.detection_fences();
-        let fences: Vec<Fence> = held.values().cloned().collect();
-        let renewed = store.renew_leases(&c.node_id, &fences, c.lease_ms).await?;
         held.retain(|slot, f| {
             let kept = renewed.contains(&f.partition);
             if !kept {
