@@ -3,8 +3,9 @@
 //! cursors of a cluster made before slots carry over to every slot; the slots' leases spread
 //! over the members by rendezvous hashing, each held by exactly one, move off a paused
 //! member (whose old leases can then move no cursor) and are handed back to a member that
-//! rejoins. (That a rule keeps its state across a move of its slot, raising exactly one
-//! alert for a threshold reached across the move, is shown by the process test
+//! rejoins; each slot's evaluator runs exactly its slot's rules. (That a rule keeps its
+//! state across a move of its slot, raising exactly one alert for a threshold reached
+//! across the move, is shown by the process test
 //! `process::three_nodes_store_once_survive_kill_and_pause_and_take_a_node_back`.)
 
 use std::collections::BTreeMap;
@@ -185,4 +186,63 @@ async fn detection_slots_spread_over_members_move_off_a_paused_one_and_come_back
     assert!(leases.iter().filter(|l| l.partition < 0).all(|l| !l.live), "{leases:?}");
     assert_eq!(leases.iter().filter(|l| l.partition < 0).count(), SLOTS as usize, "{leases:?}");
     schema.drop_all().await
+}
+
+/// `n` failed logins from `ip`, committed at seqs 1..=n.
+fn failed_logins(ip: &str, n: i64) -> Vec<vigil::event::CommittedEvent> {
+    let t = vigil::event::now_ms();
+    (1..=n)
+        .map(|i| {
+            let e = serde_json::json!({
+                "event_id": format!("slot-{i}"), "timestamp": t + i, "received_at": t + i, "seq": i,
+                "mask_policy": 1, "category": "authentication", "action": "login_failed", "outcome": "failure",
+                "severity": "low", "user_id": format!("u{i}"), "ip": ip,
+            });
+            let serde_json::Value::Object(map) = e else { unreachable!() };
+            vigil::event::CommittedEvent::from_canon(i, vigil::ledger::canon::to_canonical(&map))
+        })
+        .collect()
+}
+
+#[test]
+fn each_slots_evaluator_runs_exactly_the_rules_of_its_slot() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use vigil::cluster::placement::rule_slot;
+    use vigil::detect::{Evaluator, RuleFilter};
+    const SLOTS: u32 = 8;
+    let dir = vigil_tests::example_rules()?;
+    let registry =
+        Arc::new(vigil::deploy::build_registry(&vigil::config::Config::default(), None, Default::default())?);
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            registry.deploy(&std::fs::read(&path)?, None, "test")?;
+        }
+    }
+    let all: Vec<String> = registry.current().detection.iter().map(|r| r.name().to_owned()).collect();
+    anyhow::ensure!(all.iter().any(|n| n == "brute_force"), "{all:?}");
+    let home = rule_slot("brute_force", SLOTS);
+    let mut placed: Vec<String> = Vec::new();
+    for slot in 0..SLOTS {
+        let filter: RuleFilter = Arc::new(move |name: &str| rule_slot(name, SLOTS) == slot);
+        let mut evaluator = Evaluator::with_filter(registry.clone(), filter);
+        let names: Vec<String> = evaluator.rules().iter().map(|r| r.name().to_owned()).collect();
+        assert!(names.iter().all(|n| rule_slot(n, SLOTS) == slot), "slot {slot}: {names:?}");
+        assert_eq!(evaluator.rule_count(), names.len());
+        placed.extend(names);
+        // brute_force alerts at the 6th failure from one address, only from its slot.
+        let mut events = failed_logins("198.51.100.44", 7);
+        let out = evaluator.evaluate(&mut events);
+        assert_eq!(events.len(), 7, "the events are lent back");
+        let raised = out.alerts.iter().filter(|a| a.rule == "brute_force").count();
+        assert_eq!(raised, usize::from(slot == home), "slot {slot}: {:?}", out.alerts);
+    }
+    // Every active detection rule is in exactly one slot.
+    placed.sort();
+    let mut expected = all.clone();
+    expected.sort();
+    assert_eq!(placed, expected);
+    // Unfiltered: every rule, as before.
+    assert_eq!(Evaluator::new(registry.clone()).rules().len(), all.len());
+    Ok(())
 }
