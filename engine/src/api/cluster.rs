@@ -22,9 +22,8 @@ pub async fn view(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     state.keys.require(&req, Role::Read)?;
     let _: NoQuery = parse_query(req.query_string())?;
     let Some(member) = &state.cluster else {
-        return Ok(HttpResponse::Ok().json(
-            json!({"enabled": false, "node_id": null, "nodes": [], "partitions": [], "rules": []}),
-        ));
+        return Ok(HttpResponse::Ok()
+            .json(json!({"enabled": false, "node_id": null, "nodes": [], "partitions": [], "rules": []})));
     };
     let view = member.view();
     let slots = member.detection_slots();

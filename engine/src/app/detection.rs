@@ -223,7 +223,11 @@ impl ClusterDetection {
                     progressed = true;
                 } else {
                     // The lease was taken over: the next holder evaluates from the stored cursor.
-                    tracing::warn!(slot, epoch = t.fence.epoch, "A detection slot's cursor move was refused: its lease is gone");
+                    tracing::warn!(
+                        slot,
+                        epoch = t.fence.epoch,
+                        "A detection slot's cursor move was refused: its lease is gone"
+                    );
                     t.lost = true;
                 }
             }

@@ -365,13 +365,15 @@ async fn init_detection_slots(conn: &mut sqlx::PgConnection, slots: u32) -> Resu
     if !(1..=MAX_DETECTION_SLOTS).contains(&slots) {
         return Err(StoreError::Cluster(format!("detection_slots must be between 1 and {MAX_DETECTION_SLOTS}")));
     }
-    let recorded_now = sqlx::query("INSERT INTO cluster_detection (id, slots) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
-        .bind(slots as i32)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    let stored: i32 = sqlx::query_scalar("SELECT slots FROM cluster_detection WHERE id = 1").fetch_one(&mut *conn).await?;
+    let recorded_now =
+        sqlx::query("INSERT INTO cluster_detection (id, slots) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(slots as i32)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            == 1;
+    let stored: i32 =
+        sqlx::query_scalar("SELECT slots FROM cluster_detection WHERE id = 1").fetch_one(&mut *conn).await?;
     if stored as u32 != slots {
         return Err(StoreError::Cluster(format!(
             "this cluster was created with {stored} detection slots and this node is configured with {slots}; \

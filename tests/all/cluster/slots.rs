@@ -85,8 +85,7 @@ async fn the_cursors_of_a_cluster_made_before_slots_carry_over_to_every_slot() -
     .await?;
     PgStore::init_cluster_with_slots(&schema.url, 2, 3).await?;
     let base = Store::open(&schema.url).await?;
-    let expected: Vec<DetectCursor> =
-        (0..3).flat_map(|s| [cursor(s, 0, 5), cursor(s, 1, 9)]).collect();
+    let expected: Vec<DetectCursor> = (0..3).flat_map(|s| [cursor(s, 0, 5), cursor(s, 1, 9)]).collect();
     assert_eq!(base.detect_cursors().await?, expected, "every rule had evaluated up to there");
     // Recorded once: a later start copies nothing again, and each slot's own lease moves its
     // copied cursors.

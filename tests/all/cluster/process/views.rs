@@ -72,7 +72,11 @@ pub(super) async fn rule_holder(
             {
                 let placed = view["rules"].as_array().into_iter().flatten().find(|r| r["rule"] == rule);
                 if let Some(r) = placed {
-                    assert_eq!((r["slot"].as_u64(), r["node"].as_str()), (Some(u64::from(slot)), Some(owner)), "{view}");
+                    assert_eq!(
+                        (r["slot"].as_u64(), r["node"].as_str()),
+                        (Some(u64::from(slot)), Some(owner)),
+                        "{view}"
+                    );
                 }
                 return Ok((owner.to_owned(), s["epoch"].as_i64().unwrap_or_default()));
             }
@@ -105,7 +109,12 @@ pub(super) async fn until_detected(client: &reqwest::Client, node: &Node, acks: 
 }
 
 /// Polls `GET /v1/rules/{name}` on `node` until its status is `want` (an HTTP status).
-pub(super) async fn until_rule_status(client: &reqwest::Client, node: &Node, name: &str, want: u16) -> anyhow::Result<Value> {
+pub(super) async fn until_rule_status(
+    client: &reqwest::Client,
+    node: &Node,
+    name: &str,
+    want: u16,
+) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let resp = client.get(format!("{}/v1/rules/{name}", node.base)).bearer_auth(KEY).send().await?;
