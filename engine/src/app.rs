@@ -285,6 +285,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             stats: detection.clone(),
             replay,
             runtime,
+            base_schema: Default::default(),
         }
         .spawn()?;
     } else {

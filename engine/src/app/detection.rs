@@ -6,12 +6,14 @@
 //! are shared), over the committed events of every partition, each partition in seq order,
 //! from the slot's cursors in `cluster_detect_cursors` (one per slot and partition).
 //!
-//! Each round reads the new events of each partition once (from the smallest cursor of the
-//! held slots) and feeds every held slot the events after its own cursor; a slot's cursor
-//! moves only after its findings are recorded, and only while its lease is current (checked
-//! in the same statement, one statement for all held slots of a partition). A slot whose
-//! rules are none (yet) moves its cursors without reading anything, so a rule deployed later
-//! starts at the events committed after its deploy, as on one node.
+//! Each round reads every partition's head in one statement, then the new events of each
+//! partition once (from the smallest cursor of the held slots with rules; a node whose held
+//! slots have no rule opens no partition store) and feeds every held slot the events after
+//! its own cursor; a slot's cursor moves only after its findings are recorded, and only
+//! while its lease is current (checked in the same statement, one statement for all held
+//! slots of a partition). A slot whose rules are none (yet) moves its cursors without
+//! reading any event, so a rule deployed later starts at the events committed after its
+//! deploy, as on one node.
 //!
 //! A node that takes a slot rebuilds the state of the slot's rules (reset first: a node may
 //! get back a slot it held before) by replaying, per partition, the events received within
@@ -57,6 +59,8 @@ pub(super) struct ClusterDetection {
     pub stats: Arc<PipelineStats>,
     pub replay: bool,
     pub runtime: tokio::runtime::Handle,
+    /// The base store's schema (partition 0's), read once.
+    pub base_schema: std::sync::OnceLock<String>,
 }
 
 /// One tenure of one detection slot's lease.
@@ -169,13 +173,19 @@ impl ClusterDetection {
     /// slots' cursors moved (one statement). True when anything was evaluated.
     fn round(&self, tenures: &mut BTreeMap<u32, Tenure>) -> Result<bool, StoreError> {
         let mut progressed = false;
+        let base = self.member.store();
+        if self.base_schema.get().is_none() {
+            let schema = self.runtime.block_on(base.base_schema())?;
+            let _ = self.base_schema.set(schema);
+        }
+        let schema = self.base_schema.get().expect("set above");
+        let heads = self.runtime.block_on(base.partition_heads(schema, self.member.partitions()))?;
         for p in 0..self.member.partitions() {
             let pi = p as usize;
             let Some(lowest) = tenures.values().filter(|t| !t.lost).map(|t| t.cursors[pi]).min() else {
                 return Ok(progressed);
             };
-            let store = self.reader(p)?;
-            let head = self.runtime.block_on(store.head())?.seq;
+            let head = heads[pi];
             let from = lowest + 1;
             if head < from {
                 continue;
@@ -189,6 +199,7 @@ impl ClusterDetection {
                 .collect();
             let mut events: Vec<CommittedEvent> = Vec::new();
             if !busy.is_empty() {
+                let store = self.reader(p)?;
                 let read_from = busy.iter().map(|s| tenures[s].cursors[pi]).min().unwrap_or(lowest) + 1;
                 self.runtime.block_on(for_each_chunk(&store, read_from, to, i64::MIN, |c| events.extend(c)))?;
                 self.stats.processed.fetch_add(events.len() as u64, Ordering::Relaxed);

@@ -288,6 +288,37 @@ impl Store {
         })
     }
 
+    /// The schema of this (base) store: partition 0's log, and the prefix of the other
+    /// partitions' schemas ([`partition_schema`]).
+    pub async fn base_schema(&self) -> Result<String, StoreError> {
+        pg_only!(self, s => Ok(sqlx::query_scalar("SELECT current_schema()::text").fetch_one(s.pool()).await?))
+    }
+
+    /// The head seq of each of the `partitions` partitions of the log whose partition 0 is
+    /// schema `base` (0: empty), in one statement through this store's pool, so a node that
+    /// reads no partition's events opens no partition store.
+    pub async fn partition_heads(&self, base: &str, partitions: u32) -> Result<Vec<i64>, StoreError> {
+        let sql = (0..partitions)
+            .map(|p| {
+                let schema = if p == 0 { base.to_owned() } else { partition_schema(base, p) };
+                format!(
+                    "SELECT {p}::int4 AS p, COALESCE((SELECT seq FROM {}.events ORDER BY seq DESC LIMIT 1), 0)::int8",
+                    super::postgres::quote_ident(&schema)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        pg_only!(self, s => {
+            let rows: Vec<(i32, i64)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false).fetch_all(s.pool()).await?;
+            let mut heads = vec![0; partitions as usize];
+            for (p, seq) in rows {
+                heads[p as usize] = seq;
+            }
+            Ok(heads)
+        })
+    }
+
     /// The detection cursors: per detection slot and partition, the seq up to which the
     /// findings of the slot's rules are recorded (a pair without a row: 0).
     pub async fn detect_cursors(&self) -> Result<Vec<DetectCursor>, StoreError> {

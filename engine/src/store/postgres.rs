@@ -78,7 +78,7 @@ pub struct PgStore {
 }
 
 /// Quotes an identifier for SQL (`"name"`, inner quotes doubled).
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

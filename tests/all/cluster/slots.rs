@@ -145,6 +145,16 @@ async fn detection_slots_spread_over_members_move_off_a_paused_one_and_come_back
     let holders = until_slots_settled(&[&a, &b, &c], SLOTS).await?;
     let distinct: std::collections::BTreeSet<&String> = holders.iter().collect();
     assert!(distinct.len() >= 2, "the slots spread over the members: {holders:?}");
+    // Every partition's head in one statement through the base store (what detection reads
+    // each round before opening any partition store).
+    let owners = super::until_settled(&[&a, &b, &c], P).await?;
+    let ids: Vec<String> = (0..9).map(|i| format!("h{i}")).collect();
+    super::send(&[&a, &b, &c], &owners, P, &ids).await?;
+    let mut expected = vec![0i64; P as usize];
+    for id in &ids {
+        expected[vigil::cluster::partition_of(Some("k"), id, P) as usize] += 1;
+    }
+    assert_eq!(base.partition_heads(&base.base_schema().await?, P).await?, expected);
     // Each slot's holder moves that slot's cursors (and only its own).
     for (slot, holder) in holders.iter().enumerate() {
         let m = [&a, &b, &c].into_iter().find(|m| m.node_id() == holder).context("holder")?;
