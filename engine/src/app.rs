@@ -167,11 +167,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         integrity.set_hold(anchor_failures.clone(), config.clock.now_ms());
     }
     let security = Arc::new(crate::telemetry::SecurityCounters::default());
-    let (sequencer, cluster) = if cluster_on {
-        let (sequencer, member) = cluster::start(&config, &store, &checkpoint_keys, &security, &secrets.mask).await?;
+    let (sequencer, cluster, cluster_ingest) = if cluster_on {
+        let (sequencer, member, ingest) =
+            cluster::start(&config, &store, &checkpoint_keys, &security, &secrets.mask).await?;
         // Detection reads the partitions from their cursors (app/detection.rs), not this queue.
         drop(committed_tx);
-        (sequencer, Some(member))
+        (sequencer, Some(member), Some(ingest))
     } else {
         let writer = SequencerConfig {
             max_group_events: config.store.max_group_events,
@@ -263,7 +264,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
     let reports = Arc::new(ReportScheduler::new(&config, store.clone(), integrity.clone(), outbox_wake.clone()));
-    if cluster_on {
+    if let Some(ingest) = &cluster_ingest {
+        cluster::push_decisions(ingest, &decisions).await;
         decisions.clone().spawn_follow(Duration::from_millis(250));
     }
     let outbox =
@@ -375,6 +377,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         access,
         forwarders,
         cluster,
+        cluster_ingest,
     };
     let inputs = Arc::new(
         crate::inputs::Inputs::start(

@@ -11,9 +11,11 @@ use sha2::{Digest, Sha256};
 pub mod ingest;
 pub mod member;
 pub mod placement;
+pub mod stream;
 pub mod wire;
 
 pub use ingest::{ClusterIngest, IngestConfig};
+pub use stream::DECISIONS_SUBJECT;
 pub use member::{ClusterMember, ClusterView, DetectionView, MemberConfig, PartitionView, WriterTemplate};
 
 /// The partition of an event: a hash of its idempotency key `(ingest_key, event_id)` modulo

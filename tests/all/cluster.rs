@@ -21,6 +21,7 @@ use vigil::store::{Store, StoreError};
 use vigil_tests::{connect_pg, pg_base_url};
 
 mod process;
+mod timers;
 
 /// A fresh schema on the shared PostgreSQL; `drop_all` removes it and its partitions.
 struct Schema {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::Schema;
 
+mod outbox;
 mod procs;
 
 use procs::{KEY, NatsCluster, Node, PARTITIONS, share_secrets, signal};
