@@ -184,7 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             clock: config.clock.clone(),
             security: security.clone(),
         };
-        (Sequencer::start(store.clone(), writer, Some(committed_tx), handoff.clone()).await?, None)
+        (Sequencer::start(store.clone(), writer, Some(committed_tx), handoff.clone()).await?, None, None)
     };
     if !anchor_failures.is_empty() {
         sequencer

@@ -15,8 +15,8 @@ pub mod stream;
 pub mod wire;
 
 pub use ingest::{ClusterIngest, IngestConfig};
-pub use stream::DECISIONS_SUBJECT;
 pub use member::{ClusterMember, ClusterView, DetectionView, MemberConfig, PartitionView, WriterTemplate};
+pub use stream::DECISIONS_SUBJECT;
 
 /// The partition of an event: a hash of its idempotency key `(ingest_key, event_id)` modulo
 /// the number of partitions, so a retry of the same event lands on the same partition (and is

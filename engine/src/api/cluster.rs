@@ -21,7 +21,8 @@ pub async fn view(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     state.keys.require(&req, Role::Read)?;
     let _: NoQuery = parse_query(req.query_string())?;
     let Some(member) = &state.cluster else {
-        return Ok(HttpResponse::Ok().json(json!({"enabled": false, "node_id": null, "nodes": [], "partitions": [], "stream": null})));
+        return Ok(HttpResponse::Ok()
+            .json(json!({"enabled": false, "node_id": null, "nodes": [], "partitions": [], "stream": null})));
     };
     let mut body = serde_json::to_value(member.view()).map_err(|e| ApiError::internal(&e))?;
     body["enabled"] = json!(true);

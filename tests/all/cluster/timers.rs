@@ -59,7 +59,13 @@ impl Drop for Nats {
 
 /// One node's configuration: 2 partitions, the recorder as the only receiver, P3 alerts
 /// escalated once after a second, storms never folded (every notification is its own).
-fn node_config(dir: &Path, name: &str, database_url: &str, nats: &str, hook: &str) -> anyhow::Result<vigil::config::Config> {
+fn node_config(
+    dir: &Path,
+    name: &str,
+    database_url: &str,
+    nats: &str,
+    hook: &str,
+) -> anyhow::Result<vigil::config::Config> {
     let data = dir.join(name);
     std::fs::create_dir_all(&data)?;
     let path = dir.join(format!("{name}.toml"));
@@ -163,8 +169,7 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_deliver_each_notification_fire_each_escalation_and_record_each_expiry_once() -> anyhow::Result<()>
-{
+async fn two_nodes_deliver_each_notification_fire_each_escalation_and_record_each_expiry_once() -> anyhow::Result<()> {
     let rec = Recorder::start()?;
     let pair = Pair::start(&rec.url(HOOK)).await?;
     let client = reqwest::Client::new();

@@ -109,10 +109,8 @@ async fn a_node_killed_mid_delivery_leaves_the_notification_to_the_other_node() 
     assert_eq!(ids, keys, "every notification reached the receiver");
     // At least once on the wire: only what was in flight at the kill went out again.
     let requests = rec.requests(HOOK);
-    let repeated: Vec<&String> = ids
-        .iter()
-        .filter(|id| requests.iter().filter(|r| &&r.headers["webhook-id"] == id).count() > 1)
-        .collect();
+    let repeated: Vec<&String> =
+        ids.iter().filter(|id| requests.iter().filter(|r| &&r.headers["webhook-id"] == id).count() > 1).collect();
     assert!(repeated.iter().all(|id| **id == in_flight), "only the one in flight repeats: {repeated:?}");
 
     drop(nodes);
