@@ -352,7 +352,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     );
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
-    let forwarders = Arc::new(crate::forward::Forwarders::start(&config, store.clone())?);
+    // Cluster mode: forwarders send from the shared cursor on the detection lease's holder only.
+    let gate =
+        cluster.clone().map(|member| -> crate::forward::Gate { Arc::new(move || member.detection_fence().is_some()) });
+    let forwarders = Arc::new(crate::forward::Forwarders::start_gated(&config, store.clone(), gate)?);
     enricher.start_reload(Duration::from_secs(config.enrich.reload_secs));
     let state = AppState {
         config: config.clone(),

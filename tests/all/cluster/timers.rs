@@ -5,14 +5,17 @@
 //! receiver, and each notification is delivered once, each escalation fires once and each
 //! decision expiry is recorded once; a decision issued through one node is answered by the
 //! other (pushed on core NATS); `GET /v1/cluster` shows each partition's stream lag, which
-//! comes back to 0 after a load.
+//! comes back to 0 after a load; a forwarder configured on both nodes sends each event once
+//! (only the detection lease's holder sends).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
 use vigil::app::RunningServer;
 use vigil_tests::receiver::Recorder;
 
@@ -57,14 +60,52 @@ impl Drop for Nats {
     }
 }
 
+/// A syslog receiver (TCP, newline framing): every line it was sent.
+struct Siem {
+    address: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Siem {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    let mut reader = tokio::io::BufReader::new(stream).lines();
+                    while let Ok(Some(line)) = reader.next_line().await {
+                        sink.lock().unwrap().push(line);
+                    }
+                });
+            }
+        });
+        Ok(Self { address, lines })
+    }
+
+    /// The event id of every line (the message is the event's JSON).
+    fn event_ids(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok()))
+            .filter_map(|ev| ev["event_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
 /// One node's configuration: 2 partitions, the recorder as the only receiver, P3 alerts
-/// escalated once after a second, storms never folded (every notification is its own).
+/// escalated once after a second, storms never folded (every notification is its own), a
+/// syslog forwarder to `siem`.
 fn node_config(
     dir: &Path,
     name: &str,
     database_url: &str,
     nats: &str,
-    hook: &str,
+    (hook, siem): (&str, &str),
 ) -> anyhow::Result<vigil::config::Config> {
     let data = dir.join(name);
     std::fs::create_dir_all(&data)?;
@@ -89,6 +130,11 @@ storm_threshold = 100000
 name = "hook"
 kind = "webhook"
 url = "{hook}"
+
+[[forwarders]]
+name = "siem"
+kind = "syslog"
+address = "{siem}"
 
 [[escalation]]
 severity = "P3"
@@ -128,21 +174,24 @@ struct Pair {
     b: RunningServer,
     schema: Schema,
     dir: PathBuf,
+    siem: Siem,
     _nats: Nats,
 }
 
 impl Pair {
     async fn start(hook: &str) -> anyhow::Result<Self> {
+        let siem = Siem::start().await?;
+        let to = (hook, siem.address.as_str());
         vigil::app::install_tls();
         let dir = std::env::temp_dir().join(format!("vigil-timers-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir)?;
         let nats = Nats::start(&dir).await?;
         let schema = Schema::new().await?;
-        let a = vigil::app::start(node_config(&dir, "a", &schema.url, &nats.url, hook)?).await.context("node a")?;
-        let b_config = node_config(&dir, "b", &schema.url, &nats.url, hook)?;
+        let a = vigil::app::start(node_config(&dir, "a", &schema.url, &nats.url, to)?).await.context("node a")?;
+        let b_config = node_config(&dir, "b", &schema.url, &nats.url, to)?;
         share_secrets(&dir.join("a"), &dir.join("b"))?;
         let b = vigil::app::start(b_config).await.context("node b")?;
-        Ok(Self { a, b, schema, dir, _nats: nats })
+        Ok(Self { a, b, schema, dir, siem, _nats: nats })
     }
 
     fn base(server: &RunningServer) -> String {
@@ -337,6 +386,24 @@ async fn a_decision_issued_on_one_node_is_pushed_to_the_other_and_stream_lag_dra
         assert_eq!(c["pending"], 0, "{view}");
         assert!(c["ack_floor_seq"].as_u64().is_some_and(|s| s >= 1), "{view}");
     }
+
+    // Both nodes configure the forwarder; only the detection lease's holder sends, from the
+    // shared cursor: every event of partition 0 (the log forwarders read) arrives once.
+    let stored: Vec<(String,)> = rows(&pair.schema, "SELECT event_id FROM {s}.events").await?;
+    anyhow::ensure!(stored.len() >= 100, "partition 0 holds part of the load: {}", stored.len());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent: HashSet<String> = pair.siem.event_ids().into_iter().collect();
+        let missing = stored.iter().filter(|(id,)| !sent.contains(id)).count();
+        if missing == 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{missing} of {} events never forwarded", stored.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = pair.siem.event_ids();
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an event was forwarded twice (by both nodes?)");
 
     pair.stop().await?;
     rec.stop().await;
