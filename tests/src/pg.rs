@@ -11,9 +11,10 @@ use anyhow::Context;
 pub struct PrivatePostgres {
     /// The cluster directory (data and socket).
     pub dir: PathBuf,
-    /// Its TCP port on 127.0.0.1.
+    /// Its TCP port on 127.0.0.1 (and on any other address it was started on).
     pub port: u16,
     bin: PathBuf,
+    listen: String,
 }
 
 fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -39,18 +40,30 @@ fn is_root() -> bool {
 }
 
 impl PrivatePostgres {
-    /// Creates and starts a new cluster (trust auth, user `postgres`).
+    /// Creates and starts a new cluster (trust auth, user `postgres`) on 127.0.0.1.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Like [`Self::start`], listening on `addresses` (PostgreSQL's `listen_addresses`: a
+    /// comma-separated list), e.g. loopback and a test network's address.
+    pub fn start_on(addresses: &str) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let dir = std::env::temp_dir().join(format!("vigil-pg-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let pg = Self { dir, port, bin };
+        let pg = Self { dir, port, bin, listen: addresses.to_owned() };
         if is_root() {
             let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&pg.dir).status()?;
             anyhow::ensure!(status.success(), "chown of {} failed", pg.dir.display());
         }
         pg.run("initdb", &["-D", &pg.data(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])?;
+        if addresses != "127.0.0.1" {
+            // initdb trusts loopback only; a test network's clients are on the server's subnets.
+            use std::io::Write;
+            let mut hba = std::fs::OpenOptions::new().append(true).open(pg.dir.join("data").join("pg_hba.conf"))?;
+            writeln!(hba, "host all all samenet trust")?;
+        }
         pg.resume()?;
         Ok(pg)
     }
@@ -91,9 +104,10 @@ impl PrivatePostgres {
     /// Starts it (again), waiting until it accepts connections.
     pub fn resume(&self) -> anyhow::Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c max_connections=50",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.listen
         );
         let log = self.dir.join("postgres.log").display().to_string();
         self.run("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "-t", "60", "start"])

@@ -65,6 +65,24 @@ fn not_postgres() -> StoreError {
     StoreError::Cluster("cluster mode needs a PostgreSQL database (postgres://...)".into())
 }
 
+/// Longest a lease statement waits for the lease row's lock. A writer stuck inside its
+/// append transaction (its node cut off from the network mid-commit) holds its lease row
+/// shared until PostgreSQL ends its session ([`WRITER_IDLE_TIMEOUT`]); the member round
+/// must not wait for it meanwhile, or its own leases lapse while it waits.
+const LEASE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
+
+/// Set on every session of a partition writer: PostgreSQL ends a writer's transaction left
+/// idle this long (its node gone in the middle of a commit), which releases the lease row
+/// and the append lock it holds so that another node can take the partition over. A live
+/// writer sends its statements back to back; if it ever idles this long, its transaction
+/// fails as a whole and its requests are answered 503 (nothing half-stored).
+pub(super) const WRITER_IDLE_TIMEOUT: &str = "SET idle_in_transaction_session_timeout = 2000";
+
+/// PostgreSQL's `lock_not_available` (a `lock_timeout` ran out).
+fn lock_not_available(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03"))
+}
+
 macro_rules! pg_only {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
@@ -162,7 +180,9 @@ impl Store {
     /// clock), with the next epoch. None: someone else holds it.
     pub async fn acquire_lease(&self, partition: i32, owner: &str, lease_ms: u64) -> Result<Option<Fence>, StoreError> {
         pg_only!(self, s => {
-            let epoch: Option<i64> = sqlx::query_scalar(
+            let mut tx = s.pool().begin().await?;
+            sqlx::query(LEASE_LOCK_TIMEOUT).execute(&mut *tx).await?;
+            let taken = sqlx::query_scalar(
                 "UPDATE cluster_leases SET owner = $2, epoch = epoch + 1, acquired_at = now(), \
                  expires_at = now() + make_interval(secs => $3::float8 / 1000) \
                  WHERE partition = $1 AND expires_at <= now() RETURNING epoch",
@@ -170,8 +190,18 @@ impl Store {
             .bind(partition)
             .bind(owner)
             .bind(lease_ms as f64)
-            .fetch_optional(s.pool())
-            .await?;
+            .fetch_optional(&mut *tx)
+            .await;
+            let epoch: Option<i64> = match taken {
+                Ok(epoch) => epoch,
+                Err(e) if lock_not_available(&e) => {
+                    // The old writer's last transaction is still open: next round.
+                    tracing::info!(partition, "The lease is still locked by its old writer's open transaction; trying again");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tx.commit().await?;
             Ok(epoch.map(|epoch| Fence { partition, owner: owner.to_owned(), epoch }))
         })
     }
@@ -201,6 +231,8 @@ impl Store {
             return Ok(Vec::new());
         }
         pg_only!(self, s => {
+            let mut tx = s.pool().begin().await?;
+            sqlx::query(LEASE_LOCK_TIMEOUT).execute(&mut *tx).await?;
             let renewed: Vec<i32> = sqlx::query_scalar(
                 "UPDATE cluster_leases l SET expires_at = now() + make_interval(secs => $4::float8 / 1000) \
                  FROM UNNEST($2::int4[], $3::int8[]) AS t(p, e) \
@@ -211,8 +243,9 @@ impl Store {
             .bind(held.iter().map(|f| f.partition).collect::<Vec<_>>())
             .bind(held.iter().map(|f| f.epoch).collect::<Vec<_>>())
             .bind(lease_ms as f64)
-            .fetch_all(s.pool())
+            .fetch_all(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(renewed)
         })
     }

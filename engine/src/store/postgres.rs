@@ -194,6 +194,7 @@ impl PgStore {
         // A read-only partition store (look-ups, verify, status, detection) gets 2, and
         // partition pools close connections idle for a minute.
         let read_only = fence.is_none();
+        let writer = partitioned && !read_only;
         let mut pool_options = PgPoolOptions::new().max_connections(match (partitioned, read_only) {
             (false, _) => 8,
             (true, false) => 4,
@@ -214,6 +215,9 @@ impl PgStore {
                     }
                     if let Some(path) = &search_path {
                         conn.execute(AssertSqlSafe(format!("SET search_path TO {path}"))).await?;
+                    }
+                    if writer {
+                        conn.execute(super::cluster::WRITER_IDLE_TIMEOUT).await?;
                     }
                     Ok(())
                 })

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::Schema;
 
+mod netns;
 mod outbox;
 mod procs;
 

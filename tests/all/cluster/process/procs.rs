@@ -38,6 +38,11 @@ pub(super) struct NatsCluster {
 
 impl NatsCluster {
     pub(super) fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_on(dir, "127.0.0.1")
+    }
+
+    /// Three servers listening for clients on `address` (`0.0.0.0`: also on a test network).
+    pub(super) fn start_on(dir: &Path, address: &str) -> anyhow::Result<Self> {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
         let mut servers = Vec::new();
@@ -48,7 +53,7 @@ impl NatsCluster {
                 (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", routes[j])).collect();
             let log = std::fs::File::create(dir.join(format!("nats{i}.log")))?;
             let child = Command::new("nats-server")
-                .args(["-js", "-a", "127.0.0.1", "-p", &ports[i].to_string(), "-sd"])
+                .args(["-js", "-a", address, "-p", &ports[i].to_string(), "-sd"])
                 .arg(&store)
                 .args(["--server_name", &format!("n{i}"), "--cluster_name", "c"])
                 .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i]), "--routes", &others.join(",")])
