@@ -83,6 +83,8 @@ pub struct AppState {
     pub forwarders: Arc<crate::forward::Forwarders>,
     /// Cluster mode: this node's membership (None on a single node).
     pub cluster: Option<crate::cluster::ClusterMember>,
+    /// Cluster mode: the NATS side (the stream state of `GET /v1/cluster`).
+    pub cluster_ingest: Option<crate::cluster::ClusterIngest>,
 }
 
 /// The route table: `routes!` makes both [`configure`] and [`ROUTES`] from one list, so the

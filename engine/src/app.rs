@@ -167,11 +167,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         integrity.set_hold(anchor_failures.clone(), config.clock.now_ms());
     }
     let security = Arc::new(crate::telemetry::SecurityCounters::default());
-    let (sequencer, cluster) = if cluster_on {
-        let (sequencer, member) = cluster::start(&config, &store, &checkpoint_keys, &security, &secrets.mask).await?;
+    let (sequencer, cluster, cluster_ingest) = if cluster_on {
+        let (sequencer, member, ingest) =
+            cluster::start(&config, &store, &checkpoint_keys, &security, &secrets.mask).await?;
         // Detection reads the partitions from their cursors (app/detection.rs), not this queue.
         drop(committed_tx);
-        (sequencer, Some(member))
+        (sequencer, Some(member), Some(ingest))
     } else {
         let writer = SequencerConfig {
             max_group_events: config.store.max_group_events,
@@ -183,7 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             clock: config.clock.clone(),
             security: security.clone(),
         };
-        (Sequencer::start(store.clone(), writer, Some(committed_tx), handoff.clone()).await?, None)
+        (Sequencer::start(store.clone(), writer, Some(committed_tx), handoff.clone()).await?, None, None)
     };
     if !anchor_failures.is_empty() {
         sequencer
@@ -263,7 +264,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
     let reports = Arc::new(ReportScheduler::new(&config, store.clone(), integrity.clone(), outbox_wake.clone()));
-    if cluster_on {
+    if let Some(ingest) = &cluster_ingest {
+        cluster::push_decisions(ingest, &decisions).await;
         decisions.clone().spawn_follow(Duration::from_millis(250));
     }
     let outbox =
@@ -351,7 +353,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     );
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
-    let forwarders = Arc::new(crate::forward::Forwarders::start(&config, store.clone())?);
+    // Cluster mode: forwarders send from the shared cursor on detection slot 0's holder only.
+    let gate =
+        cluster.clone().map(|member| -> crate::forward::Gate { Arc::new(move || member.detection_fence().is_some()) });
+    let forwarders = Arc::new(crate::forward::Forwarders::start_gated(&config, store.clone(), gate)?);
     enricher.start_reload(Duration::from_secs(config.enrich.reload_secs));
     let state = AppState {
         config: config.clone(),
@@ -376,6 +381,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         access,
         forwarders,
         cluster,
+        cluster_ingest,
     };
     let inputs = Arc::new(
         crate::inputs::Inputs::start(

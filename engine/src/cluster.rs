@@ -11,12 +11,14 @@ use sha2::{Digest, Sha256};
 pub mod ingest;
 pub mod member;
 pub mod placement;
+pub mod stream;
 pub mod wire;
 
 pub use ingest::{ClusterIngest, IngestConfig};
 pub use member::{
     ClusterMember, ClusterView, DetectionView, MemberConfig, PartitionView, SlotCursor, SlotView, WriterTemplate,
 };
+pub use stream::DECISIONS_SUBJECT;
 
 /// The partition of an event: a hash of its idempotency key `(ingest_key, event_id)` modulo
 /// the number of partitions, so a retry of the same event lands on the same partition (and is

@@ -96,6 +96,9 @@ fn tls_connector(cfg: &ForwarderConfig) -> anyhow::Result<tokio_rustls::TlsConne
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// Whether this node may forward now (cluster mode: it holds detection slot 0's lease).
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The configured forwarders and their tasks.
 #[derive(Debug, Default)]
 pub struct Forwarders {
@@ -108,6 +111,13 @@ impl Forwarders {
     /// Starts every configured forwarder. A `token_env` that is not set stops the start
     /// with a message naming it.
     pub fn start(config: &Config, store: Store) -> anyhow::Result<Forwarders> {
+        Self::start_gated(config, store, None)
+    }
+
+    /// [`Self::start`], forwarding only while `gate` says so (cluster mode: on the node
+    /// holding detection slot 0's lease, so the shared cursor has one sender at a time; a node
+    /// that becomes the sender reads the shared cursor again first).
+    pub fn start_gated(config: &Config, store: Store, gate: Option<Gate>) -> anyhow::Result<Forwarders> {
         let mut out = Forwarders::default();
         let http = crate::net::http_client(Duration::from_secs(30)).build()?;
         for cfg in &config.forwarders {
@@ -124,7 +134,7 @@ impl Forwarders {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("forwarder `{}`: TLS: {e:#}", cfg.name))?;
             let f = Arc::new(Forwarder { config: cfg.clone(), token, tls, status: Mutex::default() });
-            let task = tokio::spawn(f.clone().run(store.clone(), http.clone(), out.stopped.clone()));
+            let task = tokio::spawn(f.clone().run(store.clone(), http.clone(), out.stopped.clone(), gate.clone()));
             tracing::info!(name = %cfg.name, kind = %cfg.kind, "Forwarder started");
             out.list.push(f);
             out.tasks.push(task);
@@ -255,7 +265,7 @@ impl Forwarder {
         }
     }
 
-    async fn run(self: Arc<Self>, store: Store, http: reqwest::Client, stopped: Arc<AtomicBool>) {
+    async fn run(self: Arc<Self>, store: Store, http: reqwest::Client, stopped: Arc<AtomicBool>, gate: Option<Gate>) {
         let name = self.config.name.clone();
         let mut cursor = loop {
             match store.forwarder_cursor(&name).await {
@@ -271,7 +281,30 @@ impl Forwarder {
         };
         self.update(|s| s.cursor = cursor);
         let mut conn: Option<Conn> = None;
+        // Gated: whether this node was the sender at the last look.
+        let mut sending = gate.is_none();
         while !stopped.load(Ordering::Relaxed) {
+            if let Some(gate) = &gate {
+                if !gate() {
+                    sending = false;
+                    conn = None;
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                if !sending {
+                    // Another node may have moved the shared cursor meanwhile.
+                    match store.forwarder_cursor(&name).await {
+                        Ok(seq) => cursor = seq.unwrap_or(cursor),
+                        Err(e) => {
+                            tracing::warn!(forwarder = %name, error = %e, "Forwarder cannot read its cursor");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    }
+                    self.update(|s| s.cursor = cursor);
+                    sending = true;
+                }
+            }
             let head = match store.head().await {
                 Ok(h) => h.seq,
                 Err(e) => {

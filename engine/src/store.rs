@@ -72,6 +72,7 @@ pub mod events;
 pub mod forwarders;
 pub mod keys;
 pub mod outbox;
+pub mod outbox_claims;
 pub mod postgres;
 pub mod postings;
 pub mod query;

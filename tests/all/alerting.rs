@@ -471,7 +471,11 @@ async fn lifecycle_history_roles_silences_and_stats(backend: Backend) -> anyhow:
     assert!(metrics.contains("vigil_alerts_by_severity{severity=\"P2\"} 1"));
     assert!(metrics.contains("vigil_receiver_circuit_open{receiver=\"hook\",state=\"closed\"} 0"));
 
-    // Silences: matching alerts are stored and counted, not notified.
+    // Silences: matching alerts are stored and counted, not notified. (Counted once the
+    // second resolve, the last notification owed so far, has reached the hook.)
+    let resolves =
+        |r: &[vigil_tests::receiver::Recorded]| r.iter().filter(|m| m.json()["type"] == "alert.resolved").count() >= 2;
+    assert!(resolves(&rec.wait_for("/hook", 20, resolves).await), "the second resolve reached the hook");
     let before = rec.requests("/hook").len();
     let (status, s) = post(
         &app,

@@ -22,6 +22,7 @@ use vigil_tests::{connect_pg, pg_base_url};
 
 mod process;
 mod slots;
+mod timers;
 
 /// A fresh schema on the shared PostgreSQL; `drop_all` removes it and its partitions.
 struct Schema {
@@ -154,12 +155,13 @@ async fn a_writer_whose_lease_was_taken_over_can_never_commit_again() -> anyhow:
     let base = Store::open(&schema.url).await?;
     PgStore::init_cluster(&schema.url, 2).await?;
     let keys = keys();
-    // Writer A holds partition 1 for a short lease and commits.
-    let fence_a = base.acquire_lease(1, "a", 300).await?.context("free")?;
+    // Writer A holds partition 1 for a short lease (long enough that a loaded machine gets
+    // through the next three statements before it expires) and commits.
+    let fence_a = base.acquire_lease(1, "a", 3_000).await?.context("free")?;
     let store_a = Store::Postgres(PgStore::open_partition(&schema.url, 1, Some(fence_a.clone())).await?);
     let writer_a = Sequencer::start(store_a, sequencer_config(&keys), None, Arc::new(Handoff::new(0, 0))).await?;
     writer_a.submit_client(events("k", &["a1".into(), "a2".into()])).await?;
-    assert!(base.acquire_lease(1, "b", 300).await?.is_none(), "a live lease is not taken");
+    assert!(base.acquire_lease(1, "b", 3_000).await?.is_none(), "a live lease is not taken");
     // A is "paused": it renews nothing. Once PostgreSQL says the lease expired, B takes it.
     until_expired(&base, 1).await?;
     let fence_b = base.acquire_lease(1, "b", 60_000).await?.context("expired lease taken")?;

@@ -40,9 +40,10 @@ impl AlertService {
         for (rule, severity) in &raised {
             self.inner.security.add_alert(rule, severity);
         }
+        // A skipped write (another node claimed its timer first) stored nothing.
         let changes: Vec<(AlertChange, Option<AlertRow>)> =
-            writes.iter().map(|w| (w.change.clone(), Some(w.alert.clone()))).collect();
-        if writes.iter().any(|w| !w.notifications.is_empty()) {
+            writes.iter().filter(|w| !w.skipped).map(|w| (w.change.clone(), Some(w.alert.clone()))).collect();
+        if writes.iter().any(|w| !w.skipped && !w.notifications.is_empty()) {
             self.inner.routing.wake();
         }
         self.chain(&changes).await;

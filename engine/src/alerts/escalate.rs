@@ -37,6 +37,8 @@ impl AlertService {
             }
             let extra = json!({"occurrences": alert.count, "reason": "repeat_interval"});
             let notifications = self.notifications("repeat", &receivers, now, extra);
+            // The claim: stored only if no other node reminded it since it was read.
+            let reminded_from = alert.last_notified_at;
             alert.last_notified_at = Some(now);
             let change = AlertChange {
                 action: "reminded".into(),
@@ -45,12 +47,11 @@ impl AlertService {
                 details: json!({"receivers": receivers, "interval_secs": interval / 1000}).to_string(),
                 ..Default::default()
             };
-            writes.push(AlertWrite { alert, change, notifications, ..Default::default() });
+            writes.push(AlertWrite { alert, change, notifications, reminded_from, ..Default::default() });
         }
         self.inner.store.touch_notified(&nobody, now).await?;
-        let n = writes.len();
         self.commit(&mut writes).await?;
-        Ok(n)
+        Ok(writes.iter().filter(|w| !w.skipped).count())
     }
 
     /// The receivers of an alert's first notification that take reminders (not digests).
@@ -58,13 +59,13 @@ impl AlertService {
         alert.receiver_list().into_iter().filter(|r| self.inner.routing.follows_up(r, FollowUp::Reminder)).collect()
     }
 
-    /// Runs the escalation timers due now; returns how many fired.
+    /// Runs the escalation timers due now; returns how many fired. Each write claims its
+    /// timer (`finished_escalation`): with several nodes, only one fires a given timer.
     pub async fn escalate_due(&self) -> Result<usize, AlertError> {
         let _one = self.inner.lock.lock().await;
         let now = self.now();
         let due = self.inner.store.due_escalations(now, 100).await?;
         let silences = if due.is_empty() { Vec::new() } else { self.active_silences(now).await? };
-        let mut fired = 0;
         let mut writes = Vec::new();
         for timer in due {
             let Some(alert) = self.inner.store.alert(timer.alert_id).await? else { continue };
@@ -103,7 +104,6 @@ impl AlertService {
                 .to_string(),
                 ..Default::default()
             };
-            fired += 1;
             writes.push(AlertWrite {
                 alert,
                 change,
@@ -114,6 +114,6 @@ impl AlertService {
             });
         }
         self.commit(&mut writes).await?;
-        Ok(fired)
+        Ok(writes.iter().filter(|w| !w.skipped && w.change.action == "escalated").count())
     }
 }

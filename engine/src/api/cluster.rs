@@ -1,9 +1,11 @@
 //! `GET /v1/cluster` (role read): in cluster mode, the nodes with their heartbeats, every
 //! partition with its lease owner, epoch, where placement wants it and (for the partitions
 //! this node writes) its head, every detection slot with its holder and cursors, as this
-//! node's member loop last saw them, and the rule placement: each active detection rule of
-//! this node's registry with its slot and the node running it (docs/cluster.md). On a
-//! single node: `{"enabled": false}` with empty lists.
+//! node's member loop last saw them (docs/cluster.md), the rule placement (each active
+//! detection rule of this node's registry with its slot and the node running it), and the
+//! JetStream stream's state and each partition's consumer lag (`lag`: groups published and
+//! not yet committed; cached for a second). On a single node: `{"enabled": false}` with
+//! empty lists.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -22,8 +24,9 @@ pub async fn view(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     state.keys.require(&req, Role::Read)?;
     let _: NoQuery = parse_query(req.query_string())?;
     let Some(member) = &state.cluster else {
-        return Ok(HttpResponse::Ok()
-            .json(json!({"enabled": false, "node_id": null, "nodes": [], "partitions": [], "rules": []})));
+        return Ok(HttpResponse::Ok().json(
+            json!({"enabled": false, "node_id": null, "nodes": [], "partitions": [], "rules": [], "stream": null}),
+        ));
     };
     let view = member.view();
     let slots = member.detection_slots();
@@ -42,5 +45,16 @@ pub async fn view(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let mut body = serde_json::to_value(view).map_err(|e| ApiError::internal(&e))?;
     body["enabled"] = json!(true);
     body["rules"] = json!(rules);
+    if let Some(ingest) = &state.cluster_ingest {
+        let stream = ingest.stream_state().await;
+        // Each partition's consumer lag next to its lease, and the stream on its own.
+        if let (Some(parts), Some(lags)) = (body["partitions"].as_array_mut(), stream["partitions"].as_array()) {
+            for part in parts.iter_mut() {
+                let lag = lags.iter().find(|l| l["partition"] == part["partition"]).map(|l| l["lag"].clone());
+                part["lag"] = lag.unwrap_or(serde_json::Value::Null);
+            }
+        }
+        body["stream"] = stream;
+    }
     Ok(HttpResponse::Ok().json(body))
 }

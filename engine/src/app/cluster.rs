@@ -5,20 +5,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::{ClusterIngest, ClusterMember, IngestConfig, MemberConfig, WriterTemplate};
+use crate::cluster::{ClusterIngest, ClusterMember, DECISIONS_SUBJECT, IngestConfig, MemberConfig, WriterTemplate};
 use crate::config::Config;
 use crate::ledger::keys::CheckpointKeys;
 use crate::ledger::sequencer::SequencerHandle;
 use crate::store::Store;
 
-/// Starts the member and the ingest path; returns the handle services submit through.
+/// Starts the member and the ingest path; returns the handle services submit through, the
+/// member and the ingest path (its NATS connection carries notices and the stream state).
 pub(super) async fn start(
     config: &Config,
     store: &Store,
     keys: &CheckpointKeys,
     security: &Arc<crate::telemetry::SecurityCounters>,
     shared_secret: &[u8],
-) -> anyhow::Result<(SequencerHandle, ClusterMember)> {
+) -> anyhow::Result<(SequencerHandle, ClusterMember, ClusterIngest)> {
     let c = &config.cluster;
     let address = if c.advertise.is_empty() { config.listen.to_string() } else { c.advertise.clone() };
     let member = ClusterMember::start(
@@ -62,5 +63,18 @@ pub(super) async fn start(
         owned = ?member.owned().await,
         "Cluster mode: member started"
     );
-    Ok((SequencerHandle::forwarding(Arc::new(ingest)), member))
+    Ok((SequencerHandle::forwarding(Arc::new(ingest.clone())), member, ingest))
+}
+
+/// Decision changes pushed (docs/cluster.md): after each change this node commits, a notice
+/// on `vigil.decisions`; on each notice (any node's), this node's follower re-reads the
+/// shared change feed at once. The follower's poll stays as the fallback.
+pub(super) async fn push_decisions(ingest: &ClusterIngest, decisions: &crate::respond::DecisionService) {
+    let publisher = ingest.clone();
+    decisions.on_change(move || {
+        let publisher = publisher.clone();
+        tokio::spawn(async move { publisher.publish_notice(DECISIONS_SUBJECT).await });
+    });
+    let follower = decisions.clone();
+    ingest.follow_notices(DECISIONS_SUBJECT, move || follower.wake_follow()).await;
 }

@@ -59,6 +59,8 @@ struct Inner {
     signer: Signer,
     config: IngestConfig,
     consumers: std::sync::Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
+    /// The stream's last state (`GET /v1/cluster`), kept briefly (stream.rs).
+    pub(super) stream_state: tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>,
 }
 
 /// The cluster's ingest path: a [`Committer`] for the node's forwarding sequencer handle,
@@ -142,6 +144,7 @@ impl ClusterIngest {
                 signer: Signer::new(shared_secret),
                 config,
                 consumers: std::sync::Mutex::new(HashMap::new()),
+                stream_state: tokio::sync::Mutex::new(None),
             }),
         };
         let supervisor = ingest.clone();
@@ -285,6 +288,21 @@ impl ClusterIngest {
         Ok(Some(
             keys.iter().map(|k| Ack { event_id: k.1.clone(), seq: found[k], duplicate, partition: Some(p) }).collect(),
         ))
+    }
+
+    /// The NATS connection (notices) and its JetStream context (stream state): stream.rs.
+    pub(super) fn nats(&self) -> (&async_nats::Client, &jetstream::Context) {
+        (&self.inner.client, &self.inner.js)
+    }
+
+    /// The cache of [`Self::stream_state`].
+    pub(super) fn stream_state_cache(&self) -> &tokio::sync::Mutex<Option<(Instant, serde_json::Value)>> {
+        &self.inner.stream_state
+    }
+
+    /// The partitions' count.
+    pub(super) fn partitions(&self) -> u32 {
+        self.inner.member.partitions()
     }
 
     /// Pulls partition `p`'s groups while this node writes it.

@@ -92,7 +92,15 @@ struct Inner {
     /// Simulated decisions that would still apply: (scope, value, kind) -> expires_at, so a
     /// simulation records what enforcing would issue, without the duplicates it would not.
     simulated: std::sync::Mutex<HashMap<(Scope, String, Kind), i64>>,
+    /// Cluster mode: called after each committed change (publishes a notice so every
+    /// node's follower re-reads the change feed at once; expiry.rs).
+    on_change: std::sync::OnceLock<ChangeHook>,
+    /// Wakes this node's follower before its next poll (a notice came).
+    follow_wake: tokio::sync::Notify,
 }
+
+/// What [`DecisionService::on_change`] calls.
+type ChangeHook = Box<dyn Fn() + Send + Sync>;
 
 impl DecisionService {
     /// The service over the active set and the allowlist (shared with the rules' gate).
@@ -116,6 +124,8 @@ impl DecisionService {
                 lock: Default::default(),
                 allow_lock: Default::default(),
                 simulated: Default::default(),
+                on_change: std::sync::OnceLock::new(),
+                follow_wake: tokio::sync::Notify::new(),
             }),
         }
     }

@@ -36,6 +36,12 @@ pub struct Outbox {
     /// The first digest due after this is the first one sent.
     pub(super) started_at: i64,
     stopped: AtomicBool,
+    /// The name this worker claims notifications under (the cluster node id, else the host
+    /// name): several nodes' workers deliver from one outbox, each row once at a time.
+    node: String,
+    /// How long a claim lasts without renewal: two delivery timeouts and 5 s (a delivery
+    /// and its recording fit; a dead node's rows are free again after it).
+    claim_ms: i64,
     /// Shared with the router.
     pub stats: Arc<RouteStats>,
 }
@@ -65,6 +71,8 @@ impl Outbox {
             sent: Mutex::default(),
             started_at: config.clock.now_ms(),
             stopped: AtomicBool::new(false),
+            node: config.cluster.node_id_or_hostname(),
+            claim_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4).saturating_mul(2) + 5_000,
             stats,
         })
     }
@@ -119,45 +127,60 @@ impl Outbox {
 
     /// Runs forever: escalation timers, unchained history, digests, deliveries.
     pub fn spawn(self: Arc<Self>, alerts: AlertService) {
-        // Timers (escalation, reminders, digests, chain back-fill) in one task, deliveries in
-        // one task per receiver: a slow receiver delays neither the others nor the timers.
-        let timers = self.clone();
         tokio::spawn(async move {
-            let mut ticks: u64 = 0;
-            while !timers.stopped.load(Ordering::Acquire) {
-                if ticks.is_multiple_of(40) {
-                    if let Err(e) = alerts.chain_pending().await {
-                        tracing::warn!(error = %e, "Writing pending alert history to the chain failed");
+            // Claims under this node's name are a previous life's (it was killed mid-pass):
+            // released before this life claims anything.
+            match self.store.release_all_notification_claims(&self.node).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(notifications = n, "Outbox claims of this node's previous run released"),
+                Err(e) => tracing::warn!(error = %e, "Could not release this node's old outbox claims; they expire"),
+            }
+            // Timers (escalation, reminders, digests, chain back-fill) in one task, deliveries
+            // in one task per receiver: a slow receiver delays neither the others nor the timers.
+            tokio::spawn(self.clone().run_timers(alerts));
+            for name in self.receivers.keys() {
+                let (worker, name) = (self.clone(), name.clone());
+                tokio::spawn(async move {
+                    while !worker.stopped.load(Ordering::Acquire) {
+                        match worker.deliver_receiver(&name).await {
+                            Ok(n) if n > 0 => continue,
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(receiver = %name, error = %e, "Outbox pass failed; retried next tick")
+                            }
+                        }
+                        worker.idle().await;
                     }
-                    if let Err(e) = timers.fail_orphans().await {
-                        tracing::warn!(error = %e, "Checking notifications of removed receivers failed");
-                    }
-                }
-                ticks += 1;
-                if let Err(e) = alerts.escalate_due().await {
-                    tracing::warn!(error = %e, "Escalation timers failed; retried next tick");
-                }
-                if let Err(e) = alerts.remind_due().await {
-                    tracing::warn!(error = %e, "Reminders failed; retried next tick");
-                }
-                if let Err(e) = timers.digests().await {
-                    tracing::warn!(error = %e, "Digest failed; retried next tick");
-                }
-                timers.idle().await;
+                });
             }
         });
-        for name in self.receivers.keys() {
-            let (worker, name) = (self.clone(), name.clone());
-            tokio::spawn(async move {
-                while !worker.stopped.load(Ordering::Acquire) {
-                    match worker.deliver_receiver(&name).await {
-                        Ok(n) if n > 0 => continue,
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(receiver = %name, error = %e, "Outbox pass failed; retried next tick"),
-                    }
-                    worker.idle().await;
+    }
+
+    /// The timer task: chain back-fill and orphans now and then, escalations, reminders and
+    /// digests every poll. With several nodes each runs it: every write claims what it fires
+    /// (docs/cluster.md, "Timers and the outbox").
+    async fn run_timers(self: Arc<Self>, alerts: AlertService) {
+        let mut ticks: u64 = 0;
+        while !self.stopped.load(Ordering::Acquire) {
+            if ticks.is_multiple_of(40) {
+                if let Err(e) = alerts.chain_pending().await {
+                    tracing::warn!(error = %e, "Writing pending alert history to the chain failed");
                 }
-            });
+                if let Err(e) = self.fail_orphans().await {
+                    tracing::warn!(error = %e, "Checking notifications of removed receivers failed");
+                }
+            }
+            ticks += 1;
+            if let Err(e) = alerts.escalate_due().await {
+                tracing::warn!(error = %e, "Escalation timers failed; retried next tick");
+            }
+            if let Err(e) = alerts.remind_due().await {
+                tracing::warn!(error = %e, "Reminders failed; retried next tick");
+            }
+            if let Err(e) = self.digests().await {
+                tracing::warn!(error = %e, "Digest failed; retried next tick");
+            }
+            self.idle().await;
         }
     }
 
@@ -171,17 +194,19 @@ impl Outbox {
     }
 
     /// One pass over one receiver's due notifications; returns how many were attempted.
-    /// Nothing is fetched while its circuit is open.
+    /// Nothing is fetched while its circuit is open. The rows are claimed for this node
+    /// (another node's worker skips them); those not attempted are released at the end.
     pub async fn deliver_receiver(&self, name: &str) -> Result<usize, crate::store::StoreError> {
         let now = self.clock.now_ms();
         let blocked = self.breakers().get_mut(name).is_some_and(|b| b.state(now) == breaker::State::Open);
         if blocked {
             return Ok(0);
         }
-        let rows = self.store.due_notifications(Some(name), now, 200).await?;
+        let rows = self.store.claim_due_notifications(name, &self.node, now, self.claim_ms, 200).await?;
         if rows.is_empty() {
             return Ok(0);
         }
+        let claimed: Vec<i64> = rows.iter().map(|n| n.id).collect();
         // An alert whose older notification to this receiver is still waiting (backing off)
         // waits too: a resolve never overtakes its trigger.
         let pending = self
@@ -201,7 +226,11 @@ impl Outbox {
                 *oldest = (*oldest).min(p.id);
             }
         }
-        Ok(self.deliver_to(name.to_owned(), rows, now, waiting).await)
+        let attempted = self.deliver_to(name.to_owned(), rows, now, waiting).await;
+        // Rows recorded above carry no claim any more; the rest (held back, behind an open
+        // circuit) are free again for any node.
+        self.store.release_notification_claims(&claimed, &self.node).await?;
+        Ok(attempted)
     }
 
     /// Marks pending rows addressed to receivers that are no longer configured as failed.
@@ -253,6 +282,16 @@ impl Outbox {
             if !self.breakers().get_mut(&name).is_none_or(|b| b.allow(now)) {
                 // Open circuit: everything left waits in the outbox.
                 break;
+            }
+            // Still this node's (renewed for one delivery): a node paused past its claim
+            // leaves the row to the node that took it over.
+            match self.store.renew_notification_claim(n.id, &self.node, self.claim_ms).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, notification = n.id, "Could not renew an outbox claim; retried next pass");
+                    break;
+                }
             }
             attempted += 1;
             let outcome = receiver.deliver(&self.http, &n, &self.ctx, now).await;

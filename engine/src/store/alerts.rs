@@ -243,8 +243,15 @@ pub struct AlertWrite {
     pub escalations: Vec<EscalationRow>,
     /// Cancel the alert's pending timers first.
     pub cancel_escalations: bool,
-    /// Mark this escalation timer done.
+    /// Mark this escalation timer done: the write's claim on it. Only the write whose
+    /// update moves the timer from pending fires it; any other (a second node that read the
+    /// same due timer) is skipped whole.
     pub finished_escalation: Option<i64>,
+    /// A reminder's claim: the alert's `last_notified_at` as read. The write is skipped
+    /// whole when the stored value moved since (another node reminded it first).
+    pub reminded_from: Option<i64>,
+    /// Set by the store: a claim above was lost, and nothing of this write was stored.
+    pub skipped: bool,
     /// A silence that matched (its `matched` counter goes up).
     pub silence_hit: Option<String>,
 }
@@ -345,6 +352,33 @@ macro_rules! alert_queries {
             pub(super) async fn commit_alert_writes(&self, writes: &mut [AlertWrite]) -> Result<(), StoreError> {
                 let mut tx = self.$writer.begin().await?;
                 for w in writes.iter_mut() {
+                    // Claims first (on PostgreSQL a second node's statement waits for the
+                    // first's commit, then matches nothing), and the timers before the alert
+                    // row, in every write, so two writes never lock them in opposite orders.
+                    if let Some(done) = w.finished_escalation {
+                        let mut qb = QueryBuilder::<$db>::new("UPDATE escalations SET status = 'done' WHERE id = ");
+                        qb.push_bind(done).push(" AND status = 'pending'");
+                        if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                            w.skipped = true;
+                            continue;
+                        }
+                    }
+                    if let Some(was) = w.reminded_from {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "UPDATE alerts SET last_notified_at = last_notified_at WHERE id = ",
+                        );
+                        qb.push_bind(w.alert.id).push(" AND last_notified_at = ").push_bind(was);
+                        if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                            w.skipped = true;
+                            continue;
+                        }
+                    }
+                    if w.cancel_escalations && w.alert.id != 0 {
+                        let mut qb =
+                            QueryBuilder::<$db>::new("UPDATE escalations SET status = 'cancelled' WHERE alert_id = ");
+                        qb.push_bind(w.alert.id).push(" AND status = 'pending'");
+                        qb.build().execute(&mut *tx).await?;
+                    }
                     let a = &w.alert;
                     if a.id == 0 {
                         w.alert.id = insert_alert(&mut tx, a).await?;
@@ -366,17 +400,6 @@ macro_rules! alert_queries {
                     qb.push(" RETURNING id");
                     w.change.id = qb.build_query_scalar().fetch_one(&mut *tx).await?;
                     let change_id = w.change.id;
-                    if w.cancel_escalations {
-                        let mut qb =
-                            QueryBuilder::<$db>::new("UPDATE escalations SET status = 'cancelled' WHERE alert_id = ");
-                        qb.push_bind(alert_id).push(" AND status = 'pending'");
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    if let Some(done) = w.finished_escalation {
-                        let mut qb = QueryBuilder::<$db>::new("UPDATE escalations SET status = 'done' WHERE id = ");
-                        qb.push_bind(done);
-                        qb.build().execute(&mut *tx).await?;
-                    }
                     for e in w.escalations.iter_mut() {
                         e.alert_id = alert_id;
                         let mut qb = QueryBuilder::<$db>::new(

@@ -111,7 +111,9 @@ impl Store {
         dispatch!(self, s => s.list_notifications(filter, None).await)
     }
 
-    /// Pending notifications due at `now` (for one receiver, or any), oldest first.
+    /// Pending notifications due at `now` (for one receiver, or any) that no node holds a
+    /// live claim on, oldest first (the delivery worker claims its rows instead:
+    /// `claim_due_notifications`).
     pub async fn due_notifications(
         &self,
         receiver: Option<&str>,
@@ -138,12 +140,12 @@ impl Store {
         Ok(self.list_notifications(&filter).await?.into_iter().next())
     }
 
-    /// Saves a notification's delivery state.
+    /// Saves a notification's delivery state and releases any claim on it.
     pub async fn update_notification(&self, n: &NotificationRow) -> Result<(), StoreError> {
         dispatch!(self, s => s.update_notification(n).await)
     }
 
-    /// Sets the status of several notifications.
+    /// Sets the status of several notifications (releasing their claims).
     pub async fn set_notification_status(
         &self,
         ids: &[i64],
@@ -186,7 +188,7 @@ macro_rules! outbox_queries {
                 let mut tx = self.$writer.begin().await?;
                 insert_notifications(&mut tx, rows).await?;
                 if !ids.is_empty() {
-                    let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                    let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET claimed_by = NULL, claim_until = NULL, status = ");
                     qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
                     let mut sep = qb.separated(", ");
                     for id in ids {
@@ -227,7 +229,12 @@ macro_rules! outbox_queries {
                     qb.push(" AND idempotency_key = ").push_bind(k.clone());
                 }
                 if let Some(due) = due_before {
-                    qb.push(" AND next_attempt_at <= ").push_bind(due).push(" ORDER BY id ASC LIMIT ");
+                    // Due, and no node holds a live claim on it (delivering it now).
+                    qb.push(" AND next_attempt_at <= ")
+                        .push_bind(due)
+                        .push(" AND (claim_until IS NULL OR claim_until <= ")
+                        .push(DB_NOW_MS)
+                        .push(") ORDER BY id ASC LIMIT ");
                 } else {
                     qb.push(" ORDER BY id DESC LIMIT ");
                 }
@@ -237,7 +244,7 @@ macro_rules! outbox_queries {
             }
 
             pub(super) async fn update_notification(&self, n: &NotificationRow) -> Result<(), StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET claimed_by = NULL, claim_until = NULL, status = ");
                 qb.push_bind(n.status.as_str())
                     .push(", attempts = ")
                     .push_bind(n.attempts)
@@ -261,7 +268,7 @@ macro_rules! outbox_queries {
                 if ids.is_empty() {
                     return Ok(());
                 }
-                let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET claimed_by = NULL, claim_until = NULL, status = ");
                 qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
                 let mut sep = qb.separated(", ");
                 for id in ids {

@@ -62,6 +62,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (15, "cluster", include_str!("../../../migrations/postgres/0015_cluster.sql")),
     (16, "cluster_detection", include_str!("../../../migrations/postgres/0016_cluster_detection.sql")),
     (17, "detection_slots", include_str!("../../../migrations/postgres/0017_detection_slots.sql")),
+    (18, "outbox_claims", include_str!("../../../migrations/postgres/0018_outbox_claims.sql")),
 ];
 
 /// The application role the server acts as.
@@ -428,6 +429,13 @@ super::alert_stats::alert_stats_queries!(PgStore, Postgres, reader: pool);
 super::report_stats::report_queries!(PgStore, Postgres, reader: pool, country: "(convert_from(canon, 'UTF8')::json #>> '{geo,country}')");
 super::escalations::escalation_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::outbox::outbox_queries!(PgStore, Postgres, PgRow, writer: pool, reader: pool);
+super::outbox_claims::outbox_claim_queries!(PgStore, Postgres, writer: pool);
+
+/// The database's clock in epoch ms (outbox claims: never a node's clock).
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// The row-lock clause of the outbox claim's sub-select.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
 super::silences::silence_queries!(PgStore, Postgres, writer: pool);
 super::decisions::decision_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::allowlist::allowlist_queries!(PgStore, Postgres, writer: pool);

@@ -48,6 +48,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (15, "cluster", include_str!("../../../migrations/sqlite/0015_cluster.sql")),
     (16, "cluster_detection", include_str!("../../../migrations/sqlite/0016_cluster_detection.sql")),
     (17, "detection_slots", include_str!("../../../migrations/sqlite/0017_detection_slots.sql")),
+    (18, "outbox_claims", include_str!("../../../migrations/sqlite/0018_outbox_claims.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -530,6 +531,13 @@ super::alert_stats::alert_stats_queries!(SqliteStore, Sqlite, reader: reader);
 super::report_stats::report_queries!(SqliteStore, Sqlite, reader: reader, country: "json_extract(CAST(canon AS TEXT), '$.geo.country')");
 super::escalations::escalation_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::outbox::outbox_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer, reader: reader);
+super::outbox_claims::outbox_claim_queries!(SqliteStore, Sqlite, writer: writer);
+
+/// The database's clock in epoch ms (outbox claims: never a node's clock).
+const DB_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+/// The row-lock clause of the outbox claim's sub-select.
+const SKIP_LOCKED: &str = "";
+
 super::silences::silence_queries!(SqliteStore, Sqlite, writer: writer);
 super::decisions::decision_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::allowlist::allowlist_queries!(SqliteStore, Sqlite, writer: writer);

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::Schema;
 
 mod netns;
+mod outbox;
 mod procs;
 mod views;
 

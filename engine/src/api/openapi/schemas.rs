@@ -444,7 +444,24 @@ pub(super) fn schemas() -> Value {
                 "partition": {"type": "integer"}, "owner": nullable("string"), "epoch": {"type": "integer"},
                 "live": {"type": "boolean"}, "desired": nullable("string"), "head": {"type": ["integer", "null"]},
                 "detect_cursor": {"type": "integer", "description": "seq up to which every detection slot has recorded its findings (the smallest of the slots' cursors)"},
+                "lag": {"type": ["integer", "null"], "minimum": 0, "description": "JetStream groups published to the partition and not yet committed (its consumer's pending plus ack pending); null: no consumer yet"},
             }))},
+            "stream": {"description": "the JetStream stream (cluster mode; read at most once a second)", "anyOf": [{"type": "null"}, object(&["name", "partitions"], json!({
+                "name": {"type": "string"}, "messages": {"type": "integer"}, "bytes": {"type": "integer"},
+                "first_seq": {"type": "integer"}, "last_seq": {"type": "integer"}, "consumers": {"type": "integer"},
+                "replicas": {"type": "integer"}, "leader": nullable("string"),
+                "peers": {"type": "array", "items": object(&["name"], json!({
+                    "name": {"type": "string"}, "current": {"type": "boolean"}, "offline": {"type": "boolean"},
+                    "lag": {"type": ["integer", "null"]},
+                }))},
+                "error": {"type": ["string", "null"], "description": "NATS could not be asked (the other fields are then absent)"},
+                "partitions": {"type": "array", "items": object(&["partition", "consumer", "lag"], json!({
+                    "partition": {"type": "integer"}, "consumer": {"type": "string"},
+                    "lag": {"type": ["integer", "null"]}, "pending": {"type": ["integer", "null"]},
+                    "ack_pending": {"type": ["integer", "null"]}, "delivered_seq": {"type": ["integer", "null"]},
+                    "ack_floor_seq": {"type": ["integer", "null"]},
+                }))},
+            }))]},
             "detection": object(&["epoch", "live"], json!({
                 "owner": {"type": ["string", "null"], "description": "the holder of detection slot 0 (see slots)"},
                 "epoch": {"type": "integer", "description": "slot 0's lease epoch"}, "live": {"type": "boolean"},

@@ -64,6 +64,13 @@ impl ClusterMember {
         self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Detection slot 0's lease while this node holds it: one node at a time holds it (the
+    /// `cluster_leases` row -1, the single detection lease before slots), so it also gates
+    /// the jobs that need one runner in the cluster (forwarders).
+    pub fn detection_fence(&self) -> Option<Fence> {
+        self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()).get(&0).cloned()
+    }
+
     fn set_detection_fences(&self, held: BTreeMap<u32, Fence>) {
         *self.inner.detection.lock().unwrap_or_else(|p| p.into_inner()) = held;
     }

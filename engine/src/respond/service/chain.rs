@@ -45,6 +45,8 @@ impl DecisionService {
         if pairs.is_empty() {
             return;
         }
+        // Other nodes first: the change is committed; its chain write may take longer.
+        self.changed();
         self.chain(pairs).await;
         for (c, d) in pairs {
             let Some(alert_id) = d.alert_id else { continue };

@@ -66,14 +66,37 @@ impl DecisionService {
 const FOLLOW_REREAD: i64 = 256;
 
 impl DecisionService {
-    /// Cluster mode: every `every`, applies the decision changes made through any node (the
-    /// shared change feed in PostgreSQL) to this node's in-memory active set, so bouncers
-    /// asking any node see a decision within about `every` of its issue or lift.
+    /// Cluster mode: `hook` is called after each decision change this node commits (it
+    /// publishes the notice that wakes every node's follower). Set once; later calls are
+    /// ignored.
+    pub fn on_change(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.inner.on_change.set(Box::new(hook));
+    }
+
+    pub(super) fn changed(&self) {
+        if let Some(hook) = self.inner.on_change.get() {
+            hook();
+        }
+    }
+
+    /// Cluster mode: a change was committed somewhere (a notice came); the follower reads
+    /// the change feed now rather than at its next poll.
+    pub fn wake_follow(&self) {
+        self.inner.follow_wake.notify_one();
+    }
+
+    /// Cluster mode: applies the decision changes made through any node (the shared change
+    /// feed in PostgreSQL) to this node's in-memory active set, at once on a notice
+    /// ([`Self::wake_follow`]) and at least every `every` (a lost notice), so bouncers asking
+    /// any node see a decision within milliseconds of its issue or lift, `every` at worst.
     pub fn spawn_follow(self, every: std::time::Duration) {
         tokio::spawn(async move {
             let mut cursor = self.inner.store.last_decision_change().await.unwrap_or(0);
             loop {
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = self.inner.follow_wake.notified() => {}
+                }
                 let since = (cursor - FOLLOW_REREAD).max(0);
                 match self.inner.store.read_decision_changes(since, false, None, 5000).await {
                     Ok(changes) => {

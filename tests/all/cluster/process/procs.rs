@@ -87,6 +87,18 @@ pub(super) struct Node {
 
 impl Node {
     pub(super) fn new(dir: &Path, name: &str, database_url: &str, nats: &str, rules: &Path) -> anyhow::Result<Self> {
+        Self::with_extra(dir, name, database_url, nats, rules, "")
+    }
+
+    /// A node whose configuration ends with `extra` (tables such as `[[receivers]]`).
+    pub(super) fn with_extra(
+        dir: &Path,
+        name: &str,
+        database_url: &str,
+        nats: &str,
+        rules: &Path,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let data = dir.join(name);
         std::fs::create_dir_all(&data)?;
@@ -97,7 +109,7 @@ impl Node {
                 "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nworkers = 1\n\
                  rules_dir = \"{}\"\n\n\
                  [cluster]\nnats_url = \"{nats}\"\npartitions = {PARTITIONS}\nnode_id = \"{name}\"\n\
-                 stream_replicas = 3\nlease_ms = 3000\nheartbeat_ms = 500\n",
+                 stream_replicas = 3\nlease_ms = 3000\nheartbeat_ms = 500\n{extra}",
                 data.display(),
                 rules.display()
             ),
