@@ -42,11 +42,27 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     }
     super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::IntegrityVerify, req.query_string());
     let _permit = large_verify_permit(&state, &who.key_id, q.from, q.to)?;
-    if let Some(p) = q.partition.filter(|p| *p != 0) {
-        return verify_partition(&state, p, q.from, q.to).await;
+    match (&state.cluster, q.partition) {
+        (Some(member), None) => {
+            let body = verify_every_partition(&state, member, q.from, q.to, &who.key_id).await?;
+            Ok(HttpResponse::Ok().json(body))
+        }
+        (_, Some(p)) if p != 0 => Ok(HttpResponse::Ok().json(verify_partition(&state, p, q.from, q.to).await?)),
+        _ => Ok(HttpResponse::Ok().json(verify_log(&state, q.from, q.to, &who.key_id).await?)),
     }
+}
+
+/// Verifies the server's own log (a single node's, or a cluster's partition 0), with the
+/// integrity hold and the newest checkpoint this server signed; records the run as the last
+/// verification.
+async fn verify_log(
+    state: &AppState,
+    from: Option<i64>,
+    to: Option<i64>,
+    key_id: &str,
+) -> Result<serde_json::Value, ApiError> {
     let known = state.integrity.last_checkpoint();
-    let report = verify_range(&state.store, q.from, q.to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
+    let report = verify_range(&state.store, from, to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
     Metrics::add(&state.metrics.verify_runs, 1);
     if report.status != "ok" {
         Metrics::add(&state.metrics.verify_failed, 1);
@@ -72,14 +88,55 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         to: report.to,
         verified: report.verified,
         failure_count: report.failure_count,
-        by: who.key_id,
+        by: key_id.to_owned(),
     });
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["hold"] = serde_json::to_value(hold).unwrap_or_default();
     if state.cluster.is_some() {
         body["partition"] = json!(0);
     }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(body)
+}
+
+/// Cluster mode without `partition`: every partition's chain, each report under
+/// `partitions` (ascending). The top level is partition 0's report (its head, checkpoint,
+/// range and hold, as before) with `status` `failed` when any partition failed, and
+/// `verified`, `checkpoints_checked`, `failure_count` and `failures` (each naming its
+/// `partition`; at most 1000) over every partition.
+async fn verify_every_partition(
+    state: &AppState,
+    member: &crate::cluster::ClusterMember,
+    from: Option<i64>,
+    to: Option<i64>,
+    key_id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let mut reports = vec![verify_log(state, from, to, key_id).await?];
+    for p in 1..member.partitions() {
+        reports.push(verify_partition(state, i64::from(p), from, to).await?);
+    }
+    let mut body = reports[0].clone();
+    let (mut verified, mut checked, mut count) = (0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    for r in &reports {
+        verified += r["verified"].as_u64().unwrap_or(0);
+        checked += r["checkpoints_checked"].as_u64().unwrap_or(0);
+        count += r["failure_count"].as_u64().unwrap_or(0);
+        for f in r["failures"].as_array().into_iter().flatten() {
+            if failures.len() < crate::ledger::chain::MAX_REPORTED_FAILURES {
+                let mut f = f.clone();
+                f["partition"] = r["partition"].clone();
+                failures.push(f);
+            }
+        }
+    }
+    let failed = reports.iter().any(|r| r["status"] != "ok");
+    body["status"] = json!(if failed { "failed" } else { "ok" });
+    body["verified"] = json!(verified);
+    body["checkpoints_checked"] = json!(checked);
+    body["failure_count"] = json!(count);
+    body["failures"] = json!(failures);
+    body["partitions"] = json!(reports);
+    Ok(body)
 }
 
 /// Cluster mode: verifies partition `p`'s chain (its own schema; docs/cluster.md). 400 when
@@ -89,7 +146,7 @@ async fn verify_partition(
     p: i64,
     from: Option<i64>,
     to: Option<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<serde_json::Value, ApiError> {
     let Some(member) = &state.cluster else {
         return Err(ApiError::bad_request("`partition` is for cluster mode; a single node's log is partition 0"));
     };
@@ -108,7 +165,7 @@ async fn verify_partition(
     }
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["partition"] = json!(p);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(body)
 }
 
 /// The gate's permit when `[from, to]` is a large range (the sequencer's head in memory

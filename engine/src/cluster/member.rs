@@ -105,6 +105,8 @@ struct Inner {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Read-only stores of the partitions (look-ups, verify, status), opened on first use.
     readers: tokio::sync::Mutex<HashMap<u32, Store>>,
+    /// The read-only store over every partition (statistics, reports), opened on first use.
+    all: tokio::sync::Mutex<Option<Store>>,
     /// The detection lease, while this node holds it.
     detection: std::sync::Mutex<Option<Fence>>,
 }
@@ -140,6 +142,7 @@ impl ClusterMember {
                 view: std::sync::Mutex::new(view),
                 task: std::sync::Mutex::new(None),
                 readers: tokio::sync::Mutex::new(HashMap::new()),
+                all: tokio::sync::Mutex::new(None),
                 detection: std::sync::Mutex::new(None),
             }),
         };
@@ -176,6 +179,19 @@ impl ClusterMember {
         Ok(s)
     }
 
+    /// A read-only store whose `events` and `checkpoints` are every partition's (the views
+    /// of `PgStore::open_all_partitions`): statistics and reports read it, so their figures
+    /// sum every partition. Never written through.
+    pub async fn all_partitions(&self) -> Result<Store, StoreError> {
+        let mut all = self.inner.all.lock().await;
+        if let Some(s) = all.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Store::Postgres(PgStore::open_all_partitions(&self.inner.config.database_url).await?);
+        *all = Some(s.clone());
+        Ok(s)
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.inner.config.node_id
@@ -199,6 +215,16 @@ impl ClusterMember {
             Some(h) if client => h.submit_client(events).await,
             Some(h) => h.submit(events).await,
             None => Err(StoreError::Cluster(format!("partition {partition} is not written by this node"))),
+        }
+    }
+
+    /// Signs partition `p`'s head now when this node writes it (None: nothing new to sign,
+    /// or another node writes it; that node's timer signs it).
+    pub async fn checkpoint(&self, p: u32) -> Result<Option<crate::store::Checkpoint>, StoreError> {
+        let handle = self.inner.writers.lock().await.get(&p).map(|w| w.sequencer.clone());
+        match handle {
+            Some(h) => h.checkpoint_now().await,
+            None => Ok(None),
         }
     }
 

@@ -191,7 +191,7 @@ pub async fn verify(
     let mut checkpoint_failures = Vec::new();
     for (i, cp) in checkpoints.iter().enumerate() {
         by_seq.entry(cp.seq).or_default().push(i);
-        if let Err(why) = keys.check(cp) {
+        if let Err(why) = keys.check_in(cp, store.partition()) {
             checkpoint_failures.push((cp.seq, format!("checkpoint {} with a valid signature", cp.id), why));
         }
         if i > 0 && (cp.prev_id != checkpoints[i - 1].id || cp.id != checkpoints[i - 1].id + 1) {

@@ -8,8 +8,16 @@ use crate::ledger::keys::CheckpointKeys;
 fn export(n: i64, every: i64, sign_tail: bool) -> (Vec<Vec<u8>>, CheckpointKeys) {
     let keys = CheckpointKeys::from_seed([3; 32]);
     let mut lines = vec![
-        Line::Header { format: FORMAT.into(), from: 1, to: n, prev_hash: hex::encode(GENESIS), exported_at: 1 }
-            .to_bytes(),
+        Line::Header {
+            format: FORMAT.into(),
+            from: 1,
+            to: n,
+            prev_hash: hex::encode(GENESIS),
+            exported_at: 1,
+            partition: None,
+            partitions: None,
+        }
+        .to_bytes(),
     ];
     let mut prev = GENESIS;
     let mut cp_id = 0;
