@@ -8,7 +8,8 @@
 //!
 //! Cluster mode: the export holds every partition (or the one `partition=` names), one
 //! section per partition in ascending order, each a complete export of that partition's
-//! chain whose header names `partition` and `partitions` (`ledger::export::sections`);
+//! chain whose header names `partition` (and, exporting every partition, `partitions`;
+//! `ledger::export::sections`);
 //! `from`/`to` are seqs of one partition, so they need `partition`. A partition this node
 //! writes is signed first; another node's partition is exported up to its head, its tail
 //! after the newest checkpoint reported `unsigned` offline until its writer signs it (within
@@ -76,6 +77,7 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         }
         Some(member) => {
             let n = member.partitions();
+            let all = q.partition.is_none();
             let chosen: Vec<u32> = match q.partition {
                 Some(p) => vec![u32::try_from(p).ok().filter(|p| *p < n).ok_or_else(|| {
                     ApiError::bad_request(format!(
@@ -95,7 +97,7 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
                 if !csv {
                     member.checkpoint(p).await?;
                 }
-                let section = Section { partition: p, partitions: n };
+                let section = Section { partition: p, partitions: all.then_some(n) };
                 parts.push(part(member.reader(p).await?, Some(section), &q, since, until).await?);
             }
             parts

@@ -49,8 +49,8 @@ pub enum Line {
         /// Cluster mode: the partition this section of the file holds (absent on a single node).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         partition: Option<u32>,
-        /// Cluster mode: how many partitions the cluster has (every one has a section when
-        /// the export was not limited to one partition).
+        /// Cluster mode, an export of every partition: how many the cluster has (each has
+        /// a section; absent when the export holds one partition only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         partitions: Option<u32>,
     },

@@ -339,7 +339,7 @@ async fn a_checkpoint_signed_for_one_partition_is_a_bad_checkpoint_in_another() 
     );
     // Offline: partition 2's section of an export with that checkpoint fails the same way.
     let mut sink = Collect(Vec::new());
-    let section = vigil::ledger::export::Section { partition: 2, partitions: 3 };
+    let section = vigil::ledger::export::Section { partition: 2, partitions: Some(3) };
     vigil::ledger::export::write_ndjson(&stores[1], (1, 3), 0, 1, Some(section), &mut sink).await?;
     let text = String::from_utf8(sink.0)?;
     let r = partitioned(verify_export(text.as_bytes(), keys.verifier().clone(), |_, _| {})?);

@@ -23,8 +23,8 @@ pub trait ExportSink: Send {
 pub struct Section {
     /// The partition.
     pub partition: u32,
-    /// The cluster's partitions.
-    pub partitions: u32,
+    /// The cluster's partitions, when the export holds every one (None: this one only).
+    pub partitions: Option<u32>,
 }
 
 /// Writes `from..=to` (the retention floor is `floor`) with `exported_at` in the header
@@ -54,7 +54,7 @@ pub async fn write_ndjson(
         prev_hash: hex::encode(&prev_hash),
         exported_at,
         partition: section.map(|s| s.partition),
-        partitions: section.map(|s| s.partitions),
+        partitions: section.and_then(|s| s.partitions),
     };
     let mut out = header.to_bytes();
     // A checkpoint at from - 1 anchors the start.
