@@ -208,14 +208,18 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
                     "partition",
                     int64(),
                     "cluster mode: only this partition (default: every partition, one section each, whose header \
-                     names `partition` and `partitions`; CSV rows start with `partition`)",
+                     names `partition` and the cluster's `partitions`; CSV rows start with `partition`)",
                 ),
             ])
             .raw(200, json!({"description": "the export (`vigil verify --file` checks an NDJSON one offline)", "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}},
             }}))
-            .err(400, "invalid parameter"),
+            .err(
+                400,
+                "invalid parameter, a partition outside the cluster (or any but 0 on a single node), or `from`/`to` \
+                 without `partition` in cluster mode",
+            ),
     ),
     ]
 }
