@@ -470,6 +470,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partition_zero_signs_the_single_node_message_and_other_partitions_name_theirs() {
+        let keys = CheckpointKeys::from_seed([7; 32]);
+        let cp = keys.sign(3, 42, [9; 32], 1_700_000_000_000, 2);
+        // Partition 0 is a single node's log: the same bytes, the same signature.
+        assert_eq!(checkpoint_message_in(&cp, 0), checkpoint_message(&cp));
+        assert!(checkpoint_message(&cp).starts_with(b"vigil-checkpoint-v2\0"));
+        assert_eq!(keys.sign_in(0, 3, 42, [9; 32], 1_700_000_000_000, 2), cp);
+        let p1 = keys.sign_in(1, 3, 42, [9; 32], 1_700_000_000_000, 2);
+        assert_eq!(keys.verifier().check_in(&p1, 1), Ok(()));
+        // The same fields signed for partition 1 hold nowhere else.
+        assert!(keys.verifier().check(&p1).is_err());
+        let err = keys.verifier().check_in(&p1, 2).unwrap_err();
+        assert!(err.contains("partition 2"), "{err}");
+        assert!(keys.verifier().check_in(&cp, 1).is_err());
+    }
+
+    #[test]
     fn a_signed_checkpoint_verifies_and_any_changed_field_does_not() {
         let keys = CheckpointKeys::from_seed([7; 32]);
         let cp = keys.sign(3, 42, [9; 32], 1_700_000_000_000, 2);
