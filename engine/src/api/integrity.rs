@@ -10,7 +10,7 @@ use super::{AppState, parse_query};
 use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::ledger::CheckpointJson;
-use crate::ledger::verify::{HeadView, verify as verify_range};
+use crate::ledger::verify::{HeadView, verify as verify_range, verify_against};
 use crate::telemetry::Metrics;
 
 #[derive(Deserialize)]
@@ -61,7 +61,13 @@ async fn verify_log(
     to: Option<i64>,
     key_id: &str,
 ) -> Result<serde_json::Value, ApiError> {
-    let known = state.integrity.last_checkpoint();
+    let mut known = state.integrity.last_checkpoint();
+    if let Some(member) = &state.cluster
+        && let Some(anchored) = anchored(state, member, 0).await?
+        && known.as_ref().is_none_or(|k| k.id < anchored.id)
+    {
+        known = Some(anchored);
+    }
     let report = verify_range(&state.store, from, to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
     Metrics::add(&state.metrics.verify_runs, 1);
     if report.status != "ok" {
@@ -157,7 +163,9 @@ async fn verify_partition(
         )));
     };
     let store = member.reader(p).await?;
-    let report = verify_range(&store, from, to, state.checkpoint_keys.verifier(), None).await?;
+    let known = anchored(state, member, p).await?;
+    let verifier = state.checkpoint_keys.verifier();
+    let report = verify_against(&store, (from, to), verifier, known.as_ref(), "the partition's anchor").await?;
     Metrics::add(&state.metrics.verify_runs, 1);
     if report.status != "ok" {
         Metrics::add(&state.metrics.verify_failed, 1);
@@ -166,6 +174,23 @@ async fn verify_partition(
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["partition"] = json!(p);
     Ok(body)
+}
+
+/// Partition `p`'s anchored checkpoint (cluster/anchors.rs) when its signature holds for
+/// `p`; verify reports a log behind it, or without it, as truncated.
+async fn anchored(
+    state: &AppState,
+    member: &crate::cluster::ClusterMember,
+    p: u32,
+) -> Result<Option<crate::store::Checkpoint>, ApiError> {
+    let anchored = member.anchor(p).await?;
+    Ok(anchored.filter(|cp| match state.checkpoint_keys.verifier().check_in(cp, p) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(partition = p, reason = %why, "The partition's anchor is not signed for it; ignored");
+            false
+        }
+    }))
 }
 
 /// The gate's permit when `[from, to]` is a large range (the sequencer's head in memory
@@ -241,6 +266,10 @@ async fn partition_status(
         let head = store.head().await?;
         let cp = store.last_checkpoint().await?;
         let lease = view.partitions.iter().find(|v| v.partition == p);
+        let anchor = member.anchor(p).await.unwrap_or_else(|e| {
+            tracing::warn!(partition = p, error = %e, "Could not read the partition's anchor");
+            None
+        });
         out.push(json!({
             "partition": p,
             "head": HeadView { seq: head.seq, hash: hex::encode(head.hash) },
@@ -249,6 +278,7 @@ async fn partition_status(
             "unsigned_events": head.seq - cp.as_ref().map_or(0, |c| c.seq).min(head.seq),
             "owner": lease.and_then(|l| l.owner.clone()),
             "epoch": lease.map(|l| l.epoch),
+            "anchor": anchor.as_ref().map(CheckpointJson::from),
         }));
     }
     Ok(out)

@@ -278,6 +278,40 @@ async fn exercise(app: &TestApp) -> anyhow::Result<()> {
     assert_eq!(status, 200);
     assert_eq!(one["status"], "failed");
     assert_eq!(one["partition"], json!(p));
+
+    // Anchors: partition q's newest checkpoint is anchored outside PostgreSQL, so its log
+    // emptied together with its checkpoints (which verifies on its own) is truncated.
+    let q = *used.iter().find(|q| **q > 0 && **q as u64 != p).context("a third partition")? as u64;
+    let mut anchored = false;
+    for _ in 0..100 {
+        let (_, status) = app.get("/v1/integrity/status").await?;
+        let part = &status["partitions"][q as usize];
+        if !part["anchor"].is_null() && part["anchor"]["id"] == part["last_checkpoint"]["id"] {
+            anchored = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(anchored, "partition {q}'s newest checkpoint is anchored");
+    let schema_q = format!("{base}_p{q}");
+    for sql in [
+        format!("ALTER TABLE {schema_q}.events DISABLE TRIGGER events_no_delete"),
+        format!("ALTER TABLE {schema_q}.checkpoints DISABLE TRIGGER checkpoints_no_update"),
+        format!("DELETE FROM {schema_q}.events"),
+        format!("DELETE FROM {schema_q}.checkpoints"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+    }
+    let (status, cut) = app.get(&format!("/v1/integrity/verify?partition={q}")).await?;
+    assert_eq!(status, 200);
+    assert_eq!(cut["status"], "failed", "{cut}");
+    let failures = cut["failures"].as_array().context("failures")?;
+    assert!(
+        failures.iter().any(|f| f["kind"] == "truncated" && f["expected"].as_str().unwrap_or("").contains("anchor")),
+        "{failures:?}"
+    );
+    let all = app.verify().await?;
+    assert!(all["failures"].as_array().context("failures")?.iter().any(|f| f["partition"] == json!(q)));
     Ok(())
 }
 
