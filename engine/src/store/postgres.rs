@@ -184,6 +184,9 @@ impl PgStore {
         let mut search_path = None;
         let mut fence = None;
         let partitioned = !matches!(opening, Opening::Base);
+        // The views over every partition serve statistics and reports only: no connection
+        // until the first of those (a node's start adds none to PostgreSQL's count).
+        let lazy = matches!(opening, Opening::AllPartitions);
         let (partition, target) = match opening {
             Opening::Base => (0, None),
             Opening::Partition(p, f) => {
@@ -242,7 +245,7 @@ impl PgStore {
         if partitioned {
             pool_options = pool_options.idle_timeout(std::time::Duration::from_secs(60));
         }
-        let pool = pool_options
+        let pool_options = pool_options
             // While the database is down a request waits this long for a connection, then
             // is answered 503 with Retry-After (the default, 30 s, looks like a hang).
             .acquire_timeout(std::time::Duration::from_secs(3))
@@ -257,9 +260,12 @@ impl PgStore {
                     }
                     Ok(())
                 })
-            })
-            .connect_with(options.clone())
-            .await?;
+            });
+        let pool = if lazy {
+            pool_options.connect_lazy_with(options.clone())
+        } else {
+            pool_options.connect_with(options.clone()).await?
+        };
         let options_for_stats = options;
         let stats = std::sync::Arc::new(Statistics {
             options: options_for_stats,
