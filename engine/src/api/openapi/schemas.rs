@@ -217,6 +217,8 @@ pub(super) fn schemas() -> Value {
                     "last_checkpoint": {"anyOf": [r("Checkpoint"), {"type": "null"}]},
                     "checkpoint_age_seconds": nullable("number"), "unsigned_events": {"type": "integer"},
                     "owner": nullable("string"), "epoch": {"type": ["integer", "null"]},
+                    "anchor": {"anyOf": [r("Checkpoint"), {"type": "null"}],
+                        "description": "the partition's checkpoint anchored in the JetStream key-value bucket VIGIL_ANCHORS (verify compares the log with it)"},
                 }))},
             "hold": {"anyOf": [object(&["since", "failures"], json!({"since": {"type": "integer"}, "failures": {"type": "array", "items": r("Failure")}})), {"type": "null"}]},
             "last_verify": {"anyOf": [object(&["at", "status", "from", "to", "verified", "failure_count", "by"], json!({
