@@ -98,4 +98,3 @@ pub fn verify_export(
     )?;
     Ok(sections.finish())
 }
-
