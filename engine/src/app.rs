@@ -263,7 +263,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     tracing::info!(active, chained_after_restart = written, mode = config.decisions.mode.as_str(), "Decisions loaded");
     decisions.clone().spawn_expiry(Duration::from_millis(250));
-    let reports = Arc::new(ReportScheduler::new(&config, store.clone(), integrity.clone(), outbox_wake.clone()));
+    // Cluster mode: the reports count every partition's events (the views over all of them).
+    let report_store = match &cluster {
+        Some(member) => member.all_partitions().await?,
+        None => store.clone(),
+    };
+    let reports = Arc::new(ReportScheduler::new(&config, report_store, integrity.clone(), outbox_wake.clone()));
     if let Some(ingest) = &cluster_ingest {
         cluster::push_decisions(ingest, &decisions).await;
         decisions.clone().spawn_follow(Duration::from_millis(250));

@@ -8,6 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
+pub mod anchors;
 pub mod ingest;
 pub mod member;
 pub mod placement;

@@ -20,6 +20,7 @@ use vigil::store::postgres::PgStore;
 use vigil::store::{Store, StoreError};
 use vigil_tests::{connect_pg, pg_base_url};
 
+mod partitions;
 mod process;
 mod slots;
 mod timers;

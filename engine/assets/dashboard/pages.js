@@ -307,37 +307,46 @@ async function eventsPage(params) {
   }, EVENT_FILTERS.map((k) => field(k, k.replace("_", " "))), h("button", { type: "submit", class: "primary" }, "Filter"));
   const data = await api("GET", `/v1/events${qs({ ...values, cursor })}`);
   const detail = h("section", { id: "event-detail", "aria-live": "polite" });
-  const rows = data.events.map((e) => h("tr", { "data-seq": e.seq },
+  // Cluster mode: an event is (partition, seq); every event then names its partition.
+  const partitioned = data.events.some((e) => e.partition !== undefined);
+  const rows = data.events.map((e) => h("tr", { "data-seq": e.seq, "data-partition": e.partition ?? "" },
+    partitioned ? h("td", { class: "num" }, e.partition) : null,
     h("td", { class: "num" }, e.seq), h("td", {}, e.timestamp || "—"), h("td", {}, e.category || "—"), h("td", {}, e.action || (e.damaged ? "DAMAGED" : "—")),
     h("td", {}, e.severity || "—"), h("td", {}, e.outcome || "—"), h("td", {}, e.user_id || "—"), h("td", {}, e.ip || "—"),
     h("td", {}, h("button", { type: "button", onclick: () => showEvent(detail, e) }, "View"))));
   const seqs = data.events.map((e) => e.seq);
-  const verifyPage = seqs.length ? h("button", { type: "button", onclick: (ev) => verifyRange(ev.target, detail, Math.min(...seqs), Math.max(...seqs)) }, `Verify seqs ${Math.min(...seqs)}–${Math.max(...seqs)}`) : null;
+  const verifyPage = seqs.length && !partitioned ? h("button", { type: "button", onclick: (ev) => verifyRange(ev.target, detail, Math.min(...seqs), Math.max(...seqs)) }, `Verify seqs ${Math.min(...seqs)}–${Math.max(...seqs)}`) : null;
   page("Events", form,
     h("div", { class: "row" }, h("span", { class: "muted", id: "event-count" }, `${data.events.length} event(s)`), verifyPage,
       cursor ? h("button", { type: "button", onclick: () => { location.hash = `#/events${qs(values)}`; } }, "Newest") : null,
       data.next_cursor ? h("button", { type: "button", onclick: () => { location.hash = `#/events${qs({ ...values, cursor: data.next_cursor })}`; } }, "Older") : null),
-    h("div", { class: "panel" }, table(["Seq", "Time", "Category", "Action", "Severity", "Outcome", "User", "IP", ""], rows, "No events match.")),
+    h("div", { class: "panel" }, table([...(partitioned ? ["Partition"] : []), "Seq", "Time", "Category", "Action", "Severity", "Outcome", "User", "IP", ""], rows, "No events match.")),
     detail);
 }
 
 function showEvent(target, e) {
   target.replaceChildren(h("div", { class: "panel" },
-    h("h2", { tabindex: "-1" }, `Event ${e.seq}`),
+    h("h2", { tabindex: "-1" }, e.partition === undefined ? `Event ${e.seq}` : `Event ${e.seq} of partition ${e.partition}`),
     kv([["Hash", h("code", {}, e.hash)], ["Previous hash", h("code", {}, e.prev_hash)], ["Event id", e.event_id]]),
-    h("div", { class: "row" }, h("button", { type: "button", onclick: (ev) => verifyRange(ev.target, target, e.seq, e.seq, true) }, `Verify seq ${e.seq}`)),
+    h("div", { class: "row" }, h("button", { type: "button", onclick: (ev) => verifyRange(ev.target, target, e.seq, e.seq, true, e.partition) }, `Verify seq ${e.seq}`)),
     h("div", { id: "verify-result" }),
     json(e)));
   target.querySelector("h2").focus();
 }
 
-async function verifyRange(button, target, from, to, keep) {
+async function verifyRange(button, target, from, to, keep, partition) {
   button.disabled = true;
   try {
-    const r = await api("GET", `/v1/integrity/verify${qs({ from, to })}`);
+    const r = await api("GET", `/v1/integrity/verify${qs({ from, to, partition })}`);
+    // Cluster mode without `partition`: every partition's report, failures naming theirs.
+    const each = r.partitions ? h("div", { id: "verify-partitions" }, table(["Partition", "Range", "Result", { label: "Rows", num: true }, { label: "Failures", num: true }],
+      r.partitions.map((p) => h("tr", { "data-partition": p.partition }, h("td", { class: "num" }, p.partition), h("td", {}, `${p.from}–${p.to}`),
+        h("td", {}, h("strong", { class: p.status === "ok" ? "ok" : "bad" }, p.status)), h("td", { class: "num" }, p.verified), h("td", { class: "num" }, p.failure_count))))) : null;
+    const withPartition = r.failures.some((f) => f.partition !== undefined);
     const result = h("div", { class: "panel", id: "verify-result", role: "status" },
-      h("p", {}, "Verify ", `${r.from}–${r.to}: `, h("strong", { class: r.status === "ok" ? "ok" : "bad" }, r.status), ` (${r.verified} row(s), ${r.failure_count} failure(s))`),
-      r.failures.length ? table(["Seq", "Kind", "Expected", "Actual"], r.failures.map((f) => h("tr", {}, h("td", {}, f.seq), h("td", {}, f.kind), h("td", { class: "mono" }, f.expected), h("td", { class: "mono" }, f.actual)))) : null);
+      h("p", {}, "Verify ", r.partitions ? `${r.partitions.length} partitions: ` : `${r.partition !== undefined ? `partition ${r.partition}, ` : ""}${r.from}–${r.to}: `, h("strong", { class: r.status === "ok" ? "ok" : "bad" }, r.status), ` (${r.verified} row(s), ${r.failure_count} failure(s))`),
+      each,
+      r.failures.length ? table([...(withPartition ? ["Partition"] : []), "Seq", "Kind", "Expected", "Actual"], r.failures.map((f) => h("tr", {}, withPartition ? h("td", {}, f.partition) : null, h("td", {}, f.seq), h("td", {}, f.kind), h("td", { class: "mono" }, f.expected), h("td", { class: "mono" }, f.actual)))) : null);
     const old = target.querySelector("#verify-result");
     if (keep && old) old.replaceWith(result); else target.replaceChildren(result);
   } catch (e) {
@@ -417,6 +426,14 @@ async function integrityPage() {
     ]) : h("p", { class: "muted" }, "No verification since the server started."),
     h("div", { class: "row" }, h("button", { type: "button", class: "primary", onclick: async (e) => { await verifyRange(e.target, result); } }, "Verify the whole log")),
     result),
+    st.partitions ? h("section", { class: "panel", id: "partitions" }, h("h2", {}, "Partitions"),
+      table(["Partition", { label: "Head seq", num: true }, "Last checkpoint", { label: "Unsigned events", num: true }, "Writer", { label: "Epoch", num: true }, ""],
+        st.partitions.map((p) => h("tr", { "data-partition": p.partition },
+          h("td", { class: "num" }, p.partition), h("td", { class: "num" }, p.head.seq),
+          h("td", {}, p.last_checkpoint ? `seq ${p.last_checkpoint.seq}, ${Math.round(p.checkpoint_age_seconds)} s ago` : "none"),
+          h("td", { class: "num" }, p.unsigned_events), h("td", {}, p.owner || "—"), h("td", { class: "num" }, p.epoch ?? "—"),
+          h("td", {}, h("button", { type: "button", onclick: async (e) => { await verifyRange(e.target, result, undefined, undefined, false, p.partition); } }, "Verify"))))))
+      : null,
     st.hold ? h("section", { class: "panel" }, h("h2", { class: "bad" }, "Integrity hold"), json(st.hold)) : null);
 }
 

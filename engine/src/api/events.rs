@@ -164,9 +164,8 @@ pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    let before_seq = super::parse_cursor(q.cursor.as_deref())?;
     let lower = |v: Option<String>| v.map(|s| s.to_ascii_lowercase());
-    let filter = EventFilter {
+    let mut filter = EventFilter {
         category: lower(q.category),
         action: lower(q.action),
         severity: lower(q.severity),
@@ -178,14 +177,92 @@ pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result
         ingest_key: q.ingest_key,
         since: parse_time_param("since", q.since.as_deref())?,
         until: parse_time_param("until", q.until.as_deref())?,
-        before_seq,
+        before_seq: None,
         seq_range: None,
         limit,
     };
+    if let Some(member) = &state.cluster {
+        let bounds = q.cursor.as_deref().map(|c| parse_partition_cursor(c, member.partitions())).transpose()?;
+        let (rows, next_cursor) = list_partitions(member, &filter, bounds).await?;
+        let events: Vec<Value> = rows
+            .iter()
+            .map(|(p, r)| {
+                let mut event = r.to_api_json_marked();
+                event["partition"] = json!(p);
+                event
+            })
+            .collect();
+        return Ok(HttpResponse::Ok().json(json!({"events": events, "next_cursor": next_cursor})));
+    }
+    filter.before_seq = super::parse_cursor(q.cursor.as_deref())?;
     let rows = state.store.query(&filter).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
     let events: Vec<Value> = rows.iter().map(|r| r.to_api_json_marked()).collect();
     Ok(HttpResponse::Ok().json(json!({"events": events, "next_cursor": next_cursor})))
+}
+
+/// A cluster's cursor: one bound per partition, `.`-separated in partition order; partition
+/// `p`'s next page holds its events with seq below its bound (1: none left).
+fn parse_partition_cursor(cursor: &str, partitions: u32) -> Result<Vec<i64>, ApiError> {
+    let bounds: Option<Vec<i64>> = cursor.split('.').map(|b| b.parse::<i64>().ok().filter(|b| *b >= 1)).collect();
+    match bounds {
+        Some(b) if b.len() == partitions as usize => Ok(b),
+        _ => Err(ApiError::bad_request(format!(
+            "`cursor` is not valid (in cluster mode it is the `next_cursor` of a previous page: {partitions} \
+             seq bounds separated by dots)"
+        ))),
+    }
+}
+
+/// Cluster mode: a page of events from every partition, newest first by event time, and the
+/// cursor of the next page. Each partition's next `limit` matches (below its bound) are read
+/// and merged; the page takes the newest `limit` of them, which is a prefix of each
+/// partition's seq-descending list, so the next page starts right after what this one took
+/// from each partition: paging never skips or repeats an event. A partition with nothing
+/// taken yet keeps its bound at its newest match read now (events stored later are, as on
+/// one node, not in the following pages).
+async fn list_partitions(
+    member: &crate::cluster::ClusterMember,
+    filter: &EventFilter,
+    bounds: Option<Vec<i64>>,
+) -> Result<(Vec<(u32, crate::store::StoredRow)>, Option<String>), ApiError> {
+    let n = member.partitions() as usize;
+    let mut read: Vec<Vec<crate::store::StoredRow>> = Vec::with_capacity(n);
+    for p in 0..n {
+        let bound = bounds.as_ref().map(|b| b[p]);
+        if bound == Some(1) {
+            read.push(Vec::new());
+            continue;
+        }
+        let store = member.reader(p as u32).await?;
+        read.push(store.query(&EventFilter { before_seq: bound, ..filter.clone() }).await?);
+    }
+    let mut taken = vec![0usize; n];
+    let mut page = Vec::new();
+    while (page.len() as i64) < filter.limit {
+        // The newest head; equal times: the lower partition first.
+        let best = (0..n)
+            .filter(|p| taken[*p] < read[*p].len())
+            .max_by(|a, b| read[*a][taken[*a]].columns.ts.cmp(&read[*b][taken[*b]].columns.ts).then(b.cmp(a)));
+        let Some(p) = best else { break };
+        page.push((p as u32, read[p][taken[p]].clone()));
+        taken[p] += 1;
+    }
+    let mut more = false;
+    let next: Vec<String> = (0..n)
+        .map(|p| {
+            let rows = &read[p];
+            let left = taken[p] < rows.len() || (!rows.is_empty() && rows.len() as i64 == filter.limit);
+            more |= left;
+            let bound = match (left, taken[p]) {
+                (false, _) => 1,
+                (true, 0) => rows[0].seq + 1,
+                (true, t) => rows[t - 1].seq,
+            };
+            bound.to_string()
+        })
+        .collect();
+    Ok((page, more.then(|| next.join("."))))
 }
 
 #[derive(Deserialize)]
@@ -227,5 +304,14 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         origin: Origin::parse(q.origin.as_deref().unwrap_or("all"))
             .ok_or_else(|| ApiError::bad_request("`origin` must be app, vigil or all"))?,
     };
-    Ok(HttpResponse::Ok().json(state.store.stats(&filter).await?))
+    Ok(HttpResponse::Ok().json(read_store(&state).await?.stats(&filter).await?))
+}
+
+/// The store statistics and reports read: the log, or in cluster mode the views over every
+/// partition's log (so each figure is the sum over the partitions).
+pub(super) async fn read_store(state: &AppState) -> Result<crate::store::Store, ApiError> {
+    Ok(match &state.cluster {
+        Some(member) => member.all_partitions().await?,
+        None => state.store.clone(),
+    })
 }

@@ -10,7 +10,7 @@ use super::{AppState, parse_query};
 use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::ledger::CheckpointJson;
-use crate::ledger::verify::{HeadView, verify as verify_range};
+use crate::ledger::verify::{HeadView, verify as verify_range, verify_against};
 use crate::telemetry::Metrics;
 
 #[derive(Deserialize)]
@@ -42,11 +42,33 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     }
     super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::IntegrityVerify, req.query_string());
     let _permit = large_verify_permit(&state, &who.key_id, q.from, q.to)?;
-    if let Some(p) = q.partition.filter(|p| *p != 0) {
-        return verify_partition(&state, p, q.from, q.to).await;
+    match (&state.cluster, q.partition) {
+        (Some(member), None) => {
+            let body = verify_every_partition(&state, member, q.from, q.to, &who.key_id).await?;
+            Ok(HttpResponse::Ok().json(body))
+        }
+        (_, Some(p)) if p != 0 => Ok(HttpResponse::Ok().json(verify_partition(&state, p, q.from, q.to).await?)),
+        _ => Ok(HttpResponse::Ok().json(verify_log(&state, q.from, q.to, &who.key_id).await?)),
     }
-    let known = state.integrity.last_checkpoint();
-    let report = verify_range(&state.store, q.from, q.to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
+}
+
+/// Verifies the server's own log (a single node's, or a cluster's partition 0), with the
+/// integrity hold and the newest checkpoint this server signed; records the run as the last
+/// verification.
+async fn verify_log(
+    state: &AppState,
+    from: Option<i64>,
+    to: Option<i64>,
+    key_id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let mut known = state.integrity.last_checkpoint();
+    if let Some(member) = &state.cluster
+        && let Some(anchored) = anchored(state, member, 0).await?
+        && known.as_ref().is_none_or(|k| k.id < anchored.id)
+    {
+        known = Some(anchored);
+    }
+    let report = verify_range(&state.store, from, to, state.checkpoint_keys.verifier(), known.as_ref()).await?;
     Metrics::add(&state.metrics.verify_runs, 1);
     if report.status != "ok" {
         Metrics::add(&state.metrics.verify_failed, 1);
@@ -72,14 +94,55 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         to: report.to,
         verified: report.verified,
         failure_count: report.failure_count,
-        by: who.key_id,
+        by: key_id.to_owned(),
     });
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["hold"] = serde_json::to_value(hold).unwrap_or_default();
     if state.cluster.is_some() {
         body["partition"] = json!(0);
     }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(body)
+}
+
+/// Cluster mode without `partition`: every partition's chain, each report under
+/// `partitions` (ascending). The top level is partition 0's report (its head, checkpoint,
+/// range and hold, as before) with `status` `failed` when any partition failed, and
+/// `verified`, `checkpoints_checked`, `failure_count` and `failures` (each naming its
+/// `partition`; at most 1000) over every partition.
+async fn verify_every_partition(
+    state: &AppState,
+    member: &crate::cluster::ClusterMember,
+    from: Option<i64>,
+    to: Option<i64>,
+    key_id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let mut reports = vec![verify_log(state, from, to, key_id).await?];
+    for p in 1..member.partitions() {
+        reports.push(verify_partition(state, i64::from(p), from, to).await?);
+    }
+    let mut body = reports[0].clone();
+    let (mut verified, mut checked, mut count) = (0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    for r in &reports {
+        verified += r["verified"].as_u64().unwrap_or(0);
+        checked += r["checkpoints_checked"].as_u64().unwrap_or(0);
+        count += r["failure_count"].as_u64().unwrap_or(0);
+        for f in r["failures"].as_array().into_iter().flatten() {
+            if failures.len() < crate::ledger::chain::MAX_REPORTED_FAILURES {
+                let mut f = f.clone();
+                f["partition"] = r["partition"].clone();
+                failures.push(f);
+            }
+        }
+    }
+    let failed = reports.iter().any(|r| r["status"] != "ok");
+    body["status"] = json!(if failed { "failed" } else { "ok" });
+    body["verified"] = json!(verified);
+    body["checkpoints_checked"] = json!(checked);
+    body["failure_count"] = json!(count);
+    body["failures"] = json!(failures);
+    body["partitions"] = json!(reports);
+    Ok(body)
 }
 
 /// Cluster mode: verifies partition `p`'s chain (its own schema; docs/cluster.md). 400 when
@@ -89,7 +152,7 @@ async fn verify_partition(
     p: i64,
     from: Option<i64>,
     to: Option<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<serde_json::Value, ApiError> {
     let Some(member) = &state.cluster else {
         return Err(ApiError::bad_request("`partition` is for cluster mode; a single node's log is partition 0"));
     };
@@ -100,7 +163,9 @@ async fn verify_partition(
         )));
     };
     let store = member.reader(p).await?;
-    let report = verify_range(&store, from, to, state.checkpoint_keys.verifier(), None).await?;
+    let known = anchored(state, member, p).await?;
+    let verifier = state.checkpoint_keys.verifier();
+    let report = verify_against(&store, (from, to), verifier, known.as_ref(), "the partition's anchor").await?;
     Metrics::add(&state.metrics.verify_runs, 1);
     if report.status != "ok" {
         Metrics::add(&state.metrics.verify_failed, 1);
@@ -108,7 +173,24 @@ async fn verify_partition(
     }
     let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(&e))?;
     body["partition"] = json!(p);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(body)
+}
+
+/// Partition `p`'s anchored checkpoint (cluster/anchors.rs) when its signature holds for
+/// `p`; verify reports a log behind it, or without it, as truncated.
+async fn anchored(
+    state: &AppState,
+    member: &crate::cluster::ClusterMember,
+    p: u32,
+) -> Result<Option<crate::store::Checkpoint>, ApiError> {
+    let anchored = member.anchor(p).await?;
+    Ok(anchored.filter(|cp| match state.checkpoint_keys.verifier().check_in(cp, p) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(partition = p, reason = %why, "The partition's anchor is not signed for it; ignored");
+            false
+        }
+    }))
 }
 
 /// The gate's permit when `[from, to]` is a large range (the sequencer's head in memory
@@ -184,6 +266,10 @@ async fn partition_status(
         let head = store.head().await?;
         let cp = store.last_checkpoint().await?;
         let lease = view.partitions.iter().find(|v| v.partition == p);
+        let anchor = member.anchor(p).await.unwrap_or_else(|e| {
+            tracing::warn!(partition = p, error = %e, "Could not read the partition's anchor");
+            None
+        });
         out.push(json!({
             "partition": p,
             "head": HeadView { seq: head.seq, hash: hex::encode(head.hash) },
@@ -192,6 +278,7 @@ async fn partition_status(
             "unsigned_events": head.seq - cp.as_ref().map_or(0, |c| c.seq).min(head.seq),
             "owner": lease.and_then(|l| l.owner.clone()),
             "epoch": lease.map(|l| l.epoch),
+            "anchor": anchor.as_ref().map(CheckpointJson::from),
         }));
     }
     Ok(out)

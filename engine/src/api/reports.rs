@@ -36,8 +36,8 @@ pub async fn security(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     let period =
         Period::parse(q.period.as_deref(), q.date.as_deref(), now).map_err(|e| ApiError::bad_request(e.to_string()))?;
     super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::Report, req.query_string());
-    let sources = sources(&state);
-    let report = security_report(&sources, &period, now).await?;
+    let store = super::events::read_store(&state).await?;
+    let report = security_report(&sources(&state, &store), &period, now).await?;
     if html {
         return Ok(HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
@@ -47,9 +47,9 @@ pub async fn security(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     Ok(HttpResponse::Ok().json(report))
 }
 
-fn sources(state: &AppState) -> ReportSources<'_> {
+fn sources<'a>(state: &'a AppState, store: &'a crate::store::Store) -> ReportSources<'a> {
     ReportSources {
-        store: &state.store,
+        store,
         integrity: &state.integrity,
         config: &state.config.reports,
         retention_days: state.config.hot_days(),
@@ -80,5 +80,6 @@ pub async fn compliance(req: HttpRequest, state: web::Data<AppState>) -> Result<
     let period =
         Period::parse(q.period.as_deref(), q.date.as_deref(), now).map_err(|e| ApiError::bad_request(e.to_string()))?;
     super::ops::record_read(&state, &who.key_id, crate::ledger::access::Read::Report, req.query_string());
-    Ok(HttpResponse::Ok().json(compliance_report(&sources(&state), framework, &period, now).await?))
+    let store = super::events::read_store(&state).await?;
+    Ok(HttpResponse::Ok().json(compliance_report(&sources(&state, &store), framework, &period, now).await?))
 }

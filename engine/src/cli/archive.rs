@@ -389,7 +389,15 @@ fn write_restored(paths: &[&Path], lo: i64, hi: i64, out: &Path) -> anyhow::Resu
     drop(sink);
     let Some(prev_hash) = prev_hash else { bail!("the archive holds no event at or after seq {lo}") };
     let to = end.unwrap_or(last_seq);
-    let header = Line::Header { format: FORMAT.into(), from: lo, to, prev_hash, exported_at: crate::event::now_ms() };
+    let header = Line::Header {
+        format: FORMAT.into(),
+        from: lo,
+        to,
+        prev_hash,
+        exported_at: crate::event::now_ms(),
+        partition: None,
+        partitions: None,
+    };
     body.extend(header.to_bytes());
     if let Some(anchor) = anchor {
         body.extend(anchor);

@@ -5,6 +5,7 @@
 
 use super::call::print_answer;
 use super::*;
+use crate::ledger::export::ExportReport;
 
 /// `vigil verify --file`: checks an export offline; prints the JSON report on stdout (and a
 /// summary and a progress bar on stderr when it is a terminal). Returns the exit status:
@@ -20,7 +21,7 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
     };
     let bar = if json_only { indicatif::ProgressBar::hidden() } else { progress(total, "verifying") };
     let started = std::time::Instant::now();
-    let report = crate::ledger::export::verify_reader(reader, verifier, |read, events| {
+    let report = crate::ledger::export::verify_export(reader, verifier, |read, events| {
         if total > 0 {
             bar.set_position(read);
             bar.set_message(format!("{events} events"));
@@ -32,26 +33,46 @@ pub fn verify_file(file: &Path, public_keys: &[String], json_only: bool) -> anyh
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !json_only {
         let secs = started.elapsed().as_secs_f64();
-        eprintln!(
-            "{}: {} events checked in {secs:.1} s ({:.0} events/s), {} checkpoints valid, {} failure(s){}",
-            report.status,
-            report.verified,
-            report.verified as f64 / secs.max(1e-6),
-            report.checkpoints_checked,
-            report.failure_count,
-            report
-                .unsigned
-                .map_or(String::new(), |u| format!("; seqs {}..={} are not covered by any checkpoint", u.from, u.to)),
-        );
-        for f in report.failures.iter().take(20) {
-            eprintln!("  seq {}: {:?}: expected {}, found {}", f.seq, f.kind, f.expected, f.actual);
+        match &report {
+            ExportReport::Log(r) => summary(r, secs, ""),
+            ExportReport::Partitioned(all) => {
+                eprintln!(
+                    "{}: {} partition section(s), {} events, {} failure(s)",
+                    all.status,
+                    all.partitions.len(),
+                    all.verified,
+                    all.failure_count
+                );
+                for s in &all.partitions {
+                    let name = s.partition.map_or("outside any partition: ".to_owned(), |p| format!("partition {p}: "));
+                    summary(&s.report, secs, &name);
+                }
+            }
         }
     }
-    Ok(match report.status {
+    Ok(match report.status() {
         "ok" => 0,
         "unsigned" => 3,
         _ => 1,
     })
+}
+
+/// The summary of one log's (or partition's) report on stderr, `name` before it.
+fn summary(report: &crate::ledger::export::OfflineReport, secs: f64, name: &str) {
+    eprintln!(
+        "{name}{}: {} events checked in {secs:.1} s ({:.0} events/s), {} checkpoints valid, {} failure(s){}",
+        report.status,
+        report.verified,
+        report.verified as f64 / secs.max(1e-6),
+        report.checkpoints_checked,
+        report.failure_count,
+        report
+            .unsigned
+            .map_or(String::new(), |u| format!("; seqs {}..={} are not covered by any checkpoint", u.from, u.to)),
+    );
+    for f in report.failures.iter().take(20) {
+        eprintln!("  {name}seq {}: {:?}: expected {}, found {}", f.seq, f.kind, f.expected, f.actual);
+    }
 }
 
 /// The `--public-key` values (hex, base64, a file holding one, or the public-key endpoint's JSON).

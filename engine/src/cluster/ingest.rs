@@ -136,6 +136,12 @@ impl ClusterIngest {
                 Err(e) => return Err(IngestError::Stream(e.to_string())),
             }
         }
+        // The partitions' anchors (cluster/anchors.rs): without them verify still checks
+        // every chain and checkpoint, but cannot tell a tail cut off with its checkpoints.
+        match crate::cluster::anchors::Anchors::open(&js, config.stream_replicas).await {
+            Ok(anchors) => member.set_anchors(anchors),
+            Err(e) => tracing::warn!(error = %e, "Partition anchors are off"),
+        }
         let ingest = Self {
             inner: Arc::new(Inner {
                 member,

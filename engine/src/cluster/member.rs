@@ -60,6 +60,8 @@ struct PartitionWriter {
     sequencer: SequencerHandle,
     store: Store,
     handoff: Arc<Handoff>,
+    /// The writer's integrity state (its newest signed checkpoint, which the loop anchors).
+    status: Arc<IntegrityStatus>,
 }
 
 /// One partition as this node last saw it.
@@ -106,6 +108,12 @@ struct Inner {
     readers: tokio::sync::Mutex<HashMap<u32, Store>>,
     /// The detection slots' leases this node holds, by slot.
     detection: std::sync::Mutex<std::collections::BTreeMap<u32, Fence>>,
+    /// The read-only store over every partition (statistics, reports), opened on first use.
+    all: tokio::sync::Mutex<Option<Store>>,
+    /// The partition anchors (JetStream key-value), once the ingest path opened them.
+    anchors: std::sync::Mutex<Option<super::anchors::Anchors>>,
+    /// Per partition, the id of the newest checkpoint this node anchored.
+    anchored: tokio::sync::Mutex<HashMap<u32, i64>>,
 }
 
 /// This node's membership of the cluster; cloning shares it.
@@ -140,6 +148,9 @@ impl ClusterMember {
                 task: std::sync::Mutex::new(None),
                 readers: tokio::sync::Mutex::new(HashMap::new()),
                 detection: std::sync::Mutex::default(),
+                all: tokio::sync::Mutex::new(None),
+                anchors: std::sync::Mutex::new(None),
+                anchored: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
         member.tick().await;
@@ -175,6 +186,56 @@ impl ClusterMember {
         Ok(s)
     }
 
+    /// A read-only store whose `events` and `checkpoints` are every partition's (the views
+    /// of `PgStore::open_all_partitions`): statistics and reports read it, so their figures
+    /// sum every partition. Never written through.
+    pub async fn all_partitions(&self) -> Result<Store, StoreError> {
+        let mut all = self.inner.all.lock().await;
+        if let Some(s) = all.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Store::Postgres(PgStore::open_all_partitions(&self.inner.config.database_url).await?);
+        *all = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Where the partitions' anchors are kept (the ingest path opens the bucket).
+    pub fn set_anchors(&self, anchors: super::anchors::Anchors) {
+        *self.inner.anchors.lock().unwrap_or_else(|p| p.into_inner()) = Some(anchors);
+    }
+
+    fn anchors(&self) -> Option<super::anchors::Anchors> {
+        self.inner.anchors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Partition `p`'s anchored checkpoint (None: no bucket or nothing anchored yet).
+    pub async fn anchor(&self, p: u32) -> Result<Option<crate::store::Checkpoint>, StoreError> {
+        match self.anchors() {
+            Some(a) => {
+                a.get(p).await.map_err(|e| StoreError::Cluster(format!("reading the anchor of partition {p}: {e}")))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Anchors `cp` of partition `p` unless this node already did (errors are logged: the
+    /// next round tries again).
+    async fn anchor_checkpoint(&self, p: u32, cp: &crate::store::Checkpoint) {
+        let Some(anchors) = self.anchors() else { return };
+        let mut anchored = self.inner.anchored.lock().await;
+        if anchored.get(&p).is_some_and(|id| *id >= cp.id) {
+            return;
+        }
+        match anchors.put(p, cp).await {
+            Ok(_) => {
+                anchored.insert(p, cp.id);
+            }
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "Could not anchor the partition's checkpoint; retrying")
+            }
+        }
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.inner.config.node_id
@@ -198,6 +259,16 @@ impl ClusterMember {
             Some(h) if client => h.submit_client(events).await,
             Some(h) => h.submit(events).await,
             None => Err(StoreError::Cluster(format!("partition {partition} is not written by this node"))),
+        }
+    }
+
+    /// Signs partition `p`'s head now when this node writes it (None: nothing new to sign,
+    /// or another node writes it; that node's timer signs it).
+    pub async fn checkpoint(&self, p: u32) -> Result<Option<crate::store::Checkpoint>, StoreError> {
+        let handle = self.inner.writers.lock().await.get(&p).map(|w| w.sequencer.clone());
+        match handle {
+            Some(h) => h.checkpoint_now().await,
+            None => Ok(None),
         }
     }
 
@@ -259,8 +330,12 @@ impl ClusterMember {
     }
 
     async fn stop_writer(&self, w: PartitionWriter, release: bool) {
-        if let Err(e) = w.sequencer.checkpoint_now().await {
-            tracing::warn!(partition = w.fence.partition, error = %e, "Could not sign the partition before handing it over");
+        match w.sequencer.checkpoint_now().await {
+            Ok(Some(cp)) => self.anchor_checkpoint(w.fence.partition as u32, &cp).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(partition = w.fence.partition, error = %e, "Could not sign the partition before handing it over")
+            }
         }
         w.sequencer.halt().await;
         if release && let Err(e) = self.inner.store.release_lease(&w.fence).await {
@@ -345,7 +420,12 @@ impl ClusterMember {
                 detect_cursor,
             });
         }
+        let signed: Vec<(u32, crate::store::Checkpoint)> =
+            writers.iter().filter_map(|(p, w)| w.status.last_checkpoint().map(|cp| (*p, cp))).collect();
         drop(writers);
+        for (p, cp) in &signed {
+            self.anchor_checkpoint(*p, cp).await;
+        }
         let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
         view.nodes = nodes;
         view.partitions = partitions;
@@ -364,6 +444,7 @@ impl ClusterMember {
         let started = async {
             let store = Store::Postgres(PgStore::open_partition(&c.database_url, p, Some(fence.clone())).await?);
             let handoff = Arc::new(Handoff::new(0, 0));
+            let status = Arc::new(IntegrityStatus::default());
             let t = &c.writer;
             let sequencer = Sequencer::start(
                 store.clone(),
@@ -373,7 +454,7 @@ impl ClusterMember {
                     checkpoint_every: t.checkpoint_every,
                     keys: t.keys.clone(),
                     anchor: None,
-                    status: Arc::new(IntegrityStatus::default()),
+                    status: status.clone(),
                     clock: t.clock.clone(),
                     security: t.security.clone(),
                 },
@@ -381,7 +462,7 @@ impl ClusterMember {
                 handoff.clone(),
             )
             .await?;
-            Ok::<_, StoreError>(PartitionWriter { fence: fence.clone(), sequencer, store, handoff })
+            Ok::<_, StoreError>(PartitionWriter { fence: fence.clone(), sequencer, store, handoff, status })
         }
         .await;
         match started {

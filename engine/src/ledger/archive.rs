@@ -557,7 +557,7 @@ async fn export_to(
     let file = tokio::fs::File::create(path).await?;
     let out = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut sink = FileSink { out, sha: sha2::Digest::new(), bytes: 0, failed: None };
-    let events = write_ndjson(store, from, to, floor, exported_at, &mut sink).await?;
+    let events = write_ndjson(store, (from, to), floor, exported_at, None, &mut sink).await?;
     if let Some(e) = sink.failed.take() {
         return Err(e.into());
     }

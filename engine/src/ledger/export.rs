@@ -46,6 +46,13 @@ pub enum Line {
         prev_hash: String,
         /// When exported, epoch ms.
         exported_at: i64,
+        /// Cluster mode: the partition this section of the file holds (absent on a single node).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition: Option<u32>,
+        /// Cluster mode, an export of every partition: how many the cluster has (each has
+        /// a section; absent when the export holds one partition only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partitions: Option<u32>,
     },
     /// A stored event.
     Event {
@@ -120,6 +127,8 @@ pub struct FileEnds {
 #[derive(Debug)]
 pub struct OfflineVerifier {
     keys: Verifier,
+    /// The partition the header names (0 on a single node): checkpoints are checked for it.
+    partition: u32,
     line_no: u64,
     header: Option<(i64, i64)>,
     /// The header's prev_hash (what the first event chains on).
@@ -145,6 +154,7 @@ impl OfflineVerifier {
     pub fn new(keys: Verifier) -> Self {
         Self {
             keys,
+            partition: 0,
             line_no: 0,
             header: None,
             header_prev: None,
@@ -208,7 +218,10 @@ impl OfflineVerifier {
             return;
         }
         match line {
-            Line::Header { format, from, to, prev_hash, .. } => self.header(format, from, to, &prev_hash),
+            Line::Header { format, from, to, prev_hash, partition, .. } => {
+                self.partition = partition.unwrap_or(0);
+                self.header(format, from, to, &prev_hash)
+            }
             Line::Event { seq, prev_hash, hash, canon } => self.event(seq, &prev_hash, &hash, canon.as_bytes()),
             Line::Checkpoint(cp) => self.checkpoint(&cp),
             Line::End { events, last_seq } => {
@@ -334,7 +347,7 @@ impl OfflineVerifier {
     fn checkpoint(&mut self, json: &CheckpointJson) {
         let cp = json.to_checkpoint();
         let mut ok = true;
-        if let Err(why) = self.keys.check(&cp) {
+        if let Err(why) = self.keys.check_in(&cp, self.partition) {
             self.fail(cp.seq, FailureKind::BadCheckpoint, format!("checkpoint {} with a valid signature", cp.id), why);
             ok = false;
         }
@@ -431,54 +444,6 @@ impl OfflineVerifier {
     }
 }
 
-/// Verifies an export read from `reader`; `progress` is called with the bytes read so far.
-pub fn verify_reader(
-    reader: impl std::io::Read,
-    keys: Verifier,
-    mut progress: impl FnMut(u64, u64),
-) -> std::io::Result<OfflineReport> {
-    use std::io::{BufRead, Read};
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
-    let mut verifier = OfflineVerifier::new(keys);
-    let mut line = Vec::with_capacity(4096);
-    let mut read = 0u64;
-    loop {
-        line.clear();
-        let n = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        read += n as u64;
-        if line.len() > MAX_LINE_BYTES {
-            verifier.line_no += 1;
-            let seq = verifier.next;
-            verifier.fail(
-                seq,
-                FailureKind::HashMismatch,
-                format!("lines of at most {MAX_LINE_BYTES} bytes"),
-                "a longer line",
-            );
-            // Skip the rest of the line.
-            loop {
-                line.clear();
-                let m = (&mut reader).take(1 << 20).read_until(b'\n', &mut line)?;
-                read += m as u64;
-                if m == 0 || line.last() == Some(&b'\n') {
-                    break;
-                }
-            }
-            continue;
-        }
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        verifier.feed(body);
-        if verifier.line_no.is_multiple_of(65_536) {
-            progress(read, verifier.verified());
-        }
-    }
-    progress(read, verifier.verified());
-    Ok(verifier.finish())
-}
-
 /// CSV columns of `format=csv`.
 pub const CSV_COLUMNS: &[&str] = &[
     "seq",
@@ -544,11 +509,15 @@ pub fn csv_record(event: &Value) -> String {
     out
 }
 
+mod read;
+mod sections;
 #[cfg(test)]
 mod tests;
 mod write;
 
-pub use write::{ExportSink, write_ndjson};
+pub use read::{verify_export, verify_reader};
+pub use sections::{ExportReport, PartitionFailure, PartitionSection, PartitionedReport};
+pub use write::{ExportSink, Section, write_ndjson};
 
 /// The status of an offline verification: `failed` when anything failed, else `unsigned`
 /// when rows past the last signed checkpoint remain, else `ok` (`vigil verify` exits 1 / 3 / 0).

@@ -78,8 +78,22 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 /// 32-byte hash, created_at and prev_id (integers as 8-byte big-endian), then the key id's
 /// length (1 byte) and bytes.
 pub fn checkpoint_message(cp: &Checkpoint) -> Vec<u8> {
-    let mut m = Vec::with_capacity(96 + cp.key_id.len());
-    m.extend_from_slice(b"vigil-checkpoint-v2");
+    checkpoint_message_in(cp, 0)
+}
+
+/// The message a checkpoint of cluster partition `partition` covers: partition 0's is
+/// exactly [`checkpoint_message`] (a single node's log is partition 0, and its checkpoints
+/// verify as before); partition `p >= 1`'s starts `"vigil-checkpoint-v2-partition"` and `p`
+/// (4-byte big-endian) instead, then the same fields. A checkpoint copied from one
+/// partition into another therefore never verifies there.
+pub fn checkpoint_message_in(cp: &Checkpoint, partition: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(110 + cp.key_id.len());
+    if partition == 0 {
+        m.extend_from_slice(b"vigil-checkpoint-v2");
+    } else {
+        m.extend_from_slice(b"vigil-checkpoint-v2-partition");
+        m.extend_from_slice(&partition.to_be_bytes());
+    }
     m.extend_from_slice(&cp.id.to_be_bytes());
     m.extend_from_slice(&cp.seq.to_be_bytes());
     m.extend_from_slice(&cp.hash);
@@ -148,7 +162,13 @@ impl Verifier {
 
     /// Checks one checkpoint's signature; the error says why it does not hold.
     pub fn check(&self, cp: &Checkpoint) -> Result<(), String> {
-        if cp.key_id == LEGACY_KEY_ID {
+        self.check_in(cp, 0)
+    }
+
+    /// Checks the signature of a checkpoint of cluster partition `partition`
+    /// ([`checkpoint_message_in`]); partition 0 is [`Self::check`].
+    pub fn check_in(&self, cp: &Checkpoint, partition: u32) -> Result<(), String> {
+        if cp.key_id == LEGACY_KEY_ID && partition == 0 {
             let Some(key) = &self.legacy_hmac else {
                 return Err("signed with the legacy HMAC key, which this verifier does not have".into());
             };
@@ -160,7 +180,13 @@ impl Verifier {
             return Err(format!("signed by unknown key {:?}", cp.key_id.chars().take(64).collect::<String>()));
         };
         let sig: [u8; 64] = cp.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes".to_owned())?;
-        key.verify(&checkpoint_message(cp), &Signature::from_bytes(&sig)).map_err(|_| "signature invalid".to_owned())
+        key.verify(&checkpoint_message_in(cp, partition), &Signature::from_bytes(&sig)).map_err(|_| {
+            if partition == 0 {
+                "signature invalid".to_owned()
+            } else {
+                format!("signature invalid for partition {partition} (a checkpoint of another partition, or forged)")
+            }
+        })
     }
 }
 
@@ -222,6 +248,19 @@ impl CheckpointKeys {
 
     /// Builds and signs a checkpoint.
     pub fn sign(&self, id: i64, seq: i64, hash: [u8; 32], created_at: i64, prev_id: i64) -> Checkpoint {
+        self.sign_in(0, id, seq, hash, created_at, prev_id)
+    }
+
+    /// Builds and signs a checkpoint of cluster partition `partition` ([`checkpoint_message_in`]).
+    pub fn sign_in(
+        &self,
+        partition: u32,
+        id: i64,
+        seq: i64,
+        hash: [u8; 32],
+        created_at: i64,
+        prev_id: i64,
+    ) -> Checkpoint {
         let mut cp = Checkpoint {
             id,
             seq,
@@ -231,7 +270,7 @@ impl CheckpointKeys {
             key_id: self.key_id.clone(),
             signature: vec![],
         };
-        cp.signature = self.signing.sign(&checkpoint_message(&cp)).to_bytes().to_vec();
+        cp.signature = self.signing.sign(&checkpoint_message_in(&cp, partition)).to_bytes().to_vec();
         cp
     }
 }
@@ -429,6 +468,23 @@ fn restrict(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_zero_signs_the_single_node_message_and_other_partitions_name_theirs() {
+        let keys = CheckpointKeys::from_seed([7; 32]);
+        let cp = keys.sign(3, 42, [9; 32], 1_700_000_000_000, 2);
+        // Partition 0 is a single node's log: the same bytes, the same signature.
+        assert_eq!(checkpoint_message_in(&cp, 0), checkpoint_message(&cp));
+        assert!(checkpoint_message(&cp).starts_with(b"vigil-checkpoint-v2\0"));
+        assert_eq!(keys.sign_in(0, 3, 42, [9; 32], 1_700_000_000_000, 2), cp);
+        let p1 = keys.sign_in(1, 3, 42, [9; 32], 1_700_000_000_000, 2);
+        assert_eq!(keys.verifier().check_in(&p1, 1), Ok(()));
+        // The same fields signed for partition 1 hold nowhere else.
+        assert!(keys.verifier().check(&p1).is_err());
+        let err = keys.verifier().check_in(&p1, 2).unwrap_err();
+        assert!(err.contains("partition 2"), "{err}");
+        assert!(keys.verifier().check_in(&cp, 1).is_err());
+    }
 
     #[test]
     fn a_signed_checkpoint_verifies_and_any_changed_field_does_not() {

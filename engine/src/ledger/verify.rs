@@ -133,6 +133,18 @@ pub async fn verify(
     keys: &Verifier,
     known: Option<&Checkpoint>,
 ) -> Result<VerifyReport, StoreError> {
+    verify_against(store, (from, to), keys, known, "the newest checkpoint this server signed").await
+}
+
+/// [`verify`] with `known` named `known_as` in the failures (cluster mode: a partition's
+/// anchor).
+pub async fn verify_against(
+    store: &Store,
+    (from, to): (Option<i64>, Option<i64>),
+    keys: &Verifier,
+    known: Option<&Checkpoint>,
+    known_as: &str,
+) -> Result<VerifyReport, StoreError> {
     // The newest checkpoint before the head: a checkpoint commits with or after the rows it
     // signs, so a head read after it is never behind it unless rows were taken away. Read
     // the other way round under write load, a checkpoint committed in between looked like a
@@ -177,21 +189,13 @@ pub async fn verify(
         }
     }
     let mut verifier = ChainVerifier::new(from, prev_hash);
-    truncation(
-        store,
-        &head,
-        last_checkpoint.as_ref(),
-        known,
-        "the newest checkpoint this server signed",
-        &mut verifier_failures,
-    )
-    .await?;
+    truncation(store, &head, last_checkpoint.as_ref(), known, known_as, &mut verifier_failures).await?;
     let checkpoints = if from <= to { store.checkpoints(from, to).await? } else { Vec::new() };
     let mut by_seq: HashMap<i64, Vec<usize>> = HashMap::new();
     let mut checkpoint_failures = Vec::new();
     for (i, cp) in checkpoints.iter().enumerate() {
         by_seq.entry(cp.seq).or_default().push(i);
-        if let Err(why) = keys.check(cp) {
+        if let Err(why) = keys.check_in(cp, store.partition()) {
             checkpoint_failures.push((cp.seq, format!("checkpoint {} with a valid signature", cp.id), why));
         }
         if i > 0 && (cp.prev_id != checkpoints[i - 1].id || cp.id != checkpoints[i - 1].id + 1) {

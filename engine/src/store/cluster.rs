@@ -83,6 +83,12 @@ pub fn partition_schema(base: &str, partition: u32) -> String {
     format!("{base}_p{partition}")
 }
 
+/// Name of the schema of the read-only views over every partition's log (`events` and
+/// `checkpoints`, each row with its `partition`), for a log whose partition 0 lives in `base`.
+pub fn all_partitions_schema(base: &str) -> String {
+    format!("{base}_pall")
+}
+
 fn not_postgres() -> StoreError {
     StoreError::Cluster("cluster mode needs a PostgreSQL database (postgres://...)".into())
 }
@@ -372,6 +378,15 @@ impl Store {
         })
     }
 
+    /// The partition whose log this store reads and writes (0: a single node's log, or a
+    /// cluster's partition 0).
+    pub fn partition(&self) -> u32 {
+        match self {
+            Store::Postgres(s) => s.partition(),
+            Store::Sqlite(_) => 0,
+        }
+    }
+
     /// The fencing token this store's appends carry (None: not a cluster partition writer).
     pub fn fence(&self) -> Option<&Fence> {
         match self {
@@ -414,6 +429,7 @@ pub(super) async fn init_cluster(
                 .await?;
         }
         init_detection_slots(&mut *conn, detection_slots).await?;
+        create_all_partitions_views(conn, partitions).await?;
         Ok(stored as u32)
     }
     .await;
@@ -460,5 +476,36 @@ async fn init_detection_slots(conn: &mut sqlx::PgConnection, slots: u32) -> Resu
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+/// (Re)creates the read-only views over every partition (`<schema>_pall.events` and
+/// `.checkpoints`: each partition's rows with their `partition` first, `UNION ALL`), which
+/// the statistics and reports of a cluster read (PostgreSQL pushes their filters into each
+/// partition's indexes). `CREATE OR REPLACE`: a column a later migration adds to the log is
+/// appended by the next start.
+async fn create_all_partitions_views(conn: &mut sqlx::PgConnection, partitions: u32) -> Result<(), StoreError> {
+    let base: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut *conn).await?;
+    let q = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let all = q(&all_partitions_schema(&base));
+    let union = |table: &str| {
+        (0..partitions)
+            .map(|p| {
+                let schema = if p == 0 { base.clone() } else { partition_schema(&base, p) };
+                format!("SELECT {p}::int4 AS partition, t.* FROM {}.{table} t", q(&schema))
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    };
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS {all}; \
+         CREATE OR REPLACE VIEW {all}.events AS {}; \
+         CREATE OR REPLACE VIEW {all}.checkpoints AS {}; \
+         GRANT USAGE ON SCHEMA {all} TO vigil_app; \
+         GRANT SELECT ON {all}.events, {all}.checkpoints TO vigil_app;",
+        union("events"),
+        union("checkpoints"),
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())
 }

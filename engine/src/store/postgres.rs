@@ -76,6 +76,20 @@ pub struct PgStore {
     /// Cluster mode: the lease this partition writer holds; every append checks it inside
     /// its transaction (store/cluster.rs). None for a single node.
     fence: Option<std::sync::Arc<super::cluster::Fence>>,
+    /// Cluster mode: the partition whose log this store reads (0: the database's own schema,
+    /// which is also a single node's log). Checkpoints are signed and checked for it
+    /// (`ledger::keys::checkpoint_message_in`).
+    partition: u32,
+}
+
+/// Which log a store opens (see [`PgStore::open_partition`], [`PgStore::open_all_partitions`]).
+enum Opening {
+    /// The database's own schema (a single node, or a cluster's shared tables and partition 0).
+    Base,
+    /// Partition `p`'s log, written under the fence when there is one.
+    Partition(u32, Option<super::cluster::Fence>),
+    /// The read-only views over every partition's log (`<schema>_pall`).
+    AllPartitions,
 }
 
 /// Quotes an identifier for SQL (`"name"`, inner quotes doubled).
@@ -125,7 +139,7 @@ impl Statistics {
 impl PgStore {
     /// Connects, applies migrations, and builds a pool whose connections `SET ROLE vigil_app`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(url, None).await
+        Self::open_with(url, Opening::Base).await
     }
 
     /// Creates (or checks) the cluster's shape in the database at `url` as the login user:
@@ -155,34 +169,64 @@ impl PgStore {
         partition: u32,
         fence: Option<super::cluster::Fence>,
     ) -> Result<Self, StoreError> {
-        Self::open_with(url, Some((partition, fence))).await
+        Self::open_with(url, Opening::Partition(partition, fence)).await
     }
 
-    async fn open_with(url: &str, partition: Option<(u32, Option<super::cluster::Fence>)>) -> Result<Self, StoreError> {
+    /// A read-only store over every partition at once (cluster mode): its `events` and
+    /// `checkpoints` are the views of `<schema>_pall` (every partition's rows, with their
+    /// `partition`), made by [`Self::init_cluster`]; statistics and reports read them, so
+    /// their figures are exact sums over the partitions. Never written through.
+    pub async fn open_all_partitions(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Opening::AllPartitions).await
+    }
+
+    /// The partition whose log this store reads (0 for a single node).
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    async fn open_with(url: &str, opening: Opening) -> Result<Self, StoreError> {
         let mut options = PgConnectOptions::from_str(url)?;
         let mut conn = sqlx::PgConnection::connect_with(&options).await?;
         migrate(&mut conn).await?;
         let mut search_path = None;
         let mut fence = None;
-        let partitioned = partition.is_some();
-        if let Some((p, f)) = partition {
-            fence = f.map(std::sync::Arc::new);
-            if p > 0 {
-                let base: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut conn).await?;
-                let schema = super::cluster::partition_schema(&base, p);
-                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-                    .bind(&schema)
-                    .fetch_one(&mut conn)
-                    .await?;
-                if !exists {
-                    return Err(StoreError::Cluster(format!(
-                        "partition {p} has no schema {schema} (the cluster was created with fewer partitions)"
-                    )));
-                }
-                let path = format!("{},{}", quote_ident(&schema), quote_ident(&base));
-                options = options.options([("search_path", path.clone())]);
-                search_path = Some(path);
+        let partitioned = !matches!(opening, Opening::Base);
+        // The views over every partition serve statistics and reports only: no connection
+        // until the first of those (a node's start adds none to PostgreSQL's count).
+        let lazy = matches!(opening, Opening::AllPartitions);
+        let (partition, target) = match opening {
+            Opening::Base => (0, None),
+            Opening::Partition(p, f) => {
+                fence = f.map(std::sync::Arc::new);
+                (p, (p > 0).then_some(Some(p)))
             }
+            Opening::AllPartitions => (0, Some(None)),
+        };
+        // `target`: Some(Some(p)) partition p's schema, Some(None) the views over all of them.
+        if let Some(target) = target {
+            let base: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut conn).await?;
+            let schema = match target {
+                Some(p) => super::cluster::partition_schema(&base, p),
+                None => super::cluster::all_partitions_schema(&base),
+            };
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(&schema)
+                .fetch_one(&mut conn)
+                .await?;
+            if !exists {
+                return Err(StoreError::Cluster(match target {
+                    Some(p) => {
+                        format!("partition {p} has no schema {schema} (the cluster was created with fewer partitions)")
+                    }
+                    None => {
+                        format!("the views over every partition ({schema}) are missing; a node creates them at start")
+                    }
+                }));
+            }
+            let path = format!("{},{}", quote_ident(&schema), quote_ident(&base));
+            options = options.options([("search_path", path.clone())]);
+            search_path = Some(path);
         }
         // Can this login act as the app role? (superusers and members can)
         let can_set: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
@@ -210,7 +254,7 @@ impl PgStore {
         if partitioned {
             pool_options = pool_options.idle_timeout(std::time::Duration::from_secs(60));
         }
-        let pool = pool_options
+        let pool_options = pool_options
             // While the database is down a request waits this long for a connection, then
             // is answered 503 with Retry-After (the default, 30 s, looks like a hang).
             .acquire_timeout(std::time::Duration::from_secs(3))
@@ -228,16 +272,19 @@ impl PgStore {
                     }
                     Ok(())
                 })
-            })
-            .connect_with(options.clone())
-            .await?;
+            });
+        let pool = if lazy {
+            pool_options.connect_lazy_with(options.clone())
+        } else {
+            pool_options.connect_with(options.clone()).await?
+        };
         let options_for_stats = options;
         let stats = std::sync::Arc::new(Statistics {
             options: options_for_stats,
             next_at: std::sync::atomic::AtomicI64::new(10_000),
             running: std::sync::atomic::AtomicBool::new(false),
         });
-        Ok(Self { pool, stats, fence })
+        Ok(Self { pool, stats, fence, partition })
     }
 
     pub(super) fn pool(&self) -> &PgPool {

@@ -158,8 +158,15 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
     (
         "get",
         "/v1/events",
-        Op::new("listEvents", "events", "Stored events, newest first", Some("read"))
-            .params(event_filters())
+        Op::new(
+            "listEvents",
+            "events",
+            "Stored events, newest first (cluster mode: every partition's, merged by event time; each event names \
+             its `partition`, and `next_cursor` holds one seq bound per partition, so paging never skips or \
+             repeats an event)",
+            Some("read"),
+        )
+        .params(event_filters())
             .ok(200, "a page of events", list_of("events", "StoredEvent", true))
             .err(400, "invalid filter"),
     ),
@@ -195,14 +202,24 @@ fn events() -> Vec<(&'static str, &'static str, Op)> {
                 query("format", json!({"type": "string", "enum": ["ndjson", "jsonl", "csv"], "default": "ndjson"}), "format"),
                 time_param("since", "from"),
                 time_param("until", "to"),
-                query("from", int64(), "first seq"),
-                query("to", int64(), "last seq"),
+                query("from", int64(), "first seq (cluster mode: of the `partition` given)"),
+                query("to", int64(), "last seq (cluster mode: of the `partition` given)"),
+                query(
+                    "partition",
+                    int64(),
+                    "cluster mode: only this partition (default: every partition, one section each, whose header \
+                     names `partition` and the cluster's `partitions`; CSV rows start with `partition`)",
+                ),
             ])
             .raw(200, json!({"description": "the export (`vigil verify --file` checks an NDJSON one offline)", "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}},
             }}))
-            .err(400, "invalid parameter"),
+            .err(
+                400,
+                "invalid parameter, a partition outside the cluster (or any but 0 on a single node), or `from`/`to` \
+                 without `partition` in cluster mode",
+            ),
     ),
     ]
 }
@@ -221,7 +238,12 @@ fn integrity() -> Vec<(&'static str, &'static str, Op)> {
             .params(vec![
                 query("from", int64(), "first seq (default: the retention floor)"),
                 query("to", int64(), "last seq (default: the head); `from` must not be greater"),
-                query("partition", int64(), "cluster mode: the partition whose chain to verify (default 0)"),
+                query(
+                    "partition",
+                    int64(),
+                    "cluster mode: the partition whose chain to verify (default: every partition, each report under \
+                     `partitions`)",
+                ),
             ])
             .ok(200, "the report; `status` says whether the log is intact", r("VerifyReport"))
             .err(400, "invalid range, or a partition outside the cluster (or any but 0 on a single node)")

@@ -8,8 +8,16 @@ use crate::ledger::keys::CheckpointKeys;
 fn export(n: i64, every: i64, sign_tail: bool) -> (Vec<Vec<u8>>, CheckpointKeys) {
     let keys = CheckpointKeys::from_seed([3; 32]);
     let mut lines = vec![
-        Line::Header { format: FORMAT.into(), from: 1, to: n, prev_hash: hex::encode(GENESIS), exported_at: 1 }
-            .to_bytes(),
+        Line::Header {
+            format: FORMAT.into(),
+            from: 1,
+            to: n,
+            prev_hash: hex::encode(GENESIS),
+            exported_at: 1,
+            partition: None,
+            partitions: None,
+        }
+        .to_bytes(),
     ];
     let mut prev = GENESIS;
     let mut cp_id = 0;
@@ -133,4 +141,91 @@ fn csv_fields_are_quoted_and_formulas_neutralized() {
         out.push('|');
     }
     assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"'=cmd|' /C calc'!A0\"|\"'-2+3\"|\"line\nbreak\"|");
+}
+
+/// A cluster export: a section per partition, each an export of its own chain whose
+/// checkpoints are signed for its partition.
+fn sections(n: i64) -> (Vec<Vec<Vec<u8>>>, CheckpointKeys) {
+    let keys = CheckpointKeys::from_seed([3; 32]);
+    let mut out = Vec::new();
+    for p in 0..3u32 {
+        let header = Line::Header {
+            format: FORMAT.into(),
+            from: 1,
+            to: n,
+            prev_hash: hex::encode(GENESIS),
+            exported_at: 1,
+            partition: Some(p),
+            partitions: Some(3),
+        };
+        let mut lines = vec![header.to_bytes()];
+        let mut prev = GENESIS;
+        for seq in 1..=n {
+            let canon = format!(r#"{{"action":"login","category":"authentication","partition_test":{p},"seq":{seq}}}"#);
+            let hash = chain_hash(&prev, canon.as_bytes());
+            lines.push(Line::Event { seq, prev_hash: hex::encode(prev), hash: hex::encode(hash), canon }.to_bytes());
+            prev = hash;
+        }
+        let cp = keys.sign_in(p, 1, n, prev, 1000, 0);
+        lines.push(Line::Checkpoint(CheckpointJson::from(&cp)).to_bytes());
+        lines.push(Line::End { events: n as u64, last_seq: n }.to_bytes());
+        out.push(lines);
+    }
+    (out, keys)
+}
+
+fn run_sections(parts: &[Vec<Vec<u8>>], keys: &CheckpointKeys) -> PartitionedReport {
+    let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
+    match verify_export(&bytes[..], keys.verifier().clone(), |_, _| {}).unwrap() {
+        ExportReport::Partitioned(r) => r,
+        ExportReport::Log(r) => panic!("sections expected: {r:?}"),
+    }
+}
+
+#[test]
+fn a_single_node_export_is_reported_as_before_by_verify_export() {
+    let (lines, keys) = export(20, 5, true);
+    let bytes: Vec<u8> = lines.concat();
+    let ExportReport::Log(r) = verify_export(&bytes[..], keys.verifier().clone(), |_, _| {}).unwrap() else {
+        panic!("one log");
+    };
+    assert_eq!(serde_json::to_value(&r).unwrap(), serde_json::to_value(run(&lines, &keys)).unwrap());
+}
+
+#[test]
+fn each_section_is_its_own_chain_and_failures_name_their_partition() {
+    let (parts, keys) = sections(6);
+    let r = run_sections(&parts, &keys);
+    assert_eq!((r.status, r.verified, r.checkpoints_checked, r.failure_count), ("ok", 18, 3, 0), "{r:?}");
+    assert_eq!(r.partitions.iter().map(|s| s.partition).collect::<Vec<_>>(), vec![Some(0), Some(1), Some(2)]);
+    // An edited event of partition 1.
+    let mut edited = parts.clone();
+    edited[1][3] = String::from_utf8(edited[1][3].clone()).unwrap().replace("login", "logout").into_bytes();
+    let r = run_sections(&edited, &keys);
+    assert_eq!(r.status, "failed");
+    assert!(r.failures.iter().all(|f| f.partition == Some(1)), "{:?}", r.failures);
+    assert!(r.failures.iter().any(|f| f.failure.seq == 3 && f.failure.kind == FailureKind::HashMismatch));
+    // Partition 2's checkpoint moved into partition 1's section (same seq; signed for 2).
+    let mut moved = parts.clone();
+    let cp2 = moved[2][7].clone();
+    moved[1].insert(7, cp2);
+    let r = run_sections(&moved, &keys);
+    assert!(
+        r.failures.iter().any(|f| f.partition == Some(1) && f.failure.kind == FailureKind::BadCheckpoint),
+        "{:?}",
+        r.failures
+    );
+    // A section deleted, and one repeated.
+    let deleted = vec![parts[0].clone(), parts[2].clone()];
+    let r = run_sections(&deleted, &keys);
+    assert!(r.failures.iter().any(|f| f.partition == Some(1) && f.failure.actual == "absent"), "{:?}", r.failures);
+    let repeated = vec![parts[0].clone(), parts[1].clone(), parts[1].clone(), parts[2].clone()];
+    let r = run_sections(&repeated, &keys);
+    assert!(r.failures.iter().any(|f| f.partition == Some(1) && f.failure.kind == FailureKind::ChainBreak));
+    // A section cut short (its end line gone).
+    let mut cut = parts.clone();
+    cut[0].pop();
+    let r = run_sections(&cut, &keys);
+    assert!(r.failures.iter().any(|f| f.partition == Some(0) && f.failure.kind == FailureKind::Truncated));
+    assert!(r.failures.iter().all(|f| f.partition == Some(0)), "{:?}", r.failures);
 }

@@ -17,14 +17,25 @@ pub trait ExportSink: Send {
     fn take(&mut self, bytes: Vec<u8>) -> impl Future<Output = bool> + Send;
 }
 
-/// Writes `from..=to` (the retention floor is `floor`) with `exported_at` in the header;
-/// `sink` gets each chunk of lines. Returns the events written.
+/// Cluster mode: the partition a section of an export holds, and how many the cluster has
+/// (both go in the section's header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    /// The partition.
+    pub partition: u32,
+    /// The cluster's partitions, when the export holds every one (None: this one only).
+    pub partitions: Option<u32>,
+}
+
+/// Writes `from..=to` (the retention floor is `floor`) with `exported_at` in the header
+/// (and, in cluster mode, the `section` it is); `sink` gets each chunk of lines. Returns the
+/// events written.
 pub async fn write_ndjson(
     store: &Store,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
     floor: i64,
     exported_at: i64,
+    section: Option<Section>,
     sink: &mut impl ExportSink,
 ) -> Result<u64, StoreError> {
     let prev_hash = if from <= 1 {
@@ -36,7 +47,15 @@ pub async fn write_ndjson(
     } else {
         GENESIS.to_vec()
     };
-    let header = Line::Header { format: FORMAT.into(), from, to, prev_hash: hex::encode(&prev_hash), exported_at };
+    let header = Line::Header {
+        format: FORMAT.into(),
+        from,
+        to,
+        prev_hash: hex::encode(&prev_hash),
+        exported_at,
+        partition: section.map(|s| s.partition),
+        partitions: section.and_then(|s| s.partitions),
+    };
     let mut out = header.to_bytes();
     // A checkpoint at from - 1 anchors the start.
     if from > 1

@@ -142,7 +142,9 @@ impl Sequencer {
     pub(super) fn checkpoint_after(&self, head: Head, last: Option<&Checkpoint>) -> Checkpoint {
         let id = last.map_or(1, |c| c.id + 1);
         let prev_id = last.map_or(0, |c| c.id);
-        self.config.keys.sign(id, head.seq, head.hash, self.config.clock.now_ms(), prev_id)
+        // A cluster partition's checkpoints name their partition (partition 0 and a single
+        // node sign exactly as before).
+        self.config.keys.sign_in(self.store.partition(), id, head.seq, head.hash, self.config.clock.now_ms(), prev_id)
     }
 }
 
