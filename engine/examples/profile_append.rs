@@ -108,7 +108,11 @@ mod unnest {
             .fetch_optional(&mut *tx)
             .await
             .expect("head");
-        sqlx::query("SELECT floor FROM retention_floor WHERE id = 1").persistent(false).execute(&mut *tx).await.expect("floor");
+        sqlx::query("SELECT floor FROM retention_floor WHERE id = 1")
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .expect("floor");
         let col = |f: fn(&IndexedColumns) -> Option<String>| rows.iter().map(|r| f(&r.columns)).collect::<Vec<_>>();
         sqlx::query(
             "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
