@@ -44,5 +44,22 @@ if [[ -n ${VIGIL_BENCH_PERF:-} ]]; then
   perf record -F 999 -g -p $server -o "$VIGIL_BENCH_PERF" 2>/dev/null &
   perf_pid=$!
 fi
-"$target/release/examples/load" --url "http://127.0.0.1:$port" --key "$key" --server-pid $server "$@"
+# Idle memory of the server (rules compiled, nothing ingested yet), its CPU over the load,
+# and the load tool's own CPU (it shares the machine): printed after the load tool's report.
+sleep 1
+idle_rss=$(awk '/^VmRSS:/ {print int($2 / 1024)}' /proc/$server/status)
+server_cpu() { awk '{print $14 + $15}' /proc/$server/stat; }
+cpu0=$(server_cpu)
+report=$(mktemp)
+/usr/bin/time -f "%U %S" -o "$work/driver.cpu" \
+  "$target/release/examples/load" --url "http://127.0.0.1:$port" --key "$key" --server-pid $server "$@" | tee "$report"
+cpu1=$(server_cpu)
+stored=$(grep -o 'stored=[0-9]*' "$report" | tail -1 | cut -d= -f2)
+rm -f "$report"
+ticks=$(getconf CLK_TCK)
+read -r du ds < "$work/driver.cpu"
+awk -v s="$((cpu1 - cpu0))" -v t="$ticks" -v n="${stored:-0}" -v du="$du" -v ds="$ds" -v idle="$idle_rss" 'BEGIN {
+  n = (n > 0) ? n : 1
+  printf "SERVER idle_rss_mb=%d cpu_s=%.2f cpu_us_per_event=%.1f driver_cpu_s=%.2f driver_cpu_us_per_event=%.1f\n",
+    idle, s / t, s / t * 1e6 / n, du + ds, (du + ds) * 1e6 / n }'
 if [[ -n ${perf_pid:-} ]]; then kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true; fi

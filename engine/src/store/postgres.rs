@@ -1,6 +1,6 @@
 //! PostgreSQL backend: migrations from `migrations/postgres` run as the connecting user,
 //! then every pooled connection drops to the least-privileged `vigil_app` role (SELECT and
-//! INSERT on the log) when it can. Bulk insert is one `INSERT ... SELECT FROM UNNEST(...)`.
+//! INSERT on the log) when it can. An append's event rows are one binary `COPY` (postgres/copy.rs).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -24,6 +24,8 @@ use super::{
     IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
 };
 use crate::finding::parse_severity;
+
+mod copy;
 
 /// The key of a log's append lock, computed by PostgreSQL from the log's database and
 /// schema (like the writer lock's key in `ledger::lock`, but a different key). Every
@@ -349,31 +351,13 @@ impl PgStore {
             .fetch_one(&mut *tx)
             .await?;
         super::events::check_head_before_append(head, floor, rows, checkpoint)?;
-        let col = |f: fn(&IndexedColumns) -> Option<String>| rows.iter().map(|r| f(&r.columns)).collect::<Vec<_>>();
         if !rows.is_empty() {
-            sqlx::query(
-            "INSERT INTO events (seq, event_id, ts, category, action, severity, outcome, organization_id, user_id, ip, \
-             request_id, ingest_key, canon, prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], \
-             $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-             $12::text[], $13::bytea[], $14::bytea[], $15::bytea[])",
-        )
-        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.columns.event_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.columns.ts).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.columns.category.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.columns.action.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.columns.severity.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.columns.outcome.clone()).collect::<Vec<_>>())
-        .bind(col(|c| c.organization_id.clone()))
-        .bind(col(|c| c.user_id.clone()))
-        .bind(col(|c| c.ip.clone()))
-        .bind(col(|c| c.request_id.clone()))
-        .bind(col(|c| c.ingest_key.clone()))
-        .bind(rows.iter().map(|r| r.canon.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.prev_hash.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.hash.clone()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+            let mut copy = tx.copy_in_raw(copy::COPY_EVENTS).await?;
+            if let Err(e) = copy.send(copy::encode(rows)).await {
+                let _ = copy.abort("the append failed").await;
+                return Err(e.into());
+            }
+            copy.finish().await?;
         }
         if let Some(cp) = checkpoint {
             sqlx::query(

@@ -13,6 +13,8 @@ use args::{
 
 /// mimalloc instead of the system allocator: ingest allocates and frees many small JSON
 /// values per event, and glibc malloc was a quarter of the server's CPU under W1 (perf).
+/// Built without transparent huge pages (the `no_thp` feature, see Cargo.toml): with them
+/// the idle server's heap was 87-105 MB resident instead of 27 MB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
