@@ -359,6 +359,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     access.clone().spawn(Duration::from_millis(config.audit.access_flush_ms));
     let generated_admin_key = bootstrap_admin(&config, &keys, &sequencer).await?;
     // Cluster mode: forwarders send from the shared cursor on detection slot 0's holder only.
+    if cluster_on && !config.forwarders.is_empty() {
+        // Per-partition forwarder cursors are not built yet (docs/cluster.md); say so rather
+        // than leave the other partitions' events out silently.
+        tracing::warn!(
+            forwarders = config.forwarders.len(),
+            "Cluster mode: forwarders send partition 0's events only; the other partitions' events are not forwarded yet"
+        );
+    }
     let gate =
         cluster.clone().map(|member| -> crate::forward::Gate { Arc::new(move || member.detection_fence().is_some()) });
     let forwarders = Arc::new(crate::forward::Forwarders::start_gated(&config, store.clone(), gate)?);
