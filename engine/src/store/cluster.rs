@@ -95,16 +95,30 @@ fn not_postgres() -> StoreError {
 
 /// Longest a lease statement waits for the lease row's lock. A writer stuck inside its
 /// append transaction (its node cut off from the network mid-commit) holds its lease row
-/// shared until PostgreSQL ends its session ([`WRITER_IDLE_TIMEOUT`]); the member round
+/// shared until PostgreSQL ends its session ([`WRITER_SESSION`]); the member round
 /// must not wait for it meanwhile, or its own leases lapse while it waits.
 const LEASE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
 
-/// Set on every session of a partition writer: PostgreSQL ends a writer's transaction left
-/// idle this long (its node gone in the middle of a commit), which releases the lease row
-/// and the append lock it holds so that another node can take the partition over. A live
-/// writer sends its statements back to back; if it ever idles this long, its transaction
-/// fails as a whole and its requests are answered 503 (nothing half-stored).
-pub(super) const WRITER_IDLE_TIMEOUT: &str = "SET idle_in_transaction_session_timeout = 2000";
+/// Set on every session of a partition writer, so that PostgreSQL ends a writer's session
+/// within seconds once its node is gone in the middle of a commit, which rolls the
+/// transaction back and releases the lease row and the append lock it holds, so that
+/// another node can take the partition over:
+/// - a transaction left idle that long (the node sent nothing more) is ended;
+/// - data PostgreSQL sent that stays unacknowledged that long (e.g. its answer to the
+///   `COPY` that starts the rows, after which it waits for the rows) closes the connection
+///   (`tcp_user_timeout`; an idle-in-transaction limit does not cover a `COPY` waiting for
+///   its data);
+/// - keepalives find a silent peer when nothing is in flight.
+///
+/// A live writer sends its statements back to back; if one ever stalls this long, its
+/// transaction fails as a whole and its requests are answered 503 (nothing half-stored).
+pub(super) const WRITER_SESSION: [&str; 5] = [
+    "SET idle_in_transaction_session_timeout = 2000",
+    "SET tcp_user_timeout = 2000",
+    "SET tcp_keepalives_idle = 2",
+    "SET tcp_keepalives_interval = 1",
+    "SET tcp_keepalives_count = 2",
+];
 
 /// PostgreSQL's `lock_not_available` (a `lock_timeout` ran out).
 fn lock_not_available(e: &sqlx::Error) -> bool {

@@ -270,7 +270,9 @@ impl PgStore {
                         conn.execute(AssertSqlSafe(format!("SET search_path TO {path}"))).await?;
                     }
                     if writer {
-                        conn.execute(super::cluster::WRITER_IDLE_TIMEOUT).await?;
+                        for setting in super::cluster::WRITER_SESSION {
+                            conn.execute(setting).await?;
+                        }
                     }
                     Ok(())
                 })
