@@ -64,6 +64,7 @@ print(int(len(live)==$NODES and all(p['live'] and p['owner']==p['desired'] for p
     [ "$settled" = 1 ] && break; sleep 0.2
 done
 echo "nodes=$NODES events_per_node=$EVENTS (debug build unless VIGIL says otherwise)"
+wal_start=$(psql "$PG" -Atc "SELECT pg_current_wal_lsn()")
 start=$(date +%s.%N)
 LPIDS=()
 for n in $(seq 1 "$NODES"); do
@@ -75,6 +76,14 @@ for p in "${LPIDS[@]}"; do wait "$p"; done
 end=$(date +%s.%N)
 grep -h SUMMARY "$DIR"/load*.out
 python3 -c "print('total_events_per_sec=%.0f' % ($NODES*$EVENTS/($end-$start)))"
+# What the model of more nodes rests on: PostgreSQL's WAL and JetStream's bytes per event
+# (the whole database's WAL over the load: run it on a quiet PostgreSQL).
+wal=$(psql "$PG" -Atc "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_start')")
+python3 -c "print('wal_bytes_per_event=%.0f' % ($wal/($NODES*$EVENTS)))"
+curl -s -H "Authorization: Bearer $KEY" "${URLS[0]}/v1/cluster" | python3 -c "
+import json,sys; s=json.load(sys.stdin).get('stream') or {}
+m=s.get('messages') or 0; b=s.get('bytes') or 0
+print('stream_messages=%s stream_bytes=%s stream_bytes_per_event=%.0f' % (m, b, b/($NODES*$EVENTS)))"
 for n in $(seq 1 "$NODES"); do
     python3 -c "import os; f=open('/proc/${NODE_PIDS[$((n-1))]}/stat').read().rsplit(')',1)[1].split(); t=os.sysconf('SC_CLK_TCK'); print('node$n cpu_secs=%.2f' % ((int(f[11])+int(f[12]))/t))"
 done
@@ -85,8 +94,9 @@ if [ "$NODES" -ge 2 ]; then
     for _ in $(seq 1 600); do
         moved=$(curl -s -H "Authorization: Bearer $KEY" "${URLS[0]}/v1/cluster" | python3 -c "
 import json,sys; v=json.load(sys.stdin)
-print(int(all(p['live'] and p['owner']==p['desired'] and p['owner']!='node$NODES' for p in v['partitions'])))")
+slots=v.get('detection',{}).get('slots',[])
+print(int(all(p['live'] and p['owner']==p['desired'] and p['owner']!='node$NODES' for p in v['partitions']+slots)))")
         [ "$moved" = 1 ] && break; sleep 0.05
     done
-    python3 -c "import time; print('failover_secs=%.2f (kill -9 to every partition held elsewhere)' % (time.time()-$killed))"
+    python3 -c "import time; print('failover_secs=%.2f (kill -9 to every partition and detection slot held elsewhere)' % (time.time()-$killed))"
 fi
