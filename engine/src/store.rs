@@ -193,6 +193,19 @@ enum ErrorClass {
     Other,
 }
 
+/// Appends `(id, id, ...)`, each id bound, to a statement that wrote `IN` before it.
+pub(crate) fn push_ids<'a, DB: sqlx::Database>(qb: &mut sqlx::QueryBuilder<'a, DB>, ids: &[i64])
+where
+    i64: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    qb.push(")");
+}
+
 fn classify(err: &sqlx::Error) -> ErrorClass {
     match err {
         sqlx::Error::Io(e) if e.raw_os_error() == Some(28) => ErrorClass::Full,

@@ -259,7 +259,13 @@ async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) ->
         Ok((through_bouncer(&site, ATTACKER, None).await? == 200).then_some(()))
     })
     .await?;
-    let (_, events) = app.get("/v1/events?category=response&action=decision_expired").await?;
+    // The expiry's chain event is written after the state change (the chain writer's own
+    // step): poll for it with a deadline.
+    let events = eventually("the expiry's chain event", || async {
+        let (_, events) = app.get("/v1/events?category=response&action=decision_expired").await?;
+        Ok((!events["events"][0].is_null()).then_some(events))
+    })
+    .await?;
     assert_eq!(events["events"][0]["details"]["decision_id"], decision["id"], "{events}");
     let metrics = app.client.get(app.url("/metrics")).send().await?.text().await?;
     assert!(metrics.contains("vigil_decisions_issued_total 1"), "{metrics}");

@@ -442,12 +442,8 @@ macro_rules! alert_queries {
 
             pub(super) async fn touch_notified(&self, ids: &[i64], at: i64) -> Result<(), StoreError> {
                 let mut qb = QueryBuilder::<$db>::new("UPDATE alerts SET last_notified_at = ");
-                qb.push_bind(at).push(" WHERE id IN (");
-                let mut sep = qb.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
+                qb.push_bind(at).push(" WHERE id IN ");
+                crate::store::push_ids(&mut qb, ids);
                 qb.build().execute(&self.$writer).await?;
                 Ok(())
             }

@@ -189,12 +189,8 @@ macro_rules! outbox_queries {
                 insert_notifications(&mut tx, rows).await?;
                 if !ids.is_empty() {
                     let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET claimed_by = NULL, claim_until = NULL, status = ");
-                    qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in ids {
-                        sep.push_bind(*id);
-                    }
-                    qb.push(")");
+                    qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN ");
+                    crate::store::push_ids(&mut qb, ids);
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
@@ -269,12 +265,8 @@ macro_rules! outbox_queries {
                     return Ok(());
                 }
                 let mut qb = QueryBuilder::<$db>::new("UPDATE notifications SET claimed_by = NULL, claim_until = NULL, status = ");
-                qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN (");
-                let mut sep = qb.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
+                qb.push_bind(status.as_str()).push(", updated_at = ").push_bind(at).push(" WHERE id IN ");
+                crate::store::push_ids(&mut qb, ids);
                 qb.build().execute(&self.$writer).await?;
                 Ok(())
             }

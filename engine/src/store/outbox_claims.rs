@@ -108,12 +108,8 @@ macro_rules! outbox_claim_queries {
             pub(super) async fn release_notification_claims(&self, ids: &[i64], node: &str) -> Result<(), StoreError> {
                 let mut qb =
                     QueryBuilder::<$db>::new("UPDATE notifications SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ");
-                qb.push_bind(node.to_owned()).push(" AND id IN (");
-                let mut sep = qb.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
+                qb.push_bind(node.to_owned()).push(" AND id IN ");
+                crate::store::push_ids(&mut qb, ids);
                 qb.build().execute(&self.$writer).await?;
                 Ok(())
             }
