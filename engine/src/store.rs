@@ -194,9 +194,9 @@ enum ErrorClass {
 }
 
 /// Appends `(id, id, ...)`, each id bound, to a statement that wrote `IN` before it.
-pub(crate) fn push_ids<'a, DB: sqlx::Database>(qb: &mut sqlx::QueryBuilder<'a, DB>, ids: &[i64])
+pub(crate) fn push_ids<DB: sqlx::Database>(qb: &mut sqlx::QueryBuilder<DB>, ids: &[i64])
 where
-    i64: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     qb.push("(");
     let mut sep = qb.separated(", ");
