@@ -345,9 +345,20 @@ impl ClusterMember {
     }
 
     /// One round: heartbeat, placement, leases. Errors (the database unreachable) are kept
-    /// in the view and the round is tried again at the next tick.
+    /// in the view and the round is tried again at the next tick. A round is given at most
+    /// one lease length: a statement sent while the network was cut can wait in TCP's
+    /// retransmission back-off long after the network is back, and a round that waited for
+    /// it would keep this node from noticing it lost its leases and from rejoining; the
+    /// abandoned statement's connection is dropped and the next round starts afresh.
     pub async fn tick(&self) {
-        if let Err(e) = self.round().await {
+        let limit = std::time::Duration::from_millis(self.inner.config.lease_ms.max(1000));
+        let result = match tokio::time::timeout(limit, self.round()).await {
+            Ok(result) => result,
+            Err(_) => {
+                Err(StoreError::Cluster(format!("the round took longer than the lease ({} ms)", limit.as_millis())))
+            }
+        };
+        if let Err(e) = result {
             tracing::warn!(node = %self.inner.config.node_id, error = %e, "Cluster round failed; retrying");
             self.inner.view.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e.to_string());
         }
