@@ -215,7 +215,14 @@ async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) ->
     assert_eq!(ev["details"]["decision_id"], decision["id"], "{events}");
     assert_eq!(ev["details"]["rule_sha256"], decision["rule_sha256"]);
     assert_eq!(ev["user_id"], "rule:brute_force", "the actor");
-    let (_, detail) = app.get(&format!("/v1/alerts/{}", alert["id"])).await?;
+    // The alert's history entry is written by the alert's own chain step, after the
+    // decision: poll for it with a deadline.
+    let detail = eventually("the decision in the alert's history", || async {
+        let (_, detail) = app.get(&format!("/v1/alerts/{}", alert["id"])).await?;
+        let noted = detail["history"].as_array().into_iter().flatten().any(|h| h["action"] == "decision_issued");
+        Ok(noted.then_some(detail))
+    })
+    .await?;
     let noted: Vec<&Value> =
         detail["history"].as_array().unwrap().iter().filter(|h| h["action"] == "decision_issued").collect();
     assert_eq!(noted.len(), 1, "{detail}");
