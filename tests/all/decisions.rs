@@ -210,7 +210,11 @@ async fn a_brute_force_burst_blocks_the_ip_until_it_expires(backend: Backend) ->
     assert_eq!(through_bouncer(&site, "198.51.100.1", Some("alice")).await?, 200);
 
     // Evidence: a chain event, and an entry of the alert's history.
-    let (_, events) = app.get("/v1/events?category=response&action=decision_issued").await?;
+    let events = eventually("the decision's chain event", || async {
+        let (_, events) = app.get("/v1/events?category=response&action=decision_issued").await?;
+        Ok((!events["events"][0].is_null()).then_some(events))
+    })
+    .await?;
     let ev = &events["events"][0];
     assert_eq!(ev["details"]["decision_id"], decision["id"], "{events}");
     assert_eq!(ev["details"]["rule_sha256"], decision["rule_sha256"]);
