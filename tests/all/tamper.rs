@@ -19,6 +19,7 @@ both_backends!(
     an_idle_tail_is_signed_by_the_timer_and_the_head_at_shutdown,
     an_export_verifies_offline_and_every_edit_is_located,
     retention_purges_whole_signed_ranges_and_verify_stays_ok,
+    postings_that_disagree_with_the_columns_are_named,
 );
 
 fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
@@ -355,12 +356,12 @@ async fn retention_purges_whole_signed_ranges_and_verify_stays_ok(backend: Backe
     Ok(())
 }
 
-/// SQLite serves user/ip/organization/request-id lookups from a posting table: it refuses
-/// edits like the log, a forged posting cannot put a wrong event in a result, and verify
-/// names the seq of every posting deleted or forged.
-#[tokio::test]
-async fn sqlite_postings_that_disagree_with_the_columns_are_named() -> anyhow::Result<()> {
-    let app = spawn_app(Backend::Sqlite).await?;
+/// Both backends serve user/ip/organization/request-id/ingest-key lookups from a posting
+/// table (PostgreSQL since migration 0019): it refuses edits like the log, a forged posting
+/// cannot put a wrong event in a result, and verify names the seq of every posting deleted
+/// or forged.
+async fn postings_that_disagree_with_the_columns_are_named(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
     let seqs = seed(&app, 10).await?;
     let (of_user_2, of_user_3, victim) = (seqs[2], seqs[3], seqs[5]);
     let lookup = |user: &'static str| {
@@ -373,11 +374,14 @@ async fn sqlite_postings_that_disagree_with_the_columns_are_named() -> anyhow::R
     assert_eq!(lookup("user-3").await?, vec![of_user_3]);
     let refused = app.exec_sql(&format!("DELETE FROM postings WHERE seq = {of_user_3}")).await;
     assert!(refused.is_err_and(|e| e.to_string().contains("append-only")), "the trigger refuses the delete");
-    app.exec_sql(&format!("DROP TRIGGER postings_no_delete; DELETE FROM postings WHERE seq = {of_user_3}")).await?;
-    app.exec_sql(&format!(
-        "INSERT OR IGNORE INTO postings SELECT block, term, {victim} FROM postings WHERE seq = {of_user_2}"
-    ))
-    .await?;
+    let (drop_guard, forge) = match backend {
+        Backend::Sqlite => ("DROP TRIGGER postings_no_delete", "INSERT OR IGNORE INTO postings"),
+        Backend::Postgres => ("DROP TRIGGER postings_no_delete ON postings", "INSERT INTO postings"),
+    };
+    let ignore = if backend == Backend::Postgres { " ON CONFLICT DO NOTHING" } else { "" };
+    app.exec_sql(&format!("{drop_guard}; DELETE FROM postings WHERE seq = {of_user_3}")).await?;
+    app.exec_sql(&format!("{forge} SELECT block, term, {victim} FROM postings WHERE seq = {of_user_2}{ignore}"))
+        .await?;
     // The forged posting does not make the victim a match for user-2 (events 2 and 9 are).
     assert_eq!(lookup("user-2").await?, vec![seqs[9], of_user_2]);
     let report = app.verify().await?;

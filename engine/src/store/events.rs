@@ -297,15 +297,17 @@ impl Store {
     pub async fn prune_postings_after(&self, head: i64) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.prune_postings_after(head).await,
-            Store::Postgres(_) => Ok(0),
+            Store::Postgres(s) => s.prune_postings_after(head).await,
         }
     }
 
-    /// The postings `(term, seq)` of `from..=to`, where the backend keeps a posting table
-    /// (SQLite); None where per-column indexes serve the lookups (PostgreSQL).
+    /// The postings `(term, seq)` of `from..=to`, where the store keeps a posting table
+    /// (both backends since PostgreSQL's migration 0019); None for the read-only views over
+    /// every partition of a cluster, which have none.
     pub async fn postings(&self, from: i64, to: i64) -> Result<Option<Vec<(i64, i64)>>, StoreError> {
         match self {
             Store::Sqlite(s) => Ok(Some(s.postings(from, to).await?)),
+            Store::Postgres(s) if s.uses_postings() => Ok(Some(s.postings(from, to).await?)),
             Store::Postgres(_) => Ok(None),
         }
     }

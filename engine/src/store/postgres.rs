@@ -26,6 +26,7 @@ use super::{
 use crate::finding::parse_severity;
 
 mod copy;
+mod postings;
 
 /// The key of a log's append lock, computed by PostgreSQL from the log's database and
 /// schema (like the writer lock's key in `ledger::lock`, but a different key). Every
@@ -65,6 +66,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "cluster_detection", include_str!("../../../migrations/postgres/0016_cluster_detection.sql")),
     (17, "detection_slots", include_str!("../../../migrations/postgres/0017_detection_slots.sql")),
     (18, "outbox_claims", include_str!("../../../migrations/postgres/0018_outbox_claims.sql")),
+    (19, "pg_postings", include_str!("../../../migrations/postgres/0019_pg_postings.sql")),
 ];
 
 /// The application role the server acts as.
@@ -82,6 +84,9 @@ pub struct PgStore {
     /// which is also a single node's log). Checkpoints are signed and checked for it
     /// (`ledger::keys::checkpoint_message_in`).
     partition: u32,
+    /// Lookups by the fields of store/postings.rs go through the posting table (false for
+    /// the views over every partition, which have none: their seqs repeat across partitions).
+    postings: bool,
 }
 
 /// Which log a store opens (see [`PgStore::open_partition`], [`PgStore::open_all_partitions`]).
@@ -103,7 +108,7 @@ pub(super) fn quote_ident(name: &str) -> String {
 /// them (with the default estimates PostgreSQL bitmap-scans every `authentication` row to
 /// find the 50 newest failures: 550 ms at 1M events, against ~1 ms with statistics), and
 /// autovacuum may be off or minutes behind a burst of ingest. So the server runs `VACUUM
-/// (ANALYZE) events` itself each time the log has grown by a fifth (at least 50,000 rows),
+/// (ANALYZE) events, postings` itself each time the log has grown by a fifth (at least 50,000 rows),
 /// on a connection of its own as the login user (the app role cannot). On an insert-only
 /// table the vacuum visits only the new pages; it sets their visibility map bits, so the
 /// seq bounds of a time window come from the `(ts, seq)` index alone.
@@ -124,7 +129,7 @@ impl Statistics {
             let started = std::time::Instant::now();
             let result = async {
                 let mut conn = sqlx::PgConnection::connect_with(&stats.options).await?;
-                conn.execute("VACUUM (ANALYZE) events").await?;
+                conn.execute("VACUUM (ANALYZE) events, postings").await?;
                 conn.close().await
             }
             .await;
@@ -194,6 +199,7 @@ impl PgStore {
         let mut search_path = None;
         let mut fence = None;
         let partitioned = !matches!(opening, Opening::Base);
+        let postings = !matches!(opening, Opening::AllPartitions);
         // The views over every partition serve statistics and reports only: no connection
         // until the first of those (a node's start adds none to PostgreSQL's count).
         let lazy = matches!(opening, Opening::AllPartitions);
@@ -288,11 +294,16 @@ impl PgStore {
             next_at: std::sync::atomic::AtomicI64::new(10_000),
             running: std::sync::atomic::AtomicBool::new(false),
         });
-        Ok(Self { pool, stats, fence, partition })
+        Ok(Self { pool, stats, fence, partition, postings })
     }
 
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Whether lookups go through the posting table (`search_queries!`).
+    pub(super) fn uses_postings(&self) -> bool {
+        self.postings
     }
 
     pub(super) fn fence(&self) -> Option<&super::cluster::Fence> {
@@ -360,6 +371,15 @@ impl PgStore {
                 return Err(e.into());
             }
             copy.finish().await?;
+            let keys = super::postings::sorted_keys(rows.iter().map(|r| (r.seq, &r.columns)));
+            if !keys.is_empty() {
+                let mut copy = tx.copy_in_raw(copy::COPY_POSTINGS).await?;
+                if let Err(e) = copy.send(copy::encode_postings(&keys)).await {
+                    let _ = copy.abort("the append failed").await;
+                    return Err(e.into());
+                }
+                copy.finish().await?;
+            }
         }
         if let Some(cp) = checkpoint {
             sqlx::query(
@@ -439,6 +459,12 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
         let fail = |source| StoreError::Migration { version: format!("{version:04}_{description}"), source };
         let mut tx = conn.begin().await?;
         sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(fail)?;
+        if *version == 19 {
+            postings::backfill(&mut tx).await.map_err(|e| match e {
+                StoreError::Database(source) => fail(source),
+                other => StoreError::Migration { version: format!("{other}"), source: sqlx::Error::BeginFailed },
+            })?;
+        }
         sqlx::query("INSERT INTO _vigil_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
             .bind(*version)
             .bind(*description)
@@ -452,7 +478,7 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
 }
 
 super::events::event_queries!(PgStore, PgRow, writer: pool);
-super::query::search_queries!(PgStore, Postgres, reader: pool, fence: " OFFSET 0", postings: false);
+super::query::search_queries!(PgStore, Postgres, reader: pool, fence: " OFFSET 0", postings: uses_postings);
 super::checkpoints::checkpoint_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool);
 super::keys::key_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::rules::rule_queries!(PgStore, Postgres, writer: pool);

@@ -51,6 +51,16 @@ pub fn terms(c: &IndexedColumns) -> impl Iterator<Item = (&'static str, i64)> + 
     FIELDS.iter().zip(values).filter_map(|(&(field, tag), v)| v.as_deref().map(|v| (field, term(tag, v))))
 }
 
+/// The `(block, term, seq)` keys of `rows`' postings, sorted (so they go in as runs at the
+/// tree's edge) and unique (two fields of one event could hash alike).
+pub fn sorted_keys<'a>(rows: impl Iterator<Item = (i64, &'a IndexedColumns)>) -> Vec<(i64, i64, i64)> {
+    let mut keys: Vec<(i64, i64, i64)> =
+        rows.flat_map(|(seq, c)| terms(c).map(move |(_, term)| (block(seq), term, seq))).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

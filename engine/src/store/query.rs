@@ -41,6 +41,22 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
+impl EventFilter {
+    /// The field (and value) a lookup through the posting table probes for, when the filter
+    /// has one: the most selective first (request ids are near unique, organizations few).
+    pub fn posting_field(&self) -> Option<(&'static str, &str)> {
+        [
+            ("request_id", &self.request_id),
+            ("user_id", &self.user_id),
+            ("ip", &self.ip),
+            ("ingest_key", &self.ingest_key),
+            ("organization_id", &self.organization_id),
+        ]
+        .into_iter()
+        .find_map(|(field, v)| v.as_deref().map(|v| (field, v)))
+    }
+}
+
 /// Filters of `GET /v1/events/stats`.
 #[derive(Debug, Clone, Default)]
 pub struct StatsFilter {
@@ -245,15 +261,7 @@ where
 {
     qb.push(" WHERE 1=1");
     if postings {
-        // The most selective field first: request ids are near unique, organizations few.
-        let fields = [
-            ("request_id", &f.request_id),
-            ("user_id", &f.user_id),
-            ("ip", &f.ip),
-            ("ingest_key", &f.ingest_key),
-            ("organization_id", &f.organization_id),
-        ];
-        if let Some((field, Some(value))) = fields.into_iter().find(|(_, v)| v.is_some()) {
+        if let Some((field, value)) = f.posting_field() {
             let hi = [f.before_seq.map(|b| b - 1), f.seq_range.map(|r| r.1)].into_iter().flatten().min();
             let lo = f.seq_range.map(|r| r.0);
             push_posting_lookup(qb, field, value, lo, hi);
@@ -311,7 +319,10 @@ fn push_posting_lookup<DB: Database>(
         }
         None => qb.push("(SELECT MIN(block) FROM postings)"),
     };
-    qb.push(") SELECT p.seq FROM b CROSS JOIN postings p ON p.block = b.x AND p.term = ")
+    // SQLite: CROSS JOIN keeps the loop order (blocks outside, one probe each); PostgreSQL
+    // has no CROSS JOIN ... ON and picks that order itself.
+    let join = if DB::NAME == "SQLite" { "CROSS JOIN" } else { "JOIN" };
+    qb.push(format_args!(") SELECT p.seq FROM b {join} postings p ON p.block = b.x AND p.term = "))
         .push_bind(super::postings::term(tag, value))
         .push(")");
 }
@@ -365,9 +376,19 @@ impl Store {
             let bounds = dispatch!(self, s => s.seq_bounds(filter.since, filter.until).await)?;
             let Some(range) = bounds else { return Ok(Vec::new()) };
             let narrowed = EventFilter { seq_range: Some(range), ..filter.clone() };
-            return dispatch!(self, s => s.query(&narrowed).await);
+            return self.query_in_range(&narrowed).await;
         }
-        dispatch!(self, s => s.query(filter).await)
+        self.query_in_range(filter).await
+    }
+
+    async fn query_in_range(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
+        match self {
+            // A lookup by a posting field: newest windows of blocks first (postgres/postings.rs).
+            Store::Postgres(s) if s.uses_postings() && filter.posting_field().is_some() => {
+                s.query_by_postings(filter).await
+            }
+            _ => dispatch!(self, s => s.query(filter).await),
+        }
     }
 
     /// The seq range of events whose time is in `[since, until)`.
@@ -383,7 +404,7 @@ impl Store {
 
 /// Needs `event_queries!` (events.rs) expanded in the same module: `SELECT_EVENTS`, `stored_row`.
 macro_rules! search_queries {
-    ($store:ty, $db:ty, reader: $reader:ident, fence: $fence:literal, postings: $postings:literal) => {
+    ($store:ty, $db:ty, reader: $reader:ident, fence: $fence:literal, postings: $postings:ident) => {
         impl $store {
             pub(super) async fn seq_bounds(
                 &self,
@@ -402,7 +423,7 @@ macro_rules! search_queries {
 
             pub(super) async fn query(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(SELECT_EVENTS);
-                query::push_event_filter(&mut qb, filter, $postings);
+                query::push_event_filter(&mut qb, filter, self.$postings());
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(filter.limit);
                 // Not cached: see `scan` (a tampered column type must not fail the query).
                 let rows = qb.build().persistent(false).fetch_all(&self.$reader).await?;
@@ -413,7 +434,7 @@ macro_rules! search_queries {
                 let mut stats = Stats::default();
                 let counts = |column: &str, limit: i64| {
                     let mut qb = QueryBuilder::<$db>::new(format!("SELECT {column} AS value, COUNT(*) AS n FROM events"));
-                    query::push_stats_filter(&mut qb, f, $postings);
+                    query::push_stats_filter(&mut qb, f, self.$postings());
                     qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT "))
                         .push_bind(limit);
                     qb
@@ -424,7 +445,7 @@ macro_rules! search_queries {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT category, severity, outcome, action, COUNT(*) AS n FROM events",
                 );
-                query::push_stats_filter(&mut qb, f, $postings);
+                query::push_stats_filter(&mut qb, f, self.$postings());
                 qb.push(" GROUP BY category, severity, outcome, action LIMIT ")
                     .push_bind(query::COMBINATION_LIMIT as i64 + 1);
                 let combinations: Vec<(String, String, String, String, i64)> = qb
@@ -454,7 +475,7 @@ macro_rules! search_queries {
                          CAST(COALESCE(SUM(CASE WHEN severity IN ('high', 'critical') THEN 1 ELSE 0 END), 0) AS BIGINT) \
                          AS high_risk FROM events",
                     );
-                    query::push_stats_filter(&mut qb, f, $postings);
+                    query::push_stats_filter(&mut qb, f, self.$postings());
                     let row = qb.build().fetch_one(&self.$reader).await?;
                     (stats.total, failures, stats.high_risk) = (row.get("total"), row.get("failures"), row.get("high_risk"));
                 }
@@ -463,7 +484,7 @@ macro_rules! search_queries {
                 stats.top_users = self.fetch_counts(counts("user_id", f.top)).await?;
                 let mut qb = QueryBuilder::<$db>::new("SELECT (ts / ");
                 qb.push_bind(f.bucket_ms).push(") * ").push_bind(f.bucket_ms).push(" AS b, COUNT(*) AS n FROM events");
-                query::push_stats_filter(&mut qb, f, $postings);
+                query::push_stats_filter(&mut qb, f, self.$postings());
                 qb.push(" GROUP BY b ORDER BY b LIMIT 10000");
                 stats.buckets = qb
                     .build()
@@ -484,7 +505,7 @@ macro_rules! search_queries {
                         "SELECT value, n, COUNT(*) OVER () AS groups, CAST(SUM(n) OVER () AS BIGINT) AS all_n \
                          FROM (SELECT {column} AS value, COUNT(*) AS n FROM events"
                     ));
-                    query::push_stats_filter(&mut qb, f, $postings);
+                    query::push_stats_filter(&mut qb, f, self.$postings());
                     qb.push(format_args!(" AND {column} IS NOT NULL GROUP BY {column}) g ORDER BY n DESC, value LIMIT "))
                         .push_bind(query::GROUP_LIMIT);
                     let rows = qb.build().fetch_all(&self.$reader).await?;

@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "cluster_detection", include_str!("../../../migrations/sqlite/0016_cluster_detection.sql")),
     (17, "detection_slots", include_str!("../../../migrations/sqlite/0017_detection_slots.sql")),
     (18, "outbox_claims", include_str!("../../../migrations/sqlite/0018_outbox_claims.sql")),
+    (19, "pg_postings", include_str!("../../../migrations/sqlite/0019_pg_postings.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -415,6 +416,11 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
+    /// Lookups by the fields of store/postings.rs always go through the posting table.
+    fn uses_postings(&self) -> bool {
+        true
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -521,7 +527,7 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
 }
 
 super::events::event_queries!(SqliteStore, SqliteRow, writer: writer);
-super::query::search_queries!(SqliteStore, Sqlite, reader: reader, fence: "", postings: true);
+super::query::search_queries!(SqliteStore, Sqlite, reader: reader, fence: "", postings: uses_postings);
 super::checkpoints::checkpoint_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer);
 super::keys::key_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::rules::rule_queries!(SqliteStore, Sqlite, writer: writer);

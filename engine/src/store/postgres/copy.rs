@@ -67,6 +67,25 @@ pub fn encode(rows: &[StoredRow]) -> Vec<u8> {
     out
 }
 
+/// The postings of an append (store/postings.rs), after its event rows.
+pub const COPY_POSTINGS: &str = "COPY postings (block, term, seq) FROM STDIN (FORMAT binary)";
+
+/// The binary `COPY` stream of posting keys `(block, term, seq)`, in the order given.
+pub fn encode_postings(keys: &[(i64, i64, i64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + keys.len() * (2 + 3 * 12) + 2);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    for &(block, term, seq) in keys {
+        out.extend_from_slice(&3i16.to_be_bytes());
+        int8(&mut out, block);
+        int8(&mut out, term);
+        int8(&mut out, seq);
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
 fn int8(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&8i32.to_be_bytes());
     out.extend_from_slice(&v.to_be_bytes());
@@ -116,6 +135,19 @@ mod tests {
         want.extend_from_slice(&[255, 255, 255, 255, 0, 0, 0, 1, b'u']);
         want.extend_from_slice(&[255; 12]);
         want.extend_from_slice(&[0, 0, 0, 2, b'{', b'}', 0, 0, 0, 2, 1, 1, 0, 0, 0, 2, 2, 2]);
+        want.extend_from_slice(&[255, 255]);
+        assert_eq!(out, want);
+        assert_eq!(out.capacity(), out.len(), "the size estimate is exact");
+    }
+
+    #[test]
+    fn postings_are_three_int8_fields_per_tuple() {
+        let out = encode_postings(&[(1, -2, 4097)]);
+        let mut want: Vec<u8> = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+        want.extend_from_slice(&[0, 3]);
+        want.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]);
+        want.extend_from_slice(&[0, 0, 0, 8, 255, 255, 255, 255, 255, 255, 255, 254]);
+        want.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 16, 1]);
         want.extend_from_slice(&[255, 255]);
         assert_eq!(out, want);
         assert_eq!(out.capacity(), out.len(), "the size estimate is exact");
