@@ -260,12 +260,10 @@ where
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     qb.push(" WHERE 1=1");
-    if postings {
-        if let Some((field, value)) = f.posting_field() {
-            let hi = [f.before_seq.map(|b| b - 1), f.seq_range.map(|r| r.1)].into_iter().flatten().min();
-            let lo = f.seq_range.map(|r| r.0);
-            push_posting_lookup(qb, field, value, lo, hi);
-        }
+    if postings && let Some((field, value)) = f.posting_field() {
+        let hi = [f.before_seq.map(|b| b - 1), f.seq_range.map(|r| r.1)].into_iter().flatten().min();
+        let lo = f.seq_range.map(|r| r.0);
+        push_posting_lookup(qb, field, value, lo, hi);
     }
     let exact = [
         ("category", &f.category),
