@@ -303,23 +303,27 @@ fn push_posting_lookup<DB: Database>(
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     let Some(tag) = super::postings::tag(field) else { return };
+    // SQLite: CROSS JOIN keeps the loop order (blocks outside, one probe each) and MIN/MAX
+    // of two values are scalar; PostgreSQL has no CROSS JOIN ... ON (it picks that order
+    // itself) and spells those LEAST/GREATEST.
+    let (join, least, greatest) =
+        if DB::NAME == "SQLite" { ("CROSS JOIN", "MIN", "MAX") } else { ("JOIN", "LEAST", "GREATEST") };
     qb.push(" AND seq IN (WITH RECURSIVE b(x) AS (SELECT ");
     match hi {
-        Some(hi) => {
-            qb.push("MIN((SELECT MAX(block) FROM postings), ").push_bind(super::postings::block(hi.max(0))).push(")")
-        }
+        Some(hi) => qb
+            .push(format_args!("{least}((SELECT MAX(block) FROM postings), "))
+            .push_bind(super::postings::block(hi.max(0)))
+            .push(")"),
         None => qb.push("(SELECT MAX(block) FROM postings)"),
     };
     qb.push(" UNION ALL SELECT x - 1 FROM b WHERE x > ");
     match lo {
-        Some(lo) => {
-            qb.push("MAX((SELECT MIN(block) FROM postings), ").push_bind(super::postings::block(lo.max(0))).push(")")
-        }
+        Some(lo) => qb
+            .push(format_args!("{greatest}((SELECT MIN(block) FROM postings), "))
+            .push_bind(super::postings::block(lo.max(0)))
+            .push(")"),
         None => qb.push("(SELECT MIN(block) FROM postings)"),
     };
-    // SQLite: CROSS JOIN keeps the loop order (blocks outside, one probe each); PostgreSQL
-    // has no CROSS JOIN ... ON and picks that order itself.
-    let join = if DB::NAME == "SQLite" { "CROSS JOIN" } else { "JOIN" };
     qb.push(format_args!(") SELECT p.seq FROM b {join} postings p ON p.block = b.x AND p.term = "))
         .push_bind(super::postings::term(tag, value))
         .push(")");
