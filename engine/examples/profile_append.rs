@@ -9,7 +9,8 @@
 //! processes (read from /proc: the server must run on this machine) is reported too. A
 //! fourth argument `unnest` appends with the statement `Store::append` used before binary
 //! `COPY` (one `INSERT ... SELECT FROM UNNEST` of fifteen arrays, in the same transaction
-//! steps), for an A/B in one build.
+//! steps), for an A/B in one build. Since migration 0019 that mode writes no postings (the
+//! database it fills would not verify): compare the posting table against main's build.
 
 use std::time::Instant;
 
