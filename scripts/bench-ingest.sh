@@ -5,12 +5,15 @@
 # VIGIL_BENCH_CONFIG: TOML appended to the server's config (e.g. $'[store]\nmax_group_events = 2000').
 # VIGIL_BENCH_RULES=sigma: the peer's seven Sigma rules (scripts/peer/sigma, one deployment)
 # instead of the Rust example rules.
+# VIGIL_BENCH_NO_BUILD=1: run the binaries already in $CARGO_TARGET_DIR/release as they are
+# (to compare two builds: copy one build's `vigil` and `examples/load` into a directory's
+# release/, and point CARGO_TARGET_DIR at it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=${1:-sqlite}; shift || true
 scripts/setup.sh $([[ $backend == postgres ]] && echo --postgres)
 target=${CARGO_TARGET_DIR:-$(pwd)/target}
-cargo build --release -q -p vigil-engine -p vigil-examples --bins --examples
+[[ -n ${VIGIL_BENCH_NO_BUILD:-} ]] || cargo build --release -q -p vigil-engine -p vigil-examples --bins --examples
 work=$(mktemp -d /tmp/vigil-bench.XXXXXX)
 if [[ ${VIGIL_BENCH_RULES:-} == sigma ]]; then
   rules_dir="$work/rules"
