@@ -290,3 +290,84 @@ pub fn build_registry_with_lists(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rule host's input area as modules of different ABI minors see it (a test of
+    //! `rules::instance` that needs a registry and an evaluator, which sit above it).
+
+    use std::sync::Arc;
+
+    use crate::config::Config;
+    use crate::detect::Evaluator;
+    use crate::event::CommittedEvent;
+
+    /// A raw module of ABI 1.`minor` that raises one alert per batch whose header carries
+    /// the UTF-8 flag (ABI 1.5), reading the header word as ABI.md lays it out.
+    fn flag_probe(name: &str, minor: u8) -> Vec<u8> {
+        let manifest = serde_json::json!({"name": name, "version": "1.0.0", "kind": "detection",
+            "severity": "P3", "fields": ["user_id"], "subscribe": [{"categories": [], "actions": [], "outcomes": []}]})
+        .to_string();
+        let alert = r#"{"title":"utf8","severity":"P4","dedup_key":"flag"}"#;
+        let hex = |s: &str| s.bytes().map(|b| format!("\\{b:02x}")).collect::<String>();
+        let wat = format!(
+            r#"(module
+  (import "vigil" "emit_alert" (func $emit (param i32 i32) (result i32)))
+  (memory (export "memory") 40)
+  (global (export "VIGIL_ABI_MAJOR") i32 (i32.const 16))
+  (global (export "VIGIL_ABI_MINOR") i32 (i32.const 20))
+  (data (i32.const 16) "\01\00\00\00\{minor:02x}\00\00\00")
+  (data (i32.const 4096) "{alert_hex}")
+  (data (i32.const 1048576) "{manifest_hex}")
+  (func (export "vigil_manifest") (result i64)
+    (i64.or (i64.shl (i64.const 1048576) (i64.const 32)) (i64.const {manifest_len})))
+  (func (export "vigil_input_area") (result i64)
+    (i64.or (i64.shl (i64.const 131072) (i64.const 32)) (i64.const 65536)))
+  (func (export "vigil_verdicts") (result i64)
+    (i64.or (i64.shl (i64.const 65536) (i64.const 32)) (i64.const 16)))
+  (func (export "vigil_init") (param i32) (result i32) (i32.const 0))
+  (func (export "vigil_evaluate") (param $n i32) (result i32)
+    (if (i32.lt_s (i32.load (i32.const 131076)) (i32.const 0))
+      (then (drop (call $emit (i32.const 4096) (i32.const {alert_len})))))
+    (i32.const 0))
+)"#,
+            alert_hex = hex(alert),
+            alert_len = alert.len(),
+            manifest_hex = hex(&manifest),
+            manifest_len = manifest.len(),
+        );
+        wat::parse_str(&wat).expect("valid WAT")
+    }
+
+    fn event(user: &str) -> Vec<u8> {
+        let serde_json::Value::Object(map) = serde_json::json!({"category": "authentication",
+            "action": "login_failed", "outcome": "failure", "user_id": user, "timestamp": 1})
+        else {
+            unreachable!()
+        };
+        crate::ledger::canon::to_canonical(&map)
+    }
+
+    #[test]
+    fn the_utf8_flag_goes_to_modules_of_minor_5_for_batches_of_valid_text() {
+        let mut config = Config::default();
+        config.rules.max_rules = 2;
+        let registry = Arc::new(super::build_registry(&config, None, Default::default()).expect("registry"));
+        registry.deploy(&flag_probe("probe_four", 4), None, "test").expect("deploy 1.4");
+        registry.deploy(&flag_probe("probe_five", 5), None, "test").expect("deploy 1.5");
+        let mut evaluator = Evaluator::new(registry);
+        let mut raised = |canon: Vec<u8>| {
+            let mut events = vec![CommittedEvent::from_canon(1, canon)];
+            let mut rules: Vec<String> = evaluator.evaluate(&mut events).alerts.into_iter().map(|a| a.rule).collect();
+            rules.sort();
+            rules
+        };
+        // Text: flagged for the 1.5 module only (a 1.4 module reads the word as n_fields).
+        assert_eq!(raised(event("caf\u{e9}")), ["probe_five"]);
+        // A damaged row (not UTF-8): no flag, each rule checks what it reads.
+        let mut damaged = event("caf\u{e9}");
+        let at = damaged.windows(4).position(|w| w == b"caf\xc3").expect("the user_id bytes") + 3;
+        damaged[at] = 0xff;
+        assert!(raised(damaged).is_empty());
+    }
+}

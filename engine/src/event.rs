@@ -172,6 +172,9 @@ pub struct FlatEvent {
     details: Vec<(Span, Span)>,
     /// Event time, epoch ms (0 when absent).
     pub time_ms: i64,
+    /// Whether every value is valid UTF-8 (checked once here, so rules of ABI 1.5 need not
+    /// check each value they read: `vigil_sdk::record::FLAG_UTF8`).
+    utf8: bool,
 }
 
 impl FlatEvent {
@@ -243,7 +246,10 @@ impl FlatEvent {
                 slot => put(&mut spans, slot, value, &mut bytes),
             }
         }
-        Self { bytes, spans, details: members, time_ms }
+        // Every piece is a Rust string or JSON written from values, so UTF-8, except the
+        // given `details` JSON.
+        let utf8 = details_json.is_none_or(|json| std::str::from_utf8(json).is_ok());
+        Self { bytes, spans, details: members, time_ms, utf8 }
     }
 
     /// Flattens an event from its canonical bytes (one pass over its members, no tree).
@@ -315,7 +321,17 @@ impl FlatEvent {
                 }
             }
         }
-        Self { bytes, spans, details: members, time_ms }
+        // Every value is cut from `canon` at ASCII bytes (quotes, `:`, `,`, brackets), or
+        // decoded from an escaped string into a `String`: valid UTF-8 when `canon` is (a
+        // damaged row may not be; its values are then checked by each rule as they are read).
+        let utf8 = std::str::from_utf8(canon).is_ok();
+        Self { bytes, spans, details: members, time_ms, utf8 }
+    }
+
+    /// Whether every value is valid UTF-8 (checked once, when the event was flattened).
+    #[inline]
+    pub fn is_utf8(&self) -> bool {
+        self.utf8
     }
 
     /// The bytes of the top-level `details` member `key`, `None` when absent or null.
@@ -498,6 +514,15 @@ mod tests {
             assert_eq!(a.detail(k), b.detail(k), "details.{k}");
         }
         assert_eq!((a.time_ms, b.time_ms), (7, 7));
+        assert!(a.is_utf8() && b.is_utf8(), "values from text are marked UTF-8 for the rules");
+        // A damaged row (bytes that are not UTF-8 in a string) is not marked: each rule
+        // checks what it reads, as before ABI 1.5.
+        let mut damaged = canon.clone();
+        let at = damaged.windows(4).position(|w| w == b"caf\xc3").expect("the user_id bytes") + 3;
+        damaged[at] = 0xff;
+        let c = FlatEvent::from_canon(&damaged);
+        assert!(!c.is_utf8());
+        assert_eq!(c.get(flat_slot("user_id").unwrap()), Some(b"caf\xff\xa9".as_slice()));
         let ev = CommittedEvent::from_canon(3, canon);
         assert_eq!((ev.event_id(), ev.event()["seq"].as_i64()), ("e\"1", Some(3)));
     }

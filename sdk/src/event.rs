@@ -151,9 +151,11 @@ impl<'a> Event<'a> {
     /// Declared field number `i` (manifest order).
     pub fn declared(&self, i: usize) -> Option<&'a str> {
         let bytes = self.record.value(i)?;
-        if ascii(bytes) {
-            // SAFETY: ASCII bytes are valid UTF-8 (the check is cheaper than full
-            // validation inside a wasm guest, and most values are ASCII).
+        if self.record.utf8() || ascii(bytes) {
+            // SAFETY: the host checked every value of the batch (ABI 1.5's `FLAG_UTF8`: it
+            // validated each event once when it flattened it, and a value is a whole piece
+            // of it), or the bytes are ASCII (a check cheaper than full validation inside a
+            // wasm guest, for hosts before 1.5).
             #[allow(unsafe_code)]
             return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
         }

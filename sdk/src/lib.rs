@@ -119,8 +119,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// ABI minor version implemented; minor changes are additive (1.1: seqs of windows and
 /// distinct sets; 1.2: `emit_decision`; 1.3: the host reads the manifest again after init,
 /// so a rule may refine it from its configuration, see [`Rule::configured_manifest`]; 1.4:
-/// `in_list`, the server's `[[lists]]`, see [`Context::in_list`]).
-pub const ABI_MINOR: u32 = 4;
+/// `in_list`, the server's `[[lists]]`, see [`Context::in_list`]; 1.5: the header flag
+/// [`record::FLAG_UTF8`], values the host checked once, read without a check per read).
+pub const ABI_MINOR: u32 = 5;
 /// Bytes of the guest's static input area.
 pub const INPUT_AREA_BYTES: usize = 1 << 20;
 /// Verdict slots, i.e. most events per `vigil_evaluate` call.

@@ -9,8 +9,15 @@ use std::fmt;
 
 use crate::json::Value;
 
-/// Bytes before the first record (`u32 n_events`, `u32 n_fields`).
+/// Bytes before the first record (`u32 n_events`, `u32 n_fields | flags`).
 pub const HEADER_BYTES: usize = 8;
+/// Flag of the header's second word (ABI 1.5, high half; `n_fields` is the low half): every
+/// value of the batch is valid UTF-8 (the host checked each event once when it flattened
+/// it), so the guest reads values as text without checking them again. A host sets it
+/// only for modules of minor 5 or later; older modules read the word as `n_fields` alone.
+pub const FLAG_UTF8: u32 = 1 << 31;
+/// The bits of the header's second word that hold `n_fields`.
+const N_FIELDS_MASK: u32 = 0xFFFF;
 /// The `len` marking an absent value.
 pub const ABSENT: u32 = u32::MAX;
 
@@ -54,6 +61,7 @@ pub struct RecordWriter<'a> {
     max_events: usize,
     n_events: usize,
     string_pos: usize,
+    flags: u32,
 }
 
 impl<'a> RecordWriter<'a> {
@@ -64,7 +72,7 @@ impl<'a> RecordWriter<'a> {
             .and_then(|r| r.checked_add(HEADER_BYTES))
             .filter(|end| *end <= area.len() && u32::try_from(area.len()).is_ok())
             .ok_or(LayoutError::AreaTooSmall)?;
-        let mut w = RecordWriter { area, n_fields, max_events, n_events: 0, string_pos };
+        let mut w = RecordWriter { area, n_fields, max_events, n_events: 0, string_pos, flags: 0 };
         w.write_header();
         Ok(w)
     }
@@ -72,6 +80,13 @@ impl<'a> RecordWriter<'a> {
     /// Records written so far.
     pub fn len(&self) -> usize {
         self.n_events
+    }
+
+    /// Marks the batch's values as valid UTF-8 ([`FLAG_UTF8`]); a later [`Self::push`] of
+    /// bytes that are not UTF-8 clears the mark.
+    pub fn set_utf8(&mut self, utf8: bool) {
+        self.flags = if utf8 { FLAG_UTF8 } else { 0 };
+        self.write_header();
     }
 
     /// Whether no record was written.
@@ -86,6 +101,9 @@ impl<'a> RecordWriter<'a> {
             return Err(LayoutError::FieldCount);
         }
         let needed: usize = values.iter().flatten().map(|v| v.len()).sum();
+        if self.flags & FLAG_UTF8 != 0 && values.iter().flatten().any(|v| std::str::from_utf8(v).is_err()) {
+            self.flags &= !FLAG_UTF8;
+        }
         if self.n_events >= self.max_events || needed > self.area.len() - self.string_pos {
             return Err(LayoutError::Full);
         }
@@ -114,7 +132,7 @@ impl<'a> RecordWriter<'a> {
 
     fn write_header(&mut self) {
         self.area[0..4].copy_from_slice(&(self.n_events as u32).to_le_bytes());
-        self.area[4..8].copy_from_slice(&(self.n_fields as u32).to_le_bytes());
+        self.area[4..8].copy_from_slice(&(self.n_fields as u32 | self.flags).to_le_bytes());
     }
 }
 
@@ -125,16 +143,18 @@ pub struct RecordReader<'a> {
     area: &'a [u8],
     n_events: usize,
     n_fields: usize,
+    utf8: bool,
 }
 
 impl<'a> RecordReader<'a> {
     /// Reads the header and checks that the records fit.
     pub fn new(area: &'a [u8]) -> Result<RecordReader<'a>, LayoutError> {
         let n_events = read_u32(area, 0).ok_or(LayoutError::Truncated)? as usize;
-        let n_fields = read_u32(area, 4).ok_or(LayoutError::Truncated)? as usize;
+        let word = read_u32(area, 4).ok_or(LayoutError::Truncated)?;
+        let (n_fields, utf8) = ((word & N_FIELDS_MASK) as usize, word & FLAG_UTF8 != 0);
         let end = n_events.checked_mul(record_bytes(n_fields)).and_then(|r| r.checked_add(HEADER_BYTES));
         match end {
-            Some(end) if end <= area.len() => Ok(RecordReader { area, n_events, n_fields }),
+            Some(end) if end <= area.len() => Ok(RecordReader { area, n_events, n_fields, utf8 }),
             _ => Err(LayoutError::Truncated),
         }
     }
@@ -149,6 +169,11 @@ impl<'a> RecordReader<'a> {
         self.n_fields
     }
 
+    /// Whether the host marked every value of the batch as valid UTF-8 ([`FLAG_UTF8`]).
+    pub fn utf8(&self) -> bool {
+        self.utf8
+    }
+
     /// Record `i`.
     pub fn record(&self, i: usize) -> Option<RecordView<'a>> {
         if i >= self.n_events {
@@ -158,6 +183,7 @@ impl<'a> RecordReader<'a> {
         let rec = &self.area[start..start + record_bytes(self.n_fields)];
         Some(RecordView {
             area: self.area,
+            utf8: self.utf8,
             seq: i64::from_le_bytes(rec[0..8].try_into().ok()?),
             time_ms: i64::from_le_bytes(rec[8..16].try_into().ok()?),
             slots: &rec[16..],
@@ -169,6 +195,7 @@ impl<'a> RecordReader<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct RecordView<'a> {
     area: &'a [u8],
+    utf8: bool,
     seq: i64,
     time_ms: i64,
     slots: &'a [u8],
@@ -183,6 +210,12 @@ impl<'a> RecordView<'a> {
     /// The event time, epoch ms.
     pub fn time_ms(&self) -> i64 {
         self.time_ms
+    }
+
+    /// Whether the host marked every value of the batch as valid UTF-8 ([`FLAG_UTF8`]).
+    #[inline]
+    pub fn utf8(&self) -> bool {
+        self.utf8
     }
 
     /// The bytes of field `i`, `None` when absent (or out of bounds).
@@ -236,6 +269,29 @@ mod tests {
         assert_eq!(b.value(1), Some(b"u1".as_slice()));
         assert!(r.record(2).is_none());
         assert!(b.value(2).is_none(), "no such field");
+    }
+
+    #[test]
+    fn the_utf8_flag_rides_in_the_high_half_of_the_field_count() {
+        let mut area = vec![0u8; 256];
+        let mut w = RecordWriter::new(&mut area, 2, 3).unwrap();
+        w.set_utf8(true);
+        w.push(1, 0, &[Some("é".as_bytes()), None]).unwrap();
+        let r = RecordReader::new(&area).unwrap();
+        assert_eq!((r.n_fields(), r.utf8()), (2, true));
+        assert!(r.record(0).unwrap().utf8());
+        assert_eq!(u32::from_le_bytes(area[4..8].try_into().unwrap()), 2 | FLAG_UTF8);
+        // Bytes that are not UTF-8 clear it.
+        let mut w = RecordWriter::new(&mut area, 2, 3).unwrap();
+        w.set_utf8(true);
+        w.push(1, 0, &[Some(b"\xff"), None]).unwrap();
+        let r = RecordReader::new(&area).unwrap();
+        assert_eq!((r.n_fields(), r.utf8()), (2, false));
+        // A header without flags (a host before 1.5) reads as before.
+        let mut w = RecordWriter::new(&mut area, 2, 3).unwrap();
+        w.push(1, 0, &[Some(b"a"), None]).unwrap();
+        assert_eq!(u32::from_le_bytes(area[4..8].try_into().unwrap()), 2);
+        assert!(!RecordReader::new(&area).unwrap().utf8());
     }
 
     #[test]

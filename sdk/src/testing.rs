@@ -240,6 +240,9 @@ impl<R: Rule> Harness<R> {
         let max = events.len().min(self.max_batch);
         let fields = &self.manifest.fields;
         let mut writer = RecordWriter::new(&mut self.area, fields.len(), max).expect("batch fits the input area");
+        // Values are encoded from text, as the server's are: the ABI 1.5 flag, so rules'
+        // own tests read values the way they do on the server.
+        writer.set_utf8(true);
         for (_, ev) in &events[..max] {
             let texts: Vec<_> = fields.iter().map(|f| field_text(&ev.body, f)).collect();
             let values: Vec<Option<&[u8]>> = texts.iter().map(|t| t.as_deref().map(str::as_bytes)).collect();

@@ -79,6 +79,8 @@ pub struct RuleInstance {
     input: (usize, usize),
     verdicts: (usize, usize),
     limits: InstanceLimits,
+    /// The module's ABI minor (1.5 reads the header's UTF-8 flag).
+    abi_minor: u32,
 }
 
 /// Longest manifest JSON accepted, bytes.
@@ -261,7 +263,7 @@ impl RuleInstance {
         // configuration); a module answering the same text keeps the first.
         let (after_text, after) = read_manifest(&mut store)?;
         let manifest = if after_text == manifest_text { manifest } else { after };
-        let instance = Self { store, memory, evaluate, input, verdicts, limits };
+        let instance = Self { store, memory, evaluate, input, verdicts, limits, abi_minor: minor };
         Ok((instance, manifest, minor))
     }
 
@@ -353,9 +355,13 @@ impl RuleInstance {
         (outcome, fault)
     }
 
-    /// Writes as many records as fit into the input area; returns how many. Each event's
-    /// flat bytes go in with one copy and its slots point into them; only fields without a
-    /// place in the flat event (nested `details` paths) are copied one by one.
+    /// Writes as many records as fit into the input area; returns how many. One pass: the
+    /// records of every event that could go in are reserved up front (as the SDK's
+    /// `RecordWriter` does) and the values follow them, each event's flat bytes with one
+    /// copy, its slots pointing into them; only fields without a place in the flat event
+    /// (nested `details` paths) are copied one by one. The chunk ends at the first event
+    /// whose values do not fit; if even the first does not fit beside the reserved records,
+    /// it is written alone.
     fn write_chunk(
         &mut self,
         fields: &[FieldPath],
@@ -365,15 +371,35 @@ impl RuleInstance {
         cols: &mut BatchColumns,
     ) -> usize {
         let record = 16 + 8 * fields.len();
-        let (cap_bytes, cap_events) = (self.input.1, self.verdicts.1);
+        let max = picked.len().min(self.verdicts.1).min((self.input.1 - 8) / record);
+        match self.write_records(fields, col_ids, &picked[..max], events, cols) {
+            0 if max > 1 => self.write_records(fields, col_ids, &picked[..1], events, cols),
+            n => n,
+        }
+    }
+
+    /// [`Self::write_chunk`] with records reserved for all of `picked`.
+    fn write_records(
+        &mut self,
+        fields: &[FieldPath],
+        col_ids: &[usize],
+        picked: &[usize],
+        events: &[CommittedEvent],
+        cols: &mut BatchColumns,
+    ) -> usize {
+        let record = 16 + 8 * fields.len();
+        let cap_bytes = self.input.1;
         let any_flat = fields.iter().any(FieldPath::is_flat);
         let all_flat = fields.iter().all(FieldPath::is_flat);
-        // First pass: how many records fit (and encode the few fields the flat event lacks).
-        let mut strings = 0usize;
+        // ABI 1.5: the batch's values are marked as UTF-8 when every event's are.
+        let mut utf8 = self.abi_minor >= 5;
+        let data = &mut self.memory.data_mut(&mut self.store)[self.input.0..self.input.0 + cap_bytes];
+        let mut at_string = 8 + picked.len() * record;
         let mut n = 0;
-        for &ev in picked.iter().take(cap_events) {
+        for &ev in picked {
             let event = &events[ev];
-            let mut size = if any_flat { event.flat().bytes().len() } else { 0 };
+            let flat = event.flat();
+            let mut size = if any_flat { flat.bytes().len() } else { 0 };
             if !all_flat {
                 for (path, &col) in fields.iter().zip(col_ids) {
                     if !path.is_flat() {
@@ -384,32 +410,23 @@ impl RuleInstance {
                     }
                 }
             }
-            if 8 + (n + 1) * record + strings + size > cap_bytes {
+            if at_string + size > cap_bytes {
                 break;
             }
-            strings += size;
-            n += 1;
-        }
-        // Second pass: write the records and the values.
-        let data = &mut self.memory.data_mut(&mut self.store)[self.input.0..self.input.0 + cap_bytes];
-        data[0..4].copy_from_slice(&(n as u32).to_le_bytes());
-        data[4..8].copy_from_slice(&(fields.len() as u32).to_le_bytes());
-        let mut at_string = 8 + n * record;
-        for (i, &ev) in picked[..n].iter().enumerate() {
-            let event = &events[ev];
-            let at = 8 + i * record;
-            data[at..at + 8].copy_from_slice(&event.seq.to_le_bytes());
-            data[at + 8..at + 16].copy_from_slice(&event.flat().time_ms.to_le_bytes());
+            let at = 8 + n * record;
+            let rec = &mut data[at..at + record];
+            rec[0..8].copy_from_slice(&event.seq.to_le_bytes());
+            rec[8..16].copy_from_slice(&flat.time_ms.to_le_bytes());
             let base = at_string as u32;
             if any_flat {
-                let flat = event.flat().bytes();
-                data[at_string..at_string + flat.len()].copy_from_slice(flat);
-                at_string += flat.len();
+                let bytes = flat.bytes();
+                data[at_string..at_string + bytes.len()].copy_from_slice(bytes);
+                at_string += bytes.len();
+                utf8 &= flat.is_utf8();
             }
             for (f, (path, &col)) in fields.iter().zip(col_ids).enumerate() {
-                let slot = at + 16 + f * 8;
                 let (off, len) = if path.is_flat() {
-                    path.flat_span(event).map_or((u32::MAX, u32::MAX), |(start, len)| (base + start, len))
+                    path.flat_span(event).map_or(ABSENT, |(start, len)| (base + start, len))
                 } else {
                     match cols.cached(col, ev) {
                         Some(bytes) => {
@@ -417,13 +434,18 @@ impl RuleInstance {
                             at_string += bytes.len();
                             ((at_string - bytes.len()) as u32, bytes.len() as u32)
                         }
-                        None => (u32::MAX, u32::MAX),
+                        None => ABSENT,
                     }
                 };
                 let packed = u64::from(off) | (u64::from(len) << 32);
+                let slot = at + 16 + f * 8;
                 data[slot..slot + 8].copy_from_slice(&packed.to_le_bytes());
             }
+            n += 1;
         }
+        let flags = if utf8 { vigil_sdk::record::FLAG_UTF8 } else { 0 };
+        data[0..4].copy_from_slice(&(n as u32).to_le_bytes());
+        data[4..8].copy_from_slice(&(fields.len() as u32 | flags).to_le_bytes());
         n
     }
 

@@ -15,6 +15,7 @@
 //! the alert already names what matched for a responder to confirm.
 
 pub mod patterns;
+mod prefilter;
 
 use vigil_sdk::json::Value;
 use vigil_sdk::{Alert, Config, Context, Decision, DecisionKind, Event, Manifest, Rule, Scope, Severity, Subscription};

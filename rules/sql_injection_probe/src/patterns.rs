@@ -86,11 +86,12 @@ fn tokenize(text: &str) -> Vec<Tok> {
     toks
 }
 
-/// Whether `text` could match any pattern of [`find`]: one pass over the bytes. Every
-/// pattern needs, after percent-decoding, a quote, `=`, `;`, `(`, or one of the words
-/// `union`, `waitfor`, `xp_cmdshell`, `information_schema`; a `%` (something to decode) or
-/// any non-ASCII byte (Unicode lowercasing) sends the text to the full scan too. So a text
-/// this says no to is a text [`find`] says no to, and most text is never tokenized.
+/// Whether `text` could match any pattern of [`find`]: one pass over the bytes, 16 at a time
+/// (`crate::prefilter`). Every pattern needs, after percent-decoding, a quote, `=`, `;`,
+/// `(`, or one of the words `union`, `waitfor`, `xp_cmdshell`, `information_schema`; a `%`
+/// (something to decode) or any non-ASCII byte (Unicode lowercasing) sends the text to the
+/// full scan too. So a text this says no to is a text [`find`] says no to, and most text
+/// is never tokenized.
 pub fn needs_scan(text: &str) -> bool {
     needs_scan_bytes(text.as_bytes(), false)
 }
@@ -102,61 +103,8 @@ pub fn needs_scan_json(raw: &str) -> bool {
     needs_scan_bytes(raw.as_bytes(), true)
 }
 
-/// Byte classes of the prefilter: nothing, a hint on its own, the first letter of a hint
-/// word, a backslash, a double quote.
-const PLAIN: u8 = 0;
-const HINT: u8 = 1;
-const WORD_START: u8 = 2;
-const BACKSLASH: u8 = 3;
-const DQUOTE: u8 = 4;
-
-const CLASSES: [u8; 256] = {
-    let mut t = [PLAIN; 256];
-    let mut c = 0x80;
-    while c < 256 {
-        t[c] = HINT;
-        c += 1;
-    }
-    t[b'\'' as usize] = HINT;
-    t[b'`' as usize] = HINT;
-    t[b'=' as usize] = HINT;
-    t[b';' as usize] = HINT;
-    t[b'(' as usize] = HINT;
-    t[b'%' as usize] = HINT;
-    t[b'"' as usize] = DQUOTE;
-    t[b'\\' as usize] = BACKSLASH;
-    let starts = *b"uUwWxXiI";
-    let mut i = 0;
-    while i < starts.len() {
-        t[starts[i] as usize] = WORD_START;
-        i += 1;
-    }
-    t
-};
-
 fn needs_scan_bytes(b: &[u8], json: bool) -> bool {
-    const WORDS: [&[u8]; 4] = [b"union", b"waitfor", b"xp_cmdshell", b"information_schema"];
-    let mut i = 0;
-    while i < b.len() {
-        match CLASSES[b[i] as usize] {
-            PLAIN => {}
-            HINT => return true,
-            DQUOTE if !json => return true,
-            BACKSLASH if json => match b.get(i + 1) {
-                Some(b'"' | b'u') => return true,
-                _ => i += 1,
-            },
-            WORD_START => {
-                let rest = &b[i..];
-                if WORDS.iter().any(|w| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w)) {
-                    return true;
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    false
+    crate::prefilter::needs_scan_bytes(b, json)
 }
 
 /// The name of the first SQL injection pattern found in `text`, if any.
