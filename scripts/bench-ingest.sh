@@ -54,9 +54,23 @@ idle_rss=$(awk '/^VmRSS:/ {print int($2 / 1024)}' /proc/$server/status)
 server_cpu() { awk '{print $14 + $15}' /proc/$server/stat; }
 cpu0=$(server_cpu)
 report=$(mktemp)
+if [[ -n ${VIGIL_BENCH_SMAPS:-} ]]; then
+  # Keep /proc/PID/smaps of the moment RSS was highest (sampled every 0.5 s), to tell the
+  # allocator's heap from SQLite's (libc) heap and the binary: VIGIL_BENCH_SMAPS=/tmp/peak.smaps
+  (best=0; while kill -0 $server 2>/dev/null; do
+     rss=$(awk '/^VmRSS:/ {print $2}' /proc/$server/status 2>/dev/null || echo 0)
+     if (( rss > best )); then best=$rss; cat /proc/$server/smaps > "$VIGIL_BENCH_SMAPS.tmp" 2>/dev/null && mv "$VIGIL_BENCH_SMAPS.tmp" "$VIGIL_BENCH_SMAPS"; fi
+     sleep 0.5; done) &
+fi
 /usr/bin/time -f "%U %S" -o "$work/driver.cpu" \
   "$target/release/examples/load" --url "http://127.0.0.1:$port" --key "$key" --server-pid $server "$@" | tee "$report"
 cpu1=$(server_cpu)
+# How full the bounded buffers ran (high-water marks since start) and what SQLite and the
+# rules' state hold now, from /metrics.
+curl -sf "http://127.0.0.1:$port/metrics" | awk '
+  /^vigil_(detection_queue_(events|bytes)_max|sequencer_group_events_max|http_inflight_(body|parsed)_bytes_max|sqlite_memory_bytes(_max)?) / { printf "%s=%s ", $1, $2 }
+  /^vigil_rule_state_bytes\{/ { state += $2 }
+  END { printf "vigil_rule_state_bytes_sum=%d\n", state }' | sed 's/^/BUFFERS /' || true
 stored=$(grep -o 'stored=[0-9]*' "$report" | tail -1 | cut -d= -f2)
 rm -f "$report"
 ticks=$(getconf CLK_TCK)

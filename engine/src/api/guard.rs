@@ -38,6 +38,10 @@ pub struct InflightBudget {
     pub shed: AtomicU64,
     /// Bodies that did not arrive in time.
     pub timed_out: AtomicU64,
+    /// Most body bytes held at once since start (KiB-rounded, like the budget).
+    pub bodies_max: AtomicU64,
+    /// Most parsed-event charge held at once since start (bytes).
+    pub parsed_max: AtomicU64,
 }
 
 impl InflightBudget {
@@ -49,6 +53,8 @@ impl InflightBudget {
             limit_bytes,
             shed: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
+            bodies_max: AtomicU64::new(0),
+            parsed_max: AtomicU64::new(0),
         }
     }
 
@@ -56,6 +62,13 @@ impl InflightBudget {
     pub fn in_use_bytes(&self) -> u64 {
         let total = (self.limit_bytes / 1024).max(1);
         (total.saturating_sub(self.permits.available_permits()) as u64) * 1024
+    }
+
+    /// Parsed-event charge held now, bytes ([`PARSED_EVENT_BYTES`] per event of the
+    /// batches being parsed and stored).
+    pub fn parsed_bytes(&self) -> u64 {
+        let total = (self.limit_bytes / 1024).max(1);
+        (total.saturating_sub(self.parsed.available_permits()) as u64) * 1024
     }
 
     /// Waits, at most `wait`, for room to parse and store `events` events read from a body
@@ -70,7 +83,10 @@ impl InflightBudget {
         let total = (self.limit_bytes / 1024).max(1);
         let kib = body_len.div_ceil(1024).max(events.saturating_mul(PARSED_EVENT_BYTES / 1024)).clamp(1, total);
         match tokio::time::timeout(wait, self.parsed.clone().acquire_many_owned(kib as u32)).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => {
+                self.parsed_max.fetch_max(self.parsed_bytes(), Ordering::Relaxed);
+                Ok(permit)
+            }
             _ => {
                 self.shed.fetch_add(1, Ordering::Relaxed);
                 Err(overloaded(self.limit_bytes))
@@ -170,6 +186,7 @@ pub async fn read_body(
                     None => held = Some(more),
                 }
                 held_kib = need;
+                b.bodies_max.fetch_max(b.in_use_bytes(), Ordering::Relaxed);
             }
         }
         body.extend_from_slice(&chunk);
@@ -235,5 +252,23 @@ pub fn render_metrics(state: &AppState, out: &mut String) {
         "vigil_http_inflight_body_bytes",
         "Request-body bytes held now (rounded up to KiB per request).",
         b.in_use_bytes(),
+    );
+    crate::telemetry::gauge(
+        out,
+        "vigil_http_inflight_body_bytes_max",
+        "Most request-body bytes held at once since start (against ingest.max_inflight_bytes).",
+        b.bodies_max.load(Ordering::Relaxed),
+    );
+    crate::telemetry::gauge(
+        out,
+        "vigil_http_inflight_parsed_bytes",
+        "Parsed-event charge of the ingest batches being stored now (4096 bytes per event).",
+        b.parsed_bytes(),
+    );
+    crate::telemetry::gauge(
+        out,
+        "vigil_http_inflight_parsed_bytes_max",
+        "Most parsed-event charge held at once since start (against ingest.max_inflight_bytes).",
+        b.parsed_max.load(Ordering::Relaxed),
     );
 }

@@ -107,6 +107,37 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         "Canonical bytes of the events in detection's queue.",
         queued(&state.handoff.queued_bytes),
     );
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_detection_queue_events_max",
+        "Most events detection's queue held at once since start (rules.detection_queue_events bounds it).",
+        queued(&state.handoff.queued_events_max),
+    );
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_detection_queue_bytes_max",
+        "Most canonical bytes detection's queue held at once since start (rules.detection_queue_mb bounds it).",
+        queued(&state.handoff.queued_bytes_max),
+    );
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_sequencer_group_events_max",
+        "Most events written in one group-commit transaction since start (store.max_group_events bounds it).",
+        queued(&state.handoff.group_events_max),
+    );
+    let (sqlite_now, sqlite_high) = crate::store::sqlite::memory_used();
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_sqlite_memory_bytes",
+        "Heap bytes SQLite holds now, page caches included (0 when SQLite is not used).",
+        sqlite_now,
+    );
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_sqlite_memory_bytes_max",
+        "Most heap bytes SQLite held at once since start.",
+        sqlite_high,
+    );
     if let Some(member) = &state.cluster {
         render_cluster(&mut out, &member.view());
     }

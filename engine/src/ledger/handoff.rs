@@ -18,6 +18,12 @@ pub struct Handoff {
     pub queued_events: AtomicU64,
     /// Canonical bytes queued for detection now.
     pub queued_bytes: AtomicU64,
+    /// Most events queued for detection at once since start (what sizing the bound needs).
+    pub queued_events_max: AtomicU64,
+    /// Most canonical bytes queued for detection at once since start.
+    pub queued_bytes_max: AtomicU64,
+    /// Most events the sequencer wrote in one group-commit transaction since start.
+    pub group_events_max: AtomicU64,
     max_events: u64,
     max_bytes: u64,
 }
@@ -30,6 +36,9 @@ impl Handoff {
             head: AtomicU64::new(0),
             queued_events: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
+            queued_events_max: AtomicU64::new(0),
+            queued_bytes_max: AtomicU64::new(0),
+            group_events_max: AtomicU64::new(0),
             max_events,
             max_bytes,
         }
@@ -42,9 +51,16 @@ impl Handoff {
         if e + events > self.max_events || b + bytes > self.max_bytes {
             return false;
         }
-        self.queued_events.fetch_add(events, Ordering::AcqRel);
-        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let e = self.queued_events.fetch_add(events, Ordering::AcqRel) + events;
+        let b = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        self.queued_events_max.fetch_max(e, Ordering::Relaxed);
+        self.queued_bytes_max.fetch_max(b, Ordering::Relaxed);
         true
+    }
+
+    /// Records the size of a group the sequencer is about to write.
+    pub(crate) fn note_group(&self, events: usize) {
+        self.group_events_max.fetch_max(events as u64, Ordering::Relaxed);
     }
 
     /// Gives back the room of a batch detection took off the queue.

@@ -344,7 +344,10 @@ impl Sequencer {
             match prepared {
                 // Only duplicates: nothing to write.
                 Ok(p) if p.rows.is_empty() => answer_ok(p.jobs, p.acks),
-                Ok(p) => inflight = Some(self.launch(p)),
+                Ok(p) => {
+                    self.handoff.note_group(p.rows.len());
+                    inflight = Some(self.launch(p));
+                }
                 Err((err, jobs)) => {
                     tracing::warn!(error = %err, requests = jobs.len(), "Could not prepare a group; nothing was stored");
                     answer_err(jobs, &err);

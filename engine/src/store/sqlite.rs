@@ -28,6 +28,7 @@ use super::{
 use crate::finding::parse_severity;
 
 mod raw;
+pub use raw::memory_used;
 
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[

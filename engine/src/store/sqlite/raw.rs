@@ -35,6 +35,16 @@ const INSERT_POSTINGS: &str = "INSERT INTO postings (block, term, seq) VALUES ";
 const POSTING_COLUMNS: usize = 3;
 const POSTING_CHUNKS: [usize; 6] = [1024, 256, 64, 16, 4, 1];
 
+/// Bytes SQLite holds on the heap now, and the most it held since start (every connection
+/// of the process: page caches, schema, statements; `sqlite3_status64`'s MEMORY_USED,
+/// which the bundled build keeps).
+pub fn memory_used() -> (i64, i64) {
+    let (mut now, mut high) = (0i64, 0i64);
+    // SAFETY: sqlite3_status64 only writes the two integers it is given.
+    let rc = unsafe { ffi::sqlite3_status64(ffi::SQLITE_STATUS_MEMORY_USED, &mut now, &mut high, 0) };
+    if rc == ffi::SQLITE_OK { (now, high) } else { (0, 0) }
+}
+
 /// Inserts `rows` and their postings on `db`, which must be in a write transaction (the
 /// caller commits or rolls back).
 pub(super) fn insert_rows(db: NonNull<ffi::sqlite3>, rows: &[StoredRow]) -> Result<(), StoreError> {
