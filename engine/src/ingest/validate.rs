@@ -870,7 +870,7 @@ mod tests {
         let nd = b"{\"a\":\"x],[{\"}\n\n {\"b\":\"\\\"\\n\"}\r\n";
         assert_eq!(split_body(nd, true, 10).unwrap(), vec![r#"{"a":"x],[{"}"#, r#"{"b":"\"\n"}"#]);
         // The event cap counts elements however they nest.
-        let many = format!("[{}]", vec![r#"{"a":"[,]"}"#; 4].join(","));
+        let many = format!("[{}]", [r#"{"a":"[,]"}"#; 4].join(","));
         assert!(split_body(many.as_bytes(), false, 3).unwrap_err()[0].problem.contains("more than 3 events"));
         assert_eq!(split_body(many.as_bytes(), false, 4).unwrap().len(), 4);
     }
