@@ -115,8 +115,7 @@ fn sorted_members() -> &'static [(&'static str, Member)] {
 /// Appends a JSON string (serde_json's escaping, as the canonical form has it).
 #[inline]
 pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    serde_json::to_writer(&mut *out, s).expect("string serialization is infallible");
+    crate::event::canonical::write_str(s, out);
 }
 
 fn write_int(n: i64, out: &mut Vec<u8>) {

@@ -33,8 +33,10 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use detect::detect;
 use keys::Verdict;
 
+mod detect;
 mod keys;
 mod numbers;
 mod pairs;
@@ -312,10 +314,13 @@ impl Masker {
                             count += 1;
                         }
                     }
+                    // Only string members can describe their neighbour; the member name is
+                    // normalized only for them.
                     let described = map.iter().any(|(k, v)| {
-                        (normalized_in(k, NAME_MEMBERS) && v.as_str().is_some_and(Self::is_sensitive_key))
-                            || (normalized_in(k, TYPE_MEMBERS)
-                                && v.as_str().is_some_and(|t| t.eq_ignore_ascii_case("password")))
+                        v.as_str().is_some_and(|v| {
+                            (normalized_in(k, NAME_MEMBERS) && Self::is_sensitive_key(v))
+                                || (v.eq_ignore_ascii_case("password") && normalized_in(k, TYPE_MEMBERS))
+                        })
                     });
                     for (k, child) in map.iter_mut() {
                         let whole = match keys::verdict(k) {
@@ -349,70 +354,6 @@ impl Masker {
         };
         *v = Value::String(self.pseudonym("field", &text));
         true
-    }
-}
-
-/// Byte classes for the prefilter of [`detect`].
-const PAIR: u8 = 1;
-const LT: u8 = 2;
-const DASH: u8 = 4;
-const UPPER: u8 = 8;
-const TILDE: u8 = 16;
-const AT: u8 = 32;
-const CLASSES: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'=' as usize] = PAIR;
-    t[b':' as usize] = PAIR;
-    t[b'<' as usize] = LT;
-    t[b'-' as usize] = DASH;
-    t[b'~' as usize] = TILDE;
-    t[b'@' as usize] = AT;
-    let mut c = b'A';
-    while c <= b'Z' {
-        t[c as usize] = UPPER;
-        c += 1;
-    }
-    t
-};
-
-/// Runs every value detector whose trigger bytes occur in `s` (one pass over the bytes
-/// decides which).
-fn detect(s: &str, hits: &mut Vec<Hit>) {
-    let b = s.as_bytes();
-    let mut seen = 0u8;
-    let mut digits = 0usize;
-    for &c in b {
-        seen |= CLASSES[usize::from(c)];
-        digits += usize::from(c.is_ascii_digit());
-    }
-    if seen & UPPER != 0 {
-        tokens::find_private_keys(s, hits);
-        tokens::find_jwts(s, hits);
-    }
-    tokens::find_word_start_tokens(s, hits);
-    if seen & TILDE != 0 {
-        tokens::find_azure_client_secrets(s, hits);
-    }
-    if digits >= 12 {
-        numbers::find_cards(s, hits);
-    }
-    if digits >= 9 && seen & DASH != 0 {
-        numbers::find_ssns(s, hits);
-    }
-    if digits >= 2 && seen & UPPER != 0 {
-        numbers::find_ibans(s, hits);
-    }
-    if seen & PAIR != 0 {
-        pairs::find_pairs(s, hits);
-        if seen & AT != 0 {
-            pairs::find_url_passwords(s, hits);
-        }
-    }
-    if seen & LT != 0 {
-        pairs::find_xml(s, hits);
-    }
-    if seen & DASH != 0 {
-        pairs::find_cli_flags(s, hits);
     }
 }
 

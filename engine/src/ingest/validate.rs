@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::Masker;
 use super::wire::{Scalar, Wire};
@@ -105,27 +105,40 @@ pub fn split_body(body: &[u8], ndjson: bool, max_events: usize) -> Result<Vec<&s
     if big.is_empty() { Ok(pieces) } else { Err(big) }
 }
 
+/// Bytes that matter outside strings while splitting an array: quotes, brackets, commas.
+const STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut k = 0;
+    let bytes = b"\"[]{},";
+    while k < bytes.len() {
+        t[bytes[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
 /// The top-level elements of a JSON array text (which starts with `[`), as slices of it.
 /// Only strings and nesting are tracked; each slice is parsed strictly later, and the text
 /// between slices may only be commas and whitespace, so a body is accepted only when it is
-/// a valid JSON array.
+/// a valid JSON array. Strings are crossed with `memchr2` (quote or backslash) and the text
+/// between them with a table of the structural bytes, so most bytes cost a compare or two.
 fn split_array(text: &str, max_events: usize) -> Result<Vec<&str>, String> {
+    const EOF: &str = "the array is not closed (EOF while parsing)";
     let bytes = text.as_bytes();
     let mut pieces = Vec::new();
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut depth = 0usize;
     let mut start = 1;
-    for (i, &b) in bytes.iter().enumerate().skip(1) {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
+    let mut i = 1;
+    loop {
+        while i < bytes.len() && !STRUCTURAL[usize::from(bytes[i])] {
+            i += 1;
         }
+        let Some(&b) = bytes.get(i) else { return Err(EOF.into()) };
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                i = string_end(bytes, i + 1).ok_or(EOF)?;
+                continue;
+            }
             b'[' | b'{' => depth += 1,
             b']' | b'}' if depth > 0 => depth -= 1,
             b',' if depth == 0 => {
@@ -152,10 +165,23 @@ fn split_array(text: &str, max_events: usize) -> Result<Vec<&str>, String> {
                 return Ok(pieces);
             }
             b'}' => return Err(format!("an unmatched `}}` at byte {i}")),
+            // A comma inside an element.
             _ => {}
         }
+        i += 1;
     }
-    Err("the array is not closed (EOF while parsing)".into())
+}
+
+/// Where the JSON string whose text starts at `from` ends (just past its closing quote);
+/// `None` if the text ends first. A backslash escapes the byte after it.
+fn string_end(bytes: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let k = from + memchr::memchr2(b'"', b'\\', bytes.get(from..)?)?;
+        if bytes[k] == b'"' {
+            return Some(k + 1);
+        }
+        from = k + 2;
+    }
 }
 
 /// Reads one event's JSON text into its wire fields.
@@ -375,14 +401,12 @@ fn validate_event(
     }
     if let Some(s) = take_str(wire.ip, "ip", index, problems) {
         match s.parse::<IpAddr>() {
-            Ok(ip) => out.ip = Some(ip.to_string()),
+            Ok(ip) => out.ip = Some(ip_text(ip)),
             Err(_) => problems.push(Problem::new(index, "ip", "is not a valid IPv4 or IPv6 address")),
         }
     }
     if let Some(geo) = wire.geo.filter(|g| !g.is_null()).and_then(|geo| validate_geo(index, geo, masker, problems)) {
-        let mut bytes = Vec::with_capacity(64);
-        crate::event::canonical::write_object(&geo, &mut bytes);
-        out.geo = Some(bytes.into_boxed_slice());
+        out.geo = Some(geo.into_boxed_slice());
     }
     match wire.details {
         None | Some(Value::Null) => {}
@@ -437,36 +461,39 @@ fn take_str(value: Option<Scalar>, field: &str, index: usize, problems: &mut Vec
     }
 }
 
-fn validate_geo(index: usize, geo: Value, masker: &Masker, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
+/// The canonical bytes of a valid `geo` (its members written in key order, as
+/// `canonical::write_object` writes the same members as a map), or its problems.
+fn validate_geo(index: usize, geo: Value, masker: &Masker, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
     let Value::Object(mut geo) = geo else {
         problems.push(Problem::new(index, "geo", "must be an object {country, city, lat, lon}"));
         return None;
     };
     geo.retain(|_, v| !v.is_null());
     let before = problems.len();
-    let mut out = Map::new();
     for key in geo.keys().filter(|k| !matches!(k.as_str(), "country" | "city" | "lat" | "lon")) {
         problems.push(Problem::new(index, &format!("geo.{}", shown_key(key, masker)), "unknown field"));
     }
+    // In canonical (byte) order: city, country, lat, lon.
+    let mut members: [Option<Value>; 4] = [None, None, None, None];
     match geo.remove("country") {
         None => {}
         Some(Value::String(c)) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
-            out.insert("country".into(), Value::String(c.to_ascii_uppercase()));
+            members[1] = Some(Value::String(c.to_ascii_uppercase()));
         }
         Some(_) => problems.push(Problem::new(index, "geo.country", "must be an ISO 3166 alpha-2 code")),
     }
     match geo.remove("city") {
         None => {}
         Some(Value::String(c)) if c.len() <= 512 && !c.contains('\0') => {
-            out.insert("city".into(), Value::String(masker.mask_str(&c).unwrap_or(c)));
+            members[0] = Some(Value::String(masker.mask_str(&c).unwrap_or(c)));
         }
         Some(_) => problems.push(Problem::new(index, "geo.city", "must be a string of at most 512 bytes, without NUL")),
     }
-    for (key, bound) in [("lat", 90.0), ("lon", 180.0)] {
+    for (slot, key, bound) in [(2, "lat", 90.0), (3, "lon", 180.0)] {
         match geo.remove(key) {
             None => {}
             Some(Value::Number(n)) if n.as_f64().is_some_and(|x| (-bound..=bound).contains(&x)) => {
-                out.insert(key.into(), Value::Number(n));
+                members[slot] = Some(Value::Number(n));
             }
             Some(_) => problems.push(Problem::new(
                 index,
@@ -475,7 +502,48 @@ fn validate_geo(index: usize, geo: Value, masker: &Masker, problems: &mut Vec<Pr
             )),
         }
     }
-    (problems.len() == before).then_some(out)
+    if problems.len() != before {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(64);
+    bytes.push(b'{');
+    for (key, value) in ["city", "country", "lat", "lon"].into_iter().zip(&members) {
+        if let Some(value) = value {
+            if bytes.len() > 1 {
+                bytes.push(b',');
+            }
+            bytes.push(b'"');
+            bytes.extend_from_slice(key.as_bytes());
+            bytes.extend_from_slice(b"\":");
+            crate::event::canonical::write_value(value, &mut bytes);
+        }
+    }
+    bytes.push(b'}');
+    Some(bytes)
+}
+
+/// The canonical text of an address, as `Display` writes it: IPv4 (the common case) digit
+/// by digit, without `core::fmt`; IPv6 (RFC 5952 compression, mapped IPv4) by `Display`.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (k, o) in v4.octets().into_iter().enumerate() {
+                if k > 0 {
+                    s.push('.');
+                }
+                if o >= 100 {
+                    s.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    s.push(char::from(b'0' + o / 10 % 10));
+                }
+                s.push(char::from(b'0' + o % 10));
+            }
+            s
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
 }
 
 /// Nesting depth of a JSON value (a scalar is 0, `{}` is 1).
@@ -735,6 +803,90 @@ mod tests {
             let r = parse_body(bad, false);
             assert!(r.is_err(), "{} was accepted", String::from_utf8_lossy(bad));
             assert!(serde_json::from_slice::<Value>(bad).is_err(), "{} is valid JSON", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// The jumping split (strings crossed with `memchr2`) over the edge cases it skips:
+    /// escaped quotes and backslashes, brackets and commas inside strings, multi-byte text,
+    /// garbage between elements and every truncation of a body. Wherever serde_json reads
+    /// the whole body as an array, the pieces parse to its elements; wherever it refuses
+    /// it, so does the split or the parse of a piece.
+    #[test]
+    fn the_array_split_jumps_strings_and_agrees_with_serde_json() {
+        let good: &[&[u8]] = &[
+            br#"[{"a":"\\"},{"b":"\\\"]"}]"#,
+            br#"[{"a":"x\"},{\"y"}]"#,
+            "[{\"k\":\"\u{e9}\u{4e2d},]}\",\"l\":[\"[\",\"{\"]},\n\t{\"z\":\"\u{1F600}\"}]".as_bytes(),
+            br#"[{"a":[[[{"b":"}}}]]]"}]]]},{"c":{"d":{"e":"\\\\"}}}]"#,
+            br#"[ {} , {"":""} ,{"\"":"\""} ]"#,
+            br#"[{"s":"a\u0022b"},{"t":"\/"}]"#,
+        ];
+        for body in good {
+            let shown = String::from_utf8_lossy(body);
+            let whole: Vec<Value> = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{shown}: {e}"));
+            let pieces = split_body(body, false, 100).unwrap();
+            assert_eq!(pieces.len(), whole.len(), "{shown}");
+            assert_eq!(parse_body(body, false).unwrap(), whole, "{shown}");
+            // Every proper prefix is refused, by the split or by a piece's parse.
+            for cut in 1..body.len() {
+                let Ok(prefix) = std::str::from_utf8(&body[..cut]) else { continue };
+                if prefix.trim_end() == shown.trim_end() {
+                    continue;
+                }
+                assert!(parse_body(prefix.as_bytes(), false).is_err(), "prefix {prefix:?} of {shown} was accepted");
+            }
+        }
+        let bad: &[&[u8]] = &[
+            br#"[{"a":"x"} x {"b":1}]"#,
+            br#"[{"a":"x"}; {"b":1}]"#,
+            br#"[{"a":"unterminated}]"#,
+            br#"[{"a":"ends in a backslash\"#,
+            br#"[{"a":"x"}]]"#,
+            br#"[{"a":"x"}],"#,
+            br#"[{"a":"x"}}"#,
+            br#"[{"a":"]"},,]"#,
+            br#"[{"a":1} "s"]"#,
+            br#"["#,
+        ];
+        for body in bad {
+            let shown = String::from_utf8_lossy(body);
+            assert!(parse_body(body, false).is_err(), "{shown} was accepted");
+            assert!(serde_json::from_slice::<Value>(body).is_err(), "{shown} is valid JSON");
+        }
+        // Where the split itself refuses, it names the body and the problem's place.
+        let e = split_body(br#"[{"a":"x"}] tail"#, false, 10).unwrap_err();
+        assert_eq!(fields_of(&e), vec![(0, "body")]);
+        assert!(e[0].problem.contains("after the array at byte 11"), "{e:?}");
+        let e = split_body(br#"[{"a":"x\"}]"#, false, 10).unwrap_err();
+        assert!(e[0].problem.contains("not closed"), "{e:?}");
+        let e = split_body(br#"[{"a":1},]"#, false, 10).unwrap_err();
+        assert!(e[0].problem.contains("trailing comma before byte 9"), "{e:?}");
+        // A malformed element is named by its index after the split.
+        let e = validate_body(br#"[{"category":"a","action":"b"}, {"category":"a" "action":"b"}]"#, false, &masker())
+            .unwrap_err();
+        assert_eq!(fields_of(&e), vec![(1, "body")]);
+        assert!(e[0].problem.starts_with("malformed JSON"), "{e:?}");
+        // NDJSON lines are not split on commas or brackets inside them.
+        let nd = b"{\"a\":\"x],[{\"}\n\n {\"b\":\"\\\"\\n\"}\r\n";
+        assert_eq!(split_body(nd, true, 10).unwrap(), vec![r#"{"a":"x],[{"}"#, r#"{"b":"\"\n"}"#]);
+        // The event cap counts elements however they nest.
+        let many = format!("[{}]", [r#"{"a":"[,]"}"#; 4].join(","));
+        assert!(split_body(many.as_bytes(), false, 3).unwrap_err()[0].problem.contains("more than 3 events"));
+        assert_eq!(split_body(many.as_bytes(), false, 4).unwrap().len(), 4);
+    }
+
+    /// The direct IPv4 writer gives `Display`'s text for every octet value in every place.
+    #[test]
+    fn ipv4_text_is_display_s() {
+        for o in 0..=255u8 {
+            for ip in [[o, 0, 0, 0], [1, o, 10, 100], [255, 99, o, 9], [10, 200, 3, o], [o, o, o, o]] {
+                let ip = IpAddr::from(ip);
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        for v6 in ["::ffff:10.0.0.1", "2001:db8::1", "::", "::1", "fe80::1:2:3:4"] {
+            let ip: IpAddr = v6.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
         }
     }
 

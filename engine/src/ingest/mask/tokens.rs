@@ -141,6 +141,22 @@ const PREFIXES: &[Prefix] = &[
     hook("discordapp.com/api/webhooks/"), hook("webhook.office.com/webhookb2/"),
 ];
 
+/// Fewest bytes a string needs for [`find_word_start_tokens`] to find anything: a prefix
+/// and its shortest body (`xoxb-` + 10), `Basic` + a blank + 8 credential bytes (14), a
+/// Telegram token (5 digits, `:`, 35 characters), whichever is least.
+pub(super) const MIN_WORD_START_HIT: usize = {
+    let mut least = 5 + 1 + 8;
+    let mut k = 0;
+    while k < PREFIXES.len() {
+        let n = PREFIXES[k].text.len() + PREFIXES[k].min;
+        if n < least {
+            least = n;
+        }
+        k += 1;
+    }
+    least
+};
+
 /// [`PREFIXES`] by first byte.
 fn prefixes_by_first_byte() -> &'static [Vec<&'static Prefix>] {
     static TABLE: std::sync::LazyLock<Vec<Vec<&'static Prefix>>> = std::sync::LazyLock::new(|| {
@@ -207,7 +223,9 @@ pub(super) fn find_word_start_tokens(s: &str, hits: &mut Vec<Hit>) {
 
 /// A token of family `p` at `i`: records it and returns where it ends.
 fn prefixed(b: &[u8], i: usize, p: &Prefix, hits: &mut Vec<Hit>) -> Option<usize> {
-    if !b[i..].starts_with(p.text) {
+    // Too little text left for the prefix and its shortest body, or a second byte that
+    // differs: no need to compare the rest.
+    if b.len() - i < p.text.len() + p.min || b.get(i + 1) != p.text.get(1) || !b[i..].starts_with(p.text) {
         return None;
     }
     let body = i + p.text.len();
