@@ -51,6 +51,20 @@ pub fn terms(c: &IndexedColumns) -> impl Iterator<Item = (&'static str, i64)> + 
     FIELDS.iter().zip(values).filter_map(|(&(field, tag), v)| v.as_deref().map(|v| (field, term(tag, v))))
 }
 
+/// The posting columns of the row `seq`, each read by `text(column)` (a backfill reads
+/// stored rows back this way on either backend).
+pub fn columns_of(seq: i64, text: impl Fn(&str) -> Option<String>) -> (i64, IndexedColumns) {
+    let c = IndexedColumns {
+        organization_id: text("organization_id"),
+        user_id: text("user_id"),
+        ip: text("ip"),
+        request_id: text("request_id"),
+        ingest_key: text("ingest_key"),
+        ..IndexedColumns::default()
+    };
+    (seq, c)
+}
+
 /// The `(block, term, seq)` keys of `rows`' postings, sorted (so they go in as runs at the
 /// tree's edge) and unique (two fields of one event could hash alike).
 pub fn sorted_keys<'a>(rows: impl Iterator<Item = (i64, &'a IndexedColumns)>) -> Vec<(i64, i64, i64)> {

@@ -511,17 +511,7 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
         let text = |r: &SqliteRow, column: &str| r.try_get::<Option<String>, _>(column).ok().flatten();
         let columns: Vec<(i64, IndexedColumns)> = rows
             .iter()
-            .map(|r| {
-                let c = IndexedColumns {
-                    organization_id: text(r, "organization_id"),
-                    user_id: text(r, "user_id"),
-                    ip: text(r, "ip"),
-                    request_id: text(r, "request_id"),
-                    ingest_key: text(r, "ingest_key"),
-                    ..IndexedColumns::default()
-                };
-                (r.try_get::<i64, _>("seq").unwrap_or_default(), c)
-            })
+            .map(|r| postings::columns_of(r.try_get::<i64, _>("seq").unwrap_or_default(), |c| text(r, c)))
             .collect();
         insert_postings(&mut *tx, columns.iter().map(|(seq, c)| (*seq, c))).await?;
     }
