@@ -25,6 +25,7 @@ mod ingest;
 mod integrations;
 mod integrity;
 mod integrity_process;
+mod lookups;
 mod metrics;
 mod openapi;
 mod ops_guards;

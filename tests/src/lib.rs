@@ -272,6 +272,22 @@ impl TestApp {
         Ok(())
     }
 
+    /// Runs a query returning one integer directly on the test's database.
+    pub async fn sql_i64(&self, sql: &str) -> Result<i64, sqlx::Error> {
+        use sqlx::Connection;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database_url).await?;
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database_url).await?;
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await
+            }
+        }
+    }
+
     /// Executes SQL directly on the test's database (bypassing the server).
     pub async fn exec_sql(&self, sql: &str) -> Result<(), sqlx::Error> {
         use sqlx::Connection;

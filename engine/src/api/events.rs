@@ -179,6 +179,7 @@ pub async fn list_events(req: HttpRequest, state: web::Data<AppState>) -> Result
         until: parse_time_param("until", q.until.as_deref())?,
         before_seq: None,
         seq_range: None,
+        posting_blocks: None,
         limit,
     };
     if let Some(member) = &state.cluster {

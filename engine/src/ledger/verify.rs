@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::chain::{ChainVerifier, Failure, FailureKind, GENESIS, to_hash};
 use crate::ledger::CheckpointJson;
 use crate::ledger::keys::Verifier;
-use crate::store::{Checkpoint, Store, StoreError};
+use crate::store::{Checkpoint, Store, StoreError, block_filters, postings};
 
 /// Rows fetched per round trip.
 const CHUNK: i64 = 10_000;
@@ -67,19 +67,98 @@ fn join_failed(e: tokio::task::JoinError) -> StoreError {
     StoreError::Io(std::io::Error::other(format!("verify task failed: {e}")))
 }
 
-/// A chunk of rows, with the postings of their seqs where the backend keeps them.
-type Chunk = (Vec<crate::store::StoredRow>, Option<Vec<(i64, i64)>>);
+/// A chunk: its last seq, its rows, the postings of their seqs and the stored filters
+/// `(block, bucket, fps)` of the blocks wholly inside it, where the backend keeps them.
+struct Chunk {
+    end: i64,
+    rows: Vec<crate::store::StoredRow>,
+    postings: Option<Vec<(i64, i64)>>,
+    filters: Option<Vec<(i64, i64, Vec<u8>)>>,
+}
+
+/// The last seq of the chunk starting at `from`: about [`CHUNK`] seqs, ending at a block's
+/// end (so each block's filter is checked in one chunk) or at `to`.
+fn chunk_end(from: i64, to: i64) -> i64 {
+    (block_filters::first_seq(postings::block(from + CHUNK)) - 1).min(to)
+}
+
+/// The blocks whose filters the chunk `from..=end` of a walk ending at `to` checks: those
+/// wholly inside it (seqs start at 1: block 0 is seqs 1..=4095), and the last chunk's
+/// last block, which a filter must not name when it is not full.
+fn blocks_within(from: i64, end: i64, to: i64) -> std::ops::RangeInclusive<i64> {
+    let from = if from <= 1 { 0 } else { from };
+    let last = if end == to { postings::block(end) } else { block_filters::last_full_block(end) };
+    postings::block(from + block_filters::BLOCK_LEN - 1)..=last
+}
 
 fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Chunk, StoreError>> {
     let store = store.clone();
     tokio::spawn(async move {
-        let rows = store.scan(from, to, CHUNK).await?;
+        let end = chunk_end(from, to);
+        let rows = store.scan(from, end, end - from + 1).await?;
         let postings = match rows.last() {
             Some(last) => store.postings(from, last.seq).await?,
             None => None,
         };
-        Ok((rows, postings))
+        let blocks = blocks_within(from, end, to);
+        let filters = match (&postings, blocks.is_empty()) {
+            (Some(_), false) => store.block_filters(*blocks.start(), *blocks.end()).await?,
+            _ => None,
+        };
+        Ok(Chunk { end, rows, postings, filters })
     })
+}
+
+/// Every stored filter of a full block must be what its rows' columns give
+/// (store/block_filters.rs): a filter that leaves out a value would hide the block's events
+/// from lookups by it. A block without filter rows is probed by every lookup (nothing
+/// hidden); a block whose rows are not all present and consistent is named by those rows'
+/// failures already. A filter of a block that is not full is named too (lookups ignore it).
+fn check_filters(
+    verifier: &mut ChainVerifier,
+    chunk: (i64, i64, i64),
+    head: i64,
+    rows: &[crate::store::StoredRow],
+    consistent: &[bool],
+    stored: Vec<(i64, i64, Vec<u8>)>,
+) {
+    let mut by_block: std::collections::BTreeMap<i64, Vec<(i64, Vec<u8>)>> = Default::default();
+    for (block, bucket, fps) in stored {
+        by_block.entry(block).or_default().push((bucket, fps));
+    }
+    let last_full = block_filters::last_full_block(head);
+    for block in blocks_within(chunk.0, chunk.1, chunk.2) {
+        let Some(stored) = by_block.get(&block) else { continue };
+        let first = block_filters::first_seq(block);
+        let at = first.max(1);
+        if block > last_full {
+            verifier.fail(
+                at,
+                FailureKind::ColumnMismatch,
+                format!("no posting filter for block {block} (it is not full)"),
+                format!("{} filter rows", stored.len()),
+            );
+            continue;
+        }
+        let in_block: Vec<(&crate::store::StoredRow, &bool)> =
+            rows.iter().zip(consistent).filter(|(r, _)| postings::block(r.seq) == block).collect();
+        let seqs = first + block_filters::BLOCK_LEN - first.max(1);
+        if in_block.len() as i64 != seqs || in_block.iter().any(|(_, ok)| !**ok) {
+            continue;
+        }
+        let expected = block_filters::build(
+            in_block.iter().flat_map(|(r, _)| postings::terms(&r.columns).map(|(_, term)| term)).collect::<Vec<_>>(),
+        );
+        let differences = block_filters::differences(stored, &expected);
+        if let Some((bucket, what)) = differences.first() {
+            verifier.fail(
+                at,
+                FailureKind::ColumnMismatch,
+                format!("the posting filter of block {block} (seqs {at}..={}) its rows give", first + 4095),
+                format!("{} bucket(s) differ; bucket {bucket}: {what}", differences.len()),
+            );
+        }
+    }
 }
 
 /// Every posting must be what the row's columns (checked against canon) give, and every
@@ -209,11 +288,16 @@ pub async fn verify_against(
     // Fetch the next chunk while the current one is hashed on a blocking thread, so the
     // database read and the hashing overlap.
     let mut pending = (from <= to).then(|| fetch(store, from, to));
+    let (mut pending_from, head_seq) = (from, head.seq);
     while let Some(fetching) = pending.take() {
-        let (rows, postings) = fetching.await.map_err(join_failed)??;
-        let Some(last) = rows.last() else { break };
-        if last.seq < to {
-            pending = Some(fetch(store, last.seq + 1, to));
+        let Chunk { end, rows, postings, filters } = fetching.await.map_err(join_failed)??;
+        if end < to {
+            pending = Some(fetch(store, end + 1, to));
+        }
+        let chunk = (pending_from, end, to);
+        pending_from = end + 1;
+        if rows.is_empty() {
+            continue;
         }
         let (back, found) = tokio::task::spawn_blocking(move || {
             let mut verifier = verifier;
@@ -225,6 +309,9 @@ pub async fn verify_against(
             }
             if let Some(postings) = postings {
                 check_postings(&mut verifier, &rows, &consistent, postings);
+            }
+            if let Some(filters) = filters {
+                check_filters(&mut verifier, chunk, head_seq, &rows, &consistent, filters);
             }
             (verifier, found)
         })

@@ -295,10 +295,12 @@ impl Store {
     /// Drops index entries naming seqs above `head` (rows gone in a truncation), so new rows
     /// written at those seqs are indexed only by their own values. Returns how many.
     pub async fn prune_postings_after(&self, head: i64) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.prune_postings_after(head).await,
-            Store::Postgres(s) => s.prune_postings_after(head).await,
-        }
+        let postings = dispatch!(self, s => s.prune_postings_after(head).await)?;
+        let filters = match self {
+            Store::Postgres(s) if !s.uses_postings() => 0,
+            _ => dispatch!(self, s => s.prune_filters_after(head).await)?,
+        };
+        Ok(postings + filters)
     }
 
     /// The postings `(term, seq)` of `from..=to`, where the store keeps a posting table

@@ -67,6 +67,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "detection_slots", include_str!("../../../migrations/postgres/0017_detection_slots.sql")),
     (18, "outbox_claims", include_str!("../../../migrations/postgres/0018_outbox_claims.sql")),
     (19, "pg_postings", include_str!("../../../migrations/postgres/0019_pg_postings.sql")),
+    (20, "posting_filters", include_str!("../../../migrations/postgres/0020_posting_filters.sql")),
 ];
 
 /// The application role the server acts as.
@@ -380,6 +381,9 @@ impl PgStore {
                 }
                 copy.finish().await?;
             }
+            if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+                postings::seal_blocks(&mut tx, "", first.seq, last.seq).await?;
+            }
         }
         if let Some(cp) = checkpoint {
             sqlx::query(
@@ -425,6 +429,12 @@ impl PgStore {
         // Through the SECURITY DEFINER function of migration 0008: the app role itself may
         // not delete events or move the floor.
         let deleted: i64 = sqlx::query_scalar("SELECT vigil_purge($1)").bind(floor).fetch_one(&self.pool).await?;
+        // The filters of blocks wholly purged (their guard allows it now that the floor has
+        // passed them; a block partly purged keeps its filter, a superset: still correct).
+        sqlx::query("DELETE FROM posting_filters WHERE block <= $1")
+            .bind(super::block_filters::last_full_block(floor))
+            .execute(&self.pool)
+            .await?;
         Ok(deleted.max(0) as u64)
     }
 
@@ -459,8 +469,13 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
         let fail = |source| StoreError::Migration { version: format!("{version:04}_{description}"), source };
         let mut tx = conn.begin().await?;
         sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(fail)?;
-        if *version == 19 {
-            postings::backfill(&mut tx).await.map_err(|e| match e {
+        let backfill = match *version {
+            19 => postings::backfill(&mut tx).await,
+            20 => postings::backfill_filters(&mut tx).await,
+            _ => Ok(()),
+        };
+        {
+            backfill.map_err(|e| match e {
                 StoreError::Database(source) => fail(source),
                 other => StoreError::Migration { version: format!("{other}"), source: sqlx::Error::BeginFailed },
             })?;
@@ -479,6 +494,7 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
 
 super::events::event_queries!(PgStore, PgRow, writer: pool);
 super::query::search_queries!(PgStore, Postgres, reader: pool, fence: " OFFSET 0", postings: uses_postings);
+super::lookup::filter_queries!(PgStore, Postgres, reader: pool, writer: pool);
 super::checkpoints::checkpoint_queries!(PgStore, Postgres, PgRow, reader: pool, writer: pool);
 super::keys::key_queries!(PgStore, Postgres, PgRow, writer: pool);
 super::rules::rule_queries!(PgStore, Postgres, writer: pool);

@@ -37,6 +37,9 @@ pub struct EventFilter {
     pub before_seq: Option<i64>,
     /// Only rows with seq in this range (derived from since/until by `Store::query`).
     pub seq_range: Option<(i64, i64)>,
+    /// The posting blocks a lookup by [`Self::posting_field`] probes (set by the lookup,
+    /// store/lookup.rs, from the blocks' filters); None: every block.
+    pub posting_blocks: Option<Vec<i64>>,
     /// Max rows.
     pub limit: i64,
 }
@@ -260,7 +263,12 @@ where
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     qb.push(" WHERE 1=1");
-    if postings && let Some((field, value)) = f.posting_field() {
+    if postings
+        && let Some((field, value)) = f.posting_field()
+        && let (Some(blocks), Some(tag)) = (&f.posting_blocks, super::postings::tag(field))
+    {
+        super::lookup::push_block_probe(qb, super::postings::term(tag, value), blocks);
+    } else if postings && let Some((field, value)) = f.posting_field() {
         let hi = [f.before_seq.map(|b| b - 1), f.seq_range.map(|r| r.1)].into_iter().flatten().min();
         let lo = f.seq_range.map(|r| r.0);
         push_posting_lookup(qb, field, value, lo, hi);
@@ -385,9 +393,10 @@ impl Store {
 
     async fn query_in_range(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
         match self {
-            // A lookup by a posting field: newest windows of blocks first (postgres/postings.rs).
-            Store::Postgres(s) if s.uses_postings() && filter.posting_field().is_some() => {
-                s.query_by_postings(filter).await
+            // A lookup by a posting field: the blocks its filters name, newest first (lookup.rs).
+            Store::Postgres(s) if !s.uses_postings() => s.query(filter).await,
+            _ if filter.posting_field().is_some() && filter.posting_blocks.is_none() => {
+                self.query_by_postings(filter).await
             }
             _ => dispatch!(self, s => s.query(filter).await),
         }

@@ -18,13 +18,13 @@ use super::checkpoints::checkpoint_columns;
 use super::decisions::{DecisionChange, DecisionEnd, DecisionFilter, DecisionRow, DecisionStatus, decision_columns};
 use super::events::head_from;
 use super::outbox::{NotificationStatus, notification_columns};
-use super::postings;
 use super::query::{self, Count, EventFilter, Stats, StatsFilter};
 use super::report_stats;
 use super::{
     AlertChange, AlertFilter, AlertRow, AlertStats, AlertWrite, ApiKeyRow, Checkpoint, Columns, EscalationRow, Head,
     IndexedColumns, NotificationFilter, NotificationRow, SilenceRow, StoreError, StoredRow, StoredRule,
 };
+use super::{block_filters, postings};
 use crate::finding::parse_severity;
 
 mod raw;
@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "detection_slots", include_str!("../../../migrations/sqlite/0017_detection_slots.sql")),
     (18, "outbox_claims", include_str!("../../../migrations/sqlite/0018_outbox_claims.sql")),
     (19, "pg_postings", include_str!("../../../migrations/sqlite/0019_pg_postings.sql")),
+    (20, "posting_filters", include_str!("../../../migrations/sqlite/0020_posting_filters.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -385,6 +386,12 @@ impl SqliteStore {
             .bind(floor)
             .execute(&mut *tx)
             .await?;
+        // The filters of blocks wholly purged (a block partly purged keeps its filter: a
+        // superset of what is left, so still correct).
+        sqlx::query("DELETE FROM posting_filters WHERE block <= ?")
+            .bind(block_filters::last_full_block(floor))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(deleted)
     }
@@ -445,8 +452,13 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         let fail = |source| StoreError::Migration { version: format!("{version:04}_{description}"), source };
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(fail)?;
-        if *version == 9 {
-            backfill_postings(&mut tx).await.map_err(|e| match e {
+        let backfill = match *version {
+            9 => backfill_postings(&mut tx).await,
+            20 => backfill_filters(&mut tx).await,
+            _ => Ok(()),
+        };
+        {
+            backfill.map_err(|e| match e {
                 StoreError::Database(source) => fail(source),
                 other => StoreError::Migration { version: format!("{other}"), source: sqlx::Error::BeginFailed },
             })?;
@@ -517,8 +529,29 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
     }
 }
 
+/// Fills the filters of the full blocks stored before migration 0020 (the appends write
+/// them from then on, raw.rs).
+async fn backfill_filters(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let (oldest, head): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT (SELECT MIN(block) FROM postings), (SELECT MAX(seq) FROM events)")
+            .fetch_one(&mut *tx)
+            .await?;
+    let (Some(oldest), Some(head)) = (oldest, head) else { return Ok(()) };
+    for block in oldest..=block_filters::last_full_block(head) {
+        let terms: Vec<i64> =
+            sqlx::query_scalar("SELECT term FROM postings WHERE block = ?").bind(block).fetch_all(&mut *tx).await?;
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO posting_filters (bucket, block, fps) ");
+        qb.push_values(block_filters::build(terms), |mut b, (bucket, fps)| {
+            b.push_bind(bucket).push_bind(block).push_bind(fps);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 super::events::event_queries!(SqliteStore, SqliteRow, writer: writer);
 super::query::search_queries!(SqliteStore, Sqlite, reader: reader, fence: "", postings: uses_postings);
+super::lookup::filter_queries!(SqliteStore, Sqlite, reader: reader, writer: writer);
 super::checkpoints::checkpoint_queries!(SqliteStore, Sqlite, SqliteRow, reader: reader, writer: writer);
 super::keys::key_queries!(SqliteStore, Sqlite, SqliteRow, writer: writer);
 super::rules::rule_queries!(SqliteStore, Sqlite, writer: writer);

@@ -2,49 +2,19 @@
 //! postings of an append are one binary `COPY` after its event rows (postgres.rs), verify
 //! reads them back here, a truncation the operator accepted drops those of the vanished
 //! rows, and the migration's transaction fills them for the rows stored before it, in the
-//! database's own schema and in every partition schema of a cluster.
+//! database's own schema and in every partition schema of a cluster. The same for the
+//! per-block filters (store/block_filters.rs, migration 0020): written by the append that
+//! fills a block, and by migration 0020 for the full blocks stored before it.
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::super::query::EventFilter;
-use super::super::{IndexedColumns, StoreError, StoredRow, postings};
+use super::super::{IndexedColumns, StoreError, block_filters, postings};
 use super::{PgStore, copy, quote_ident};
 
 /// Rows read per step of the backfill.
 const BACKFILL_ROWS: i64 = 20_000;
 
-/// Blocks of the first window of a lookup; each next window is four times wider.
-const FIRST_WINDOW_BLOCKS: i64 = 4;
-
 impl PgStore {
-    /// `GET /v1/events` by a posting field ([`EventFilter::posting_field`]), newest first:
-    /// one query per window of blocks, from the newest down, each window four times wider
-    /// than the last, until `limit` rows are found or the range is exhausted. PostgreSQL
-    /// cannot stop a posting lookup early (it sorts every candidate seq before the `LIMIT`),
-    /// so a lookup over the whole log read every posting of the value and fetched every
-    /// matching row: 100,000 for an organization of a tenth of 1M events. A window bounds
-    /// both; a rare value costs a few more round trips (4 + 16 + 64 + 256 blocks at 1M events).
-    pub(in crate::store) async fn query_by_postings(&self, filter: &EventFilter) -> Result<Vec<StoredRow>, StoreError> {
-        let limit = filter.limit.max(0);
-        let hi = [filter.before_seq.map(|b| b - 1), filter.seq_range.map(|r| r.1)].into_iter().flatten().min();
-        let hi = match hi {
-            Some(hi) => hi,
-            None => self.head().await?.seq,
-        };
-        let lo = filter.seq_range.map_or(0, |r| r.0);
-        let mut out = Vec::new();
-        let (mut top, mut blocks) = (hi, FIRST_WINDOW_BLOCKS);
-        while top >= lo && (out.len() as i64) < limit {
-            let bottom = ((postings::block(top.max(0)) - blocks + 1).max(0) << postings::BLOCK_SHIFT).max(lo);
-            let window =
-                EventFilter { seq_range: Some((bottom, top)), limit: limit - out.len() as i64, ..filter.clone() };
-            out.extend(self.query(&window).await?);
-            top = bottom - 1;
-            blocks = blocks.saturating_mul(4);
-        }
-        Ok(out)
-    }
-
     /// The postings `(term, seq)` of the events `from..=to` (verify compares them with the
     /// columns).
     pub(in crate::store) async fn postings(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>, StoreError> {
@@ -79,19 +49,23 @@ impl PgStore {
 /// partition schema (`<schema>_p<n>`) that has a postings table; runs in the migration's
 /// transaction.
 pub(super) async fn backfill(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    for schema in posting_schemas(conn).await? {
+        backfill_schema(conn, &quote_ident(&schema)).await?;
+    }
+    Ok(())
+}
+
+/// This schema and the partition schemas (`<schema>_p<n>`) that have a postings table.
+async fn posting_schemas(conn: &mut sqlx::PgConnection) -> Result<Vec<String>, StoreError> {
     let base: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut *conn).await?;
-    let schemas: Vec<String> = sqlx::query_scalar(
+    Ok(sqlx::query_scalar(
         "SELECT n.nspname::text FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'postings' \
          WHERE n.nspname = $1 OR (left(n.nspname, length($1) + 2) = $1 || '_p' \
          AND substr(n.nspname, length($1) + 3) ~ '^[0-9]+$') ORDER BY n.nspname",
     )
     .bind(&base)
     .fetch_all(&mut *conn)
-    .await?;
-    for schema in schemas {
-        backfill_schema(conn, &quote_ident(&schema)).await?;
-    }
-    Ok(())
+    .await?)
 }
 
 async fn backfill_schema(conn: &mut sqlx::PgConnection, schema: &str) -> Result<(), StoreError> {
@@ -122,4 +96,50 @@ async fn backfill_schema(conn: &mut sqlx::PgConnection, schema: &str) -> Result<
         }
         copy.finish().await?;
     }
+}
+
+/// Writes the filters of the blocks whose last seq is in `first..=last` (an append filled
+/// them), reading their terms back from the postings in the append's transaction; `schema`
+/// qualifies the tables (empty: the search path's).
+pub(super) async fn seal_blocks(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    first: i64,
+    last: i64,
+) -> Result<(), StoreError> {
+    let full = block_filters::last_full_block(last);
+    for block in postings::block(first)..=full {
+        seal_block(conn, schema, block).await?;
+    }
+    Ok(())
+}
+
+async fn seal_block(conn: &mut sqlx::PgConnection, schema: &str, block: i64) -> Result<(), StoreError> {
+    // One array, not a row per posting (~18,000 at W1).
+    let select = format!("SELECT COALESCE(array_agg(term), '{{}}') FROM {schema}postings WHERE block = $1");
+    let terms: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(select.as_str())).bind(block).fetch_one(&mut *conn).await?;
+    let rows = block_filters::build(terms);
+    let insert = format!(
+        "INSERT INTO {schema}posting_filters (bucket, block, fps) \
+         SELECT b, $1, f FROM UNNEST($2::bigint[], $3::bytea[]) AS u(b, f)"
+    );
+    let (buckets, fps): (Vec<i64>, Vec<Vec<u8>>) = rows.into_iter().unzip();
+    sqlx::query(AssertSqlSafe(insert.as_str())).bind(block).bind(buckets).bind(fps).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Fills the filters of the full blocks stored before migration 0020, in this schema and in
+/// each partition schema; runs in the migration's transaction.
+pub(super) async fn backfill_filters(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    for schema in posting_schemas(conn).await? {
+        let schema = format!("{}.", quote_ident(&schema));
+        let bounds = format!("SELECT (SELECT MIN(block) FROM {schema}postings), (SELECT MAX(seq) FROM {schema}events)");
+        let (oldest, head): (Option<i64>, Option<i64>) =
+            sqlx::query_as(AssertSqlSafe(bounds.as_str())).fetch_one(&mut *conn).await?;
+        let (Some(oldest), Some(head)) = (oldest, head) else { continue };
+        for block in oldest..=block_filters::last_full_block(head) {
+            seal_block(conn, &schema, block).await?;
+        }
+    }
+    Ok(())
 }

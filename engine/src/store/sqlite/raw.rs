@@ -18,7 +18,7 @@ use std::ptr::{self, NonNull};
 
 use libsqlite3_sys as ffi;
 
-use super::super::{IndexedColumns, StoreError, StoredRow, classify_code, postings};
+use super::super::{IndexedColumns, StoreError, StoredRow, block_filters, classify_code, postings};
 use super::chunk_sizes_of;
 
 /// The head of the events insert; each row adds `(?, ...)` with [`EVENT_COLUMNS`] values.
@@ -78,6 +78,35 @@ pub(super) fn insert_rows(db: NonNull<ffi::sqlite3>, rows: &[StoredRow]) -> Resu
         }
         statement.execute()?;
         start += size;
+    }
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        seal_blocks(db, first.seq, last.seq)?;
+    }
+    Ok(())
+}
+
+/// Writes the filters (store/block_filters.rs) of the blocks whose last seq is in
+/// `first..=last`: an append filled them (the seqs before `first` are stored, the chain
+/// is contiguous). Their terms are read back from the postings, inside this transaction.
+fn seal_blocks(db: NonNull<ffi::sqlite3>, first: i64, last: i64) -> Result<(), StoreError> {
+    let full = block_filters::last_full_block(last);
+    let from = postings::block(first);
+    if full < from {
+        return Ok(());
+    }
+    let mut terms = Statement::prepare(db, c"SELECT term FROM postings WHERE block = ?")?;
+    let mut insert = Statements::new(db, "INSERT INTO posting_filters (bucket, block, fps) VALUES ", 3);
+    for block in from..=full {
+        terms.int(1, block)?;
+        let rows = block_filters::build(terms.column_ints()?);
+        let statement = insert.get(rows.len())?;
+        for (i, (bucket, fps)) in rows.iter().enumerate() {
+            let at = (i * 3) as c_int;
+            statement.int(at + 1, *bucket)?;
+            statement.int(at + 2, block)?;
+            statement.blob(at + 3, fps)?;
+        }
+        statement.execute()?;
     }
     Ok(())
 }
@@ -201,6 +230,27 @@ impl Statement {
         let rc = unsafe { ffi::sqlite3_step(self.raw.as_ptr()) };
         let result = if rc == ffi::SQLITE_DONE { Ok(()) } else { Err(error(self.db, rc)) };
         // SAFETY: as above. Reset repeats the step's error code, already taken.
+        unsafe {
+            ffi::sqlite3_reset(self.raw.as_ptr());
+            ffi::sqlite3_clear_bindings(self.raw.as_ptr());
+        }
+        result
+    }
+
+    /// Steps a query to its end, collecting its first column as integers, then resets it and
+    /// clears its bindings.
+    fn column_ints(&mut self) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::new();
+        let result = loop {
+            // SAFETY: the statement is live and its parameters bound.
+            match unsafe { ffi::sqlite3_step(self.raw.as_ptr()) } {
+                // SAFETY: a row is current; column 0 exists (one-column query).
+                ffi::SQLITE_ROW => out.push(unsafe { ffi::sqlite3_column_int64(self.raw.as_ptr(), 0) }),
+                ffi::SQLITE_DONE => break Ok(out),
+                rc => break Err(error(self.db, rc)),
+            }
+        };
+        // SAFETY: as in `execute`.
         unsafe {
             ffi::sqlite3_reset(self.raw.as_ptr());
             ffi::sqlite3_clear_bindings(self.raw.as_ptr());

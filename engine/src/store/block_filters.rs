@@ -1,0 +1,163 @@
+//! Per-block filters of the posting table: how a lookup skips the blocks that do not hold
+//! its value, so its cost stops growing with the number of blocks probed (issue 23's growth
+//! item; measured in BENCHMARKS.md, "Lookups as the log grows").
+//!
+//! Without them a lookup probed `(block, term)` in every block of the log: ~10 us per block
+//! on SQLite, 245 blocks at 1M events, 2,450 at 10M. When a block is full (all 4,096 seqs
+//! stored) the append that fills it also writes its filter, in the same transaction: the
+//! block's distinct terms split into [`BUCKETS`] buckets by their mixed hash, each bucket one
+//! row `(bucket, block, fps)` of the `posting_filters` table, `fps` the sorted 16-bit
+//! fingerprints of the bucket's terms (two bytes each, little-endian). A lookup reads one
+//! row per block (its value's bucket: a contiguous range of the `(bucket, block)` key, ~100
+//! bytes a row at W1's ~11,000 distinct terms per block) and probes only the blocks whose
+//! row holds its fingerprint, plus the newest block, which is not full yet. A fingerprint
+//! present by chance costs one useless probe (~1 block in 1,000 at W1), never a wrong result:
+//! the query compares the column itself.
+//!
+//! What a damaged row can and cannot do: a missing row, or one that is not a sorted list of
+//! fingerprints, makes the lookup probe that block (correct, slower); a row for a block that
+//! is not full is ignored; a well-formed row that leaves out a fingerprint would hide that
+//! block's events from lookups, so verify rebuilds every full block's filter from its
+//! postings (which it checks against the columns) and names the block's first seq when
+//! they differ. Rows are never updated; a purge drops those of blocks wholly below the floor
+//! (a block partly purged keeps a filter that is a superset: still correct), and an accepted
+//! truncation drops those of the blocks it left unfull.
+
+use super::postings;
+
+/// Buckets per block; part of the stored format (never change it).
+pub const BUCKETS: i64 = 256;
+
+/// Seqs per block.
+pub const BLOCK_LEN: i64 = 1 << postings::BLOCK_SHIFT;
+
+/// The bucket and 16-bit fingerprint of a posting term: the top 8 and next 16 bits of the
+/// term through the SplitMix64 finalizer (FNV-1a's high bits alone are not mixed enough).
+pub fn key(term: i64) -> (i64, u16) {
+    let mut z = term as u64;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((z >> 56) as i64, (z >> 40) as u16)
+}
+
+/// The first seq of `block`.
+pub fn first_seq(block: i64) -> i64 {
+    block << postings::BLOCK_SHIFT
+}
+
+/// The newest block whose seqs are all at or below `head` (-1 when none is).
+pub fn last_full_block(head: i64) -> i64 {
+    postings::block(head.max(-1) + 1) - 1
+}
+
+/// The filter rows `(bucket, fps)` of one full block from its terms: every bucket, empty ones
+/// too (a row per bucket marks the block as filtered).
+pub fn build(terms: impl IntoIterator<Item = i64>) -> Vec<(i64, Vec<u8>)> {
+    let mut keys: Vec<(i64, u16)> = terms.into_iter().map(key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut rows: Vec<(i64, Vec<u8>)> = (0..BUCKETS).map(|b| (b, Vec::new())).collect();
+    for (bucket, fp) in keys {
+        rows[bucket as usize].1.extend_from_slice(&fp.to_le_bytes());
+    }
+    rows
+}
+
+/// Whether a stored row may hold `fp`: true unless it is a well-formed list (even length,
+/// strictly ascending) without it.
+pub fn may_hold(fps: &[u8], fp: u16) -> bool {
+    if fps.len() % 2 != 0 {
+        return true;
+    }
+    let list: Vec<u16> = fps.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    if list.windows(2).any(|w| w[0] >= w[1]) {
+        return true;
+    }
+    list.binary_search(&fp).is_ok()
+}
+
+/// The blocks a lookup of fingerprint `fp` must probe in `lo..=hi`, newest first: every
+/// block past `last_full` (not full: no filter applies), and each full block unless its row
+/// (from `rows`, `(block, fps)` of the value's bucket) rules the fingerprint out.
+pub fn candidates(lo: i64, hi: i64, last_full: i64, rows: &[(i64, Vec<u8>)], fp: u16) -> Vec<i64> {
+    let rows: std::collections::HashMap<i64, &[u8]> = rows.iter().map(|(b, f)| (*b, f.as_slice())).collect();
+    (lo..=hi).rev().filter(|b| *b > last_full || rows.get(b).is_none_or(|fps| may_hold(fps, fp))).collect()
+}
+
+/// The differences between the stored filter rows of one full block and those its
+/// postings give, as `(bucket, what)`; empty when they agree or when the block has no rows
+/// at all (an unfiltered block is probed, so nothing is hidden).
+pub fn differences(stored: &[(i64, Vec<u8>)], expected: &[(i64, Vec<u8>)]) -> Vec<(i64, String)> {
+    if stored.is_empty() {
+        return Vec::new();
+    }
+    let stored: std::collections::BTreeMap<i64, &Vec<u8>> = stored.iter().map(|(b, f)| (*b, f)).collect();
+    let mut out = Vec::new();
+    for (bucket, fps) in expected {
+        match stored.get(bucket) {
+            None => out.push((*bucket, "no row".to_string())),
+            Some(s) if *s != fps => {
+                out.push((*bucket, format!("{} fingerprints where {} were expected", s.len() / 2, fps.len() / 2)))
+            }
+            Some(_) => {}
+        }
+    }
+    for bucket in stored.keys().filter(|b| !(0..BUCKETS).contains(*b)) {
+        out.push((*bucket, "a row for a bucket that does not exist".to_string()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_built_filter_holds_every_term_and_rules_out_most_others() {
+        let terms: Vec<i64> = (0..12_000).map(|i| postings::term(2, &format!("user-{i}"))).collect();
+        let rows = build(terms.iter().copied());
+        assert_eq!(rows.len(), BUCKETS as usize);
+        for t in &terms {
+            let (bucket, fp) = key(*t);
+            assert!(may_hold(&rows[bucket as usize].1, fp));
+        }
+        let absent = (0..10_000)
+            .filter(|i| {
+                let (bucket, fp) = key(postings::term(2, &format!("other-{i}")));
+                may_hold(&rows[bucket as usize].1, fp)
+            })
+            .count();
+        // ~47 fingerprints per bucket out of 65,536: ~0.07% expected.
+        assert!(absent < 50, "{absent} of 10,000 absent values passed the filter");
+    }
+
+    #[test]
+    fn damaged_rows_never_hide_a_block_and_unfull_blocks_are_always_probed() {
+        let (_, fp) = key(42);
+        assert!(may_hold(&[1, 2, 3], fp), "odd length");
+        assert!(may_hold(&[5, 0, 1, 0], fp), "not ascending");
+        assert!(!may_hold(&[], fp));
+        let rows = vec![(3, Vec::new()), (2, fp.to_le_bytes().to_vec()), (1, vec![9])];
+        // Block 5 is past the last full block (4): probed whatever its row says.
+        let forged = vec![(5, Vec::new()), (3, Vec::new()), (2, fp.to_le_bytes().to_vec()), (1, vec![9])];
+        assert_eq!(candidates(0, 5, 4, &rows, fp), vec![5, 4, 2, 1, 0]);
+        assert_eq!(candidates(0, 5, 4, &forged, fp), vec![5, 4, 2, 1, 0]);
+        assert_eq!(last_full_block(4095), 0);
+        assert_eq!(last_full_block(4094), -1);
+        assert_eq!(last_full_block(0), -1);
+    }
+
+    #[test]
+    fn differences_name_each_bucket_and_accept_an_unfiltered_block() {
+        let expected = build([1, 2, 3]);
+        assert!(differences(&[], &expected).is_empty());
+        assert!(differences(&expected, &expected).is_empty());
+        let mut forged = expected.clone();
+        let (bucket, _) = key(2);
+        forged[bucket as usize].1.clear();
+        let diff = differences(&forged, &expected);
+        assert_eq!(diff.len(), 1);
+        assert_eq!(diff[0].0, bucket);
+    }
+}
