@@ -15,9 +15,10 @@ fn main() {
     let url = args.next().expect("usage: profile_lookup URL [field=value ...]");
     let mut lookups: Vec<String> = args.collect();
     if lookups.is_empty() {
-        lookups = ["user_id=usr_000042", "ip=100.64.0.42", "organization_id=org_0042", "user_id=usr_none", "ip=192.0.2.99"]
-            .map(String::from)
-            .to_vec();
+        lookups =
+            ["user_id=usr_000042", "ip=100.64.0.42", "organization_id=org_0042", "user_id=usr_none", "ip=192.0.2.99"]
+                .map(String::from)
+                .to_vec();
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let store = rt.block_on(Store::open(&url)).expect("store");

@@ -9,14 +9,15 @@
 //! row `(bucket, block, fps)` of the `posting_filters` table, `fps` the sorted 16-bit
 //! fingerprints of the bucket's terms (two bytes each, little-endian). A lookup reads one
 //! row per block (its value's bucket: a contiguous range of the `(bucket, block)` key, ~100
-//! bytes a row at W1's ~11,000 distinct terms per block) and probes only the blocks whose
-//! row holds its fingerprint, plus the newest block, which is not full yet. A fingerprint
+//! bytes a row at W1's ~11,000 distinct terms per block), the database testing each row
+//! for the fingerprint's two bytes so only the blocks that may hold it come back, and
+//! probes those, plus the newest block, which is not full yet. A fingerprint
 //! present by chance costs one useless probe (~1 block in 1,000 at W1), never a wrong result:
 //! the query compares the column itself.
 //!
-//! What a damaged row can and cannot do: a missing row, or one that is not a sorted list of
-//! fingerprints, makes the lookup probe that block (correct, slower); a row for a block that
-//! is not full is ignored; a well-formed row that leaves out a fingerprint would hide that
+//! What a damaged row can and cannot do: a missing row, or one of odd length, makes the
+//! lookup probe that block (correct, slower); a row for a block that is not full is
+//! ignored; an even-length row that leaves out a fingerprint would hide that
 //! block's events from lookups, so verify rebuilds every full block's filter from its
 //! postings (which it checks against the columns) and names the block's first seq when
 //! they differ. Rows are never updated; a purge drops those of blocks wholly below the floor
@@ -64,25 +65,25 @@ pub fn build(terms: impl IntoIterator<Item = i64>) -> Vec<(i64, Vec<u8>)> {
     rows
 }
 
-/// Whether a stored row may hold `fp`: true unless it is a well-formed list (even length,
-/// strictly ascending) without it.
+/// Whether a stored row may hold `fp`: unless it is an even-length list with no two
+/// bytes equal to `fp`'s (at any offset). The lookup asks the database the same question
+/// (`instr` on SQLite, `position` on PostgreSQL), so only the rows that may hold the value
+/// come back; a row of odd length (damaged) always may.
 pub fn may_hold(fps: &[u8], fp: u16) -> bool {
-    if fps.len() % 2 != 0 {
-        return true;
-    }
-    let list: Vec<u16> = fps.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-    if list.windows(2).any(|w| w[0] >= w[1]) {
-        return true;
-    }
-    list.binary_search(&fp).is_ok()
+    fps.len() % 2 != 0 || fps.windows(2).any(|w| w == fp.to_le_bytes())
 }
 
-/// The blocks a lookup of fingerprint `fp` must probe in `lo..=hi`, newest first: every
-/// block past `last_full` (not full: no filter applies), and each full block unless its row
-/// (from `rows`, `(block, fps)` of the value's bucket) rules the fingerprint out.
-pub fn candidates(lo: i64, hi: i64, last_full: i64, rows: &[(i64, Vec<u8>)], fp: u16) -> Vec<i64> {
-    let rows: std::collections::HashMap<i64, &[u8]> = rows.iter().map(|(b, f)| (*b, f.as_slice())).collect();
-    (lo..=hi).rev().filter(|b| *b > last_full || rows.get(b).is_none_or(|fps| may_hold(fps, fp))).collect()
+/// The blocks a lookup must probe in `lo..=hi`, newest first: every block past `last_full`
+/// (not full: no filter applies), the full blocks whose row may hold the value (`hits`),
+/// and the full blocks without a row (`unfiltered`: damaged or never written).
+pub fn candidates(lo: i64, hi: i64, last_full: i64, hits: &[i64], unfiltered: &[i64]) -> Vec<i64> {
+    let mut out: Vec<i64> = ((last_full + 1).max(lo)..=hi).rev().collect();
+    let mut full: Vec<i64> =
+        hits.iter().chain(unfiltered).copied().filter(|b| (lo..=hi.min(last_full)).contains(b)).collect();
+    full.sort_unstable_by(|a, b| b.cmp(a));
+    full.dedup();
+    out.extend(full);
+    out
 }
 
 /// The differences between the stored filter rows of one full block and those its
@@ -135,14 +136,15 @@ mod tests {
     #[test]
     fn damaged_rows_never_hide_a_block_and_unfull_blocks_are_always_probed() {
         let (_, fp) = key(42);
+        let [lo_byte, hi_byte] = fp.to_le_bytes();
         assert!(may_hold(&[1, 2, 3], fp), "odd length");
-        assert!(may_hold(&[5, 0, 1, 0], fp), "not ascending");
+        assert!(may_hold(&[9, lo_byte, hi_byte, 9], fp), "at any offset (a false positive at worst)");
         assert!(!may_hold(&[], fp));
-        let rows = vec![(3, Vec::new()), (2, fp.to_le_bytes().to_vec()), (1, vec![9])];
-        // Block 5 is past the last full block (4): probed whatever its row says.
-        let forged = vec![(5, Vec::new()), (3, Vec::new()), (2, fp.to_le_bytes().to_vec()), (1, vec![9])];
-        assert_eq!(candidates(0, 5, 4, &rows, fp), vec![5, 4, 2, 1, 0]);
-        assert_eq!(candidates(0, 5, 4, &forged, fp), vec![5, 4, 2, 1, 0]);
+        // Blocks 0..=5, 4 the last full: 5 is probed whatever its row says; 2 holds the
+        // value, 0 has no row; 1 and 3 rule it out.
+        assert_eq!(candidates(0, 5, 4, &[2], &[0]), vec![5, 2, 0]);
+        assert_eq!(candidates(0, 5, 4, &[2, 5, 9], &[0, 2]), vec![5, 2, 0]);
+        assert_eq!(candidates(3, 3, 4, &[2], &[0]), Vec::<i64>::new());
         assert_eq!(last_full_block(4095), 0);
         assert_eq!(last_full_block(4094), -1);
         assert_eq!(last_full_block(0), -1);

@@ -41,12 +41,20 @@ impl Store {
         }
         let last_full = block_filters::last_full_block(head);
         let (bucket, fp) = block_filters::key(term);
-        let rows = if lo_block <= hi_block.min(last_full) {
-            dispatch!(self, s => s.filter_rows(bucket, lo_block, hi_block.min(last_full)).await)?
-        } else {
-            Vec::new()
-        };
-        let candidates = block_filters::candidates(lo_block, hi_block, last_full, &rows, fp);
+        let (mut hits, mut unfiltered) = (Vec::new(), Vec::new());
+        let filtered_hi = hi_block.min(last_full);
+        if lo_block <= filtered_hi {
+            let rows;
+            (hits, rows) = dispatch!(self, s => s.filter_hits(bucket, fp, lo_block, filtered_hi).await)?;
+            // A full block without its row (damaged, or sealed before a crash the filters
+            // survived differently) is probed: find which, only when some are missing.
+            if rows < filtered_hi - lo_block + 1 {
+                let with_rows: std::collections::HashSet<i64> =
+                    dispatch!(self, s => s.filter_blocks(bucket, lo_block, filtered_hi).await)?.into_iter().collect();
+                unfiltered = (lo_block..=filtered_hi).filter(|b| !with_rows.contains(b)).collect();
+            }
+        }
+        let candidates = block_filters::candidates(lo_block, hi_block, last_full, &hits, &unfiltered);
         let mut out = Vec::new();
         let (mut at, mut width) = (0, FIRST_WINDOW);
         while at < candidates.len() && (out.len() as i64) < limit {
@@ -98,20 +106,47 @@ macro_rules! filter_queries {
                 Ok(sqlx::query_scalar("SELECT MIN(block) FROM postings").fetch_one(&self.$reader).await?)
             }
 
-            /// `(block, fps)` of `bucket` for blocks `lo..=hi`.
-            pub(super) async fn filter_rows(
+            /// The blocks in `lo..=hi` whose row of `bucket` may hold `fp` (as
+            /// [`block_filters::may_hold`]: the database tests each row, only hits come
+            /// back), and how many rows the range has.
+            pub(super) async fn filter_hits(
                 &self,
                 bucket: i64,
+                fp: u16,
                 lo: i64,
                 hi: i64,
-            ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("SELECT block, fps FROM posting_filters WHERE bucket = ");
-                qb.push_bind(bucket).push(" AND block >= ").push_bind(lo).push(" AND block <= ").push_bind(hi);
+            ) -> Result<(Vec<i64>, i64), StoreError> {
+                let range = |qb: &mut QueryBuilder<$db>| {
+                    qb.push(" FROM posting_filters WHERE bucket = ").push_bind(bucket);
+                    qb.push(" AND block >= ").push_bind(lo).push(" AND block <= ").push_bind(hi);
+                };
+                let mut qb = QueryBuilder::<$db>::new("SELECT -1 AS block, COUNT(*) AS n");
+                range(&mut qb);
+                qb.push(" UNION ALL SELECT block, 0");
+                range(&mut qb);
+                let fp = fp.to_le_bytes().to_vec();
+                if <$db as sqlx::Database>::NAME == "SQLite" {
+                    qb.push(" AND (length(fps) % 2 = 1 OR instr(fps, ").push_bind(fp).push(") > 0)");
+                } else {
+                    qb.push(" AND (length(fps) % 2 = 1 OR position(").push_bind(fp).push(" in fps) > 0)");
+                }
                 let rows = qb.build().persistent(false).fetch_all(&self.$reader).await?;
-                Ok(rows
-                    .iter()
-                    .filter_map(|r| Some((r.try_get::<i64, _>("block").ok()?, r.try_get::<Vec<u8>, _>("fps").ok()?)))
-                    .collect())
+                let mut hits = Vec::new();
+                let mut count = 0;
+                for r in &rows {
+                    match r.try_get::<i64, _>(0usize)? {
+                        -1 => count = r.try_get::<i64, _>(1usize)?,
+                        block => hits.push(block),
+                    }
+                }
+                Ok((hits, count))
+            }
+
+            /// The blocks in `lo..=hi` that have a row of `bucket`.
+            pub(super) async fn filter_blocks(&self, bucket: i64, lo: i64, hi: i64) -> Result<Vec<i64>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT block FROM posting_filters WHERE bucket = ");
+                qb.push_bind(bucket).push(" AND block >= ").push_bind(lo).push(" AND block <= ").push_bind(hi);
+                Ok(qb.build_query_scalar().persistent(false).fetch_all(&self.$reader).await?)
             }
 
             /// `(block, bucket, fps)` of blocks `lo..=hi`, every bucket.
