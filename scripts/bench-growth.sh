@@ -7,6 +7,7 @@
 # Prints the load tool's report, then:
 #   GROWTH events_before=.. events_after=.. idle_rss_mb=.. after_rss_mb=.. cpu_us_per_event=..
 #   BUFFERS (high-water marks and SQLite/rule-state bytes, from /metrics)
+#   RULE name seconds_per_event=.. alerts_total=.. alerts_rate_limited_total=.. (each rule)
 #   LOOKUP field=value median_ms=.. (GET /v1/events?<field>=<value>, 15 calls each, after the load)
 # VIGIL_BENCH_CONFIG: TOML appended to the server's config; VIGIL_GROWTH_LOOKUPS=0 skips lookups.
 # The load starts once detection has caught up with the stored log (vigil_detection_lag_events 0).
@@ -56,6 +57,13 @@ curl -sf "http://127.0.0.1:$port/metrics" | awk '
   /^vigil_rule_state_bytes\{/ { state += $2 }
   /^vigil_rule_state_keys\{/ { keys += $2 }
   END { printf "vigil_rule_state_bytes_sum=%d vigil_rule_state_keys_sum=%d\n", state, keys }' | sed 's/^/BUFFERS /'
+# Per rule: mean evaluation time per offered event (since start), alerts raised and alerts
+# dropped by the per-rule rate limit.
+curl -sf "http://127.0.0.1:$port/metrics" | awk '
+  match($0, /^vigil_rule_(seconds_per_event|alerts_total|alerts_rate_limited_total)\{rule="[^"]*"/) {
+    split($0, a, "\""); name = $1; sub(/\{.*/, "", name); sub(/^vigil_rule_/, "", name)
+    v[a[2]] = v[a[2]] " " name "=" $2 }
+  END { for (r in v) printf "RULE %s%s\n", r, v[r] }' | sort
 if [[ ${VIGIL_GROWTH_LOOKUPS:-1} != 0 ]]; then
   # A frequent user (of W1's 20,000), its address, an organization, and values stored nowhere
   # (every block is probed for them).
