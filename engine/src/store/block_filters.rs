@@ -70,7 +70,7 @@ pub fn build(terms: impl IntoIterator<Item = i64>) -> Vec<(i64, Vec<u8>)> {
 /// (`instr` on SQLite, `position` on PostgreSQL), so only the rows that may hold the value
 /// come back; a row of odd length (damaged) always may.
 pub fn may_hold(fps: &[u8], fp: u16) -> bool {
-    fps.len() % 2 != 0 || fps.windows(2).any(|w| w == fp.to_le_bytes())
+    !fps.len().is_multiple_of(2) || fps.windows(2).any(|w| w == fp.to_le_bytes())
 }
 
 /// The blocks a lookup must probe in `lo..=hi`, newest first: every block past `last_full`
