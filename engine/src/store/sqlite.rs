@@ -529,24 +529,16 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
     }
 }
 
-/// Fills the filters of the full blocks stored before migration 0020 (the appends write
-/// them from then on, raw.rs).
+/// Fills the filters of the full blocks stored before migration 0020, as an append that
+/// fills a block writes them (raw.rs).
 async fn backfill_filters(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
     let (oldest, head): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT (SELECT MIN(block) FROM postings), (SELECT MAX(seq) FROM events)")
             .fetch_one(&mut *tx)
             .await?;
     let (Some(oldest), Some(head)) = (oldest, head) else { return Ok(()) };
-    for block in oldest..=block_filters::last_full_block(head) {
-        let terms: Vec<i64> =
-            sqlx::query_scalar("SELECT term FROM postings WHERE block = ?").bind(block).fetch_all(&mut *tx).await?;
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO posting_filters (bucket, block, fps) ");
-        qb.push_values(block_filters::build(terms), |mut b, (bucket, fps)| {
-            b.push_bind(bucket).push_bind(block).push_bind(fps);
-        });
-        qb.build().execute(&mut *tx).await?;
-    }
-    Ok(())
+    let mut handle = tx.lock_handle().await?;
+    raw::seal_blocks(handle.as_raw_handle(), block_filters::first_seq(oldest), head)
 }
 
 super::events::event_queries!(SqliteStore, SqliteRow, writer: writer);

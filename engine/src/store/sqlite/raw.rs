@@ -87,8 +87,8 @@ pub(super) fn insert_rows(db: NonNull<ffi::sqlite3>, rows: &[StoredRow]) -> Resu
 
 /// Writes the filters (store/block_filters.rs) of the blocks whose last seq is in
 /// `first..=last`: an append filled them (the seqs before `first` are stored, the chain
-/// is contiguous). Their terms are read back from the postings, inside this transaction.
-fn seal_blocks(db: NonNull<ffi::sqlite3>, first: i64, last: i64) -> Result<(), StoreError> {
+/// is contiguous), or migration 0020 fills those stored before it. Their terms are read back from the postings, inside this transaction.
+pub(super) fn seal_blocks(db: NonNull<ffi::sqlite3>, first: i64, last: i64) -> Result<(), StoreError> {
     let full = block_filters::last_full_block(last);
     let from = postings::block(first);
     if full < from {
