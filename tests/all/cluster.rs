@@ -49,8 +49,25 @@ impl Schema {
         .bind(&self.name)
         .fetch_all(&mut conn)
         .await?;
+        // A stopped node's background tasks may still hold a transaction on the schema (its
+        // pool outlives `shutdown` until the test's runtime ends): a drop that waits on a lock
+        // for long ends those sessions (only the holders of this schema's locks) and tries again.
+        sqlx::raw_sql("SET lock_timeout = '10s'").execute(&mut conn).await?;
         for s in schemas {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {s} CASCADE"))).execute(&mut conn).await?;
+            let drop = format!("DROP SCHEMA {s} CASCADE");
+            let mut tries = 0;
+            while let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(drop.as_str())).execute(&mut conn).await {
+                tries += 1;
+                anyhow::ensure!(tries < 6, "{drop}: {e}");
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT l.pid FROM pg_locks l \
+                     JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = $1 AND l.pid <> pg_backend_pid() AND l.granted) holders",
+                )
+                .bind(&s)
+                .execute(&mut conn)
+                .await?;
+            }
         }
         Ok(())
     }

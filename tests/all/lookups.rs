@@ -7,7 +7,10 @@
 use serde_json::{Value, json};
 use vigil_tests::{Backend, TestApp, both_backends, failures, spawn_app};
 
-both_backends!(lookups_through_block_filters_find_exactly_the_matching_events);
+both_backends!(
+    lookups_through_block_filters_find_exactly_the_matching_events,
+    span_filters_cover_sixteen_blocks_and_verify_checks_them
+);
 
 /// Events sent: 9,000 (with the server's own events, blocks 0 and 1 fill and block 2 is
 /// open).
@@ -138,5 +141,88 @@ async fn lookups_through_block_filters_find_exactly_the_matching_events(backend:
     assert_eq!(lookup(&app, "user_id=rare-user", 100).await?, vec![seq_of[RARE[1]]]);
     let found = failures(&app.verify().await?);
     assert!(found.contains(&(8_192, "column_mismatch".to_string())), "{found:?}");
+    Ok(())
+}
+
+/// Events of the span test: blocks 0..=15 (span 0) fill, block 16 is open.
+const SPAN_EVENTS: usize = 66_000;
+/// The rare user of the span test: in block 3 (inside span 0) and in the open block.
+const SPAN_RARE: [usize; 2] = [13_000, 65_900];
+
+async fn span_lookup(app: &TestApp, seq_of: &[i64]) -> anyhow::Result<()> {
+    let rare: Vec<i64> = SPAN_RARE.iter().rev().map(|&i| seq_of[i]).collect();
+    assert_eq!(lookup(app, "user_id=rare-user", 100).await?, rare);
+    assert!(lookup(app, "user_id=nobody-at-all", 100).await?.is_empty());
+    let u7: Vec<i64> =
+        (0..SPAN_EVENTS).rev().filter(|&i| i % 500 == 7 && !SPAN_RARE.contains(&i)).map(|i| seq_of[i]).collect();
+    assert_eq!(lookup(app, "user_id=u-7", 1000).await?, u7);
+    assert_eq!(lookup(app, "request_id=r-20000", 10).await?, vec![seq_of[20_000]]);
+    Ok(())
+}
+
+/// A span of 16 full blocks gets its span filter (4,096 rows at its last block, built from
+/// the blocks' rows); lookups read it before the blocks' rows, so a forged span row hides
+/// the span's events from them, and verify names the span; a log from before migration
+/// 0021 gets its span filters at start.
+async fn span_filters_cover_sixteen_blocks_and_verify_checks_them(backend: Backend) -> anyhow::Result<()> {
+    let app = spawn_app(backend).await?;
+    let span_event = |i: usize| {
+        let mut e = event(i);
+        e["user_id"] = json!(if SPAN_RARE.contains(&i) { "rare-user".to_string() } else { format!("u-{}", i % 500) });
+        e
+    };
+    let mut seq_of = Vec::with_capacity(SPAN_EVENTS);
+    for chunk in (0..SPAN_EVENTS).collect::<Vec<_>>().chunks(1000) {
+        let batch: Vec<Value> = chunk.iter().map(|&i| span_event(i)).collect();
+        let (status, body) = app.post_events(&json!(batch)).await?;
+        anyhow::ensure!(status == 201, "{body}");
+        seq_of.extend(body["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()));
+    }
+    let head = app.sql_i64("SELECT MAX(seq) FROM events").await?;
+    assert!((65_535..69_631).contains(&head), "span 0 full, block 16 open: head {head}");
+    assert!((12_288..16_384).contains(&seq_of[SPAN_RARE[0]]), "block 3: {}", seq_of[SPAN_RARE[0]]);
+    let span_rows = "SELECT COUNT(*) FROM posting_filters WHERE bucket >= 256";
+    assert_eq!(app.sql_i64(span_rows).await?, 4096);
+    assert_eq!(app.sql_i64("SELECT COUNT(DISTINCT block) FROM posting_filters WHERE bucket >= 256").await?, 1);
+    assert_eq!(app.sql_i64("SELECT MIN(block) FROM posting_filters WHERE bucket >= 256").await?, 15);
+    span_lookup(&app, &seq_of).await?;
+    assert_eq!(app.verify().await?["status"], "ok");
+
+    // A log from before migration 0021 gets the span filters of its full spans at start.
+    let (drop_delete, drop_update) = match backend {
+        Backend::Sqlite => ("DROP TRIGGER posting_filters_no_delete", "DROP TRIGGER posting_filters_no_update"),
+        Backend::Postgres => (
+            "DROP TRIGGER posting_filters_no_delete ON posting_filters",
+            "DROP TRIGGER posting_filters_no_update ON posting_filters",
+        ),
+    };
+    app.exec_sql(&format!(
+        "{drop_delete}; DELETE FROM posting_filters WHERE bucket >= 256; DELETE FROM _vigil_migrations WHERE version = 21"
+    ))
+    .await?;
+    // Without span rows a lookup reads every block's row: the same answers.
+    span_lookup(&app, &seq_of).await?;
+    let app = app.restart().await?;
+    assert_eq!(app.sql_i64(span_rows).await?, 4096);
+    span_lookup(&app, &seq_of).await?;
+    assert_eq!(app.verify().await?["status"], "ok");
+
+    // Emptied span rows hide the rare user's block-3 event from lookups (they are read
+    // first)... and verify names the span at its first seq.
+    let empty = match backend {
+        Backend::Sqlite => "X''",
+        Backend::Postgres => "'\\x'::bytea",
+    };
+    app.exec_sql(&format!("{drop_update}; UPDATE posting_filters SET fps = {empty} WHERE bucket >= 256")).await?;
+    assert_eq!(lookup(&app, "user_id=rare-user", 100).await?, vec![seq_of[SPAN_RARE[1]]]);
+    let report = app.verify().await?;
+    assert_eq!(failures(&report), vec![(1, "column_mismatch".to_string())], "{report}");
+    // Without its span rows a span's blocks are read one by one (nothing hidden); span rows
+    // at a block that does not end a span are named there.
+    app.exec_sql("DELETE FROM posting_filters WHERE bucket >= 256").await?;
+    app.exec_sql(&format!("INSERT INTO posting_filters (bucket, block, fps) VALUES (300, 7, {empty})")).await?;
+    span_lookup(&app, &seq_of).await?;
+    let found = failures(&app.verify().await?);
+    assert_eq!(found, vec![(7 * 4096, "column_mismatch".to_string())], "{found:?}");
     Ok(())
 }

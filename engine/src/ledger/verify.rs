@@ -114,38 +114,53 @@ fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Ch
     })
 }
 
+/// The span filter (store/block_filters.rs) the walk expects: the block filters its rows
+/// gave, block by block, for the span being walked.
+#[derive(Default)]
+struct SpanCheck {
+    span: i64,
+    blocks: i64,
+    rows: Vec<(i64, Vec<u8>)>,
+}
+
 /// Every stored filter of a full block must be what its rows' columns give
 /// (store/block_filters.rs): a filter that leaves out a value would hide the block's events
 /// from lookups by it. A block without filter rows is probed by every lookup (nothing
 /// hidden); a block whose rows are not all present and consistent is named by those rows'
 /// failures already (or, under write load, was filled after the walk read its rows). A
 /// filter of a block that is not full (at `head`, read after the filters) is named too
-/// (lookups ignore it).
+/// (lookups ignore it). The same for each span's filter, stored at its last block and
+/// checked against the union of its 16 blocks' (when the walk saw all 16 whole).
 fn check_filters(
     verifier: &mut ChainVerifier,
+    spans: &mut SpanCheck,
     chunk: (i64, i64, i64),
     head: i64,
     rows: &[crate::store::StoredRow],
     consistent: &[bool],
     stored: Vec<(i64, i64, Vec<u8>)>,
 ) {
-    let mut by_block: std::collections::BTreeMap<i64, Vec<(i64, Vec<u8>)>> = Default::default();
+    let mut by_block: std::collections::BTreeMap<i64, (Vec<(i64, Vec<u8>)>, Vec<(i64, Vec<u8>)>)> = Default::default();
     for (block, bucket, fps) in stored {
-        by_block.entry(block).or_default().push((bucket, fps));
+        let (own, span) = by_block.entry(block).or_default();
+        if bucket < block_filters::BUCKETS { own.push((bucket, fps)) } else { span.push((bucket, fps)) }
     }
     let last_full = block_filters::last_full_block(head);
+    let none = Default::default();
     for block in blocks_within(chunk.0, chunk.1, chunk.2) {
-        let Some(stored) = by_block.get(&block) else { continue };
+        let (stored, span_rows) = by_block.get(&block).unwrap_or(&none);
         let first = block_filters::first_seq(block);
         let at = first.max(1);
         if block > last_full {
-            verifier.fail(
-                at,
-                FailureKind::ColumnMismatch,
-                format!("no posting filter for block {block} (it is not full)"),
-                format!("{} filter rows", stored.len()),
-            );
+            if !stored.is_empty() || !span_rows.is_empty() {
+                let what = format!("{} filter rows", stored.len() + span_rows.len());
+                let expected = format!("no posting filter for block {block} (it is not full)");
+                verifier.fail(at, FailureKind::ColumnMismatch, expected, what);
+            }
             continue;
+        }
+        if block_filters::span_of(block) != spans.span {
+            *spans = SpanCheck { span: block_filters::span_of(block), ..Default::default() };
         }
         let in_block: Vec<(&crate::store::StoredRow, &bool)> =
             rows.iter().zip(consistent).filter(|(r, _)| postings::block(r.seq) == block).collect();
@@ -162,6 +177,32 @@ fn check_filters(
                 at,
                 FailureKind::ColumnMismatch,
                 format!("the posting filter of block {block} (seqs {at}..={}) its rows give", first + 4095),
+                format!("{} bucket(s) differ; bucket {bucket}: {what}", differences.len()),
+            );
+        }
+        spans.blocks += 1;
+        spans.rows.extend(expected);
+        if block != block_filters::span_end(spans.span) {
+            if !span_rows.is_empty() {
+                let what = format!("{} span filter rows", span_rows.len());
+                let expected = format!("no span filter at block {block} (it does not end a span)");
+                verifier.fail(at, FailureKind::ColumnMismatch, expected, what);
+            }
+            continue;
+        }
+        // A span the walk did not see whole (it started inside it) is not checked.
+        let Some(expected) =
+            (spans.blocks == block_filters::SPAN_BLOCKS).then(|| block_filters::build_span(&spans.rows)).flatten()
+        else {
+            continue;
+        };
+        let differences = block_filters::differences(span_rows, &expected);
+        if let Some((bucket, what)) = differences.first() {
+            let span_first = block_filters::first_seq(block + 1 - block_filters::SPAN_BLOCKS).max(1);
+            verifier.fail(
+                span_first,
+                FailureKind::ColumnMismatch,
+                format!("the span filter of seqs {span_first}..={} its rows give", first + 4095),
                 format!("{} bucket(s) differ; bucket {bucket}: {what}", differences.len()),
             );
         }
@@ -275,6 +316,7 @@ pub async fn verify_against(
         }
     }
     let mut verifier = ChainVerifier::new(from, prev_hash);
+    let mut spans = SpanCheck { span: -1, ..Default::default() };
     truncation(store, &head, last_checkpoint.as_ref(), known, known_as, &mut verifier_failures).await?;
     let checkpoints = if from <= to { store.checkpoints(from, to).await? } else { Vec::new() };
     let mut by_seq: HashMap<i64, Vec<usize>> = HashMap::new();
@@ -306,8 +348,8 @@ pub async fn verify_against(
         if rows.is_empty() {
             continue;
         }
-        let (back, found) = tokio::task::spawn_blocking(move || {
-            let mut verifier = verifier;
+        let (back, back_spans, found) = tokio::task::spawn_blocking(move || {
+            let (mut verifier, mut spans) = (verifier, spans);
             let mut found = Vec::new();
             let mut consistent = Vec::with_capacity(rows.len());
             for row in &rows {
@@ -318,13 +360,13 @@ pub async fn verify_against(
                 check_postings(&mut verifier, &rows, &consistent, postings);
             }
             if let Some(filters) = filters {
-                check_filters(&mut verifier, chunk, head_after, &rows, &consistent, filters);
+                check_filters(&mut verifier, &mut spans, chunk, head_after, &rows, &consistent, filters);
             }
-            (verifier, found)
+            (verifier, spans, found)
         })
         .await
         .map_err(join_failed)?;
-        verifier = back;
+        (verifier, spans) = (back, back_spans);
         for (seq, hash) in found.iter().filter(|(seq, _)| by_seq.contains_key(seq)) {
             for &i in &by_seq[seq] {
                 let cp = &checkpoints[i];

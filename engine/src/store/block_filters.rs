@@ -65,6 +65,87 @@ pub fn build(terms: impl IntoIterator<Item = i64>) -> Vec<(i64, Vec<u8>)> {
     rows
 }
 
+/// Blocks per span: the second level of filters. When the block that ends a span is
+/// sealed, its span's filter is written too, [`SPAN_BUCKETS`] rows of the union of the 16
+/// blocks' rows (stored at the span's last block, so the guards and the purge treat a span
+/// row as the block it ends), and a lookup reads one span row where it read 16 block rows:
+/// 156 rows at 10M events instead of 2,490.
+pub const SPAN_BLOCKS: i64 = 16;
+
+/// Buckets of a span filter, numbered after the blocks' ([`BUCKETS`]..[`BUCKETS`] +
+/// `SPAN_BUCKETS`): a block bucket split by its fingerprint's top 4 bits, so a span row
+/// holds about as many fingerprints as a block row and is built from the blocks' rows
+/// alone (a false positive costs a scan of the span's 16 block rows: ~1 span in 100).
+pub const SPAN_BUCKETS: i64 = BUCKETS << 4;
+
+/// The span bucket of a block bucket and fingerprint.
+pub fn span_bucket(bucket: i64, fp: u16) -> i64 {
+    BUCKETS + ((bucket << 4) | i64::from(fp >> 12))
+}
+
+/// The span of a block, and the last block of span `span`.
+pub fn span_of(block: i64) -> i64 {
+    block.div_euclid(SPAN_BLOCKS)
+}
+
+/// The last block of span `span` (where its rows are stored).
+pub fn span_end(span: i64) -> i64 {
+    span * SPAN_BLOCKS + SPAN_BLOCKS - 1
+}
+
+/// The span filter of 16 sealed blocks from their block rows `(bucket, fps)`; None unless
+/// every block bucket has exactly 16 well-formed rows (a block without its filter, or a
+/// damaged one, leaves the span without one: its blocks are then read row by row).
+pub fn build_span(rows: &[(i64, Vec<u8>)]) -> Option<Vec<(i64, Vec<u8>)>> {
+    let mut per_bucket = vec![0usize; BUCKETS as usize];
+    let mut spans: Vec<Vec<u16>> = vec![Vec::new(); SPAN_BUCKETS as usize];
+    for (bucket, fps) in rows {
+        if !(0..BUCKETS).contains(bucket) || !fps.len().is_multiple_of(2) {
+            return None;
+        }
+        per_bucket[*bucket as usize] += 1;
+        for pair in fps.chunks_exact(2) {
+            let fp = u16::from_le_bytes([pair[0], pair[1]]);
+            spans[(span_bucket(*bucket, fp) - BUCKETS) as usize].push(fp);
+        }
+    }
+    if per_bucket.iter().any(|n| *n as i64 != SPAN_BLOCKS) {
+        return None;
+    }
+    Some(
+        spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut fps)| {
+                fps.sort_unstable();
+                fps.dedup();
+                (BUCKETS + i as i64, fps.iter().flat_map(|fp| fp.to_le_bytes()).collect())
+            })
+            .collect(),
+    )
+}
+
+/// The block ranges a lookup reads block rows of, in `lo..=hi` (full blocks only): the
+/// blocks of the spans `to_read` (spans whose row may hold the value, or that have none)
+/// and those after the last span that ends by `hi` (its span is not sealed yet), merged
+/// where they touch.
+pub fn block_ranges(lo: i64, hi: i64, to_read: &[i64]) -> Vec<(i64, i64)> {
+    let sealed_hi = span_of(hi + 1) - 1;
+    let mut spans: Vec<i64> = to_read.iter().copied().filter(|s| (span_of(lo)..=sealed_hi).contains(s)).collect();
+    spans.sort_unstable();
+    spans.dedup();
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    let tail = (sealed_hi + 1) * SPAN_BLOCKS;
+    let clipped = spans.iter().map(|s| (s * SPAN_BLOCKS, span_end(*s))).chain((tail <= hi).then_some((tail, hi)));
+    for (a, b) in clipped.map(|(a, b)| (a.max(lo), b.min(hi))) {
+        match ranges.last_mut() {
+            Some(last) if last.1 + 1 >= a => last.1 = last.1.max(b),
+            _ => ranges.push((a, b)),
+        }
+    }
+    ranges
+}
+
 /// Whether a stored row may hold `fp`: unless it is an even-length list with no two
 /// bytes equal to `fp`'s (at any offset). The lookup asks the database the same question
 /// (`instr` on SQLite, `position` on PostgreSQL), so only the rows that may hold the value
@@ -86,9 +167,9 @@ pub fn candidates(lo: i64, hi: i64, last_full: i64, hits: &[i64], unfiltered: &[
     out
 }
 
-/// The differences between the stored filter rows of one full block and those its
-/// postings give, as `(bucket, what)`; empty when they agree or when the block has no rows
-/// at all (an unfiltered block is probed, so nothing is hidden).
+/// The differences between the stored filter rows of one full block (or span) and those
+/// its postings give, as `(bucket, what)`; empty when they agree or when the block has no
+/// rows at all (an unfiltered block is probed, so nothing is hidden).
 pub fn differences(stored: &[(i64, Vec<u8>)], expected: &[(i64, Vec<u8>)]) -> Vec<(i64, String)> {
     if stored.is_empty() {
         return Vec::new();
@@ -104,7 +185,8 @@ pub fn differences(stored: &[(i64, Vec<u8>)], expected: &[(i64, Vec<u8>)]) -> Ve
             Some(_) => {}
         }
     }
-    for bucket in stored.keys().filter(|b| !(0..BUCKETS).contains(*b)) {
+    let valid: std::collections::BTreeSet<i64> = expected.iter().map(|(b, _)| *b).collect();
+    for bucket in stored.keys().filter(|b| !valid.contains(*b)) {
         out.push((*bucket, "a row for a bucket that does not exist".to_string()));
     }
     out
@@ -148,6 +230,50 @@ mod tests {
         assert_eq!(last_full_block(4095), 0);
         assert_eq!(last_full_block(4094), -1);
         assert_eq!(last_full_block(0), -1);
+    }
+
+    #[test]
+    fn a_span_filter_holds_every_term_of_its_blocks_and_needs_all_of_them() {
+        let blocks: Vec<Vec<i64>> = (0..SPAN_BLOCKS)
+            .map(|b| (0..3_000).map(|i| postings::term(2, &format!("user-{}", b * 1_000 + i))).collect())
+            .collect();
+        let rows: Vec<(i64, Vec<u8>)> = blocks.iter().flat_map(|terms| build(terms.iter().copied())).collect();
+        let span = build_span(&rows).expect("16 whole blocks");
+        assert_eq!(span.len(), SPAN_BUCKETS as usize);
+        assert!(span.iter().enumerate().all(|(i, (b, _))| *b == BUCKETS + i as i64));
+        for t in blocks.iter().flatten() {
+            let (bucket, fp) = key(*t);
+            assert!(may_hold(&span[(span_bucket(bucket, fp) - BUCKETS) as usize].1, fp));
+        }
+        let absent = (0..10_000)
+            .filter(|i| {
+                let (bucket, fp) = key(postings::term(2, &format!("other-{i}")));
+                may_hold(&span[(span_bucket(bucket, fp) - BUCKETS) as usize].1, fp)
+            })
+            .count();
+        // 48,000 distinct terms in 4,096 rows, 12 bits each: ~0.3% of absent values pass.
+        assert!(absent < 60, "{absent} of 10,000 absent values passed the span filter");
+        // A block row missing, or one damaged, leaves the span without a filter.
+        assert!(build_span(&rows[1..]).is_none());
+        let mut damaged = rows.clone();
+        damaged[5].1.push(0);
+        assert!(build_span(&damaged).is_none());
+        assert_eq!(span_of(15), 0);
+        assert_eq!(span_of(16), 1);
+        assert_eq!(span_end(1), 31);
+    }
+
+    #[test]
+    fn block_ranges_read_only_the_spans_that_may_hold_a_value_and_the_unsealed_tail() {
+        // Blocks 0..=40: spans 0 and 1 sealed, blocks 32..=40 after them.
+        assert_eq!(block_ranges(0, 40, &[]), vec![(32, 40)]);
+        assert_eq!(block_ranges(0, 40, &[1]), vec![(16, 40)]);
+        assert_eq!(block_ranges(0, 40, &[0]), vec![(0, 15), (32, 40)]);
+        assert_eq!(block_ranges(5, 40, &[0, 0, 7]), vec![(5, 15), (32, 40)]);
+        // Ending on a span's last block: no tail.
+        assert_eq!(block_ranges(0, 31, &[1]), vec![(16, 31)]);
+        assert_eq!(block_ranges(0, 31, &[]), Vec::<(i64, i64)>::new());
+        assert_eq!(block_ranges(3, 9, &[]), vec![(3, 9)]);
     }
 
     #[test]

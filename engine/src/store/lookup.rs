@@ -16,6 +16,8 @@ use super::{Store, StoreError, StoredRow, block_filters, dispatch, postings};
 const FIRST_WINDOW: usize = 4;
 /// Most blocks one query names (its `IN` list).
 const MAX_WINDOW: usize = 1024;
+/// Most block ranges one filter query reads (two compound terms each; SQLite allows 500).
+pub(super) const RANGES_PER_QUERY: usize = 64;
 
 impl Store {
     /// `GET /v1/events` (and every caller of [`Store::query`]) by a posting field, newest first.
@@ -44,14 +46,15 @@ impl Store {
         let (mut hits, mut unfiltered) = (Vec::new(), Vec::new());
         let filtered_hi = hi_block.min(last_full);
         if lo_block <= filtered_hi {
+            let ranges = self.block_ranges(bucket, fp, lo_block, filtered_hi).await?;
             let rows;
-            (hits, rows) = dispatch!(self, s => s.filter_hits(bucket, fp, lo_block, filtered_hi).await)?;
+            (hits, rows) = dispatch!(self, s => s.filter_hits(bucket, fp, &ranges).await)?;
             // A full block without its row (damaged, or sealed before a crash the filters
             // survived differently) is probed: find which, only when some are missing.
-            if rows < filtered_hi - lo_block + 1 {
+            if rows < ranges.iter().map(|(a, b)| b - a + 1).sum::<i64>() {
                 let with_rows: std::collections::HashSet<i64> =
-                    dispatch!(self, s => s.filter_blocks(bucket, lo_block, filtered_hi).await)?.into_iter().collect();
-                unfiltered = (lo_block..=filtered_hi).filter(|b| !with_rows.contains(b)).collect();
+                    dispatch!(self, s => s.filter_blocks(bucket, &ranges).await)?.into_iter().collect();
+                unfiltered = ranges.iter().flat_map(|(a, b)| *a..=*b).filter(|b| !with_rows.contains(b)).collect();
             }
         }
         let candidates = block_filters::candidates(lo_block, hi_block, last_full, &hits, &unfiltered);
@@ -72,6 +75,27 @@ impl Store {
             width = (width * 4).min(MAX_WINDOW);
         }
         Ok(out)
+    }
+
+    /// The ranges of full blocks in `lo..=hi` whose block rows a lookup of `(bucket, fp)`
+    /// reads: the span rows (block_filters.rs) rule out the spans that cannot hold it; a
+    /// span without its row, and the blocks after the last sealed span, are read block by
+    /// block.
+    async fn block_ranges(&self, bucket: i64, fp: u16, lo: i64, hi: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let (first, last) = (block_filters::span_of(lo), block_filters::span_of(hi + 1) - 1);
+        let mut to_read = Vec::new();
+        if first <= last {
+            let span_bucket = block_filters::span_bucket(bucket, fp);
+            let ends = [(block_filters::span_end(first), block_filters::span_end(last))];
+            let (hits, rows) = dispatch!(self, s => s.filter_hits(span_bucket, fp, &ends).await)?;
+            to_read.extend(hits.iter().map(|b| block_filters::span_of(*b)));
+            if rows < last - first + 1 {
+                let with_rows: std::collections::HashSet<i64> =
+                    dispatch!(self, s => s.filter_blocks(span_bucket, &ends).await)?.into_iter().collect();
+                to_read.extend((first..=last).filter(|s| !with_rows.contains(&block_filters::span_end(*s))));
+            }
+        }
+        Ok(block_filters::block_ranges(lo, hi, &to_read))
     }
 
     /// The stored filter rows `(block, bucket, fps)` of blocks `lo..=hi` (verify compares
@@ -106,47 +130,69 @@ macro_rules! filter_queries {
                 Ok(sqlx::query_scalar("SELECT MIN(block) FROM postings").fetch_one(&self.$reader).await?)
             }
 
-            /// The blocks in `lo..=hi` whose row of `bucket` may hold `fp` (as
+            /// The blocks in `ranges` whose row of `bucket` may hold `fp` (as
             /// [`block_filters::may_hold`]: the database tests each row, only hits come
-            /// back), and how many rows the range has.
+            /// back), and how many rows the ranges have.
             pub(super) async fn filter_hits(
                 &self,
                 bucket: i64,
                 fp: u16,
-                lo: i64,
-                hi: i64,
+                ranges: &[(i64, i64)],
             ) -> Result<(Vec<i64>, i64), StoreError> {
-                let range = |qb: &mut QueryBuilder<$db>| {
-                    qb.push(" FROM posting_filters WHERE bucket = ").push_bind(bucket);
-                    qb.push(" AND block >= ").push_bind(lo).push(" AND block <= ").push_bind(hi);
-                };
-                let mut qb = QueryBuilder::<$db>::new("SELECT -1 AS block, COUNT(*) AS n");
-                range(&mut qb);
-                qb.push(" UNION ALL SELECT block, 0");
-                range(&mut qb);
-                let fp = fp.to_le_bytes().to_vec();
-                if <$db as sqlx::Database>::NAME == "SQLite" {
-                    qb.push(" AND (length(fps) % 2 = 1 OR instr(fps, ").push_bind(fp).push(") > 0)");
-                } else {
-                    qb.push(" AND (length(fps) % 2 = 1 OR position(").push_bind(fp).push(" in fps) > 0)");
-                }
-                let rows = qb.build().persistent(false).fetch_all(&self.$reader).await?;
-                let mut hits = Vec::new();
-                let mut count = 0;
-                for r in &rows {
-                    match r.try_get::<i64, _>(0usize)? {
-                        -1 => count = r.try_get::<i64, _>(1usize)?,
-                        block => hits.push(block),
+                let (mut hits, mut count) = (Vec::new(), 0);
+                for ranges in ranges.chunks(super::lookup::RANGES_PER_QUERY) {
+                    let range = |qb: &mut QueryBuilder<$db>, (lo, hi): (i64, i64)| {
+                        qb.push(" FROM posting_filters WHERE bucket = ").push_bind(bucket);
+                        qb.push(" AND block >= ").push_bind(lo).push(" AND block <= ").push_bind(hi);
+                    };
+                    let mut qb = QueryBuilder::<$db>::new("");
+                    for (i, r) in ranges.iter().enumerate() {
+                        qb.push(if i == 0 {
+                            "SELECT -1 AS block, COUNT(*) AS n"
+                        } else {
+                            " UNION ALL SELECT -1, COUNT(*)"
+                        });
+                        range(&mut qb, *r);
+                    }
+                    let fp = fp.to_le_bytes().to_vec();
+                    for r in ranges {
+                        qb.push(" UNION ALL SELECT block, 0");
+                        range(&mut qb, *r);
+                        if <$db as sqlx::Database>::NAME == "SQLite" {
+                            qb.push(" AND (length(fps) % 2 = 1 OR instr(fps, ").push_bind(fp.clone()).push(") > 0)");
+                        } else {
+                            qb.push(" AND (length(fps) % 2 = 1 OR position(")
+                                .push_bind(fp.clone())
+                                .push(" in fps) > 0)");
+                        }
+                    }
+                    for r in &qb.build().persistent(false).fetch_all(&self.$reader).await? {
+                        match r.try_get::<i64, _>(0usize)? {
+                            -1 => count += r.try_get::<i64, _>(1usize)?,
+                            block => hits.push(block),
+                        }
                     }
                 }
                 Ok((hits, count))
             }
 
-            /// The blocks in `lo..=hi` that have a row of `bucket`.
-            pub(super) async fn filter_blocks(&self, bucket: i64, lo: i64, hi: i64) -> Result<Vec<i64>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("SELECT block FROM posting_filters WHERE bucket = ");
-                qb.push_bind(bucket).push(" AND block >= ").push_bind(lo).push(" AND block <= ").push_bind(hi);
-                Ok(qb.build_query_scalar().persistent(false).fetch_all(&self.$reader).await?)
+            /// The blocks in `ranges` that have a row of `bucket`.
+            pub(super) async fn filter_blocks(
+                &self,
+                bucket: i64,
+                ranges: &[(i64, i64)],
+            ) -> Result<Vec<i64>, StoreError> {
+                let mut out = Vec::new();
+                for ranges in ranges.chunks(super::lookup::RANGES_PER_QUERY) {
+                    let mut qb = QueryBuilder::<$db>::new("");
+                    for (i, (lo, hi)) in ranges.iter().enumerate() {
+                        qb.push(if i == 0 { "" } else { " UNION ALL " });
+                        qb.push("SELECT block FROM posting_filters WHERE bucket = ").push_bind(bucket);
+                        qb.push(" AND block >= ").push_bind(*lo).push(" AND block <= ").push_bind(*hi);
+                    }
+                    out.extend(qb.build_query_scalar::<i64>().persistent(false).fetch_all(&self.$reader).await?);
+                }
+                Ok(out)
             }
 
             /// `(block, bucket, fps)` of blocks `lo..=hi`, every bucket.

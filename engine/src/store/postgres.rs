@@ -68,6 +68,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "outbox_claims", include_str!("../../../migrations/postgres/0018_outbox_claims.sql")),
     (19, "pg_postings", include_str!("../../../migrations/postgres/0019_pg_postings.sql")),
     (20, "posting_filters", include_str!("../../../migrations/postgres/0020_posting_filters.sql")),
+    (21, "posting_spans", include_str!("../../../migrations/postgres/0021_posting_spans.sql")),
 ];
 
 /// The application role the server acts as.
@@ -472,6 +473,7 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
         let backfill = match *version {
             19 => postings::backfill(&mut tx).await,
             20 => postings::backfill_filters(&mut tx).await,
+            21 => postings::backfill_spans(&mut tx).await,
             _ => Ok(()),
         };
         {

@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "outbox_claims", include_str!("../../../migrations/sqlite/0018_outbox_claims.sql")),
     (19, "pg_postings", include_str!("../../../migrations/sqlite/0019_pg_postings.sql")),
     (20, "posting_filters", include_str!("../../../migrations/sqlite/0020_posting_filters.sql")),
+    (21, "posting_spans", include_str!("../../../migrations/sqlite/0021_posting_spans.sql")),
 ];
 
 /// Rows per multi-row INSERT statement (14 columns each, well under SQLite's variable limit).
@@ -455,6 +456,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         let backfill = match *version {
             9 => backfill_postings(&mut tx).await,
             20 => backfill_filters(&mut tx).await,
+            21 => backfill_spans(&mut tx).await,
             _ => Ok(()),
         };
         {
@@ -539,6 +541,18 @@ async fn backfill_filters(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreEr
     let (Some(oldest), Some(head)) = (oldest, head) else { return Ok(()) };
     let mut handle = tx.lock_handle().await?;
     raw::seal_blocks(handle.as_raw_handle(), block_filters::first_seq(oldest), head)
+}
+
+/// Fills the span filters of the spans full before migration 0021 (those the 0020 backfill
+/// of the same upgrade sealed already are kept).
+async fn backfill_spans(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let (oldest, head): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT (SELECT MIN(block) FROM postings), (SELECT MAX(seq) FROM events)")
+            .fetch_one(&mut *tx)
+            .await?;
+    let (Some(oldest), Some(head)) = (oldest, head) else { return Ok(()) };
+    let mut handle = tx.lock_handle().await?;
+    raw::seal_spans(handle.as_raw_handle(), oldest, block_filters::last_full_block(head))
 }
 
 super::events::event_queries!(SqliteStore, SqliteRow, writer: writer);

@@ -111,6 +111,37 @@ pub(super) async fn seal_blocks(
     for block in postings::block(first)..=full {
         seal_block(conn, schema, block).await?;
     }
+    seal_spans(conn, schema, postings::block(first), full).await
+}
+
+/// Writes the span filters (store/block_filters.rs) of the spans that end in blocks
+/// `from..=to` and have none yet, from their blocks' rows.
+async fn seal_spans(conn: &mut sqlx::PgConnection, schema: &str, from: i64, to: i64) -> Result<(), StoreError> {
+    let sealed = format!("SELECT EXISTS (SELECT 1 FROM {schema}posting_filters WHERE bucket = 256 AND block = $1)");
+    // One index probe per block bucket (`= ANY`), not a scan of every bucket below 256.
+    let select = format!(
+        "SELECT bucket, fps FROM {schema}posting_filters WHERE bucket = ANY($1::bigint[]) AND block >= $2 AND block <= $3"
+    );
+    let insert = format!(
+        "INSERT INTO {schema}posting_filters (bucket, block, fps) \
+         SELECT b, $1, f FROM UNNEST($2::bigint[], $3::bytea[]) AS u(b, f)"
+    );
+    let buckets: Vec<i64> = (0..block_filters::BUCKETS).collect();
+    for span in block_filters::span_of(from)..=block_filters::span_of(to + 1) - 1 {
+        let end = block_filters::span_end(span);
+        if sqlx::query_scalar::<_, bool>(AssertSqlSafe(sealed.as_str())).bind(end).fetch_one(&mut *conn).await? {
+            continue;
+        }
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(select.as_str()))
+            .bind(&buckets)
+            .bind(end + 1 - block_filters::SPAN_BLOCKS)
+            .bind(end)
+            .fetch_all(&mut *conn)
+            .await?;
+        let Some(span_rows) = block_filters::build_span(&rows) else { continue };
+        let (b, f): (Vec<i64>, Vec<Vec<u8>>) = span_rows.into_iter().unzip();
+        sqlx::query(AssertSqlSafe(insert.as_str())).bind(end).bind(b).bind(f).execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -131,15 +162,36 @@ async fn seal_block(conn: &mut sqlx::PgConnection, schema: &str, block: i64) -> 
 /// Fills the filters of the full blocks stored before migration 0020, in this schema and in
 /// each partition schema; runs in the migration's transaction.
 pub(super) async fn backfill_filters(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    for (schema, oldest, last_full) in sealed_logs(conn).await? {
+        for block in oldest..=last_full {
+            seal_block(conn, &schema, block).await?;
+        }
+        seal_spans(conn, &schema, oldest, last_full).await?;
+    }
+    Ok(())
+}
+
+/// Each schema with postings (qualifier, with its dot), its oldest posting block and its
+/// last full block, where it holds events.
+async fn sealed_logs(conn: &mut sqlx::PgConnection) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let mut out = Vec::new();
     for schema in posting_schemas(conn).await? {
         let schema = format!("{}.", quote_ident(&schema));
         let bounds = format!("SELECT (SELECT MIN(block) FROM {schema}postings), (SELECT MAX(seq) FROM {schema}events)");
         let (oldest, head): (Option<i64>, Option<i64>) =
             sqlx::query_as(AssertSqlSafe(bounds.as_str())).fetch_one(&mut *conn).await?;
-        let (Some(oldest), Some(head)) = (oldest, head) else { continue };
-        for block in oldest..=block_filters::last_full_block(head) {
-            seal_block(conn, &schema, block).await?;
+        if let (Some(oldest), Some(head)) = (oldest, head) {
+            out.push((schema, oldest, block_filters::last_full_block(head)));
         }
+    }
+    Ok(out)
+}
+
+/// Fills the span filters of the spans full before migration 0021, in this schema and in
+/// each partition schema (those the 0020 backfill of the same upgrade sealed are kept).
+pub(super) async fn backfill_spans(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    for (schema, oldest, last_full) in sealed_logs(conn).await? {
+        seal_spans(conn, &schema, oldest, last_full).await?;
     }
     Ok(())
 }

@@ -108,6 +108,48 @@ pub(super) fn seal_blocks(db: NonNull<ffi::sqlite3>, first: i64, last: i64) -> R
         }
         statement.execute()?;
     }
+    seal_spans(db, from, full)
+}
+
+/// Writes the span filters (store/block_filters.rs) of the spans that end in blocks
+/// `from..=to` and have none yet, from their blocks' rows.
+pub(super) fn seal_spans(db: NonNull<ffi::sqlite3>, from: i64, to: i64) -> Result<(), StoreError> {
+    let spans = block_filters::span_of(from)..=block_filters::span_of(to + 1) - 1;
+    if spans.is_empty() {
+        return Ok(());
+    }
+    // A sealed span has a row for every span bucket, the first (256) among them.
+    let mut sealed = Statement::prepare(db, c"SELECT COUNT(*) FROM posting_filters WHERE bucket = 256 AND block = ?")?;
+    let mut rows = Statement::prepare(
+        db,
+        c"SELECT bucket, fps FROM posting_filters WHERE bucket = ? AND block >= ? AND block <= ?",
+    )?;
+    let mut insert = Statements::new(db, "INSERT INTO posting_filters (bucket, block, fps) VALUES ", 3);
+    for span in spans {
+        let end = block_filters::span_end(span);
+        sealed.int(1, end)?;
+        if sealed.column_ints()?.first().copied().unwrap_or(0) > 0 {
+            continue;
+        }
+        let mut blocks = Vec::with_capacity((block_filters::BUCKETS * block_filters::SPAN_BLOCKS) as usize);
+        for bucket in 0..block_filters::BUCKETS {
+            rows.int(1, bucket)?;
+            rows.int(2, end + 1 - block_filters::SPAN_BLOCKS)?;
+            rows.int(3, end)?;
+            blocks.extend(rows.column_int_blobs()?);
+        }
+        let Some(span_rows) = block_filters::build_span(&blocks) else { continue };
+        for chunk in span_rows.chunks(block_filters::BUCKETS as usize) {
+            let statement = insert.get(chunk.len())?;
+            for (i, (bucket, fps)) in chunk.iter().enumerate() {
+                let at = (i * 3) as c_int;
+                statement.int(at + 1, *bucket)?;
+                statement.int(at + 2, end)?;
+                statement.blob(at + 3, fps)?;
+            }
+            statement.execute()?;
+        }
+    }
     Ok(())
 }
 
@@ -254,6 +296,37 @@ impl Statement {
         unsafe {
             ffi::sqlite3_reset(self.raw.as_ptr());
             ffi::sqlite3_clear_bindings(self.raw.as_ptr());
+        }
+        result
+    }
+
+    /// The rows `(integer, blob)` of a two-column query.
+    fn column_int_blobs(&mut self) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let raw = self.raw.as_ptr();
+        let result = loop {
+            // SAFETY: the statement is live and its parameters bound.
+            match unsafe { ffi::sqlite3_step(raw) } {
+                ffi::SQLITE_ROW => {
+                    // SAFETY: a row is current with two columns; the blob pointer is valid
+                    // for the length SQLite reports until the next step, and copied first.
+                    let (int, blob) = unsafe {
+                        let len = ffi::sqlite3_column_bytes(raw, 1).max(0) as usize;
+                        let data = ffi::sqlite3_column_blob(raw, 1) as *const u8;
+                        let blob =
+                            if data.is_null() { Vec::new() } else { std::slice::from_raw_parts(data, len).to_vec() };
+                        (ffi::sqlite3_column_int64(raw, 0), blob)
+                    };
+                    out.push((int, blob));
+                }
+                ffi::SQLITE_DONE => break Ok(out),
+                rc => break Err(error(self.db, rc)),
+            }
+        };
+        // SAFETY: as in `execute`.
+        unsafe {
+            ffi::sqlite3_reset(raw);
+            ffi::sqlite3_clear_bindings(raw);
         }
         result
     }
