@@ -14,6 +14,10 @@ use super::{Store, StoreError, StoredRow, block_filters, dispatch, postings};
 
 /// Blocks of the first window; each next window is four times wider, up to [`MAX_WINDOW`].
 const FIRST_WINDOW: usize = 4;
+/// Sealed spans whose block rows a lookup's first query reads directly (the newest ones).
+const NEWEST_SPANS: i64 = 8;
+/// Most block ranges one read of the spans' block rows names.
+const MAX_RANGES: usize = 4;
 /// Most blocks one query names (its `IN` list).
 const MAX_WINDOW: usize = 1024;
 /// Most block ranges one filter query reads (two compound terms each; SQLite allows 500).
@@ -42,60 +46,121 @@ impl Store {
             return Ok(Vec::new());
         }
         let last_full = block_filters::last_full_block(head);
-        let (bucket, fp) = block_filters::key(term);
-        let (mut hits, mut unfiltered) = (Vec::new(), Vec::new());
         let filtered_hi = hi_block.min(last_full);
-        if lo_block <= filtered_hi {
-            let ranges = self.block_ranges(bucket, fp, lo_block, filtered_hi).await?;
-            let rows;
-            (hits, rows) = dispatch!(self, s => s.filter_hits(bucket, fp, &ranges).await)?;
-            // A full block without its row (damaged, or sealed before a crash the filters
-            // survived differently) is probed: find which, only when some are missing.
-            if rows < ranges.iter().map(|(a, b)| b - a + 1).sum::<i64>() {
-                let with_rows: std::collections::HashSet<i64> =
-                    dispatch!(self, s => s.filter_blocks(bucket, &ranges).await)?.into_iter().collect();
-                unfiltered = ranges.iter().flat_map(|(a, b)| *a..=*b).filter(|b| !with_rows.contains(b)).collect();
-            }
-        }
-        let candidates = block_filters::candidates(lo_block, hi_block, last_full, &hits, &unfiltered);
+        let (hits, unfiltered, mut spans) =
+            if lo_block <= filtered_hi { self.filter(term, lo_block, filtered_hi).await? } else { Default::default() };
+        // Newest first: the blocks not full yet, those after the last sealed span that may
+        // hold the value, then the blocks of the candidate spans, read (in one query) only
+        // when the probes need more blocks than the newest spans gave.
+        let mut pending: std::collections::VecDeque<i64> =
+            block_filters::candidates(lo_block, hi_block, last_full, &hits, &unfiltered).into();
+        spans.sort_unstable_by(|a, b| b.cmp(a));
+        spans.dedup();
+        let mut spans = spans.as_slice();
         let mut out = Vec::new();
-        let (mut at, mut width) = (0, FIRST_WINDOW);
-        while at < candidates.len() && (out.len() as i64) < limit {
-            let window = &candidates[at..(at + width).min(candidates.len())];
+        let mut width = FIRST_WINDOW;
+        while (out.len() as i64) < limit {
+            if pending.len() < width && !spans.is_empty() {
+                pending.extend(self.span_blocks(term, lo_block, spans).await?);
+                spans = &[];
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let window: Vec<i64> = pending.drain(..width.min(pending.len())).collect();
             let (newest, oldest) = (window[0], window[window.len() - 1]);
             let range = (block_filters::first_seq(oldest).max(lo), (block_filters::first_seq(newest + 1) - 1).min(hi));
             let probe = EventFilter {
                 seq_range: Some(range),
-                posting_blocks: Some(window.to_vec()),
+                posting_blocks: Some(window),
                 limit: limit - out.len() as i64,
                 ..filter.clone()
             };
             out.extend(dispatch!(self, s => s.query(&probe).await)?);
-            at += window.len();
             width = (width * 4).min(MAX_WINDOW);
         }
         Ok(out)
     }
 
-    /// The ranges of full blocks in `lo..=hi` whose block rows a lookup of `(bucket, fp)`
-    /// reads: the span rows (block_filters.rs) rule out the spans that cannot hold it; a
-    /// span without its row, and the blocks after the last sealed span, are read block by
-    /// block.
-    async fn block_ranges(&self, bucket: i64, fp: u16, lo: i64, hi: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    /// What a lookup of `term` over the full blocks `lo..=hi` reads first, in one query: the
+    /// term's span row over the sealed spans (block_filters.rs), and its block row over the
+    /// blocks of the newest [`NEWEST_SPANS`] and those after the last sealed span. Gives
+    /// those blocks that may hold it, those without a row (damaged, or sealed before a crash
+    /// the filters survived differently), and the older spans whose row may hold it or that
+    /// have none (their blocks are read by [`Store::span_blocks`] when the probes get to
+    /// them).
+    async fn filter(&self, term: i64, lo: i64, hi: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), StoreError> {
+        let (bucket, fp) = block_filters::key(term);
+        let span_bucket = block_filters::span_bucket(bucket, fp);
+        // The newest spans' block rows are read in the same query: a frequent value usually
+        // fills its page there, and reading ~128 more rows costs less than another
+        // statement. Their blocks still count only where their span's row may hold it.
         let (first, last) = (block_filters::span_of(lo), block_filters::span_of(hi + 1) - 1);
-        let mut to_read = Vec::new();
+        let direct = ((last + 1 - NEWEST_SPANS) * block_filters::SPAN_BLOCKS).max(lo);
+        let mut reads = vec![(bucket, direct, hi)];
         if first <= last {
-            let span_bucket = block_filters::span_bucket(bucket, fp);
-            let ends = [(block_filters::span_end(first), block_filters::span_end(last))];
-            let (hits, rows) = dispatch!(self, s => s.filter_hits(span_bucket, fp, &ends).await)?;
-            to_read.extend(hits.iter().map(|b| block_filters::span_of(*b)));
-            if rows < last - first + 1 {
+            reads.push((span_bucket, block_filters::span_end(first), block_filters::span_end(last)));
+        }
+        let found = dispatch!(self, s => s.filter_hits(fp, &reads).await)?;
+        let mut spans = Vec::new();
+        if let Some((span_hits, rows)) = found.get(1) {
+            spans.extend(span_hits.iter().map(|end| block_filters::span_of(*end)));
+            // A span without its row: its blocks are read one by one.
+            if *rows < last - first + 1 {
+                let ends = [(block_filters::span_end(first), block_filters::span_end(last))];
                 let with_rows: std::collections::HashSet<i64> =
                     dispatch!(self, s => s.filter_blocks(span_bucket, &ends).await)?.into_iter().collect();
-                to_read.extend((first..=last).filter(|s| !with_rows.contains(&block_filters::span_end(*s))));
+                spans.extend((first..=last).filter(|s| !with_rows.contains(&block_filters::span_end(*s))));
             }
         }
-        Ok(block_filters::block_ranges(lo, hi, &to_read))
+        let (mut hits, rows) = found.into_iter().next().unwrap_or_default();
+        let mut unfiltered =
+            if rows < hi - direct + 1 { self.unfiltered(bucket, &[(direct, hi)]).await? } else { Vec::new() };
+        let candidate: std::collections::HashSet<i64> = spans.iter().copied().collect();
+        let keep = |b: &i64| *b > block_filters::span_end(last) || candidate.contains(&block_filters::span_of(*b));
+        hits.retain(keep);
+        unfiltered.retain(keep);
+        // The spans whose blocks are still to read.
+        spans.retain(|s| block_filters::span_end(*s) < direct);
+        Ok((hits, unfiltered, spans))
+    }
+
+    /// The blocks (`lo` on) of `spans` whose row of `term` may hold it or that have none,
+    /// newest first. Their blocks' rows are read as ranges of adjacent spans; past
+    /// [`MAX_RANGES`] ranges, as one range from the oldest span's first block to the
+    /// newest's last (a statement costs far more than the rows it scans), dropping the blocks
+    /// of the spans in between that are not candidates.
+    async fn span_blocks(&self, term: i64, lo: i64, spans: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let (bucket, fp) = block_filters::key(term);
+        let (Some(oldest), Some(newest)) = (spans.iter().min(), spans.iter().max()) else { return Ok(Vec::new()) };
+        let mut ranges = block_filters::block_ranges(lo, block_filters::span_end(*newest), spans);
+        if ranges.len() > MAX_RANGES {
+            ranges = vec![((oldest * block_filters::SPAN_BLOCKS).max(lo), block_filters::span_end(*newest))];
+        }
+        let reads: Vec<(i64, i64, i64)> = ranges.iter().map(|(from, to)| (bucket, *from, *to)).collect();
+        let (mut blocks, mut missing) = (Vec::new(), Vec::new());
+        for ((_, from, to), (found, rows)) in reads.iter().zip(dispatch!(self, s => s.filter_hits(fp, &reads).await)?) {
+            blocks.extend(found);
+            if rows < to - from + 1 {
+                missing.push((*from, *to));
+            }
+        }
+        blocks.extend(self.unfiltered(bucket, &missing).await?);
+        let spans: std::collections::HashSet<i64> = spans.iter().copied().collect();
+        blocks.retain(|b| spans.contains(&block_filters::span_of(*b)));
+        blocks.sort_unstable_by(|a, b| b.cmp(a));
+        blocks.dedup();
+        Ok(blocks)
+    }
+
+    /// The blocks in `ranges` without a row of `bucket`.
+    async fn unfiltered(&self, bucket: i64, ranges: &[(i64, i64)]) -> Result<Vec<i64>, StoreError> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let with_rows: std::collections::HashSet<i64> =
+            dispatch!(self, s => s.filter_blocks(bucket, ranges).await)?.into_iter().collect();
+        Ok(ranges.iter().flat_map(|(a, b)| *a..=*b).filter(|b| !with_rows.contains(b)).collect())
     }
 
     /// The stored filter rows `(block, bucket, fps)` of blocks `lo..=hi` (verify compares
@@ -130,50 +195,49 @@ macro_rules! filter_queries {
                 Ok(sqlx::query_scalar("SELECT MIN(block) FROM postings").fetch_one(&self.$reader).await?)
             }
 
-            /// The blocks in `ranges` whose row of `bucket` may hold `fp` (as
-            /// [`block_filters::may_hold`]: the database tests each row, only hits come
-            /// back), and how many rows the ranges have.
+            /// For each read `(bucket, lo, hi)`: the blocks in `lo..=hi` whose row of
+            /// `bucket` may hold `fp` (as [`block_filters::may_hold`]: the database tests
+            /// each row, only hits come back), and how many rows the range has.
             pub(super) async fn filter_hits(
                 &self,
-                bucket: i64,
                 fp: u16,
-                ranges: &[(i64, i64)],
-            ) -> Result<(Vec<i64>, i64), StoreError> {
-                let (mut hits, mut count) = (Vec::new(), 0);
-                for ranges in ranges.chunks(super::lookup::RANGES_PER_QUERY) {
-                    let range = |qb: &mut QueryBuilder<$db>, (lo, hi): (i64, i64)| {
-                        qb.push(" FROM posting_filters WHERE bucket = ").push_bind(bucket);
-                        qb.push(" AND block >= ").push_bind(lo).push(" AND block <= ").push_bind(hi);
-                    };
+                reads: &[(i64, i64, i64)],
+            ) -> Result<Vec<(Vec<i64>, i64)>, StoreError> {
+                let mut out: Vec<(Vec<i64>, i64)> = vec![Default::default(); reads.len()];
+                let fp = fp.to_le_bytes().to_vec();
+                for (group, reads) in reads.chunks(super::lookup::RANGES_PER_QUERY).enumerate() {
+                    let base = group * super::lookup::RANGES_PER_QUERY;
                     let mut qb = QueryBuilder::<$db>::new("");
-                    for (i, r) in ranges.iter().enumerate() {
-                        qb.push(if i == 0 {
-                            "SELECT -1 AS block, COUNT(*) AS n"
-                        } else {
-                            " UNION ALL SELECT -1, COUNT(*)"
-                        });
-                        range(&mut qb, *r);
-                    }
-                    let fp = fp.to_le_bytes().to_vec();
-                    for r in ranges {
-                        qb.push(" UNION ALL SELECT block, 0");
-                        range(&mut qb, *r);
-                        if <$db as sqlx::Database>::NAME == "SQLite" {
-                            qb.push(" AND (length(fps) % 2 = 1 OR instr(fps, ").push_bind(fp.clone()).push(") > 0)");
-                        } else {
-                            qb.push(" AND (length(fps) % 2 = 1 OR position(")
-                                .push_bind(fp.clone())
-                                .push(" in fps) > 0)");
+                    for (i, (bucket, lo, hi)) in reads.iter().enumerate() {
+                        let read = (base + i) as i64;
+                        for hit in [false, true] {
+                            qb.push(if i == 0 && !hit { "SELECT " } else { " UNION ALL SELECT " });
+                            qb.push_bind(read).push(if i == 0 && !hit { " AS r, " } else { ", " });
+                            qb.push_bind(i64::from(hit)).push(if hit { ", block" } else { " AS k, COUNT(*) AS v" });
+                            qb.push(" FROM posting_filters WHERE bucket = ").push_bind(*bucket);
+                            qb.push(" AND block >= ").push_bind(*lo).push(" AND block <= ").push_bind(*hi);
+                            if !hit {
+                                continue;
+                            }
+                            if <$db as sqlx::Database>::NAME == "SQLite" {
+                                qb.push(" AND (length(fps) % 2 = 1 OR instr(fps, ")
+                                    .push_bind(fp.clone())
+                                    .push(") > 0)");
+                            } else {
+                                qb.push(" AND (length(fps) % 2 = 1 OR position(")
+                                    .push_bind(fp.clone())
+                                    .push(" in fps) > 0)");
+                            }
                         }
                     }
                     for r in &qb.build().persistent(false).fetch_all(&self.$reader).await? {
-                        match r.try_get::<i64, _>(0usize)? {
-                            -1 => count += r.try_get::<i64, _>(1usize)?,
-                            block => hits.push(block),
-                        }
+                        let (read, hit, value) =
+                            (r.try_get::<i64, _>(0usize)?, r.try_get::<i64, _>(1usize)?, r.try_get::<i64, _>(2usize)?);
+                        let Some(slot) = usize::try_from(read).ok().and_then(|i| out.get_mut(i)) else { continue };
+                        if hit == 1 { slot.0.push(value) } else { slot.1 = value }
                     }
                 }
-                Ok((hits, count))
+                Ok(out)
             }
 
             /// The blocks in `ranges` that have a row of `bucket`.
