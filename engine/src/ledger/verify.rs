@@ -114,13 +114,16 @@ fn fetch(store: &Store, from: i64, to: i64) -> tokio::task::JoinHandle<Result<Ch
     })
 }
 
+/// Filter rows `(bucket, fps)` of one block.
+type FilterRows = Vec<(i64, Vec<u8>)>;
+
 /// The span filter (store/block_filters.rs) the walk expects: the block filters its rows
 /// gave, block by block, for the span being walked.
 #[derive(Default)]
 struct SpanCheck {
     span: i64,
     blocks: i64,
-    rows: Vec<(i64, Vec<u8>)>,
+    rows: FilterRows,
 }
 
 /// Every stored filter of a full block must be what its rows' columns give
@@ -140,7 +143,7 @@ fn check_filters(
     consistent: &[bool],
     stored: Vec<(i64, i64, Vec<u8>)>,
 ) {
-    let mut by_block: std::collections::BTreeMap<i64, (Vec<(i64, Vec<u8>)>, Vec<(i64, Vec<u8>)>)> = Default::default();
+    let mut by_block: std::collections::BTreeMap<i64, (FilterRows, FilterRows)> = Default::default();
     for (block, bucket, fps) in stored {
         let (own, span) = by_block.entry(block).or_default();
         if bucket < block_filters::BUCKETS { own.push((bucket, fps)) } else { span.push((bucket, fps)) }
