@@ -16,8 +16,10 @@ use super::{Store, StoreError, StoredRow, block_filters, dispatch, postings};
 const FIRST_WINDOW: usize = 4;
 /// Sealed spans whose block rows a lookup's first query reads directly (the newest ones).
 const NEWEST_SPANS: i64 = 8;
-/// Most block ranges one read of the spans' block rows names.
+/// Block ranges past which a read of the spans' block rows becomes one covering range...
 const MAX_RANGES: usize = 4;
+/// ...when that range holds at most this many more rows than the ranges.
+const COVER_SLACK: i64 = 1024;
 /// Most blocks one query names (its `IN` list).
 const MAX_WINDOW: usize = 1024;
 /// Most block ranges one filter query reads (two compound terms each; SQLite allows 500).
@@ -128,14 +130,18 @@ impl Store {
     /// The blocks (`lo` on) of `spans` whose row of `term` may hold it or that have none,
     /// newest first. Their blocks' rows are read as ranges of adjacent spans; past
     /// [`MAX_RANGES`] ranges, as one range from the oldest span's first block to the
-    /// newest's last (a statement costs far more than the rows it scans), dropping the blocks
-    /// of the spans in between that are not candidates.
+    /// newest's last when that reads at most [`COVER_SLACK`] more rows (a compound term
+    /// costs more to prepare than the rows it skips), dropping the blocks of the spans in
+    /// between that are not candidates; else as ranges, many to a statement (scattered
+    /// spans in a long log: a chance match in ~1% of the spans).
     async fn span_blocks(&self, term: i64, lo: i64, spans: &[i64]) -> Result<Vec<i64>, StoreError> {
         let (bucket, fp) = block_filters::key(term);
         let (Some(oldest), Some(newest)) = (spans.iter().min(), spans.iter().max()) else { return Ok(Vec::new()) };
         let mut ranges = block_filters::block_ranges(lo, block_filters::span_end(*newest), spans);
-        if ranges.len() > MAX_RANGES {
-            ranges = vec![((oldest * block_filters::SPAN_BLOCKS).max(lo), block_filters::span_end(*newest))];
+        let cover = ((oldest * block_filters::SPAN_BLOCKS).max(lo), block_filters::span_end(*newest));
+        let exact: i64 = ranges.iter().map(|(a, b)| b - a + 1).sum();
+        if ranges.len() > MAX_RANGES && cover.1 - cover.0 < exact + COVER_SLACK {
+            ranges = vec![cover];
         }
         let reads: Vec<(i64, i64, i64)> = ranges.iter().map(|(from, to)| (bucket, *from, *to)).collect();
         let (mut blocks, mut missing) = (Vec::new(), Vec::new());
