@@ -531,14 +531,20 @@ async fn backfill_postings(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreE
     }
 }
 
-/// Fills the filters of the full blocks stored before migration 0020, as an append that
-/// fills a block writes them (raw.rs).
-async fn backfill_filters(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+/// The oldest posting block and the head of a log that holds events (the filters'
+/// backfills start from them).
+async fn log_bounds(tx: &mut sqlx::SqliteConnection) -> Result<Option<(i64, i64)>, StoreError> {
     let (oldest, head): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT (SELECT MIN(block) FROM postings), (SELECT MAX(seq) FROM events)")
             .fetch_one(&mut *tx)
             .await?;
-    let (Some(oldest), Some(head)) = (oldest, head) else { return Ok(()) };
+    Ok(oldest.zip(head))
+}
+
+/// Fills the filters of the full blocks stored before migration 0020, as an append that
+/// fills a block writes them (raw.rs).
+async fn backfill_filters(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let Some((oldest, head)) = log_bounds(tx).await? else { return Ok(()) };
     let mut handle = tx.lock_handle().await?;
     raw::seal_blocks(handle.as_raw_handle(), block_filters::first_seq(oldest), head)
 }
@@ -546,11 +552,7 @@ async fn backfill_filters(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreEr
 /// Fills the span filters of the spans full before migration 0021 (those the 0020 backfill
 /// of the same upgrade sealed already are kept).
 async fn backfill_spans(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-    let (oldest, head): (Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT (SELECT MIN(block) FROM postings), (SELECT MAX(seq) FROM events)")
-            .fetch_one(&mut *tx)
-            .await?;
-    let (Some(oldest), Some(head)) = (oldest, head) else { return Ok(()) };
+    let Some((oldest, head)) = log_bounds(tx).await? else { return Ok(()) };
     let mut handle = tx.lock_handle().await?;
     raw::seal_spans(handle.as_raw_handle(), oldest, block_filters::last_full_block(head))
 }
