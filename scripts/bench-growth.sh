@@ -9,7 +9,8 @@
 #   BUFFERS (high-water marks and SQLite/rule-state bytes, from /metrics)
 #   RULE name seconds_per_event=.. alerts_total=.. alerts_rate_limited_total=.. (each rule)
 #   LOOKUP field=value median_ms=.. (GET /v1/events?<field>=<value>, 15 calls each, after the load)
-# VIGIL_BENCH_CONFIG: TOML appended to the server's config; VIGIL_GROWTH_LOOKUPS=0 skips lookups.
+# VIGIL_BENCH_CONFIG: TOML appended to the server's config; VIGIL_GROWTH_LOOKUPS=0 skips lookups;
+# VIGIL_BIN: another server binary (a copy of an earlier build, for before/after pairs).
 # The load starts once detection has caught up with the stored log (vigil_detection_lag_events 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ cat > "$dir/vigil.toml" <<TOML
 data_dir = "$dir"
 ${VIGIL_BENCH_CONFIG:-}
 TOML
-VIGIL_ADMIN_KEY=$key VIGIL_LOG=warn "$target/release/vigil" serve --listen 127.0.0.1:$port \
+VIGIL_ADMIN_KEY=$key VIGIL_LOG=warn "${VIGIL_BIN:-$target/release/vigil}" serve --listen 127.0.0.1:$port \
   --database-url "sqlite://$dir/vigil.db" --rules-dir "$rules_dir" --config "$dir/vigil.toml" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
@@ -34,12 +35,16 @@ for _ in $(seq 1 1200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null &
 head_seq() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^vigil_log_head_seq / {print $2}'; }
 rss() { awk '/^VmRSS:/ {print int($2 / 1024)}' /proc/$server/status; }
 sleep 1
-# A server restarted on a log whose detection was behind (a long load ends with the queue
-# full) first evaluates the backlog from the store: wait for it, so the load's CPU and rate
-# are the load's own.
-lag() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^vigil_detection_lag_events / {print int($2)}'; }
+# A restarted server first rebuilds its rules' state by replaying the stored events of their
+# longest window (all of a log loaded within the last day: 10M events take a minute or
+# more), and evaluates any backlog left by the last load: wait for both, then for the
+# server to be idle, so the load's CPU and rate are the load's own. (A build without the
+# replay gauge counts as done there; the idle wait still covers its replay.)
+lag() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^vigil_detection_(lag|replay_pending)_events / {n += $2} END {print int(n)}'; }
 for _ in $(seq 1 1800); do [[ "$(lag)" == 0 ]] && break; sleep 1; done
-sleep 1
+busy() { local a b; a=$(awk '{print $14 + $15}' /proc/$server/stat); sleep 2; b=$(awk '{print $14 + $15}' /proc/$server/stat)
+  (( b - a > $(getconf CLK_TCK) / 10 )); }
+for _ in $(seq 1 900); do busy || break; done
 before=$(head_seq); idle_rss=$(rss)
 server_cpu() { awk '{print $14 + $15}' /proc/$server/stat; }
 cpu0=$(server_cpu)

@@ -280,6 +280,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     writer::spawn_writer(alerts.clone(), rule_journal.clone(), decisions.clone(), results_rx);
     let (replay_store, runtime, replay) =
         (store.clone(), tokio::runtime::Handle::current(), config.rules.replay_on_start);
+    if replay && head_at_start > 0 {
+        // An upper bound until the replay has found where its window starts.
+        detection.replay_pending.store(head_at_start as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     if let Some(member) = &cluster {
         // Cluster mode: each node runs the rules of the detection slots it holds over every partition.
         drop((committed_rx, results_tx));
@@ -305,10 +309,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             runtime: tokio::runtime::Handle::current(),
             handoff: handoff.clone(),
         };
+        let stats = detection.clone();
         pipeline.spawn(move |evaluator| {
             let window = evaluator.longest_window_ms();
-            if replay && window > 0 {
-                match runtime.block_on(replay::rebuild_state(&replay_store, evaluator, head_at_start, window)) {
+            let pending = &stats.replay_pending;
+            if !(replay && window > 0) {
+                pending.store(0, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                match runtime.block_on(replay::rebuild_state(&replay_store, evaluator, head_at_start, window, pending))
+                {
                     Ok(n) => tracing::info!(events = n, window_ms = window, "Rule state rebuilt from stored events"),
                     Err(e) => tracing::error!(error = %e, "Rule state replay failed; rules start with empty state"),
                 }

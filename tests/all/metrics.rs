@@ -41,6 +41,7 @@ async fn the_metrics_exposition_passes_promtool(backend: Backend) -> anyhow::Res
         "vigil_sequencer_queue_depth",
         "vigil_detection_queue_events",
         "vigil_detection_lag_events",
+        "vigil_detection_replay_pending_events 0",
         "# TYPE vigil_receiver_notifications gauge",
         "vigil_rule_state_bytes",
         "# TYPE vigil_security_events_total counter",

@@ -459,14 +459,20 @@ impl TestApp {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let text = self.client.get(self.url("/metrics")).send().await?.text().await?;
-            let lag = text
-                .lines()
-                .find_map(|l| l.strip_prefix("vigil_detection_lag_events "))
-                .and_then(|v| v.trim().parse::<i64>().ok());
-            if lag == Some(0) {
+            let gauge = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+            };
+            // Caught up with the log, and the replay at start (if any) done.
+            let (lag, replay) = (gauge("vigil_detection_lag_events"), gauge("vigil_detection_replay_pending_events"));
+            if lag == Some(0) && replay == Some(0) {
                 return Ok(());
             }
-            anyhow::ensure!(std::time::Instant::now() < deadline, "detection still lagging: {lag:?}");
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "detection still lagging: {lag:?} events behind, {replay:?} still to replay"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }

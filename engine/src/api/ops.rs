@@ -60,6 +60,12 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         "Stored events not yet evaluated by rules.",
         (head - done).max(0),
     );
+    crate::telemetry::gauge(
+        &mut out,
+        "vigil_detection_replay_pending_events",
+        "Stored events the rule-state replay at start has yet to evaluate; new events wait behind it.",
+        state.detection.replay_pending.load(std::sync::atomic::Ordering::Relaxed) as i64,
+    );
     crate::telemetry::counter(
         &mut out,
         "vigil_detection_processed_total",

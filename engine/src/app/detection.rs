@@ -153,7 +153,8 @@ impl ClusterDetection {
         if self.replay && window > 0 {
             for (p, &cursor) in cursors.iter().enumerate() {
                 let store = self.reader(p as u32)?;
-                replayed += self.runtime.block_on(rebuild_state(&store, &mut evaluator, cursor, window))?;
+                let pending = &self.stats.replay_pending;
+                replayed += self.runtime.block_on(rebuild_state(&store, &mut evaluator, cursor, window, pending))?;
             }
         }
         tracing::info!(

@@ -32,6 +32,9 @@ pub struct PipelineStats {
     pub last_seq: AtomicU64,
     /// Events read back from the store because the hand-off queue was full.
     pub caught_up: AtomicU64,
+    /// Stored events the rule-state replay at start has yet to evaluate (0 once done, or
+    /// when there is none); events committed meanwhile wait behind it.
+    pub replay_pending: AtomicU64,
 }
 
 /// What the detection thread works with.

@@ -3,6 +3,8 @@
 //! brute-force window nor re-raises old alerts); and for `vigil rules backtest`, which prints
 //! the alerts a rule would have raised. Both read events decoded from `canon`, in seq order.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::Value;
 
 use super::Evaluator;
@@ -24,19 +26,20 @@ pub async fn for_each_chunk(
     let mut next = from;
     let mut total = 0;
     while next <= to {
-        let rows = store.scan(next, to, CHUNK).await?;
-        let Some(last) = rows.last() else { break };
-        next = last.seq + 1;
+        let rows = store.scan_canon(next, to, CHUNK).await?;
+        let Some(&(last, _)) = rows.last() else { break };
+        // (An unreadable seq comes back as i64::MIN: still move on.)
+        next = last.max(next) + 1;
         let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
+        for (seq, canon) in rows {
             // A damaged row (verify names it) is skipped, not a reason to stop detection.
             let object =
-                row.canon.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&row.canon).is_ok();
+                canon.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&canon).is_ok();
             if !object {
-                tracing::warn!(seq = row.seq, "Skipping a stored event whose canon cannot be decoded");
+                tracing::warn!(seq, "Skipping a stored event whose canon cannot be decoded");
                 continue;
             }
-            let event = CommittedEvent::from_canon(row.seq, row.canon);
+            let event = CommittedEvent::from_canon(seq, canon);
             if event.flat().time_ms >= since_ms {
                 events.push(event);
             }
@@ -51,20 +54,33 @@ pub async fn for_each_chunk(
 /// longest window before now is evaluated again (in seq order, with its own event time) and
 /// the alerts are discarded. Selecting by receipt time rather than event time means a restart
 /// replays what arrived recently even when producers send old or skewed timestamps.
+///
+/// `pending` follows the events still to replay (`vigil_detection_replay_pending_events`);
+/// it is 0 when this returns, whatever the outcome.
 pub async fn rebuild_state(
     store: &Store,
     evaluator: &mut Evaluator,
     head_seq: i64,
     window_ms: i64,
+    pending: &AtomicU64,
 ) -> Result<u64, StoreError> {
-    if window_ms <= 0 || head_seq == 0 {
-        return Ok(0);
+    let replayed = async {
+        if window_ms <= 0 || head_seq == 0 {
+            return Ok(0);
+        }
+        let from = first_seq_received_since(store, crate::event::now_ms() - window_ms, head_seq).await?;
+        pending.store((head_seq - from + 1).max(0) as u64, Ordering::Relaxed);
+        for_each_chunk(store, from, head_seq, i64::MIN, |mut events| {
+            let _discarded: Evaluated = evaluator.evaluate(&mut events);
+            if let Some(last) = events.last() {
+                pending.store((head_seq - last.seq).max(0) as u64, Ordering::Relaxed);
+            }
+        })
+        .await
     }
-    let from = first_seq_received_since(store, crate::event::now_ms() - window_ms, head_seq).await?;
-    for_each_chunk(store, from, head_seq, i64::MIN, |mut events| {
-        let _discarded: Evaluated = evaluator.evaluate(&mut events);
-    })
-    .await
+    .await;
+    pending.store(0, Ordering::Relaxed);
+    replayed
 }
 
 /// Binary search for the first seq received at or after `since_ms` (`received_at` grows

@@ -343,17 +343,23 @@ impl Store {
     /// bitmap-scanned and sorted the rest of the log for every chunk of verify (O(n^2)). A
     /// window with no rows at all (deleted) moves on to the next.
     pub async fn scan(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredRow>, StoreError> {
-        let limit = limit.max(1);
-        let mut start = from;
-        while start <= to {
-            let end = to.min(start.saturating_add(limit - 1));
-            let rows = dispatch!(self, s => s.scan(start, end, limit).await)?;
-            if !rows.is_empty() || end == to {
-                return Ok(rows);
-            }
-            start = end + 1;
-        }
-        Ok(Vec::new())
+        windowed(
+            from,
+            to,
+            limit,
+            |start, end, limit| async move { dispatch!(self, s => s.scan(start, end, limit).await) },
+        )
+        .await
+    }
+
+    /// The `(seq, canon)` of the rows with `from <= seq <= to`, ascending, at most `limit`,
+    /// windowed as [`Self::scan`]: what detection reads back and replays (SQLite steps it
+    /// through the C API on the calling thread). An unreadable canon comes back empty.
+    pub async fn scan_canon(&self, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        windowed(from, to, limit, |start, end, limit| async move {
+            dispatch!(self, s => s.scan_canon(start, end, limit).await)
+        })
+        .await
     }
 
     /// The row at `seq`, if any.
@@ -376,6 +382,27 @@ impl Store {
     pub async fn purge(&self, floor: i64) -> Result<u64, StoreError> {
         dispatch!(self, s => s.purge(floor).await)
     }
+}
+
+/// `fetch(start, end, limit)` over windows of `limit` seqs from `from`, up to `to`, until one
+/// has rows (the log is gap-free, so a window holds at most `limit` rows; a window whose
+/// rows were all deleted moves on to the next). See [`Store::scan`].
+async fn windowed<T, F, Fut>(from: i64, to: i64, limit: i64, mut fetch: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(i64, i64, i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    let limit = limit.max(1);
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start.saturating_add(limit - 1));
+        let rows = fetch(start, end, limit).await?;
+        if !rows.is_empty() || end == to {
+            return Ok(rows);
+        }
+        start = end + 1;
+    }
+    Ok(Vec::new())
 }
 
 /// Also expands `SELECT_EVENTS` and the `stored_row` decoder, which the dialect's `scan` and

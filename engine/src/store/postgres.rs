@@ -422,6 +422,20 @@ impl PgStore {
         Ok(rows.iter().map(stored_row).collect())
     }
 
+    pub(super) async fn scan_canon(&self, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query("SELECT seq, canon FROM events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3")
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .persistent(false) // as `scan`: a tampered column type must stay readable
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.try_get("seq").unwrap_or(i64::MIN), r.try_get::<Vec<u8>, _>("canon").unwrap_or_default()))
+            .collect())
+    }
+
     pub(super) async fn first_seq_since(&self, ts: i64) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE ts >= $1").bind(ts).fetch_one(&self.pool).await?)
     }

@@ -362,6 +362,10 @@ impl SqliteStore {
         Ok(rows.iter().map(stored_row).collect())
     }
 
+    pub(super) async fn scan_canon(&self, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        raw::scan_canon(&self.reader, from, to, limit).await
+    }
+
     pub(super) async fn first_seq_since(&self, ts: i64) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE ts >= ?").bind(ts).fetch_one(&self.reader).await?)
     }

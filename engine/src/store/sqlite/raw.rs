@@ -153,6 +153,35 @@ pub(super) fn seal_spans(db: NonNull<ffi::sqlite3>, from: i64, to: i64) -> Resul
     Ok(())
 }
 
+/// The `(seq, canon)` of the rows with `from <= seq <= to`, ascending, at most `limit`:
+/// detection's read-back and replay. Stepped through the C API by the calling thread on a
+/// reader connection of `pool`, so the rows are neither decoded through sqlx nor handed
+/// over from sqlx's worker thread (BENCHMARKS.md, "Detection's read-back"). A value of the
+/// wrong type (a tampered row) is read as SQLite converts it, never a panic.
+pub(super) async fn scan_canon(
+    pool: &sqlx::SqlitePool,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle();
+    let read = || {
+        let mut statement =
+            Statement::prepare(db, c"SELECT seq, canon FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?")?;
+        statement.int(1, from)?;
+        statement.int(2, to)?;
+        statement.int(3, limit)?;
+        statement.column_int_blobs()
+    };
+    // As the writer: on a runtime worker, tokio moves its other tasks away first.
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+        _ => read(),
+    }
+}
+
 /// The multi-row statements of one insert, prepared on first use per size.
 struct Statements {
     db: NonNull<ffi::sqlite3>,
