@@ -284,8 +284,17 @@ macro_rules! filter_queries {
 
             /// Drops the filters of blocks a truncation left without their last row (from
             /// the block of `head + 1` on): those blocks are refilled and sealed again.
+            ///
+            /// Runs at every start: one index range per bucket a filter row is written
+            /// in (block and span buckets), not a scan of the table keyed by bucket first
+            /// (that took 1.1 s at 10M events). A row at another bucket (forged) never
+            /// stands in the way of a new filter, and verify names it.
             pub(super) async fn prune_filters_after(&self, head: i64) -> Result<u64, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("DELETE FROM posting_filters WHERE block >= ");
+                let last = super::block_filters::BUCKETS + super::block_filters::SPAN_BUCKETS - 1;
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "WITH RECURSIVE b(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM b WHERE x < {last}) \
+                     DELETE FROM posting_filters WHERE bucket IN (SELECT x FROM b) AND block >= "
+                ));
                 qb.push_bind(super::block_filters::last_full_block(head) + 1);
                 Ok(qb.build().execute(&self.$writer).await?.rows_affected())
             }
