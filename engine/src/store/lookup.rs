@@ -2,10 +2,10 @@
 //! `ingest_key`), the same on both backends: the value's per-block filters
 //! (store/block_filters.rs) name the blocks that may hold it, and those blocks are probed
 //! newest first, in windows (4 blocks, then as many as the rows still missing need at the
-//! rows per block found so far, see `next_window`), until `limit` rows are found. A rare value costs one read of its filter rows plus a probe of the few
-//! blocks that hold it; a frequent one stops after the newest window that fills the page.
-//! Neither walks the whole log (before, a lookup probed every block: 8 ms for a user at 1M
-//! events on SQLite).
+//! rows per block found so far, see `next_window`), until `limit` rows are found. A rare
+//! value costs one read of its filter rows plus a probe of the few blocks that hold it; a
+//! frequent one stops after the newest window that fills the page. Neither walks the whole
+//! log (before, a lookup probed every block: 8 ms for a user at 1M events on SQLite).
 
 use sqlx::QueryBuilder;
 

@@ -326,11 +326,7 @@ impl SqliteStore {
             // moves its other tasks away first.
             let mut handle = tx.lock_handle().await?;
             let db = handle.as_raw_handle();
-            let write = || raw::insert_rows(db, rows);
-            match tokio::runtime::Handle::current().runtime_flavor() {
-                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(write)?,
-                _ => write()?,
-            }
+            raw::blocking(|| raw::insert_rows(db, rows))?;
         }
         if let Some(cp) = checkpoint {
             sqlx::query(

@@ -175,10 +175,15 @@ pub(super) async fn scan_canon(
         statement.int(3, limit)?;
         statement.column_int_blobs()
     };
-    // As the writer: on a runtime worker, tokio moves its other tasks away first.
+    blocking(read)
+}
+
+/// Runs `f`, which steps SQLite on this thread: on a worker of the multi-threaded runtime,
+/// through `block_in_place`, so tokio moves the worker's other tasks away first.
+pub(super) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
-        _ => read(),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
