@@ -27,8 +27,15 @@ use super::{
 use super::{block_filters, postings};
 use crate::finding::parse_severity;
 
+mod checkpointer;
 mod raw;
+use checkpointer::CheckpointRound;
+use checkpointer::{CheckpointerGuard, RestartRequest};
 pub use raw::memory_used;
+
+/// Busy timeout of the writer connection (and the readers): how long a statement waits for
+/// a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The embedded migrations, in order: (version, description, sql).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -80,130 +87,22 @@ pub struct SqliteStore {
     /// The background WAL checkpointer (None for read-only stores); it stops when the last
     /// clone of the store is dropped.
     _checkpointer: Option<std::sync::Arc<CheckpointerGuard>>,
-}
-
-/// How often the checkpointer runs `wal_checkpoint(PASSIVE)` while the WAL is small.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-/// How often it runs while the WAL is large (a burst of writes).
-const CHECKPOINT_INTERVAL_BUSY: Duration = Duration::from_millis(50);
-/// WAL frames (pages) appended between two rounds above which the shorter interval is used.
-const CHECKPOINT_BUSY_FRAMES: i64 = 1_000;
-/// WAL file size above which the checkpointer tries `wal_checkpoint(TRUNCATE)` (the file is
-/// otherwise reused from its start, never shrunk).
-const WAL_TRUNCATE_BYTES: u64 = 64 << 20;
-/// Least time between two TRUNCATE attempts.
-const TRUNCATE_EVERY: Duration = Duration::from_secs(5);
-/// Busy timeout of the checkpointer's connection: TRUNCATE waits for the write lock and for
-/// readers at most this long (and holds up the writer at most this long).
-const CHECKPOINT_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
-/// Least time between two logged checkpoint errors.
-const CHECKPOINT_LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// Stops the checkpointer task when dropped.
-struct CheckpointerGuard {
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-/// What one checkpointer round found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct CheckpointRound {
-    /// Frames in the WAL.
-    pub log: i64,
-    /// Frames of the WAL copied back to the database (by this or an earlier checkpoint).
-    pub checkpointed: i64,
-}
-
-/// Runs `PRAGMA wal_checkpoint(mode)` on `conn`: (busy, log frames, checkpointed frames).
-async fn wal_checkpoint(conn: &mut sqlx::SqliteConnection, mode: &str) -> Result<CheckpointRound, sqlx::Error> {
-    let (_busy, log, checkpointed): (i64, i64, i64) =
-        sqlx::query_as(AssertSqlSafe(format!("PRAGMA wal_checkpoint({mode})"))).fetch_one(&mut *conn).await?;
-    Ok(CheckpointRound { log, checkpointed })
-}
-
-/// The background checkpointer: PASSIVE checkpoints every [`CHECKPOINT_INTERVAL`] (sooner
-/// while the WAL is large), an occasional TRUNCATE when the WAL file has grown past
-/// [`WAL_TRUNCATE_BYTES`]. Errors are logged (rate-limited) and never stop it; it ends when
-/// `stop` resolves (the store was dropped).
-async fn run_checkpointer(
-    options: SqliteConnectOptions,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-    rounds: Option<tokio::sync::mpsc::UnboundedSender<CheckpointRound>>,
-) {
-    use sqlx::ConnectOptions;
-    let wal_path = {
-        let mut p = options.get_filename().as_os_str().to_owned();
-        p.push("-wal");
-        std::path::PathBuf::from(p)
-    };
-    let mut conn: Option<sqlx::SqliteConnection> = None;
-    let mut last_log: Option<std::time::Instant> = None;
-    let mut suppressed = 0u64;
-    let mut last_truncate = std::time::Instant::now();
-    let mut wait = CHECKPOINT_INTERVAL;
-    let mut prev_log = 0i64;
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        let result: Result<CheckpointRound, sqlx::Error> = async {
-            if conn.is_none() {
-                conn = Some(options.connect().await?);
-            }
-            let c = conn.as_mut().expect("connected above");
-            let mut round = wal_checkpoint(c, "PASSIVE").await?;
-            let wal_bytes = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
-            if wal_bytes > WAL_TRUNCATE_BYTES && last_truncate.elapsed() >= TRUNCATE_EVERY {
-                last_truncate = std::time::Instant::now();
-                // SQLITE_BUSY here (a long reader, a commit in flight) is not an error: the
-                // next attempt comes in TRUNCATE_EVERY.
-                if let Ok(r) = wal_checkpoint(c, "TRUNCATE").await {
-                    round = r;
-                }
-            }
-            Ok(round)
-        }
-        .await;
-        match result {
-            Ok(round) => {
-                // Frames appended since the last round (the WAL restarts from its start once
-                // all of it was checkpointed): many means a burst, come back sooner.
-                let grown = if round.log >= prev_log { round.log - prev_log } else { round.log };
-                prev_log = round.log;
-                wait = if grown > CHECKPOINT_BUSY_FRAMES { CHECKPOINT_INTERVAL_BUSY } else { CHECKPOINT_INTERVAL };
-                if let Some(tx) = &rounds {
-                    let _ = tx.send(round);
-                }
-            }
-            Err(e) => {
-                // A broken connection is reopened at the next round.
-                conn = None;
-                wait = CHECKPOINT_INTERVAL;
-                if last_log.is_none_or(|t| t.elapsed() >= CHECKPOINT_LOG_EVERY) {
-                    tracing::warn!(error = %e, suppressed, "SQLite WAL checkpoint failed (retried)");
-                    last_log = Some(std::time::Instant::now());
-                    suppressed = 0;
-                } else {
-                    suppressed += 1;
-                }
-            }
-        }
-    }
-    if let Some(c) = conn {
-        use sqlx::Connection;
-        let _ = c.close().await;
-    }
+    /// Set by the checkpointer when the WAL should start over; the writer restarts it
+    /// before its next group (checkpointer.rs).
+    wal_restart: std::sync::Arc<RestartRequest>,
 }
 
 impl SqliteStore {
     /// Opens the database file (creating it and its directory), applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(url, None).await
+        Self::open_with(url, checkpointer::RESTART_FRAMES, None).await
     }
 
-    /// [`SqliteStore::open`], sending what each checkpointer round found to `rounds` (tests).
+    /// [`SqliteStore::open`] with the WAL restarted past `restart_frames` frames, sending
+    /// what each checkpointer round found to `rounds` (tests).
     pub(crate) async fn open_with(
         url: &str,
+        restart_frames: i64,
         rounds: Option<tokio::sync::mpsc::UnboundedSender<CheckpointRound>>,
     ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -211,7 +110,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: the WAL is fsynced at every commit, so a 201 survives power loss.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             // Page cache of the writer: 16 MiB. Inserts touch the right edge of the log, of
             // the posting table and of the low-cardinality indexes, so few pages are hot.
             // Readers get 8 MiB each (below); the OS page cache holds the rest of the file.
@@ -251,15 +150,23 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         migrate(&writer).await?;
-        let checkpointer_options = options.clone().busy_timeout(CHECKPOINT_BUSY_TIMEOUT).pragma("cache_size", "-2048");
+        let checkpointer_options =
+            options.clone().busy_timeout(checkpointer::CHECKPOINT_BUSY_TIMEOUT).pragma("cache_size", "-2048");
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.pragma("cache_size", "-8192").read_only(true))
             .await?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(run_checkpointer(checkpointer_options, stop_rx, rounds));
+        let wal_restart = std::sync::Arc::new(RestartRequest::default());
+        tokio::spawn(checkpointer::run_checkpointer(
+            checkpointer_options,
+            stop_rx,
+            wal_restart.clone(),
+            restart_frames,
+            rounds,
+        ));
         let guard = CheckpointerGuard { _stop: stop_tx };
-        Ok(Self { writer, reader, _checkpointer: Some(std::sync::Arc::new(guard)) })
+        Ok(Self { writer, reader, _checkpointer: Some(std::sync::Arc::new(guard)), wal_restart })
     }
 
     /// Opens an existing database file read-only: nothing is created, migrated or written.
@@ -267,10 +174,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(false)
             .read_only(true)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .pragma("cache_size", "-8192");
         let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
-        Ok(Self { writer: pool.clone(), reader: pool, _checkpointer: None })
+        Ok(Self { writer: pool.clone(), reader: pool, _checkpointer: None, wal_restart: Default::default() })
     }
 
     /// The file a `sqlite:` URL names.
@@ -309,6 +216,9 @@ impl SqliteStore {
     }
 
     pub(super) async fn append(&self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), StoreError> {
+        if self.wal_restart.wanted() {
+            self.restart_wal().await;
+        }
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         if rows.is_empty() && checkpoint.is_none() {
             return Ok(());
@@ -345,6 +255,23 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Restarts the WAL on the writer connection between two groups (checkpointer.rs). A
+    /// failure is not the append's: the checkpointer asks again later.
+    async fn restart_wal(&self) {
+        let result: Result<_, StoreError> = async {
+            let mut conn = self.writer.acquire().await?;
+            let mut handle = conn.lock_handle().await?;
+            let db = handle.as_raw_handle();
+            raw::blocking(|| raw::restart_wal(db, checkpointer::RESTART_WAIT, BUSY_TIMEOUT))
+        }
+        .await;
+        self.wal_restart.done();
+        match result {
+            Ok(r) => tracing::debug!(busy = r.busy, log = r.log, checkpointed = r.checkpointed, "SQLite WAL restart"),
+            Err(e) => tracing::debug!(error = %e, "SQLite WAL restart failed"),
+        }
     }
 
     pub(super) async fn scan(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredRow>, StoreError> {
@@ -583,87 +510,7 @@ super::forwarders::forwarder_queries!(SqliteStore, Sqlite, writer: writer);
 
 #[cfg(test)]
 mod tests {
-    use super::{CheckpointRound, SqliteStore, chunk_sizes_of};
-
-    fn wal_len(db: &std::path::Path) -> u64 {
-        let mut p = db.as_os_str().to_owned();
-        p.push("-wal");
-        std::fs::metadata(std::path::PathBuf::from(p)).map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// The writer never checkpoints (`wal_autocheckpoint = 0`): the background task copies
-    /// the WAL back, so the WAL starts over instead of growing, a copy of the files taken while the store
-    /// is open (a crash) holds every committed row, and the task ends with the store.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn background_task_checkpoints_the_wal_and_stops_with_the_store() {
-        let dir = std::env::temp_dir().join(format!("vigil-walckpt-{}-{}", std::process::id(), line!()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("v.db");
-        let url = format!("sqlite://{}", db.display());
-        let (tx, mut rounds) = tokio::sync::mpsc::unbounded_channel::<CheckpointRound>();
-        let store = SqliteStore::open_with(&url, Some(tx)).await.unwrap();
-        let autockpt: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&store.writer).await.unwrap();
-        assert_eq!(autockpt, 0, "the writer must not checkpoint inside commits");
-        sqlx::query("CREATE TABLE walfill (id INTEGER PRIMARY KEY, body BLOB)").execute(&store.writer).await.unwrap();
-        let blob = vec![7u8; 8192];
-        let mut logs = Vec::new();
-        let mut written = 0i64;
-        for _round in 0..6 {
-            for _ in 0..100 {
-                sqlx::query("INSERT INTO walfill (body) VALUES (?)").bind(&blob).execute(&store.writer).await.unwrap();
-                written += 1;
-            }
-            // Wait for a round that found the whole WAL checkpointed.
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-            loop {
-                let r = tokio::time::timeout_at(deadline, rounds.recv()).await.expect("a checkpoint round").unwrap();
-                if r.log > 0 && r.checkpointed == r.log {
-                    logs.push(r.log);
-                    break;
-                }
-            }
-        }
-        // Without checkpoints every batch would add its ~300 frames to one growing WAL. Once
-        // all of it is checkpointed, the next write starts the WAL over; SQLite skips that
-        // restart when the write meets a checkpoint in progress (then that batch is appended,
-        // so how often it happens depends on the machine's load), so the test asks for a
-        // restart, not for one every time.
-        assert!(
-            logs.iter().skip(1).any(|&l| l <= logs[0]),
-            "the WAL never started over (frames at each full checkpoint: {logs:?})"
-        );
-        assert!(wal_len(&db) > 0);
-        // The rows are in the database file, and a copy of the files taken now (a crash
-        // snapshot: database + WAL, no shared memory) holds every committed row.
-        let crash = dir.join("crash.db");
-        std::fs::copy(&db, &crash).unwrap();
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
-        let mut crash_wal = crash.as_os_str().to_owned();
-        crash_wal.push("-wal");
-        let _ = std::fs::copy(std::path::PathBuf::from(wal), std::path::PathBuf::from(crash_wal));
-        let copy = SqliteStore::open(&format!("sqlite://{}", crash.display())).await.unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM walfill").fetch_one(&copy.reader).await.unwrap();
-        assert_eq!(n, written);
-        drop(copy);
-        // The task ends (and drops its sender) once the last clone of the store is gone.
-        let clone = store.clone();
-        drop(store);
-        assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(600), async {
-                while rounds.recv().await.is_some() {}
-            })
-            .await
-            .is_err(),
-            "the checkpointer stopped while a clone of the store was alive"
-        );
-        drop(clone);
-        tokio::time::timeout(std::time::Duration::from_secs(5), async { while rounds.recv().await.is_some() {} })
-            .await
-            .expect("the checkpointer stops when the store is dropped");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    use super::chunk_sizes_of;
 
     #[test]
     fn chunk_sizes_cover_every_row_with_few_distinct_statements() {

@@ -7,6 +7,9 @@
 //! bound there with a copy (`SQLITE_TRANSIENT`). The SQL, the triggers that guard the
 //! tables and the transaction are the same; only the binding changed. Measured in BENCHMARKS.md ("The SQLite writer").
 //!
+//! Also the writer's WAL restart ([`restart_wal`], checkpointer.rs), which needs a busy
+//! timeout of its own for one call.
+//!
 //! The only unsafe code of the store: every pointer comes from sqlx's locked handle (no
 //! other thread uses the connection while the lock is held), statements are finalized on
 //! drop, and bound pointers are used only by the `sqlite3_step` that follows their binding
@@ -184,6 +187,49 @@ pub(super) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// What [`restart_wal`] found: the WAL's frames and how many of them are in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct WalRestart {
+    /// SQLite answered SQLITE_BUSY: a reader still used the WAL when `wait` ran out.
+    pub busy: bool,
+    pub log: i64,
+    pub checkpointed: i64,
+}
+
+/// `wal_checkpoint(RESTART)` on the writer connection `db`, outside any transaction: it
+/// copies the frames the background checkpointer has not copied yet and waits (at most
+/// `wait`) for readers to leave the WAL, so the next commit writes the WAL from its start
+/// again, over blocks the file already has. The connection's busy timeout is `wait` for
+/// this call only and `restore` again after it.
+pub(super) fn restart_wal(
+    db: NonNull<ffi::sqlite3>,
+    wait: std::time::Duration,
+    restore: std::time::Duration,
+) -> Result<WalRestart, StoreError> {
+    let ms = |d: std::time::Duration| c_int::try_from(d.as_millis()).unwrap_or(c_int::MAX);
+    let (mut log, mut checkpointed) = (0 as c_int, 0 as c_int);
+    // SAFETY: `db` is the open connection whose lock the caller holds; the two out-pointers
+    // are live locals; the schema name is a NUL-terminated literal.
+    let rc = unsafe {
+        ffi::sqlite3_busy_timeout(db.as_ptr(), ms(wait));
+        let rc = ffi::sqlite3_wal_checkpoint_v2(
+            db.as_ptr(),
+            c"main".as_ptr(),
+            ffi::SQLITE_CHECKPOINT_RESTART,
+            &mut log,
+            &mut checkpointed,
+        );
+        ffi::sqlite3_busy_timeout(db.as_ptr(), ms(restore));
+        rc
+    };
+    match rc {
+        ffi::SQLITE_OK | ffi::SQLITE_BUSY => {
+            Ok(WalRestart { busy: rc == ffi::SQLITE_BUSY, log: log.into(), checkpointed: checkpointed.into() })
+        }
+        _ => Err(error(db, rc)),
     }
 }
 
