@@ -29,8 +29,7 @@ use crate::finding::parse_severity;
 
 mod checkpointer;
 mod raw;
-use checkpointer::CheckpointRound;
-use checkpointer::{CheckpointerGuard, RestartRequest};
+use checkpointer::{CheckpointRound, CheckpointerGuard, RestartRequest};
 pub use raw::memory_used;
 
 /// Busy timeout of the writer connection (and the readers): how long a statement waits for

@@ -38,7 +38,7 @@ pub(super) const RESTART_WAIT: Duration = Duration::from_millis(20);
 const RESTART_STALE: Duration = Duration::from_secs(1);
 /// WAL file size above which the checkpointer tries `wal_checkpoint(TRUNCATE)` (after a
 /// long reader held every restart back). Well above what a restarted WAL reaches under
-/// load (up to ~60 MiB at 10M stored events): a truncated file is one the next commits
+/// load (up to 64 MiB at 10M stored events): a truncated file is one the next commits
 /// must extend again, block by block.
 const WAL_TRUNCATE_BYTES: u64 = 128 << 20;
 /// Least time between two TRUNCATE attempts.
